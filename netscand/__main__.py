@@ -1,0 +1,3 @@
+from netscand.cli.main import main
+
+raise SystemExit(main())

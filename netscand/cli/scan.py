@@ -1,0 +1,158 @@
+"""`netscand scan`: a one-shot scan in the foreground, without the daemon (like nmap).
+
+The process becomes the supervisor: it forks the engine workers and one control child that runs
+the scan, shows progress on a terminal and prints the result; the supervisor exits with the
+control child's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import socket
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from netscand import config
+from netscand.engine import worker
+from netscand.engine.shm import Shared
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.ports import PortSpecError, parse_ports, service_name, top_ports
+from netscand.scan.result import document
+from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.targets import TargetError, parse_targets
+from netscand.supervisor import ChildSpec, Supervisor
+
+QUICK_PORTS = 100
+EXIT_USAGE = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scan", help="run one scan in the foreground and print its result")
+    p.add_argument("target", help="address, CIDR, range a-b, hostname, or a comma-separated list")
+    p.add_argument("--profile", choices=["quick", "custom"], default=None,
+                   help="quick: top 100 ports (default); custom: the ports given by --ports")
+    p.add_argument("--ports", help="port list, e.g. 22,80,1000-2000 or - for all (implies custom)")
+    p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
+    p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
+    p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
+    p.add_argument("--workers", type=int, help="engine worker processes (default: one per core)")
+    p.add_argument("--config", type=Path, help="configuration file")
+    p.add_argument("--json", action="store_true", help="print the result document as JSON")
+    p.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"netscand: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load(args.config)
+        targets = parse_targets(args.target)
+        profile = args.profile or ("custom" if args.ports else "quick")
+        if profile == "custom" and not args.ports:
+            return _fail("--profile custom needs --ports")
+        if profile == "quick" and args.ports:
+            return _fail("--ports goes with --profile custom")
+        ports = parse_ports(args.ports) if args.ports else top_ports(QUICK_PORTS)
+    except (config.ConfigError, TargetError, PortSpecError) as exc:
+        return _fail(str(exc))
+    for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
+                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1)):
+        if value is not None and value < low:
+            return _fail(f"{name} must be at least {low}")
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except PermissionError:
+        print("netscand: sending raw packets needs root or CAP_NET_RAW", file=sys.stderr)
+        return 1
+    spec = ScanSpec(targets, ports, args.rate or cfg.engine.rate,
+                    cfg.engine.retries if args.retries is None else args.retries, args.timeout_ms)
+    workers = args.workers or cfg.workers
+    shared = Shared(workers)
+    meta = {"target": args.target, "profile": profile}
+    specs = [
+        ChildSpec("worker", lambda i: worker.main(shared, i), count=workers,
+                  heartbeat=lambda i: shared.worker_row(i)[3]),
+        ChildSpec("control", lambda i: _control(shared, spec, meta, args.json), primary=True),
+    ]
+    return Supervisor(specs).run()
+
+
+def _control(shared: Shared, spec: ScanSpec, meta: dict, as_json: bool) -> None:
+    started = datetime.now(timezone.utc)
+    dispatcher = Dispatcher(shared)
+    scan = ScanRun(spec, dispatcher)
+    progress = _Progress(shared) if sys.stderr.isatty() else None
+    scan.step()
+    while not scan.done:
+        select.select(dispatcher.fds(), [], [], 0.2)
+        dispatcher.poll()
+        scan.step()
+        if progress:
+            progress.show(scan)
+    if progress:
+        progress.clear()
+    for error in scan.errors:
+        print(f"netscand: {error}", file=sys.stderr)
+    finished = datetime.now(timezone.utc)
+    doc = document(str(uuid.uuid4()), "completed", scan.result, (finished - started).total_seconds(),
+                   _service, **meta, started_at=_iso(started), finished_at=_iso(finished))
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _print_table(doc)
+    raise SystemExit(1 if scan.errors and not doc["devices"] else 0)
+
+
+def _service(port: int) -> str | None:
+    name = service_name(port)
+    return name.upper() if name else None
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Progress:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.started = time.monotonic()
+        self.next = 0.0
+
+    def show(self, scan: ScanRun) -> None:
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + 0.25
+        done, planned = scan.progress()
+        sent = sum(self.shared.worker_row(w)[4] for w in range(self.shared.workers))
+        elapsed = max(now - self.started, 1e-3)
+        hosts = len(scan.result.up_hosts)
+        pct = 100 * done // planned if planned else 0
+        sys.stderr.write(f"\r{pct:3d}%  {sent:,} probes  {sent / elapsed:,.0f}/s  {hosts} hosts up  ")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+
+def _print_table(doc: dict) -> None:
+    out = sys.stdout
+    out.write(f"{doc['devices_found']} hosts up, {doc['open_ports_total']} open ports, "
+              f"{doc['duration_seconds']} s\n")
+    for d in doc["devices"]:
+        out.write(f"\n{d['ip']}" + (f"  {d['mac']}" if d["mac"] else "") + "\n")
+        for p in d["ports"]:
+            out.write(f"  {p['port']:>5}/{p['protocol']:<4} {p['state']:<9} {p['service'] or ''}\n")
+        for state, count in d.get("not_shown", {}).items():
+            out.write(f"  not shown: {count} {state} ports\n")

@@ -1,0 +1,130 @@
+"""TCP SYN (half-open) probe: SYN-ACK means open, RST closed, ICMP unreachable filtered.
+
+The frame is a pre-built Ethernet/IPv4/TCP template (with an MSS option, as real stacks send);
+per probe only the destination MAC, address, ports, sequence number, IP ID and both checksums are
+patched, with checksums updated incrementally from the template's precomputed sums.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from netscand.engine.checksum import finish, ones_sum
+from netscand.engine.cookie import SLOT_MASK, cookie
+from netscand.engine.plan import Plan
+from netscand.engine.probes.base import Answer
+from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH
+
+TICK_BITS = 10
+TICK_MASK = (1 << TICK_BITS) - 1
+MSS = 1460
+WINDOW = 1024
+TTL = 64
+
+_ETH = 14
+_IP_ID, _IP_SUM, _IP_DST = _ETH + 4, _ETH + 10, _ETH + 16
+_TCP = _ETH + 20
+_TCP_SUM = _TCP + 16
+_TCP_LEN = 24
+_PORTS_SEQ = struct.Struct("!IHHI")  # destination address, source port, dest port, sequence
+_U16 = struct.Struct("!H")
+_TCP_HDR = struct.Struct("!HHIIBBH")
+_U32 = struct.Struct("!I")
+# Unreachable codes that mean a filter, as nmap reads them: host/protocol/port unreachable,
+# and administratively prohibited (9, 10, 13).
+_FILTER_CODES = frozenset({1, 2, 3, 9, 10, 13})
+
+
+def ports_for(plan: Plan) -> tuple[int, int]:
+    """The source-port range a plan's probes use: the low bits carry the send tick."""
+    return plan.sport_base, plan.sport_base + TICK_MASK
+
+
+class TcpSyn:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._key, self._slot = plan.key, plan.slot
+        self._hosts = plan.hosts
+        self._macs = plan.macs
+        self._ports = plan.ports
+        self._host_index = {ip: i for i, ip in enumerate(plan.hosts)}
+        self._port_index = {p: i for i, p in enumerate(plan.ports)}
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + _TCP_LEN, 0, 0, TTL, 6, 0,
+                         plan.src_ip.to_bytes(4, "big"), b"\0\0\0\0")
+        tcp = struct.pack("!HHIIBBHHHBBH", 0, 0, 0, 0, (_TCP_LEN // 4) << 4, 0x02, WINDOW, 0, 0,
+                          2, 4, MSS)
+        self._buf = bytearray(b"\0" * 6 + plan.src_mac + b"\x08\x00" + ip + tcp)
+        self._ip_sum = ones_sum(ip)
+        pseudo = plan.src_ip.to_bytes(4, "big") + b"\0\0\0\x06" + _TCP_LEN.to_bytes(2, "big")
+        self._tcp_sum = ones_sum(pseudo + tcp)
+
+    def frame(self, host: int, port: int, tick: int) -> bytearray:
+        buf = self._buf
+        dst = self._hosts[host]
+        dport = self._ports[port]
+        sport = self.plan.sport_base + (tick & TICK_MASK)
+        seq = cookie(self._key, self._slot, dst, dport, sport)
+        ipid = seq >> 16
+        buf[0:6] = self._macs[host]
+        _PORTS_SEQ.pack_into(buf, _IP_DST, dst, sport, dport, seq)
+        hi, lo = dst >> 16, dst & 0xFFFF
+        _U16.pack_into(buf, _IP_ID, ipid)
+        _U16.pack_into(buf, _IP_SUM, finish(self._ip_sum + hi + lo + ipid))
+        _U16.pack_into(buf, _TCP_SUM, finish(self._tcp_sum + hi + lo + sport + dport + (seq >> 16)
+                                             + (seq & 0xFFFF)))
+        return buf
+
+    def answer(self, frame: bytes) -> Answer | None:
+        if len(frame) < 54 or frame[12:14] != b"\x08\x00":
+            return None
+        ihl = (frame[14] & 0x0F) * 4
+        proto = frame[23]
+        if proto == 6:
+            return self._tcp(frame, _ETH + ihl)
+        if proto == 1:
+            return self._icmp(frame, _ETH + ihl)
+        return None
+
+    def _match(self, ip: int, dport: int, sport: int, seq: int) -> tuple[int, int] | None:
+        if seq & SLOT_MASK != self._slot:
+            return None
+        host = self._host_index.get(ip)
+        port = self._port_index.get(dport)
+        if host is None or port is None or cookie(self._key, self._slot, ip, dport, sport) != seq:
+            return None
+        return host, port
+
+    def _tcp(self, frame: bytes, t: int) -> Answer | None:
+        if len(frame) < t + 20:
+            return None
+        sport, dport, _, ack, off, flags, win = _TCP_HDR.unpack_from(frame, t)
+        ip = _U32.unpack_from(frame, 26)[0]
+        hit = self._match(ip, sport, dport, (ack - 1) & 0xFFFFFFFF)
+        if hit is None:
+            return None
+        if flags & 0x12 == 0x12:
+            state = S_OPEN
+        elif flags & 0x04:
+            state = S_CLOSED
+        else:
+            return None
+        opts = bytes(frame[t + 20 : t + (off >> 4) * 4]) if state == S_OPEN else b""
+        return Answer(hit[0], hit[1], state, dport & TICK_MASK, frame[22], win, flags,
+                      _U16.unpack_from(frame, 18)[0], opts)
+
+    def _icmp(self, frame: bytes, i: int) -> Answer | None:
+        # Type 3 quotes our IP header and at least 8 bytes of our TCP header (ports, sequence).
+        if frame[i] != 3 or frame[i + 1] not in _FILTER_CODES or len(frame) < i + 8 + 28:
+            return None
+        inner = i + 8
+        if frame[inner + 9] != 6:
+            return None
+        t = inner + (frame[inner] & 0x0F) * 4
+        if len(frame) < t + 8:
+            return None
+        ip = _U32.unpack_from(frame, inner + 16)[0]
+        sport, dport, seq = struct.unpack_from("!HHI", frame, t)
+        hit = self._match(ip, dport, sport, seq)
+        if hit is None:
+            return None
+        return Answer(hit[0], hit[1], S_UNREACH, sport & TICK_MASK, frame[22])

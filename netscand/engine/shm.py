@@ -1,0 +1,122 @@
+"""The shared-memory region every process maps: worker table, plans, shard states and rings.
+
+One anonymous mmap is made before any fork, so every child sees the same pages and nothing has
+to be named, unlinked or tracked. Layout, in order:
+  worker table   one row per worker: pid, generation, heartbeat, ready flag, counters
+  plans          PLAN_SLOTS areas the control process fills and the workers read
+  shard slots    SHARD_SLOTS per worker: one state byte per probe of a shard in progress
+  rings          per worker: jobs (control -> worker) and results (worker -> control)
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+
+from netscand.ipc.ring import Ring
+
+PLAN_SLOTS = 4  # the cookie carries the plan slot in 2 bits
+PLAN_BYTES = 1 << 20
+SHARD_SLOTS = 2  # one being sent while the previous one waits for late replies and retries
+SHARD_MAX = 1 << 16
+SHARD_HEADER = struct.Struct("<IIII")  # plan generation, shard number, length, active
+SHARD_BYTES = 64 + SHARD_MAX
+JOB = struct.Struct("<BBxxIII")  # kind, plan slot, epoch, plan generation, shard
+JOB_RING = 16
+RESULT = struct.Struct("<BBBBIIIHHII6sHB21s6x")
+RESULT_RING = 1 << 16
+
+# Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched.
+WORKER = struct.Struct("<iIIxxxxdQQ")
+WORKER_ROW = 64
+
+JOB_SHARD = 1
+
+# Result kinds
+R_PORT = 1  # one port's state (open as it arrives; closed/filtered listed when few)
+R_HOST = 2  # a host answered ARP: ip, mac
+R_TALLY = 3  # per shard and host that answered: a=closed count, b=unanswered or ICMP-refused
+R_DONE = 4  # shard finished: a=probes sent, b=smoothed RTT in microseconds
+R_READY = 5  # worker started: a=generation
+
+# Probe states, as stored in shard slots
+S_NONE, S_OPEN, S_CLOSED, S_UNREACH, S_UP = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Result:
+    kind: int
+    state: int
+    ttl: int
+    flags: int
+    plan_gen: int
+    shard: int
+    ip: int
+    port: int
+    win: int
+    a: int
+    b: int
+    mac: bytes
+    ipid: int
+    opts: bytes
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "Result":
+        (kind, state, ttl, flags, gen, shard, ip, port, win, a, b, mac, ipid, optlen,
+         opts) = RESULT.unpack(raw)
+        return cls(kind, state, ttl, flags, gen, shard, ip, port, win, a, b, mac, ipid,
+                   opts[:optlen])
+
+
+def pack_result(kind: int, *, state: int = 0, ttl: int = 0, flags: int = 0, plan_gen: int = 0,
+                shard: int = 0, ip: int = 0, port: int = 0, win: int = 0, a: int = 0, b: int = 0,
+                mac: bytes = b"", ipid: int = 0, opts: bytes = b"") -> bytes:
+    opts = opts[:21]
+    return RESULT.pack(kind, state, ttl, flags, plan_gen, shard, ip, port, win, a, b, mac,
+                       ipid, len(opts), opts)
+
+
+class Shared:
+    """Views into the region; built once in the supervisor, inherited by every child."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        # Fanout group ids are per network namespace: a random base keeps two daemons apart.
+        self.fanout_base = int.from_bytes(os.urandom(2), "big")
+        table = WORKER_ROW * workers
+        plans = PLAN_BYTES * PLAN_SLOTS
+        shards = SHARD_BYTES * SHARD_SLOTS * workers
+        job_size = Ring.size_for(JOB.size, JOB_RING)
+        result_size = Ring.size_for(RESULT.size, RESULT_RING)
+        total = table + plans + shards + workers * (job_size + result_size)
+        self._map = mmap.mmap(-1, total, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        view = memoryview(self._map)
+        self.table = view[:table]
+        at = table
+        self.plans = [view[at + i * PLAN_BYTES : at + (i + 1) * PLAN_BYTES] for i in range(PLAN_SLOTS)]
+        at += plans
+        self.shards = [view[at + i * SHARD_BYTES : at + (i + 1) * SHARD_BYTES]
+                       for i in range(SHARD_SLOTS * workers)]
+        at += shards
+        self.jobs: list[Ring] = []
+        self.results: list[Ring] = []
+        for _ in range(workers):
+            self.jobs.append(Ring(view[at : at + job_size], JOB.size, JOB_RING,
+                                  os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)))
+            at += job_size
+            self.results.append(Ring(view[at : at + result_size], RESULT.size, RESULT_RING,
+                                     os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)))
+            at += result_size
+
+    def worker_row(self, index: int) -> tuple[int, int, int, float, int, int]:
+        return WORKER.unpack_from(self.table, index * WORKER_ROW)
+
+    def set_worker_row(self, index: int, pid: int, generation: int, ready: int, heartbeat: float,
+                       sent: int, matched: int) -> None:
+        WORKER.pack_into(self.table, index * WORKER_ROW, pid, generation, ready, heartbeat,
+                         sent, matched)
+
+    def worker_slots(self, index: int) -> range:
+        return range(index * SHARD_SLOTS, (index + 1) * SHARD_SLOTS)

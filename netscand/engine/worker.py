@@ -1,0 +1,343 @@
+"""An engine worker: sends its shards' probes at its share of the rate and records every reply.
+
+One synchronous loop, no threads and no asyncio: receive whatever is waiting, expire shards
+whose reply timeout has passed (retrying what is unanswered, finalizing the rest), send the next
+batch when the pacer allows, take a new job when there is room, else sleep in select().
+
+A shard's probe states live in shared memory, so whichever worker the kernel's fanout hands a
+reply to can record it; the shard's owner alone decides retries and reports the tallies.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+
+from netscand.engine import plan as plans
+from netscand.engine import sockets
+from netscand.engine.permutation import Permutation
+from netscand.engine.probes import Answer, Probe, probe_for
+from netscand.engine.probes.tcp_syn import TICK_MASK, ports_for
+from netscand.engine.shm import (
+    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_HOST, R_PORT, R_READY, R_TALLY, S_CLOSED, S_NONE,
+    S_OPEN, S_UNREACH, S_UP, SHARD_HEADER, Shared, pack_result,
+)
+
+BATCH = 64  # probes sent between two looks at the receive sockets
+RX_BATCH = 256
+LIST_CAP = 25  # per host and shard, closed or filtered ports are listed one by one up to this
+TICKS_PER_S = 250  # the send tick is 4 ms: 10 bits of source port cover 4 s of RTT
+IDLE_WAIT = 0.05
+BEAT_EVERY = 0.1
+
+
+class PlanState:
+    """A worker's copy of one plan: its probe, sockets and measured round-trip time."""
+
+    def __init__(self, plan: plans.Plan, send: Callable[[bytearray], object]) -> None:
+        self.plan = plan
+        self.probe: Probe = probe_for(plan)
+        self.send = send
+        self.nh = len(plan.hosts)
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+
+    def rtt_sample(self, rtt: float) -> None:
+        # Jacobson/Karels, as TCP and nmap do.
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar += (abs(rtt - self.srtt) - self.rttvar) / 4
+            self.srtt += (rtt - self.srtt) / 8
+
+    def timeout(self) -> float:
+        p = self.plan
+        if self.srtt is None:
+            return p.timeout_init_ms / 1000
+        return min(max(self.srtt + 4 * self.rttvar, p.timeout_min_ms / 1000), p.timeout_max_ms / 1000)
+
+
+class ShardRun:
+    """One shard in this worker's hands: which probes the current pass still has to send."""
+
+    def __init__(self, state: PlanState, shard: int, slot: int, states: memoryview) -> None:
+        self.ps = state
+        self.shard = shard
+        self.slot = slot
+        self.start, end = state.plan.shard_range(shard)
+        self.length = end - self.start
+        self.states = states
+        self.attempt = 0
+        self.order: Callable[[int], int] = Permutation(self.length, state.plan.key + shard.to_bytes(4, "big"))
+        self.pos = 0
+        self.total = self.length
+        self.sent = 0
+        self.deadline = 0.0
+
+    def unanswered(self) -> list[int]:
+        data = bytes(self.states[: self.length])
+        out, at = [], data.find(0)
+        while at >= 0:
+            out.append(at)
+            at = data.find(0, at + 1)
+        return out
+
+
+class Worker:
+    def __init__(self, shared: Shared, index: int) -> None:
+        self.shared = shared
+        self.index = index
+        self.jobs = shared.jobs[index]
+        self.results = shared.results[index]
+        _, gen, _, _, self.sent, self.matched = shared.worker_row(index)
+        self.generation = gen + 1
+        self.plans: dict[int, PlanState] = {}
+        self.tx: dict[int, Callable[[bytearray], object]] = {}
+        self.rx: dict[int, socket.socket] = {}
+        self.queue: deque[ShardRun] = deque()  # runs with probes left to send in this pass
+        self.waiting: list[ShardRun] = []  # runs waiting for replies before retry or finalize
+        self.backlog: deque[tuple[int, int, int]] = deque()  # jobs taken but not started
+        self.free_slots = list(shared.worker_slots(index))
+        self.slot_cache: dict[tuple[int, int], memoryview] = {}
+        self.tokens = 0.0
+        self.last_pace = time.monotonic()
+        self.stopping = False
+        self.rxbuf = bytearray(sockets.SNAPLEN)
+        self.next_beat = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for i in self.shared.worker_slots(self.index):
+            SHARD_HEADER.pack_into(self.shared.shards[i], 0, 0, 0, 0, 0)
+        self._beat(time.monotonic(), ready=0)
+        self._emit(pack_result(R_READY, a=self.generation))
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= self.next_beat:
+                self._beat(now)
+            self._refresh_plans()
+            self._receive()
+            self._expire(now)
+            self._take_jobs()
+            wait = self._send(now) if self.queue else IDLE_WAIT
+            if wait > 0:
+                self._sleep(min(wait, self._next_deadline(now)))
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _beat(self, now: float, ready: int = 1) -> None:
+        self.shared.set_worker_row(self.index, os.getpid(), self.generation, ready, now,
+                                   self.sent, self.matched)
+        self.next_beat = now + BEAT_EVERY
+
+    def _sleep(self, timeout: float) -> None:
+        fds = [self.jobs.wake_fd, *(s.fileno() for s in self.rx.values())]
+        select.select(fds, [], [], max(timeout, 0))
+        self.jobs.clear_wake()
+
+    def _next_deadline(self, now: float) -> float:
+        return min((r.deadline - now for r in self.waiting), default=IDLE_WAIT)
+
+    def _emit(self, record: bytes) -> None:
+        while not self.results.push(record):
+            time.sleep(0.001)  # the control process is behind; losing a result is worse
+
+    # -- plans and jobs ----------------------------------------------------------------------
+    def _refresh_plans(self) -> None:
+        for slot in range(PLAN_SLOTS):
+            buf = self.shared.plans[slot]
+            gen = plans.generation(buf)
+            known = self.plans.get(slot)
+            if known is not None and known.plan.gen == gen:
+                continue
+            self.plans.pop(slot, None)
+            plan = plans.read(buf) if gen else None
+            if plan is not None:
+                self.plans[slot] = PlanState(plan, self._sockets(plan))
+
+    def _sockets(self, plan: plans.Plan) -> Callable[[bytearray], object]:
+        if plan.ifindex not in self.tx:
+            lo, hi = ports_for(plan)
+            group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
+            self.rx[plan.ifindex] = sockets.open_rx(plan.ifindex, group, lo, hi)
+            self.tx[plan.ifindex] = sockets.open_tx(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
+        return self.tx[plan.ifindex]
+
+    def _take_jobs(self) -> None:
+        for raw in self.jobs.pop_many(16):
+            kind, slot, epoch, gen, shard = JOB.unpack(raw)
+            # A job queued for this worker's previous life is re-issued by the control process.
+            if kind == JOB_SHARD and epoch == self.generation:
+                self.backlog.append((slot, gen, shard))
+        while self.backlog and self.free_slots and not self.queue:
+            slot, gen, shard = self.backlog.popleft()
+            state = self.plans.get(slot)
+            if state is None or state.plan.gen != gen:
+                continue  # cancelled before it started
+            self._start(state, shard)
+
+    def _start(self, state: PlanState, shard: int) -> None:
+        slot = self.free_slots.pop()
+        view = self.shared.shards[slot]
+        start, end = state.plan.shard_range(shard)
+        view[64 : 64 + end - start] = bytes(end - start)
+        SHARD_HEADER.pack_into(view, 0, state.plan.gen, shard, end - start, 1)
+        self.queue.append(ShardRun(state, shard, slot, view[64:]))
+
+    def _release(self, run: ShardRun) -> None:
+        SHARD_HEADER.pack_into(self.shared.shards[run.slot], 0, 0, 0, 0, 0)
+        self.free_slots.append(run.slot)
+
+    def _live(self, run: ShardRun) -> bool:
+        return plans.generation(self.shared.plans[run.ps.plan.slot]) == run.ps.plan.gen
+
+    # -- sending -------------------------------------------------------------------------------
+    def _send(self, now: float) -> float:
+        """Send one paced batch of the current pass; returns how long to wait before the next."""
+        run = self.queue[0]
+        if not self._live(run):
+            self.queue.popleft()
+            self._release(run)
+            return 0.0
+        p = run.ps.plan
+        rate = p.rate / max(p.share, 1)
+        burst = max(1.0, min(float(BATCH), rate / 50))
+        self.tokens = min(self.tokens + (now - self.last_pace) * rate, burst)
+        self.last_pace = now
+        if self.tokens < 1:
+            return (1 - self.tokens) / rate
+        n = min(int(self.tokens), run.total - run.pos)
+        tick = int(now * TICKS_PER_S)
+        frame, send, nh, start, order = run.ps.probe.frame, run.ps.send, run.ps.nh, run.start, run.order
+        states, retry = run.states, run.attempt > 0
+        sent = 0
+        try:
+            for _ in range(n):
+                off = order(run.pos)
+                if not (retry and states[off]):
+                    index = start + off
+                    send(frame(index % nh, index // nh, tick))
+                    sent += 1
+                run.pos += 1
+        except OSError as exc:
+            if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
+                raise
+            self.tokens = 0  # the interface queue is full: back off and resend this one
+        self.tokens -= sent
+        run.sent += sent
+        self.sent += sent
+        if run.pos >= run.total:
+            self.queue.popleft()
+            run.deadline = now + run.ps.timeout()
+            self.waiting.append(run)
+        return 0.0
+
+    def _expire(self, now: float) -> None:
+        for run in [r for r in self.waiting if r.deadline <= now]:
+            self.waiting.remove(run)
+            if not self._live(run):
+                self._release(run)
+                continue
+            missing = run.unanswered()
+            if missing and run.attempt < run.ps.plan.retries:
+                run.attempt += 1
+                run.order, run.pos, run.total = missing.__getitem__, 0, len(missing)
+                self.queue.append(run)
+            else:
+                self._finish(run)
+
+    def _finish(self, run: ShardRun) -> None:
+        p = run.ps.plan
+        if p.kind == plans.KIND_TCP_SYN:
+            self._tally(run)
+        srtt_us = int((run.ps.srtt or 0) * 1e6)
+        self._emit(pack_result(R_DONE, plan_gen=p.gen, shard=run.shard, a=run.sent, b=srtt_us))
+        self._release(run)
+
+    def _tally(self, run: ShardRun) -> None:
+        """Per host that answered in this shard: closed and filtered counts, and the ports
+        themselves where there are few (hosts are strided by nh in the port-major layout)."""
+        p, nh, start = run.ps.plan, run.ps.nh, run.start
+        data = bytes(run.states[: run.length])
+        for o in range(min(run.length, nh)):
+            seg = data[o::nh]
+            closed, opened = seg.count(S_CLOSED), seg.count(S_OPEN)
+            if closed + opened == 0:
+                continue
+            filtered = len(seg) - closed - opened
+            ip = p.hosts[(start + o) % nh]
+            self._emit(pack_result(R_TALLY, plan_gen=p.gen, shard=run.shard, ip=ip, a=closed,
+                                   b=filtered))
+            for state, count in ((S_CLOSED, closed), (S_NONE, filtered)):
+                if not 0 < count <= LIST_CAP:
+                    continue
+                for j, value in enumerate(seg):
+                    if value == state or (state == S_NONE and value == S_UNREACH):
+                        port = p.ports[(start + o + j * nh) // nh]
+                        self._emit(pack_result(R_PORT, state=value, plan_gen=p.gen, ip=ip, port=port))
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _receive(self) -> None:
+        buf = self.rxbuf
+        for sock in self.rx.values():
+            for _ in range(RX_BATCH):
+                try:
+                    n = sock.recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    break
+                frame = bytes(buf[:n])
+                for state in self.plans.values():
+                    answer = state.probe.answer(frame)
+                    if answer is not None:
+                        self._record(state, answer)
+                        break
+
+    def _record(self, state: PlanState, a: Answer) -> None:
+        p = state.plan
+        self.matched += 1
+        if a.tick >= 0:
+            ticks = (int(time.monotonic() * TICKS_PER_S) - a.tick) & TICK_MASK
+            state.rtt_sample(ticks / TICKS_PER_S)
+        shard, off = divmod(a.port * state.nh + a.host, p.shard_size)
+        states = self._states(p.gen, shard)
+        prev = S_NONE if states is None else states[off]
+        if states is not None and (prev == S_NONE or (prev == S_UNREACH and a.state != S_UNREACH)):
+            states[off] = a.state
+        if prev != S_NONE:
+            return
+        ip = p.hosts[a.host]
+        if a.state == S_OPEN:
+            self._emit(pack_result(R_PORT, state=S_OPEN, ttl=a.ttl, flags=a.flags, plan_gen=p.gen,
+                                   ip=ip, port=p.ports[a.port], win=a.win, ipid=a.ipid, opts=a.opts))
+        elif a.state == S_UP:
+            self._emit(pack_result(R_HOST, plan_gen=p.gen, ip=ip, mac=a.mac))
+
+    def _states(self, gen: int, shard: int) -> memoryview | None:
+        """The shared state bytes of a shard in progress in any worker, or None once it is done."""
+        key = (gen, shard)
+        view = self.slot_cache.get(key)
+        if view is not None and SHARD_HEADER.unpack_from(view, 0)[:2] == key:
+            return view[64:]
+        self.slot_cache.pop(key, None)
+        for view in self.shared.shards:
+            g, s, _, active = SHARD_HEADER.unpack_from(view, 0)
+            if active and (g, s) == key:
+                if len(self.slot_cache) > 64:
+                    self.slot_cache.clear()
+                self.slot_cache[key] = view
+                return view[64:]
+        return None
+
+
+def main(shared: Shared, index: int) -> None:
+    Worker(shared, index).run()
+

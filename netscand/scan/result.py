@@ -1,0 +1,133 @@
+"""What a scan found, accumulated from engine records, and its result document.
+
+Open ports arrive one by one; closed and filtered ports arrive as per-shard tallies, plus the
+ports themselves when a host has few of them in a shard. A port listed once per state is shown
+when the whole host has few ports in that state; otherwise it is counted under `not_shown`, as
+nmap does with its "Not shown: 995 closed ports".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result
+
+LIST_LIMIT = 25
+STATE_NAMES = {S_OPEN: "open", S_CLOSED: "closed"}  # anything else that is listed is filtered
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in mac)
+
+
+@dataclass
+class Fingerprint:
+    """How the host's stack answered a SYN on an open port: the OS guess reads this later."""
+
+    ttl: int
+    win: int
+    ipid: int
+    opts: bytes
+
+
+@dataclass
+class Host:
+    ip: int
+    probed_ports: int = 0
+    mac: bytes | None = None
+    up: bool = False
+    open: dict[int, Fingerprint] = field(default_factory=dict)
+    closed: set[int] = field(default_factory=set)
+    filtered: set[int] = field(default_factory=set)
+    tallies: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def closed_count(self) -> int:
+        return sum(c for c, _ in self.tallies.values())
+
+    @property
+    def filtered_count(self) -> int:
+        return max(0, self.probed_ports - len(self.open) - self.closed_count)
+
+
+class ScanResult:
+    def __init__(self) -> None:
+        self.hosts: dict[int, Host] = {}
+
+    def host(self, ip: int) -> Host:
+        h = self.hosts.get(ip)
+        if h is None:
+            h = self.hosts[ip] = Host(ip)
+        return h
+
+    def probed(self, ips: tuple[int, ...], nports: int) -> None:
+        for ip in ips:
+            self.host(ip).probed_ports += nports
+
+    def add(self, r: Result) -> None:
+        if r.kind == R_HOST:
+            h = self.host(r.ip)
+            h.up, h.mac = True, r.mac
+        elif r.kind == R_PORT:
+            h = self.host(r.ip)
+            if r.state == S_OPEN:
+                h.up = True
+                h.open.setdefault(r.port, Fingerprint(r.ttl, r.win, r.ipid, r.opts))
+            elif r.state == S_CLOSED:
+                h.closed.add(r.port)
+            else:
+                h.filtered.add(r.port)
+        elif r.kind == R_TALLY:
+            h = self.host(r.ip)
+            h.up = True
+            # Keyed by shard, so a shard run twice after a worker restart counts once.
+            h.tallies[(r.plan_gen, r.shard)] = (r.a, r.b)
+
+    def set_mac(self, ip: int, mac: bytes) -> None:
+        self.host(ip).mac = mac
+
+    @property
+    def up_hosts(self) -> list[Host]:
+        return sorted((h for h in self.hosts.values() if h.up), key=lambda h: h.ip)
+
+    def devices(self, service: Callable[[int], str | None]) -> list[dict]:
+        return [self._device(h, service) for h in self.up_hosts]
+
+    def _device(self, h: Host, service: Callable[[int], str | None]) -> dict:
+        ports = [(p, "open") for p in h.open]
+        not_shown = {}
+        for name, listed, count in (("closed", h.closed, h.closed_count),
+                                    ("filtered", h.filtered - h.open.keys(), h.filtered_count)):
+            if count and count <= LIST_LIMIT and len(listed) == count:
+                ports += [(p, name) for p in listed]
+            elif count:
+                not_shown[name] = count
+        device = {
+            "ip": str(ipaddress.IPv4Address(h.ip)),
+            "mac": mac_text(h.mac) if h.mac and any(h.mac) else None,
+            "hostname": None,
+            "vendor": None,
+            "os_guess": None,
+            "ports": [{"port": p, "protocol": "tcp", "state": s, "service": service(p)}
+                      for p, s in sorted(ports)],
+        }
+        if not_shown:
+            device["not_shown"] = not_shown
+        return device
+
+
+def document(scan_id: str, status: str, result: ScanResult, duration: float,
+             service: Callable[[int], str | None], **meta: object) -> dict:
+    """The body of GET /api/v1/scans/{id}/result; `meta` adds fields such as target and profile."""
+    devices = result.devices(service)
+    return {
+        "id": scan_id,
+        "status": status,
+        **meta,
+        "devices_found": len(devices),
+        "open_ports_total": sum(1 for d in devices for p in d["ports"] if p["state"] == "open"),
+        "duration_seconds": round(duration),
+        "devices": devices,
+    }

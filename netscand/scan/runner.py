@@ -1,0 +1,166 @@
+"""One scan's life in the control process: route the targets, resolve on-link hosts by ARP,
+then SYN-scan every reachable host, feeding the engine one plan per slot as slots free up.
+
+It never blocks: the caller (the one-shot command's loop, or the daemon's event loop) calls
+dispatcher.poll() when a result ring wakes it, then step() here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from netscand.engine import plan as plans
+from netscand.netinfo import NetInfo, NoRoute, Route
+from netscand.scan.dispatch import Dispatcher, Submitted, shard_size
+from netscand.scan.result import ScanResult
+from netscand.scan.targets import Targets
+
+SPORT_BASE = 61440  # above Linux's default ephemeral range, so no local socket owns a reply
+ARP_RETRIES = 2
+ARP_TIMEOUT_MS = 500
+ZERO_MAC = b"\0" * 6
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    targets: Targets
+    ports: tuple[int, ...]
+    rate: float
+    retries: int
+    timeout_ms: int | None = None  # fixed per-probe timeout; None adapts to measured RTT
+
+
+@dataclass
+class _Work:
+    kind: int
+    route: Route
+    hosts: tuple[int, ...]
+    macs: tuple[bytes, ...]
+    ports: tuple[int, ...]
+
+
+class ScanRun:
+    def __init__(self, spec: ScanSpec, dispatcher: Dispatcher, net: NetInfo | None = None) -> None:
+        self.spec = spec
+        self.dispatcher = dispatcher
+        self.result = ScanResult()
+        self.queue: deque[_Work] = deque()
+        self.running: list[tuple[Submitted, _Work]] = []
+        self.waiting_arp: dict[int, list[tuple[int, int, Route]]] = {}  # gateway -> its ranges
+        self.arp_pending: dict[int, list[tuple[Route, int]]] = {}  # ifindex -> on-link hosts
+        self.planned = 0
+        self.done_probes = 0
+        self.errors: list[str] = []
+        self.started = time.monotonic()
+        self.cancelled = False
+        self._route(net or NetInfo())
+
+    # -- planning --------------------------------------------------------------------------
+    def _route(self, net: NetInfo) -> None:
+        try:
+            pieces = net.route_ranges(self.spec.targets.ranges)
+        except NoRoute as exc:
+            self.errors.append(str(exc))
+            return
+        arp: dict[int, tuple[Route, list[int]]] = {}
+        for start, end, route in pieces:
+            if route.loopback:
+                self._queue_syn(route, range(start, end + 1), None)
+            elif route.gateway is None:
+                arp.setdefault(route.ifindex, (route, []))[1].extend(range(start, end + 1))
+            elif route.gateway in net.neighbours:
+                self._queue_syn(route, range(start, end + 1), net.neighbours[route.gateway])
+            else:
+                self.waiting_arp.setdefault(route.gateway, []).append((start, end, route))
+                entry = arp.setdefault(route.ifindex, (route, []))[1]
+                if route.gateway not in entry:
+                    entry.append(route.gateway)
+        for route, hosts in arp.values():
+            for chunk in _chunks(hosts, plans.Plan.capacity(1)):
+                self._enqueue(_Work(plans.KIND_ARP, route, tuple(chunk), (ZERO_MAC,) * len(chunk), (0,)))
+
+    def _queue_syn(self, route: Route, ips: "range | list[int]", mac: bytes | None) -> None:
+        for chunk in _chunks(ips, plans.Plan.capacity(len(self.spec.ports))):
+            macs = tuple(self.result.hosts[ip].mac for ip in chunk) if mac is None and not route.loopback \
+                else (mac or ZERO_MAC,) * len(chunk)
+            self._enqueue(_Work(plans.KIND_TCP_SYN, route, tuple(chunk), macs, self.spec.ports))
+
+    def _enqueue(self, work: _Work) -> None:
+        if work.kind == plans.KIND_TCP_SYN:
+            self.result.probed(work.hosts, len(work.ports))
+        self.planned += len(work.hosts) * len(work.ports)
+        self.queue.append(work)
+
+    def _plan(self, work: _Work, slot: int, gen: int) -> plans.Plan:
+        arp = work.kind == plans.KIND_ARP
+        t = self.spec.timeout_ms
+        size = len(work.hosts) * len(work.ports)
+        workers = self.dispatcher.shared.workers
+        shard = shard_size(size, workers)
+        return plans.Plan(
+            gen=gen, kind=work.kind, slot=slot, share=min(workers, -(-size // shard)),
+            retries=ARP_RETRIES if arp else self.spec.retries, key=os.urandom(16),
+            ifindex=work.route.ifindex, src_ip=work.route.src_ip, src_mac=work.route.src_mac,
+            sport_base=SPORT_BASE, rate=self.spec.rate,
+            timeout_init_ms=ARP_TIMEOUT_MS if arp else (t or 1000),
+            timeout_min_ms=ARP_TIMEOUT_MS if arp else (t or 100),
+            timeout_max_ms=ARP_TIMEOUT_MS if arp else (t or 3000),
+            shard_size=shard, hosts=work.hosts, macs=work.macs, ports=work.ports,
+            flags=plans.FLAG_LOOPBACK if work.route.loopback else 0)
+
+    # -- running ---------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return not self.queue and not self.running
+
+    def step(self) -> None:
+        """Retire finished plans, start queued ones while slots are free."""
+        for item in [i for i in self.running if i[0].finished]:
+            self.running.remove(item)
+            self.done_probes += item[0].plan.size
+            if item[1].kind == plans.KIND_ARP:
+                self._after_arp(item[1])
+        while self.queue and not self.cancelled and self.dispatcher.free_slot is not None:
+            work = self.queue.popleft()
+            sub = self.dispatcher.submit(lambda s, g: self._plan(work, s, g), self.result.add)
+            self.running.append((sub, work))
+
+    def _after_arp(self, work: _Work) -> None:
+        found = [ip for ip in work.hosts if self.result.hosts.get(ip) and self.result.hosts[ip].up]
+        gateways = [ip for ip in found if ip in self.waiting_arp]
+        hosts = [ip for ip in found if ip not in self.waiting_arp or self._is_target(ip)]
+        if hosts:
+            self._queue_syn(work.route, hosts, None)
+        for gw in gateways:
+            mac = self.result.hosts[gw].mac
+            for start, end, r in self.waiting_arp.pop(gw):
+                self._queue_syn(r, range(start, end + 1), mac)
+            if not self._is_target(gw):
+                del self.result.hosts[gw]
+        for gw in [g for g in work.hosts if g in self.waiting_arp]:
+            self.errors.append(f"gateway {ipaddress.IPv4Address(gw)} does not answer ARP")
+            del self.waiting_arp[gw]
+
+    def _is_target(self, ip: int) -> bool:
+        return ip in self.spec.targets
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.queue.clear()
+        for sub, _ in self.running:
+            self.dispatcher.cancel(sub)
+        self.running.clear()
+
+    def progress(self) -> tuple[int, int]:
+        """(probes done, probes planned) counting finished shards of running plans."""
+        partial = sum(len(s.done) * s.plan.shard_size for s, _ in self.running)
+        return min(self.done_probes + partial, self.planned), self.planned
+
+
+def _chunks(items: "range | list[int]", size: int):
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
