@@ -8,6 +8,7 @@ handed the functions its children run and never imports them.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import signal
@@ -125,6 +126,7 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             os.close(self._pipe_r)
             os.close(self._pipe_w)
+            _set_name(f"nsd {child.spec.name} {child.index}")
             child.spec.target(child.index)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -184,3 +186,12 @@ class Supervisor:
             if beat is not None and now - max(beat, c.started) > self.HEARTBEAT_TIMEOUT:
                 self.log(f"{c.spec.name}[{c.index}] missed its heartbeat; killing it")
                 self._signal(c, signal.SIGKILL)
+
+
+def _set_name(name: str) -> None:
+    """Name the process as ps, top and /proc/PID/comm show it (15 bytes at most)."""
+    PR_SET_NAME = 15
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
