@@ -154,15 +154,21 @@ class Worker:
     # -- plans and jobs ----------------------------------------------------------------------
     def _refresh_plans(self) -> None:
         for slot in range(PLAN_SLOTS):
-            buf = self.shared.plans[slot]
-            gen = plans.generation(buf)
-            known = self.plans.get(slot)
-            if known is not None and known.plan.gen == gen:
-                continue
-            self.plans.pop(slot, None)
-            plan = plans.read(buf) if gen else None
-            if plan is not None:
-                self.plans[slot] = PlanState(plan, self._sockets(plan))
+            self._plan(slot)
+
+    def _plan(self, slot: int) -> PlanState | None:
+        """This worker's copy of the plan in a slot, re-read when the control process replaced it."""
+        buf = self.shared.plans[slot]
+        gen = plans.generation(buf)
+        known = self.plans.get(slot)
+        if known is not None and known.plan.gen == gen:
+            return known
+        self.plans.pop(slot, None)
+        plan = plans.read(buf) if gen else None
+        if plan is None:
+            return None
+        state = self.plans[slot] = PlanState(plan, self._sockets(plan))
+        return state
 
     def _sockets(self, plan: plans.Plan) -> Callable[[bytearray], object]:
         if plan.ifindex not in self.tx:
@@ -180,9 +186,10 @@ class Worker:
                 self.backlog.append((slot, gen, shard))
         while self.backlog and self.free_slots and not self.queue:
             slot, gen, shard = self.backlog.popleft()
-            state = self.plans.get(slot)
+            # The plan may have been written after this loop's refresh, just before its job.
+            state = self._plan(slot)
             if state is None or state.plan.gen != gen:
-                continue  # cancelled before it started
+                continue  # cancelled before it started: the control process forgot it too
             self._start(state, shard)
 
     def _start(self, state: PlanState, shard: int) -> None:

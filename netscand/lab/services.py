@@ -1,0 +1,79 @@
+"""The lab's one services process: every host's open ports, served from a single loop.
+
+A socket keeps the namespace it was created in, so the process visits each host's namespace
+only to create its listeners, then serves them all from the namespace it started in.
+Usage: python -m netscand.lab.services STATEFILE
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import netns
+
+from netscand.lab import procs, truth
+
+BACKLOG = 4096  # benchmarks open connections far faster than one loop accepts them
+
+
+def listen_all(state: dict[str, Any]) -> list[tuple[socket.socket, bytes]]:
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    listeners = []
+    try:
+        for host in state["hosts"]:
+            netns.setns(host["netns"], flags=0)  # flags=0: never create a namespace by mistake
+            try:
+                for port in host["open"]:
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind((host["ip"], port))
+                    sock.listen(BACKLOG)
+                    sock.setblocking(False)
+                    listeners.append((sock, host["banners"].get(str(port), "").encode()))
+            finally:
+                netns.setns(home, flags=0)
+    finally:
+        os.close(home)
+    return listeners
+
+
+def serve(listeners: list[tuple[socket.socket, bytes]]) -> None:
+    selector = selectors.DefaultSelector()
+    for sock, banner in listeners:
+        selector.register(sock, selectors.EVENT_READ, (sock, banner))
+    while True:
+        for key, _ in selector.select():
+            sock, banner = key.data
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except (BlockingIOError, ConnectionAbortedError):
+                    break
+                try:
+                    if banner:
+                        conn.setblocking(False)  # a banner fits the send buffer; never wait on a client
+                        conn.send(banner)
+                except OSError:
+                    pass  # the client left first: nothing to serve
+                finally:
+                    conn.close()
+
+
+def main(argv: list[str]) -> int:
+    state = truth.read(Path(argv[0]))
+    if state is None:
+        print(f"no state file {argv[0]}", file=sys.stderr)
+        return 1
+    listeners = listen_all(state)
+    procs.signal_ready()
+    serve(listeners)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

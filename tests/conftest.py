@@ -1,0 +1,84 @@
+"""Shared fixtures. The lab fixtures need root and fail (never skip) without it: CI runs as root."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pytest
+
+from netscand.lab import DEFAULT_STATE_DIR, Lab
+
+# Not the CLI's default "nsd", so a test run never tears down a lab someone started by hand;
+# the two prefixes let the session lab and a test's own lab exist side by side.
+SESSION_PREFIX = "nst"
+FACTORY_PREFIX = "nsl"
+LOCK_FILE = DEFAULT_STATE_DIR / "pytest.lock"
+LOCK_WAIT_S = 900
+
+LabFactory = Callable[..., AbstractContextManager[Lab]]
+
+
+@pytest.fixture(scope="session")
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root: they build network namespaces (CI runs them as root)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def lab_lock(require_root: None) -> Iterator[None]:
+    """Test runs on one machine take turns with the lab: each would tear down the other's labs."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "w") as lock:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test run held {LOCK_FILE} for {LOCK_WAIT_S}s", pytrace=False)
+                if not waiting:
+                    print(f"\nwaiting for another test run to release {LOCK_FILE}", file=sys.__stderr__)
+                    waiting = True
+                time.sleep(0.5)
+        yield  # the lock goes with the file, also when the run is killed
+
+
+@pytest.fixture(scope="session")
+def lab(lab_lock: None) -> Iterator[Lab]:
+    """One 8-host lab (seed 1, no impairment) shared by the whole session."""
+    built = Lab.up(hosts=8, seed=1, prefix=SESSION_PREFIX)  # cleans up after itself if it fails
+    try:
+        yield built
+    finally:
+        built.down()
+
+
+@pytest.fixture
+def lab_factory(lab_lock: None) -> Iterator[LabFactory]:
+    """`with lab_factory(loss_pct=20) as lab:` builds a lab of the test's own (prefix "nsl")."""
+    built: list[Lab] = []
+
+    @contextlib.contextmanager
+    def make_lab(**kwargs: Any) -> Iterator[Lab]:
+        kwargs.setdefault("prefix", FACTORY_PREFIX)
+        made = Lab.up(**kwargs)
+        built.append(made)
+        try:
+            yield made
+        finally:
+            made.down()
+
+    try:
+        yield make_lab
+    finally:
+        for made in built:
+            made.down()  # idempotent: covers a test that left the with-block by an odd path
