@@ -11,6 +11,7 @@ import ipaddress
 import os
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from netscand.engine import plan as plans
@@ -81,13 +82,18 @@ class ScanRun:
                     entry.append(route.gateway)
         for route, hosts in arp.values():
             for chunk in _chunks(hosts, plans.Plan.capacity(1)):
-                self._enqueue(_Work(plans.KIND_ARP, route, tuple(chunk), (ZERO_MAC,) * len(chunk), (0,)))
+                self._enqueue(_Work(plans.KIND_ARP, route, chunk, (ZERO_MAC,) * len(chunk), (0,)))
 
-    def _queue_syn(self, route: Route, ips: "range | list[int]", mac: bytes | None) -> None:
+    def _queue_syn(self, route: Route, ips: Sequence[int], next_hop: bytes | None) -> None:
+        """next_hop: the MAC every frame goes to; None for on-link hosts, each its own ARP answer."""
         for chunk in _chunks(ips, plans.Plan.capacity(len(self.spec.ports))):
-            macs = tuple(self.result.hosts[ip].mac for ip in chunk) if mac is None and not route.loopback \
-                else (mac or ZERO_MAC,) * len(chunk)
-            self._enqueue(_Work(plans.KIND_TCP_SYN, route, tuple(chunk), macs, self.spec.ports))
+            if route.loopback:
+                macs = (ZERO_MAC,) * len(chunk)
+            elif next_hop is None:
+                macs = tuple(self.result.hosts[ip].mac or ZERO_MAC for ip in chunk)
+            else:
+                macs = (next_hop,) * len(chunk)
+            self._enqueue(_Work(plans.KIND_TCP_SYN, route, chunk, macs, self.spec.ports))
 
     def _enqueue(self, work: _Work) -> None:
         if work.kind == plans.KIND_TCP_SYN:
@@ -161,6 +167,6 @@ class ScanRun:
         return min(self.done_probes + partial, self.planned), self.planned
 
 
-def _chunks(items: "range | list[int]", size: int):
+def _chunks(items: Sequence[int], size: int) -> Iterator[tuple[int, ...]]:
     for i in range(0, len(items), size):
-        yield list(items[i : i + size])
+        yield tuple(items[i : i + size])
