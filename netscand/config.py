@@ -24,8 +24,28 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    state_dir: str = "/var/lib/netscand"  # SQLite database, generated TLS certificate
+    socket: str = "/run/netscand/netscand.sock"
+    socket_mode: str = "0660"  # octal, as chmod takes it
+    socket_group: str = "netscand"  # left as the daemon's own group when no such group exists
+    listen: str = "127.0.0.1:8443"  # HTTPS listener, HOST:PORT; empty to disable
+    tls_cert: str = ""  # PEM certificate; empty: a self-signed one is made in state_dir/tls
+    tls_key: str = ""
+    max_running_scans: int = 2  # more are queued until a slot frees
+    log_format: str = "auto"  # json, console, or auto (console on a terminal)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    max_target_addresses: int = 1 << 24
+
+
+@dataclass(frozen=True)
 class Config:
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
     def workers(self) -> int:
@@ -58,11 +78,32 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    sections = {f.name: f.type for f in fields(Config)}
+    sections = {"daemon": DaemonConfig, "engine": EngineConfig, "policy": PolicyConfig}
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"{path}: unknown section '{sorted(unknown)[0]}'")
-    engine = _section(EngineConfig, data.get("engine", {}), "engine")
-    if engine.workers < 0 or engine.rate <= 0 or engine.retries < 0:
-        raise ConfigError(f"{path}: engine.workers, engine.rate and engine.retries must not be negative")
-    return replace(Config(), engine=engine)
+    cfg = Config(**{name: _section(cls, data.get(name, {}), name) for name, cls in sections.items()})
+    check(cfg, str(path))
+    return cfg
+
+
+def override(cfg: Config, section: str, **values: Any) -> Config:
+    """Command-line flags over the file: only the values actually given (not None)."""
+    given = {k: v for k, v in values.items() if v is not None}
+    return replace(cfg, **{section: replace(getattr(cfg, section), **given)}) if given else cfg
+
+
+def check(cfg: Config, where: str) -> None:
+    e, d = cfg.engine, cfg.daemon
+    if e.workers < 0 or e.rate <= 0 or e.retries < 0:
+        raise ConfigError(f"{where}: engine.workers and engine.retries must not be negative, engine.rate must be positive")
+    if d.max_running_scans < 1 or cfg.policy.max_target_addresses < 1:
+        raise ConfigError(f"{where}: daemon.max_running_scans and policy.max_target_addresses must be at least 1")
+    try:
+        int(d.socket_mode, 8)
+    except ValueError:
+        raise ConfigError(f"{where}: daemon.socket_mode must be octal, like 0660") from None
+    if d.listen and (":" not in d.listen or not d.listen.rsplit(":", 1)[1].isdigit()):
+        raise ConfigError(f"{where}: daemon.listen must be HOST:PORT")
+    if d.log_format not in ("auto", "json", "console"):
+        raise ConfigError(f"{where}: daemon.log_format must be auto, json or console")

@@ -1,15 +1,203 @@
-"""`netscanctl`: the client of the daemon's REST API (the daemon arrives with the API issue)."""
+"""`netscanctl`: the client of the daemon's REST API.
+
+Over the Unix socket by default (no token needed: the socket's permissions are the
+authorization), or over HTTPS with --url and --token. Tables for people, --json for scripts;
+an API error is one line on stderr and exit code 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from netscand import __version__
 
+DEFAULT_SOCKET = "/run/netscand/netscand.sock"
+TERMINAL = ("completed", "failed", "cancelled")
+POLL = 0.5
 
-def main(argv: list[str] | None = None) -> int:
+
+class CtlError(Exception):
+    pass
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netscanctl", description="Client for the netscand REST API.")
     p.add_argument("--version", action="version", version=f"netscanctl {__version__}")
-    p.parse_args(argv)
-    p.print_help()
+    p.add_argument("--socket", default=os.environ.get("NETSCAND_SOCKET", DEFAULT_SOCKET),
+                   help=f"daemon's Unix socket (default {DEFAULT_SOCKET})")
+    p.add_argument("--url", default=os.environ.get("NETSCAND_URL"),
+                   help="HTTPS base URL, e.g. https://scanner:8443 (instead of the socket)")
+    p.add_argument("--token", default=os.environ.get("NETSCAND_TOKEN"), help="bearer token for --url")
+    p.add_argument("--cacert", help="CA or self-signed certificate to trust for --url")
+    p.add_argument("--insecure", action="store_true", help="do not verify the HTTPS certificate")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    sub = p.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start a scan")
+    start.add_argument("target", nargs="+", help="addresses, CIDRs, ranges or hostnames")
+    start.add_argument("--profile", default="normal",
+                       choices=["quick", "normal", "deep", "stealth", "custom"])
+    start.add_argument("--ports", help="for custom: 22,80,1000-2000")
+    start.add_argument("--site-id")
+    start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
+    for name in ("status", "result", "stop", "watch"):
+        sub.add_parser(name, help=f"{name} of a scan").add_argument("id")
+    lst = sub.add_parser("list", help="list scans, newest first")
+    lst.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
+    lst.add_argument("--site-id")
+    lst.add_argument("--page", type=int, default=1)
+    lst.add_argument("--per-page", type=int, default=25)
+    return p
+
+
+class Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        if args.url:
+            headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+            verify: bool | str = False if args.insecure else (args.cacert or True)
+            self.where = args.url
+            self.http = httpx.Client(base_url=args.url, headers=headers, verify=verify, timeout=30)
+        else:
+            self.where = args.socket
+            self.http = httpx.Client(base_url="http://netscand", timeout=30,
+                                     transport=httpx.HTTPTransport(uds=args.socket))
+
+    def call(self, method: str, path: str, **kwargs: object) -> dict:
+        try:
+            r = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise CtlError(f"cannot connect to {self.where}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise CtlError(f"request to {self.where} failed: {exc}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            raise CtlError(f"{r.status_code} from {self.where}: not JSON") from None
+        if r.status_code >= 400:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            title = body.get("title", "error") if isinstance(body, dict) else "error"
+            raise CtlError(f"{r.status_code} {title}" + (f": {detail}" if detail else ""))
+        return body
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console()
+    try:
+        client = Client(args)
+        return COMMANDS[args.command](client, args, console)
+    except CtlError as exc:
+        print(f"netscanctl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _out(args: argparse.Namespace, console: Console, body: dict, human: Callable[[], None]) -> int:
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        human()
     return 0
+
+
+def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int:
+    body: dict = {"target": args.target[0] if len(args.target) == 1 else args.target,
+                  "profile": args.profile}
+    if args.ports:
+        body["ports"] = [int(p) if p.strip().isdigit() else p.strip() for p in args.ports.split(",")]
+    if args.site_id:
+        body["site_id"] = args.site_id
+    scan = client.call("POST", "/api/v1/scans/start", json=body)
+    if args.wait:
+        _watch(client, scan["id"], console, quiet=args.json)
+        return cmd_result(client, argparse.Namespace(**{**vars(args), "id": scan["id"]}), console)
+    return _out(args, console, scan, lambda: console.print(f"{scan['id']}  {scan['status']}"))
+
+
+def cmd_status(client: Client, args: argparse.Namespace, console: Console) -> int:
+    scan = client.call("GET", f"/api/v1/scans/{args.id}")
+    return _out(args, console, scan, lambda: _print_status(console, scan))
+
+
+def cmd_stop(client: Client, args: argparse.Namespace, console: Console) -> int:
+    scan = client.call("POST", f"/api/v1/scans/{args.id}/stop")
+    return _out(args, console, scan, lambda: _print_status(console, scan))
+
+
+def cmd_result(client: Client, args: argparse.Namespace, console: Console) -> int:
+    res = client.call("GET", f"/api/v1/scans/{args.id}/result")
+    return _out(args, console, res, lambda: _print_result(console, res))
+
+
+def cmd_list(client: Client, args: argparse.Namespace, console: Console) -> int:
+    params = {"page": args.page, "per_page": args.per_page}
+    if args.status:
+        params["status"] = args.status
+    if args.site_id:
+        params["site_id"] = args.site_id
+    body = client.call("GET", "/api/v1/scans", params=params)
+
+    def human() -> None:
+        table = Table("id", "status", "profile", "target", "progress", "hosts", "open", "created")
+        for s in body["scans"]:
+            target = s["target"] if isinstance(s["target"], str) else ",".join(s["target"])
+            table.add_row(s["id"], s["status"], s["profile"], target, f"{s['progress_percent']}%",
+                          str(s["hosts_found"]), str(s["ports_found"]), s.get("created_at") or "")
+        console.print(table)
+        console.print(f"page {body['page']}, {len(body['scans'])} of {body['total']}")
+    return _out(args, console, body, human)
+
+
+def cmd_watch(client: Client, args: argparse.Namespace, console: Console) -> int:
+    scan = _watch(client, args.id, console, quiet=args.json)
+    return _out(args, console, scan, lambda: _print_status(console, scan))
+
+
+def _watch(client: Client, scan_id: str, console: Console, quiet: bool) -> dict:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TextColumn("{task.fields[found]}"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=quiet, transient=True) as bar:
+        task = bar.add_task(scan_id[:8], total=100, found="")
+        while True:
+            scan = client.call("GET", f"/api/v1/scans/{scan_id}")
+            bar.update(task, completed=scan["progress_percent"], description=f"{scan_id[:8]} {scan['status']}",
+                       found=f"{scan['hosts_found']} hosts, {scan['ports_found']} open")
+            if scan["status"] in TERMINAL:
+                return scan
+            time.sleep(POLL)
+
+
+def _print_status(console: Console, scan: dict) -> None:
+    for key, value in scan.items():
+        if value is not None:
+            console.print(f"{key:>20}  {value}")
+
+
+def _print_result(console: Console, res: dict) -> None:
+    console.print(f"{res['status']}: {res['devices_found']} devices, {res['open_ports_total']} open ports, "
+                  f"{res['duration_seconds']} s")
+    table = Table("ip", "mac", "hostname", "vendor", "os", "port", "state", "service", "version")
+    for d in res["devices"]:
+        first = [d["ip"], d.get("mac") or "", d.get("hostname") or "", d.get("vendor") or "", d.get("os_guess") or ""]
+        for p in d["ports"] or [{}]:
+            version = " ".join(x for x in (p.get("product"), p.get("version")) if x)
+            table.add_row(*first, f"{p['port']}/{p['protocol']}" if p else "", p.get("state", ""),
+                          p.get("service") or "", version)
+            first = [""] * 5
+    console.print(table)
+
+
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
+    "start": cmd_start, "status": cmd_status, "result": cmd_result, "stop": cmd_stop,
+    "list": cmd_list, "watch": cmd_watch,
+}

@@ -23,7 +23,7 @@ from netscand import config
 from netscand.engine import worker
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
-from netscand.scan.ports import PortSpecError, parse_ports, service_name, top_ports
+from netscand.scan.ports import PortSpecError, parse_ports, top_ports
 from netscand.scan.result import document
 from netscand.scan.runner import ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
@@ -104,18 +104,14 @@ def _control(shared: Shared, spec: ScanSpec, meta: dict, as_json: bool) -> None:
     for error in scan.errors:
         print(f"netscand: {error}", file=sys.stderr)
     finished = datetime.now(timezone.utc)
-    doc = document(str(uuid.uuid4()), "completed", scan.result, (finished - started).total_seconds(),
-                   _service, **meta, started_at=_iso(started), finished_at=_iso(finished))
+    doc = document(str(uuid.uuid4()), "completed", scan.result.devices(),
+                   (finished - started).total_seconds(), **meta, started_at=_iso(started),
+                   finished_at=_iso(finished))
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         _print_table(doc)
     raise SystemExit(1 if scan.errors and not doc["devices"] else 0)
-
-
-def _service(port: int) -> str | None:
-    name = service_name(port)
-    return name.upper() if name else None
 
 
 def _iso(t: datetime) -> str:

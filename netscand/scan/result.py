@@ -13,9 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result
+from netscand.scan.ports import service_name
 
 LIST_LIMIT = 25
 STATE_NAMES = {S_OPEN: "open", S_CLOSED: "closed"}  # anything else that is listed is filtered
+
+
+def well_known_service(port: int) -> str | None:
+    """The registered name of a port, in the spec's capitals ("SSH", "HTTPS")."""
+    name = service_name(port)
+    return name.upper() if name else None
 
 
 def mac_text(mac: bytes) -> str:
@@ -55,6 +62,7 @@ class Host:
 class ScanResult:
     def __init__(self) -> None:
         self.hosts: dict[int, Host] = {}
+        self.dirty: set[int] = set()  # hosts changed since the store last saw them
 
     def host(self, ip: int) -> Host:
         h = self.hosts.get(ip)
@@ -67,6 +75,8 @@ class ScanResult:
             self.host(ip).probed_ports += nports
 
     def add(self, r: Result) -> None:
+        if r.kind in (R_HOST, R_PORT, R_TALLY):
+            self.dirty.add(r.ip)
         if r.kind == R_HOST:
             h = self.host(r.ip)
             h.up, h.mac = True, r.mac
@@ -92,10 +102,15 @@ class ScanResult:
     def up_hosts(self) -> list[Host]:
         return sorted((h for h in self.hosts.values() if h.up), key=lambda h: h.ip)
 
-    def devices(self, service: Callable[[int], str | None]) -> list[dict]:
-        return [self._device(h, service) for h in self.up_hosts]
+    def devices(self, service: Callable[[int], str | None] = well_known_service) -> list[dict]:
+        return [self.device(h, service) for h in self.up_hosts]
 
-    def _device(self, h: Host, service: Callable[[int], str | None]) -> dict:
+    def take_dirty(self) -> list[Host]:
+        hosts = [self.hosts[ip] for ip in sorted(self.dirty) if ip in self.hosts and self.hosts[ip].up]
+        self.dirty.clear()
+        return hosts
+
+    def device(self, h: Host, service: Callable[[int], str | None] = well_known_service) -> dict:
         ports = [(p, "open") for p in h.open]
         not_shown = {}
         for name, listed, count in (("closed", h.closed, h.closed_count),
@@ -118,10 +133,8 @@ class ScanResult:
         return device
 
 
-def document(scan_id: str, status: str, result: ScanResult, duration: float,
-             service: Callable[[int], str | None], **meta: object) -> dict:
+def document(scan_id: str, status: str, devices: list[dict], duration: float, **meta: object) -> dict:
     """The body of GET /api/v1/scans/{id}/result; `meta` adds fields such as target and profile."""
-    devices = result.devices(service)
     return {
         "id": scan_id,
         "status": status,

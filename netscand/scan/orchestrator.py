@@ -1,0 +1,269 @@
+"""The scan orchestrator of the control process: a queue of scans, a few running at once, each
+driven by a ScanRun over the shared engine, with progress and results written to the store as
+they arrive. Everything runs on the control process's event loop; engine results wake it through
+the result rings' eventfds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import structlog
+
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.profiles import ScanRequest, resolve
+from netscand.scan.result import Host, ScanResult
+from netscand.scan.runner import ScanRun
+from netscand.scan.targets import TargetError, parse_targets
+from netscand.store import Store, StoreError
+
+log = structlog.get_logger()
+
+FLUSH_EVERY = 0.5  # seconds between progress and result writes of a running scan
+RESTART_REASON = "the daemon stopped while the scan was running"
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+class ScanError(Exception):
+    """A request the orchestrator refuses; the API turns it into problem+json."""
+
+    def __init__(self, status: int, title: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.field = status, title, detail, field
+
+
+@dataclass(frozen=True)
+class Limits:
+    rate: float
+    retries: int
+    max_running: int
+    max_target_addresses: int
+
+
+def now_iso(t: datetime | None = None) -> str:
+    return (t or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Active:
+    def __init__(self, scan_id: str, run: ScanRun) -> None:
+        self.id = scan_id
+        self.run = run
+        self.started = time.monotonic()
+
+
+class Orchestrator:
+    def __init__(self, store: Store, dispatcher: Dispatcher, limits: Limits) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.limits = limits
+        self.queue: deque[tuple[str, ScanRequest, object]] = deque()
+        self.active: dict[str, _Active] = {}
+        self._ticker: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        for fd in self.dispatcher.fds():
+            loop.add_reader(fd, self._wake)
+        self._ticker = loop.create_task(self._tick_forever())
+
+    def interrupted(self) -> None:
+        """At start: scans the previous control process left running can't be resumed."""
+        for scan_id in self.store.fail_interrupted(RESTART_REASON):
+            log.info("scan.state", scan_id=scan_id, status="failed", error=RESTART_REASON)
+
+    async def shutdown(self, reason: str) -> None:
+        for scan_id in list(self.active):
+            self._finish(scan_id, "cancelled", reason)
+        while self.queue:
+            scan_id, _, _ = self.queue.popleft()
+            self._set_state(scan_id, "cancelled", error=reason, finished_at=now_iso())
+        if self._ticker:
+            self._ticker.cancel()
+
+    # -- requests ------------------------------------------------------------------------------
+    async def start(self, req: ScanRequest, owner: str | None, idempotency_key: str | None) -> tuple[dict, bool]:
+        """Queue a scan; returns its status and whether it is new (False for a replayed key)."""
+        if idempotency_key:
+            earlier = self.store.scan_by_idempotency_key(owner, idempotency_key)
+            if earlier:
+                return self.status(earlier["id"]), False
+        loop = asyncio.get_running_loop()
+        try:
+            # Hostnames are resolved once, here, off the event loop.
+            targets = await loop.run_in_executor(None, parse_targets, req.target)
+        except TargetError as exc:
+            raise ScanError(422, "Invalid target", str(exc), "target") from None
+        if targets.count > self.limits.max_target_addresses:
+            raise ScanError(422, "Target too large", f"the target has {targets.count} addresses; "
+                            f"at most {self.limits.max_target_addresses} are allowed", "target")
+        spec = resolve(req, targets, self.limits.rate, self.limits.retries)
+        scan = {
+            "id": str(uuid.uuid4()), "status": "queued", "target": req.target,
+            "profile": req.profile, "site_id": req.site_id, "options": req.options(),
+            "created_at": now_iso(), "started_at": None, "finished_at": None,
+            "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
+            "ports_found": 0, "error": None, "idempotency_key": idempotency_key, "owner": owner,
+        }
+        self.store.create_scan(scan)
+        log.info("scan.state", scan_id=scan["id"], status="queued", target=req.target, profile=req.profile)
+        self.queue.append((scan["id"], req, spec))
+        self._admit()
+        return self.status(scan["id"]), True
+
+    def status(self, scan_id: str) -> dict:
+        return _status_of(self._get(scan_id))
+
+    def result(self, scan_id: str) -> dict:
+        scan = self._get(scan_id)
+        devices = self.store.result(scan_id)
+        end = _parse(scan["finished_at"]) or datetime.now(timezone.utc)
+        begin = _parse(scan["started_at"])
+        return {
+            "id": scan_id, "status": scan["status"], "target": scan["target"],
+            "profile": scan["profile"], "site_id": scan["site_id"],
+            "started_at": scan["started_at"], "finished_at": scan["finished_at"],
+            "devices_found": len(devices),
+            "open_ports_total": sum(1 for d in devices for p in d["ports"] if p["state"] == "open"),
+            "duration_seconds": round((end - begin).total_seconds()) if begin else 0,
+            "devices": devices,
+        }
+
+    async def stop(self, scan_id: str) -> dict:
+        scan = self._get(scan_id)
+        if scan["status"] in TERMINAL:
+            raise ScanError(409, "Scan already finished", f"scan {scan_id} is {scan['status']}")
+        if scan_id in self.active:
+            self._finish(scan_id, "cancelled", None)
+        else:
+            self.queue = deque(q for q in self.queue if q[0] != scan_id)
+            self._set_state(scan_id, "cancelled", finished_at=now_iso())
+        return self.status(scan_id)
+
+    def list(self, page: int, per_page: int, status: str | None, site_id: str | None) -> dict:
+        rows, total = self.store.list_scans(page, per_page, status, site_id)
+        return {"scans": [_status_of(r) for r in rows],
+                "page": page, "per_page": per_page, "total": total}
+
+    def _get(self, scan_id: str) -> dict:
+        scan = self.store.get_scan(scan_id)
+        if scan is None:
+            raise ScanError(404, "Scan not found", f"no scan with id {scan_id}")
+        return scan
+
+    # -- running ---------------------------------------------------------------------------------
+    def _admit(self) -> None:
+        while self.queue and len(self.active) < self.limits.max_running:
+            scan_id, req, spec = self.queue.popleft()
+            try:
+                run = ScanRun(spec, self.dispatcher)
+            except OSError as exc:  # netlink unavailable: nothing can be routed
+                self._set_state(scan_id, "failed", error=f"cannot read routes: {exc}", finished_at=now_iso())
+                continue
+            self.active[scan_id] = _Active(scan_id, run)
+            self._set_state(scan_id, "running", started_at=now_iso())
+            run.step()
+            self._check_done(scan_id)
+
+    def _wake(self) -> None:
+        self.dispatcher.poll()
+        for scan_id in list(self.active):
+            self.active[scan_id].run.step()
+            self._check_done(scan_id)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            try:
+                self._wake()
+                for scan_id in list(self.active):
+                    self._flush(scan_id)
+            except Exception:
+                log.exception("orchestrator.tick_failed")
+
+    def _check_done(self, scan_id: str) -> None:
+        active = self.active.get(scan_id)
+        if active is None or not active.run.done:
+            return
+        run = active.run
+        if run.errors and not run.result.up_hosts:
+            self._finish(scan_id, "failed", "; ".join(run.errors))
+        else:
+            self._finish(scan_id, "completed", None)
+
+    def _finish(self, scan_id: str, status: str, error: str | None) -> None:
+        active = self.active.pop(scan_id)
+        if status == "cancelled":
+            active.run.cancel()
+        try:
+            self._save_hosts(scan_id, active.run.result.up_hosts, active.run.result, final=True)
+            fields = self._progress(active)
+            if status == "completed":
+                fields["progress_percent"] = 100
+            self._set_state(scan_id, status, error=error, finished_at=now_iso(),
+                            estimated_completion=None, **fields)
+        except StoreError as exc:
+            log.error("scan.store_failed", scan_id=scan_id, error=str(exc))
+        self._admit()
+
+    def _flush(self, scan_id: str) -> None:
+        active = self.active[scan_id]
+        try:
+            self._save_hosts(scan_id, active.run.result.take_dirty(), active.run.result, final=False)
+            self.store.update_scan(scan_id, **self._progress(active))
+        except StoreError as exc:
+            # A store that refuses writes fails this scan, never the daemon.
+            self.active.pop(scan_id).run.cancel()
+            log.error("scan.store_failed", scan_id=scan_id, error=str(exc))
+            try:
+                self.store.update_scan(scan_id, status="failed", error=f"storage: {exc}", finished_at=now_iso())
+            except StoreError:
+                pass
+            self._admit()
+
+    def _save_hosts(self, scan_id: str, hosts: list[Host], result: ScanResult, final: bool) -> None:
+        """While running only open ports are saved: which closed and filtered ports are listed
+        (rather than counted) is known once the host's counts are final, and rows stay."""
+        for h in hosts:
+            device = result.device(h)
+            ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
+            extra = {"not_shown": device["not_shown"]} if final and "not_shown" in device else None
+            self.store.put_device(scan_id, device["ip"], mac=device["mac"], extra=extra)
+            self.store.put_ports(scan_id, device["ip"], ports)
+
+    def _progress(self, active: _Active) -> dict:
+        done, planned = active.run.progress()
+        result = active.run.result
+        up = result.up_hosts
+        fields = {
+            "progress_percent": min(99, 100 * done // planned) if planned else 0,
+            "hosts_found": len(up),
+            "ports_found": sum(len(h.open) for h in up),
+            "estimated_completion": None,
+        }
+        elapsed = time.monotonic() - active.started
+        if done and planned and elapsed > 1:
+            remaining = (planned - done) * elapsed / done
+            fields["estimated_completion"] = now_iso(datetime.now(timezone.utc) + timedelta(seconds=remaining))
+        return fields
+
+    def _set_state(self, scan_id: str, status: str, **fields: object) -> None:
+        self.store.update_scan(scan_id, status=status, **fields)
+        log.info("scan.state", scan_id=scan_id, status=status,
+                 **{k: v for k, v in fields.items() if k in ("error", "hosts_found", "ports_found")})
+
+
+def _status_of(scan: dict) -> dict:
+    """The body of GET /api/v1/scans/{id}: the original's fields plus created, finished and error."""
+    keys = ("id", "status", "target", "profile", "site_id", "progress_percent", "hosts_found",
+            "ports_found", "created_at", "started_at", "estimated_completion", "finished_at", "error")
+    return {k: scan[k] for k in keys}
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) if text else None
+

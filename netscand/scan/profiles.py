@@ -1,0 +1,53 @@
+"""Scan profiles (API.md's table) and how a validated request resolves into an engine spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netscand.scan.ports import parse_ports, top_ports
+from netscand.scan.runner import ScanSpec
+from netscand.scan.targets import Targets
+
+PROFILES = ("quick", "normal", "deep", "stealth", "custom")
+STEALTH_RATE = 100.0
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """A start request after the API (or the one-shot CLI) checked its shape and types."""
+
+    target: str | list[str]
+    profile: str = "normal"
+    site_id: str | None = None
+    ports: list[int | str] | None = None
+    timeout_ms: int | None = None
+    max_concurrent: int | None = None
+    enable_profiling: bool | None = None
+    enable_cve_match: bool | None = None
+    rate: float | None = None
+    retries: int | None = None
+
+    def options(self) -> dict:
+        """What is stored with the scan besides target, profile and site."""
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("target", "profile", "site_id") and v is not None}
+
+
+def profile_ports(req: ScanRequest) -> tuple[int, ...]:
+    if req.profile == "quick":
+        return top_ports(100)
+    if req.profile in ("normal", "stealth"):
+        return top_ports(1000)
+    if req.profile == "deep":
+        return tuple(range(1, 65536))
+    return parse_ports(req.ports or [])
+
+
+def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int) -> ScanSpec:
+    """The engine's view of a request: `rate` and `retries` are the configured full-rate values."""
+    if req.profile == "stealth":
+        rate = min(rate, STEALTH_RATE)
+    if req.rate is not None:
+        rate = min(req.rate, rate)
+    return ScanSpec(targets, profile_ports(req), rate,
+                    retries if req.retries is None else req.retries, req.timeout_ms)

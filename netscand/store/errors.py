@@ -1,0 +1,40 @@
+"""The one exception the store raises for a database it cannot use, in words an operator can act on."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Primary result codes (the low byte of the extended code), see https://sqlite.org/rescode.html.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _CONSTRAINT, _NOTADB = (
+    5, 6, 8, 10, 11, 13, 14, 19, 26,
+)
+# SQLite reports a -shm file it cannot grow as an I/O error; on a file system that has room it
+# can always grow, so in practice this is a full disk.
+_IOERR_SHMSIZE = 4874
+
+_PLAIN = {
+    _BUSY: "database is locked by another process",
+    _LOCKED: "database is locked by another process",
+    _READONLY: "database is read-only",
+    _IOERR: "disk I/O error",
+    _CORRUPT: "database file is corrupt",
+    _FULL: "disk is full",
+    _CANTOPEN: "cannot open the database file",
+    _CONSTRAINT: "conflicts with what is already stored",
+    _NOTADB: "file is not an SQLite database",
+}
+
+
+class StoreError(Exception):
+    """The database refused an operation; the message says why in one line."""
+
+
+def plain_words(exc: sqlite3.Error) -> str:
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+        return "the store is closed"
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == _IOERR_SHMSIZE:
+        return _PLAIN[_FULL]
+    if code is not None and code & 0xFF in _PLAIN:
+        return _PLAIN[code & 0xFF]
+    return f"database error ({exc})"

@@ -1,0 +1,154 @@
+"""Devices and ports found by a scan, written as they arrive and read back as the result document.
+
+Writes are upserts: the engine and the profilers report the same host or port more than once,
+and each report may know more (a MAC, a banner) than the last.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import orjson
+from sqlite_utils import Database
+
+DEVICE_KEYS = frozenset({"ip", "mac", "hostname", "vendor", "os_guess", "timed_out", "ports"})
+PORT_REQUIRED = ("port", "protocol", "state")
+PORT_DETAILS = ("service", "product", "version", "banner", "cpe")
+PORT_KEYS = frozenset({*PORT_REQUIRED, *PORT_DETAILS, "cves"})
+_PORT_COLUMNS = (*PORT_REQUIRED, *PORT_DETAILS, "cves")
+
+
+def put_device(
+    db: Database, scan_id: str, ip: str, *, mac: str | None, hostname: str | None, vendor: str | None,
+    os_guess: str | None, timed_out: bool | None, extra: dict[str, Any] | None,
+) -> None:
+    ip, ip_key = _address(ip)
+    clash = DEVICE_KEYS & (extra or {}).keys()
+    if clash:
+        raise ValueError(f"extra must not carry the device's own keys: {', '.join(sorted(clash))}")
+    with db.atomic():
+        _require_scan(db, scan_id)
+        stored = list(db.query("SELECT extra FROM devices WHERE scan_id = ? AND ip = ?", [scan_id, ip]))
+        merged = (orjson.loads(stored[0]["extra"]) if stored else {}) | (extra or {})
+        db.execute(
+            """
+            INSERT INTO devices (scan_id, ip, ip_key, mac, hostname, vendor, os_guess, timed_out, extra)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (scan_id, ip) DO UPDATE SET
+                mac = coalesce(excluded.mac, mac),
+                hostname = coalesce(excluded.hostname, hostname),
+                vendor = coalesce(excluded.vendor, vendor),
+                os_guess = coalesce(excluded.os_guess, os_guess),
+                timed_out = coalesce(excluded.timed_out, timed_out),
+                extra = excluded.extra
+            """,
+            [scan_id, ip, ip_key, mac, hostname, vendor, os_guess,
+             None if timed_out is None else int(timed_out), orjson.dumps(merged).decode()],
+        )
+
+
+def put_ports(db: Database, scan_id: str, ip: str, ports: list[dict[str, Any]]) -> None:
+    ip, ip_key = _address(ip)
+    for port in ports:
+        _check_port(port)
+    rows = [_port_row(scan_id, ip, port) for port in ports]
+    with db.atomic():
+        _require_scan(db, scan_id)
+        db.execute(
+            """
+            INSERT INTO devices (scan_id, ip, ip_key, extra) VALUES (?, ?, ?, '{}')
+            ON CONFLICT (scan_id, ip) DO NOTHING
+            """,
+            [scan_id, ip, ip_key],
+        )
+        db.conn.executemany(
+            f"""
+            INSERT INTO ports (scan_id, ip, {', '.join(_PORT_COLUMNS)})
+            VALUES ({', '.join('?' * (2 + len(_PORT_COLUMNS)))})
+            ON CONFLICT (scan_id, ip, port, protocol) DO UPDATE SET
+                state = excluded.state,
+                {', '.join(f'{k} = coalesce(excluded.{k}, {k})' for k in (*PORT_DETAILS, 'cves'))}
+            """,
+            rows,
+        )
+
+
+def result(db: Database, scan_id: str) -> list[dict[str, Any]]:
+    ports: dict[str, list[dict[str, Any]]] = {}
+    for row in db.query(
+        f"SELECT ip, {', '.join(_PORT_COLUMNS)} FROM ports WHERE scan_id = ? ORDER BY port, protocol",
+        [scan_id],
+    ):
+        ports.setdefault(row.pop("ip"), []).append(_port_view(row))
+    devices = []
+    for row in db.query(
+        "SELECT ip, mac, hostname, vendor, os_guess, timed_out, extra FROM devices WHERE scan_id = ? "
+        "ORDER BY ip_key",
+        [scan_id],
+    ):
+        device = {k: row[k] for k in ("ip", "mac", "hostname", "vendor", "os_guess")}
+        device.update(orjson.loads(row["extra"]))
+        if row["timed_out"]:
+            device["timed_out"] = True
+        device["ports"] = ports.get(row["ip"], [])
+        devices.append(device)
+    return devices
+
+
+def counts(db: Database, scan_id: str) -> tuple[int, int]:
+    row = next(db.query(
+        """
+        SELECT (SELECT count(*) FROM devices WHERE scan_id = :scan) AS devices,
+               (SELECT count(*) FROM ports WHERE scan_id = :scan AND state = 'open') AS open_ports
+        """,
+        {"scan": scan_id},
+    ))
+    return row["devices"], row["open_ports"]
+
+
+def _address(ip: str) -> tuple[str, bytes]:
+    """The canonical text of an address, and a key that sorts addresses by number as SQLite compares blobs.
+
+    A blob rather than an integer: IPv6 addresses do not fit SQLite's 64-bit integers.
+    """
+    address = ipaddress.ip_address(ip)
+    return str(address), bytes([address.version]) + int(address).to_bytes(16, "big")
+
+
+def _require_scan(db: Database, scan_id: str) -> None:
+    if not list(db.query("SELECT 1 FROM scans WHERE id = ?", [scan_id])):
+        raise KeyError(scan_id)
+
+
+def _check_port(port: dict[str, Any]) -> None:
+    unknown = port.keys() - PORT_KEYS
+    if unknown:
+        raise ValueError(f"unknown port field(s): {', '.join(sorted(unknown))}")
+    number = port.get("port")
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+        raise ValueError(f"port must be an integer 1-65535, got {number!r}")
+    for key in ("protocol", "state"):
+        if not isinstance(port.get(key), str) or not port[key]:
+            raise ValueError(f"port {number}: {key} must be a non-empty string, got {port.get(key)!r}")
+    for key in PORT_DETAILS:
+        if port.get(key) is not None and not isinstance(port[key], str):
+            raise ValueError(f"port {number}: {key} must be a string or None, got {port[key]!r}")
+    if port.get("cves") is not None and not isinstance(port["cves"], list):
+        raise ValueError(f"port {number}: cves must be a list or None, got {port['cves']!r}")
+
+
+def _port_row(scan_id: str, ip: str, port: dict[str, Any]) -> list[Any]:
+    cves = port.get("cves")
+    return [scan_id, ip, *(port.get(k) for k in (*PORT_REQUIRED, *PORT_DETAILS)),
+            None if cves is None else orjson.dumps(cves).decode()]
+
+
+def _port_view(row: dict[str, Any]) -> dict[str, Any]:
+    view = {k: row[k] for k in (*PORT_REQUIRED, "service")}
+    for key in ("product", "version", "banner", "cpe"):
+        if row[key] is not None:
+            view[key] = row[key]
+    if row["cves"] is not None:
+        view["cves"] = orjson.loads(row["cves"])
+    return view

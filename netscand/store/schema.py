@@ -1,0 +1,103 @@
+"""The schema, built and upgraded by a list of migrations applied in order, each in a transaction.
+
+Add a migration by writing a function and appending it to STEPS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+from netscand.store.errors import StoreError
+
+
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE scans (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL
+                CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
+            target TEXT NOT NULL,
+            profile TEXT NOT NULL,
+            site_id TEXT,
+            options TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            estimated_completion TEXT,
+            progress_percent INTEGER NOT NULL CHECK (progress_percent BETWEEN 0 AND 100),
+            hosts_found INTEGER NOT NULL,
+            ports_found INTEGER NOT NULL,
+            error TEXT,
+            idempotency_key TEXT,
+            owner TEXT
+        ) STRICT;
+        CREATE INDEX scans_newest ON scans (created_at DESC, id);
+        CREATE INDEX scans_by_status ON scans (status, created_at DESC, id);
+        CREATE INDEX scans_by_site ON scans (site_id, created_at DESC, id);
+        -- ifnull: a plain UNIQUE would let two scans without an owner share a key (NULLs differ).
+        CREATE UNIQUE INDEX scans_idempotency ON scans (ifnull(owner, ''), idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+
+        CREATE TABLE devices (
+            scan_id TEXT NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
+            ip TEXT NOT NULL,
+            ip_key BLOB NOT NULL,
+            mac TEXT,
+            hostname TEXT,
+            vendor TEXT,
+            os_guess TEXT,
+            timed_out INTEGER,
+            extra TEXT NOT NULL,
+            PRIMARY KEY (scan_id, ip)
+        ) STRICT;
+        CREATE INDEX devices_by_address ON devices (scan_id, ip_key);
+
+        CREATE TABLE ports (
+            scan_id TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+            protocol TEXT NOT NULL,
+            state TEXT NOT NULL,
+            service TEXT,
+            product TEXT,
+            version TEXT,
+            banner TEXT,
+            cpe TEXT,
+            cves TEXT,
+            PRIMARY KEY (scan_id, ip, port, protocol),
+            FOREIGN KEY (scan_id, ip) REFERENCES devices (scan_id, ip) ON DELETE CASCADE
+        ) STRICT;
+
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            scope TEXT NOT NULL CHECK (scope IN ('read', 'scan', 'admin')),
+            hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        ) STRICT;
+        -- A revoked token keeps its row (for the record) and frees its name.
+        CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+        """
+    )
+
+
+STEPS = (m001_initial,)
+MIGRATIONS = Migrations("netscand")
+for _step in STEPS:
+    MIGRATIONS()(_step)
+
+
+def migrate(db: Database) -> int:
+    """Apply pending migrations; return the schema version (the number applied)."""
+    known = {step.__name__ for step in STEPS}
+    unknown = [m.name for m in MIGRATIONS.applied(db) if m.name not in known]
+    if unknown:
+        raise StoreError(
+            f"the database was written by a newer netscand (migration {unknown[0]}); "
+            "upgrade netscand to open it"
+        )
+    MIGRATIONS.apply(db)
+    return len(MIGRATIONS.applied(db))
