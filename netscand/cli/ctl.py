@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
 import time
 from collections.abc import Callable
 
 import httpx
 import orjson
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -63,7 +65,11 @@ class Client:
     def __init__(self, args: argparse.Namespace) -> None:
         if args.url:
             headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-            verify: bool | str = False if args.insecure else (args.cacert or True)
+            verify: bool | ssl.SSLContext = True
+            if args.insecure:
+                verify = False
+            elif args.cacert:
+                verify = ssl.create_default_context(cafile=args.cacert)
             self.where = args.url
             self.http = httpx.Client(base_url=args.url, headers=headers, verify=verify, timeout=30)
         else:
@@ -91,7 +97,8 @@ class Client:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    console = Console()
+    # Piped output keeps whole lines rather than folding tables to 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
         client = Client(args)
         return COMMANDS[args.command](client, args, console)
@@ -148,7 +155,7 @@ def cmd_list(client: Client, args: argparse.Namespace, console: Console) -> int:
     body = client.call("GET", "/api/v1/scans", params=params)
 
     def human() -> None:
-        table = Table("id", "status", "profile", "target", "progress", "hosts", "open", "created")
+        table = Table("id", "status", "profile", "target", "progress", "hosts", "open", "created", box=box.SIMPLE)
         for s in body["scans"]:
             target = s["target"] if isinstance(s["target"], str) else ",".join(s["target"])
             table.add_row(s["id"], s["status"], s["profile"], target, f"{s['progress_percent']}%",
@@ -186,14 +193,21 @@ def _print_status(console: Console, scan: dict) -> None:
 def _print_result(console: Console, res: dict) -> None:
     console.print(f"{res['status']}: {res['devices_found']} devices, {res['open_ports_total']} open ports, "
                   f"{res['duration_seconds']} s")
-    table = Table("ip", "mac", "hostname", "vendor", "os", "port", "state", "service", "version")
+    # Only the columns something was found for: a quick scan has no hostnames or versions.
+    fields = [f for f in ("mac", "hostname", "vendor", "os_guess") if any(d.get(f) for d in res["devices"])]
+    versions = any(p.get("product") for d in res["devices"] for p in d["ports"])
+    table = Table("ip", *fields, "port", "state", "service", *(["version"] if versions else []),
+                  box=box.SIMPLE)
     for d in res["devices"]:
-        first = [d["ip"], d.get("mac") or "", d.get("hostname") or "", d.get("vendor") or "", d.get("os_guess") or ""]
+        first = [d["ip"], *(d.get(f) or "" for f in fields)]
         for p in d["ports"] or [{}]:
-            version = " ".join(x for x in (p.get("product"), p.get("version")) if x)
-            table.add_row(*first, f"{p['port']}/{p['protocol']}" if p else "", p.get("state", ""),
-                          p.get("service") or "", version)
-            first = [""] * 5
+            row = [*first, f"{p['port']}/{p['protocol']}" if p else "", p.get("state", ""), p.get("service") or ""]
+            if versions:
+                row.append(" ".join(x for x in (p.get("product"), p.get("version")) if x))
+            table.add_row(*row)
+            first = [""] * len(first)
+        for state, count in d.get("not_shown", {}).items():
+            table.add_row(*first, "", f"{count} {state}", "not shown")
     console.print(table)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from netscand import __version__
-from netscand.cli import scan
+from netscand.cli import scan, serve, token
 from netscand.lab import cli as lab
 
 
@@ -15,6 +15,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"netscand {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     scan.register(sub)
+    serve.register(sub)
+    token.register(sub)
     lab.register(sub)
     return p
 

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta, timezone
 
 import structlog
 
+from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.result import Host, ScanResult
-from netscand.scan.runner import ScanRun
+from netscand.scan.runner import ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
 from netscand.store import Store, StoreError
 
@@ -61,7 +62,7 @@ class Orchestrator:
         self.store = store
         self.dispatcher = dispatcher
         self.limits = limits
-        self.queue: deque[tuple[str, ScanRequest, object]] = deque()
+        self.queue: deque[tuple[str, ScanSpec, NetInfo]] = deque()
         self.active: dict[str, _Active] = {}
         self._ticker: asyncio.Task | None = None
 
@@ -102,6 +103,11 @@ class Orchestrator:
             raise ScanError(422, "Target too large", f"the target has {targets.count} addresses; "
                             f"at most {self.limits.max_target_addresses} are allowed", "target")
         spec = resolve(req, targets, self.limits.rate, self.limits.retries)
+        try:
+            # pyroute2 runs its own asyncio loop, which can't nest in this one: read routes in a thread.
+            net = await loop.run_in_executor(None, NetInfo)
+        except OSError as exc:
+            raise ScanError(503, "Routes unavailable", f"cannot read the routing table: {exc}") from None
         scan = {
             "id": str(uuid.uuid4()), "status": "queued", "target": req.target,
             "profile": req.profile, "site_id": req.site_id, "options": req.options(),
@@ -111,7 +117,7 @@ class Orchestrator:
         }
         self.store.create_scan(scan)
         log.info("scan.state", scan_id=scan["id"], status="queued", target=req.target, profile=req.profile)
-        self.queue.append((scan["id"], req, spec))
+        self.queue.append((scan["id"], spec, net))
         self._admit()
         return self.status(scan["id"]), True
 
@@ -158,12 +164,8 @@ class Orchestrator:
     # -- running ---------------------------------------------------------------------------------
     def _admit(self) -> None:
         while self.queue and len(self.active) < self.limits.max_running:
-            scan_id, req, spec = self.queue.popleft()
-            try:
-                run = ScanRun(spec, self.dispatcher)
-            except OSError as exc:  # netlink unavailable: nothing can be routed
-                self._set_state(scan_id, "failed", error=f"cannot read routes: {exc}", finished_at=now_iso())
-                continue
+            scan_id, spec, net = self.queue.popleft()
+            run = ScanRun(spec, self.dispatcher, net)
             self.active[scan_id] = _Active(scan_id, run)
             self._set_state(scan_id, "running", started_at=now_iso())
             run.step()
@@ -199,13 +201,16 @@ class Orchestrator:
         active = self.active.pop(scan_id)
         if status == "cancelled":
             active.run.cancel()
+        fields = {**self._progress(active), "estimated_completion": None, "error": error,
+                  "finished_at": now_iso()}
+        if status == "completed":
+            fields["progress_percent"] = 100
         try:
             self._save_hosts(scan_id, active.run.result.up_hosts, active.run.result, final=True)
-            fields = self._progress(active)
-            if status == "completed":
-                fields["progress_percent"] = 100
-            self._set_state(scan_id, status, error=error, finished_at=now_iso(),
-                            estimated_completion=None, **fields)
+        except StoreError as exc:
+            status, fields["error"] = "failed", f"storage: {exc}"
+        try:
+            self._set_state(scan_id, status, **fields)
         except StoreError as exc:
             log.error("scan.store_failed", scan_id=scan_id, error=str(exc))
         self._admit()

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from netscand.engine import plan as plans
+from netscand.engine.shm import R_HOST, Result
 from netscand.netinfo import NetInfo, NoRoute, Route
 from netscand.scan.dispatch import Dispatcher, Submitted, shard_size
 from netscand.scan.result import ScanResult
@@ -52,7 +53,7 @@ class ScanRun:
         self.queue: deque[_Work] = deque()
         self.running: list[tuple[Submitted, _Work]] = []
         self.waiting_arp: dict[int, list[tuple[int, int, Route]]] = {}  # gateway -> its ranges
-        self.arp_pending: dict[int, list[tuple[Route, int]]] = {}  # ifindex -> on-link hosts
+        self.gateway_macs: dict[int, bytes] = {}
         self.planned = 0
         self.done_probes = 0
         self.errors: list[str] = []
@@ -132,24 +133,28 @@ class ScanRun:
                 self._after_arp(item[1])
         while self.queue and not self.cancelled and self.dispatcher.free_slot is not None:
             work = self.queue.popleft()
-            sub = self.dispatcher.submit(lambda s, g: self._plan(work, s, g), self.result.add)
+            sub = self.dispatcher.submit(lambda s, g: self._plan(work, s, g), self._on_result)
             self.running.append((sub, work))
 
+    def _on_result(self, r: Result) -> None:
+        # A gateway resolved only to reach routed targets is not itself a finding.
+        if r.kind == R_HOST and r.ip in self.waiting_arp and not self._is_target(r.ip):
+            self.gateway_macs[r.ip] = r.mac
+        else:
+            self.result.add(r)
+
     def _after_arp(self, work: _Work) -> None:
-        found = [ip for ip in work.hosts if self.result.hosts.get(ip) and self.result.hosts[ip].up]
-        gateways = [ip for ip in found if ip in self.waiting_arp]
-        hosts = [ip for ip in found if ip not in self.waiting_arp or self._is_target(ip)]
-        if hosts:
-            self._queue_syn(work.route, hosts, None)
-        for gw in gateways:
-            mac = self.result.hosts[gw].mac
-            for start, end, r in self.waiting_arp.pop(gw):
-                self._queue_syn(r, range(start, end + 1), mac)
-            if not self._is_target(gw):
-                del self.result.hosts[gw]
-        for gw in [g for g in work.hosts if g in self.waiting_arp]:
-            self.errors.append(f"gateway {ipaddress.IPv4Address(gw)} does not answer ARP")
-            del self.waiting_arp[gw]
+        up = [ip for ip in work.hosts if ip in self.result.hosts and self.result.hosts[ip].up]
+        if up:
+            self._queue_syn(work.route, up, None)
+        for gw in [ip for ip in work.hosts if ip in self.waiting_arp]:
+            mac = self.gateway_macs.get(gw) or (self.result.hosts[gw].mac if gw in up else None)
+            pieces = self.waiting_arp.pop(gw)
+            if mac is None:
+                self.errors.append(f"gateway {ipaddress.IPv4Address(gw)} does not answer ARP")
+                continue
+            for start, end, route in pieces:
+                self._queue_syn(route, range(start, end + 1), mac)
 
     def _is_target(self, ip: int) -> bool:
         return ip in self.spec.targets

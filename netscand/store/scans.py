@@ -96,7 +96,7 @@ def page(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     total = next(db.query(f"SELECT count(*) AS n FROM scans {clause}", params))["n"]
     rows = db.query(
-        f"SELECT {_COLUMNS} FROM scans {clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+        f"SELECT {_COLUMNS} FROM scans {clause} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
         [*params, per_page, (number - 1) * per_page],
     )
     return [_decode(r) for r in rows], total

@@ -1,0 +1,416 @@
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json, written out by hand.
+
+It is the project's API documentation: where scanning-api.txt and API.md leave a choice open,
+the choice is written here (DESCRIPTION and the operations' descriptions). Schemas are JSON
+Schema 2020-12, as OpenAPI 3.1 uses; tests check every route against it and every response
+the tests see against its schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netscand import __version__
+from netscand.api.body import MAX_BODY
+from netscand.api.problems import (
+    BLANK, BODY_TOO_LARGE, CONFLICT, FORBIDDEN, INSUFFICIENT_SCOPE, INVALID_FIELD, MALFORMED_JSON,
+    NOT_FOUND, UNAUTHENTICATED, UNAVAILABLE, UNPROCESSABLE, UNSUPPORTED_MEDIA_TYPE,
+)
+from netscand.api.validate import (
+    IDEMPOTENCY_KEY_MAX, MAX_CONCURRENT, MAX_PAGE, PER_PAGE, PER_PAGE_DEFAULT, RETRIES, STATUSES,
+    TIMEOUT_MS,
+)
+from netscand.scan.profiles import PROFILES
+
+Schema = dict[str, Any]
+
+DESCRIPTION = f"""\
+Start, monitor, stop and read the results of network scans.
+
+**Listeners and authentication.** The daemon serves this API on a Unix socket and on a TLS TCP
+listener. Being able to open the Unix socket is the authorization (like docker.sock): such
+requests need no token and act as owner `unix` with every scope. Every TCP request, except
+`GET /healthz` and `GET /api/v1/openapi.json`, needs `Authorization: Bearer <token>`; tokens
+are made by `netscand token create --name NAME --scope read|scan|admin`. `read` may use every
+GET; `scan` may also start and stop scans; `admin` may do everything. A missing, malformed,
+unknown or revoked token gets 401 with `WWW-Authenticate: Bearer` (RFC 6750); a token whose
+scope is too small gets 403 with `error="insufficient_scope"`.
+
+**Errors.** Every error, including an unknown route (404) and a method a route does not take
+(405, with `Allow`), is `application/problem+json` (RFC 9457) with `type`, `title`, `status`
+and `detail`; validation errors (422) add `field`, the one input at fault (the first found):
+a body field, a query parameter, the `Idempotency-Key` header, or `body` for a body that is
+not a JSON object. Problem types:
+`{BLANK}` (unknown route, wrong method, server error: the title is the reason phrase),
+`{MALFORMED_JSON}` (400), `{UNAUTHENTICATED}` (401), `{INSUFFICIENT_SCOPE}` (403),
+`{FORBIDDEN}` (403, a target outside the configured policy), `{NOT_FOUND}` (404, unknown scan),
+`{CONFLICT}` (409), `{BODY_TOO_LARGE}` (413), `{UNSUPPORTED_MEDIA_TYPE}` (415),
+`{INVALID_FIELD}` (422, with `field`), `{UNPROCESSABLE}` (422 without a field),
+`{UNAVAILABLE}` (503, the daemon cannot plan scans now, e.g. the routing table is unreadable).
+
+**Input rules.** Request bodies are JSON of at most {MAX_BODY} bytes (1 MiB; more gets 413,
+also when sent chunked). A body without `Content-Type` is read as JSON; any other type than
+`application/json` (or `application/*+json`) gets 415. Unknown body fields and unknown or
+repeated query parameters get 422 rather than being ignored, so a typo never goes unnoticed.
+JSON `null` in an optional field means the field is not given. JSON `true`/`false` is never a
+number, and integer fields do not take fractions (`5000.0`).
+
+**Compatibility.** Responses may gain fields; clients should ignore fields they do not know.
+Times are ISO 8601 UTC with `Z`, to the second. Scan ids are UUIDs; `site_id` is echoed in
+lower case whatever case it was sent in.
+"""
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+UUID: Schema = {"type": "string", "format": "uuid",
+                "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
+TIME: Schema = {"type": "string", "format": "date-time",
+                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"}
+COUNT: Schema = {"type": "integer", "minimum": 0}
+TARGET: Schema = {
+    "description": "An IPv4 address, a CIDR block, a range `a.b.c.d-e.f.g.h` or a hostname "
+                   "(resolved once, at start), or a list of these. IPv6 gets 422 until supported.",
+    "oneOf": [
+        {"type": "string", "minLength": 1, "pattern": "\\S"},
+        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1, "pattern": "\\S"}},
+    ],
+}
+
+
+def _int(bounds: tuple[int, int], description: str) -> Schema:
+    return _nullable({"type": "integer", "minimum": bounds[0], "maximum": bounds[1],
+                      "description": description})
+
+
+START_REQUEST: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["target"],
+    "properties": {
+        "target": TARGET,
+        "profile": _nullable({
+            "type": "string", "enum": list(PROFILES), "default": "normal",
+            "description": "quick: top 100 TCP ports, no profiling, 30 s per host. normal: top "
+                           "1000, device profiling, 120 s. deep: 1-65535, full profiling and CVE "
+                           "match, 600 s. stealth: top 1000, SYN only, random order, no ping "
+                           "sweep, 100 probes/s, 300 s. custom: `ports` and the options below."}),
+        "site_id": _nullable({**UUID, "description": "The site the scan belongs to; a filter of "
+                              "the list."}),
+        "ports": _nullable({
+            "type": "array", "minItems": 1,
+            "description": "Only with (and required by) profile custom: port numbers and "
+                           "inclusive ranges \"a-b\".",
+            "items": {"oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {"type": "string", "pattern": "^\\s*([0-9]+\\s*(-\\s*[0-9]+\\s*)?|-)$"},
+            ]}}),
+        "timeout_ms": _int(TIMEOUT_MS, "How long to wait for a reply to one probe before "
+                           "retrying or calling the port filtered."),
+        "max_concurrent": _int(MAX_CONCURRENT, "How many hosts are scanned at once."),
+        "enable_profiling": _nullable({"type": "boolean", "description": "Only with profile "
+                                       "custom: device profiling of the hosts found."}),
+        "enable_cve_match": _nullable({"type": "boolean", "description": "Only with profile "
+                                       "custom: match services against the CVE database."}),
+        "rate": _nullable({"type": "number", "exclusiveMinimum": 0,
+                           "description": "Probes per second; the configured rate caps it."}),
+        "retries": _int(RETRIES, "Retries of an unanswered probe."),
+    },
+    # ports, enable_profiling and enable_cve_match are what the fixed profiles set themselves.
+    "if": {"required": ["profile"], "properties": {"profile": {"const": "custom"}}},
+    "then": {"required": ["ports"], "properties": {"ports": {"type": "array"}}},
+    "else": {"properties": {"ports": {"type": "null"}, "enable_profiling": {"type": "null"},
+                            "enable_cve_match": {"type": "null"}}},
+}
+
+STATUS_VALUE: Schema = {
+    "type": "string", "enum": list(STATUSES),
+    "description": "queued: waiting to start; running: actively scanning; completed: finished "
+                   "successfully; failed: an error occurred (see `error`); cancelled: stopped "
+                   "by a user or by the daemon shutting down.",
+}
+
+SCAN_STATUS: Schema = {
+    "type": "object",
+    "required": ["id", "status", "target", "profile", "site_id", "progress_percent",
+                 "hosts_found", "ports_found", "created_at", "started_at",
+                 "estimated_completion", "finished_at", "error"],
+    "properties": {
+        "id": UUID,
+        "status": STATUS_VALUE,
+        "target": {**TARGET, "description": "As given at start."},
+        "profile": {"type": "string", "enum": list(PROFILES)},
+        "site_id": _nullable(UUID),
+        "progress_percent": {"type": "integer", "minimum": 0, "maximum": 100,
+                             "description": "Probes done over probes planned."},
+        "hosts_found": {**COUNT, "description": "Hosts seen up."},
+        "ports_found": {**COUNT, "description": "Open ports."},
+        "created_at": {**TIME, "description": "When the scan was accepted."},
+        "started_at": _nullable({**TIME, "description": "Null while queued."}),
+        "estimated_completion": _nullable({**TIME, "description": "Null until it can be estimated."}),
+        "finished_at": _nullable(TIME),
+        "error": _nullable({"type": "string", "description": "Why the scan failed; null unless failed."}),
+    },
+}
+
+CVE: Schema = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^CVE-[0-9]{4}-[0-9]+$"},
+        "cvss": _nullable({"type": "number", "minimum": 0, "maximum": 10}),
+        "summary": _nullable({"type": "string"}),
+    },
+}
+
+PORT: Schema = {
+    "type": "object",
+    "required": ["port", "protocol", "state", "service"],
+    "properties": {
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "protocol": {"type": "string", "enum": ["tcp", "udp"], "description": "tcp today."},
+        "state": {"type": "string", "enum": ["open", "closed", "filtered"]},
+        "service": _nullable({"type": "string", "description": "e.g. \"SSH\", \"HTTPS\"."}),
+        "product": _nullable({"type": "string"}),
+        "version": _nullable({"type": "string"}),
+        "banner": _nullable({"type": "string"}),
+        "cpe": _nullable({"type": "string", "description": "CPE 2.3 name."}),
+        "cves": {"type": "array", "items": _ref("Cve"), "description": "Deep scans only."},
+    },
+}
+
+DEVICE: Schema = {
+    "type": "object",
+    "required": ["ip", "mac", "hostname", "vendor", "os_guess", "ports"],
+    "properties": {
+        "ip": {"type": "string", "format": "ipv4"},
+        "mac": _nullable({"type": "string", "pattern": "^([0-9A-F]{2}:){5}[0-9A-F]{2}$",
+                          "description": "On-link hosts only."}),
+        "hostname": _nullable({"type": "string"}),
+        "vendor": _nullable({"type": "string"}),
+        "os_guess": _nullable({"type": "string"}),
+        "ports": {"type": "array", "items": _ref("Port"), "description": "Sorted by number."},
+        "not_shown": {
+            "type": "object", "additionalProperties": False,
+            "description": "Ports in a state too common on this host to list, by state (like "
+                           "nmap's \"Not shown: 995 closed ports\").",
+            "properties": {"closed": COUNT, "filtered": COUNT},
+        },
+        "timed_out": {"type": "boolean",
+                      "description": "The host exceeded the profile's per-host time budget."},
+    },
+}
+
+SCAN_RESULT: Schema = {
+    "type": "object",
+    "required": ["id", "status", "target", "profile", "site_id", "started_at", "finished_at",
+                 "devices_found", "open_ports_total", "duration_seconds", "devices"],
+    "properties": {
+        "id": UUID,
+        "status": STATUS_VALUE,
+        "target": TARGET,
+        "profile": {"type": "string", "enum": list(PROFILES)},
+        "site_id": _nullable(UUID),
+        "started_at": _nullable(TIME),
+        "finished_at": _nullable(TIME),
+        "devices_found": COUNT,
+        "open_ports_total": COUNT,
+        "duration_seconds": {**COUNT, "description": "From start to finish (or to now)."},
+        "devices": {"type": "array", "items": _ref("Device"), "description": "Sorted by IP."},
+    },
+}
+
+SCAN_LIST: Schema = {
+    "type": "object",
+    "required": ["scans", "page", "per_page", "total"],
+    "properties": {
+        "scans": {"type": "array", "items": _ref("ScanStatus"), "description": "Newest first."},
+        "page": {"type": "integer", "minimum": 1},
+        "per_page": {"type": "integer", "minimum": PER_PAGE[0], "maximum": PER_PAGE[1]},
+        "total": {**COUNT, "description": "Scans matching the filters, on all pages."},
+    },
+}
+
+PROBLEM: Schema = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "The input at fault (422)."},
+    },
+}
+
+HEALTH: Schema = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
+
+
+def _json(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description,
+                           "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description,
+                           "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+CHALLENGE = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"},
+                                  "description": "Bearer challenge (RFC 6750)."}}
+
+RESPONSES: dict[str, dict[str, Any]] = {
+    "MalformedJson": _problem("The body is not valid JSON."),
+    "Unauthenticated": _problem("TCP listener: no valid bearer token.", CHALLENGE),
+    "Forbidden": _problem("The token's scope does not allow this, or the target is outside "
+                          "the configured target policy.",
+                          {"WWW-Authenticate": {"schema": {"type": "string"}, "description":
+                                                "With a token of too small a scope: the scope needed."}}),
+    "NotFound": _problem("No scan with this id."),
+    "TooLarge": _problem(f"The body is larger than {MAX_BODY} bytes."),
+    "UnsupportedMediaType": _problem("The body is not declared as JSON."),
+    "Invalid": _problem("A field, query parameter or header is invalid; `field` names it."),
+    "ServerError": _problem("An unexpected error; the daemon's log has the details."),
+}
+
+
+def _use(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+AUTHED = {"401": _use("Unauthenticated"), "403": _use("Forbidden"), "500": _use("ServerError")}
+SCAN_ID = {"name": "scan_id", "in": "path", "required": True, "schema": {"type": "string"},
+           "description": "A scan id; anything that is not one gets 404."}
+LOCATION = {"Location": {"required": True, "schema": {"type": "string"},
+                        "description": "`/api/v1/scans/{id}`"}}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/api/v1/scans/start": {"post": {
+            "operationId": "startScan",
+            "summary": "Start a scan",
+            "description": (
+                "Validates the request, checks the target policy and size, and queues the scan. "
+                "Answers 202 with `Location` and the scan's status (`queued` or `running`).\n\n"
+                "**Idempotency-Key.** With this header, a retried start returns the first scan "
+                "instead of starting a second one: the same 202 and `Location`, plus "
+                "`Idempotent-Replayed: true`; the body is that scan's status now. Keys belong "
+                "to the requester (the token's name, or `unix`), never expire, and only the key "
+                "decides: a replay's body is not compared with the first one's."),
+            "parameters": [{
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX,
+                           "pattern": "^[\\x21-\\x7e]+$"},
+                "description": "Visible ASCII, at most 255 characters; e.g. a UUID per logical start.",
+            }],
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("StartRequest")}}},
+            "responses": {
+                "202": _json(_ref("ScanStatus"), "Queued (or replayed).", {
+                    **LOCATION,
+                    "Idempotent-Replayed": {"schema": {"type": "string", "const": "true"},
+                                            "description": "Present on a replay."}}),
+                "400": _use("MalformedJson"), "413": _use("TooLarge"),
+                "415": _use("UnsupportedMediaType"), "422": _use("Invalid"),
+                "503": _problem("The daemon cannot plan a scan now (e.g. it cannot read the "
+                                "routing table); retry later."),
+                **AUTHED,
+            },
+        }},
+        "/api/v1/scans/{scan_id}": {"get": {
+            "operationId": "getScan",
+            "summary": "A scan's status",
+            "parameters": [SCAN_ID],
+            "responses": {"200": _json(_ref("ScanStatus"), "The scan's status."),
+                          "404": _use("NotFound"), **AUTHED},
+        }},
+        "/api/v1/scans/{scan_id}/result": {"get": {
+            "operationId": "getScanResult",
+            "summary": "A scan's results",
+            "description": "Available while the scan runs too (partial, `status: running`). "
+                           "Devices are sorted by IP, their ports by number.",
+            "parameters": [SCAN_ID],
+            "responses": {"200": _json(_ref("ScanResult"), "What the scan found so far."),
+                          "404": _use("NotFound"), **AUTHED},
+        }},
+        "/api/v1/scans/{scan_id}/stop": {"post": {
+            "operationId": "stopScan",
+            "summary": "Stop a scan",
+            "description": "Stops a queued or running scan: it ends `cancelled` and keeps what it "
+                           "found. A request body, if any, is ignored.",
+            "parameters": [SCAN_ID],
+            "responses": {
+                "200": _json(_ref("ScanStatus"), "The scan's status, now `cancelled`."),
+                "404": _use("NotFound"),
+                "409": _problem("The scan has already finished (completed, failed or cancelled)."),
+                **AUTHED,
+            },
+        }},
+        "/api/v1/scans": {"get": {
+            "operationId": "listScans",
+            "summary": "List scans, newest first",
+            "parameters": [
+                {"name": "page", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
+                {"name": "per_page", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": PER_PAGE[0], "maximum": PER_PAGE[1],
+                            "default": PER_PAGE_DEFAULT}},
+                {"name": "status", "in": "query", "required": False, "schema": STATUS_VALUE},
+                {"name": "site_id", "in": "query", "required": False, "schema": UUID},
+            ],
+            "responses": {"200": _json(_ref("ScanList"), "One page of scans; a page past the "
+                                       "last is empty."),
+                          "422": _use("Invalid"), **AUTHED},
+        }},
+        "/healthz": {"get": {
+            "operationId": "health",
+            "summary": "Liveness of the API",
+            "security": [],
+            "responses": {"200": _json(_ref("Health"), "The API answers."),
+                          "500": _use("ServerError")},
+        }},
+        "/api/v1/openapi.json": {"get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": {"description": "The OpenAPI 3.1 document.",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          "500": _use("ServerError")},
+        }},
+    }
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {"title": "netscand scanning API", "version": __version__,
+                 "description": DESCRIPTION,
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "A token from `netscand token create`; not needed on the Unix socket."}},
+            "schemas": {
+                "StartRequest": START_REQUEST, "ScanStatus": SCAN_STATUS, "ScanResult": SCAN_RESULT,
+                "Device": DEVICE, "Port": PORT, "Cve": CVE, "ScanList": SCAN_LIST,
+                "Problem": PROBLEM, "Health": HEALTH,
+            },
+            "responses": RESPONSES,
+        },
+    }

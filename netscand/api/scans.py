@@ -1,0 +1,47 @@
+"""The scan endpoints: thin adapters from HTTP to the orchestrator and back."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from netscand.api.auth import Principal
+from netscand.api.body import read_json
+from netscand.api.responses import JSONBody
+from netscand.api.validate import idempotency_key, list_query, start_request
+from netscand.scan.orchestrator import Orchestrator
+
+SCANS = "/api/v1/scans"
+
+
+def location(scan_id: str) -> str:
+    return f"{SCANS}/{scan_id}"
+
+
+class ScanEndpoints:
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self.orchestrator = orchestrator
+
+    async def start(self, request: Request, who: Principal) -> Response:
+        key = idempotency_key(request.headers.get("idempotency-key"))
+        req = start_request(await read_json(request))
+        status, created = await self.orchestrator.start(req, who.owner, key)
+        headers = {"Location": location(status["id"])}
+        if not created:
+            # A replay answers like the first request did (202, same scan) and says it is one,
+            # as Stripe's Idempotent-Replayed does; the body is the scan's current status.
+            headers["Idempotent-Replayed"] = "true"
+        return JSONBody(status, status_code=202, headers=headers)
+
+    async def status(self, request: Request, who: Principal) -> Response:
+        return JSONBody(self.orchestrator.status(request.path_params["scan_id"]))
+
+    async def result(self, request: Request, who: Principal) -> Response:
+        return JSONBody(self.orchestrator.result(request.path_params["scan_id"]))
+
+    async def stop(self, request: Request, who: Principal) -> Response:
+        return JSONBody(await self.orchestrator.stop(request.path_params["scan_id"]))
+
+    async def list(self, request: Request, who: Principal) -> Response:
+        q = list_query(request.query_params)
+        return JSONBody(self.orchestrator.list(q.page, q.per_page, q.status, q.site_id))

@@ -1,0 +1,306 @@
+"""The API under test, served for real: a Store on a SQLite file, an Orchestrator over a real
+Dispatcher, and the app behind two uvicorn servers on one event loop in a background thread,
+as the control process serves it: a Unix socket (trusted) and TLS on 127.0.0.1 (tokens).
+
+Limits(max_running=0) keeps every scan queued: no scan reaches the engine (no worker exists
+here) and no packet is sent. Targets are from 198.18.0.0/15 (benchmarking, RFC 2544) anyway.
+
+Every response any test receives is checked against the OpenAPI document the app serves (an
+httpx response hook): its status must be documented for the operation, its media type too,
+and its body must match the documented schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from netscand.api import create_app, listener
+from netscand.api.openapi import document
+from netscand.engine.shm import Shared
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.orchestrator import Limits, Orchestrator
+from netscand.store import Store
+
+Wrapper = Callable[[Any, Any], Any]  # (app, listener kind) -> app as served on that listener
+MAX_TARGET_ADDRESSES = 1 << 16  # small, so 198.18.0.0/15 is "too large"
+STATUS_KEYS = {"id", "status", "target", "profile", "site_id", "progress_percent", "hosts_found",
+               "ports_found", "created_at", "started_at", "estimated_completion", "finished_at", "error"}
+RESULT_KEYS = {"id", "status", "target", "profile", "site_id", "started_at", "finished_at",
+               "devices_found", "open_ports_total", "duration_seconds", "devices"}
+PROBLEM_KEYS = {"type", "title", "status", "detail"}
+OPENAPI = document()
+
+
+# -- OpenAPI conformance ------------------------------------------------------------------------
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template)) + "$")
+
+
+# Literal paths first, so /api/v1/scans/start is never taken for /api/v1/scans/{scan_id}.
+_TEMPLATES = sorted(OPENAPI["paths"], key=lambda t: ("{" in t, t))
+_MATCHERS = [(t, _template_regex(t)) for t in _TEMPLATES]
+
+
+def schema_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator for a schema of the document, its $refs resolved within the document."""
+    return jsonschema.Draft202012Validator({**schema, "components": OPENAPI["components"]},
+                                           format_checker=jsonschema.FormatChecker())
+
+
+def _resolve(obj: dict[str, Any]) -> dict[str, Any]:
+    ref = obj.get("$ref")
+    if ref is None:
+        return obj
+    node: Any = OPENAPI
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def operation_for(method: str, path: str) -> tuple[str, dict[str, Any]] | None:
+    """The documented operation a request reached: (template, operation), or None."""
+    for template, regex in _MATCHERS:
+        if regex.match(path):
+            op = OPENAPI["paths"][template].get(method.lower())
+            return (template, op) if op is not None else None
+    return None
+
+
+def conform(response: httpx.Response) -> None:
+    """Assert that the response is one the document promises for its request."""
+    response.read()
+    media = response.headers.get("content-type", "").split(";")[0]
+    found = operation_for(response.request.method, response.request.url.path)
+    if found is None:
+        # No such operation (unknown route, 405): still a problem document.
+        assert media == "application/problem+json", (response.status_code, media)
+        schema_validator({"$ref": "#/components/schemas/Problem"}).validate(response.json())
+        return
+    template, op = found
+    where = f"{response.request.method} {template} -> {response.status_code}"
+    documented = op["responses"].get(str(response.status_code))
+    assert documented is not None, f"{where} is not documented"
+    spec = _resolve(documented)
+    assert media in spec["content"], f"{where}: {media} is not documented"
+    for name, header in spec.get("headers", {}).items():
+        if header.get("required"):
+            assert name in response.headers, f"{where}: header {name} missing"
+    schema = spec["content"][media]["schema"]
+    errors = sorted(schema_validator(schema).iter_errors(response.json()), key=str)
+    assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
+
+
+# -- servers --------------------------------------------------------------------------------------
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netscand-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def dispatcher() -> Dispatcher:
+    return Dispatcher(Shared(1))
+
+
+class Servers:
+    """uvicorn servers sharing one event loop in a background thread, like the control process."""
+
+    def __init__(self, servers: list[tuple[uvicorn.Server, list[socket.socket] | None]]) -> None:
+        self.servers = servers
+        self.thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+        self.failure: BaseException | None = None
+
+    async def _serve(self) -> None:
+        try:
+            await asyncio.gather(*(s.serve(sockets=socks) for s, socks in self.servers))
+        except BaseException as exc:  # surfaced by start() or stop()
+            self.failure = exc
+
+    def start(self) -> None:
+        self.thread.start()
+        for _ in range(500):
+            if self.failure or all(s.started for s, _ in self.servers):
+                break
+            threading.Event().wait(0.01)
+        assert self.failure is None and all(s.started for s, _ in self.servers), self.failure
+
+    def stop(self) -> None:
+        for s, _ in self.servers:
+            s.should_exit = True
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+
+
+def _config(app: Any, **kwargs: Any) -> uvicorn.Config:
+    return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, **kwargs)
+
+
+@dataclass
+class Api:
+    store: Store
+    orchestrator: Orchestrator
+    socket_path: Path
+    base_url: str
+    tls: ssl.SSLContext
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def _client(self, **kwargs: Any) -> httpx.Client:
+        client = httpx.Client(timeout=10, event_hooks={"response": [conform]}, **kwargs)
+        self.clients.append(client)
+        return client
+
+    def unix(self) -> httpx.Client:
+        """A client of the Unix socket: trusted, no token."""
+        return self._client(base_url="http://netscand", transport=httpx.HTTPTransport(uds=str(self.socket_path)))
+
+    def tcp(self, token: str | None = None, **headers: str) -> httpx.Client:
+        """A client of the TLS listener, verifying the test certificate."""
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self._client(base_url=self.base_url, verify=self.tls, headers=headers)
+
+    def token(self, scope: str, name: str | None = None) -> str:
+        return self.store.create_token(name or f"{scope}-client", scope)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+class ApiRunner:
+    """Serves fresh APIs (store, orchestrator, app, two servers) and stops them all at the end."""
+
+    def __init__(self, tmp: pytest.TempPathFactory, certificate: tuple[Path, Path], dispatcher: Dispatcher) -> None:
+        self.tmp, self.certificate, self.dispatcher = tmp, certificate, dispatcher
+        self.running: list[tuple[Servers, Api]] = []
+
+    def __call__(self, wrap: Wrapper | None = listener) -> Api:
+        """A new API, its app wrapped per listener by `wrap` (None: served bare)."""
+        # A short directory: Unix socket paths are limited to 107 bytes.
+        directory = self.tmp.mktemp("api")
+        store = Store(directory / "netscand.db")
+        orchestrator = Orchestrator(store, self.dispatcher, Limits(
+            rate=1000.0, retries=1, max_running=0, max_target_addresses=MAX_TARGET_ADDRESSES))
+        app = create_app(orchestrator, store)
+        socket_path = directory / "api.sock"
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind(("127.0.0.1", 0))
+        cert, key = self.certificate
+        servers = Servers([
+            (uvicorn.Server(_config(wrap(app, "unix") if wrap else app, uds=str(socket_path))), None),
+            (uvicorn.Server(_config(wrap(app, "tcp") if wrap else app,
+                                    ssl_certfile=str(cert), ssl_keyfile=str(key))), [tcp]),
+        ])
+        servers.start()
+        tls = ssl.create_default_context(cafile=str(cert))
+        api = Api(store, orchestrator, socket_path, f"https://127.0.0.1:{tcp.getsockname()[1]}", tls)
+        self.running.append((servers, api))
+        return api
+
+    def stop_all(self) -> None:
+        for servers, api in self.running:
+            api.close()
+            servers.stop()
+            api.store.close()
+
+
+@pytest.fixture
+def api_factory(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path],
+                dispatcher: Dispatcher) -> Iterator[ApiRunner]:
+    runner = ApiRunner(tmp_path_factory, certificate, dispatcher)
+    try:
+        yield runner
+    finally:
+        runner.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_api(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path],
+               dispatcher: Dispatcher) -> Iterator[Api]:
+    """One API for a module's tests that only need its answers, not an empty store."""
+    runner = ApiRunner(tmp_path_factory, certificate, dispatcher)
+    try:
+        yield runner()
+    finally:
+        runner.stop_all()
+
+
+@pytest.fixture
+def api(api_factory: ApiRunner) -> Api:
+    return api_factory()
+
+
+@pytest.fixture
+def unix(api: Api) -> httpx.Client:
+    return api.unix()
+
+
+def start(client: httpx.Client, body: dict[str, Any] | None = None, key: str | None = None) -> httpx.Response:
+    """POST a start request (with `key` as its Idempotency-Key); the default body is a small
+    quick scan of a benchmarking address."""
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return client.post("/api/v1/scans/start", json=body or {"target": "198.18.0.1", "profile": "quick"},
+                       headers=headers)
+
+
+def stored(api: Api, scan_id: str) -> dict[str, Any]:
+    """The scan's row as the store holds it (options and owner are not in any response)."""
+    scan = api.store.get_scan(scan_id)
+    assert scan is not None
+    return scan
+
+
+def assert_problem(response: httpx.Response, status: int, type_: str | None = None,
+                   field_: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert PROBLEM_KEYS <= body.keys() and body["status"] == status
+    if type_ is not None:
+        assert body["type"] == type_
+    if field_ is not None:
+        assert body.get("field") == field_, body
+    return body

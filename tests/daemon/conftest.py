@@ -1,0 +1,153 @@
+"""A real daemon for end-to-end tests: `netscand serve` in the lab's scanner namespace, with a
+temporary state directory, a real Unix socket and a real TLS port.
+
+The TLS port lives on the scanner namespace's loopback, which this (root-namespace) test process
+can't reach, so a small forwarder relays TCP bytes to it: a thread that has entered the scanner
+namespace (setns affects only the calling thread) connects there for each accepted connection.
+TLS runs end to end through it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pyroute2 import netns
+
+from netscand.lab import Lab
+
+DAEMON_PORT = 8443
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen
+    state_dir: Path
+    socket: Path
+    url: str
+    log: Path
+
+    @property
+    def cert(self) -> Path:
+        return self.state_dir / "tls" / "cert.pem"
+
+    def unix(self) -> httpx.Client:
+        return httpx.Client(base_url="http://netscand", transport=httpx.HTTPTransport(uds=str(self.socket)),
+                            timeout=30)
+
+    def https(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30,
+                            verify=ssl.create_default_context(cafile=str(self.cert)))
+
+    def netscand(self, *argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "netscand", *argv, "--state-dir", str(self.state_dir)],
+                              capture_output=True, text=True, timeout=60)
+
+    def token(self, name: str, scope: str) -> str:
+        out = self.netscand("token", "create", "--name", name, "--scope", scope)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+
+class Forwarder:
+    """Root-namespace 127.0.0.1:port -> (namespace, 127.0.0.1:target)."""
+
+    def __init__(self, namespace: str, target: int) -> None:
+        self.namespace, self.target = namespace, target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        netns.setns(self.namespace, flags=0)  # this thread only
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+
+
+def start_daemon(lab: Lab, state_dir: Path, *extra: str) -> Daemon:
+    state_dir.mkdir(exist_ok=True)
+    sock = state_dir / "netscand.sock"
+    log = state_dir / "daemon.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(lab.scanner_argv([
+            sys.executable, "-m", "netscand", "serve", "--state-dir", str(state_dir),
+            "--socket", str(sock), "--listen", f"127.0.0.1:{DAEMON_PORT}", "--workers", "2", *extra]),
+            stdout=out, stderr=subprocess.STDOUT)
+    daemon = Daemon(proc, state_dir, sock, "", log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with daemon.unix() as c:
+                if c.get("/healthz").status_code == 200:
+                    return daemon
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"daemon did not come up:\n{log.read_text()}")
+
+
+def stop_daemon(daemon: Daemon) -> int:
+    if daemon.proc.poll() is None:
+        daemon.proc.terminate()
+        try:
+            daemon.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            daemon.proc.kill()
+            daemon.proc.wait()
+    return daemon.proc.returncode
+
+
+@pytest.fixture
+def daemon(lab: Lab, tmp_path: Path) -> Iterator[Daemon]:
+    d = start_daemon(lab, tmp_path / "state")
+    forwarder = Forwarder(lab.scanner_ns, DAEMON_PORT)
+    d.url = f"https://127.0.0.1:{forwarder.port}"
+    try:
+        yield d
+    finally:
+        forwarder.close()
+        stop_daemon(d)
+        os.environ.pop("NETSCAND_TOKEN", None)

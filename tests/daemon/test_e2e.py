@@ -1,0 +1,197 @@
+"""End to end: the daemon as a subprocess in the lab, driven over its Unix socket and TLS port,
+results checked against the lab's ground truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netscand.lab import Lab
+from netscand.scan.ports import top_ports
+from tests.daemon.conftest import Daemon, start_daemon, stop_daemon
+
+pytestmark = pytest.mark.lab
+NETSCANCTL = str(Path(sys.executable).with_name("netscanctl"))  # the installed entry point
+
+
+def all_hosts(lab: Lab) -> list[str]:
+    return [h["ip"] for h in lab.truth["hosts"]]
+
+
+def wait_for(client, scan_id: str, statuses=("completed", "failed", "cancelled"), timeout=120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scan = client.get(f"/api/v1/scans/{scan_id}").json()
+        if scan["status"] in statuses:
+            return scan
+        time.sleep(0.2)
+    raise AssertionError(f"scan {scan_id} still {scan['status']}")
+
+
+def open_ports(result: dict) -> set[tuple[str, int]]:
+    return {(d["ip"], p["port"]) for d in result["devices"] for p in d["ports"] if p["state"] == "open"}
+
+
+def truth_open(lab: Lab, ports) -> set[tuple[str, int]]:
+    ports = set(ports)
+    return {(h["ip"], p) for h in lab.truth["hosts"] for p in h["open"] if p in ports}
+
+
+def test_quick_scan_over_unix_socket_matches_ground_truth(lab: Lab, daemon: Daemon) -> None:
+    with daemon.unix() as c:
+        r = c.post("/api/v1/scans/start", json={"target": all_hosts(lab), "profile": "quick"})
+        assert r.status_code == 202
+        scan = r.json()
+        assert r.headers["location"] == f"/api/v1/scans/{scan['id']}"
+        assert scan["status"] in ("queued", "running") and scan["profile"] == "quick"
+        done = wait_for(c, scan["id"])
+        assert done["status"] == "completed" and done["progress_percent"] == 100
+        result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
+    expected = truth_open(lab, top_ports(100))
+    assert open_ports(result) == expected
+    assert result["open_ports_total"] == len(expected) == done["ports_found"]
+    assert result["devices_found"] == len(lab.truth["hosts"]) == done["hosts_found"]
+    macs = {d["ip"]: d["mac"] for d in result["devices"]}
+    for h in lab.truth["hosts"]:
+        assert macs[h["ip"]] == (None if h["routed"] else h["mac"].upper())
+    ips = [d["ip"] for d in result["devices"]]
+    assert ips == sorted(ips, key=lambda ip: tuple(map(int, ip.split("."))))
+
+
+def test_tls_listener_needs_a_token_with_the_right_scope(lab: Lab, daemon: Daemon) -> None:
+    reader, scanner = daemon.token("reader", "read"), daemon.token("scanner", "scan")
+    body = {"target": all_hosts(lab)[0], "profile": "custom", "ports": [22, 80]}
+    with daemon.https(None) as c:
+        r = c.get("/api/v1/scans")
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert r.headers["content-type"].startswith("application/problem+json")
+    with daemon.https("nsd_wrong") as c:
+        assert c.get("/api/v1/scans").status_code == 401
+    with daemon.https(reader) as c:
+        assert c.post("/api/v1/scans/start", json=body).status_code == 403
+        assert c.get("/api/v1/scans").status_code == 200
+    with daemon.https(scanner) as c:
+        r = c.post("/api/v1/scans/start", json=body)
+        assert r.status_code == 202
+        assert wait_for(c, r.json()["id"])["status"] == "completed"
+        assert c.get(f"/api/v1/scans/{r.json()['id']}/result").status_code == 200
+    assert "nsd_" not in daemon.log.read_text()  # tokens never reach the logs
+
+
+def test_stop_cancels_within_a_second_keeping_partial_results(lab: Lab, daemon: Daemon) -> None:
+    with daemon.unix() as c:
+        scan = c.post("/api/v1/scans/start", json={
+            "target": all_hosts(lab), "profile": "custom", "ports": ["1-65535"], "rate": 20000}).json()
+        deadline = time.monotonic() + 30
+        while c.get(f"/api/v1/scans/{scan['id']}").json()["ports_found"] < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        r = c.post(f"/api/v1/scans/{scan['id']}/stop")
+        assert r.status_code == 200
+        stopped = wait_for(c, scan["id"], timeout=5)
+        assert time.monotonic() - t0 < 1.0
+        assert stopped["status"] == "cancelled" and stopped["progress_percent"] < 100
+        result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
+        assert result["status"] == "cancelled" and result["open_ports_total"] >= 3
+        assert open_ports(result) <= truth_open(lab, range(1, 65536))
+        again = c.post(f"/api/v1/scans/{scan['id']}/stop")
+        assert again.status_code == 409
+
+
+def test_list_paginates_and_filters(lab: Lab, daemon: Daemon) -> None:
+    site = "3f2b1c9e-8a4d-4e6f-9b1a-2c3d4e5f6a7b"
+    with daemon.unix() as c:
+        ids = []
+        for i in range(3):
+            body = {"target": all_hosts(lab)[i], "profile": "custom", "ports": [22]}
+            if i == 0:
+                body["site_id"] = site
+            ids.append(c.post("/api/v1/scans/start", json=body).json()["id"])
+        for scan_id in ids:
+            wait_for(c, scan_id)
+        page1 = c.get("/api/v1/scans", params={"per_page": 2, "page": 1}).json()
+        page2 = c.get("/api/v1/scans", params={"per_page": 2, "page": 2}).json()
+        assert page1["total"] == page2["total"] == 3 and (page1["page"], page1["per_page"]) == (1, 2)
+        assert [s["id"] for s in page1["scans"] + page2["scans"]] == ids[::-1]  # newest first
+        assert [s["id"] for s in c.get("/api/v1/scans", params={"site_id": site}).json()["scans"]] == [ids[0]]
+        assert c.get("/api/v1/scans", params={"status": "running"}).json()["total"] == 0
+        assert c.get("/api/v1/scans", params={"status": "completed"}).json()["total"] == 3
+        assert c.get("/api/v1/scans", params={"per_page": 101}).status_code == 422
+
+
+def test_netscanctl_drives_the_whole_flow(lab: Lab, daemon: Daemon) -> None:
+    def ctl(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([NETSCANCTL, "--socket", str(daemon.socket), *argv],
+                              capture_output=True, text=True, timeout=120)
+
+    host = next(h for h in lab.truth["hosts"] if h["open"])
+    ports = ",".join(map(str, host["open"] + [7]))
+    out = ctl("--json", "start", host["ip"], "--profile", "custom", "--ports", ports, "--wait")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == "completed"
+    assert open_ports(result) == {(host["ip"], p) for p in host["open"]}
+    listed = ctl("--json", "list", "--status", "completed")
+    assert json.loads(listed.stdout)["scans"][0]["id"] == result["id"]
+    assert "completed" in ctl("status", result["id"]).stdout
+    assert host["ip"] in ctl("result", result["id"]).stdout
+    missing = ctl("status", "00000000-0000-0000-0000-000000000000")
+    assert missing.returncode == 1 and missing.stderr.startswith("netscanctl: 404")
+    over_tls = subprocess.run([NETSCANCTL, "--url", daemon.url,
+                               "--cacert", str(daemon.cert), "list"], capture_output=True, text=True, timeout=60)
+    assert over_tls.returncode == 1 and "401" in over_tls.stderr
+
+
+def test_sigkill_mid_scan_then_restart_keeps_partial_results(lab: Lab, tmp_path) -> None:
+    d = start_daemon(lab, tmp_path / "state")
+    try:
+        with d.unix() as c:
+            scan = c.post("/api/v1/scans/start", json={
+                "target": all_hosts(lab), "profile": "deep", "rate": 20000}).json()
+            deadline = time.monotonic() + 30
+            while c.get(f"/api/v1/scans/{scan['id']}").json()["ports_found"] < 3:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            time.sleep(0.6)  # a flush period, so found ports have reached the database
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+        _kill_orphans(d)
+    finally:
+        stop_daemon(d)
+    again = start_daemon(lab, tmp_path / "state")
+    try:
+        with again.unix() as c:
+            s = c.get(f"/api/v1/scans/{scan['id']}").json()
+            assert s["status"] == "failed" and "stopped" in s["error"]
+            result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
+            assert result["open_ports_total"] >= 3
+    finally:
+        stop_daemon(again)
+    db = sqlite3.connect(tmp_path / "state" / "netscand.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _kill_orphans(d: Daemon) -> None:
+    """SIGKILL of the supervisor leaves its children; kill them as systemd's cgroup would."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if str(d.state_dir).encode() in cmdline and b"serve" in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    time.sleep(0.5)
