@@ -115,7 +115,14 @@ class Orchestrator:
             "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
             "ports_found": 0, "error": None, "idempotency_key": idempotency_key, "owner": owner,
         }
-        self.store.create_scan(scan)
+        try:
+            self.store.create_scan(scan)
+        except StoreError:
+            # Two concurrent starts with one key: the first insert won while we resolved routes.
+            earlier = idempotency_key and self.store.scan_by_idempotency_key(owner, idempotency_key)
+            if not earlier:
+                raise
+            return self.status(earlier["id"]), False
         log.info("scan.state", scan_id=scan["id"], status="queued", target=req.target, profile=req.profile)
         self.queue.append((scan["id"], spec, net))
         self._admit()

@@ -1,0 +1,91 @@
+"""API latency under load: p50/p99 of GET /api/v1/scans/{id} from 50 concurrent clients while the
+daemon runs a 32-host x 65535-port scan at full rate.
+
+    python bench/api.py [--hosts 32] [--clients 50] [--rate 50000] [--interval 0.5]
+
+Each client polls every --interval seconds, as `netscanctl watch` does; --interval 0 makes them
+poll back to back (a closed loop), which measures the control process's throughput instead:
+there, latency is simply clients / throughput.
+
+Everything stays in the lab: the daemon runs in the lab's scanner namespace; the clients talk to
+it over its Unix socket, which lives on the shared filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netscand.lab import Lab  # noqa: E402
+from tests.daemon.conftest import start_daemon, stop_daemon  # noqa: E402
+
+
+async def client(sock: str, scan_id: str, interval: float, latencies: list[float], errors: list[int],
+                 done: asyncio.Event) -> None:
+    transport = httpx.AsyncHTTPTransport(uds=sock)
+    async with httpx.AsyncClient(base_url="http://netscand", transport=transport, timeout=30) as c:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            r = await c.get(f"/api/v1/scans/{scan_id}")
+            latencies.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                errors.append(r.status_code)
+            elif r.json()["status"] in ("completed", "failed", "cancelled"):
+                done.set()
+            await asyncio.sleep(interval)
+
+
+async def load(sock: str, scan_id: str, clients: int, interval: float) -> tuple[list[float], list[int], float]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    done = asyncio.Event()
+    t0 = time.monotonic()
+    await asyncio.gather(*(client(sock, scan_id, interval, latencies, errors, done) for _ in range(clients)))
+    return latencies, errors, time.monotonic() - t0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hosts", type=int, default=32)
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--rate", type=int, default=50_000)
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between one client's requests")
+    args = p.parse_args()
+    lab = Lab.up(hosts=args.hosts, prefix="nsa")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            daemon = start_daemon(lab, Path(tmp) / "state")
+            try:
+                hosts = [h["ip"] for h in lab.truth["hosts"]]
+                with daemon.unix() as c:
+                    scan = c.post("/api/v1/scans/start", json={
+                        "target": hosts, "profile": "deep", "rate": args.rate}).json()
+                latencies, errors, wall = asyncio.run(load(str(daemon.socket), scan["id"], args.clients, args.interval))
+                with daemon.unix() as c:
+                    final = c.get(f"/api/v1/scans/{scan['id']}").json()
+            finally:
+                stop_daemon(daemon)
+    finally:
+        lab.down()
+    ms = sorted(x * 1000 for x in latencies)
+    p99 = ms[int(len(ms) * 0.99) - 1]
+    print(f"command: {' '.join(sys.argv)}")
+    print(f"scan: {args.hosts} hosts x 65535 ports at {args.rate} probes/s: {final['status']}, "
+          f"{final['ports_found']} open ports, {wall:.1f} s")
+    print(f"GET /api/v1/scans/{{id}} from {args.clients} clients, every {args.interval} s each: {len(ms)} requests, "
+          f"{len(ms) / wall:.0f}/s, errors {len(errors)}")
+    print(f"latency ms: p50 {statistics.median(ms):.1f}  p99 {p99:.1f}  max {ms[-1]:.1f}  (target p99 < 50)")
+    return 0 if not errors and final["status"] == "completed" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
