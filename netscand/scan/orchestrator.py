@@ -244,7 +244,8 @@ class Orchestrator:
             device = result.device(h)
             ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
             extra = {"not_shown": device["not_shown"]} if final and "not_shown" in device else None
-            self.store.put_device(scan_id, device["ip"], mac=device["mac"], extra=extra)
+            self.store.put_device(scan_id, device["ip"], mac=device["mac"], extra=extra,
+                                  timed_out=device.get("timed_out"))
             self.store.put_ports(scan_id, device["ip"], ports)
 
     def _progress(self, active: _Active) -> dict:

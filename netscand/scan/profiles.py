@@ -10,6 +10,8 @@ from netscand.scan.targets import Targets
 
 PROFILES = ("quick", "normal", "deep", "stealth", "custom")
 STEALTH_RATE = 100.0
+# API.md's per-host time budget (nmap's --host-timeout); custom's is timeout_ms x retries.
+HOST_TIMEOUT_S = {"quick": 30, "normal": 120, "deep": 600, "stealth": 300}
 
 
 @dataclass(frozen=True)
@@ -49,5 +51,9 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int) -> Sc
         rate = min(rate, STEALTH_RATE)
     if req.rate is not None:
         rate = min(req.rate, rate)
-    return ScanSpec(targets, profile_ports(req), rate,
-                    retries if req.retries is None else req.retries, req.timeout_ms)
+    retries = retries if req.retries is None else req.retries
+    host_timeout: float | None = HOST_TIMEOUT_S.get(req.profile)
+    if req.profile == "custom" and req.timeout_ms:
+        host_timeout = req.timeout_ms * max(retries, 1) / 1000
+    return ScanSpec(targets, profile_ports(req), rate, retries, req.timeout_ms,
+                    host_timeout_s=host_timeout, max_hosts=req.max_concurrent)

@@ -45,6 +45,7 @@ class Host:
     probed_ports: int = 0
     mac: bytes | None = None
     up: bool = False
+    timed_out: bool = False
     open: dict[int, Fingerprint] = field(default_factory=dict)
     closed: set[int] = field(default_factory=set)
     filtered: set[int] = field(default_factory=set)
@@ -130,6 +131,8 @@ class ScanResult:
         }
         if not_shown:
             device["not_shown"] = not_shown
+        if h.timed_out:
+            device["timed_out"] = True
         return device
 
 

@@ -34,6 +34,18 @@ class ScanSpec:
     rate: float
     retries: int
     timeout_ms: int | None = None  # fixed per-probe timeout; None adapts to measured RTT
+    host_timeout_s: float | None = None  # a host still unfinished after this is reported timed out
+    max_hosts: int | None = None  # hosts scanned at once (one plan); None: sized from the above
+
+    def hosts_per_plan(self) -> int:
+        """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the
+        scan's rate (with half the budget left for retries and slow replies)."""
+        limit = plans.Plan.capacity(len(self.ports))
+        if self.max_hosts:
+            limit = min(limit, self.max_hosts)
+        if self.host_timeout_s:
+            limit = min(limit, int(self.host_timeout_s * self.rate / 2 / len(self.ports)))
+        return max(1, limit)
 
 
 @dataclass
@@ -51,7 +63,7 @@ class ScanRun:
         self.dispatcher = dispatcher
         self.result = ScanResult()
         self.queue: deque[_Work] = deque()
-        self.running: list[tuple[Submitted, _Work]] = []
+        self.running: list[tuple[Submitted, _Work, float]] = []  # with its start time
         self.waiting_arp: dict[int, list[tuple[int, int, Route]]] = {}  # gateway -> its ranges
         self.gateway_macs: dict[int, bytes] = {}
         self.planned = 0
@@ -87,7 +99,7 @@ class ScanRun:
 
     def _queue_syn(self, route: Route, ips: Sequence[int], next_hop: bytes | None) -> None:
         """next_hop: the MAC every frame goes to; None for on-link hosts, each its own ARP answer."""
-        for chunk in _chunks(ips, plans.Plan.capacity(len(self.spec.ports))):
+        for chunk in _chunks(ips, self.spec.hosts_per_plan()):
             if route.loopback:
                 macs = (ZERO_MAC,) * len(chunk)
             elif next_hop is None:
@@ -125,16 +137,27 @@ class ScanRun:
         return not self.queue and not self.running
 
     def step(self) -> None:
-        """Retire finished plans, start queued ones while slots are free."""
-        for item in [i for i in self.running if i[0].finished]:
+        """Retire finished or timed-out plans, then start the next one. One plan runs at a time:
+        the scan's rate is the plan's rate, and every worker shares each plan anyway."""
+        now = time.monotonic()
+        for item in list(self.running):
+            sub, work, started = item
+            timed_out = (self.spec.host_timeout_s is not None and work.kind == plans.KIND_TCP_SYN
+                         and now - started > self.spec.host_timeout_s)
+            if not (sub.finished or timed_out):
+                continue
             self.running.remove(item)
-            self.done_probes += item[0].plan.size
-            if item[1].kind == plans.KIND_ARP:
-                self._after_arp(item[1])
-        while self.queue and not self.cancelled and self.dispatcher.free_slot is not None:
+            self.done_probes += sub.plan.size
+            if timed_out and not sub.finished:
+                self.dispatcher.cancel(sub)
+                for ip in work.hosts:
+                    self.result.host(ip).timed_out = True
+            if work.kind == plans.KIND_ARP:
+                self._after_arp(work)
+        if self.queue and not self.running and not self.cancelled and self.dispatcher.free_slot is not None:
             work = self.queue.popleft()
             sub = self.dispatcher.submit(lambda s, g: self._plan(work, s, g), self._on_result)
-            self.running.append((sub, work))
+            self.running.append((sub, work, now))
 
     def _on_result(self, r: Result) -> None:
         # A gateway resolved only to reach routed targets is not itself a finding.
@@ -162,13 +185,13 @@ class ScanRun:
     def cancel(self) -> None:
         self.cancelled = True
         self.queue.clear()
-        for sub, _ in self.running:
+        for sub, _, _ in self.running:
             self.dispatcher.cancel(sub)
         self.running.clear()
 
     def progress(self) -> tuple[int, int]:
         """(probes done, probes planned) counting finished shards of running plans."""
-        partial = sum(len(s.done) * s.plan.shard_size for s, _ in self.running)
+        partial = sum(len(s.done) * s.plan.shard_size for s, _, _ in self.running)
         return min(self.done_probes + partial, self.planned), self.planned
 
 

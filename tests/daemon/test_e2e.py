@@ -195,3 +195,18 @@ def _kill_orphans(d: Daemon) -> None:
             except ProcessLookupError:
                 pass
     time.sleep(0.5)
+
+
+def test_host_over_its_time_budget_is_reported_timed_out(lab: Lab, daemon: Daemon) -> None:
+    # custom's per-host budget is timeout_ms x retries: 0.2 s, far less than 65535 probes take.
+    host = next(h for h in lab.truth["hosts"] if h["open"] and not h["routed"])
+    with daemon.unix() as c:
+        scan = c.post("/api/v1/scans/start", json={
+            "target": host["ip"], "profile": "custom", "ports": ["1-65535"], "timeout_ms": 100,
+            "retries": 2, "rate": 20000}).json()
+        done = wait_for(c, scan["id"], timeout=30)
+        result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
+    assert done["status"] == "completed"
+    [device] = result["devices"]
+    assert device["timed_out"] is True
+    assert open_ports(result) <= {(host["ip"], p) for p in host["open"]}

@@ -99,11 +99,12 @@ def test_list_newest_first_with_pages_and_total(store: Store, make_scan: ScanMak
     assert all(set(s) == KEYS for s in scans)
 
 
-def test_list_breaks_ties_by_id(store: Store) -> None:
+def test_list_breaks_same_second_ties_newest_first(store: Store) -> None:
+    # created_at has one-second resolution: scans started in the same second keep their order.
     for scan_id in ("c", "a", "b"):
         store.create_scan({"id": scan_id, "target": "198.18.0.1", "profile": "quick",
                            "created_at": "2026-03-15T10:30:00Z"})
-    assert [s["id"] for s in store.list_scans(1, 10)[0]] == ["a", "b", "c"]
+    assert [s["id"] for s in store.list_scans(1, 10)[0]] == ["b", "a", "c"]
 
 
 def test_list_filters(store: Store, make_scan: ScanMaker) -> None:
