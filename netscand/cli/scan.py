@@ -8,7 +8,6 @@ control child's status.
 from __future__ import annotations
 
 import argparse
-import os
 import select
 import socket
 import sys

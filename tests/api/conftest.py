@@ -13,8 +13,6 @@ and its body must match the documented schema.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import re
 import socket
 import ssl
@@ -28,16 +26,13 @@ import httpx
 import jsonschema
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from netscand.api import create_app, listener
 from netscand.api.openapi import document
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.orchestrator import Limits, Orchestrator
+from netscand import tls
 from netscand.store import Store
 
 Wrapper = Callable[[Any, Any], Any]  # (app, listener kind) -> app as served on that listener
@@ -113,25 +108,9 @@ def conform(response: httpx.Response) -> None:
 # -- servers --------------------------------------------------------------------------------------
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netscand-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
-                       critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    """The daemon's own self-signed certificate (SAN 127.0.0.1), made the way it makes it."""
+    made = tls.ensure("", "", directory)
+    return made.cert, made.key
 
 
 @pytest.fixture(scope="session")
