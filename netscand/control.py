@@ -11,14 +11,17 @@ import asyncio
 import contextlib
 import signal
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 import uvicorn
 import uvloop
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from netscand.api import create_app, listener
+from netscand.api.listener import PEER_KEY
 from netscand.config import Config
 from netscand.engine import plan as plans
 from netscand.engine.shm import Shared
@@ -36,6 +39,26 @@ class Listeners:
     unix: socket.socket
     tcp: socket.socket | None
     certificate: Certificate | None
+
+
+class _PeerProtocol(HttpToolsProtocol):
+    """HTTP over the Unix socket, with the peer's uid and pid (SO_PEERCRED) in every request's
+    scope, for the access log: the socket's permissions are the authorization, so who used it
+    is worth recording."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._peer: dict[str, int] | None = None
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+                self._peer = {"uid": uid, "pid": pid}
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._peer is not None:
+            self.scope[PEER_KEY] = self._peer  # type: ignore[literal-required]
 
 
 class _Server(uvicorn.Server):
@@ -60,9 +83,9 @@ async def _serve(shared: Shared, cfg: Config, listeners: Listeners, db_path: Pat
     orchestrator.interrupted()
     orchestrator.attach(loop)
     app = create_app(orchestrator, store)
-    servers = [(_server(listener(app, "unix"), None), listeners.unix)]
+    servers = [(_server(listener(app, "unix"), None, _PeerProtocol), listeners.unix)]
     if listeners.tcp is not None and listeners.certificate is not None:
-        servers.append((_server(listener(app, "tcp"), listeners.certificate), listeners.tcp))
+        servers.append((_server(listener(app, "tcp"), listeners.certificate, HttpToolsProtocol), listeners.tcp))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     tasks = [loop.create_task(s.serve(sockets=[sock])) for s, sock in servers]
@@ -75,9 +98,9 @@ async def _serve(shared: Shared, cfg: Config, listeners: Listeners, db_path: Pat
     store.close()
 
 
-def _server(app: object, cert: Certificate | None) -> _Server:
+def _server(app: object, cert: Certificate | None, protocol: type) -> _Server:
     # Our own SSLContext, to hold TLS at 1.2 or newer.
     factory = (lambda _config, _default: server_context(cert)) if cert else None
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
-                            ssl_context_factory=factory)
+                            ssl_context_factory=factory, http=protocol)
     return _Server(config)

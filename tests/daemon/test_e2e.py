@@ -210,3 +210,12 @@ def test_host_over_its_time_budget_is_reported_timed_out(lab: Lab, daemon: Daemo
     [device] = result["devices"]
     assert device["timed_out"] is True
     assert open_ports(result) <= {(host["ip"], p) for p in host["open"]}
+
+
+def test_unix_socket_requests_log_the_peer(daemon: Daemon) -> None:
+    with daemon.unix() as c:
+        assert c.get("/api/v1/scans").status_code == 200
+    time.sleep(0.2)
+    events = [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
+    requests = [e for e in events if e.get("event") == "api.request" and e.get("listener") == "unix"]
+    assert requests and requests[-1]["peer"] == {"uid": os.getuid(), "pid": os.getpid()}
