@@ -38,8 +38,7 @@ JOB_SHARD = 1
 R_PORT = 1  # one port's state (open as it arrives; closed/filtered listed when few)
 R_HOST = 2  # a host answered ARP: ip, mac
 R_TALLY = 3  # per shard and host that answered: a=closed count, b=unanswered or ICMP-refused
-R_DONE = 4  # shard finished: a=probes sent, b=smoothed RTT in microseconds
-R_READY = 5  # worker started: a=generation
+R_DONE = 4  # shard finished
 
 # Probe states, as stored in shard slots
 S_NONE, S_OPEN, S_CLOSED, S_UNREACH, S_UP = 0, 1, 2, 3, 4

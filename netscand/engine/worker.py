@@ -25,7 +25,7 @@ from netscand.engine.permutation import Permutation
 from netscand.engine.probes import Answer, Probe, probe_for
 from netscand.engine.probes.tcp_syn import TICK_MASK, ports_for
 from netscand.engine.shm import (
-    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_HOST, R_PORT, R_READY, R_TALLY, S_CLOSED, S_NONE,
+    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_HOST, R_PORT, R_TALLY, S_CLOSED, S_NONE,
     S_OPEN, S_UNREACH, S_UP, SHARD_HEADER, Shared, pack_result,
 )
 
@@ -77,7 +77,6 @@ class ShardRun:
         self.order: Callable[[int], int] = Permutation(self.length, state.plan.key + shard.to_bytes(4, "big"))
         self.pos = 0
         self.total = self.length
-        self.sent = 0
         self.deadline = 0.0
 
     def unanswered(self) -> list[int]:
@@ -118,7 +117,6 @@ class Worker:
         for i in self.shared.worker_slots(self.index):
             SHARD_HEADER.pack_into(self.shared.shards[i], 0, 0, 0, 0, 0)
         self._beat(time.monotonic(), ready=0)
-        self._emit(pack_result(R_READY, a=self.generation))
         while not self.stopping:
             now = time.monotonic()
             if now >= self.next_beat:
@@ -240,7 +238,6 @@ class Worker:
                 raise
             self.tokens = 0  # the interface queue is full: back off and resend this one
         self.tokens -= sent
-        run.sent += sent
         self.sent += sent
         if run.pos >= run.total:
             self.queue.popleft()
@@ -266,8 +263,7 @@ class Worker:
         p = run.ps.plan
         if p.kind == plans.KIND_TCP_SYN:
             self._tally(run)
-        srtt_us = int((run.ps.srtt or 0) * 1e6)
-        self._emit(pack_result(R_DONE, plan_gen=p.gen, shard=run.shard, a=run.sent, b=srtt_us))
+        self._emit(pack_result(R_DONE, plan_gen=p.gen, shard=run.shard))
         self._release(run)
 
     def _tally(self, run: ShardRun) -> None:

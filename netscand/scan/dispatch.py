@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from netscand.engine import plan as plans
 from netscand.engine.permutation import Permutation
 from netscand.engine.shm import (
-    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_READY, SHARD_MAX, SHARD_SLOTS, Result, Shared,
+    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, SHARD_MAX, SHARD_SLOTS, Result, Shared,
 )
 
 MIN_SHARD = 1024
@@ -28,8 +28,6 @@ class Submitted:
     on_result: Callable[[Result], None]
     pending: deque[int]
     done: set[int] = field(default_factory=set)
-    sent: int = 0
-    srtt_us: int = 0
 
     @property
     def finished(self) -> bool:
@@ -115,8 +113,6 @@ class Dispatcher:
         self.pump()
 
     def _route(self, worker: int, r: Result) -> None:
-        if r.kind == R_READY:
-            return
         sub = self.by_gen.get(r.plan_gen)
         if sub is None:
             return  # a late record of a cancelled plan
@@ -125,8 +121,6 @@ class Dispatcher:
             if r.shard in sub.done:
                 return
             sub.done.add(r.shard)
-            sub.sent += r.a
-            sub.srtt_us = r.b or sub.srtt_us
         sub.on_result(r)
         if sub.finished:
             self._retire(sub)
