@@ -22,7 +22,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from netscand.api import create_app, listener
 from netscand.api.listener import PEER_KEY
-from netscand.config import Config
 from netscand.engine import plan as plans
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
@@ -66,20 +65,17 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()  # the control process owns its signals
 
 
-def main(shared: Shared, cfg: Config, listeners: Listeners, db_path: Path) -> None:
+def main(shared: Shared, limits: Limits, listeners: Listeners, db_path: Path) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
-    uvloop.run(_serve(shared, cfg, listeners, db_path))
+    uvloop.run(_serve(shared, limits, listeners, db_path))
 
 
-async def _serve(shared: Shared, cfg: Config, listeners: Listeners, db_path: Path) -> None:
+async def _serve(shared: Shared, limits: Limits, listeners: Listeners, db_path: Path) -> None:
     loop = asyncio.get_running_loop()
     for slot in shared.plans:
         plans.release(slot)  # plans of a previous control process have no owner any more
     store = Store(db_path)
-    orchestrator = Orchestrator(store, Dispatcher(shared), Limits(
-        rate=cfg.engine.rate, retries=cfg.engine.retries,
-        max_running=cfg.daemon.max_running_scans,
-        max_target_addresses=cfg.policy.max_target_addresses))
+    orchestrator = Orchestrator(store, Dispatcher(shared), limits)
     orchestrator.interrupted()
     orchestrator.attach(loop)
     app = create_app(orchestrator, store)

@@ -16,6 +16,8 @@ from netscand.config import Config
 from netscand.engine import worker
 from netscand.engine.shm import Shared
 from netscand.listeners import bind_tcp, bind_unix
+from netscand.scan.orchestrator import Limits
+from netscand.scan.profiles import discovery
 from netscand.store import Store
 from netscand.supervisor import ChildSpec, Supervisor
 
@@ -40,11 +42,15 @@ def serve(cfg: Config) -> int:
         tcp = bind_tcp(cfg.daemon.listen)
         log.info("tls.certificate", path=str(cert.cert), sha256=cert.fingerprint, generated=cert.generated)
     listeners = control.Listeners(unix, tcp, cert)
+    e = cfg.engine
+    limits = Limits(rate=e.rate, retries=e.retries, max_running=cfg.daemon.max_running_scans,
+                    max_target_addresses=cfg.policy.max_target_addresses,
+                    discovery=discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
     shared = Shared(cfg.workers)
     specs = [
         ChildSpec("worker", lambda i: worker.main(shared, i), count=cfg.workers,
                   heartbeat=lambda i: shared.worker_row(i)[3]),
-        ChildSpec("control", lambda i: control.main(shared, cfg, listeners, db_path(cfg))),
+        ChildSpec("control", lambda i: control.main(shared, limits, listeners, db_path(cfg))),
     ]
     log.info("daemon.start", pid=os.getpid(), workers=cfg.workers, socket=cfg.daemon.socket,
              listen=cfg.daemon.listen or None, state_dir=str(state))

@@ -121,6 +121,9 @@ START_REQUEST: Schema = {
         "rate": _nullable({"type": "number", "exclusiveMinimum": 0,
                            "description": "Probes per second; the configured rate caps it."}),
         "retries": _int(RETRIES, "Retries of an unanswered probe."),
+        "skip_discovery": _nullable({"type": "boolean", "description": "Probe every target address "
+                                     "instead of only those that answer host discovery (ICMP echo, "
+                                     "TCP SYN and ACK pings; ARP on the local link), like nmap's -Pn."}),
     },
     # ports, enable_profiling and enable_cve_match are what the fixed profiles set themselves.
     "if": {"required": ["profile"], "properties": {"profile": {"const": "custom"}}},

@@ -124,6 +124,7 @@ _START_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "enable_cve_match": _bool,
     "rate": _rate,
     "retries": lambda n, v: _int_in(n, v, RETRIES),
+    "skip_discovery": _bool,
 }
 
 

@@ -23,6 +23,7 @@ from netscand.engine import worker
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.ports import PortSpecError, parse_ports, top_ports
+from netscand.scan.profiles import discovery
 from netscand.scan.result import document
 from netscand.scan.runner import ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
     p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
     p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
+    p.add_argument("--skip-discovery", "-Pn", action="store_true",
+                   help="probe every target, not only hosts that answer discovery (ARP on-link; "
+                        "ICMP echo, TCP SYN and ACK pings behind a router)")
     p.add_argument("--workers", type=int, help="engine worker processes (default: one per core)")
     p.add_argument("--config", type=Path, help="configuration file")
     p.add_argument("--json", action="store_true", help="print the result document as JSON")
@@ -62,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         if profile == "quick" and args.ports:
             return _fail("--ports goes with --profile custom")
         ports = parse_ports(args.ports) if args.ports else top_ports(QUICK_PORTS)
+        e = cfg.engine
+        pings = None if args.skip_discovery else discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports)
     except (config.ConfigError, TargetError, PortSpecError) as exc:
         return _fail(str(exc))
     for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
@@ -73,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError:
         print("netscand: sending raw packets needs root or CAP_NET_RAW", file=sys.stderr)
         return 1
-    spec = ScanSpec(targets, ports, args.rate or cfg.engine.rate,
-                    cfg.engine.retries if args.retries is None else args.retries, args.timeout_ms)
+    spec = ScanSpec(targets, ports, args.rate or e.rate, e.retries if args.retries is None else args.retries,
+                    args.timeout_ms, discovery=pings)
     workers = args.workers or cfg.workers
     shared = Shared(workers)
     meta = {"target": args.target, "profile": profile}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from netscand import config, daemon
 from netscand.listeners import ListenError
+from netscand.scan.ports import PortSpecError
 from netscand.store import StoreError
 
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load(args)
         return daemon.serve(cfg)
-    except (config.ConfigError, ListenError, StoreError) as exc:
+    except (config.ConfigError, ListenError, StoreError, PortSpecError) as exc:
         print(f"netscand: {exc}", file=sys.stderr)
         return 1
     except PermissionError as exc:

@@ -18,6 +18,8 @@ assert HEADER.size <= HEADER_BYTES
 
 KIND_TCP_SYN = 1
 KIND_ARP = 2
+KIND_ICMP_ECHO = 3
+KIND_TCP_ACK = 4
 
 FLAG_LOOPBACK = 1  # send at the IP layer: Linux drops 127/8 frames injected below it as martians
 

@@ -34,7 +34,7 @@ def _assemble(program: list[tuple]) -> bytes:
 
 
 def reply_filter(port_lo: int, port_hi: int) -> bytes:
-    """Accept ARP replies, ICMP, and unfragmented TCP with ACK set to our source-port range."""
+    """Accept ARP replies, ICMP, and unfragmented TCP with ACK or RST to our source-port range."""
     ld_h, ld_b, ldx_msh, ld_hx, ld_bx = 0x28, 0x30, 0xB1, 0x48, 0x50
     jeq, jge, jgt, jset, ret = 0x15, 0x35, 0x25, 0x45, 0x06
     return _assemble([
@@ -53,7 +53,7 @@ def reply_filter(port_lo: int, port_hi: int) -> bytes:
         ("", jge, 0, "reject", port_lo),
         ("", jgt, "reject", 0, port_hi),
         ("", ld_bx, 0, 0, 14 + 13),
-        ("", jset, "accept", "reject", 0x10),
+        ("", jset, "accept", "reject", 0x14),  # ACK or RST: never our own SYN seen on lo
         ("accept", ret, 0, 0, SNAPLEN),
         ("reject", ret, 0, 0, 0),
     ])

@@ -19,7 +19,7 @@ from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.result import Host, ScanResult
-from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.runner import Discovery, ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
 from netscand.store import Store, StoreError
 
@@ -44,6 +44,7 @@ class Limits:
     retries: int
     max_running: int
     max_target_addresses: int
+    discovery: Discovery = Discovery()
 
 
 def now_iso(t: datetime | None = None) -> str:
@@ -102,7 +103,7 @@ class Orchestrator:
         if targets.count > self.limits.max_target_addresses:
             raise ScanError(422, "Target too large", f"the target has {targets.count} addresses; "
                             f"at most {self.limits.max_target_addresses} are allowed", "target")
-        spec = resolve(req, targets, self.limits.rate, self.limits.retries)
+        spec = resolve(req, targets, self.limits.rate, self.limits.retries, self.limits.discovery)
         try:
             # pyroute2 runs its own asyncio loop, which can't nest in this one: read routes in a thread.
             net = await loop.run_in_executor(None, NetInfo)

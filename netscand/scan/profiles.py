@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netscand.scan.ports import parse_ports, top_ports
-from netscand.scan.runner import ScanSpec
+from netscand.scan.runner import Discovery, ScanSpec
 from netscand.scan.targets import Targets
 
 PROFILES = ("quick", "normal", "deep", "stealth", "custom")
@@ -28,11 +28,18 @@ class ScanRequest:
     enable_cve_match: bool | None = None
     rate: float | None = None
     retries: int | None = None
+    skip_discovery: bool | None = None
 
     def options(self) -> dict:
         """What is stored with the scan besides target, profile and site."""
         return {k: v for k, v in self.__dict__.items()
                 if k not in ("target", "profile", "site_id") and v is not None}
+
+
+def discovery(icmp: bool, syn_ports: str, ack_ports: str) -> Discovery:
+    """The configured ping probes; port lists as the config file writes them ("" for none)."""
+    return Discovery(icmp, parse_ports(syn_ports) if syn_ports.strip() else (),
+                     parse_ports(ack_ports) if ack_ports.strip() else ())
 
 
 def profile_ports(req: ScanRequest) -> tuple[int, ...]:
@@ -45,8 +52,9 @@ def profile_ports(req: ScanRequest) -> tuple[int, ...]:
     return parse_ports(req.ports or [])
 
 
-def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int) -> ScanSpec:
-    """The engine's view of a request: `rate` and `retries` are the configured full-rate values."""
+def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
+            discovery: Discovery = Discovery()) -> ScanSpec:
+    """The engine's view of a request: `rate`, `retries` and `discovery` are the configured ones."""
     if req.profile == "stealth":
         rate = min(rate, STEALTH_RATE)
     if req.rate is not None:
@@ -55,5 +63,8 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int) -> Sc
     host_timeout: float | None = HOST_TIMEOUT_S.get(req.profile)
     if req.profile == "custom" and req.timeout_ms:
         host_timeout = req.timeout_ms * max(retries, 1) / 1000
+    # Stealth sends no ping sweep: ARP alone finds on-link hosts, routed ones are all probed.
+    skip = req.profile == "stealth" or bool(req.skip_discovery)
     return ScanSpec(targets, profile_ports(req), rate, retries, req.timeout_ms,
-                    host_timeout_s=host_timeout, max_hosts=req.max_concurrent)
+                    host_timeout_s=host_timeout, max_hosts=req.max_concurrent,
+                    discovery=None if skip else discovery)

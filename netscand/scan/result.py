@@ -96,8 +96,9 @@ class ScanResult:
             # Keyed by shard, so a shard run twice after a worker restart counts once.
             h.tallies[(r.plan_gen, r.shard)] = (r.a, r.b)
 
-    def set_mac(self, ip: int, mac: bytes) -> None:
-        self.host(ip).mac = mac
+    def mark_up(self, ip: int) -> None:
+        self.host(ip).up = True
+        self.dirty.add(ip)
 
     @property
     def up_hosts(self) -> list[Host]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from netscand.engine import plan as plans
-from netscand.engine.shm import R_HOST, Result
+from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, Result
 from netscand.netinfo import NetInfo, NoRoute, Route
 from netscand.scan.dispatch import Dispatcher, Submitted, shard_size
 from netscand.scan.result import ScanResult
@@ -28,6 +28,16 @@ ZERO_MAC = b"\0" * 6
 
 
 @dataclass(frozen=True)
+class Discovery:
+    """Host discovery for routed targets (on-link ones are found by ARP), as nmap's default
+    -PE -PS443 -PA80: a host is up if anything answers."""
+
+    icmp_echo: bool = True
+    syn_ports: tuple[int, ...] = (443,)
+    ack_ports: tuple[int, ...] = (80,)
+
+
+@dataclass(frozen=True)
 class ScanSpec:
     targets: Targets
     ports: tuple[int, ...]
@@ -36,6 +46,7 @@ class ScanSpec:
     timeout_ms: int | None = None  # fixed per-probe timeout; None adapts to measured RTT
     host_timeout_s: float | None = None  # a host still unfinished after this is reported timed out
     max_hosts: int | None = None  # hosts scanned at once (one plan); None: sized from the above
+    discovery: Discovery | None = Discovery()  # None: probe every routed target (nmap's -Pn)
 
     def hosts_per_plan(self) -> int:
         """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the
@@ -55,6 +66,9 @@ class _Work:
     hosts: tuple[int, ...]
     macs: tuple[bytes, ...]
     ports: tuple[int, ...]
+    group: int  # works of one group run together, sharing the rate
+    share: int = 1  # how many works the group has
+    discovery: bool = False  # its answers only prove hosts up
 
 
 class ScanRun:
@@ -66,6 +80,8 @@ class ScanRun:
         self.running: list[tuple[Submitted, _Work, float]] = []  # with its start time
         self.waiting_arp: dict[int, list[tuple[int, int, Route]]] = {}  # gateway -> its ranges
         self.gateway_macs: dict[int, bytes] = {}
+        self.groups = 0
+        self.group_left: dict[int, int] = {}  # group -> works not finished
         self.planned = 0
         self.done_probes = 0
         self.errors: list[str] = []
@@ -87,7 +103,7 @@ class ScanRun:
             elif route.gateway is None:
                 arp.setdefault(route.ifindex, (route, []))[1].extend(range(start, end + 1))
             elif route.gateway in net.neighbours:
-                self._queue_syn(route, range(start, end + 1), net.neighbours[route.gateway])
+                self._queue_routed(route, range(start, end + 1), net.neighbours[route.gateway])
             else:
                 self.waiting_arp.setdefault(route.gateway, []).append((start, end, route))
                 entry = arp.setdefault(route.ifindex, (route, []))[1]
@@ -95,7 +111,22 @@ class ScanRun:
                     entry.append(route.gateway)
         for route, hosts in arp.values():
             for chunk in _chunks(hosts, plans.Plan.capacity(1)):
-                self._enqueue(_Work(plans.KIND_ARP, route, chunk, (ZERO_MAC,) * len(chunk), (0,)))
+                self._enqueue([_Work(plans.KIND_ARP, route, chunk, (ZERO_MAC,) * len(chunk), (0,), 0)])
+
+    def _queue_routed(self, route: Route, ips: Sequence[int], next_hop: bytes) -> None:
+        d = self.spec.discovery
+        if d is None:
+            self._queue_syn(route, ips, next_hop)
+            return
+        probes = [(plans.KIND_ICMP_ECHO, (0,))] if d.icmp_echo else []
+        probes += [(plans.KIND_TCP_SYN, d.syn_ports)] * bool(d.syn_ports)
+        probes += [(plans.KIND_TCP_ACK, d.ack_ports)] * bool(d.ack_ports)
+        if not probes:
+            self._queue_syn(route, ips, next_hop)
+            return
+        for chunk in _chunks(ips, plans.Plan.capacity(max(len(p) for _, p in probes))):
+            macs = (next_hop,) * len(chunk)
+            self._enqueue([_Work(kind, route, chunk, macs, ports, 0, discovery=True) for kind, ports in probes])
 
     def _queue_syn(self, route: Route, ips: Sequence[int], next_hop: bytes | None) -> None:
         """next_hop: the MAC every frame goes to; None for on-link hosts, each its own ARP answer."""
@@ -106,13 +137,18 @@ class ScanRun:
                 macs = tuple(self.result.hosts[ip].mac or ZERO_MAC for ip in chunk)
             else:
                 macs = (next_hop,) * len(chunk)
-            self._enqueue(_Work(plans.KIND_TCP_SYN, route, chunk, macs, self.spec.ports))
+            self._enqueue([_Work(plans.KIND_TCP_SYN, route, chunk, macs, self.spec.ports, 0)])
 
-    def _enqueue(self, work: _Work) -> None:
-        if work.kind == plans.KIND_TCP_SYN:
-            self.result.probed(work.hosts, len(work.ports))
-        self.planned += len(work.hosts) * len(work.ports)
-        self.queue.append(work)
+    def _enqueue(self, group: list[_Work]) -> None:
+        """Queue works that run together (a discovery's probe types), each at its share of the rate."""
+        self.groups += 1
+        self.group_left[self.groups] = len(group)
+        for work in group:
+            work.group, work.share = self.groups, len(group)
+            if work.kind == plans.KIND_TCP_SYN and not work.discovery:
+                self.result.probed(work.hosts, len(work.ports))
+            self.planned += len(work.hosts) * len(work.ports)
+            self.queue.append(work)
 
     def _plan(self, work: _Work, slot: int, gen: int) -> plans.Plan:
         arp = work.kind == plans.KIND_ARP
@@ -124,7 +160,7 @@ class ScanRun:
             gen=gen, kind=work.kind, slot=slot, share=min(workers, -(-size // shard)),
             retries=ARP_RETRIES if arp else self.spec.retries, key=os.urandom(16),
             ifindex=work.route.ifindex, src_ip=work.route.src_ip, src_mac=work.route.src_mac,
-            sport_base=SPORT_BASE, rate=self.spec.rate,
+            sport_base=SPORT_BASE, rate=self.spec.rate / work.share,
             timeout_init_ms=ARP_TIMEOUT_MS if arp else (t or 1000),
             timeout_min_ms=ARP_TIMEOUT_MS if arp else (t or 100),
             timeout_max_ms=ARP_TIMEOUT_MS if arp else (t or 3000),
@@ -137,13 +173,13 @@ class ScanRun:
         return not self.queue and not self.running
 
     def step(self) -> None:
-        """Retire finished or timed-out plans, then start the next one. One plan runs at a time:
-        the scan's rate is the plan's rate, and every worker shares each plan anyway."""
+        """Retire finished or timed-out plans, then start the next group. One group runs at a
+        time: the scan's rate is shared by its plans, and every worker shares each plan."""
         now = time.monotonic()
         for item in list(self.running):
             sub, work, started = item
             timed_out = (self.spec.host_timeout_s is not None and work.kind == plans.KIND_TCP_SYN
-                         and now - started > self.spec.host_timeout_s)
+                         and not work.discovery and now - started > self.spec.host_timeout_s)
             if not (sub.finished or timed_out):
                 continue
             self.running.remove(item)
@@ -152,12 +188,30 @@ class ScanRun:
                 self.dispatcher.cancel(sub)
                 for ip in work.hosts:
                     self.result.host(ip).timed_out = True
+            self.group_left[work.group] -= 1
             if work.kind == plans.KIND_ARP:
                 self._after_arp(work)
-        if self.queue and not self.running and not self.cancelled and self.dispatcher.free_slot is not None:
-            work = self.queue.popleft()
-            sub = self.dispatcher.submit(lambda s, g: self._plan(work, s, g), self._on_result)
+            elif work.discovery and not self.group_left[work.group]:
+                self._after_discovery(work)
+        while self.queue and not self.cancelled and self.dispatcher.free_slot is not None:
+            work = self.queue[0]
+            if self.running and self.running[0][1].group != work.group:
+                break
+            self.queue.popleft()
+            callback = self._on_discovery if work.discovery else self._on_result
+            sub = self.dispatcher.submit(lambda s, g, w=work: self._plan(w, s, g), callback)
             self.running.append((sub, work, now))
+
+    def _on_discovery(self, r: Result) -> None:
+        # Any answer to a ping proves the host up; what it says about port 443 or 80 is not a
+        # port scan result.
+        if r.kind in (R_HOST, R_PORT, R_TALLY):
+            self.result.mark_up(r.ip)
+
+    def _after_discovery(self, work: _Work) -> None:
+        up = [ip for ip in work.hosts if ip in self.result.hosts and self.result.hosts[ip].up]
+        if up:
+            self._queue_syn(work.route, up, work.macs[0])
 
     def _on_result(self, r: Result) -> None:
         # A gateway resolved only to reach routed targets is not itself a finding.
@@ -177,7 +231,7 @@ class ScanRun:
                 self.errors.append(f"gateway {ipaddress.IPv4Address(gw)} does not answer ARP")
                 continue
             for start, end, route in pieces:
-                self._queue_syn(route, range(start, end + 1), mac)
+                self._queue_routed(route, range(start, end + 1), mac)
 
     def _is_target(self, ip: int) -> bool:
         return ip in self.spec.targets

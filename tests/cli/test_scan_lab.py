@@ -154,3 +154,22 @@ def test_worker_killed_mid_scan_still_gives_full_result(lab: Lab) -> None:
     assert proc.returncode == 0, err
     assert "worker[0] exited" in err
     check_against_truth(lab, json.loads(out), set(range(1, 65536)))
+
+
+def test_routed_subnet_discovery_probes_only_live_hosts(lab: Lab) -> None:
+    routed = [h for h in lab.truth["hosts"] if h["routed"]]
+    router_side = lab.truth["router"]["ips"][1]
+    t0 = time.monotonic()
+    doc = scan(lab, "198.19.0.0/24", "--ports", "1-1024")
+    took = time.monotonic() - t0
+    assert {d["ip"] for d in doc["devices"]} == {h["ip"] for h in routed} | {router_side}
+    assert {k for k, s in states(doc).items() if s == "open"} == expected(lab, set(range(1, 1025)), "open") & {
+        (h["ip"], p) for h in routed for p in h["open"]}
+    # 253 silent addresses were pinged, not port-scanned: probing them all takes far longer.
+    assert took < 15
+
+
+def test_skip_discovery_probes_every_address(lab: Lab) -> None:
+    routed = [h for h in lab.truth["hosts"] if h["routed"]]
+    doc = scan(lab, ",".join(h["ip"] for h in routed), "--ports", "7", "-Pn")
+    assert {d["ip"] for d in doc["devices"]} == {h["ip"] for h in routed}

@@ -219,3 +219,14 @@ def test_unix_socket_requests_log_the_peer(daemon: Daemon) -> None:
     events = [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
     requests = [e for e in events if e.get("event") == "api.request" and e.get("listener") == "unix"]
     assert requests and requests[-1]["peer"] == {"uid": os.getuid(), "pid": os.getpid()}
+
+
+def test_hosts_found_counts_live_hosts_without_open_ports(lab: Lab, daemon: Daemon) -> None:
+    routed = {h["ip"] for h in lab.truth["hosts"] if h["routed"]} | {lab.truth["router"]["ips"][1]}
+    with daemon.unix() as c:
+        scan = c.post("/api/v1/scans/start", json={
+            "target": "198.19.0.0/24", "profile": "custom", "ports": [7]}).json()
+        done = wait_for(c, scan["id"])
+        result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
+    assert (done["hosts_found"], done["ports_found"]) == (len(routed), 0)
+    assert {d["ip"] for d in result["devices"]} == routed

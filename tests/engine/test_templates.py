@@ -88,3 +88,38 @@ def test_arp_request_and_reply():
     frame = bytes(dpkt.ethernet.Ethernet(dst=SRC_MAC, src=HOST_MAC, type=0x0806, data=reply))
     a = probe.answer(frame)
     assert (a.host, a.state, a.mac) == (1, S_UP, HOST_MAC)
+
+
+def test_tcp_ack_ping_frame_and_rst_reply():
+    plan = make_plan(kind=plans.KIND_TCP_ACK, ports=(80,))
+    probe = probe_for(plan)
+    frame = bytes(probe.frame(1, 0, 7))
+    ip = dpkt.ethernet.Ethernet(frame).data
+    tcp = ip.data
+    assert tcp.flags == dpkt.tcp.TH_ACK and tcp.seq == 0 and tcp.dport == 80
+    fresh = dpkt.ip.IP(bytes(ip))
+    fresh.sum = 0
+    fresh.data.sum = 0
+    assert dpkt.ip.IP(bytes(fresh)).data.sum == tcp.sum
+    rst = dpkt.tcp.TCP(sport=80, dport=tcp.sport, seq=tcp.ack, flags=dpkt.tcp.TH_RST, off=5)
+    reply = dpkt.ip.IP(src=ip.dst, dst=ip.src, p=6, ttl=120, data=rst)
+    a = probe.answer(bytes(dpkt.ethernet.Ethernet(src=HOST_MAC, dst=SRC_MAC, data=reply)))
+    assert (a.host, a.port, a.state, a.tick, a.ttl) == (1, 0, S_UP, 7, 120)
+    rst.seq ^= 0x100
+    forged = dpkt.ip.IP(src=ip.dst, dst=ip.src, p=6, data=rst)
+    assert probe.answer(bytes(dpkt.ethernet.Ethernet(src=HOST_MAC, dst=SRC_MAC, data=forged))) is None
+
+
+def test_icmp_echo_frame_and_reply():
+    plan = make_plan(kind=plans.KIND_ICMP_ECHO, ports=(0,))
+    probe = probe_for(plan)
+    frame = bytes(probe.frame(0, 0, 11))
+    ip = dpkt.ethernet.Ethernet(frame).data
+    echo = ip.data
+    assert echo.type == 8 and checksum(bytes(echo)) == 0 and checksum(bytes(ip)[:20]) == 0
+    reply_icmp = dpkt.icmp.ICMP(type=0, code=0, data=echo.data)
+    reply = dpkt.ip.IP(src=ip.dst, dst=ip.src, p=1, ttl=63, data=reply_icmp)
+    a = probe.answer(bytes(dpkt.ethernet.Ethernet(src=HOST_MAC, dst=SRC_MAC, data=reply)))
+    assert (a.host, a.state, a.tick, a.ttl) == (0, S_UP, 11, 63)
+    wrong_host = dpkt.ip.IP(src=b"\xc6\x12\0\x11", dst=ip.src, p=1, data=reply_icmp)
+    assert probe.answer(bytes(dpkt.ethernet.Ethernet(src=HOST_MAC, dst=SRC_MAC, data=wrong_host))) is None

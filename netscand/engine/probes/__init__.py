@@ -9,12 +9,14 @@ A probe is built from a Plan and offers two calls:
 
 from __future__ import annotations
 
-from netscand.engine.plan import KIND_ARP, KIND_TCP_SYN, Plan
+from netscand.engine.plan import KIND_ARP, KIND_ICMP_ECHO, KIND_TCP_ACK, KIND_TCP_SYN, Plan
 from netscand.engine.probes.arp import Arp
 from netscand.engine.probes.base import Answer, Probe
+from netscand.engine.probes.icmp_echo import IcmpEcho
+from netscand.engine.probes.tcp_ack import TcpAck
 from netscand.engine.probes.tcp_syn import TcpSyn
 
-_KINDS: dict[int, type] = {KIND_TCP_SYN: TcpSyn, KIND_ARP: Arp}
+_KINDS: dict[int, type] = {KIND_TCP_SYN: TcpSyn, KIND_ARP: Arp, KIND_ICMP_ECHO: IcmpEcho, KIND_TCP_ACK: TcpAck}
 
 __all__ = ["Answer", "Probe", "probe_for"]
 
