@@ -66,7 +66,7 @@ class _Work:
     hosts: tuple[int, ...]
     macs: tuple[bytes, ...]
     ports: tuple[int, ...]
-    group: int  # works of one group run together, sharing the rate
+    group: int = 0  # works of one group run together, sharing the rate (set when queued)
     share: int = 1  # how many works the group has
     discovery: bool = False  # its answers only prove hosts up
 
@@ -111,22 +111,25 @@ class ScanRun:
                     entry.append(route.gateway)
         for route, hosts in arp.values():
             for chunk in _chunks(hosts, plans.Plan.capacity(1)):
-                self._enqueue([_Work(plans.KIND_ARP, route, chunk, (ZERO_MAC,) * len(chunk), (0,), 0)])
+                self._enqueue([_Work(plans.KIND_ARP, route, chunk, (ZERO_MAC,) * len(chunk), (0,))])
 
     def _queue_routed(self, route: Route, ips: Sequence[int], next_hop: bytes) -> None:
-        d = self.spec.discovery
-        if d is None:
-            self._queue_syn(route, ips, next_hop)
-            return
-        probes = [(plans.KIND_ICMP_ECHO, (0,))] if d.icmp_echo else []
-        probes += [(plans.KIND_TCP_SYN, d.syn_ports)] * bool(d.syn_ports)
-        probes += [(plans.KIND_TCP_ACK, d.ack_ports)] * bool(d.ack_ports)
+        probes = self._pings()
         if not probes:
             self._queue_syn(route, ips, next_hop)
             return
         for chunk in _chunks(ips, plans.Plan.capacity(max(len(p) for _, p in probes))):
             macs = (next_hop,) * len(chunk)
-            self._enqueue([_Work(kind, route, chunk, macs, ports, 0, discovery=True) for kind, ports in probes])
+            self._enqueue([_Work(kind, route, chunk, macs, ports, discovery=True) for kind, ports in probes])
+
+    def _pings(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(probe kind, ports) of each configured discovery probe; none with skip_discovery."""
+        d = self.spec.discovery
+        if d is None:
+            return []
+        candidates = ((plans.KIND_ICMP_ECHO, (0,) if d.icmp_echo else ()),
+                      (plans.KIND_TCP_SYN, d.syn_ports), (plans.KIND_TCP_ACK, d.ack_ports))
+        return [(kind, ports) for kind, ports in candidates if ports]
 
     def _queue_syn(self, route: Route, ips: Sequence[int], next_hop: bytes | None) -> None:
         """next_hop: the MAC every frame goes to; None for on-link hosts, each its own ARP answer."""
@@ -137,7 +140,7 @@ class ScanRun:
                 macs = tuple(self.result.hosts[ip].mac or ZERO_MAC for ip in chunk)
             else:
                 macs = (next_hop,) * len(chunk)
-            self._enqueue([_Work(plans.KIND_TCP_SYN, route, chunk, macs, self.spec.ports, 0)])
+            self._enqueue([_Work(plans.KIND_TCP_SYN, route, chunk, macs, self.spec.ports)])
 
     def _enqueue(self, group: list[_Work]) -> None:
         """Queue works that run together (a discovery's probe types), each at its share of the rate."""
