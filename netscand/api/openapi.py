@@ -196,8 +196,13 @@ DEVICE: Schema = {
         "mac": _nullable({"type": "string", "pattern": "^([0-9A-F]{2}:){5}[0-9A-F]{2}$",
                           "description": "On-link hosts only."}),
         "hostname": _nullable({"type": "string"}),
-        "vendor": _nullable({"type": "string"}),
-        "os_guess": _nullable({"type": "string"}),
+        "vendor": _nullable({"type": "string", "description": "Organisation that registered the "
+                             "MAC's OUI (IEEE), or \"Randomized (locally administered)\"."}),
+        "os_guess": _nullable({"type": "string", "description": "From the TCP/IP fingerprint of the "
+                               "host's SYN-ACKs (initial TTL, window, option order, IP ID) and service "
+                               "banners; null rather than a weak guess."}),
+        "os_confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                          "description": "How firmly the evidence supports os_guess (only with it)."},
         "ports": {"type": "array", "items": _ref("Port"), "description": "Sorted by number."},
         "not_shown": {
             "type": "object", "additionalProperties": False,

@@ -25,7 +25,7 @@ SHARD_HEADER = struct.Struct("<IIII")  # plan generation, shard number, length, 
 SHARD_BYTES = 64 + SHARD_MAX
 JOB = struct.Struct("<BBxxIII")  # kind, plan slot, epoch, plan generation, shard
 JOB_RING = 16
-RESULT = struct.Struct("<BBBBIIIHHII6sHB21s6x")
+RESULT = struct.Struct("<BBBBIIIHHII6sHB27s")  # 64 bytes; 27 fit any SYN-ACK's usual options
 RESULT_RING = 1 << 16
 
 # Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched.
@@ -72,7 +72,7 @@ class Result:
 def pack_result(kind: int, *, state: int = 0, ttl: int = 0, flags: int = 0, plan_gen: int = 0,
                 shard: int = 0, ip: int = 0, port: int = 0, win: int = 0, a: int = 0, b: int = 0,
                 mac: bytes = b"", ipid: int = 0, opts: bytes = b"") -> bytes:
-    opts = opts[:21]
+    opts = opts[:27]
     return RESULT.pack(kind, state, ttl, flags, plan_gen, shard, ip, port, win, a, b, mac,
                        ipid, len(opts), opts)
 

@@ -18,7 +18,7 @@ import structlog
 from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.profiles import ScanRequest, resolve
-from netscand.scan.result import Host, ScanResult
+from netscand.scan.result import Host
 from netscand.scan.runner import Discovery, ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
 from netscand.store import Store, StoreError
@@ -214,7 +214,7 @@ class Orchestrator:
         if status == "completed":
             fields["progress_percent"] = 100
         try:
-            self._save_hosts(scan_id, active.run.result.up_hosts, active.run.result, final=True)
+            self._save_hosts(scan_id, active.run.result.up_hosts, active.run, final=True)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc}"
         try:
@@ -226,7 +226,7 @@ class Orchestrator:
     def _flush(self, scan_id: str) -> None:
         active = self.active[scan_id]
         try:
-            self._save_hosts(scan_id, active.run.result.take_dirty(), active.run.result, final=False)
+            self._save_hosts(scan_id, active.run.result.take_dirty(), active.run, final=False)
             self.store.update_scan(scan_id, **self._progress(active))
         except StoreError as exc:
             # A store that refuses writes fails this scan, never the daemon.
@@ -238,14 +238,17 @@ class Orchestrator:
                 pass
             self._admit()
 
-    def _save_hosts(self, scan_id: str, hosts: list[Host], result: ScanResult, final: bool) -> None:
+    def _save_hosts(self, scan_id: str, hosts: list[Host], run: ScanRun, final: bool) -> None:
         """While running only open ports are saved: which closed and filtered ports are listed
         (rather than counted) is known once the host's counts are final, and rows stay."""
         for h in hosts:
-            device = result.device(h)
+            device = run.result.device(h, run.spec.profiling)
             ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
-            extra = {"not_shown": device["not_shown"]} if final and "not_shown" in device else None
-            self.store.put_device(scan_id, device["ip"], mac=device["mac"], extra=extra,
+            extra = {k: device[k] for k in ("not_shown", "os_confidence") if k in device}
+            if not final:
+                extra.pop("not_shown", None)
+            self.store.put_device(scan_id, device["ip"], mac=device["mac"], vendor=device["vendor"],
+                                  os_guess=device["os_guess"], extra=extra or None,
                                   timed_out=device.get("timed_out"))
             self.store.put_ports(scan_id, device["ip"], ports)
 

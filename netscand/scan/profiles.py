@@ -67,4 +67,5 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
     skip = req.profile == "stealth" or bool(req.skip_discovery)
     return ScanSpec(targets, profile_ports(req), rate, retries, req.timeout_ms,
                     host_timeout_s=host_timeout, max_hosts=req.max_concurrent,
-                    discovery=None if skip else discovery)
+                    discovery=None if skip else discovery,
+                    profiling=req.profile != "quick" if req.profile != "custom" else bool(req.enable_profiling))

@@ -9,10 +9,11 @@ nmap does with its "Not shown: 995 closed ports".
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result
+from netscand.profiling.osguess import guess
+from netscand.profiling.vendor import vendor
 from netscand.scan.ports import service_name
 
 LIST_LIMIT = 25
@@ -104,15 +105,17 @@ class ScanResult:
     def up_hosts(self) -> list[Host]:
         return sorted((h for h in self.hosts.values() if h.up), key=lambda h: h.ip)
 
-    def devices(self, service: Callable[[int], str | None] = well_known_service) -> list[dict]:
-        return [self.device(h, service) for h in self.up_hosts]
+    def devices(self, profiling: bool = False) -> list[dict]:
+        return [self.device(h, profiling) for h in self.up_hosts]
 
     def take_dirty(self) -> list[Host]:
         hosts = [self.hosts[ip] for ip in sorted(self.dirty) if ip in self.hosts and self.hosts[ip].up]
         self.dirty.clear()
         return hosts
 
-    def device(self, h: Host, service: Callable[[int], str | None] = well_known_service) -> dict:
+    def device(self, h: Host, profiling: bool = False) -> dict:
+        """The result document's device; `profiling` adds what the engine's answers reveal
+        without another packet: vendor from the MAC, OS guess from the SYN-ACK fingerprints."""
         ports = [(p, "open") for p in h.open]
         not_shown = {}
         for name, listed, count in (("closed", h.closed, h.closed_count),
@@ -121,15 +124,19 @@ class ScanResult:
                 ports += [(p, name) for p in listed]
             elif count:
                 not_shown[name] = count
+        mac = mac_text(h.mac) if h.mac and any(h.mac) else None
+        os = guess(h.open.values()) if profiling else None
         device = {
             "ip": str(ipaddress.IPv4Address(h.ip)),
-            "mac": mac_text(h.mac) if h.mac and any(h.mac) else None,
+            "mac": mac,
             "hostname": None,
-            "vendor": None,
-            "os_guess": None,
-            "ports": [{"port": p, "protocol": "tcp", "state": s, "service": service(p)}
+            "vendor": vendor(mac) if profiling else None,
+            "os_guess": os.name if os else None,
+            "ports": [{"port": p, "protocol": "tcp", "state": s, "service": well_known_service(p)}
                       for p, s in sorted(ports)],
         }
+        if os:
+            device["os_confidence"] = round(os.confidence, 2)
         if not_shown:
             device["not_shown"] = not_shown
         if h.timed_out:

@@ -47,6 +47,7 @@ class ScanSpec:
     host_timeout_s: float | None = None  # a host still unfinished after this is reported timed out
     max_hosts: int | None = None  # hosts scanned at once (one plan); None: sized from the above
     discovery: Discovery | None = Discovery()  # None: probe every routed target (nmap's -Pn)
+    profiling: bool = False  # vendor and OS guess for the devices found
 
     def hosts_per_plan(self) -> int:
         """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the

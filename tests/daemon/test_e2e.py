@@ -230,3 +230,22 @@ def test_hosts_found_counts_live_hosts_without_open_ports(lab: Lab, daemon: Daem
         result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
     assert (done["hosts_found"], done["ports_found"]) == (len(routed), 0)
     assert {d["ip"] for d in result["devices"]} == routed
+
+
+def test_normal_profile_reports_vendor_and_an_honest_os_guess(lab: Lab, daemon: Daemon) -> None:
+    with daemon.unix() as c:
+        scan = c.post("/api/v1/scans/start", json={"target": all_hosts(lab), "profile": "normal"}).json()
+        assert wait_for(c, scan["id"])["status"] == "completed"
+        result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
+    devices = {d["ip"]: d for d in result["devices"]}
+    assert open_ports(result) == truth_open(lab, top_ports(1000))
+    for h in lab.truth["hosts"]:
+        d = devices[h["ip"]]
+        # The lab's MACs are locally administered; routed hosts have no MAC to look up.
+        assert d["vendor"] == (None if h["routed"] else "Randomized (locally administered)")
+        if not d["ports"] or all(p["state"] != "open" for p in d["ports"]):
+            continue
+        if h["ttl"] == 64:  # a Linux stack with Linux defaults
+            assert d["os_guess"] and d["os_guess"].startswith("Linux") and d["os_confidence"] >= 0.5
+        else:  # a Linux stack dressed with another TTL: contradicting evidence, no guess
+            assert d["os_guess"] is None

@@ -1,6 +1,8 @@
 """TCP SYN (half-open) probe: SYN-ACK means open, RST closed, ICMP unreachable filtered.
 
-The frame is a pre-built Ethernet/IPv4/TCP template (with an MSS option, as real stacks send);
+The frame is a pre-built Ethernet/IPv4/TCP template with the options a Linux connect() offers
+(MSS, SACK permitted, timestamps, window scale): a stack only echoes the options it is offered,
+so these make the SYN-ACK show the stack's option order, the OS guess's strongest evidence;
 per probe only the destination MAC, address, ports, sequence number, IP ID and both checksums are
 patched, with checksums updated incrementally from the template's precomputed sums.
 """
@@ -17,7 +19,6 @@ from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH
 
 TICK_BITS = 10
 TICK_MASK = (1 << TICK_BITS) - 1
-MSS = 1460
 WINDOW = 1024
 TTL = 64
 
@@ -25,7 +26,9 @@ _ETH = 14
 _IP_ID, _IP_SUM, _IP_DST = _ETH + 4, _ETH + 10, _ETH + 16
 _TCP = _ETH + 20
 _TCP_SUM = _TCP + 16
-_TCP_LEN = 24
+# MSS 1460, SACK permitted, timestamps (our value fixed, echo 0), NOP, window scale 7.
+_OPTIONS = bytes.fromhex("020405b4" "0402" "080a" "6e736400" "00000000" "01" "030307")
+_TCP_LEN = 20 + len(_OPTIONS)
 _PORTS_SEQ = struct.Struct("!IHHI")  # destination address, source port, dest port, sequence
 _U16 = struct.Struct("!H")
 _TCP_HDR = struct.Struct("!HHIIBBH")
@@ -51,8 +54,7 @@ class TcpSyn:
         self._port_index = {p: i for i, p in enumerate(plan.ports)}
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + _TCP_LEN, 0, 0, TTL, 6, 0,
                          plan.src_ip.to_bytes(4, "big"), b"\0\0\0\0")
-        tcp = struct.pack("!HHIIBBHHHBBH", 0, 0, 0, 0, (_TCP_LEN // 4) << 4, 0x02, WINDOW, 0, 0,
-                          2, 4, MSS)
+        tcp = struct.pack("!HHIIBBHHH", 0, 0, 0, 0, (_TCP_LEN // 4) << 4, 0x02, WINDOW, 0, 0) + _OPTIONS
         self._buf = bytearray(b"\0" * 6 + plan.src_mac + b"\x08\x00" + ip + tcp)
         self._ip_sum = ones_sum(ip)
         pseudo = plan.src_ip.to_bytes(4, "big") + b"\0\0\0\x06" + _TCP_LEN.to_bytes(2, "big")
