@@ -21,7 +21,9 @@ PLAN_SLOTS = 4  # the cookie carries the plan slot in 2 bits
 PLAN_BYTES = 1 << 20
 SHARD_SLOTS = 2  # one being sent while the previous one waits for late replies and retries
 SHARD_MAX = 1 << 16
-SHARD_HEADER = struct.Struct("<IIII")  # plan generation, shard number, length, active
+# Fields other processes read while their owner writes them use native formats, which CPython
+# packs with one aligned memcpy per field instead of byte by byte (see ipc/ring.py).
+SHARD_HEADER = struct.Struct("IIII")  # plan generation, shard number, length, active
 SHARD_BYTES = 64 + SHARD_MAX
 JOB = struct.Struct("<BBxxIII")  # kind, plan slot, epoch, plan generation, shard
 JOB_RING = 16
@@ -29,7 +31,7 @@ RESULT = struct.Struct("<BBBBIIIHHII6sHB27s")  # 64 bytes; 27 fit any SYN-ACK's 
 RESULT_RING = 1 << 16
 
 # Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched.
-WORKER = struct.Struct("<iIIxxxxdQQ")
+WORKER = struct.Struct("iIIxxxxdQQ")
 WORKER_ROW = 64
 
 JOB_SHARD = 1

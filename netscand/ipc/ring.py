@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import struct
 
-_COUNTER = struct.Struct("<Q")
+# Native format on purpose: CPython packs and unpacks native "Q" with one 8-byte memcpy, a single
+# aligned load or store, while standard-size formats ("<Q") copy byte by byte, so the other
+# process could read a counter half written.
+_COUNTER = struct.Struct("Q")
 _HEAD_AT = 0
 _TAIL_AT = 64  # a cache line apart, so producer and consumer don't share one
 _DATA_AT = 128
@@ -60,7 +63,7 @@ class Ring:
 
     def pop_many(self, limit: int = 1024) -> list[bytes]:
         head, tail = self._head(), self._tail()
-        n = min(tail - head, limit)
+        n = max(0, min(tail - head, limit))
         out = []
         for i in range(head, head + n):
             at = _DATA_AT + (i & self._mask) * self._record

@@ -1,6 +1,8 @@
 import mmap
 import os
 import select
+import signal
+import time
 
 from netscand.ipc.ring import Ring
 
@@ -22,19 +24,26 @@ def test_fifo_full_and_wrap():
 
 
 def test_across_fork_with_wakeup():
+    # Enough records for the producer's counter stores to race the consumer's loads many times:
+    # a counter read half written once moved the consumer's head backwards.
+    n = 100_000
     ring = make(capacity=64)
     pid = os.fork()
     if pid == 0:
-        for i in range(1000):
-            while not ring.push(i.to_bytes(16, "big")):
+        deadline = time.monotonic() + 30
+        for i in range(n):
+            while not ring.push(i.to_bytes(16, "big"), wake=i % 32 == 0) and time.monotonic() < deadline:
                 pass
+        ring.wake()
         os._exit(0)
-    got = []
+    got: list[int] = []
     try:
-        while len(got) < 1000:
-            select.select([ring.wake_fd], [], [], 1.0)
+        deadline = time.monotonic() + 30
+        while len(got) < n and time.monotonic() < deadline:
+            select.select([ring.wake_fd], [], [], 0.01)
             ring.clear_wake()
             got += [int.from_bytes(r, "big") for r in ring.pop_many()]
     finally:
+        os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    assert got == list(range(1000))
+    assert got == list(range(n))
