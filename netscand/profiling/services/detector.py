@@ -1,0 +1,169 @@
+"""Which service answers on an open port: a few short connections, never blocking the event loop.
+
+Per port, at most `max_connections` connections, in this order:
+1. the null probe: connect and read what the service says first (banner_wait seconds). If it
+   says nothing, the same connection sends the port's likeliest probe, saving a connection;
+2. over TLS, when the port usually speaks TLS or a plain reply looked like TLS: read a banner
+   again (imaps, pop3s, smtps), else send the port's likeliest probe (HTTP when it has none);
+3. the port's other likely probes, then the rest in `probes.ALL` order.
+An open port that answers none of them is "unknown", with whatever banner it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+
+from netscand.profiling.services.base import Probe, ServiceInfo, printable, safe_parse
+from netscand.profiling.services.probes import ACTIVE, BANNER, http, tls
+
+MAX_READ = 64 * 1024  # enough for any greeting and an HTTP head with the start of its page
+IDLE_GAP = 0.5  # after the first bytes, a pause this long ends the reply (Redis keeps the line open)
+MAX_CONNECTIONS = 4
+# The usual names of services spoken inside TLS; others keep their name and gain extra["tls"].
+_TLS_NAMES = {"http": "https", "imap": "imaps", "pop3": "pop3s", "smtp": "smtps", "ftp": "ftps", "mqtt": "mqtts"}
+_CONTEXT = tls.client_context()
+
+
+@dataclass(frozen=True)
+class _Reply:
+    banner: bytes  # what the server said before we sent anything
+    answer: bytes  # what it said after our payload
+    tls: dict[str, object]  # certificate fields and protocol version, over TLS
+
+
+async def detect(
+    ip: str, port: int, *, timeout: float = 5.0, banner_wait: float = 2.0, max_connections: int = MAX_CONNECTIONS
+) -> ServiceInfo | None:
+    """The service on ip:port; "unknown" when nothing is recognised; None when it won't connect."""
+    banner_wait = min(banner_wait, timeout)
+    likely = [p for p in ACTIVE if port in p.ports and p is not tls]
+    tls_hint = port in tls.ports
+    first = likely[0] if likely and not tls_hint else None
+    reply = await _exchange(ip, port, first, use_tls=False, banner_wait=banner_wait, timeout=timeout)
+    if reply is None:
+        return None
+    banner = reply.banner
+    if banner:
+        return _from_banner(banner, port) or ServiceInfo("unknown", banner=printable(banner))
+    found = _from_answer(first, reply.answer)
+    if found and found.service != "tls" and not found.extra.get("tls_required"):
+        return found
+    tls_hint = tls_hint or found is not None
+    queue: list[tuple[bool, Probe]] = [(True, likely[0] if likely else http)] if tls_hint else []
+    queue += [(False, p) for p in likely + [p for p in ACTIVE if p not in likely] if p is not first]
+    connections = 1
+    while queue and connections < max_connections:
+        use_tls, probe = queue.pop(0)
+        connections += 1
+        # The null probe already heard the plain service stay silent; only TLS may hide a banner.
+        wait = banner_wait if use_tls else 0.0
+        reply = await _exchange(ip, port, probe, use_tls=use_tls, banner_wait=wait, timeout=timeout)
+        if reply is None:
+            continue
+        if use_tls:
+            return _over_tls(reply, probe, port)
+        found = _from_answer(probe, reply.answer)
+        if found is None:
+            continue
+        if (found.service == "tls" or found.extra.get("tls_required")) and not tls_hint:
+            tls_hint = True
+            queue.insert(0, (True, likely[0] if likely else http))
+        elif found.service != "tls":
+            return found
+    return ServiceInfo("unknown")
+
+
+class Detector:
+    """detect() over many targets, at most `concurrency` ports at a time."""
+
+    def __init__(self, concurrency: int = 64, timeout: float = 5.0) -> None:
+        self._limit = asyncio.Semaphore(concurrency)
+        self._timeout = timeout
+
+    async def detect_all(self, targets: list[tuple[str, int]]) -> dict[tuple[str, int], ServiceInfo | None]:
+        results = await asyncio.gather(*(self._one(ip, port) for ip, port in targets))
+        return dict(zip(targets, results))
+
+    async def _one(self, ip: str, port: int) -> ServiceInfo | None:
+        async with self._limit:
+            return await detect(ip, port, timeout=self._timeout)
+
+
+def _from_banner(data: bytes, port: int) -> ServiceInfo | None:
+    ordered = sorted(BANNER, key=lambda p: port not in p.ports)  # stable: the port's own first
+    for probe in ordered:
+        found = safe_parse(probe.parse, data)
+        if found:
+            return found
+    return None
+
+
+def _from_answer(probe: Probe | None, data: bytes) -> ServiceInfo | None:
+    if probe is None or not data:
+        return None
+    # A TLS record in reply to a plain probe means the port wants TLS, whatever we asked.
+    return safe_parse(probe.parse, data) or safe_parse(tls.parse, data)
+
+
+def _over_tls(reply: _Reply, probe: Probe | None, port: int) -> ServiceInfo:
+    found = _from_banner(reply.banner, port) if reply.banner else _from_answer(probe, reply.answer)
+    if found is None or found.service == "tls":
+        return ServiceInfo("tls", banner=printable(reply.banner), extra={"tls": reply.tls})
+    extra = dict(found.extra)
+    extra.pop("tls_required", None)
+    extra["tls"] = reply.tls
+    return replace(found, service=_TLS_NAMES.get(found.service, found.service), extra=extra)
+
+
+async def _exchange(
+    ip: str, port: int, probe: Probe | None, *, use_tls: bool, banner_wait: float, timeout: float
+) -> _Reply | None:
+    """Connect, read a banner; if none came and there is a payload, send it and read the answer.
+
+    None when the connection (or the TLS handshake) fails. The connection, and the answer after
+    the payload, each have `timeout`; the banner has `banner_wait`.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(ip, port, ssl=_CONTEXT if use_tls else None)
+    except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+        return None
+    try:
+        tls_fields: dict[str, object] = {}
+        if use_tls:
+            ssl_object = writer.get_extra_info("ssl_object")
+            tls_fields = {"version": ssl_object.version(), **tls.certificate_fields(ssl_object.getpeercert(True))}
+        banner = await _read(reader, banner_wait, loop.time() + banner_wait)
+        answer = b""
+        if not banner and probe is not None and probe.payload is not None:
+            deadline = loop.time() + timeout
+            writer.write(probe.payload)
+            await asyncio.wait_for(writer.drain(), timeout)
+            answer = await _read(reader, timeout, deadline)
+        return _Reply(banner, answer, tls_fields)
+    except (OSError, TimeoutError):
+        return _Reply(b"", b"", {})  # it connected, then failed: open, but said nothing usable
+    finally:
+        writer.transport.abort()  # no FIN/close_notify dance: we are done with it either way
+
+
+async def _read(reader: asyncio.StreamReader, first_wait: float, deadline: float) -> bytes:
+    """Bytes until EOF, MAX_READ, IDLE_GAP of silence after the first bytes, or the deadline."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    wait = first_wait
+    while len(data) < MAX_READ:
+        remaining = min(wait, deadline - loop.time())
+        if remaining <= 0:
+            break
+        try:
+            chunk = await asyncio.wait_for(reader.read(MAX_READ - len(data)), remaining)
+        except (OSError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+        wait = IDLE_GAP
+    return bytes(data)

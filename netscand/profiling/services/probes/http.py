@@ -1,0 +1,64 @@
+"""HTTP: a plain GET /, then the Server header and the page title. Over TLS it reports "https"."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from netscand.profiling.services.base import ServiceInfo, cpe, os_hint, printable, token
+
+name = "http"
+ports = frozenset({80, 443, 8000, 8008, 8080, 8081, 8443, 8888})
+tls = False
+# HTTP/1.0 without Host: every server answers it and then closes, so the read ends at EOF.
+payload: bytes | None = b"GET / HTTP/1.0\r\nUser-Agent: netscand\r\nAccept: */*\r\n\r\n"
+
+_STATUS = re.compile(rb"HTTP/(\d\.\d) (\d{3})")
+_TITLE = re.compile(rb"<title[^>]*>(.{0,2048}?)</title", re.IGNORECASE | re.DOTALL)
+_HEAD_MAX = 16 * 1024
+# Server header product (lowercased) -> (product, CPE vendor, CPE product). NVD files nginx under
+# f5:nginx since F5 bought it (older entries used nginx:nginx, now deprecated).
+_PRODUCTS = {
+    "nginx": ("nginx", "f5", "nginx"),
+    "apache": ("Apache httpd", "apache", "http_server"),
+    "microsoft-iis": ("Microsoft IIS", "microsoft", "internet_information_services"),
+    "lighttpd": ("lighttpd", "lighttpd", "lighttpd"),
+    "openresty": ("OpenResty", "openresty", "openresty"),
+    "caddy": ("Caddy", "caddyserver", "caddy"),
+}
+
+
+def parse(data: bytes) -> ServiceInfo | None:
+    status = _STATUS.match(data)
+    if not status:
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = _headers(head[:_HEAD_MAX])
+    extra: dict[str, object] = {"status": int(status.group(2))}
+    if b"plain HTTP request was sent to HTTPS port" in body:
+        extra["tls_required"] = True  # nginx's answer on a TLS port: the detector retries in TLS
+    title = _TITLE.search(body)
+    if title:
+        text = html.unescape(title.group(1).decode("utf-8", "replace"))
+        extra["title"] = " ".join(text.split())[:128]
+    server = headers.get("server")
+    product = version = name_cpe = None
+    if server:
+        extra["server"] = server[:128]
+        word, _, rest = server.partition("/")
+        known = _PRODUCTS.get(word.strip().lower())
+        version = token(rest)
+        product = known[0] if known else token(word)
+        if known:
+            name_cpe = cpe(known[1], known[2], version)
+        extra.update(os_hint(server))
+    return ServiceInfo("http", product, version, name_cpe, printable(head), extra)
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        key, sep, value = line.partition(":")
+        if sep:
+            found.setdefault(key.strip().lower(), value.strip())
+    return found
