@@ -7,6 +7,7 @@ the result rings' eventfds.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 import uuid
 from collections import deque
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import structlog
 
 from netscand.netinfo import NetInfo
+from netscand.profiling.services import Detector
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.result import Host
@@ -25,7 +27,8 @@ from netscand.store import Store, StoreError
 
 log = structlog.get_logger()
 
-FLUSH_EVERY = 0.5  # seconds between progress and result writes of a running scan
+FLUSH_EVERY = 0.5
+DETECT_CONCURRENCY = 64  # connections at once for service detection, over all scans  # seconds between progress and result writes of a running scan
 RESTART_REASON = "the daemon stopped while the scan was running"
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -56,6 +59,7 @@ class _Active:
         self.id = scan_id
         self.run = run
         self.started = time.monotonic()
+        self.detecting: asyncio.Task | None = None  # service detection, after the port scan
 
 
 class Orchestrator:
@@ -64,6 +68,7 @@ class Orchestrator:
         self.dispatcher = dispatcher
         self.limits = limits
         self.queue: deque[tuple[str, ScanSpec, NetInfo]] = deque()
+        self.detector = Detector(concurrency=DETECT_CONCURRENCY)
         self.active: dict[str, _Active] = {}
         self._ticker: asyncio.Task | None = None
 
@@ -197,18 +202,38 @@ class Orchestrator:
 
     def _check_done(self, scan_id: str) -> None:
         active = self.active.get(scan_id)
-        if active is None or not active.run.done:
+        if active is None or not active.run.done or active.detecting:
             return
         run = active.run
         if run.errors and not run.result.up_hosts:
             self._finish(scan_id, "failed", "; ".join(run.errors))
+        elif run.spec.detect_services and any(h.open for h in run.result.up_hosts):
+            active.detecting = asyncio.get_running_loop().create_task(self._detect(active))
         else:
             self._finish(scan_id, "completed", None)
+
+    async def _detect(self, active: _Active) -> None:
+        """Name the services on the open ports, over ordinary connections from this process
+        (which holds no capability), then finish the scan."""
+        hosts = {str(ipaddress.IPv4Address(h.ip)): h for h in active.run.result.up_hosts}
+        targets = [(ip, port) for ip, h in hosts.items() for port in sorted(h.open)]
+        try:
+            found = await self.detector.detect_all(targets)
+        except Exception:
+            log.exception("scan.detection_failed", scan_id=active.id)
+            found = {}
+        for (ip, port), info in found.items():
+            if info is not None:
+                hosts[ip].services[port] = info
+        if self.active.get(active.id) is active:
+            self._finish(active.id, "completed", None)
 
     def _finish(self, scan_id: str, status: str, error: str | None) -> None:
         active = self.active.pop(scan_id)
         if status == "cancelled":
             active.run.cancel()
+            if active.detecting:
+                active.detecting.cancel()
         fields = {**self._progress(active), "estimated_completion": None, "error": error,
                   "finished_at": now_iso()}
         if status == "completed":

@@ -68,4 +68,7 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
     return ScanSpec(targets, profile_ports(req), rate, retries, req.timeout_ms,
                     host_timeout_s=host_timeout, max_hosts=req.max_concurrent,
                     discovery=None if skip else discovery,
-                    profiling=req.profile != "quick" if req.profile != "custom" else bool(req.enable_profiling))
+                    profiling=req.profile != "quick" if req.profile != "custom" else bool(req.enable_profiling),
+                    # Stealth completes no connection; quick names ports by their registration.
+                    detect_services=req.profile in ("normal", "deep")
+                    or (req.profile == "custom" and bool(req.enable_profiling)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result
 from netscand.profiling.osguess import guess
+from netscand.profiling.services import ServiceInfo
 from netscand.profiling.vendor import vendor
 from netscand.scan.ports import service_name
 
@@ -51,6 +52,7 @@ class Host:
     closed: set[int] = field(default_factory=set)
     filtered: set[int] = field(default_factory=set)
     tallies: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    services: dict[int, ServiceInfo] = field(default_factory=dict)  # by port, from detection
 
     @property
     def closed_count(self) -> int:
@@ -125,15 +127,15 @@ class ScanResult:
             elif count:
                 not_shown[name] = count
         mac = mac_text(h.mac) if h.mac and any(h.mac) else None
-        os = guess(h.open.values()) if profiling else None
+        banners = [i.banner for i in h.services.values() if i.banner]
+        os = guess(h.open.values(), banners) if profiling else None
         device = {
             "ip": str(ipaddress.IPv4Address(h.ip)),
             "mac": mac,
             "hostname": None,
             "vendor": vendor(mac) if profiling else None,
             "os_guess": os.name if os else None,
-            "ports": [{"port": p, "protocol": "tcp", "state": s, "service": well_known_service(p)}
-                      for p, s in sorted(ports)],
+            "ports": [_port(p, s, h.services.get(p)) for p, s in sorted(ports)],
         }
         if os:
             device["os_confidence"] = round(os.confidence, 2)
@@ -142,6 +144,18 @@ class ScanResult:
         if h.timed_out:
             device["timed_out"] = True
         return device
+
+
+def _port(port: int, state: str, info: ServiceInfo | None) -> dict:
+    entry: dict = {"port": port, "protocol": "tcp", "state": state, "service": well_known_service(port)}
+    if info is None:
+        return entry
+    if info.service != "unknown":
+        entry["service"] = info.service.upper()
+    for key in ("product", "version", "banner", "cpe"):
+        if getattr(info, key):
+            entry[key] = getattr(info, key)
+    return entry
 
 
 def document(scan_id: str, status: str, devices: list[dict], duration: float, **meta: object) -> dict:

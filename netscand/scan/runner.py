@@ -48,6 +48,7 @@ class ScanSpec:
     max_hosts: int | None = None  # hosts scanned at once (one plan); None: sized from the above
     discovery: Discovery | None = Discovery()  # None: probe every routed target (nmap's -Pn)
     profiling: bool = False  # vendor and OS guess for the devices found
+    detect_services: bool = False  # connect to open ports to name service, product and version
 
     def hosts_per_plan(self) -> int:
         """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the

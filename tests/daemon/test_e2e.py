@@ -239,6 +239,14 @@ def test_normal_profile_reports_vendor_and_an_honest_os_guess(lab: Lab, daemon: 
         result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
     devices = {d["ip"]: d for d in result["devices"]}
     assert open_ports(result) == truth_open(lab, top_ports(1000))
+    ports = {(d["ip"], p["port"]): p for d in result["devices"] for p in d["ports"]}
+    top = set(top_ports(1000))
+    banners = {(h["ip"], int(p)): b for h in lab.truth["hosts"] for p, b in h["banners"].items() if int(p) in top}
+    assert banners
+    for key, banner in banners.items():
+        assert ports[key]["banner"] == banner.strip()  # service detection read what it said
+        if banner.startswith("SSH-2.0-"):
+            assert ports[key]["service"] == "SSH" and ports[key]["product"] and ports[key]["version"]
     for h in lab.truth["hosts"]:
         d = devices[h["ip"]]
         # The lab's MACs are locally administered; routed hosts have no MAC to look up.
