@@ -1,5 +1,7 @@
 """Frames built from patched templates must be exactly what dpkt computes from scratch."""
 
+import dataclasses
+
 import dpkt
 
 from netscand.engine import plan as plans
@@ -21,6 +23,15 @@ def make_plan(kind=plans.KIND_TCP_SYN, ports=(22, 80, 65535)):
                       shard_size=1024, hosts=hosts, macs=(HOST_MAC, HOST_MAC), ports=ports)
 
 
+def dpkt_sums(ip: dpkt.ip.IP) -> tuple[int, int]:
+    """IP and TCP checksums as dpkt computes them from scratch for the same packet."""
+    fresh = dpkt.ip.IP(bytes(ip))
+    fresh.sum = 0
+    fresh.data.sum = 0
+    rebuilt = dpkt.ip.IP(bytes(fresh))
+    return rebuilt.sum, rebuilt.data.sum
+
+
 def test_checksum_matches_dpkt():
     ip = dpkt.ip.IP(src=b"\xc6\x12\0\1", dst=b"\xc6\x12\0\x10", p=6, data=dpkt.tcp.TCP(sport=1, dport=2))
     raw = bytes(ip)
@@ -37,11 +48,7 @@ def test_syn_frames_have_dpkt_checksums():
                 ip, tcp = eth.data, eth.data.data
                 assert eth.dst == HOST_MAC and eth.src == SRC_MAC
                 assert tcp.flags == dpkt.tcp.TH_SYN
-                fresh = dpkt.ip.IP(bytes(ip))
-                fresh.sum = 0
-                fresh.data.sum = 0
-                rebuilt = dpkt.ip.IP(bytes(fresh))
-                assert (ip.sum, tcp.sum) == (rebuilt.sum, rebuilt.data.sum)
+                assert (ip.sum, tcp.sum) == dpkt_sums(ip)
 
 
 def _reply(plan, host, port, flags, tick=3, seq_delta=1):
@@ -62,7 +69,7 @@ def test_syn_ack_rst_and_forged_replies():
     assert a.opts == b"\x02\x04\x05\xb4"
     assert probe.answer(_reply(plan, 0, 0, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK)).state == S_CLOSED
     assert probe.answer(_reply(plan, 0, 0, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK, seq_delta=5)) is None
-    other = probe_for(make_plan().__class__(**{**make_plan().__dict__, "key": b"x" * 16}))
+    other = probe_for(dataclasses.replace(make_plan(), key=b"x" * 16))
     assert other.answer(_reply(plan, 0, 0, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK)) is None
     assert probe.answer(b"\0" * 20) is None
 
@@ -97,10 +104,7 @@ def test_tcp_ack_ping_frame_and_rst_reply():
     ip = dpkt.ethernet.Ethernet(frame).data
     tcp = ip.data
     assert tcp.flags == dpkt.tcp.TH_ACK and tcp.seq == 0 and tcp.dport == 80
-    fresh = dpkt.ip.IP(bytes(ip))
-    fresh.sum = 0
-    fresh.data.sum = 0
-    assert dpkt.ip.IP(bytes(fresh)).data.sum == tcp.sum
+    assert (ip.sum, tcp.sum) == dpkt_sums(ip)
     rst = dpkt.tcp.TCP(sport=80, dport=tcp.sport, seq=tcp.ack, flags=dpkt.tcp.TH_RST, off=5)
     reply = dpkt.ip.IP(src=ip.dst, dst=ip.src, p=6, ttl=120, data=rst)
     a = probe.answer(bytes(dpkt.ethernet.Ethernet(src=HOST_MAC, dst=SRC_MAC, data=reply)))
