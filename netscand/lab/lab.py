@@ -10,7 +10,7 @@ from typing import Any
 
 from pyroute2 import netns
 
-from netscand.lab import impair, namespaces, procs, safety, topology, truth
+from netscand.lab import hostsfile, impair, namespaces, procs, safety, topology, truth
 from netscand.lab.errors import LabError
 
 DEFAULT_STATE_DIR = Path("/run/netscand-lab")
@@ -53,6 +53,7 @@ def teardown(prefix: str, state_dir: Path = DEFAULT_STATE_DIR) -> None:
     survivors = procs.stop(sorted(pids))
     for name in ours:
         namespaces.remove(name)
+    hostsfile.remove(prefix)
     for path in (state_file, *_log_files(state_dir, prefix)):
         path.unlink(missing_ok=True)
     if foreign:
@@ -102,6 +103,9 @@ class Lab:
 
     def _build(self) -> None:
         topology.build(self.truth)
+        hostsfile.write(self.truth)
+        for host in self.truth["hosts"]:
+            host["hostname"] = hostsfile.hostname(host)
         impair.set_loss(self.prefix, self.truth["loss_pct"])
         # Written before the helpers start: the services read it, and a failed build can be found.
         truth.write(self.state_file, self.truth)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import structlog
 
 from netscand.netinfo import NetInfo
+from netscand.profiling.hostname import reverse_dns
 from netscand.profiling.services import Detector
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.profiles import ScanRequest, resolve
@@ -59,7 +60,7 @@ class _Active:
         self.id = scan_id
         self.run = run
         self.started = time.monotonic()
-        self.detecting: asyncio.Task | None = None  # service detection, after the port scan
+        self.profiling: asyncio.Task | None = None  # names and services, after the port scan
 
 
 class Orchestrator:
@@ -202,26 +203,31 @@ class Orchestrator:
 
     def _check_done(self, scan_id: str) -> None:
         active = self.active.get(scan_id)
-        if active is None or not active.run.done or active.detecting:
+        if active is None or not active.run.done or active.profiling:
             return
         run = active.run
         if run.errors and not run.result.up_hosts:
             self._finish(scan_id, "failed", "; ".join(run.errors))
-        elif run.spec.detect_services and any(h.open for h in run.result.up_hosts):
-            active.detecting = asyncio.get_running_loop().create_task(self._detect(active))
+        elif run.spec.profiling and run.result.up_hosts:
+            active.profiling = asyncio.get_running_loop().create_task(self._profile(active))
         else:
             self._finish(scan_id, "completed", None)
 
-    async def _detect(self, active: _Active) -> None:
-        """Name the services on the open ports, over ordinary connections from this process
-        (which holds no capability), then finish the scan."""
+    async def _profile(self, active: _Active) -> None:
+        """After the port scan: host names by reverse DNS and, where the profile connects,
+        service detection on the open ports, over ordinary sockets from this process (which
+        holds no capability). Then the scan is finished."""
         hosts = {str(ipaddress.IPv4Address(h.ip)): h for h in active.run.result.up_hosts}
         targets = [(ip, port) for ip, h in hosts.items() for port in sorted(h.open)]
         try:
-            found = await self.detector.detect_all(targets)
+            names, found = await asyncio.gather(
+                reverse_dns(list(hosts)),
+                self.detector.detect_all(targets if active.run.spec.detect_services else []))
         except Exception:
-            log.exception("scan.detection_failed", scan_id=active.id)
-            found = {}
+            log.exception("scan.profiling_failed", scan_id=active.id)
+            names, found = {}, {}
+        for ip, name in names.items():
+            hosts[ip].hostname = name
         for (ip, port), info in found.items():
             if info is not None:
                 hosts[ip].services[port] = info
@@ -232,8 +238,8 @@ class Orchestrator:
         active = self.active.pop(scan_id)
         if status == "cancelled":
             active.run.cancel()
-            if active.detecting:
-                active.detecting.cancel()
+            if active.profiling:
+                active.profiling.cancel()
         fields = {**self._progress(active), "estimated_completion": None, "error": error,
                   "finished_at": now_iso()}
         if status == "completed":
@@ -272,7 +278,8 @@ class Orchestrator:
             extra = {k: device[k] for k in ("not_shown", "os_confidence") if k in device}
             if not final:
                 extra.pop("not_shown", None)
-            self.store.put_device(scan_id, device["ip"], mac=device["mac"], vendor=device["vendor"],
+            self.store.put_device(scan_id, device["ip"], mac=device["mac"], hostname=device["hostname"],
+                                  vendor=device["vendor"],
                                   os_guess=device["os_guess"], extra=extra or None,
                                   timed_out=device.get("timed_out"))
             self.store.put_ports(scan_id, device["ip"], ports)

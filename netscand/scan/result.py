@@ -48,6 +48,7 @@ class Host:
     mac: bytes | None = None
     up: bool = False
     timed_out: bool = False
+    hostname: str | None = None
     open: dict[int, Fingerprint] = field(default_factory=dict)
     closed: set[int] = field(default_factory=set)
     filtered: set[int] = field(default_factory=set)
@@ -132,7 +133,7 @@ class ScanResult:
         device = {
             "ip": str(ipaddress.IPv4Address(h.ip)),
             "mac": mac,
-            "hostname": None,
+            "hostname": h.hostname,
             "vendor": vendor(mac) if profiling else None,
             "os_guess": os.name if os else None,
             "ports": [_port(p, s, h.services.get(p)) for p, s in sorted(ports)],

@@ -251,6 +251,7 @@ def test_normal_profile_reports_vendor_and_an_honest_os_guess(lab: Lab, daemon: 
         d = devices[h["ip"]]
         # The lab's MACs are locally administered; routed hosts have no MAC to look up.
         assert d["vendor"] == (None if h["routed"] else "Randomized (locally administered)")
+        assert d["hostname"] == h["hostname"]  # reverse lookup through the system resolver
         if not d["ports"] or all(p["state"] != "open" for p in d["ports"]):
             continue
         if h["ttl"] == 64:  # a Linux stack with Linux defaults
