@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 class EngineConfig:
     workers: int = 0  # 0: one per CPU core
     rate: float = 50_000.0  # probes per second for profiles that run at full rate
-    retries: int = 2
+    retries: int = 3
     # Host discovery of routed targets (on-link ones answer ARP): a host is up if anything answers.
     ping_icmp: bool = True
     ping_syn_ports: str = "443"  # port list, "" for none

@@ -10,7 +10,6 @@ reply to can record it; the shard's owner alone decides retries and reports the 
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import signal
@@ -40,7 +39,7 @@ BEAT_EVERY = 0.1
 class PlanState:
     """A worker's copy of one plan: its probe, sockets and measured round-trip time."""
 
-    def __init__(self, plan: plans.Plan, send: Callable[[bytearray], object]) -> None:
+    def __init__(self, plan: plans.Plan, send: sockets.Sender | sockets.RawIp) -> None:
         self.plan = plan
         self.probe: Probe = probe_for(plan)
         self.send = send
@@ -97,7 +96,7 @@ class Worker:
         _, gen, _, _, self.sent, self.matched = shared.worker_row(index)
         self.generation = gen + 1
         self.plans: dict[int, PlanState] = {}
-        self.tx: dict[int, Callable[[bytearray], object]] = {}
+        self.tx: dict[int, sockets.Sender | sockets.RawIp] = {}
         self.rx: dict[int, socket.socket] = {}
         self.queue: deque[ShardRun] = deque()  # runs with probes left to send in this pass
         self.waiting: list[ShardRun] = []  # runs waiting for replies before retry or finalize
@@ -168,7 +167,7 @@ class Worker:
         state = self.plans[slot] = PlanState(plan, self._sockets(plan))
         return state
 
-    def _sockets(self, plan: plans.Plan) -> Callable[[bytearray], object]:
+    def _sockets(self, plan: plans.Plan) -> sockets.Sender | sockets.RawIp:
         if plan.ifindex not in self.tx:
             lo, hi = ports_for(plan)
             group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
@@ -225,18 +224,14 @@ class Worker:
         frame, send, nh, start, order = run.ps.probe.frame, run.ps.send, run.ps.nh, run.start, run.order
         states, retry = run.states, run.attempt > 0
         sent = 0
-        try:
-            for _ in range(n):
-                off = order(run.pos)
-                if not (retry and states[off]):
-                    index = start + off
-                    send(frame(index % nh, index // nh, tick))
-                    sent += 1
-                run.pos += 1
-        except OSError as exc:
-            if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
-                raise
-            self.tokens = 0  # the interface queue is full: back off and resend this one
+        for _ in range(n):
+            off = order(run.pos)
+            if not (retry and states[off]):
+                index = start + off
+                send(frame(index % nh, index // nh, tick))
+                sent += 1
+            run.pos += 1
+        send.flush()
         self.tokens -= sent
         self.sent += sent
         if run.pos >= run.total:
