@@ -21,7 +21,7 @@ from netscand.profiling.hostname import reverse_dns
 from netscand.profiling.services import Detector
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.profiles import ScanRequest, resolve
-from netscand.scan.result import Host
+from netscand.scan.result import Host, document
 from netscand.scan.runner import Discovery, ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
 from netscand.store import Store, StoreError
@@ -143,15 +143,8 @@ class Orchestrator:
         devices = self.store.result(scan_id)
         end = _parse(scan["finished_at"]) or datetime.now(timezone.utc)
         begin = _parse(scan["started_at"])
-        return {
-            "id": scan_id, "status": scan["status"], "target": scan["target"],
-            "profile": scan["profile"], "site_id": scan["site_id"],
-            "started_at": scan["started_at"], "finished_at": scan["finished_at"],
-            "devices_found": len(devices),
-            "open_ports_total": sum(1 for d in devices for p in d["ports"] if p["state"] == "open"),
-            "duration_seconds": round((end - begin).total_seconds()) if begin else 0,
-            "devices": devices,
-        }
+        return document(scan_id, scan["status"], devices, (end - begin).total_seconds() if begin else 0,
+                        **{k: scan[k] for k in ("target", "profile", "site_id", "started_at", "finished_at")})
 
     async def stop(self, scan_id: str) -> dict:
         scan = self._get(scan_id)

@@ -65,10 +65,10 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
         host_timeout = req.timeout_ms * max(retries, 1) / 1000
     # Stealth sends no ping sweep: ARP alone finds on-link hosts, routed ones are all probed.
     skip = req.profile == "stealth" or bool(req.skip_discovery)
+    custom_profiling = req.profile == "custom" and bool(req.enable_profiling)
     return ScanSpec(targets, profile_ports(req), rate, retries, req.timeout_ms,
                     host_timeout_s=host_timeout, max_hosts=req.max_concurrent,
                     discovery=None if skip else discovery,
-                    profiling=req.profile != "quick" if req.profile != "custom" else bool(req.enable_profiling),
+                    profiling=req.profile in ("normal", "deep", "stealth") or custom_profiling,
                     # Stealth completes no connection; quick names ports by their registration.
-                    detect_services=req.profile in ("normal", "deep")
-                    or (req.profile == "custom" and bool(req.enable_profiling)))
+                    detect_services=req.profile in ("normal", "deep") or custom_profiling)

@@ -87,7 +87,6 @@ class ScanRun:
         self.planned = 0
         self.done_probes = 0
         self.errors: list[str] = []
-        self.started = time.monotonic()
         self.cancelled = False
         self._route(net or NetInfo())
 
