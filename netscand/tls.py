@@ -37,20 +37,24 @@ def ensure(cert: str, key: str, state_dir: Path) -> Certificate:
     if cert_path.exists() and key_path.exists():
         return Certificate(cert_path, key_path, fingerprint(cert_path), False)
     tls_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    self_signed(cert_path, key_path, "netscand", ["localhost"], ["127.0.0.1", "::1"])
+    return Certificate(cert_path, key_path, fingerprint(cert_path), True)
+
+
+def self_signed(cert_path: Path, key_path: Path, common_name: str, dns_names: list[str], ips: list[str]) -> None:
+    """Write a new key (readable by its owner only) and a self-signed server certificate for it."""
     private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netscand")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.timezone.utc)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     built = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(private.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-            x509.IPAddress(ipaddress.IPv6Address("::1")),
-        ]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(private, hashes.SHA256())
     )
@@ -60,7 +64,6 @@ def ensure(cert: str, key: str, state_dir: Path) -> Certificate:
                                       serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()))
     cert_path.write_bytes(built.public_bytes(serialization.Encoding.PEM))
-    return Certificate(cert_path, key_path, fingerprint(cert_path), True)
 
 
 def fingerprint(cert: Path) -> str:

@@ -54,8 +54,9 @@ def lab_lock(require_root: None) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def lab(lab_lock: None) -> Iterator[Lab]:
-    """One 8-host lab (seed 1, no impairment) shared by the whole session."""
-    built = Lab.up(hosts=8, seed=1, prefix=SESSION_PREFIX)  # cleans up after itself if it fails
+    """One lab shared by the whole session: 8 imitation hosts (seed 1, no impairment) and the
+    servers running real daemons."""
+    built = Lab.up(hosts=8, seed=1, prefix=SESSION_PREFIX, servers=True)  # cleans up after itself if it fails
     try:
         yield built
     finally:

@@ -8,6 +8,7 @@ control child's status.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import select
 import socket
 import sys
@@ -22,23 +23,28 @@ from netscand import config
 from netscand.engine import worker
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
-from netscand.scan.ports import PortSpecError, parse_ports, top_ports
-from netscand.scan.profiles import discovery
+from netscand.profiling.services import Detector
+from netscand.scan.identify import identify
+from netscand.scan.ports import PortSpecError
+from netscand.scan.profiles import PROFILES, ScanRequest, discovery, resolve
 from netscand.scan.result import document
 from netscand.scan.runner import ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
 from netscand.supervisor import ChildSpec, Supervisor
 
-QUICK_PORTS = 100
 EXIT_USAGE = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scan", help="run one scan in the foreground and print its result")
     p.add_argument("target", help="address, CIDR, range a-b, hostname, or a comma-separated list")
-    p.add_argument("--profile", choices=["quick", "custom"], default=None,
-                   help="quick: top 100 ports (default); custom: the ports given by --ports")
+    p.add_argument("--profile", choices=[p for p in PROFILES if p != "deep"], default=None,
+                   help="quick: top 100 ports (default); normal: top 1000 and device profiling; "
+                        "stealth: top 1000, slow, nothing that completes a connection; "
+                        "custom: the ports given by --ports")
     p.add_argument("--ports", help="port list, e.g. 22,80,1000-2000 or - for all (implies custom)")
+    p.add_argument("--profiling", action="store_true",
+                   help="with --profile custom: identify devices and services like the normal profile")
     p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
     p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
     p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
@@ -63,11 +69,14 @@ def run(args: argparse.Namespace) -> int:
         profile = args.profile or ("custom" if args.ports else "quick")
         if profile == "custom" and not args.ports:
             return _fail("--profile custom needs --ports")
-        if profile == "quick" and args.ports:
-            return _fail("--ports goes with --profile custom")
-        ports = parse_ports(args.ports) if args.ports else top_ports(QUICK_PORTS)
+        if profile != "custom" and (args.ports or args.profiling):
+            return _fail("--ports and --profiling go with --profile custom")
         e = cfg.engine
-        pings = None if args.skip_discovery else discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports)
+        request = ScanRequest(args.target, profile, ports=args.ports.split(",") if args.ports else None,
+                              timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
+                              enable_profiling=args.profiling)
+        spec = resolve(request, targets, args.rate or e.rate, e.retries,
+                       discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
     except (config.ConfigError, TargetError, PortSpecError) as exc:
         return _fail(str(exc))
     for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
@@ -79,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError:
         print("netscand: sending raw packets needs root or CAP_NET_RAW", file=sys.stderr)
         return 1
-    spec = ScanSpec(targets, ports, args.rate or e.rate, e.retries if args.retries is None else args.retries,
-                    args.timeout_ms, discovery=pings)
     workers = args.workers or cfg.workers
     shared = Shared(workers)
     meta = {"target": args.target, "profile": profile}
@@ -108,8 +115,12 @@ def _control(shared: Shared, spec: ScanSpec, meta: dict, as_json: bool) -> None:
         progress.clear()
     for error in scan.errors:
         print(f"netscand: {error}", file=sys.stderr)
+    if spec.profiling and scan.result.up_hosts:
+        if progress:
+            print("identifying devices...", end="\r", file=sys.stderr, flush=True)
+        asyncio.run(identify(scan.result.up_hosts, Detector(), spec.detect_services))
     finished = datetime.now(timezone.utc)
-    doc = document(str(uuid.uuid4()), "completed", scan.result.devices(),
+    doc = document(str(uuid.uuid4()), "completed", scan.result.devices(spec.profiling),
                    (finished - started).total_seconds(), **meta, started_at=_iso(started),
                    finished_at=_iso(finished))
     if as_json:
@@ -152,8 +163,10 @@ def _print_table(doc: dict) -> None:
     out.write(f"{doc['devices_found']} hosts up, {doc['open_ports_total']} open ports, "
               f"{doc['duration_seconds']} s\n")
     for d in doc["devices"]:
-        out.write(f"\n{d['ip']}" + (f"  {d['mac']}" if d["mac"] else "") + "\n")
+        about = [d["hostname"], d["mac"], d["vendor"], d["os_guess"] and f"OS: {d['os_guess']}"]
+        out.write(f"\n{d['ip']}  " + "  ".join(a for a in about if a) + "\n")
         for p in d["ports"]:
-            out.write(f"  {p['port']:>5}/{p['protocol']:<4} {p['state']:<9} {p['service'] or ''}\n")
+            what = " ".join(filter(None, (p["service"], p.get("product"), p.get("version"))))
+            out.write(f"  {p['port']:>5}/{p['protocol']:<4} {p['state']:<9} {what}\n")
         for state, count in d.get("not_shown", {}).items():
             out.write(f"  not shown: {count} {state} ports\n")

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--delay", type=int, default=0, metavar="MS",
                         help="one-way delay on the scanner's link (default 0)")
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="seed for hosts and ports (default 1)")
+    parser.add_argument("--servers", action="store_true",
+                        help="add hosts running real daemons (sshd, nginx, vsftpd, redis, mariadb, snmpd)")
     parser.add_argument("--prefix", default="nsd", metavar="P", help="namespace name prefix (default nsd)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                         help=f"where the ground truth is written (default {DEFAULT_STATE_DIR})")
@@ -51,7 +53,7 @@ def _host_lines(truth: dict[str, Any]) -> str:
 def _act(args: argparse.Namespace) -> int:
     if args.action == "up":
         lab = Lab.up(hosts=args.hosts, loss_pct=args.loss, delay_ms=args.delay, seed=args.seed,
-                     prefix=args.prefix, state_dir=args.state_dir)
+                     prefix=args.prefix, state_dir=args.state_dir, servers=args.servers)
         print(f"{_summary(lab.truth)}\nstate file: {lab.state_file}")
         return 0
     if args.action == "down":

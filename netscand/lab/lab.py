@@ -10,7 +10,7 @@ from typing import Any
 
 from pyroute2 import netns
 
-from netscand.lab import hostsfile, impair, namespaces, procs, safety, topology, truth
+from netscand.lab import daemons, impair, namespaces, procs, resolver, safety, topology, truth
 from netscand.lab.errors import LabError
 
 DEFAULT_STATE_DIR = Path("/run/netscand-lab")
@@ -19,7 +19,7 @@ MAX_DELAY_MS = 10_000
 
 
 def _log_files(state_dir: Path, prefix: str) -> list[Path]:
-    return [state_dir / f"{prefix}.{helper}.log" for helper in ("services", "relay")]
+    return [state_dir / f"{prefix}.{helper}.log" for helper in ("services", "responders", "relay")]
 
 
 def _check_can_build() -> None:
@@ -53,9 +53,10 @@ def teardown(prefix: str, state_dir: Path = DEFAULT_STATE_DIR) -> None:
     survivors = procs.stop(sorted(pids))
     for name in ours:
         namespaces.remove(name)
-    hostsfile.remove(prefix)
+    resolver.remove(prefix)
     for path in (state_file, *_log_files(state_dir, prefix)):
         path.unlink(missing_ok=True)
+    shutil.rmtree(daemons.work_dir(state_dir, prefix), ignore_errors=True)
     if foreign:
         raise LabError(f"left namespaces {', '.join(foreign)} alone: they hold interfaces the lab did not create")
     if survivors:
@@ -81,14 +82,15 @@ class Lab:
 
     @classmethod
     def up(cls, hosts: int = 8, loss_pct: float = 0, delay_ms: int = 0, seed: int = 1,
-           prefix: str = "nsd", state_dir: Path = DEFAULT_STATE_DIR) -> Lab:
-        """Build a lab (replacing a stale one with the same prefix) and return it."""
+           prefix: str = "nsd", state_dir: Path = DEFAULT_STATE_DIR, servers: bool = False) -> Lab:
+        """Build a lab (replacing a stale one with the same prefix) and return it; `servers`
+        adds the hosts that run real daemons."""
         _check_args(hosts, loss_pct, delay_ms, prefix)
         _check_can_build()
         safety.check_host_namespace()
         state_dir = Path(state_dir)
         teardown(prefix, state_dir)
-        lab = cls(truth.plan(prefix, hosts, seed, loss_pct, delay_ms), state_dir)
+        lab = cls(truth.plan(prefix, hosts, seed, loss_pct, delay_ms, servers), state_dir)
         try:
             lab._build()
         except BaseException as exc:
@@ -103,14 +105,17 @@ class Lab:
 
     def _build(self) -> None:
         topology.build(self.truth)
-        hostsfile.write(self.truth)
+        resolver.write(self.truth)
         for host in self.truth["hosts"]:
-            host["hostname"] = hostsfile.hostname(host)
+            host["hostname"] = resolver.hostname(host)
         impair.set_loss(self.prefix, self.truth["loss_pct"])
         # Written before the helpers start: the services read it, and a failed build can be found.
         truth.write(self.state_file, self.truth)
-        services_log, relay_log = _log_files(self.state_dir, self.prefix)
+        services_log, responders_log, relay_log = _log_files(self.state_dir, self.prefix)
         self.truth["services_pid"] = procs.spawn("netscand.lab.services", self.state_file, [], services_log)
+        if any("mdns" in h or "netbios" in h for h in self.truth["hosts"]):
+            procs.spawn("netscand.lab.responders", self.state_file, [], responders_log)
+        daemons.start(self.truth, self.state_dir)
         if self.truth["delay_ms"] > 0:
             self.truth["relay_pid"] = procs.spawn(
                 "netscand.lab.relay", self.state_file,

@@ -1,4 +1,4 @@
-"""Starting, recognising and stopping the lab's helper processes (services, relay).
+"""Starting, recognising and stopping the lab's helper processes (services, responders, relay).
 
 A helper is recognised by its command line, `python -m netscand.lab.<helper> STATEFILE ...`,
 never by a pid alone: a pid read from an old state file may belong to someone else by now.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from netscand.lab.errors import LabError
 
-HELPERS = ("netscand.lab.services", "netscand.lab.relay")
+HELPERS = ("netscand.lab.services", "netscand.lab.relay", "netscand.lab.responders")
 READY = b"ready\n"
 
 

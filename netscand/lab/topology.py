@@ -98,8 +98,11 @@ def _config_scripts(truth: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
     if relayed:
         scripts[relay_ns(prefix)] = (_script({}, list(RELAY_IFS)), None)
     for host in truth["hosts"]:
-        scripts[host["netns"]] = (_script({"net.ipv4.ip_default_ttl": host["ttl"]}, ["eth0"], "nft -f -\n"),
-                                  _filter_ruleset(host["filtered"]))
+        sysctls = host.get("sysctls", {"net.ipv4.ip_default_ttl": host["ttl"]})
+        if host["filtered"]:
+            scripts[host["netns"]] = (_script(sysctls, ["eth0"], "nft -f -\n"), _filter_ruleset(host["filtered"]))
+        else:
+            scripts[host["netns"]] = (_script(sysctls, ["eth0"]), None)
     return scripts
 
 

@@ -13,6 +13,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+from netscand.lab import servers
+from netscand.lab.resolver import ROUTER_NAME
+
 SCAN_NET = "198.18.0.0/24"
 ROUTED_NET = "198.19.0.0/24"
 SCANNER_IP = "198.18.0.1"
@@ -95,8 +98,10 @@ def _ports(rng: random.Random) -> tuple[list[int], list[int], dict[str, str]]:
     return sorted(open_ports), sorted(filtered), banners
 
 
-def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int) -> dict[str, Any]:
-    """The ground truth of a lab with these arguments (before any helper process exists)."""
+def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
+         with_servers: bool = False) -> dict[str, Any]:
+    """The ground truth of a lab with these arguments (before any helper process exists);
+    `with_servers` adds the hosts running real daemons (servers.py)."""
     rng = random.Random(seed)
     macs = _macs(rng, hosts)
     ttls = [TTLS[i % len(TTLS)] for i in range(hosts)]
@@ -109,6 +114,7 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int) -> 
         open_ports, filtered, banners = _ports(rng)
         host_list.append({
             "name": f"h{i + 1}",
+            "kind": "imitation",
             "netns": f"{prefix}-h{i + 1}",
             "ip": _host_ip(ROUTED_NET if routed else SCAN_NET, index),
             "mac": macs[i],
@@ -118,6 +124,8 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int) -> 
             "filtered": filtered,
             "banners": banners,
         })
+    if with_servers:
+        host_list += servers.plan(prefix, SCAN_NET, ROUTED_NET)
     return {
         "prefix": prefix,
         "seed": seed,
@@ -125,7 +133,8 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int) -> 
         "delay_ms": delay_ms,
         "scanner": {"netns": f"{prefix}-scan", "ifname": "scan0", "ip": SCANNER_IP,
                     "mac": SCANNER_MAC, "gateway": ROUTER_IPS[0]},
-        "router": {"netns": f"{prefix}-rt", "ips": list(ROUTER_IPS), "mac": ROUTER_MACS[0]},
+        "router": {"netns": f"{prefix}-rt", "ips": list(ROUTER_IPS), "mac": ROUTER_MACS[0],
+                   "hostname": ROUTER_NAME, "open": [53], "services": servers.router_services()},
         "hosts": host_list,
         "services_pid": None,
     }

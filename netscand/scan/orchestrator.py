@@ -7,7 +7,6 @@ the result rings' eventfds.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import uuid
 from collections import deque
@@ -17,9 +16,9 @@ from datetime import datetime, timedelta, timezone
 import structlog
 
 from netscand.netinfo import NetInfo
-from netscand.profiling.hostname import reverse_dns
 from netscand.profiling.services import Detector
 from netscand.scan.dispatch import Dispatcher
+from netscand.scan.identify import identify
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.result import Host, document
 from netscand.scan.runner import Discovery, ScanRun, ScanSpec
@@ -28,8 +27,8 @@ from netscand.store import Store, StoreError
 
 log = structlog.get_logger()
 
-FLUSH_EVERY = 0.5
-DETECT_CONCURRENCY = 64  # connections at once for service detection, over all scans  # seconds between progress and result writes of a running scan
+FLUSH_EVERY = 0.5  # seconds between progress and result writes of a running scan
+DETECT_CONCURRENCY = 64  # connections at once for service detection, over all scans
 RESTART_REASON = "the daemon stopped while the scan was running"
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -207,23 +206,9 @@ class Orchestrator:
             self._finish(scan_id, "completed", None)
 
     async def _profile(self, active: _Active) -> None:
-        """After the port scan: host names by reverse DNS and, where the profile connects,
-        service detection on the open ports, over ordinary sockets from this process (which
-        holds no capability). Then the scan is finished."""
-        hosts = {str(ipaddress.IPv4Address(h.ip)): h for h in active.run.result.up_hosts}
-        targets = [(ip, port) for ip, h in hosts.items() for port in sorted(h.open)]
-        try:
-            names, found = await asyncio.gather(
-                reverse_dns(list(hosts)),
-                self.detector.detect_all(targets if active.run.spec.detect_services else []))
-        except Exception:
-            log.exception("scan.profiling_failed", scan_id=active.id)
-            names, found = {}, {}
-        for ip, name in names.items():
-            hosts[ip].hostname = name
-        for (ip, port), info in found.items():
-            if info is not None:
-                hosts[ip].services[port] = info
+        """After the port scan: names and, where the profile connects, services, from this
+        process (which holds no capability). Then the scan is finished."""
+        await identify(active.run.result.up_hosts, self.detector, active.run.spec.detect_services)
         if self.active.get(active.id) is active:
             self._finish(active.id, "completed", None)
 
@@ -268,7 +253,7 @@ class Orchestrator:
         for h in hosts:
             device = run.result.device(h, run.spec.profiling)
             ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
-            extra = {k: device[k] for k in ("not_shown", "os_confidence") if k in device}
+            extra = {k: device[k] for k in ("not_shown", "os_confidence", "hostnames") if k in device}
             if not final:
                 extra.pop("not_shown", None)
             self.store.put_device(scan_id, device["ip"], mac=device["mac"], hostname=device["hostname"],

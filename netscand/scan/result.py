@@ -48,7 +48,10 @@ class Host:
     mac: bytes | None = None
     up: bool = False
     timed_out: bool = False
-    hostname: str | None = None
+    hostname: str | None = None  # the best of `names`
+    names: dict[str, str] = field(default_factory=dict)  # by source: "dns", "mdns", "netbios", "snmp"
+    evidence: list[str] = field(default_factory=list)  # text naming the OS, e.g. SNMP's sysDescr
+    udp: dict[int, ServiceInfo] = field(default_factory=dict)  # UDP services that answered a query
     open: dict[int, Fingerprint] = field(default_factory=dict)
     closed: set[int] = field(default_factory=set)
     filtered: set[int] = field(default_factory=set)
@@ -128,16 +131,20 @@ class ScanResult:
             elif count:
                 not_shown[name] = count
         mac = mac_text(h.mac) if h.mac and any(h.mac) else None
-        banners = [i.banner for i in h.services.values() if i.banner]
+        banners = [i.banner for i in h.services.values() if i.banner] + h.evidence
         os = guess(h.open.values(), banners) if profiling else None
+        entries = [_port(p, "tcp", s, h.services.get(p)) for p, s in ports]
+        entries += [_port(p, "udp", "open", info) for p, info in h.udp.items()]
         device = {
             "ip": str(ipaddress.IPv4Address(h.ip)),
             "mac": mac,
             "hostname": h.hostname,
             "vendor": vendor(mac) if profiling else None,
             "os_guess": os.name if os else None,
-            "ports": [_port(p, s, h.services.get(p)) for p, s in sorted(ports)],
+            "ports": sorted(entries, key=lambda e: (e["port"], e["protocol"])),
         }
+        if h.names:
+            device["hostnames"] = [{"name": name, "source": source} for source, name in h.names.items()]
         if os:
             device["os_confidence"] = round(os.confidence, 2)
         if not_shown:
@@ -147,8 +154,8 @@ class ScanResult:
         return device
 
 
-def _port(port: int, state: str, info: ServiceInfo | None) -> dict:
-    entry: dict = {"port": port, "protocol": "tcp", "state": state, "service": well_known_service(port)}
+def _port(port: int, protocol: str, state: str, info: ServiceInfo | None) -> dict:
+    entry: dict = {"port": port, "protocol": protocol, "state": state, "service": well_known_service(port)}
     if info is None:
         return entry
     if info.service != "unknown":

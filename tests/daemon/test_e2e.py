@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from netscand.lab import Lab
+from netscand.lab.grade import OK, grade
 from netscand.scan.ports import top_ports
 from tests.daemon.conftest import Daemon, start_daemon, stop_daemon
 
@@ -37,7 +38,8 @@ def wait_for(client, scan_id: str, statuses=("completed", "failed", "cancelled")
 
 
 def open_ports(result: dict) -> set[tuple[str, int]]:
-    return {(d["ip"], p["port"]) for d in result["devices"] for p in d["ports"] if p["state"] == "open"}
+    return {(d["ip"], p["port"]) for d in result["devices"] for p in d["ports"]
+            if p["state"] == "open" and p["protocol"] == "tcp"}
 
 
 def truth_open(lab: Lab, ports) -> set[tuple[str, int]]:
@@ -239,6 +241,8 @@ def test_normal_profile_reports_vendor_and_an_honest_os_guess(lab: Lab, daemon: 
         result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
     devices = {d["ip"]: d for d in result["devices"]}
     assert open_ports(result) == truth_open(lab, top_ports(1000))
+    wrong = [g for g in grade(lab.truth, result["devices"], set(top_ports(1000))) if g.verdict != OK]
+    assert wrong == []  # the servers' real daemons, through the API as through the CLI
     ports = {(d["ip"], p["port"]): p for d in result["devices"] for p in d["ports"]}
     top = set(top_ports(1000))
     banners = {(h["ip"], int(p)): b for h in lab.truth["hosts"] for p, b in h["banners"].items() if int(p) in top}
@@ -249,8 +253,8 @@ def test_normal_profile_reports_vendor_and_an_honest_os_guess(lab: Lab, daemon: 
             assert ports[key]["service"] == "SSH" and ports[key]["product"] and ports[key]["version"]
     for h in lab.truth["hosts"]:
         d = devices[h["ip"]]
-        # The lab's MACs are locally administered; routed hosts have no MAC to look up.
-        assert d["vendor"] == (None if h["routed"] else "Randomized (locally administered)")
+        # Imitation hosts' MACs are locally administered; routed hosts have no MAC to look up.
+        assert d["vendor"] == (None if h["routed"] else h.get("vendor", "Randomized (locally administered)"))
         assert d["hostname"] == h["hostname"]  # reverse lookup through the system resolver
         if not d["ports"] or all(p["state"] != "open" for p in d["ports"]):
             continue

@@ -1,0 +1,124 @@
+"""Grading a scan result against the lab's ground truth, field by field.
+
+Tests assert on the grades; bench/profiling.py tabulates them for netscand and nmap side by side,
+so both are judged by the same rules. A device here is the result document's shape (ip, mac,
+hostname, vendor, os_guess, ports with service/product/version); nmap's XML is read into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+OK, UNKNOWN, WRONG = "ok", "unknown", "wrong"
+# How each OS family may be written by a tool ("Linux 5.0 - 5.14", "Linux (Debian)").
+FAMILY_WORDS = {"Linux": ("linux",)}
+
+
+@dataclass(frozen=True)
+class Grade:
+    host: str  # the lab host's name
+    field: str  # "service", "product", "version", "os", "hostname", "vendor", "mdns", ...
+    where: str  # "tcp/22", or "" for a host-wide field
+    expected: Any
+    got: Any
+    verdict: str  # OK, UNKNOWN (nothing said), WRONG (something else said)
+
+
+def _verdict(ok: bool, got: Any) -> str:
+    return OK if ok else (UNKNOWN if got in (None, "", []) else WRONG)
+
+
+def _same_product(expected: str, got: str | None) -> bool:
+    """Products match when one names the other ("Redis" in nmap's "Redis key-value store")."""
+    if not got:
+        return False
+    e, g = expected.lower(), got.lower()
+    return e in g.split() or g in e.split() or e == g
+
+
+def _same_version(expected: str, got: str | None) -> bool:
+    """The upstream version must lead what the tool says ("9.2p1" in "9.2p1 Debian 2+deb12u10")."""
+    return bool(got) and str(got).split()[0] == expected
+
+
+def _os_family(text: str | None) -> str | None:
+    if not text:
+        return None
+    lowered = text.lower()
+    return next((family for family, words in FAMILY_WORDS.items() if any(w in lowered for w in words)), text)
+
+
+def _port_grades(name: str, proto: str, expect: dict[str, dict[str, Any]],
+                 ports: dict[tuple[str, int], dict[str, Any]]) -> Iterator[Grade]:
+    for port, want in sorted(expect.items(), key=lambda kv: int(kv[0])):
+        got = ports.get((proto, int(port)), {})
+        where = f"{proto}/{port}"
+        service = (got.get("service") or "").lower() or None
+        yield Grade(name, "service", where, want["service"], service, _verdict(service == want["service"], service))
+        product = got.get("product")
+        yield Grade(name, "product", where, want["product"], product,
+                    _verdict(_same_product(want["product"], product), product))
+        if want["version"] is not None:  # a daemon that never says its version can't be graded on it
+            version = got.get("version")
+            yield Grade(name, "version", where, want["version"], version,
+                        _verdict(_same_version(want["version"], version), version))
+
+
+def _host_grades(host: dict[str, Any], device: dict[str, Any], scanned: set[int] | None,
+                 udp: bool) -> Iterator[Grade]:
+    name = host["name"]
+    ports = {(p.get("protocol", "tcp"), p["port"]): p for p in device.get("ports", []) if p["state"] == "open"}
+    tcp = {p: want for p, want in host.get("services", {}).items() if scanned is None or int(p) in scanned}
+    yield from _port_grades(name, "tcp", tcp, ports)
+    if udp:
+        yield from _port_grades(name, "udp", host.get("udp", {}), ports)
+    if "os_family" in host:
+        family = _os_family(device.get("os_guess"))
+        # A tuned stack only half imitates another OS: "unknown" is as right as the truth.
+        ok = family == host["os_family"] or (host.get("tuned", False) and family is None)
+        yield Grade(name, "os", "", host["os_family"], device.get("os_guess"), _verdict(ok, family))
+
+
+def grade(truth: dict[str, Any], devices: list[dict[str, Any]], scanned: set[int] | None = None,
+          udp: bool = True) -> list[Grade]:
+    """Service, product, version and OS grades for every lab host that has them in its truth
+    (the servers and the router). `scanned`: the TCP ports the tool was asked to scan (None:
+    all); `udp`: whether it was asked to look at UDP at all."""
+    by_ip = {d["ip"]: d for d in devices}
+    out: list[Grade] = []
+    for host in truth["hosts"]:
+        if "services" in host:
+            out += _host_grades(host, by_ip.get(host["ip"], {}), scanned, udp)
+    router = truth["router"]
+    on_router = [ip for ip in router["ips"] if ip in by_ip]  # it is graded when it was a target
+    if on_router:
+        out += _host_grades({**router, "name": "router"}, by_ip[on_router[0]], scanned, udp)
+    return out
+
+
+def identity_grades(truth: dict[str, Any], devices: list[dict[str, Any]]) -> list[Grade]:
+    """What netscand alone reports: MAC, vendor, hostname and the other names, per lab host."""
+    by_ip = {d["ip"]: d for d in devices}
+    out: list[Grade] = []
+    for host in truth["hosts"]:
+        device = by_ip.get(host["ip"], {})
+        name = host["name"]
+        names = {n["source"]: n["name"] for n in device.get("hostnames", [])}
+        out.append(Grade(name, "hostname", "", host["hostname"], device.get("hostname"),
+                         _verdict(device.get("hostname") == host["hostname"], device.get("hostname"))))
+        if not host["routed"]:  # behind a router neither MAC nor vendor can be known
+            mac = device.get("mac")
+            out.append(Grade(name, "mac", "", host["mac"].upper(), mac, _verdict(mac == host["mac"].upper(), mac)))
+            if "vendor" in host:
+                got = device.get("vendor")
+                out.append(Grade(name, "vendor", "", host["vendor"], got, _verdict(got == host["vendor"], got)))
+        if "mdns" in host:
+            out.append(Grade(name, "mdns", "", host["mdns"], names.get("mdns"),
+                             _verdict(names.get("mdns") == host["mdns"], names.get("mdns"))))
+        if "netbios" in host:
+            want = host["netbios"]["name"]
+            out.append(Grade(name, "netbios", "", want, names.get("netbios"),
+                             _verdict(names.get("netbios") == want, names.get("netbios"))))
+    return out
