@@ -106,8 +106,6 @@ class Lab:
     def _build(self) -> None:
         topology.build(self.truth)
         resolver.write(self.truth)
-        for host in self.truth["hosts"]:
-            host["hostname"] = resolver.hostname(host)
         impair.set_loss(self.prefix, self.truth["loss_pct"])
         # Written before the helpers start: the services read it, and a failed build can be found.
         truth.write(self.state_file, self.truth)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from netscand.lab import servers
-from netscand.lab.resolver import ROUTER_NAME
+from netscand.lab.resolver import ROUTER_NAME, hostname
 
 SCAN_NET = "198.18.0.0/24"
 ROUTED_NET = "198.19.0.0/24"
@@ -126,6 +126,8 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
         })
     if with_servers:
         host_list += servers.plan(prefix, SCAN_NET, ROUTED_NET)
+    for host in host_list:
+        host["hostname"] = hostname(host)  # what the lab's DNS answers for its address
     return {
         "prefix": prefix,
         "seed": seed,
