@@ -5,6 +5,7 @@ Every setting is declared once, here, with its default; conf/netscand.toml docum
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -40,9 +41,20 @@ class DaemonConfig:
     log_format: str = "auto"  # json, console, or auto (console on a terminal)
 
 
+# Out of the box a scan may reach what is a sysadmin's own by definition: private, shared (CGNAT),
+# link-local and loopback space, and the benchmarking range the lab uses. Public addresses need
+# a deliberate allowed_targets. Multicast, reserved and "this network" space is never a target.
+DEFAULT_ALLOWED = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+                   "127.0.0.0/8", "198.18.0.0/15"]
+DEFAULT_EXCLUDED = ["0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
+    allowed_targets: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED))
+    excluded_targets: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDED))
     max_target_addresses: int = 1 << 24
+    max_rate: float = 100_000.0
 
 
 @dataclass(frozen=True)
@@ -101,8 +113,15 @@ def check(cfg: Config, where: str) -> None:
     e, d = cfg.engine, cfg.daemon
     if e.workers < 0 or e.rate <= 0 or e.retries < 0:
         raise ConfigError(f"{where}: engine.workers and engine.retries must not be negative, engine.rate must be positive")
-    if d.max_running_scans < 1 or cfg.policy.max_target_addresses < 1:
-        raise ConfigError(f"{where}: daemon.max_running_scans and policy.max_target_addresses must be at least 1")
+    if d.max_running_scans < 1 or cfg.policy.max_target_addresses < 1 or cfg.policy.max_rate <= 0:
+        raise ConfigError(f"{where}: daemon.max_running_scans and policy.max_target_addresses must be at least 1, "
+                          "policy.max_rate positive")
+    for key in ("allowed_targets", "excluded_targets"):
+        for block in getattr(cfg.policy, key):
+            try:
+                ipaddress.IPv4Network(block, strict=False)
+            except (ValueError, TypeError):
+                raise ConfigError(f"{where}: policy.{key}: {block!r} is not an IPv4 CIDR block") from None
     try:
         int(d.socket_mode, 8)
     except ValueError:

@@ -17,6 +17,7 @@ from netscand.engine import worker
 from netscand.engine.shm import Shared
 from netscand.listeners import bind_tcp, bind_unix
 from netscand.scan.orchestrator import Limits
+from netscand.scan.policy import Policy
 from netscand.scan.profiles import discovery
 from netscand.store import Store
 from netscand.supervisor import ChildSpec, Supervisor
@@ -44,7 +45,7 @@ def serve(cfg: Config) -> int:
     listeners = control.Listeners(unix, tcp, cert)
     e = cfg.engine
     limits = Limits(rate=e.rate, retries=e.retries, max_running=cfg.daemon.max_running_scans,
-                    max_target_addresses=cfg.policy.max_target_addresses,
+                    policy=Policy.from_config(cfg.policy),
                     discovery=discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
     shared = Shared(cfg.workers)
     specs = [

@@ -159,6 +159,8 @@ SCAN_STATUS: Schema = {
         "estimated_completion": _nullable({**TIME, "description": "Null until it can be estimated."}),
         "finished_at": _nullable(TIME),
         "error": _nullable({"type": "string", "description": "Why the scan failed; null unless failed."}),
+        "excluded_addresses": {**COUNT, "description": "Target addresses skipped because the policy's "
+                                                     "excluded_targets holds them."},
     },
 }
 

@@ -25,6 +25,7 @@ from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
 from netscand.profiling.services import Detector
 from netscand.scan.identify import identify
+from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.ports import PortSpecError
 from netscand.scan.profiles import PROFILES, ScanRequest, discovery, resolve
 from netscand.scan.result import document
@@ -72,12 +73,15 @@ def run(args: argparse.Namespace) -> int:
         if profile != "custom" and (args.ports or args.profiling):
             return _fail("--ports and --profiling go with --profile custom")
         e = cfg.engine
+        policy = Policy.from_config(cfg.policy)
+        targets, skipped = policy.apply(targets)
+        policy.check_rate(args.rate)
         request = ScanRequest(args.target, profile, ports=args.ports.split(",") if args.ports else None,
                               timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
                               enable_profiling=args.profiling)
-        spec = resolve(request, targets, args.rate or e.rate, e.retries,
+        spec = resolve(request, targets, args.rate or min(e.rate, policy.max_rate), e.retries,
                        discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
-    except (config.ConfigError, TargetError, PortSpecError) as exc:
+    except (config.ConfigError, TargetError, PortSpecError, PolicyError) as exc:
         return _fail(str(exc))
     for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
                              ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1)):
@@ -90,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     workers = args.workers or cfg.workers
     shared = Shared(workers)
+    if skipped:
+        print(f"netscand: skipping {skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
     meta = {"target": args.target, "profile": profile}
     specs = [
         ChildSpec("worker", lambda i: worker.main(shared, i), count=workers,

@@ -19,6 +19,7 @@ from netscand.netinfo import NetInfo
 from netscand.profiling.services import Detector
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.identify import identify
+from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.result import Host, document
 from netscand.scan.runner import Discovery, ScanRun, ScanSpec
@@ -46,7 +47,7 @@ class Limits:
     rate: float
     retries: int
     max_running: int
-    max_target_addresses: int
+    policy: Policy
     discovery: Discovery = Discovery()
 
 
@@ -105,10 +106,15 @@ class Orchestrator:
             targets = await loop.run_in_executor(None, parse_targets, req.target)
         except TargetError as exc:
             raise ScanError(422, "Invalid target", str(exc), "target") from None
-        if targets.count > self.limits.max_target_addresses:
-            raise ScanError(422, "Target too large", f"the target has {targets.count} addresses; "
-                            f"at most {self.limits.max_target_addresses} are allowed", "target")
-        spec = resolve(req, targets, self.limits.rate, self.limits.retries, self.limits.discovery)
+        policy = self.limits.policy
+        try:
+            targets, skipped = policy.apply(targets)
+            policy.check_rate(req.rate)
+        except PolicyError as exc:
+            log.warning("scan.refused", target=req.target, owner=owner, reason=exc.detail)
+            raise ScanError(exc.status, exc.title, exc.detail, exc.field) from None
+        spec = resolve(req, targets, min(self.limits.rate, policy.max_rate), self.limits.retries,
+                       self.limits.discovery)
         try:
             # pyroute2 runs its own asyncio loop, which can't nest in this one: read routes in a thread.
             net = await loop.run_in_executor(None, NetInfo)
@@ -116,7 +122,8 @@ class Orchestrator:
             raise ScanError(503, "Routes unavailable", f"cannot read the routing table: {exc}") from None
         scan = {
             "id": str(uuid.uuid4()), "status": "queued", "target": req.target,
-            "profile": req.profile, "site_id": req.site_id, "options": req.options(),
+            "profile": req.profile, "site_id": req.site_id,
+            "options": req.options() | ({"excluded_addresses": skipped} if skipped else {}),
             "created_at": now_iso(), "started_at": None, "finished_at": None,
             "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
             "ports_found": 0, "error": None, "idempotency_key": idempotency_key, "owner": owner,
@@ -288,7 +295,7 @@ def _status_of(scan: dict) -> dict:
     """The body of GET /api/v1/scans/{id}: the original's fields plus created, finished and error."""
     keys = ("id", "status", "target", "profile", "site_id", "progress_percent", "hosts_found",
             "ports_found", "created_at", "started_at", "estimated_completion", "finished_at", "error")
-    return {k: scan[k] for k in keys}
+    return {**{k: scan[k] for k in keys}, "excluded_addresses": scan["options"].get("excluded_addresses", 0)}
 
 
 def _parse(text: str | None) -> datetime | None:

@@ -31,14 +31,17 @@ from netscand.api import create_app, listener
 from netscand.api.openapi import document
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
+from netscand.config import PolicyConfig
 from netscand.scan.orchestrator import Limits, Orchestrator
+from netscand.scan.policy import Policy
 from netscand import tls
 from netscand.store import Store
 
 Wrapper = Callable[[Any, Any], Any]  # (app, listener kind) -> app as served on that listener
 MAX_TARGET_ADDRESSES = 1 << 16  # small, so 198.18.0.0/15 is "too large"
 STATUS_KEYS = {"id", "status", "target", "profile", "site_id", "progress_percent", "hosts_found",
-               "ports_found", "created_at", "started_at", "estimated_completion", "finished_at", "error"}
+               "ports_found", "created_at", "started_at", "estimated_completion", "finished_at", "error",
+               "excluded_addresses"}
 RESULT_KEYS = {"id", "status", "target", "profile", "site_id", "started_at", "finished_at",
                "devices_found", "open_ports_total", "duration_seconds", "devices"}
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
@@ -201,7 +204,8 @@ class ApiRunner:
         directory = self.tmp.mktemp("api")
         store = Store(directory / "netscand.db")
         orchestrator = Orchestrator(store, self.dispatcher, Limits(
-            rate=1000.0, retries=1, max_running=0, max_target_addresses=MAX_TARGET_ADDRESSES))
+            rate=1000.0, retries=1, max_running=0,
+            policy=Policy.from_config(PolicyConfig(max_target_addresses=MAX_TARGET_ADDRESSES))))
         app = create_app(orchestrator, store)
         socket_path = directory / "api.sock"
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -1,9 +1,40 @@
-"""Bad input to `netscand scan`: one clear line on stderr, exit code 2, nothing sent."""
+"""Bad input to `netscand scan`: one clear line on stderr, exit code 2, nothing sent.
 
+Each run happens inside an empty network namespace of its own (loopback down, no route), so even
+a validation bug could not put a packet on any network.
+"""
+
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="module")
+def empty_netns() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.fail("these tests need root: they run the scanner in an empty network namespace", pytrace=False)
+    name = f"t-err-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def run_scan(netns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m", "netscand", "scan", *argv],
+                          capture_output=True, text=True, timeout=30)
+
+
+def assert_one_line(proc: subprocess.CompletedProcess[str], words: str) -> None:
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("netscand: ") and words in lines[0]
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -13,12 +44,21 @@ import pytest
     (["198.18.0.1", "--ports", "0"], "0"),
     (["198.18.0.1", "--ports", "80-22"], "80-22"),
     (["198.18.0.1", "--profile", "custom"], "--ports"),
+    (["198.18.0.1", "--profiling"], "--profiling"),
     (["198.18.0.1", "--rate", "0"], "--rate"),
+    (["198.18.0.1", "--rate", "1e9"], "above the policy's maximum"),
+    (["198.18.0.0/15,192.0.2.1"], "192.0.2.1 is outside the allowed targets"),
 ])
-def test_bad_input_is_one_line_and_exit_2(argv, words):
-    proc = subprocess.run([sys.executable, "-m", "netscand", "scan", *argv], capture_output=True,
-                          text=True, timeout=30)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("netscand: ") and words in lines[0]
+def test_bad_input_is_one_line_and_exit_2(empty_netns: str, argv: list[str], words: str) -> None:
+    assert_one_line(run_scan(empty_netns, *argv), words)
+
+
+@pytest.mark.parametrize("policy, words", [
+    ('allowed_targets = ["lab"]', "policy.allowed_targets: 'lab' is not an IPv4 CIDR block"),
+    ("excluded_targets = 3", "policy.excluded_targets: expected list"),
+    ("max_rate = 0", "policy.max_rate positive"),
+])
+def test_bad_policy_is_one_line_and_exit_2(empty_netns: str, tmp_path: Path, policy: str, words: str) -> None:
+    config = tmp_path / "netscand.toml"
+    config.write_text(f"[policy]\n{policy}\n")
+    assert_one_line(run_scan(empty_netns, "198.18.0.1", "--config", str(config)), words)

@@ -1,0 +1,69 @@
+"""The target policy: which addresses a scan may reach, how many at once, and how fast.
+
+Checked for the API and the one-shot CLI alike, before anything is planned: a target that
+reaches outside the allowed blocks is refused whole (naming the first range outside), while
+excluded addresses inside allowed blocks are quietly skipped and counted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from netscand.config import PolicyConfig
+from netscand.scan.targets import Targets, exclude
+
+
+class PolicyError(Exception):
+    """A scan the policy refuses: `status` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, title: str, detail: str, field: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.field = status, title, detail, field
+
+
+def _blocks(cidrs: list[str]) -> Targets:
+    nets = [ipaddress.IPv4Network(c, strict=False) for c in cidrs]
+    return Targets(tuple((int(n.network_address), int(n.broadcast_address)) for n in nets))
+
+
+def _range_text(lo: int, hi: int) -> str:
+    first, last = ipaddress.IPv4Address(lo), ipaddress.IPv4Address(hi)
+    if lo == hi:
+        return str(first)
+    nets = list(ipaddress.summarize_address_range(first, last))
+    return str(nets[0]) if len(nets) == 1 else f"{first}-{last}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    allowed: Targets
+    excluded: Targets
+    allowed_text: str  # the configured blocks as written, for error messages
+    max_addresses: int
+    max_rate: float
+
+    @classmethod
+    def from_config(cls, c: PolicyConfig) -> Policy:
+        return cls(_blocks(c.allowed_targets), _blocks(c.excluded_targets), ", ".join(c.allowed_targets) or "none",
+                   c.max_target_addresses, c.max_rate)
+
+    def apply(self, targets: Targets) -> tuple[Targets, int]:
+        """The addresses to scan, and how many excluded ones were skipped."""
+        if targets.count > self.max_addresses:
+            raise PolicyError(422, "Target too large", f"the target has {targets.count} addresses; "
+                              f"at most {self.max_addresses} are allowed", "target")
+        outside = exclude(targets, self.allowed)
+        if outside.count:
+            raise PolicyError(403, "Target not allowed", f"{_range_text(*outside.ranges[0])} is outside the "
+                              f"allowed targets ({self.allowed_text})", "target")
+        kept = exclude(targets, self.excluded)
+        if not kept.count:
+            raise PolicyError(403, "Target not allowed", "every address of the target is in the excluded targets",
+                              "target")
+        return kept, targets.count - kept.count
+
+    def check_rate(self, rate: float | None) -> None:
+        if rate is not None and rate > self.max_rate:
+            raise PolicyError(422, "Rate too high", f"rate {rate:g} is above the policy's maximum of "
+                              f"{self.max_rate:g} probes per second", "rate")

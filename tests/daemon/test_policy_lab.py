@@ -1,0 +1,60 @@
+"""The target policy, enforced by the running daemon in the lab: a refused target sends not one
+frame (the scanner's TX counter stays put) and gets 403 naming the range; excluded addresses
+inside an allowed block are skipped and counted."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netscand.lab import Lab
+from tests.daemon.conftest import Daemon, start_daemon, stop_daemon
+from tests.daemon.test_e2e import wait_for
+
+POLICY = """[policy]
+allowed_targets = ["198.18.0.0/24"]
+excluded_targets = ["198.18.0.8/29"]
+"""
+
+
+@pytest.fixture
+def policed(lab: Lab, tmp_path: Path) -> Iterator[Daemon]:
+    (tmp_path / "netscand.toml").write_text(POLICY)
+    daemon = start_daemon(lab, tmp_path / "state", "--config", str(tmp_path / "netscand.toml"))
+    try:
+        yield daemon
+    finally:
+        stop_daemon(daemon)
+
+
+def tx_frames(lab: Lab) -> int:
+    out = subprocess.run(lab.scanner_argv(["cat", "/sys/class/net/scan0/statistics/tx_packets"]),
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_out_of_policy_target_is_refused_before_a_packet_is_sent(lab: Lab, policed: Daemon) -> None:
+    routed = [h["ip"] for h in lab.truth["hosts"] if h["routed"]]
+    before = tx_frames(lab)
+    with policed.unix() as c:
+        r = c.post("/api/v1/scans/start", json={"target": ["198.18.0.10", routed[0]], "profile": "quick"})
+        assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+        assert f"{routed[0]} is outside the allowed targets (198.18.0.0/24)" in r.json()["detail"]
+        assert c.get("/api/v1/scans").json()["total"] == 0  # nothing was queued either
+    assert tx_frames(lab) == before
+
+
+def test_excluded_addresses_are_skipped_and_counted(lab: Lab, policed: Daemon) -> None:
+    with policed.unix() as c:
+        started = c.post("/api/v1/scans/start", json={"target": "198.18.0.0/27", "profile": "quick"})
+        assert started.status_code == 202 and started.json()["excluded_addresses"] == 8
+        assert wait_for(c, started.json()["id"])["status"] == "completed"
+        result = c.get(f"/api/v1/scans/{started.json()['id']}/result").json()
+    found = {d["ip"] for d in result["devices"]}
+    skipped = {f"198.18.0.{i}" for i in range(8, 16)}
+    assert not found & skipped
+    assert found >= {h["ip"] for h in lab.truth["hosts"] if not h["routed"] and h["ip"] not in skipped
+                     and int(h["ip"].rsplit(".", 1)[1]) < 32}
