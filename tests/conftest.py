@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,18 @@ LabFactory = Callable[..., AbstractContextManager[Lab]]
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("lab tests need root: they build network namespaces (CI runs them as root)", pytrace=False)
+
+
+@pytest.fixture
+def netns(require_root: None) -> Iterator[str]:
+    """A throwaway network namespace with only loopback (up): nothing in it can reach a network."""
+    name = f"t-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 @pytest.fixture(scope="session")

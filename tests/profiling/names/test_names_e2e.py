@@ -26,19 +26,6 @@ SNMPD_CONF = "rocommunity public 127.0.0.1\nsysName snmp-e2e.lab\nsysLocation ne
 TIMEOUT = 1.0  # what nsnames.py passes for the real services
 
 
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.fail("the names e2e test needs root: it builds a network namespace", pytrace=False)
-    name = f"t-names-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
 def wait_udp(netns: str, port: int) -> None:
     deadline = time.monotonic() + 20
     while not subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlun", f"sport = :{port}"],

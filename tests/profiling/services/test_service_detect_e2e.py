@@ -51,19 +51,6 @@ def make_cert(directory: Path) -> None:
 
 
 @pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.fail("the service e2e test needs root: it builds a network namespace", pytrace=False)
-    name = f"t-svc-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
-@pytest.fixture
 def daemons(netns: str, tmp_path: Path) -> Iterator[Path]:
     """sshd :22, nginx :80/:443, redis :6379 in the namespace; stopped (SIGTERM, by pid) after."""
     make_cert(tmp_path)
