@@ -2,7 +2,8 @@
 
 Reverse DNS, the UDP name queries (mDNS, NetBIOS, SNMP) and service detection run side by side,
 each bounded by its own timeouts and concurrency; one failing costs its own answers only. Used
-by the daemon's orchestrator and the one-shot CLI alike.
+by the daemon's orchestrator and the one-shot CLI alike. A profile that must stay quiet (stealth)
+gets reverse DNS only, which asks the resolver, never the targets.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ async def _part(what: str, work: Awaitable[dict]) -> dict:
         return {}
 
 
-async def identify(hosts: list[Host], detector: Detector, detect_services: bool) -> None:
-    """Fill in each host's names, its best hostname and, when asked, its services."""
+async def identify(hosts: list[Host], detector: Detector, ask_targets: bool) -> None:
+    """Fill in each host's names and best hostname; `ask_targets`: also query the hosts
+    themselves (UDP name queries, service detection on the open ports)."""
     by_ip = {str(ipaddress.IPv4Address(h.ip)): h for h in hosts}
     ips = list(by_ip)
-    targets = [(ip, port) for ip, h in by_ip.items() for port in sorted(h.open)] if detect_services else []
+    targets = [(ip, port) for ip, h in by_ip.items() for port in sorted(h.open)] if ask_targets else []
     dns, names, found = await asyncio.gather(
         _part("reverse_dns", reverse_dns(ips)),
-        _part("names", query_names(ips)),
+        _part("names", query_names(ips if ask_targets else [])),
         _part("services", detector.detect_all(targets)))
     for ip, name in dns.items():
         by_ip[ip].names["dns"] = name
