@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from netscand import __version__
-from netscand.cli import scan, serve, token
+from netscand.cli import doctor, scan, serve, token
 from netscand.lab import cli as lab
 
 
@@ -17,6 +17,7 @@ def parser() -> argparse.ArgumentParser:
     scan.register(sub)
     serve.register(sub)
     token.register(sub)
+    doctor.register(sub)
     lab.register(sub)
     return p
 
