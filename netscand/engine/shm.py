@@ -3,6 +3,7 @@
 One anonymous mmap is made before any fork, so every child sees the same pages and nothing has
 to be named, unlinked or tracked. Layout, in order:
   worker table   one row per worker: pid, generation, heartbeat, ready flag, counters
+  control row    the control process's pid, readiness, heartbeat, scan counts and reloads
   plans          PLAN_SLOTS areas the control process fills and the workers read
   shard slots    SHARD_SLOTS per worker: one state byte per probe of a shard in progress
   rings          per worker: jobs (control -> worker) and results (worker -> control)
@@ -14,6 +15,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from netscand.ipc.ring import Ring
 
@@ -33,6 +35,12 @@ RESULT_RING = 1 << 16
 # Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched.
 WORKER = struct.Struct("iIIxxxxdQQ")
 WORKER_ROW = 64
+
+# Control row: what the supervisor needs from the control process (it has no store access and
+# no event loop) for readiness, liveness, systemd's STATUS= and reloads.
+ERROR_BYTES = 200
+CONTROL = struct.Struct(f"iIIIId{ERROR_BYTES}s")
+CONTROL_ROW = 256  # a multiple of 64 keeps every area after it cache-line aligned
 
 JOB_SHARD = 1
 
@@ -79,6 +87,16 @@ def pack_result(kind: int, *, state: int = 0, ttl: int = 0, flags: int = 0, plan
                        ipid, len(opts), opts)
 
 
+class ControlRow(NamedTuple):
+    pid: int
+    ready: int
+    running: int  # scans running
+    queued: int  # scans waiting for a slot
+    reloads: int  # reloads done, counting each control process's boot as one
+    heartbeat: float  # monotonic
+    error: str  # why the last reload failed; empty when it worked
+
+
 class Shared:
     """Views into the region; built once in the supervisor, inherited by every child."""
 
@@ -87,15 +105,17 @@ class Shared:
         # Fanout group ids are per network namespace: a random base keeps two daemons apart.
         self.fanout_base = int.from_bytes(os.urandom(2), "big")
         table = WORKER_ROW * workers
+        control = CONTROL_ROW
         plans = PLAN_BYTES * PLAN_SLOTS
         shards = SHARD_BYTES * SHARD_SLOTS * workers
         job_size = Ring.size_for(JOB.size, JOB_RING)
         result_size = Ring.size_for(RESULT.size, RESULT_RING)
-        total = table + plans + shards + workers * (job_size + result_size)
+        total = table + control + plans + shards + workers * (job_size + result_size)
         self._map = mmap.mmap(-1, total, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         view = memoryview(self._map)
         self.table = view[:table]
-        at = table
+        self.control = view[table : table + control]
+        at = table + control
         self.plans = [view[at + i * PLAN_BYTES : at + (i + 1) * PLAN_BYTES] for i in range(PLAN_SLOTS)]
         at += plans
         self.shards = [view[at + i * SHARD_BYTES : at + (i + 1) * SHARD_BYTES]
@@ -121,3 +141,11 @@ class Shared:
 
     def worker_slots(self, index: int) -> range:
         return range(index * SHARD_SLOTS, (index + 1) * SHARD_SLOTS)
+
+    def control_row(self) -> ControlRow:
+        pid, ready, running, queued, reloads, heartbeat, error = CONTROL.unpack_from(self.control)
+        return ControlRow(pid, ready, running, queued, reloads, heartbeat,
+                          error.rstrip(b"\0").decode(errors="replace"))
+
+    def set_control_row(self, row: ControlRow) -> None:
+        CONTROL.pack_into(self.control, 0, *row[:-1], row.error.encode()[:ERROR_BYTES])
