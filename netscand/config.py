@@ -39,6 +39,7 @@ class DaemonConfig:
     tls_key: str = ""
     max_running_scans: int = 2  # more are queued until a slot frees
     log_format: str = "auto"  # json, console, or auto (console on a terminal)
+    user: str = "netscand"  # started as root, the daemon switches to this account after binding
 
 
 # Out of the box a scan may reach what is a sysadmin's own by definition: private, shared (CGNAT),
@@ -128,5 +129,7 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: daemon.socket_mode must be octal, like 0660") from None
     if d.listen and (":" not in d.listen or not d.listen.rsplit(":", 1)[1].isdigit()):
         raise ConfigError(f"{where}: daemon.listen must be HOST:PORT")
+    if not d.user:
+        raise ConfigError(f"{where}: daemon.user must name an account")
     if d.log_format not in ("auto", "json", "console"):
         raise ConfigError(f"{where}: daemon.log_format must be auto, json or console")

@@ -1,17 +1,24 @@
 """The control process: one event loop (uvloop) holding the scan orchestrator and one Starlette
 app served by two uvicorn Servers, on the Unix socket and on the TLS port.
 
-It is a child of the supervisor. Signals are the daemon's, not uvicorn's: SIGTERM stops the
-servers after the orchestrator has recorded running scans as cancelled.
+It is a child of the supervisor and drops every capability first: it parses what API clients
+and scanned hosts send. Signals are the daemon's, not uvicorn's: SIGTERM stops the servers after
+the orchestrator has recorded running scans as cancelled; SIGHUP reloads the settings (config
+file and TLS certificate) without touching running scans. Its row in shared memory tells the
+supervisor it is ready, alive, how many scans it has and how many reloads it has done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
+import ssl
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +27,11 @@ import uvicorn
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from netscand import privileges
 from netscand.api import create_app, listener
 from netscand.api.listener import PEER_KEY
 from netscand.engine import plan as plans
-from netscand.engine.shm import Shared
+from netscand.engine.shm import ControlRow, Shared
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.orchestrator import Limits, Orchestrator
 from netscand.store import Store
@@ -31,13 +39,28 @@ from netscand.tls import Certificate, server_context
 
 log = structlog.get_logger()
 STOP_REASON = "the daemon was stopped"
+BEAT_EVERY = 0.5
 
 
 @dataclass(frozen=True)
 class Listeners:
     unix: socket.socket
     tcp: socket.socket | None
-    certificate: Certificate | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a reload changes: limits for scans started from then on, and the certificate."""
+
+    limits: Limits
+    certificate: Certificate | None  # None when there is no TLS listener
+
+
+class SettingsError(Exception):
+    """The config file or the certificate can't be used: the current settings stay."""
+
+
+Loader = Callable[[], Settings]  # reads the config file again; raises SettingsError
 
 
 class _PeerProtocol(HttpToolsProtocol):
@@ -65,38 +88,93 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()  # the control process owns its signals
 
 
-def main(shared: Shared, limits: Limits, listeners: Listeners, db_path: Path) -> None:
+def main(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fallback: Settings) -> None:
+    """`fallback`, the settings the daemon started with, serves when the config file has been
+    broken since: a control process restarted then keeps the daemon up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
-    uvloop.run(_serve(shared, limits, listeners, db_path))
+    # Until the loop's handler is in place; the boot below reads the current config anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    privileges.drop_all()
+    uvloop.run(_serve(shared, listeners, db_path, load, fallback))
 
 
-async def _serve(shared: Shared, limits: Limits, listeners: Listeners, db_path: Path) -> None:
+async def _serve(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fallback: Settings) -> None:
     loop = asyncio.get_running_loop()
     for slot in shared.plans:
         plans.release(slot)  # plans of a previous control process have no owner any more
+    row = Row(shared)
+    try:
+        settings = load()
+    except SettingsError as exc:
+        settings, row.error = fallback, str(exc)
+        log.error("config.unusable", error=row.error, using="the settings the daemon started with")
     store = Store(db_path)
-    orchestrator = Orchestrator(store, Dispatcher(shared), limits)
+    orchestrator = Orchestrator(store, Dispatcher(shared), settings.limits)
     orchestrator.interrupted()
     orchestrator.attach(loop)
     app = create_app(orchestrator, store)
+    tls = server_context(settings.certificate) if settings.certificate else None
     servers = [(_server(listener(app, "unix"), None, _PeerProtocol), listeners.unix)]
-    if listeners.tcp is not None and listeners.certificate is not None:
-        servers.append((_server(listener(app, "tcp"), listeners.certificate, HttpToolsProtocol), listeners.tcp))
+    if listeners.tcp is not None and tls is not None:
+        servers.append((_server(listener(app, "tcp"), tls, HttpToolsProtocol), listeners.tcp))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(load, orchestrator, tls, row))
     tasks = [loop.create_task(s.serve(sockets=[sock])) for s, sock in servers]
+    beat = loop.create_task(row.beat_forever(orchestrator, [s for s, _ in servers]))
     log.info("control.ready", listeners=[str(sock.getsockname()) for _, sock in servers])
     await stop.wait()
     await orchestrator.shutdown(STOP_REASON)
     for s, _ in servers:
         s.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
+    beat.cancel()
     store.close()
 
 
-def _server(app: object, cert: Certificate | None, protocol: type) -> _Server:
-    # Our own SSLContext, to hold TLS at 1.2 or newer.
-    factory = (lambda _config, _default: server_context(cert)) if cert else None
+class Row:
+    """This process's row in shared memory, for the supervisor (which has no store and no loop)."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.reloads = shared.control_row().reloads + 1  # this boot read the config: one more
+        self.error = ""
+        self.ready = False
+        self.running = self.queued = 0
+
+    def publish(self) -> None:
+        self.shared.set_control_row(ControlRow(os.getpid(), int(self.ready), self.running, self.queued,
+                                               self.reloads, time.monotonic(), self.error))
+
+    async def beat_forever(self, orchestrator: Orchestrator, servers: list[uvicorn.Server]) -> None:
+        while True:
+            self.ready = all(s.started for s in servers)
+            self.running, self.queued = len(orchestrator.active), len(orchestrator.queue)
+            self.publish()
+            await asyncio.sleep(BEAT_EVERY)
+
+
+def _reload(load: Loader, orchestrator: Orchestrator, tls: ssl.SSLContext | None, row: Row) -> None:
+    try:
+        settings = load()
+        if tls is not None and settings.certificate is not None:
+            # New connections get the new certificate; the loader already proved the pair loads.
+            tls.load_cert_chain(settings.certificate.cert, settings.certificate.key)
+            log.info("tls.certificate", path=str(settings.certificate.cert), sha256=settings.certificate.fingerprint)
+        orchestrator.reconfigure(settings.limits)
+    except Exception as exc:  # whatever it was, the reload gets its answer and the settings stay
+        row.error = str(exc) or type(exc).__name__
+        log.error("daemon.reload_failed", error=row.error)
+    else:
+        row.error = ""
+        log.info("daemon.reloaded")
+    row.reloads += 1
+    row.publish()
+
+
+def _server(app: object, tls: ssl.SSLContext | None, protocol: type) -> _Server:
+    # Our own SSLContext: it holds TLS at 1.2 or newer, and a reload loads a new certificate into it.
+    factory = (lambda _config, _default: tls) if tls else None
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                             ssl_context_factory=factory, http=protocol)
     return _Server(config)

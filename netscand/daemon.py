@@ -1,61 +1,154 @@
-"""The composition root of `netscand serve`: config -> store -> sockets -> supervisor(children).
+"""The composition root of `netscand serve`: config -> sockets -> privileges -> store ->
+supervisor(children).
 
 The only place that wires the layers together; the supervisor is handed the functions its
-children run.
+children run, and what it tells systemd and `netscand reload`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
-from netscand import control, logs, tls
-from netscand.config import Config
+from netscand import control, logs, privileges, tls
+from netscand.config import Config, ConfigError
 from netscand.engine import worker
 from netscand.engine.shm import Shared
 from netscand.listeners import bind_tcp, bind_unix
+from netscand.notify import Notifier, Receipt, start_time
 from netscand.scan.orchestrator import Limits
 from netscand.scan.policy import Policy
+from netscand.scan.ports import PortSpecError
 from netscand.scan.profiles import discovery
 from netscand.store import Store
 from netscand.supervisor import ChildSpec, Supervisor
 
 log = structlog.get_logger()
 DB_NAME = "netscand.db"
+RECEIPT_NAME = "reload.json"
+# Settings a reload can't apply: sockets are bound and workers forked once, by the supervisor.
+RESTART_ONLY = ("state_dir", "socket", "socket_mode", "socket_group", "listen", "log_format", "user")
 
 
 def db_path(cfg: Config) -> Path:
     return Path(cfg.daemon.state_dir) / DB_NAME
 
 
-def serve(cfg: Config) -> int:
+def receipt_path(cfg: Config) -> Path:
+    return Path(cfg.daemon.state_dir) / RECEIPT_NAME
+
+
+def serve(cfg: Config, reread: Callable[[], Config]) -> int:
+    """Run the daemon until it is stopped; `reread` loads the config again, for reloads."""
     logs.configure(cfg.daemon.log_format)
+    notifier = Notifier()
+    account = privileges.account(cfg.daemon.user)  # before anything is made: a missing user stops us
     state = Path(cfg.daemon.state_dir)
     state.mkdir(mode=0o750, parents=True, exist_ok=True)
-    # Create or migrate the schema before forking: children then only open it.
-    Store(db_path(cfg)).close()
-    unix = bind_unix(cfg.daemon.socket, int(cfg.daemon.socket_mode, 8), cfg.daemon.socket_group)
+    unix = bind_unix(cfg.daemon.socket, int(cfg.daemon.socket_mode, 8), cfg.daemon.socket_group,
+                     account.uid if account else -1)
     tcp = cert = None
     if cfg.daemon.listen:
         cert = tls.ensure(cfg.daemon.tls_cert, cfg.daemon.tls_key, state)
         tcp = bind_tcp(cfg.daemon.listen)
         log.info("tls.certificate", path=str(cert.cert), sha256=cert.fingerprint, generated=cert.generated)
-    listeners = control.Listeners(unix, tcp, cert)
-    e = cfg.engine
-    limits = Limits(rate=e.rate, retries=e.retries, max_running=cfg.daemon.max_running_scans,
-                    policy=Policy.from_config(cfg.policy),
-                    discovery=discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
+    if account:
+        privileges.own(_kept(state, cert), account)
+    net_raw = privileges.switch(account)
+    log.info("daemon.privileges", uid=os.getuid(), gid=os.getgid(), net_raw=net_raw)
+    if not net_raw:
+        log.warning("daemon.no_net_raw", detail="without CAP_NET_RAW the engine can't send a probe: scans will fail")
+    # As the daemon's user from here on: what fails now would fail in its children.
+    Store(db_path(cfg)).close()  # creates or migrates the schema before any child opens it
+    load = _loader(cfg, reread)
+    boot = load()
     shared = Shared(cfg.workers)
     specs = [
         ChildSpec("worker", lambda i: worker.main(shared, i), count=cfg.workers,
-                  heartbeat=lambda i: shared.worker_row(i)[3]),
-        ChildSpec("control", lambda i: control.main(shared, limits, listeners, db_path(cfg))),
+                  heartbeat=lambda i: shared.worker_row(i)[3], ready=lambda i: _worker_ready(shared, i)),
+        ChildSpec("control", lambda i: control.main(shared, control.Listeners(unix, tcp), db_path(cfg), load, boot),
+                  heartbeat=lambda i: shared.control_row().heartbeat, ready=lambda i: _control_ready(shared),
+                  reloads=lambda i: _control_reloads(shared)),
     ]
+    receipt = receipt_path(cfg)
+    started = start_time(os.getpid()) or 0
+
+    def reloaded(requested: int, done: int, error: str) -> None:
+        Receipt(os.getpid(), started, requested, done, error).write(receipt)
+
+    def status() -> str:
+        row = shared.control_row()
+        return f"scans: {row.running} running, {row.queued} queued"
+
+    reloaded(0, 0, "")
     log.info("daemon.start", pid=os.getpid(), workers=cfg.workers, socket=cfg.daemon.socket,
              listen=cfg.daemon.listen or None, state_dir=str(state))
-    code = Supervisor(specs, log=lambda msg: log.warning("supervisor", message=msg)).run()
-    Path(cfg.daemon.socket).unlink(missing_ok=True)
+    code = Supervisor(specs, log=lambda msg: log.warning("supervisor", message=msg), notifier=notifier,
+                      status=status, reloaded=reloaded).run()
+    # Where the socket's directory isn't ours the next start removes the stale socket instead.
+    with contextlib.suppress(OSError):
+        Path(cfg.daemon.socket).unlink(missing_ok=True)
+    receipt.unlink(missing_ok=True)
     log.info("daemon.stop", code=code)
     return code
+
+
+def _loader(boot: Config, reread: Callable[[], Config]) -> control.Loader:
+    """What the control process calls at its start and on SIGHUP: the config file read again,
+    as the settings that can change while running."""
+    state = Path(boot.daemon.state_dir)
+
+    def load() -> control.Settings:
+        try:
+            cfg = reread()
+            limits = _limits(cfg)
+        except (ConfigError, PortSpecError) as exc:
+            raise control.SettingsError(str(exc)) from None
+        stale = [f"daemon.{k}" for k in RESTART_ONLY if getattr(cfg.daemon, k) != getattr(boot.daemon, k)]
+        stale += ["engine.workers"] if cfg.workers != boot.workers else []
+        if stale:
+            log.warning("config.needs_restart", settings=stale)
+        cert = None
+        if boot.daemon.listen:
+            try:
+                cert = tls.ensure(cfg.daemon.tls_cert, cfg.daemon.tls_key, state)
+                tls.server_context(cert)  # a pair that doesn't load fails here, not in the live listener
+            except (OSError, ValueError) as exc:
+                raise control.SettingsError(f"TLS certificate: {exc}") from None
+        return control.Settings(limits, cert)
+
+    return load
+
+
+def _limits(cfg: Config) -> Limits:
+    e = cfg.engine
+    return Limits(rate=e.rate, retries=e.retries, max_running=cfg.daemon.max_running_scans,
+                  policy=Policy.from_config(cfg.policy),
+                  discovery=discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
+
+
+def _kept(state: Path, cert: tls.Certificate | None) -> list[Path]:
+    """What the daemon keeps in its state directory, which its user must own."""
+    paths = [state, state / RECEIPT_NAME, *state.glob(DB_NAME + "*")]
+    if cert is not None:
+        paths += [p for p in (cert.cert.parent, cert.cert, cert.key) if p.is_relative_to(state)]
+    return paths
+
+
+def _worker_ready(shared: Shared, index: int) -> int:
+    pid, _, ready, *_ = shared.worker_row(index)
+    return pid if ready else 0
+
+
+def _control_ready(shared: Shared) -> int:
+    row = shared.control_row()
+    return row.pid if row.ready else 0
+
+
+def _control_reloads(shared: Shared) -> tuple[int, str]:
+    row = shared.control_row()
+    return row.reloads, row.error

@@ -18,9 +18,13 @@ class ListenError(Exception):
     pass
 
 
-def bind_unix(path: str, mode: int, group: str) -> socket.socket:
+def bind_unix(path: str, mode: int, group: str, owner: int = -1) -> socket.socket:
+    """`owner` (a uid) is given the socket, and its directory when made here: a daemon that then
+    switches to that user can still remove them when it stops."""
     p = Path(path)
-    p.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not p.parent.exists():
+        p.parent.mkdir(mode=0o755, parents=True)
+        os.chown(p.parent, owner, -1)
     if p.is_socket():
         probe = socket.socket(socket.AF_UNIX)
         try:
@@ -44,7 +48,7 @@ def bind_unix(path: str, mode: int, group: str) -> socket.socket:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
         gid = -1
-    os.chown(path, -1, gid)
+    os.chown(path, owner, gid)
     os.chmod(path, mode)
     sock.listen(BACKLOG)
     return sock

@@ -1,15 +1,23 @@
-"""`netscand serve`: run the daemon in the foreground (systemd runs it this way too)."""
+"""`netscand serve`: run the daemon in the foreground (systemd runs it this way too); and
+`netscand reload`, systemd's ExecReload: SIGHUP to the daemon, then wait until it has reloaded."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
-from netscand import config, daemon
+from netscand import config, control, daemon
 from netscand.listeners import ListenError
+from netscand.notify import Receipt, start_time
+from netscand.privileges import PrivilegeError
 from netscand.scan.ports import PortSpecError
 from netscand.store import StoreError
+
+RELOAD_POLL = 0.05
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--listen", help="HTTPS listener HOST:PORT ('' to disable)")
     p.add_argument("--workers", type=int, help="engine worker processes (default: one per core)")
     p.set_defaults(func=run)
+    r = sub.add_parser("reload", help="make the running daemon re-read its config and TLS certificate, "
+                                      "and wait until it has")
+    add_config_flags(r)
+    r.add_argument("--pid", type=int, help="the daemon's pid (default: the one its state directory names)")
+    r.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    r.set_defaults(func=reload)
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -39,10 +53,41 @@ def load(args: argparse.Namespace) -> config.Config:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load(args)
-        return daemon.serve(cfg)
-    except (config.ConfigError, ListenError, StoreError, PortSpecError) as exc:
+        return daemon.serve(cfg, lambda: load(args))
+    except (config.ConfigError, ListenError, StoreError, PortSpecError, PrivilegeError, control.SettingsError) as exc:
         print(f"netscand: {exc}", file=sys.stderr)
         return 1
     except PermissionError as exc:
         print(f"netscand: permission denied: {exc.filename}", file=sys.stderr)
         return 1
+
+
+def reload(args: argparse.Namespace) -> int:
+    """SIGHUP alone returns at once; waiting for the daemon's receipt makes `systemctl reload`
+    return when the new settings are in force, and fail when they were refused."""
+    try:
+        path = daemon.receipt_path(load(args))
+    except config.ConfigError as exc:
+        print(f"netscand: {exc}", file=sys.stderr)
+        return 1
+    before = Receipt.read(path)
+    pid = args.pid or (before.pid if before and before.alive() else None)
+    if pid is None:
+        print(f"netscand: no daemon is running with {path.parent}", file=sys.stderr)
+        return 1
+    asked = before.requested if before and before.pid == pid else 0
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        time.sleep(RELOAD_POLL)
+        receipt = Receipt.read(path)
+        if receipt and receipt.pid == pid and receipt.done > asked:
+            if receipt.error:
+                print(f"netscand: reload failed, the daemon keeps its settings: {receipt.error}", file=sys.stderr)
+                return 1
+            return 0
+        if start_time(pid) is None:
+            print(f"netscand: the daemon (pid {pid}) exited while reloading", file=sys.stderr)
+            return 1
+    print(f"netscand: the daemon (pid {pid}) did not finish reloading within {args.timeout:g} s", file=sys.stderr)
+    return 1

@@ -84,6 +84,12 @@ class Orchestrator:
         for scan_id in self.store.fail_interrupted(RESTART_REASON):
             log.info("scan.state", scan_id=scan_id, status="failed", error=RESTART_REASON)
 
+    def reconfigure(self, limits: Limits) -> None:
+        """A reload: scans started from now on get these limits; queued and running ones keep
+        the plan they were given, and more may now run at once."""
+        self.limits = limits
+        self._admit()
+
     async def shutdown(self, reason: str) -> None:
         for scan_id in list(self.active):
             self._finish(scan_id, "cancelled", reason)

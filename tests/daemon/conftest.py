@@ -5,15 +5,24 @@ The TLS port lives on the scanner namespace's loopback, which this (root-namespa
 can't reach, so a small forwarder relays TCP bytes to it: a thread that has entered the scanner
 namespace (setns affects only the calling thread) connects there for each accepted connection.
 TLS runs end to end through it.
+
+Started by root, the daemon switches to its own user (netscand), which must exist and must reach
+its state directory and the Python it runs: pytest's own temporary directories are closed to
+other users, so these tests' tmp_path lives in /tmp instead.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import socket
 import ssl
+import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +33,11 @@ import httpx
 import pytest
 from pyroute2 import netns
 
+import netscand
 from netscand.lab import Lab
 
 DAEMON_PORT = 8443
+DAEMON_USER = "netscand"  # the default of daemon.user
 
 
 @dataclass
@@ -104,7 +115,38 @@ class Forwarder:
         self.listener.close()
 
 
+def ensure_daemon_user() -> pwd.struct_passwd:
+    """The account the daemon switches to (the Debian package creates it; tests create it when
+    missing), given a way through the directories above what it reads after the switch: the
+    Python installation (here maybe under a closed home directory) and this source tree."""
+    try:
+        account = pwd.getpwnam(DAEMON_USER)
+    except KeyError:
+        # Another test run may create it at the same moment: its useradd's failure is fine.
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", DAEMON_USER], capture_output=True)
+        account = pwd.getpwnam(DAEMON_USER)
+    for path in (sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"), Path(netscand.__file__).parent):
+        for d in (Path(path), *Path(path).parents):
+            if not d.stat().st_mode & stat.S_IXOTH:
+                subprocess.run(["setfacl", "-m", f"u:{DAEMON_USER}:x", str(d)], check=True)
+    return account
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Overrides pytest's tmp_path, whose parents only root may enter, with one in /tmp that the
+    daemon's user can reach."""
+    path = Path(tempfile.mkdtemp(prefix="netscand-test-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def start_daemon(lab: Lab, state_dir: Path, *extra: str) -> Daemon:
+    ensure_daemon_user()
     state_dir.mkdir(exist_ok=True)
     sock = state_dir / "netscand.sock"
     log = state_dir / "daemon.log"
