@@ -29,6 +29,7 @@ import uvicorn
 
 from netscand.api import create_app, listener
 from netscand.api.openapi import document
+from netscand.api.protocol import BoundedHttpTools
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
 from netscand.config import PolicyConfig
@@ -116,6 +117,11 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return made.cert, made.key
 
 
+def daemon_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The daemon's own server context (TLS 1.2 or newer), as control.py hands it to uvicorn."""
+    return tls.server_context(tls.Certificate(cert, key, tls.fingerprint(cert), False))
+
+
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_certificate(tmp_path_factory.mktemp("tls"))
@@ -156,7 +162,9 @@ class Servers:
 
 
 def _config(app: Any, **kwargs: Any) -> uvicorn.Config:
-    return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, **kwargs)
+    # The daemon's protocol, with its bounds on request heads (control.py serves it too).
+    return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
+                          http=BoundedHttpTools, **kwargs)
 
 
 @dataclass
@@ -212,10 +220,11 @@ class ApiRunner:
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind(("127.0.0.1", 0))
         cert, key = self.certificate
+        context = daemon_tls_context(cert, key)
         servers = Servers([
             (uvicorn.Server(_config(wrap(app, "unix") if wrap else app, uds=str(socket_path))), None),
             (uvicorn.Server(_config(wrap(app, "tcp") if wrap else app,
-                                    ssl_certfile=str(cert), ssl_keyfile=str(key))), [tcp]),
+                                    ssl_context_factory=lambda _config, _default: context)), [tcp]),
         ])
         servers.start()
         tls = ssl.create_default_context(cafile=str(cert))

@@ -1,6 +1,8 @@
 """Which service answers on an open port: a few short connections, never blocking the event loop.
 
 Per port, at most `max_connections` connections, in this order:
+0. on a TLS port whose likely service speaks only when spoken to (HTTPS on 443, 8443): that
+   probe over TLS at once, since waiting for a plain banner there would only cost banner_wait;
 1. the null probe: connect and read what the service says first (banner_wait seconds). If it
    says nothing, the same connection sends the port's likeliest probe, saving a connection;
 2. over TLS, when the port usually speaks TLS or a plain reply looked like TLS: read a banner
@@ -39,6 +41,12 @@ async def detect(
     banner_wait = min(banner_wait, timeout)
     likely = [p for p in ACTIVE if port in p.ports and p is not tls]
     tls_hint = port in tls.ports
+    connections = 0
+    if tls_hint and likely:
+        connections += 1
+        reply = await _exchange(ip, port, likely[0], use_tls=True, banner_wait=0.0, timeout=timeout)
+        if reply is not None:
+            return _over_tls(reply, likely[0], port)
     first = likely[0] if likely and not tls_hint else None
     reply = await _exchange(ip, port, first, use_tls=False, banner_wait=banner_wait, timeout=timeout)
     if reply is None:
@@ -49,10 +57,11 @@ async def detect(
     found = _from_answer(first, reply.answer)
     if found and found.service != "tls" and not found.extra.get("tls_required"):
         return found
-    tls_hint = tls_hint or found is not None
+    tried_tls = connections > 0  # step 0 failed its handshake: no TLS here
+    tls_hint = (tls_hint or found is not None) and not tried_tls
     queue: list[tuple[bool, Probe]] = [(True, likely[0] if likely else http)] if tls_hint else []
     queue += [(False, p) for p in likely + [p for p in ACTIVE if p not in likely] if p is not first]
-    connections = 1
+    connections += 1
     while queue and connections < max_connections:
         use_tls, probe = queue.pop(0)
         connections += 1
