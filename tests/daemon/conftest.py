@@ -25,7 +25,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,14 +145,15 @@ def tmp_path() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def start_daemon(lab: Lab, state_dir: Path, *extra: str) -> Daemon:
+def start_daemon(lab: Lab, state_dir: Path, *extra: str, runner: Sequence[str] = ()) -> Daemon:
+    """`runner` is a command line that runs the daemon's, as systemd would with its settings."""
     ensure_daemon_user()
     state_dir.mkdir(exist_ok=True)
     sock = state_dir / "netscand.sock"
     log = state_dir / "daemon.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(lab.scanner_argv([
-            sys.executable, "-m", "netscand", "serve", "--state-dir", str(state_dir),
+            *runner, sys.executable, "-m", "netscand", "serve", "--state-dir", str(state_dir),
             "--socket", str(sock), "--listen", f"127.0.0.1:{DAEMON_PORT}", "--workers", "2", *extra]),
             stdout=out, stderr=subprocess.STDOUT)
     daemon = Daemon(proc, state_dir, sock, "", log)
