@@ -1,4 +1,5 @@
-"""One structured log event per request, and the last line of defence against a crash.
+"""One structured log event per request, its count in the metrics, and the last line of
+defence against a crash.
 
 It sits inside Starlette's ServerErrorMiddleware, so an unexpected exception from a route ends
 here: it is logged once, with its traceback, in the request's own event, and the client gets a
@@ -15,11 +16,12 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netscand.api.listener import PEER_KEY, listener_of
+from netscand.api.metrics import Metrics
 from netscand.api.problems import Problem
 
 log = structlog.get_logger()
 
-NOTE_KEY = "netscand.log"  # per-request facts later layers add to the event (the owner)
+NOTE_KEY = "netscand.log"  # per-request facts later layers add to the event (owner, error)
 
 
 def note(scope: Scope, **facts: Any) -> None:
@@ -30,8 +32,9 @@ def note(scope: Scope, **facts: Any) -> None:
 
 
 class AccessLog:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,14 +59,18 @@ class AccessLog:
             if status is None:
                 await Problem.plain(500, "internal error; the daemon's log has the details") \
                     .response()(scope, receive, send_noting_status)
+        kind = listener_of(scope)
         event = {
-            "method": scope["method"], "path": scope["path"], "status": status,
-            "duration_ms": round((time.perf_counter() - began) * 1000, 2),
-            "listener": listener_of(scope), "owner": facts["owner"],
+            **facts, "method": scope["method"], "path": scope["path"], "status": status,
+            "duration_ms": round((time.perf_counter() - began) * 1000, 2), "listener": kind,
         }
         if scope.get(PEER_KEY) is not None:
             event["peer"] = scope[PEER_KEY]
+        if status is not None:
+            self.metrics.request(kind, status)
         if crash is not None:
             log.error("api.request", **event, exc_info=crash)
+        elif status is not None and status >= 500:
+            log.warning("api.request", **event)  # the daemon could not serve it: worth a look
         else:
             log.info("api.request", **event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -13,13 +14,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from netscand.api import openapi
+from netscand.api import openapi, ready
 from netscand.api.access import AccessLog, note
 from netscand.api.auth import Principal, Scope, TokenVerifier, authenticate, authorize
-from netscand.api.problems import Problem
+from netscand.api.listener import listener_of
+from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from netscand.api.metrics import Metrics
+from netscand.api.problems import NOT_READY, Problem
 from netscand.api.responses import JSON, JSONBody
 from netscand.api.scans import SCANS, ScanEndpoints
+from netscand.api.throttle import AuthThrottle
 from netscand.scan.orchestrator import Orchestrator, ScanError
+from netscand.store import StoreError
 
 if TYPE_CHECKING:
     from netscand.store import Store
@@ -27,44 +33,79 @@ if TYPE_CHECKING:
 Endpoint = Callable[[Request, Principal], Awaitable[Response]]
 
 
-def guarded(endpoint: Endpoint, needed: Scope, tokens: TokenVerifier) -> Callable[[Request], Awaitable[Response]]:
-    """`endpoint` behind authentication and a scope check; it is handed the principal."""
-    async def handle(request: Request) -> Response:
-        who = authenticate(request, tokens)
-        note(request.scope, owner=who.owner)
-        authorize(who, needed)
-        return await endpoint(request, who)
+class Guard:
+    """Authentication and a scope check in front of endpoints, with the TLS listener's
+    authentication failures throttled per client address."""
 
-    handle.__name__ = endpoint.__name__
-    return handle
+    def __init__(self, tokens: TokenVerifier) -> None:
+        self.tokens = tokens
+        self.throttle = AuthThrottle()
+
+    def __call__(self, endpoint: Endpoint, needed: Scope) -> Callable[[Request], Awaitable[Response]]:
+        """`endpoint` behind the guard; it is handed the principal."""
+        async def handle(request: Request) -> Response:
+            who = self._authenticate(request)
+            note(request.scope, owner=who.owner)
+            authorize(who, needed)
+            return await endpoint(request, who)
+
+        handle.__name__ = endpoint.__name__
+        return handle
+
+    def _authenticate(self, request: Request) -> Principal:
+        try:
+            return authenticate(request, self.tokens)
+        except Problem as exc:
+            # Only the TLS listener can fail to authenticate; there a client always has an address.
+            if exc.status == 401 and listener_of(request.scope) == "tcp" and request.client:
+                self.throttle.failed(request.client.host, time.monotonic())
+            raise
 
 
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
+    shared = orchestrator.dispatcher.shared
+    metrics = Metrics(store, shared)
+    guarded = Guard(store)
     document = orjson.dumps(openapi.document())
 
     async def healthz(request: Request) -> Response:
         return JSONBody({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        found = ready.checks(store, shared)
+        trouble = {part: why for part, why in found.items() if why != ready.OK}
+        if trouble:
+            raise Problem(503, NOT_READY, "Not ready",
+                          "not ready: " + "; ".join(f"{part}: {why}" for part, why in trouble.items()),
+                          extensions={"checks": found})
+        return JSONBody({"status": "ready", "checks": found})
+
+    async def metrics_text(request: Request, who: Principal) -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type=JSON)
 
     routes = [
         # Before /{scan_id}: POST …/start is the start route, never a scan called "start".
-        Route(f"{SCANS}/start", guarded(scans.start, "scan", store), methods=["POST"]),
-        Route(f"{SCANS}/{{scan_id}}", guarded(scans.status, "read", store), methods=["GET"]),
-        Route(f"{SCANS}/{{scan_id}}/result", guarded(scans.result, "read", store), methods=["GET"]),
-        Route(f"{SCANS}/{{scan_id}}/stop", guarded(scans.stop, "scan", store), methods=["POST"]),
-        Route(SCANS, guarded(scans.list, "read", store), methods=["GET"]),
+        Route(f"{SCANS}/start", guarded(scans.start, "scan"), methods=["POST"]),
+        Route(f"{SCANS}/{{scan_id}}", guarded(scans.status, "read"), methods=["GET"]),
+        Route(f"{SCANS}/{{scan_id}}/result", guarded(scans.result, "read"), methods=["GET"]),
+        Route(f"{SCANS}/{{scan_id}}/stop", guarded(scans.stop, "scan"), methods=["POST"]),
+        Route(SCANS, guarded(scans.list, "read"), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", guarded(metrics_text, "read"), methods=["GET"]),
         Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AccessLog)],
+        middleware=[Middleware(AccessLog, metrics=metrics)],
         exception_handlers={
             Problem: _problem,
             ScanError: _scan_error,
+            StoreError: _store_error,
             HTTPException: _http_error,
             Exception: _crash,
         },
@@ -79,6 +120,12 @@ async def _problem(request: Request, exc: Exception) -> Response:
 async def _scan_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScanError)
     return Problem.from_scan_error(exc).response()
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreError)
+    note(request.scope, error=str(exc))  # the whole message, with the file, for the log only
+    return Problem.from_store_error(exc).response()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -12,10 +12,14 @@ from typing import Any
 
 from netscand import __version__
 from netscand.api.body import MAX_BODY
+from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.problems import (
     BLANK, BODY_TOO_LARGE, CONFLICT, FORBIDDEN, INSUFFICIENT_SCOPE, INVALID_FIELD, MALFORMED_JSON,
-    NOT_FOUND, UNAUTHENTICATED, UNAVAILABLE, UNPROCESSABLE, UNSUPPORTED_MEDIA_TYPE,
+    NOT_FOUND, NOT_READY, TOO_MANY_AUTH_FAILURES, UNAUTHENTICATED, UNAVAILABLE, UNPROCESSABLE,
+    UNSUPPORTED_MEDIA_TYPE,
 )
+from netscand.api.protocol import HEAD_TIMEOUT_S, MAX_HEAD, MAX_URL
+from netscand.api.throttle import BURST, REFILL_S
 from netscand.api.validate import (
     IDEMPOTENCY_KEY_MAX, MAX_CONCURRENT, MAX_PAGE, PER_PAGE, PER_PAGE_DEFAULT, RETRIES, STATUSES,
     TIMEOUT_MS,
@@ -28,13 +32,17 @@ DESCRIPTION = f"""\
 Start, monitor, stop and read the results of network scans.
 
 **Listeners and authentication.** The daemon serves this API on a Unix socket and on a TLS TCP
-listener. Being able to open the Unix socket is the authorization (like docker.sock): such
-requests need no token and act as owner `unix` with every scope. Every TCP request, except
-`GET /healthz` and `GET /api/v1/openapi.json`, needs `Authorization: Bearer <token>`; tokens
-are made by `netscand token create --name NAME --scope read|scan|admin`. `read` may use every
-GET; `scan` may also start and stop scans; `admin` may do everything. A missing, malformed,
-unknown or revoked token gets 401 with `WWW-Authenticate: Bearer` (RFC 6750); a token whose
-scope is too small gets 403 with `error="insufficient_scope"`.
+listener (TLS 1.2 or newer). Being able to open the Unix socket is the authorization (like
+docker.sock): such requests need no token and act as owner `unix` with every scope. Every TCP
+request, except `GET /healthz`, `GET /readyz` and `GET /api/v1/openapi.json`, needs
+`Authorization: Bearer <token>`; tokens are made by `netscand token create --name NAME --scope
+read|scan|admin`. `read` may use every GET (`/metrics` too: give Prometheus a `read` token);
+`scan` may also start and stop scans; `admin` may do everything. A missing, malformed, unknown
+or revoked token gets 401 with `WWW-Authenticate: Bearer` (RFC 6750); a token whose scope is
+too small gets 403 with `error="insufficient_scope"`. A client address whose requests fail to
+authenticate more than {BURST} times a minute (a burst of {BURST}, then one more every
+{REFILL_S:.0f} s) gets 429 with `Retry-After` instead of 401 until it may try again; a request
+with a valid token is never refused this way.
 
 **Errors.** Every error, including an unknown route (404) and a method a route does not take
 (405, with `Allow`), is `application/problem+json` (RFC 9457) with `type`, `title`, `status`
@@ -46,9 +54,15 @@ not a JSON object. Problem types:
 `{FORBIDDEN}` (403, a target outside the configured policy), `{NOT_FOUND}` (404, unknown scan),
 `{CONFLICT}` (409), `{BODY_TOO_LARGE}` (413), `{UNSUPPORTED_MEDIA_TYPE}` (415),
 `{INVALID_FIELD}` (422, with `field`), `{UNPROCESSABLE}` (422 without a field),
-`{UNAVAILABLE}` (503, the daemon cannot plan scans now, e.g. the routing table is unreadable).
+`{TOO_MANY_AUTH_FAILURES}` (429, with `Retry-After`), `{UNAVAILABLE}` (503: the daemon's
+database is locked, full or unreadable, with `Retry-After`; or, starting a scan, the routing
+table is unreadable), `{NOT_READY}` (503 from `/readyz`, with `checks`).
 
-**Input rules.** Request bodies are JSON of at most {MAX_BODY} bytes (1 MiB; more gets 413,
+**Input rules.** A request's URL may take at most {MAX_URL} bytes (more gets 414), its request
+line and headers together at most {MAX_HEAD} bytes (more gets 431), and its line and headers
+must arrive within {HEAD_TIMEOUT_S:.0f} s of its first byte (else 408); these three are answered
+before the request is routed (a problem document of type `{BLANK}`) and close the connection.
+Request bodies are JSON of at most {MAX_BODY} bytes (1 MiB; more gets 413,
 also when sent chunked). A body without `Content-Type` is read as JSON; any other type than
 `application/json` (or `application/*+json`) gets 415. Unknown body fields and unknown or
 repeated query parameters get 422 rather than being ignored, so a typo never goes unnoticed.
@@ -261,6 +275,30 @@ PROBLEM: Schema = {
 
 HEALTH: Schema = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
 
+CHECKS: Schema = {
+    "type": "object",
+    "required": ["store", "engine"],
+    "description": "Each part's state: \"ok\", or why it is not ready.",
+    "properties": {
+        "store": {"type": "string", "description": "The database answers a read, and its file "
+                                                   "system is writable and has room."},
+        "engine": {"type": "string", "description": "Every engine worker has started and its "
+                                                    "heartbeat is fresh."},
+    },
+}
+
+READINESS: Schema = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {"status": {"const": "ready"},
+                   "checks": {**_ref("Checks"), "description": "Every part \"ok\"."}},
+}
+
+NOT_READY_PROBLEM: Schema = {
+    "allOf": [_ref("Problem"), {"type": "object", "required": ["checks"],
+                                "properties": {"type": {"const": NOT_READY}, "checks": _ref("Checks")}}],
+}
+
 
 def _json(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"description": description,
@@ -280,6 +318,8 @@ def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[st
 
 CHALLENGE = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"},
                                   "description": "Bearer challenge (RFC 6750)."}}
+RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                               "description": "Seconds to wait before trying again."}}
 
 RESPONSES: dict[str, dict[str, Any]] = {
     "MalformedJson": _problem("The body is not valid JSON."),
@@ -292,6 +332,11 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "TooLarge": _problem(f"The body is larger than {MAX_BODY} bytes."),
     "UnsupportedMediaType": _problem("The body is not declared as JSON."),
     "Invalid": _problem("A field, query parameter or header is invalid; `field` names it."),
+    "Throttled": _problem("TCP listener: this client address failed to authenticate too often; "
+                          "retry after `Retry-After` seconds with a valid token.", RETRY_AFTER),
+    "Unavailable": _problem("The daemon cannot serve this now: its database is locked, full or "
+                            "unreadable (with `Retry-After`), or, starting a scan, it cannot read "
+                            "the routing table. Retry later."),
     "ServerError": _problem("An unexpected error; the daemon's log has the details."),
 }
 
@@ -300,7 +345,8 @@ def _use(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{name}"}
 
 
-AUTHED = {"401": _use("Unauthenticated"), "403": _use("Forbidden"), "500": _use("ServerError")}
+AUTHED = {"401": _use("Unauthenticated"), "403": _use("Forbidden"), "429": _use("Throttled"),
+          "500": _use("ServerError"), "503": _use("Unavailable")}
 SCAN_ID = {"name": "scan_id", "in": "path", "required": True, "schema": {"type": "string"},
            "description": "A scan id; anything that is not one gets 404."}
 LOCATION = {"Location": {"required": True, "schema": {"type": "string"},
@@ -335,8 +381,6 @@ def _paths() -> dict[str, Any]:
                                             "description": "Present on a replay."}}),
                 "400": _use("MalformedJson"), "413": _use("TooLarge"),
                 "415": _use("UnsupportedMediaType"), "422": _use("Invalid"),
-                "503": _problem("The daemon cannot plan a scan now (e.g. it cannot read the "
-                                "routing table); retry later."),
                 **AUTHED,
             },
         }},
@@ -392,6 +436,42 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": _json(_ref("Health"), "The API answers."),
                           "500": _use("ServerError")},
         }},
+        "/readyz": {"get": {
+            "operationId": "ready",
+            "summary": "Readiness of the daemon",
+            "description": "Whether the daemon can take and run scans now: its database answers "
+                           "and has room to write, and every engine worker's heartbeat is fresh. "
+                           "For a load balancer or an orchestrator; `/healthz` only says that the "
+                           "API answers. Nothing is written.",
+            "security": [],
+            "responses": {
+                "200": _json(_ref("Readiness"), "Ready."),
+                "503": {"description": "Not ready; `detail` and `checks` say what is not.",
+                        "content": {"application/problem+json": {"schema": _ref("NotReady")}}},
+                "500": _use("ServerError"),
+            },
+        }},
+        "/metrics": {"get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "description": (
+                f"The Prometheus text exposition format 0.0.4 (`{METRICS_CONTENT_TYPE}`), read "
+                "when scraped: `netscand_scans{status}` (scans in the store), "
+                "`netscand_probes_sent_total{worker}` and `netscand_replies_received_total{worker}` "
+                "(the engine workers' own counters), `netscand_probes_per_second` and "
+                "`netscand_replies_per_second` (all workers, since the previous scrape at least "
+                "1 s before; `rate()` of the counters is the better graph), "
+                "`netscand_worker_restarts_total{worker}`, `netscand_worker_up{worker}` (1 while "
+                "its heartbeat is fresh), `netscand_api_requests_total{listener,code}` (both "
+                "listeners; requests refused before routing, 408, 414 and 431, are not counted), "
+                "and the control process's `process_*` and `python_*` metrics. Needs scope "
+                "`read` on the TLS listener."),
+            "responses": {
+                "200": {"description": "The metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **AUTHED,
+            },
+        }},
         "/api/v1/openapi.json": {"get": {
             "operationId": "openapi",
             "summary": "This document",
@@ -419,7 +499,8 @@ def document() -> dict[str, Any]:
             "schemas": {
                 "StartRequest": START_REQUEST, "ScanStatus": SCAN_STATUS, "ScanResult": SCAN_RESULT,
                 "Device": DEVICE, "Port": PORT, "Cve": CVE, "ScanList": SCAN_LIST,
-                "Problem": PROBLEM, "Health": HEALTH,
+                "Problem": PROBLEM, "Health": HEALTH, "Checks": CHECKS, "Readiness": READINESS,
+                "NotReady": NOT_READY_PROBLEM,
             },
             "responses": RESPONSES,
         },

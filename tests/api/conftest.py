@@ -2,8 +2,9 @@
 Dispatcher, and the app behind two uvicorn servers on one event loop in a background thread,
 as the control process serves it: a Unix socket (trusted) and TLS on 127.0.0.1 (tokens).
 
-Limits(max_running=0) keeps every scan queued: no scan reaches the engine (no worker exists
-here) and no packet is sent. Targets are from 198.18.0.0/15 (benchmarking, RFC 2544) anyway.
+Limits(max_running=0) keeps every scan queued: no scan reaches the engine and no packet is
+sent. Targets are from 198.18.0.0/15 (benchmarking, RFC 2544) anyway. No engine worker exists
+here; an idle one beats in the worker table instead, so the API is ready as a daemon's would be.
 
 Every response any test receives is checked against the OpenAPI document the app serves (an
 httpx response hook): its status must be documented for the operation, its media type too,
@@ -13,10 +14,14 @@ and its body must match the documented schema.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import re
 import socket
 import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +31,7 @@ import httpx
 import jsonschema
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from netscand.api import create_app, listener
 from netscand.api.openapi import document
@@ -46,6 +52,8 @@ STATUS_KEYS = {"id", "status", "target", "profile", "site_id", "progress_percent
 RESULT_KEYS = {"id", "status", "target", "profile", "site_id", "started_at", "finished_at",
                "devices_found", "open_ports_total", "duration_seconds", "devices"}
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
+ENGINE_WORKERS = 2
+SMALL_DISK = 4 << 20  # room for an empty store, its write-ahead log and a few scans
 OPENAPI = document()
 
 
@@ -105,7 +113,8 @@ def conform(response: httpx.Response) -> None:
         if header.get("required"):
             assert name in response.headers, f"{where}: header {name} missing"
     schema = spec["content"][media]["schema"]
-    errors = sorted(schema_validator(schema).iter_errors(response.json()), key=str)
+    body = response.json() if media.endswith("json") else response.text
+    errors = sorted(schema_validator(schema).iter_errors(body), key=str)
     assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
 
 
@@ -127,9 +136,39 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
+class IdleWorker:
+    """Stands in for engine worker `index`: it beats in its row of the worker table, as a worker
+    does, and takes no job (max_running=0 gives it none)."""
+
+    BEAT_EVERY = 0.1
+
+    def __init__(self, shared: Shared, index: int = 0) -> None:
+        self.shared, self.index = shared, index
+        self.stopped = threading.Event()
+        self.beat()  # before a Dispatcher reads the generation
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def beat(self) -> None:
+        self.shared.set_worker_row(self.index, os.getpid(), 1, 1, time.monotonic(), 0, 0)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.BEAT_EVERY):
+            self.beat()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
 @pytest.fixture(scope="session")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(Shared(1))
+def dispatcher() -> Iterator[Dispatcher]:
+    shared = Shared(1)
+    worker = IdleWorker(shared)
+    try:
+        yield Dispatcher(shared)
+    finally:
+        worker.stop()
 
 
 class Servers:
@@ -206,10 +245,11 @@ class ApiRunner:
         self.tmp, self.certificate, self.dispatcher = tmp, certificate, dispatcher
         self.running: list[tuple[Servers, Api]] = []
 
-    def __call__(self, wrap: Wrapper | None = listener) -> Api:
-        """A new API, its app wrapped per listener by `wrap` (None: served bare)."""
+    def __call__(self, wrap: Wrapper | None = listener, directory: Path | None = None) -> Api:
+        """A new API, its app wrapped per listener by `wrap` (None: served bare), its database
+        and socket in `directory` (default: a new temporary one)."""
         # A short directory: Unix socket paths are limited to 107 bytes.
-        directory = self.tmp.mktemp("api")
+        directory = directory or self.tmp.mktemp("api")
         store = Store(directory / "netscand.db")
         orchestrator = Orchestrator(store, self.dispatcher, Limits(
             rate=1000.0, retries=1, max_running=0,
@@ -266,6 +306,42 @@ def api(api_factory: ApiRunner) -> Api:
 
 
 @pytest.fixture
+def small_disk(require_root: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A directory on a file system of its own, SMALL_DISK bytes in all (a tmpfs), that a test may
+    fill. Request it before api_factory, so that its APIs are stopped before it is unmounted."""
+    directory = tmp_path_factory.mktemp("disk")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK},mode=0700", "tmpfs", str(directory)],
+                   check=True)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "--lazy", str(directory)], check=True)
+
+
+def fill(directory: Path) -> None:
+    """Write a file in `directory` until its file system has no room left."""
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, bytes(1 << 16))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def engine_api(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path]) -> Iterator[Api]:
+    """An API over a worker table of its own (ENGINE_WORKERS rows, all zero: no worker has
+    started), which the test writes as the workers would."""
+    runner = ApiRunner(tmp_path_factory, certificate, Dispatcher(Shared(ENGINE_WORKERS)))
+    try:
+        yield runner()
+    finally:
+        runner.stop_all()
+
+
+@pytest.fixture
 def unix(api: Api) -> httpx.Client:
     return api.unix()
 
@@ -296,3 +372,15 @@ def assert_problem(response: httpx.Response, status: int, type_: str | None = No
     if field_ is not None:
         assert body.get("field") == field_, body
     return body
+
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, by name and sorted labels, parsed by Prometheus's own parser."""
+    r = client.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == METRICS_CONTENT_TYPE
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
