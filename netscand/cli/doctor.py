@@ -84,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     unit = find_unit()
     account = (_account(_unit_user(unit)) if unit else None) or _current_account()
+    made = systemd_directories(unit)
     findings = [
         capabilities(unit),
         interfaces(),
-        unix_socket(cfg.daemon, account),
-        database(daemon.db_path(cfg), account),
+        unix_socket(cfg.daemon, account, made),
+        database(daemon.db_path(cfg), account, made),
         certificate(cfg.daemon, Path(cfg.daemon.state_dir), account),
     ]
     for f in findings:
@@ -151,6 +152,14 @@ def _has_net_raw(assignments: list[str], unset: bool) -> bool:
         else:
             has = bool(has) or named
     return unset if has is None else has
+
+
+def systemd_directories(unit: Unit | None) -> frozenset[Path]:
+    """What systemd makes and hands to the daemon's user at each start (RuntimeDirectory=, ...)."""
+    if unit is None:
+        return frozenset()
+    roots = {"RuntimeDirectory": Path("/run"), "StateDirectory": Path("/var/lib")}
+    return frozenset(root / name for key, root in roots.items() for value in unit.values(key) for name in value.split())
 
 
 def _unit_user(unit: Unit) -> str:
@@ -235,7 +244,7 @@ def interfaces() -> Finding:
                          "can be scanned: bring one up (ip link set DEV up) and give it an address")
 
 
-def unix_socket(d: config.DaemonConfig, account: Account) -> Finding:
+def unix_socket(d: config.DaemonConfig, account: Account, made: frozenset[Path]) -> Finding:
     path, mode = Path(d.socket), int(d.socket_mode, 8)
     issues: list[Finding] = []
     try:
@@ -256,14 +265,16 @@ def unix_socket(d: config.DaemonConfig, account: Account) -> Finding:
     elif path.exists() or path.is_symlink():
         issues.append(Finding(FAIL, f"{path} exists and is not a socket: remove it or set daemon.socket elsewhere"))
     else:
-        issues.extend(_creatable(path.parent, account, "the socket's directory"))
+        issues.extend(_creatable(path.parent, account, made, "the socket's directory"))
     if not issues:
         return Finding(OK, f"socket: {path} (mode {d.socket_mode}, group {d.socket_group}) can be made as configured")
     return Finding(_worst(issues), "socket: " + "; ".join(i.text for i in issues))
 
 
-def _creatable(directory: Path, account: Account, what: str) -> list[Finding]:
+def _creatable(directory: Path, account: Account, made: frozenset[Path], what: str) -> list[Finding]:
     """Whether `account` can create files in `directory`, or create the directory itself."""
+    if directory in made:
+        return []
     existing = next(p for p in (directory, *directory.parents) if p.exists())
     if not existing.is_dir():
         return [Finding(FAIL, f"{existing} is not a directory, so {what} {directory} cannot be made")]
@@ -276,9 +287,9 @@ def _creatable(directory: Path, account: Account, what: str) -> list[Finding]:
                           f"it: create it (systemd-tmpfiles --create does, with the package's tmpfiles.d entry)")]
 
 
-def database(path: Path, account: Account) -> Finding:
+def database(path: Path, account: Account, made: frozenset[Path]) -> Finding:
     # SQLite creates its -wal and -shm files next to the database: the directory must be writable.
-    issues = _creatable(path.parent, account, "the state directory")
+    issues = _creatable(path.parent, account, made, "the state directory")
     if path.exists() and not account.may(path, READ | WRITE):
         issues.append(Finding(FAIL, f"{path} is not writable by {account.name}, the daemon's user: "
                                     f"chown {account.name} {path}"))

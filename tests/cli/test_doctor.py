@@ -240,6 +240,19 @@ def test_a_socket_directory_the_daemon_user_cannot_write_fails(tmp_path: Path) -
     assert level == "fail" and f"{tmp_path}/run is not writable by nobody, the daemon's user" in text
 
 
+def test_a_runtime_directory_systemd_makes_is_fine(tmp_path: Path) -> None:
+    unit(tmp_path, GRANTING_UNIT + "RuntimeDirectory=netscand-doctor-test\n")
+    cfg = config(tmp_path, socket="/run/netscand-doctor-test/netscand.sock")
+    assert doctor(tmp_path, cfg).line("socket")[0] == "ok"
+
+
+def test_a_missing_directory_the_daemon_user_cannot_make_is_a_warning(tmp_path: Path) -> None:
+    unit(tmp_path, GRANTING_UNIT)
+    level, text = doctor(tmp_path, config(tmp_path, socket="/run/netscand-doctor-test/netscand.sock")).line("socket")
+    assert level == "warn"
+    assert "/run/netscand-doctor-test does not exist and nobody, the daemon's user, cannot create it" in text
+
+
 # The database
 
 
@@ -308,6 +321,13 @@ def test_an_older_schema_is_upgraded_on_start(tmp_path: Path) -> None:
     conn.close()
     assert doctor(tmp_path).line("database") == (
         "ok", f"database: {path} is intact, schema version 0; the next start upgrades it to 1")
+
+
+def test_a_state_directory_systemd_makes_is_fine(tmp_path: Path) -> None:
+    unit(tmp_path, GRANTING_UNIT + "StateDirectory=netscand-doctor-test\n")
+    cfg = config(tmp_path, state_dir="/var/lib/netscand-doctor-test")
+    assert doctor(tmp_path, cfg).line("database") == (
+        "ok", "database: /var/lib/netscand-doctor-test/netscand.db does not exist yet; it will be created on first start")
 
 
 def test_a_database_the_daemon_user_cannot_write_fails(tmp_path: Path) -> None:
