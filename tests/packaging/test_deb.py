@@ -57,6 +57,7 @@ def test_the_package_holds_the_venv_commands_config_and_system_files(contents: d
                  "opt/netscand/lib/python3.11/site-packages/netscand/data/top-ports.txt",
                  "etc/netscand/netscand.toml", "usr/lib/sysusers.d/netscand.conf",
                  "usr/lib/tmpfiles.d/netscand.conf", "usr/share/doc/netscand/copyright",
+                 "usr/share/doc/netscand/README.md",
                  "usr/share/lintian/overrides/netscand"):
         assert path in contents, path
     assert contents["usr/bin/netscand"] == "/opt/netscand/bin/netscand"
@@ -168,12 +169,11 @@ def test_install_reinstall_and_purge(deb: Path, overlay: Overlay, tools: str) ->
         "netscand --version\n"
         "find /opt/netscand -name '*.pyc' | grep -c . || true\n"
         "ps -e -o comm= | grep -c '^netscand' || true\n")
-    # Without systemd-tmpfiles nothing makes /run/netscand: /run is emptied at boot, and the
-    # daemon, started by root there, makes it itself.
-    run_dir = "/run/netscand 755 netscand:netscand" if tools == "systemd" else "/run/netscand missing"
+    # The unit's RuntimeDirectory= makes /run/netscand at each start, and removes it at stop.
     lines = installed.splitlines()
     compiled = int(lines.pop(6))
-    assert lines == ["/var/lib/netscand 750 netscand:netscand", run_dir, "/etc/netscand/netscand.toml 644 root:root",
+    assert lines == ["/var/lib/netscand 750 netscand:netscand", "/run/netscand missing",
+                     "/etc/netscand/netscand.toml 644 root:root",
                      "netscand:/var/lib/netscand:/usr/sbin/nologin", "netscand", f"netscand {netscand.__version__}",
                      "0"]  # no netscand process was started
     assert compiled > 100  # postinst compiled the venv
