@@ -43,7 +43,9 @@ class JournalRenderer:
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
         priority = PRIORITIES.get(method_name, PRIORITIES["info"])
-        return f"<{priority}>{self.json(logger, method_name, event_dict)}"
+        line = self.json(logger, method_name, event_dict)
+        assert isinstance(line, str)  # json.dumps, its serializer, makes text (orjson would make bytes)
+        return f"<{priority}>{line}"
 
 
 def configure(fmt: str = "auto") -> None:
