@@ -8,13 +8,14 @@ TLS runs end to end through it.
 
 Started by root, the daemon switches to its own user (netscand), which must exist and must reach
 its state directory and the Python it runs: pytest's own temporary directories are closed to
-other users, so these tests' tmp_path lives in /tmp instead.
+other users, so these tests' tmp_path and tmp_path_factory make theirs in /tmp instead.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import ssl
@@ -133,16 +134,40 @@ def ensure_daemon_user() -> pwd.struct_passwd:
     return account
 
 
-@pytest.fixture
-def tmp_path() -> Iterator[Path]:
-    """Overrides pytest's tmp_path, whose parents only root may enter, with one in /tmp that the
-    daemon's user can reach."""
-    path = Path(tempfile.mkdtemp(prefix="netscand-test-", dir="/tmp"))
-    path.chmod(0o755)
+class ReachableTemp:
+    """Stands in for pytest's tmp_path_factory (mktemp, getbasetemp), whose directories only root
+    may enter: these are in /tmp, open to the daemon's user, and go when the session ends."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="netscand-test-", dir="/tmp"))
+        self.base.chmod(0o755)
+
+    def getbasetemp(self) -> Path:
+        return self.base
+
+    def mktemp(self, basename: str, numbered: bool = True) -> Path:
+        if numbered:
+            path = Path(tempfile.mkdtemp(prefix=f"{basename}-", dir=self.base))
+        else:
+            path = self.base / basename
+            path.mkdir()
+        path.chmod(0o755)
+        return path
+
+
+@pytest.fixture(scope="session")
+def tmp_path_factory() -> Iterator[ReachableTemp]:
+    temp = ReachableTemp()
     try:
-        yield path
+        yield temp
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(temp.base, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp_path(request: pytest.FixtureRequest, tmp_path_factory: ReachableTemp) -> Path:
+    # As pytest names them: short (a Unix socket's path has 108 bytes), no parameter punctuation.
+    return tmp_path_factory.mktemp(re.sub(r"\W", "_", request.node.name)[:30])
 
 
 def start_daemon(lab: Lab, state_dir: Path, *extra: str, runner: Sequence[str] = ()) -> Daemon:
