@@ -20,7 +20,7 @@ def open_database(path: Path) -> Database:
         # The daemon may call the store from a thread executor; Store serializes the calls.
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {path}: {plain_words(exc)}") from exc
+        raise _cannot_open(path, exc) from exc
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -31,10 +31,15 @@ def open_database(path: Path) -> Database:
         return Database(conn, execute_plugins=False)
     except sqlite3.Error as exc:
         conn.close()
-        raise StoreError(f"cannot open {path}: {plain_words(exc)}") from exc
+        raise _cannot_open(path, exc) from exc
     except BaseException:
         conn.close()
         raise
+
+
+def _cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
+    reason = plain_words(exc, path)
+    return StoreError(f"cannot open {path}: {reason}", reason)
 
 
 def _create_file(path: Path) -> None:

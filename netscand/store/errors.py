@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
 
 # Primary result codes (the low byte of the extended code), see https://sqlite.org/rescode.html.
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _CONSTRAINT, _NOTADB = (
@@ -26,15 +28,31 @@ _PLAIN = {
 
 
 class StoreError(Exception):
-    """The database refused an operation; the message says why in one line."""
+    """The database refused an operation; the message says why in one line, and `reason` says
+    why in a few words that name no file (for API clients, who need not learn where it lives)."""
+
+    def __init__(self, message: str, reason: str = "the database refused the operation") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
-def plain_words(exc: sqlite3.Error) -> str:
+def plain_words(exc: sqlite3.Error, path: Path | None = None) -> str:
+    """Why SQLite failed; given the database's path, a write the file system refused is told
+    apart from a failing disk."""
     if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
         return "the store is closed"
     code = getattr(exc, "sqlite_errorcode", None)
     if code == _IOERR_SHMSIZE:
         return _PLAIN[_FULL]
+    # A file system remounted read-only after an error, or an immutable file, refuses writes
+    # through files SQLite already has open: it can only call that an I/O error.
+    if code is not None and code & 0xFF == _IOERR and path is not None and _refuses_writes(path):
+        return _PLAIN[_READONLY]
     if code is not None and code & 0xFF in _PLAIN:
         return _PLAIN[code & 0xFF]
     return f"database error ({exc})"
+
+
+def _refuses_writes(path: Path) -> bool:
+    """Whether the database or its write-ahead log is there and may not be written."""
+    return any(p.exists() and not os.access(p, os.W_OK) for p in (path, path.with_name(path.name + "-wal")))

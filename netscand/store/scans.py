@@ -104,6 +104,10 @@ def page(
 
 def fail_active(db: Database, reason: str) -> list[str]:
     """Fail every queued or running scan; their devices and ports stay."""
+    if not list(db.query("SELECT 1 FROM scans WHERE status IN ('queued', 'running') LIMIT 1")):
+        # Nothing to write, so nothing written: a database that has become read-only still
+        # serves its scans' results.
+        return []
     with db.atomic():
         rows = list(db.query(
             "UPDATE scans SET status = 'failed', error = ?, finished_at = ?, estimated_completion = NULL "

@@ -123,7 +123,8 @@ class Store:
                 yield self._db
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StoreError(f"{doing}: {plain_words(exc)} ({self.path})") from exc
+                reason = plain_words(exc, self.path)
+                raise StoreError(f"{doing}: {reason} ({self.path})", reason) from exc
             except BaseException:
                 self._rollback()
                 raise

@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from netscand.store import Store, StoreError
+from netscand.store.errors import plain_words
 
 
 def _scan(scan_id: str) -> dict[str, Any]:
@@ -175,3 +176,72 @@ def test_closed_store(db_path: Path) -> None:
     with pytest.raises(StoreError, match="the store is closed"):
         store.get_scan("s1")
     store.close()  # closing twice is harmless
+
+
+@pytest.fixture
+def immutable(require_root: None) -> Iterator[Callable[..., None]]:
+    """`immutable(path, ...)` sets the immutable flag, which refuses writes even through open
+    descriptors, as a file system remounted read-only after an error does; it is cleared again
+    at the end (an immutable file can't even be deleted)."""
+    frozen: list[Path] = []
+
+    def freeze(*paths: Path) -> None:
+        subprocess.run(["chattr", "+i", *map(str, paths)], check=True)
+        frozen.extend(paths)
+
+    try:
+        yield freeze
+    finally:
+        if frozen:
+            subprocess.run(["chattr", "-i", *map(str, frozen)], check=True)
+
+
+def test_files_that_refuse_writes_while_open(store: Store, db_path: Path,
+                                              immutable: Callable[..., None]) -> None:
+    store.create_scan(_scan("s1"))
+    store.put_ports("s1", "198.18.0.1", [{"port": 22, "protocol": "tcp", "state": "open"}])
+    immutable(db_path, db_path.with_name(db_path.name + "-wal"))
+    with pytest.raises(StoreError) as caught:
+        store.update_scan("s1", status="running")
+    # SQLite only sees a failed write(); the store says what it was.
+    assert "database is read-only" in str(caught.value) and str(db_path) in str(caught.value)
+    assert caught.value.reason == "database is read-only"
+    assert store.get_scan("s1")["status"] == "queued"
+    assert [p["port"] for p in store.result("s1")[0]["ports"]] == [22]
+
+
+def test_an_io_error_on_a_writable_file_stays_an_io_error(db_path: Path) -> None:
+    Store(db_path).close()
+    error = sqlite3.OperationalError("disk I/O error")
+    error.sqlite_errorcode = 778  # SQLITE_IOERR_WRITE
+    assert plain_words(error, db_path) == "disk I/O error"
+
+
+def test_a_read_only_database_without_unfinished_scans_needs_no_write_to_open(
+        db_path: Path, immutable: Callable[..., None]) -> None:
+    store = Store(db_path)
+    store.create_scan(_scan("s1") | {"status": "completed"})
+    store.close()  # the last connection: the WAL is checkpointed into the database and removed
+    immutable(db_path)
+    reopened = Store(db_path)
+    try:
+        assert reopened.fail_interrupted("the daemon stopped") == []  # what a daemon does at start
+        assert reopened.get_scan("s1")["status"] == "completed"
+        with pytest.raises(StoreError, match="database is read-only"):
+            reopened.create_scan(_scan("s2"))
+    finally:
+        reopened.close()
+
+
+def test_a_read_only_database_with_unfinished_scans_says_so(db_path: Path, immutable: Callable[..., None]) -> None:
+    store = Store(db_path)
+    store.create_scan(_scan("s1") | {"status": "running"})
+    store.close()
+    immutable(db_path)
+    reopened = Store(db_path)
+    try:
+        with pytest.raises(StoreError, match="cannot mark interrupted scans failed: database is read-only"):
+            reopened.fail_interrupted("the daemon stopped")
+        assert reopened.get_scan("s1")["status"] == "running"
+    finally:
+        reopened.close()
