@@ -133,7 +133,7 @@ class Outcome:
 def fuzz(f: Fuzzed, config: dict[str, Any]) -> Outcome:
     """Run schemathesis's plan against one listener."""
     schema = schemathesis.openapi.from_dict(f.document, config=schemathesis.Config.from_dict({
-        "seed": SEED, "request-timeout": 20, "workers": 1,
+        "seed": SEED, "request-timeout": 20, "workers": 1, "cache": {"enabled": False},
         "generation": {"max-examples": EXAMPLES, "database": "none"},
         "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
         **config,
