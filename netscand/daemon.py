@@ -78,7 +78,10 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     started = start_time(os.getpid()) or 0
 
     def reloaded(requested: int, done: int, error: str) -> None:
-        Receipt(os.getpid(), started, requested, done, error).write(receipt)
+        try:
+            Receipt(os.getpid(), started, requested, done, error).write(receipt)
+        except OSError as exc:  # a full or read-only state directory must not stop the daemon
+            log.error("daemon.receipt_unwritable", path=str(receipt), error=str(exc))
 
     def status() -> str:
         row = shared.control_row()
