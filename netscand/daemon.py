@@ -92,10 +92,11 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
              listen=cfg.daemon.listen or None, state_dir=str(state))
     code = Supervisor(specs, log=lambda msg: log.warning("supervisor", message=msg), notifier=notifier,
                       status=status, reloaded=reloaded).run()
-    # Where the socket's directory isn't ours the next start removes the stale socket instead.
-    with contextlib.suppress(OSError):
-        Path(cfg.daemon.socket).unlink(missing_ok=True)
-    receipt.unlink(missing_ok=True)
+    # What can't be removed (a socket directory not ours, a read-only state directory) the next
+    # start replaces.
+    for path in (Path(cfg.daemon.socket), receipt):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
     log.info("daemon.stop", code=code)
     return code
 
