@@ -46,13 +46,19 @@ def plain_words(exc: sqlite3.Error, path: Path | None = None) -> str:
         return _PLAIN[_FULL]
     # A file system remounted read-only after an error, or an immutable file, refuses writes
     # through files SQLite already has open: it can only call that an I/O error.
-    if code is not None and code & 0xFF == _IOERR and path is not None and _refuses_writes(path):
+    if code is not None and code & 0xFF == _IOERR and path is not None and refuses_writes(path):
         return _PLAIN[_READONLY]
     if code is not None and code & 0xFF in _PLAIN:
         return _PLAIN[code & 0xFF]
     return f"database error ({exc})"
 
 
-def _refuses_writes(path: Path) -> bool:
+def refuses_writes(path: Path) -> bool:
     """Whether the database or its write-ahead log is there and may not be written."""
     return any(p.exists() and not os.access(p, os.W_OK) for p in (path, path.with_name(path.name + "-wal")))
+
+
+def read_only(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused a write because it holds the database read-only."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == _READONLY

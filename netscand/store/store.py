@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from netscand.store import results, scans, schema, tokens
 from netscand.store.connection import open_database
-from netscand.store.errors import StoreError, plain_words
+from netscand.store.errors import StoreError, plain_words, read_only, refuses_writes
 
 
 class Store:
@@ -124,10 +124,25 @@ class Store:
             except sqlite3.Error as exc:
                 self._rollback()
                 reason = plain_words(exc, self.path)
+                if read_only(exc):
+                    self._reopen_if_writable()
                 raise StoreError(f"{doing}: {reason} ({self.path})", reason) from exc
             except BaseException:
                 self._rollback()
                 raise
+
+    def _reopen_if_writable(self) -> None:
+        """SQLite opens a file that refuses writes read-only, and keeps it so. Once the file takes
+        writes again (its file system remounted read-write), the next call gets a connection
+        that may write, rather than the daemon needing a restart."""
+        if refuses_writes(self.path):
+            return
+        try:
+            fresh = open_database(self.path)
+        except StoreError:
+            return  # still unusable: the next refused write tries again
+        self._db.close()
+        self._db = fresh
 
     def _rollback(self) -> None:
         # atomic() has normally rolled back already; this covers a failed ROLLBACK or a read

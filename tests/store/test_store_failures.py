@@ -14,7 +14,8 @@ import sqlite3
 import subprocess
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -178,36 +179,29 @@ def test_closed_store(db_path: Path) -> None:
     store.close()  # closing twice is harmless
 
 
-@pytest.fixture
-def immutable(require_root: None) -> Iterator[Callable[..., None]]:
-    """`immutable(path, ...)` sets the immutable flag, which refuses writes even through open
-    descriptors, as a file system remounted read-only after an error does; it is cleared again
-    at the end (an immutable file can't even be deleted)."""
-    frozen: list[Path] = []
-
-    def freeze(*paths: Path) -> None:
-        subprocess.run(["chattr", "+i", *map(str, paths)], check=True)
-        frozen.extend(paths)
-
+@contextmanager
+def immutable(*paths: Path) -> Iterator[None]:
+    """The immutable flag refuses writes even through open descriptors, as a file system
+    remounted read-only after an error does; cleared at the end (or the file can't be deleted)."""
+    subprocess.run(["chattr", "+i", *map(str, paths)], check=True)
     try:
-        yield freeze
+        yield
     finally:
-        if frozen:
-            subprocess.run(["chattr", "-i", *map(str, frozen)], check=True)
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
 
 
-def test_files_that_refuse_writes_while_open(store: Store, db_path: Path,
-                                              immutable: Callable[..., None]) -> None:
+def test_files_that_refuse_writes_while_open(store: Store, db_path: Path, require_root: None) -> None:
     store.create_scan(_scan("s1"))
     store.put_ports("s1", "198.18.0.1", [{"port": 22, "protocol": "tcp", "state": "open"}])
-    immutable(db_path, db_path.with_name(db_path.name + "-wal"))
-    with pytest.raises(StoreError) as caught:
-        store.update_scan("s1", status="running")
-    # SQLite only sees a failed write(); the store says what it was.
-    assert "database is read-only" in str(caught.value) and str(db_path) in str(caught.value)
-    assert caught.value.reason == "database is read-only"
-    assert store.get_scan("s1")["status"] == "queued"
-    assert [p["port"] for p in store.result("s1")[0]["ports"]] == [22]
+    with immutable(db_path, db_path.with_name(db_path.name + "-wal")):
+        with pytest.raises(StoreError) as caught:
+            store.update_scan("s1", status="running")
+        # SQLite only sees a failed write(); the store says what it was.
+        assert "database is read-only" in str(caught.value) and str(db_path) in str(caught.value)
+        assert caught.value.reason == "database is read-only"
+        assert store.get_scan("s1")["status"] == "queued"
+        assert [p["port"] for p in store.result("s1")[0]["ports"]] == [22]
+    assert store.update_scan("s1", status="running")["status"] == "running"
 
 
 def test_an_io_error_on_a_writable_file_stays_an_io_error(db_path: Path) -> None:
@@ -218,30 +212,31 @@ def test_an_io_error_on_a_writable_file_stays_an_io_error(db_path: Path) -> None
 
 
 def test_a_read_only_database_without_unfinished_scans_needs_no_write_to_open(
-        db_path: Path, immutable: Callable[..., None]) -> None:
+        db_path: Path, require_root: None) -> None:
     store = Store(db_path)
     store.create_scan(_scan("s1") | {"status": "completed"})
     store.close()  # the last connection: the WAL is checkpointed into the database and removed
-    immutable(db_path)
-    reopened = Store(db_path)
-    try:
-        assert reopened.fail_interrupted("the daemon stopped") == []  # what a daemon does at start
-        assert reopened.get_scan("s1")["status"] == "completed"
-        with pytest.raises(StoreError, match="database is read-only"):
-            reopened.create_scan(_scan("s2"))
-    finally:
-        reopened.close()
+    with immutable(db_path):
+        reopened = Store(db_path)
+        try:
+            assert reopened.fail_interrupted("the daemon stopped") == []  # what a daemon does at start
+            assert reopened.get_scan("s1")["status"] == "completed"
+            with pytest.raises(StoreError, match="database is read-only"):
+                reopened.create_scan(_scan("s2"))
+        finally:
+            reopened.close()
 
 
-def test_a_read_only_database_with_unfinished_scans_says_so(db_path: Path, immutable: Callable[..., None]) -> None:
+def test_a_store_opened_read_only_writes_once_the_file_takes_writes(db_path: Path, require_root: None) -> None:
     store = Store(db_path)
     store.create_scan(_scan("s1") | {"status": "running"})
     store.close()
-    immutable(db_path)
-    reopened = Store(db_path)
+    with immutable(db_path):
+        reopened = Store(db_path)  # SQLite opens it read-only, and would keep it so
     try:
         with pytest.raises(StoreError, match="cannot mark interrupted scans failed: database is read-only"):
             reopened.fail_interrupted("the daemon stopped")
-        assert reopened.get_scan("s1")["status"] == "running"
+        assert reopened.fail_interrupted("the daemon stopped") == ["s1"]  # the next call may write
+        assert reopened.get_scan("s1")["status"] == "failed"
     finally:
         reopened.close()
