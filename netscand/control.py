@@ -25,11 +25,11 @@ from pathlib import Path
 import structlog
 import uvicorn
 import uvloop
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from netscand import privileges
 from netscand.api import create_app, listener
 from netscand.api.listener import PEER_KEY
+from netscand.api.protocol import BoundedHttpTools
 from netscand.engine import plan as plans
 from netscand.engine.shm import ControlRow, Shared
 from netscand.scan.dispatch import Dispatcher
@@ -63,7 +63,7 @@ class SettingsError(Exception):
 Loader = Callable[[], Settings]  # reads the config file again; raises SettingsError
 
 
-class _PeerProtocol(HttpToolsProtocol):
+class _PeerProtocol(BoundedHttpTools):
     """HTTP over the Unix socket, with the peer's uid and pid (SO_PEERCRED) in every request's
     scope, for the access log: the socket's permissions are the authorization, so who used it
     is worth recording."""
@@ -116,7 +116,7 @@ async def _serve(shared: Shared, listeners: Listeners, db_path: Path, load: Load
     tls = server_context(settings.certificate) if settings.certificate else None
     servers = [(_server(listener(app, "unix"), None, _PeerProtocol), listeners.unix)]
     if listeners.tcp is not None and tls is not None:
-        servers.append((_server(listener(app, "tcp"), tls, HttpToolsProtocol), listeners.tcp))
+        servers.append((_server(listener(app, "tcp"), tls, BoundedHttpTools), listeners.tcp))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(load, orchestrator, tls, row))
