@@ -32,6 +32,7 @@ FLUSH_EVERY = 0.5  # seconds between progress and result writes of a running sca
 DETECT_CONCURRENCY = 64  # connections at once for service detection, over all scans
 RESTART_REASON = "the daemon stopped while the scan was running"
 TERMINAL = ("completed", "failed", "cancelled")
+LIST_PAGE = 100
 
 
 class ScanError(Exception):
@@ -71,6 +72,10 @@ class Orchestrator:
         self.queue: deque[tuple[str, ScanSpec, NetInfo]] = deque()
         self.detector = Detector(concurrency=DETECT_CONCURRENCY)
         self.active: dict[str, _Active] = {}
+        # A scan's state the store refused to take (read-only, full): served from here and
+        # written on a later tick, so no scan reads "running" for ever.
+        self.unsaved: dict[str, dict] = {}
+        self.stopping = False  # shutting down: nothing more is admitted
         self._ticker: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -80,9 +85,26 @@ class Orchestrator:
         self._ticker = loop.create_task(self._tick_forever())
 
     def interrupted(self) -> None:
-        """At start: scans the previous control process left running can't be resumed."""
-        for scan_id in self.store.fail_interrupted(RESTART_REASON):
+        """At start: scans the previous control process left running can't be resumed. If the
+        store won't take that, the daemon still serves what it has and writes it later."""
+        try:
+            failed = self.store.fail_interrupted(RESTART_REASON)
+        except StoreError as exc:
+            log.error("scan.store_failed", error=str(exc))
+            failed = [s["id"] for status in ("running", "queued") for s in self._all_scans(status)]
+            for scan_id in failed:
+                self.unsaved[scan_id] = {"status": "failed", "error": RESTART_REASON, "finished_at": now_iso(),
+                                         "estimated_completion": None}
+        for scan_id in failed:
             log.info("scan.state", scan_id=scan_id, status="failed", error=RESTART_REASON)
+
+    def _all_scans(self, status: str) -> list[dict]:
+        scans: list[dict] = []
+        while True:
+            rows, total = self.store.list_scans(len(scans) // LIST_PAGE + 1, LIST_PAGE, status, None)
+            scans += rows
+            if not rows or len(scans) >= total:
+                return scans
 
     def reconfigure(self, limits: Limits) -> None:
         """A reload: scans started from now on get these limits; queued and running ones keep
@@ -91,6 +113,7 @@ class Orchestrator:
         self._admit()
 
     async def shutdown(self, reason: str) -> None:
+        self.stopping = True  # or each cancelled scan would admit a queued one
         for scan_id in list(self.active):
             self._finish(scan_id, "cancelled", reason)
         while self.queue:
@@ -171,18 +194,18 @@ class Orchestrator:
 
     def list(self, page: int, per_page: int, status: str | None, site_id: str | None) -> dict:
         rows, total = self.store.list_scans(page, per_page, status, site_id)
-        return {"scans": [_status_of(r) for r in rows],
+        return {"scans": [_status_of({**r, **self.unsaved.get(r["id"], {})}) for r in rows],
                 "page": page, "per_page": per_page, "total": total}
 
     def _get(self, scan_id: str) -> dict:
         scan = self.store.get_scan(scan_id)
         if scan is None:
             raise ScanError(404, "Scan not found", f"no scan with id {scan_id}")
-        return scan
+        return {**scan, **self.unsaved.get(scan_id, {})}
 
     # -- running ---------------------------------------------------------------------------------
     def _admit(self) -> None:
-        while self.queue and len(self.active) < self.limits.max_running:
+        while self.queue and len(self.active) < self.limits.max_running and not self.stopping:
             scan_id, spec, net = self.queue.popleft()
             run = ScanRun(spec, self.dispatcher, net)
             self.active[scan_id] = _Active(scan_id, run)
@@ -203,6 +226,7 @@ class Orchestrator:
                 self._wake()
                 for scan_id in list(self.active):
                     self._flush(scan_id)
+                self._save_unsaved()
             except Exception:
                 log.exception("orchestrator.tick_failed")
 
@@ -238,11 +262,8 @@ class Orchestrator:
         try:
             self._save_hosts(scan_id, active.run.result.up_hosts, active.run, final=True)
         except StoreError as exc:
-            status, fields["error"] = "failed", f"storage: {exc}"
-        try:
-            self._set_state(scan_id, status, **fields)
-        except StoreError as exc:
-            log.error("scan.store_failed", scan_id=scan_id, error=str(exc))
+            status, fields["error"] = "failed", f"storage: {exc.reason}"
+        self._set_state(scan_id, status, **fields)
         self._admit()
 
     def _flush(self, scan_id: str) -> None:
@@ -253,11 +274,8 @@ class Orchestrator:
         except StoreError as exc:
             # A store that refuses writes fails this scan, never the daemon.
             self.active.pop(scan_id).run.cancel()
-            log.error("scan.store_failed", scan_id=scan_id, error=str(exc))
-            try:
-                self.store.update_scan(scan_id, status="failed", error=f"storage: {exc}", finished_at=now_iso())
-            except StoreError:
-                pass
+            self._set_state(scan_id, "failed", error=f"storage: {exc.reason}", finished_at=now_iso(),
+                            estimated_completion=None)
             self._admit()
 
     def _save_hosts(self, scan_id: str, hosts: list[Host], run: ScanRun, final: bool) -> None:
@@ -274,6 +292,14 @@ class Orchestrator:
                                   os_guess=device["os_guess"], extra=extra or None,
                                   timed_out=device.get("timed_out"))
             self.store.put_ports(scan_id, device["ip"], ports)
+
+    def _save_unsaved(self) -> None:
+        for scan_id, fields in list(self.unsaved.items()):
+            try:
+                self.store.update_scan(scan_id, **fields)
+            except StoreError:
+                return  # still refused: try again next tick
+            del self.unsaved[scan_id]
 
     def _progress(self, active: _Active) -> dict:
         done, planned = active.run.progress()
@@ -292,7 +318,13 @@ class Orchestrator:
         return fields
 
     def _set_state(self, scan_id: str, status: str, **fields: object) -> None:
-        self.store.update_scan(scan_id, status=status, **fields)
+        """Record a scan's new state; what the store refuses is kept in `unsaved`."""
+        try:
+            self.store.update_scan(scan_id, status=status, **fields)
+            self.unsaved.pop(scan_id, None)
+        except StoreError as exc:
+            self.unsaved[scan_id] = {**self.unsaved.get(scan_id, {}), "status": status, **fields}
+            log.error("scan.store_failed", scan_id=scan_id, error=str(exc))
         log.info("scan.state", scan_id=scan_id, status=status,
                  **{k: v for k, v in fields.items() if k in ("error", "hosts_found", "ports_found")})
 
