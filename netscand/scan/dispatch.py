@@ -47,6 +47,11 @@ class Dispatcher:
         self.generations = [shared.worker_row(w)[1] for w in range(shared.workers)]
         self.assigned: list[dict[tuple[int, int], None]] = [{} for _ in range(shared.workers)]
         self._next_gen = int.from_bytes(os.urandom(3), "big") << 8
+        # A control process that starts owns no plan: any left by one that died are dropped, so
+        # workers abandon their shards (a plan's slot changing is how they learn it is dead)
+        # instead of running a dead scan ahead of new work.
+        for buf in shared.plans:
+            plans.release(buf)
 
     @property
     def free_slot(self) -> int | None:
