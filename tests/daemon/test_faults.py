@@ -188,8 +188,6 @@ def test_a_killed_daemon_restarts_on_its_state_with_every_unfinished_scan_failed
     assert_consistent(tmp_path / "state" / "netscand.db")
 
 
-@pytest.mark.xfail(strict=True, reason="the orchestrator's shutdown cancels the running scans first, and "
-                   "each cancellation admits a queued scan, which starts and is left 'running'")
 def test_sigterm_cancels_running_and_queued_scans_and_starts_none(lab: Lab, daemon: Daemon) -> None:
     with daemon.unix() as c:
         ids = [start(c, {"target": all_hosts(lab), **ENDLESS}) for _ in range(4)]  # two run, two wait
@@ -259,8 +257,8 @@ def assert_refuses_new_scans(lab: Lab, c: httpx.Client, reason: str) -> None:
     assert refused.status_code == 503 and f"({reason})" in refused.json()["detail"], refused.text
 
 
-@pytest.mark.xfail(strict=True, reason="the orchestrator drops a scan whose final state the store refused: "
-                   "it reads 'running' for ever; and the 503's detail reads 'disk I/O error'")
+@pytest.mark.xfail(strict=True, reason="the API's 503 names the cause from SQLite's error alone, which calls "
+                   "a write refused by the file system 'disk I/O error' (StoreError.reason says 'read-only')")
 def test_a_database_made_read_only_mid_scan_fails_the_scan_and_reads_go_on(
         lab: Lab, daemon: Daemon) -> None:
     db = daemon.state_dir / "netscand.db"
@@ -283,8 +281,6 @@ def test_a_database_made_read_only_mid_scan_fails_the_scan_and_reads_go_on(
     assert_consistent(db)
 
 
-@pytest.mark.xfail(strict=True, reason="the control process fails at boot when it can't mark the "
-                   "interrupted scans failed, and the supervisor stops the daemon")
 def test_a_daemon_restarted_on_a_read_only_database_serves_what_it_has(lab: Lab, tmp_path: Path) -> None:
     d = start_daemon(lab, tmp_path / "state")
     try:
@@ -355,8 +351,6 @@ def fill(directory: Path) -> Path:
     return ballast
 
 
-@pytest.mark.xfail(strict=True, reason="the orchestrator drops a scan whose final state the store refused: "
-                   "it reads 'running' for ever")
 def test_a_full_disk_fails_one_scan_and_the_daemon_goes_on(lab: Lab, tmp_path: Path, tiny_disk: Path) -> None:
     # The database on the tiny disk; the log and the socket beside it, where there is room
     # (the flag given last wins).
