@@ -42,6 +42,7 @@ sock=$work/netscand.sock
 daemon_pid= relay_pid=
 
 cleanup() {
+    set +e  # on every path out, a failed step (a daemon already dead) must not skip the rest
     [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null
     if [ -n "$daemon_pid" ]; then
         kill "$daemon_pid" 2>/dev/null  # SIGTERM: the daemon stops its children and cancels scans
@@ -126,7 +127,11 @@ async def pipe(reader, writer):
         writer.close()
 
 async def relay(client_r, client_w):
-    daemon_r, daemon_w = await asyncio.open_unix_connection(sys.argv[1])
+    try:
+        daemon_r, daemon_w = await asyncio.open_unix_connection(sys.argv[1])
+    except OSError:  # the daemon is gone: the fuzzer says so itself
+        client_w.close()
+        return
     await asyncio.gather(pipe(client_r, daemon_w), pipe(daemon_r, client_w), return_exceptions=True)
 
 async def main():
