@@ -21,8 +21,8 @@ from netscand.api.problems import (
 from netscand.api.protocol import HEAD_TIMEOUT_S, MAX_HEAD, MAX_URL
 from netscand.api.throttle import BURST, REFILL_S
 from netscand.api.validate import (
-    IDEMPOTENCY_KEY_MAX, MAX_CONCURRENT, MAX_PAGE, PER_PAGE, PER_PAGE_DEFAULT, RETRIES, STATUSES,
-    TIMEOUT_MS,
+    IDEMPOTENCY_KEY_MAX, MAX_CONCURRENT, MAX_PAGE, MIN_RATE, PER_PAGE, PER_PAGE_DEFAULT, RETRIES,
+    STATUSES, TIMEOUT_MS,
 )
 from netscand.scan.profiles import PROFILES
 
@@ -132,8 +132,8 @@ START_REQUEST: Schema = {
                                        "custom: device profiling of the hosts found."}),
         "enable_cve_match": _nullable({"type": "boolean", "description": "Only with profile "
                                        "custom: match services against the CVE database."}),
-        "rate": _nullable({"type": "number", "exclusiveMinimum": 0,
-                           "description": "Probes per second; the configured rate caps it."}),
+        "rate": _nullable({"type": "number", "minimum": MIN_RATE,
+                           "description": "Probes per second; above the policy's max_rate: 422."}),
         "retries": _int(RETRIES, "Retries of an unanswered probe."),
         "skip_discovery": _nullable({"type": "boolean", "description": "Probe every target address "
                                      "instead of only those that answer host discovery (ICMP echo, "

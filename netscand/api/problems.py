@@ -7,14 +7,12 @@ conditions a client may want to tell apart. Validation problems also carry `fiel
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 
 from netscand.api.responses import ProblemBody
 from netscand.scan.orchestrator import ScanError
 from netscand.store import StoreError
-from netscand.store.errors import plain_words
 
 URN = "urn:netscand:problem:"
 MALFORMED_JSON = URN + "malformed-json"
@@ -86,5 +84,4 @@ class Problem(Exception):
 def store_reason(exc: StoreError) -> str:
     """Why the store failed, in a few words fit for any client: the StoreError's own message
     names the database file, which only the daemon's log should show."""
-    cause = exc.__cause__
-    return plain_words(cause) if isinstance(cause, sqlite3.Error) else "the database refused the operation"
+    return exc.reason

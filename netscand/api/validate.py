@@ -30,6 +30,8 @@ PER_PAGE = (1, 100)
 PER_PAGE_DEFAULT = 25
 MAX_PAGE = 2**31 - 1  # keeps (page - 1) * per_page inside SQLite's 64-bit integers
 IDEMPOTENCY_KEY_MAX = 255
+# Slower than a probe a second a scan would hold a running slot for days (the fuzzer sent 5e-324).
+MIN_RATE = 1.0
 # What the fixed profiles decide themselves; only `custom` lets the client choose them.
 CUSTOM_ONLY = ("ports", "enable_profiling", "enable_cve_match")
 
@@ -62,8 +64,8 @@ def _bool(name: str, value: object) -> bool:
 def _rate(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Problem.invalid(name, f"{name} must be a number, not {_json_type(value)}")
-    if not (math.isfinite(value) and value > 0):
-        raise Problem.invalid(name, f"{name} must be a number greater than 0, not {value}")
+    if not (math.isfinite(value) and value >= MIN_RATE):
+        raise Problem.invalid(name, f"{name} must be at least {MIN_RATE:g} probe per second, not {value}")
     return float(value)
 
 

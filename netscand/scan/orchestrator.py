@@ -30,7 +30,7 @@ log = structlog.get_logger()
 
 FLUSH_EVERY = 0.5  # seconds between progress and result writes of a running scan
 DETECT_CONCURRENCY = 64  # connections at once for service detection, over all scans
-RESTART_REASON = "the daemon stopped while the scan was running"
+RESTART_REASON = "netscand restarted while the scan was running"  # the daemon or its control process
 TERMINAL = ("completed", "failed", "cancelled")
 LIST_PAGE = 100
 

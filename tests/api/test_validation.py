@@ -78,6 +78,8 @@ BAD_BODIES: list[tuple[Any, str, bool]] = [
     ({"target": T, "profile": "custom", "ports": [22], "enable_cve_match": 0}, "enable_cve_match", True),
     ({"target": T, "rate": 0}, "rate", True),
     ({"target": T, "rate": -5}, "rate", True),
+    ({"target": T, "rate": 0.5}, "rate", True),
+    ({"target": T, "rate": 5e-324}, "rate", True),
     ({"target": T, "rate": "100"}, "rate", True),
     ({"target": T, "rate": True}, "rate", True),
     ({"target": T, "retries": -1}, "retries", True),
@@ -102,7 +104,7 @@ def test_422_names_the_field(unix: httpx.Client, body: Any, field: str, schema_r
 GOOD_BODIES: list[dict[str, Any]] = [
     {"target": T},
     {"target": [T, "198.18.0.2-198.18.0.4", "198.18.1.0/30"], "profile": "stealth"},
-    {"target": T, "profile": "deep", "rate": 1e-3, "retries": 0},
+    {"target": T, "profile": "deep", "rate": 1, "retries": 0},
     {"target": T, "profile": "custom", "ports": [22, "8000-8010", "443"], "enable_profiling": None},
     {"target": T, "site_id": "123E4567-E89B-12D3-A456-426614174000", "timeout_ms": None},
 ]

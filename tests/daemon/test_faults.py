@@ -257,8 +257,6 @@ def assert_refuses_new_scans(lab: Lab, c: httpx.Client, reason: str) -> None:
     assert refused.status_code == 503 and f"({reason})" in refused.json()["detail"], refused.text
 
 
-@pytest.mark.xfail(strict=True, reason="the API's 503 names the cause from SQLite's error alone, which calls "
-                   "a write refused by the file system 'disk I/O error' (StoreError.reason says 'read-only')")
 def test_a_database_made_read_only_mid_scan_fails_the_scan_and_reads_go_on(
         lab: Lab, daemon: Daemon) -> None:
     db = daemon.state_dir / "netscand.db"
