@@ -173,7 +173,7 @@ def test_sigkill_mid_scan_then_restart_keeps_partial_results(lab: Lab, tmp_path)
     try:
         with again.unix() as c:
             s = c.get(f"/api/v1/scans/{scan['id']}").json()
-            assert s["status"] == "failed" and "stopped" in s["error"]
+            assert s["status"] == "failed" and "restarted while the scan was running" in s["error"]
             result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
             assert result["open_ports_total"] >= 3
     finally:
