@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from netscand.api.validate import STATUSES
 from netscand.api.workers import read_workers
 from netscand.engine.shm import Shared
 
@@ -72,9 +71,8 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         scans = GaugeMetricFamily("netscand_scans", "Scans in the store, by status.", labels=["status"])
-        for status in STATUSES:
-            # The list's total is one COUNT(*) on the index by status.
-            scans.add_metric([status], self.store.list_scans(1, 1, status)[1])
+        for status, count in self.store.scan_counts().items():
+            scans.add_metric([status], count)
         yield scans
 
         workers = read_workers(self.shared)

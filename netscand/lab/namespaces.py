@@ -64,6 +64,20 @@ def ns_fd(name: str) -> Iterator[int]:
         os.close(fd)
 
 
+@contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Run the block in another network namespace; sockets made there keep it after the block."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        netns.setns(name, flags=0)  # flags=0: never create a namespace by mistake
+        try:
+            yield
+        finally:
+            netns.setns(home, flags=0)
+    finally:
+        os.close(home)
+
+
 def exec_argv(name: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", name, *argv]
 

@@ -12,9 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+from netscand.lab import truth
 from netscand.lab.errors import LabError
+
+T = TypeVar("T")
 
 HELPERS = ("netscand.lab.services", "netscand.lab.relay", "netscand.lab.responders")
 READY = b"ready\n"
@@ -40,6 +45,18 @@ def spawn(module: str, state_file: Path, args: list[str], log: Path, timeout: fl
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
         raise LabError(f"{module} did not start: {tail[0] if tail else 'no output'} (log: {log})")
     return proc.pid
+
+
+def serve_lab(argv: list[str], open_sockets: Callable[[dict[str, Any]], T], serve: Callable[[T], None]) -> int:
+    """A helper's main: read the lab's state file (argv[0]), open its sockets, say ready, serve."""
+    state = truth.read(Path(argv[0]))
+    if state is None:
+        print(f"no state file {argv[0]}", file=sys.stderr)
+        return 1
+    sockets = open_sockets(state)
+    signal_ready()
+    serve(sockets)
+    return 0
 
 
 def signal_ready() -> None:

@@ -12,20 +12,17 @@ Usage: python -m netscand.lab.responders STATEFILE
 from __future__ import annotations
 
 import ipaddress
-import os
 import selectors
 import socket
 import struct
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dpkt
 from dpkt.netbios import NS, NS_IN, NS_NAME_ACT, NS_NAME_G, NS_NBSTAT, decode_name
-from pyroute2 import netns
 
-from netscand.lab import procs, truth
+from netscand.lab import namespaces, procs
 
 MDNS_PORT = 5353
 NETBIOS_PORT = 137
@@ -85,28 +82,21 @@ def netbios_answerer(host: dict[str, Any]) -> Answerer:
 
 
 def open_all(state: dict[str, Any]) -> list[tuple[socket.socket, int, Answerer]]:
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
     sockets = []
-    try:
-        for host in state["hosts"]:
-            wanted = []
-            if host.get("mdns"):
-                wanted.append((MDNS_PORT, mdns_answerer(host)))
-            if host.get("netbios"):
-                wanted.append((NETBIOS_PORT, netbios_answerer(host)))
-            if not wanted:
-                continue
-            netns.setns(host["netns"], flags=0)  # flags=0: never create a namespace by mistake
-            try:
-                for port, answerer in wanted:
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    sock.bind((host["ip"], port))
-                    sock.setblocking(False)
-                    sockets.append((sock, port, answerer))
-            finally:
-                netns.setns(home, flags=0)
-    finally:
-        os.close(home)
+    for host in state["hosts"]:
+        wanted = []
+        if host.get("mdns"):
+            wanted.append((MDNS_PORT, mdns_answerer(host)))
+        if host.get("netbios"):
+            wanted.append((NETBIOS_PORT, netbios_answerer(host)))
+        if not wanted:
+            continue
+        with namespaces.inside(host["netns"]):
+            for port, answerer in wanted:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind((host["ip"], port))
+                sock.setblocking(False)
+                sockets.append((sock, port, answerer))
     return sockets
 
 
@@ -141,16 +131,5 @@ def _answer(answerer: Answerer, data: bytes) -> bytes | None:
         return None
 
 
-def main(argv: list[str]) -> int:
-    state = truth.read(Path(argv[0]))
-    if state is None:
-        print(f"no state file {argv[0]}", file=sys.stderr)
-        return 1
-    sockets = open_all(state)
-    procs.signal_ready()
-    serve(sockets)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(procs.serve_lab(sys.argv[1:], open_all, serve))

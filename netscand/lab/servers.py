@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from netscand.lab.errors import LabError
@@ -79,6 +80,7 @@ def upstream_version(debian_version: str) -> str:
     return version
 
 
+@cache  # servers share daemons: ask dpkg once per binary
 def package_version(binary: str) -> str:
     """The upstream version of the Debian package that installed `binary`."""
     try:

@@ -7,40 +7,29 @@ Usage: python -m netscand.lab.services STATEFILE
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
-from pyroute2 import netns
-
-from netscand.lab import procs, truth
+from netscand.lab import namespaces, procs
 
 BACKLOG = 4096  # benchmarks open connections far faster than one loop accepts them
 
 
 def listen_all(state: dict[str, Any]) -> list[tuple[socket.socket, bytes]]:
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
     listeners = []
-    try:
-        for host in state["hosts"]:
-            if host["kind"] == "server":
-                continue  # its ports belong to real daemons (daemons.py)
-            netns.setns(host["netns"], flags=0)  # flags=0: never create a namespace by mistake
-            try:
-                for port in host["open"]:
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.bind((host["ip"], port))
-                    sock.listen(BACKLOG)
-                    sock.setblocking(False)
-                    listeners.append((sock, host["banners"].get(str(port), "").encode()))
-            finally:
-                netns.setns(home, flags=0)
-    finally:
-        os.close(home)
+    for host in state["hosts"]:
+        if host["kind"] == "server":
+            continue  # its ports belong to real daemons (daemons.py)
+        with namespaces.inside(host["netns"]):
+            for port in host["open"]:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host["ip"], port))
+                sock.listen(BACKLOG)
+                sock.setblocking(False)
+                listeners.append((sock, host["banners"].get(str(port), "").encode()))
     return listeners
 
 
@@ -66,16 +55,5 @@ def serve(listeners: list[tuple[socket.socket, bytes]]) -> None:
                     conn.close()
 
 
-def main(argv: list[str]) -> int:
-    state = truth.read(Path(argv[0]))
-    if state is None:
-        print(f"no state file {argv[0]}", file=sys.stderr)
-        return 1
-    listeners = listen_all(state)
-    procs.signal_ready()
-    serve(listeners)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(procs.serve_lab(sys.argv[1:], listen_all, serve))

@@ -102,6 +102,13 @@ def page(
     return [_decode(r) for r in rows], total
 
 
+def counts_by_status(db: Database) -> dict[str, int]:
+    """How many scans are in each status; every status is present, most with 0."""
+    counts = dict.fromkeys(sorted(STATUSES), 0)
+    counts.update({r["status"]: r["n"] for r in db.query("SELECT status, count(*) AS n FROM scans GROUP BY status")})
+    return counts
+
+
 def fail_active(db: Database, reason: str) -> list[str]:
     """Fail every queued or running scan; their devices and ports stay."""
     if not list(db.query("SELECT 1 FROM scans WHERE status IN ('queued', 'running') LIMIT 1")):

@@ -55,6 +55,10 @@ class Store:
         with self._guard(f"cannot update scan {scan_id}") as db:
             return scans.update(db, scan_id, fields)
 
+    def scan_counts(self) -> dict[str, int]:
+        with self._guard("cannot count scans") as db:
+            return scans.counts_by_status(db)
+
     def list_scans(
         self, page: int, per_page: int, status: str | None = None, site_id: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
