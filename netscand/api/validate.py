@@ -18,7 +18,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from netscand.api.problems import Problem
-from netscand.scan.ports import PortSpecError, parse_ports
+from netscand.scan.ports import PortSpecError, port_ranges
 from netscand.scan.profiles import PROFILES, ScanRequest
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
@@ -108,7 +108,7 @@ def _ports(name: str, value: object) -> list[int | str]:
         raise Problem.invalid(name, f"{name} must be a list of port numbers and 'a-b' ranges, "
                               f"not {_json_type(value)}")
     try:
-        parse_ports(value)
+        port_ranges(value)  # merged ranges: cheap however many ports they cover
     except PortSpecError as exc:
         raise Problem.invalid(name, f"{name}: {exc}") from None
     return list(value)

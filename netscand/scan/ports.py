@@ -1,4 +1,8 @@
-"""TCP port specifications, the top-ports ranking and well-known port names."""
+"""TCP port specifications, the top-ports ranking and well-known port names.
+
+A specification is kept as merged ranges: checking "1-65535" a thousand times costs what
+checking it once does, and only `parse_ports` expands the (at most 65535) ports the engine needs.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +10,68 @@ import re
 from collections.abc import Iterable
 from functools import cache
 from importlib.resources import files
+from itertools import islice
 
 MIN_PORT = 1
 MAX_PORT = 65535
 TOP_PORTS_MAX = 1000
+# Entries (ports or ranges) in one specification. Listing the top-1000 ports one by one still
+# fits; a longer list is a request to burn the control process's time, answered with an error
+# before any entry past the cap is looked at.
+MAX_PORT_ENTRIES = 1024
 
-# ASCII digits only: int() would also take "+22", "2_2" or non-ASCII digits.
-_NUMBER = re.compile(r"[0-9]+")
+# ASCII digits only: int() would also take "+22", "2_2" or non-ASCII digits. Leading zeros are
+# allowed; at most five digits after them, so int() never meets its 4300-digit limit.
+_NUMBER = re.compile(r"0*([0-9]{1,5})")
+_SHOWN = 40  # characters of a bad entry quoted back in an error
+
+PortRange = tuple[int, int]
 
 
 class PortSpecError(ValueError):
     """A port specification that cannot be used; the message names the bad part."""
 
 
-def parse_ports(spec: str | Iterable[int | str]) -> tuple[int, ...]:
-    """Sorted unique ports from "22,80,1000-2000", "-" (all) or [22, 80, "1000-2000"]."""
-    if isinstance(spec, str):
-        items: list[int | str] = spec.split(",") if spec.strip() else []
-    else:
-        items = list(spec)
+def port_ranges(spec: str | Iterable[int | str]) -> tuple[PortRange, ...]:
+    """Sorted, merged, inclusive (first, last) ranges from "22,80,1000-2000", "-" (all) or
+    [22, 80, "1000-2000"]: O(entries log entries), whatever the ranges cover."""
+    items = _entries(spec)
     if not items:
         raise PortSpecError("empty port specification")
-    ports: set[int] = set()
-    for item in items:
-        lo, hi = _parse_item(item)
-        ports.update(range(lo, hi + 1))
-    return tuple(sorted(ports))
+    merged: list[PortRange] = []
+    for lo, hi in sorted(_parse_item(item) for item in items):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
 
 
-def _parse_item(item: int | str) -> tuple[int, int]:
+def parse_ports(spec: str | Iterable[int | str]) -> tuple[int, ...]:
+    """Sorted unique ports of a specification (see `port_ranges`)."""
+    return tuple(port for lo, hi in port_ranges(spec) for port in range(lo, hi + 1))
+
+
+def _entries(spec: str | Iterable[int | str]) -> list[int | str]:
+    too_many = PortSpecError(f"too many entries in port specification: at most {MAX_PORT_ENTRIES} "
+                             "ports or 'a-b' ranges")
+    if isinstance(spec, str):
+        # Counted before splitting, so a megabyte of commas never becomes a list of strings.
+        if spec.count(",") >= MAX_PORT_ENTRIES:
+            raise too_many
+        return spec.split(",") if spec.strip() else []
+    items = list(islice(spec, MAX_PORT_ENTRIES + 1))
+    if len(items) > MAX_PORT_ENTRIES:
+        raise too_many
+    return items
+
+
+def _parse_item(item: int | str) -> PortRange:
     # bool is an int subclass, so True would otherwise silently mean port 1.
     if isinstance(item, bool) or not isinstance(item, int | str):
-        raise PortSpecError(f"port must be an integer or an 'a-b' string, not {item!r}")
+        raise PortSpecError(f"port must be an integer or an 'a-b' string, not {_shown(item)}")
     if isinstance(item, int):
-        return _check(item, repr(item)), item
+        return _check(item, item), item
     text = item.strip()
     if not text:
         raise PortSpecError("empty entry in port specification")
@@ -51,20 +83,32 @@ def _parse_item(item: int | str) -> tuple[int, int]:
         return port, port
     lo, hi = _number(first, text), _number(last, text)
     if lo > hi:
-        raise PortSpecError(f"reversed port range {text!r}")
+        raise PortSpecError(f"reversed port range {_shown(text)}")
     return lo, hi
 
 
 def _number(text: str, item: str) -> int:
-    if not _NUMBER.fullmatch(text):
-        raise PortSpecError(f"not a port number or 'a-b' range: {item!r}")
-    return _check(int(text), repr(item))
+    match = _NUMBER.fullmatch(text)
+    if not match:
+        raise PortSpecError(f"not a port number or 'a-b' range: {_shown(item)}")
+    return _check(int(match[1]), item)
 
 
-def _check(port: int, shown: str) -> int:
+def _check(port: int, item: int | str) -> int:
     if not MIN_PORT <= port <= MAX_PORT:
-        raise PortSpecError(f"port out of range {MIN_PORT}-{MAX_PORT}: {shown}")
+        raise PortSpecError(f"port out of range {MIN_PORT}-{MAX_PORT}: {_shown(item)}")
     return port
+
+
+def _shown(value: object) -> str:
+    """A bad entry as an error quotes it: short, and never a huge int's repr (which raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**_SHOWN:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        return repr(value if len(value) <= _SHOWN else value[:_SHOWN] + "...")
+    if isinstance(value, int | float) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def top_ports(n: int) -> tuple[int, ...]:
