@@ -23,7 +23,7 @@ from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.result import Host, document
 from netscand.scan.runner import Discovery, ScanRun, ScanSpec
-from netscand.scan.targets import TargetError, parse_targets
+from netscand.scan.targets import TargetError, parse_targets_async
 from netscand.store import Store, StoreError
 
 log = structlog.get_logger()
@@ -131,8 +131,8 @@ class Orchestrator:
                 return self.status(earlier["id"]), False
         loop = asyncio.get_running_loop()
         try:
-            # Hostnames are resolved once, here, off the event loop.
-            targets = await loop.run_in_executor(None, parse_targets, req.target)
+            # Hostnames are resolved once, here, in the resolver's own threads, with a deadline.
+            targets = await parse_targets_async(req.target)
         except TargetError as exc:
             raise ScanError(422, "Invalid target", str(exc), "target") from None
         policy = self.limits.policy

@@ -6,18 +6,35 @@ Ranges keep a /8 as cheap as one host, and `index`/`at` let the engine walk the
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import socket
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Protocol
 
 Range = tuple[int, int]
 Resolver = Callable[[str], list[str]]
 
+# Tokens (addresses, blocks, ranges, names) in one specification: each costs routing and
+# policy work in the control process; more than this is written as blocks and ranges.
+MAX_TARGET_TOKENS = 1024
+# Distinct hostnames in one specification: each is a resolver round trip.
+MAX_HOSTNAMES = 16
+# For all the hostnames of one specification together: a resolver that does not answer in
+# this long makes the request fail naming the name, rather than hold it for glibc's retries.
+RESOLVE_DEADLINE_S = 5.0
+# Its own threads, not asyncio's default executor: lookups stuck in a slow resolver occupy
+# these, never the threads the rest of the control process runs its blocking work on.
+_RESOLVER = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="netscand-resolve")
+_SHOWN = 60  # characters of a bad token quoted back in an error
+
 _MAX_ADDRESS = 2**32 - 1
+_TOKEN = re.compile(r"[^\s,]+")
 # Anything made only of digits and dots is meant as an address; without this, a
 # typo like "10.0.0" would reach getaddrinfo, which reads it as 10.0.0.0.
 _NUMERIC = re.compile(r"[0-9.]+")
@@ -80,25 +97,23 @@ class Targets:
         i = bisect_right(self._offsets, position) - 1
         return self.ranges[i][0] + position - self._offsets[i]
 
-    def split(self, max_count: int) -> list[Targets]:
-        """Consecutive chunks, in iteration order, of at most `max_count` addresses each."""
-        if max_count < 1:
-            raise ValueError(f"max_count must be at least 1, not {max_count}")
-        chunks: list[Targets] = []
-        current: list[Range] = []
-        room = max_count
+    def addresses(self) -> Iterator[int]:
+        """The addresses as integers, in iteration order."""
         for lo, hi in self.ranges:
-            while lo <= hi:
-                take = min(room, hi - lo + 1)
-                current.append((lo, lo + take - 1))
-                lo += take
-                room -= take
-                if room == 0:
-                    chunks.append(Targets(tuple(current)))
-                    current, room = [], max_count
-        if current:
-            chunks.append(Targets(tuple(current)))
-        return chunks
+            yield from range(lo, hi + 1)
+
+    def window(self, start: int, stop: int) -> Targets:
+        """The addresses at positions [start, stop) of iteration order: a chunk of a /8 costs
+        what its ranges do, never what its addresses would."""
+        start, stop = max(start, 0), min(stop, self.count)
+        if start >= stop:
+            return Targets()
+        first, last = self.at(start), self.at(stop - 1)
+        i, j = self._range_of(first), self._range_of(last)
+        assert i is not None and j is not None
+        inner = self.ranges[i : j + 1]
+        return Targets(((first, inner[0][1]), *inner[1:-1], (inner[-1][0], last)) if i < j
+                       else ((first, last),))
 
     def _range_of(self, addr: int) -> int | None:
         i = bisect_right(self._starts, addr) - 1
@@ -140,42 +155,102 @@ def exclude(targets: Targets, other: Targets) -> Targets:
     return Targets(tuple(kept))
 
 
-def parse_targets(spec: str | Iterable[str], resolve: Resolver | None = None) -> Targets:
+def parse_targets(spec: str | Iterable[str], resolve: Resolver | None = None,
+                  deadline: float = RESOLVE_DEADLINE_S) -> Targets:
     """Targets from addresses, CIDR blocks, ranges and hostnames, comma or space separated.
 
     Hostnames are resolved once, here, with `resolve` (default: all A records from
-    getaddrinfo), so a scan never changes targets half way through.
+    getaddrinfo), so a scan never changes targets half way through; all of them within
+    `deadline` seconds, in the module's own resolver threads. Blocks the caller while they
+    resolve: the daemon uses `parse_targets_async`.
     """
-    pieces = [spec] if isinstance(spec, str) else list(spec)
-    tokens: list[str] = []
+    ranges, names = _parse_literal(spec)
+    lookups = {name: _RESOLVER.submit(_lookup, name, resolve or _getaddrinfo) for name in names}
+    futures.wait(lookups.values(), timeout=deadline)
+    return Targets(tuple(ranges) + _resolved(lookups, deadline))
+
+
+async def parse_targets_async(spec: str | Iterable[str], resolve: Resolver | None = None,
+                              deadline: float = RESOLVE_DEADLINE_S) -> Targets:
+    """`parse_targets` for an event loop: the loop waits for the resolver threads without
+    lending them one of its executor's."""
+    ranges, names = _parse_literal(spec)
+    loop = asyncio.get_running_loop()
+    lookups = {name: loop.run_in_executor(_RESOLVER, _lookup, name, resolve or _getaddrinfo)
+               for name in names}
+    if lookups:
+        await asyncio.wait(lookups.values(), timeout=deadline)
+    return Targets(tuple(ranges) + _resolved(lookups, deadline))
+
+
+class _Lookup(Protocol):
+    def done(self) -> bool: ...
+    def cancel(self) -> bool: ...
+    def result(self) -> list[Range]: ...
+
+
+def _resolved(lookups: dict[str, _Lookup], deadline: float) -> tuple[Range, ...]:
+    """The addresses of finished lookups in the order names were given; the first name that
+    failed or did not answer in time is the error (and lookups not started yet are dropped)."""
+    ranges: list[Range] = []
+    try:
+        for name, lookup in lookups.items():
+            if not lookup.done():
+                raise TargetError(f"hostname {_shown(name)} did not resolve within {deadline:g} s")
+            ranges.extend(lookup.result())
+    finally:
+        for lookup in lookups.values():
+            lookup.cancel()
+    return tuple(ranges)
+
+
+def _parse_literal(spec: str | Iterable[str]) -> tuple[list[Range], list[str]]:
+    """The ranges the specification writes out, and the distinct hostnames it names."""
+    ranges: list[Range] = []
+    names: dict[str, None] = {}
+    for token in _tokens(spec):
+        parsed = _parse_token(token)
+        if parsed is not None:
+            ranges.append(parsed)
+        elif token not in names:
+            if len(names) == MAX_HOSTNAMES:
+                raise TargetError(f"too many hostnames in target specification: at most {MAX_HOSTNAMES}")
+            names[token] = None
+    return ranges, list(names)
+
+
+def _tokens(spec: str | Iterable[str]) -> Iterator[str]:
+    """The tokens, checked against the cap as they are found: a megabyte of them is never
+    split into a list first."""
+    pieces = [spec] if isinstance(spec, str) else spec
+    count = 0
     for piece in pieces:
         if not isinstance(piece, str):
-            raise TargetError(f"target must be a string, not {piece!r}")
-        tokens.extend(token for token in re.split(r"[\s,]+", piece) if token)
-    if not tokens:
+            raise TargetError(f"target must be a string, not {type(piece).__name__}")
+        for match in _TOKEN.finditer(piece):
+            count += 1
+            if count > MAX_TARGET_TOKENS:
+                raise TargetError("too many entries in target specification: at most "
+                                  f"{MAX_TARGET_TOKENS} addresses, blocks, ranges or hostnames")
+            yield match[0]
+    if not count:
         raise TargetError("empty target specification")
-    resolved: dict[str, list[Range]] = {}
-    ranges: list[Range] = []
-    for token in tokens:
-        ranges.extend(_parse_token(token, resolve or _getaddrinfo, resolved))
-    return Targets(tuple(ranges))
 
 
-def _parse_token(token: str, resolve: Resolver, resolved: dict[str, list[Range]]) -> list[Range]:
+def _parse_token(token: str) -> Range | None:
+    """The range a literal token writes; None for a hostname (to be resolved)."""
     if ":" in token:
         _reject_ipv6(token)
     if "/" in token:
-        return [_parse_cidr(token)]
+        return _parse_cidr(token)
     if _RANGE.fullmatch(token):
-        return [_parse_range(token)]
+        return _parse_range(token)
     if _NUMERIC.fullmatch(token):
         addr = _address(token, token)
-        return [(addr, addr)]
+        return addr, addr
     if not _HOSTNAME.fullmatch(token):
-        raise TargetError(f"malformed target {token!r}")
-    if token not in resolved:
-        resolved[token] = _resolve(token, resolve)
-    return resolved[token]
+        raise TargetError(f"malformed target {_shown(token)}")
+    return None
 
 
 def _reject_ipv6(token: str) -> None:
@@ -183,15 +258,15 @@ def _reject_ipv6(token: str) -> None:
     try:
         ipaddress.IPv6Address(head)
     except ValueError:
-        raise TargetError(f"malformed target {token!r}") from None
-    raise TargetError(f"IPv6 targets are not supported yet: {token!r}")
+        raise TargetError(f"malformed target {_shown(token)}") from None
+    raise TargetError(f"IPv6 targets are not supported yet: {_shown(token)}")
 
 
 def _parse_cidr(token: str) -> Range:
     addr_text, _, prefix_text = token.partition("/")
     addr = _address(addr_text, token)
     if not _PREFIX.fullmatch(prefix_text) or int(prefix_text) > 32:
-        raise TargetError(f"bad prefix length in {token!r} (expected 0-32)")
+        raise TargetError(f"bad prefix length in {_shown(token)} (expected 0-32)")
     # Host bits are allowed, as in nmap: 198.18.0.5/24 means the whole /24.
     host_bits = 32 - int(prefix_text)
     lo = addr >> host_bits << host_bits
@@ -203,13 +278,13 @@ def _parse_range(token: str) -> Range:
     lo = _address(first, token)
     if "." in last:
         hi = _address(last, token)
-    elif int(last) <= 255:
+    elif len(last) <= 3 and int(last) <= 255:
         # nmap's short form: 198.18.0.1-20 replaces only the last octet.
         hi = lo & ~0xFF | int(last)
     else:
-        raise TargetError(f"malformed range end in {token!r}")
+        raise TargetError(f"malformed range end in {_shown(token)}")
     if lo > hi:
-        raise TargetError(f"reversed range {token!r}")
+        raise TargetError(f"reversed range {_shown(token)}")
     return lo, hi
 
 
@@ -217,18 +292,23 @@ def _address(text: str, token: str) -> int:
     try:
         return int(ipaddress.IPv4Address(text))
     except ValueError:
-        where = "" if text == token else f" in {token!r}"
-        raise TargetError(f"malformed IPv4 address {text!r}{where}") from None
+        where = "" if text == token else f" in {_shown(token)}"
+        raise TargetError(f"malformed IPv4 address {_shown(text)}{where}") from None
 
 
-def _resolve(host: str, resolve: Resolver) -> list[Range]:
+def _lookup(host: str, resolve: Resolver) -> list[Range]:
     try:
         addresses = resolve(host)
     except (OSError, UnicodeError):
         addresses = []
     if not addresses:
-        raise TargetError(f"hostname {host!r} does not resolve to an IPv4 address")
+        raise TargetError(f"hostname {_shown(host)} does not resolve to an IPv4 address")
     return [(addr, addr) for addr in (_address(text, host) for text in addresses)]
+
+
+def _shown(token: str) -> str:
+    """A token as an error quotes it: a megabyte-long one is cut short."""
+    return repr(token if len(token) <= _SHOWN else token[:_SHOWN] + "...")
 
 
 def _getaddrinfo(host: str) -> list[str]:

@@ -1,8 +1,16 @@
+import asyncio
+import itertools
+import threading
+import time
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from netscand.scan.targets import TargetError, Targets, exclude, parse_targets
+from netscand.scan.targets import (
+    MAX_HOSTNAMES, MAX_TARGET_TOKENS, TargetError, Targets, exclude, parse_targets, parse_targets_async,
+)
 
 
 def ip(text: str) -> int:
@@ -237,28 +245,32 @@ def test_at_out_of_range() -> None:
             t.at(bad)
 
 
-def test_split_into_consecutive_chunks() -> None:
+def test_windows_are_consecutive_chunks() -> None:
     t = parse_targets(MULTI)
-    chunks = t.split(4)
+    chunks = [t.window(i, i + 4) for i in range(0, t.count, 4)]
     assert [c.count for c in chunks] == [4, 4, 1]
     assert [str(a) for c in chunks for a in c] == MULTI_ORDER
     assert chunks[1].ranges == (span("192.0.2.9", "192.0.2.9"), span("198.18.0.254", "198.18.1.0"))
 
 
-def test_split_edge_sizes() -> None:
+def test_window_edges() -> None:
     t = parse_targets(MULTI)
-    assert t.split(100) == [t]
-    assert t.split(t.count) == [t]
-    assert [c.count for c in t.split(1)] == [1] * t.count
-    assert Targets().split(5) == []
-    with pytest.raises(ValueError):
-        t.split(0)
+    assert t.window(0, 100) == t
+    assert t.window(0, t.count) == t
+    assert [list(t.window(i, i + 1).addresses()) for i in range(t.count)] == [[t.at(i)] for i in range(t.count)]
+    assert t.window(5, 5) == Targets()
+    assert t.window(t.count, t.count + 3) == Targets()
+    assert Targets().window(0, 5) == Targets()
 
 
-def test_split_large_range_stays_cheap() -> None:
-    chunks = parse_targets("10.0.0.0/8").split(2**20)
-    assert len(chunks) == 16
-    assert chunks[3].ranges == (span("10.48.0.0", "10.63.255.255"),)
+def test_window_of_a_huge_range_stays_cheap() -> None:
+    t = parse_targets("10.0.0.0/8")
+    assert t.window(3 * 2**20, 4 * 2**20).ranges == (span("10.48.0.0", "10.63.255.255"),)
+
+
+def test_addresses_are_the_iteration_order_as_integers() -> None:
+    t = parse_targets(MULTI)
+    assert [str(IPv4Address(a)) for a in t.addresses()] == MULTI_ORDER
 
 
 def test_exclude() -> None:
@@ -286,3 +298,118 @@ def test_exclude_matches_set_difference() -> None:
     t = parse_targets("198.18.0.0/26 198.18.0.100-150")
     cut = parse_targets("198.18.0.3 198.18.0.30-110 198.18.0.140/30 198.18.0.150-198.18.0.200")
     assert set(exclude(t, cut)) == set(t) - set(cut)
+
+
+# --- bounded work per request ---------------------------------------------------------------
+
+
+def test_token_cap_names_the_cap() -> None:
+    at_cap = " ".join(f"198.18.{i // 256}.{i % 256}" for i in range(MAX_TARGET_TOKENS))
+    assert parse_targets(at_cap).count == MAX_TARGET_TOKENS
+    with pytest.raises(TargetError, match=f"at most {MAX_TARGET_TOKENS} addresses"):
+        parse_targets(at_cap + " 198.18.200.1")
+    with pytest.raises(TargetError, match=f"at most {MAX_TARGET_TOKENS} "):
+        parse_targets(["198.18.0.1"] * (MAX_TARGET_TOKENS + 1))
+
+
+def test_token_cap_stops_reading_at_the_cap() -> None:
+    # Endless input: the parser must give up at the cap rather than read to the end.
+    with pytest.raises(TargetError, match="too many entries"):
+        parse_targets(itertools.repeat("198.18.0.1"))
+
+
+def test_hostname_cap_counts_distinct_names() -> None:
+    names = [f"h{i}.test" for i in range(MAX_HOSTNAMES)]
+    t = parse_targets(names * 3, resolve=lambda host: ["198.18.1.1"])
+    assert t.count == 1
+    with pytest.raises(TargetError, match=f"too many hostnames in target specification: at most {MAX_HOSTNAMES}"):
+        parse_targets([*names, "one-more.test"], resolve=lambda host: ["198.18.1.1"])
+
+
+def test_hostile_tokens_give_short_errors() -> None:
+    for token in ["a" * 10**6, "1" * 10**6, "198.18.0.1-" + "9" * 5000, "1." * 10**5 + "1", "::" + "f" * 10**5]:
+        with pytest.raises(TargetError) as info:
+            parse_targets(token, resolve=unresolvable)
+        assert len(str(info.value)) < 200, str(info.value)[:300]
+
+
+class Stuck:
+    """A resolver that answers only when released, as one waiting on a dead name server does.
+    It records the thread each lookup ran in."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: list[str] = []
+
+    def __call__(self, host: str) -> list[str]:
+        self.threads.append(threading.current_thread().name)
+        if host.startswith("slow"):
+            self.release.wait(30)
+        return ["198.18.1.1"]
+
+
+def test_a_hostname_past_the_deadline_is_named() -> None:
+    stuck = Stuck()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TargetError, match=r"^hostname 'slow.test' did not resolve within 0.3 s$"):
+            parse_targets("fast.test slow.test", resolve=stuck, deadline=0.3)
+        # Not the 30 s the resolver would have taken.
+        assert time.monotonic() - started < 10
+    finally:
+        stuck.release.set()
+    assert all(name.startswith("netscand-resolve") for name in stuck.threads)
+
+
+def test_names_resolving_in_time_are_all_used() -> None:
+    stuck = Stuck()
+    t = parse_targets("198.18.0.1 fast.test other.test", resolve=stuck, deadline=5)
+    assert t.ranges == (span("198.18.0.1", "198.18.0.1"), span("198.18.1.1", "198.18.1.1"))
+
+
+def test_async_parse_waits_without_blocking_the_loop_or_its_executor() -> None:
+    stuck = Stuck()
+
+    async def scenario() -> tuple[int, str]:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def tick() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        try:
+            await parse_targets_async("slow.test", resolve=stuck, deadline=0.3)
+        except TargetError as exc:
+            message = str(exc)
+        stop.set()
+        await ticker
+        return ticks, message
+
+    try:
+        ticks, message = asyncio.run(scenario())
+    finally:
+        stuck.release.set()
+    assert message == "hostname 'slow.test' did not resolve within 0.3 s"
+    assert ticks >= 5  # the loop ran while the resolver was stuck
+    assert stuck.threads and all(name.startswith("netscand-resolve") for name in stuck.threads)
+
+
+def test_async_parse_resolves() -> None:
+    t = asyncio.run(parse_targets_async(["198.18.0.0/30", "web.test"], resolve=fake_dns))
+    assert t == parse_targets(["198.18.0.0/30", "web.test"], resolve=fake_dns)
+
+
+@given(st.one_of(st.text(max_size=80),
+                 st.text(alphabet="0123456789./-, :abc", max_size=60),
+                 st.lists(st.text(alphabet="0123456789./- ", max_size=25), max_size=5)))
+def test_any_input_gives_targets_or_a_target_error(spec: str | list[str]) -> None:
+    try:
+        t = parse_targets(spec, resolve=unresolvable)
+    except TargetError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert t.count >= 1
