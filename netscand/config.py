@@ -38,6 +38,8 @@ class DaemonConfig:
     tls_cert: str = ""  # PEM certificate; empty: a self-signed one is made in state_dir/tls
     tls_key: str = ""
     max_running_scans: int = 2  # more are queued until a slot frees
+    max_queued_per_owner: int = 16  # queued scans per owner (token, or Unix-socket uid); 429 beyond
+    retention_days: int = 365  # finished scans older than this are deleted; 0 keeps them for ever
     log_format: str = "auto"  # json, console, or auto (console on a terminal)
     user: str = "netscand"  # started as root, the daemon switches to this account after binding
 
@@ -48,12 +50,16 @@ class DaemonConfig:
 DEFAULT_ALLOWED = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
                    "127.0.0.0/8", "198.18.0.0/15"]
 DEFAULT_EXCLUDED = ["0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]
+# Only Unix-socket clients (and the one-shot CLI) may scan these: from the daemon's own host,
+# loopback and link-local addresses reach services a remote client could not otherwise touch.
+DEFAULT_SOCKET_ONLY = ["127.0.0.0/8", "169.254.0.0/16"]
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
     allowed_targets: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED))
     excluded_targets: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDED))
+    socket_only_targets: list[str] = field(default_factory=lambda: list(DEFAULT_SOCKET_ONLY))
     max_target_addresses: int = 1 << 24
     max_rate: float = 100_000.0
 
@@ -117,7 +123,10 @@ def check(cfg: Config, where: str) -> None:
     if d.max_running_scans < 1 or cfg.policy.max_target_addresses < 1 or cfg.policy.max_rate <= 0:
         raise ConfigError(f"{where}: daemon.max_running_scans and policy.max_target_addresses must be at least 1, "
                           "policy.max_rate positive")
-    for key in ("allowed_targets", "excluded_targets"):
+    if d.max_queued_per_owner < 1 or d.retention_days < 0:
+        raise ConfigError(f"{where}: daemon.max_queued_per_owner must be at least 1, daemon.retention_days "
+                          "must not be negative (0 keeps scans for ever)")
+    for key in ("allowed_targets", "excluded_targets", "socket_only_targets"):
         for block in getattr(cfg.policy, key):
             try:
                 ipaddress.IPv4Network(block, strict=False)

@@ -132,7 +132,8 @@ def _limits(cfg: Config) -> Limits:
     e = cfg.engine
     return Limits(rate=e.rate, retries=e.retries, max_running=cfg.daemon.max_running_scans,
                   policy=Policy.from_config(cfg.policy),
-                  discovery=discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
+                  discovery=discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports),
+                  max_queued_per_owner=cfg.daemon.max_queued_per_owner, retention_days=cfg.daemon.retention_days)
 
 
 def _kept(state: Path, cert: tls.Certificate | None) -> list[Path]:

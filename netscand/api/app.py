@@ -1,4 +1,8 @@
-"""The application: routes with the scope each needs, error handlers, the access log."""
+"""The application: routes with the scope each needs, error handlers, the access log.
+
+Nothing here calls the store on the event loop: token checks, metrics and readiness read it on
+the store's reader threads (a locked database must stall one request, not the loop).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from netscand.api.scans import SCANS, ScanEndpoints
 from netscand.api.throttle import AuthThrottle
 from netscand.scan.orchestrator import Orchestrator, ScanError
 from netscand.store import StoreError
+from netscand.store.threads import StoreThreads
 
 if TYPE_CHECKING:
     from netscand.store import Store
@@ -37,14 +42,15 @@ class Guard:
     """Authentication and a scope check in front of endpoints, with the TLS listener's
     authentication failures throttled per client address."""
 
-    def __init__(self, tokens: TokenVerifier) -> None:
+    def __init__(self, tokens: TokenVerifier, io: StoreThreads) -> None:
         self.tokens = tokens
+        self.io = io
         self.throttle = AuthThrottle()
 
     def __call__(self, endpoint: Endpoint, needed: Scope) -> Callable[[Request], Awaitable[Response]]:
         """`endpoint` behind the guard; it is handed the principal."""
         async def handle(request: Request) -> Response:
-            who = self._authenticate(request)
+            who = await self._authenticate(request)
             note(request.scope, owner=who.owner)
             authorize(who, needed)
             return await endpoint(request, who)
@@ -52,9 +58,11 @@ class Guard:
         handle.__name__ = endpoint.__name__
         return handle
 
-    def _authenticate(self, request: Request) -> Principal:
+    async def _authenticate(self, request: Request) -> Principal:
         try:
-            return authenticate(request, self.tokens)
+            if listener_of(request.scope) == "unix":
+                return authenticate(request, self.tokens)  # the socket needs no token: no store call
+            return await self.io.read(authenticate, request, self.tokens)
         except Problem as exc:
             # Only the TLS listener can fail to authenticate; there a client always has an address.
             if exc.status == 401 and listener_of(request.scope) == "tcp" and request.client:
@@ -66,14 +74,14 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
     shared = orchestrator.dispatcher.shared
     metrics = Metrics(store, shared)
-    guarded = Guard(store)
+    guarded = Guard(store, orchestrator.io)
     document = orjson.dumps(openapi.document())
 
     async def healthz(request: Request) -> Response:
         return JSONBody({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        found = ready.checks(store, shared)
+        found = await orchestrator.io.read(ready.checks, store, shared)
         trouble = {part: why for part, why in found.items() if why != ready.OK}
         if trouble:
             raise Problem(503, NOT_READY, "Not ready",
@@ -82,7 +90,7 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
         return JSONBody({"status": "ready", "checks": found})
 
     async def metrics_text(request: Request, who: Principal) -> Response:
-        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        return Response(await orchestrator.io.read(metrics.render), media_type=METRICS_CONTENT_TYPE)
 
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type=JSON)
@@ -90,7 +98,10 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     routes = [
         # Before /{scan_id}: POST …/start is the start route, never a scan called "start".
         Route(f"{SCANS}/start", guarded(scans.start, "scan"), methods=["POST"]),
-        Route(f"{SCANS}/{{scan_id}}", guarded(scans.status, "read"), methods=["GET"]),
+        # One route for both methods, so that a 405 there names both in Allow.
+        Route(f"{SCANS}/{{scan_id}}", by_method(GET=guarded(scans.status, "read"),
+                                                DELETE=guarded(scans.delete, "scan")),
+              methods=["GET", "DELETE"]),
         Route(f"{SCANS}/{{scan_id}}/result", guarded(scans.result, "read"), methods=["GET"]),
         Route(f"{SCANS}/{{scan_id}}/stop", guarded(scans.stop, "scan"), methods=["POST"]),
         Route(SCANS, guarded(scans.list, "read"), methods=["GET"]),
@@ -110,6 +121,14 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
             Exception: _crash,
         },
     )
+
+
+def by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for a route's methods (the route has already refused any other)."""
+    async def handle(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return handle
 
 
 async def _problem(request: Request, exc: Exception) -> Response:

@@ -15,14 +15,14 @@ from netscand.api.body import MAX_BODY
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.problems import (
     BLANK, BODY_TOO_LARGE, CONFLICT, FORBIDDEN, INSUFFICIENT_SCOPE, INVALID_FIELD, MALFORMED_JSON,
-    NOT_FOUND, NOT_READY, TOO_MANY_AUTH_FAILURES, UNAUTHENTICATED, UNAVAILABLE, UNPROCESSABLE,
+    NOT_FOUND, NOT_READY, QUEUE_FULL, TOO_MANY_AUTH_FAILURES, UNAUTHENTICATED, UNAVAILABLE, UNPROCESSABLE,
     UNSUPPORTED_MEDIA_TYPE,
 )
 from netscand.api.protocol import HEAD_TIMEOUT_S, MAX_HEAD, MAX_URL
 from netscand.api.throttle import BURST, REFILL_S
 from netscand.api.validate import (
-    IDEMPOTENCY_KEY_MAX, MAX_CONCURRENT, MAX_PAGE, MIN_RATE, PER_PAGE, PER_PAGE_DEFAULT, RETRIES,
-    STATUSES, TIMEOUT_MS,
+    IDEMPOTENCY_KEY_MAX, MAX_CONCURRENT, MAX_PAGE, MIN_RATE, PER_PAGE, PER_PAGE_DEFAULT, RESULT_PER_PAGE,
+    RESULT_PER_PAGE_DEFAULT, RETRIES, STATUSES, TIMEOUT_MS,
 )
 from netscand.scan.profiles import PROFILES
 
@@ -33,11 +33,21 @@ Start, monitor, stop and read the results of network scans.
 
 **Listeners and authentication.** The daemon serves this API on a Unix socket and on a TLS TCP
 listener (TLS 1.2 or newer). Being able to open the Unix socket is the authorization (like
-docker.sock): such requests need no token and act as owner `unix` with every scope. Every TCP
+docker.sock): such requests need no token, have every scope and act as owner `unix:<uid>`, the
+client's user id as the kernel reports it (SO_PEERCRED). Every TCP
 request, except `GET /healthz`, `GET /readyz` and `GET /api/v1/openapi.json`, needs
 `Authorization: Bearer <token>`; tokens are made by `netscand token create --name NAME --scope
-read|scan|admin`. `read` may use every GET (`/metrics` too: give Prometheus a `read` token);
-`scan` may also start and stop scans; `admin` may do everything. A missing, malformed, unknown
+read|scan|admin`, and act as owner NAME. `read` may use every GET (`/metrics` too: give
+Prometheus a `read` token); `scan` may also start, stop and delete scans; `admin` may do
+everything.
+
+**Who sees which scans.** A scan belongs to the owner that started it. A `scan` token sees
+(status, result, list), stops and deletes only its own scans: another owner's scan answers 404
+as if it did not exist, and the list holds only its own. A `read` token sees every scan but can
+change none: it is for dashboards and monitoring, which start nothing and so own nothing. `admin`
+tokens and the Unix socket see, stop and delete every scan.
+
+A missing, malformed, unknown
 or revoked token gets 401 with `WWW-Authenticate: Bearer` (RFC 6750); a token whose scope is
 too small gets 403 with `error="insufficient_scope"`. A client address whose requests fail to
 authenticate more than {BURST} times a minute (a burst of {BURST}, then one more every
@@ -51,10 +61,12 @@ a body field, a query parameter, the `Idempotency-Key` header, or `body` for a b
 not a JSON object. Problem types:
 `{BLANK}` (unknown route, wrong method, server error: the title is the reason phrase),
 `{MALFORMED_JSON}` (400), `{UNAUTHENTICATED}` (401), `{INSUFFICIENT_SCOPE}` (403),
-`{FORBIDDEN}` (403, a target outside the configured policy), `{NOT_FOUND}` (404, unknown scan),
+`{FORBIDDEN}` (403), `{NOT_FOUND}` (404, unknown scan, or another owner's),
 `{CONFLICT}` (409), `{BODY_TOO_LARGE}` (413), `{UNSUPPORTED_MEDIA_TYPE}` (415),
-`{INVALID_FIELD}` (422, with `field`), `{UNPROCESSABLE}` (422 without a field),
-`{TOO_MANY_AUTH_FAILURES}` (429, with `Retry-After`), `{UNAVAILABLE}` (503: the daemon's
+`{INVALID_FIELD}` (422, with `field`; also a 403 for a target the policy refuses, with `field`
+`target`), `{UNPROCESSABLE}` (422 without a field),
+`{TOO_MANY_AUTH_FAILURES}` (429, with `Retry-After`), `{QUEUE_FULL}` (429, with `Retry-After`:
+the owner has too many scans queued), `{UNAVAILABLE}` (503: the daemon's
 database is locked, full or unreadable, with `Retry-After`; or, starting a scan, the routing
 table is unreadable), `{NOT_READY}` (503 from `/readyz`, with `checks`).
 
@@ -234,7 +246,7 @@ DEVICE: Schema = {
 SCAN_RESULT: Schema = {
     "type": "object",
     "required": ["id", "status", "target", "profile", "site_id", "started_at", "finished_at",
-                 "devices_found", "open_ports_total", "duration_seconds", "devices"],
+                 "devices_found", "open_ports_total", "duration_seconds", "page", "per_page", "devices"],
     "properties": {
         "id": UUID,
         "status": STATUS_VALUE,
@@ -243,10 +255,13 @@ SCAN_RESULT: Schema = {
         "site_id": _nullable(UUID),
         "started_at": _nullable(TIME),
         "finished_at": _nullable(TIME),
-        "devices_found": COUNT,
-        "open_ports_total": COUNT,
+        "devices_found": {**COUNT, "description": "Devices of the whole result, on all pages."},
+        "open_ports_total": {**COUNT, "description": "Open ports of the whole result, on all pages."},
         "duration_seconds": {**COUNT, "description": "From start to finish (or to now)."},
-        "devices": {"type": "array", "items": _ref("Device"), "description": "Sorted by IP."},
+        "page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+        "per_page": {"type": "integer", "minimum": RESULT_PER_PAGE[0], "maximum": RESULT_PER_PAGE[1]},
+        "devices": {"type": "array", "items": _ref("Device"),
+                    "description": "This page's devices, sorted by IP over all pages."},
     },
 }
 
@@ -324,16 +339,21 @@ RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "p
 RESPONSES: dict[str, dict[str, Any]] = {
     "MalformedJson": _problem("The body is not valid JSON."),
     "Unauthenticated": _problem("TCP listener: no valid bearer token.", CHALLENGE),
-    "Forbidden": _problem("The token's scope does not allow this, or the target is outside "
-                          "the configured target policy.",
+    "Forbidden": _problem("The token's scope does not allow this, or (starting a scan) the target "
+                          "is outside the configured target policy or, over HTTPS, in one of its "
+                          "socket-only blocks.",
                           {"WWW-Authenticate": {"schema": {"type": "string"}, "description":
                                                 "With a token of too small a scope: the scope needed."}}),
-    "NotFound": _problem("No scan with this id."),
+    "NotFound": _problem("No scan with this id, or (for a `scan` token) another owner's scan."),
     "TooLarge": _problem(f"The body is larger than {MAX_BODY} bytes."),
     "UnsupportedMediaType": _problem("The body is not declared as JSON."),
     "Invalid": _problem("A field, query parameter or header is invalid; `field` names it."),
     "Throttled": _problem("TCP listener: this client address failed to authenticate too often; "
                           "retry after `Retry-After` seconds with a valid token.", RETRY_AFTER),
+    "StartThrottled": _problem(f"`{QUEUE_FULL}`: the owner already has `daemon.max_queued_per_owner` "
+                               "scans queued (or being started); retry after `Retry-After` seconds. "
+                               f"Or, TCP listener, `{TOO_MANY_AUTH_FAILURES}`: this client address "
+                               "failed to authenticate too often.", RETRY_AFTER),
     "Unavailable": _problem("The daemon cannot serve this now: its database is locked, full or "
                             "unreadable (with `Retry-After`), or, starting a scan, it cannot read "
                             "the routing table. Retry later."),
@@ -360,12 +380,23 @@ def _paths() -> dict[str, Any]:
             "summary": "Start a scan",
             "description": (
                 "Validates the request, checks the target policy and size, and queues the scan. "
-                "Answers 202 with `Location` and the scan's status (`queued` or `running`).\n\n"
+                "Answers 202 with `Location` and the scan's status (`queued` or `running`). The "
+                "scan belongs to the requester (the token's name, or `unix:<uid>`).\n\n"
+                "**Target policy.** A target must lie inside `policy.allowed_targets` (else 403 "
+                "naming the first range outside). Blocks in `policy.socket_only_targets` (by "
+                "default loopback 127.0.0.0/8 and link-local 169.254.0.0/16) may be scanned only "
+                "over the Unix socket: over HTTPS, with any token, they get 403 naming the block. "
+                "The policy is checked again when a queued scan starts: if a reload has narrowed "
+                "it since, the scan ends `failed` with the reason, without sending a packet.\n\n"
+                "**Queue limit.** An owner may have `daemon.max_queued_per_owner` scans waiting "
+                "to run (or being started) at once; one more gets 429 with `Retry-After`.\n\n"
                 "**Idempotency-Key.** With this header, a retried start returns the first scan "
                 "instead of starting a second one: the same 202 and `Location`, plus "
                 "`Idempotent-Replayed: true`; the body is that scan's status now. Keys belong "
-                "to the requester (the token's name, or `unix`), never expire, and only the key "
-                "decides: a replay's body is not compared with the first one's."),
+                "to the requester and never expire (until the scan is deleted). A replay must "
+                "send the same request: the same key with a different one (after validation: "
+                "a site_id's case or a null field does not count) gets 422 with `field` "
+                "`Idempotency-Key`, saying the key was reused with a different request."),
             "parameters": [{
                 "name": "Idempotency-Key", "in": "header", "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX,
@@ -381,30 +412,60 @@ def _paths() -> dict[str, Any]:
                                             "description": "Present on a replay."}}),
                 "400": _use("MalformedJson"), "413": _use("TooLarge"),
                 "415": _use("UnsupportedMediaType"), "422": _use("Invalid"),
-                **AUTHED,
+                **AUTHED, "429": _use("StartThrottled"),
             },
         }},
-        "/api/v1/scans/{scan_id}": {"get": {
-            "operationId": "getScan",
-            "summary": "A scan's status",
-            "parameters": [SCAN_ID],
-            "responses": {"200": _json(_ref("ScanStatus"), "The scan's status."),
-                          "404": _use("NotFound"), **AUTHED},
-        }},
+        "/api/v1/scans/{scan_id}": {
+            "get": {
+                "operationId": "getScan",
+                "summary": "A scan's status",
+                "parameters": [SCAN_ID],
+                "responses": {"200": _json(_ref("ScanStatus"), "The scan's status."),
+                              "404": _use("NotFound"), **AUTHED},
+            },
+            "delete": {
+                "operationId": "deleteScan",
+                "summary": "Delete a scan",
+                "description": "Deletes a finished scan (completed, failed or cancelled) and its "
+                               "results; its Idempotency-Key may then be used again. A queued or "
+                               "running scan must be stopped first (409). Needs scope `scan` for "
+                               "the token's own scans, `admin` for any. Finished scans are also "
+                               "deleted `daemon.retention_days` after they ended.",
+                "parameters": [SCAN_ID],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "404": _use("NotFound"),
+                    "409": _problem("The scan is queued or running: stop it first."),
+                    **AUTHED,
+                },
+            },
+        },
         "/api/v1/scans/{scan_id}/result": {"get": {
             "operationId": "getScanResult",
             "summary": "A scan's results",
             "description": "Available while the scan runs too (partial, `status: running`). "
-                           "Devices are sorted by IP, their ports by number.",
-            "parameters": [SCAN_ID],
-            "responses": {"200": _json(_ref("ScanResult"), "What the scan found so far."),
-                          "404": _use("NotFound"), **AUTHED},
+                           "Devices are sorted by IP, their ports by number, and come a page at a "
+                           f"time: `per_page` devices (default {RESULT_PER_PAGE_DEFAULT}, which holds "
+                           "an ordinary scan's whole result) of page `page`. `devices_found` and "
+                           "`open_ports_total` count the whole result; the last page is the one "
+                           "where `page * per_page >= devices_found`, and a page past it is empty.",
+            "parameters": [
+                SCAN_ID,
+                {"name": "page", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
+                {"name": "per_page", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": RESULT_PER_PAGE[0], "maximum": RESULT_PER_PAGE[1],
+                            "default": RESULT_PER_PAGE_DEFAULT}},
+            ],
+            "responses": {"200": _json(_ref("ScanResult"), "What the scan found so far: one page."),
+                          "404": _use("NotFound"), "422": _use("Invalid"), **AUTHED},
         }},
         "/api/v1/scans/{scan_id}/stop": {"post": {
             "operationId": "stopScan",
             "summary": "Stop a scan",
             "description": "Stops a queued or running scan: it ends `cancelled` and keeps what it "
-                           "found. A request body, if any, is ignored.",
+                           "found. A request body, if any, is ignored. Needs scope `scan` for the "
+                           "token's own scans, `admin` for any.",
             "parameters": [SCAN_ID],
             "responses": {
                 "200": _json(_ref("ScanStatus"), "The scan's status, now `cancelled`."),
@@ -416,6 +477,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/scans": {"get": {
             "operationId": "listScans",
             "summary": "List scans, newest first",
+            "description": "Every scan, or for a `scan` token only its own.",
             "parameters": [
                 {"name": "page", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},

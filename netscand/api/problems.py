@@ -27,13 +27,15 @@ INVALID_FIELD = URN + "invalid-field"
 UNPROCESSABLE = URN + "unprocessable"
 UNAVAILABLE = URN + "unavailable"
 TOO_MANY_AUTH_FAILURES = URN + "too-many-auth-failures"
+QUEUE_FULL = URN + "queue-full"
 NOT_READY = URN + "not-ready"
 BLANK = "about:blank"
 
 STORE_RETRY_AFTER_S = 5  # long enough for another writer's transaction to end, short enough to matter
 
 # What a ScanError of each status means to a client; a field always makes it invalid-field.
-_SCAN_ERROR_TYPES = {403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT, 422: UNPROCESSABLE, 503: UNAVAILABLE}
+_SCAN_ERROR_TYPES = {403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT, 422: UNPROCESSABLE, 429: QUEUE_FULL,
+                     503: UNAVAILABLE}
 
 
 class Problem(Exception):
@@ -60,7 +62,7 @@ class Problem(Exception):
     @classmethod
     def from_scan_error(cls, exc: ScanError) -> Problem:
         type_ = INVALID_FIELD if exc.field else _SCAN_ERROR_TYPES.get(exc.status, URN + "scan-error")
-        return cls(exc.status, type_, exc.title, exc.detail, field=exc.field)
+        return cls(exc.status, type_, exc.title, exc.detail, field=exc.field, headers=exc.headers)
 
     @classmethod
     def from_store_error(cls, exc: StoreError) -> Problem:

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from netscand.api.auth import Principal
 from netscand.api.body import read_json
 from netscand.api.responses import JSONBody
-from netscand.api.validate import idempotency_key, list_query, start_request
+from netscand.api.validate import idempotency_key, list_query, result_query, start_request
 from netscand.scan.orchestrator import Orchestrator
 
 SCANS = "/api/v1/scans"
@@ -19,13 +19,15 @@ def location(scan_id: str) -> str:
 
 
 class ScanEndpoints:
+    """Each passes the caller's `viewer` on: a `scan` token reaches only its own scans."""
+
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
 
     async def start(self, request: Request, who: Principal) -> Response:
         key = idempotency_key(request.headers.get("idempotency-key"))
         req = start_request(await read_json(request))
-        status, created = await self.orchestrator.start(req, who.owner, key)
+        status, created = await self.orchestrator.start(req, who.owner, key, remote=who.remote)
         headers = {"Location": location(status["id"])}
         if not created:
             # A replay answers like the first request did (202, same scan) and says it is one,
@@ -34,14 +36,19 @@ class ScanEndpoints:
         return JSONBody(status, status_code=202, headers=headers)
 
     async def status(self, request: Request, who: Principal) -> Response:
-        return JSONBody(self.orchestrator.status(request.path_params["scan_id"]))
+        return JSONBody(await self.orchestrator.status(request.path_params["scan_id"], who.viewer))
 
     async def result(self, request: Request, who: Principal) -> Response:
-        return JSONBody(self.orchestrator.result(request.path_params["scan_id"]))
+        page, per_page = result_query(request.query_params)
+        return JSONBody(await self.orchestrator.result(request.path_params["scan_id"], who.viewer, page, per_page))
 
     async def stop(self, request: Request, who: Principal) -> Response:
-        return JSONBody(await self.orchestrator.stop(request.path_params["scan_id"]))
+        return JSONBody(await self.orchestrator.stop(request.path_params["scan_id"], who.viewer))
+
+    async def delete(self, request: Request, who: Principal) -> Response:
+        await self.orchestrator.delete(request.path_params["scan_id"], who.viewer)
+        return Response(status_code=204)
 
     async def list(self, request: Request, who: Principal) -> Response:
         q = list_query(request.query_params)
-        return JSONBody(self.orchestrator.list(q.page, q.per_page, q.status, q.site_id))
+        return JSONBody(await self.orchestrator.list(q.page, q.per_page, q.status, q.site_id, who.viewer))

@@ -28,6 +28,10 @@ MAX_CONCURRENT = (1, 65_536)
 RETRIES = (0, 10)
 PER_PAGE = (1, 100)
 PER_PAGE_DEFAULT = 25
+# Devices per page of a result: the default holds an ordinary scan's whole result; the page is
+# built in memory and sent in one piece, so the cap keeps it to a few megabytes.
+RESULT_PER_PAGE = (1, 1000)
+RESULT_PER_PAGE_DEFAULT = 1000
 MAX_PAGE = 2**31 - 1  # keeps (page - 1) * per_page inside SQLite's 64-bit integers
 IDEMPOTENCY_KEY_MAX = 255
 # Slower than a probe a second a scan would hold a running slot for days (the fuzzer sent 5e-324).
@@ -168,9 +172,8 @@ def _query_int(name: str, text: str, bounds: tuple[int, int]) -> int:
     return int(text)
 
 
-def list_query(params: QueryParams) -> ListQuery:
-    """?page=&per_page=&status=&site_id=; unknown or repeated parameters are refused, not ignored."""
-    known = ("page", "per_page", "status", "site_id")
+def _query(params: QueryParams, known: tuple[str, ...]) -> dict[str, str]:
+    """The query's parameters by name; unknown or repeated ones are refused, not ignored."""
     seen: dict[str, str] = {}
     for name, value in params.multi_items():
         if name not in known:
@@ -178,13 +181,28 @@ def list_query(params: QueryParams) -> ListQuery:
         if name in seen:
             raise Problem.invalid(name, f"query parameter {name!r} given more than once")
         seen[name] = value
+    return seen
+
+
+def _page(seen: dict[str, str], per_page: tuple[int, int], default: int) -> tuple[int, int]:
     page = _query_int("page", seen["page"], (1, MAX_PAGE)) if "page" in seen else 1
-    per_page = _query_int("per_page", seen["per_page"], PER_PAGE) if "per_page" in seen else PER_PAGE_DEFAULT
+    return page, _query_int("per_page", seen["per_page"], per_page) if "per_page" in seen else default
+
+
+def list_query(params: QueryParams) -> ListQuery:
+    """?page=&per_page=&status=&site_id="""
+    seen = _query(params, ("page", "per_page", "status", "site_id"))
+    page, per_page = _page(seen, PER_PAGE, PER_PAGE_DEFAULT)
     status = seen.get("status")
     if status is not None and status not in STATUSES:
         raise Problem.invalid("status", f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     site_id = _site_id("site_id", seen["site_id"]) if "site_id" in seen else None
     return ListQuery(page, per_page, status, site_id)
+
+
+def result_query(params: QueryParams) -> tuple[int, int]:
+    """?page=&per_page= of a result: (page, per_page)."""
+    return _page(_query(params, ("page", "per_page")), RESULT_PER_PAGE, RESULT_PER_PAGE_DEFAULT)
 
 
 def idempotency_key(value: str | None) -> str | None:

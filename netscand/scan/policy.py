@@ -1,8 +1,11 @@
 """The target policy: which addresses a scan may reach, how many at once, and how fast.
 
-Checked for the API and the one-shot CLI alike, before anything is planned: a target that
-reaches outside the allowed blocks is refused whole (naming the first range outside), while
-excluded addresses inside allowed blocks are quietly skipped and counted.
+Checked for the API and the one-shot CLI alike, before anything is planned, and again when a
+queued scan starts (a reload may have narrowed it since): a target that reaches outside the
+allowed blocks is refused whole (naming the first range outside), while excluded addresses
+inside allowed blocks are quietly skipped and counted. Socket-only blocks (loopback and
+link-local by default) are refused to remote (HTTPS) clients, whatever their token: from the
+daemon's host they reach what no remote client should reach through it.
 """
 
 from __future__ import annotations
@@ -42,14 +45,17 @@ class Policy:
     allowed_text: str  # the configured blocks as written, for error messages
     max_addresses: int
     max_rate: float
+    socket_only: tuple[tuple[str, Targets], ...] = ()  # each block as written, and its addresses
 
     @classmethod
     def from_config(cls, c: PolicyConfig) -> Policy:
         return cls(_blocks(c.allowed_targets), _blocks(c.excluded_targets), ", ".join(c.allowed_targets) or "none",
-                   c.max_target_addresses, c.max_rate)
+                   c.max_target_addresses, c.max_rate,
+                   tuple((block, _blocks([block])) for block in c.socket_only_targets))
 
-    def apply(self, targets: Targets) -> tuple[Targets, int]:
-        """The addresses to scan, and how many excluded ones were skipped."""
+    def apply(self, targets: Targets, remote: bool = False) -> tuple[Targets, int]:
+        """The addresses to scan, and how many excluded ones were skipped. `remote`: asked for by
+        an HTTPS client, who may not scan the socket-only blocks."""
         if targets.count > self.max_addresses:
             raise PolicyError(422, "Target too large", f"the target has {targets.count} addresses; "
                               f"at most {self.max_addresses} are allowed", "target")
@@ -61,7 +67,15 @@ class Policy:
         if not kept.count:
             raise PolicyError(403, "Target not allowed", "every address of the target is in the excluded targets",
                               "target")
+        if remote:
+            self._check_remote(kept)
         return kept, targets.count - kept.count
+
+    def _check_remote(self, targets: Targets) -> None:
+        for block, addresses in self.socket_only:
+            if exclude(targets, addresses).count < targets.count:
+                raise PolicyError(403, "Target not allowed", f"{block} may only be scanned by clients of the "
+                                  "daemon's Unix socket (policy.socket_only_targets)", "target")
 
     def check_rate(self, rate: float | None) -> None:
         if rate is not None and rate > self.max_rate:

@@ -23,77 +23,141 @@ def put_device(
     db: Database, scan_id: str, ip: str, *, mac: str | None, hostname: str | None, vendor: str | None,
     os_guess: str | None, timed_out: bool | None, extra: dict[str, Any] | None,
 ) -> None:
+    with db.atomic():
+        _require_scan(db, scan_id)
+        _put_device(db, scan_id, ip, mac=mac, hostname=hostname, vendor=vendor, os_guess=os_guess,
+                    timed_out=timed_out, extra=extra)
+
+
+def put_ports(db: Database, scan_id: str, ip: str, ports: list[dict[str, Any]]) -> None:
+    rows = _port_rows(scan_id, ip, ports)
+    with db.atomic():
+        _require_scan(db, scan_id)
+        _put_ports(db, scan_id, ip, rows)
+
+
+def put_devices(db: Database, scan_id: str, devices: list[dict[str, Any]]) -> None:
+    """Many devices and their ports in one transaction: `devices` are put_device's keyword
+    arguments plus `ip` and `ports`."""
+    checked = [(d, _port_rows(scan_id, d["ip"], d["ports"])) for d in devices]
+    with db.atomic():
+        _require_scan(db, scan_id)
+        for device, rows in checked:
+            _put_device(db, scan_id, device["ip"], **{k: device.get(k) for k in _DEVICE_ARGS})
+            _put_ports(db, scan_id, device["ip"], rows)
+
+
+_DEVICE_ARGS = ("mac", "hostname", "vendor", "os_guess", "timed_out", "extra")
+
+
+def _put_device(
+    db: Database, scan_id: str, ip: str, *, mac: str | None, hostname: str | None, vendor: str | None,
+    os_guess: str | None, timed_out: bool | None, extra: dict[str, Any] | None,
+) -> None:
     ip, ip_key = _address(ip)
     clash = DEVICE_KEYS & (extra or {}).keys()
     if clash:
         raise ValueError(f"extra must not carry the device's own keys: {', '.join(sorted(clash))}")
-    with db.atomic():
-        _require_scan(db, scan_id)
-        stored = list(db.query("SELECT extra FROM devices WHERE scan_id = ? AND ip = ?", [scan_id, ip]))
-        merged = (orjson.loads(stored[0]["extra"]) if stored else {}) | (extra or {})
-        db.execute(
-            """
-            INSERT INTO devices (scan_id, ip, ip_key, mac, hostname, vendor, os_guess, timed_out, extra)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (scan_id, ip) DO UPDATE SET
-                mac = coalesce(excluded.mac, mac),
-                hostname = coalesce(excluded.hostname, hostname),
-                vendor = coalesce(excluded.vendor, vendor),
-                os_guess = coalesce(excluded.os_guess, os_guess),
-                timed_out = coalesce(excluded.timed_out, timed_out),
-                extra = excluded.extra
-            """,
-            [scan_id, ip, ip_key, mac, hostname, vendor, os_guess,
-             None if timed_out is None else int(timed_out), orjson.dumps(merged).decode()],
-        )
+    stored = list(db.query("SELECT extra FROM devices WHERE scan_id = ? AND ip = ?", [scan_id, ip]))
+    merged = (orjson.loads(stored[0]["extra"]) if stored else {}) | (extra or {})
+    db.execute(
+        """
+        INSERT INTO devices (scan_id, ip, ip_key, mac, hostname, vendor, os_guess, timed_out, extra)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (scan_id, ip) DO UPDATE SET
+            mac = coalesce(excluded.mac, mac),
+            hostname = coalesce(excluded.hostname, hostname),
+            vendor = coalesce(excluded.vendor, vendor),
+            os_guess = coalesce(excluded.os_guess, os_guess),
+            timed_out = coalesce(excluded.timed_out, timed_out),
+            extra = excluded.extra
+        """,
+        [scan_id, ip, ip_key, mac, hostname, vendor, os_guess,
+         None if timed_out is None else int(timed_out), orjson.dumps(merged).decode()],
+    )
 
 
-def put_ports(db: Database, scan_id: str, ip: str, ports: list[dict[str, Any]]) -> None:
-    ip, ip_key = _address(ip)
+def _port_rows(scan_id: str, ip: str, ports: list[dict[str, Any]]) -> list[list[Any]]:
+    ip = _address(ip)[0]
     for port in ports:
         _check_port(port)
-    rows = [_port_row(scan_id, ip, port) for port in ports]
-    with db.atomic():
-        _require_scan(db, scan_id)
-        db.execute(
-            """
-            INSERT INTO devices (scan_id, ip, ip_key, extra) VALUES (?, ?, ?, '{}')
-            ON CONFLICT (scan_id, ip) DO NOTHING
-            """,
-            [scan_id, ip, ip_key],
-        )
-        db.conn.executemany(
-            f"""
-            INSERT INTO ports (scan_id, ip, {', '.join(_PORT_COLUMNS)})
-            VALUES ({', '.join('?' * (2 + len(_PORT_COLUMNS)))})
-            ON CONFLICT (scan_id, ip, port, protocol) DO UPDATE SET
-                state = excluded.state,
-                {', '.join(f'{k} = coalesce(excluded.{k}, {k})' for k in (*PORT_DETAILS, 'cves'))}
-            """,
-            rows,
-        )
+    return [_port_row(scan_id, ip, port) for port in ports]
+
+
+def _put_ports(db: Database, scan_id: str, ip: str, rows: list[list[Any]]) -> None:
+    ip, ip_key = _address(ip)
+    db.execute(
+        """
+        INSERT INTO devices (scan_id, ip, ip_key, extra) VALUES (?, ?, ?, '{}')
+        ON CONFLICT (scan_id, ip) DO NOTHING
+        """,
+        [scan_id, ip, ip_key],
+    )
+    db.conn.executemany(
+        f"""
+        INSERT INTO ports (scan_id, ip, {', '.join(_PORT_COLUMNS)})
+        VALUES ({', '.join('?' * (2 + len(_PORT_COLUMNS)))})
+        ON CONFLICT (scan_id, ip, port, protocol) DO UPDATE SET
+            state = excluded.state,
+            {', '.join(f'{k} = coalesce(excluded.{k}, {k})' for k in (*PORT_DETAILS, 'cves'))}
+        """,
+        rows,
+    )
 
 
 def result(db: Database, scan_id: str) -> list[dict[str, Any]]:
+    """Every device of the scan, sorted by address, with its ports."""
+    return result_page(db, scan_id, 1, -1)
+
+
+def result_page(db: Database, scan_id: str, page: int, per_page: int) -> list[dict[str, Any]]:
+    """One page of the scan's devices, sorted by address, with their ports: only that page's
+    rows are read (per_page -1: every device)."""
+    if page < 1 or not (per_page >= 1 or per_page == -1):
+        raise ValueError(f"page starts at 1 and per_page at 1 (or is -1), got page={page} per_page={per_page}")
+    window = {"scan": scan_id, "limit": per_page, "offset": (page - 1) * max(per_page, 0)}
+    devices = list(db.query(
+        "SELECT ip, mac, hostname, vendor, os_guess, timed_out, extra FROM devices WHERE scan_id = :scan "
+        "ORDER BY ip_key LIMIT :limit OFFSET :offset",
+        window,
+    ))
+    if not devices:
+        return []
     ports: dict[str, list[dict[str, Any]]] = {}
     for row in db.query(
-        f"SELECT ip, {', '.join(_PORT_COLUMNS)} FROM ports WHERE scan_id = ? ORDER BY port, protocol",
-        [scan_id],
+        f"""
+        SELECT ip, {', '.join(_PORT_COLUMNS)} FROM ports WHERE scan_id = :scan AND ip IN (
+            SELECT ip FROM devices WHERE scan_id = :scan ORDER BY ip_key LIMIT :limit OFFSET :offset
+        ) ORDER BY port, protocol
+        """,
+        window,
     ):
         ports.setdefault(row.pop("ip"), []).append(_port_view(row))
-    devices = []
-    for row in db.query(
-        "SELECT ip, mac, hostname, vendor, os_guess, timed_out, extra FROM devices WHERE scan_id = ? "
-        "ORDER BY ip_key",
-        [scan_id],
-    ):
-        device = {k: row[k] for k in ("ip", "mac", "hostname", "vendor", "os_guess")}
-        device.update(orjson.loads(row["extra"]))
-        if row["timed_out"]:
-            device["timed_out"] = True
-        device["ports"] = ports.get(row["ip"], [])
-        devices.append(device)
-    return devices
+    return [_device_view(row, ports.get(row["ip"], [])) for row in devices]
+
+
+def _device_view(row: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str, Any]:
+    device = {k: row[k] for k in ("ip", "mac", "hostname", "vendor", "os_guess")}
+    device.update(orjson.loads(row["extra"]))
+    if row["timed_out"]:
+        device["timed_out"] = True
+    device["ports"] = ports
+    return device
+
+
+def delete_some(db: Database, scan_id: str, limit: int) -> int:
+    """Delete up to `limit` of the scan's port rows, or when none are left, of its device rows;
+    how many went. A scan's rows go a bounded transaction at a time, so a large scan's deletion
+    never holds the database for long."""
+    with db.atomic():
+        for table in ("ports", "devices"):
+            gone = db.execute(
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE scan_id = ? LIMIT ?)",
+                [scan_id, limit],
+            ).rowcount
+            if gone:
+                return gone
+    return 0
 
 
 def counts(db: Database, scan_id: str) -> tuple[int, int]:

@@ -13,11 +13,12 @@ from netscand.store.errors import StoreError
 STATUSES = frozenset({"queued", "running", "completed", "failed", "cancelled"})
 TIMESTAMPS = ("created_at", "started_at", "finished_at", "estimated_completion")
 COUNTERS = ("hosts_found", "ports_found")
-OPTIONAL_TEXT = ("site_id", "error", "idempotency_key", "owner")
+TERMINAL = ("completed", "failed", "cancelled")
+OPTIONAL_TEXT = ("site_id", "error", "idempotency_key", "owner", "request_digest")
 FIELDS = (
     "id", "status", "target", "profile", "site_id", "options", "created_at", "started_at",
     "finished_at", "estimated_completion", "progress_percent", "hosts_found", "ports_found", "error",
-    "idempotency_key", "owner",
+    "idempotency_key", "owner", "request_digest",
 )
 JSON_FIELDS = ("target", "options")
 _COLUMNS = ", ".join(FIELDS)
@@ -27,7 +28,7 @@ def _defaults() -> dict[str, Any]:
     return {
         "status": "queued", "site_id": None, "options": {}, "created_at": clock.utc_now(), "started_at": None,
         "finished_at": None, "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
-        "ports_found": 0, "error": None, "idempotency_key": None, "owner": None,
+        "ports_found": 0, "error": None, "idempotency_key": None, "owner": None, "request_digest": None,
     }
 
 
@@ -80,19 +81,18 @@ def update(db: Database, scan_id: str, fields: dict[str, Any]) -> dict[str, Any]
 
 
 def page(
-    db: Database, number: int, per_page: int, status: str | None, site_id: str | None,
+    db: Database, number: int, per_page: int, status: str | None, site_id: str | None, owner: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
+    """One page of scans, newest first, and how many match; `owner` keeps only that owner's."""
     if number < 1 or per_page < 1:
         raise ValueError(f"page and per_page start at 1, got page={number} per_page={per_page}")
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
     where, params = [], []
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)
-    if site_id is not None:
-        where.append("site_id = ?")
-        params.append(site_id)
+    for column, value in (("status", status), ("site_id", site_id), ("owner", owner)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     total = next(db.query(f"SELECT count(*) AS n FROM scans {clause}", params))["n"]
     rows = db.query(
@@ -100,6 +100,25 @@ def page(
         [*params, per_page, (number - 1) * per_page],
     )
     return [_decode(r) for r in rows], total
+
+
+def finished_before(db: Database, cutoff: str, limit: int) -> list[str]:
+    """Ids of finished scans that ended before `cutoff` (a 'Z' timestamp), oldest first."""
+    clock.check("cutoff", cutoff)
+    return [r["id"] for r in db.query(
+        f"SELECT id FROM scans WHERE finished_at < ? AND status IN ({', '.join('?' * len(TERMINAL))}) "
+        "ORDER BY finished_at LIMIT ?",
+        [cutoff, *TERMINAL, limit],
+    )]
+
+
+def delete(db: Database, scan_id: str) -> bool:
+    """Remove a finished scan's row (and by cascade what is left of its results)."""
+    with db.atomic():
+        return db.execute(
+            f"DELETE FROM scans WHERE id = ? AND status IN ({', '.join('?' * len(TERMINAL))})",
+            [scan_id, *TERMINAL],
+        ).rowcount > 0
 
 
 def counts_by_status(db: Database) -> dict[str, int]:

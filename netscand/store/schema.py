@@ -84,7 +84,19 @@ def m001_initial(db: Database) -> None:
     )
 
 
-STEPS = (m001_initial,)
+def m002_owners_digests_retention(db: Database) -> None:
+    """Issue 9: lists filtered by owner, the digest of the request an Idempotency-Key was first
+    used with (a replay with another body is refused), and finished scans found by age."""
+    db.executescript(
+        """
+        ALTER TABLE scans ADD COLUMN request_digest TEXT;
+        CREATE INDEX scans_by_owner ON scans (owner, created_at DESC, id);
+        CREATE INDEX scans_by_finish ON scans (finished_at) WHERE finished_at IS NOT NULL;
+        """
+    )
+
+
+STEPS = (m001_initial, m002_owners_digests_retention)
 MIGRATIONS = Migrations("netscand")
 for _step in STEPS:
     MIGRATIONS()(_step)

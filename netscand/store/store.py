@@ -19,6 +19,8 @@ from netscand.store import results, scans, schema, tokens
 from netscand.store.connection import open_database
 from netscand.store.errors import StoreError, plain_words, read_only, refuses_writes
 
+DELETE_CHUNK = 5000  # result rows per transaction when a scan is deleted: tens of milliseconds
+
 
 class Store:
     def __init__(self, path: Path) -> None:
@@ -61,9 +63,28 @@ class Store:
 
     def list_scans(
         self, page: int, per_page: int, status: str | None = None, site_id: str | None = None,
+        owner: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         with self._guard("cannot list scans") as db:
-            return scans.page(db, page, per_page, status, site_id)
+            return scans.page(db, page, per_page, status, site_id, owner)
+
+    def finished_before(self, cutoff: str, limit: int) -> list[str]:
+        with self._guard("cannot look up old scans") as db:
+            return scans.finished_before(db, cutoff, limit)
+
+    def delete_scan(self, scan_id: str) -> bool:
+        """Delete a finished scan with its results; False if there is no such finished scan.
+        Its rows go DELETE_CHUNK at a time, each in its own transaction: readers wait for one
+        chunk at most, never for a whole large scan."""
+        scan = self.get_scan(scan_id)
+        if scan is None or scan["status"] not in scans.TERMINAL:
+            return False
+        while True:
+            with self._guard(f"cannot delete scan {scan_id}") as db:
+                if not results.delete_some(db, scan_id, DELETE_CHUNK):
+                    break
+        with self._guard(f"cannot delete scan {scan_id}") as db:
+            return scans.delete(db, scan_id)
 
     def fail_interrupted(self, reason: str) -> list[str]:
         with self._guard("cannot mark interrupted scans failed") as db:
@@ -87,6 +108,15 @@ class Store:
     def result(self, scan_id: str) -> list[dict[str, Any]]:
         with self._guard(f"cannot read the result of scan {scan_id}") as db:
             return results.result(db, scan_id)
+
+    def result_page(self, scan_id: str, page: int, per_page: int) -> list[dict[str, Any]]:
+        with self._guard(f"cannot read the result of scan {scan_id}") as db:
+            return results.result_page(db, scan_id, page, per_page)
+
+    def put_devices(self, scan_id: str, devices: list[dict[str, Any]]) -> None:
+        """Devices with their ports (see results.put_devices), in one transaction."""
+        with self._guard(f"cannot save {len(devices)} devices of scan {scan_id}") as db:
+            results.put_devices(db, scan_id, devices)
 
     def counts(self, scan_id: str) -> tuple[int, int]:
         with self._guard(f"cannot count the result of scan {scan_id}") as db:
