@@ -12,13 +12,12 @@ import ipaddress
 
 import dpkt
 
+from netscand.profiling import dnswire
 from netscand.profiling.names.base import Reply, clean_name, never_raises
 from netscand.profiling.services.base import ServiceInfo
 
 source = "mdns"
 port = 5353
-
-_OPCODE_RCODE = 0x780F  # the flag bits that must be 0 in a useful answer: opcode (query) and rcode
 
 
 def request(ip: str, ident: int) -> bytes:
@@ -30,13 +29,16 @@ def request(ip: str, ident: int) -> bytes:
 
 @never_raises
 def parse(data: bytes, ident: int) -> Reply | None:
-    if len(data) < 12:
+    # Only the answer section matters; the others may hold record types such as NSEC, which
+    # mDNSResponder adds, and are not read.
+    head = dnswire.header(data)
+    records = dnswire.answers(data)
+    if head is None or not head.answers_query(ident) or records is None:
         return None
-    # Only the answer section matters; the others may hold record types dpkt refuses (NSEC, which
-    # mDNSResponder adds), so they are cut off before it parses: zero counts, bytes left unread.
-    message = dpkt.dns.DNS(data[:8] + b"\0\0\0\0" + data[12:])
-    if message.id != ident or not message.qr or message.op & _OPCODE_RCODE:
-        return None
-    names = [rr.ptrname for rr in message.an if rr.type == dpkt.dns.DNS_PTR]
-    name = clean_name(names[0]) if names else None
-    return Reply(name, ServiceInfo("mdns"))
+    pointer = next((r for r in records if r.rtype == dpkt.dns.DNS_PTR), None)
+    if pointer is None:
+        return Reply(None, ServiceInfo("mdns"))
+    labels = dnswire.read_name(data, pointer.start)
+    if labels is None:
+        return None  # a PTR whose name is malformed: the answer as a whole is not to be trusted
+    return Reply(clean_name(b".".join(labels).decode("utf-8", "replace")), ServiceInfo("mdns"))

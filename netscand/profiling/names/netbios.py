@@ -11,6 +11,7 @@ import struct
 
 from dpkt.netbios import NS, NS_IN, NS_NAME_CNF, NS_NAME_DRG, NS_NAME_G, NS_NBSTAT, encode_name
 
+from netscand.profiling import dnswire
 from netscand.profiling.names.base import Reply, clean_name, never_raises
 from netscand.profiling.services.base import ServiceInfo
 
@@ -19,7 +20,6 @@ port = 137
 
 _ENTRY = struct.Struct("!15sBH")  # name padded with spaces, suffix (the service), flags
 _WORKSTATION, _SERVER = 0x00, 0x20  # the suffixes of the names a host registers for itself
-_OPCODE_RCODE = 0x780F  # the flag bits that must be 0 in a useful answer: opcode (query) and rcode
 
 
 def request(ip: str, ident: int) -> bytes:
@@ -29,12 +29,13 @@ def request(ip: str, ident: int) -> bytes:
 
 @never_raises
 def parse(data: bytes, ident: int) -> Reply | None:
-    message = NS(data)
-    if message.id != ident or not message.qr or message.op & _OPCODE_RCODE:
+    # NetBIOS name service messages are DNS messages (RFC 1002 section 4.2.1.1).
+    head = dnswire.header(data)
+    if head is None or not head.answers_query(ident):
         return None
-    for answer in message.an:
-        if answer.type == NS_NBSTAT:
-            return _node_status(answer.rdata)
+    for answer in dnswire.answers(data) or ():
+        if answer.rtype == NS_NBSTAT:
+            return _node_status(answer.rdata(data))
     return None
 
 

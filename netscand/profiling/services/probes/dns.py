@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import struct
 
+from netscand.profiling import dnswire
 from netscand.profiling.services.base import ServiceInfo, cpe, token
 
 name = "dns"
@@ -39,15 +40,13 @@ _PRODUCTS = (
 
 
 def parse(data: bytes) -> ServiceInfo | None:
-    if len(data) < 14:
-        return None
-    length, ident, flags, qdcount, ancount = struct.unpack("!5H", data[:10])
-    if ident != _ID or not flags & 0x8000 or length < 12 or length > len(data) - 2:
-        return None
+    length = int.from_bytes(data[:2], "big")
     message = data[2 : 2 + length]
-    rcode = flags & 0xF
-    texts = _answers(message, qdcount, ancount)
-    extra: dict[str, object] = {"rcode": rcode}
+    head = dnswire.header(message)
+    if head is None or head.ident != _ID or not head.flags & dnswire.QR or len(message) < length:
+        return None
+    texts = _texts(message)
+    extra: dict[str, object] = {"rcode": head.flags & 0xF}
     if texts:
         extra["version_bind"] = texts[0][:128]
         for product, vendor, cpe_product, pattern in _PRODUCTS:
@@ -59,32 +58,11 @@ def parse(data: bytes) -> ServiceInfo | None:
     return ServiceInfo("dns", extra=extra)
 
 
-def _answers(message: bytes, qdcount: int, ancount: int) -> list[str]:
-    """The TXT strings of the answer section; [] if it is absent or malformed."""
-    try:
-        offset = 12
-        for _ in range(min(qdcount, 4)):
-            offset = _skip_name(message, offset) + 4
-        texts = []
-        for _ in range(min(ancount, 8)):
-            offset = _skip_name(message, offset)
-            rtype, _, _, rdlength = struct.unpack("!HHIH", message[offset : offset + 10])
-            rdata = message[offset + 10 : offset + 10 + rdlength]
-            offset += 10 + rdlength
-            if rtype == _TXT and rdata:
-                texts.append(rdata[1 : 1 + rdata[0]].decode("utf-8", "replace"))
-        return texts
-    except (struct.error, IndexError):
-        return []
-
-
-def _skip_name(message: bytes, offset: int) -> int:
-    """Offset just past a (possibly compressed) domain name."""
-    for _ in range(128):  # at most 127 labels fit in 255 bytes: bounds a hostile loop
-        size = message[offset]
-        if size == 0:
-            return offset + 1
-        if size & 0xC0 == 0xC0:
-            return offset + 2  # a pointer ends the name
-        offset += 1 + size
-    raise IndexError("name too long")
+def _texts(message: bytes) -> list[str]:
+    """The first string of each TXT record in the answer section; [] if it is absent or malformed."""
+    texts = []
+    for record in dnswire.answers(message) or ():
+        rdata = record.rdata(message)
+        if record.rtype == _TXT and rdata:
+            texts.append(rdata[1 : 1 + rdata[0]].decode("utf-8", "replace"))
+    return texts
