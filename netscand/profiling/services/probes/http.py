@@ -14,8 +14,9 @@ tls = False
 payload: bytes | None = b"GET / HTTP/1.0\r\nUser-Agent: netscand\r\nAccept: */*\r\n\r\n"
 
 _STATUS = re.compile(rb"HTTP/(\d\.\d) (\d{3})")
-_TITLE = re.compile(rb"<title[^>]*>(.{0,2048}?)</title", re.IGNORECASE | re.DOTALL)
 _HEAD_MAX = 16 * 1024
+_BODY_MAX = 64 * 1024  # where a title is looked for: the detector reads no more than this anyway
+_TITLE_MAX = 2048
 # Server header product (lowercased) -> (product, CPE vendor, CPE product). NVD files nginx under
 # f5:nginx since F5 bought it (older entries used nginx:nginx, now deprecated).
 _PRODUCTS = {
@@ -37,9 +38,9 @@ def parse(data: bytes) -> ServiceInfo | None:
     extra: dict[str, object] = {"status": int(status.group(2))}
     if b"plain HTTP request was sent to HTTPS port" in body:
         extra["tls_required"] = True  # nginx's answer on a TLS port: the detector retries in TLS
-    title = _TITLE.search(body)
-    if title:
-        text = html.unescape(title.group(1).decode("utf-8", "replace"))
+    title = _title(body[:_BODY_MAX])
+    if title is not None:
+        text = html.unescape(title.decode("utf-8", "replace"))
         extra["title"] = " ".join(text.split())[:128]
     server = headers.get("server")
     product = version = name_cpe = None
@@ -62,3 +63,25 @@ def _headers(head: bytes) -> dict[str, str]:
         if sep:
             found.setdefault(key.strip().lower(), value.strip())
     return found
+
+
+def _title(body: bytes) -> bytes | None:
+    """What the first `<title ...>` element holds, if it closes within _TITLE_MAX bytes.
+
+    The regex `<title[^>]*>(.{0,2048}?)</title` scans from every "<title" to the next ">", so a
+    page of many "<title" and no ">" costs time quadratic in its size; here each find starts
+    where the one before it stopped, so the work is linear in the page, whatever it holds.
+    """
+    lower = body.lower()
+    position = searched = 0  # no "</title" starts before `searched`
+    while (start := lower.find(b"<title", position)) >= 0:
+        close = lower.find(b">", start + 6)
+        if close < 0:
+            return None  # no ">" after this "<title", nor after any later one
+        limit = close + 1 + _TITLE_MAX + len(b"</title")
+        end = lower.find(b"</title", max(close + 1, searched), limit)
+        if end >= 0:
+            return body[close + 1 : end]
+        # Every "<title" before `close` opens at the same ">" and would fail the same way.
+        position, searched = close + 1, limit - len(b"</title") + 1
+    return None
