@@ -54,6 +54,7 @@ IPID_RANDOM_SPAN = 16384  # >= 3 non-zero IDs spread wider than this: random
 OPTION_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "ws", 4: "sok", 5: "sack", 8: "ts"}
 OPTION_DATA_LEN = {2: 2, 3: 1, 4: 0, 8: 8}  # bytes after kind and length, for the fixed-size ones
 UNTELLING = frozenset({"mss"})  # what every stack answers to a SYN offering only MSS
+MAX_OPTIONS = 40  # a TCP header holds at most 40 bytes of options (data offset 15 x 4 - 20)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def option_layout(opts: bytes) -> Layout | None:
     if not isinstance(opts, (bytes, bytearray, memoryview)):
         return None
     buf = bytes(opts)
+    if len(buf) > MAX_OPTIONS:
+        return None  # no TCP header carries these; and dpkt's parser copies the rest per option
     try:
         parsed = dpkt.tcp.parse_opts(buf)
     except Exception:  # dpkt copes with most garbage itself; be sure of the rest

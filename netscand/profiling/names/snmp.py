@@ -59,11 +59,22 @@ def _product(object_id: str | None) -> tuple[str | None, str | None]:
     return None, None
 
 
+class _Malformed(ValueError):
+    """The bytes are not the BER this exchange uses: the message is not an answer."""
+
+
 def _varbinds(data: bytes, ident: int) -> dict[tuple[str, int], bytes] | None:
     """{(OID, value tag): value} of a Response to our request, else None.
 
     An error-status is no reason to drop the answer: whatever it says, an SNMP agent said it.
     """
+    try:
+        return _response(data, ident)
+    except _Malformed:
+        return None
+
+
+def _response(data: bytes, ident: int) -> dict[tuple[str, int], bytes] | None:
     tag, start, end = _element(data, 0, len(data))
     if tag != _SEQUENCE or end != len(data):
         return None
@@ -99,18 +110,18 @@ def _varbinds(data: bytes, ident: int) -> dict[tuple[str, int], bytes] | None:
 def _element(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
     """(tag, value start, value end) of the element at offset, which must lie within data[:end]."""
     if offset + 2 > end:
-        raise ValueError("element header beyond its container")
+        raise _Malformed("element header beyond its container")
     tag, first = data[offset], data[offset + 1]
     start = offset + 2
     length = first
     if first & 0x80:
         size = first & 0x7F
         if not 0 < size <= 4 or start + size > end:  # 0: the indefinite form, which SNMP forbids
-            raise ValueError("unsupported length")
+            raise _Malformed("unsupported length")
         length = int.from_bytes(data[start : start + size], "big")
         start += size
     if start + length > end:
-        raise ValueError("element beyond its container")
+        raise _Malformed("element beyond its container")
     return tag, start, start + length
 
 
@@ -118,7 +129,7 @@ def _read_integer(data: bytes, offset: int, end: int) -> tuple[int, int]:
     """The INTEGER at offset and the offset after it."""
     tag, start, stop = _element(data, offset, end)
     if tag != _INTEGER or not 0 < stop - start <= 8:
-        raise ValueError("not an INTEGER of at most 64 bits")
+        raise _Malformed("not an INTEGER of at most 64 bits")
     return int.from_bytes(data[start:stop], "big", signed=True), stop
 
 
@@ -133,7 +144,9 @@ def _oid_text(value: bytes) -> str | None:
         if not byte & 0x80:
             arcs.append(arc)
             arc = 0
-    if not arcs or value[-1] & 0x80 or len(arcs) >= _MAX_ARCS:
+            if len(arcs) >= _MAX_ARCS:
+                return None
+    if not arcs or value[-1] & 0x80:
         return None
     first, second = (arcs[0] // 40, arcs[0] % 40) if arcs[0] < 80 else (2, arcs[0] - 80)
     return ".".join(map(str, (first, second, *arcs[1:])))
