@@ -4,6 +4,13 @@ Reverse DNS, the UDP name queries (mDNS, NetBIOS, SNMP) and service detection ru
 each bounded by its own timeouts and concurrency; one failing costs its own answers only. Used
 by the daemon's orchestrator and the one-shot CLI alike. A profile that must stay quiet (stealth)
 gets reverse DNS only, which asks the resolver, never the targets.
+
+Two deadlines bound the step, whatever the hosts do. Each host's service detection ends after
+its profile's per-host budget (API.md: quick 30 s, normal 120 s, deep 600 s), clamped to
+[HOST_DEADLINE_MIN_S, HOST_DEADLINE_MAX_S]; the whole step ends after SCAN_DEADLINE_HOSTS such
+budgets. What is unfinished then is left out (no service, no name): the scan still completes.
+A host flagged as a tarpit (it answered on every port) gets no service detection at all; its
+name queries still run, a few datagrams at a bounded cost.
 """
 
 from __future__ import annotations
@@ -11,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Awaitable
+
 import structlog
 
 from netscand.profiling.hostname import reverse_dns
-from netscand.profiling.names import query_names
+from netscand.profiling.names import HostNames, query_names
 from netscand.profiling.services import Detector
+from netscand.profiling.services.detector import HOST_DEADLINE_S, Results
 from netscand.scan.result import Host
 
 log = structlog.get_logger()
@@ -23,26 +32,57 @@ log = structlog.get_logger()
 # The name a device goes by, when it has several: DNS is what the network's administrators
 # named it; mDNS and NetBIOS are what it calls itself; SNMP's sysName is often left at a default.
 NAME_PREFERENCE = ("dns", "mdns", "netbios", "snmp")
+# A port's detection takes up to 4 connections of at most 12 s each (detector.py): a budget under
+# 30 s (custom's timeout_ms x retries is sized for probe replies) would not let one slow port
+# finish. Above 600 s (deep's) a host is not worth more.
+HOST_DEADLINE_MIN_S = 30.0
+HOST_DEADLINE_MAX_S = 600.0
+# The whole step: as long as four slow hosts one after the other. Hosts are identified side by
+# side (64 ports at once), so an ordinary /24 needs a small part of one budget (the lab's 8 hosts:
+# 8 s, bench/README.md); this bounds a network of tarpits and drips to 8 min (normal), 40 min (deep).
+SCAN_DEADLINE_HOSTS = 4
 
 
-async def _part(what: str, work: Awaitable[dict]) -> dict:
+def host_deadline(host_timeout_s: float | None) -> float:
+    """Seconds one host's service detection may take, from the scan's per-host budget."""
+    budget = HOST_DEADLINE_S if host_timeout_s is None else host_timeout_s
+    return min(max(budget, HOST_DEADLINE_MIN_S), HOST_DEADLINE_MAX_S)
+
+
+async def _part(what: str, work: Awaitable[object]) -> None:
     try:
-        return await work
+        await work
     except Exception:
         log.exception("identify.failed", part=what)
-        return {}
 
 
-async def identify(hosts: list[Host], detector: Detector, ask_targets: bool) -> None:
+async def identify(hosts: list[Host], detector: Detector, ask_targets: bool,
+                   host_timeout_s: float | None = None) -> None:
     """Fill in each host's names and best hostname; `ask_targets`: also query the hosts
-    themselves (UDP name queries, service detection on the open ports)."""
+    themselves (UDP name queries, service detection on the open ports). `host_timeout_s`: the
+    scan's per-host budget (ScanSpec.host_timeout_s), which sets the deadlines above."""
+    per_host = host_deadline(host_timeout_s)
     by_ip = {str(ipaddress.IPv4Address(h.ip)): h for h in hosts}
     ips = list(by_ip)
-    targets = [(ip, port) for ip, h in by_ip.items() for port in sorted(h.open)] if ask_targets else []
-    dns, names, found = await asyncio.gather(
-        _part("reverse_dns", reverse_dns(ips)),
-        _part("names", query_names(ips if ask_targets else [])),
-        _part("services", detector.detect_all(targets)))
+    # getattr: Host gains `tarpit` with the open-port cap in scan/result.py.
+    targets = [(ip, port) for ip, h in by_ip.items() if not getattr(h, "tarpit", False)
+               for port in sorted(h.open)] if ask_targets else []
+    dns: dict[str, str] = {}
+    names: dict[str, HostNames] = {}
+    found: Results = {}
+    try:
+        async with asyncio.timeout(SCAN_DEADLINE_HOSTS * per_host):
+            await asyncio.gather(
+                _part("reverse_dns", reverse_dns(ips, found=dns)),
+                _part("names", query_names(ips if ask_targets else [], found=names)),
+                _part("services", detector.detect_all(targets, host_deadline=per_host, found=found)))
+    except TimeoutError:
+        log.warning("identify.deadline", seconds=SCAN_DEADLINE_HOSTS * per_host, hosts=len(hosts),
+                    ports=len(targets), detected=len(found))
+    _apply(by_ip, dns, names, found)
+
+
+def _apply(by_ip: dict[str, Host], dns: dict[str, str], names: dict[str, HostNames], found: Results) -> None:
     for ip, name in dns.items():
         by_ip[ip].names["dns"] = name
     for ip, answer in names.items():
@@ -53,5 +93,5 @@ async def identify(hosts: list[Host], detector: Detector, ask_targets: bool) -> 
     for (ip, port), info in found.items():
         if info is not None:
             by_ip[ip].services[port] = info
-    for host in hosts:
+    for host in by_ip.values():
         host.hostname = next((host.names[s] for s in NAME_PREFERENCE if s in host.names), None)

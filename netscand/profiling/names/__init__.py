@@ -30,28 +30,30 @@ class HostNames:
 
 
 async def query_names(
-    ips: list[str], timeout: float = 1.0, retries: int = 1, concurrency: int = 64
+    ips: list[str], timeout: float = 1.0, retries: int = 1, concurrency: int = 64,
+    found: dict[str, HostNames] | None = None,
 ) -> dict[str, HostNames]:
     """What each IPv4 address told about itself; only hosts where some protocol answered appear.
 
     At most `concurrency` queries are in flight; one query takes at most timeout * (retries + 1).
+    `found` is filled as answers come, so a caller that stops waiting keeps what came.
     """
     limit = asyncio.Semaphore(concurrency)
+    found = {} if found is None else found
 
-    async def one(ip: str, query: NameQuery) -> tuple[str, NameQuery, Reply | None]:
+    async def one(ip: str, query: NameQuery) -> None:
         async with limit:
-            return ip, query, await ask(ip, query, timeout, retries)
-
-    found: dict[str, HostNames] = {}
-    for ip, query, reply in await asyncio.gather(*(one(ip, q) for ip in dict.fromkeys(ips) for q in QUERIES)):
+            reply = await ask(ip, query, timeout, retries)
         if reply is None:
-            continue
+            return
         host = found.setdefault(ip, HostNames())
         host.udp[query.port] = reply.service
         if reply.name:
             host.names[query.source] = reply.name
         if reply.evidence:
             host.evidence.append(reply.evidence)
+
+    await asyncio.gather(*(one(ip, q) for ip in dict.fromkeys(ips) for q in QUERIES))
     return found
 
 

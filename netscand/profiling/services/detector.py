@@ -9,12 +9,21 @@ Per port, at most `max_connections` connections, in this order:
    again (imaps, pop3s, smtps), else send the port's likeliest probe (HTTP when it has none);
 3. the port's other likely probes, then the rest in `probes.ALL` order.
 An open port that answers none of them is "unknown", with whatever banner it sent.
+
+What one port can cost is bounded whatever the other side does: a read ends at MAX_READ bytes,
+at IDLE_GAP of silence after the first bytes, or at its deadline, so a service that drips bytes
+or never stops talking holds a connection no longer than one that is silent; each of the at most
+MAX_CONNECTIONS exchanges takes at most 2 x timeout + banner_wait (connect and TLS handshake,
+banner, answer). A host's ports together end at the Detector's per-host deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
 
 from netscand.profiling.services.base import Probe, ServiceInfo, printable, safe_parse
 from netscand.profiling.services.probes import ACTIVE, BANNER, http, tls
@@ -22,9 +31,14 @@ from netscand.profiling.services.probes import ACTIVE, BANNER, http, tls
 MAX_READ = 64 * 1024  # enough for any greeting and an HTTP head with the start of its page
 IDLE_GAP = 0.5  # after the first bytes, a pause this long ends the reply (Redis keeps the line open)
 MAX_CONNECTIONS = 4
+PER_HOST = 8  # ports of one host detected at once: no host takes every slot, nor floods a device
+# One host's detection, all its ports, ends after this; identify passes its profile's budget.
+HOST_DEADLINE_S = 120.0
 # The usual names of services spoken inside TLS; others keep their name and gain extra["tls"].
 _TLS_NAMES = {"http": "https", "imap": "imaps", "pop3": "pop3s", "smtp": "smtps", "ftp": "ftps", "mqtt": "mqtts"}
 _CONTEXT = tls.client_context()
+Results = dict[tuple[str, int], ServiceInfo | None]
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -84,19 +98,51 @@ async def detect(
 
 
 class Detector:
-    """detect() over many targets, at most `concurrency` ports at a time."""
+    """detect() over many targets: at most `concurrency` ports at a time, `per_host` of one host.
 
-    def __init__(self, concurrency: int = 64, timeout: float = 5.0) -> None:
+    Each host's detection ends at its deadline, counted from when the first of its ports gets a
+    slot (so hosts queued behind others don't spend theirs waiting); what is unfinished then is
+    left out of the results, as if detection had said nothing.
+    """
+
+    def __init__(self, concurrency: int = 64, timeout: float = 5.0, per_host: int = PER_HOST) -> None:
         self._limit = asyncio.Semaphore(concurrency)
         self._timeout = timeout
+        self._per_host = per_host
 
-    async def detect_all(self, targets: list[tuple[str, int]]) -> dict[tuple[str, int], ServiceInfo | None]:
-        results = await asyncio.gather(*(self._one(ip, port) for ip, port in targets))
-        return dict(zip(targets, results))
+    async def detect_all(
+        self, targets: list[tuple[str, int]], *, host_deadline: float = HOST_DEADLINE_S,
+        found: Results | None = None,
+    ) -> Results:
+        """{(ip, port): what answers} for the targets detection finished on (None: no connection).
 
-    async def _one(self, ip: str, port: int) -> ServiceInfo | None:
-        async with self._limit:
-            return await detect(ip, port, timeout=self._timeout)
+        `found` is filled as ports finish, so a caller that stops waiting keeps what came.
+        """
+        found = {} if found is None else found
+        by_host: dict[str, list[int]] = {}
+        for ip, port in targets:
+            by_host.setdefault(ip, []).append(port)
+        await asyncio.gather(*(self._host(ip, ports, host_deadline, found) for ip, ports in by_host.items()))
+        return found
+
+    async def _host(self, ip: str, ports: list[int], deadline: float, found: Results) -> None:
+        host_limit = asyncio.Semaphore(self._per_host)
+        try:
+            async with asyncio.timeout(None) as budget, asyncio.TaskGroup() as group:
+                for port in ports:
+                    group.create_task(self._port(ip, port, host_limit, budget, deadline, found))
+        except TimeoutError:
+            log.info("detect.host_deadline", ip=ip, unfinished=sum((ip, p) not in found for p in ports))
+
+    async def _port(self, ip: str, port: int, host_limit: asyncio.Semaphore, budget: asyncio.Timeout,
+                    deadline: float, found: Results) -> None:
+        async with host_limit, self._limit:
+            if budget.when() is None:  # the host's first port to start: its clock starts now
+                budget.reschedule(asyncio.get_running_loop().time() + deadline)
+            try:
+                found[ip, port] = await detect(ip, port, timeout=self._timeout)
+            except Exception:  # a bug on one port's bytes costs that port, not the host's others
+                log.exception("detect.failed", ip=ip, port=port)
 
 
 def _from_banner(data: bytes, port: int) -> ServiceInfo | None:
@@ -134,9 +180,13 @@ async def _exchange(
     the payload, each have `timeout`; the banner has `banner_wait`.
     """
     loop = asyncio.get_running_loop()
+    # The TLS handshake counts against the same timeout as the connect (asyncio's own default
+    # for it is 60 s). OpenSSL refuses a Certificate message over 100 KiB (its max_cert_list),
+    # so a huge chain fails the handshake rather than costing memory; only the leaf is parsed.
+    tls_options: dict[str, Any] = {"ssl": _CONTEXT, "ssl_handshake_timeout": timeout} if use_tls else {}
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(ip, port, ssl=_CONTEXT if use_tls else None)
+            reader, writer = await asyncio.open_connection(ip, port, limit=MAX_READ, **tls_options)
     except (OSError, TimeoutError):  # ssl.SSLError is an OSError
         return None
     try:
