@@ -17,6 +17,7 @@ import structlog
 from netscand import control, logs, privileges, tls
 from netscand.config import Config, ConfigError
 from netscand.engine import worker
+from netscand.engine.guard import PlanGuard
 from netscand.engine.shm import Shared
 from netscand.listeners import bind_tcp, bind_unix
 from netscand.notify import Notifier, Receipt, start_time
@@ -67,9 +68,12 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     load = _loader(cfg, reread)
     boot = load()
     shared = Shared(cfg.workers)
+    # The workers check every plan against the policy themselves, read again from the file
+    # before they refuse one: a reload may have widened it.
+    guard = PlanGuard.of(cfg.policy)
     specs = [
-        ChildSpec("worker", lambda i: worker.main(shared, i), count=cfg.workers,
-                  heartbeat=lambda i: shared.worker_row(i)[3], ready=lambda i: _worker_ready(shared, i)),
+        ChildSpec("worker", lambda i: worker.main(shared, i, guard, lambda: PlanGuard.of(reread().policy)),
+                  count=cfg.workers, heartbeat=lambda i: shared.worker_row(i)[3], ready=shared.worker_ready),
         ChildSpec("control", lambda i: control.main(shared, control.Listeners(unix, tcp), db_path(cfg), load, boot),
                   heartbeat=lambda i: shared.control_row().heartbeat, ready=lambda i: _control_ready(shared),
                   reloads=lambda i: _control_reloads(shared)),
@@ -142,11 +146,6 @@ def _kept(state: Path, cert: tls.Certificate | None) -> list[Path]:
     if cert is not None:
         paths += [p for p in (cert.cert.parent, cert.cert, cert.key) if p.is_relative_to(state)]
     return paths
-
-
-def _worker_ready(shared: Shared, index: int) -> int:
-    pid, _, ready, *_ = shared.worker_row(index)
-    return pid if ready else 0
 
 
 def _control_ready(shared: Shared) -> int:

@@ -27,8 +27,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from netscand.notify import Notifier
 
-BOOT_GRACE = 2.0  # a child that dies sooner than this after its start failed to boot
-BOOT_FAILURES = 3  # ...and this many such deaths in a row stop the whole daemon
+# A child that dies before it reported ready in that life (or, when it does not report, sooner
+# than BOOT_GRACE after its start) failed to boot; BOOT_FAILURES such deaths in a row stop the
+# whole daemon. One that dies after it was ready was killed by something it met while working
+# (a scan's plan: the dispatcher fails a plan its workers keep dying on), not by the daemon's
+# set-up, and is restarted whatever the count.
+BOOT_GRACE = 2.0
+BOOT_FAILURES = 3
 STOP_TIMEOUT = 5.0
 EXIT_BOOT_ERROR = 3
 FRESH = 2.0  # a child that beat longer ago than this is not counted ready or healthy
@@ -201,12 +206,14 @@ class Supervisor:
             child = next((c for c in self.children if c.pid == pid), None)
             if child is None:
                 continue
+            ready = child.spec.ready is not None and child.spec.ready(child.index) == pid
             child.pid = 0
-            self._exited(child, os.waitstatus_to_exitcode(status))
+            self._exited(child, os.waitstatus_to_exitcode(status), ready)
             if block:
                 return
 
-    def _exited(self, child: _Child, code: int) -> None:
+    def _exited(self, child: _Child, code: int, ready: bool) -> None:
+        """`ready`: it had reported ready in the life that just ended."""
         name = f"{child.spec.name}[{child.index}]"
         if self.stopping:
             return
@@ -214,7 +221,8 @@ class Supervisor:
             self.stop(code if code >= 0 else 128 - code)
             return
         self.log(f"{name} exited with {code}; restarting")
-        if time.monotonic() - child.started < BOOT_GRACE:
+        reports = child.spec.ready is not None
+        if not ready and (reports or time.monotonic() - child.started < BOOT_GRACE):
             child.boot_failures += 1
             if child.boot_failures >= BOOT_FAILURES:
                 self.log(f"{name} keeps failing at boot; stopping")

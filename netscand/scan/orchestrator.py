@@ -383,7 +383,9 @@ class Orchestrator:
         if active is None or not active.run.done or active.profiling:
             return
         run = active.run
-        if run.errors and not run.result.up_hosts:
+        if run.failure:
+            self._finish(scan_id, "failed", run.failure)
+        elif run.errors and not run.result.up_hosts:
             self._finish(scan_id, "failed", "; ".join(run.errors))
         elif run.spec.profiling and run.result.up_hosts:
             active.profiling = asyncio.get_running_loop().create_task(self._profile(active))

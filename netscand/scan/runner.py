@@ -88,6 +88,7 @@ class ScanRun:
         self.done_probes = 0
         self.errors: list[str] = []
         self.cancelled = False
+        self.failure: str | None = None  # why the engine failed one of its plans, which ends the scan
         self._route(net or NetInfo())
 
     # -- planning --------------------------------------------------------------------------
@@ -203,7 +204,7 @@ class ScanRun:
                 break
             self.queue.popleft()
             callback = self._on_discovery if work.discovery else self._on_result
-            sub = self.dispatcher.submit(lambda s, g, w=work: self._plan(w, s, g), callback)
+            sub = self.dispatcher.submit(lambda s, g, w=work: self._plan(w, s, g), callback, self._on_failure)
             self.running.append((sub, work, now))
 
     def _on_discovery(self, r: Result) -> None:
@@ -239,6 +240,12 @@ class ScanRun:
 
     def _is_target(self, ip: int) -> bool:
         return ip in self.spec.targets
+
+    def _on_failure(self, reason: str) -> None:
+        # One plan lost is a result with holes nobody can see: the whole scan fails instead.
+        if self.failure is None:
+            self.failure = reason
+            self.cancel()
 
     def cancel(self) -> None:
         self.cancelled = True
