@@ -19,7 +19,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from netscand.api.workers import read_workers
-from netscand.engine.shm import Shared
+from netscand.engine.shm import MALFORMED, Shared
 
 if TYPE_CHECKING:
     from netscand.store import Store
@@ -92,6 +92,12 @@ class Metrics:
             restarts.add_metric(label, w.restarts)
             up.add_metric(label, int(w.alive))
         yield from (sent, replies, restarts, up)
+        malformed = CounterMetricFamily("netscand_frames_malformed", "Received frames the engine "
+                                        "dropped unread, by reason (summed over workers).",
+                                        labels=["reason"])
+        for reason in filter(None, MALFORMED):
+            malformed.add_metric([reason], sum(w.malformed[reason] for w in workers))
+        yield malformed
         yield GaugeMetricFamily("netscand_probes_per_second",
                                 "Probes sent per second by all workers, since the previous scrape (>= 1 s).",
                                 value=self._probes.update(sum(w.sent for w in workers)))

@@ -1,7 +1,7 @@
 """The engine workers as the control process sees them: their rows of the shared worker table.
 
 Each worker writes its own row (pid, generation, ready flag, heartbeat, probes sent, replies
-matched) every few hundredths of a second; reading it costs no message to the worker, so
+matched, frames dropped as malformed by reason) every tenth of a second; reading it costs no message to the worker, so
 /metrics and /readyz can look as often as they are asked.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from netscand.engine.shm import Shared
+from netscand.engine.shm import MALFORMED, Shared
 
 # Workers beat every 0.1 s and the supervisor kills one that is silent for 10 s; silence for
 # half that already means the worker cannot take work now.
@@ -25,6 +25,7 @@ class WorkerState:
     restarts: int
     sent: int
     matched: int
+    malformed: dict[str, int]  # frames dropped unread, by reason
 
     @property
     def alive(self) -> bool:
@@ -46,6 +47,8 @@ def read_workers(shared: Shared) -> list[WorkerState]:
         _, generation, ready, heartbeat, sent, matched = shared.worker_row(index)
         # A worker takes its predecessor's generation plus one, the first one 1: every
         # generation after the first is a restart, also those between two looks at the table.
+        counts = shared.malformed(index)
+        malformed = {reason: counts[code] for code, reason in enumerate(MALFORMED) if reason}
         states.append(WorkerState(index, bool(ready), now - heartbeat, max(generation - 1, 0),
-                                  sent, matched))
+                                  sent, matched, malformed))
     return states

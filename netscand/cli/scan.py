@@ -21,6 +21,7 @@ import orjson
 
 from netscand import config
 from netscand.engine import worker
+from netscand.engine.guard import PlanGuard
 from netscand.engine.shm import Shared
 from netscand.scan.dispatch import Dispatcher
 from netscand.profiling.services import Detector
@@ -97,9 +98,14 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         print(f"netscand: skipping {skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
     meta = {"target": args.target, "profile": profile}
+    guard = PlanGuard.of(cfg.policy)
+
+    def reload() -> PlanGuard:
+        return PlanGuard.of(config.load(args.config).policy)
+
     specs = [
-        ChildSpec("worker", lambda i: worker.main(shared, i), count=workers,
-                  heartbeat=lambda i: shared.worker_row(i)[3]),
+        ChildSpec("worker", lambda i: worker.main(shared, i, guard, reload), count=workers,
+                  heartbeat=lambda i: shared.worker_row(i)[3], ready=shared.worker_ready),
         ChildSpec("control", lambda i: _control(shared, spec, meta, args.json), primary=True),
     ]
     return Supervisor(specs).run()
@@ -119,6 +125,9 @@ def _control(shared: Shared, spec: ScanSpec, meta: dict, as_json: bool) -> None:
             progress.show(scan)
     if progress:
         progress.clear()
+    if scan.failure:
+        print(f"netscand: the scan failed: {scan.failure}", file=sys.stderr)
+        raise SystemExit(1)
     for error in scan.errors:
         print(f"netscand: {error}", file=sys.stderr)
     if spec.profiling and scan.result.up_hosts:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from netscand.engine.shm import PLAN_BYTES
+from netscand.engine.shm import PLAN_BYTES, PLAN_SLOTS, SHARD_MAX
 
 HEADER = struct.Struct("<IBBBB16sII6sHdIIIIIII")
 # The generation (first field) is also read and written alone, natively: one aligned 4-byte
@@ -24,7 +24,14 @@ KIND_ARP = 2
 KIND_ICMP_ECHO = 3
 KIND_TCP_ACK = 4
 
+KINDS = frozenset({KIND_TCP_SYN, KIND_ARP, KIND_ICMP_ECHO, KIND_TCP_ACK})
+
 FLAG_LOOPBACK = 1  # send at the IP layer: Linux drops 127/8 frames injected below it as martians
+SPORT_BITS = 10  # a probe's source port is sport_base plus its send tick in these low bits
+
+
+class PlanError(Exception):
+    """A slot whose header does not describe a plan a worker can run (sizes, kind, slot)."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +102,19 @@ def release(buf: memoryview) -> None:
     _GEN.pack_into(buf, 0, 0)
 
 
-def read(buf: memoryview) -> Plan | None:
+def read(buf: memoryview, slot_index: int) -> Plan | None:
+    """The plan in slot `slot_index`; None when there is none. The control process writes the
+    slot but is not trusted with the worker's life: a header that does not add up (sizes past
+    the slot, an unknown kind, another slot's number) raises PlanError."""
     (gen, kind, slot, share, retries, key, ifindex, src_ip, src_mac, sport_base, rate, t_init,
      t_min, t_max, shard_size, nh, np_, flags) = HEADER.unpack_from(buf, 0)
     if gen == 0:
         return None
+    if (kind not in KINDS or slot != slot_index or slot >= PLAN_SLOTS or not nh or not np_
+            or nh > Plan.capacity(np_) or not 0 < shard_size <= SHARD_MAX
+            or sport_base + (1 << SPORT_BITS) > 0x10000):
+        raise PlanError(f"slot {slot_index}: kind {kind}, slot {slot}, {nh} hosts, {np_} ports, "
+                        f"shards of {shard_size}, source ports from {sport_base}")
     at = HEADER_BYTES
     hosts = struct.unpack_from(f"<{nh}I", buf, at)
     at += 4 * nh

@@ -2,7 +2,8 @@
 
 One anonymous mmap is made before any fork, so every child sees the same pages and nothing has
 to be named, unlinked or tracked. Layout, in order:
-  worker table   one row per worker: pid, generation, heartbeat, ready flag, counters
+  worker table   one row per worker: pid, generation, heartbeat, ready flag, counters, and
+                 frames it dropped as malformed, by reason
   control row    the control process's pid, readiness, heartbeat, scan counts and reloads
   plans          PLAN_SLOTS areas the control process fills and the workers read
   shard slots    SHARD_SLOTS per worker: one state byte per probe of a shard in progress
@@ -32,9 +33,18 @@ JOB_RING = 16
 RESULT = struct.Struct("<BBBBIIIHHII6sHB27s")  # 64 bytes; 27 fit any SYN-ACK's usual options
 RESULT_RING = 1 << 16
 
-# Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched.
+# Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched;
+# then, a cache line further, one counter per MALFORMED reason.
 WORKER = struct.Struct("iIIxxxxdQQ")
-WORKER_ROW = 64
+MALFORMED_AT = 64
+WORKER_ROW = 128
+
+# Why a received frame was dropped unread, as /metrics labels it (netscand_frames_malformed_total).
+# The index is the reason's code; 0 is no reason (the frame is well formed).
+MALFORMED = ("", "truncated", "bad_ip_header", "bad_tcp_header", "bad_icmp_quote", "bad_arp",
+             "bad_checksum", "parser_error")
+MALFORMED_COUNTS = struct.Struct(f"{len(MALFORMED)}Q")
+assert MALFORMED_AT + MALFORMED_COUNTS.size <= WORKER_ROW
 
 # Control row: what the supervisor needs from the control process (it has no store access and
 # no event loop) for readiness, liveness, systemd's STATUS= and reloads.
@@ -49,6 +59,13 @@ R_PORT = 1  # one port's state (open as it arrives; closed/filtered listed when 
 R_HOST = 2  # a host answered ARP: ip, mac
 R_TALLY = 3  # per shard and host that answered: a=closed count, b=unanswered or ICMP-refused
 R_DONE = 4  # shard finished
+R_REFUSED = 5  # the worker will not run this plan: a=REFUSE_* code, b=errno for REFUSE_INTERFACE
+
+# Why a worker refused a plan (R_REFUSED's a): the dispatcher words it for the scan's error.
+REFUSE_TARGET = 1  # a host outside policy.allowed_targets or inside policy.excluded_targets
+REFUSE_RATE = 2  # a rate above policy.max_rate
+REFUSE_PLAN = 3  # a plan slot that does not hold a well-formed plan
+REFUSE_INTERFACE = 4  # no raw socket on the plan's interface
 
 # Probe states, as stored in shard slots
 S_NONE, S_OPEN, S_CLOSED, S_UNREACH, S_UP = 0, 1, 2, 3, 4
@@ -138,6 +155,17 @@ class Shared:
                        sent: int, matched: int) -> None:
         WORKER.pack_into(self.table, index * WORKER_ROW, pid, generation, ready, heartbeat,
                          sent, matched)
+
+    def worker_ready(self, index: int) -> int:
+        """The pid that reported ready in a worker's row, 0 while it has not."""
+        pid, _, ready, *_ = self.worker_row(index)
+        return pid if ready else 0
+
+    def malformed(self, index: int) -> tuple[int, ...]:
+        return MALFORMED_COUNTS.unpack_from(self.table, index * WORKER_ROW + MALFORMED_AT)
+
+    def set_malformed(self, index: int, counts: list[int]) -> None:
+        MALFORMED_COUNTS.pack_into(self.table, index * WORKER_ROW + MALFORMED_AT, *counts)
 
     def worker_slots(self, index: int) -> range:
         return range(index * SHARD_SLOTS, (index + 1) * SHARD_SLOTS)

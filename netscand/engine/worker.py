@@ -6,6 +6,11 @@ batch when the pacer allows, take a new job when there is room, else sleep in se
 
 A shard's probe states live in shared memory, so whichever worker the kernel's fanout hands a
 reply to can record it; the shard's owner alone decides retries and reports the tallies.
+
+Nothing a worker receives can end it: every frame is checked before any probe reads it
+(engine/frames.py), and whatever still goes wrong on one frame is counted and logged, and the
+worker goes on. Nor does it run every plan it is given: each is checked against the policy
+(engine/guard.py), and a refused one is reported instead of sent.
 """
 
 from __future__ import annotations
@@ -18,15 +23,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import structlog
+
+from netscand.engine import frames, sockets
 from netscand.engine import plan as plans
-from netscand.engine import sockets
+from netscand.engine.guard import PlanGuard, route_gateways
 from netscand.engine.permutation import Permutation
 from netscand.engine.probes import Answer, Probe, probe_for
 from netscand.engine.probes.tcp_syn import TICK_MASK, ports_for
 from netscand.engine.shm import (
-    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_HOST, R_PORT, R_TALLY, S_CLOSED, S_NONE,
-    S_OPEN, S_UNREACH, S_UP, SHARD_HEADER, Shared, pack_result,
+    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_HOST, R_PORT, R_REFUSED, R_TALLY, REFUSE_INTERFACE,
+    REFUSE_PLAN, REFUSE_TARGET, S_CLOSED, S_NONE, S_OPEN, S_UNREACH, S_UP, SHARD_HEADER, Shared,
+    pack_result,
 )
+
+log = structlog.get_logger()
 
 BATCH = 64  # probes sent between two looks at the receive sockets
 RX_BATCH = 256
@@ -34,6 +45,7 @@ LIST_CAP = 25  # per host and shard, closed or filtered ports are listed one by 
 TICKS_PER_S = 250  # the send tick is 4 ms: 10 bits of source port cover 4 s of RTT
 IDLE_WAIT = 0.05
 BEAT_EVERY = 0.1
+LOG_EVERY = 10.0  # at most one line per worker this often about frames that broke a parser
 
 
 class PlanState:
@@ -88,14 +100,20 @@ class ShardRun:
 
 
 class Worker:
-    def __init__(self, shared: Shared, index: int) -> None:
+    def __init__(self, shared: Shared, index: int, guard: PlanGuard,
+                 reload: Callable[[], PlanGuard]) -> None:
+        """`reload` reads the policy again (the configuration may have changed since `guard`)."""
         self.shared = shared
         self.index = index
         self.jobs = shared.jobs[index]
         self.results = shared.results[index]
         _, gen, _, _, self.sent, self.matched = shared.worker_row(index)
+        self.malformed = list(shared.malformed(index))
         self.generation = gen + 1
+        self.guard, self.reload = guard, reload
+        self.ceiling = self._ceiling()
         self.plans: dict[int, PlanState] = {}
+        self.refused: dict[int, int] = {}  # slot -> generation of the plan refused there
         self.tx: dict[int, sockets.Sender | sockets.RawIp] = {}
         self.rx: dict[int, socket.socket] = {}
         self.queue: deque[ShardRun] = deque()  # runs with probes left to send in this pass
@@ -108,6 +126,8 @@ class Worker:
         self.stopping = False
         self.rxbuf = bytearray(sockets.SNAPLEN)
         self.next_beat = 0.0
+        self.next_log = 0.0
+        self.unlogged = 0  # parser errors since the last line about them
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> None:
@@ -134,6 +154,7 @@ class Worker:
     def _beat(self, now: float, ready: int = 1) -> None:
         self.shared.set_worker_row(self.index, os.getpid(), self.generation, ready, now,
                                    self.sent, self.matched)
+        self.shared.set_malformed(self.index, self.malformed)
         self.next_beat = now + BEAT_EVERY
 
     def _sleep(self, timeout: float) -> None:
@@ -161,11 +182,52 @@ class Worker:
         if known is not None and known.plan.gen == gen:
             return known
         self.plans.pop(slot, None)
-        plan = plans.read(buf) if gen else None
+        if not gen or self.refused.get(slot) == gen:
+            return None
+        try:
+            plan = plans.read(buf, slot)
+        except plans.PlanError as exc:
+            return self._refuse(slot, gen, REFUSE_PLAN, detail=str(exc))
         if plan is None:
             return None
-        state = self.plans[slot] = PlanState(plan, self._sockets(plan))
+        reason = self._refusal(plan)
+        if reason:
+            return self._refuse(slot, gen, reason)
+        try:
+            send = self._sockets(plan)
+        except OSError as exc:  # the interface went away, or no CAP_NET_RAW
+            return self._refuse(slot, gen, REFUSE_INTERFACE, exc.errno or 0, str(exc))
+        state = self.plans[slot] = PlanState(plan, send)
         return state
+
+    def _refusal(self, plan: plans.Plan) -> int:
+        """Why the policy forbids this plan (a REFUSE_* code), or 0. The policy is read again
+        before a refusal: the configuration may have been reloaded, and widened, since."""
+        reason = self.guard.refusal(plan)
+        if not reason:
+            return 0
+        try:
+            self.guard = self.reload()
+        except Exception as exc:  # a file being edited: refuse by what we have
+            log.warning("engine.policy_unreadable", worker=self.index, error=str(exc))
+        self.ceiling = self._ceiling()
+        reason = self.guard.refusal(plan)
+        if reason == REFUSE_TARGET and plan.kind == plans.KIND_ARP:
+            reason = self.guard.refusal(plan, route_gateways())
+        return reason
+
+    def _ceiling(self) -> float:
+        # The rate ceiling over every scan at once: a worker sends one shard at a time, so if
+        # each paces at most max_rate / workers, all of them together, whatever the plans of
+        # however many concurrent scans ask, stay within policy.max_rate.
+        return self.guard.max_rate / self.shared.workers
+
+    def _refuse(self, slot: int, gen: int, reason: int, errno: int = 0, detail: str = "") -> None:
+        self.refused[slot] = gen
+        log.warning("engine.plan_refused", worker=self.index, slot=slot, plan=gen, reason=reason,
+                    detail=detail or None)
+        self._emit(pack_result(R_REFUSED, plan_gen=gen, a=reason, b=errno))
+        return None
 
     def _sockets(self, plan: plans.Plan) -> sockets.Sender | sockets.RawIp:
         if plan.ifindex not in self.tx:
@@ -213,7 +275,7 @@ class Worker:
             self._release(run)
             return 0.0
         p = run.ps.plan
-        rate = p.rate / max(p.share, 1)
+        rate = min(p.rate / max(p.share, 1), self.ceiling)
         burst = max(1.0, min(float(BATCH), rate / 50))
         self.tokens = min(self.tokens + (now - self.last_pace) * rate, burst)
         self.last_pace = now
@@ -285,19 +347,33 @@ class Worker:
 
     # -- receiving -----------------------------------------------------------------------------
     def _receive(self) -> None:
-        buf = self.rxbuf
+        buf, take = self.rxbuf, self._take
         for sock in self.rx.values():
             for _ in range(RX_BATCH):
                 try:
                     n = sock.recv_into(buf)
-                except (BlockingIOError, InterruptedError):
+                except OSError:  # nothing waiting (EAGAIN), or the interface went down
                     break
-                frame = bytes(buf[:n])
-                for state in self.plans.values():
-                    answer = state.probe.answer(frame)
-                    if answer is not None:
-                        self._record(state, answer)
-                        break
+                take(bytes(buf[:n]))
+
+    def _take(self, frame: bytes) -> None:
+        # The last line of defence: frames.check() leaves no frame a probe should trip on, but
+        # if one still does, the worker must not die of it.
+        try:
+            hit = frames.take(frame, self.plans.values(), self.malformed)
+            if hit is not None:
+                self._record(*hit)
+        except Exception as exc:
+            self._parser_error(exc, frame)
+
+    def _parser_error(self, exc: Exception, frame: bytes) -> None:
+        self.malformed[frames.PARSER_ERROR] += 1
+        self.unlogged += 1
+        now = time.monotonic()
+        if now >= self.next_log:
+            log.error("engine.frame_broke_parser", worker=self.index, error=repr(exc),
+                      frame=frame[:96].hex(), since_last_line=self.unlogged)
+            self.next_log, self.unlogged = now + LOG_EVERY, 0
 
     def _record(self, state: PlanState, a: Answer) -> None:
         p = state.plan
@@ -336,6 +412,6 @@ class Worker:
         return None
 
 
-def main(shared: Shared, index: int) -> None:
-    Worker(shared, index).run()
+def main(shared: Shared, index: int, guard: PlanGuard, reload: Callable[[], PlanGuard]) -> None:
+    Worker(shared, index, guard, reload).run()
 

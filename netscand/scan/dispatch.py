@@ -4,6 +4,12 @@ Shards of a plan are handed out in a keyed random order, at most SHARD_SLOTS at 
 worker. A worker whose generation changes (the supervisor replaced it) gets every shard it had
 not reported done issued again, so a scan never silently loses a shard; replies recorded twice
 are deduplicated by the scan's result.
+
+A plan fails, and its owner is told why, when the engine refuses it (the workers check every
+plan against the policy) or when workers keep dying while they hold its shards: a plan that
+crashes the engine must not be run for ever, nor be taken for a daemon that cannot boot.
+Failures are told only from poll(), never from submit(), so an owner is never called back while
+it is in the middle of submitting.
 """
 
 from __future__ import annotations
@@ -16,18 +22,29 @@ from dataclasses import dataclass, field
 from netscand.engine import plan as plans
 from netscand.engine.permutation import Permutation
 from netscand.engine.shm import (
-    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, SHARD_MAX, SHARD_SLOTS, Result, Shared,
+    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN, REFUSE_RATE,
+    REFUSE_TARGET, SHARD_MAX, SHARD_SLOTS, Result, Shared,
 )
 
 MIN_SHARD = 1024
+MAX_CRASHES = 3  # worker restarts while holding a plan's shards before the plan is failed
+CRASHED = f"engine worker crashed {MAX_CRASHES} times while running this scan's probes"
+REFUSALS = {
+    REFUSE_TARGET: "target outside the policy",
+    REFUSE_RATE: "rate above policy.max_rate",
+    REFUSE_PLAN: "malformed plan",
+    REFUSE_INTERFACE: "no raw socket on the interface",
+}
 
 
 @dataclass
 class Submitted:
     plan: plans.Plan
     on_result: Callable[[Result], None]
+    on_failure: Callable[[str], None]  # told why, once, when the plan fails; it is retired by then
     pending: deque[int]
     done: set[int] = field(default_factory=set)
+    crashes: int = 0  # worker restarts while a worker held shards of it
 
     @property
     def finished(self) -> bool:
@@ -60,9 +77,10 @@ class Dispatcher:
     def fds(self) -> list[int]:
         return [r.wake_fd for r in self.shared.results]
 
-    def submit(self, make: Callable[[int, int], plans.Plan],
-               on_result: Callable[[Result], None]) -> Submitted:
-        """Write a plan built by make(slot, generation) into a free slot (check free_slot first)."""
+    def submit(self, make: Callable[[int, int], plans.Plan], on_result: Callable[[Result], None],
+               on_failure: Callable[[str], None]) -> Submitted:
+        """Write a plan built by make(slot, generation) into a free slot (check free_slot first).
+        Its results go to on_result; if it fails, on_failure(reason) is called once, from poll()."""
         slot = self.free_slot
         if slot is None:
             raise RuntimeError("no free plan slot")
@@ -70,7 +88,7 @@ class Dispatcher:
         plan = make(slot, self._next_gen)
         plans.write(self.shared.plans[slot], plan)
         order = Permutation(plan.shards, plan.key + b"shards")
-        sub = Submitted(plan, on_result, deque(order(i) for i in range(plan.shards)))
+        sub = Submitted(plan, on_result, on_failure, deque(order(i) for i in range(plan.shards)))
         self.slots[slot] = sub
         self.by_gen[plan.gen] = sub
         self.pump()
@@ -79,7 +97,13 @@ class Dispatcher:
     def cancel(self, sub: Submitted) -> None:
         self._retire(sub)
 
+    def _fail(self, sub: Submitted, reason: str) -> None:
+        self._retire(sub)
+        sub.on_failure(reason)
+
     def _retire(self, sub: Submitted) -> None:
+        if self.slots[sub.plan.slot] is not sub:
+            return  # retired already: failed, and then cancelled by its owner
         plans.release(self.shared.plans[sub.plan.slot])
         self.slots[sub.plan.slot] = None
         self.by_gen.pop(sub.plan.gen, None)
@@ -87,15 +111,28 @@ class Dispatcher:
             for key in [k for k in assigned if k[0] == sub.plan.gen]:
                 del assigned[key]
 
-    def pump(self) -> None:
-        """Re-issue the shards of restarted workers, then hand out pending shards."""
+    def _restarted(self) -> None:
+        """Give the shards of restarted workers back to their plans; fail a plan that has seen
+        too many of its workers die."""
         for w in range(self.shared.workers):
             gen = self.shared.worker_row(w)[1]
-            if gen != self.generations[w]:
-                self.generations[w] = gen
-                for plan_gen, shard in self.assigned[w]:
-                    self.by_gen[plan_gen].pending.appendleft(shard)
-                self.assigned[w].clear()
+            if gen == self.generations[w]:
+                continue
+            self.generations[w] = gen
+            held = {plan_gen for plan_gen, _ in self.assigned[w]}
+            for plan_gen, shard in self.assigned[w]:
+                self.by_gen[plan_gen].pending.appendleft(shard)
+            self.assigned[w].clear()
+            for plan_gen in held:
+                sub = self.by_gen.get(plan_gen)
+                if sub is None:
+                    continue
+                sub.crashes += 1
+                if sub.crashes >= MAX_CRASHES:
+                    self._fail(sub, CRASHED)
+
+    def pump(self) -> None:
+        """Hand out pending shards, as many as the workers have room for."""
         for sub in [s for s in self.slots if s is not None]:
             while sub.pending:
                 w = min(range(self.shared.workers), key=lambda i: len(self.assigned[i]))
@@ -109,18 +146,23 @@ class Dispatcher:
                 self.assigned[w][(sub.plan.gen, shard)] = None
 
     def poll(self) -> None:
-        """Read every result ring, route records to their plan, then hand out freed work."""
+        """Read every result ring, route records to their plan, give back the shards of
+        restarted workers, then hand out freed work."""
         for w, ring in enumerate(self.shared.results):
             ring.clear_wake()
             while records := ring.pop_many(4096):
                 for raw in records:
                     self._route(w, Result.unpack(raw))
+        self._restarted()
         self.pump()
 
     def _route(self, worker: int, r: Result) -> None:
         sub = self.by_gen.get(r.plan_gen)
         if sub is None:
             return  # a late record of a cancelled plan
+        if r.kind == R_REFUSED:
+            self._fail(sub, _refusal(r))
+            return
         if r.kind == R_DONE:
             self.assigned[worker].pop((r.plan_gen, r.shard), None)
             if r.shard in sub.done:
@@ -129,3 +171,10 @@ class Dispatcher:
         sub.on_result(r)
         if sub.finished:
             self._retire(sub)
+
+
+def _refusal(r: Result) -> str:
+    reason = REFUSALS.get(r.a, f"reason {r.a}")
+    if r.a == REFUSE_INTERFACE and r.b:
+        reason += f" ({os.strerror(r.b)})"
+    return f"the engine refused the plan: {reason}"

@@ -52,7 +52,7 @@ class IcmpEcho:
         if len(frame) < _ICMP + 10 or frame[12:14] != b"\x08\x00" or frame[23] != 1:
             return None
         i = _ETH + (frame[14] & 0x0F) * 4
-        if len(frame) < i + 10 or frame[i] != 0:  # echo reply
+        if i < _ICMP or len(frame) < i + 10 or frame[i] != 0:  # echo reply
             return None
         c, tick = struct.unpack_from("!IH", frame, i + 4)
         if c & SLOT_MASK != self._slot:

@@ -37,7 +37,7 @@ class TcpAck(TcpSyn):
         if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
             return None
         t = 14 + (frame[14] & 0x0F) * 4
-        if len(frame) < t + 20:
+        if t < 34 or len(frame) < t + 20:
             return None
         sport, dport, seq, _, _, flags, _ = _TCP_HDR.unpack_from(frame, t)
         if not flags & 0x04:

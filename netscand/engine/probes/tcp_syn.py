@@ -13,11 +13,11 @@ import struct
 
 from netscand.engine.checksum import finish, ones_sum
 from netscand.engine.cookie import SLOT_MASK, cookie
-from netscand.engine.plan import Plan
+from netscand.engine.plan import SPORT_BITS, Plan
 from netscand.engine.probes.base import Answer
 from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH
 
-TICK_BITS = 10
+TICK_BITS = SPORT_BITS
 TICK_MASK = (1 << TICK_BITS) - 1
 WINDOW = 1024
 TTL = 64
@@ -80,6 +80,8 @@ class TcpSyn:
         if len(frame) < 54 or frame[12:14] != b"\x08\x00":
             return None
         ihl = (frame[14] & 0x0F) * 4
+        if ihl < 20:
+            return None
         proto = frame[23]
         if proto == 6:
             return self._tcp(frame, _ETH + ihl)
@@ -100,6 +102,9 @@ class TcpSyn:
         if len(frame) < t + 20:
             return None
         sport, dport, _, ack, off, flags, win = _TCP_HDR.unpack_from(frame, t)
+        end = t + (off >> 4) * 4  # of the header, options included
+        if end < t + 20 or end > len(frame):
+            return None
         ip = _U32.unpack_from(frame, 26)[0]
         hit = self._match(ip, sport, dport, (ack - 1) & 0xFFFFFFFF)
         if hit is None:
@@ -110,19 +115,19 @@ class TcpSyn:
             state = S_CLOSED
         else:
             return None
-        opts = bytes(frame[t + 20 : t + (off >> 4) * 4]) if state == S_OPEN else b""
+        opts = bytes(frame[t + 20 : end]) if state == S_OPEN else b""
         return Answer(hit[0], hit[1], state, dport & TICK_MASK, frame[22], win, flags,
                       _U16.unpack_from(frame, 18)[0], opts)
 
     def _icmp(self, frame: bytes, i: int) -> Answer | None:
         # Type 3 quotes our IP header and at least 8 bytes of our TCP header (ports, sequence).
-        if frame[i] != 3 or frame[i + 1] not in _FILTER_CODES or len(frame) < i + 8 + 28:
-            return None
         inner = i + 8
+        if len(frame) < inner + 28 or frame[i] != 3 or frame[i + 1] not in _FILTER_CODES:
+            return None
         if frame[inner + 9] != 6:
             return None
         t = inner + (frame[inner] & 0x0F) * 4
-        if len(frame) < t + 8:
+        if t < inner + 20 or len(frame) < t + 8:
             return None
         ip = _U32.unpack_from(frame, inner + 16)[0]
         sport, dport, seq = struct.unpack_from("!HHI", frame, t)
