@@ -17,9 +17,10 @@ import pytest
 from netscand.lab import DEFAULT_STATE_DIR, Lab
 
 # Not the CLI's default "nsd", so a test run never tears down a lab someone started by hand;
-# the two prefixes let the session lab and a test's own lab exist side by side.
+# the prefixes let the session lab, the hostile lab and a test's own lab exist side by side.
 SESSION_PREFIX = "nst"
 FACTORY_PREFIX = "nsl"
+HOSTILE_PREFIX = "nsh"
 LOCK_FILE = DEFAULT_STATE_DIR / "pytest.lock"
 LOCK_WAIT_S = 900
 
@@ -70,6 +71,18 @@ def lab(lab_lock: None) -> Iterator[Lab]:
     """One lab shared by the whole session: 8 imitation hosts (seed 1, no impairment) and the
     servers running real daemons."""
     built = Lab.up(hosts=8, seed=1, prefix=SESSION_PREFIX, servers=True)  # cleans up after itself if it fails
+    try:
+        yield built
+    finally:
+        built.down()
+
+
+@pytest.fixture(scope="session")
+def hostile_lab(lab_lock: None) -> Iterator[Lab]:
+    """The session lab's hosts (8 imitation hosts, seed 1, and the servers) plus the hostile
+    hosts (netscand/lab/hostile.py), in a lab of their own: their frames and tarpit must not
+    reach the tests that use `lab`."""
+    built = Lab.up(hosts=8, seed=1, prefix=HOSTILE_PREFIX, servers=True, hostile=True)
     try:
         yield built
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from netscand.lab.errors import LabError
+from netscand.lab.hostile import is_hostile
 from netscand.lab.lab import DEFAULT_STATE_DIR, Lab, status, teardown
 from netscand.lab.truth import state_file
 
@@ -26,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="seed for hosts and ports (default 1)")
     parser.add_argument("--servers", action="store_true",
                         help="add hosts running real daemons (sshd, nginx, vsftpd, redis, mariadb, snmpd)")
+    parser.add_argument("--hostile", action="store_true",
+                        help="add hosts that misbehave on purpose: a tarpit sending the scanner malformed "
+                             "frames, and services that drip, never end, loop or lie")
     parser.add_argument("--prefix", default="nsd", metavar="P", help="namespace name prefix (default nsd)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                         help=f"where the ground truth is written (default {DEFAULT_STATE_DIR})")
@@ -35,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _summary(truth: dict[str, Any]) -> str:
     hosts = truth["hosts"]
     routed = sum(h["routed"] for h in hosts)
-    return (f"lab {truth['prefix']}: {len(hosts)} hosts ({routed} routed), "
+    hostile = sum(map(is_hostile, hosts))
+    return (f"lab {truth['prefix']}: {len(hosts)} hosts ({routed} routed"
+            f"{f', {hostile} hostile' if hostile else ''}), "
             f"{sum(len(h['open']) for h in hosts)} open ports, "
             f"{sum(len(h['filtered']) for h in hosts)} filtered, "
             f"loss {truth['loss_pct']}%, delay {truth['delay_ms']} ms\n"
@@ -45,15 +51,16 @@ def _summary(truth: dict[str, Any]) -> str:
 def _host_lines(truth: dict[str, Any]) -> str:
     return "\n".join(
         f"  {h['name']:<4} {h['ip']:<13} {h['mac']} ttl {h['ttl']:<3} "
-        f"{'routed ' if h['routed'] else ''}open {','.join(map(str, h['open']))} "
-        f"filtered {','.join(map(str, h['filtered']))}"
+        f"{'routed ' if h['routed'] else ''}"
+        f"open {'every port (tarpit)' if h.get('tarpit') else ','.join(map(str, h['open']))} "
+        f"filtered {','.join(map(str, h['filtered']))}{' hostile' if is_hostile(h) else ''}"
         for h in truth["hosts"])
 
 
 def _act(args: argparse.Namespace) -> int:
     if args.action == "up":
         lab = Lab.up(hosts=args.hosts, loss_pct=args.loss, delay_ms=args.delay, seed=args.seed,
-                     prefix=args.prefix, state_dir=args.state_dir, servers=args.servers)
+                     prefix=args.prefix, state_dir=args.state_dir, servers=args.servers, hostile=args.hostile)
         print(f"{_summary(lab.truth)}\nstate file: {lab.state_file}")
         return 0
     if args.action == "down":

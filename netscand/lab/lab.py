@@ -12,6 +12,7 @@ from pyroute2 import netns
 
 from netscand.lab import daemons, impair, namespaces, procs, resolver, safety, topology, truth
 from netscand.lab.errors import LabError
+from netscand.lab.hostile import is_hostile
 
 DEFAULT_STATE_DIR = Path("/run/netscand-lab")
 TOOLS = ("ip", "nft", "ethtool", "sysctl")
@@ -19,7 +20,8 @@ MAX_DELAY_MS = 10_000
 
 
 def _log_files(state_dir: Path, prefix: str) -> list[Path]:
-    return [state_dir / f"{prefix}.{helper}.log" for helper in ("services", "responders", "relay")]
+    helpers = ("services", "responders", "relay", "hostile", "attacker")
+    return [state_dir / f"{prefix}.{helper}.log" for helper in helpers]
 
 
 def _check_can_build() -> None:
@@ -82,15 +84,16 @@ class Lab:
 
     @classmethod
     def up(cls, hosts: int = 8, loss_pct: float = 0, delay_ms: int = 0, seed: int = 1,
-           prefix: str = "nsd", state_dir: Path = DEFAULT_STATE_DIR, servers: bool = False) -> Lab:
+           prefix: str = "nsd", state_dir: Path = DEFAULT_STATE_DIR, servers: bool = False,
+           hostile: bool = False) -> Lab:
         """Build a lab (replacing a stale one with the same prefix) and return it; `servers`
-        adds the hosts that run real daemons."""
+        adds the hosts that run real daemons, `hostile` the hosts that misbehave (hostile.py)."""
         _check_args(hosts, loss_pct, delay_ms, prefix)
         _check_can_build()
         safety.check_host_namespace()
         state_dir = Path(state_dir)
         teardown(prefix, state_dir)
-        lab = cls(truth.plan(prefix, hosts, seed, loss_pct, delay_ms, servers), state_dir)
+        lab = cls(truth.plan(prefix, hosts, seed, loss_pct, delay_ms, servers, hostile), state_dir)
         try:
             lab._build()
         except BaseException as exc:
@@ -109,10 +112,13 @@ class Lab:
         impair.set_loss(self.prefix, self.truth["loss_pct"])
         # Written before the helpers start: the services read it, and a failed build can be found.
         truth.write(self.state_file, self.truth)
-        services_log, responders_log, relay_log = _log_files(self.state_dir, self.prefix)
+        services_log, responders_log, relay_log, hostile_log, attacker_log = _log_files(self.state_dir, self.prefix)
         self.truth["services_pid"] = procs.spawn("netscand.lab.services", self.state_file, [], services_log)
         if any("mdns" in h or "netbios" in h for h in self.truth["hosts"]):
             procs.spawn("netscand.lab.responders", self.state_file, [], responders_log)
+        if any(map(is_hostile, self.truth["hosts"])):
+            procs.spawn("netscand.lab.hostile_services", self.state_file, [], hostile_log)
+            procs.spawn("netscand.lab.attacker", self.state_file, [], attacker_log)
         daemons.start(self.truth, self.state_dir)
         if self.truth["delay_ms"] > 0:
             self.truth["relay_pid"] = procs.spawn(

@@ -13,7 +13,7 @@ from pyroute2 import netns
 from netscand.lab.errors import LabError
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-SUFFIX_RE = r"(?:scan|br|rt|rl|[hs][0-9]+)"
+SUFFIX_RE = r"(?:scan|br|rt|rl|[hsx][0-9]+)"
 
 
 def check_prefix(prefix: str) -> None:

@@ -1,4 +1,5 @@
-"""Starting, recognising and stopping the lab's helper processes (services, responders, relay).
+"""Starting, recognising and stopping the lab's helper processes (services, responders, relay,
+and the hostile hosts' servers and frame attacker).
 
 A helper is recognised by its command line, `python -m netscand.lab.<helper> STATEFILE ...`,
 never by a pid alone: a pid read from an old state file may belong to someone else by now.
@@ -21,7 +22,8 @@ from netscand.lab.errors import LabError
 
 T = TypeVar("T")
 
-HELPERS = ("netscand.lab.services", "netscand.lab.relay", "netscand.lab.responders")
+HELPERS = ("netscand.lab.services", "netscand.lab.relay", "netscand.lab.responders",
+           "netscand.lab.hostile_services", "netscand.lab.attacker")
 READY = b"ready\n"
 
 

@@ -20,8 +20,8 @@ BACKLOG = 4096  # benchmarks open connections far faster than one loop accepts t
 def listen_all(state: dict[str, Any]) -> list[tuple[socket.socket, bytes]]:
     listeners = []
     for host in state["hosts"]:
-        if host["kind"] == "server":
-            continue  # its ports belong to real daemons (daemons.py)
+        if host["kind"] != "imitation":
+            continue  # a server's ports belong to real daemons (daemons.py), a hostile host's to hostile_services.py
         with namespaces.inside(host["netns"]):
             for port in host["open"]:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

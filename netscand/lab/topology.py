@@ -11,7 +11,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netscand.lab import namespaces
+from netscand.lab import hostile, namespaces
 from netscand.lab.truth import ROUTED_NET, ROUTER_IPS, ROUTER_MACS, SCAN_NET
 
 SCAN_IF = "scan0"
@@ -99,7 +99,9 @@ def _config_scripts(truth: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
         scripts[relay_ns(prefix)] = (_script({}, list(RELAY_IFS)), None)
     for host in truth["hosts"]:
         sysctls = host.get("sysctls", {"net.ipv4.ip_default_ttl": host["ttl"]})
-        if host["filtered"]:
+        if host.get("tarpit"):
+            scripts[host["netns"]] = (_script(sysctls, ["eth0"], "nft -f -\n"), hostile.tarpit_ruleset())
+        elif host["filtered"]:
             scripts[host["netns"]] = (_script(sysctls, ["eth0"], "nft -f -\n"), _filter_ruleset(host["filtered"]))
         else:
             scripts[host["netns"]] = (_script(sysctls, ["eth0"]), None)

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from netscand.lab import servers
+from netscand.lab import hostile, servers
 from netscand.lab.resolver import ROUTER_NAME, hostname
 
 SCAN_NET = "198.18.0.0/24"
@@ -99,9 +99,10 @@ def _ports(rng: random.Random) -> tuple[list[int], list[int], dict[str, str]]:
 
 
 def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
-         with_servers: bool = False) -> dict[str, Any]:
+         with_servers: bool = False, with_hostile: bool = False) -> dict[str, Any]:
     """The ground truth of a lab with these arguments (before any helper process exists);
-    `with_servers` adds the hosts running real daemons (servers.py)."""
+    `with_servers` adds the hosts running real daemons (servers.py), `with_hostile` the hosts
+    that misbehave on purpose (hostile.py)."""
     rng = random.Random(seed)
     macs = _macs(rng, hosts)
     ttls = [TTLS[i % len(TTLS)] for i in range(hosts)]
@@ -126,6 +127,8 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
         })
     if with_servers:
         host_list += servers.plan(prefix, SCAN_NET, ROUTED_NET)
+    if with_hostile:
+        host_list += hostile.plan(prefix, SCAN_NET)
     for host in host_list:
         host["hostname"] = hostname(host)  # what the lab's DNS answers for its address
     return {
