@@ -26,6 +26,7 @@ from netscand import __version__
 DEFAULT_SOCKET = "/run/netscand/netscand.sock"
 TERMINAL = ("completed", "failed", "cancelled")
 POLL = 0.5
+RESULT_PAGE = 1000  # devices per request: the API's largest page
 
 
 class CtlError(Exception):
@@ -53,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
     for name in ("status", "result", "stop", "watch"):
         sub.add_parser(name, help=f"{name} of a scan").add_argument("id")
+    sub.add_parser("delete", help="delete a finished scan and its result").add_argument("id")
     lst = sub.add_parser("list", help="list scans, newest first")
     lst.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
     lst.add_argument("--site-id")
@@ -84,6 +86,8 @@ class Client:
             raise CtlError(f"cannot connect to {self.where}: {exc}") from None
         except httpx.HTTPError as exc:
             raise CtlError(f"request to {self.where} failed: {exc}") from None
+        if r.status_code == 204:
+            return {}
         try:
             body = r.json()
         except ValueError:
@@ -142,8 +146,32 @@ def cmd_stop(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_result(client: Client, args: argparse.Namespace, console: Console) -> int:
-    res = client.call("GET", f"/api/v1/scans/{args.id}/result")
+    res = _whole_result(client, args.id)
     return _out(args, console, res, lambda: _print_result(console, res))
+
+
+def _whole_result(client: Client, scan_id: str) -> dict:
+    """The result with every device: its pages fetched in turn and joined (without the page
+    fields). A scan still running may gain devices meanwhile; a page that comes back empty ends
+    it, so a daemon that keeps counting more never keeps this asking."""
+    res = client.call("GET", f"/api/v1/scans/{scan_id}/result", params={"per_page": RESULT_PAGE})
+    devices = list(res["devices"])
+    page = 1
+    while len(devices) < res["devices_found"]:
+        page += 1
+        more = client.call("GET", f"/api/v1/scans/{scan_id}/result", params={"page": page, "per_page": RESULT_PAGE})
+        if not more["devices"]:
+            break
+        devices += more["devices"]
+    res = {k: v for k, v in res.items() if k not in ("page", "per_page")}
+    return res | {"devices": devices}
+
+
+def cmd_delete(client: Client, args: argparse.Namespace, console: Console) -> int:
+    client.call("DELETE", f"/api/v1/scans/{args.id}")
+    if not args.json:
+        console.print(f"{args.id}  deleted")
+    return 0
 
 
 def cmd_list(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -213,5 +241,5 @@ def _print_result(console: Console, res: dict) -> None:
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
     "start": cmd_start, "status": cmd_status, "result": cmd_result, "stop": cmd_stop,
-    "list": cmd_list, "watch": cmd_watch,
+    "list": cmd_list, "watch": cmd_watch, "delete": cmd_delete,
 }

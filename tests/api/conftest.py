@@ -181,8 +181,10 @@ class Servers:
         self.servers = servers
         self.thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
         self.failure: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
         try:
             await asyncio.gather(*(s.serve(sockets=socks) for s, socks in self.servers))
         except BaseException as exc:  # surfaced by start() or stop()
@@ -206,7 +208,14 @@ class Servers:
 def _config(app: Any, **kwargs: Any) -> uvicorn.Config:
     # The daemon's protocol, with its bounds on request heads (control.py serves it too).
     return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
-                          http=BoundedHttpTools, **kwargs)
+                          **{"http": BoundedHttpTools, **kwargs})
+
+
+def make_limits(policy: PolicyConfig | None = None, **limits: Any) -> Limits:
+    """The tests' limits: max_running=0 (nothing runs), a policy of MAX_TARGET_ADDRESSES."""
+    return Limits(**{"rate": 1000.0, "retries": 1, "max_running": 0,
+                     "policy": Policy.from_config(policy or PolicyConfig(max_target_addresses=MAX_TARGET_ADDRESSES)),
+                     **limits})
 
 
 @dataclass
@@ -216,7 +225,19 @@ class Api:
     socket_path: Path
     base_url: str
     tls: ssl.SSLContext
+    servers: Servers
     clients: list[httpx.Client] = field(default_factory=list)
+
+    def on_loop(self, call: Callable[[], Any]) -> Any:
+        """Run `call` on the API's event loop, as the control process's own code runs (a
+        coroutine function is awaited there), and return its result."""
+        assert self.servers.loop is not None
+
+        async def run() -> Any:
+            result = call()
+            return await result if asyncio.iscoroutine(result) else result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.servers.loop).result(timeout=30)
 
     def _client(self, **kwargs: Any) -> httpx.Client:
         client = httpx.Client(timeout=10, event_hooks={"response": [conform]}, **kwargs)
@@ -248,15 +269,16 @@ class ApiRunner:
         self.tmp, self.certificate, self.dispatcher = tmp, certificate, dispatcher
         self.running: list[tuple[Servers, Api]] = []
 
-    def __call__(self, wrap: Wrapper | None = listener, directory: Path | None = None) -> Api:
+    def __call__(self, wrap: Wrapper | None = listener, directory: Path | None = None,
+                 unix_protocol: type = BoundedHttpTools, **limits: Any) -> Api:
         """A new API, its app wrapped per listener by `wrap` (None: served bare), its database
-        and socket in `directory` (default: a new temporary one)."""
+        and socket in `directory` (default: a new temporary one); `unix_protocol` serves the
+        Unix socket (the control process's own, PeerProtocol, reads the client's uid), and
+        `limits` override the orchestrator's (see `limits`)."""
         # A short directory: Unix socket paths are limited to 107 bytes.
         directory = directory or self.tmp.mktemp("api")
         store = Store(directory / "netscand.db")
-        orchestrator = Orchestrator(store, self.dispatcher, Limits(
-            rate=1000.0, retries=1, max_running=0,
-            policy=Policy.from_config(PolicyConfig(max_target_addresses=MAX_TARGET_ADDRESSES))))
+        orchestrator = Orchestrator(store, self.dispatcher, make_limits(**limits))
         app = create_app(orchestrator, store)
         socket_path = directory / "api.sock"
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -265,13 +287,14 @@ class ApiRunner:
         cert, key = self.certificate
         context = daemon_tls_context(cert, key)
         servers = Servers([
-            (uvicorn.Server(_config(wrap(app, "unix") if wrap else app, uds=str(socket_path))), None),
+            (uvicorn.Server(_config(wrap(app, "unix") if wrap else app, uds=str(socket_path),
+                                    http=unix_protocol)), None),
             (uvicorn.Server(_config(wrap(app, "tcp") if wrap else app,
                                     ssl_context_factory=lambda _config, _default: context)), [tcp]),
         ])
         servers.start()
         tls = ssl.create_default_context(cafile=str(cert))
-        api = Api(store, orchestrator, socket_path, f"https://127.0.0.1:{tcp.getsockname()[1]}", tls)
+        api = Api(store, orchestrator, socket_path, f"https://127.0.0.1:{tcp.getsockname()[1]}", tls, servers)
         self.running.append((servers, api))
         return api
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netscand.config import PolicyConfig
+from netscand.config import Config, ConfigError, PolicyConfig, check
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.targets import parse_targets
 
@@ -55,3 +55,29 @@ def test_size_and_rate_limits() -> None:
 def test_nothing_allowed_refuses_everything() -> None:
     with pytest.raises(PolicyError, match=r"outside the allowed targets \(none\)"):
         policy(allowed_targets=[]).apply(parse_targets("127.0.0.1"))
+
+
+def test_socket_only_blocks_are_refused_to_remote_clients_only() -> None:
+    p = policy()
+    for target, block in (("127.0.0.1", "127.0.0.0/8"), ("169.254.169.254", "169.254.0.0/16"),
+                          ("10.0.0.1,127.0.0.53", "127.0.0.0/8"), ("127.0.0.0/30", "127.0.0.0/8")):
+        with pytest.raises(PolicyError, match=rf"^{block} may only be scanned by clients of the daemon's Unix "
+                                              r"socket \(policy.socket_only_targets\)$") as caught:
+            p.apply(parse_targets(target), remote=True)
+        assert caught.value.status == 403 and caught.value.field == "target"
+    for target in ("127.0.0.1", "169.254.169.254", "10.0.0.1,127.0.0.53"):
+        assert p.apply(parse_targets(target)) == (parse_targets(target), 0)
+    assert p.apply(parse_targets("10.0.0.0/24"), remote=True)[1] == 0
+
+
+def test_excluded_addresses_do_not_count_as_socket_only() -> None:
+    # Never probed, so never a reason to refuse.
+    p = policy(excluded_targets=["127.0.0.0/8"])
+    kept, skipped = p.apply(parse_targets("10.0.0.1,127.0.0.1"), remote=True)
+    assert kept == parse_targets("10.0.0.1") and skipped == 1
+
+
+def test_socket_only_blocks_are_checked_cidrs() -> None:
+    assert policy(socket_only_targets=[]).apply(parse_targets("127.0.0.1"), remote=True)[1] == 0
+    with pytest.raises(ConfigError, match="policy.socket_only_targets: 'loopback' is not an IPv4 CIDR block"):
+        check(Config(policy=PolicyConfig(socket_only_targets=["loopback"])), "test")
