@@ -32,6 +32,7 @@ from netscand.profiling.services.probes import ALL, dns, http, mailproducts, tls
 HERE = Path(__file__).parent
 SERVICE_SAMPLES = [p.read_bytes() for p in sorted((HERE / "services" / "recorded").glob("*.bin"))]
 CERT = (HERE / "services" / "recorded" / "https-nginx-cert.der").read_bytes()
+ALL_BY_NAME = {p.name: p for p in ALL}
 SNMP_SAMPLE = (HERE / "names" / "recorded" / "snmp-netsnmp.bin").read_bytes()
 IDENT = 0x1234
 KIB64 = 64 * 1024
@@ -203,6 +204,24 @@ def test_probe_takes_any_bytes(probe: ModuleType, data: bytes) -> None:
 def test_probe_takes_its_own_protocol_gone_wrong(probe: ModuleType, data: st.DataObject) -> None:
     check_service(probe.parse(data.draw(PROTOCOL_WORDS[probe.name])))
     check_service(probe.parse(data.draw(mutated(SERVICE_SAMPLES))))
+
+
+LONG_WORD = "\xff" * 300  # latin-1 "ÿ": a word character to re's \w
+
+
+@pytest.mark.parametrize("probe, greeting", [
+    (ALL_BY_NAME["smtp"], f"220 mail ESMTP Exim 4{LONG_WORD}\r\n"),
+    (ALL_BY_NAME["ftp"], f"220 (vsFTPd 3{LONG_WORD})\r\n"),
+    (ALL_BY_NAME["ftp"], f"220 ProFTPD 1{LONG_WORD} Server\r\n"),
+    (ALL_BY_NAME["ftp"], f"220 FileZilla Server 1{LONG_WORD}\r\n"),
+    (ALL_BY_NAME["imap"], f"* OK Cyrus IMAP v3{LONG_WORD} server ready\r\n"),
+    (ALL_BY_NAME["pop3"], f"+OK Cyrus POP3 v3{LONG_WORD} server ready\r\n"),
+], ids=lambda v: getattr(v, "name", ""))
+def test_a_version_is_a_bounded_token(probe: ModuleType, greeting: str) -> None:
+    # Found by bench/fuzz_parsers.py: the version ran on to the end of the word, into the CPE.
+    found = probe.parse(greeting.encode("latin-1"))
+    check_service(found)
+    assert found is not None and found.version is not None and found.version.isdigit()
 
 
 @fuzz

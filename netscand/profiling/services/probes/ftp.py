@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from netscand.profiling.services.base import ServiceInfo, cpe, lines, printable
+from netscand.profiling.services.base import ServiceInfo, cpe, lines, printable, token
 
 name = "ftp"
 ports = frozenset({21, 2121})
@@ -35,7 +35,7 @@ def parse(data: bytes) -> ServiceInfo | None:
     for pattern, product, vendor, cpe_product in _PRODUCTS:
         match = pattern.search(greeting)
         if match:
-            version = match.group(1) or None
+            version = token(match.group(1))
             return ServiceInfo("ftp", product, version, cpe(vendor, cpe_product, version), banner)
     if "ftp" in greeting.lower() and "smtp" not in greeting.lower():
         return ServiceInfo("ftp", banner=banner)

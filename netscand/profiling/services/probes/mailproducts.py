@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from netscand.profiling.services.base import cpe, os_hint
+from netscand.profiling.services.base import cpe, os_hint, token
 
 _PRODUCTS = (
     (re.compile(r"\bDovecot()"), "Dovecot", "dovecot", "dovecot"),
@@ -20,6 +20,6 @@ def identify(greeting: str) -> tuple[str | None, str | None, str | None, dict[st
     for pattern, product, vendor, cpe_product in _PRODUCTS:
         match = pattern.search(greeting)
         if match:
-            version = match.group(1) or None
+            version = token(match.group(1))
             return product, version, cpe(vendor, cpe_product, version), extra
     return None, None, None, extra

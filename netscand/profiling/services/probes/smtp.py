@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from netscand.profiling.services.base import ServiceInfo, cpe, lines, os_hint, printable
+from netscand.profiling.services.base import ServiceInfo, cpe, lines, os_hint, printable, token
 
 name = "smtp"
 ports = frozenset({25, 465, 587, 2525})
@@ -31,7 +31,7 @@ def parse(data: bytes) -> ServiceInfo | None:
     for pattern, product, vendor, cpe_product in _PRODUCTS:
         match = pattern.search(greeting)
         if match:
-            version = match.group(1) or None
+            version = token(match.group(1))
             name_cpe = cpe(vendor, cpe_product, version)
             return ServiceInfo("smtp", product, version, name_cpe, printable(data), extra)
     return ServiceInfo("smtp", banner=printable(data), extra=extra)
