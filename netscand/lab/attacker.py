@@ -106,7 +106,7 @@ class Attack:
                 self._send(reply)
 
     def run(self) -> None:
-        active = False
+        active, started = False, 0.0
         while True:
             ready, _, _ = select.select(list(self.ports.taps), [], [], TICK_S if active else None)
             now = time.monotonic()
@@ -114,13 +114,14 @@ class Attack:
                 self._read(tap, self.ports.taps[tap], now)
             if now - self.last_seen >= hostile.ACTIVE_HOLD_S:
                 if active:
-                    print(f"attack stops: {self.sent} frames sent", file=sys.stderr, flush=True)
+                    print(f"attack stops: {self.sent} frames in {now - started:.1f} s",
+                          file=sys.stderr, flush=True)
                 active = False
                 continue
             if not active:
                 print("attack starts: the scanner is talking to a hostile host", file=sys.stderr, flush=True)
                 self.frames.take(now)  # no backlog from the quiet time
-                active = True
+                active, started, self.sent = True, now, 0
             for _ in range(self.frames.take(now)):
                 self._send(self.rng.choice(self.kinds)(self.ports.target, self.rng))
 

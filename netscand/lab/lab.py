@@ -19,9 +19,15 @@ TOOLS = ("ip", "nft", "ethtool", "sysctl")
 MAX_DELAY_MS = 10_000
 
 
+HELPER_LOGS = ("services", "responders", "relay", "hostile", "attacker")
+
+
+def _log_file(state_dir: Path, prefix: str, helper: str) -> Path:
+    return state_dir / f"{prefix}.{helper}.log"
+
+
 def _log_files(state_dir: Path, prefix: str) -> list[Path]:
-    helpers = ("services", "responders", "relay", "hostile", "attacker")
-    return [state_dir / f"{prefix}.{helper}.log" for helper in helpers]
+    return [_log_file(state_dir, prefix, helper) for helper in HELPER_LOGS]
 
 
 def _check_can_build() -> None:
@@ -81,6 +87,10 @@ class Lab:
     @property
     def state_file(self) -> Path:
         return truth.state_file(self.state_dir, self.prefix)
+
+    def log_file(self, helper: str) -> Path:
+        """Where a helper ("services", "attacker", ...) writes what it has to say."""
+        return _log_file(self.state_dir, self.prefix, helper)
 
     @classmethod
     def up(cls, hosts: int = 8, loss_pct: float = 0, delay_ms: int = 0, seed: int = 1,
