@@ -4,6 +4,9 @@ Open ports arrive one by one; closed and filtered ports arrive as per-shard tall
 ports themselves when a host has few of them in a shard. A port listed once per state is shown
 when the whole host has few ports in that state; otherwise it is counted under `not_shown`, as
 nmap does with its "Not shown: 995 closed ports".
+
+A host that answers SYN-ACK on (nearly) every port is a tarpit (LaBrea, a SYN proxy): its "open"
+ports are counted, never listed, fingerprinted past OPEN_CAP, guessed at or profiled.
 """
 
 from __future__ import annotations
@@ -18,6 +21,18 @@ from netscand.profiling.vendor import vendor
 from netscand.scan.ports import service_name
 
 LIST_LIMIT = 25
+# Open ports a host may have before it counts as answering every port. Real servers listen on
+# tens of TCP ports, a few hundred at the very most (a busy Kubernetes node's NodePorts); past
+# 1024 a host is a tarpit, and the fingerprints kept (about 100 bytes each) and the detection
+# connections later made stay bounded per host.
+OPEN_CAP = 1024
+# Once a host was probed on at least TARPIT_SAMPLE ports, answering open on TARPIT_PERCENT % of
+# them or more makes it a tarpit. A real server never comes close: the busiest hosts open a few
+# dozen of the 100 most used ports (quick), and fewer of the next 900 (normal); even a honeypot
+# that emulates every common service leaves most of the top 1000 closed. A sample under 100 ports
+# (a custom scan of a few) proves nothing, so such a host is judged by OPEN_CAP alone.
+TARPIT_SAMPLE = 100
+TARPIT_PERCENT = 90
 STATE_NAMES = {S_OPEN: "open", S_CLOSED: "closed"}  # anything else that is listed is filtered
 
 
@@ -41,10 +56,10 @@ class Fingerprint:
     opts: bytes
 
 
-@dataclass
+@dataclass(slots=True)
 class Host:
     ip: int
-    probed_ports: int = 0
+    probed_ports: int = 0  # set when its SYN plan is written, or when it first answers one
     mac: bytes | None = None
     up: bool = False
     timed_out: bool = False
@@ -52,11 +67,18 @@ class Host:
     names: dict[str, str] = field(default_factory=dict)  # by source: "dns", "mdns", "netbios", "snmp"
     evidence: list[str] = field(default_factory=list)  # text naming the OS, e.g. SNMP's sysDescr
     udp: dict[int, ServiceInfo] = field(default_factory=dict)  # UDP services that answered a query
-    open: dict[int, Fingerprint] = field(default_factory=dict)
+    open: dict[int, Fingerprint] = field(default_factory=dict)  # at most OPEN_CAP
     closed: set[int] = field(default_factory=set)
     filtered: set[int] = field(default_factory=set)
     tallies: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     services: dict[int, ServiceInfo] = field(default_factory=dict)  # by port, from detection
+    # Open ports past OPEN_CAP: a bitmap (8 KiB), so a port reported twice is counted once.
+    open_past_cap: bytearray | None = None
+    open_past_cap_count: int = 0
+
+    @property
+    def open_count(self) -> int:
+        return len(self.open) + self.open_past_cap_count
 
     @property
     def closed_count(self) -> int:
@@ -64,7 +86,30 @@ class Host:
 
     @property
     def filtered_count(self) -> int:
-        return max(0, self.probed_ports - len(self.open) - self.closed_count)
+        return max(0, self.probed_ports - self.open_count - self.closed_count)
+
+    @property
+    def tarpit(self) -> bool:
+        """Answers (nearly) every port: not profiled, its open ports counted but not listed.
+        Open ports only ever grow, so once true it stays true."""
+        return _tarpit(self.open_count, self.probed_ports)
+
+    def add_open(self, port: int, fp: Fingerprint) -> None:
+        if port in self.open:
+            return
+        if len(self.open) < OPEN_CAP:
+            self.open[port] = fp
+            return
+        if self.open_past_cap is None:
+            self.open_past_cap = bytearray(8192)
+        byte, bit = divmod(port, 8)
+        if not self.open_past_cap[byte] >> bit & 1:
+            self.open_past_cap[byte] |= 1 << bit
+            self.open_past_cap_count += 1
+
+
+def _tarpit(open_ports: int, probed: int) -> bool:
+    return open_ports > OPEN_CAP or (probed >= TARPIT_SAMPLE and 100 * open_ports >= TARPIT_PERCENT * probed)
 
 
 class ScanResult:
@@ -79,33 +124,52 @@ class ScanResult:
         return h
 
     def probed(self, ips: tuple[int, ...], nports: int) -> None:
+        """A SYN plan over `ips` is written: hosts already known (found by ARP or a ping) learn
+        how many ports they are probed on; the others learn it if they answer (see `add`)."""
         for ip in ips:
-            self.host(ip).probed_ports += nports
+            h = self.hosts.get(ip)
+            if h is not None:
+                h.probed_ports += nports
 
-    def add(self, r: Result) -> None:
-        if r.kind in (R_HOST, R_PORT, R_TALLY):
-            self.dirty.add(r.ip)
+    def timed_out(self, ips: tuple[int, ...]) -> None:
+        """Those of `ips` that answered ran out of time; the others were never hosts."""
+        for ip in ips:
+            h = self.hosts.get(ip)
+            if h is not None:
+                h.timed_out = True
+
+    def add(self, r: Result, nports: int = 0) -> bool:
+        """Record an engine answer; `nports`: the ports of the SYN plan it answers, for a host
+        it brings in. True when it shows the host up for the first time."""
+        if r.kind not in (R_HOST, R_PORT, R_TALLY):
+            return False
+        self.dirty.add(r.ip)
+        h = self.hosts.get(r.ip)
+        if h is None:
+            h = self.hosts[r.ip] = Host(r.ip, probed_ports=nports)
+        was_up = h.up
         if r.kind == R_HOST:
-            h = self.host(r.ip)
             h.up, h.mac = True, r.mac
         elif r.kind == R_PORT:
-            h = self.host(r.ip)
             if r.state == S_OPEN:
                 h.up = True
-                h.open.setdefault(r.port, Fingerprint(r.ttl, r.win, r.ipid, r.opts))
+                h.add_open(r.port, Fingerprint(r.ttl, r.win, r.ipid, r.opts))
             elif r.state == S_CLOSED:
-                h.closed.add(r.port)
+                _add_listable(h.closed, r.port)
             else:
-                h.filtered.add(r.port)
-        elif r.kind == R_TALLY:
-            h = self.host(r.ip)
+                _add_listable(h.filtered, r.port)
+        else:
             h.up = True
             # Keyed by shard, so a shard run twice after a worker restart counts once.
             h.tallies[(r.plan_gen, r.shard)] = (r.a, r.b)
+        return h.up and not was_up
 
-    def mark_up(self, ip: int) -> None:
-        self.host(ip).up = True
+    def mark_up(self, ip: int) -> bool:
+        """A ping answer; True when it shows the host up for the first time."""
         self.dirty.add(ip)
+        h = self.host(ip)
+        was_up, h.up = h.up, True
+        return not was_up
 
     @property
     def up_hosts(self) -> list[Host]:
@@ -122,8 +186,9 @@ class ScanResult:
     def device(self, h: Host, profiling: bool = False) -> dict:
         """The result document's device; `profiling` adds what the engine's answers reveal
         without another packet: vendor from the MAC, OS guess from the SYN-ACK fingerprints."""
-        ports = [(p, "open") for p in h.open]
-        not_shown = {}
+        tarpit = h.tarpit
+        ports = [] if tarpit else [(p, "open") for p in h.open]
+        not_shown = {"open": h.open_count} if tarpit else {}
         for name, listed, count in (("closed", h.closed, h.closed_count),
                                     ("filtered", h.filtered - h.open.keys(), h.filtered_count)):
             if count and count <= LIST_LIMIT and len(listed) == count:
@@ -132,7 +197,8 @@ class ScanResult:
                 not_shown[name] = count
         mac = mac_text(h.mac) if h.mac and any(h.mac) else None
         banners = [i.banner for i in h.services.values() if i.banner] + h.evidence
-        os = guess(h.open.values(), banners) if profiling else None
+        # A tarpit's SYN-ACKs come from whatever forges them, not from the host's own stack.
+        os = guess(h.open.values(), banners) if profiling and not tarpit else None
         entries = [_port(p, "tcp", s, h.services.get(p)) for p, s in ports]
         entries += [_port(p, "udp", "open", info) for p, info in h.udp.items()]
         device = {
@@ -149,9 +215,18 @@ class ScanResult:
             device["os_confidence"] = round(os.confidence, 2)
         if not_shown:
             device["not_shown"] = not_shown
+        if tarpit:
+            device["tarpit"] = True
         if h.timed_out:
             device["timed_out"] = True
         return device
+
+
+def _add_listable(ports: set[int], port: int) -> None:
+    # Closed and filtered ports are listed only when a host has at most LIST_LIMIT of them: one
+    # more is enough to know they will be counted instead, whatever a hostile host answers.
+    if len(ports) <= LIST_LIMIT:
+        ports.add(port)
 
 
 def _port(port: int, protocol: str, state: str, info: ServiceInfo | None) -> dict:

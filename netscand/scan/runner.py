@@ -1,6 +1,11 @@
 """One scan's life in the control process: route the targets, resolve on-link hosts by ARP,
 then SYN-scan every reachable host, feeding the engine one plan per slot as slots free up.
 
+Targets stay address ranges until a plan is written: each route's addresses wait in a feed,
+cut one group of works at a time as the queue empties, and a work's host tuple is built only
+for its plan (which bounds it). So a /8 costs what its ranges do, and memory grows with the
+hosts that answer, never with the addresses asked for.
+
 It never blocks: the caller (the one-shot command's loop, or the daemon's event loop) calls
 dispatcher.poll() when a result ring wakes it, then step() here.
 """
@@ -11,20 +16,22 @@ import ipaddress
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from netscand.engine import plan as plans
 from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, Result
 from netscand.netinfo import NetInfo, NoRoute, Route
 from netscand.scan.dispatch import Dispatcher, Submitted, shard_size
 from netscand.scan.result import ScanResult
-from netscand.scan.targets import Targets
+from netscand.scan.targets import Range, Targets
 
 SPORT_BASE = 61440  # above Linux's default ephemeral range, so no local socket owns a reply
 ARP_RETRIES = 2
 ARP_TIMEOUT_MS = 500
 ZERO_MAC = b"\0" * 6
+
+Probes = tuple[tuple[int, tuple[int, ...]], ...]  # (probe kind, ports) of works that run together
 
 
 @dataclass(frozen=True)
@@ -61,16 +68,38 @@ class ScanSpec:
         return max(1, limit)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Work:
     kind: int
     route: Route
-    hosts: tuple[int, ...]
-    macs: tuple[bytes, ...]
+    hosts: Targets  # expanded only when its plan is written
+    next_hop: bytes | None  # the MAC every frame goes to; None: each on-link host's own (its ARP answer)
     ports: tuple[int, ...]
-    group: int = 0  # works of one group run together, sharing the rate (set when queued)
-    share: int = 1  # how many works the group has
+    group: int  # works of one group run together, sharing the rate
+    share: int  # how many works the group has
     discovery: bool = False  # its answers only prove hosts up
+
+
+@dataclass
+class _Feed:
+    """Addresses behind one route still to be planned, with what to send them."""
+
+    route: Route
+    targets: Targets
+    per_plan: int  # hosts cut off per group
+    probes: Probes
+    next_hop: bytes | None
+    discovery: bool
+    position: int = 0  # addresses already cut off
+
+    def take(self) -> Targets:
+        chunk = self.targets.window(self.position, self.position + self.per_plan)
+        self.position += self.per_plan
+        return chunk
+
+    @property
+    def exhausted(self) -> bool:
+        return self.position >= self.targets.count
 
 
 class ScanRun:
@@ -78,12 +107,14 @@ class ScanRun:
         self.spec = spec
         self.dispatcher = dispatcher
         self.result = ScanResult()
-        self.queue: deque[_Work] = deque()
+        self.feeds: deque[_Feed] = deque()
+        self.queue: deque[_Work] = deque()  # the group being started, cut from feeds[0]
         self.running: list[tuple[Submitted, _Work, float]] = []  # with its start time
         self.waiting_arp: dict[int, list[tuple[int, int, Route]]] = {}  # gateway -> its ranges
         self.gateway_macs: dict[int, bytes] = {}
         self.groups = 0
         self.group_left: dict[int, int] = {}  # group -> works not finished
+        self.found: dict[int, list[int]] = {}  # group -> hosts its ARP or ping answers proved up
         self.planned = 0
         self.done_probes = 0
         self.errors: list[str] = []
@@ -98,67 +129,81 @@ class ScanRun:
         except NoRoute as exc:
             self.errors.append(str(exc))
             return
-        arp: dict[int, tuple[Route, list[int]]] = {}
+        # One feed per route and way, whatever number of pieces the routing table cut.
+        direct: dict[Route, list[Range]] = {}
+        routed: dict[Route, list[Range]] = {}
+        arp: dict[int, tuple[Route, list[Range]]] = {}
         for start, end, route in pieces:
             if route.loopback:
-                self._queue_syn(route, range(start, end + 1), None)
+                direct.setdefault(route, []).append((start, end))
             elif route.gateway is None:
-                arp.setdefault(route.ifindex, (route, []))[1].extend(range(start, end + 1))
+                arp.setdefault(route.ifindex, (route, []))[1].append((start, end))
             elif route.gateway in net.neighbours:
-                self._queue_routed(route, range(start, end + 1), net.neighbours[route.gateway])
+                routed.setdefault(route, []).append((start, end))
             else:
                 self.waiting_arp.setdefault(route.gateway, []).append((start, end, route))
-                entry = arp.setdefault(route.ifindex, (route, []))[1]
-                if route.gateway not in entry:
-                    entry.append(route.gateway)
-        for route, hosts in arp.values():
-            for chunk in _chunks(hosts, plans.Plan.capacity(1)):
-                self._enqueue([_Work(plans.KIND_ARP, route, chunk, (ZERO_MAC,) * len(chunk), (0,))])
+                arp.setdefault(route.ifindex, (route, []))[1].append((route.gateway, route.gateway))
+        for route, ranges in direct.items():
+            self._queue_syn(route, Targets(tuple(ranges)), ZERO_MAC)
+        for route, ranges in routed.items():
+            assert route.gateway is not None
+            self._queue_routed(route, Targets(tuple(ranges)), net.neighbours[route.gateway])
+        for route, ranges in arp.values():
+            self._feed(route, Targets(tuple(ranges)), plans.Plan.capacity(1), ((plans.KIND_ARP, (0,)),),
+                       ZERO_MAC)
 
-    def _queue_routed(self, route: Route, ips: Sequence[int], next_hop: bytes) -> None:
+    def _queue_routed(self, route: Route, targets: Targets, next_hop: bytes) -> None:
         probes = self._pings()
         if not probes:
-            self._queue_syn(route, ips, next_hop)
+            self._queue_syn(route, targets, next_hop)
             return
-        for chunk in _chunks(ips, plans.Plan.capacity(max(len(p) for _, p in probes))):
-            macs = (next_hop,) * len(chunk)
-            self._enqueue([_Work(kind, route, chunk, macs, ports, discovery=True) for kind, ports in probes])
+        per_plan = plans.Plan.capacity(max(len(ports) for _, ports in probes))
+        self._feed(route, targets, per_plan, probes, next_hop, discovery=True)
 
-    def _pings(self) -> list[tuple[int, tuple[int, ...]]]:
+    def _pings(self) -> Probes:
         """(probe kind, ports) of each configured discovery probe; none with skip_discovery."""
         d = self.spec.discovery
         if d is None:
-            return []
+            return ()
         candidates = ((plans.KIND_ICMP_ECHO, (0,) if d.icmp_echo else ()),
                       (plans.KIND_TCP_SYN, d.syn_ports), (plans.KIND_TCP_ACK, d.ack_ports))
-        return [(kind, ports) for kind, ports in candidates if ports]
+        return tuple((kind, ports) for kind, ports in candidates if ports)
 
-    def _queue_syn(self, route: Route, ips: Sequence[int], next_hop: bytes | None) -> None:
-        """next_hop: the MAC every frame goes to; None for on-link hosts, each its own ARP answer."""
-        for chunk in _chunks(ips, self.spec.hosts_per_plan()):
-            if route.loopback:
-                macs = (ZERO_MAC,) * len(chunk)
-            elif next_hop is None:
-                macs = tuple(self.result.hosts[ip].mac or ZERO_MAC for ip in chunk)
-            else:
-                macs = (next_hop,) * len(chunk)
-            self._enqueue([_Work(plans.KIND_TCP_SYN, route, chunk, macs, self.spec.ports)])
+    def _queue_syn(self, route: Route, targets: Targets, next_hop: bytes | None) -> None:
+        self._feed(route, targets, self.spec.hosts_per_plan(), ((plans.KIND_TCP_SYN, self.spec.ports),),
+                   next_hop)
 
-    def _enqueue(self, group: list[_Work]) -> None:
-        """Queue works that run together (a discovery's probe types), each at its share of the rate."""
+    def _feed(self, route: Route, targets: Targets, per_plan: int, probes: Probes, next_hop: bytes | None,
+              discovery: bool = False) -> None:
+        """Queue `targets` for `probes`, planned (counted for progress) now, cut up later."""
+        if targets.count:
+            self.planned += targets.count * sum(len(ports) for _, ports in probes)
+            self.feeds.append(_Feed(route, targets, per_plan, probes, next_hop, discovery))
+
+    def _next_group(self) -> None:
+        """Cut the next chunk of hosts off the first feed: one work per probe type, run together,
+        each at its share of the rate."""
+        feed = self.feeds[0]
+        hosts = feed.take()
+        if feed.exhausted:
+            self.feeds.popleft()
         self.groups += 1
-        self.group_left[self.groups] = len(group)
-        for work in group:
-            work.group, work.share = self.groups, len(group)
-            if work.kind == plans.KIND_TCP_SYN and not work.discovery:
-                self.result.probed(work.hosts, len(work.ports))
-            self.planned += len(work.hosts) * len(work.ports)
-            self.queue.append(work)
+        self.group_left[self.groups] = len(feed.probes)
+        self.queue.extend(_Work(kind, feed.route, hosts, feed.next_hop, ports, self.groups, len(feed.probes),
+                                feed.discovery) for kind, ports in feed.probes)
 
     def _plan(self, work: _Work, slot: int, gen: int) -> plans.Plan:
         arp = work.kind == plans.KIND_ARP
+        hosts = tuple(work.hosts.addresses())
+        if work.next_hop is None:
+            known = self.result.hosts
+            macs = tuple((h.mac if (h := known.get(ip)) else None) or ZERO_MAC for ip in hosts)
+        else:
+            macs = (work.next_hop,) * len(hosts)
+        if work.kind == plans.KIND_TCP_SYN and not work.discovery:
+            self.result.probed(hosts, len(work.ports))
         t = self.spec.timeout_ms
-        size = len(work.hosts) * len(work.ports)
+        size = len(hosts) * len(work.ports)
         workers = self.dispatcher.shared.workers
         shard = shard_size(size, workers)
         return plans.Plan(
@@ -169,13 +214,13 @@ class ScanRun:
             timeout_init_ms=ARP_TIMEOUT_MS if arp else (t or 1000),
             timeout_min_ms=ARP_TIMEOUT_MS if arp else (t or 100),
             timeout_max_ms=ARP_TIMEOUT_MS if arp else (t or 3000),
-            shard_size=shard, hosts=work.hosts, macs=work.macs, ports=work.ports,
+            shard_size=shard, hosts=hosts, macs=macs, ports=work.ports,
             flags=plans.FLAG_LOOPBACK if work.route.loopback else 0)
 
     # -- running ---------------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return not self.queue and not self.running
+        return not self.queue and not self.running and not self.feeds
 
     def step(self) -> None:
         """Retire finished or timed-out plans, then start the next group. One group runs at a
@@ -191,52 +236,59 @@ class ScanRun:
             self.done_probes += sub.plan.size
             if timed_out and not sub.finished:
                 self.dispatcher.cancel(sub)
-                for ip in work.hosts:
-                    self.result.host(ip).timed_out = True
-            self.group_left[work.group] -= 1
-            if work.kind == plans.KIND_ARP:
-                self._after_arp(work)
-            elif work.discovery and not self.group_left[work.group]:
-                self._after_discovery(work)
-        while self.queue and not self.cancelled and self.dispatcher.free_slot is not None:
-            work = self.queue[0]
-            if self.running and self.running[0][1].group != work.group:
-                break
-            self.queue.popleft()
-            callback = self._on_discovery if work.discovery else self._on_result
+                self.result.timed_out(sub.plan.hosts)
+            self._retire(work)
+        while not self.cancelled and self.dispatcher.free_slot is not None:
+            if not self.queue:
+                if self.running or not self.feeds:
+                    break
+                self._next_group()
+            work = self.queue.popleft()
+            callback = partial(self._on_discovery if work.discovery else self._on_result, work)
             sub = self.dispatcher.submit(lambda s, g, w=work: self._plan(w, s, g), callback, self._on_failure)
             self.running.append((sub, work, now))
 
-    def _on_discovery(self, r: Result) -> None:
+    def _retire(self, work: _Work) -> None:
+        self.group_left[work.group] -= 1
+        if self.group_left[work.group]:
+            return
+        del self.group_left[work.group]
+        up = sorted(self.found.pop(work.group, ()))
+        if work.kind == plans.KIND_ARP:
+            self._after_arp(work, up)
+        elif work.discovery and up:
+            self._queue_syn(work.route, _singles(up), work.next_hop)
+
+    def _on_discovery(self, work: _Work, r: Result) -> None:
         # Any answer to a ping proves the host up; what it says about port 443 or 80 is not a
         # port scan result.
-        if r.kind in (R_HOST, R_PORT, R_TALLY):
-            self.result.mark_up(r.ip)
+        if r.kind in (R_HOST, R_PORT, R_TALLY) and self.result.mark_up(r.ip):
+            self.found.setdefault(work.group, []).append(r.ip)
 
-    def _after_discovery(self, work: _Work) -> None:
-        up = [ip for ip in work.hosts if ip in self.result.hosts and self.result.hosts[ip].up]
-        if up:
-            self._queue_syn(work.route, up, work.macs[0])
-
-    def _on_result(self, r: Result) -> None:
+    def _on_result(self, work: _Work, r: Result) -> None:
         # A gateway resolved only to reach routed targets is not itself a finding.
         if r.kind == R_HOST and r.ip in self.waiting_arp and not self._is_target(r.ip):
             self.gateway_macs[r.ip] = r.mac
-        else:
-            self.result.add(r)
+            return
+        syn = work.kind == plans.KIND_TCP_SYN
+        if self.result.add(r, len(work.ports) if syn else 0) and not syn:
+            self.found.setdefault(work.group, []).append(r.ip)
 
-    def _after_arp(self, work: _Work) -> None:
-        up = [ip for ip in work.hosts if ip in self.result.hosts and self.result.hosts[ip].up]
+    def _after_arp(self, work: _Work, up: list[int]) -> None:
         if up:
-            self._queue_syn(work.route, up, None)
-        for gw in [ip for ip in work.hosts if ip in self.waiting_arp]:
-            mac = self.gateway_macs.get(gw) or (self.result.hosts[gw].mac if gw in up else None)
+            self._queue_syn(work.route, _singles(up), None)
+        routed: dict[tuple[Route, bytes], list[Range]] = {}
+        for gw in [gw for gw in self.waiting_arp if gw in work.hosts]:
             pieces = self.waiting_arp.pop(gw)
+            host = self.result.hosts.get(gw)
+            mac = self.gateway_macs.get(gw) or (host.mac if host and host.up else None)
             if mac is None:
                 self.errors.append(f"gateway {ipaddress.IPv4Address(gw)} does not answer ARP")
                 continue
             for start, end, route in pieces:
-                self._queue_routed(route, range(start, end + 1), mac)
+                routed.setdefault((route, mac), []).append((start, end))
+        for (route, mac), ranges in routed.items():
+            self._queue_routed(route, Targets(tuple(ranges)), mac)
 
     def _is_target(self, ip: int) -> bool:
         return ip in self.spec.targets
@@ -250,16 +302,17 @@ class ScanRun:
     def cancel(self) -> None:
         self.cancelled = True
         self.queue.clear()
+        self.feeds.clear()
         for sub, _, _ in self.running:
             self.dispatcher.cancel(sub)
         self.running.clear()
 
     def progress(self) -> tuple[int, int]:
         """(probes done, probes planned) counting finished shards of running plans."""
-        partial = sum(len(s.done) * s.plan.shard_size for s, _, _ in self.running)
-        return min(self.done_probes + partial, self.planned), self.planned
+        shards_done = sum(len(s.done) * s.plan.shard_size for s, _, _ in self.running)
+        return min(self.done_probes + shards_done, self.planned), self.planned
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterator[tuple[int, ...]]:
-    for i in range(0, len(items), size):
-        yield tuple(items[i : i + size])
+def _singles(ips: list[int]) -> Targets:
+    """Hosts found up, as targets (neighbours merge into ranges)."""
+    return Targets(tuple((ip, ip) for ip in ips))

@@ -1,0 +1,196 @@
+"""ScanResult: hosts built from engine records, tarpit classification and the device document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netscand.engine.shm import R_DONE, R_HOST, R_PORT, R_TALLY, S_CLOSED, S_NONE, S_OPEN, Result
+from netscand.scan.result import LIST_LIMIT, OPEN_CAP, Host, ScanResult, document
+from netscand.store import Store
+
+IP = 0xC6120005  # 198.18.0.5
+MAC = bytes.fromhex("0200c6120005")
+LINUX_OPTS = bytes.fromhex("020405b40402080a000000000000000001030307")  # MSS, SACK, TS, NOP, WS 7
+
+
+def port(ip: int, number: int, state: int = S_OPEN, gen: int = 1) -> Result:
+    return Result(R_PORT, state, 64, 0, gen, 0, ip, number, 64240, 0, 0, b"\0" * 6, 0, LINUX_OPTS)
+
+
+def tally(ip: int, shard: int, closed: int, unanswered: int = 0, gen: int = 1) -> Result:
+    return Result(R_TALLY, 0, 0, 0, gen, shard, ip, 0, 0, closed, unanswered, b"\0" * 6, 0, b"")
+
+
+def arp(ip: int) -> Result:
+    return Result(R_HOST, 0, 0, 0, 1, 0, ip, 0, 0, 0, 0, MAC, 0, b"")
+
+
+def scanned(nports: int, open_ports: range | list[int], closed: int = 0) -> tuple[ScanResult, Host]:
+    """A host probed on `nports` ports (found by ARP first, as on-link hosts are) that answered
+    open on `open_ports` and closed on `closed` more."""
+    result = ScanResult()
+    result.add(arp(IP))
+    result.probed((IP,), nports)
+    for p in open_ports:
+        result.add(port(IP, p))
+    if closed:
+        result.add(tally(IP, 0, closed))
+    return result, result.hosts[IP]
+
+
+# --- tarpits ----------------------------------------------------------------------------------
+
+
+def test_a_host_open_on_every_port_of_a_deep_scan_is_a_tarpit_with_bounded_state() -> None:
+    result, h = scanned(65535, range(1, 65536))
+    for p in range(1, 3000):  # a shard issued again after a worker restart: counted once
+        result.add(port(IP, p))
+    assert h.tarpit
+    assert len(h.open) == OPEN_CAP  # fingerprints kept; the rest counted in an 8 KiB bitmap
+    assert h.open_count == 65535
+    assert h.filtered_count == 0
+    device = result.device(h, profiling=True)
+    assert device["tarpit"] is True
+    assert device["ports"] == []
+    assert device["not_shown"] == {"open": 65535}
+    assert device["os_guess"] is None and "os_confidence" not in device
+    assert device["vendor"] is None or isinstance(device["vendor"], str)  # from the MAC, not the SYN-ACKs
+
+
+def test_one_port_past_the_cap_makes_a_tarpit() -> None:
+    assert not scanned(65535, range(1, OPEN_CAP + 1))[1].tarpit
+    assert scanned(65535, range(1, OPEN_CAP + 2))[1].tarpit
+
+
+def test_quick_and_normal_scans_judge_by_share() -> None:
+    # Quick (top 100): a tarpit answers all 100; 90 is enough, 89 is not.
+    assert scanned(100, range(1, 101))[1].tarpit
+    assert scanned(100, range(1, 91), closed=10)[1].tarpit
+    assert not scanned(100, range(1, 90), closed=11)[1].tarpit
+    # Normal (top 1000).
+    assert scanned(1000, range(1, 1001))[1].tarpit
+    assert not scanned(1000, range(1, 800), closed=201)[1].tarpit
+
+
+def test_busy_real_servers_are_not_tarpits() -> None:
+    # Far busier than any real host: 40 of the top 100, 300 of the top 1000, 1024 of 65535.
+    for nports, opened in ((100, 40), (1000, 300), (65535, OPEN_CAP)):
+        result, h = scanned(nports, range(1, opened + 1), closed=nports - opened)
+        assert not h.tarpit
+        device = result.device(h, profiling=True)
+        assert "tarpit" not in device
+        assert sum(p["state"] == "open" for p in device["ports"]) == opened
+
+
+def test_a_small_sample_is_judged_by_the_cap_alone() -> None:
+    # A custom scan of 50 ports, all open: too few to call it a tarpit; listed as found.
+    result, h = scanned(50, range(1, 51))
+    assert not h.tarpit
+    assert len(result.device(h)["ports"]) == 50
+
+
+def test_a_tarpit_adds_nothing_to_the_open_ports_total() -> None:
+    result, tarpit = scanned(100, range(1, 101))
+    result.probed((IP + 1,), 100)
+    result.add(port(IP + 1, 22, gen=2))
+    result.add(tally(IP + 1, 0, 99, gen=2))
+    doc = document("id", "completed", result.devices(), 1.0)
+    assert doc["devices_found"] == 2
+    assert doc["open_ports_total"] == 1
+
+
+def test_a_host_turning_tarpit_mid_scan_stops_listing_open_ports() -> None:
+    result, h = scanned(1000, range(1, 500))
+    assert [h] == result.take_dirty()
+    assert len(result.device(h)["ports"]) == 499 and not h.tarpit
+    for p in range(500, 901):
+        result.add(port(IP, p))
+    assert h.tarpit
+    assert result.take_dirty() == [h]
+    device = result.device(h)
+    assert (device["ports"], device["not_shown"], device["tarpit"]) == ([], {"open": 900, "filtered": 100}, True)
+
+
+# --- lazy hosts ---------------------------------------------------------------------------------
+
+
+def test_a_host_learns_its_probed_ports_when_it_first_answers() -> None:
+    result = ScanResult()
+    result.probed((IP,), 100)  # not a host yet: nothing is made
+    assert result.hosts == {}
+    assert result.add(tally(IP, 0, closed=99), nports=100) is True
+    assert result.add(port(IP, 22), nports=100) is False  # already up
+    h = result.hosts[IP]
+    assert (h.probed_ports, h.closed_count, h.filtered_count, h.open_count) == (100, 99, 0, 1)
+
+
+def test_timing_out_marks_only_hosts_that_exist() -> None:
+    result = ScanResult()
+    result.add(port(IP, 22), nports=10)
+    result.timed_out(tuple(range(IP - 100, IP + 100)))
+    assert list(result.hosts) == [IP]
+    assert result.hosts[IP].timed_out
+
+
+def test_listed_closed_and_filtered_ports_stay_bounded() -> None:
+    result = ScanResult()
+    for p in range(1, 5000):
+        result.add(port(IP, p, S_CLOSED), nports=10000)
+        result.add(port(IP, p + 5000, S_NONE), nports=10000)
+    h = result.hosts[IP]
+    assert len(h.closed) == len(h.filtered) == LIST_LIMIT + 1
+
+
+# --- any records ----------------------------------------------------------------------------------
+
+_records = st.lists(st.tuples(
+    st.sampled_from((R_PORT, R_TALLY, R_HOST, R_DONE)),
+    st.sampled_from((S_OPEN, S_CLOSED, S_NONE, 7)),
+    st.integers(0, 3),  # host
+    st.integers(0, 65535),  # port
+    st.integers(0, 3),  # shard
+    st.integers(0, 70000), st.integers(0, 70000),  # tally counts, whatever a worker claims
+), max_size=60)
+
+
+@given(_records, st.integers(0, 70000), st.booleans())
+def test_any_records_give_a_well_formed_document(records: list[tuple], nports: int, profiling: bool) -> None:
+    result = ScanResult()
+    for kind, state, host, number, shard, a, b in records:
+        r = Result(kind, state, 64, 0, 1, shard, IP + host, number, 1024, a, b, MAC, 0, LINUX_OPTS)
+        result.add(r, nports)
+    doc = document("id", "running", result.devices(profiling), 0.5)
+    assert doc["devices_found"] == len(result.up_hosts)
+    for device, h in zip(doc["devices"], result.up_hosts):
+        assert len(device["ports"]) <= OPEN_CAP + 2 * (LIST_LIMIT + 1)
+        assert all(count > 0 for count in device.get("not_shown", {}).values())
+        if h.tarpit:
+            assert device["tarpit"] is True and device["os_guess"] is None
+            assert all(p["state"] != "open" for p in device["ports"])
+    assert result.take_dirty() == result.up_hosts
+
+
+# --- the store keeps the flag ---------------------------------------------------------------------
+
+
+def test_the_store_returns_the_tarpit_flag(tmp_path: Path) -> None:
+    result, h = scanned(100, range(1, 101))
+    device = result.device(h)
+    store = Store(tmp_path / "netscand.db")
+    try:
+        scan = store.create_scan({"id": "00000000-0000-4000-8000-000000000001", "target": "198.18.0.5",
+                                  "profile": "quick", "created_at": "2026-03-15T10:00:00Z"})
+        # The orchestrator saves these device keys as extras (orchestrator._save_hosts).
+        extra = {k: device[k] for k in ("not_shown", "tarpit") if k in device}
+        store.put_device(scan["id"], device["ip"], mac=device["mac"], hostname=None, vendor=None,
+                         os_guess=None, timed_out=None, extra=extra)
+        store.put_ports(scan["id"], device["ip"], device["ports"])
+        [stored] = store.result(scan["id"])
+    finally:
+        store.close()
+    assert stored["tarpit"] is True
+    assert stored["not_shown"] == {"open": 100}
+    assert stored["ports"] == []

@@ -1,0 +1,137 @@
+"""ScanRun's planning over the real shared region, dispatcher and routing table, without root.
+
+No packet is sent: there are no workers. `Rings` below plays their side of the rings (take
+each shard job, report the shard done, have chosen hosts answer), which is what lets a test
+walk a 127.0.0.0/8 scan group after group and weigh what the control process keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from netscand.engine import plan as plans
+from netscand.engine.shm import JOB, R_DONE, R_TALLY, Shared, pack_result
+from netscand.netinfo import NetInfo
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.ports import top_ports
+from netscand.scan.profiles import ScanRequest, resolve
+from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.targets import parse_targets
+
+RATE = 50_000.0  # the configured default (config.py): 7500 quick hosts per plan
+MB = 1 << 20
+
+
+class Rings:
+    """The workers' side of the rings. Each shard is reported done; in it, every host that
+    `answers` says RST on each of its probes, as any 127/8 address does, and nothing else."""
+
+    def __init__(self, dispatcher: Dispatcher, answers: Callable[[int], bool], finish: bool = True) -> None:
+        self.dispatcher = dispatcher
+        self.shared = dispatcher.shared
+        self.answers = answers
+        self.finish = finish  # False: tallies only, the shards never end
+        self.answering: dict[int, list[tuple[int, int]]] = {}  # plan generation -> (index, ip)
+
+    def serve(self) -> int:
+        served = 0
+        for w in range(self.shared.workers):
+            for raw in self.shared.jobs[w].pop_many(64):
+                _, _, _, gen, shard = JOB.unpack(raw)
+                sub = self.dispatcher.by_gen.get(gen)
+                if sub is None:
+                    continue  # a plan cancelled since
+                self._answer(w, sub.plan, shard)
+                served += 1
+        return served
+
+    def _answer(self, worker: int, plan: plans.Plan, shard: int) -> None:
+        start, end = plan.shard_range(shard)
+        nh = len(plan.hosts)
+        ring = self.shared.results[worker]
+        if plan.gen not in self.answering:
+            self.answering[plan.gen] = [(i, ip) for i, ip in enumerate(plan.hosts) if self.answers(ip)]
+        for index, ip in self.answering[plan.gen]:
+            # Port-major layout: this host's probes are at index + k * nh.
+            probes = len(range(index + -(-(start - index) // nh) * nh, end, nh))
+            if probes:
+                assert ring.push(pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=probes, b=0))
+        if self.finish:
+            assert ring.push(pack_result(R_DONE, plan_gen=plan.gen, shard=shard))
+
+
+@pytest.fixture
+def dispatcher() -> Iterator[Dispatcher]:
+    yield Dispatcher(Shared(workers=2))
+
+
+def quick(target: str) -> ScanSpec:
+    spec = resolve(ScanRequest(target, "quick"), parse_targets(target), RATE, retries=3)
+    assert spec.ports == top_ports(100)
+    return spec
+
+
+def every_thousandth(ip: int) -> bool:
+    return ip % 1000 == 7
+
+
+def test_a_slash_8_costs_what_answers_not_what_it_covers(dispatcher: Dispatcher) -> None:
+    spec = quick("127.0.0.0/8")
+    per_plan = spec.hosts_per_plan()
+    assert per_plan == 7500
+    rings = Rings(dispatcher, every_thousandth)
+    net = NetInfo()
+    tracemalloc.start()
+    try:
+        run = ScanRun(spec, dispatcher, net)
+        assert run.progress() == (0, 2**24 * 100)  # planned by arithmetic, nothing expanded
+        groups = 40
+        while run.groups < groups or run.running:
+            run.step()
+            if run.groups > groups:
+                break
+            rings.serve()
+            dispatcher.poll()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The old runner made a Host per address at admission: gigabytes for this target.
+    assert peak < 50 * MB, f"planning and admission peaked at {peak / MB:.1f} MB"
+    scanned = range(0x7F000000, 0x7F000000 + groups * per_plan)
+    answered = [ip for ip in scanned if every_thousandth(ip)]
+    assert sorted(run.result.hosts) == answered  # a Host only for what answered
+    for h in run.result.hosts.values():
+        assert (h.up, h.probed_ports, h.closed_count, h.filtered_count) == (True, 100, 100, 0)
+    assert run.progress() == (groups * per_plan * 100, 2**24 * 100)
+    assert not run.done
+
+
+def test_a_timed_out_plan_marks_only_hosts_that_answered(dispatcher: Dispatcher) -> None:
+    run = ScanRun(quick("127.0.0.0/24"), dispatcher, NetInfo())
+    run.spec = dataclasses.replace(run.spec, host_timeout_s=0.05)
+    rings = Rings(dispatcher, every_thousandth, finish=False)
+    run.step()
+    while rings.serve():
+        dispatcher.poll()
+    time.sleep(0.1)
+    run.step()
+    assert run.done
+    answered = [ip for ip in range(0x7F000000, 0x7F000100) if every_thousandth(ip)]
+    assert sorted(run.result.hosts) == answered
+    assert all(h.timed_out for h in run.result.hosts.values())
+    assert run.progress() == (256 * 100, 256 * 100)
+
+
+def test_addresses_behind_one_route_are_planned_together(dispatcher: Dispatcher) -> None:
+    # 200 scattered loopback addresses: one plan, not one plan per address.
+    target = " ".join(f"127.{i}.0.{i}" for i in range(1, 201))
+    run = ScanRun(quick(target), dispatcher, NetInfo())
+    run.step()
+    assert len(run.running) == 1
+    assert run.running[0][0].plan.hosts == tuple(sorted(parse_targets(target).addresses()))
+    assert not run.feeds and not run.queue
