@@ -247,7 +247,7 @@ def run_one(name: str, args: argparse.Namespace) -> Outcome:
                    sites, corpus, failure)
 
 
-def report(outcomes: list[Outcome], args: argparse.Namespace) -> bool:
+def report(outcomes: list[Outcome], args: argparse.Namespace, seconds: float) -> bool:
     print(f"{'parser':26} {'inputs':>12} {'inputs/s':>10} {'crashes':>8} {'sites':>6} {'corpus':>7} {'s':>7}")
     for o in outcomes:
         print(f"{o.name:26} {o.inputs:>12,} {o.inputs / o.seconds:>10,.0f} {o.crashing_inputs:>8} {o.sites:>6} "
@@ -257,7 +257,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> bool:
     total = sum(o.inputs for o in outcomes)
     bad = [o for o in outcomes if o.crashing_inputs or o.failure or o.inputs < args.runs]
     print(f"{'total':26} {total:>12,} {'':>10} {sum(o.crashing_inputs for o in outcomes):>8}")
-    print(f"{len(outcomes)} parsers, {args.runs:,} inputs each asked, {args.jobs} at a time; "
+    print(f"{len(outcomes)} parsers, {args.runs:,} inputs each asked, {args.jobs} at a time, {seconds:.0f} s; "
           f"logs, corpus and crashing inputs in {args.out}")
     for o in bad:
         print(f"FAILED {o.name}: {o.crashing_inputs} crashing inputs, {o.inputs:,} run, {o.failure or ''}")
@@ -300,9 +300,10 @@ def main() -> int:
     chosen = args.only or names
     print(f"fuzzing {len(chosen)} parsers, {args.runs:,} inputs each, {args.jobs} at a time "
           f"(cpus: {os.cpu_count()})", flush=True)
+    started = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
         outcomes = list(pool.map(lambda name: run_one(name, args), chosen))
-    return 0 if report(outcomes, args) else 1
+    return 0 if report(outcomes, args, time.monotonic() - started) else 1
 
 
 if __name__ == "__main__":
