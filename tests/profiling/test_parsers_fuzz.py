@@ -301,7 +301,8 @@ def pointer_chain(ident: int) -> bytes:
         chain += struct.pack("!H", 0xC000 | previous)
         previous = here
     message = head + b"\0" + struct.pack("!HHIH", 99, 1, 0, len(chain)) + chain
-    record = struct.pack("!H", 0xC000 | previous) + struct.pack("!HHIH", 12, 1, 0, 2) + struct.pack("!H", 0xC000 | previous)
+    end = struct.pack("!H", 0xC000 | previous)
+    record = end + struct.pack("!HHIH", 12, 1, 0, 2) + end  # a PTR, named and pointing at the end
     return message + record * ((KIB64 - len(message)) // len(record))
 
 
