@@ -60,6 +60,8 @@ def _put_device(
         raise ValueError(f"extra must not carry the device's own keys: {', '.join(sorted(clash))}")
     stored = list(db.query("SELECT extra FROM devices WHERE scan_id = ? AND ip = ?", [scan_id, ip]))
     merged = (orjson.loads(stored[0]["extra"]) if stored else {}) | (extra or {})
+    if merged.get("tarpit"):
+        merged.pop("os_confidence", None)
     db.execute(
         """
         INSERT INTO devices (scan_id, ip, ip_key, mac, hostname, vendor, os_guess, timed_out, extra)
@@ -75,6 +77,16 @@ def _put_device(
         [scan_id, ip, ip_key, mac, hostname, vendor, os_guess,
          None if timed_out is None else int(timed_out), orjson.dumps(merged).decode()],
     )
+    if merged.get("tarpit"):
+        _forget_tarpit_answers(db, scan_id, ip)
+
+
+def _forget_tarpit_answers(db: Database, scan_id: str, ip: str) -> None:
+    """A tarpit (it answers every port, scan/result.py) is saved as an ordinary host while the
+    scan runs, until it shows itself: the open ports and the OS guessed from its SYN-ACKs that
+    were saved by then were never its own."""
+    db.execute("DELETE FROM ports WHERE scan_id = ? AND ip = ? AND state = 'open'", [scan_id, ip])
+    db.execute("UPDATE devices SET os_guess = NULL WHERE scan_id = ? AND ip = ?", [scan_id, ip])
 
 
 def _port_rows(scan_id: str, ip: str, ports: list[dict[str, Any]]) -> list[list[Any]]:

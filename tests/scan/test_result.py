@@ -176,21 +176,34 @@ def test_any_records_give_a_well_formed_document(records: list[tuple], nports: i
 # --- the store keeps the flag ---------------------------------------------------------------------
 
 
-def test_the_store_returns_the_tarpit_flag(tmp_path: Path) -> None:
-    result, h = scanned(100, range(1, 101))
-    device = result.device(h)
+def _save(store: Store, scan_id: str, device: dict, final: bool) -> None:
+    """What the orchestrator saves of a device (orchestrator._save_hosts): only its open ports
+    while the scan runs, and these device keys as extras."""
+    ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
+    extra = {k: device[k] for k in ("not_shown", "os_confidence", "hostnames", "tarpit") if k in device}
+    store.put_devices(scan_id, [{"ip": device["ip"], "mac": device["mac"], "hostname": device["hostname"],
+                                 "vendor": device["vendor"], "os_guess": device["os_guess"],
+                                 "extra": extra or None, "timed_out": None, "ports": ports}])
+
+
+def test_the_store_forgets_what_a_tarpit_answered_before_it_showed_itself(tmp_path: Path) -> None:
+    # Quick scan: 60 SYN-ACKs in, saved by a flush as an ordinary host's open ports (with an OS
+    # guessed from them); then the other 40 come in too.
+    result, h = scanned(100, range(1, 61))
     store = Store(tmp_path / "netscand.db")
     try:
         scan = store.create_scan({"id": "00000000-0000-4000-8000-000000000001", "target": "198.18.0.5",
                                   "profile": "quick", "created_at": "2026-03-15T10:00:00Z"})
-        # The orchestrator saves these device keys as extras (orchestrator._save_hosts).
-        extra = {k: device[k] for k in ("not_shown", "tarpit") if k in device}
-        store.put_device(scan["id"], device["ip"], mac=device["mac"], hostname=None, vendor=None,
-                         os_guess=None, timed_out=None, extra=extra)
-        store.put_ports(scan["id"], device["ip"], device["ports"])
+        _save(store, scan["id"], result.device(h, profiling=True), final=False)
+        [early] = store.result(scan["id"])
+        assert len(early["ports"]) == 60 and early["os_guess"] and "tarpit" not in early
+        for p in range(61, 101):
+            result.add(port(IP, p))
+        _save(store, scan["id"], result.device(h, profiling=True), final=True)
         [stored] = store.result(scan["id"])
     finally:
         store.close()
     assert stored["tarpit"] is True
     assert stored["not_shown"] == {"open": 100}
     assert stored["ports"] == []
+    assert stored["os_guess"] is None and "os_confidence" not in stored
