@@ -483,11 +483,10 @@ class Orchestrator:
     def _progress(self, active: _Active) -> dict:
         done, planned = active.run.progress()
         result = active.run.result
-        up = result.up_hosts
         fields = {
             "progress_percent": min(99, 100 * done // planned) if planned else 0,
-            "hosts_found": len(up),
-            "ports_found": sum(len(h.open) for h in up if not h.tarpit),  # a tarpit's are not ports
+            "hosts_found": result.up_count,
+            "ports_found": result.open_ports,
             "estimated_completion": None,
         }
         elapsed = time.monotonic() - active.started

@@ -108,6 +108,10 @@ class Host:
             self.open_past_cap_count += 1
 
 
+def _shown_open(h: Host) -> int:
+    return 0 if h.tarpit else h.open_count
+
+
 def _tarpit(open_ports: int, probed: int) -> bool:
     return open_ports > OPEN_CAP or (probed >= TARPIT_SAMPLE and 100 * open_ports >= TARPIT_PERCENT * probed)
 
@@ -116,6 +120,9 @@ class ScanResult:
     def __init__(self) -> None:
         self.hosts: dict[int, Host] = {}
         self.dirty: set[int] = set()  # hosts changed since the store last saw them
+        # Kept as records come in, so progress never walks (or sorts) every host that answered.
+        self.up_count = 0
+        self.open_ports = 0  # open ports the result lists: a tarpit's are not
 
     def host(self, ip: int) -> Host:
         h = self.hosts.get(ip)
@@ -129,7 +136,9 @@ class ScanResult:
         for ip in ips:
             h = self.hosts.get(ip)
             if h is not None:
+                shown = _shown_open(h)
                 h.probed_ports += nports
+                self.open_ports += _shown_open(h) - shown
 
     def timed_out(self, ips: tuple[int, ...]) -> None:
         """Those of `ips` that answered ran out of time; the others were never hosts."""
@@ -147,7 +156,7 @@ class ScanResult:
         h = self.hosts.get(r.ip)
         if h is None:
             h = self.hosts[r.ip] = Host(r.ip, probed_ports=nports)
-        was_up = h.up
+        was_up, shown = h.up, _shown_open(h)
         if r.kind == R_HOST:
             h.up, h.mac = True, r.mac
         elif r.kind == R_PORT:
@@ -162,6 +171,8 @@ class ScanResult:
             h.up = True
             # Keyed by shard, so a shard run twice after a worker restart counts once.
             h.tallies[(r.plan_gen, r.shard)] = (r.a, r.b)
+        self.open_ports += _shown_open(h) - shown
+        self.up_count += h.up and not was_up
         return h.up and not was_up
 
     def mark_up(self, ip: int) -> bool:
@@ -169,6 +180,7 @@ class ScanResult:
         self.dirty.add(ip)
         h = self.host(ip)
         was_up, h.up = h.up, True
+        self.up_count += not was_up
         return not was_up
 
     @property

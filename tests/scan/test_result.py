@@ -207,3 +207,18 @@ def test_the_store_forgets_what_a_tarpit_answered_before_it_showed_itself(tmp_pa
     assert stored["not_shown"] == {"open": 100}
     assert stored["ports"] == []
     assert stored["os_guess"] is None and "os_confidence" not in stored
+
+
+@given(_records, st.integers(0, 2000))
+def test_running_counts_equal_what_the_hosts_say(records: list[tuple], nports: int) -> None:
+    # hosts_found and ports_found come from these counters every flush: they must agree with a
+    # walk over every host, which they replace.
+    result = ScanResult()
+    for i, (kind, state, host, number, shard, a, b) in enumerate(records):
+        if i == len(records) // 2:
+            result.mark_up(IP + 9)
+            result.probed((IP, IP + 1, IP + 9), nports)
+        result.add(Result(kind, state, 64, 0, 1, shard, IP + host, number, 1024, a, b, MAC, 0, LINUX_OPTS), nports)
+    up = result.up_hosts
+    assert result.up_count == len(up)
+    assert result.open_ports == sum(h.open_count for h in up if not h.tarpit)

@@ -8,9 +8,13 @@ walk a 127.0.0.0/8 scan group after group and weigh what the control process kee
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +139,43 @@ def test_addresses_behind_one_route_are_planned_together(dispatcher: Dispatcher)
     assert len(run.running) == 1
     assert run.running[0][0].plan.hosts == tuple(sorted(parse_targets(target).addresses()))
     assert not run.feeds and not run.queue
+
+
+ON_LINK_PLAN = """
+import json, tracemalloc
+from netscand.engine import plan as plans
+from netscand.engine.shm import Shared
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.profiles import ScanRequest, resolve
+from netscand.scan.runner import ScanRun
+from netscand.scan.targets import parse_targets
+tracemalloc.start()
+target = "198.18.1.0-198.19.255.255"  # on link, all but the scanner's own (loopback) block
+spec = resolve(ScanRequest(target, "quick"), parse_targets(target), 50_000.0, 3)
+run = ScanRun(spec, Dispatcher(Shared(workers=2)))
+run.step()
+print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "capacity": plans.Plan.capacity(1),
+                  "kinds": [sub.plan.kind for sub, _, _ in run.running],
+                  "hosts": [len(sub.plan.hosts) for sub, _, _ in run.running],
+                  "left": [feed.targets.count - feed.position for feed in run.feeds],
+                  "planned": run.planned, "found": len(run.result.hosts)}))
+"""
+
+
+def test_an_on_link_sweep_is_cut_into_plans_as_they_run(netns: str) -> None:
+    # 198.18.0.0/15 on link through a veth pair whose both ends stay in a namespace of its own,
+    # so nothing could leave it; and no worker runs, so no frame is even written.
+    for args in (["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                 ["addr", "add", "198.18.0.1/15", "dev", "v0"], ["link", "set", "v0", "up"],
+                 ["link", "set", "v1", "up"]):
+        subprocess.run(["ip", "-n", netns, *args], check=True)
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", ON_LINK_PLAN],
+                         check=True, capture_output=True, text=True, cwd=Path(__file__).parents[2]).stdout
+    seen = json.loads(out)
+    # ARP first, one plan's worth of the addresses; the rest still ranges in the feed.
+    assert seen["kinds"] == [plans.KIND_ARP]
+    assert seen["hosts"] == [seen["capacity"]]
+    assert seen["left"] == [2**17 - 256 - seen["capacity"]]
+    assert seen["planned"] == 2**17 - 256
+    assert seen["found"] == 0
+    assert seen["peak"] < 50 * MB
