@@ -2,8 +2,8 @@
 stream of malformed and forged frames at it, every kind of frames.KINDS in turn at random.
 
 It taps each hostile host's interface: any frame from the scanner's MAC (its ARP sweep, a SYN,
-a connection, a name query) starts the attack, which goes on until the scanner has been quiet
-for hostile.ACTIVE_HOLD_S. Each SYN the scanner sends the tarpit also gets a second SYN-ACK
+a connection, a name query; not the RSTs and ICMP errors its kernel answers forged frames with)
+starts the attack, which goes on until the scanner has been quiet for hostile.ACTIVE_HOLD_S. Each SYN the scanner sends the tarpit also gets a second SYN-ACK
 whose options lie (frames.echo_synack), up to hostile.ECHO_RATE a second.
 Usage: python -m netscand.lab.attacker STATEFILE
 """
@@ -93,7 +93,7 @@ class Attack:
                 frame = tap.recv(2048)
             except BlockingIOError:
                 return
-            if frame[6:12] != target.scanner_mac:
+            if frame[6:12] != target.scanner_mac or not frames.is_scanner_talking(frame):
                 continue
             self.last_seen = now
             if not is_tarpit:

@@ -288,6 +288,19 @@ def hostile_synack(t: Target, rng: random.Random, src: bytes, sport: int, dport:
     return ipv4(src, t.scanner_ip, 6, segment)
 
 
+def is_scanner_talking(frame: bytes) -> bool:
+    """Whether a frame from the scanner is its own doing: a RST or an ICMP error is its kernel
+    answering a forged frame, which must not keep the attack going by itself."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return True
+    at = 14 + (frame[14] & 0x0F) * 4
+    if frame[23] == 6 and len(frame) > at + 13:
+        return not frame[at + 13] & RST
+    if frame[23] == 1 and len(frame) > at:
+        return frame[at] not in (3, 11, 12)  # unreachable, time exceeded, parameter problem
+    return True
+
+
 def echo_synack(t: Target, rng: random.Random, frame: bytes) -> bytes | None:
     """For the scanner's SYN to the attacker: a SYN-ACK that acknowledges it (so its cookie is
     right and it reaches the option parser) with options that lie. None for any other frame."""

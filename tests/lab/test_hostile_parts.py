@@ -75,3 +75,15 @@ def test_answers_carry_the_querys_id(query, build) -> None:
     ident = answers.snmp_request_id(request) if query is snmp else b"\x12\x34"
     assert ident and all(ident in r[:40] for r in replies)
     assert build(b"\x30") == []  # nothing to answer
+
+
+def test_the_scanners_answers_to_forged_frames_do_not_keep_the_attack_going() -> None:
+    me, it = TARGET.scanner_ip, TARGET.own_ip
+    eth = b"\0" * 12 + b"\x08\x00"
+    rst = frames.ipv4(me, it, 6, frames.tcp(me, it, frames.PORT_LO, 80, 0, 0, frames.RST | frames.ACK))
+    syn = frames.ipv4(me, it, 6, frames.tcp(me, it, frames.PORT_LO, 80, 0, 0, frames.SYN))
+    unreachable = frames.ipv4(me, it, 1, frames.icmp(3, 3, b"\0" * 28))
+    echo = frames.ipv4(me, it, 1, frames.icmp(8, 0, b""))
+    talking = [frames.is_scanner_talking(eth + p) for p in (rst, syn, unreachable, echo)]
+    assert talking == [False, True, False, True]
+    assert frames.is_scanner_talking(b"\0" * 12 + b"\x08\x06" + b"\0" * 28)  # its ARP sweep
