@@ -235,9 +235,13 @@ DEVICE: Schema = {
         "not_shown": {
             "type": "object", "additionalProperties": False,
             "description": "Ports in a state too common on this host to list, by state (like "
-                           "nmap's \"Not shown: 995 closed ports\").",
-            "properties": {"closed": COUNT, "filtered": COUNT},
+                           "nmap's \"Not shown: 995 closed ports\"); `open` only for a tarpit.",
+            "properties": {"closed": COUNT, "filtered": COUNT, "open": COUNT},
         },
+        "tarpit": {"type": "boolean", "enum": [True],
+                   "description": "The host answered open on (nearly) every port probed (a tarpit or a "
+                                  "SYN proxy): its open ports are counted in not_shown, not listed, and it "
+                                  "gets no OS guess and no service detection. Absent otherwise."},
         "timed_out": {"type": "boolean",
                       "description": "The host exceeded the profile's per-host time budget."},
     },

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 from hypothesis import given
 from hypothesis import strategies as st
 
+from netscand.api.openapi import document as openapi_document
 from netscand.engine.shm import R_DONE, R_HOST, R_PORT, R_TALLY, S_CLOSED, S_NONE, S_OPEN, Result
 from netscand.scan.result import LIST_LIMIT, OPEN_CAP, Host, ScanResult, document
 from netscand.store import Store
@@ -58,6 +60,14 @@ def test_a_host_open_on_every_port_of_a_deep_scan_is_a_tarpit_with_bounded_state
     assert device["not_shown"] == {"open": 65535}
     assert device["os_guess"] is None and "os_confidence" not in device
     assert device["vendor"] is None or isinstance(device["vendor"], str)  # from the MAC, not the SYN-ACKs
+
+
+def test_a_tarpit_device_is_what_the_api_documents() -> None:
+    schema = {**openapi_document(), "$ref": "#/components/schemas/Device"}
+    for nports, opened in ((65535, range(1, 65536)), (100, range(1, 91))):
+        result, h = scanned(nports, opened, closed=nports - len(opened))
+        assert h.tarpit
+        jsonschema.validate(result.device(h, profiling=True), schema)
 
 
 def test_one_port_past_the_cap_makes_a_tarpit() -> None:

@@ -413,3 +413,10 @@ def test_any_input_gives_targets_or_a_target_error(spec: str | list[str]) -> Non
         assert "\n" not in str(exc)
     else:
         assert t.count >= 1
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), min_size=1, max_size=8),
+       st.integers(-5, 400), st.integers(-5, 400))
+def test_window_is_a_slice_of_the_addresses(spans: list[tuple[int, int]], start: int, stop: int) -> None:
+    t = Targets(tuple((lo, lo + size) for lo, size in spans))
+    assert list(t.window(start, stop).addresses()) == list(t.addresses())[max(start, 0):max(stop, 0)]
