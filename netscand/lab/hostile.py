@@ -41,9 +41,9 @@ SERVICES = {
     f"tcp/{ENDLESS_PORT}": "an SMTP-like banner that never ends, sent as fast as the client reads",
     f"tcp/{DNS_PORT}": "DNS over TCP: a 65535-byte answer whose names are compression-pointer loops",
     f"tcp/{HTTP_PORT}": "HTTP: a page of many '<title' fragments, then a 64 KiB <title>",
-    f"tcp/{TLS_PORT}": "TLS with a ~90 KiB certificate chain (a leaf of hundreds of names, 8 intermediates), "
-                       "the same page inside",
-    f"tcp/{HUGE_TLS_PORT}": "TLS with a ~1 MiB certificate chain (100 certificates), past any client's limit",
+    f"tcp/{TLS_PORT}": "TLS with an 85 kB certificate chain (a 66 kB leaf of 600 names and 200 subject "
+                       "attributes, 8 intermediates, a root), under OpenSSL's 100 KiB limit; the same page inside",
+    f"tcp/{HUGE_TLS_PORT}": "TLS with a 1 MB certificate chain (101 certificates), ten times OpenSSL's limit",
     f"udp/{MDNS_PORT}": "legacy-unicast mDNS answers with the query's id: pointer loops, pointer chains, "
                         "counts of 65535, lengths past the end, a 65507-byte datagram",
     f"udp/{NETBIOS_PORT}": "NetBIOS node status answers with the query's id: 255 names claimed in 20 bytes, "
