@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
+import structlog
 
 from netscand import config
 from netscand.engine import worker
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"netscand: skipping {skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
     meta = {"target": args.target, "profile": profile}
     guard = PlanGuard.of(cfg.policy)
+    # What the workers log (frames they drop, plans they refuse) goes to stderr: stdout is the result's.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
     def reload() -> PlanGuard:
         return PlanGuard.of(config.load(args.config).policy)
