@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -385,9 +386,9 @@ class Orchestrator:
         run = active.run
         if run.failure:
             self._finish(scan_id, "failed", run.failure)
-        elif run.errors and not run.result.up_hosts:
+        elif run.errors and not run.result.up_count:
             self._finish(scan_id, "failed", "; ".join(run.errors))
-        elif run.spec.profiling and run.result.up_hosts:
+        elif run.spec.profiling and run.result.up_count:
             active.profiling = asyncio.get_running_loop().create_task(self._profile(active))
         else:
             self._finish(scan_id, "completed", None)
@@ -417,9 +418,12 @@ class Orchestrator:
         if status == "completed":
             fields["progress_percent"] = 100
         try:
-            hosts = active.run.result.up_hosts
-            for i in range(0, len(hosts), SAVE_CHUNK):
-                devices = [self._save_hosts(h, active.run, final=True) for h in hosts[i:i + SAVE_CHUNK]]
+            # A chunk of hosts per turn of the loop, in no order (the store sorts): neither
+            # sorting nor building every device at once may hold the loop. The run is over, so
+            # no host is added meanwhile.
+            hosts = (h for h in active.run.result.hosts.values() if h.up)
+            while chunk := list(islice(hosts, SAVE_CHUNK)):
+                devices = [self._save_hosts(h, active.run, final=True) for h in chunk]
                 await self.io.write(self.store.put_devices, active.id, devices)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc.reason}"
