@@ -31,6 +31,7 @@ from netscand.profiling.services.probes import dns, tls
 
 pytestmark = pytest.mark.lab
 FANOUT_GROUP = 0x6E78  # not the daemon's: a capture of its own
+SO_RCVBUFFORCE = 33
 
 
 def role(lab: Lab, name: str) -> dict[str, Any]:
@@ -252,6 +253,8 @@ def test_udp_name_queries_get_every_hostile_answer(hostile_lab: Lab, query: Any)
                 hostile.SNMP_PORT: answers.snmp_answers}[query.port](request)
     with scanner(hostile_lab):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # Two 64 KiB datagrams arrive as 90 fragments: the default buffer may hold one of them only.
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
         sock.connect((services["ip"], query.port))
     got = []
     with sock:
