@@ -40,6 +40,11 @@ class DaemonConfig:
     max_running_scans: int = 2  # more are queued until a slot frees
     max_queued_per_owner: int = 16  # queued scans per owner (token, or Unix-socket uid); 429 beyond
     retention_days: int = 365  # finished scans older than this are deleted; 0 keeps them for ever
+    # Connections open at once, counted from accept (before TLS); more are closed at once.
+    max_connections: int = 512  # on the HTTPS listener, all clients together
+    max_connections_per_address: int = 64  # on the HTTPS listener, per client address (IPv6: per /64)
+    max_unix_connections: int = 256  # on the Unix socket
+    tls_handshake_timeout: float = 10.0  # seconds a TLS handshake may take before the connection is closed
     log_format: str = "auto"  # json, console, or auto (console on a terminal)
     user: str = "netscand"  # started as root, the daemon switches to this account after binding
 
@@ -140,5 +145,9 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: daemon.listen must be HOST:PORT")
     if not d.user:
         raise ConfigError(f"{where}: daemon.user must name an account")
+    if min(d.max_connections, d.max_connections_per_address, d.max_unix_connections) < 1 or \
+            d.tls_handshake_timeout <= 0:
+        raise ConfigError(f"{where}: daemon.max_connections, daemon.max_connections_per_address and "
+                          "daemon.max_unix_connections must be at least 1, daemon.tls_handshake_timeout positive")
     if d.log_format not in ("auto", "json", "console"):
         raise ConfigError(f"{where}: daemon.log_format must be auto, json or console")

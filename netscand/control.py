@@ -1,5 +1,6 @@
 """The control process: one event loop (uvloop) holding the scan orchestrator and one Starlette
-app served by two uvicorn Servers, on the Unix socket and on the TLS port.
+app served by two uvicorn Servers, on the Unix socket and on the TLS port, each accepting through
+a gate that bounds its connections (api/server.py).
 
 It is a child of the supervisor and drops every capability first: it parses what API clients
 and scanned hosts send. Signals are the daemon's, not uvicorn's: SIGTERM stops the servers after
@@ -30,6 +31,7 @@ from netscand import privileges
 from netscand.api import create_app, listener
 from netscand.api.listener import PEER_KEY
 from netscand.api.protocol import BoundedHttpTools
+from netscand.api.server import Connections, Gate, GatedServer
 from netscand.engine import plan as plans
 from netscand.engine.shm import ControlRow, Shared
 from netscand.scan.dispatch import Dispatcher
@@ -50,10 +52,13 @@ class Listeners:
 
 @dataclass(frozen=True)
 class Settings:
-    """What a reload changes: limits for scans started from then on, and the certificate."""
+    """What a reload changes: limits for scans started from then on, the certificate, and the
+    listeners' bounds for connections made from then on."""
 
     limits: Limits
     certificate: Certificate | None  # None when there is no TLS listener
+    unix: Connections
+    tcp: Connections
 
 
 class SettingsError(Exception):
@@ -83,7 +88,7 @@ class _PeerProtocol(BoundedHttpTools):
             self.scope[PEER_KEY] = self._peer  # type: ignore[literal-required]
 
 
-class _Server(uvicorn.Server):
+class _Server(GatedServer):
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # the control process owns its signals
 
@@ -114,22 +119,35 @@ async def _serve(shared: Shared, listeners: Listeners, db_path: Path, load: Load
     orchestrator.attach(loop)
     app = create_app(orchestrator, store)
     tls = server_context(settings.certificate) if settings.certificate else None
-    servers = [(_server(listener(app, "unix"), None, _PeerProtocol), listeners.unix)]
+    gates = {"unix": Gate("unix", settings.unix), "tcp": Gate("tcp", settings.tcp)}
+    servers = [(_server(listener(app, "unix"), gates["unix"], None, _PeerProtocol), listeners.unix)]
     if listeners.tcp is not None and tls is not None:
-        servers.append((_server(listener(app, "tcp"), tls, BoundedHttpTools), listeners.tcp))
+        servers.append((_server(listener(app, "tcp"), gates["tcp"], tls, BoundedHttpTools), listeners.tcp))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(load, orchestrator, tls, row))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(load, orchestrator, tls, gates, row))
     tasks = [loop.create_task(s.serve(sockets=[sock])) for s, sock in servers]
     beat = loop.create_task(row.beat_forever(orchestrator, [s for s, _ in servers]))
     log.info("control.ready", listeners=[str(sock.getsockname()) for _, sock in servers])
-    await stop.wait()
+    await _until_stopped(stop, tasks)
     await orchestrator.shutdown(STOP_REASON)
     for s, _ in servers:
         s.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     beat.cancel()
     store.close()
+
+
+async def _until_stopped(stop: asyncio.Event, servers: list[asyncio.Task[None]]) -> None:
+    """Wait for SIGTERM. A server that ends before it ends this process: a listener nobody
+    serves must not look alive to the supervisor, which restarts a control process that exits."""
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([stopping, *servers], return_when=asyncio.FIRST_COMPLETED)
+    if stopping in done:
+        return
+    for task in done:
+        task.result()  # its exception, with its traceback, is why this process exits
+    raise RuntimeError("an API server stopped on its own")
 
 
 class Row:
@@ -154,9 +172,11 @@ class Row:
             await asyncio.sleep(BEAT_EVERY)
 
 
-def _reload(load: Loader, orchestrator: Orchestrator, tls: ssl.SSLContext | None, row: Row) -> None:
+def _reload(load: Loader, orchestrator: Orchestrator, tls: ssl.SSLContext | None, gates: dict[str, Gate],
+            row: Row) -> None:
     try:
         settings = load()
+        gates["unix"].limits, gates["tcp"].limits = settings.unix, settings.tcp
         if tls is not None and settings.certificate is not None:
             # New connections get the new certificate; the loader already proved the pair loads.
             tls.load_cert_chain(settings.certificate.cert, settings.certificate.key)
@@ -172,9 +192,11 @@ def _reload(load: Loader, orchestrator: Orchestrator, tls: ssl.SSLContext | None
     row.publish()
 
 
-def _server(app: object, tls: ssl.SSLContext | None, protocol: type) -> _Server:
-    # Our own SSLContext: it holds TLS at 1.2 or newer, and a reload loads a new certificate into it.
-    factory = (lambda _config, _default: tls) if tls else None
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
-                            ssl_context_factory=factory, http=protocol)
-    return _Server(config)
+def _server(app: object, gate: Gate, tls: ssl.SSLContext | None, protocol: type) -> _Server:
+    """`tls` is our own SSLContext: it holds TLS at 1.2 or newer, and a reload loads a new
+    certificate into it. No proxy headers: uvicorn would take X-Forwarded-For from any client
+    on 127.0.0.1 as the client's address, which the authentication throttle is keyed on. No
+    WebSocket: the API has none, and an upgraded connection would leave the gate's count."""
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, http=protocol,
+                            proxy_headers=False, ws="none")
+    return _Server(config, gate, tls)

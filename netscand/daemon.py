@@ -14,12 +14,13 @@ from pathlib import Path
 
 import structlog
 
-from netscand import control, logs, privileges, tls
-from netscand.config import Config, ConfigError
+from netscand import control, logs, preload, privileges, tls
+from netscand.api.server import Connections
+from netscand.config import Config, ConfigError, DaemonConfig
 from netscand.engine import worker
 from netscand.engine.guard import PlanGuard
 from netscand.engine.shm import Shared
-from netscand.listeners import bind_tcp, bind_unix
+from netscand.listeners import ListenError, bind_tcp, bind_unix, reserve_descriptors
 from netscand.notify import Notifier, Receipt, start_time
 from netscand.scan.orchestrator import Limits
 from netscand.scan.policy import Policy
@@ -31,6 +32,8 @@ from netscand.supervisor import ChildSpec, Supervisor
 log = structlog.get_logger()
 DB_NAME = "netscand.db"
 RECEIPT_NAME = "reload.json"
+# What the daemon keeps in its state directory, which its user must own.
+KEPT = (RECEIPT_NAME, DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", *tls.GENERATED)
 # Settings a reload can't apply: sockets are bound and workers forked once, by the supervisor.
 RESTART_ONLY = ("state_dir", "socket", "socket_mode", "socket_group", "listen", "log_format", "user")
 
@@ -48,17 +51,12 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     logs.configure(cfg.daemon.log_format)
     notifier = Notifier()
     account = privileges.account(cfg.daemon.user)  # before anything is made: a missing user stops us
-    state = Path(cfg.daemon.state_dir)
-    state.mkdir(mode=0o750, parents=True, exist_ok=True)
-    unix = bind_unix(cfg.daemon.socket, int(cfg.daemon.socket_mode, 8), cfg.daemon.socket_group,
-                     account.uid if account else -1)
-    tcp = cert = None
-    if cfg.daemon.listen:
-        cert = tls.ensure(cfg.daemon.tls_cert, cfg.daemon.tls_key, state)
-        tcp = bind_tcp(cfg.daemon.listen)
-        log.info("tls.certificate", path=str(cert.cert), sha256=cert.fingerprint, generated=cert.generated)
+    preload.load()  # what the daemon's user may not be able to read, and what an upgrade may replace
     if account:
-        privileges.own(_kept(state, cert), account)
+        preload.check(account)  # and what it still needs to read: a missing right stops us too
+    state = state_directory(cfg, account)
+    unix = bind_unix(cfg.daemon.socket, int(cfg.daemon.socket_mode, 8), cfg.daemon.socket_group, account)
+    tcp = bind_tcp(cfg.daemon.listen) if cfg.daemon.listen else None
     net_raw = privileges.switch(account)
     log.info("daemon.privileges", uid=os.getuid(), gid=os.getgid(), net_raw=net_raw)
     if not net_raw:
@@ -66,7 +64,10 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     # As the daemon's user from here on: what fails now would fail in its children.
     Store(db_path(cfg)).close()  # creates or migrates the schema before any child opens it
     load = _loader(cfg, reread)
-    boot = load()
+    boot = load()  # makes the TLS certificate when there is none, as the daemon's user
+    if boot.certificate is not None:
+        cert = boot.certificate
+        log.info("tls.certificate", path=str(cert.cert), sha256=cert.fingerprint, generated=cert.generated)
     shared = Shared(cfg.workers)
     # The workers check every plan against the policy themselves, read again from the file
     # before they refuse one: a reload may have widened it.
@@ -114,7 +115,9 @@ def _loader(boot: Config, reread: Callable[[], Config]) -> control.Loader:
         try:
             cfg = reread()
             limits = _limits(cfg)
-        except (ConfigError, PortSpecError) as exc:
+            unix, tcp = _connections(cfg.daemon)
+            reserve_descriptors(unix.total + (tcp.total if boot.daemon.listen else 0))
+        except (ConfigError, PortSpecError, ListenError) as exc:
             raise control.SettingsError(str(exc)) from None
         stale = [f"daemon.{k}" for k in RESTART_ONLY if getattr(cfg.daemon, k) != getattr(boot.daemon, k)]
         stale += ["engine.workers"] if cfg.workers != boot.workers else []
@@ -127,7 +130,7 @@ def _loader(boot: Config, reread: Callable[[], Config]) -> control.Loader:
                 tls.server_context(cert)  # a pair that doesn't load fails here, not in the live listener
             except (OSError, ValueError) as exc:
                 raise control.SettingsError(f"TLS certificate: {exc}") from None
-        return control.Settings(limits, cert)
+        return control.Settings(limits, cert, unix, tcp)
 
     return load
 
@@ -140,12 +143,20 @@ def _limits(cfg: Config) -> Limits:
                   max_queued_per_owner=cfg.daemon.max_queued_per_owner, retention_days=cfg.daemon.retention_days)
 
 
-def _kept(state: Path, cert: tls.Certificate | None) -> list[Path]:
-    """What the daemon keeps in its state directory, which its user must own."""
-    paths = [state, state / RECEIPT_NAME, *state.glob(DB_NAME + "*")]
-    if cert is not None:
-        paths += [p for p in (cert.cert.parent, cert.cert, cert.key) if p.is_relative_to(state)]
-    return paths
+def _connections(d: DaemonConfig) -> tuple[Connections, Connections]:
+    """The listeners' bounds: (Unix socket, HTTPS)."""
+    return (Connections(d.max_unix_connections),
+            Connections(d.max_connections, d.max_connections_per_address, d.tls_handshake_timeout))
+
+
+def state_directory(cfg: Config, account: privileges.Account | None) -> Path:
+    """The state directory, made when missing; started by root, handed to the daemon's user
+    with what root may have made in it before (by an older netscand, say)."""
+    state = Path(cfg.daemon.state_dir)
+    state.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if account:
+        privileges.own(state, KEPT, account)
+    return state
 
 
 def _control_ready(shared: Shared) -> int:

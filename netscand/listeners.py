@@ -1,56 +1,77 @@
 """The daemon binds its own listening sockets before forking, then hands them to uvicorn.
 
-Binding the Unix socket ourselves (umask, then chmod/chown) means it never exists with a wider
-mode than configured, which uvicorn's own uds binding can't promise.
+Binding the Unix socket ourselves (umask, then group) means it never exists with a wider mode
+than configured, which uvicorn's own uds binding can't promise. Started by root, the daemon makes
+the socket as its own user (privileges.acting_as): the socket's directory is that user's, and a
+chown by root after the bind could be sent through a link the user swapped in meanwhile.
 """
 
 from __future__ import annotations
 
 import grp
 import os
+import resource
 import socket
 from pathlib import Path
 
+from netscand import privileges
+
 BACKLOG = 1024
+# Descriptors besides the API's connections: the database, shared memory, the supervisor's pipes,
+# and the sockets of service detection and name queries (64 each at most).
+RESERVED_FDS = 256
 
 
 class ListenError(Exception):
     pass
 
 
-def bind_unix(path: str, mode: int, group: str, owner: int = -1) -> socket.socket:
-    """`owner` (a uid) is given the socket, and its directory when made here: a daemon that then
-    switches to that user can still remove them when it stops."""
+def bind_unix(path: str, mode: int, group: str, acct: privileges.Account | None = None) -> socket.socket:
+    """`acct` (the user a daemon started by root switches to) makes the socket, in a directory
+    made for it when missing: once switched, the daemon can still remove them when it stops."""
     p = Path(path)
     if not p.parent.exists():
         p.parent.mkdir(mode=0o755, parents=True)
-        os.chown(p.parent, owner, -1)
-    if p.is_socket():
-        probe = socket.socket(socket.AF_UNIX)
-        try:
-            probe.connect(path)
-        except OSError:
-            p.unlink()  # a stale socket left by a daemon that died
-        else:
-            raise ListenError(f"{path} is in use: is another netscand running?")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o777 & ~mode)
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise ListenError(f"cannot bind {path}: {exc.strerror}") from None
-    finally:
-        os.umask(old)
+        if acct is not None:
+            # Not following a link: the parent of a new directory may be the user's too.
+            os.chown(p.parent, acct.uid, -1, follow_symlinks=False)
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
-        gid = -1
-    os.chown(path, owner, gid)
-    os.chmod(path, mode)
+        gid = acct.gid if acct else -1
+    if acct is None:
+        sock = _bind(p, mode, "")
+        os.chown(path, -1, gid, follow_symlinks=False)
+    else:
+        with privileges.acting_as(acct, gid):
+            sock = _bind(p, mode, f" (user '{acct.name}' makes it, and must be able to write to {p.parent})")
     sock.listen(BACKLOG)
+    return sock
+
+
+def _bind(p: Path, mode: int, who: str) -> socket.socket:
+    if p.is_socket():
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(p))
+        except OSError:
+            try:
+                p.unlink()  # a stale socket left by a daemon that died
+            except OSError as exc:
+                raise ListenError(f"cannot remove the stale socket {p}: {exc.strerror}{who}") from None
+        else:
+            raise ListenError(f"{p} is in use: is another netscand running?")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o777 & ~mode)  # the socket is made with `mode`, never wider
+    try:
+        sock.bind(str(p))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot bind {p}: {exc.strerror}{who if isinstance(exc, PermissionError) else ''}") from None
+    finally:
+        os.umask(old)
     return sock
 
 
@@ -67,3 +88,21 @@ def bind_tcp(listen: str) -> socket.socket:
         raise ListenError(f"cannot listen on {listen}: {exc.strerror}") from None
     sock.listen(BACKLOG)
     return sock
+
+
+def reserve_descriptors(connections: int) -> None:
+    """Make room under RLIMIT_NOFILE for `connections` open at once and RESERVED_FDS besides:
+    the soft limit is raised as far as needed (1024 is a common default), never past the hard one."""
+    need = connections + RESERVED_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    shortfall = (f"the connection limits (daemon.max_connections, daemon.max_unix_connections) need {need} "
+                 "open files")
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise ListenError(f"{shortfall}, and RLIMIT_NOFILE allows {hard}: raise it (systemd: LimitNOFILE=) "
+                          "or lower the limits")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    except (OSError, ValueError) as exc:
+        raise ListenError(f"{shortfall}, and RLIMIT_NOFILE ({soft}) could not be raised: {exc}") from None

@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import MutableMapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from netscand import files
+
+RECEIPT_MODE = 0o644  # a pid and counters: `netscand reload` may run as any user who may signal
+MAX_RECEIPT = 4096  # a receipt takes about 100 bytes
 
 
 class Notifier:
@@ -59,26 +65,54 @@ class Receipt:
     error: str
 
     def write(self, path: Path) -> None:
-        # Replaced whole, so a reader never sees half of it.
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, path)
+        files.write_whole(path, json.dumps(asdict(self)).encode(), RECEIPT_MODE)
 
     @classmethod
     def read(cls, path: Path) -> Receipt | None:
+        """The receipt, or None when there is none or it is not one. The daemon's user may write
+        anything there, root may be the reader: no link is followed, no FIFO waited on, no more
+        than MAX_RECEIPT bytes read, and no value of the wrong type taken."""
         try:
-            return cls(**json.loads(path.read_text()))
-        except FileNotFoundError:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
             return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = json.loads(os.read(fd, MAX_RECEIPT))
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+        types = {f.name: str if f.name == "error" else int for f in fields(cls)}
+        if not isinstance(data, dict) or data.keys() != types.keys():
+            return None
+        if any(type(data[k]) is not t for k, t in types.items()):
+            return None
+        return cls(**data)
 
-    def alive(self) -> bool:
-        return start_time(self.pid) == self.started
+    def names_daemon(self, uid: int | None) -> bool:
+        """Whether the receipt's pid is a running `netscand serve`: the process that started
+        when the receipt says, run by `uid` when given. Root passes the daemon user's uid, so
+        a receipt the daemon's user wrote can't make it signal a process that user could not."""
+        if start_time(self.pid) != self.started:
+            return False
+        try:
+            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return False
+        netscand = any(a == b"netscand" or a.endswith(b"/netscand") for a in argv)
+        if not (netscand and b"serve" in argv):
+            return False
+        real = next((line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), None)
+        return uid is None or real == str(uid)
 
 
 def start_time(pid: int) -> int | None:
     """When a process started (clock ticks since boot), or None when there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name before ")" may hold spaces
+    return int(stat_line.rsplit(")", 1)[1].split()[19])  # field 22; the name before ")" may hold spaces

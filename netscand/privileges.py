@@ -5,17 +5,25 @@ Started by systemd (User=netscand, AmbientCapabilities=CAP_NET_RAW) it already i
 Started by root by hand, it binds its sockets and then switches. A missing user is an error, not
 a reason to stay root: falling back would quietly run the API and the banner parsers as root.
 
+Root touches as little as it can, and nothing through a link: what the daemon's user owns (its
+state directory, the socket's directory) that user could fill with symbolic links to anywhere, so
+root opens what it hands over without following links, and makes the socket as that user.
+
 Capabilities are set through ctypes (glibc's capget/capset and prctl): a few lines, where the
 Python bindings of libcap are either unmaintained or a C extension to build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import grp
 import os
 import pwd
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 CAP_NET_RAW = 13
 _PR_SET_KEEPCAPS = 8
@@ -61,16 +69,61 @@ def account(name: str) -> Account | None:
     return Account(name, pw.pw_uid, pw.pw_gid)
 
 
-def own(paths: list[Path], acct: Account) -> None:
-    """Hand what the daemon keeps (state directory, database, generated key) to its user, as
-    systemd's StateDirectory= does, so a state directory root used before stays usable."""
-    for path in paths:
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            continue
-        if (st.st_uid, st.st_gid) != (acct.uid, acct.gid):
-            os.lchown(path, acct.uid, acct.gid)
+def own(directory: Path, names: Sequence[str], acct: Account) -> None:
+    """Hand what the daemon keeps (its state directory, and `names` in it: the database, the
+    generated key) to its user, as systemd's StateDirectory= does, so a state directory root
+    used before stays usable.
+
+    Every name is opened from the directory with O_NOFOLLOW, component by component, and
+    changed through its descriptor: a link the user put there is left alone, never followed.
+    A regular file with more than one link is left too: it may be a hard link to a file of
+    root's (where fs.protected_hardlinks is off)."""
+    top = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _hand_over(top, acct)
+        for name in names:
+            _own_at(top, PurePath(name).parts, acct)
+    finally:
+        os.close(top)
+
+
+def _own_at(dir_fd: int, parts: tuple[str, ...], acct: Account) -> None:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(parts[0], flags, dir_fd=dir_fd)
+    except OSError:
+        return  # missing, a link (ELOOP), a socket (ENXIO): nothing root made to take over
+    try:
+        if len(parts) > 1:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                _own_at(fd, parts[1:], acct)
+        else:
+            _hand_over(fd, acct)
+    finally:
+        os.close(fd)
+
+
+def _hand_over(fd: int, acct: Account) -> None:
+    st = os.fstat(fd)
+    if not (stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1)):
+        return
+    if (st.st_uid, st.st_gid) != (acct.uid, acct.gid):
+        os.fchown(fd, acct.uid, acct.gid)
+
+
+@contextlib.contextmanager
+def acting_as(acct: Account, gid: int) -> Iterator[None]:
+    """Make files as `acct` (owner) and `gid` (group) in the block: effective ids only, root
+    comes back after it. What root would have to chown after making it in a directory the user
+    owns, it does not make at all: the user could swap it for a link between the two steps."""
+    uid, old_gid = os.geteuid(), os.getegid()
+    os.setegid(gid)
+    os.seteuid(acct.uid)
+    try:
+        yield
+    finally:
+        os.seteuid(uid)
+        os.setegid(old_gid)
 
 
 def switch(acct: Account | None) -> bool:
@@ -91,6 +144,78 @@ def switch(acct: Account | None) -> bool:
     _capset(keep, keep, 0)  # an empty inheritable set empties the ambient set with it
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     return bool(keep)
+
+
+def unreadable(acct: Account, paths: Sequence[Path]) -> tuple[Path, str] | None:
+    """The first of `paths` that `acct` could not read once switched to, and why; None if it can
+    read them all. Asked of the kernel by a child that has become `acct` (with the groups the
+    switch gives it): ACLs and every other rule count as they will after the switch."""
+    if os.geteuid() == acct.uid:
+        return _first_unreadable(paths)
+    if os.geteuid() != 0:
+        raise PrivilegeError(f"only root can tell what user '{acct.name}' may read")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 0
+        try:
+            os.close(read_end)
+            os.setgroups(os.getgrouplist(acct.name, acct.gid))
+            os.setresgid(acct.gid, acct.gid, acct.gid)
+            os.setresuid(acct.uid, acct.uid, acct.uid)
+            found = _first_unreadable(paths)
+            if found:
+                os.write(write_end, "\0".join((str(found[0]), found[1])).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise PrivilegeError(f"could not check what user '{acct.name}' can read")
+    if not answer:
+        return None
+    path, why = answer.split("\0", 1)
+    return Path(path), why
+
+
+def _first_unreadable(paths: Sequence[Path]) -> tuple[Path, str] | None:
+    searchable: dict[Path, bool] = {}
+    for path in paths:
+        for parent in reversed(path.parents):  # from / down
+            if parent not in searchable:
+                searchable[parent] = os.access(parent, os.X_OK)
+            if not searchable[parent]:
+                return path, f"it may not enter {parent} ({_describe(parent)})"
+        wanted = os.R_OK | os.X_OK if path.is_dir() else os.R_OK
+        if not os.access(path, wanted):
+            return path, f"it may not read it ({_describe(path)})"
+    return None
+
+
+def _describe(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return f"mode {stat.S_IMODE(st.st_mode):04o}, owner {_user(st.st_uid)}:{_group(st.st_gid)}"
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def drop_all() -> None:

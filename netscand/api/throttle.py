@@ -1,4 +1,5 @@
-"""Throttling of failed authentication on the TLS listener: a token bucket per client address.
+"""Throttling of failed authentication on the TLS listener: a token bucket per client address,
+the TCP peer's (uvicorn's proxy_headers are off: an X-Forwarded-For header can't pick it).
 
 Each address may fail BURST times at once and then once every REFILL_S seconds (10 a minute);
 past that its failures are answered 429 with Retry-After instead of 401. Only failures spend
@@ -17,6 +18,7 @@ import math
 from collections import OrderedDict
 
 from netscand.api.problems import TOO_MANY_AUTH_FAILURES, Problem
+from netscand.api.server import client_key
 
 BURST = 10
 REFILL_S = 6.0  # one failure more every 6 s: 10 a minute
@@ -31,7 +33,9 @@ class AuthThrottle:
         return len(self._buckets)
 
     def failed(self, peer: str, now: float) -> None:
-        """Spend one of the peer's tokens; raises a 429 Problem when none is left."""
+        """Spend one of the peer's tokens; raises a 429 Problem when none is left. An IPv6 peer
+        is counted by its /64, as the listener counts its connections: one host may hold them all."""
+        peer = client_key(peer)
         tokens, at = self._buckets.pop(peer, (float(BURST), now))
         tokens = min(float(BURST), tokens + (now - at) / REFILL_S)
         if tokens < 1:

@@ -15,6 +15,7 @@ import pwd
 import socket
 import sqlite3
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from pyroute2 import IPRoute
 from sqlite_utils import Database
 
-from netscand import config, daemon
+import netscand
+from netscand import config, daemon, preload, privileges
 from netscand.cli.serve import add_config_flags, load
 from netscand.store import schema
 from netscand.store.errors import plain_words
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     made = systemd_directories(unit)
     findings = [
         capabilities(unit),
+        python(cfg.daemon, unit),
         interfaces(),
         unix_socket(cfg.daemon, account, made),
         database(daemon.db_path(cfg), account, made),
@@ -216,6 +219,28 @@ def capabilities(unit: Unit | None) -> Finding:
         return Finding(OK, f"raw sockets: {unit.path} gives the daemon CAP_NET_RAW, and this process may open them too")
     return Finding(OK, f"raw sockets: {unit.path} gives the daemon CAP_NET_RAW (this process may not open them: "
                        "one-shot `netscand scan` needs root)")
+
+
+def python(d: config.DaemonConfig, unit: Unit | None) -> Finding:
+    """Whether the user the daemon ends up as can read the interpreter and the package: started
+    as root (by hand, or by a unit without User=), the daemon switches to daemon.user."""
+    starter = _unit_user(unit) if unit else _user_name(os.geteuid())
+    name = d.user if starter in ("root", "0") else starter
+    try:
+        pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        return Finding(FAIL, f"python: the daemon would run as user '{name}', which does not exist: create it "
+                             f"(useradd --system --user-group --no-create-home --shell /usr/sbin/nologin {name})")
+    preload.load()
+    try:
+        why = preload.refusal(privileges.Account(pw.pw_name, pw.pw_uid, pw.pw_gid))
+    except privileges.PrivilegeError:
+        return Finding(WARN, f"python: only root can tell whether user '{pw.pw_name}', the daemon's, can read "
+                             "this Python and netscand: run doctor as root")
+    if why:
+        return Finding(FAIL, f"python: {why}")
+    return Finding(OK, f"python: user '{pw.pw_name}', the daemon's, can read {os.path.realpath(sys.executable)}, "
+                       f"its standard library and netscand ({Path(netscand.__file__).parent})")
 
 
 def interfaces() -> Finding:

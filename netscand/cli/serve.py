@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import signal
 import sys
 import time
@@ -66,17 +67,31 @@ def reload(args: argparse.Namespace) -> int:
     """SIGHUP alone returns at once; waiting for the daemon's receipt makes `systemctl reload`
     return when the new settings are in force, and fail when they were refused."""
     try:
-        path = daemon.receipt_path(load(args))
+        cfg = load(args)
     except config.ConfigError as exc:
         print(f"netscand: {exc}", file=sys.stderr)
         return 1
+    path = daemon.receipt_path(cfg)
     before = Receipt.read(path)
-    pid = args.pid or (before.pid if before and before.alive() else None)
+    pid = args.pid  # systemd's $MAINPID: trusted as given
     if pid is None:
-        print(f"netscand: no daemon is running with {path.parent}", file=sys.stderr)
-        return 1
+        if before is None or start_time(before.pid) != before.started:
+            print(f"netscand: no daemon is running with {path.parent}", file=sys.stderr)
+            return 1
+        # The receipt is the daemon user's to write: root checks what it names before signalling.
+        user = cfg.daemon.user if os.geteuid() == 0 else None
+        if not before.names_daemon(_uid(user) if user else None):
+            print(f"netscand: {path} names pid {before.pid}, which is not a netscand daemon"
+                  f"{f' run by {user}' if user else ''}: not signalling it (--pid names the daemon)",
+                  file=sys.stderr)
+            return 1
+        pid = before.pid
     asked = before.requested if before and before.pid == pid else 0
-    os.kill(pid, signal.SIGHUP)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"netscand: cannot signal pid {pid}: {exc.strerror}", file=sys.stderr)
+        return 1
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         time.sleep(RELOAD_POLL)
@@ -91,3 +106,10 @@ def reload(args: argparse.Namespace) -> int:
             return 1
     print(f"netscand: the daemon (pid {pid}) did not finish reloading within {args.timeout:g} s", file=sys.stderr)
     return 1
+
+
+def _uid(user: str) -> int:
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return -1  # no such user runs anything

@@ -1,11 +1,13 @@
-"""`netscand token create|list|revoke`: API tokens for the HTTPS listener, kept hashed."""
+"""`netscand token create|list|revoke`: API tokens for the HTTPS listener, kept hashed.
+
+Run as root, it works as the daemon's user (daemon.user), whose database it is."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from netscand import config, daemon
+from netscand import config, daemon, privileges
 from netscand.cli.serve import add_config_flags, load
 from netscand.store import Store, StoreError
 
@@ -29,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load(args)
+        _become_daemon_user(cfg)
         store = Store(daemon.db_path(cfg))
-    except (config.ConfigError, StoreError) as exc:
+    except (config.ConfigError, StoreError, privileges.PrivilegeError) as exc:
         print(f"netscand: {exc}", file=sys.stderr)
         return 1
     try:
@@ -49,3 +52,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+
+
+def _become_daemon_user(cfg: config.Config) -> None:
+    """Run as root, do the work as the daemon's user, as the daemon does: the database and its
+    -wal and -shm, made or touched here, stay the daemon's to write (root's would lock it out)."""
+    account = privileges.account(cfg.daemon.user)  # None unless root
+    if account is None:
+        return
+    daemon.state_directory(cfg, account)
+    privileges.switch(account)
+    privileges.drop_all()  # a token needs no capability

@@ -45,7 +45,8 @@ def _cannot_open(path: Path, exc: sqlite3.Error) -> StoreError:
 def _create_file(path: Path) -> None:
     """Create the file with its final mode before SQLite does: its -wal and -shm copy that mode."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+        # O_EXCL alone never opens through a link; O_NOFOLLOW says so for whoever reads this.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
     except FileExistsError:
         return  # an existing file keeps the mode its administrator gave it
     except OSError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from netscand.api.problems import Problem
+from netscand.api.server import client_key
 from netscand.api.throttle import BURST, MAX_PEERS, REFILL_S, AuthThrottle
 from tests.api.conftest import Api, assert_problem, scrape
 
@@ -70,3 +71,23 @@ def test_the_memory_is_bounded() -> None:
     # Addresses that have stopped failing are forgotten once their buckets are full again.
     throttle.failed("192.0.2.1", 3600.0)
     assert len(throttle) == 1
+
+
+def test_an_ipv6_client_is_one_address_per_64_and_a_mapped_ipv4_one_is_its_ipv4() -> None:
+    throttle = AuthThrottle()
+    for i in range(BURST):
+        throttle.failed(f"2001:db8:1:2::{i + 1:x}", 0.0)  # one host rotating through its /64
+    with pytest.raises(Problem):
+        throttle.failed("2001:db8:1:2:ffff::1", 0.0)
+    throttle.failed("2001:db8:1:3::1", 0.0)  # the next /64 is another client
+    for _ in range(BURST):
+        throttle.failed("::ffff:192.0.2.7", 0.0)
+    with pytest.raises(Problem):
+        throttle.failed("192.0.2.7", 0.0)
+
+
+def test_client_keys() -> None:
+    assert client_key("192.0.2.1") == "192.0.2.1"
+    assert client_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert client_key("2001:db8::1") == client_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert client_key("not an address") == "not an address"  # whatever a server reports, a key

@@ -13,8 +13,10 @@ import json
 import os
 import socket
 import sqlite3
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+import netscand
 from netscand import tls
 from netscand.store import Store
 
@@ -112,8 +115,9 @@ def store(tmp_path: Path) -> Path:
 def test_a_fresh_machine_is_ready(tmp_path: Path) -> None:
     run = doctor(tmp_path)
     assert run.code == 0, run.lines
-    assert len(run.lines) == 5
+    assert len(run.lines) == 6
     assert run.line("raw sockets")[0] == "ok"
+    assert run.line("python")[0] == "ok"
     assert run.line("interfaces") == ("warn", "interfaces: none but loopback is up with an IPv4 address, so only "
                                               "127.0.0.0/8 can be scanned: bring one up (ip link set DEV up) and "
                                               "give it an address")
@@ -173,6 +177,32 @@ def test_a_unit_user_that_does_not_exist_fails(tmp_path: Path) -> None:
     unit(tmp_path, "[Service]\nUser=netscand-doctor-nobody\nAmbientCapabilities=CAP_NET_RAW\n")
     level, text = doctor(tmp_path).line("raw sockets")
     assert level == "fail" and "user 'netscand-doctor-nobody', which does not exist" in text
+
+
+# Python: what the daemon's user must read after the switch
+
+
+def test_a_package_the_daemon_user_cannot_read_fails(tmp_path: Path) -> None:
+    closed = Path(tempfile.mkdtemp(prefix="doctor-", dir="/tmp"))  # pytest's own is closed to everyone
+    try:
+        shutil.copytree(Path(netscand.__file__).parent, closed / "lib" / "netscand")
+        closed.chmod(0o700)
+        # From /, so that the copy is the netscand imported, not the checkout in the working directory.
+        run = doctor(tmp_path, prefix=["env", "-C", "/", f"PYTHONPATH={closed / 'lib'}"])
+    finally:
+        shutil.rmtree(closed)
+    assert run.code == 1
+    assert run.line("python") == (
+        "fail", f"python: the daemon user 'netscand' cannot read {closed}/lib/netscand (needed to run netscand after "
+                f"the switch): it may not enter {closed} (mode 0700, owner root:root); run netscand from a Python "
+                "installation that user can read, or give it access")
+
+
+def test_the_unit_user_is_the_one_checked(tmp_path: Path) -> None:
+    unit(tmp_path, GRANTING_UNIT)
+    assert doctor(tmp_path).line("python") == (
+        "ok", f"python: user 'nobody', the daemon's, can read {os.path.realpath(sys.executable)}, its standard "
+              f"library and netscand ({Path(netscand.__file__).parent})")
 
 
 # Interfaces

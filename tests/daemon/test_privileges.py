@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
+import signal
+import ssl
 import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+import netscand
 from netscand.lab import Lab
+from netscand.lab.grade import OK, grade
 from netscand.scan.ports import top_ports
-from tests.daemon.conftest import Daemon, ensure_daemon_user, start_daemon, stop_daemon
+from tests.daemon.conftest import DAEMON_PORT, Daemon, Forwarder, ensure_daemon_user, start_daemon, stop_daemon
 from tests.daemon.test_e2e import all_hosts, open_ports, truth_open, wait_for
+from tests.daemon.test_service import children
 
 pytestmark = pytest.mark.lab
 NET_RAW = 1 << 13  # CAP_NET_RAW's bit
@@ -78,16 +88,19 @@ def test_started_by_root_it_switches_to_its_user_keeping_only_net_raw(lab: Lab, 
     account = ensure_daemon_user()
     state = tmp_path / "state"
     state.mkdir()
-    # A token made before the first start leaves the database to root: the daemon takes it over.
+    # A token made by root before the first start: made as the daemon's user, whose database it is.
     made = subprocess.run([sys.executable, "-m", "netscand", "token", "create", "--name", "ci", "--scope", "read",
                            "--state-dir", str(state)], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
-    assert (state / "netscand.db").stat().st_uid == 0
+    assert {p.name: p.stat().st_uid for p in state.iterdir()} == {"netscand.db": account.pw_uid}
+    # What an older netscand run by root left is taken over at start.
+    (state / "reload.json").write_text("{}")
     daemon = start_daemon(lab, state)
     try:
         assert_least_privilege(daemon, account)
-        for path in (state, state / "netscand.db", state / "tls" / "key.pem", daemon.socket):
+        for path in (state, state / "netscand.db", state / "reload.json", state / "tls" / "key.pem", daemon.socket):
             assert path.stat().st_uid == account.pw_uid, path
+        assert daemon.socket.stat().st_gid == account.pw_gid  # made by that user, in its group
         assert stat.S_IMODE((state / "tls" / "key.pem").stat().st_mode) == 0o600
         assert_scan_works(lab, daemon)
     finally:
@@ -118,3 +131,179 @@ def test_started_by_root_without_its_user_it_refuses_in_one_line(netns: str, tmp
     assert out.stderr.startswith("netscand: user 'nsd-no-such-user' does not exist")
     assert out.stderr.count("\n") == 1
     assert not state.exists() and not (tmp_path / "netscand.sock").exists()  # nothing made as root
+
+
+# What the daemon's user needs to read after the switch (netscand.preload)
+
+
+def serve_refused(netns: str, tmp_path: Path, python: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`netscand serve` by root, from / (so that sys.path holds no checkout but PYTHONPATH's)."""
+    state, sock = tmp_path / "state", tmp_path / "netscand.sock"
+    out = subprocess.run(["ip", "netns", "exec", netns, python, "-m", "netscand", "serve", "--state-dir", str(state),
+                          "--socket", str(sock)], capture_output=True, text=True, timeout=60, cwd="/",
+                         env=os.environ | env)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert not state.exists() and not sock.exists()  # refused before anything was made
+    return out
+
+
+def closed_directory() -> Path:
+    """A directory only root may enter, in /tmp (pytest's own are closed to everyone already)."""
+    closed = Path(tempfile.mkdtemp(prefix="netscand-closed-", dir="/tmp"))
+    closed.chmod(0o700)
+    return closed
+
+
+def test_an_interpreter_the_daemon_user_cannot_read_is_refused_in_one_line(netns: str, tmp_path: Path) -> None:
+    """As with a Python installed under /root (pyenv): a venv whose interpreter is a copy, in a
+    directory only root may enter; netscand and its dependencies come from where the user reaches."""
+    ensure_daemon_user()
+    closed = closed_directory()
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--copies", "--without-pip", str(closed / "venv")], check=True)
+        python = closed / "venv" / "bin" / "python"
+        source = Path(netscand.__file__).parents[1]
+        out = serve_refused(netns, tmp_path, str(python),
+                            {"PYTHONPATH": f"{sysconfig.get_path('purelib')}:{source}"})
+    finally:
+        shutil.rmtree(closed)
+    assert out.stderr == (
+        f"netscand: the daemon user 'netscand' cannot read {python} (needed to run netscand after the switch): "
+        f"it may not enter {closed} (mode 0700, owner root:root); run netscand from a Python installation that "
+        "user can read, or give it access\n")
+
+
+def test_a_package_the_daemon_user_cannot_read_is_refused_in_one_line(netns: str, tmp_path: Path) -> None:
+    ensure_daemon_user()
+    closed = closed_directory()
+    try:
+        shutil.copytree(Path(netscand.__file__).parent, closed / "netscand")
+        out = serve_refused(netns, tmp_path, sys.executable, {"PYTHONPATH": str(closed)})
+    finally:
+        shutil.rmtree(closed)
+    assert out.stderr.startswith(f"netscand: the daemon user 'netscand' cannot read {closed}/netscand (needed to "
+                                 f"run netscand after the switch): it may not enter {closed} (mode 0700")
+
+
+def hide_python(daemon: Daemon, keep: Path) -> None:
+    """Put a root-only tmpfs over the standard library, site-packages and netscand, in the daemon's
+    own mount namespace (ip netns exec made it one): as if its Python were under /root, or an
+    upgrade had replaced it. netaddr stays, through `keep`: it reads its OUI registry file at each
+    lookup, which nothing can load ahead (the check at start covers it)."""
+    pid = daemon.proc.pid
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")  # never this machine's
+    stdlib, site, package = sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"), Path(netscand.__file__).parent
+    keep.mkdir()
+    script = (f"set -e\nmount --bind {site}/netaddr {keep}\n"
+              f"mount -t tmpfs -o mode=0700 tmpfs {stdlib}\nmount -t tmpfs -o mode=0700 tmpfs {package}\n"
+              f"mount -t tmpfs -o mode=0711 tmpfs {site}\nmkdir {site}/netaddr\nmount --bind {keep} {site}/netaddr\n")
+    subprocess.run(["nsenter", "-t", str(pid), "-m", "sh", "-c", script], check=True, timeout=30)
+
+
+def test_with_its_python_hidden_after_start_the_daemon_still_serves_and_scans(lab: Lab, tmp_path: Path) -> None:
+    """Everything imported lazily (datetime.strptime's _strptime, importlib.resources' readers, the
+    idna codec, uvicorn's lifespan) and the package's data were loaded before the switch: a scan
+    with service detection, its result, TLS, a reload and a restarted control process need none."""
+    daemon = start_daemon(lab, tmp_path / "state")
+    token = daemon.token("hidden", "read")
+    forwarder = Forwarder(lab.scanner_ns, DAEMON_PORT)
+    try:
+        hide_python(daemon, tmp_path / "netaddr")
+        os.kill(children(daemon)["nsd control 0"], signal.SIGKILL)  # the next one starts with nothing to read
+        with daemon.unix() as c:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and children(daemon).get("nsd control 0") is None:
+                time.sleep(0.1)
+            wait_healthy(c)
+            scan = c.post("/api/v1/scans/start", json={"target": all_hosts(lab), "profile": "normal"}).json()
+            assert wait_for(c, scan["id"])["status"] == "completed"
+            result = c.get(f"/api/v1/scans/{scan['id']}/result")
+            assert result.status_code == 200, result.text
+        assert open_ports(result.json()) == truth_open(lab, top_ports(1000))
+        wrong = [g for g in grade(lab.truth, result.json()["devices"], set(top_ports(1000))) if g.verdict != OK]
+        assert wrong == []  # vendors, host names and OS guesses too
+        verify = ssl.create_default_context(cafile=str(daemon.cert))
+        with httpx.Client(base_url=f"https://127.0.0.1:{forwarder.port}", verify=verify, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as https:
+            assert https.get(f"/api/v1/scans/{scan['id']}/result").status_code == 200
+        reloaded = daemon.netscand("reload", "--pid", str(daemon.proc.pid))
+        assert reloaded.returncode == 0, reloaded.stderr
+    finally:
+        forwarder.close()
+        assert stop_daemon(daemon) == 0
+    problems = [line for line in daemon.log.read_text().splitlines()
+                if '"level": "error"' in line or "Error" in line or "Traceback" in line]
+    assert problems == []
+
+
+def wait_healthy(c: httpx.Client) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if c.get("/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the daemon did not answer again")
+
+
+# Root follows no link its user could have put in the state directory
+
+
+def planted(tmp_path: Path) -> tuple[Path, Path, dict[Path, tuple[int, int, int, bytes]]]:
+    """A state directory of the daemon user's, with links to root's files where root used to
+    write or chown; the targets and how they were."""
+    account = ensure_daemon_user()
+    state, root_only = tmp_path / "state", tmp_path / "root-only"
+    state.mkdir()
+    root_only.mkdir()
+    os.chown(state, account.pw_uid, account.pw_gid)
+    secret = root_only / "secret"
+    secret.write_bytes(b"root's own\n")
+    secret.chmod(0o600)
+    (root_only / "cert.pem").write_bytes(b"root's certificate\n")
+    os.link(secret, state / "netscand.db-wal")  # the user could, where fs.protected_hardlinks is off
+    (state / "netscand.db-shm").symlink_to(secret)
+    (state / "reload.json").symlink_to(secret)
+    (state / "tls").symlink_to(root_only)
+    before = {p: _snapshot(p) for p in (secret, root_only / "cert.pem", root_only)}
+    return state, root_only, before
+
+
+def _snapshot(path: Path) -> tuple[int, int, int, bytes]:
+    st = path.stat()
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), b"" if path.is_dir() else path.read_bytes()
+
+
+def test_a_token_made_by_root_follows_no_link_in_the_state_directory(tmp_path: Path) -> None:
+    state, root_only, before = planted(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "netscand", "token", "create", "--name", "x", "--state-dir",
+                          str(state)], capture_output=True, text=True, timeout=60)
+    assert out.stderr.count("\n") <= 1, out.stderr  # it may fail (the -wal is not the user's), in one line
+    assert {p: _snapshot(p) for p in before} == before
+    assert sorted(p.name for p in root_only.iterdir()) == ["cert.pem", "secret"]
+
+
+def test_the_daemon_started_by_root_follows_no_link_in_its_directories(netns: str, tmp_path: Path) -> None:
+    state, root_only, before = planted(tmp_path)
+    sock = state / "netscand.sock"
+    sock.symlink_to(root_only / "secret")
+
+    def serve() -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m", "netscand", "serve", "--state-dir",
+                               str(state), "--socket", str(sock), "--workers", "1"],
+                              capture_output=True, text=True, timeout=60)
+
+    out = serve()
+    assert (out.returncode, out.stderr) == (1, f"netscand: cannot bind {sock}: Address already in use\n")
+    sock.unlink()
+    for name in ("netscand.db-wal", "netscand.db-shm"):
+        (state / name).unlink()  # SQLite would refuse them, before the certificate is reached
+    out = serve()
+    assert (out.returncode, out.stderr) == (1, f"netscand: TLS certificate: {state}/tls is not a directory (a link?): "
+                                               "remove it, and a new certificate is made there\n")
+    assert {p: _snapshot(p) for p in before} == before
+    assert sorted(p.name for p in root_only.iterdir()) == ["cert.pem", "secret"]
+    assert (state / "reload.json").is_symlink()  # never written through, nor chowned

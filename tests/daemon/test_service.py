@@ -24,7 +24,7 @@ import pytest
 
 from netscand import tls
 from netscand.lab import Lab
-from netscand.notify import Notifier
+from netscand.notify import Notifier, Receipt, start_time
 from tests.daemon.conftest import DAEMON_PORT, Daemon, Forwarder, ensure_daemon_user, start_daemon, stop_daemon
 from tests.daemon.test_e2e import all_hosts, open_ports, truth_open, wait_for
 
@@ -242,3 +242,49 @@ def test_reload_without_a_running_daemon_fails_in_one_line(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-m", "netscand", "reload", "--state-dir", str(state)],
                          capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stderr) == (1, f"netscand: no daemon is running with {state}\n")
+
+
+def test_reload_signals_nothing_a_receipt_names_but_a_netscand_daemon_of_its_user(tmp_path: Path) -> None:
+    """The receipt is the daemon user's to write; `netscand reload` runs as root. A receipt naming
+    root's processes (with their true start times) or no process at all signals nothing."""
+    ensure_daemon_user()
+    state = tmp_path / "state"
+    state.mkdir()
+    receipt = state / "reload.json"
+    victims = [subprocess.Popen(["sleep", "60"]),
+               subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "netscand", "serve"])]
+    try:
+        for victim in victims:
+            started = start_time(victim.pid)
+            assert started is not None
+            Receipt(victim.pid, started, 0, 0, "").write(receipt)
+            out = run_reload(state)
+            assert (out.returncode, out.stderr) == (
+                1, f"netscand: {receipt} names pid {victim.pid}, which is not a netscand daemon run by netscand: "
+                   "not signalling it (--pid names the daemon)\n")
+            assert victim.poll() is None  # a SIGHUP would have ended it
+    finally:
+        for victim in victims:
+            victim.kill()
+            victim.wait()
+    for hostile in (b"\xff" * 100_000, b'{"pid": "1", "started": 0, "requested": 0, "done": 0, "error": ""}',
+                    b"[]", b'{"pid": 1}'):
+        receipt.unlink()
+        receipt.write_bytes(hostile)
+        assert run_reload(state).stderr == f"netscand: no daemon is running with {state}\n"
+    receipt.unlink()
+    os.mkfifo(receipt)  # nobody writes it: a reader that waited would wait for ever
+    assert run_reload(state).stderr == f"netscand: no daemon is running with {state}\n"
+
+
+def run_reload(state: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netscand", "reload", "--state-dir", str(state), "--timeout", "5"],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.lab
+def test_reload_without_a_pid_signals_the_daemon_its_receipt_names(daemon: Daemon) -> None:
+    out = run_reload(daemon.state_dir)
+    assert (out.returncode, out.stderr) == (0, "")
+    receipt = Receipt.read(daemon.state_dir / "reload.json")
+    assert receipt is not None and (receipt.pid, receipt.requested, receipt.done) == (daemon.proc.pid, 1, 1)
