@@ -2,8 +2,9 @@
 
 Binding the Unix socket ourselves (umask, then group) means it never exists with a wider mode
 than configured, which uvicorn's own uds binding can't promise. Started by root, the daemon makes
-the socket as its own user (privileges.acting_as): the socket's directory is that user's, and a
-chown by root after the bind could be sent through a link the user swapped in meanwhile.
+the socket as its own user (privileges.acting_as) when the socket's directory is writable by
+anyone but root (its own RuntimeDirectory=, say): a chown by root after the bind could be sent
+through a link swapped in meanwhile. In a directory only root may write, root binds and chowns.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ListenError(Exception):
 
 
 def bind_unix(path: str, mode: int, group: str, acct: privileges.Account | None = None) -> socket.socket:
-    """`acct` (the user a daemon started by root switches to) makes the socket, in a directory
+    """`acct` (the user a daemon started by root switches to) owns the socket, and the directory
     made for it when missing: once switched, the daemon can still remove them when it stops."""
     p = Path(path)
     if not p.parent.exists():
@@ -39,14 +40,20 @@ def bind_unix(path: str, mode: int, group: str, acct: privileges.Account | None 
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
         gid = acct.gid if acct else -1
-    if acct is None:
+    if acct is None or _root_only(p.parent):
+        # Nobody but root can put a link there: root makes the socket, then gives it away.
         sock = _bind(p, mode, "")
-        os.chown(path, -1, gid, follow_symlinks=False)
+        os.chown(path, acct.uid if acct else -1, gid, follow_symlinks=False)
     else:
         with privileges.acting_as(acct, gid):
             sock = _bind(p, mode, f" (user '{acct.name}' makes it, and must be able to write to {p.parent})")
     sock.listen(BACKLOG)
     return sock
+
+
+def _root_only(directory: Path) -> bool:
+    st = directory.stat()
+    return st.st_uid == 0 and not st.st_mode & 0o022
 
 
 def _bind(p: Path, mode: int, who: str) -> socket.socket:
