@@ -111,10 +111,16 @@ def test_the_unpacked_doctor_checks_a_configuration(unpacked: Path, tmp_path: Pa
                    'socket_group = "root"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["SYSTEMD_UNIT_PATH"] = str(tmp_path)  # no unit: this machine's own would be judged otherwise
-    proc = run(["unshare", "--net", str(venv / "bin" / "python"), str(venv / "bin" / "netscand"), "doctor",
-                "--config", str(cfg)], env=env, cwd="/")
+    proc = subprocess.run(["unshare", "--net", str(venv / "bin" / "python"), str(venv / "bin" / "netscand"),
+                           "doctor", "--config", str(cfg)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd="/")
+    # Unpacked in pytest's directory, which only root may enter: the daemon's user could not run it.
+    assert proc.returncode == 1, proc.stderr
     assert [line.split(": ")[:2] for line in proc.stdout.splitlines()] == [
-        ["ok", "raw sockets"], ["warn", "interfaces"], ["ok", "socket"], ["ok", "database"], ["ok", "certificate"]]
+        ["ok", "raw sockets"], ["fail", "python"], ["warn", "interfaces"], ["ok", "socket"], ["ok", "database"],
+        ["ok", "certificate"]]
+    assert f"cannot read {venv}/lib/python3.11/site-packages/netscand (needed to run netscand after the switch)" \
+        in proc.stdout
 
 
 class Overlay:
