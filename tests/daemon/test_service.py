@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from netscand import tls
+from netscand.config import DaemonConfig
+from netscand.listeners import RESERVED_FDS
 from netscand.lab import Lab
 from netscand.notify import Notifier, Receipt, start_time
 from tests.daemon.conftest import DAEMON_PORT, Daemon, Forwarder, ensure_daemon_user, start_daemon, stop_daemon
@@ -51,6 +53,14 @@ def test_unit_has_no_unknown_setting(tmp_path: Path) -> None:
     unit.write_text(UNIT.read_text().replace("/usr/bin/netscand", str(netscand)))
     out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout + out.stderr) == (0, "")
+
+
+def test_the_unit_bounds_files_memory_and_tasks_with_room_for_the_default_limits() -> None:
+    service = dict(line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and line[0] != "#")
+    d = DaemonConfig()
+    assert int(service["LimitNOFILE"]) >= d.max_connections + d.max_unix_connections + RESERVED_FDS
+    assert "MemoryMax" in service and service["OOMPolicy"] == "continue"  # OOM: the supervisor restarts a child
+    assert int(service["TasksMax"]) >= 64 + 32 + 16  # a worker per core on 64 cores, and the thread pools
 
 
 def test_notifier_speaks_to_an_abstract_socket_and_leaves_the_environment() -> None:
