@@ -27,12 +27,13 @@ from cryptography.x509.oid import NameOID
 
 import netscand
 from netscand import tls
-from netscand.store import Store
+from netscand.store import Store, schema
 
 pytestmark = pytest.mark.usefixtures("require_root")  # network namespaces, setpriv, chown
 
 NO_NET_RAW = ["setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw"]
 GRANTING_UNIT = "[Service]\nUser=nobody\nAmbientCapabilities=CAP_NET_RAW\n"
+CURRENT = len(schema.STEPS)  # the schema version this netscand writes
 
 
 class Run:
@@ -289,7 +290,8 @@ def test_a_missing_directory_the_daemon_user_cannot_make_is_a_warning(tmp_path: 
 def test_an_intact_database_is_checked_without_leaving_files(tmp_path: Path) -> None:
     path = store(tmp_path)
     before = sorted(os.listdir(path.parent))
-    assert doctor(tmp_path).line("database") == ("ok", f"database: {path} is intact, schema version 1 (current)")
+    assert doctor(tmp_path).line("database") == (
+        "ok", f"database: {path} is intact, schema version {CURRENT} (current)")
     assert sorted(os.listdir(path.parent)) == before == ["netscand.db"]
 
 
@@ -350,7 +352,7 @@ def test_an_older_schema_is_upgraded_on_start(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE older (x)")
     conn.close()
     assert doctor(tmp_path).line("database") == (
-        "ok", f"database: {path} is intact, schema version 0; the next start upgrades it to 1")
+        "ok", f"database: {path} is intact, schema version 0; the next start upgrades it to {CURRENT}")
 
 
 def test_a_state_directory_systemd_makes_is_fine(tmp_path: Path) -> None:
