@@ -69,12 +69,13 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
         cert = boot.certificate
         log.info("tls.certificate", path=str(cert.cert), sha256=cert.fingerprint, generated=cert.generated)
     shared = Shared(cfg.workers)
-    # The workers check every plan against the policy themselves, read again from the file
-    # before they refuse one: a reload may have widened it.
+    # The workers check every plan against the policy themselves, read again from the file on a
+    # reload (hangup) and before they refuse one: a reload may have widened it.
     guard = PlanGuard.of(cfg.policy)
     specs = [
         ChildSpec("worker", lambda i: worker.main(shared, i, guard, lambda: PlanGuard.of(reread().policy)),
-                  count=cfg.workers, heartbeat=lambda i: shared.worker_row(i)[3], ready=shared.worker_ready),
+                  count=cfg.workers, heartbeat=lambda i: shared.worker_row(i)[3], ready=shared.worker_ready,
+                  hangup=True),
         ChildSpec("control", lambda i: control.main(shared, control.Listeners(unix, tcp), db_path(cfg), load, boot),
                   heartbeat=lambda i: shared.control_row().heartbeat, ready=lambda i: _control_ready(shared),
                   reloads=lambda i: _control_reloads(shared)),

@@ -52,6 +52,9 @@ class ChildSpec:
     # Reloads done and the last one's error, for a child that reloads: it is sent SIGHUP on a
     # reload, and counts its own boot as one (a child started meanwhile read the new config).
     reloads: Callable[[int], tuple[int, str]] | None = None
+    # Passed SIGHUP on a reload once ready (its handler is in place by then), without reporting
+    # back: the engine workers re-read the policy they enforce.
+    hangup: bool = False
 
 
 @dataclass
@@ -134,6 +137,8 @@ class Supervisor:
             for c in self.children:
                 if c.spec.primary and c.pid:
                     self._signal(c, signal.SIGHUP)  # a one-shot scan's hangup is its primary's to decide
+                elif c.spec.hangup and c.pid and c.spec.ready and c.spec.ready(c.index) == c.pid:
+                    self._signal(c, signal.SIGHUP)
             self.requested += 1
             if self.ready_sent and self.notifier:
                 self.notifier.reloading()

@@ -124,6 +124,7 @@ class Worker:
         self.tokens = 0.0
         self.last_pace = time.monotonic()
         self.stopping = False
+        self.hangup = False  # a reload: read the policy again
         self.rxbuf = bytearray(sockets.SNAPLEN)
         self.next_beat = 0.0
         self.next_log = 0.0
@@ -133,6 +134,7 @@ class Worker:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, self._on_hup)
         for i in self.shared.worker_slots(self.index):
             SHARD_HEADER.pack_into(self.shared.shards[i], 0, 0, 0, 0, 0)
         self._beat(time.monotonic(), ready=0)
@@ -150,6 +152,9 @@ class Worker:
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self.hangup = True
 
     def _beat(self, now: float, ready: int = 1) -> None:
         self.shared.set_worker_row(self.index, os.getpid(), self.generation, ready, now,
@@ -171,6 +176,8 @@ class Worker:
 
     # -- plans and jobs ----------------------------------------------------------------------
     def _refresh_plans(self) -> None:
+        if self.hangup:
+            self._reread_policy()
         for slot in range(PLAN_SLOTS):
             self._plan(slot)
 
@@ -206,15 +213,21 @@ class Worker:
         reason = self.guard.refusal(plan)
         if not reason:
             return 0
-        try:
-            self.guard = self.reload()
-        except Exception as exc:  # a file being edited: refuse by what we have
-            log.warning("engine.policy_unreadable", worker=self.index, error=str(exc))
-        self.ceiling = self._ceiling()
+        self._reread_policy()
         reason = self.guard.refusal(plan)
         if reason == REFUSE_TARGET and plan.kind == plans.KIND_ARP:
             reason = self.guard.refusal(plan, route_gateways())
         return reason
+
+    def _reread_policy(self) -> None:
+        """The policy as the configuration file says now: on a reload (which may narrow it) and
+        before a refusal (a reload may have widened it before this worker heard of it)."""
+        self.hangup = False
+        try:
+            self.guard = self.reload()
+        except Exception as exc:  # a file being edited: keep what we have
+            log.warning("engine.policy_unreadable", worker=self.index, error=str(exc))
+        self.ceiling = self._ceiling()
 
     def _ceiling(self) -> float:
         # The rate ceiling over every scan at once: a worker sends one shard at a time, so if

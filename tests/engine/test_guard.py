@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +163,21 @@ def test_a_policy_widened_since_the_workers_started_is_read_before_refusing() ->
     assert engine.worker._refusal(plan) == 0
     assert engine.worker.guard is wide and engine.reloads == 1
     assert engine.worker.ceiling == 4000.0  # one worker: the whole ceiling is its own
+
+
+def test_a_policy_narrowed_by_a_reload_is_enforced_once_the_worker_hears_of_it() -> None:
+    narrow = PlanGuard.of(Policy([LAB]))
+    engine = Engine(PlanGuard.of(Policy(["127.0.0.0/8", LAB])), reloaded=narrow)
+    previous = signal.signal(signal.SIGHUP, engine.worker._on_hup)  # as Worker.run installs it
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)  # what the supervisor passes on at a reload
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    run = loopback_scan(engine)
+    engine.worker._refresh_plans()
+    assert engine.worker.guard is narrow and engine.reloads == 2  # at the hangup, and before refusing
+    engine.dispatcher.poll()
+    assert run.failure == "the engine refused the plan: target outside the policy"
 
 
 def test_a_malformed_plan_slot_is_refused_not_fatal() -> None:

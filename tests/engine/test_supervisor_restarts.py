@@ -82,3 +82,41 @@ def test_a_child_dying_before_it_was_ready_stops_the_daemon_after_a_few_tries() 
         os.kill(pid, signal.SIGKILL)
     assert code == EXIT_BOOT_ERROR
     assert page.read()[2] == BOOT_FAILURES
+
+
+def test_a_reload_passes_the_hangup_on_to_a_ready_child_that_asks_for_it() -> None:
+    page = Page()
+
+    def child(index: int) -> None:
+        # As an engine worker: its handler in place, then ready; it counts the hangups it hears.
+        heard = [0]
+
+        def on_hup(signum: int, frame: object) -> None:
+            heard[0] += 1
+            page.write(os.getpid(), 1, heard[0])
+
+        signal.signal(signal.SIGHUP, on_hup)
+        page.write(os.getpid(), 1, 0)
+        while True:
+            time.sleep(0.05)
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = Supervisor([ChildSpec("worker", child, ready=page.ready, hangup=True)], log=lambda m: None).run()
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + 10
+        while not page.ready(0) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child_pid = page.ready(0)
+        assert child_pid
+        os.kill(pid, signal.SIGHUP)
+        while page.read()[2] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert page.read() == (child_pid, 1, 1)  # heard once, and still the same life
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert wait(pid, 10) == 0
