@@ -136,7 +136,7 @@ def _control(shared: Shared, spec: ScanSpec, meta: dict, as_json: bool) -> None:
     if spec.profiling and scan.result.up_hosts:
         if progress:
             print("identifying devices...", end="\r", file=sys.stderr, flush=True)
-        asyncio.run(identify(scan.result.up_hosts, Detector(), spec.detect_services))
+        asyncio.run(identify(scan.result.up_hosts, Detector(), spec.detect_services, spec.host_timeout_s))
     finished = datetime.now(timezone.utc)
     doc = document(str(uuid.uuid4()), "completed", scan.result.devices(spec.profiling),
                    (finished - started).total_seconds(), **meta, started_at=_iso(started),

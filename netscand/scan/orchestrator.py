@@ -396,7 +396,8 @@ class Orchestrator:
     async def _profile(self, active: _Active) -> None:
         """After the port scan: names and, where the profile connects, services, from this
         process (which holds no capability). Then the scan is finished."""
-        await identify(active.run.result.up_hosts, self.detector, active.run.spec.detect_services)
+        spec = active.run.spec
+        await identify(active.run.result.up_hosts, self.detector, spec.detect_services, spec.host_timeout_s)
         if self.active.get(active.id) is active:
             self._finish(active.id, "completed", None)
 
