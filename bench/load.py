@@ -41,8 +41,13 @@ from tests.daemon.conftest import DAEMON_PORT, Daemon, start_daemon, stop_daemon
 from tests.daemon.test_e2e import open_ports, truth_open  # noqa: E402
 
 PREFIX = "nsf"
+# One owner queues every scan and one address opens every HTTPS client: the limits that keep a
+# hostile client from holding the daemon (README, "Running on untrusted networks") are raised here.
 CONFIG = """[daemon]
 max_running_scans = 2
+max_queued_per_owner = 1024
+max_connections = 2048
+max_connections_per_address = 2048
 [policy]
 allowed_targets = ["198.18.0.0/15"]
 """
