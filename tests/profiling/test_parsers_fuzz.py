@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from netscand.profiling import dnswire, osguess, vendor
 from netscand.profiling.names import QUERIES, mdns, netbios, snmp
 from netscand.profiling.names.base import NAME_MAX, Reply
-from netscand.profiling.services import ServiceInfo
 from netscand.profiling.services.base import BANNER_MAX
 from netscand.profiling.services.probes import ALL, dns, http, mailproducts, tls
+from tests.profiling.services.test_service_probes import check
 
 HERE = Path(__file__).parent
 SERVICE_SAMPLES = [p.read_bytes() for p in sorted((HERE / "services" / "recorded").glob("*.bin"))]
@@ -51,23 +51,12 @@ def raw(parse: Callable[..., Any]) -> Callable[..., Any]:
     return getattr(parse, "__wrapped__", parse)
 
 
-def check_service(result: object) -> None:
-    if result is None:
-        return
-    assert isinstance(result, ServiceInfo)
-    assert result.service and result.service.islower()
-    for value in (result.product, result.version, result.cpe):
-        assert value is None or (isinstance(value, str) and len(value) < 256)
-    assert result.banner is None or len(result.banner) <= BANNER_MAX
-    assert isinstance(result.extra, dict)
-
-
 def check_reply(result: object) -> None:
     if result is None:
         return
     assert isinstance(result, Reply)
     assert result.name is None or 0 < len(result.name) <= NAME_MAX
-    check_service(result.service)
+    check(result.service)
     assert result.evidence is None or len(result.evidence) <= BANNER_MAX
 
 
@@ -195,15 +184,15 @@ PROTOCOL_WORDS: dict[str, st.SearchStrategy[bytes]] = {
 @fuzz
 @given(data=st.binary(max_size=4096))
 def test_probe_takes_any_bytes(probe: ModuleType, data: bytes) -> None:
-    check_service(probe.parse(data))
+    check(probe.parse(data))
 
 
 @pytest.mark.parametrize("probe", ALL, ids=lambda p: p.name)
 @fuzz
 @given(data=st.data())
 def test_probe_takes_its_own_protocol_gone_wrong(probe: ModuleType, data: st.DataObject) -> None:
-    check_service(probe.parse(data.draw(PROTOCOL_WORDS[probe.name])))
-    check_service(probe.parse(data.draw(mutated(SERVICE_SAMPLES))))
+    check(probe.parse(data.draw(PROTOCOL_WORDS[probe.name])))
+    check(probe.parse(data.draw(mutated(SERVICE_SAMPLES))))
 
 
 LONG_WORD = "\xff" * 300  # latin-1 "ÿ": a word character to re's \w
@@ -220,7 +209,7 @@ LONG_WORD = "\xff" * 300  # latin-1 "ÿ": a word character to re's \w
 def test_a_version_is_a_bounded_token(probe: ModuleType, greeting: str) -> None:
     # Found by bench/fuzz_parsers.py: the version ran on to the end of the word, into the CPE.
     found = probe.parse(greeting.encode("latin-1"))
-    check_service(found)
+    check(found)
     assert found is not None and found.version is not None and found.version.isdigit()
 
 

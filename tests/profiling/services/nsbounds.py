@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from netscand.profiling.services import Detector, detector
 from netscand.scan import identify as identify_module
 from netscand.scan.result import Fingerprint, Host
+from nsdetect import banner  # run as a script beside it: its directory is on sys.path
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUT = 1.0  # detect()'s timeout and banner wait here
@@ -93,15 +94,6 @@ async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     finally:
         open_connections -= 1
         writer.close()
-
-
-def banner(data: bytes) -> Handler:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(data)
-        await writer.drain()
-        writer.close()
-
-    return handle
 
 
 async def timed(work: Awaitable[Any]) -> tuple[Any, float]:
