@@ -19,13 +19,14 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 import uvicorn
 import uvloop
+from starlette.types import ASGIApp
 
 from netscand import privileges
 from netscand.api import create_app, listener
@@ -89,8 +90,9 @@ class _PeerProtocol(BoundedHttpTools):
 
 
 class _Server(GatedServer):
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()  # the control process owns its signals
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the control process owns its signals
 
 
 def main(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fallback: Settings) -> None:
@@ -192,7 +194,7 @@ def _reload(load: Loader, orchestrator: Orchestrator, tls: ssl.SSLContext | None
     row.publish()
 
 
-def _server(app: object, gate: Gate, tls: ssl.SSLContext | None, protocol: type) -> _Server:
+def _server(app: ASGIApp, gate: Gate, tls: ssl.SSLContext | None, protocol: type) -> _Server:
     """`tls` is our own SSLContext: it holds TLS at 1.2 or newer, and a reload loads a new
     certificate into it. No proxy headers: uvicorn would take X-Forwarded-For from any client
     on 127.0.0.1 as the client's address, which the authentication throttle is keyed on. No

@@ -63,7 +63,7 @@ class NetInfo:
                       for i, l in links.items()}
         self._loopback = {i for i, l in links.items() if l["ifi_type"] == ARPHRD_LOOPBACK}
         self._up = {i for i, l in links.items() if l["flags"] & 1}
-        self._first_addr: dict[int, int] = {}
+        self._first_addr: dict[int, int | None] = {}
         for a in addrs:
             self._first_addr.setdefault(a["index"], _ip(a.get("address")))
         entries = []

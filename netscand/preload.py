@@ -22,6 +22,7 @@ import os
 import pkgutil
 import sys
 import sysconfig
+from collections.abc import Iterable
 from pathlib import Path
 
 import netscand
@@ -51,7 +52,7 @@ def load() -> None:
     osguess.guess([])
 
 
-def _import_all(path: list[str], prefix: str) -> None:
+def _import_all(path: Iterable[str], prefix: str) -> None:
     for module in pkgutil.iter_modules(path, prefix):
         if module.name not in SKIPPED:
             imported = importlib.import_module(module.name)

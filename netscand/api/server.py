@@ -73,11 +73,11 @@ class Gate:
     def admit(self, client: str | None) -> Callable[[], None] | None:
         """A release function for an admitted connection (call it when it closes; more calls do
         nothing), or None when the connection is over a limit."""
-        per_client = self.limits.per_address if client is not None else None
+        per_client = self.limits.per_address
         if self.open >= self.limits.total:
             self.note("refused_listener_full")
             return None
-        if per_client is not None and self._by_client[client] >= per_client:
+        if client is not None and per_client is not None and self._by_client[client] >= per_client:
             self.note("refused_client_full")
             return None
         self.open += 1

@@ -12,7 +12,7 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
 import orjson
@@ -79,9 +79,10 @@ class Client:
             self.http = httpx.Client(base_url="http://netscand", timeout=30,
                                      transport=httpx.HTTPTransport(uds=args.socket))
 
-    def call(self, method: str, path: str, **kwargs: object) -> dict:
+    def call(self, method: str, path: str, *, json: object = None,
+             params: Mapping[str, str | int] | None = None) -> dict:
         try:
-            r = self.http.request(method, path, **kwargs)
+            r = self.http.request(method, path, json=json, params=params)
         except httpx.ConnectError as exc:
             raise CtlError(f"cannot connect to {self.where}: {exc}") from None
         except httpx.HTTPError as exc:

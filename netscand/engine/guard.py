@@ -27,11 +27,15 @@ RTF_GATEWAY = 0x2
 
 
 class PolicySource(Protocol):
-    """What the guard is built from: the policy section of the configuration."""
+    """What the guard is built from: the policy section of the configuration. Read-only
+    (properties), so a frozen dataclass such as config.PolicyConfig is one."""
 
-    allowed_targets: list[str]
-    excluded_targets: list[str]
-    max_rate: float
+    @property
+    def allowed_targets(self) -> Sequence[str]: ...
+    @property
+    def excluded_targets(self) -> Sequence[str]: ...
+    @property
+    def max_rate(self) -> float: ...
 
 
 def merge(cidrs: Sequence[str]) -> Ranges:

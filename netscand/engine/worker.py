@@ -194,16 +194,19 @@ class Worker:
         try:
             plan = plans.read(buf, slot)
         except plans.PlanError as exc:
-            return self._refuse(slot, gen, REFUSE_PLAN, detail=str(exc))
+            self._refuse(slot, gen, REFUSE_PLAN, detail=str(exc))
+            return None
         if plan is None:
             return None
         reason = self._refusal(plan)
         if reason:
-            return self._refuse(slot, gen, reason)
+            self._refuse(slot, gen, reason)
+            return None
         try:
             send = self._sockets(plan)
         except OSError as exc:  # the interface went away, or no CAP_NET_RAW
-            return self._refuse(slot, gen, REFUSE_INTERFACE, exc.errno or 0, str(exc))
+            self._refuse(slot, gen, REFUSE_INTERFACE, exc.errno or 0, str(exc))
+            return None
         state = self.plans[slot] = PlanState(plan, send)
         return state
 

@@ -105,13 +105,14 @@ def _seq(rng: random.Random) -> int:
     return rng.getrandbits(32)
 
 
-def _forged_reply(t: Target, rng: random.Random, *, good_sum: bool = True, **ip: int) -> bytes:
+def _forged_reply(t: Target, rng: random.Random, *, good_sum: bool = True, tot_len: int | None = None,
+                  version: int = 4) -> bytes:
     """A SYN-ACK or RST from a lab host to a probe port, with sequence numbers no cookie matches."""
     src = _source(t, rng)
     synack = rng.random() < 0.5
     segment = tcp(src, t.scanner_ip, rng.randint(1, 65535), _probe_port(rng), _seq(rng), _seq(rng),
                   SYN | ACK if synack else RST | ACK, options=_GOOD_OPTIONS if synack else b"", good_sum=good_sum)
-    return ipv4(src, t.scanner_ip, 6, segment, good_sum=good_sum, **ip)
+    return ipv4(src, t.scanner_ip, 6, segment, good_sum=good_sum, tot_len=tot_len, version=version)
 
 
 def _quoted_probe(t: Target, rng: random.Random) -> bytes:

@@ -15,6 +15,7 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from netscand.lab import answers, certs, hostile, namespaces, procs
@@ -169,7 +170,7 @@ async def _serve(sockets: Sockets) -> None:
         servers.append(await asyncio.start_server(_guarded(HANDLERS[port]), sock=sock, ssl=context,
                                                   ssl_handshake_timeout=READ_WAIT_S if context else None))
     for port, sock in sockets.udp.items():
-        await loop.create_datagram_endpoint(lambda port=port: Answerer(port), sock=sock)
+        await loop.create_datagram_endpoint(partial(Answerer, port), sock=sock)
     await asyncio.Event().wait()  # until SIGTERM
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from typing import Protocol
 
 import dpkt
 
@@ -66,6 +67,19 @@ class Observation:
     ipid: int
     opts: bytes
     df: bool | None = None
+
+
+class SynAckFields(Protocol):
+    """What guess() reads of a SYN-ACK: an Observation, or the engine's scan.result.Fingerprint."""
+
+    @property
+    def ttl(self) -> int: ...
+    @property
+    def win(self) -> int: ...
+    @property
+    def ipid(self) -> int: ...
+    @property
+    def opts(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -172,7 +186,7 @@ def ipid_behaviour(ipids: Sequence[int]) -> str | None:
     return "nonzero"
 
 
-def guess(observations: Iterable[Observation], banners: Iterable[str] = ()) -> Guess | None:
+def guess(observations: Iterable[SynAckFields], banners: Iterable[str] = ()) -> Guess | None:
     """The OS the evidence points to, with a confidence, or None when it does not point firmly.
 
     `observations` may also be the engine's scan.result.Fingerprint objects (anything with ttl,

@@ -12,6 +12,7 @@ exist.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import hashlib
 import time
@@ -189,8 +190,8 @@ class Orchestrator:
                 created = await self.io.write(self.store.create_scan, scan)
             except StoreError:
                 # Two concurrent starts with one key: the first insert won while we resolved routes.
-                earlier = idempotency_key and await self.io.read(self.store.scan_by_idempotency_key, owner,
-                                                                 idempotency_key)
+                earlier = await self.io.read(self.store.scan_by_idempotency_key, owner,
+                                             idempotency_key) if idempotency_key else None
                 if not earlier:
                     raise
                 return self._replay(earlier, digest), False
@@ -445,7 +446,7 @@ class Orchestrator:
         active.flushing = self.io.write(self._write_progress, scan_id, devices, self._progress(active))
         active.flushing.add_done_callback(partial(self._flushed, active))
 
-    def _write_progress(self, scan_id: str, devices: list[dict], progress: dict) -> None:
+    def _write_progress(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> None:
         """On the writer thread: one flush of a running scan."""
         if devices:
             self.store.put_devices(scan_id, devices)
@@ -488,7 +489,7 @@ class Orchestrator:
     def _progress(self, active: _Active) -> dict:
         done, planned = active.run.progress()
         result = active.run.result
-        fields = {
+        fields: dict[str, int | str | None] = {
             "progress_percent": min(99, 100 * done // planned) if planned else 0,
             "hosts_found": result.up_count,
             "ports_found": result.open_ports,

@@ -7,7 +7,7 @@ checking it once does, and only `parse_ports` expands the (at most 65535) ports 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib.resources import files
 from itertools import islice
@@ -52,7 +52,7 @@ def parse_ports(spec: str | Iterable[int | str]) -> tuple[int, ...]:
     return tuple(port for lo, hi in port_ranges(spec) for port in range(lo, hi + 1))
 
 
-def _entries(spec: str | Iterable[int | str]) -> list[int | str]:
+def _entries(spec: str | Iterable[int | str]) -> Sequence[int | str]:
     too_many = PortSpecError(f"too many entries in port specification: at most {MAX_PORT_ENTRIES} "
                              "ports or 'a-b' ranges")
     if isinstance(spec, str):

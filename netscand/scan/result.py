@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result
 from netscand.profiling.osguess import guess
@@ -195,7 +196,7 @@ class ScanResult:
         self.dirty.clear()
         return hosts
 
-    def device(self, h: Host, profiling: bool = False) -> dict:
+    def device(self, h: Host, profiling: bool = False) -> dict[str, Any]:
         """The result document's device; `profiling` adds what the engine's answers reveal
         without another packet: vendor from the MAC, OS guess from the SYN-ACK fingerprints."""
         tarpit = h.tarpit
@@ -213,7 +214,7 @@ class ScanResult:
         os = guess(h.open.values(), banners) if profiling and not tarpit else None
         entries = [_port(p, "tcp", s, h.services.get(p)) for p, s in ports]
         entries += [_port(p, "udp", "open", info) for p, info in h.udp.items()]
-        device = {
+        device: dict[str, Any] = {
             "ip": str(ipaddress.IPv4Address(h.ip)),
             "mac": mac,
             "hostname": h.hostname,

@@ -245,7 +245,7 @@ class ScanRun:
                 self._next_group()
             work = self.queue.popleft()
             callback = partial(self._on_discovery if work.discovery else self._on_result, work)
-            sub = self.dispatcher.submit(lambda s, g, w=work: self._plan(w, s, g), callback, self._on_failure)
+            sub = self.dispatcher.submit(partial(self._plan, work), callback, self._on_failure)
             self.running.append((sub, work, now))
 
     def _retire(self, work: _Work) -> None:

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -189,7 +189,7 @@ class _Lookup(Protocol):
     def result(self) -> list[Range]: ...
 
 
-def _resolved(lookups: dict[str, _Lookup], deadline: float) -> tuple[Range, ...]:
+def _resolved(lookups: Mapping[str, _Lookup], deadline: float) -> tuple[Range, ...]:
     """The addresses of finished lookups in the order names were given; the first name that
     failed or did not answer in time is the error (and lookups not started yet are dropped)."""
     ranges: list[Range] = []
