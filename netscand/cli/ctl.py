@@ -236,8 +236,13 @@ def _print_result(console: Console, res: dict) -> None:
             table.add_row(*row)
             first = [""] * len(first)
         for state, count in d.get("not_shown", {}).items():
-            table.add_row(*first, "", f"{count} {state}", "not shown")
+            table.add_row(*first, "", f"{count} {state}", _not_shown(d, state))
     console.print(table)
+
+
+def _not_shown(device: dict, state: str) -> str:
+    # A tarpit's "open" ports are its own SYN-ACKs to everything, not services: say so.
+    return "tarpit: answers every port" if state == "open" and device.get("tarpit") else "not shown"
 
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {

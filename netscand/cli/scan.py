@@ -187,4 +187,5 @@ def _print_table(doc: dict) -> None:
             what = " ".join(filter(None, (p["service"], p.get("product"), p.get("version"))))
             out.write(f"  {p['port']:>5}/{p['protocol']:<4} {p['state']:<9} {what}\n")
         for state, count in d.get("not_shown", {}).items():
-            out.write(f"  not shown: {count} {state} ports\n")
+            tarpit = " (a tarpit: it answers every port)" if state == "open" and d.get("tarpit") else ""
+            out.write(f"  not shown: {count} {state} ports{tarpit}\n")
