@@ -22,14 +22,20 @@ from netscand.ipc.ring import Ring
 
 PLAN_SLOTS = 4  # the cookie carries the plan slot in 2 bits
 PLAN_BYTES = 1 << 20
-SHARD_SLOTS = 2  # one being sent while the previous one waits for late replies and retries
+# A worker sends every running plan at once, in turn; per plan it holds one shard being sent
+# while the previous one waits for late replies and retries.
+PLAN_SHARDS = 2
+SHARD_SLOTS = PLAN_SHARDS * PLAN_SLOTS
 SHARD_MAX = 1 << 16
 # Fields other processes read while their owner writes them use native formats, which CPython
 # packs with one aligned memcpy per field instead of byte by byte (see ipc/ring.py).
 SHARD_HEADER = struct.Struct("IIII")  # plan generation, shard number, length, active
 SHARD_BYTES = 64 + SHARD_MAX
 JOB = struct.Struct("<BBxxIII")  # kind, plan slot, epoch, plan generation, shard
+# A worker holds at most SHARD_SLOTS jobs; a restarted one may find as many of its
+# predecessor's still queued beside the ones given again.
 JOB_RING = 16
+assert JOB_RING >= 2 * SHARD_SLOTS
 RESULT = struct.Struct("<BBBBIIIHHII6sHB27s")  # 64 bytes; 27 fit any SYN-ACK's usual options
 RESULT_RING = 1 << 16
 

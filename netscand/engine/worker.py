@@ -1,8 +1,14 @@
 """An engine worker: sends its shards' probes at its share of the rate and records every reply.
 
 One synchronous loop, no threads and no asyncio: receive whatever is waiting, expire shards
-whose reply timeout has passed (retrying what is unanswered, finalizing the rest), send the next
-batch when the pacer allows, take a new job when there is room, else sleep in select().
+whose reply timeout has passed (retrying what is unanswered, finalizing the rest), take new jobs
+when there is room, send the next batch when the pacers allow, else sleep in select().
+
+Every running plan is sent at once: each has at most one shard sending (its next one waits until
+that pass is sent, while the previous one waits for late replies and retries), and the sending
+runs take turns, one batch each, each paced by its own plan's rate and all of them together by
+the worker's ceiling. So a scan at one probe a second never holds up another: a shard of 65536
+probes takes it hours, and the other scans' shards go round beside it.
 
 A shard's probe states live in shared memory, so whichever worker the kernel's fanout hands a
 reply to can record it; the shard's owner alone decides retries and reports the tallies.
@@ -48,14 +54,44 @@ BEAT_EVERY = 0.1
 LOG_EVERY = 10.0  # at most one line per worker this often about frames that broke a parser
 
 
+class Pacer:
+    """A token bucket: `rate` probes a second, with at most a batch (or 20 ms of sending, if
+    less) saved up, so a pause is never made up for by a burst. It starts full: a new plan's
+    first probes go at once, however slow its rate."""
+
+    __slots__ = ("at", "burst", "rate", "tokens")
+
+    def __init__(self, rate: float) -> None:
+        self.tokens = 0.0
+        self.at = 0.0  # the monotonic clock's origin: the first fill fills it
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, min(float(BATCH), rate / 50))
+
+    def fill(self, now: float) -> float:
+        """The probes that may go now."""
+        self.tokens = min(self.tokens + (now - self.at) * self.rate, self.burst)
+        self.at = now
+        return self.tokens
+
+    def wait(self) -> float:
+        """How long until the next probe may go (after fill)."""
+        return (1 - self.tokens) / self.rate
+
+
 class PlanState:
-    """A worker's copy of one plan: its probe, sockets and measured round-trip time."""
+    """A worker's copy of one plan: its probe, sockets, pacer and measured round-trip time."""
 
     def __init__(self, plan: plans.Plan, send: sockets.Sender | sockets.RawIp) -> None:
         self.plan = plan
         self.probe: Probe = probe_for(plan)
         self.send = send
         self.nh = len(plan.hosts)
+        # The plan's rate is split among the workers that share it; the worker's ceiling caps
+        # the sum over its plans (Worker.pacer).
+        self.pacer = Pacer(plan.rate / max(plan.share, 1))
         self.srtt: float | None = None
         self.rttvar = 0.0
 
@@ -116,13 +152,14 @@ class Worker:
         self.refused: dict[int, int] = {}  # slot -> generation of the plan refused there
         self.tx: dict[int, sockets.Sender | sockets.RawIp] = {}
         self.rx: dict[int, socket.socket] = {}
-        self.queue: deque[ShardRun] = deque()  # runs with probes left to send in this pass
+        self.sending: deque[ShardRun] = deque()  # one run per plan with a pass to send, in turn
+        self.held: list[ShardRun] = []  # passes to send whose plan has another run sending
         self.waiting: list[ShardRun] = []  # runs waiting for replies before retry or finalize
         self.backlog: deque[tuple[int, int, int]] = deque()  # jobs taken but not started
+        self.intake = False  # the backlog may hold a job that can start now
         self.free_slots = list(shared.worker_slots(index))
         self.slot_cache: dict[tuple[int, int], memoryview] = {}
-        self.tokens = 0.0
-        self.last_pace = time.monotonic()
+        self.pacer = Pacer(self.ceiling)
         self.stopping = False
         self.hangup = False  # a reload: read the policy again
         self.rxbuf = bytearray(sockets.SNAPLEN)
@@ -140,15 +177,19 @@ class Worker:
         self._beat(time.monotonic(), ready=0)
         while not self.stopping:
             now = time.monotonic()
-            if now >= self.next_beat:
-                self._beat(now)
-            self._refresh_plans()
-            self._receive()
-            self._expire(now)
-            self._take_jobs()
-            wait = self._send(now) if self.queue else IDLE_WAIT
+            wait = self.step(now)
             if wait > 0:
                 self._sleep(min(wait, self._next_deadline(now)))
+
+    def step(self, now: float) -> float:
+        """One turn of the loop but its sleep; returns how long until a probe may go (0: at once)."""
+        if now >= self.next_beat:
+            self._beat(now)
+        self._refresh_plans()
+        self._receive()
+        self._expire(now)
+        self._take_jobs()
+        return self._send(now) if self.sending else IDLE_WAIT
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -231,11 +272,12 @@ class Worker:
         except Exception as exc:  # a file being edited: keep what we have
             log.warning("engine.policy_unreadable", worker=self.index, error=str(exc))
         self.ceiling = self._ceiling()
+        self.pacer.set_rate(self.ceiling)
 
     def _ceiling(self) -> float:
-        # The rate ceiling over every scan at once: a worker sends one shard at a time, so if
-        # each paces at most max_rate / workers, all of them together, whatever the plans of
-        # however many concurrent scans ask, stay within policy.max_rate.
+        # The rate ceiling over every scan at once: whatever the plans of however many
+        # concurrent scans ask, each worker's pacer lets out at most max_rate / workers in all,
+        # so all of them together stay within policy.max_rate.
         return self.guard.max_rate / self.shared.workers
 
     def _refuse(self, slot: int, gen: int, reason: int, errno: int = 0, detail: str = "") -> None:
@@ -259,13 +301,30 @@ class Worker:
             # A job queued for this worker's previous life is re-issued by the control process.
             if kind == JOB_SHARD and epoch == self.generation:
                 self.backlog.append((slot, gen, shard))
-        while self.backlog and self.free_slots and not self.queue:
-            slot, gen, shard = self.backlog.popleft()
+                self.intake = True
+        if self.intake:
+            self._start_jobs()
+
+    def _start_jobs(self) -> None:
+        """Start the backlog's jobs, in order, while slots are free; a plan that has a pass to
+        send keeps its next shard back until that pass is sent. Runs only when something it
+        depends on changed (a job came, a pass ended, a slot was freed): not once a batch."""
+        self.intake = False
+        busy = {run.ps.plan.gen for run in (*self.sending, *self.held)}
+        kept: deque[tuple[int, int, int]] = deque()
+        while self.backlog and self.free_slots:
+            slot, gen, shard = job = self.backlog.popleft()
+            if gen in busy:
+                kept.append(job)
+                continue
             # The plan may have been written after this loop's refresh, just before its job.
             state = self._plan(slot)
             if state is None or state.plan.gen != gen:
                 continue  # cancelled before it started: the control process forgot it too
             self._start(state, shard)
+            busy.add(gen)
+        kept.extend(self.backlog)
+        self.backlog = kept
 
     def _start(self, state: PlanState, shard: int) -> None:
         slot = self.free_slots.pop()
@@ -273,31 +332,63 @@ class Worker:
         start, end = state.plan.shard_range(shard)
         view[64 : 64 + end - start] = bytes(end - start)
         SHARD_HEADER.pack_into(view, 0, state.plan.gen, shard, end - start, 1)
-        self.queue.append(ShardRun(state, shard, slot, view[64:]))
+        self.sending.append(ShardRun(state, shard, slot, view[64:]))
 
     def _release(self, run: ShardRun) -> None:
         SHARD_HEADER.pack_into(self.shared.shards[run.slot], 0, 0, 0, 0, 0)
         self.free_slots.append(run.slot)
+        self.intake = True
+
+    def _queue_pass(self, run: ShardRun) -> None:
+        """A pass to send: its turn comes once no other run of its plan is sending."""
+        if any(other.ps is run.ps for other in self.sending):
+            self.held.append(run)
+        else:
+            self.sending.append(run)
+
+    def _pass_over(self, run: ShardRun) -> None:
+        """`run` left the sending runs: its plan's held pass, if any, or its next shard, goes next."""
+        self.intake = True
+        for held in self.held:
+            if held.ps is run.ps:
+                self.held.remove(held)
+                self.sending.append(held)
+                return
 
     def _live(self, run: ShardRun) -> bool:
         return plans.generation(self.shared.plans[run.ps.plan.slot]) == run.ps.plan.gen
 
     # -- sending -------------------------------------------------------------------------------
     def _send(self, now: float) -> float:
-        """Send one paced batch of the current pass; returns how long to wait before the next."""
-        run = self.queue[0]
-        if not self._live(run):
-            self.queue.popleft()
-            self._release(run)
+        """Send one paced batch of the first sending run whose plan's pacer allows, in turn;
+        returns 0, or how long until any run may send."""
+        if self.pacer.fill(now) < 1:
+            return self.pacer.wait()
+        wait = IDLE_WAIT
+        for _ in range(len(self.sending)):
+            run = self.sending.popleft()
+            if not self._live(run):
+                self._release(run)
+                self._pass_over(run)
+                return 0.0
+            pacer = run.ps.pacer
+            if pacer.fill(now) < 1:
+                wait = min(wait, pacer.wait())
+                self.sending.append(run)
+                continue
+            self._batch(run, min(int(pacer.tokens), int(self.pacer.tokens)), now)
+            if run.pos < run.total:
+                self.sending.append(run)  # its turn is over: the next run's comes
+            else:
+                run.deadline = now + run.ps.timeout()
+                self.waiting.append(run)
+                self._pass_over(run)
             return 0.0
-        p = run.ps.plan
-        rate = min(p.rate / max(p.share, 1), self.ceiling)
-        burst = max(1.0, min(float(BATCH), rate / 50))
-        self.tokens = min(self.tokens + (now - self.last_pace) * rate, burst)
-        self.last_pace = now
-        if self.tokens < 1:
-            return (1 - self.tokens) / rate
-        n = min(int(self.tokens), run.total - run.pos)
+        return wait
+
+    def _batch(self, run: ShardRun, n: int, now: float) -> None:
+        """Send up to n probes of run's pass and spend them from both pacers."""
+        n = min(n, run.total - run.pos)
         tick = int(now * TICKS_PER_S)
         frame, send, nh, start, order = run.ps.probe.frame, run.ps.send, run.ps.nh, run.start, run.order
         states, retry = run.states, run.attempt > 0
@@ -310,13 +401,9 @@ class Worker:
                 sent += 1
             run.pos += 1
         send.flush()
-        self.tokens -= sent
+        run.ps.pacer.tokens -= sent
+        self.pacer.tokens -= sent
         self.sent += sent
-        if run.pos >= run.total:
-            self.queue.popleft()
-            run.deadline = now + run.ps.timeout()
-            self.waiting.append(run)
-        return 0.0
 
     def _expire(self, now: float) -> None:
         for run in [r for r in self.waiting if r.deadline <= now]:
@@ -328,7 +415,7 @@ class Worker:
             if missing and run.attempt < run.ps.plan.retries:
                 run.attempt += 1
                 run.order, run.pos, run.total = missing.__getitem__, 0, len(missing)
-                self.queue.append(run)
+                self._queue_pass(run)
             else:
                 self._finish(run)
 
@@ -421,7 +508,7 @@ class Worker:
         for view in self.shared.shards:
             g, s, _, active = SHARD_HEADER.unpack_from(view, 0)
             if active and (g, s) == key:
-                if len(self.slot_cache) > 64:
+                if len(self.slot_cache) >= len(self.shared.shards):  # stale keys: no more are live
                     self.slot_cache.clear()
                 self.slot_cache[key] = view
                 return view[64:]

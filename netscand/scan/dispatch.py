@@ -1,9 +1,11 @@
 """The control side of the engine: plan slots, shard hand-out, and worker restarts.
 
-Shards of a plan are handed out in a keyed random order, at most SHARD_SLOTS at a time per
-worker. A worker whose generation changes (the supervisor replaced it) gets every shard it had
-not reported done issued again, so a scan never silently loses a shard; replies recorded twice
-are deduplicated by the scan's result.
+Shards of a plan are handed out in a keyed random order, the plans in turn, one shard each. A
+worker holds at most PLAN_SHARDS of one plan (one being sent, the previous one waiting for late
+replies) and SHARD_SLOTS in all, room for a plan in every plan slot: a plan whose shards take
+hours never keeps another's from the workers. A worker whose generation changes (the supervisor
+replaced it) gets every shard it had not reported done issued again, so a scan never silently
+loses a shard; replies recorded twice are deduplicated by the scan's result.
 
 A plan fails, and its owner is told why, when the engine refuses it (the workers check every
 plan against the policy) or when workers keep dying while they hold its shards: a plan that
@@ -22,8 +24,8 @@ from dataclasses import dataclass, field
 from netscand.engine import plan as plans
 from netscand.engine.permutation import Permutation
 from netscand.engine.shm import (
-    JOB, JOB_SHARD, PLAN_SLOTS, R_DONE, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN, REFUSE_RATE,
-    REFUSE_TARGET, SHARD_MAX, SHARD_SLOTS, Result, Shared,
+    JOB, JOB_SHARD, PLAN_SHARDS, PLAN_SLOTS, R_DONE, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN,
+    REFUSE_RATE, REFUSE_TARGET, SHARD_MAX, SHARD_SLOTS, Result, Shared,
 )
 
 MIN_SHARD = 1024
@@ -132,18 +134,28 @@ class Dispatcher:
                     self._fail(sub, CRASHED)
 
     def pump(self) -> None:
-        """Hand out pending shards, as many as the workers have room for."""
-        for sub in [s for s in self.slots if s is not None]:
-            while sub.pending:
-                w = min(range(self.shared.workers), key=lambda i: len(self.assigned[i]))
-                if len(self.assigned[w]) >= SHARD_SLOTS:
-                    return
-                shard = sub.pending.popleft()
-                job = JOB.pack(JOB_SHARD, sub.plan.slot, self.generations[w], sub.plan.gen, shard)
-                if not self.shared.jobs[w].push(job):
-                    sub.pending.appendleft(shard)
-                    return
-                self.assigned[w][(sub.plan.gen, shard)] = None
+        """Hand out pending shards, as many as the workers have room for, one per plan in turn."""
+        subs = [s for s in self.slots if s is not None and s.pending]
+        while subs:
+            subs = [sub for sub in subs if self._hand_out(sub) and sub.pending]
+
+    def _hand_out(self, sub: Submitted) -> bool:
+        """Give a plan's next shard to the worker holding least of it (a plan's rate is split
+        among the workers that share it), then least in all; False if none has room for it."""
+        gen = sub.plan.gen
+        room = [(held, len(assigned), w) for w, assigned in enumerate(self.assigned)
+                if (held := sum(1 for g, _ in assigned if g == gen)) < PLAN_SHARDS
+                and len(assigned) < SHARD_SLOTS]
+        if not room:
+            return False
+        w = min(room)[2]
+        shard = sub.pending.popleft()
+        job = JOB.pack(JOB_SHARD, sub.plan.slot, self.generations[w], gen, shard)
+        if not self.shared.jobs[w].push(job):
+            sub.pending.appendleft(shard)
+            return False
+        self.assigned[w][(gen, shard)] = None
+        return True
 
     def poll(self) -> None:
         """Read every result ring, route records to their plan, give back the shards of

@@ -224,7 +224,8 @@ class ScanRun:
 
     def step(self) -> None:
         """Retire finished or timed-out plans, then start the next group. One group runs at a
-        time: the scan's rate is shared by its plans, and every worker shares each plan."""
+        time: the scan's rate is split among its plans, which the workers send side by side
+        (and beside other scans' plans), and every worker shares each plan."""
         now = time.monotonic()
         for item in list(self.running):
             sub, work, started = item
