@@ -10,7 +10,6 @@ given the guard and a callable that reads the file again (daemon.py, cli/scan.py
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import Protocol
 
 from netscand.engine.plan import KIND_ARP, Plan
+from netscand.engine.ranges import Ranges, of_cidrs
 from netscand.engine.shm import REFUSE_RATE, REFUSE_TARGET
 
-Ranges = tuple[tuple[int, int], ...]  # inclusive, sorted, disjoint and not touching
 ROUTES = Path("/proc/net/route")  # this network namespace's main routing table
 RTF_GATEWAY = 0x2
 
@@ -38,18 +37,6 @@ class PolicySource(Protocol):
     def max_rate(self) -> float: ...
 
 
-def merge(cidrs: Sequence[str]) -> Ranges:
-    nets = sorted((int(n.network_address), int(n.broadcast_address))
-                  for n in (ipaddress.IPv4Network(c, strict=False) for c in cidrs))
-    out: list[tuple[int, int]] = []
-    for lo, hi in nets:
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return tuple(out)
-
-
 @dataclass(frozen=True)
 class PlanGuard:
     allowed: Ranges
@@ -64,7 +51,7 @@ class PlanGuard:
 
     @classmethod
     def of(cls, policy: PolicySource) -> PlanGuard:
-        return cls(merge(policy.allowed_targets), merge(policy.excluded_targets), policy.max_rate)
+        return cls(of_cidrs(policy.allowed_targets), of_cidrs(policy.excluded_targets), policy.max_rate)
 
     def refusal(self, plan: Plan, gateways: frozenset[int] = frozenset()) -> int:
         """0 when the plan may run, else the REFUSE_* code saying why. `gateways` may be ARPed

@@ -14,6 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from netscand.config import PolicyConfig
+from netscand.engine.ranges import of_cidrs
 from netscand.scan.targets import Targets, exclude
 
 
@@ -26,8 +27,7 @@ class PolicyError(Exception):
 
 
 def _blocks(cidrs: list[str]) -> Targets:
-    nets = [ipaddress.IPv4Network(c, strict=False) for c in cidrs]
-    return Targets(tuple((int(n.network_address), int(n.broadcast_address)) for n in nets))
+    return Targets(of_cidrs(cidrs))
 
 
 def _range_text(lo: int, hi: int) -> str:

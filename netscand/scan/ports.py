@@ -12,6 +12,8 @@ from functools import cache
 from importlib.resources import files
 from itertools import islice
 
+from netscand.engine.ranges import merge
+
 MIN_PORT = 1
 MAX_PORT = 65535
 TOP_PORTS_MAX = 1000
@@ -38,13 +40,7 @@ def port_ranges(spec: str | Iterable[int | str]) -> tuple[PortRange, ...]:
     items = _entries(spec)
     if not items:
         raise PortSpecError("empty port specification")
-    merged: list[PortRange] = []
-    for lo, hi in sorted(_parse_item(item) for item in items):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return tuple(merged)
+    return merge(_parse_item(item) for item in items)
 
 
 def parse_ports(spec: str | Iterable[int | str]) -> tuple[int, ...]:

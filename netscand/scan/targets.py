@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Protocol
 
+from netscand.engine.ranges import merge
+
 Range = tuple[int, int]
 Resolver = Callable[[str], list[str]]
 
@@ -123,16 +125,11 @@ class Targets:
 
 
 def _merge(ranges: Iterable[Range]) -> tuple[Range, ...]:
-    merged: list[Range] = []
-    for lo, hi in sorted(ranges):
+    ranges = tuple(ranges)
+    for lo, hi in ranges:
         if not 0 <= lo <= hi <= _MAX_ADDRESS:
             raise ValueError(f"invalid IPv4 range ({lo}, {hi})")
-        # Adjacent ranges merge too, so equal sets always compare equal.
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return tuple(merged)
+    return merge(ranges)
 
 
 def exclude(targets: Targets, other: Targets) -> Targets:

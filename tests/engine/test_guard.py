@@ -17,8 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netscand.engine import plan as plans
-from netscand.engine.guard import PlanGuard, merge, route_gateways
-from netscand.engine.shm import R_REFUSED, REFUSE_PLAN, REFUSE_RATE, REFUSE_TARGET, Result, Shared
+from netscand.engine.guard import PlanGuard, route_gateways
+from netscand.engine.ranges import of_cidrs
+from netscand.engine.shm import (
+    R_REFUSED,
+    REFUSE_PLAN,
+    REFUSE_RATE,
+    REFUSE_TARGET,
+    Result,
+    Shared,
+)
 from netscand.engine.worker import Worker
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.runner import ScanRun, ScanSpec
@@ -48,7 +56,7 @@ def plan_for(*hosts: str, rate: float = 100.0, kind: int = plans.KIND_TCP_SYN, s
 
 # -- PlanGuard ---------------------------------------------------------------------------------
 def test_merge_sorts_and_joins_touching_blocks() -> None:
-    assert merge(["10.0.1.0/24", "10.0.0.0/24", "10.0.0.128/25", "192.168.0.0/16"]) == (
+    assert of_cidrs(["10.0.1.0/24", "10.0.0.0/24", "10.0.0.128/25", "192.168.0.0/16"]) == (
         (ip("10.0.0.0"), ip("10.0.1.255")), (ip("192.168.0.0"), ip("192.168.255.255")))
 
 

@@ -15,8 +15,17 @@ from collections.abc import Callable
 import pytest
 
 from netscand.engine import plan as plans
-from netscand.engine.guard import PlanGuard, merge
-from netscand.engine.shm import JOB, PLAN_SHARDS, PLAN_SLOTS, R_DONE, SHARD_SLOTS, Shared, pack_result
+from netscand.engine.guard import PlanGuard
+from netscand.engine.ranges import of_cidrs
+from netscand.engine.shm import (
+    JOB,
+    PLAN_SHARDS,
+    PLAN_SLOTS,
+    R_DONE,
+    SHARD_SLOTS,
+    Shared,
+    pack_result,
+)
 from netscand.engine.sockets import Sender
 from netscand.engine.worker import IDLE_WAIT, PlanState, Worker
 from netscand.scan.dispatch import Dispatcher, Submitted
@@ -34,7 +43,7 @@ class Engine:
     """Workers and the control side over one shared region; the workers are stepped by hand."""
 
     def __init__(self, workers: int = 1, max_rate: float = 1000.0) -> None:
-        guard = PlanGuard(merge(["198.18.0.0/15"]), (), max_rate)
+        guard = PlanGuard(of_cidrs(["198.18.0.0/15"]), (), max_rate)
         self.shared = Shared(workers)
         self.workers = [Worker(self.shared, w, guard, lambda: guard) for w in range(workers)]
         for worker in self.workers:

@@ -15,8 +15,9 @@ from netscand.api.workers import read_workers
 from netscand.engine import frames
 from netscand.engine import plan as plans
 from netscand.engine.cookie import cookie
-from netscand.engine.guard import PlanGuard, merge
+from netscand.engine.guard import PlanGuard
 from netscand.engine.probes.tcp_syn import TcpSyn
+from netscand.engine.ranges import of_cidrs
 from netscand.engine.shm import R_PORT, S_OPEN, Result, Shared
 from netscand.engine.sockets import Sender
 from netscand.engine.worker import PlanState, Worker
@@ -24,7 +25,7 @@ from netscand.scan.dispatch import CRASHED, MAX_CRASHES, Dispatcher
 
 SRC_MAC, HOST_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000010")
 SRC_IP, HOST = 0xC6120001, 0xC6120010
-GUARD = PlanGuard(merge(["198.18.0.0/15"]), (), 1000.0)
+GUARD = PlanGuard(of_cidrs(["198.18.0.0/15"]), (), 1000.0)
 
 
 def make_plan(slot: int = 1, gen: int = 11, hosts: int = 1, ports: tuple[int, ...] = (80,)) -> plans.Plan:
