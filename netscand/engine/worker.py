@@ -174,7 +174,12 @@ class Worker:
         signal.signal(signal.SIGHUP, self._on_hup)
         for i in self.shared.worker_slots(self.index):
             SHARD_HEADER.pack_into(self.shared.shards[i], 0, 0, 0, 0, 0)
-        self._beat(time.monotonic(), ready=0)
+        # The policy as the file says now, not as it was when the daemon started: a worker
+        # restarted after a reload that narrowed it must not enforce the old one.
+        self._reread_policy()
+        # Ready before the first plan or job is read: a worker that then dies died of its work,
+        # not at boot, so a plan that kills workers fails its scan instead of stopping the daemon.
+        self._beat(time.monotonic())
         while not self.stopping:
             now = time.monotonic()
             wait = self.step(now)
@@ -299,7 +304,8 @@ class Worker:
         for raw in self.jobs.pop_many(16):
             kind, slot, epoch, gen, shard = JOB.unpack(raw)
             # A job queued for this worker's previous life is re-issued by the control process.
-            if kind == JOB_SHARD and epoch == self.generation:
+            # A slot out of range is no job of a sane control process: dropped, not fatal.
+            if kind == JOB_SHARD and epoch == self.generation and slot < PLAN_SLOTS:
                 self.backlog.append((slot, gen, shard))
                 self.intake = True
         if self.intake:
@@ -319,8 +325,8 @@ class Worker:
                 continue
             # The plan may have been written after this loop's refresh, just before its job.
             state = self._plan(slot)
-            if state is None or state.plan.gen != gen:
-                continue  # cancelled before it started: the control process forgot it too
+            if state is None or state.plan.gen != gen or shard >= state.plan.shards:
+                continue  # cancelled before it started (the control process forgot it too), or no shard of it
             self._start(state, shard)
             busy.add(gen)
         kept.extend(self.backlog)

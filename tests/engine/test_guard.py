@@ -188,6 +188,20 @@ def test_a_policy_narrowed_by_a_reload_is_enforced_once_the_worker_hears_of_it()
     assert run.failure == "the engine refused the plan: target outside the policy"
 
 
+def test_a_worker_reads_the_policy_as_it_starts_and_is_ready_before_it_reads_a_plan() -> None:
+    narrow = PlanGuard.of(Policy([LAB]))
+    engine = Engine(PlanGuard.of(Policy(["127.0.0.0/8", LAB])), reloaded=narrow)
+    engine.worker.stopping = True  # run() boots, then leaves its loop at once
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        engine.worker.run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert engine.worker.guard is narrow and engine.reloads == 1
+    assert engine.shared.worker_ready(0) == os.getpid()
+
+
 def test_a_malformed_plan_slot_is_refused_not_fatal() -> None:
     engine = Engine(PlanGuard.of(Policy([LAB])))
     plans.write(engine.shared.plans[2], dataclasses.replace(plan_for("198.18.0.10", slot=2), kind=99))

@@ -10,7 +10,7 @@ import signal
 import struct
 import time
 
-from netscand.supervisor import BOOT_FAILURES, EXIT_BOOT_ERROR, ChildSpec, Supervisor
+from netscand.supervisor import BOOT_FAILURES, BOOT_GRACE, EXIT_BOOT_ERROR, ChildSpec, Supervisor
 
 ROW = struct.Struct("iiI")  # pid that reported ready (0: none), ready flag, lives started
 
@@ -30,15 +30,15 @@ class Page:
         return pid if ready else 0
 
 
-def run_supervisor(page: Page, reports_ready: bool) -> int:
-    """Fork a supervisor whose one child dies 50 ms after it starts, every life; its pid."""
+def run_supervisor(page: Page, reports_ready: bool, lives_s: float = 0.05) -> int:
+    """Fork a supervisor whose one child dies `lives_s` after it starts, every life; its pid."""
 
     def child(index: int) -> None:
         _, _, lives = page.read()
         page.write(os.getpid(), 0, lives + 1)
         if reports_ready:
             page.write(os.getpid(), 1, lives + 1)
-        time.sleep(0.05)
+        time.sleep(lives_s)
         raise SystemExit(1)
 
     pid = os.fork()
@@ -76,8 +76,9 @@ def test_a_child_dying_after_it_was_ready_is_restarted_without_end() -> None:
 
 def test_a_child_dying_before_it_was_ready_stops_the_daemon_after_a_few_tries() -> None:
     page = Page()
-    pid = run_supervisor(page, reports_ready=False)
-    code = wait(pid, 20)
+    # Longer than BOOT_GRACE: a child that reports readiness is judged by it, not by how long it lived.
+    pid = run_supervisor(page, reports_ready=False, lives_s=BOOT_GRACE + 0.2)
+    code = wait(pid, 30)
     if code is None:
         os.kill(pid, signal.SIGKILL)
     assert code == EXIT_BOOT_ERROR

@@ -18,7 +18,7 @@ from netscand.engine.cookie import cookie
 from netscand.engine.guard import PlanGuard
 from netscand.engine.probes.tcp_syn import TcpSyn
 from netscand.engine.ranges import of_cidrs
-from netscand.engine.shm import R_PORT, S_OPEN, Result, Shared
+from netscand.engine.shm import JOB, JOB_SHARD, R_PORT, S_OPEN, Result, Shared
 from netscand.engine.sockets import Sender
 from netscand.engine.worker import PlanState, Worker
 from netscand.scan.dispatch import CRASHED, MAX_CRASHES, Dispatcher
@@ -149,3 +149,16 @@ def test_a_restart_of_a_worker_holding_none_of_a_plan_does_not_count_against_it(
         restart(shared, idle)
         dispatcher.poll()
     assert small.crashes == 0 and dispatcher.slots[small.plan.slot] is small
+
+
+def test_jobs_naming_no_plan_slot_or_no_shard_of_the_plan_are_dropped_not_fatal() -> None:
+    plan = make_plan()
+    shared, worker, _ = worker_with(plan)
+    plans.write(shared.plans[plan.slot], plan)
+    for slot, shard in ((9, 0), (255, 0), (plan.slot, 999), (plan.slot, plan.shards)):
+        assert shared.jobs[0].push(JOB.pack(JOB_SHARD, slot, worker.generation, plan.gen, shard))
+    worker._take_jobs()
+    assert not worker.sending and not worker.backlog
+    assert shared.jobs[0].push(JOB.pack(JOB_SHARD, plan.slot, worker.generation, plan.gen, 0))
+    worker._take_jobs()
+    assert [(run.ps.plan.gen, run.shard) for run in worker.sending] == [(plan.gen, 0)]
