@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 from netscand.engine.probes import Answer, Probe
+from netscand.engine.probes.arp import IPV4_OVER_ETHERNET
 from netscand.engine.shm import MALFORMED
 from netscand.engine.sockets import SNAPLEN
 
@@ -26,7 +27,6 @@ TRUNCATED, BAD_IP, BAD_TCP, BAD_ICMP_QUOTE, BAD_ARP, BAD_CHECKSUM, PARSER_ERROR 
 
 ETH = 14
 _IPV4, _ARP = b"\x08\x00", b"\x08\x06"
-_ARP_IPV4 = b"\x00\x01\x08\x00\x06\x04"  # Ethernet hardware, IPv4 protocol, sizes 6 and 4
 _ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})  # they quote the datagram they are about
 _FOLD = 0xFFFF  # 2**16 = 1 (mod 0xFFFF): a big-endian integer is its 16-bit words' sum, mod this
 
@@ -38,7 +38,7 @@ def check(frame: bytes) -> int:
     if kind == _ARP:
         if n < ETH + 28:
             return TRUNCATED
-        return 0 if frame[14:20] == _ARP_IPV4 else BAD_ARP
+        return 0 if frame[14:20] == IPV4_OVER_ETHERNET else BAD_ARP
     if kind != _IPV4:
         return 0 if n >= ETH else TRUNCATED  # nothing a probe reads
     if n < ETH + 20:

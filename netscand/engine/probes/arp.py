@@ -13,7 +13,7 @@ from netscand.engine.probes.base import Answer
 from netscand.engine.shm import S_UP
 
 _TPA = 38
-_IPV4_OVER_ETHERNET = b"\x00\x01\x08\x00\x06\x04"  # hardware and protocol types and sizes
+IPV4_OVER_ETHERNET = b"\x00\x01\x08\x00\x06\x04"  # hardware and protocol types and sizes
 _U32 = struct.Struct("!I")
 
 
@@ -34,7 +34,7 @@ class Arp:
     def answer(self, frame: bytes) -> Answer | None:
         if len(frame) < 42 or frame[12:14] != b"\x08\x06" or frame[20:22] != b"\x00\x02":
             return None
-        if frame[14:20] != _IPV4_OVER_ETHERNET:  # else the addresses are not where we read them
+        if frame[14:20] != IPV4_OVER_ETHERNET:  # else the addresses are not where we read them
             return None
         if frame[38:42] != self._src_ip:
             return None
