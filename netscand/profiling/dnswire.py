@@ -4,8 +4,9 @@ mDNS, NetBIOS name service and the DNS service probe all read answers in this fo
 decoder follows each name's compression pointers as far as they lead and reads every record a
 header claims, so one 64 KiB datagram holding a long chain of pointers, and many records
 pointing at its end, costs seconds. Here a name costs at most MAX_STEPS labels and pointers,
-only the first MAX_RECORDS questions and answers are read, and nothing raises: malformed
-means None.
+a message claiming more than MAX_RECORDS questions is refused (answers are found after the
+questions, so skipping some would read a question as an answer), only the first MAX_RECORDS
+answers are read, and nothing raises: malformed means None.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def header(message: bytes) -> Header | None:
 def answers(message: bytes) -> list[Record] | None:
     """The first MAX_RECORDS answer records, or None when they (or the questions) don't fit."""
     head = header(message)
-    if head is None:
+    if head is None or head.questions > MAX_RECORDS:
         return None
     offset = _HEADER.size
-    for _ in range(min(head.questions, MAX_RECORDS)):
+    for _ in range(head.questions):
         end = skip_name(message, offset)
         if end is None or end + _QUESTION_TAIL > len(message):
             return None

@@ -242,6 +242,17 @@ def test_dns_wire_reader_takes_any_message(message: bytes, offset: int) -> None:
     assert labels is None or sum(len(label) + 1 for label in labels) < dnswire.NAME_MAX
 
 
+def test_a_question_past_the_records_read_is_never_taken_for_an_answer() -> None:
+    # 17 questions, the 17th shaped like a PTR answer, and one answer: skipping only 16 of them
+    # would read the 17th as the answer (mDNS would take "evil" for the host's name).
+    question = b"\x01q\x00" + struct.pack("!HH", 12, 1)
+    lure = b"\x00" + struct.pack("!HHIH", 12, 1, 10, 6) + b"\x04evil\x00"
+    message = (struct.pack("!HHHHHH", IDENT, 0x8400, dnswire.MAX_RECORDS + 1, 1, 0, 0)
+               + question * dnswire.MAX_RECORDS + lure + b"\x00" + struct.pack("!HHIH", 1, 1, 10, 4) + bytes(4))
+    assert dnswire.answers(message) is None
+    assert raw(mdns.parse)(message, IDENT) is None
+
+
 @fuzz
 @given(der=st.one_of(st.binary(max_size=2048), mutated([CERT]),
                      st.binary(max_size=600).map(lambda b: b"\x30\x82" + struct.pack("!H", len(b)) + b)))
