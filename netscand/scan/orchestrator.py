@@ -439,10 +439,7 @@ class Orchestrator:
         active = self.active[scan_id]
         if active.flushing is not None and not active.flushing.done():
             return  # the writer is behind: what changed stays dirty for a later flush
-        result = active.run.result
-        hosts = result.take_dirty()
-        result.dirty.update(h.ip for h in hosts[FLUSH_HOSTS:])
-        devices = [self._save_hosts(h, active.run, final=False) for h in hosts[:FLUSH_HOSTS]]
+        devices = [self._save_hosts(h, active.run, final=False) for h in active.run.result.take_dirty(FLUSH_HOSTS)]
         active.flushing = self.io.write(self._write_progress, scan_id, devices, self._progress(active))
         active.flushing.add_done_callback(partial(self._flushed, active))
 

@@ -191,10 +191,15 @@ class ScanResult:
     def devices(self, profiling: bool = False) -> list[dict]:
         return [self.device(h, profiling) for h in self.up_hosts]
 
-    def take_dirty(self) -> list[Host]:
-        hosts = [self.hosts[ip] for ip in sorted(self.dirty) if ip in self.hosts and self.hosts[ip].up]
-        self.dirty.clear()
-        return hosts
+    def take_dirty(self, limit: int | None = None) -> list[Host]:
+        """The hosts changed since the store last saw them, sorted: all, or at most `limit` of
+        them with the rest left dirty. Taken by popping, so a flush costs what it takes, never
+        what is left (a /8 that answers at once leaves millions)."""
+        if limit is None or limit >= len(self.dirty):
+            taken, self.dirty = self.dirty, set()
+        else:
+            taken = {self.dirty.pop() for _ in range(limit)}
+        return [self.hosts[ip] for ip in sorted(taken) if ip in self.hosts and self.hosts[ip].up]
 
     def device(self, h: Host, profiling: bool = False) -> dict[str, Any]:
         """The result document's device; `profiling` adds what the engine's answers reveal

@@ -232,3 +232,14 @@ def test_running_counts_equal_what_the_hosts_say(records: list[tuple], nports: i
     up = result.up_hosts
     assert result.up_count == len(up)
     assert result.open_ports == sum(h.open_count for h in up if not h.tarpit)
+
+
+def test_a_flush_takes_at_most_its_share_of_the_changed_hosts_and_leaves_the_rest() -> None:
+    result = ScanResult()
+    for ip in range(0xC6120000, 0xC6120000 + 1000):
+        result.mark_up(ip)
+    taken = result.take_dirty(512)
+    assert len(taken) == 512 and [h.ip for h in taken] == sorted(h.ip for h in taken)
+    rest = result.take_dirty()
+    assert len(rest) == 488 and not {h.ip for h in taken} & {h.ip for h in rest}
+    assert result.take_dirty(512) == []
