@@ -303,7 +303,7 @@ class Orchestrator:
             raise ScanError(409, "Scan not finished", f"scan {scan_id} is {scan['status']}; stop it first")
         if scan_id in self.unsaved and scan_id not in self._saving:
             self._write_state(scan_id, self.unsaved[scan_id])  # the store must know it finished
-        if not await self.io.write(self.store.delete_scan, scan_id):
+        if not await self._delete(scan_id):
             raise ScanError(404, "Scan not found", f"no scan with id {scan_id}")  # deleted meanwhile
         self.unsaved.pop(scan_id, None)
         log.info("scan.deleted", scan_id=scan_id)
@@ -523,6 +523,13 @@ class Orchestrator:
             log.error("scan.store_failed", scan_id=scan_id, exc_info=exc)
 
     # -- retention -------------------------------------------------------------------------------
+    async def _delete(self, scan_id: str) -> bool:
+        """Delete a finished scan, its results one chunk a write: the writer thread takes other
+        writes in between (running scans' results, new scans), however large the scan."""
+        while await self.io.write(self.store.delete_results, scan_id):
+            pass
+        return await self.io.write(self.store.delete_scan, scan_id)
+
     async def _expire_forever(self) -> None:
         while True:
             try:
@@ -535,14 +542,14 @@ class Orchestrator:
 
     async def expire(self) -> int:
         """Delete finished scans that ended more than retention_days ago; how many went. Each
-        deletion is a write of its own, so running scans' writes are never held up for long."""
+        chunk of a deletion is a write of its own (_delete)."""
         days = self.limits.retention_days
         if not days:
             return 0
         cutoff = now_iso(datetime.now(timezone.utc) - timedelta(days=days))
         deleted = 0
         while ids := await self.io.read(self.store.finished_before, cutoff, RETENTION_BATCH):
-            gone = [scan_id for scan_id in ids if await self.io.write(self.store.delete_scan, scan_id)]
+            gone = [scan_id for scan_id in ids if await self._delete(scan_id)]
             for scan_id in gone:
                 self.unsaved.pop(scan_id, None)
             deleted += len(gone)

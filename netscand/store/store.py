@@ -72,17 +72,21 @@ class Store:
         with self._guard("cannot look up old scans") as db:
             return scans.finished_before(db, cutoff, limit)
 
+    def delete_results(self, scan_id: str) -> int:
+        """Delete up to DELETE_CHUNK of a finished scan's result rows, in one transaction; how
+        many went (0: none left, or no such finished scan). A caller that deletes chunk by chunk
+        lets readers and other writers in between, whatever the scan's size."""
+        with self._guard(f"cannot delete scan {scan_id}") as db:
+            scan = scans.get(db, scan_id)
+            if scan is None or scan["status"] not in scans.TERMINAL:
+                return 0
+            return results.delete_some(db, scan_id, DELETE_CHUNK)
+
     def delete_scan(self, scan_id: str) -> bool:
-        """Delete a finished scan with its results; False if there is no such finished scan.
-        Its rows go DELETE_CHUNK at a time, each in its own transaction: readers wait for one
-        chunk at most, never for a whole large scan."""
-        scan = self.get_scan(scan_id)
-        if scan is None or scan["status"] not in scans.TERMINAL:
-            return False
-        while True:
-            with self._guard(f"cannot delete scan {scan_id}") as db:
-                if not results.delete_some(db, scan_id, DELETE_CHUNK):
-                    break
+        """Delete a finished scan with what is left of its results; False if there is no such
+        finished scan."""
+        while self.delete_results(scan_id):
+            pass
         with self._guard(f"cannot delete scan {scan_id}") as db:
             return scans.delete(db, scan_id)
 

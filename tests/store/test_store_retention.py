@@ -75,6 +75,18 @@ def test_delete_goes_a_chunk_at_a_time(store: Store, make_scan: ScanMaker, monke
     assert not store.delete_scan(gone)
 
 
+def test_delete_results_takes_one_chunk_of_a_finished_scan_per_call(
+        store: Store, make_scan: ScanMaker, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the orchestrator writes one call at a time, so other writes come between the chunks.
+    monkeypatch.setattr(store_module, "DELETE_CHUNK", 3)
+    running, done = make_scan(status="running")["id"], make_scan(status="completed")["id"]
+    for scan_id in (running, done):
+        store.put_devices(scan_id, [device("198.18.0.1", 1, 2, 3, 4)])
+    assert store.delete_results(running) == 0 and store.counts(running) == (1, 4)
+    assert [store.delete_results(done) for _ in range(4)] == [3, 1, 1, 0]  # ports, then the device
+    assert store.delete_scan(done) and store.get_scan(done) is None
+
+
 def test_only_finished_scans_are_deleted(store: Store, make_scan: ScanMaker) -> None:
     for status in ("queued", "running"):
         scan_id = make_scan(status=status)["id"]
