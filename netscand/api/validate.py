@@ -167,9 +167,12 @@ class ListQuery:
 
 def _query_int(name: str, text: str, bounds: tuple[int, int]) -> int:
     lo, hi = bounds
-    if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
-        raise Problem.invalid(name, f"{name} must be an integer between {lo} and {hi}, not {text!r}")
-    return int(text)
+    # Read without its leading zeros, and only when no longer than the bound: Python's int()
+    # refuses strings of more than 4300 digits (a 500, before this).
+    digits = text.lstrip("0") or "0"
+    if not _DIGITS.fullmatch(text) or len(digits) > len(str(hi)) or not lo <= int(digits) <= hi:
+        raise Problem.invalid(name, f"{name} must be an integer between {lo} and {hi}, not {text[:40]!r}")
+    return int(digits)
 
 
 def _query(params: QueryParams, known: tuple[str, ...]) -> dict[str, str]:
