@@ -178,12 +178,12 @@ def _reload(load: Loader, orchestrator: Orchestrator, tls: ssl.SSLContext | None
             row: Row) -> None:
     try:
         settings = load()
-        gates["unix"].limits, gates["tcp"].limits = settings.unix, settings.tcp
         if tls is not None and settings.certificate is not None:
             # New connections get the new certificate; the loader already proved the pair loads.
             tls.load_cert_chain(settings.certificate.cert, settings.certificate.key)
             log.info("tls.certificate", path=str(settings.certificate.cert), sha256=settings.certificate.fingerprint)
         orchestrator.reconfigure(settings.limits)
+        gates["unix"].limits, gates["tcp"].limits = settings.unix, settings.tcp  # last: nothing after can fail
     except Exception as exc:  # whatever it was, the reload gets its answer and the settings stay
         row.error = str(exc) or type(exc).__name__
         log.error("daemon.reload_failed", error=row.error)
