@@ -95,6 +95,7 @@ def test_a_deleted_scans_idempotency_key_may_be_used_again(api: Api) -> None:
 def finished(api: Api, days_ago: float) -> str:
     scan_id = start(api.unix()).json()["id"]
     api.unix().post(f"/api/v1/scans/{scan_id}/stop")
+    api.on_loop(api.orchestrator.io.drain)  # the stop's own finished_at is written first, not after ours
     api.store.update_scan(scan_id, finished_at=now_iso() if not days_ago else
                           time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - days_ago * 86400)))
     return scan_id
