@@ -201,17 +201,19 @@ def _describe(path: Path) -> str:
         st = path.stat()
     except OSError as exc:
         return exc.strerror or str(exc)
-    return f"mode {stat.S_IMODE(st.st_mode):04o}, owner {_user(st.st_uid)}:{_group(st.st_gid)}"
+    return f"mode {stat.S_IMODE(st.st_mode):04o}, owner {user_name(st.st_uid)}:{group_name(st.st_gid)}"
 
 
-def _user(uid: int) -> str:
+def user_name(uid: int) -> str:
+    """The account's name, or the number when it has none."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
 
 
-def _group(gid: int) -> str:
+def group_name(gid: int) -> str:
+    """The group's name, or the number when it has none."""
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:

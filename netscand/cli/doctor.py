@@ -180,14 +180,7 @@ def _account(name: str) -> Account | None:
 
 def _current_account() -> Account:
     uid = os.geteuid()
-    return Account(_user_name(uid), uid, frozenset({os.getegid(), *os.getgroups()}))
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+    return Account(privileges.user_name(uid), uid, frozenset({os.getegid(), *os.getgroups()}))
 
 
 # The checks
@@ -224,7 +217,7 @@ def capabilities(unit: Unit | None) -> Finding:
 def python(d: config.DaemonConfig, unit: Unit | None) -> Finding:
     """Whether the user the daemon ends up as can read the interpreter and the package: started
     as root (by hand, or by a unit without User=), the daemon switches to daemon.user."""
-    starter = _unit_user(unit) if unit else _user_name(os.geteuid())
+    starter = _unit_user(unit) if unit else privileges.user_name(os.geteuid())
     name = d.user if starter in ("root", "0") else starter
     try:
         pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
@@ -285,7 +278,7 @@ def unix_socket(d: config.DaemonConfig, account: Account, made: frozenset[Path])
         st = path.lstat()
         if stat.S_IMODE(st.st_mode) != mode or (gid is not None and st.st_gid != gid):
             issues.append(Finding(WARN, f"{path} has mode {stat.S_IMODE(st.st_mode):04o} and group "
-                                        f"{_group_name(st.st_gid)}, not {d.socket_mode} and {d.socket_group} as "
+                                        f"{privileges.group_name(st.st_gid)}, not {d.socket_mode} and {d.socket_group} as "
                                         "configured: restart netscand to recreate it"))
     elif path.exists() or path.is_symlink():
         issues.append(Finding(FAIL, f"{path} exists and is not a socket: remove it or set daemon.socket elsewhere"))
@@ -392,13 +385,6 @@ def certificate(d: config.DaemonConfig, state: Path, account: Account) -> Findin
     if until - now < datetime.timedelta(days=RENEW_DAYS):
         return Finding(WARN, f"certificate: {cert} expires on {until:%Y-%m-%d}, in {(until - now).days} days: {remedy}")
     return Finding(OK, f"certificate: {cert} is valid until {until:%Y-%m-%d} and {key} matches it")
-
-
-def _group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def _worst(findings: list[Finding]) -> str:

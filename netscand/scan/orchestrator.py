@@ -39,6 +39,7 @@ from netscand.scan.result import Host, document
 from netscand.scan.runner import Discovery, ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets_async
 from netscand.store import Store, StoreError
+from netscand.store.scans import TERMINAL
 from netscand.store.threads import StoreThreads
 
 log = structlog.get_logger()
@@ -50,7 +51,6 @@ FLUSH_HOSTS = 512
 SAVE_CHUNK = 512  # devices built per turn of the loop, and written per transaction, at a scan's end
 DETECT_CONCURRENCY = 64  # connections at once for service detection, over all scans
 RESTART_REASON = "netscand restarted while the scan was running"  # the daemon or its control process
-TERMINAL = ("completed", "failed", "cancelled")
 LIST_PAGE = 100
 QUEUE_RETRY_AFTER_S = 60  # a queued scan waits for a running one to end: minutes, not seconds
 RETENTION_EVERY_S = 3600.0  # how often finished scans past daemon.retention_days are deleted
