@@ -3,8 +3,9 @@ stream of malformed and forged frames at it, every kind of frames.KINDS in turn 
 
 It taps each hostile host's interface: any frame from the scanner's MAC (its ARP sweep, a SYN,
 a connection, a name query; not the RSTs and ICMP errors its kernel answers forged frames with)
-starts the attack, which goes on until the scanner has been quiet for hostile.ACTIVE_HOLD_S. Each SYN the scanner sends the tarpit also gets a second SYN-ACK
-whose options lie (frames.echo_synack), up to hostile.ECHO_RATE a second.
+starts the attack, which goes on until the scanner has been quiet for hostile.ACTIVE_HOLD_S.
+Each SYN the scanner sends the tarpit also gets a second SYN-ACK whose options lie
+(frames.echo_synack), up to hostile.ECHO_RATE a second.
 Usage: python -m netscand.lab.attacker STATEFILE
 """
 
@@ -18,11 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from netscand.engine.sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET
 from netscand.lab import frames, hostile, namespaces, procs
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23  # the taps must not read back what the attacker sends
 TICK_S = 0.02
 
 
@@ -36,7 +35,7 @@ class Ports:
 def _tap() -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind(("eth0", ETH_P_ALL))
-    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # the taps must not read back what it sends
     sock.setblocking(False)
     return sock
 

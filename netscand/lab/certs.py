@@ -71,10 +71,6 @@ def pem(certs: list[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def der_size(certs: list[x509.Certificate]) -> int:
-    return sum(len(c.public_bytes(serialization.Encoding.DER)) for c in certs)
-
-
 def server_context(shape: Shape) -> ssl.SSLContext:
     """A TLS server context sending this shape of chain (the files exist only while it loads)."""
     certs, key = chain(shape)

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netscand.engine.checksum import checksum
-from netscand.engine.probes.tcp_syn import TICK_MASK
+from netscand.engine.probes.tcp_syn import FILTER_CODES, TICK_MASK
 from netscand.scan.runner import SPORT_BASE
+
+_FILTERED = tuple(sorted(FILTER_CODES))  # unreachable codes the engine reads as "filtered"
 
 PORT_LO, PORT_HI = SPORT_BASE, SPORT_BASE + TICK_MASK  # the scanner's probe source ports
 ETH_IP, ETH_ARP = 0x0800, 0x0806
 FRAME_MAX = 1514  # Ethernet header + the veth's 1500-byte MTU
-FILTER_CODES = (1, 2, 3, 9, 10, 13)  # the unreachable codes the engine reads as "filtered"
 SYN, RST, ACK = 0x02, 0x04, 0x10
 # MSS 1460, SACK permitted, timestamps, NOP, window scale 7: a Linux SYN-ACK's options.
 _GOOD_OPTIONS = bytes.fromhex("020405b4" "0402" "080a" "00000001" "00000000" "01" "030307")
@@ -78,8 +79,8 @@ def tcp(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flag
     return bytes(segment)
 
 
-def icmp(kind: int, code: int, data: bytes, *, rest: bytes = b"\0\0\0\0", good_sum: bool = True) -> bytes:
-    message = bytearray(struct.pack("!BBH", kind, code, 0) + rest + data)
+def icmp(kind: int, code: int, data: bytes, *, good_sum: bool = True) -> bytes:
+    message = bytearray(struct.pack("!BBH", kind, code, 0) + bytes(4) + data)
     _set_sum(message, 2, checksum(bytes(message)), good_sum)
     return bytes(message)
 
@@ -124,7 +125,7 @@ def _quoted_probe(t: Target, rng: random.Random) -> bytes:
 
 def _unreachable(t: Target, rng: random.Random, quote: bytes, *, good_sum: bool = True) -> bytes:
     src = _source(t, rng)
-    return ipv4(src, t.scanner_ip, 1, icmp(3, rng.choice(FILTER_CODES), quote, good_sum=good_sum), good_sum=good_sum)
+    return ipv4(src, t.scanner_ip, 1, icmp(3, rng.choice(_FILTERED), quote, good_sum=good_sum), good_sum=good_sum)
 
 
 # -- the kinds ---------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def icmp_ihl15_one_byte(t: Target, rng: random.Random) -> bytes:
 def icmp_header_cut(t: Target, rng: random.Random) -> bytes:
     """An unreachable cut inside its own 8-byte header, behind a short or a long IP header."""
     ihl = rng.choice((5, 15))
-    data = bytes((3, rng.choice(FILTER_CODES))) + rng.randbytes(rng.randint(0, 5))
+    data = bytes((3, rng.choice(_FILTERED))) + rng.randbytes(rng.randint(0, 5))
     return eth(t, ETH_IP, ipv4(t.own_ip, t.scanner_ip, 1, data, ihl=ihl, options=b"\x01" * (ihl * 4 - 20)))
 
 
@@ -232,7 +233,7 @@ def max_size(t: Target, rng: random.Random) -> bytes:
                       options=rng.randbytes(40), payload=rng.randbytes(1380))
         packet = ipv4(src, t.scanner_ip, 6, segment, ihl=15, options=rng.randbytes(40))
     else:
-        packet = ipv4(src, t.scanner_ip, 1, icmp(3, rng.choice(FILTER_CODES), _quoted_probe(t, rng) + rng.randbytes(1432)))
+        packet = ipv4(src, t.scanner_ip, 1, icmp(3, rng.choice(_FILTERED), _quoted_probe(t, rng) + rng.randbytes(1432)))
     return eth(t, ETH_IP, packet)
 
 

@@ -35,7 +35,7 @@ _TCP_HDR = struct.Struct("!HHIIBBH")
 _U32 = struct.Struct("!I")
 # Unreachable codes that mean a filter, as nmap reads them: host/protocol/port unreachable,
 # and administratively prohibited (9, 10, 13).
-_FILTER_CODES = frozenset({1, 2, 3, 9, 10, 13})
+FILTER_CODES = frozenset({1, 2, 3, 9, 10, 13})
 
 
 def ports_for(plan: Plan) -> tuple[int, int]:
@@ -122,7 +122,7 @@ class TcpSyn:
     def _icmp(self, frame: bytes, i: int) -> Answer | None:
         # Type 3 quotes our IP header and at least 8 bytes of our TCP header (ports, sequence).
         inner = i + 8
-        if len(frame) < inner + 28 or frame[i] != 3 or frame[i + 1] not in _FILTER_CODES:
+        if len(frame) < inner + 28 or frame[i] != 3 or frame[i + 1] not in FILTER_CODES:
             return None
         if frame[inner + 9] != 6:
             return None
