@@ -269,8 +269,10 @@ class Worker:
         return reason
 
     def _reread_policy(self) -> None:
-        """The policy as the configuration file says now: on a reload (which may narrow it) and
-        before a refusal (a reload may have widened it before this worker heard of it)."""
+        """The policy as the configuration file says now: at start and on a reload (which may
+        narrow it: plans read from then on are held to it; a plan already running goes on, as a
+        reload leaves running scans alone), and before a refusal (a reload may have widened it
+        before this worker heard of it)."""
         self.hangup = False
         try:
             self.guard = self.reload()

@@ -14,7 +14,7 @@ What one port can cost is bounded whatever the other side does: a read ends at M
 at IDLE_GAP of silence after the first bytes, or at its deadline, so a service that drips bytes
 or never stops talking holds a connection no longer than one that is silent; each of the at most
 MAX_CONNECTIONS exchanges takes at most 2 x timeout + banner_wait (connect and TLS handshake,
-banner, answer). A host's ports together end at the Detector's per-host deadline.
+banner, answer). A host's ports together end at the per-host deadline detect_all is given.
 """
 
 from __future__ import annotations
@@ -180,10 +180,10 @@ async def _exchange(
     the payload, each have `timeout`; the banner has `banner_wait`.
     """
     loop = asyncio.get_running_loop()
-    # The TLS handshake counts against the same timeout as the connect (asyncio's own default
-    # for it is 60 s). OpenSSL refuses a Certificate message over 100 KiB (its max_cert_list),
-    # so a huge chain fails the handshake rather than costing memory; only the leaf is parsed.
-    tls_options: dict[str, Any] = {"ssl": _CONTEXT, "ssl_handshake_timeout": timeout} if use_tls else {}
+    # The TLS handshake counts against the connect's timeout (the asyncio.timeout below covers
+    # both). OpenSSL refuses a Certificate message over 100 KiB (its max_cert_list), so a huge
+    # chain fails the handshake rather than costing memory; only the leaf is parsed.
+    tls_options: dict[str, Any] = {"ssl": _CONTEXT} if use_tls else {}
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(ip, port, limit=MAX_READ, **tls_options)
