@@ -59,7 +59,7 @@ def test_a_host_open_on_every_port_of_a_deep_scan_is_a_tarpit_with_bounded_state
     assert device["ports"] == []
     assert device["not_shown"] == {"open": 65535}
     assert device["os_guess"] is None and "os_confidence" not in device
-    assert device["vendor"] is None or isinstance(device["vendor"], str)  # from the MAC, not the SYN-ACKs
+    assert device["vendor"] == "Randomized (locally administered)"  # from the MAC, which a tarpit keeps
 
 
 def test_a_tarpit_device_is_what_the_api_documents() -> None:
