@@ -28,6 +28,7 @@ from netscand.api.problems import NOT_READY, Problem
 from netscand.api.responses import JSON, JSONBody
 from netscand.api.scans import SCANS, ScanEndpoints
 from netscand.api.throttle import AuthThrottle
+from netscand.scan.health import EngineHealth
 from netscand.scan.orchestrator import Orchestrator, ScanError
 from netscand.store import StoreError
 from netscand.store.threads import StoreThreads
@@ -72,8 +73,8 @@ class Guard:
 
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
-    shared = orchestrator.dispatcher.shared
-    metrics = Metrics(store, shared)
+    engine = EngineHealth(orchestrator.dispatcher)
+    metrics = Metrics(store, engine)
     guarded = Guard(store, orchestrator.io)
     document = orjson.dumps(openapi.document())
 
@@ -81,7 +82,7 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
         return JSONBody({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        found = await orchestrator.io.read(ready.checks, store, shared)
+        found = await orchestrator.io.read(ready.checks, store, engine)
         trouble = {part: why for part, why in found.items() if why != ready.OK}
         if trouble:
             raise Problem(503, NOT_READY, "Not ready",

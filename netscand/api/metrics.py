@@ -3,8 +3,9 @@
 prometheus_client renders them, from a registry of this app's own: the library's global one
 would mix the counters of every app in a process (tests run several) and of anything else that
 imports the library. Everything but the request counts is read at scrape time, from the store
-and from the engine's worker table, so no hot path updates a metric: the workers already keep
-their counters in shared memory, and a scrape reads a few rows and one count per scan status.
+and from the engine's health (scan/health.py), so no hot path updates a metric: the workers
+already keep their counters in shared memory, and a scrape reads a few rows and one count per
+scan status.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from netscand.api.workers import read_workers
-from netscand.engine.shm import MALFORMED, Shared
+from netscand.scan.health import MALFORMED_REASONS, EngineHealth
 
 if TYPE_CHECKING:
     from netscand.store import Store
@@ -50,10 +50,10 @@ class _Rate:
 
 
 class Metrics:
-    def __init__(self, store: Store, shared: Shared) -> None:
-        self.store, self.shared = store, shared
+    def __init__(self, store: Store, health: EngineHealth) -> None:
+        self.store, self.health = store, health
         self.requests: Counter[tuple[str, int]] = Counter()  # (listener, status code)
-        workers = read_workers(shared)
+        workers = health.workers()
         self._probes = _Rate(sum(w.sent for w in workers))
         self._replies = _Rate(sum(w.matched for w in workers))
         # Collected only when scraped (auto_describe would query the store at registration).
@@ -75,7 +75,7 @@ class Metrics:
             scans.add_metric([status], count)
         yield scans
 
-        workers = read_workers(self.shared)
+        workers = self.health.workers()
         sent = CounterMetricFamily("netscand_probes_sent", "Probes the engine workers sent.",
                                    labels=["worker"])
         replies = CounterMetricFamily("netscand_replies_received",
@@ -95,7 +95,7 @@ class Metrics:
         malformed = CounterMetricFamily("netscand_frames_malformed", "Received frames the engine "
                                         "dropped unread, by reason (summed over workers).",
                                         labels=["reason"])
-        for reason in filter(None, MALFORMED):
+        for reason in MALFORMED_REASONS:
             malformed.add_metric([reason], sum(w.malformed[reason] for w in workers))
         yield malformed
         yield GaugeMetricFamily("netscand_probes_per_second",

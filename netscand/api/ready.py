@@ -11,11 +11,10 @@ import os
 from typing import TYPE_CHECKING
 
 from netscand.api.problems import store_reason
-from netscand.api.workers import read_workers
-from netscand.engine.shm import Shared
 from netscand.store import StoreError
 
 if TYPE_CHECKING:
+    from netscand.scan.health import EngineHealth
     from netscand.store import Store
 
 OK = "ok"
@@ -39,10 +38,5 @@ def check_store(store: Store) -> str:
     return OK
 
 
-def check_engine(shared: Shared) -> str:
-    troubles = [t for w in read_workers(shared) if (t := w.trouble())]
-    return "; ".join(troubles) or OK
-
-
-def checks(store: Store, shared: Shared) -> dict[str, str]:
-    return {"store": check_store(store), "engine": check_engine(shared)}
+def checks(store: Store, engine: EngineHealth) -> dict[str, str]:
+    return {"store": check_store(store), "engine": engine.trouble() or OK}

@@ -11,14 +11,13 @@ import time
 
 import dpkt
 
-from netscand.api.workers import read_workers
 from netscand.engine import frames
 from netscand.engine import plan as plans
 from netscand.engine.cookie import cookie
 from netscand.engine.guard import PlanGuard
 from netscand.engine.probes.tcp_syn import TcpSyn
 from netscand.engine.ranges import of_cidrs
-from netscand.engine.shm import JOB, JOB_SHARD, R_PORT, S_OPEN, Result, Shared
+from netscand.engine.shm import JOB, JOB_SHARD, MALFORMED, R_PORT, S_OPEN, Result, Shared
 from netscand.engine.sockets import Sender
 from netscand.engine.worker import PlanState, Worker
 from netscand.scan.dispatch import CRASHED, MAX_CRASHES, Dispatcher
@@ -64,7 +63,7 @@ def worker_with(plan: plans.Plan) -> tuple[Shared, Worker, PlanState]:
 
 
 def malformed(shared: Shared) -> dict[str, int]:
-    return {k: v for k, v in read_workers(shared)[0].malformed.items() if v}
+    return {MALFORMED[code]: count for code, count in enumerate(shared.malformed(0)) if count}
 
 
 def test_frames_are_matched_counted_or_dropped_and_the_counts_reach_the_worker_table() -> None:
