@@ -2,13 +2,14 @@
 daemon runs a 32-host x 65535-port scan at full rate.
 
     python bench/api.py [--hosts 32] [--clients 50] [--rate 50000] [--interval 0.5]
+    python bench/api.py --smoke     # 2 hosts, 5 clients: seconds, to check it still runs
 
 Each client polls every --interval seconds, as `netscanctl watch` does; --interval 0 makes them
 poll back to back (a closed loop), which measures the control process's throughput instead:
 there, latency is simply clients / throughput.
 
-Everything stays in the lab: the daemon runs in the lab's scanner namespace; the clients talk to
-it over its Unix socket, which lives on the shared filesystem.
+Everything stays in the lab (prefix nsa): the daemon runs in the lab's scanner namespace; the
+clients talk to it over its Unix socket, which lives on the shared filesystem.
 """
 
 from __future__ import annotations
@@ -17,16 +18,14 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from netscand.lab.harness import lab_up, parse_bench_args, running_daemon
 
-from netscand.lab import Lab  # noqa: E402
-from tests.daemon.conftest import start_daemon, stop_daemon  # noqa: E402
+PREFIX = "nsa"
+SMOKE = {"hosts": 2, "clients": 5, "interval": 0.1}
 
 
 async def poll(c: httpx.AsyncClient, scan_id: str, interval: float, latencies: list[float],
@@ -59,31 +58,26 @@ async def load(sock: str, scan_id: str, clients: int, interval: float) -> tuple[
     return latencies, errors, wall
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hosts", type=int, default=32)
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rate", type=int, default=50_000)
     p.add_argument("--interval", type=float, default=0.5, help="seconds between one client's requests")
-    args = p.parse_args()
-    lab = Lab.up(hosts=args.hosts, prefix="nsa")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            daemon = start_daemon(lab, Path(tmp) / "state")
-            try:
-                hosts = [h["ip"] for h in lab.truth["hosts"]]
-                with daemon.unix() as c:
-                    scan = c.post("/api/v1/scans/start", json={
-                        "target": hosts, "profile": "deep", "rate": args.rate}).json()
-                latencies, errors, wall = asyncio.run(load(str(daemon.socket), scan["id"], args.clients, args.interval))
-                with daemon.unix() as c:
-                    final = c.get(f"/api/v1/scans/{scan['id']}").json()
-            finally:
-                stop_daemon(daemon)
-    finally:
-        lab.down()
+    return parse_bench_args(p, SMOKE, argv)
+
+
+def main() -> int:
+    args = parse_args()
+    with lab_up(hosts=args.hosts, prefix=PREFIX) as lab, running_daemon(lab) as daemon:
+        hosts = [h["ip"] for h in lab.truth["hosts"]]
+        with daemon.unix() as c:
+            scan = c.post("/api/v1/scans/start", json={"target": hosts, "profile": "deep", "rate": args.rate}).json()
+        latencies, errors, wall = asyncio.run(load(str(daemon.socket), scan["id"], args.clients, args.interval))
+        with daemon.unix() as c:
+            final = c.get(f"/api/v1/scans/{scan['id']}").json()
     ms = sorted(x * 1000 for x in latencies)
-    p99 = ms[int(len(ms) * 0.99) - 1]
+    p99 = ms[max(0, int(len(ms) * 0.99) - 1)]
     print(f"command: {' '.join(sys.argv)}")
     print(f"scan: {args.hosts} hosts x 65535 ports at {args.rate} probes/s: {final['status']}, "
           f"{final['ports_found']} open ports, {wall:.1f} s")

@@ -3,6 +3,7 @@ both listeners, while the daemon works through a queue of scans two at a time; t
 must have completed with the lab's truth, and no request may have failed.
 
     python bench/load.py [--clients 100] [--scans 22] [--hosts 8] [--ports 1-10000] [--rate 10000]
+    python bench/load.py --smoke    # 4 clients, 3 scans of 2 hosts x 1000 ports: seconds
 
 Half the clients use the Unix socket, half HTTPS with a read token. Each client process (one
 per listener, so the clients' own work is spread over the cores as the daemon's is) runs its
@@ -23,24 +24,20 @@ import random
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
-from pathlib import Path
 
 import httpx
 from pyroute2 import netns
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from netscand.lab import Lab  # noqa: E402
-from tests.daemon.conftest import DAEMON_PORT, Daemon, start_daemon, stop_daemon  # noqa: E402
-from tests.daemon.test_e2e import open_ports, truth_open  # noqa: E402
+from netscand.lab import Lab
+from netscand.lab.harness import DAEMON_PORT, Daemon, lab_up, open_ports, parse_bench_args, running_daemon, truth_open
 
 PREFIX = "nsf"
+SMOKE = {"clients": 4, "scans": 3, "hosts": 2, "ports": "1-1000", "timeout": 60}
 # One owner queues every scan and one address opens every HTTPS client: the limits that keep a
 # hostile client from holding the daemon (README, "Running on untrusted networks") are raised here.
 CONFIG = """[daemon]
@@ -176,7 +173,7 @@ def report(name: str, latencies: list[float], wall: float) -> str:
             f"p99 {percentile(ms, 0.99):6.1f} ms   max {ms[-1]:7.1f} ms")
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--scans", type=int, default=22)
@@ -184,47 +181,35 @@ def main() -> int:
     p.add_argument("--ports", default="1-10000", help="each scan's port range, a-b")
     p.add_argument("--rate", type=int, default=10_000, help="each scan's probes per second")
     p.add_argument("--timeout", type=float, default=900, help="seconds the scans may take in all")
-    args = p.parse_args()
-    first, last = map(int, args.ports.split("-"))
+    return parse_bench_args(p, SMOKE, argv)
+
+
+def hammer_until_done(d: Daemon, targets: list[Target], ids: list[str], args: argparse.Namespace) -> tuple[
+        list[Sample], float]:
+    """The clients, one process per target, until every scan has ended; what each saw, and how long."""
     mp = multiprocessing.get_context("fork")
-    lab = Lab.up(hosts=args.hosts, prefix=PREFIX)
+    stop = mp.Event()
+    procs, pipes = [], []
+    for i, target in enumerate(targets):
+        share = args.clients // len(targets) + (i < args.clients % len(targets))
+        mine, theirs = mp.Pipe(duplex=False)
+        proc = mp.Process(target=client_process, args=(target, share, ids, stop, theirs))
+        proc.start()
+        procs.append(proc)
+        pipes.append(mine)
+    t0 = time.monotonic()
     try:
-        with tempfile.TemporaryDirectory(prefix="netscand-load-") as tmp:
-            home = Path(tmp)
-            home.chmod(0o755)  # the daemon drops to its own user, which must reach its state dir
-            (home / "netscand.toml").write_text(CONFIG)
-            d = start_daemon(lab, home / "state", "--config", str(home / "netscand.toml"))
-            try:
-                hosts = [h["ip"] for h in lab.truth["hosts"]]
-                ids = start_scans(d, hosts, args.scans, args.ports, args.rate)
-                targets = [
-                    Target("unix", "http://netscand", uds=str(d.socket)),
-                    Target("tls", f"https://127.0.0.1:{DAEMON_PORT}", namespace=lab.scanner_ns,
-                           cafile=str(d.cert), token=d.token("load", "read")),
-                ]
-                stop = mp.Event()
-                procs, pipes = [], []
-                for i, target in enumerate(targets):
-                    share = args.clients // len(targets) + (i < args.clients % len(targets))
-                    mine, theirs = mp.Pipe(duplex=False)
-                    proc = mp.Process(target=client_process, args=(target, share, ids, stop, theirs))
-                    proc.start()
-                    procs.append(proc)
-                    pipes.append(mine)
-                t0 = time.monotonic()
-                try:
-                    wait_all(d, ids, args.timeout)
-                finally:
-                    stop.set()
-                    samples = [pipe.recv() for pipe in pipes]
-                    for proc in procs:
-                        proc.join()
-                wall = time.monotonic() - t0
-                wrong = check_results(d, lab, ids, range(first, last + 1))
-            finally:
-                stop_daemon(d)
+        wait_all(d, ids, args.timeout)
     finally:
-        lab.down()
+        stop.set()
+        samples = [pipe.recv() for pipe in pipes]
+        for proc in procs:
+            proc.join()
+    return samples, time.monotonic() - t0
+
+
+def print_figures(args: argparse.Namespace, targets: list[Target], samples: list[Sample], wall: float,
+                  errors: Counter[str], wrong: list[str], scans: int) -> None:
     print(f"command: {' '.join(sys.argv)}")
     print(f"{args.clients} clients for {wall:.1f} s, until the last scan ended; GET status, result and list "
           "(25 a page), back to back")
@@ -234,11 +219,26 @@ def main() -> int:
         print(report(op, [x for s in samples for x in s.latencies[op]], max(s.wall for s in samples)))
     everything = [x for s in samples for op in OPERATIONS for x in s.latencies[op]]
     print(report("all", everything, max(s.wall for s in samples)))
-    errors = sum((s.errors for s in samples), Counter())
     print(f"error responses: {sum(errors.values())}" + (f" ({dict(errors)})" if errors else ""))
-    print(f"scans completed with the lab's truth: {len(ids) - len(wrong)}/{len(ids)}")
+    print(f"scans completed with the lab's truth: {scans - len(wrong)}/{scans}")
     for line in wrong:
         print(f"  {line}")
+
+
+def main() -> int:
+    args = parse_args()
+    first, last = map(int, args.ports.split("-"))
+    with lab_up(hosts=args.hosts, prefix=PREFIX) as lab, running_daemon(lab, CONFIG) as d:
+        ids = start_scans(d, [h["ip"] for h in lab.truth["hosts"]], args.scans, args.ports, args.rate)
+        targets = [
+            Target("unix", "http://netscand", uds=str(d.socket)),
+            Target("tls", f"https://127.0.0.1:{DAEMON_PORT}", namespace=lab.scanner_ns,
+                   cafile=str(d.cert), token=d.token("load", "read")),
+        ]
+        samples, wall = hammer_until_done(d, targets, ids, args)
+        wrong = check_results(d, lab, ids, range(first, last + 1))
+    errors = sum((s.errors for s in samples), Counter())
+    print_figures(args, targets, samples, wall, errors, wrong, len(ids))
     return 0 if not errors and not wrong else 1
 
 

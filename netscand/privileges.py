@@ -72,7 +72,7 @@ def account(name: str) -> Account | None:
 def own(directory: Path, names: Sequence[str], acct: Account) -> None:
     """Hand what the daemon keeps (its state directory, and `names` in it: the database, the
     generated key) to its user, as systemd's StateDirectory= does, so a state directory root
-    used before stays usable.
+    used before stays usable; PrivilegeError when the user could not reach the directory.
 
     Every name is opened from the directory with O_NOFOLLOW, component by component, and
     changed through its descriptor: a link the user put there is left alone, never followed.
@@ -85,6 +85,18 @@ def own(directory: Path, names: Sequence[str], acct: Account) -> None:
             _own_at(top, PurePath(name).parts, acct)
     finally:
         os.close(top)
+    _check_reachable(directory, acct)
+
+
+def _check_reachable(directory: Path, acct: Account) -> None:
+    """Owning the directory is not enough: a parent the user may not enter (a root-only
+    mkdtemp, a home directory) would fail the first open after the switch, naming a file and
+    not the directory in the way. Refuse now, naming it."""
+    found = unreadable(acct, [Path(os.path.abspath(directory))])
+    if found is not None:
+        path, why = found
+        raise PrivilegeError(f"the daemon user '{acct.name}' cannot reach its state directory {path}: {why}; "
+                             "give it access (chmod o+x, or an ACL) or choose another state directory")
 
 
 def _own_at(dir_fd: int, parts: tuple[str, ...], acct: Account) -> None:

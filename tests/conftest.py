@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from netscand.lab import DEFAULT_STATE_DIR, Lab
+from netscand.lab.harness import lab_up
 
 # Not the CLI's default "nsd", so a test run never tears down a lab someone started by hand;
 # the prefixes let the session lab, the hostile lab and a test's own lab exist side by side.
@@ -70,11 +71,8 @@ def lab_lock(require_root: None) -> Iterator[None]:
 def lab(lab_lock: None) -> Iterator[Lab]:
     """One lab shared by the whole session: 8 imitation hosts (seed 1, no impairment) and the
     servers running real daemons."""
-    built = Lab.up(hosts=8, seed=1, prefix=SESSION_PREFIX, servers=True)  # cleans up after itself if it fails
-    try:
+    with lab_up(hosts=8, seed=1, prefix=SESSION_PREFIX, servers=True) as built:
         yield built
-    finally:
-        built.down()
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +80,8 @@ def hostile_lab(lab_lock: None) -> Iterator[Lab]:
     """The session lab's hosts (8 imitation hosts, seed 1, and the servers) plus the hostile
     hosts (netscand/lab/hostile.py), in a lab of their own: their frames and tarpit must not
     reach the tests that use `lab`."""
-    built = Lab.up(hosts=8, seed=1, prefix=HOSTILE_PREFIX, servers=True, hostile=True)
-    try:
+    with lab_up(hosts=8, seed=1, prefix=HOSTILE_PREFIX, servers=True, hostile=True) as built:
         yield built
-    finally:
-        built.down()
 
 
 @pytest.fixture
@@ -97,12 +92,9 @@ def lab_factory(lab_lock: None) -> Iterator[LabFactory]:
     @contextlib.contextmanager
     def make_lab(**kwargs: Any) -> Iterator[Lab]:
         kwargs.setdefault("prefix", FACTORY_PREFIX)
-        made = Lab.up(**kwargs)
-        built.append(made)
-        try:
+        with lab_up(**kwargs) as made:
+            built.append(made)
             yield made
-        finally:
-            made.down()
 
     try:
         yield make_lab

@@ -25,7 +25,7 @@ from pyroute2 import netns
 from netscand.api.throttle import BURST
 from netscand.config import DaemonConfig
 from netscand.lab import Lab
-from tests.daemon.conftest import DAEMON_PORT, Daemon
+from netscand.lab.harness import DAEMON_PORT, Daemon
 
 pytestmark = pytest.mark.lab
 DEFAULTS = DaemonConfig()

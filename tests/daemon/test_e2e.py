@@ -16,8 +16,8 @@ import pytest
 
 from netscand.lab import Lab
 from netscand.lab.grade import OK, grade
+from netscand.lab.harness import Daemon, open_ports, start_daemon, stop_daemon, truth_open
 from netscand.scan.ports import top_ports
-from tests.daemon.conftest import Daemon, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.lab
 NETSCANCTL = str(Path(sys.executable).with_name("netscanctl"))  # the installed entry point
@@ -35,16 +35,6 @@ def wait_for(client, scan_id: str, statuses=("completed", "failed", "cancelled")
             return scan
         time.sleep(0.2)
     raise AssertionError(f"scan {scan_id} still {scan['status']}")
-
-
-def open_ports(result: dict) -> set[tuple[str, int]]:
-    return {(d["ip"], p["port"]) for d in result["devices"] for p in d["ports"]
-            if p["state"] == "open" and p["protocol"] == "tcp"}
-
-
-def truth_open(lab: Lab, ports) -> set[tuple[str, int]]:
-    ports = set(ports)
-    return {(h["ip"], p) for h in lab.truth["hosts"] for p in h["open"] if p in ports}
 
 
 def test_quick_scan_over_unix_socket_matches_ground_truth(lab: Lab, daemon: Daemon) -> None:

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from netscand.lab import Lab
-from tests.daemon.conftest import Daemon, start_daemon, stop_daemon
-from tests.daemon.test_e2e import all_hosts, open_ports, truth_open, wait_for
+from netscand.lab.harness import Daemon, open_ports, start_daemon, stop_daemon, truth_open
+from tests.daemon.test_e2e import all_hosts, wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -32,7 +32,8 @@ from schemathesis import BaseSchema
 from schemathesis.engine import events
 
 from netscand.lab import Lab
-from tests.daemon.conftest import DAEMON_PORT, Daemon, Forwarder, start_daemon, stop_daemon
+from netscand.lab.harness import DAEMON_PORT, Daemon, start_daemon, stop_daemon
+from tests.daemon.conftest import Forwarder
 from tests.daemon.test_e2e import wait_for
 
 pytestmark = pytest.mark.lab

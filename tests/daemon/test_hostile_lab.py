@@ -24,13 +24,13 @@ import pytest
 
 from netscand.lab import Lab, hostile
 from netscand.lab.grade import OK, grade, identity_grades
+from netscand.lab.harness import DaemonStartError, ReachableTemp, start_daemon, stop_daemon
 from netscand.lab.truth import ROUTED_NET, SCAN_NET
 from netscand.scan.identify import host_deadline
 from netscand.scan.ports import top_ports
 from netscand.scan.profiles import HOST_TIMEOUT_S
 from netscand.scan.result import well_known_service
 from tests.api.conftest import scrape
-from tests.daemon.conftest import ReachableTemp, start_daemon, stop_daemon
 from tests.daemon.test_metrics_lab import per_worker, total, wait_until_ready
 
 pytestmark = pytest.mark.lab
@@ -103,7 +103,7 @@ def _wait(client: httpx.Client, scan_id: str, outcome: Outcome) -> None:
 def _scan(lab: Lab, state_dir: Path, outcome: Outcome) -> None:
     try:
         daemon = start_daemon(lab, state_dir)
-    except AssertionError as exc:  # every test fails with this, rather than erroring in the fixture
+    except DaemonStartError as exc:  # every test fails with this, rather than erroring in the fixture
         outcome.problems.append("the daemon did not start")
         outcome.log = str(exc)
         return

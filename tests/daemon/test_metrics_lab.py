@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from netscand.lab import Lab
+from netscand.lab.harness import Daemon
 from tests.api.conftest import scrape
-from tests.daemon.conftest import Daemon
 from tests.daemon.test_e2e import all_hosts, wait_for
 
 pytestmark = pytest.mark.lab

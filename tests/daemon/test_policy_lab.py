@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from netscand.lab import Lab
-from tests.daemon.conftest import Daemon, start_daemon, stop_daemon
+from netscand.lab.harness import Daemon, start_daemon, stop_daemon
 from tests.daemon.test_e2e import wait_for
 
 POLICY = """[policy]

@@ -23,9 +23,12 @@ import pytest
 import netscand
 from netscand.lab import Lab
 from netscand.lab.grade import OK, grade
+from netscand.lab.harness import (
+    DAEMON_PORT, Daemon, ensure_daemon_user, open_ports, start_daemon, stop_daemon, truth_open,
+)
 from netscand.scan.ports import top_ports
-from tests.daemon.conftest import DAEMON_PORT, Daemon, Forwarder, ensure_daemon_user, start_daemon, stop_daemon
-from tests.daemon.test_e2e import all_hosts, open_ports, truth_open, wait_for
+from tests.daemon.conftest import Forwarder
+from tests.daemon.test_e2e import all_hosts, wait_for
 from tests.daemon.test_service import children
 
 pytestmark = pytest.mark.lab
@@ -133,6 +136,7 @@ def test_started_by_root_without_its_user_it_refuses_in_one_line(netns: str, tmp
     assert not state.exists() and not (tmp_path / "netscand.sock").exists()  # nothing made as root
 
 
+
 # What the daemon's user needs to read after the switch (netscand.preload)
 
 
@@ -184,6 +188,26 @@ def test_a_package_the_daemon_user_cannot_read_is_refused_in_one_line(netns: str
         shutil.rmtree(closed)
     assert out.stderr.startswith(f"netscand: the daemon user 'netscand' cannot read {closed}/netscand (needed to "
                                  f"run netscand after the switch): it may not enter {closed} (mode 0700")
+
+
+def test_a_state_directory_the_daemon_user_cannot_reach_is_refused_in_one_line(netns: str, tmp_path: Path) -> None:
+    """As `python bench/api.py` once did: the state directory inside a root-only mkdtemp. Owning
+    the directory is not enough for the daemon's user; the line names the directory in its way."""
+    ensure_daemon_user()
+    closed = closed_directory()
+    state, sock = closed / "state", tmp_path / "netscand.sock"
+    try:
+        out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m", "netscand", "serve",
+                              "--state-dir", str(state), "--socket", str(sock)],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(closed)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr == (
+        f"netscand: the daemon user 'netscand' cannot reach its state directory {state}: it may not enter "
+        f"{closed} (mode 0700, owner root:root); give it access (chmod o+x, or an ACL) or choose another "
+        "state directory\n")
+    assert not sock.exists()  # refused before the socket was bound
 
 
 def hide_python(daemon: Daemon, keep: Path) -> None:
