@@ -6,7 +6,7 @@ by the daemon's orchestrator and the one-shot CLI alike. A profile that must sta
 gets reverse DNS only, which asks the resolver, never the targets.
 
 Two deadlines bound the step, whatever the hosts do. Each host's service detection ends after
-its profile's per-host budget (API.md: quick 30 s, normal 120 s, deep 600 s), clamped to
+its profile's per-host budget (docs/api.md: quick 30 s, normal 120 s, deep 600 s), clamped to
 [HOST_DEADLINE_MIN_S, HOST_DEADLINE_MAX_S]; the whole step ends after SCAN_DEADLINE_HOSTS such
 budgets. What is unfinished then is left out (no service, no name): the scan still completes.
 A host flagged as a tarpit (it answered on every port) gets no service detection at all; its

@@ -1,4 +1,4 @@
-"""Start, status, result, stop and list, with the shapes scanning-api.txt and API.md give them."""
+"""Start, status, result, stop and list, with the shapes docs/api.md gives them."""
 
 from __future__ import annotations
 
