@@ -12,7 +12,7 @@ import httpx
 
 from netscand.config import PolicyConfig
 from netscand.control import _PeerProtocol
-from netscand.scan.orchestrator import QUEUE_RETRY_AFTER_S
+from netscand.scan.admission import QUEUE_RETRY_AFTER_S
 from tests.api.conftest import MAX_TARGET_ADDRESSES, Api, ApiRunner, assert_problem, start, stored
 
 NOT_FOUND = "urn:netscand:problem:not-found"

@@ -9,15 +9,16 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
-from netscand.api.validate import RESULT_PER_PAGE
+from netscand.api.models import RESULT_PER_PAGE
 from netscand.config import PolicyConfig
-from netscand.scan.orchestrator import now_iso
+from netscand.store.clock import utc_now
 from tests.api.conftest import MAX_TARGET_ADDRESSES, Api, ApiRunner, assert_problem, make_limits, start, stored
 
 INVALID = "urn:netscand:problem:invalid-field"
@@ -96,8 +97,7 @@ def finished(api: Api, days_ago: float) -> str:
     scan_id = start(api.unix()).json()["id"]
     api.unix().post(f"/api/v1/scans/{scan_id}/stop")
     api.on_loop(api.orchestrator.io.drain)  # the stop's own finished_at is written first, not after ours
-    api.store.update_scan(scan_id, finished_at=now_iso() if not days_ago else
-                          time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - days_ago * 86400)))
+    api.store.update_scan(scan_id, finished_at=utc_now(-timedelta(days=days_ago)))
     return scan_id
 
 

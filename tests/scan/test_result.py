@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from netscand.api.openapi import document as openapi_document
 from netscand.engine.shm import R_DONE, R_HOST, R_PORT, R_TALLY, S_CLOSED, S_NONE, S_OPEN, Result
+from netscand.scan.persist import device_row
 from netscand.scan.result import LIST_LIMIT, OPEN_CAP, Host, ScanResult, document
 from netscand.store import Store
 
@@ -186,14 +187,9 @@ def test_any_records_give_a_well_formed_document(records: list[tuple], nports: i
 # --- the store keeps the flag ---------------------------------------------------------------------
 
 
-def _save(store: Store, scan_id: str, device: dict, final: bool) -> None:
-    """What the orchestrator saves of a device (orchestrator._save_hosts): only its open ports
-    while the scan runs, and these device keys as extras."""
-    ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
-    extra = {k: device[k] for k in ("not_shown", "os_confidence", "hostnames", "tarpit") if k in device}
-    store.put_devices(scan_id, [{"ip": device["ip"], "mac": device["mac"], "hostname": device["hostname"],
-                                 "vendor": device["vendor"], "os_guess": device["os_guess"],
-                                 "extra": extra or None, "timed_out": None, "ports": ports}])
+def _save(store: Store, scan_id: str, result: ScanResult, h: Host, final: bool) -> None:
+    """What the orchestrator saves of a device: only its open ports while the scan runs."""
+    store.put_devices(scan_id, [device_row(result, h, profiling=True, final=final)])
 
 
 def test_the_store_forgets_what_a_tarpit_answered_before_it_showed_itself(tmp_path: Path) -> None:
@@ -204,12 +200,12 @@ def test_the_store_forgets_what_a_tarpit_answered_before_it_showed_itself(tmp_pa
     try:
         scan = store.create_scan({"id": "00000000-0000-4000-8000-000000000001", "target": "198.18.0.5",
                                   "profile": "quick", "created_at": "2026-03-15T10:00:00Z"})
-        _save(store, scan["id"], result.device(h, profiling=True), final=False)
+        _save(store, scan["id"], result, h, final=False)
         [early] = store.result(scan["id"])
         assert len(early["ports"]) == 60 and early["os_guess"] and "tarpit" not in early
         for p in range(61, 101):
             result.add(port(IP, p))
-        _save(store, scan["id"], result.device(h, profiling=True), final=True)
+        _save(store, scan["id"], result, h, final=True)
         [stored] = store.result(scan["id"])
     finally:
         store.close()

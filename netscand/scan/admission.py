@@ -1,0 +1,184 @@
+"""Admission: whether a start request becomes a queued scan.
+
+In order: a replayed Idempotency-Key answers with its earlier scan; the owner must have a place
+left in the queue; the targets must parse and pass the policy, the rate too; the routing table
+must be readable. Only then is the scan stored, as queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import orjson
+import structlog
+
+from netscand.netinfo import NetInfo
+from netscand.scan.errors import ScanError
+from netscand.scan.limits import Limits
+from netscand.scan.policy import Policy, PolicyError
+from netscand.scan.profiles import ScanRequest, resolve
+from netscand.scan.runner import ScanSpec
+from netscand.scan.targets import TargetError, Targets, parse_targets_async
+from netscand.store import Store, StoreError
+from netscand.store.clock import utc_now
+from netscand.store.threads import StoreThreads
+
+log = structlog.get_logger()
+
+QUEUE_RETRY_AFTER_S = 60  # a queued scan waits for a running one to end: minutes, not seconds
+
+
+@dataclass
+class Queued:
+    """An accepted scan waiting to run, with what it was accepted under."""
+
+    id: str
+    owner: str | None
+    request: ScanRequest
+    spec: ScanSpec
+    net: NetInfo
+    remote: bool  # asked for over HTTPS: the policy's socket-only blocks are not for it
+
+
+def request_digest(req: ScanRequest) -> str:
+    """What an Idempotency-Key's replay is compared by: the validated request, so spellings the
+    API takes as one (a site_id's case, null for a field left out) are one request."""
+    return hashlib.sha256(orjson.dumps(dataclasses.asdict(req), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def replayed(earlier: dict, digest: str | None) -> dict:
+    """The earlier scan of a replayed key, unless the key came with another request."""
+    # Scans stored before digests were kept have none: their key alone decides, as it did.
+    if earlier["request_digest"] is not None and earlier["request_digest"] != digest:
+        raise ScanError(422, "Idempotency-Key reused", "the Idempotency-Key was reused with a different "
+                        f"request: it started scan {earlier['id']} with another body", "Idempotency-Key")
+    return earlier
+
+
+def refused(exc: PolicyError) -> ScanError:
+    return ScanError(exc.status, exc.title, exc.detail, exc.field)
+
+
+class Claim:
+    """A place in an owner's queue, given back when the start fails unless kept."""
+
+    kept = False
+
+    def keep(self) -> None:
+        self.kept = True
+
+
+class Claims:
+    """Each owner's places in the queue: taken while a scan is being started (so a burst of
+    concurrent starts can't overshoot), kept while it is queued, released as it leaves."""
+
+    def __init__(self) -> None:
+        self.waiting: Counter[str | None] = Counter()  # per owner: scans queued or being started
+
+    @contextmanager
+    def claim(self, owner: str | None, limit: int) -> Iterator[Claim]:
+        if self.waiting[owner] >= limit:
+            raise ScanError(429, "Too many queued scans", f"{owner or 'this client'} already has {limit} "
+                            "scans queued or starting; retry once one has started",
+                            headers={"Retry-After": str(QUEUE_RETRY_AFTER_S)})
+        self.waiting[owner] += 1
+        claim = Claim()
+        try:
+            yield claim
+        finally:
+            if not claim.kept:
+                self.release(owner)
+
+    def release(self, owner: str | None) -> None:
+        self.waiting[owner] -= 1
+        if self.waiting[owner] <= 0:
+            del self.waiting[owner]
+
+
+class Admission:
+    def __init__(self, store: Store, io: StoreThreads, claims: Claims) -> None:
+        self.store = store
+        self.io = io
+        self.claims = claims
+
+    async def admit(self, req: ScanRequest, owner: str | None, key: str | None, remote: bool,
+                    limits: Limits) -> tuple[dict, Queued | None]:
+        """The new scan's stored row and its place in the queue; or, for a replayed
+        Idempotency-Key, the earlier scan's row and None. Raises ScanError."""
+        digest = request_digest(req) if key else None
+        if key and (earlier := await self._by_key(owner, key)):
+            return replayed(earlier, digest), None
+        with self.claims.claim(owner, limits.max_queued_per_owner) as claimed:
+            scan, queued = await self._prepare(req, owner, remote, limits)
+            row = await self._create(scan | {"idempotency_key": key, "request_digest": digest}, digest)
+            if row["id"] != queued.id:
+                return row, None  # another start with this key was stored first
+            claimed.keep()
+        log.info("scan.state", scan_id=queued.id, status="queued", target=req.target, profile=req.profile)
+        return row, queued
+
+    async def _by_key(self, owner: str | None, key: str) -> dict | None:
+        return await self.io.read(self.store.scan_by_idempotency_key, owner, key)
+
+    async def _create(self, scan: dict, digest: str | None) -> dict:
+        try:
+            return await self.io.write(self.store.create_scan, scan)
+        except StoreError:
+            # Two concurrent starts with one key: the first insert won while we resolved routes.
+            key = scan["idempotency_key"]
+            earlier = await self._by_key(scan["owner"], key) if key else None
+            if not earlier:
+                raise
+            return replayed(earlier, digest)
+
+    async def _prepare(self, req: ScanRequest, owner: str | None, remote: bool,
+                       limits: Limits) -> tuple[dict, Queued]:
+        """The new scan's row and its queue entry (engine spec, routes), or a ScanError."""
+        policy = limits.policy
+        targets, skipped = await _targets(req, owner, remote, policy)
+        spec = resolve(req, targets, min(limits.rate, policy.max_rate), limits.retries, limits.discovery)
+        net = await _routes()
+        scan = _row(req, owner, skipped)
+        return scan, Queued(scan["id"], owner, req, spec, net, remote)
+
+
+async def _targets(req: ScanRequest, owner: str | None, remote: bool, policy: Policy) -> tuple[Targets, int]:
+    """The request's targets the policy lets it scan, and how many addresses it left out."""
+    try:
+        # Hostnames are resolved once, here, in the resolver's own threads, with a deadline.
+        targets = await parse_targets_async(req.target)
+    except TargetError as exc:
+        raise ScanError(422, "Invalid target", str(exc), "target") from None
+    try:
+        allowed = policy.apply(targets, remote=remote)
+        policy.check_rate(req.rate)
+    except PolicyError as exc:
+        log.warning("scan.refused", target=req.target, owner=owner, reason=exc.detail)
+        raise refused(exc) from None
+    return allowed
+
+
+async def _routes() -> NetInfo:
+    try:
+        # pyroute2 runs its own asyncio loop, which can't nest in this one: read routes in a thread.
+        return await asyncio.get_running_loop().run_in_executor(None, NetInfo)
+    except OSError as exc:
+        raise ScanError(503, "Routes unavailable", f"cannot read the routing table: {exc}") from None
+
+
+def _row(req: ScanRequest, owner: str | None, skipped: int) -> dict:
+    return {
+        "id": str(uuid.uuid4()), "status": "queued", "target": req.target,
+        "profile": req.profile, "site_id": req.site_id,
+        "options": req.options() | ({"excluded_addresses": skipped} if skipped else {}),
+        "created_at": utc_now(), "started_at": None, "finished_at": None,
+        "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
+        "ports_found": 0, "error": None, "owner": owner,
+    }

@@ -1,0 +1,19 @@
+"""What the daemon's configuration lets scans do: read at start and replaced by a reload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netscand.scan.policy import Policy
+from netscand.scan.runner import Discovery
+
+
+@dataclass(frozen=True)
+class Limits:
+    rate: float
+    retries: int
+    max_running: int
+    policy: Policy
+    discovery: Discovery = field(default_factory=Discovery)
+    max_queued_per_owner: int = 16
+    retention_days: int = 365  # 0: finished scans are kept for ever

@@ -1,0 +1,195 @@
+"""The scans running now: started from the queue as places free up, stepped whenever the engine
+has results (its result rings' eventfds wake the event loop), flushed to the store every
+FLUSH_EVERY, profiled once swept, then ended: their last results written, then their state.
+Between flushes, a running scan's progress and devices live here, in its ScanRun."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from functools import partial
+
+import structlog
+
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.limits import Limits
+from netscand.scan.persist import Persist, device_row
+from netscand.scan.policy import PolicyError
+from netscand.scan.queue import ScanQueue, recheck
+from netscand.scan.runner import ScanRun
+from netscand.scan.stages import ProfilingStage
+from netscand.store import StoreError
+from netscand.store.clock import utc_now
+
+log = structlog.get_logger()
+
+FLUSH_EVERY = 0.5  # seconds between progress and result writes of a running scan
+# Devices one flush saves per scan (the rest stay dirty for the next): they are built on the
+# event loop, so a flush must stay a few milliseconds however many hosts answered at once.
+FLUSH_HOSTS = 512
+SAVE_FAILED = "internal error saving the results; the daemon's log has the details"
+
+
+class Running:
+    """One running scan: its run and what the control process does around it."""
+
+    def __init__(self, scan_id: str, run: ScanRun) -> None:
+        self.id = scan_id
+        self.run = run
+        self.started = time.monotonic()
+        self.profiling: asyncio.Task | None = None  # names and services, after the port scan
+        self.flushing: asyncio.Future | None = None  # the last progress write, until it is done
+
+    def progress(self) -> dict:
+        """The progress fields of the scan's state, with an estimated completion once it can."""
+        done, planned = self.run.progress()
+        result = self.run.result
+        fields: dict[str, int | str | None] = {
+            "progress_percent": min(99, 100 * done // planned) if planned else 0,
+            "hosts_found": result.up_count,
+            "ports_found": result.open_ports,
+            "estimated_completion": None,
+        }
+        elapsed = time.monotonic() - self.started
+        if done and planned and elapsed > 1:
+            fields["estimated_completion"] = utc_now(timedelta(seconds=(planned - done) * elapsed / done))
+        return fields
+
+    def ending(self, stage: ProfilingStage) -> tuple[str, str | None] | None:
+        """How the swept scan ends, (status, error); None if it goes on to the profiling stage."""
+        run = self.run
+        if run.failure:
+            return "failed", run.failure
+        if run.errors and not run.result.up_count:
+            return "failed", "; ".join(run.errors)
+        return None if stage.wanted(run) else ("completed", None)
+
+    def changed_devices(self) -> list[dict]:
+        result, profiling = self.run.result, self.run.spec.profiling
+        return [device_row(result, h, profiling, final=False) for h in result.take_dirty(FLUSH_HOSTS)]
+
+    def cancel(self) -> None:
+        self.run.cancel()
+        if self.profiling:
+            self.profiling.cancel()
+
+
+class Live:
+    def __init__(self, dispatcher: Dispatcher, persist: Persist, queue: ScanQueue, limits: Limits) -> None:
+        self.dispatcher = dispatcher
+        self.persist = persist
+        self.queue = queue
+        self.limits = limits  # replaced by a reload
+        self.stage = ProfilingStage()
+        self.running: dict[str, Running] = {}
+        self.finishing: dict[str, asyncio.Task] = {}  # scans whose last results are being written
+        self.stopping = False  # shutting down: nothing more is started
+
+    def admit(self) -> None:
+        """Start queued scans while there is room, each under the policy of now."""
+        while self.queue and len(self.running) < self.limits.max_running and not self.stopping:
+            queued = self.queue.pop()
+            try:
+                spec = recheck(queued, self.limits.policy)
+            except PolicyError as exc:
+                # A reload narrowed the policy since the scan was accepted: it fails before a packet is sent.
+                log.warning("scan.refused", scan_id=queued.id, owner=queued.owner, reason=exc.detail)
+                self.persist.set_state(queued.id, "failed", finished_at=utc_now(),
+                                       error=f"the target policy changed while the scan was queued: {exc.detail}")
+                continue
+            self._start(queued.id, ScanRun(spec, self.dispatcher, queued.net))
+
+    def _start(self, scan_id: str, run: ScanRun) -> None:
+        self.running[scan_id] = Running(scan_id, run)
+        self.persist.set_state(scan_id, "running", started_at=utc_now())
+        run.step()
+        self._check_done(scan_id)
+
+    def wake(self) -> None:
+        """The engine has results: route them, and let every scan plan on."""
+        self.dispatcher.poll()
+        for scan_id in list(self.running):
+            self.running[scan_id].run.step()
+            self._check_done(scan_id)
+
+    async def tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            try:
+                self.wake()
+                for running in list(self.running.values()):
+                    self._flush(running)
+                self.persist.retry()
+            except Exception:
+                log.exception("orchestrator.tick_failed")
+
+    def _check_done(self, scan_id: str) -> None:
+        running = self.running.get(scan_id)
+        if running is None or not running.run.done or running.profiling:
+            return
+        ending = running.ending(self.stage)
+        if ending is None:
+            running.profiling = asyncio.get_running_loop().create_task(self._profile(running))
+        else:
+            self.finish(scan_id, *ending)
+
+    async def _profile(self, running: Running) -> None:
+        await self.stage.run(running.run)
+        if self.running.get(running.id) is running:  # not stopped meanwhile
+            self.finish(running.id, "completed", None)
+
+    def finish(self, scan_id: str, status: str, error: str | None) -> None:
+        """The scan ends: its place frees now; its last results are written, then its state."""
+        running = self.running.pop(scan_id)
+        if status == "cancelled":
+            running.cancel()
+        task = asyncio.get_running_loop().create_task(self._finalize(running, status, error))
+        self.finishing[scan_id] = task
+        task.add_done_callback(lambda _: self.finishing.pop(scan_id, None))
+        self.admit()
+
+    async def _finalize(self, running: Running, status: str, error: str | None) -> None:
+        fields = {**running.progress(), "estimated_completion": None, "error": error, "finished_at": utc_now()}
+        if status == "completed":
+            fields["progress_percent"] = 100
+        try:
+            await self.persist.save_results(running.id, running.run.result, running.run.spec.profiling)
+        except StoreError as exc:
+            status, fields["error"] = "failed", f"storage: {exc.reason}"
+        except Exception:
+            # A bug, but the scan must still end rather than read "running" for ever.
+            log.exception("orchestrator.save_failed", scan_id=running.id)
+            status, fields["error"] = "failed", SAVE_FAILED
+        self.persist.set_state(running.id, status, **fields)
+
+    def _flush(self, running: Running) -> None:
+        if running.flushing is not None and not running.flushing.done():
+            return  # the writer is behind: what changed stays dirty for a later flush
+        running.flushing = self.persist.flush(running.id, running.changed_devices(), running.progress())
+        running.flushing.add_done_callback(partial(self._flushed, running))
+
+    def _flushed(self, running: Running, done: asyncio.Future) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if exc is None or self.running.get(running.id) is not running:
+            return  # written; or the scan has ended meanwhile, and its last write says how
+        if not isinstance(exc, StoreError):
+            log.error("orchestrator.flush_failed", scan_id=running.id, exc_info=exc)
+            return
+        # A store that refuses writes fails this scan, never the daemon.
+        self.running.pop(running.id).cancel()
+        self.persist.set_state(running.id, "failed", error=f"storage: {exc.reason}", finished_at=utc_now(),
+                               estimated_completion=None)
+        self.admit()
+
+    def stop_all(self, reason: str) -> None:
+        """Shutting down: every running and queued scan is cancelled, and nothing more starts."""
+        self.stopping = True  # or each cancelled scan would start a queued one
+        for scan_id in list(self.running):
+            self.finish(scan_id, "cancelled", reason)
+        while self.queue:
+            self.persist.set_state(self.queue.pop().id, "cancelled", error=reason, finished_at=utc_now())
+
+    async def ended(self) -> None:
+        """Wait until the last results of every scan that ended are written."""
+        await asyncio.gather(*self.finishing.values(), return_exceptions=True)

@@ -1,0 +1,190 @@
+"""Persistence: every write of a scan, through the store's threads (StoreThreads: one writer, in
+order, off the event loop), and the reads that must see what is not written yet.
+
+A scan's state the store has not confirmed (written but not yet done, or refused: read-only,
+full) is kept in `unsaved`, served over what the store holds and written again every tick, so no
+scan reads "running" for ever. Finished scans past the retention age are deleted here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from itertools import islice
+
+import structlog
+
+from netscand.scan.result import Host, ScanResult
+from netscand.store import Store, StoreError
+from netscand.store.clock import utc_now
+from netscand.store.threads import StoreThreads
+
+log = structlog.get_logger()
+
+SAVE_CHUNK = 512  # devices built per turn of the loop, and written per transaction, at a scan's end
+LIST_PAGE = 100
+RETENTION_EVERY_S = 3600.0  # how often finished scans past daemon.retention_days are deleted
+RETENTION_BATCH = 100  # scans looked up per round of deletion
+STATE_LOGGED = ("error", "hosts_found", "ports_found")
+
+
+def device_row(result: ScanResult, h: Host, profiling: bool, final: bool) -> dict:
+    """A host as Store.put_devices takes it. While running only open ports are saved: which
+    closed and filtered ports are listed (rather than counted) is known once the host's counts
+    are final, and rows stay."""
+    device = result.device(h, profiling)
+    ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
+    extra = {k: device[k] for k in ("not_shown", "os_confidence", "hostnames", "tarpit") if k in device}
+    if not final:
+        extra.pop("not_shown", None)
+    return {"ip": device["ip"], "mac": device["mac"], "hostname": device["hostname"], "vendor": device["vendor"],
+            "os_guess": device["os_guess"], "extra": extra or None, "timed_out": device.get("timed_out"),
+            "ports": ports}
+
+
+class Persist:
+    def __init__(self, store: Store, io: StoreThreads) -> None:
+        self.store = store
+        self.io = io
+        self.unsaved: dict[str, dict] = {}  # scan id -> state fields the store has not confirmed
+        self._saving: dict[str, asyncio.Future] = {}  # scan id -> its state write under way
+
+    # -- state -----------------------------------------------------------------------------------
+    def set_state(self, scan_id: str, status: str, **fields: object) -> None:
+        """Record a scan's new state: served from `unsaved` at once, written in turn."""
+        self.unsaved[scan_id] = {**self.unsaved.get(scan_id, {}), "status": status, **fields}
+        self._write_state(scan_id, self.unsaved[scan_id])
+        log.info("scan.state", scan_id=scan_id, status=status, **{k: v for k, v in fields.items() if k in STATE_LOGGED})
+
+    def retry(self, scan_id: str | None = None) -> None:
+        """Write again the unconfirmed state of one scan (or of all), unless a write is under way."""
+        for sid, fields in list(self.unsaved.items()):
+            if sid not in self._saving and scan_id in (None, sid):
+                self._write_state(sid, fields)
+
+    def _write_state(self, scan_id: str, fields: dict) -> None:
+        written = self.io.write(self.store.update_scan, scan_id, **fields)
+        self._saving[scan_id] = written
+        written.add_done_callback(partial(self._state_written, scan_id, fields))
+
+    def _state_written(self, scan_id: str, fields: dict, written: asyncio.Future) -> None:
+        if self._saving.get(scan_id) is written:
+            del self._saving[scan_id]
+        exc = None if written.cancelled() else written.exception()
+        if exc is None or isinstance(exc, KeyError):  # KeyError: the scan was deleted meanwhile
+            if self.unsaved.get(scan_id) is fields:  # and not changed again since
+                del self.unsaved[scan_id]
+        elif isinstance(exc, StoreError):
+            log.error("scan.store_failed", scan_id=scan_id, error=str(exc))  # kept; the next tick retries
+        else:
+            log.error("scan.store_failed", scan_id=scan_id, exc_info=exc)
+
+    def interrupted(self, reason: str) -> None:
+        """At start, before serving: scans the previous control process left running can't be
+        resumed. If the store won't take that, the daemon still serves what it has and writes
+        it later."""
+        try:
+            failed = self.store.fail_interrupted(reason)
+        except StoreError as exc:
+            log.error("scan.store_failed", error=str(exc))
+            failed = [s["id"] for status in ("running", "queued") for s in self._all_scans(status)]
+            for scan_id in failed:
+                self.unsaved[scan_id] = {"status": "failed", "error": reason, "finished_at": utc_now(),
+                                         "estimated_completion": None}
+        for scan_id in failed:
+            log.info("scan.state", scan_id=scan_id, status="failed", error=reason)
+
+    def _all_scans(self, status: str) -> list[dict]:
+        scans: list[dict] = []
+        while True:
+            rows, total = self.store.list_scans(len(scans) // LIST_PAGE + 1, LIST_PAGE, status, None)
+            scans += rows
+            if not rows or len(scans) >= total:
+                return scans
+
+    # -- reads through what is not written yet ---------------------------------------------------
+    def _overlay(self, scan_id: str, before: dict[str, dict]) -> dict:
+        """What the store may not show yet of a scan's state. Taken both before a read (a write
+        confirmed meanwhile may have landed after the read) and after it (the newest)."""
+        return self.unsaved.get(scan_id) or before.get(scan_id) or {}
+
+    def current(self, row: dict) -> dict:
+        """A row the store just gave, with what it does not show yet."""
+        return {**row, **self._overlay(row["id"], {})}
+
+    async def scan(self, scan_id: str) -> dict | None:
+        before = {scan_id: self.unsaved[scan_id]} if scan_id in self.unsaved else {}
+        scan = await self.io.read(self.store.get_scan, scan_id)
+        return None if scan is None else {**scan, **self._overlay(scan_id, before)}
+
+    async def scans(self, page: int, per_page: int, status: str | None, site_id: str | None,
+                    viewer: str | None) -> tuple[builtins.list[dict], int]:
+        before = dict(self.unsaved)
+        rows, total = await self.io.read(self.store.list_scans, page, per_page, status, site_id, viewer)
+        return [{**r, **self._overlay(r["id"], before)} for r in rows], total
+
+    async def result_page(self, scan_id: str, page: int, per_page: int) -> tuple[builtins.list[dict], tuple[int, int]]:
+        """One page of a scan's devices, and (devices, open ports) of the whole scan, in one read."""
+        return await self.io.read(self._result_page, scan_id, page, per_page)
+
+    def _result_page(self, scan_id: str, page: int, per_page: int) -> tuple[builtins.list[dict], tuple[int, int]]:
+        return self.store.result_page(scan_id, page, per_page), self.store.counts(scan_id)
+
+    # -- results ---------------------------------------------------------------------------------
+    def flush(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> asyncio.Future:
+        """One flush of a running scan: its changed devices, then its progress."""
+        return self.io.write(self._write_progress, scan_id, devices, progress)
+
+    def _write_progress(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> None:
+        """On the writer thread."""
+        if devices:
+            self.store.put_devices(scan_id, devices)
+        self.store.update_scan(scan_id, **progress)
+
+    async def save_results(self, scan_id: str, result: ScanResult, profiling: bool) -> None:
+        """A finished scan's devices, final. A chunk of hosts per turn of the loop, in no order
+        (the store sorts): neither sorting nor building every device at once may hold the loop.
+        The run is over, so no host is added meanwhile."""
+        hosts = (h for h in result.hosts.values() if h.up)
+        while chunk := list(islice(hosts, SAVE_CHUNK)):
+            devices = [device_row(result, h, profiling, final=True) for h in chunk]
+            await self.io.write(self.store.put_devices, scan_id, devices)
+
+    # -- deletion --------------------------------------------------------------------------------
+    async def delete(self, scan_id: str) -> bool:
+        """Delete a finished scan, its results one chunk a write: the writer thread takes other
+        writes in between (running scans' results, new scans), however large the scan."""
+        while await self.io.write(self.store.delete_results, scan_id):
+            pass
+        deleted = await self.io.write(self.store.delete_scan, scan_id)
+        if deleted:
+            self.unsaved.pop(scan_id, None)
+        return deleted
+
+    async def expire(self, days: int) -> int:
+        """Delete finished scans that ended more than `days` ago (0: none); how many went."""
+        if not days:
+            return 0
+        cutoff, deleted = utc_now(-timedelta(days=days)), 0
+        while ids := await self.io.read(self.store.finished_before, cutoff, RETENTION_BATCH):
+            gone = sum([await self.delete(scan_id) for scan_id in ids])
+            deleted += gone
+            if not gone:
+                break  # nothing could go (deleted by a client meanwhile): the next round sees
+        if deleted:
+            log.info("scan.expired", scans=deleted, retention_days=days)
+        return deleted
+
+    async def expire_forever(self, days: Callable[[], int]) -> None:
+        """expire() every RETENTION_EVERY_S, with the retention of the time (a reload changes it)."""
+        while True:
+            try:
+                await self.expire(days())
+            except StoreError as exc:
+                log.error("scan.retention_failed", error=str(exc))  # the next round tries again
+            except Exception:
+                log.exception("scan.retention_failed")
+            await asyncio.sleep(RETENTION_EVERY_S)
