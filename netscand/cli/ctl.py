@@ -22,9 +22,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from netscand import __version__
+from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, taking
+from netscand.store.scans import FINISHED, STATUSES
 
 DEFAULT_SOCKET = "/run/netscand/netscand.sock"
-TERMINAL = ("completed", "failed", "cancelled")
 POLL = 0.5
 RESULT_PAGE = 1000  # devices per request: the API's largest page
 
@@ -47,16 +48,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a scan")
     start.add_argument("target", nargs="+", help="addresses, CIDRs, ranges or hostnames")
-    start.add_argument("--profile", default="normal",
-                       choices=["quick", "normal", "deep", "stealth", "custom"])
-    start.add_argument("--ports", help="for custom: 22,80,1000-2000")
+    start.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
+    start.add_argument("--ports", help=f"for {taking('ports').name}: 22,80,1000-2000")
     start.add_argument("--site-id")
     start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
     for name in ("status", "result", "stop", "watch"):
         sub.add_parser(name, help=f"{name} of a scan").add_argument("id")
     sub.add_parser("delete", help="delete a finished scan and its result").add_argument("id")
     lst = sub.add_parser("list", help="list scans, newest first")
-    lst.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
+    lst.add_argument("--status", choices=STATUSES)
     lst.add_argument("--site-id")
     lst.add_argument("--page", type=int, default=1)
     lst.add_argument("--per-page", type=int, default=25)
@@ -208,7 +208,7 @@ def _watch(client: Client, scan_id: str, console: Console, quiet: bool) -> dict:
             scan = client.call("GET", f"/api/v1/scans/{scan_id}")
             bar.update(task, completed=scan["progress_percent"], description=f"{scan_id[:8]} {scan['status']}",
                        found=f"{scan['hosts_found']} hosts, {scan['ports_found']} open")
-            if scan["status"] in TERMINAL:
+            if scan["status"] in FINISHED:
                 return scan
             time.sleep(POLL)
 

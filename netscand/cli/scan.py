@@ -29,7 +29,14 @@ from netscand.profiling.services import Detector
 from netscand.scan.identify import identify
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.ports import PortSpecError
-from netscand.scan.profiles import PROFILES, ScanRequest, discovery, resolve
+from netscand.scan.profiles import (
+    ONE_SHOT_PROFILE,
+    PROFILES,
+    ScanRequest,
+    discovery,
+    resolve,
+    taking,
+)
 from netscand.scan.result import document
 from netscand.scan.runner import ScanRun, ScanSpec
 from netscand.scan.targets import TargetError, parse_targets
@@ -41,13 +48,12 @@ EXIT_USAGE = 2
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scan", help="run one scan in the foreground and print its result")
     p.add_argument("target", help="address, CIDR, range a-b, hostname, or a comma-separated list")
-    p.add_argument("--profile", choices=[p for p in PROFILES if p != "deep"], default=None,
-                   help="quick: top 100 ports (default); normal: top 1000 and device profiling; "
-                        "stealth: top 1000, slow, nothing that completes a connection; "
-                        "custom: the ports given by --ports")
-    p.add_argument("--ports", help="port list, e.g. 22,80,1000-2000 or - for all (implies custom)")
+    p.add_argument("--profile", choices=list(PROFILES), default=None,
+                   help="; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
+                   + f" (default {ONE_SHOT_PROFILE}, or {taking('ports').name} with --ports)")
+    p.add_argument("--ports", help=f"port list, e.g. 22,80,1000-2000 or - for all (implies {taking('ports').name})")
     p.add_argument("--profiling", action="store_true",
-                   help="with --profile custom: identify devices and services like the normal profile")
+                   help=f"with --profile {taking('enable_profiling').name}: identify devices and services")
     p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
     p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
     p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
@@ -69,16 +75,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config.load(args.config)
         targets = parse_targets(args.target)
-        profile = args.profile or ("custom" if args.ports else "quick")
-        if profile == "custom" and not args.ports:
-            return _fail("--profile custom needs --ports")
-        if profile != "custom" and (args.ports or args.profiling):
-            return _fail("--ports and --profiling go with --profile custom")
+        profile = PROFILES[args.profile or (taking("ports").name if args.ports else ONE_SHOT_PROFILE)]
+        if "ports" in profile.requires and not args.ports:
+            return _fail(f"--profile {profile.name} needs --ports")
+        for flag, field, given in (("--ports", "ports", args.ports),
+                                   ("--profiling", "enable_profiling", args.profiling)):
+            if given and field not in profile.accepts:
+                return _fail(f"{flag} goes with --profile {taking(field).name}")
         e = cfg.engine
         policy = Policy.from_config(cfg.policy)
         targets, skipped = policy.apply(targets)
         policy.check_rate(args.rate)
-        request = ScanRequest(args.target, profile, ports=args.ports.split(",") if args.ports else None,
+        request = ScanRequest(args.target, profile.name, ports=args.ports.split(",") if args.ports else None,
                               timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
                               enable_profiling=args.profiling)
         spec = resolve(request, targets, args.rate or min(e.rate, policy.max_rate), e.retries,
@@ -98,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     shared = Shared(workers)
     if skipped:
         print(f"netscand: skipping {skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
-    meta = {"target": args.target, "profile": profile}
+    meta = {"target": args.target, "profile": profile.name}
     guard = PlanGuard.of(cfg.policy)
     # What the workers log (frames they drop, plans they refuse) goes to stderr: stdout is the result's.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     specs = [
         ChildSpec("worker", lambda i: worker.main(shared, i, guard, reload), count=workers,
-                  heartbeat=lambda i: shared.worker_row(i)[3], ready=shared.worker_ready),
+                  heartbeat=lambda i: shared.worker_row(i).heartbeat, ready=shared.worker_ready),
         ChildSpec("control", lambda i: _control(shared, spec, meta, args.json), primary=True),
     ]
     return Supervisor(specs).run()
@@ -164,7 +172,7 @@ class _Progress:
             return
         self.next = now + 0.25
         done, planned = scan.progress()
-        sent = sum(self.shared.worker_row(w)[4] for w in range(self.shared.workers))
+        sent = sum(self.shared.worker_row(w).sent for w in range(self.shared.workers))
         elapsed = max(now - self.started, 1e-3)
         hosts = len(scan.result.up_hosts)
         pct = 100 * done // planned if planned else 0

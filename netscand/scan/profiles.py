@@ -1,17 +1,113 @@
-"""Scan profiles (API.md's table) and how a validated request resolves into an engine spec."""
+"""The scan profiles, one declarative table, and how a validated request resolves into an engine spec.
+
+Whatever names or describes a profile derives from PROFILES: resolve() below, the API's
+validation and OpenAPI document, the CLI choices and the README's table (`markdown_table`,
+which a test compares with README.md). Adding a profile is one entry.
+
+Kept light to import (the runner is imported where a spec is built): netscanctl reads the names.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from netscand.scan.ports import parse_ports, top_ports
-from netscand.scan.runner import Discovery, ScanSpec
-from netscand.scan.targets import Targets
 
-PROFILES = ("quick", "normal", "deep", "stealth", "custom")
-STEALTH_RATE = 100.0
-# API.md's per-host time budget (nmap's --host-timeout); custom's is timeout_ms x retries.
-HOST_TIMEOUT_S = {"quick": 30, "normal": 120, "deep": 600, "stealth": 300}
+if TYPE_CHECKING:
+    from netscand.scan.runner import Discovery, ScanSpec
+    from netscand.scan.targets import Targets
+
+REQUEST: Literal["request"] = "request"  # a setting the request decides, through its own fields
+ALL: Literal["all"] = "all"
+
+Choice = bool | Literal["request"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    summary: str  # one line: CLI help
+    description: str  # the OpenAPI prose: what the code does today, nothing it will do
+    ports: int | Literal["all", "request"]  # the top N TCP ports, 1-65535, or the request's `ports`
+    # nmap's --host-timeout: a host unfinished after it is reported with what was found and
+    # timed_out. REQUEST: the request's timeout_ms x retries, no budget without timeout_ms.
+    host_budget_s: float | Literal["request"]
+    discovery: bool  # ping sweep of routed targets first (on-link ones are found by ARP anyway)
+    rate_cap: float | None  # probes per second at most, under the configured and requested rate
+    pacing: Literal["steady"]  # the engine's token bucket at the rate, no jitter
+    profiling: Choice  # vendor, OS guess, reverse DNS; REQUEST: enable_profiling
+    service_detection: Choice  # connections to open ports, name queries to hosts; REQUEST: enable_profiling
+    cve: bool  # CVE matching of the services found
+    udp: bool  # UDP port scan (UDP name services that answer profiling are reported either way)
+    accepts: tuple[str, ...] = ()  # request fields that only this profile takes
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Request fields this profile cannot do without."""
+        return ("ports",) if self.ports == REQUEST else ()
+
+    def port_list(self, requested: list[int | str] | None) -> tuple[int, ...]:
+        if self.ports == ALL:
+            return tuple(range(1, 65536))
+        if self.ports == REQUEST:
+            return parse_ports(requested or [])
+        return top_ports(self.ports)
+
+    def host_budget(self, timeout_ms: int | None, retries: int) -> float | None:
+        if self.host_budget_s != REQUEST:
+            return self.host_budget_s
+        return timeout_ms * max(retries, 1) / 1000 if timeout_ms else None
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("quick", "top 100 ports, no profiling, 30 s per host",
+            "The 100 most frequently open TCP ports, after a ping sweep of routed targets, at the "
+            "configured rate; no device profiling (a port's service is the well-known name of its "
+            "number); 30 s per host.",
+            ports=100, host_budget_s=30, discovery=True, rate_cap=None, pacing="steady",
+            profiling=False, service_detection=False, cve=False, udp=False),
+    Profile("normal", "top 1000 ports, device profiling, 120 s per host",
+            "The 1000 most frequently open TCP ports, after a ping sweep of routed targets, at the "
+            "configured rate; then device profiling (vendor, OS guess, names by reverse DNS, mDNS, "
+            "NetBIOS and SNMP) and service detection on each open port; 120 s per host.",
+            ports=1000, host_budget_s=120, discovery=True, rate_cap=None, pacing="steady",
+            profiling=True, service_detection=True, cve=False, udp=False),
+    Profile("deep", "all 65535 ports, device profiling, 600 s per host",
+            "TCP ports 1-65535, after a ping sweep of routed targets, at the configured rate; then "
+            "the device profiling and service detection of normal; 600 s per host. No CVE matching "
+            "yet.",
+            ports=ALL, host_budget_s=600, discovery=True, rate_cap=None, pacing="steady",
+            profiling=True, service_detection=True, cve=False, udp=False),
+    Profile("stealth", "top 1000 ports at 100 probes/s, no ping sweep, no connection",
+            "The 1000 most frequently open TCP ports at 100 probes/s at most, without a ping sweep "
+            "(on-link hosts are found by ARP, routed ones are all probed), in the same keyed random "
+            "order and steady pacing as every profile. It completes no connection: vendor, OS guess "
+            "and reverse DNS (asked of the resolver, never the targets) only; 300 s per host.",
+            ports=1000, host_budget_s=300, discovery=False, rate_cap=100.0, pacing="steady",
+            profiling=True, service_detection=False, cve=False, udp=False),
+    Profile("custom", "the ports given, profiling on request",
+            "The request's ports (required), after a ping sweep of routed targets, at the configured "
+            "rate; enable_profiling adds normal's device profiling and service detection. The "
+            "per-host budget is timeout_ms x retries when timeout_ms is given, none otherwise. "
+            "enable_cve_match is accepted and stored; no CVE matching is done yet.",
+            ports=REQUEST, host_budget_s=REQUEST, discovery=True, rate_cap=None, pacing="steady",
+            profiling=REQUEST, service_detection=REQUEST, cve=False, udp=False,
+            accepts=("ports", "enable_profiling", "enable_cve_match")),
+)}
+PROFILE_NAMES = tuple(PROFILES)
+DEFAULT_PROFILE = "normal"  # of an API request that names none
+ONE_SHOT_PROFILE = "quick"  # of `netscand scan` without --profile or --ports
+# Request fields some profile takes for itself; every other profile refuses them, as it sets
+# what they would choose.
+PROFILE_ONLY_FIELDS = tuple(dict.fromkeys(f for p in PROFILES.values() for f in p.accepts))
+
+
+def taking(field: str) -> Profile:
+    """The one profile that accepts `field` (e.g. the one-shot CLI's --ports implies it)."""
+    (profile,) = (p for p in PROFILES.values() if field in p.accepts)
+    return profile
 
 
 @dataclass(frozen=True)
@@ -19,7 +115,7 @@ class ScanRequest:
     """A start request after the API (or the one-shot CLI) checked its shape and types."""
 
     target: str | list[str]
-    profile: str = "normal"
+    profile: str = DEFAULT_PROFILE
     site_id: str | None = None
     ports: list[int | str] | None = None
     timeout_ms: int | None = None
@@ -38,37 +134,59 @@ class ScanRequest:
 
 def discovery(icmp: bool, syn_ports: str, ack_ports: str) -> Discovery:
     """The configured ping probes; port lists as the config file writes them ("" for none)."""
+    from netscand.scan.runner import Discovery  # see the module's docstring
+
     return Discovery(icmp, parse_ports(syn_ports) if syn_ports.strip() else (),
                      parse_ports(ack_ports) if ack_ports.strip() else ())
 
 
-def profile_ports(req: ScanRequest) -> tuple[int, ...]:
-    if req.profile == "quick":
-        return top_ports(100)
-    if req.profile in ("normal", "stealth"):
-        return top_ports(1000)
-    if req.profile == "deep":
-        return tuple(range(1, 65536))
-    return parse_ports(req.ports or [])
+def _chosen(choice: Choice, requested: bool | None) -> bool:
+    return bool(requested) if choice == REQUEST else bool(choice)
 
 
 def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
-            discovery: Discovery = Discovery()) -> ScanSpec:
-    """The engine's view of a request: `rate`, `retries` and `discovery` are the configured ones."""
-    if req.profile == "stealth":
-        rate = min(rate, STEALTH_RATE)
-    if req.rate is not None:
-        rate = min(req.rate, rate)
+            ping: Discovery | None = None) -> ScanSpec:
+    """The engine's view of a request: `rate`, `retries` and `ping` (default: nmap's probes)
+    are the configured ones."""
+    from netscand.scan.runner import Discovery, ScanSpec  # see the module's docstring
+
+    profile = PROFILES[req.profile]
+    rate = min([rate, *(cap for cap in (profile.rate_cap, req.rate) if cap is not None)])
     retries = retries if req.retries is None else req.retries
-    host_timeout: float | None = HOST_TIMEOUT_S.get(req.profile)
-    if req.profile == "custom" and req.timeout_ms:
-        host_timeout = req.timeout_ms * max(retries, 1) / 1000
-    # Stealth sends no ping sweep: ARP alone finds on-link hosts, routed ones are all probed.
-    skip = req.profile == "stealth" or bool(req.skip_discovery)
-    custom_profiling = req.profile == "custom" and bool(req.enable_profiling)
-    return ScanSpec(targets, profile_ports(req), rate, retries, req.timeout_ms,
-                    host_timeout_s=host_timeout, max_hosts=req.max_concurrent,
-                    discovery=None if skip else discovery,
-                    profiling=req.profile in ("normal", "deep", "stealth") or custom_profiling,
-                    # Stealth completes no connection; quick names ports by their registration.
-                    detect_services=req.profile in ("normal", "deep") or custom_profiling)
+    sweep = profile.discovery and not req.skip_discovery
+    return ScanSpec(targets, profile.port_list(req.ports), rate, retries, req.timeout_ms,
+                    host_timeout_s=profile.host_budget(req.timeout_ms, retries), max_hosts=req.max_concurrent,
+                    discovery=(ping or Discovery()) if sweep else None,
+                    profiling=_chosen(profile.profiling, req.enable_profiling),
+                    detect_services=_chosen(profile.service_detection, req.enable_profiling))
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _or_request(value: object, from_request: str, shown: str) -> str:
+    return from_request if value == REQUEST else shown
+
+
+# README.md's columns: header, and the cell of a profile.
+_COLUMNS: dict[str, Callable[[Profile], str]] = {
+    "profile": lambda p: p.name,
+    "TCP ports": lambda p: _or_request(p.ports, "`ports`", "1-65535" if p.ports == ALL else f"top {p.ports}"),
+    "ping sweep": lambda p: _yes(p.discovery),
+    "rate cap": lambda p: "none" if p.rate_cap is None else f"{p.rate_cap:g} probes/s",
+    "pacing": lambda p: p.pacing,
+    "profiling": lambda p: _or_request(p.profiling, "`enable_profiling`", _yes(p.profiling is True)),
+    "service detection": lambda p: _or_request(p.service_detection, "`enable_profiling`",
+                                               _yes(p.service_detection is True)),
+    "CVE": lambda p: _yes(p.cve),
+    "UDP": lambda p: _yes(p.udp),
+    "per-host budget": lambda p: _or_request(p.host_budget_s, "`timeout_ms` × retries", f"{p.host_budget_s} s"),
+}
+
+
+def markdown_table() -> str:
+    """README.md's table of the profiles, which a test compares with the file."""
+    rows = [tuple(_COLUMNS), ("---",) * len(_COLUMNS)]
+    rows += [tuple(cell(p) for cell in _COLUMNS.values()) for p in PROFILES.values()]
+    return "".join("| " + " | ".join(row) + " |\n" for row in rows)

@@ -10,10 +10,13 @@ from sqlite_utils import Database
 from netscand.store import clock
 from netscand.store.errors import StoreError
 
-STATUSES = frozenset({"queued", "running", "completed", "failed", "cancelled"})
+# Every status a scan can have, in the order of its life (the API's enum, the CLI's choices);
+# schema.py's CHECK must list the same (tests/store/test_store_schema.py holds them equal).
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+FINISHED = STATUSES[2:]  # a scan in one of these never changes again
+TERMINAL = FINISHED  # orchestrator.py's old name for it, until its split imports FINISHED
 TIMESTAMPS = ("created_at", "started_at", "finished_at", "estimated_completion")
 COUNTERS = ("hosts_found", "ports_found")
-TERMINAL = ("completed", "failed", "cancelled")
 OPTIONAL_TEXT = ("site_id", "error", "idempotency_key", "owner", "request_digest")
 FIELDS = (
     "id", "status", "target", "profile", "site_id", "options", "created_at", "started_at",
@@ -106,9 +109,9 @@ def finished_before(db: Database, cutoff: str, limit: int) -> list[str]:
     """Ids of finished scans that ended before `cutoff` (a 'Z' timestamp), oldest first."""
     clock.check("cutoff", cutoff)
     return [r["id"] for r in db.query(
-        f"SELECT id FROM scans WHERE finished_at < ? AND status IN ({', '.join('?' * len(TERMINAL))}) "
+        f"SELECT id FROM scans WHERE finished_at < ? AND status IN ({', '.join('?' * len(FINISHED))}) "
         "ORDER BY finished_at LIMIT ?",
-        [cutoff, *TERMINAL, limit],
+        [cutoff, *FINISHED, limit],
     )]
 
 
@@ -116,8 +119,8 @@ def delete(db: Database, scan_id: str) -> bool:
     """Remove a finished scan's row (and by cascade what is left of its results)."""
     with db.atomic():
         return db.execute(
-            f"DELETE FROM scans WHERE id = ? AND status IN ({', '.join('?' * len(TERMINAL))})",
-            [scan_id, *TERMINAL],
+            f"DELETE FROM scans WHERE id = ? AND status IN ({', '.join('?' * len(FINISHED))})",
+            [scan_id, *FINISHED],
         ).rowcount > 0
 
 

@@ -78,7 +78,7 @@ class Store:
         lets readers and other writers in between, whatever the scan's size."""
         with self._guard(f"cannot delete scan {scan_id}") as db:
             scan = scans.get(db, scan_id)
-            if scan is None or scan["status"] not in scans.TERMINAL:
+            if scan is None or scan["status"] not in scans.FINISHED:
                 return 0
             return results.delete_some(db, scan_id, DELETE_CHUNK)
 

@@ -10,7 +10,7 @@ import sys
 from netscand.lab import Lab
 from netscand.lab.grade import OK, grade, identity_grades
 from netscand.scan.ports import top_ports
-from netscand.scan.profiles import HOST_TIMEOUT_S
+from netscand.scan.profiles import PROFILES
 
 
 def profile_scan(lab: Lab, *args: str) -> dict:
@@ -28,7 +28,7 @@ def failures(grades: list) -> list[str]:
 def test_normal_scan_matches_ground_truth_field_by_field(lab: Lab) -> None:
     doc = profile_scan(lab, "--profile", "normal")
     assert doc["status"] == "completed"
-    assert doc["duration_seconds"] < HOST_TIMEOUT_S["normal"]
+    assert doc["duration_seconds"] < float(PROFILES["normal"].host_budget_s)
     assert not any(d.get("timed_out") for d in doc["devices"])
     scanned = set(top_ports(1000))
     grades = grade(lab.truth, doc["devices"], scanned) + identity_grades(lab.truth, doc["devices"])

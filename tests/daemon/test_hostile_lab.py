@@ -3,7 +3,7 @@ normal ones, with one `normal` scan while the attacker sends the scanner malform
 
 One scan serves every test here (module fixture); each test checks one promise, so a failure
 names the promise that broke, with the daemon's log. The budget: the port scan of a plan is
-bounded by the profile's per-host budget (normal: 120 s, profiles.HOST_TIMEOUT_S) and the
+bounded by the profile's per-host budget (normal: 120 s, in the profile registry) and the
 identification by one host's detection deadline (identify.host_deadline: 120 s for normal),
 since hosts are identified side by side; SLACK_S covers the rest (ARP sweep, routed discovery,
 name queries, reverse DNS, the store). An ordinary run takes well under a minute.
@@ -28,7 +28,7 @@ from netscand.lab.harness import DaemonStartError, ReachableTemp, start_daemon, 
 from netscand.lab.truth import ROUTED_NET, SCAN_NET
 from netscand.scan.identify import host_deadline
 from netscand.scan.ports import top_ports
-from netscand.scan.profiles import HOST_TIMEOUT_S
+from netscand.scan.profiles import PROFILES
 from netscand.scan.result import well_known_service
 from tests.api.conftest import scrape
 from tests.daemon.test_metrics_lab import per_worker, total, wait_until_ready
@@ -36,7 +36,8 @@ from tests.daemon.test_metrics_lab import per_worker, total, wait_until_ready
 pytestmark = pytest.mark.lab
 
 SLACK_S = 30.0
-SCAN_BUDGET_S = HOST_TIMEOUT_S["normal"] + host_deadline(HOST_TIMEOUT_S["normal"]) + SLACK_S
+NORMAL_BUDGET_S = float(PROFILES["normal"].host_budget_s)
+SCAN_BUDGET_S = NORMAL_BUDGET_S + host_deadline(NORMAL_BUDGET_S) + SLACK_S
 WAIT_PAST_BUDGET_S = 60.0  # how long past its budget a scan is waited for, to say by how much it missed
 TOP = set(top_ports(1000))
 # What detection may honestly say of each hostile service, besides the port's registered name

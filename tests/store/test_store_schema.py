@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from netscand.store import Store, StoreError
+from netscand.store.scans import STATUSES
 from netscand.store.schema import STEPS
 
 TABLES = {"scans", "devices", "ports", "tokens"}
@@ -92,3 +94,13 @@ def test_a_file_that_is_not_a_database(db_path: Path) -> None:
     db_path.write_bytes(b"not a database, " * 512)
     with pytest.raises(StoreError, match="not an SQLite database"):
         Store(db_path)
+
+
+def test_status_check_lists_the_stores_statuses(db_path: Path) -> None:
+    # The CHECK is written in a shipped migration, so it is compared here rather than generated:
+    # a new status needs a migration, and this test says so.
+    Store(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'scans'").fetchone()
+    listed = re.search(r"CHECK \(status IN \(([^)]*)\)\)", sql)
+    assert listed and re.findall(r"'(\w+)'", listed.group(1)) == list(STATUSES)
