@@ -122,14 +122,13 @@ def _other_targets() -> dict[str, Target]:
 
 
 def _engine_targets() -> dict[str, Target]:
-    from netscand.engine import plan as plans
-    from netscand.engine.probes import Answer, probe_for
+    from netscand.engine.probes import PROBES, Answer
 
     out = {}
-    for name, kind, ports in (("tcp_syn", plans.KIND_TCP_SYN, (22, 80, 65535)), ("arp", plans.KIND_ARP, (0,)),
-                              ("icmp_echo", plans.KIND_ICMP_ECHO, (0,)), ("tcp_ack", plans.KIND_TCP_ACK, (80,))):
-        plan = _plan(kind, ports)
-        probe = probe_for(plan)
+    for kind, probe_type in PROBES.items():  # every registered probe type's reply parser
+        plan = _plan(kind, (22, 80, 65535) if probe_type.ports else (0,))
+        probe = probe_type.build(plan)
+        name = probe_type.name
 
         def check(result: object, plan: Any = plan) -> None:
             if result is not None:

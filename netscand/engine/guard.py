@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from netscand.engine.plan import KIND_ARP, Plan
+from netscand.engine.plan import Plan
 from netscand.engine.ranges import Ranges, of_cidrs
 from netscand.engine.shm import REFUSE_RATE, REFUSE_TARGET
 
@@ -54,13 +54,14 @@ class PlanGuard:
         return cls(of_cidrs(policy.allowed_targets), of_cidrs(policy.excluded_targets), policy.max_rate)
 
     def refusal(self, plan: Plan, gateways: frozenset[int] = frozenset()) -> int:
-        """0 when the plan may run, else the REFUSE_* code saying why. `gateways` may be ARPed
-        for whatever the policy says: resolving the next hop to an allowed target is routing,
-        and ARP never leaves the segment."""
+        """0 when the plan may run, else the REFUSE_* code saying why. `gateways` are let
+        through whatever the policy says: the caller passes them for a probe that resolves
+        neighbours (ARP), as resolving the next hop to an allowed target is routing, and ARP
+        never leaves the segment."""
         if not 0 < plan.rate <= self.max_rate:  # NaN too
             return REFUSE_RATE
         hosts: Sequence[int] = plan.hosts
-        if gateways and plan.kind == KIND_ARP:
+        if gateways:
             hosts = [h for h in hosts if h not in gateways]
         return 0 if self.permits(hosts) else REFUSE_TARGET
 

@@ -8,8 +8,10 @@ and a reply maps back to its shard offset with two dict lookups and no inverse p
 from __future__ import annotations
 
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
 
+from netscand.engine.clock import TICK_MASK, WRAP_MS
 from netscand.engine.shm import PLAN_BYTES, PLAN_SLOTS, SHARD_MAX
 
 HEADER = struct.Struct("<IBBBB16sII6sHdIIIIIII")
@@ -19,15 +21,13 @@ _GEN = struct.Struct("I")
 HEADER_BYTES = 128
 assert HEADER.size <= HEADER_BYTES
 
-KIND_TCP_SYN = 1
-KIND_ARP = 2
-KIND_ICMP_ECHO = 3
-KIND_TCP_ACK = 4
-
-KINDS = frozenset({KIND_TCP_SYN, KIND_ARP, KIND_ICMP_ECHO, KIND_TCP_ACK})
-
 FLAG_LOOPBACK = 1  # send at the IP layer: Linux drops 127/8 frames injected below it as martians
-SPORT_BITS = 10  # a probe's source port is sport_base plus its send tick in these low bits
+
+# The adaptive reply timeout (measured RTT, within these bounds) unless a scan fixes one.
+TIMEOUT_INIT_MS, TIMEOUT_MIN_MS, TIMEOUT_MAX_MS = 1000, 100, 3000
+# RTTs are read from the send tick echoed in replies, which wraps: past it, a slow reply would
+# pass for a fast one and shrink the timeout (clock.py).
+assert TIMEOUT_MAX_MS < WRAP_MS
 
 
 class PlanError(Exception):
@@ -55,6 +55,16 @@ class Plan:
     macs: tuple[bytes, ...]  # destination MAC per host: its own on-link, the gateway's if routed
     ports: tuple[int, ...]
     flags: int = 0
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether its timeout follows the measured RTT (else it is fixed: min == max)."""
+        return self.timeout_min_ms < self.timeout_max_ms
+
+    @property
+    def source_ports(self) -> tuple[int, int]:
+        """The source ports its probes use, first and last: the low bits carry the send tick."""
+        return self.sport_base, self.sport_base + TICK_MASK
 
     @property
     def size(self) -> int:
@@ -102,19 +112,21 @@ def release(buf: memoryview) -> None:
     _GEN.pack_into(buf, 0, 0)
 
 
-def read(buf: memoryview, slot_index: int) -> Plan | None:
+def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None:
     """The plan in slot `slot_index`; None when there is none. The control process writes the
     slot but is not trusted with the worker's life: a header that does not add up (sizes past
-    the slot, an unknown kind, another slot's number) raises PlanError."""
+    the slot, a kind not in `kinds`, another slot's number, an adaptive timeout the send tick
+    cannot time) raises PlanError."""
     (gen, kind, slot, share, retries, key, ifindex, src_ip, src_mac, sport_base, rate, t_init,
      t_min, t_max, shard_size, nh, np_, flags) = HEADER.unpack_from(buf, 0)
     if gen == 0:
         return None
-    if (kind not in KINDS or slot != slot_index or slot >= PLAN_SLOTS or not nh or not np_
+    if (kind not in kinds or slot != slot_index or slot >= PLAN_SLOTS or not nh or not np_
             or nh > Plan.capacity(np_) or not 0 < shard_size <= SHARD_MAX
-            or sport_base + (1 << SPORT_BITS) > 0x10000):
+            or sport_base + TICK_MASK > 0xFFFF or (t_min < t_max and t_max >= WRAP_MS)):
         raise PlanError(f"slot {slot_index}: kind {kind}, slot {slot}, {nh} hosts, {np_} ports, "
-                        f"shards of {shard_size}, source ports from {sport_base}")
+                        f"shards of {shard_size}, source ports from {sport_base}, "
+                        f"timeout {t_min}-{t_max} ms")
     at = HEADER_BYTES
     hosts = struct.unpack_from(f"<{nh}I", buf, at)
     at += 4 * nh

@@ -5,8 +5,10 @@ to be named, unlinked or tracked. Layout, in order:
   worker table   one row per worker: pid, generation, heartbeat, ready flag, counters, and
                  frames it dropped as malformed, by reason
   control row    the control process's pid, readiness, heartbeat, scan counts and reloads
-  plans          PLAN_SLOTS areas the control process fills and the workers read
-  shard slots    SHARD_SLOTS per worker: one state byte per probe of a shard in progress
+  plans          PLAN_SLOTS plan slots the control process fills and the workers read
+  shard slots    SHARD_SLOTS per worker: one state byte per probe of a shard in progress (a
+                 different thing from a plan slot: a worker runs up to PLAN_SHARDS shards of
+                 each plan slot's plan at once, each in a shard slot of its own)
   rings          per worker: jobs (control -> worker) and results (worker -> control)
 """
 
@@ -29,9 +31,11 @@ SHARD_SLOTS = PLAN_SHARDS * PLAN_SLOTS
 SHARD_MAX = 1 << 16
 # Fields other processes read while their owner writes them use native formats, which CPython
 # packs with one aligned memcpy per field instead of byte by byte (see ipc/ring.py).
-SHARD_HEADER = struct.Struct("IIII")  # plan generation, shard number, length, active
-SHARD_BYTES = 64 + SHARD_MAX
-JOB = struct.Struct("<BBxxIII")  # kind, plan slot, epoch, plan generation, shard
+SHARD_HEADER = struct.Struct("IIII")  # ShardHeader
+SHARD_KEY = struct.Struct("II")  # the header's first two fields: plan generation and shard number
+SHARD_STATES = 64  # where a shard slot's state bytes start, after its header
+SHARD_BYTES = SHARD_STATES + SHARD_MAX
+JOB = struct.Struct("<BBxxIII")  # Job
 # A worker holds at most SHARD_SLOTS jobs; a restarted one may find as many of its
 # predecessor's still queued beside the ones given again.
 JOB_RING = 16
@@ -110,6 +114,38 @@ def pack_result(kind: int, *, state: int = 0, ttl: int = 0, flags: int = 0, plan
                        ipid, len(opts), opts)
 
 
+class WorkerRow(NamedTuple):
+    pid: int
+    generation: int  # lives of this worker index: a restart is one more
+    ready: int
+    heartbeat: float  # monotonic
+    sent: int  # probes sent
+    matched: int  # replies matched to a probe
+
+
+class Job(NamedTuple):
+    """A job in a worker's ring: run shard `shard` of the plan in plan slot `plan_slot`."""
+
+    kind: int  # JOB_SHARD
+    plan_slot: int
+    epoch: int  # the worker generation it is meant for
+    gen: int  # the plan's generation
+    shard: int
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Job:
+        return cls._make(JOB.unpack(raw))
+
+
+class ShardHeader(NamedTuple):
+    """The head of a shard slot: which shard of which plan its state bytes are, if any."""
+
+    gen: int  # plan generation
+    shard: int
+    length: int  # probes, one state byte each
+    active: int
+
+
 class ControlRow(NamedTuple):
     pid: int
     ready: int
@@ -154,8 +190,8 @@ class Shared:
                                      os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)))
             at += result_size
 
-    def worker_row(self, index: int) -> tuple[int, int, int, float, int, int]:
-        return WORKER.unpack_from(self.table, index * WORKER_ROW)
+    def worker_row(self, index: int) -> WorkerRow:
+        return WorkerRow._make(WORKER.unpack_from(self.table, index * WORKER_ROW))
 
     def set_worker_row(self, index: int, pid: int, generation: int, ready: int, heartbeat: float,
                        sent: int, matched: int) -> None:
@@ -164,8 +200,8 @@ class Shared:
 
     def worker_ready(self, index: int) -> int:
         """The pid that reported ready in a worker's row, 0 while it has not."""
-        pid, _, ready, *_ = self.worker_row(index)
-        return pid if ready else 0
+        row = self.worker_row(index)
+        return row.pid if row.ready else 0
 
     def malformed(self, index: int) -> tuple[int, ...]:
         return MALFORMED_COUNTS.unpack_from(self.table, index * WORKER_ROW + MALFORMED_AT)
@@ -174,7 +210,14 @@ class Shared:
         MALFORMED_COUNTS.pack_into(self.table, index * WORKER_ROW + MALFORMED_AT, *counts)
 
     def worker_slots(self, index: int) -> range:
+        """The shard slots (indexes into `shards`) that belong to one worker."""
         return range(index * SHARD_SLOTS, (index + 1) * SHARD_SLOTS)
+
+    def shard_header(self, shard_slot: int) -> ShardHeader:
+        return ShardHeader._make(SHARD_HEADER.unpack_from(self.shards[shard_slot], 0))
+
+    def set_shard_header(self, shard_slot: int, header: ShardHeader) -> None:
+        SHARD_HEADER.pack_into(self.shards[shard_slot], 0, *header)
 
     def control_row(self) -> ControlRow:
         pid, ready, running, queued, reloads, heartbeat, error = CONTROL.unpack_from(self.control)

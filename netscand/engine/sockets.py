@@ -1,4 +1,5 @@
-"""AF_PACKET sockets: one to send frames, one per worker to receive replies behind a BPF filter.
+"""AF_PACKET sockets: one to send frames, one per worker to receive replies behind a BPF filter
+(bpf.py builds it from the probe types).
 
 Every worker's receive socket on an interface joins one PACKET_FANOUT group, so the kernel
 spreads replies over the workers; any worker can record any reply because the probe states live
@@ -13,6 +14,7 @@ import os
 import socket
 import struct
 import time
+from typing import Protocol
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -25,54 +27,18 @@ SNAPLEN = 256  # enough for Ethernet + IP + TCP with options, or ICMP quoting IP
 RCVBUF = 32 << 20
 
 
-def _assemble(program: list[tuple]) -> bytes:
-    """Assemble (label?, code, jt, jf, k) rows where jt/jf may name labels, into sock_filter[]."""
-    labels = {row[0]: i for i, row in enumerate(program) if row[0]}
-    out = []
-    for i, (_, code, jt, jf, k) in enumerate(program):
-        jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
-        jf = labels[jf] - i - 1 if isinstance(jf, str) else jf
-        out.append(struct.pack("HBBI", code, jt, jf, k))
-    return b"".join(out)
-
-
-def reply_filter(port_lo: int, port_hi: int) -> bytes:
-    """Accept ARP replies, ICMP, and unfragmented TCP with ACK or RST to our source-port range."""
-    ld_h, ld_b, ldx_msh, ld_hx, ld_bx = 0x28, 0x30, 0xB1, 0x48, 0x50
-    jeq, jge, jgt, jset, ret = 0x15, 0x35, 0x25, 0x45, 0x06
-    return _assemble([
-        ("", ld_h, 0, 0, 12),
-        ("", jeq, 0, "ip", 0x0806),
-        ("", ld_h, 0, 0, 20),
-        ("", jeq, "accept", "reject", 2),
-        ("ip", jeq, 0, "reject", 0x0800),
-        ("", ld_h, 0, 0, 20),
-        ("", jset, "reject", 0, 0x1FFF),
-        ("", ld_b, 0, 0, 23),
-        ("", jeq, "accept", 0, 1),
-        ("", jeq, 0, "reject", 6),
-        ("", ldx_msh, 0, 0, 14),
-        ("", ld_hx, 0, 0, 14 + 2),
-        ("", jge, 0, "reject", port_lo),
-        ("", jgt, "reject", 0, port_hi),
-        ("", ld_bx, 0, 0, 14 + 13),
-        ("", jset, "accept", "reject", 0x14),  # ACK or RST: never our own SYN seen on lo
-        ("accept", ret, 0, 0, SNAPLEN),
-        ("reject", ret, 0, 0, 0),
-    ])
-
-
 def _attach(sock: socket.socket, program: bytes) -> None:
     buf = ctypes.create_string_buffer(program)
     fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def open_rx(ifindex: int, fanout_group: int, port_lo: int, port_hi: int) -> socket.socket:
+def open_rx(ifindex: int, fanout_group: int, program: bytes) -> socket.socket:
+    """A receive socket behind `program` (bpf.reply_filter), in the interface's fanout group."""
     # Created with protocol 0 so nothing is queued before the filter is attached.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        _attach(sock, reply_filter(port_lo, port_hi))
+        _attach(sock, program)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
         except PermissionError:
@@ -173,3 +139,38 @@ def open_tx(ifindex: int, loopback: bool) -> Sender | RawIp:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     sock.bind((socket.if_indextoname(ifindex), 0))
     return Sender(sock)
+
+
+class Tx(Protocol):
+    """Where a worker's frames go: queue one, flush the queue."""
+
+    def __call__(self, frame: bytearray) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Rx(Protocol):
+    """Where a worker's replies come from: non-blocking, one frame per call."""
+
+    def fileno(self) -> int: ...
+
+    def recv_into(self, buffer: bytearray) -> int: ...
+
+
+class Link(Protocol):
+    """How a worker opens its sockets on an interface: raw ones (RAW_LINK), or a test's."""
+
+    def transmitter(self, ifindex: int, loopback: bool) -> Tx: ...
+
+    def receiver(self, ifindex: int, fanout_group: int, program: bytes) -> Rx: ...
+
+
+class RawLink:
+    def transmitter(self, ifindex: int, loopback: bool) -> Tx:
+        return open_tx(ifindex, loopback)
+
+    def receiver(self, ifindex: int, fanout_group: int, program: bytes) -> Rx:
+        return open_rx(ifindex, fanout_group, program)
+
+
+RAW_LINK = RawLink()

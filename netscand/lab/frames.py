@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netscand.engine.checksum import checksum
-from netscand.engine.probes.tcp_syn import FILTER_CODES, TICK_MASK
+from netscand.engine.clock import TICK_MASK
+from netscand.engine.probes.tcp_syn import FILTER_CODES
 from netscand.scan.runner import SPORT_BASE
 
 _FILTERED = tuple(sorted(FILTER_CODES))  # unreachable codes the engine reads as "filtered"

@@ -63,7 +63,7 @@ class Dispatcher:
         self.shared = shared
         self.slots: list[Submitted | None] = [None] * PLAN_SLOTS
         self.by_gen: dict[int, Submitted] = {}
-        self.generations = [shared.worker_row(w)[1] for w in range(shared.workers)]
+        self.generations = [shared.worker_row(w).generation for w in range(shared.workers)]
         self.assigned: list[dict[tuple[int, int], None]] = [{} for _ in range(shared.workers)]
         self._next_gen = int.from_bytes(os.urandom(3), "big") << 8
         # A control process that starts owns no plan: any left by one that died are dropped, so
@@ -117,7 +117,7 @@ class Dispatcher:
         """Give the shards of restarted workers back to their plans; fail a plan that has seen
         too many of its workers die."""
         for w in range(self.shared.workers):
-            gen = self.shared.worker_row(w)[1]
+            gen = self.shared.worker_row(w).generation
             if gen == self.generations[w]:
                 continue
             self.generations[w] = gen

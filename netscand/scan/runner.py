@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from netscand.engine import plan as plans
+from netscand.engine.probes import ProbeType, arp, icmp_echo, tcp_ack, tcp_syn
 from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, Result
 from netscand.netinfo import NetInfo, NoRoute, Route
 from netscand.scan.dispatch import Dispatcher, Submitted, shard_size
@@ -27,11 +28,9 @@ from netscand.scan.result import ScanResult
 from netscand.scan.targets import Range, Targets
 
 SPORT_BASE = 61440  # above Linux's default ephemeral range, so no local socket owns a reply
-ARP_RETRIES = 2
-ARP_TIMEOUT_MS = 500
 ZERO_MAC = b"\0" * 6
 
-Probes = tuple[tuple[int, tuple[int, ...]], ...]  # (probe kind, ports) of works that run together
+Probes = tuple[tuple[ProbeType, tuple[int, ...]], ...]  # (probe type, ports) of works that run together
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class ScanSpec:
 
 @dataclass(frozen=True)
 class _Work:
-    kind: int
+    probe: ProbeType
     route: Route
     hosts: Targets  # expanded only when its plan is written
     next_hop: bytes | None  # the MAC every frame goes to; None: each on-link host's own (its ARP answer)
@@ -78,6 +77,11 @@ class _Work:
     group: int  # works of one group run together, sharing the rate
     share: int  # how many works the group has
     discovery: bool = False  # its answers only prove hosts up
+
+    @property
+    def port_scan(self) -> bool:
+        """Its answers are the scan's port states (not a discovery ping's)."""
+        return self.probe.port_states and not self.discovery
 
 
 @dataclass
@@ -132,25 +136,24 @@ class ScanRun:
         # One feed per route and way, whatever number of pieces the routing table cut.
         direct: dict[Route, list[Range]] = {}
         routed: dict[Route, list[Range]] = {}
-        arp: dict[int, tuple[Route, list[Range]]] = {}
+        resolve: dict[int, tuple[Route, list[Range]]] = {}
         for start, end, route in pieces:
             if route.loopback:
                 direct.setdefault(route, []).append((start, end))
             elif route.gateway is None:
-                arp.setdefault(route.ifindex, (route, []))[1].append((start, end))
+                resolve.setdefault(route.ifindex, (route, []))[1].append((start, end))
             elif route.gateway in net.neighbours:
                 routed.setdefault(route, []).append((start, end))
             else:
                 self.waiting_arp.setdefault(route.gateway, []).append((start, end, route))
-                arp.setdefault(route.ifindex, (route, []))[1].append((route.gateway, route.gateway))
+                resolve.setdefault(route.ifindex, (route, []))[1].append((route.gateway, route.gateway))
         for route, ranges in direct.items():
             self._queue_syn(route, Targets(tuple(ranges)), ZERO_MAC)
         for route, ranges in routed.items():
             assert route.gateway is not None
             self._queue_routed(route, Targets(tuple(ranges)), net.neighbours[route.gateway])
-        for route, ranges in arp.values():
-            self._feed(route, Targets(tuple(ranges)), plans.Plan.capacity(1), ((plans.KIND_ARP, (0,)),),
-                       ZERO_MAC)
+        for route, ranges in resolve.values():
+            self._feed(route, Targets(tuple(ranges)), plans.Plan.capacity(1), ((arp.PROBE, (0,)),), ZERO_MAC)
 
     def _queue_routed(self, route: Route, targets: Targets, next_hop: bytes) -> None:
         probes = self._pings()
@@ -161,17 +164,16 @@ class ScanRun:
         self._feed(route, targets, per_plan, probes, next_hop, discovery=True)
 
     def _pings(self) -> Probes:
-        """(probe kind, ports) of each configured discovery probe; none with skip_discovery."""
+        """(probe type, ports) of each configured discovery probe; none with skip_discovery."""
         d = self.spec.discovery
         if d is None:
             return ()
-        candidates = ((plans.KIND_ICMP_ECHO, (0,) if d.icmp_echo else ()),
-                      (plans.KIND_TCP_SYN, d.syn_ports), (plans.KIND_TCP_ACK, d.ack_ports))
-        return tuple((kind, ports) for kind, ports in candidates if ports)
+        candidates = ((icmp_echo.PROBE, (0,) if d.icmp_echo else ()),
+                      (tcp_syn.PROBE, d.syn_ports), (tcp_ack.PROBE, d.ack_ports))
+        return tuple((probe, ports) for probe, ports in candidates if ports)
 
     def _queue_syn(self, route: Route, targets: Targets, next_hop: bytes | None) -> None:
-        self._feed(route, targets, self.spec.hosts_per_plan(), ((plans.KIND_TCP_SYN, self.spec.ports),),
-                   next_hop)
+        self._feed(route, targets, self.spec.hosts_per_plan(), ((tcp_syn.PROBE, self.spec.ports),), next_hop)
 
     def _feed(self, route: Route, targets: Targets, per_plan: int, probes: Probes, next_hop: bytes | None,
               discovery: bool = False) -> None:
@@ -189,31 +191,30 @@ class ScanRun:
             self.feeds.popleft()
         self.groups += 1
         self.group_left[self.groups] = len(feed.probes)
-        self.queue.extend(_Work(kind, feed.route, hosts, feed.next_hop, ports, self.groups, len(feed.probes),
-                                feed.discovery) for kind, ports in feed.probes)
+        self.queue.extend(_Work(probe, feed.route, hosts, feed.next_hop, ports, self.groups, len(feed.probes),
+                                feed.discovery) for probe, ports in feed.probes)
 
     def _plan(self, work: _Work, slot: int, gen: int) -> plans.Plan:
-        arp = work.kind == plans.KIND_ARP
+        probe = work.probe
         hosts = tuple(work.hosts.addresses())
         if work.next_hop is None:
             known = self.result.hosts
             macs = tuple((h.mac if (h := known.get(ip)) else None) or ZERO_MAC for ip in hosts)
         else:
             macs = (work.next_hop,) * len(hosts)
-        if work.kind == plans.KIND_TCP_SYN and not work.discovery:
+        if work.port_scan:
             self.result.probed(hosts, len(work.ports))
-        t = self.spec.timeout_ms
+        t = probe.timeout_ms or self.spec.timeout_ms  # fixed; None adapts
         size = len(hosts) * len(work.ports)
         workers = self.dispatcher.shared.workers
         shard = shard_size(size, workers)
         return plans.Plan(
-            gen=gen, kind=work.kind, slot=slot, share=min(workers, -(-size // shard)),
-            retries=ARP_RETRIES if arp else self.spec.retries, key=os.urandom(16),
+            gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
+            retries=self.spec.retries if probe.retries is None else probe.retries, key=os.urandom(16),
             ifindex=work.route.ifindex, src_ip=work.route.src_ip, src_mac=work.route.src_mac,
             sport_base=SPORT_BASE, rate=self.spec.rate / work.share,
-            timeout_init_ms=ARP_TIMEOUT_MS if arp else (t or 1000),
-            timeout_min_ms=ARP_TIMEOUT_MS if arp else (t or 100),
-            timeout_max_ms=ARP_TIMEOUT_MS if arp else (t or 3000),
+            timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
+            timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
             shard_size=shard, hosts=hosts, macs=macs, ports=work.ports,
             flags=plans.FLAG_LOOPBACK if work.route.loopback else 0)
 
@@ -229,8 +230,8 @@ class ScanRun:
         now = time.monotonic()
         for item in list(self.running):
             sub, work, started = item
-            timed_out = (self.spec.host_timeout_s is not None and work.kind == plans.KIND_TCP_SYN
-                         and not work.discovery and now - started > self.spec.host_timeout_s)
+            timed_out = (self.spec.host_timeout_s is not None and work.port_scan
+                         and now - started > self.spec.host_timeout_s)
             if not (sub.finished or timed_out):
                 continue
             self.running.remove(item)
@@ -255,7 +256,7 @@ class ScanRun:
             return
         del self.group_left[work.group]
         up = sorted(self.found.pop(work.group, ()))
-        if work.kind == plans.KIND_ARP:
+        if work.probe.resolves_neighbours:
             self._after_arp(work, up)
         elif work.discovery and up:
             self._queue_syn(work.route, _singles(up), work.next_hop)
@@ -271,8 +272,8 @@ class ScanRun:
         if r.kind == R_HOST and r.ip in self.waiting_arp and not self._is_target(r.ip):
             self.gateway_macs[r.ip] = r.mac
             return
-        syn = work.kind == plans.KIND_TCP_SYN
-        if self.result.add(r, len(work.ports) if syn else 0) and not syn:
+        states = work.probe.port_states
+        if self.result.add(r, len(work.ports) if states else 0) and not states:
             self.found.setdefault(work.group, []).append(r.ip)
 
     def _after_arp(self, work: _Work, up: list[int]) -> None:

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pyroute2 import netns
 
-from netscand.engine.probes.tcp_syn import TICK_MASK
+from netscand.engine.clock import TICK_MASK
 from netscand.lab import Lab
 from netscand.lab.harness import Daemon
 from netscand.scan.dispatch import CRASHED

@@ -20,9 +20,20 @@ from hypothesis import strategies as st
 
 from netscand.engine import frames
 from netscand.engine import plan as plans
+from netscand.engine.clock import TICK_MASK, WRAP_MS
 from netscand.engine.cookie import cookie
-from netscand.engine.probes import Answer, Probe, probe_for
-from netscand.engine.probes.tcp_syn import TICK_MASK
+from netscand.engine.probes import (
+    PROBES as ALL_KINDS,
+)
+from netscand.engine.probes import (
+    Answer,
+    Probe,
+    arp,
+    icmp_echo,
+    probe_for,
+    tcp_ack,
+    tcp_syn,
+)
 from netscand.engine.shm import MALFORMED, S_CLOSED, S_OPEN, S_UNREACH, S_UP
 
 SRC_MAC = bytes.fromhex("020000000001")
@@ -30,12 +41,12 @@ HOST_MAC = bytes.fromhex("020000000010")
 SRC_IP = 0xC6120001
 HOSTS = (0xC6120010, 0xC6120011, 0xC6120012)
 PORTS = (22, 80, 443, 65535)
-KINDS = (plans.KIND_TCP_SYN, plans.KIND_TCP_ACK, plans.KIND_ICMP_ECHO, plans.KIND_ARP)
+KINDS = (tcp_syn.PROBE.kind, tcp_ack.PROBE.kind, icmp_echo.PROBE.kind, arp.PROBE.kind)
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def make_plan(kind: int, slot: int = 1) -> plans.Plan:
-    ports = PORTS if kind in (plans.KIND_TCP_SYN, plans.KIND_TCP_ACK) else (0,)
+    ports = PORTS if kind in (tcp_syn.PROBE.kind, tcp_ack.PROBE.kind) else (0,)
     return plans.Plan(gen=9, kind=kind, slot=slot, share=1, retries=1, key=bytes(range(16)), ifindex=2,
                       src_ip=SRC_IP, src_mac=SRC_MAC, sport_base=61440, rate=100.0,
                       timeout_init_ms=100, timeout_min_ms=100, timeout_max_ms=100, shard_size=1024,
@@ -69,7 +80,7 @@ tcp_opts = st.integers(0, 10).flatmap(lambda n: st.binary(min_size=4 * n, max_si
 @st.composite
 def tcp_reply(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
     """A SYN-ACK or RST answering a probe of the SYN plan: (frame, host, port, state)."""
-    plan = PROBES[plans.KIND_TCP_SYN].plan
+    plan = PROBES[tcp_syn.PROBE.kind].plan
     host, port = draw(st.integers(0, len(HOSTS) - 1)), draw(st.integers(0, len(PORTS) - 1))
     tick = draw(st.integers(0, TICK_MASK))
     sport = plan.sport_base + tick
@@ -87,7 +98,7 @@ def tcp_reply(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
 @st.composite
 def unreachable(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
     """An ICMP unreachable from a router, quoting a SYN the plan sent (and maybe more of it)."""
-    probe = PROBES[plans.KIND_TCP_SYN]
+    probe = PROBES[tcp_syn.PROBE.kind]
     host, port = draw(st.integers(0, len(HOSTS) - 1)), draw(st.integers(0, len(PORTS) - 1))
     sent = bytes(probe.frame(host, port, draw(st.integers(0, TICK_MASK))))[14:]
     quoted = sent[: draw(st.integers(28, len(sent)))]
@@ -99,7 +110,7 @@ def unreachable(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
 
 @st.composite
 def echo_reply(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
-    probe = PROBES[plans.KIND_ICMP_ECHO]
+    probe = PROBES[icmp_echo.PROBE.kind]
     host = draw(st.integers(0, len(HOSTS) - 1))
     sent = dpkt.ethernet.Ethernet(bytes(probe.frame(host, 0, draw(st.integers(0, TICK_MASK))))).data.data
     icmp = dpkt.icmp.ICMP(type=0, code=0, data=sent.data)
@@ -109,7 +120,7 @@ def echo_reply(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
 
 @st.composite
 def ack_rst(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
-    probe = PROBES[plans.KIND_TCP_ACK]
+    probe = PROBES[tcp_ack.PROBE.kind]
     host, port = draw(st.integers(0, len(HOSTS) - 1)), draw(st.integers(0, len(PORTS) - 1))
     sent = dpkt.ethernet.Ethernet(bytes(probe.frame(host, port, draw(st.integers(0, TICK_MASK))))).data.data
     rst = dpkt.tcp.TCP(sport=sent.dport, dport=sent.sport, seq=sent.ack, flags=dpkt.tcp.TH_RST, off=5)
@@ -125,8 +136,8 @@ def arp_reply(draw: st.DrawFn) -> tuple[bytes, int, int, int]:
     return eth(reply, 0x0806) + draw(st.binary(max_size=18)), host, 0, S_UP  # trailer: Ethernet padding
 
 
-GENUINE = {plans.KIND_TCP_SYN: st.one_of(tcp_reply(), unreachable()), plans.KIND_TCP_ACK: ack_rst(),
-           plans.KIND_ICMP_ECHO: echo_reply(), plans.KIND_ARP: arp_reply()}
+GENUINE = {tcp_syn.PROBE.kind: st.one_of(tcp_reply(), unreachable()), tcp_ack.PROBE.kind: ack_rst(),
+           icmp_echo.PROBE.kind: echo_reply(), arp.PROBE.kind: arp_reply()}
 any_genuine = st.one_of(*GENUINE.values()).map(lambda g: g[0])
 
 
@@ -240,7 +251,7 @@ def test_a_genuine_reply_is_matched(case: tuple[int, tuple[bytes, int, int, int]
 def damaged(draw: st.DrawFn) -> tuple[int, bytes]:
     """(kind, frame): a genuine reply with one 16-bit word of its IP header or its transport
     data changed, where no cookie lives, so the probe still claims it."""
-    kind = draw(st.sampled_from([plans.KIND_TCP_SYN, plans.KIND_TCP_ACK, plans.KIND_ICMP_ECHO]))
+    kind = draw(st.sampled_from([tcp_syn.PROBE.kind, tcp_ack.PROBE.kind, icmp_echo.PROBE.kind]))
     frame = bytearray(draw(GENUINE[kind])[0])
     l4 = 14 + (frame[14] & 0x0F) * 4
     # IP: the TOS byte (beside the IHL, kept) and the IP ID; TCP: the window; ICMP: its checksum.
@@ -281,12 +292,12 @@ def test_checksum_offload_partial_sum_is_accepted() -> None:
         pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
     struct.pack_into("!H", frame, l4 + 16, pseudo)
     counts = [0] * len(MALFORMED)
-    hit = frames.take(bytes(frame), [Held(PROBES[plans.KIND_TCP_SYN])], counts)
+    hit = frames.take(bytes(frame), [Held(PROBES[tcp_syn.PROBE.kind])], counts)
     assert hit is not None and hit[1].state == S_OPEN and not any(counts)
 
 
 def _fixed_syn_ack() -> bytes:
-    plan = PROBES[plans.KIND_TCP_SYN].plan
+    plan = PROBES[tcp_syn.PROBE.kind].plan
     c = cookie(plan.key, plan.slot, HOSTS[1], 80, plan.sport_base + 5)
     tcp = dpkt.tcp.TCP(sport=80, dport=plan.sport_base + 5, ack=c + 1, flags=0x12, win=512, off=6,
                        opts=b"\x02\x04\x05\xb4")
@@ -300,23 +311,37 @@ def test_any_plan_header_reads_as_a_plan_none_or_plan_error(header: bytes, slot:
     buf = memoryview(bytearray(plans.PLAN_BYTES))
     buf[: len(header)] = header
     try:
-        plan = plans.read(buf, slot)
+        plan = plans.read(buf, slot, ALL_KINDS)
     except plans.PlanError:
         return
     if plan is not None:
-        assert plan.slot == slot and plan.kind in plans.KINDS
+        assert plan.slot == slot and plan.kind in ALL_KINDS
         probe_for(plan)  # a plan read is a plan a worker can build a probe for
 
 
 def test_a_written_plan_reads_back() -> None:
     buf = memoryview(bytearray(plans.PLAN_BYTES))
-    plan = make_plan(plans.KIND_TCP_SYN, slot=2)
+    plan = make_plan(tcp_syn.PROBE.kind, slot=2)
     plans.write(buf, plan)
-    assert plans.read(buf, 2) == plan
+    assert plans.read(buf, 2, ALL_KINDS) == plan
     bad = dataclasses.replace(plan, shard_size=0)
     plans.write(buf, bad)
     with pytest.raises(plans.PlanError):
-        plans.read(buf, 2)
+        plans.read(buf, 2, ALL_KINDS)
     plans.write(buf, plan)
     with pytest.raises(plans.PlanError):
-        plans.read(buf, 3)  # another slot's plan: its cookies would carry the wrong slot
+        plans.read(buf, 3, ALL_KINDS)  # another slot's plan: its cookies would carry the wrong slot
+
+
+def test_an_adaptive_timeout_the_send_tick_cannot_time_is_refused() -> None:
+    """Replies are timed by the tick they echo, which wraps: an RTT past the wrap would read as
+    a short one. A fixed timeout (min = max) takes no RTT into account, so it may be longer."""
+    buf = memoryview(bytearray(plans.PLAN_BYTES))
+    plan = make_plan(tcp_syn.PROBE.kind, slot=2)
+    assert plans.TIMEOUT_MAX_MS < WRAP_MS == 4096
+    plans.write(buf, dataclasses.replace(plan, timeout_max_ms=WRAP_MS))
+    with pytest.raises(plans.PlanError, match="timeout 100-4096 ms"):
+        plans.read(buf, 2, ALL_KINDS)
+    fixed = dataclasses.replace(plan, timeout_init_ms=10_000, timeout_min_ms=10_000, timeout_max_ms=10_000)
+    plans.write(buf, fixed)
+    assert plans.read(buf, 2, ALL_KINDS) == fixed

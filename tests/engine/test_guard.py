@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netscand.engine import plan as plans
 from netscand.engine.guard import PlanGuard, route_gateways
+from netscand.engine.probes import arp, tcp_syn
 from netscand.engine.ranges import of_cidrs
 from netscand.engine.shm import (
     R_REFUSED,
@@ -46,7 +48,7 @@ def ip(text: str) -> int:
     return int(ipaddress.IPv4Address(text))
 
 
-def plan_for(*hosts: str, rate: float = 100.0, kind: int = plans.KIND_TCP_SYN, slot: int = 0) -> plans.Plan:
+def plan_for(*hosts: str, rate: float = 100.0, kind: int = tcp_syn.PROBE.kind, slot: int = 0) -> plans.Plan:
     addrs = tuple(ip(h) for h in hosts)
     return plans.Plan(gen=5, kind=kind, slot=slot, share=1, retries=0, key=b"k" * 16, ifindex=1,
                       src_ip=ip("198.18.0.2"), src_mac=b"\2" * 6, sport_base=61440, rate=rate,
@@ -79,11 +81,20 @@ def test_rate_above_max_or_not_a_rate_is_refused() -> None:
 def test_an_arp_plan_may_resolve_a_gateway_outside_the_policy() -> None:
     """Reaching an allowed routed target may need the gateway's MAC; ARP never leaves the segment."""
     guard = PlanGuard.of(Policy(["10.5.0.0/24"]))
-    arp = plan_for("10.5.0.7", "192.168.1.1", kind=plans.KIND_ARP)
-    assert guard.refusal(arp) == REFUSE_TARGET
-    assert guard.refusal(arp, frozenset({ip("192.168.1.1")})) == 0
-    syn = plan_for("10.5.0.7", "192.168.1.1")
-    assert guard.refusal(syn, frozenset({ip("192.168.1.1")})) == REFUSE_TARGET
+    resolve = plan_for("10.5.0.7", "192.168.1.1", kind=arp.PROBE.kind)
+    assert guard.refusal(resolve) == REFUSE_TARGET
+    assert guard.refusal(resolve, frozenset({ip("192.168.1.1")})) == 0
+    assert guard.refusal(resolve, frozenset({ip("192.168.1.2")})) == REFUSE_TARGET
+
+
+def test_only_a_probe_that_resolves_neighbours_has_gateways_let_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker lets the routing table's gateways through for ARP alone: a SYN to a gateway
+    outside the policy would be a probe of it."""
+    monkeypatch.setattr("netscand.engine.worker.route_gateways", lambda: frozenset({ip("192.168.1.1")}))
+    guard = PlanGuard.of(Policy(["10.5.0.0/24"]))
+    worker = Worker(Shared(1), 0, guard, lambda: guard)
+    assert worker._refusal(plan_for("10.5.0.7", "192.168.1.1", kind=arp.PROBE.kind)) == 0
+    assert worker._refusal(plan_for("10.5.0.7", "192.168.1.1")) == REFUSE_TARGET
 
 
 blocks = st.builds(lambda a, p: f"10.0.0.{a}/{p}", st.integers(0, 255), st.integers(24, 32))

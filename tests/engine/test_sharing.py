@@ -16,18 +16,20 @@ import pytest
 
 from netscand.engine import plan as plans
 from netscand.engine.guard import PlanGuard
+from netscand.engine.probes import tcp_syn
 from netscand.engine.ranges import of_cidrs
+from netscand.engine.shards import IDLE_WAIT, PlanState
 from netscand.engine.shm import (
-    JOB,
     PLAN_SHARDS,
     PLAN_SLOTS,
     R_DONE,
     SHARD_SLOTS,
+    Job,
     Shared,
     pack_result,
 )
 from netscand.engine.sockets import Sender
-from netscand.engine.worker import IDLE_WAIT, PlanState, Worker
+from netscand.engine.worker import Worker
 from netscand.scan.dispatch import Dispatcher, Submitted
 
 SRC_IP = 0xC6120001  # 198.18.0.1
@@ -59,7 +61,7 @@ class Engine:
         """Plan n: hosts 198.18.n.1-, ports 1-, shards of 1024 probes, a 100 ms reply timeout."""
         def make(slot: int, gen: int) -> plans.Plan:
             addrs = tuple(net(n) + i for i in range(hosts))
-            return plans.Plan(gen=gen, kind=plans.KIND_TCP_SYN, slot=slot, share=1, retries=retries,
+            return plans.Plan(gen=gen, kind=tcp_syn.PROBE.kind, slot=slot, share=1, retries=retries,
                               key=bytes([n]) * 16, ifindex=1, src_ip=SRC_IP, src_mac=b"\2" * 6,
                               sport_base=61440, rate=rate, timeout_init_ms=100, timeout_min_ms=100,
                               timeout_max_ms=100, shard_size=1024, hosts=addrs,
@@ -111,7 +113,7 @@ def test_plans_are_sent_side_by_side_and_the_ceiling_holds_for_all() -> None:
     for n, rate in ((1, 1000.0), (2, 1000.0), (3, 100.0)):
         engine.submit(n, hosts=4, ports=2048, rate=rate)
     engine.step(seconds=0.1)  # every plan's first shard started
-    assert len(engine.workers[0].sending) == 3
+    assert len(engine.workers[0].shards.sending) == 3
     engine.frames.clear()
     seconds = engine.step(seconds=4.0)
     total = sum(engine.frames.values())
@@ -127,7 +129,7 @@ def test_the_wait_is_until_the_soonest_run_may_send() -> None:
     engine.submit(2, hosts=1, ports=1024, rate=40.0)  # every 25 ms
     worker, now = engine.workers[0], engine.now
     assert worker.step(now) == worker.step(now) == 0.0  # the first probe of each
-    assert len(worker.sending) == 2
+    assert len(worker.shards.sending) == 2
     engine.count()
     sent = engine.frames.copy()
     assert sent == {1: 1, 2: 1}
@@ -158,17 +160,17 @@ def test_a_plans_shards_take_turns_in_a_worker_one_pass_sending_at_a_time() -> N
 
     def check() -> bool:
         nonlocal seen_waiting_beside, seen_held
-        assert len(worker.sending) <= 1
-        assert len(worker.free_slots) >= SHARD_SLOTS - PLAN_SHARDS
-        seen_waiting_beside |= bool(worker.sending and worker.waiting)
-        seen_held |= bool(worker.held)
+        assert len(worker.shards.sending) <= 1
+        assert len(worker.shards.free) >= SHARD_SLOTS - PLAN_SHARDS
+        seen_waiting_beside |= bool(worker.shards.sending and worker.shards.waiting)
+        seen_held |= bool(worker.shards.held)
         return sub.finished
 
     engine.step(until=check, seconds=20)
     assert sub.finished and seen_waiting_beside and seen_held
     assert engine.frames[1] == 2 * 4096
-    assert not worker.sending and not worker.held and not worker.waiting
-    assert len(worker.free_slots) == SHARD_SLOTS
+    assert not worker.shards.sending and not worker.shards.held and not worker.shards.waiting
+    assert len(worker.shards.free) == SHARD_SLOTS
 
 
 def test_the_dispatcher_gives_every_plan_room_on_every_worker() -> None:
@@ -194,9 +196,9 @@ def test_a_restarted_workers_shards_are_given_again_to_the_plans_in_turn() -> No
     stale = len(engine.shared.jobs[0])
     Worker(engine.shared, 0, engine.workers[0].guard, lambda: engine.workers[0].guard)._beat(time.monotonic())
     engine.dispatcher.poll()
-    epoch = engine.shared.worker_row(0)[1]
-    jobs = [JOB.unpack(raw) for raw in engine.shared.jobs[0].pop_many(64)][stale:]
-    assert all(job[2] == epoch for job in jobs)
-    order = [next(i for i, s in enumerate(subs) if s.plan.gen == job[3]) for job in jobs]
+    epoch = engine.shared.worker_row(0).generation
+    jobs = [Job.unpack(raw) for raw in engine.shared.jobs[0].pop_many(64)][stale:]
+    assert all(job.epoch == epoch for job in jobs)
+    order = [next(i for i, s in enumerate(subs) if s.plan.gen == job.gen) for job in jobs]
     assert order == list(range(PLAN_SLOTS)) * PLAN_SHARDS
     assert all(s.crashes == 1 for s in subs) and not engine.failures

@@ -6,16 +6,16 @@ import dpkt
 
 from netscand.engine import plan as plans
 from netscand.engine.checksum import checksum
+from netscand.engine.clock import TICK_MASK
 from netscand.engine.cookie import cookie
-from netscand.engine.probes import probe_for
-from netscand.engine.probes.tcp_syn import TICK_MASK
+from netscand.engine.probes import arp, icmp_echo, probe_for, tcp_ack, tcp_syn
 from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH, S_UP
 
 SRC_MAC = bytes.fromhex("020000000001")
 HOST_MAC = bytes.fromhex("020000000010")
 
 
-def make_plan(kind=plans.KIND_TCP_SYN, ports=(22, 80, 65535)):
+def make_plan(kind=tcp_syn.PROBE.kind, ports=(22, 80, 65535)):
     hosts = (0xC6120010, 0xC6120011)
     return plans.Plan(gen=7, kind=kind, slot=2, share=1, retries=1, key=b"k" * 16, ifindex=2,
                       src_ip=0xC6120001, src_mac=SRC_MAC, sport_base=61440, rate=100.0,
@@ -85,7 +85,7 @@ def test_icmp_unreachable_quoting_our_probe_is_filtered():
 
 
 def test_arp_request_and_reply():
-    plan = make_plan(kind=plans.KIND_ARP, ports=(0,))
+    plan = make_plan(kind=arp.PROBE.kind, ports=(0,))
     probe = probe_for(plan)
     req = dpkt.ethernet.Ethernet(bytes(probe.frame(1, 0, 0)))
     assert req.dst == b"\xff" * 6 and req.arp.op == dpkt.arp.ARP_OP_REQUEST
@@ -98,7 +98,7 @@ def test_arp_request_and_reply():
 
 
 def test_tcp_ack_ping_frame_and_rst_reply():
-    plan = make_plan(kind=plans.KIND_TCP_ACK, ports=(80,))
+    plan = make_plan(kind=tcp_ack.PROBE.kind, ports=(80,))
     probe = probe_for(plan)
     frame = bytes(probe.frame(1, 0, 7))
     ip = dpkt.ethernet.Ethernet(frame).data
@@ -115,7 +115,7 @@ def test_tcp_ack_ping_frame_and_rst_reply():
 
 
 def test_icmp_echo_frame_and_reply():
-    plan = make_plan(kind=plans.KIND_ICMP_ECHO, ports=(0,))
+    plan = make_plan(kind=icmp_echo.PROBE.kind, ports=(0,))
     probe = probe_for(plan)
     frame = bytes(probe.frame(0, 0, 11))
     ip = dpkt.ethernet.Ethernet(frame).data

@@ -15,11 +15,21 @@ from netscand.engine import frames
 from netscand.engine import plan as plans
 from netscand.engine.cookie import cookie
 from netscand.engine.guard import PlanGuard
+from netscand.engine.probes import tcp_syn
 from netscand.engine.probes.tcp_syn import TcpSyn
 from netscand.engine.ranges import of_cidrs
-from netscand.engine.shm import JOB, JOB_SHARD, MALFORMED, R_PORT, S_OPEN, Result, Shared
+from netscand.engine.shards import PlanState
+from netscand.engine.shm import (
+    JOB,
+    JOB_SHARD,
+    MALFORMED,
+    R_PORT,
+    S_OPEN,
+    Result,
+    Shared,
+)
 from netscand.engine.sockets import Sender
-from netscand.engine.worker import PlanState, Worker
+from netscand.engine.worker import Worker
 from netscand.scan.dispatch import CRASHED, MAX_CRASHES, Dispatcher
 
 SRC_MAC, HOST_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000010")
@@ -29,7 +39,7 @@ GUARD = PlanGuard(of_cidrs(["198.18.0.0/15"]), (), 1000.0)
 
 def make_plan(slot: int = 1, gen: int = 11, hosts: int = 1, ports: tuple[int, ...] = (80,)) -> plans.Plan:
     addrs = tuple(HOST + i for i in range(hosts))
-    return plans.Plan(gen=gen, kind=plans.KIND_TCP_SYN, slot=slot, share=1, retries=0, key=b"q" * 16,
+    return plans.Plan(gen=gen, kind=tcp_syn.PROBE.kind, slot=slot, share=1, retries=0, key=b"q" * 16,
                       ifindex=1, src_ip=SRC_IP, src_mac=SRC_MAC, sport_base=61440, rate=100.0,
                       timeout_init_ms=100, timeout_min_ms=100, timeout_max_ms=100, shard_size=1024,
                       hosts=addrs, macs=(HOST_MAC,) * hosts, ports=ports)
@@ -157,7 +167,7 @@ def test_jobs_naming_no_plan_slot_or_no_shard_of_the_plan_are_dropped_not_fatal(
     for slot, shard in ((9, 0), (255, 0), (plan.slot, 999), (plan.slot, plan.shards)):
         assert shared.jobs[0].push(JOB.pack(JOB_SHARD, slot, worker.generation, plan.gen, shard))
     worker._take_jobs()
-    assert not worker.sending and not worker.backlog
+    assert not worker.shards.sending and not worker.backlog
     assert shared.jobs[0].push(JOB.pack(JOB_SHARD, plan.slot, worker.generation, plan.gen, 0))
     worker._take_jobs()
-    assert [(run.ps.plan.gen, run.shard) for run in worker.sending] == [(plan.gen, 0)]
+    assert [(run.ps.plan.gen, run.shard) for run in worker.shards.sending] == [(plan.gen, 0)]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from netscand.engine import plan as plans
+from netscand.engine.probes import arp
 from netscand.engine.shm import JOB, R_DONE, R_TALLY, Shared, pack_result
 from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher
@@ -173,7 +174,7 @@ def test_an_on_link_sweep_is_cut_into_plans_as_they_run(netns: str) -> None:
                          check=True, capture_output=True, text=True, cwd=Path(__file__).parents[2]).stdout
     seen = json.loads(out)
     # ARP first, one plan's worth of the addresses; the rest still ranges in the feed.
-    assert seen["kinds"] == [plans.KIND_ARP]
+    assert seen["kinds"] == [arp.PROBE.kind]
     assert seen["hosts"] == [seen["capacity"]]
     assert seen["left"] == [2**17 - 256 - seen["capacity"]]
     assert seen["planned"] == 2**17 - 256

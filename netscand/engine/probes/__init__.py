@@ -1,25 +1,45 @@
-"""Probe types, one module each (zmap's probe modules): what a probe frame looks like and which
-received frames answer it. Adding a probe type means adding one module and one entry below.
+"""Probe types, one module each (zmap's probe modules). Adding a probe type is one module that
+declares a ProbeType (base.py: its plan kind, the receive filter's clauses for its replies, its
+probe with the reply parser, its tally, and what the scan runner routes by) and one line below.
 
 A probe is built from a Plan and offers two calls:
   frame(host, port, tick) -> the frame to send to host index `host`, port index `port`
                              (patched in place in a template; `tick` is a coarse send time)
   answer(frame) -> Answer | None: a reply that provably belongs to this plan, or None
+
+The workers' receive filter is built from the types registered when a worker first opens its
+sockets on an interface: register before that (at import, as below).
 """
 
 from __future__ import annotations
 
-from netscand.engine.plan import KIND_ARP, KIND_ICMP_ECHO, KIND_TCP_ACK, KIND_TCP_SYN, Plan
-from netscand.engine.probes.arp import Arp
-from netscand.engine.probes.base import Answer, Probe
-from netscand.engine.probes.icmp_echo import IcmpEcho
-from netscand.engine.probes.tcp_ack import TcpAck
-from netscand.engine.probes.tcp_syn import TcpSyn
+from netscand.engine.bpf import Clause
+from netscand.engine.plan import Plan
+from netscand.engine.probes import arp, icmp_echo, tcp_ack, tcp_syn
+from netscand.engine.probes.base import Answer, Probe, ProbeType
 
-_KINDS: dict[int, type] = {KIND_TCP_SYN: TcpSyn, KIND_ARP: Arp, KIND_ICMP_ECHO: IcmpEcho, KIND_TCP_ACK: TcpAck}
+PROBES: dict[int, ProbeType] = {}  # by plan kind
 
-__all__ = ["Answer", "Probe", "probe_for"]
+__all__ = ["PROBES", "Answer", "Probe", "ProbeType", "probe_for", "register", "reply_clauses"]
+
+
+def register(probe: ProbeType) -> ProbeType:
+    """Make a probe type known to the engine; its kind must be new."""
+    if PROBES.setdefault(probe.kind, probe) is not probe:
+        raise ValueError(f"probe kind {probe.kind} is {PROBES[probe.kind].name}'s, not {probe.name}'s")
+    return probe
+
+
+register(tcp_syn.PROBE)
+register(arp.PROBE)
+register(icmp_echo.PROBE)
+register(tcp_ack.PROBE)
 
 
 def probe_for(plan: Plan) -> Probe:
-    return _KINDS[plan.kind](plan)
+    return PROBES[plan.kind].build(plan)
+
+
+def reply_clauses(lo: int, hi: int) -> list[Clause]:
+    """The receive filter's clauses for replies to source ports [lo, hi], of every probe type."""
+    return [clause for probe in PROBES.values() for clause in probe.replies(lo, hi)]

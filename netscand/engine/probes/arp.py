@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import struct
 
+from netscand.engine import bpf, tally
 from netscand.engine.plan import Plan
-from netscand.engine.probes.base import Answer
+from netscand.engine.probes.base import Answer, ProbeType
 from netscand.engine.shm import S_UP
 
 _TPA = 38
@@ -42,3 +43,10 @@ class Arp:
         if host is None:
             return None
         return Answer(host, 0, S_UP, -1, mac=bytes(frame[22:28]))
+
+
+REPLIES: bpf.Clause = ((bpf.LD_H, 0, 0, 12), (bpf.JEQ, 0, "next", 0x0806), (bpf.LD_H, 0, 0, 20),
+                       (bpf.JEQ, "accept", "next", 2))
+# Neighbours answer within milliseconds or not at all: a fixed short wait, whatever the scan's.
+PROBE = ProbeType("arp", 2, Arp, lambda lo, hi: (REPLIES,), tally.nothing, ports=False,
+                  resolves_neighbours=True, timeout_ms=500, retries=2)

@@ -1,9 +1,12 @@
-"""The one narrow interface every probe type implements, and what its replies carry."""
+"""What a probe module declares (ProbeType), the probe it builds per plan, and what replies carry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from netscand.engine.bpf import Clause
 from netscand.engine.plan import Plan
 
 
@@ -21,9 +24,39 @@ class Answer(NamedTuple):
 
 
 class Probe(Protocol):
+    """One plan's probe: frames to send and the parser of replies (total: None for anything
+    that is not provably a reply to this plan)."""
+
     plan: Plan
 
     def frame(self, host: int, port: int, tick: int) -> bytearray: ...
 
     def answer(self, frame: bytes) -> Answer | None: ...
 
+
+# What a worker reports when a shard finishes, from the shard's state bytes (tally.py).
+Tally = Callable[[Plan, int, bytes], Iterator[bytes]]
+# The receive filter's clauses for a probe's replies to source ports [lo, hi] (bpf.py).
+Replies = Callable[[int, int], tuple[Clause, ...]]
+
+
+@dataclass(frozen=True)
+class ProbeType:
+    """Everything the engine and the scan runner know of one probe module."""
+
+    name: str
+    kind: int  # its number in a plan's header: unique among the registered probe types
+    build: Callable[[Plan], Probe]
+    replies: Replies
+    tally: Tally
+    # Its plans probe ports; without, a plan has the one pseudo-port 0.
+    ports: bool = True
+    # Its answers are port states (open, closed, filtered): the port scan the per-host budget
+    # applies to and the result counts closed and filtered ports of.
+    port_states: bool = False
+    # It finds on-link hosts and their MACs (ARP): never routed, so it may also resolve gateways
+    # the policy does not allow as targets, and the scan goes on past it with the MACs found.
+    resolves_neighbours: bool = False
+    # Fixed reply timeout and retries, whatever the scan's; None: the scan's.
+    timeout_ms: int | None = None
+    retries: int | None = None

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import struct
 
+from netscand.engine import bpf, tally
 from netscand.engine.checksum import finish, ones_sum
+from netscand.engine.clock import TICK_MASK
 from netscand.engine.cookie import SLOT_MASK, cookie
 from netscand.engine.plan import Plan
-from netscand.engine.probes.base import Answer
-from netscand.engine.probes.tcp_syn import TICK_MASK, TTL
+from netscand.engine.probes.base import Answer, ProbeType
+from netscand.engine.probes.tcp_syn import TTL
 from netscand.engine.shm import S_UP
 
 _ETH = 14
@@ -62,3 +64,7 @@ class IcmpEcho:
         if host is None or cookie(self._key, self._slot, ip, 0, 0) != c:
             return None
         return Answer(host, 0, S_UP, tick & TICK_MASK, frame[22])
+
+
+PROBE = ProbeType("icmp_echo", 3, IcmpEcho, lambda lo, hi: (bpf.ipv4(1) + bpf.ACCEPT,), tally.nothing,
+                  ports=False)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import struct
 
+from netscand.engine import tally
+from netscand.engine.clock import TICK_MASK
 from netscand.engine.plan import Plan
-from netscand.engine.probes.base import Answer
-from netscand.engine.probes.tcp_syn import TICK_MASK, TcpSyn
+from netscand.engine.probes.base import Answer, ProbeType
+from netscand.engine.probes.tcp_syn import TcpSyn, tcp_replies
 from netscand.engine.shm import S_UP
 
 _ACK_FLAG_AT = 14 + 20 + 13
@@ -48,3 +50,5 @@ class TcpAck(TcpSyn):
             return None
         return Answer(hit[0], hit[1], S_UP, dport & TICK_MASK, frame[22])
 
+
+PROBE = ProbeType("tcp_ack", 4, TcpAck, lambda lo, hi: (tcp_replies(lo, hi),), tally.nothing)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import struct
 
+from netscand.engine import bpf, tally
 from netscand.engine.checksum import finish, ones_sum
+from netscand.engine.clock import TICK_MASK
 from netscand.engine.cookie import SLOT_MASK, cookie
-from netscand.engine.plan import SPORT_BITS, Plan
-from netscand.engine.probes.base import Answer
+from netscand.engine.plan import Plan
+from netscand.engine.probes.base import Answer, ProbeType
 from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH
 
-TICK_BITS = SPORT_BITS
-TICK_MASK = (1 << TICK_BITS) - 1
 WINDOW = 1024
 TTL = 64
 
@@ -36,11 +36,6 @@ _U32 = struct.Struct("!I")
 # Unreachable codes that mean a filter, as nmap reads them: host/protocol/port unreachable,
 # and administratively prohibited (9, 10, 13).
 FILTER_CODES = frozenset({1, 2, 3, 9, 10, 13})
-
-
-def ports_for(plan: Plan) -> tuple[int, int]:
-    """The source-port range a plan's probes use: the low bits carry the send tick."""
-    return plan.sport_base, plan.sport_base + TICK_MASK
 
 
 class TcpSyn:
@@ -135,3 +130,12 @@ class TcpSyn:
         if hit is None:
             return None
         return Answer(hit[0], hit[1], S_UNREACH, sport & TICK_MASK, frame[22])
+
+
+def tcp_replies(lo: int, hi: int) -> bpf.Clause:
+    """Unfragmented TCP with ACK or RST to our source ports: never our own SYN seen on lo."""
+    return bpf.ipv4(6) + bpf.to_ports(lo, hi) + ((bpf.LD_BX, 0, 0, bpf.ETH + 13), (bpf.JSET, "accept", "next", 0x14))
+
+
+PROBE = ProbeType("tcp_syn", 1, TcpSyn, lambda lo, hi: (tcp_replies(lo, hi), bpf.ipv4(1) + bpf.ACCEPT),
+                  tally.ports, port_states=True)

@@ -1,0 +1,233 @@
+"""Shard lifecycle in a worker: a shard starts in a free shard slot, is sent in passes that take
+turns with the other plans' runs, waits for late replies, is retried for what got none, and
+finishes with its probe type's tally.
+
+Two kinds of slot meet here: a plan slot (shm.PLAN_SLOTS, shared by all workers) holds a plan;
+a shard slot (shm.SHARD_SLOTS per worker) holds the probe states of one shard of a plan in
+progress. Each plan has at most one shard sending in a worker (its next one waits until that
+pass is sent, while the previous one waits for late replies and retries), so a worker runs at
+most PLAN_SHARDS shards of each plan at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from netscand.engine import clock
+from netscand.engine import plan as plans
+from netscand.engine.pacing import Pacer
+from netscand.engine.permutation import Permutation
+from netscand.engine.probes import PROBES, Probe, ProbeType
+from netscand.engine.rtt import RttEstimator
+from netscand.engine.shm import (
+    R_DONE,
+    SHARD_HEADER,
+    SHARD_KEY,
+    SHARD_STATES,
+    ShardHeader,
+    Shared,
+    pack_result,
+)
+from netscand.engine.sockets import Tx
+
+IDLE_WAIT = 0.05
+_FREE = ShardHeader(0, 0, 0, 0)
+
+
+class PlanState:
+    """A worker's copy of one plan: its probe type and probe, transmitter, pacer and RTTs."""
+
+    def __init__(self, plan: plans.Plan, send: Tx) -> None:
+        self.plan = plan
+        self.ptype: ProbeType = PROBES[plan.kind]
+        self.probe: Probe = self.ptype.build(plan)
+        self.send = send
+        self.nh = len(plan.hosts)
+        # The plan's rate is split among the workers that share it; the worker's ceiling caps
+        # the sum over its plans (Shards.send).
+        self.pacer = Pacer(plan.rate / max(plan.share, 1))
+        self.rtt = RttEstimator(plan)
+
+
+class ShardRun:
+    """One shard in this worker's hands: which probes the current pass still has to send."""
+
+    def __init__(self, state: PlanState, shard: int, shard_slot: int, states: memoryview) -> None:
+        self.ps = state
+        self.shard = shard
+        self.shard_slot = shard_slot
+        self.start, end = state.plan.shard_range(shard)
+        self.length = end - self.start
+        self.states = states
+        self.attempt = 0
+        self.order: Callable[[int], int] = Permutation(self.length, state.plan.key + shard.to_bytes(4, "big"))
+        self.pos = 0
+        self.total = self.length
+        self.deadline = 0.0
+
+    def unanswered(self) -> list[int]:
+        data = bytes(self.states[: self.length])
+        out, at = [], data.find(0)
+        while at >= 0:
+            out.append(at)
+            at = data.find(0, at + 1)
+        return out
+
+    def retry(self, missing: list[int]) -> None:
+        """The next pass sends only what got no answer."""
+        self.attempt += 1
+        self.order, self.pos, self.total = missing.__getitem__, 0, len(missing)
+
+
+class Shards:
+    """One worker's shards in hand: sending (one run per plan with a pass to send, in turn),
+    held (passes whose plan has another run sending), waiting (for late replies)."""
+
+    def __init__(self, shared: Shared, index: int, emit: Callable[[bytes], None], sent: int) -> None:
+        self.shared = shared
+        self.slots = shared.worker_slots(index)
+        self.free = list(self.slots)  # free shard slots
+        self.sending: deque[ShardRun] = deque()
+        self.held: list[ShardRun] = []
+        self.waiting: list[ShardRun] = []
+        self.room = False  # a pass ended or a shard slot was freed: a job may start now
+        self.emit = emit
+        self.sent = sent  # probes sent, over this worker index's lives
+
+    def clear(self) -> None:
+        """At boot: a predecessor's shards are no one's any more."""
+        for shard_slot in self.slots:
+            self.shared.set_shard_header(shard_slot, _FREE)
+
+    def busy_plans(self) -> set[int]:
+        """Generations of the plans that have a pass to send."""
+        return {run.ps.plan.gen for run in (*self.sending, *self.held)}
+
+    def start(self, state: PlanState, shard: int) -> None:
+        shard_slot = self.free.pop()
+        start, end = state.plan.shard_range(shard)
+        view = self.shared.shards[shard_slot]
+        view[SHARD_STATES : SHARD_STATES + end - start] = bytes(end - start)
+        self.shared.set_shard_header(shard_slot, ShardHeader(state.plan.gen, shard, end - start, 1))
+        self.sending.append(ShardRun(state, shard, shard_slot, view[SHARD_STATES:]))
+
+    def _release(self, run: ShardRun) -> None:
+        self.shared.set_shard_header(run.shard_slot, _FREE)
+        self.free.append(run.shard_slot)
+        self.room = True
+
+    def _live(self, run: ShardRun) -> bool:
+        return plans.generation(self.shared.plans[run.ps.plan.slot]) == run.ps.plan.gen
+
+    def next_deadline(self, now: float) -> float:
+        return min((r.deadline - now for r in self.waiting), default=IDLE_WAIT)
+
+    # -- passes ------------------------------------------------------------------------------
+    def _queue_pass(self, run: ShardRun) -> None:
+        """A pass to send: its turn comes once no other run of its plan is sending."""
+        if any(other.ps is run.ps for other in self.sending):
+            self.held.append(run)
+        else:
+            self.sending.append(run)
+
+    def _pass_over(self, run: ShardRun) -> None:
+        """`run` left the sending runs: its plan's held pass, if any, or its next shard, goes next."""
+        self.room = True
+        for held in self.held:
+            if held.ps is run.ps:
+                self.held.remove(held)
+                self.sending.append(held)
+                return
+
+    def send(self, now: float, ceiling: Pacer) -> float:
+        """Send one paced batch of the first sending run whose plan's pacer allows, in turn;
+        returns 0, or how long until any run may send."""
+        if ceiling.fill(now) < 1:
+            return ceiling.wait()
+        wait = IDLE_WAIT
+        for _ in range(len(self.sending)):
+            run = self.sending.popleft()
+            if not self._live(run):
+                self._release(run)
+                self._pass_over(run)
+                return 0.0
+            pacer = run.ps.pacer
+            if pacer.fill(now) < 1:
+                wait = min(wait, pacer.wait())
+                self.sending.append(run)
+                continue
+            self._batch(run, min(int(pacer.tokens), int(ceiling.tokens)), now, ceiling)
+            if run.pos < run.total:
+                self.sending.append(run)  # its turn is over: the next run's comes
+            else:
+                run.deadline = now + run.ps.rtt.timeout()
+                self.waiting.append(run)
+                self._pass_over(run)
+            return 0.0
+        return wait
+
+    def _batch(self, run: ShardRun, n: int, now: float, ceiling: Pacer) -> None:
+        """Send up to n probes of run's pass and spend them from both pacers."""
+        n = min(n, run.total - run.pos)
+        tick = clock.tick(now)
+        frame, send, nh, start, order = run.ps.probe.frame, run.ps.send, run.ps.nh, run.start, run.order
+        states, retry = run.states, run.attempt > 0
+        sent = 0
+        for _ in range(n):
+            off = order(run.pos)
+            if not (retry and states[off]):
+                index = start + off
+                send(frame(index % nh, index // nh, tick))
+                sent += 1
+            run.pos += 1
+        send.flush()
+        run.ps.pacer.tokens -= sent
+        ceiling.tokens -= sent
+        self.sent += sent
+
+    # -- ends of passes --------------------------------------------------------------------------
+    def expire(self, now: float) -> None:
+        """Runs whose wait for late replies is over: retried for what got none, else finished."""
+        for run in [r for r in self.waiting if r.deadline <= now]:
+            self.waiting.remove(run)
+            if not self._live(run):
+                self._release(run)
+                continue
+            missing = run.unanswered()
+            if missing and run.attempt < run.ps.plan.retries:
+                run.retry(missing)
+                self._queue_pass(run)
+            else:
+                self._finish(run)
+
+    def _finish(self, run: ShardRun) -> None:
+        p = run.ps.plan
+        for record in run.ps.ptype.tally(p, run.shard, bytes(run.states[: run.length])):
+            self.emit(record)
+        self.emit(pack_result(R_DONE, plan_gen=p.gen, shard=run.shard))
+        self._release(run)
+
+
+class ShardFinder:
+    """The state bytes of a shard in progress in any worker: the kernel's fanout may hand a
+    reply to a worker other than the one sending its shard."""
+
+    def __init__(self, shards: list[memoryview]) -> None:
+        self.shards = shards
+        self.cache: dict[tuple[int, int], memoryview] = {}
+
+    def states(self, gen: int, shard: int) -> memoryview | None:
+        """None once the shard is done (or for a shard no worker has)."""
+        key = (gen, shard)
+        view = self.cache.get(key)
+        if view is not None and SHARD_KEY.unpack_from(view, 0) == key:
+            return view[SHARD_STATES:]
+        self.cache.pop(key, None)
+        for view in self.shards:
+            if SHARD_KEY.unpack_from(view, 0) == key and ShardHeader._make(SHARD_HEADER.unpack_from(view, 0)).active:
+                if len(self.cache) >= len(self.shards):  # stale keys: no more are live
+                    self.cache.clear()
+                self.cache[key] = view
+                return view[SHARD_STATES:]
+        return None

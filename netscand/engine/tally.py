@@ -1,0 +1,50 @@
+"""What a worker reports when one of its shards finishes (a probe type's `tally`), as result
+records. Answers that prove something (an open port, a host up) are reported as they arrive;
+a tally adds what only the end of a shard can tell, such as which probes got no answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from netscand.engine.plan import Plan
+from netscand.engine.shm import (
+    R_PORT,
+    R_TALLY,
+    S_CLOSED,
+    S_NONE,
+    S_OPEN,
+    S_UNREACH,
+    pack_result,
+)
+
+LIST_CAP = 25  # per host and shard, closed or filtered ports are listed one by one up to this
+
+
+def nothing(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
+    """For probes whose answers say all there is (a host is up): silence says nothing more."""
+    return iter(())
+
+
+def ports(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
+    """Per host that answered in this shard: closed and filtered counts, and the ports
+    themselves where there are few (hosts are strided by nh in the port-major layout)."""
+    nh = len(plan.hosts)
+    start = plan.shard_range(shard)[0]
+    for o in range(min(len(states), nh)):
+        seg = states[o::nh]
+        closed, opened = seg.count(S_CLOSED), seg.count(S_OPEN)
+        if closed + opened == 0:
+            continue
+        filtered = len(seg) - closed - opened
+        ip = plan.hosts[(start + o) % nh]
+        yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=closed, b=filtered)
+        for state, count in ((S_CLOSED, closed), (S_NONE, filtered)):
+            if 0 < count <= LIST_CAP:
+                yield from _listed(plan, ip, (start + o) // nh, seg, state)
+
+
+def _listed(plan: Plan, ip: int, first: int, seg: bytes, state: int) -> Iterator[bytes]:
+    """One record per port of `seg` in `state` (S_NONE: unanswered or unreachable)."""
+    for j, value in enumerate(seg):
+        if value == state or (state == S_NONE and value == S_UNREACH):
+            yield pack_result(R_PORT, state=value, plan_gen=plan.gen, ip=ip, port=plan.ports[first + j])
