@@ -32,7 +32,7 @@ from netscand.scan.queue import ScanQueue
 from netscand.scan.result import document
 from netscand.store import Store
 from netscand.store.clock import parse, utc_now
-from netscand.store.scans import TERMINAL
+from netscand.store.scans import FINISHED
 from netscand.store.threads import StoreThreads
 
 __all__ = ["Limits", "Orchestrator", "ScanError"]
@@ -113,7 +113,7 @@ class Orchestrator:
 
     async def stop(self, scan_id: str, viewer: str | None) -> dict:
         scan = await self._settled(scan_id, viewer)
-        if scan["status"] in TERMINAL:
+        if scan["status"] in FINISHED:
             raise ScanError(409, "Scan already finished", f"scan {scan_id} is {scan['status']}")
         if scan_id in self.live.running:
             self.live.finish(scan_id, "cancelled", None)
@@ -126,7 +126,7 @@ class Orchestrator:
     async def delete(self, scan_id: str, viewer: str | None) -> None:
         """Delete a finished scan and its results; a queued or running one must be stopped first."""
         scan = await self._settled(scan_id, viewer)
-        if scan["status"] not in TERMINAL:
+        if scan["status"] not in FINISHED:
             raise ScanError(409, "Scan not finished", f"scan {scan_id} is {scan['status']}; stop it first")
         self.persist.retry(scan_id)  # the store must know it finished
         if not await self.persist.delete(scan_id):

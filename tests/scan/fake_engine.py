@@ -1,0 +1,76 @@
+"""A fake engine for unit tests of the dispatcher and the runner, without root or a lab.
+
+The shared region is the real one (shared memory needs no privilege), and so are its rings: the
+test plays the workers' side of them. It takes the jobs the dispatcher wrote into each worker's
+ring, answers them with the records the test scripts (as a worker would have recorded them),
+reports shards done, and restarts a worker by giving its row a new generation, which is all the
+supervisor's replacing a worker shows the dispatcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from netscand.engine import plan as plans
+from netscand.engine.shm import JOB, R_DONE, Shared, pack_result
+from netscand.scan.dispatch import Dispatcher
+
+# What a worker records for one shard of a plan, besides its R_DONE (pack_result records).
+Answer = Callable[[plans.Plan, int], Iterable[bytes]]
+
+
+def silent(plan: plans.Plan, shard: int) -> Iterable[bytes]:
+    return ()
+
+
+class Taken(NamedTuple):
+    """A job a fake worker took from its ring."""
+
+    worker: int
+    slot: int  # plan slot
+    epoch: int  # the worker generation the job was meant for
+    gen: int  # plan generation
+    shard: int
+
+
+class FakeEngine:
+    def __init__(self, workers: int = 2) -> None:
+        self.shared = Shared(workers)
+        self.generations = [1] * workers
+        for w in range(workers):
+            self._row(w)
+
+    def _row(self, worker: int) -> None:
+        self.shared.set_worker_row(worker, 1000 + worker, self.generations[worker], 1, 0.0, 0, 0)
+
+    def restart(self, worker: int) -> None:
+        """The supervisor replaced the worker: whatever it held is lost."""
+        self.generations[worker] += 1
+        self._row(worker)
+        self.shared.jobs[worker].pop_many(64)
+
+    def take(self, worker: int | None = None) -> list[Taken]:
+        """The jobs waiting in one worker's ring (or in every one), oldest first."""
+        workers = range(self.shared.workers) if worker is None else (worker,)
+        return [Taken(w, slot, epoch, gen, shard) for w in workers
+                for _, slot, epoch, gen, shard in map(JOB.unpack, self.shared.jobs[w].pop_many(64))]
+
+    def report(self, worker: int, *records: bytes) -> None:
+        for record in records:
+            assert self.shared.results[worker].push(record), "result ring full"
+
+    def done(self, job: Taken) -> None:
+        self.report(job.worker, pack_result(R_DONE, plan_gen=job.gen, shard=job.shard))
+
+    def serve(self, dispatcher: Dispatcher, answer: Answer = silent) -> list[Taken]:
+        """Run every job given so far: its records, then its shard done. A job of a plan that
+        is gone (cancelled, failed) is dropped, as a worker drops it when its slot changes."""
+        taken = self.take()
+        for job in taken:
+            if plans.generation(self.shared.plans[job.slot]) != job.gen:
+                continue
+            plan = dispatcher.by_gen[job.gen].plan
+            self.report(job.worker, *answer(plan, job.shard))
+            self.done(job)
+        return taken
