@@ -1,7 +1,8 @@
 """The composition root of `netscand serve`: config -> sockets -> privileges -> store ->
 supervisor(children).
 
-The only place that wires the layers together; the supervisor is handed the functions its
+With oneshot.py (`netscand scan`) beside it, the only place that wires the layers together;
+both build the engine's workers with compose.py. The supervisor is handed the functions its
 children run, and what it tells systemd and `netscand reload`.
 """
 
@@ -14,11 +15,9 @@ from pathlib import Path
 
 import structlog
 
-from netscand import control, logs, preload, privileges, tls
+from netscand import compose, control, logs, preload, privileges, tls
 from netscand.api.server import Connections
 from netscand.config import Config, ConfigError, DaemonConfig
-from netscand.engine import worker
-from netscand.engine.guard import PlanGuard
 from netscand.engine.shm import Shared
 from netscand.listeners import ListenError, bind_tcp, bind_unix, reserve_descriptors
 from netscand.notify import Notifier, Receipt, start_time
@@ -68,14 +67,10 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     if boot.certificate is not None:
         cert = boot.certificate
         log.info("tls.certificate", path=str(cert.cert), sha256=cert.fingerprint, generated=cert.generated)
-    shared = Shared(cfg.workers)
-    # The workers check every plan against the policy themselves, read again from the file on a
-    # reload (hangup) and before they refuse one: a reload may have widened it.
-    guard = PlanGuard.of(cfg.policy)
+    engine = compose.engine(cfg.workers, cfg.policy, lambda: reread().policy, hangup=True)
+    shared = engine.shared
     specs = [
-        ChildSpec("worker", lambda i: worker.main(shared, i, guard, lambda: PlanGuard.of(reread().policy)),
-                  count=cfg.workers, heartbeat=lambda i: shared.worker_row(i)[3], ready=shared.worker_ready,
-                  hangup=True),
+        engine.workers,
         ChildSpec("control", lambda i: control.main(shared, control.Listeners(unix, tcp), db_path(cfg), load, boot),
                   heartbeat=lambda i: shared.control_row().heartbeat, ready=lambda i: _control_ready(shared),
                   reloads=lambda i: _control_reloads(shared)),

@@ -18,10 +18,10 @@ import httpx
 import orjson
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from netscand import __version__
+from netscand.cli.progress import progress_bar
 from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, taking
 from netscand.store.scans import FINISHED, STATUSES
 
@@ -200,9 +200,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, console: Console) -> int
 
 
 def _watch(client: Client, scan_id: str, console: Console, quiet: bool) -> dict:
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TextColumn("{task.fields[found]}"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=quiet, transient=True) as bar:
+    with progress_bar(quiet) as bar:
         task = bar.add_task(scan_id[:8], total=100, found="")
         while True:
             scan = client.call("GET", f"/api/v1/scans/{scan_id}")

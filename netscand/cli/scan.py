@@ -1,46 +1,25 @@
 """`netscand scan`: a one-shot scan in the foreground, without the daemon (like nmap).
 
-The process becomes the supervisor: it forks the engine workers and one control child that runs
-the scan, shows progress on a terminal and prints the result; the supervisor exits with the
-control child's status.
+This module parses the command line and prints; oneshot.py, the one-shot scan's composition
+root beside daemon.py, runs the scan. On a terminal its progress is a live bar on stderr, like
+netscanctl's; elsewhere (CI logs, pipes) stderr has only what went wrong, and stdout only the
+result.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import select
-import socket
 import sys
-import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
-import structlog
 
-from netscand import config
-from netscand.engine import worker
-from netscand.engine.guard import PlanGuard
-from netscand.engine.shm import Shared
-from netscand.scan.dispatch import Dispatcher
-from netscand.profiling.services import Detector
-from netscand.scan.identify import identify
-from netscand.scan.policy import Policy, PolicyError
+from netscand import config, oneshot
+from netscand.cli.progress import progress_bar
+from netscand.scan.policy import PolicyError
 from netscand.scan.ports import PortSpecError
-from netscand.scan.profiles import (
-    ONE_SHOT_PROFILE,
-    PROFILES,
-    ScanRequest,
-    discovery,
-    resolve,
-    taking,
-)
-from netscand.scan.result import document
-from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.profiles import ONE_SHOT_PROFILE, PROFILES, ScanRequest, taking
 from netscand.scan.targets import TargetError, parse_targets
-from netscand.supervisor import ChildSpec, Supervisor
 
 EXIT_USAGE = 2
 
@@ -71,7 +50,17 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def _below_minimum(args: argparse.Namespace) -> str | None:
+    for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
+                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1)):
+        if value is not None and value < low:
+            return f"{name} must be at least {low}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    if too_small := _below_minimum(args):
+        return _fail(too_small)
     try:
         cfg = config.load(args.config)
         targets = parse_targets(args.target)
@@ -82,106 +71,53 @@ def run(args: argparse.Namespace) -> int:
                                    ("--profiling", "enable_profiling", args.profiling)):
             if given and field not in profile.accepts:
                 return _fail(f"{flag} goes with --profile {taking(field).name}")
-        e = cfg.engine
-        policy = Policy.from_config(cfg.policy)
-        targets, skipped = policy.apply(targets)
-        policy.check_rate(args.rate)
         request = ScanRequest(args.target, profile.name, ports=args.ports.split(",") if args.ports else None,
                               timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
                               enable_profiling=args.profiling)
-        spec = resolve(request, targets, args.rate or min(e.rate, policy.max_rate), e.retries,
-                       discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
+        scan = oneshot.prepare(cfg, request, targets, args.rate)
     except (config.ConfigError, TargetError, PortSpecError, PolicyError) as exc:
         return _fail(str(exc))
-    for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
-                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1)):
-        if value is not None and value < low:
-            return _fail(f"{name} must be at least {low}")
+    if scan.skipped:
+        print(f"netscand: skipping {scan.skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
     try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
-    except PermissionError:
-        print("netscand: sending raw packets needs root or CAP_NET_RAW", file=sys.stderr)
-        return 1
-    workers = args.workers or cfg.workers
-    shared = Shared(workers)
-    if skipped:
-        print(f"netscand: skipping {skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
-    meta = {"target": args.target, "profile": profile.name}
-    guard = PlanGuard.of(cfg.policy)
-    # What the workers log (frames they drop, plans they refuse) goes to stderr: stdout is the result's.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-
-    def reload() -> PlanGuard:
-        return PlanGuard.of(config.load(args.config).policy)
-
-    specs = [
-        ChildSpec("worker", lambda i: worker.main(shared, i, guard, reload), count=workers,
-                  heartbeat=lambda i: shared.worker_row(i).heartbeat, ready=shared.worker_ready),
-        ChildSpec("control", lambda i: _control(shared, spec, meta, args.json), primary=True),
-    ]
-    return Supervisor(specs).run()
+        return oneshot.run(scan, args.workers or cfg.workers, cfg.policy,
+                           lambda: config.load(args.config).policy, lambda: Terminal(args.json))
+    except oneshot.OneShotError as exc:
+        print(f"netscand: {exc}", file=sys.stderr)
+        return oneshot.EXIT_FAILED
 
 
-def _control(shared: Shared, spec: ScanSpec, meta: dict, as_json: bool) -> None:
-    started = datetime.now(timezone.utc)
-    dispatcher = Dispatcher(shared)
-    scan = ScanRun(spec, dispatcher)
-    progress = _Progress(shared) if sys.stderr.isatty() else None
-    scan.step()
-    while not scan.done:
-        select.select(dispatcher.fds(), [], [], 0.2)
-        dispatcher.poll()
-        scan.step()
-        if progress:
-            progress.show(scan)
-    if progress:
-        progress.clear()
-    if scan.failure:
-        print(f"netscand: the scan failed: {scan.failure}", file=sys.stderr)
-        raise SystemExit(1)
-    for error in scan.errors:
-        print(f"netscand: {error}", file=sys.stderr)
-    if spec.profiling and scan.result.up_hosts:
-        if progress:
-            print("identifying devices...", end="\r", file=sys.stderr, flush=True)
-        asyncio.run(identify(scan.result.up_hosts, Detector(), spec.detect_services, spec.host_timeout_s))
-    finished = datetime.now(timezone.utc)
-    doc = document(str(uuid.uuid4()), "completed", scan.result.devices(spec.profiling),
-                   (finished - started).total_seconds(), **meta, started_at=_iso(started),
-                   finished_at=_iso(finished))
-    if as_json:
-        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    else:
-        _print_table(doc)
-    raise SystemExit(1 if scan.errors and not doc["devices"] else 0)
+class Terminal:
+    """What `netscand scan` shows (a oneshot.View): progress as netscanctl shows it, then the
+    result on stdout (a table, or JSON with --json) and what went wrong on stderr, a line each."""
 
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.bar = progress_bar()
+        self.task = self.bar.add_task("scanning", total=None, found="")
+        self.bar.start()
 
-def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    def progress(self, now: oneshot.Progress) -> None:
+        rate = now.probes_sent / max(now.elapsed_s, 1e-3)
+        self.bar.update(self.task, completed=now.done, total=now.planned or None,
+                        found=f"{now.probes_sent:,} probes  {rate:,.0f}/s  {now.hosts_up} hosts up")
 
+    def identifying(self) -> None:
+        self.bar.update(self.task, description="identifying devices")
 
-class _Progress:
-    def __init__(self, shared: Shared) -> None:
-        self.shared = shared
-        self.started = time.monotonic()
-        self.next = 0.0
+    def close(self) -> None:
+        self.bar.stop()
 
-    def show(self, scan: ScanRun) -> None:
-        now = time.monotonic()
-        if now < self.next:
+    def outcome(self, outcome: oneshot.Outcome) -> None:
+        if outcome.result is None:
+            print(f"netscand: the scan failed: {outcome.failure}", file=sys.stderr)
             return
-        self.next = now + 0.25
-        done, planned = scan.progress()
-        sent = sum(self.shared.worker_row(w).sent for w in range(self.shared.workers))
-        elapsed = max(now - self.started, 1e-3)
-        hosts = len(scan.result.up_hosts)
-        pct = 100 * done // planned if planned else 0
-        sys.stderr.write(f"\r{pct:3d}%  {sent:,} probes  {sent / elapsed:,.0f}/s  {hosts} hosts up  ")
-        sys.stderr.flush()
-
-    def clear(self) -> None:
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
+        for error in outcome.errors:
+            print(f"netscand: {error}", file=sys.stderr)
+        if self.as_json:
+            sys.stdout.buffer.write(orjson.dumps(outcome.result, option=orjson.OPT_INDENT_2) + b"\n")
+        else:
+            _print_table(outcome.result)
 
 
 def _print_table(doc: dict) -> None:

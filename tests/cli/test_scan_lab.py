@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -181,3 +183,37 @@ def test_skip_discovery_probes_every_address(lab: Lab) -> None:
     routed = [h for h in lab.truth["hosts"] if h["routed"]]
     doc = scan(lab, ",".join(h["ip"] for h in routed), "--ports", "7", "-Pn")
     assert {d["ip"] for d in doc["devices"]} == {h["ip"] for h in routed}
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
+def test_progress_is_a_live_bar_on_a_terminal_and_nothing_elsewhere(lab: Lab) -> None:
+    host = next(h for h in lab.truth["hosts"] if not h["routed"])
+    argv = scan_argv(lab, host["ip"], "--ports", "1-1024")
+    plain = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0 and plain.stderr == ""  # CI logs and pipes: no bar, no escapes
+    terminal, side = pty.openpty()
+    shown = bytearray()
+    reader = threading.Thread(target=_read_all, args=(terminal, shown))  # a full terminal would stall the scan
+    reader.start()
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=side, timeout=300,
+                              env={**os.environ, "TERM": "xterm-256color"})
+    finally:
+        os.close(side)
+        reader.join(timeout=10)
+        os.close(terminal)
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["devices"][0]["ip"] == host["ip"]  # stdout stays the result's alone
+    text = shown.decode(errors="replace")
+    assert "scanning" in text and "probes" in text and "hosts up" in text
+    assert "\x1b[" in text  # drawn and taken away again, as rich does on a terminal

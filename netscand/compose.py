@@ -1,0 +1,39 @@
+"""What both composition roots build the same way: the engine, as shared memory and the worker
+children the supervisor forks. daemon.py (`netscand serve`) and oneshot.py (`netscand scan`)
+each add their own control child beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netscand.engine import worker
+from netscand.engine.guard import PlanGuard, PolicySource
+from netscand.engine.shm import Shared
+from netscand.supervisor import ChildSpec
+
+
+@dataclass(frozen=True)
+class Engine:
+    shared: Shared  # made before any fork: every child maps the same pages
+    workers: ChildSpec
+
+
+def engine(workers: int, policy: PolicySource, reread: Callable[[], PolicySource], *, hangup: bool) -> Engine:
+    """`workers` engine workers enforcing `policy`. They check every plan against it themselves
+    and read it again with `reread` before they refuse one (a reload may have widened it) and,
+    with `hangup`, on every reload the supervisor passes on."""
+    shared = Shared(workers)
+    guard = PlanGuard.of(policy)
+
+    def run(index: int) -> None:
+        worker.main(shared, index, guard, lambda: PlanGuard.of(reread()))
+
+    def heartbeat(index: int) -> float:
+        _, _, _, beat, _, _ = shared.worker_row(index)
+        return beat
+
+    spec = ChildSpec("worker", run, count=workers, heartbeat=heartbeat, ready=shared.worker_ready,
+                     hangup=hangup)
+    return Engine(shared, spec)

@@ -1,0 +1,154 @@
+"""The composition root of `netscand scan`: one scan in the foreground, without the daemon
+(like nmap).
+
+The process becomes the supervisor: it forks the engine workers, built as the daemon builds
+them (compose.py), and one control child that runs the scan and tells a View (cli/scan.py's)
+its progress and outcome; the supervisor exits with the control child's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from netscand import compose
+from netscand.config import Config, PolicyConfig
+from netscand.profiling.services import Detector
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.health import EngineHealth
+from netscand.scan.identify import identify
+from netscand.scan.policy import Policy
+from netscand.scan.profiles import ScanRequest, discovery, resolve
+from netscand.scan.result import document
+from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.targets import Targets
+from netscand.store.clock import utc_now
+from netscand.supervisor import ChildSpec, Supervisor
+
+EXIT_FAILED = 1
+WAIT_S = 0.2  # longest wait for the workers' results
+SHOW_EVERY_S = 0.25
+
+
+class OneShotError(Exception):
+    """The scan cannot start here (exit status 1; bad input is the caller's to refuse)."""
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """A scan, as the policy and the configuration let it run."""
+
+    spec: ScanSpec
+    target: str
+    profile: str
+    skipped: int  # addresses of the target the policy excludes
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int  # probes planned and finished
+    planned: int
+    probes_sent: int  # by every worker, retries included
+    hosts_up: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    failure: str | None  # why the engine failed the scan: then there is no result
+    errors: list[str] = field(default_factory=list)  # what went wrong for part of the scan
+    result: dict[str, Any] | None = None  # the result document
+
+
+class View(Protocol):
+    """What the command line shows. Made in the control child, after the fork: a live display
+    may run a thread, which a fork would not carry."""
+
+    def progress(self, now: Progress) -> None: ...
+
+    def identifying(self) -> None: ...
+
+    def close(self) -> None:
+        """The scan is over: take any live display away before the outcome is shown."""
+
+    def outcome(self, outcome: Outcome) -> None: ...
+
+
+def prepare(cfg: Config, request: ScanRequest, targets: Targets, rate: float | None) -> OneShot:
+    """The scan `request` asks for, within the policy; `rate` as given on the command line.
+    Raises PolicyError and PortSpecError."""
+    e = cfg.engine
+    policy = Policy.from_config(cfg.policy)
+    targets, skipped = policy.apply(targets)
+    policy.check_rate(rate)
+    spec = resolve(request, targets, rate or min(e.rate, policy.max_rate), e.retries,
+                   discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
+    target = request.target if isinstance(request.target, str) else ",".join(request.target)
+    return OneShot(spec, target, request.profile, skipped)
+
+
+def run(scan: OneShot, workers: int, policy: PolicyConfig, reread: Callable[[], PolicyConfig],
+        view: Callable[[], View]) -> int:
+    """Run the scan with `workers` engine workers enforcing `policy` (`reread` reads it again
+    from the file); the exit status is the control child's."""
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except PermissionError:
+        raise OneShotError("sending raw packets needs root or CAP_NET_RAW") from None
+    engine = compose.engine(workers, policy, reread, hangup=False)
+    # What the workers log (frames they drop, plans they refuse) goes to stderr: stdout is the result's.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    control = ChildSpec("control", lambda i: _control(Dispatcher(engine.shared), scan, view()), primary=True)
+    return Supervisor([engine.workers, control]).run()
+
+
+def _control(dispatcher: Dispatcher, scan: OneShot, view: View) -> None:
+    started, began = utc_now(), time.monotonic()
+    run = ScanRun(scan.spec, dispatcher)
+    with contextlib.closing(view):
+        _drive(run, dispatcher, EngineHealth(dispatcher), view)
+        if run.failure is None and scan.spec.profiling and run.result.up_hosts:
+            view.identifying()
+            asyncio.run(identify(run.result.up_hosts, Detector(), scan.spec.detect_services,
+                                 scan.spec.host_timeout_s))
+    outcome = _outcome(run, scan, started, time.monotonic() - began)
+    view.outcome(outcome)
+    raise SystemExit(EXIT_FAILED if outcome.result is None or (outcome.errors and not outcome.result["devices"])
+                     else 0)
+
+
+def _drive(run: ScanRun, dispatcher: Dispatcher, health: EngineHealth, view: View) -> None:
+    """Run the scan's plans on the engine until the scan is done, showing its progress."""
+    began = shown = time.monotonic()
+    run.step()
+    while not run.done:
+        select.select(dispatcher.fds(), [], [], WAIT_S)
+        dispatcher.poll()
+        run.step()
+        if time.monotonic() - shown >= SHOW_EVERY_S:  # not at every wake: results come thousands a second
+            shown = time.monotonic()
+            view.progress(_progress(run, health, shown - began))
+    view.progress(_progress(run, health, time.monotonic() - began))  # the whole of it, shown while identifying
+
+
+def _progress(run: ScanRun, health: EngineHealth, elapsed_s: float) -> Progress:
+    done, planned = run.progress()
+    return Progress(done, planned, health.probes_sent(), len(run.result.up_hosts), elapsed_s)
+
+
+def _outcome(run: ScanRun, scan: OneShot, started: str, duration_s: float) -> Outcome:
+    if run.failure is not None:
+        return Outcome(run.failure)
+    result = document(str(uuid.uuid4()), "completed", run.result.devices(scan.spec.profiling), duration_s,
+                      target=scan.target, profile=scan.profile, started_at=started, finished_at=utc_now())
+    return Outcome(None, run.errors, result)
