@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -39,8 +40,8 @@ class ScanEndpoints:
         return JSONBody(await self.orchestrator.status(request.path_params["scan_id"], who.viewer))
 
     async def result(self, request: Request, who: Principal) -> Response:
-        page, per_page = result_query(request.query_params)
-        return JSONBody(await self.orchestrator.result(request.path_params["scan_id"], who.viewer, page, per_page))
+        q = result_query(request.query_params)
+        return JSONBody(await self.orchestrator.result(request.path_params["scan_id"], who.viewer, q.page, q.per_page))
 
     async def stop(self, request: Request, who: Principal) -> Response:
         return JSONBody(await self.orchestrator.stop(request.path_params["scan_id"], who.viewer))
@@ -51,4 +52,5 @@ class ScanEndpoints:
 
     async def list(self, request: Request, who: Principal) -> Response:
         q = list_query(request.query_params)
-        return JSONBody(await self.orchestrator.list(q.page, q.per_page, q.status, q.site_id, who.viewer))
+        status, site_id = (None if v is UNSET else v for v in (q.status, q.site_id))
+        return JSONBody(await self.orchestrator.list(q.page, q.per_page, status, site_id, who.viewer))

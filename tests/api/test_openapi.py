@@ -1,4 +1,5 @@
-"""The OpenAPI document matches the app: the same operations, valid schemas, served as is.
+"""The OpenAPI document matches the app and the models: the same operations, every field and
+enum value of the models, closed schemas, served as is.
 
 Every response of every test is also checked against it (conftest.conform).
 """
@@ -9,13 +10,20 @@ from typing import Any
 
 import httpx
 import jsonschema
+import msgspec
 import orjson
 import pytest
 from starlette.routing import Route
 
-from netscand.api import create_app
+from netscand.api import create_app, models
 from netscand.api.openapi import document
-from tests.api.conftest import OPENAPI, Api, conform
+from netscand.engine.shm import R_PORT, S_OPEN, Result
+from netscand.profiling.services import ServiceInfo
+from netscand.scan.identify import NAME_PREFERENCE
+from netscand.scan.profiles import PROFILES
+from netscand.scan.result import Fingerprint, ScanResult
+from netscand.store.scans import STATUSES
+from tests.api.conftest import OPENAPI, Api, conform, schema_validator, start
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -105,3 +113,100 @@ def test_conformance_hook_catches_a_wrong_response(unix: httpx.Client) -> None:
         conform(httpx.Response(201, json={"status": "ok"}, request=request))
     with pytest.raises(AssertionError):
         conform(httpx.Response(404, json={"detail": "plain JSON"}, request=request))
+
+
+def _structs() -> set[type[msgspec.Struct]]:
+    """Every Struct the models reach from the document's schemas."""
+    found: set[type[msgspec.Struct]] = set()
+
+    def walk(t: msgspec.inspect.Type) -> None:
+        if isinstance(t, msgspec.inspect.StructType):
+            if t.cls in found:
+                return
+            found.add(t.cls)
+            for f in t.fields:
+                walk(f.type)
+        for attr in ("item_type", "types", "key_type", "value_type"):
+            inner = getattr(t, attr, None)
+            for sub in inner if isinstance(inner, tuple) else (inner,) if inner else ():
+                walk(sub)
+
+    for t in msgspec.inspect.multi_type_info(models.SCHEMAS):
+        walk(t)
+    return found
+
+
+def test_every_field_of_the_models_is_documented_and_closed() -> None:
+    schemas = OPENAPI["components"]["schemas"]
+    for model in _structs():
+        schema = schemas[model.__name__]
+        assert list(schema["properties"]) == list(model.__struct_fields__), model
+        assert schema["additionalProperties"] is False, model
+
+
+def test_every_schema_of_an_object_is_closed() -> None:
+    def objects(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, list):
+            return [o for v in node for o in objects(v)]
+        if not isinstance(node, dict):
+            return []
+        own = [node] if node.get("type") == "object" and "properties" in node else []
+        return own + [o for v in node.values() for o in objects(v)]
+
+    found = objects(OPENAPI["components"]["schemas"])
+    assert len(found) >= len(_structs())
+    assert all(o.get("additionalProperties") is False for o in found)
+
+
+def test_enums_are_the_registries_in_their_order() -> None:
+    schemas = OPENAPI["components"]["schemas"]
+    assert schemas["ScanStatus"]["properties"]["status"]["enum"] == list(STATUSES)
+    assert schemas["ScanResult"]["properties"]["profile"]["enum"] == list(PROFILES)
+    assert schemas["Hostname"]["properties"]["source"]["enum"] == list(NAME_PREFERENCE)
+    (status,) = [p for p in OPENAPI["paths"]["/api/v1/scans"]["get"]["parameters"] if p["name"] == "status"]
+    assert status["schema"]["enum"] == list(STATUSES)
+
+
+def test_each_profile_is_described_as_the_registry_describes_it() -> None:
+    prose = OPENAPI["components"]["schemas"]["StartRequest"]["properties"]["profile"]["description"]
+    for name, profile in PROFILES.items():
+        assert f"{name}: {profile.description}" in prose
+
+
+def test_query_parameters_are_the_query_models() -> None:
+    for path, model in (("/api/v1/scans", models.ListQuery), ("/api/v1/scans/{scan_id}/result", models.ResultQuery)):
+        names = [p["name"] for p in OPENAPI["paths"][path]["get"]["parameters"] if p["in"] == "query"]
+        assert names == list(model.__struct_fields__)
+
+
+def test_a_profiled_device_is_what_the_document_says() -> None:
+    # A device with everything profiling can add: names by source, a UDP service, an OS guess.
+    result = ScanResult()
+    opts = bytes.fromhex("020405b40402080a000000000000000001030307")
+    result.add(Result(R_PORT, S_OPEN, 64, 0, 1, 0, 0xC6120005, 22, 64240, 0, 0, b"\0" * 6, 0, opts))
+    host = result.hosts[0xC6120005]
+    host.names = {"dns": "printer.lab", "mdns": "printer.local"}
+    host.udp[161] = ServiceInfo("snmp")
+    host.services[22] = ServiceInfo("ssh", "OpenSSH", "9.2p1", "cpe:2.3:a:openbsd:openssh:9.2p1", "SSH-2.0-OpenSSH_9.2p1")
+    host.open[22] = Fingerprint(64, 64240, 0, opts)
+    host.timed_out = True
+    device = result.device(host, profiling=True)
+    assert {"hostnames", "timed_out"} <= device.keys() and {"tcp", "udp"} == {p["protocol"] for p in device["ports"]}
+    schema_validator({"$ref": "#/components/schemas/Device"}).validate(device)
+    assert "today" not in OPENAPI["components"]["schemas"]["Port"]["properties"]["protocol"]["description"]
+
+
+def test_conformance_hook_catches_an_extra_or_a_missing_field(unix: httpx.Client) -> None:
+    # Response schemas are closed: a field the code sends but no model declares fails every test
+    # that sees it, and so does a declared field the code forgot.
+    response = start(unix)
+    body = response.json()
+    with pytest.raises(AssertionError, match="Additional properties"):
+        conform(httpx.Response(202, json={**body, "surprise": 1}, headers=response.headers,
+                               request=response.request))
+    del body["excluded_addresses"]
+    with pytest.raises(AssertionError, match="required property"):
+        conform(httpx.Response(202, json=body, headers=response.headers, request=response.request))
+    health = unix.get("/healthz").request
+    with pytest.raises(AssertionError, match="Additional properties"):
+        conform(httpx.Response(200, json={"status": "ok", "uptime": 5}, request=health))

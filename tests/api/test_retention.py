@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
-from netscand.api.validate import RESULT_PER_PAGE
+from netscand.api.models import RESULT_PER_PAGE
 from netscand.config import PolicyConfig
 from netscand.store.clock import utc_now
 from tests.api.conftest import MAX_TARGET_ADDRESSES, Api, ApiRunner, assert_problem, make_limits, start, stored

@@ -1,0 +1,353 @@
+"""Every body and query the API reads or writes, as msgspec Structs: the one statement of their
+shapes, from which requests are validated (api/validate.py) and the OpenAPI schemas are made
+(api/openapi.py). Each field's prose and examples sit beside it.
+
+Structs are closed (`forbid_unknown_fields`): a request with an unknown field is refused, and a
+response schema says `additionalProperties: false`, so a field the code sends but no model
+declares fails the tests' check of every response. A field that is absent unless it applies is
+`UNSET` by default, which keeps it out of `required` without making it nullable.
+
+Responses are still built as dicts and serialized by orjson (api/responses.py); the response
+models describe them, and the tests hold the two together.
+"""
+
+# No `from __future__ import annotations`: the annotations are the models, built when the
+# classes are (with the registries' values), not strings msgspec would evaluate later.
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from netscand.api.problems import NOT_READY
+from netscand.scan.identify import NAME_PREFERENCE
+from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_ONLY_FIELDS, PROFILES
+from netscand.store.scans import STATUSES
+
+TIMEOUT_MS = (1, 600_000)
+MAX_CONCURRENT = (1, 65_536)
+RETRIES = (0, 10)
+PER_PAGE = (1, 100)
+PER_PAGE_DEFAULT = 25
+# Devices per page of a result: the default holds an ordinary scan's whole result; the page is
+# built in memory and sent in one piece, so the cap keeps it to a few megabytes.
+RESULT_PER_PAGE = (1, 1000)
+RESULT_PER_PAGE_DEFAULT = 1000
+MAX_PAGE = 2**31 - 1  # keeps (page - 1) * per_page inside SQLite's 64-bit integers
+IDEMPOTENCY_KEY_MAX = 255
+# Slower than a probe a second a scan would hold a running slot for days (the fuzzer sent 5e-324).
+MIN_RATE = 1.0
+
+PROFILE_NAMES = tuple(PROFILES)
+STATUS_NAMES = tuple(STATUSES)
+# The values of each enum in the order they mean something in (a scan's life, the profiles'
+# size): msgspec writes a Literal's values sorted, and in_order() puts them back in this order.
+ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE)
+if TYPE_CHECKING:
+    ProfileName = str
+    StatusName = str
+    HostnameSource = str
+    NotReadyType = str
+else:
+    # Built from the registries, so a new profile or status is one entry there.
+    ProfileName = Literal[PROFILE_NAMES]
+    StatusName = Literal[STATUS_NAMES]
+    HostnameSource = Literal[NAME_PREFERENCE]
+    NotReadyType = Literal[NOT_READY]
+
+_SITE = "123e4567-e89b-12d3-a456-426614174000"
+# Fixed length as well as the pattern: `$` also matches before a final newline.
+Uuid = Annotated[str, Meta(min_length=36, max_length=36, examples=[_SITE], extra_json_schema={"format": "uuid"},
+                           pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+Time = Annotated[str, Meta(min_length=20, max_length=20, pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$",
+                           examples=["2026-03-15T09:30:00Z"], extra_json_schema={"format": "date-time"})]
+Count = Annotated[int, Meta(ge=0)]
+Page = Annotated[int, Meta(ge=1, le=MAX_PAGE)]
+PortNumber = Annotated[int, Meta(ge=1, le=65535)]
+IdempotencyKey = Annotated[str, Meta(
+    min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern="^[\\x21-\\x7e]+$", examples=[_SITE],
+    description=f"Visible ASCII, at most {IDEMPOTENCY_KEY_MAX} characters; e.g. a UUID per logical start.")]
+
+_TargetItem = Annotated[str, Meta(min_length=1, pattern="\\S")]
+Target = Annotated[_TargetItem | Annotated[list[_TargetItem], Meta(min_length=1)], Meta(
+    description="An IPv4 address, a CIDR block, a range `a.b.c.d-e.f.g.h` or a hostname (resolved "
+                "once, at start), or a list of these. IPv6 gets 422 until supported.",
+    examples=["198.18.0.0/24", ["198.18.0.1", "198.18.1.10-198.18.1.20", "printer.lan"]])]
+# The shape of a port range; port_ranges (scan/ports.py) reads it and checks its bounds and order.
+_PortRange = Annotated[str, Meta(pattern="^\\s*([0-9]+\\s*(-\\s*[0-9]+\\s*)?|-)$")]
+
+
+def in_order(node: Any) -> Any:
+    """A JSON Schema with each enum of the registries' values in their order, not msgspec's sorted one."""
+    if isinstance(node, list):
+        return [in_order(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: in_order(value) for key, value in node.items()}
+    for order in ENUM_ORDERS:
+        if sorted(out.get("enum", ())) == sorted(order):
+            out["enum"] = list(order)
+    return out
+
+
+class Closed(Struct, forbid_unknown_fields=True):
+    """A JSON object with exactly the fields declared."""
+
+
+def _profile_prose() -> str:
+    return " ".join(f"{name}: {profile.description}" for name, profile in PROFILES.items())
+
+
+def _only_with(field: str) -> str:
+    takers = " or ".join(p.name for p in PROFILES.values() if field in p.accepts)
+    needing = " or ".join(p.name for p in PROFILES.values() if field in p.requires)
+    if needing == takers:
+        return f"Only with (and required by) profile {takers}"
+    return f"Only with profile {takers}" + (f" (required by {needing})" if needing else "")
+
+
+def _profile_rules() -> list[dict[str, object]]:
+    """What JSON Schema can say of the fields only some profiles take (validate.py checks the
+    same in code): another profile refuses them, and a profile needing one requires it."""
+    def profile_in(names: list[str]) -> dict[str, object]:
+        return {"required": ["profile"], "properties": {"profile": {"enum": names}}}
+
+    takers = {f: [p.name for p in PROFILES.values() if f in p.accepts] for f in PROFILE_ONLY_FIELDS}
+    refused = [{"if": profile_in(names), "else": {"properties": {f: {"type": "null"}}}}
+               for f, names in takers.items()]
+    return refused + [{"if": profile_in([p.name]), "then": {
+        "required": list(p.requires), "properties": {f: {"not": {"type": "null"}} for f in p.requires}}}
+        for p in PROFILES.values() if p.requires]
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+class StartRequest(Closed):
+    """The body of POST /api/v1/scans/start. JSON null in an optional field means it is not given."""
+
+    target: Target
+    profile: Annotated[ProfileName | None, Meta(
+        description=f"Default {DEFAULT_PROFILE}. {_profile_prose()}", examples=[PROFILE_NAMES[0]])] = None
+    site_id: Annotated[Uuid | None, Meta(description="The site the scan belongs to; a filter of the list. "
+                                         "Echoed in lower case.")] = None
+    ports: Annotated[Annotated[list[PortNumber | _PortRange], Meta(min_length=1)] | None, Meta(
+        description=f"{_only_with('ports')}: port numbers and inclusive ranges \"a-b\".",
+        examples=[[22, 80, "8000-8100"]])] = None
+    timeout_ms: Annotated[Annotated[int, Meta(ge=TIMEOUT_MS[0], le=TIMEOUT_MS[1])] | None, Meta(
+        description="How long to wait for a reply to one probe before retrying or calling the port "
+                    "filtered.")] = None
+    max_concurrent: Annotated[Annotated[int, Meta(ge=MAX_CONCURRENT[0], le=MAX_CONCURRENT[1])] | None, Meta(
+        description="How many hosts are scanned at once.")] = None
+    enable_profiling: Annotated[bool | None, Meta(
+        description=f"{_only_with('enable_profiling')}: device profiling of the hosts found (vendor, OS "
+                    "guess, host names, service detection).")] = None
+    enable_cve_match: Annotated[bool | None, Meta(
+        description=f"{_only_with('enable_cve_match')}: accepted and stored; no CVE database is matched "
+                    "yet, so `cves` stays absent.")] = None
+    rate: Annotated[Annotated[float, Meta(ge=MIN_RATE)] | None, Meta(
+        description="Probes per second; above the policy's max_rate: 422.", examples=[500])] = None
+    retries: Annotated[Annotated[int, Meta(ge=RETRIES[0], le=RETRIES[1])] | None, Meta(
+        description="Retries of an unanswered probe.")] = None
+    skip_discovery: Annotated[bool | None, Meta(
+        description="Probe every target address instead of only those that answer host discovery "
+                    "(ICMP echo, TCP SYN and ACK pings; ARP on the local link), like nmap's -Pn.")] = None
+
+
+START_REQUEST_RULES = {"allOf": _profile_rules()}
+
+
+class ListQuery(Closed):
+    """The query of GET /api/v1/scans."""
+
+    page: Page = 1
+    per_page: Annotated[int, Meta(ge=PER_PAGE[0], le=PER_PAGE[1])] = PER_PAGE_DEFAULT
+    status: Annotated[StatusName | UnsetType, Meta(description="Only scans in this status.")] = UNSET
+    site_id: Annotated[Uuid | UnsetType, Meta(description="Only scans of this site.")] = UNSET
+
+
+class ResultQuery(Closed):
+    """The query of GET /api/v1/scans/{scan_id}/result."""
+
+    page: Page = 1
+    per_page: Annotated[int, Meta(ge=RESULT_PER_PAGE[0], le=RESULT_PER_PAGE[1])] = RESULT_PER_PAGE_DEFAULT
+
+
+# -- scans ---------------------------------------------------------------------------------------
+
+Status = Annotated[StatusName, Meta(
+    description="queued: waiting to start; running: actively scanning; completed: finished "
+                "successfully; failed: an error occurred (see `error`); cancelled: stopped by a user "
+                "or by the daemon shutting down.")]
+
+
+class ScanStatus(Closed):
+    """A scan and where it stands: the body of GET /api/v1/scans/{scan_id}."""
+
+    id: Uuid
+    status: Status
+    target: Annotated[Target, Meta(description="As given at start.")]
+    profile: ProfileName
+    site_id: Uuid | None
+    progress_percent: Annotated[int, Meta(ge=0, le=100, description="Probes done over probes planned.")]
+    hosts_found: Annotated[Count, Meta(description="Hosts seen up.")]
+    ports_found: Annotated[Count, Meta(description="Open ports.")]
+    created_at: Annotated[Time, Meta(description="When the scan was accepted.")]
+    started_at: Annotated[Time | None, Meta(description="Null while queued.")]
+    estimated_completion: Annotated[Time | None, Meta(description="Null until it can be estimated.")]
+    finished_at: Time | None
+    error: Annotated[str | None, Meta(description="Why the scan failed; null unless failed.")]
+    excluded_addresses: Annotated[Count, Meta(
+        description="Target addresses skipped because the policy's excluded_targets holds them.")]
+
+
+class ScanList(Closed):
+    """One page of scans, newest first: the body of GET /api/v1/scans."""
+
+    scans: Annotated[list[ScanStatus], Meta(description="Newest first.")]
+    page: Page
+    per_page: Annotated[int, Meta(ge=PER_PAGE[0], le=PER_PAGE[1])]
+    total: Annotated[Count, Meta(description="Scans matching the filters, on all pages.")]
+
+
+# -- results -------------------------------------------------------------------------------------
+
+class Cve(Closed):
+    """A known vulnerability of a service."""
+
+    id: Annotated[str, Meta(pattern="^CVE-[0-9]{4}-[0-9]+$", examples=["CVE-2024-6387"])]
+    cvss: Annotated[float, Meta(ge=0, le=10)] | None = None
+    summary: str | None = None
+
+
+def _detail(description: str) -> Meta:
+    return Meta(description=description + " Absent when not known.")
+
+
+class Port(Closed):
+    """A port of a device and what answers on it."""
+
+    port: PortNumber
+    protocol: Annotated[Literal["tcp", "udp"], Meta(
+        description="tcp: a port the TCP SYN scan found. udp: a UDP service that answered one of "
+                    "profiling's queries (mDNS 5353, NetBIOS 137, SNMP 161), listed open.")]
+    state: Literal["open", "closed", "filtered"]
+    service: Annotated[str | None, Meta(
+        description="What answers: found by service detection, else the port's registered name; null "
+                    "if neither.", examples=["SSH", "HTTPS"])]
+    product: Annotated[str | UnsetType, _detail("The software, from service detection.")] = UNSET
+    version: Annotated[str | UnsetType, _detail("Its version.")] = UNSET
+    banner: Annotated[str | UnsetType, _detail("What the service said first, printable.")] = UNSET
+    cpe: Annotated[str | UnsetType, _detail("CPE 2.3 name of the product.")] = UNSET
+    cves: Annotated[list[Cve] | UnsetType, Meta(
+        description="Vulnerabilities of the product; absent: no CVE database is matched yet.")] = UNSET
+
+
+class Hostname(Closed):
+    """A name the host goes by, and who told it."""
+
+    name: str
+    source: Annotated[HostnameSource, Meta(
+        description="dns: the reverse lookup; mdns, netbios, snmp: the host's answer to that query.")]
+
+
+class NotShown(Closed):
+    """Ports in a state too common on this host to list, by state (like nmap's "Not shown: 995
+    closed ports"); `open` only for a tarpit."""
+
+    closed: Count | UnsetType = UNSET
+    filtered: Count | UnsetType = UNSET
+    open: Count | UnsetType = UNSET
+
+
+class Device(Closed):
+    """A host found up, and what it runs."""
+
+    ip: Annotated[str, Meta(extra_json_schema={"format": "ipv4"}, examples=["198.18.0.5"])]
+    mac: Annotated[Annotated[str, Meta(pattern="^([0-9A-F]{2}:){5}[0-9A-F]{2}$")] | None, Meta(
+        description="On-link hosts only.", examples=["02:00:C6:12:00:05"])]
+    hostname: Annotated[str | None, Meta(description="The best of `hostnames`: DNS first, then mDNS, "
+                                         "NetBIOS, SNMP.")]
+    vendor: Annotated[str | None, Meta(
+        description="Organisation that registered the MAC's OUI (IEEE), or \"Randomized (locally "
+                    "administered)\".")]
+    os_guess: Annotated[str | None, Meta(
+        description="From the TCP/IP fingerprint of the host's SYN-ACKs (initial TTL, window, option "
+                    "order, IP ID) and service banners; null rather than a weak guess.")]
+    ports: Annotated[list[Port], Meta(description="Sorted by number, then protocol.")]
+    hostnames: Annotated[list[Hostname] | UnsetType, Meta(
+        description="Every name found for the host, one per source; absent when none was.")] = UNSET
+    os_confidence: Annotated[Annotated[float, Meta(ge=0, le=1)] | UnsetType, Meta(
+        description="How firmly the evidence supports os_guess (only with it).")] = UNSET
+    not_shown: NotShown | UnsetType = UNSET
+    tarpit: Annotated[Literal[True] | UnsetType, Meta(
+        description="The host answered open on (nearly) every port probed (a tarpit or a SYN proxy): "
+                    "its open ports are counted in not_shown, not listed, and it gets no OS guess and "
+                    "no service detection. Absent otherwise.")] = UNSET
+    timed_out: Annotated[Literal[True] | UnsetType, Meta(
+        description="The host exceeded the profile's per-host time budget. Absent otherwise.")] = UNSET
+
+
+class ScanResult(Closed):
+    """One page of what a scan found: the body of GET /api/v1/scans/{scan_id}/result."""
+
+    id: Uuid
+    status: Status
+    target: Target
+    profile: ProfileName
+    site_id: Uuid | None
+    started_at: Time | None
+    finished_at: Time | None
+    devices_found: Annotated[Count, Meta(description="Devices of the whole result, on all pages.")]
+    open_ports_total: Annotated[Count, Meta(description="Open ports of the whole result, on all pages.")]
+    duration_seconds: Annotated[Count, Meta(description="From start to finish (or to now).")]
+    devices: Annotated[list[Device], Meta(description="This page's devices, sorted by IP over all pages.")]
+    page: Page
+    per_page: Annotated[int, Meta(ge=RESULT_PER_PAGE[0], le=RESULT_PER_PAGE[1])]
+
+
+# -- errors and health ---------------------------------------------------------------------------
+
+class Problem(Closed):
+    """An RFC 9457 problem: every error the API answers."""
+
+    type: Annotated[str, Meta(extra_json_schema={"format": "uri-reference"},
+                              examples=["urn:netscand:problem:invalid-field"])]
+    title: str
+    status: Annotated[int, Meta(ge=400, le=599)]
+    detail: str
+    field: Annotated[str | UnsetType, Meta(description="The input at fault (422; 403 `target`).",
+                                           examples=["timeout_ms"])] = UNSET
+
+
+class Checks(Closed):
+    """Each part's state: "ok", or why it is not ready."""
+
+    store: Annotated[str, Meta(description="The database answers a read, and its file system is "
+                                           "writable and has room.")]
+    engine: Annotated[str, Meta(description="Every engine worker has started and its heartbeat is fresh.")]
+
+
+class NotReady(Closed):
+    """The 503 of /readyz: a problem with each part's state."""
+
+    type: NotReadyType
+    title: str
+    status: Literal[503]
+    detail: str
+    checks: Checks
+
+
+class Health(Closed):
+    """The API answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(Closed):
+    """The daemon can take and run scans now."""
+
+    status: Literal["ready"]
+    checks: Annotated[Checks, Meta(description="Every part \"ok\".")]
+
+
+# Every schema of the document, by name.
+SCHEMAS: tuple[type[Struct], ...] = (StartRequest, ScanStatus, ScanList, ScanResult, Device, Port,
+                                    Cve, Hostname, NotShown, Problem, NotReady, Checks, Health, Readiness)
