@@ -1,52 +1,68 @@
 """Typed, frozen configuration: built-in defaults, overridden by a TOML file, then by flags.
 
-Every setting is declared once, here, with its default; conf/netscand.toml documents them.
+Every setting is declared once, here, with its default and what it may be (msgspec checks the
+types and bounds, then the items of the lists: CIDR blocks, port lists); conf/netscand.toml
+documents them. A bad value is one line naming its key, what was expected and what was given.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+from netscand.scan.ports import PortSpecError, port_ranges
 
 
 class ConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    workers: int = 0  # 0: one per CPU core
-    rate: float = 50_000.0  # probes per second for profiles that run at full rate
-    retries: int = 3
+Count = Annotated[int, Meta(ge=1)]
+NonNegative = Annotated[int, Meta(ge=0)]
+Positive = Annotated[float, Meta(gt=0)]
+# Strings the rest of the code parses, so a bad one is caught here, with the key that holds it.
+PortList = Annotated[str, Meta(extra={"expected": 'a port list such as "22,80,8000-8100" ("" for none)'})]
+Cidrs = Annotated[list[str], Meta(extra={"expected": 'a list of IPv4 CIDR blocks such as "10.0.0.0/8"'})]
+Octal = Annotated[str, Meta(pattern="^0?[0-7]{3}$", extra={"expected": 'octal permissions such as "0660"'})]
+Listen = Annotated[str, Meta(pattern="^$|:[0-9]+$", extra={"expected": 'HOST:PORT, or "" for none'})]
+
+
+class EngineConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    workers: NonNegative = 0  # 0: one per CPU core
+    rate: Positive = 50_000.0  # probes per second for profiles that run at full rate
+    retries: NonNegative = 3
     # Host discovery of routed targets (on-link ones answer ARP): a host is up if anything answers.
     ping_icmp: bool = True
-    ping_syn_ports: str = "443"  # port list, "" for none
-    ping_ack_ports: str = "80"
+    ping_syn_ports: PortList = "443"
+    ping_ack_ports: PortList = "80"
 
 
-@dataclass(frozen=True)
-class DaemonConfig:
+class DaemonConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     state_dir: str = "/var/lib/netscand"  # SQLite database, generated TLS certificate
     socket: str = "/run/netscand/netscand.sock"
-    socket_mode: str = "0660"  # octal, as chmod takes it
+    socket_mode: Octal = "0660"  # as chmod takes it
     socket_group: str = "netscand"  # left as the daemon's own group when no such group exists
-    listen: str = "127.0.0.1:8443"  # HTTPS listener, HOST:PORT; empty to disable
+    listen: Listen = "127.0.0.1:8443"  # HTTPS listener; empty to disable
     tls_cert: str = ""  # PEM certificate; empty: a self-signed one is made in state_dir/tls
     tls_key: str = ""
-    max_running_scans: int = 2  # more are queued until a slot frees
-    max_queued_per_owner: int = 16  # queued scans per owner (token, or Unix-socket uid); 429 beyond
-    retention_days: int = 365  # finished scans older than this are deleted; 0 keeps them for ever
+    max_running_scans: Count = 2  # more are queued until a slot frees
+    max_queued_per_owner: Count = 16  # queued scans per owner (token, or Unix-socket uid); 429 beyond
+    retention_days: NonNegative = 365  # finished scans older than this are deleted; 0 keeps them for ever
     # Connections open at once, counted from accept (before TLS); more are closed at once.
-    max_connections: int = 512  # on the HTTPS listener, all clients together
-    max_connections_per_address: int = 64  # on the HTTPS listener, per client address (IPv6: per /64)
-    max_unix_connections: int = 256  # on the Unix socket
-    tls_handshake_timeout: float = 10.0  # seconds a TLS handshake may take before the connection is closed
-    log_format: str = "auto"  # json, console, or auto (console on a terminal)
-    user: str = "netscand"  # started as root, the daemon switches to this account after binding
+    max_connections: Count = 512  # on the HTTPS listener, all clients together
+    max_connections_per_address: Count = 64  # on the HTTPS listener, per client address (IPv6: per /64)
+    max_unix_connections: Count = 256  # on the Unix socket
+    tls_handshake_timeout: Positive = 10.0  # seconds a TLS handshake may take before the connection is closed
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal
+    user: Annotated[str, Meta(min_length=1)] = "netscand"  # started as root, the daemon switches to it
 
 
 # Out of the box a scan may reach what is a sysadmin's own by definition: private, shared (CGNAT),
@@ -60,17 +76,15 @@ DEFAULT_EXCLUDED = ["0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]
 DEFAULT_SOCKET_ONLY = ["127.0.0.0/8", "169.254.0.0/16"]
 
 
-@dataclass(frozen=True)
-class PolicyConfig:
-    allowed_targets: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED))
-    excluded_targets: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDED))
-    socket_only_targets: list[str] = field(default_factory=lambda: list(DEFAULT_SOCKET_ONLY))
-    max_target_addresses: int = 1 << 24
-    max_rate: float = 100_000.0
+class PolicyConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    allowed_targets: Cidrs = field(default_factory=lambda: list(DEFAULT_ALLOWED))
+    excluded_targets: Cidrs = field(default_factory=lambda: list(DEFAULT_EXCLUDED))
+    socket_only_targets: Cidrs = field(default_factory=lambda: list(DEFAULT_SOCKET_ONLY))
+    max_target_addresses: Count = 1 << 24
+    max_rate: Positive = 100_000.0
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -78,22 +92,6 @@ class Config:
     @property
     def workers(self) -> int:
         return self.engine.workers or os.cpu_count() or 1
-
-
-def _section(cls: type, values: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    out = {}
-    for key, value in values.items():
-        f = known.get(key)
-        if f is None:
-            raise ConfigError(f"{where}: unknown setting '{key}'")
-        default = getattr(cls(), key)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not type(default):
-            raise ConfigError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
-        out[key] = value
-    return cls(**out)
 
 
 def load(path: Path | None) -> Config:
@@ -106,48 +104,101 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    sections = {"daemon": DaemonConfig, "engine": EngineConfig, "policy": PolicyConfig}
-    unknown = set(data) - set(sections)
-    if unknown:
-        raise ConfigError(f"{path}: unknown section '{sorted(unknown)[0]}'")
-    cfg = Config(**{name: _section(cls, data.get(name, {}), name) for name, cls in sections.items()})
-    check(cfg, str(path))
-    return cfg
+    return _validated(data, str(path))
 
 
 def override(cfg: Config, section: str, **values: Any) -> Config:
     """Command-line flags over the file: only the values actually given (not None)."""
     given = {k: v for k, v in values.items() if v is not None}
-    return replace(cfg, **{section: replace(getattr(cfg, section), **given)}) if given else cfg
+    if not given:
+        return cfg
+    return msgspec.structs.replace(cfg, **{section: msgspec.structs.replace(getattr(cfg, section), **given)})
 
 
 def check(cfg: Config, where: str) -> None:
-    e, d = cfg.engine, cfg.daemon
-    if e.workers < 0 or e.rate <= 0 or e.retries < 0:
-        raise ConfigError(f"{where}: engine.workers and engine.retries must not be negative, engine.rate must be positive")
-    if d.max_running_scans < 1 or cfg.policy.max_target_addresses < 1 or cfg.policy.max_rate <= 0:
-        raise ConfigError(f"{where}: daemon.max_running_scans and policy.max_target_addresses must be at least 1, "
-                          "policy.max_rate positive")
-    if d.max_queued_per_owner < 1 or d.retention_days < 0:
-        raise ConfigError(f"{where}: daemon.max_queued_per_owner must be at least 1, daemon.retention_days "
-                          "must not be negative (0 keeps scans for ever)")
+    """The file's rules, for a Config built otherwise (flags over the file, a test's)."""
+    _validated(msgspec.to_builtins(cfg), where)
+
+
+def _validated(data: dict[str, Any], where: str) -> Config:
+    try:
+        cfg = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise _problem(str(exc), data, where) from None
+    _check_items(cfg, where)
+    return cfg
+
+
+def _check_items(cfg: Config, where: str) -> None:
     for key in ("allowed_targets", "excluded_targets", "socket_only_targets"):
-        for block in getattr(cfg.policy, key):
+        for i, block in enumerate(getattr(cfg.policy, key)):
             try:
                 ipaddress.IPv4Network(block, strict=False)
-            except (ValueError, TypeError):
-                raise ConfigError(f"{where}: policy.{key}: {block!r} is not an IPv4 CIDR block") from None
-    try:
-        int(d.socket_mode, 8)
-    except ValueError:
-        raise ConfigError(f"{where}: daemon.socket_mode must be octal, like 0660") from None
-    if d.listen and (":" not in d.listen or not d.listen.rsplit(":", 1)[1].isdigit()):
-        raise ConfigError(f"{where}: daemon.listen must be HOST:PORT")
-    if not d.user:
-        raise ConfigError(f"{where}: daemon.user must name an account")
-    if min(d.max_connections, d.max_connections_per_address, d.max_unix_connections) < 1 or \
-            d.tls_handshake_timeout <= 0:
-        raise ConfigError(f"{where}: daemon.max_connections, daemon.max_connections_per_address and "
-                          "daemon.max_unix_connections must be at least 1, daemon.tls_handshake_timeout positive")
-    if d.log_format not in ("auto", "json", "console"):
-        raise ConfigError(f"{where}: daemon.log_format must be auto, json or console")
+            except ValueError:
+                raise ConfigError(f"{where}: policy.{key}[{i}]: expected an IPv4 CIDR block such as "
+                                  f'"10.0.0.0/8", got {_shown(block)}') from None
+    for key in ("ping_syn_ports", "ping_ack_ports"):
+        try:
+            if getattr(cfg.engine, key).strip():
+                port_ranges(getattr(cfg.engine, key))
+        except PortSpecError as exc:
+            raise ConfigError(f"{where}: engine.{key}: expected {_expected(('engine', key))}, "
+                              f"got {_shown(getattr(cfg.engine, key))}: {exc}") from None
+
+
+# msgspec's messages: "Expected `float` > 0.0 - at `$.policy.max_rate`", "Object contains
+# unknown field `colour` - at `$.daemon`" (no " - at" for the top level).
+_AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>.*)`", re.DOTALL)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _problem(message: str, data: dict[str, Any], where: str) -> ConfigError:
+    parts = _AT.fullmatch(message)
+    assert parts is not None  # every string matches: the path is optional
+    steps = [name or int(index) for name, index in _STEP.findall(parts["path"] or "")]
+    key = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).lstrip(".")
+    unknown = _UNKNOWN.fullmatch(parts["message"])
+    if unknown:
+        name = f"{key}.{unknown['name']}" if key else unknown["name"]
+        return ConfigError(f"{where}: {name}: unknown {'setting' if key else 'section'}")
+    return ConfigError(f"{where}: {key}: expected {_expected(tuple(steps))}, got {_shown(_value(data, steps))}")
+
+
+def _value(data: Any, steps: list[str | int]) -> Any:
+    for step in steps:
+        data = data[step]
+    return data
+
+
+def _shown(value: Any) -> str:
+    """As the TOML file writes it (near enough), and short."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _expected(steps: tuple[str | int, ...]) -> str:
+    """What the setting at `steps` may be, in words, from its declaration."""
+    kind: Any = msgspec.inspect.type_info(Config)
+    for step in steps:
+        kind = getattr(kind, "type", kind)  # through Meta annotations
+        if isinstance(step, int):
+            kind = kind.item_type
+        else:
+            kind = next(f.type for f in kind.fields if f.name == step)
+    return _words(kind)
+
+
+def _words(kind: Any) -> str:
+    if isinstance(kind, msgspec.inspect.Metadata):
+        return (kind.extra or {}).get("expected") or _words(kind.type)
+    bounds = "".join(f" {sign} {getattr(kind, name):g}" for name, sign in
+                     (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if getattr(kind, name, None) is not None)
+    words: dict[type, str] = {msgspec.inspect.IntType: "an integer", msgspec.inspect.FloatType: "a number",
+             msgspec.inspect.BoolType: "true or false", msgspec.inspect.StructType: "a table",
+             msgspec.inspect.ListType: "a list"}
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(json.dumps(v) for v in kind.values)
+    if isinstance(kind, msgspec.inspect.StrType):
+        return "a non-empty string" if kind.min_length else "a string"
+    return words.get(type(kind), "something else") + bounds

@@ -14,7 +14,6 @@ from netscand.store.errors import StoreError
 # schema.py's CHECK must list the same (tests/store/test_store_schema.py holds them equal).
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = STATUSES[2:]  # a scan in one of these never changes again
-TERMINAL = FINISHED  # orchestrator.py's old name for it, until its split imports FINISHED
 TIMESTAMPS = ("created_at", "started_at", "finished_at", "estimated_completion")
 COUNTERS = ("hosts_found", "ports_found")
 OPTIONAL_TEXT = ("site_id", "error", "idempotency_key", "owner", "request_digest")

@@ -134,8 +134,8 @@ def test_a_configuration_it_cannot_use_is_a_failure(tmp_path: Path) -> None:
     cfg.write_text("[daemon]\nsocket_mode = 'rw'\n")
     run = doctor(tmp_path, cfg)
     assert run.code == 1
-    assert run.lines == [f"fail: configuration: {cfg}: daemon.socket_mode must be octal, like 0660: "
-                         "fix it, then run doctor again"]
+    assert run.lines == [f'fail: configuration: {cfg}: daemon.socket_mode: expected octal permissions such as "0660", '
+                         'got "rw": fix it, then run doctor again']
 
 
 # Capabilities

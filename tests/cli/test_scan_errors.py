@@ -40,9 +40,9 @@ def test_bad_input_is_one_line_and_exit_2(netns: str, argv: list[str], words: st
 
 
 @pytest.mark.parametrize("policy, words", [
-    ('allowed_targets = ["lab"]', "policy.allowed_targets: 'lab' is not an IPv4 CIDR block"),
-    ("excluded_targets = 3", "policy.excluded_targets: expected list"),
-    ("max_rate = 0", "policy.max_rate positive"),
+    ('allowed_targets = ["lab"]', 'allowed_targets[0]: expected an IPv4 CIDR block such as "10.0.0.0/8", got "lab"'),
+    ("excluded_targets = 3", "policy.excluded_targets: expected a list of IPv4 CIDR blocks"),
+    ("max_rate = 0", "policy.max_rate: expected a number > 0, got 0"),
 ])
 def test_bad_policy_is_one_line_and_exit_2(netns: str, tmp_path: Path, policy: str, words: str) -> None:
     config = tmp_path / "netscand.toml"

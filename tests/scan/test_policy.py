@@ -79,5 +79,6 @@ def test_excluded_addresses_do_not_count_as_socket_only() -> None:
 
 def test_socket_only_blocks_are_checked_cidrs() -> None:
     assert policy(socket_only_targets=[]).apply(parse_targets("127.0.0.1"), remote=True)[1] == 0
-    with pytest.raises(ConfigError, match="policy.socket_only_targets: 'loopback' is not an IPv4 CIDR block"):
+    bad = r'test: policy.socket_only_targets\[0\]: expected an IPv4 CIDR block .*, got "loopback"'
+    with pytest.raises(ConfigError, match=bad):
         check(Config(policy=PolicyConfig(socket_only_targets=["loopback"])), "test")
