@@ -35,6 +35,7 @@ from pyroute2 import netns
 
 from netscand.lab import Lab
 from netscand.lab.harness import DAEMON_PORT, Daemon, lab_up, open_ports, parse_bench_args, running_daemon, truth_open
+from netscand.store.scans import FINISHED
 
 PREFIX = "nsf"
 SMOKE = {"clients": 4, "scans": 3, "hosts": 2, "ports": "1-1000", "timeout": 60}
@@ -49,7 +50,6 @@ max_connections_per_address = 2048
 allowed_targets = ["198.18.0.0/15"]
 """
 OPERATIONS = ("status", "result", "list")
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -138,7 +138,7 @@ def wait_all(d: Daemon, ids: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with d.unix() as c:
         while time.monotonic() < deadline:
-            if all(c.get(f"/api/v1/scans/{i}").json()["status"] in TERMINAL for i in ids):
+            if all(c.get(f"/api/v1/scans/{i}").json()["status"] in FINISHED for i in ids):
                 return
             time.sleep(1)
     raise SystemExit(f"load.py: the scans did not finish within {timeout:.0f} s")
