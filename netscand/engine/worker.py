@@ -118,7 +118,7 @@ class Worker:
         if now >= self.next_beat:
             self._beat(now)
         self._refresh_plans()
-        self._receive()
+        self._receive(now)
         self.shards.expire(now)
         self._take_jobs()
         return self.shards.send(now, self.pacer) if self.shards.sending else IDLE_WAIT
@@ -261,7 +261,8 @@ class Worker:
         self.backlog = kept
 
     # -- receiving -----------------------------------------------------------------------------
-    def _receive(self) -> None:
+    def _receive(self, now: float) -> None:
+        """What waits on the receive sockets; `now` times every reply of this look."""
         buf, take = self.rxbuf, self._take
         for sock in self.rx.values():
             for _ in range(RX_BATCH):
@@ -269,15 +270,15 @@ class Worker:
                     n = sock.recv_into(buf)
                 except OSError:  # nothing waiting (EAGAIN), or the interface went down
                     break
-                take(bytes(buf[:n]))
+                take(bytes(buf[:n]), now)
 
-    def _take(self, frame: bytes) -> None:
+    def _take(self, frame: bytes, now: float) -> None:
         # The last line of defence: frames.check() leaves no frame a probe should trip on, but
         # if one still does, the worker must not die of it.
         try:
             hit = frames.take(frame, self.plans.values(), self.malformed)
             if hit is not None:
-                self._record(*hit)
+                self._record(*hit, now)
         except Exception as exc:
             self._parser_error(exc, frame)
 
@@ -290,11 +291,11 @@ class Worker:
                       frame=frame[:96].hex(), since_last_line=self.unlogged)
             self.next_log, self.unlogged = now + LOG_EVERY, 0
 
-    def _record(self, state: PlanState, a: Answer) -> None:
+    def _record(self, state: PlanState, a: Answer, now: float) -> None:
         p = state.plan
         self.matched += 1
         if a.tick >= 0:
-            state.rtt.sample(clock.since(a.tick, clock.now()))
+            state.rtt.sample(clock.since(a.tick, now))
         shard, off = divmod(a.port * state.nh + a.host, p.shard_size)
         states = self.finder.states(p.gen, shard)
         prev = S_NONE if states is None else states[off]
