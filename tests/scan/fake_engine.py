@@ -63,14 +63,17 @@ class FakeEngine:
     def done(self, job: Taken) -> None:
         self.report(job.worker, pack_result(R_DONE, plan_gen=job.gen, shard=job.shard))
 
-    def serve(self, dispatcher: Dispatcher, answer: Answer = silent) -> list[Taken]:
-        """Run every job given so far: its records, then its shard done. A job of a plan that
-        is gone (cancelled, failed) is dropped, as a worker drops it when its slot changes."""
+    def serve(self, dispatcher: Dispatcher, answer: Answer = silent,
+              finish: Callable[[plans.Plan], bool] = lambda plan: True) -> list[Taken]:
+        """Run every job given so far: its records, then its shard done (unless `finish` says the
+        plan's shards never end). A job of a plan that is gone (cancelled, failed) is dropped,
+        as a worker drops it when its slot changes."""
         taken = self.take()
         for job in taken:
             if plans.generation(self.shared.plans[job.slot]) != job.gen:
                 continue
             plan = dispatcher.by_gen[job.gen].plan
             self.report(job.worker, *answer(plan, job.shard))
-            self.done(job)
+            if finish(plan):
+                self.done(job)
         return taken

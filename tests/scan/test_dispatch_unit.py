@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -22,7 +23,7 @@ PORTS = tuple(range(1, SHARD + 1))  # one host's probes make one shard
 KIND = 1  # the dispatcher never reads a plan's kind
 
 
-def make(shards: int) -> plans.Plan:
+def make(shards: int) -> Callable[[int, int], plans.Plan]:
     """Build-function for Dispatcher.submit: a plan of `shards` shards."""
     def build(slot: int, gen: int) -> plans.Plan:
         hosts = tuple(range(0xC6120000, 0xC6120000 + shards))
