@@ -29,7 +29,8 @@ from netscand.api.responses import JSON, JSONBody
 from netscand.api.scans import SCANS, ScanEndpoints
 from netscand.api.throttle import AuthThrottle
 from netscand.scan.health import EngineHealth
-from netscand.scan.orchestrator import Orchestrator, ScanError
+from netscand.scan.errors import ScanError
+from netscand.scan.orchestrator import Orchestrator
 from netscand.store import StoreError
 from netscand.store.threads import StoreThreads
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 
 from netscand.api.responses import ProblemBody
-from netscand.scan.orchestrator import ScanError
+from netscand.scan.errors import ScanError
 from netscand.store import StoreError
 
 URN = "urn:netscand:problem:"

@@ -8,7 +8,8 @@ here; an idle one beats in the worker table instead, so the API is ready as a da
 
 Every response any test receives is checked against the OpenAPI document the app serves (an
 httpx response hook): its status must be documented for the operation, its media type too,
-and its body must match the documented schema.
+and its body must match the documented schema. The schemas are closed (api/models.py), so a
+field missing from the body, or one the models do not declare, fails the test that sees it.
 """
 
 from __future__ import annotations

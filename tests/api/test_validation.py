@@ -10,11 +10,14 @@ import orjson
 import pytest
 
 from netscand.api.body import MAX_BODY
+from netscand.api.models import StartRequest
+from netscand.scan.profiles import PROFILES
 from tests.api.conftest import Api, assert_problem, schema_validator, start
 
 INVALID = "urn:netscand:problem:invalid-field"
 START_SCHEMA = schema_validator({"$ref": "#/components/schemas/StartRequest"})
 T = "198.18.0.1"
+START_FIELDS = StartRequest.__struct_fields__
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,19 @@ def test_422_names_the_field(unix: httpx.Client, body: Any, field: str, schema_r
     assert problem["type"] in (INVALID, "urn:netscand:problem:unprocessable")
     # The documented request schema agrees wherever JSON Schema can say it.
     assert START_SCHEMA.is_valid(body) is not schema_refuses
+
+
+def test_a_422_says_the_rule_and_what_would_do(unix: httpx.Client) -> None:
+    def detail(body: dict[str, Any]) -> str:
+        r = unix.post("/api/v1/scans/start", content=orjson.dumps(body), headers={"Content-Type": "application/json"})
+        return str(assert_problem(r, 422, INVALID)["detail"])
+
+    assert detail({"target": T, "profile": "fast"}).endswith(f"'fast'; one of {', '.join(PROFILES)}")
+    assert "for example \"123e4567-e89b-12d3-a456-426614174000\"" in detail({"target": T, "site_id": "x"})
+    assert detail({"target": [T, ""]}).startswith("target[1]: ")
+    assert detail({"target": T, "timeout_ms": 0}) == "timeout_ms: Expected `int` >= 1"
+    assert detail({"target": T, "scan_name": 1}) == f"unknown field 'scan_name'; known: {', '.join(START_FIELDS)}"
+    assert detail({"target": T, "ports": [22]}).startswith("ports can only be given with profile custom")
 
 
 GOOD_BODIES: list[dict[str, Any]] = [
