@@ -153,8 +153,9 @@ BODY_ERRORS = {"400": _use("MalformedJson"), "413": _use("TooLarge"), "415": _us
                "422": _use("Invalid")}
 SCAN_ID = {"name": "scan_id", "in": "path", "required": True, "schema": {"type": "string"},
            "description": "A scan id; anything that is not one gets 404."}
+_KEY_SCHEMA = msgspec.json.schema(models.IdempotencyKey)
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "schema": msgspec.json.schema(models.IdempotencyKey)}
+                   "description": _KEY_SCHEMA.pop("description"), "schema": _KEY_SCHEMA}
 LOCATION = {"Location": {"required": True, "schema": {"type": "string"},
                          "description": "`/api/v1/scans/{id}`"}}
 REPLAYED = {"Idempotent-Replayed": {"schema": {"type": "string", "const": "true"},
