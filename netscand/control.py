@@ -33,7 +33,6 @@ from netscand.api import create_app, listener
 from netscand.api.listener import PEER_KEY
 from netscand.api.protocol import BoundedHttpTools
 from netscand.api.server import Connections, Gate, GatedServer
-from netscand.engine import plan as plans
 from netscand.engine.shm import ControlRow, Shared
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.orchestrator import Limits, Orchestrator
@@ -107,8 +106,6 @@ def main(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fall
 
 async def _serve(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fallback: Settings) -> None:
     loop = asyncio.get_running_loop()
-    for slot in shared.plans:
-        plans.release(slot)  # plans of a previous control process have no owner any more
     row = Row(shared)
     try:
         settings = load()
