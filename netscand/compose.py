@@ -30,10 +30,6 @@ def engine(workers: int, policy: PolicySource, reread: Callable[[], PolicySource
     def run(index: int) -> None:
         worker.main(shared, index, guard, lambda: PlanGuard.of(reread()))
 
-    def heartbeat(index: int) -> float:
-        _, _, _, beat, _, _ = shared.worker_row(index)
-        return beat
-
-    spec = ChildSpec("worker", run, count=workers, heartbeat=heartbeat, ready=shared.worker_ready,
-                     hangup=hangup)
+    spec = ChildSpec("worker", run, count=workers, heartbeat=lambda i: shared.worker_row(i).heartbeat,
+                     ready=shared.worker_ready, hangup=hangup)
     return Engine(shared, spec)

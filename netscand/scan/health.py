@@ -56,17 +56,17 @@ class EngineHealth:
         return [self._worker(index, now) for index in range(self._shared.workers)]
 
     def _worker(self, index: int, now: float) -> WorkerState:
-        _, generation, ready, heartbeat, sent, matched = self._shared.worker_row(index)
+        row = self._shared.worker_row(index)
         counts = self._shared.malformed(index)
         malformed = {reason: counts[code] for code, reason in enumerate(MALFORMED) if reason}
         # A worker takes its predecessor's generation plus one, the first one 1: every
         # generation after the first is a restart, also those between two looks at the table.
-        return WorkerState(index, bool(ready), now - heartbeat, max(generation - 1, 0), sent, matched,
-                           malformed)
+        return WorkerState(index, bool(row.ready), now - row.heartbeat, max(row.generation - 1, 0),
+                           row.sent, row.matched, malformed)
 
     def probes_sent(self) -> int:
         """Probes every worker has sent since the engine started (restarts included)."""
-        return sum(w.sent for w in self.workers())
+        return sum(self._shared.worker_row(index).sent for index in range(self._shared.workers))
 
     def trouble(self) -> str | None:
         """Why the engine cannot run scans now (every worker that cannot, named), or None."""

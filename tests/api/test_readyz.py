@@ -29,11 +29,12 @@ def test_workers_that_never_started_are_named(engine_api: Api) -> None:
 def test_a_silent_worker_is_named_until_it_beats_again(engine_api: Api) -> None:
     shared = engine_api.orchestrator.dispatcher.shared
     now = time.monotonic()
-    shared.set_worker_row(0, os.getpid(), 1, 1, now, 0, 0)
-    shared.set_worker_row(1, os.getpid(), 1, 1, now - 30, 0, 0)
+    shared.set_worker_row(0, pid=os.getpid(), generation=1, ready=1, heartbeat=now, sent=0, matched=0)
+    shared.set_worker_row(1, pid=os.getpid(), generation=1, ready=1, heartbeat=now - 30, sent=0, matched=0)
     body = assert_problem(engine_api.unix().get("/readyz"), 503, NOT_READY)
     assert body["checks"]["engine"] == "worker 1 has not beaten for 30 s"
-    shared.set_worker_row(1, os.getpid(), 2, 1, time.monotonic(), 0, 0)  # replaced, and beating
+    # Replaced, and beating.
+    shared.set_worker_row(1, pid=os.getpid(), generation=2, ready=1, heartbeat=time.monotonic(), sent=0, matched=0)
     assert engine_api.unix().get("/readyz").status_code == 200
 
 
