@@ -5,7 +5,8 @@ capability, and it parses everything clients send. The workers hold CAP_NET_RAW,
 every plan again: a control process that was taken over cannot point them at addresses outside
 policy.allowed_targets (or inside policy.excluded_targets), nor make them send faster than
 policy.max_rate. The policy is plain data here: the engine reads no configuration itself, it is
-given the guard and a callable that reads the file again (daemon.py, cli/scan.py).
+given the guard and a callable that reads the file again (compose.py, for the daemon and the
+one-shot scan).
 """
 
 from __future__ import annotations
