@@ -7,7 +7,6 @@ added and folded, which costs a few integer operations instead of a pass over th
 from __future__ import annotations
 
 
-
 def ones_sum(data: bytes) -> int:
     """Unfolded one's-complement sum of big-endian 16-bit words (odd length padded)."""
     if len(data) % 2:

@@ -163,32 +163,17 @@ class Shared:
         self.workers = workers
         # Fanout group ids are per network namespace: a random base keeps two daemons apart.
         self.fanout_base = int.from_bytes(os.urandom(2), "big")
-        table = WORKER_ROW * workers
-        control = CONTROL_ROW
-        plans = PLAN_BYTES * PLAN_SLOTS
-        shards = SHARD_BYTES * SHARD_SLOTS * workers
         job_size = Ring.size_for(JOB.size, JOB_RING)
         result_size = Ring.size_for(RESULT.size, RESULT_RING)
-        total = table + control + plans + shards + workers * (job_size + result_size)
-        self._map = mmap.mmap(-1, total, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
-        view = memoryview(self._map)
-        self.table = view[:table]
-        self.control = view[table : table + control]
-        at = table + control
-        self.plans = [view[at + i * PLAN_BYTES : at + (i + 1) * PLAN_BYTES] for i in range(PLAN_SLOTS)]
-        at += plans
-        self.shards = [view[at + i * SHARD_BYTES : at + (i + 1) * SHARD_BYTES]
-                       for i in range(SHARD_SLOTS * workers)]
-        at += shards
-        self.jobs: list[Ring] = []
-        self.results: list[Ring] = []
-        for _ in range(workers):
-            self.jobs.append(Ring(view[at : at + job_size], JOB.size, JOB_RING,
-                                  os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)))
-            at += job_size
-            self.results.append(Ring(view[at : at + result_size], RESULT.size, RESULT_RING,
-                                     os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)))
-            at += result_size
+        sizes = (WORKER_ROW * workers, CONTROL_ROW, PLAN_BYTES * PLAN_SLOTS, SHARD_BYTES * SHARD_SLOTS * workers,
+                 (job_size + result_size) * workers)
+        self._map = mmap.mmap(-1, sum(sizes), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        self.table, self.control, plans, shards, rings = _cut(memoryview(self._map), sizes)
+        self.plans = _split(plans, PLAN_BYTES)  # the plan slots
+        self.shards = _split(shards, SHARD_BYTES)  # the shard slots, SHARD_SLOTS per worker in turn
+        per_worker = _split(rings, job_size + result_size)
+        self.jobs = [_ring(area[:job_size], JOB.size, JOB_RING) for area in per_worker]
+        self.results = [_ring(area[job_size:], RESULT.size, RESULT_RING) for area in per_worker]
 
     def worker_row(self, index: int) -> WorkerRow:
         return WorkerRow._make(WORKER.unpack_from(self.table, index * WORKER_ROW))
@@ -226,3 +211,20 @@ class Shared:
 
     def set_control_row(self, row: ControlRow) -> None:
         CONTROL.pack_into(self.control, 0, *row[:-1], row.error.encode()[:ERROR_BYTES])
+
+
+def _cut(view: memoryview, sizes: tuple[int, ...]) -> list[memoryview]:
+    """Consecutive areas of these sizes."""
+    out, at = [], 0
+    for size in sizes:
+        out.append(view[at : at + size])
+        at += size
+    return out
+
+
+def _split(view: memoryview, size: int) -> list[memoryview]:
+    return [view[at : at + size] for at in range(0, len(view), size)]
+
+
+def _ring(view: memoryview, item: int, capacity: int) -> Ring:
+    return Ring(view, item, capacity, os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))

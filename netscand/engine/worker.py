@@ -14,14 +14,12 @@ A shard's probe states live in shared memory, so whichever worker the kernel's f
 reply to can record it; the shard's owner alone decides retries and reports the tallies.
 
 The parts: pacing.py (token buckets), rtt.py (each plan's timeout), shards.py (a shard's life
-from its start to its tally); here, the loop that composes them, the intake of plans and jobs,
-the policy's reloads, and the recording of replies. Its sockets come from a Link (sockets.py),
-so a test can hand it socket pairs instead of raw sockets.
+from its start to its tally), replies.py (what a received frame answers, and what that tells);
+here, the loop that composes them, the intake of plans and jobs, and the policy's reloads. Its
+sockets come from a Link (sockets.py), so a test can hand it socket pairs instead of raw sockets.
 
-Nothing a worker receives can end it: every frame is checked before any probe reads it
-(engine/frames.py), and whatever still goes wrong on one frame is counted and logged, and the
-worker goes on. Nor does it run every plan it is given: each is checked against the policy
-(engine/guard.py), and a refused one is reported instead of sent.
+Nothing a worker receives can end it (replies.py); nor does it run every plan it is given: each
+is checked against the policy (engine/guard.py), and a refused one is reported instead of sent.
 """
 
 from __future__ import annotations
@@ -35,27 +33,15 @@ from collections.abc import Callable
 
 import structlog
 
-from netscand.engine import bpf, clock, frames
+from netscand.engine import bpf, clock
 from netscand.engine import plan as plans
 from netscand.engine.guard import PlanGuard, route_gateways
 from netscand.engine.pacing import Pacer
-from netscand.engine.probes import PROBES, Answer, reply_clauses
+from netscand.engine.probes import PROBES, reply_clauses
+from netscand.engine.replies import Replies
 from netscand.engine.shards import IDLE_WAIT, PlanState, ShardFinder, Shards
 from netscand.engine.shm import (
-    JOB_SHARD,
-    PLAN_SLOTS,
-    R_HOST,
-    R_PORT,
-    R_REFUSED,
-    REFUSE_INTERFACE,
-    REFUSE_PLAN,
-    REFUSE_TARGET,
-    S_NONE,
-    S_OPEN,
-    S_UNREACH,
-    S_UP,
-    Job,
-    Shared,
+    JOB_SHARD, PLAN_SLOTS, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN, REFUSE_TARGET, Job, Shared,
     pack_result,
 )
 from netscand.engine.sockets import RAW_LINK, SNAPLEN, Link, Rx, Tx
@@ -64,7 +50,6 @@ log = structlog.get_logger()
 
 RX_BATCH = 256
 BEAT_EVERY = 0.1
-LOG_EVERY = 10.0  # at most one line per worker this often about frames that broke a parser
 
 
 class Worker:
@@ -76,8 +61,7 @@ class Worker:
         self.jobs = shared.jobs[index]
         self.results = shared.results[index]
         row = shared.worker_row(index)
-        self.generation, self.matched = row.generation + 1, row.matched
-        self.malformed = list(shared.malformed(index))
+        self.generation = row.generation + 1
         self.guard, self.reload = guard, reload
         self.ceiling = self._ceiling()
         self.pacer = Pacer(self.ceiling)
@@ -86,14 +70,14 @@ class Worker:
         self.tx: dict[int, Tx] = {}  # by interface index
         self.rx: dict[int, Rx] = {}
         self.shards = Shards(shared, index, self._emit, row.sent)
-        self.finder = ShardFinder(shared.shards)
+        self.replies = Replies(index, ShardFinder(shared.shards), self._emit, list(shared.malformed(index)),
+                               row.matched)
         self.backlog: deque[Job] = deque()  # jobs taken but not started
         self.intake = False  # the backlog may hold a job that can start now
         self.stopping = False
         self.hangup = False  # a reload: read the policy again
         self.rxbuf = bytearray(SNAPLEN)
-        self.next_beat = self.next_log = 0.0
-        self.unlogged = 0  # parser errors since the last line about them
+        self.next_beat = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> None:
@@ -131,8 +115,8 @@ class Worker:
 
     def _beat(self, now: float, ready: int = 1) -> None:
         self.shared.set_worker_row(self.index, os.getpid(), self.generation, ready, now,
-                                   self.shards.sent, self.matched)
-        self.shared.set_malformed(self.index, self.malformed)
+                                   self.shards.sent, self.replies.matched)
+        self.shared.set_malformed(self.index, self.replies.malformed)
         self.next_beat = now + BEAT_EVERY
 
     def _sleep(self, timeout: float) -> None:
@@ -166,8 +150,11 @@ class Worker:
         except plans.PlanError as exc:
             self._refuse(plan_slot, gen, REFUSE_PLAN, detail=str(exc))
             return None
-        if plan is None:
-            return None
+        return None if plan is None else self._admit(plan)
+
+    def _admit(self, plan: plans.Plan) -> PlanState | None:
+        """A plan read from its slot, once the policy allows it and its sockets are open."""
+        plan_slot, gen = plan.slot, plan.gen
         reason = self._refusal(plan)
         if reason:
             self._refuse(plan_slot, gen, reason)
@@ -263,52 +250,14 @@ class Worker:
     # -- receiving -----------------------------------------------------------------------------
     def _receive(self, now: float) -> None:
         """What waits on the receive sockets; `now` times every reply of this look."""
-        buf, take = self.rxbuf, self._take
+        buf, take, states = self.rxbuf, self.replies.take, self.plans.values()
         for sock in self.rx.values():
             for _ in range(RX_BATCH):
                 try:
                     n = sock.recv_into(buf)
                 except OSError:  # nothing waiting (EAGAIN), or the interface went down
                     break
-                take(bytes(buf[:n]), now)
-
-    def _take(self, frame: bytes, now: float) -> None:
-        # The last line of defence: frames.check() leaves no frame a probe should trip on, but
-        # if one still does, the worker must not die of it.
-        try:
-            hit = frames.take(frame, self.plans.values(), self.malformed)
-            if hit is not None:
-                self._record(*hit, now)
-        except Exception as exc:
-            self._parser_error(exc, frame)
-
-    def _parser_error(self, exc: Exception, frame: bytes) -> None:
-        self.malformed[frames.PARSER_ERROR] += 1
-        self.unlogged += 1
-        now = clock.now()
-        if now >= self.next_log:
-            log.error("engine.frame_broke_parser", worker=self.index, error=repr(exc),
-                      frame=frame[:96].hex(), since_last_line=self.unlogged)
-            self.next_log, self.unlogged = now + LOG_EVERY, 0
-
-    def _record(self, state: PlanState, a: Answer, now: float) -> None:
-        p = state.plan
-        self.matched += 1
-        if a.tick >= 0:
-            state.rtt.sample(clock.since(a.tick, now))
-        shard, off = divmod(a.port * state.nh + a.host, p.shard_size)
-        states = self.finder.states(p.gen, shard)
-        prev = S_NONE if states is None else states[off]
-        if states is not None and (prev == S_NONE or (prev == S_UNREACH and a.state != S_UNREACH)):
-            states[off] = a.state
-        if prev != S_NONE:
-            return
-        ip = p.hosts[a.host]
-        if a.state == S_OPEN:
-            self._emit(pack_result(R_PORT, state=S_OPEN, ttl=a.ttl, flags=a.flags, plan_gen=p.gen,
-                                   ip=ip, port=p.ports[a.port], win=a.win, ipid=a.ipid, opts=a.opts))
-        elif a.state == S_UP:
-            self._emit(pack_result(R_HOST, plan_gen=p.gen, ip=ip, mac=a.mac))
+                take(bytes(buf[:n]), states, now)
 
 
 def main(shared: Shared, index: int, guard: PlanGuard, reload: Callable[[], PlanGuard]) -> None:

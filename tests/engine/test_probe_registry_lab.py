@@ -86,7 +86,7 @@ def test_a_probe_type_registered_by_a_test_sends_and_its_replies_are_tallied(lab
             sock.close()  # type: ignore[attr-defined]
     assert sub.finished
     assert tx_packets(lab) - sent_before >= len(targets)  # its frames left scan0
-    assert worker.matched >= len(targets)  # every target answered, matched by the new parser
+    assert worker.replies.matched >= len(targets)  # every target answered, matched by the new parser
     opened = {(r.ip, r.port) for r in results if r.kind == R_PORT and r.state == S_OPEN}
     assert opened == {(router[0], 53)}
     tallies = {r.ip: (r.a, r.b) for r in results if r.kind == R_TALLY}  # the new type's tally

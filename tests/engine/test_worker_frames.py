@@ -104,9 +104,9 @@ def test_replies_are_matched_timed_tallied_and_malformed_frames_counted() -> Non
     rig.step(T0 + 0.1)  # the replies come 100 ms after their probes
 
     worker = rig.worker
-    assert worker.matched == 4
+    assert worker.replies.matched == 4
     assert worker.plans[rig.sub.plan.slot].rtt.srtt == pytest.approx(0.1, abs=1 / 250)  # one 4 ms tick
-    assert worker.malformed[frames.TRUNCATED] == 1 and worker.malformed[frames.BAD_CHECKSUM] == 1
+    assert worker.replies.malformed[frames.TRUNCATED] == 1 and worker.replies.malformed[frames.BAD_CHECKSUM] == 1
     (opened,) = [r for r in rig.results if r.kind == R_PORT]  # open ports are told at once
     assert (opened.state, opened.ip, opened.port, opened.ttl) == (S_OPEN, H0, 22, 61)
     assert not rig.sub.done

@@ -72,6 +72,11 @@ def worker_with(plan: plans.Plan) -> tuple[Shared, Worker, PlanState]:
     return shared, worker, state
 
 
+def take(worker: Worker, frame: bytes) -> None:
+    """What the worker's receive loop does with a frame."""
+    worker.replies.take(frame, worker.plans.values(), time.monotonic())
+
+
 def malformed(shared: Shared) -> dict[str, int]:
     return {MALFORMED[code]: count for code, count in enumerate(shared.malformed(0)) if count}
 
@@ -79,15 +84,15 @@ def malformed(shared: Shared) -> dict[str, int]:
 def test_frames_are_matched_counted_or_dropped_and_the_counts_reach_the_worker_table() -> None:
     plan = make_plan()
     shared, worker, _ = worker_with(plan)
-    worker._take(syn_ack(plan), time.monotonic())
+    take(worker, syn_ack(plan))
     (r,) = [Result.unpack(raw) for raw in shared.results[0].pop_many(10)]
     assert (r.kind, r.state, r.ip, r.port) == (R_PORT, S_OPEN, HOST, 80)
-    worker._take(ISSUE_FRAME, time.monotonic())
+    take(worker, ISSUE_FRAME)
     damaged = bytearray(syn_ack(plan, window=1000))
     damaged[48] ^= 0x40  # the window, which no cookie covers: the TCP checksum no longer adds up
-    worker._take(bytes(damaged), time.monotonic())
-    worker._take(b"\x00" * 7, time.monotonic())
-    assert worker.matched == 1
+    take(worker, bytes(damaged))
+    take(worker, b"\x00" * 7)
+    assert worker.replies.matched == 1
     worker._beat(time.monotonic())
     assert malformed(shared) == {"truncated": 2, "bad_checksum": 1}
 
@@ -97,11 +102,11 @@ def test_a_probe_that_raises_is_counted_and_the_worker_goes_on() -> None:
     shared, worker, state = worker_with(plan)
     state.probe = Broken(plan)
     for _ in range(3):
-        worker._take(syn_ack(plan), time.monotonic())  # raises inside; must not escape
-    assert worker.malformed[frames.PARSER_ERROR] == 3 and worker.unlogged == 2  # one line logged, two held back
+        take(worker, syn_ack(plan))  # raises inside; must not escape
+    assert worker.replies.malformed[frames.PARSER_ERROR] == 3 and worker.replies.unlogged == 2  # one line logged, two held back
     state.probe = TcpSyn(plan)
-    worker._take(syn_ack(plan), time.monotonic())
-    assert worker.matched == 1
+    take(worker, syn_ack(plan))
+    assert worker.replies.matched == 1
     worker._beat(time.monotonic())
     assert malformed(shared) == {"parser_error": 3}
 
@@ -109,7 +114,7 @@ def test_a_probe_that_raises_is_counted_and_the_worker_goes_on() -> None:
 def test_a_restarted_worker_keeps_its_predecessors_counts() -> None:
     plan = make_plan()
     shared, worker, _ = worker_with(plan)
-    worker._take(ISSUE_FRAME, time.monotonic())
+    take(worker, ISSUE_FRAME)
     worker._beat(time.monotonic())
     successor = Worker(shared, 0, GUARD, lambda: GUARD)
     successor._beat(time.monotonic())
