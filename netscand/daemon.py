@@ -49,6 +49,32 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     """Run the daemon until it is stopped; `reread` loads the config again, for reloads."""
     logs.configure(cfg.daemon.log_format)
     notifier = Notifier()
+    state, listeners = _take_over(cfg)
+    # As the daemon's user from here on: what fails now would fail in its children.
+    Store(db_path(cfg)).close()  # creates or migrates the schema before any child opens it
+    load = _loader(cfg, reread)
+    boot = _boot_settings(load)
+    engine = compose.engine(cfg.workers, cfg.policy, lambda: reread().policy, hangup=True)
+    specs = [engine.workers, _control_child(engine.shared, listeners, db_path(cfg), load, boot)]
+    receipt = receipt_path(cfg)
+    reloaded = _receipt_writer(receipt)
+    reloaded(0, 0, "")
+    log.info("daemon.start", pid=os.getpid(), workers=cfg.workers, socket=cfg.daemon.socket,
+             listen=cfg.daemon.listen or None, state_dir=str(state))
+    code = Supervisor(specs, log=lambda msg: log.warning("supervisor", message=msg), notifier=notifier,
+                      status=lambda: _status(engine.shared), reloaded=reloaded).run()
+    # What can't be removed (a socket directory not ours, a read-only state directory) the next
+    # start replaces.
+    for path in (Path(cfg.daemon.socket), receipt):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    log.info("daemon.stop", code=code)
+    return code
+
+
+def _take_over(cfg: Config) -> tuple[Path, control.Listeners]:
+    """What is done as root: the account looked up, what it can't read loaded, the state
+    directory and the listening sockets made; then the switch to the daemon's user."""
     account = privileges.account(cfg.daemon.user)  # before anything is made: a missing user stops us
     preload.load()  # what the daemon's user may not be able to read, and what an upgrade may replace
     if account:
@@ -60,22 +86,30 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     log.info("daemon.privileges", uid=os.getuid(), gid=os.getgid(), net_raw=net_raw)
     if not net_raw:
         log.warning("daemon.no_net_raw", detail="without CAP_NET_RAW the engine can't send a probe: scans will fail")
-    # As the daemon's user from here on: what fails now would fail in its children.
-    Store(db_path(cfg)).close()  # creates or migrates the schema before any child opens it
-    load = _loader(cfg, reread)
-    boot = load()  # makes the TLS certificate when there is none, as the daemon's user
+    return state, control.Listeners(unix, tcp)
+
+
+def _boot_settings(load: control.Loader) -> control.Settings:
+    """The settings the daemon starts with, which a control process falls back on while the
+    config file is broken. Loading them makes the TLS certificate when there is none, as the
+    daemon's user."""
+    boot = load()
     if boot.certificate is not None:
         cert = boot.certificate
         log.info("tls.certificate", path=str(cert.cert), sha256=cert.fingerprint, generated=cert.generated)
-    engine = compose.engine(cfg.workers, cfg.policy, lambda: reread().policy, hangup=True)
-    shared = engine.shared
-    specs = [
-        engine.workers,
-        ChildSpec("control", lambda i: control.main(shared, control.Listeners(unix, tcp), db_path(cfg), load, boot),
-                  heartbeat=lambda i: shared.control_row().heartbeat, ready=lambda i: _control_ready(shared),
-                  reloads=lambda i: _control_reloads(shared)),
-    ]
-    receipt = receipt_path(cfg)
+    return boot
+
+
+def _control_child(shared: Shared, listeners: control.Listeners, db: Path, load: control.Loader,
+                   boot: control.Settings) -> ChildSpec:
+    return ChildSpec("control", lambda i: control.main(shared, listeners, db, load, boot),
+                     heartbeat=lambda i: shared.control_row().heartbeat, ready=lambda i: _control_ready(shared),
+                     reloads=lambda i: _control_reloads(shared))
+
+
+def _receipt_writer(receipt: Path) -> Callable[[int, int, str], None]:
+    """What the supervisor calls for every reload asked for and done: the receipt that
+    `netscand reload` waits for, naming this daemon by its pid and start time."""
     started = start_time(os.getpid()) or 0
 
     def reloaded(requested: int, done: int, error: str) -> None:
@@ -84,22 +118,12 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
         except OSError as exc:  # a full or read-only state directory must not stop the daemon
             log.error("daemon.receipt_unwritable", path=str(receipt), error=str(exc))
 
-    def status() -> str:
-        row = shared.control_row()
-        return f"scans: {row.running} running, {row.queued} queued"
+    return reloaded
 
-    reloaded(0, 0, "")
-    log.info("daemon.start", pid=os.getpid(), workers=cfg.workers, socket=cfg.daemon.socket,
-             listen=cfg.daemon.listen or None, state_dir=str(state))
-    code = Supervisor(specs, log=lambda msg: log.warning("supervisor", message=msg), notifier=notifier,
-                      status=status, reloaded=reloaded).run()
-    # What can't be removed (a socket directory not ours, a read-only state directory) the next
-    # start replaces.
-    for path in (Path(cfg.daemon.socket), receipt):
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-    log.info("daemon.stop", code=code)
-    return code
+
+def _status(shared: Shared) -> str:
+    row = shared.control_row()
+    return f"scans: {row.running} running, {row.queued} queued"
 
 
 def _loader(boot: Config, reread: Callable[[], Config]) -> control.Loader:
