@@ -2,8 +2,8 @@
 models (api/models.py, through msgspec's JSON Schema, the 2020-12 dialect OpenAPI 3.1 uses),
 the operations from the route table below.
 
-It is the project's API documentation: where scanning-api.txt and API.md leave a choice open,
-the choice is written here (DESCRIPTION and the operations' descriptions). Tests check every
+It is the project's API documentation (docs/api.md is its overview): where the original
+contract leaves a choice open, the choice is written here (DESCRIPTION and the operations' descriptions). Tests check every
 route of the app against it and every response the tests see against its closed schemas.
 """
 

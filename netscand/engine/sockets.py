@@ -74,7 +74,7 @@ _RETRYABLE = (errno.ENOBUFS, errno.EAGAIN, errno.EINTR)
 
 class Sender:
     """Frames are copied into one buffer and leave in one sendmmsg() call per batch: the
-    syscall, not the copy, is what a frame costs Python (DESIGN.md's measurements)."""
+    syscall, not the copy, is what a frame costs Python (docs/architecture.md's measurements)."""
 
     FRAME_MAX = 128
 

@@ -34,7 +34,7 @@ def _spec(profile: str, **fields: Any) -> ScanSpec:
     return resolve(ScanRequest(TARGET, profile, **fields), parse_targets(TARGET), RATE, 3, PING)
 
 
-# What each fixed profile resolved to before the table existed (API.md's profile table).
+# What each fixed profile resolved to before the table existed (the original profile table).
 @pytest.mark.parametrize("name, ports, budget, sweep, rate, profiling, services", [
     ("quick", top_ports(100), 30, True, RATE, False, False),
     ("normal", top_ports(1000), 120, True, RATE, True, True),
