@@ -6,8 +6,9 @@ read, stop and delete scans. A facade over its parts, each with one job:
 - queue.py: the scans waiting for a place to run;
 - live.py: the scans running now, driven by ScanRuns over the shared engine on this event loop;
 - stages.py: the profiling stage after a scan's sweep;
-- persist.py: every write to the store (off the event loop, in order) and the reads that must
-  see what is not written yet; retention.
+- persist.py: a scan's writes to the store (off the event loop, in order) and the reads that
+  must see what is not written yet;
+- retention.py: deleting finished scans, on request and past the retention age.
 
 A scan belongs to its owner (a token's name, or `unix:<uid>`): callers that may see only their
 own scans pass that owner as `viewer`, and another owner's scan is answered as if it did not
@@ -30,6 +31,7 @@ from netscand.scan.persist import Persist
 from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import ScanQueue
 from netscand.scan.result import document
+from netscand.scan.retention import Retention
 from netscand.store import Store
 from netscand.store.clock import parse, utc_now
 from netscand.store.scans import FINISHED
@@ -53,6 +55,7 @@ class Orchestrator:
         self.admission = Admission(store, self.io, claims)
         self.queue = ScanQueue(claims)
         self.persist = Persist(store, self.io)
+        self.retention = Retention(store, self.io, self.persist)
         self.live = Live(dispatcher, self.persist, self.queue, limits)
         self._tasks: list[asyncio.Task] = []
 
@@ -65,7 +68,7 @@ class Orchestrator:
         for fd in self.dispatcher.fds():
             loop.add_reader(fd, self.live.wake)
         self._tasks = [loop.create_task(self.live.tick_forever()),
-                       loop.create_task(self.persist.expire_forever(lambda: self.limits.retention_days))]
+                       loop.create_task(self.retention.expire_forever(lambda: self.limits.retention_days))]
 
     def interrupted(self) -> None:
         """At start, before serving: scans left running by the previous control process fail."""
@@ -86,7 +89,7 @@ class Orchestrator:
 
     async def expire(self) -> int:
         """Delete finished scans that ended more than retention_days ago; how many went."""
-        return await self.persist.expire(self.limits.retention_days)
+        return await self.retention.expire(self.limits.retention_days)
 
     # -- requests ------------------------------------------------------------------------------
     async def start(self, req: ScanRequest, owner: str | None, idempotency_key: str | None,
@@ -129,7 +132,7 @@ class Orchestrator:
         if scan["status"] not in FINISHED:
             raise ScanError(409, "Scan not finished", f"scan {scan_id} is {scan['status']}; stop it first")
         self.persist.retry(scan_id)  # the store must know it finished
-        if not await self.persist.delete(scan_id):
+        if not await self.retention.delete(scan_id):
             raise not_found(scan_id)  # deleted meanwhile
         log.info("scan.deleted", scan_id=scan_id)
 

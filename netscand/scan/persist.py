@@ -1,17 +1,15 @@
-"""Persistence: every write of a scan, through the store's threads (StoreThreads: one writer, in
-order, off the event loop), and the reads that must see what is not written yet.
+"""Persistence: a scan's writes, through the store's threads (StoreThreads: one writer, in order,
+off the event loop), and the reads that must see what is not written yet.
 
 A scan's state the store has not confirmed (written but not yet done, or refused: read-only,
 full) is kept in `unsaved`, served over what the store holds and written again every tick, so no
-scan reads "running" for ever. Finished scans past the retention age are deleted here too.
+scan reads "running" for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Callable
-from datetime import timedelta
 from functools import partial
 from itertools import islice
 
@@ -26,8 +24,6 @@ log = structlog.get_logger()
 
 SAVE_CHUNK = 512  # devices built per turn of the loop, and written per transaction, at a scan's end
 LIST_PAGE = 100
-RETENTION_EVERY_S = 3600.0  # how often finished scans past daemon.retention_days are deleted
-RETENTION_BATCH = 100  # scans looked up per round of deletion
 STATE_LOGGED = ("error", "hosts_found", "ports_found")
 
 
@@ -81,6 +77,10 @@ class Persist:
             log.error("scan.store_failed", scan_id=scan_id, error=str(exc))  # kept; the next tick retries
         else:
             log.error("scan.store_failed", scan_id=scan_id, exc_info=exc)
+
+    def forget(self, scan_id: str) -> None:
+        """The scan was deleted: nothing of it is left to write."""
+        self.unsaved.pop(scan_id, None)
 
     def interrupted(self, reason: str) -> None:
         """At start, before serving: scans the previous control process left running can't be
@@ -152,39 +152,3 @@ class Persist:
         while chunk := list(islice(hosts, SAVE_CHUNK)):
             devices = [device_row(result, h, profiling, final=True) for h in chunk]
             await self.io.write(self.store.put_devices, scan_id, devices)
-
-    # -- deletion --------------------------------------------------------------------------------
-    async def delete(self, scan_id: str) -> bool:
-        """Delete a finished scan, its results one chunk a write: the writer thread takes other
-        writes in between (running scans' results, new scans), however large the scan."""
-        while await self.io.write(self.store.delete_results, scan_id):
-            pass
-        deleted = await self.io.write(self.store.delete_scan, scan_id)
-        if deleted:
-            self.unsaved.pop(scan_id, None)
-        return deleted
-
-    async def expire(self, days: int) -> int:
-        """Delete finished scans that ended more than `days` ago (0: none); how many went."""
-        if not days:
-            return 0
-        cutoff, deleted = utc_now(-timedelta(days=days)), 0
-        while ids := await self.io.read(self.store.finished_before, cutoff, RETENTION_BATCH):
-            gone = sum([await self.delete(scan_id) for scan_id in ids])
-            deleted += gone
-            if not gone:
-                break  # nothing could go (deleted by a client meanwhile): the next round sees
-        if deleted:
-            log.info("scan.expired", scans=deleted, retention_days=days)
-        return deleted
-
-    async def expire_forever(self, days: Callable[[], int]) -> None:
-        """expire() every RETENTION_EVERY_S, with the retention of the time (a reload changes it)."""
-        while True:
-            try:
-                await self.expire(days())
-            except StoreError as exc:
-                log.error("scan.retention_failed", error=str(exc))  # the next round tries again
-            except Exception:
-                log.exception("scan.retention_failed")
-            await asyncio.sleep(RETENTION_EVERY_S)

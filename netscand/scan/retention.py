@@ -1,0 +1,64 @@
+"""Deletion of finished scans: at a client's request, and once past daemon.retention_days.
+
+A scan's results go one chunk per write, so the store's one writer thread takes other writes in
+between (running scans' results, new scans), however large the scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+
+from netscand.scan.persist import Persist
+from netscand.store import Store, StoreError
+from netscand.store.clock import utc_now
+from netscand.store.threads import StoreThreads
+
+log = structlog.get_logger()
+
+RETENTION_EVERY_S = 3600.0  # how often finished scans past daemon.retention_days are deleted
+RETENTION_BATCH = 100  # scans looked up per round of deletion
+
+
+class Retention:
+    def __init__(self, store: Store, io: StoreThreads, persist: Persist) -> None:
+        self.store = store
+        self.io = io
+        self.persist = persist
+
+    async def delete(self, scan_id: str) -> bool:
+        """Delete a finished scan and its results; False if it is not there (or not finished)."""
+        while await self.io.write(self.store.delete_results, scan_id):
+            pass
+        deleted = await self.io.write(self.store.delete_scan, scan_id)
+        if deleted:
+            self.persist.forget(scan_id)
+        return deleted
+
+    async def expire(self, days: int) -> int:
+        """Delete finished scans that ended more than `days` ago (0: none); how many went."""
+        if not days:
+            return 0
+        cutoff, deleted = utc_now(-timedelta(days=days)), 0
+        while ids := await self.io.read(self.store.finished_before, cutoff, RETENTION_BATCH):
+            gone = sum([await self.delete(scan_id) for scan_id in ids])
+            deleted += gone
+            if not gone:
+                break  # nothing could go (deleted by a client meanwhile): the next round sees
+        if deleted:
+            log.info("scan.expired", scans=deleted, retention_days=days)
+        return deleted
+
+    async def expire_forever(self, days: Callable[[], int]) -> None:
+        """expire() every RETENTION_EVERY_S, with the retention of the time (a reload changes it)."""
+        while True:
+            try:
+                await self.expire(days())
+            except StoreError as exc:
+                log.error("scan.retention_failed", error=str(exc))  # the next round tries again
+            except Exception:
+                log.exception("scan.retention_failed")
+            await asyncio.sleep(RETENTION_EVERY_S)
