@@ -107,21 +107,14 @@ def main(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fall
 async def _serve(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fallback: Settings) -> None:
     loop = asyncio.get_running_loop()
     row = Row(shared)
-    try:
-        settings = load()
-    except SettingsError as exc:
-        settings, row.error = fallback, str(exc)
-        log.error("config.unusable", error=row.error, using="the settings the daemon started with")
+    settings = _first_settings(load, fallback, row)
     store = Store(db_path)
     orchestrator = Orchestrator(store, Dispatcher(shared), settings.limits)
     orchestrator.interrupted()
     orchestrator.attach(loop)
-    app = create_app(orchestrator, store)
     tls = server_context(settings.certificate) if settings.certificate else None
     gates = {"unix": Gate("unix", settings.unix), "tcp": Gate("tcp", settings.tcp)}
-    servers = [(_server(listener(app, "unix"), gates["unix"], None, _PeerProtocol), listeners.unix)]
-    if listeners.tcp is not None and tls is not None:
-        servers.append((_server(listener(app, "tcp"), gates["tcp"], tls, BoundedHttpTools), listeners.tcp))
+    servers = _servers(create_app(orchestrator, store), listeners, gates, tls)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(load, orchestrator, tls, gates, row))
@@ -135,6 +128,24 @@ async def _serve(shared: Shared, listeners: Listeners, db_path: Path, load: Load
     await asyncio.gather(*tasks, return_exceptions=True)
     beat.cancel()
     store.close()
+
+
+def _first_settings(load: Loader, fallback: Settings, row: Row) -> Settings:
+    try:
+        return load()
+    except SettingsError as exc:
+        row.error = str(exc)
+        log.error("config.unusable", error=row.error, using="the settings the daemon started with")
+        return fallback
+
+
+def _servers(app: ASGIApp, listeners: Listeners, gates: dict[str, Gate],
+             tls: ssl.SSLContext | None) -> list[tuple[_Server, socket.socket]]:
+    """The app on the Unix socket, and on the TLS port when there is one."""
+    servers = [(_server(listener(app, "unix"), gates["unix"], None, _PeerProtocol), listeners.unix)]
+    if listeners.tcp is not None and tls is not None:
+        servers.append((_server(listener(app, "tcp"), gates["tcp"], tls, BoundedHttpTools), listeners.tcp))
+    return servers
 
 
 async def _until_stopped(stop: asyncio.Event, servers: list[asyncio.Task[None]]) -> None:
