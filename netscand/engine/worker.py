@@ -53,6 +53,8 @@ BEAT_EVERY = 0.1
 
 
 class Worker:
+    """One engine worker process's loop and the parts it composes (module docstring)."""
+
     def __init__(self, shared: Shared, index: int, guard: PlanGuard,
                  reload: Callable[[], PlanGuard], link: Link = RAW_LINK) -> None:
         """`reload` reads the policy again (the configuration may have changed since `guard`);

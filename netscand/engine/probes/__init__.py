@@ -24,7 +24,9 @@ __all__ = ["PROBES", "Answer", "Probe", "ProbeType", "probe_for", "register", "r
 
 
 def register(probe: ProbeType) -> ProbeType:
-    """Make a probe type known to the engine; its kind must be new."""
+    """Make a probe type known to the engine; its kind must be new, and fit the plan header's byte."""
+    if not 0 < probe.kind <= 0xFF:
+        raise ValueError(f"probe kind {probe.kind} of {probe.name} is not in 1-255")
     if PROBES.setdefault(probe.kind, probe) is not probe:
         raise ValueError(f"probe kind {probe.kind} is {PROBES[probe.kind].name}'s, not {probe.name}'s")
     return probe
