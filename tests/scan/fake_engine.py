@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from netscand.engine import plan as plans
+from netscand.engine.probes import PROBES
 from netscand.engine.shm import JOB, R_DONE, Shared, pack_result
-from netscand.scan.dispatch import Dispatcher
 
 # What a worker records for one shard of a plan, besides its R_DONE (pack_result records).
 Answer = Callable[[plans.Plan, int], Iterable[bytes]]
@@ -38,6 +38,7 @@ class FakeEngine:
     def __init__(self, workers: int = 2) -> None:
         self.shared = Shared(workers)
         self.generations = [1] * workers
+        self._plans: dict[int, plans.Plan] = {}  # the plan last read from each slot
         for w in range(workers):
             self._row(w)
 
@@ -63,16 +64,28 @@ class FakeEngine:
     def done(self, job: Taken) -> None:
         self.report(job.worker, pack_result(R_DONE, plan_gen=job.gen, shard=job.shard))
 
-    def serve(self, dispatcher: Dispatcher, answer: Answer = silent,
-              finish: Callable[[plans.Plan], bool] = lambda plan: True) -> list[Taken]:
+    def plan(self, job: Taken) -> plans.Plan | None:
+        """The plan a job names, read from its slot as a worker reads it (and checked the same
+        way); None once the slot holds another plan, or none."""
+        buf = self.shared.plans[job.slot]
+        if plans.generation(buf) != job.gen:
+            return None
+        known = self._plans.get(job.slot)
+        if known is None or known.gen != job.gen:
+            read = plans.read(buf, job.slot, PROBES)
+            assert read is not None and read.gen == job.gen
+            known = self._plans[job.slot] = read
+        return known
+
+    def serve(self, answer: Answer = silent, finish: Callable[[plans.Plan], bool] = lambda plan: True) -> list[Taken]:
         """Run every job given so far: its records, then its shard done (unless `finish` says the
         plan's shards never end). A job of a plan that is gone (cancelled, failed) is dropped,
         as a worker drops it when its slot changes."""
         taken = self.take()
         for job in taken:
-            if plans.generation(self.shared.plans[job.slot]) != job.gen:
+            plan = self.plan(job)
+            if plan is None:
                 continue
-            plan = dispatcher.by_gen[job.gen].plan
             self.report(job.worker, *answer(plan, job.shard))
             if finish(plan):
                 self.done(job)

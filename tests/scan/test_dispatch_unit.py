@@ -64,7 +64,7 @@ def run_out(engine: FakeEngine, dispatcher: Dispatcher, sub: Submitted) -> list[
     """Serve the plan until it is finished; the shards in the order they went out."""
     order: list[int] = []
     while not sub.finished:
-        taken = engine.serve(dispatcher)
+        taken = engine.serve()
         assert taken, "the plan stalled"
         order += [j.shard for j in taken]
         dispatcher.poll()

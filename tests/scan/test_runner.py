@@ -1,8 +1,8 @@
 """ScanRun's planning over the real shared region, dispatcher and routing table, without root.
 
-No packet is sent: there are no workers. `Rings` below plays their side of the rings (take
-each shard job, report the shard done, have chosen hosts answer), which is what lets a test
-walk a 127.0.0.0/8 scan group after group and weigh what the control process keeps.
+No packet is sent: there are no workers. The fake engine (fake_engine.py) plays their side of
+the rings, and `Rst` below has chosen hosts answer, which is what lets a test walk a
+127.0.0.0/8 scan group after group and weigh what the control process keeps.
 """
 
 from __future__ import annotations
@@ -20,59 +20,47 @@ import pytest
 
 from netscand.engine import plan as plans
 from netscand.engine.probes import arp
-from netscand.engine.shm import JOB, R_DONE, R_TALLY, Shared, pack_result
+from netscand.engine.shm import R_TALLY, pack_result
 from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.ports import top_ports
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.runner import ScanRun, ScanSpec
 from netscand.scan.targets import parse_targets
+from tests.scan.fake_engine import FakeEngine
 
 RATE = 50_000.0  # the configured default (config.py): 7500 quick hosts per plan
 MB = 1 << 20
 
 
-class Rings:
-    """The workers' side of the rings. Each shard is reported done; in it, every host that
-    `answers` says RST on each of its probes, as any 127/8 address does, and nothing else."""
+class Rst:
+    """The fake engine's answer (fake_engine.Answer): in each shard, every host that `answers`
+    says RST on each of its probes, as any 127/8 address does, and nothing else does."""
 
-    def __init__(self, dispatcher: Dispatcher, answers: Callable[[int], bool], finish: bool = True) -> None:
-        self.dispatcher = dispatcher
-        self.shared = dispatcher.shared
+    def __init__(self, answers: Callable[[int], bool]) -> None:
         self.answers = answers
-        self.finish = finish  # False: tallies only, the shards never end
         self.answering: dict[int, list[tuple[int, int]]] = {}  # plan generation -> (index, ip)
 
-    def serve(self) -> int:
-        served = 0
-        for w in range(self.shared.workers):
-            for raw in self.shared.jobs[w].pop_many(64):
-                _, _, _, gen, shard = JOB.unpack(raw)
-                sub = self.dispatcher.by_gen.get(gen)
-                if sub is None:
-                    continue  # a plan cancelled since
-                self._answer(w, sub.plan, shard)
-                served += 1
-        return served
-
-    def _answer(self, worker: int, plan: plans.Plan, shard: int) -> None:
+    def __call__(self, plan: plans.Plan, shard: int) -> Iterator[bytes]:
         start, end = plan.shard_range(shard)
         nh = len(plan.hosts)
-        ring = self.shared.results[worker]
         if plan.gen not in self.answering:
             self.answering[plan.gen] = [(i, ip) for i, ip in enumerate(plan.hosts) if self.answers(ip)]
         for index, ip in self.answering[plan.gen]:
             # Port-major layout: this host's probes are at index + k * nh.
             probes = len(range(index + -(-(start - index) // nh) * nh, end, nh))
             if probes:
-                assert ring.push(pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=probes, b=0))
-        if self.finish:
-            assert ring.push(pack_result(R_DONE, plan_gen=plan.gen, shard=shard))
+                yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=probes, b=0)
 
 
 @pytest.fixture
-def dispatcher() -> Iterator[Dispatcher]:
-    yield Dispatcher(Shared(workers=2))
+def engine() -> FakeEngine:
+    return FakeEngine(workers=2)
+
+
+@pytest.fixture
+def dispatcher(engine: FakeEngine) -> Dispatcher:
+    return Dispatcher(engine.shared)
 
 
 def quick(target: str) -> ScanSpec:
@@ -85,11 +73,11 @@ def every_thousandth(ip: int) -> bool:
     return ip % 1000 == 7
 
 
-def test_a_slash_8_costs_what_answers_not_what_it_covers(dispatcher: Dispatcher) -> None:
+def test_a_slash_8_costs_what_answers_not_what_it_covers(engine: FakeEngine, dispatcher: Dispatcher) -> None:
     spec = quick("127.0.0.0/8")
     per_plan = spec.hosts_per_plan()
     assert per_plan == 7500
-    rings = Rings(dispatcher, every_thousandth)
+    rst = Rst(every_thousandth)
     net = NetInfo()
     tracemalloc.start()
     try:
@@ -100,7 +88,7 @@ def test_a_slash_8_costs_what_answers_not_what_it_covers(dispatcher: Dispatcher)
             run.step()
             if run.groups > groups:
                 break
-            rings.serve()
+            engine.serve(rst)
             dispatcher.poll()
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -116,12 +104,11 @@ def test_a_slash_8_costs_what_answers_not_what_it_covers(dispatcher: Dispatcher)
     assert not run.done
 
 
-def test_a_timed_out_plan_marks_only_hosts_that_answered(dispatcher: Dispatcher) -> None:
+def test_a_timed_out_plan_marks_only_hosts_that_answered(engine: FakeEngine, dispatcher: Dispatcher) -> None:
     run = ScanRun(quick("127.0.0.0/24"), dispatcher, NetInfo())
     run.spec = dataclasses.replace(run.spec, host_timeout_s=0.05)
-    rings = Rings(dispatcher, every_thousandth, finish=False)
     run.step()
-    while rings.serve():
+    while engine.serve(Rst(every_thousandth), finish=lambda plan: False):  # tallies only: shards never end
         dispatcher.poll()
     time.sleep(0.1)
     run.step()

@@ -125,7 +125,7 @@ def drive(run: ScanRun, dispatcher: Dispatcher, engine: FakeEngine, network: Net
         run.step()
         if run.done:
             return [network.plans[gen] for gen in sorted(network.plans)]
-        engine.serve(dispatcher, network.answer)
+        engine.serve(network.answer)
         dispatcher.poll()
     raise AssertionError("the scan did not end")
 
@@ -236,7 +236,7 @@ def test_a_port_scan_past_the_host_budget_is_cut_and_its_answering_hosts_marked(
     network = Network({"198.19.1.2": Device(mac(2), {22})})
     run = ScanRun(spec("198.19.1.0/30", discovery=None, host_timeout_s=0.05), dispatcher, FakeNet())
     run.step()
-    engine.serve(dispatcher, network.answer, finish=lambda plan: False)  # answers, but never finishes
+    engine.serve(network.answer, finish=lambda plan: False)  # answers, but never finishes
     dispatcher.poll()
     run.step()
     assert not run.done
@@ -250,7 +250,7 @@ def test_a_port_scan_past_the_host_budget_is_cut_and_its_answering_hosts_marked(
 def test_a_ping_sweep_is_never_cut_by_the_host_budget(engine: FakeEngine, dispatcher: Dispatcher) -> None:
     run = ScanRun(spec("198.19.1.0/30", host_timeout_s=0.01), dispatcher, FakeNet())
     run.step()
-    engine.serve(dispatcher, Network({}).answer, finish=lambda plan: False)
+    engine.serve(Network({}).answer, finish=lambda plan: False)
     time.sleep(0.05)
     dispatcher.poll()
     run.step()
