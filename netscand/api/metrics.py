@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from netscand.scan.health import MALFORMED_REASONS, EngineHealth
+from netscand.scan.health import MALFORMED_REASONS, EngineHealth, WorkerState
 
 if TYPE_CHECKING:
     from netscand.store import Store
@@ -70,43 +70,56 @@ class Metrics:
         return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
-        scans = GaugeMetricFamily("netscand_scans", "Scans in the store, by status.", labels=["status"])
-        for status, count in self.store.scan_counts().items():
-            scans.add_metric([status], count)
-        yield scans
-
+        yield self._scans()
         workers = self.health.workers()
-        sent = CounterMetricFamily("netscand_probes_sent", "Probes the engine workers sent.",
-                                   labels=["worker"])
-        replies = CounterMetricFamily("netscand_replies_received",
-                                      "Replies the engine workers matched to a probe of theirs.",
-                                      labels=["worker"])
-        restarts = CounterMetricFamily("netscand_worker_restarts",
-                                       "Times the supervisor replaced an engine worker.", labels=["worker"])
-        up = GaugeMetricFamily("netscand_worker_up", "1 while an engine worker's heartbeat is fresh.",
-                               labels=["worker"])
-        for w in workers:
-            label = [str(w.index)]
-            sent.add_metric(label, w.sent)
-            replies.add_metric(label, w.matched)
-            restarts.add_metric(label, w.restarts)
-            up.add_metric(label, int(w.alive))
-        yield from (sent, replies, restarts, up)
-        malformed = CounterMetricFamily("netscand_frames_malformed", "Received frames the engine "
-                                        "dropped unread, by reason (summed over workers).",
-                                        labels=["reason"])
-        for reason in MALFORMED_REASONS:
-            malformed.add_metric([reason], sum(w.malformed[reason] for w in workers))
-        yield malformed
+        yield from _per_worker(workers)
+        yield _malformed(workers)
         yield GaugeMetricFamily("netscand_probes_per_second",
                                 "Probes sent per second by all workers, since the previous scrape (>= 1 s).",
                                 value=self._probes.update(sum(w.sent for w in workers)))
         yield GaugeMetricFamily("netscand_replies_per_second",
                                 "Replies matched per second by all workers, since the previous scrape (>= 1 s).",
                                 value=self._replies.update(sum(w.matched for w in workers)))
+        yield self._requests()
 
+    def _scans(self) -> Metric:
+        scans = GaugeMetricFamily("netscand_scans", "Scans in the store, by status.", labels=["status"])
+        for status, count in self.store.scan_counts().items():
+            scans.add_metric([status], count)
+        return scans
+
+    def _requests(self) -> Metric:
         requests = CounterMetricFamily("netscand_api_requests", "API requests answered, by listener "
                                        "and status code.", labels=["listener", "code"])
         for (listener, code), count in sorted(self.requests.items()):
             requests.add_metric([listener, str(code)], count)
-        yield requests
+        return requests
+
+
+# What each worker's row says, labelled by the worker's index: (name, help, type, value).
+Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
+_PER_WORKER: tuple[tuple[str, str, Family, Callable[[WorkerState], int]], ...] = (
+    ("netscand_probes_sent", "Probes the engine workers sent.", CounterMetricFamily, lambda w: w.sent),
+    ("netscand_replies_received", "Replies the engine workers matched to a probe of theirs.",
+     CounterMetricFamily, lambda w: w.matched),
+    ("netscand_worker_restarts", "Times the supervisor replaced an engine worker.", CounterMetricFamily,
+     lambda w: w.restarts),
+    ("netscand_worker_up", "1 while an engine worker's heartbeat is fresh.", GaugeMetricFamily,
+     lambda w: int(w.alive)),
+)
+
+
+def _per_worker(workers: list[WorkerState]) -> Iterator[Metric]:
+    for name, text, family, value in _PER_WORKER:
+        metric = family(name, text, labels=["worker"])
+        for w in workers:
+            metric.add_metric([str(w.index)], value(w))
+        yield metric
+
+
+def _malformed(workers: list[WorkerState]) -> Metric:
+    malformed = CounterMetricFamily("netscand_frames_malformed", "Received frames the engine dropped unread, "
+                                    "by reason (summed over workers).", labels=["reason"])
+    for reason in MALFORMED_REASONS:
+        malformed.add_metric([reason], sum(w.malformed[reason] for w in workers))
+    return malformed
