@@ -2,6 +2,7 @@
 
     python bench/engine.py [--hosts 32] [--rate 100000] [--loss PCT] [--compare] [--runs 1]
     python bench/engine.py --memory
+    python bench/engine.py --smoke      # 2 hosts: seconds, to check it still runs (with any mode)
 
 Prints, per run: probes planned, probes/s (planned/wall and frames really sent, read from
 scan0's TX counter, so retries count), replies/s (scan0 RX), wall time, recall and false
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from netscand.lab import Lab, LabError
+from netscand.lab.harness import parse_bench_args
 from netscand.lab.namespaces import exec_argv
 
 PORTS = 65535
@@ -42,6 +44,7 @@ LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 POLL_S = 0.05
 MASSCAN_WAIT_S = 2
 KIB = 1024
+SMOKE = {"hosts": 2}
 
 Found = set[tuple[str, int]]
 
@@ -423,7 +426,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retries", type=int, help="netscand --retries (default: its own)")
     p.add_argument("--compare", action="store_true", help="also run nmap and masscan")
     p.add_argument("--memory", action="store_true", help="netscand on 1 host, then on all hosts")
-    args = p.parse_args(argv)
+    args = parse_bench_args(p, SMOKE, argv)
     if args.runs < 1 or args.rate < 1:
         p.error("--runs and --rate must be at least 1")
     return args

@@ -3,6 +3,7 @@
     python bench/fuzz_parsers.py                        # every parser, 1,000,000 inputs each
     python bench/fuzz_parsers.py --runs 200000 --only probe.http names.snmp engine.tcp_syn
     python bench/fuzz_parsers.py --list
+    python bench/fuzz_parsers.py --smoke                # seconds; needs no atheris (see smoke())
 
 Parsers: each service probe's parse, the mDNS, NetBIOS and SNMP name queries' parse (without
 never_raises), the DNS wire reader, certificate_fields, the TCP options and OS guess, the MAC
@@ -15,14 +16,16 @@ under --out. Needs atheris: pip install -e '.[fuzz]'.
 
 Prints per parser the inputs tried, inputs/s, crashing inputs and distinct crash sites, and the
 corpus libFuzzer grew. Exit status: 0 when nothing crashed, 1 when something did, 2 when
-atheris is missing.
+atheris is missing (--smoke runs without it).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
+import random
 import re
 import subprocess
 import sys
@@ -31,9 +34,14 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+# atheris instruments only modules first imported inside its block (worker()): the harness brings
+# the lab's modules, netscand.tls and cryptography, none of them fuzzed; what targets() fuzzes,
+# netscand.profiling, netscand.engine and dpkt, is still first imported in there.
+from netscand.lab.harness import parse_bench_args
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "tests" / "profiling" / "services" / "recorded"
@@ -41,6 +49,9 @@ SNMP_RECORDED = ROOT / "tests" / "profiling" / "names" / "recorded" / "snmp-nets
 IDENT = 0x4E53  # the request-id the recorded SNMP answer carries; the other queries use it too
 LAB_HOST: dict[str, Any] = {"name": "h1", "ip": "198.18.0.10", "mac": "02:6e:73:12:34:56", "mdns": "s2.local",
                             "netbios": {"name": "FILES", "workgroup": "LAB"}}
+SMOKE = {"runs": 1000, "max_len": 1024}
+SMOKE_SEED = 20261207  # the smoke's mutations are the same on every run, so a failure reproduces
+SMOKE_ATHERIS_PARSER = "engine.tcp_syn"  # with atheris installed, the smoke runs it through libFuzzer too
 
 
 @dataclass(frozen=True)
@@ -198,21 +209,27 @@ def worker(name: str, args: argparse.Namespace) -> None:
     for seed in target.seeds:
         (corpus / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
 
-    def one(data: bytes) -> None:
-        try:
-            target.check(target.parse(data))
-        except Exception as exc:  # noqa: BLE001 - every exception is a finding, kept and counted
-            site = traceback.extract_tb(exc.__traceback__)[-1]
-            key = f"{type(exc).__name__}-{Path(site.filename).name}-{site.lineno}"
-            new = not (crashes / key).exists()
-            if new:
-                (crashes / key).write_bytes(data)  # one input per distinct site
-            # One line per crashing input (the count), the whole story once per site.
-            print(f"CRASH {name}: {key}: {exc!r:.200}" if new else f"CRASH {name}:", file=sys.stderr, flush=True)
-
     atheris.Setup([sys.argv[0], f"-runs={args.runs}", f"-max_len={args.max_len}", f"-timeout={args.timeout}",
-                   "-rss_limit_mb=2048", "-print_final_stats=1", "-print_pcs=0", str(corpus)], one)
+                   "-rss_limit_mb=2048", "-print_final_stats=1", "-print_pcs=0", str(corpus)],
+                  lambda data: attempt(name, target, data, crashes))
     atheris.Fuzz()
+
+
+def attempt(name: str, target: Target, data: bytes, crashes: Path) -> bool:
+    """One input through one parser and its check; a crash is kept (one input per distinct
+    site) and told on stderr. Returns whether it crashed."""
+    try:
+        target.check(target.parse(data))
+        return False
+    except Exception as exc:  # noqa: BLE001 - every exception is a finding, kept and counted
+        site = traceback.extract_tb(exc.__traceback__)[-1]
+        key = f"{type(exc).__name__}-{Path(site.filename).name}-{site.lineno}"
+        new = not (crashes / key).exists()
+        if new:
+            (crashes / key).write_bytes(data)
+        # One line per crashing input (the count), the whole story once per site.
+        print(f"CRASH {name}: {key}: {exc!r:.200}" if new else f"CRASH {name}:", file=sys.stderr, flush=True)
+        return True
 
 
 # --- the run ---
@@ -256,11 +273,65 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, seconds: float) ->
     total = sum(o.inputs for o in outcomes)
     bad = [o for o in outcomes if o.crashing_inputs or o.failure or o.inputs < args.runs]
     print(f"{'total':26} {total:>12,} {'':>10} {sum(o.crashing_inputs for o in outcomes):>8}")
-    print(f"{len(outcomes)} parsers, {args.runs:,} inputs each asked, {args.jobs} at a time, {seconds:.0f} s; "
+    how = "in this process" if args.smoke else f"{args.jobs} at a time"
+    print(f"{len(outcomes)} parsers, {args.runs:,} inputs each asked, {how}, {seconds:.0f} s; "
           f"logs, corpus and crashing inputs in {args.out}")
     for o in bad:
         print(f"FAILED {o.name}: {o.crashing_inputs} crashing inputs, {o.inputs:,} run, {o.failure or ''}")
     return not bad
+
+
+# --- the smoke: every parser, in this process, without atheris ---
+
+def mutate(rng: random.Random, data: bytes, seeds: list[bytes], max_len: int) -> bytes:
+    """One input near `data`, made the way libFuzzer's mutators make theirs: bits flipped, bytes
+    set, inserted or dropped, a cut, a splice with another seed, a run of 0xff (which once gave
+    four banner parsers an overlong version)."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(out) + 1)
+        match rng.randrange(7):
+            case 0 if out:
+                out[at % len(out)] ^= 1 << rng.randrange(8)
+            case 1 if out:
+                out[at % len(out)] = rng.choice((0, 0xFF, 0x7F, 0x80, rng.randrange(256)))
+            case 2:
+                out[at:at] = rng.randbytes(rng.randint(1, 16))
+            case 3:
+                del out[at:at + rng.randint(1, 16)]
+            case 4:
+                del out[at:]
+            case 5:
+                other = rng.choice(seeds)
+                out[at:] = other[rng.randrange(len(other) + 1):]
+            case _:
+                out[at:at] = b"\xff" * rng.randint(1, 300)
+    return bytes(out[:max_len])
+
+
+def smoke_one(name: str, target: Target, args: argparse.Namespace) -> Outcome:
+    """The seeds, then --runs mutations of them, through attempt() as the fuzzer calls it."""
+    rng = random.Random(f"{SMOKE_SEED}:{name}")
+    crashes = args.out / "crashes" / name
+    crashes.mkdir(parents=True, exist_ok=True)
+    seeds = target.seeds or [b""]
+    started = time.monotonic()
+    inputs = [*seeds, *(mutate(rng, rng.choice(seeds), seeds, args.max_len) for _ in range(args.runs))]
+    crashed = sum(attempt(name, target, data, crashes) for data in inputs)
+    return Outcome(name, len(inputs), time.monotonic() - started, crashed, len(list(crashes.iterdir())),
+                   len(seeds), None)
+
+
+def smoke(chosen: list[str], args: argparse.Namespace) -> list[Outcome]:
+    """Every parser fed its seeds and a few hundred seeded mutations in this process, through the
+    harness the fuzzer uses: CI's virtualenv has no atheris (the `fuzz` extra), and fuzzing each
+    parser under libFuzzer costs seconds of instrumentation alone. Where atheris is installed,
+    one parser also goes through the real libFuzzer worker, so that path is checked too."""
+    found = targets()
+    outcomes = [smoke_one(name, found[name], args) for name in chosen]
+    if importlib.util.find_spec("atheris") is not None:
+        outcomes.append(replace(run_one(SMOKE_ATHERIS_PARSER, args), name=f"{SMOKE_ATHERIS_PARSER} (atheris)"))
+    return outcomes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -273,15 +344,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="where logs, corpus and crashes go (default: a new temporary dir)")
     p.add_argument("--list", action="store_true", help="name the parsers and exit")
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    return parse_bench_args(p, SMOKE, argv)
 
 
 def main() -> int:
     args = parse_args()
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
-        print("bench/fuzz_parsers.py needs atheris: pip install -e '.[fuzz]'", file=sys.stderr)
+    if not args.smoke and importlib.util.find_spec("atheris") is None:
+        print("bench/fuzz_parsers.py needs atheris: pip install -e '.[fuzz]' (or run --smoke)", file=sys.stderr)
         return 2
     if args.worker:
         worker(args.worker, args)
@@ -297,11 +366,14 @@ def main() -> int:
     args.out = args.out or Path(tempfile.mkdtemp(prefix="netscand-fuzz-"))
     args.out.mkdir(parents=True, exist_ok=True)
     chosen = args.only or names
-    print(f"fuzzing {len(chosen)} parsers, {args.runs:,} inputs each, {args.jobs} at a time "
-          f"(cpus: {os.cpu_count()})", flush=True)
+    how = "seeded mutations in this process (smoke)" if args.smoke else f"{args.jobs} at a time"
+    print(f"fuzzing {len(chosen)} parsers, {args.runs:,} inputs each, {how} (cpus: {os.cpu_count()})", flush=True)
     started = time.monotonic()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        outcomes = list(pool.map(lambda name: run_one(name, args), chosen))
+    if args.smoke:
+        outcomes = smoke(chosen, args)
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            outcomes = list(pool.map(lambda name: run_one(name, args), chosen))
     return 0 if report(outcomes, args, time.monotonic() - started) else 1
 
 

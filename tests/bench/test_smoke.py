@@ -1,0 +1,86 @@
+"""Every benchmark still runs: each bench's --smoke (smallest sizes, seconds) as a person would
+start it, from the repository, checking its exit status and the figures it prints. A bench that
+no longer starts, or whose figures lost a line, fails CI instead of the next person who runs it.
+
+The benches build their own labs (prefixes nsa, nsb, nsf, nsp) and daemons through
+netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out of the way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Smoke:
+    argv: tuple[str, ...]
+    figures: tuple[str, ...]  # patterns, each of which some line of stdout must match
+    timeout: float  # seconds; the smoke takes a fraction of it on an idle machine
+
+
+LAB_BENCHES = {
+    "engine": Smoke(("bench/engine.py",), (
+        r"^netscand: 2 hosts x 65535 ports = 131,070 probes planned; exit 0$",
+        r"^  recall 100\.00% \(\d+/\d+ open ports\) \| false positives 0$",
+        r"^netscand +2 +[\d.]+ +[\d,]+ ",
+    ), 120),
+    "api": Smoke(("bench/api.py",), (
+        r"^scan: 2 hosts x 65535 ports at \d+ probes/s: completed, \d+ open ports",
+        r"^GET /api/v1/scans/\{id\} from 5 clients, every 0\.1 s each: \d+ requests, \d+/s, errors 0$",
+        r"^latency ms: p50 [\d.]+  p99 [\d.]+  max [\d.]+",
+    ), 120),
+    "load": Smoke(("bench/load.py",), (
+        r"^(unix|tls|status|result|list|all) +\d+ requests +\d+/s +p50 +[\d.]+ ms +p99 +[\d.]+ ms",
+        r"^error responses: 0$",
+        r"^scans completed with the lab's truth: 3/3$",
+    ), 180),
+    "profiling": Smoke(("bench/profiling.py",), (
+        r"^all +\| +\d+ +\d+ +\d+ +[\d.]+% +\| +\d+ +\d+ +\d+ +[\d.]+%",
+        r"^  netscand +median +[\d.]+  runs: ",
+        r"^  netscand/nmap: x[\d.]+ \(nmap/netscand: x[\d.]+\)$",
+    ), 180),
+    "fuzz.sh": Smoke(("bench/fuzz.sh", "--seed", "4647"), (
+        r"^unix: \d+ requests \(.*\); failed checks: none; schemathesis exit 0$",
+        r"^tls : \d+ requests \(.*\); failed checks: none; schemathesis exit 0$",
+        r"^5xx in the daemon's access log: 0; daemon still serving: yes",
+    ), 180),
+}
+
+
+def run_smoke(smoke: Smoke, *extra: str) -> str:
+    script, *args = smoke.argv
+    interpreter = ["bash"] if script.endswith(".sh") else [sys.executable]
+    out = subprocess.run([*interpreter, script, *args, "--smoke", *extra], cwd=ROOT, capture_output=True,
+                         text=True, timeout=smoke.timeout, env=os.environ | {"PYTHON": sys.executable}, check=False)
+    told = f"exit {out.returncode}\n--- stdout\n{out.stdout[-4000:]}\n--- stderr\n{out.stderr[-4000:]}"
+    assert out.returncode == 0, told
+    lines = out.stdout.splitlines()
+    missing = [p for p in smoke.figures if not any(re.search(p, line) for line in lines)]
+    assert not missing, f"no line matches {missing}\n{told}"
+    return out.stdout
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("name", LAB_BENCHES)
+def test_a_lab_bench_runs_end_to_end_in_its_smoke_mode(name: str, lab_lock: None) -> None:
+    run_smoke(LAB_BENCHES[name])
+
+
+def test_the_parser_fuzzer_runs_every_parser_in_its_smoke_mode_without_needing_atheris(tmp_path: Path) -> None:
+    smoke = Smoke(("bench/fuzz_parsers.py",), (
+        r"^fuzzing 28 parsers, 1,000 inputs each, seeded mutations in this process \(smoke\)",
+        r"^probe\.http +[\d,]+ +[\d,]+ +0 +0 ",
+        r"^engine\.tcp_syn +[\d,]+ +[\d,]+ +0 +0 ",
+        r"^total +[\d,]+ +0$",
+    ), 120)
+    stdout = run_smoke(smoke, "--out", str(tmp_path))
+    assert "FAILED" not in stdout
