@@ -209,6 +209,7 @@ def truth_open(lab: Lab, ports: Iterable[int]) -> Found:
     wanted = set(ports)
     return {(h["ip"], p) for h in lab.truth["hosts"] for p in h["open"] if p in wanted}
 
+
 def parse_bench_args(parser: argparse.ArgumentParser, smoke: dict[str, Any],
                      argv: Sequence[str] | None = None) -> argparse.Namespace:
     """A benchmark's arguments, with --smoke: `smoke`'s sizes become the defaults (flags given
