@@ -30,7 +30,8 @@ from netscand.scan.identify import identify
 from netscand.scan.policy import Policy
 from netscand.scan.profiles import ScanRequest, discovery, resolve
 from netscand.scan.result import document
-from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.runner import ScanRun
+from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import Targets
 from netscand.store.clock import utc_now
 from netscand.supervisor import ChildSpec, Supervisor

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from netscand.engine.checksum import checksum
 from netscand.engine.clock import TICK_MASK
 from netscand.engine.probes.tcp_syn import FILTER_CODES
-from netscand.scan.runner import SPORT_BASE
+from netscand.scan.work import SPORT_BASE
 
 _FILTERED = tuple(sorted(FILTER_CODES))  # unreachable codes the engine reads as "filtered"
 

@@ -24,7 +24,7 @@ from netscand.scan.errors import ScanError
 from netscand.scan.limits import Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest, resolve
-from netscand.scan.runner import ScanSpec
+from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import TargetError, Targets, parse_targets_async
 from netscand.store import Store, StoreError
 from netscand.store.clock import utc_now

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netscand.scan.policy import Policy
-from netscand.scan.runner import Discovery
+from netscand.scan.spec import Discovery
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Whatever names or describes a profile derives from PROFILES: resolve() below, th
 validation and OpenAPI document, the CLI choices and the README's table (`markdown_table`,
 which a test compares with README.md). Adding a profile is one entry.
 
-Kept light to import (the runner is imported where a spec is built): netscanctl reads the names.
+Kept light to import (spec.py, with the engine's plan module, is imported where a spec is built): netscanctl reads the names.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from netscand.scan.ports import parse_ports, top_ports
 
 if TYPE_CHECKING:
-    from netscand.scan.runner import Discovery, ScanSpec
+    from netscand.scan.spec import Discovery, ScanSpec
     from netscand.scan.targets import Targets
 
 REQUEST: Literal["request"] = "request"  # a setting the request decides, through its own fields
@@ -134,7 +134,7 @@ class ScanRequest:
 
 def discovery(icmp: bool, syn_ports: str, ack_ports: str) -> Discovery:
     """The configured ping probes; port lists as the config file writes them ("" for none)."""
-    from netscand.scan.runner import Discovery  # see the module's docstring
+    from netscand.scan.spec import Discovery  # see the module's docstring
 
     return Discovery(icmp, parse_ports(syn_ports) if syn_ports.strip() else (),
                      parse_ports(ack_ports) if ack_ports.strip() else ())
@@ -148,7 +148,7 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
             ping: Discovery | None = None) -> ScanSpec:
     """The engine's view of a request: `rate`, `retries` and `ping` (default: nmap's probes)
     are the configured ones."""
-    from netscand.scan.runner import Discovery, ScanSpec  # see the module's docstring
+    from netscand.scan.spec import Discovery, ScanSpec  # see the module's docstring
 
     profile = PROFILES[req.profile]
     rate = min([rate, *(cap for cap in (profile.rate_cap, req.rate) if cap is not None)])

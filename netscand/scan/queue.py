@@ -8,7 +8,7 @@ from collections import deque
 
 from netscand.scan.admission import Claims, Queued
 from netscand.scan.policy import Policy
-from netscand.scan.runner import ScanSpec
+from netscand.scan.spec import ScanSpec
 
 
 class ScanQueue:

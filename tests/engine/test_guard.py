@@ -31,7 +31,8 @@ from netscand.engine.shm import (
 )
 from netscand.engine.worker import Worker
 from netscand.scan.dispatch import Dispatcher
-from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.runner import ScanRun
+from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import parse_targets
 
 LAB = "198.18.0.0/15"

@@ -21,7 +21,7 @@ from netscand.scan.profiles import (
     resolve,
     taking,
 )
-from netscand.scan.runner import Discovery, ScanSpec
+from netscand.scan.spec import Discovery, ScanSpec
 from netscand.scan.targets import parse_targets
 
 ROOT = Path(__file__).resolve().parents[2]

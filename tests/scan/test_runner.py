@@ -25,7 +25,8 @@ from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.ports import top_ports
 from netscand.scan.profiles import ScanRequest, resolve
-from netscand.scan.runner import ScanRun, ScanSpec
+from netscand.scan.runner import ScanRun
+from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import parse_targets
 from tests.scan.fake_engine import FakeEngine
 

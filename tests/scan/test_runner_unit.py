@@ -19,8 +19,10 @@ from netscand.engine.probes import PROBES
 from netscand.engine.shm import R_HOST, R_PORT, R_REFUSED, R_TALLY, REFUSE_TARGET, S_OPEN, pack_result
 from netscand.netinfo import NetInfo, NoRoute, Route
 from netscand.scan.dispatch import Dispatcher
-from netscand.scan.runner import ZERO_MAC, Discovery, ScanRun, ScanSpec
+from netscand.scan.runner import ScanRun
+from netscand.scan.spec import Discovery, ScanSpec
 from netscand.scan.targets import parse_targets
+from netscand.scan.work import ZERO_MAC
 from tests.scan.fake_engine import FakeEngine
 
 RATE = 3000.0

@@ -1,0 +1,42 @@
+"""What one scan asks of the engine, resolved from a request and its profile (profiles.resolve)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netscand.engine import plan as plans
+from netscand.scan.targets import Targets
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Host discovery for routed targets (on-link ones are found by ARP), as nmap's default
+    -PE -PS443 -PA80: a host is up if anything answers."""
+
+    icmp_echo: bool = True
+    syn_ports: tuple[int, ...] = (443,)
+    ack_ports: tuple[int, ...] = (80,)
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    targets: Targets
+    ports: tuple[int, ...]
+    rate: float
+    retries: int
+    timeout_ms: int | None = None  # fixed per-probe timeout; None adapts to measured RTT
+    host_timeout_s: float | None = None  # a host still unfinished after this is reported timed out
+    max_hosts: int | None = None  # hosts scanned at once (one plan); None: sized from the above
+    discovery: Discovery | None = Discovery()  # None: probe every routed target (nmap's -Pn)
+    profiling: bool = False  # vendor and OS guess for the devices found
+    detect_services: bool = False  # connect to open ports to name service, product and version
+
+    def hosts_per_plan(self) -> int:
+        """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the
+        scan's rate (with half the budget left for retries and slow replies)."""
+        limit = plans.Plan.capacity(len(self.ports))
+        if self.max_hosts:
+            limit = min(limit, self.max_hosts)
+        if self.host_timeout_s:
+            limit = min(limit, int(self.host_timeout_s * self.rate / 2 / len(self.ports)))
+        return max(1, limit)

@@ -1,0 +1,83 @@
+"""A scan's units of work: one probe type over some hosts behind one route, and the engine plan
+that runs it.
+
+Targets stay address ranges until a plan is written: each route's addresses wait in a feed,
+cut one group of works at a time, and a work's host tuple is built only for its plan (which
+bounds it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from netscand.engine import plan as plans
+from netscand.engine.probes import ProbeType
+from netscand.netinfo import Route
+from netscand.scan.dispatch import shard_size
+from netscand.scan.spec import ScanSpec
+from netscand.scan.targets import Targets
+
+SPORT_BASE = 61440  # above Linux's default ephemeral range, so no local socket owns a reply
+ZERO_MAC = b"\0" * 6
+
+Probes = tuple[tuple[ProbeType, tuple[int, ...]], ...]  # (probe type, ports) of works that run together
+
+
+@dataclass(frozen=True)
+class Work:
+    probe: ProbeType
+    route: Route
+    hosts: Targets  # expanded only when its plan is written
+    next_hop: bytes | None  # the MAC every frame goes to; None: each on-link host's own (its ARP answer)
+    ports: tuple[int, ...]
+    group: int  # works of one group run together, sharing the rate
+    share: int  # how many works the group has
+    discovery: bool = False  # its answers only prove hosts up
+
+    @property
+    def port_scan(self) -> bool:
+        """Its answers are the scan's port states (not a discovery ping's)."""
+        return self.probe.port_states and not self.discovery
+
+    def plan(self, hosts: tuple[int, ...], macs: tuple[bytes, ...], spec: ScanSpec, workers: int,
+             slot: int, gen: int) -> plans.Plan:
+        """The plan that runs this work over `hosts` (its own, expanded) from plan slot `slot`."""
+        probe = self.probe
+        t = probe.timeout_ms or spec.timeout_ms  # fixed; None adapts
+        size = len(hosts) * len(self.ports)
+        shard = shard_size(size, workers)
+        return plans.Plan(
+            gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
+            retries=spec.retries if probe.retries is None else probe.retries, key=os.urandom(16),
+            ifindex=self.route.ifindex, src_ip=self.route.src_ip, src_mac=self.route.src_mac,
+            sport_base=SPORT_BASE, rate=spec.rate / self.share,
+            timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
+            timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
+            shard_size=shard, hosts=hosts, macs=macs, ports=self.ports,
+            flags=plans.FLAG_LOOPBACK if self.route.loopback else 0)
+
+
+@dataclass
+class Feed:
+    """Addresses behind one route still to be planned, with what to send them."""
+
+    route: Route
+    targets: Targets
+    per_plan: int  # hosts cut off per group
+    probes: Probes
+    next_hop: bytes | None
+    discovery: bool
+    position: int = 0  # addresses already cut off
+
+    def cut(self, group: int) -> list[Work]:
+        """The next chunk of hosts: one work per probe type, run together as `group`, each at its
+        share of the rate."""
+        hosts = self.targets.window(self.position, self.position + self.per_plan)
+        self.position += self.per_plan
+        return [Work(probe, self.route, hosts, self.next_hop, ports, group, len(self.probes), self.discovery)
+                for probe, ports in self.probes]
+
+    @property
+    def exhausted(self) -> bool:
+        return self.position >= self.targets.count
