@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result
-from netscand.profiling.osguess import guess
+from netscand.profiling.osguess import Guess, guess
 from netscand.profiling.services import ServiceInfo
 from netscand.profiling.vendor import vendor
 from netscand.scan.ports import service_name
@@ -95,6 +95,23 @@ class Host:
         Open ports only ever grow, so once true it stays true."""
         return _tarpit(self.open_count, self.probed_ports)
 
+    def record(self, r: Result) -> None:
+        """What an engine answer about this host (R_HOST, R_PORT or R_TALLY) says of it."""
+        if r.kind == R_HOST:
+            self.up, self.mac = True, r.mac
+        elif r.kind == R_PORT:
+            if r.state == S_OPEN:
+                self.up = True
+                self.add_open(r.port, Fingerprint(r.ttl, r.win, r.ipid, r.opts))
+            elif r.state == S_CLOSED:
+                _add_listable(self.closed, r.port)
+            else:
+                _add_listable(self.filtered, r.port)
+        else:
+            self.up = True
+            # Keyed by shard, so a shard run twice after a worker restart counts once.
+            self.tallies[(r.plan_gen, r.shard)] = (r.a, r.b)
+
     def add_open(self, port: int, fp: Fingerprint) -> None:
         if port in self.open:
             return
@@ -158,20 +175,7 @@ class ScanResult:
         if h is None:
             h = self.hosts[r.ip] = Host(r.ip, probed_ports=nports)
         was_up, shown = h.up, _shown_open(h)
-        if r.kind == R_HOST:
-            h.up, h.mac = True, r.mac
-        elif r.kind == R_PORT:
-            if r.state == S_OPEN:
-                h.up = True
-                h.add_open(r.port, Fingerprint(r.ttl, r.win, r.ipid, r.opts))
-            elif r.state == S_CLOSED:
-                _add_listable(h.closed, r.port)
-            else:
-                _add_listable(h.filtered, r.port)
-        else:
-            h.up = True
-            # Keyed by shard, so a shard run twice after a worker restart counts once.
-            h.tallies[(r.plan_gen, r.shard)] = (r.a, r.b)
+        h.record(r)
         self.open_ports += _shown_open(h) - shown
         self.up_count += h.up and not was_up
         return h.up and not was_up
@@ -204,40 +208,20 @@ class ScanResult:
     def device(self, h: Host, profiling: bool = False) -> dict[str, Any]:
         """The result document's device; `profiling` adds what the engine's answers reveal
         without another packet: vendor from the MAC, OS guess from the SYN-ACK fingerprints."""
-        tarpit = h.tarpit
-        ports = [] if tarpit else [(p, "open") for p in h.open]
-        not_shown = {"open": h.open_count} if tarpit else {}
-        for name, listed, count in (("closed", h.closed, h.closed_count),
-                                    ("filtered", h.filtered - h.open.keys(), h.filtered_count)):
-            if count and count <= LIST_LIMIT and len(listed) == count:
-                ports += [(p, name) for p in listed]
-            elif count:
-                not_shown[name] = count
+        tcp, not_shown = _tcp_states(h)
+        ports = [_port(p, "tcp", state, h.services.get(p)) for p, state in tcp]
+        ports += [_port(p, "udp", "open", info) for p, info in h.udp.items()]
         mac = mac_text(h.mac) if h.mac and any(h.mac) else None
-        banners = [i.banner for i in h.services.values() if i.banner] + h.evidence
-        # A tarpit's SYN-ACKs come from whatever forges them, not from the host's own stack.
-        os = guess(h.open.values(), banners) if profiling and not tarpit else None
-        entries = [_port(p, "tcp", s, h.services.get(p)) for p, s in ports]
-        entries += [_port(p, "udp", "open", info) for p, info in h.udp.items()]
-        device: dict[str, Any] = {
+        os = _os_guess(h) if profiling else None
+        return {
             "ip": str(ipaddress.IPv4Address(h.ip)),
             "mac": mac,
             "hostname": h.hostname,
             "vendor": vendor(mac) if profiling else None,
             "os_guess": os.name if os else None,
-            "ports": sorted(entries, key=lambda e: (e["port"], e["protocol"])),
+            "ports": sorted(ports, key=lambda e: (e["port"], e["protocol"])),
+            **_optional(h, os, not_shown),
         }
-        if h.names:
-            device["hostnames"] = [{"name": name, "source": source} for source, name in h.names.items()]
-        if os:
-            device["os_confidence"] = round(os.confidence, 2)
-        if not_shown:
-            device["not_shown"] = not_shown
-        if tarpit:
-            device["tarpit"] = True
-        if h.timed_out:
-            device["timed_out"] = True
-        return device
 
 
 def _add_listable(ports: set[int], port: int) -> None:
@@ -245,6 +229,44 @@ def _add_listable(ports: set[int], port: int) -> None:
     # more is enough to know they will be counted instead, whatever a hostile host answers.
     if len(ports) <= LIST_LIMIT:
         ports.add(port)
+
+
+def _tcp_states(h: Host) -> tuple[list[tuple[int, str]], dict[str, int]]:
+    """The TCP ports a device lists, with their states, and the count of each state it does not."""
+    tarpit = h.tarpit
+    ports = [] if tarpit else [(p, "open") for p in h.open]
+    not_shown = {"open": h.open_count} if tarpit else {}
+    for name, listed, count in (("closed", h.closed, h.closed_count),
+                                ("filtered", h.filtered - h.open.keys(), h.filtered_count)):
+        if count and count <= LIST_LIMIT and len(listed) == count:
+            ports += [(p, name) for p in listed]
+        elif count:
+            not_shown[name] = count
+    return ports, not_shown
+
+
+def _os_guess(h: Host) -> Guess | None:
+    # A tarpit's SYN-ACKs come from whatever forges them, not from the host's own stack.
+    if h.tarpit:
+        return None
+    banners = [i.banner for i in h.services.values() if i.banner] + h.evidence
+    return guess(h.open.values(), banners)
+
+
+def _optional(h: Host, os: Guess | None, not_shown: dict[str, int]) -> dict[str, Any]:
+    """The device's fields that appear only when they say something."""
+    fields: dict[str, Any] = {}
+    if h.names:
+        fields["hostnames"] = [{"name": name, "source": source} for source, name in h.names.items()]
+    if os:
+        fields["os_confidence"] = round(os.confidence, 2)
+    if not_shown:
+        fields["not_shown"] = not_shown
+    if h.tarpit:
+        fields["tarpit"] = True
+    if h.timed_out:
+        fields["timed_out"] = True
+    return fields
 
 
 def _port(port: int, protocol: str, state: str, info: ServiceInfo | None) -> dict:
