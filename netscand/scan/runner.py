@@ -23,7 +23,7 @@ from netscand.scan.dispatch import Dispatcher, Submitted
 from netscand.scan.planner import Planner
 from netscand.scan.result import ScanResult
 from netscand.scan.spec import ScanSpec
-from netscand.scan.work import ZERO_MAC, Feed, Work
+from netscand.scan.work import Feed, Work
 
 
 class ScanRun:
@@ -99,11 +99,7 @@ class ScanRun:
 
     def _plan(self, work: Work, slot: int, gen: int) -> plans.Plan:
         hosts = tuple(work.hosts.addresses())
-        if work.next_hop is None:
-            known = self.result.hosts
-            macs = tuple((h.mac if (h := known.get(ip)) else None) or ZERO_MAC for ip in hosts)
-        else:
-            macs = (work.next_hop,) * len(hosts)
+        macs = work.macs(hosts, self.result.hosts)
         if work.port_scan:
             self.result.probed(hosts, len(work.ports))
         return work.plan(hosts, macs, self.spec, self.dispatcher.shared.workers, slot, gen)

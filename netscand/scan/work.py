@@ -9,12 +9,14 @@ bounds it).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from netscand.engine import plan as plans
 from netscand.engine.probes import ProbeType
 from netscand.netinfo import Route
 from netscand.scan.dispatch import shard_size
+from netscand.scan.result import Host
 from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import Targets
 
@@ -39,6 +41,12 @@ class Work:
     def port_scan(self) -> bool:
         """Its answers are the scan's port states (not a discovery ping's)."""
         return self.probe.port_states and not self.discovery
+
+    def macs(self, hosts: tuple[int, ...], known: Mapping[int, Host]) -> tuple[bytes, ...]:
+        """Where each host's frames go: the next hop, or else the MAC its ARP answer gave."""
+        if self.next_hop is None:
+            return tuple((h.mac if (h := known.get(ip)) else None) or ZERO_MAC for ip in hosts)
+        return (self.next_hop,) * len(hosts)
 
     def plan(self, hosts: tuple[int, ...], macs: tuple[bytes, ...], spec: ScanSpec, workers: int,
              slot: int, gen: int) -> plans.Plan:
