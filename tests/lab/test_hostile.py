@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from netscand.engine import sockets
+from netscand.engine import bpf, sockets
+from netscand.engine.probes import reply_clauses
 from netscand.lab import Lab, answers, frames, hostile, namespaces, procs
 from netscand.lab.lab import teardown
 from netscand.profiling.names import mdns, netbios, snmp
@@ -50,7 +51,8 @@ def capture(lab: Lab, seconds: float, poke: tuple[str, int] | None = None,
     after connecting to `poke` (which wakes the attacker) or sending the frame `send`."""
     with scanner(lab):
         ifindex = socket.if_nametoindex(lab.truth["scanner"]["ifname"])
-        rx = sockets.open_rx(ifindex, FANOUT_GROUP, frames.PORT_LO, frames.PORT_HI)
+        program = bpf.reply_filter(reply_clauses(frames.PORT_LO, frames.PORT_HI), sockets.SNAPLEN)
+        rx = sockets.open_rx(ifindex, FANOUT_GROUP, program)
         held = socket.create_connection(poke, timeout=5) if poke else None
         if send is not None:
             with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as tx:
