@@ -34,14 +34,14 @@ class Replies:
         self.next_log = 0.0
         self.unlogged = 0  # parser errors since the last line about them
 
-    def take(self, frame: bytes, plans: Iterable[PlanState], now: float) -> None:
-        """One received frame; `now` times it (the worker's look at its sockets)."""
+    def take(self, frame: bytes, plans: Iterable[PlanState]) -> None:
+        """One received frame."""
         # The last line of defence: frames.check() leaves no frame a probe should trip on, but
         # if one still does, the worker must not die of it.
         try:
             hit = frames.take(frame, plans, self.malformed)
             if hit is not None:
-                self._record(*hit, now)
+                self._record(*hit)
         except Exception as exc:
             self._parser_error(exc, frame)
 
@@ -54,11 +54,14 @@ class Replies:
                       frame=frame[:96].hex(), since_last_line=self.unlogged)
             self.next_log, self.unlogged = now + LOG_EVERY, 0
 
-    def _record(self, state: PlanState, a: Answer, now: float) -> None:
+    def _record(self, state: PlanState, a: Answer) -> None:
         p = state.plan
         self.matched += 1
         if a.tick >= 0:
-            state.rtt.sample(clock.since(a.tick, now))
+            # The clock read now, not at the start of the worker's turn: fanout may hand this
+            # worker a reply to a probe another worker sent after that start, in a later tick,
+            # which would read as a reply a whole tick wrap (4.096 s) late.
+            state.rtt.sample(clock.since(a.tick, clock.now()))
         shard, off = divmod(a.port * state.nh + a.host, p.shard_size)
         states = self.finder.states(p.gen, shard)
         prev = S_NONE if states is None else states[off]

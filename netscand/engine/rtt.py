@@ -16,6 +16,10 @@ class RttEstimator:
         self.rttvar = 0.0
 
     def sample(self, rtt: float) -> None:
+        # Past the longest timeout no sample is believable (the send tick wraps soon after):
+        # one would only push the timeout to its maximum.
+        if rtt > self.max:
+            return
         if self.srtt is None:
             self.srtt, self.rttvar = rtt, rtt / 2
         else:

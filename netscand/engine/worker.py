@@ -104,7 +104,7 @@ class Worker:
         if now >= self.next_beat:
             self._beat(now)
         self._refresh_plans()
-        self._receive(now)
+        self._receive()
         self.shards.expire(now)
         self._take_jobs()
         return self.shards.send(now, self.pacer) if self.shards.sending else IDLE_WAIT
@@ -250,8 +250,8 @@ class Worker:
         self.backlog = kept
 
     # -- receiving -----------------------------------------------------------------------------
-    def _receive(self, now: float) -> None:
-        """What waits on the receive sockets; `now` times every reply of this look."""
+    def _receive(self) -> None:
+        """What waits on the receive sockets (each reply timed as it is matched: replies.py)."""
         buf, take, states = self.rxbuf, self.replies.take, self.plans.values()
         for sock in self.rx.values():
             for _ in range(RX_BATCH):
@@ -259,7 +259,7 @@ class Worker:
                     n = sock.recv_into(buf)
                 except OSError:  # nothing waiting (EAGAIN), or the interface went down
                     break
-                take(bytes(buf[:n]), states, now)
+                take(bytes(buf[:n]), states)
 
 
 def main(shared: Shared, index: int, guard: PlanGuard, reload: Callable[[], PlanGuard]) -> None:

@@ -2,7 +2,8 @@
 region, its sockets are Unix socket pairs (tests/engine/links.py), and the test plays the
 segment: it reads the frames the worker sent and feeds back replies built from them (a SYN-ACK,
 RSTs, an ICMP unreachable quoting the probe), a forged reply and malformed frames. The clock is
-the test's, so round-trip times and reply deadlines are exact."""
+the test's (the `now` of each turn, and clock.now, which times a reply as it is matched), so
+round-trip times and reply deadlines are exact."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from functools import partial
 import dpkt
 import pytest
 
-from netscand.engine import bpf, frames
+from netscand.engine import bpf, clock, frames
 from netscand.engine import plan as plans
 from netscand.engine.guard import PlanGuard
 from netscand.engine.probes import reply_clauses, tcp_syn
@@ -71,7 +72,9 @@ def by_target(sent: list[bytes]) -> dict[tuple[int, int], bytes]:
 
 
 class Rig:
-    def __init__(self, retries: int = 0) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, retries: int = 0) -> None:
+        self.time = T0  # what clock.now reads
+        monkeypatch.setattr(clock, "now", lambda: self.time)
         self.link = PairLink()
         self.shared = Shared(1)
         self.worker = Worker(self.shared, 0, GUARD, lambda: GUARD, link=self.link)
@@ -81,13 +84,14 @@ class Rig:
         self.sub = self.dispatcher.submit(partial(make_plan, retries=retries), self.results.append, pytest.fail)
 
     def step(self, now: float, times: int = 1) -> None:
+        self.time = now
         for _ in range(times):
             self.worker.step(now)
         self.dispatcher.poll()
 
 
-def test_replies_are_matched_timed_tallied_and_malformed_frames_counted() -> None:
-    rig = Rig()
+def test_replies_are_matched_timed_tallied_and_malformed_frames_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(monkeypatch)
     rig.step(T0, times=4)  # plan read, both shards started in turn and sent
     probes = by_target(rig.link.sent())
     assert sorted(probes) == sorted((h, p) for h in (H0, H1) for p in PORTS)
@@ -128,8 +132,8 @@ def test_replies_are_matched_timed_tallied_and_malformed_frames_counted() -> Non
     assert counts["truncated"] == 1 and counts["bad_checksum"] == 1
 
 
-def test_an_unanswered_probe_is_sent_again_and_only_it() -> None:
-    rig = Rig(retries=1)
+def test_an_unanswered_probe_is_sent_again_and_only_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(monkeypatch, retries=1)
     rig.step(T0, times=4)
     probes = by_target(rig.link.sent())
     for (host, port), probe in probes.items():
@@ -146,3 +150,17 @@ def test_an_unanswered_probe_is_sent_again_and_only_it() -> None:
     assert not rig.sub.finished
     rig.step(T0 + 1.0 + 0.11)
     assert rig.sub.finished
+
+
+def test_a_reply_to_a_probe_sent_after_the_turn_began_is_timed_when_matched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fanout hands a worker replies to its peers' probes, which may have gone out after its
+    turn began, in a later tick: timed by that turn's start, such a reply would read as one a
+    whole tick wrap late (4.09 s), and push the timeout to its maximum."""
+    rig = Rig(monkeypatch)
+    rig.step(T0 + 0.01, times=4)  # the probes go out 10 ms (2 ticks) after the turn below begins
+    probes = by_target(rig.link.sent())
+    rig.link.reply(reply(probes[H0, 22], flags=0x12))
+    rig.time = T0 + 0.05  # the reply is matched 40 ms after its probe went
+    rig.worker.step(T0)
+    assert rig.worker.replies.matched == 1
+    assert rig.worker.plans[rig.sub.plan.slot].rtt.srtt == pytest.approx(0.04, abs=1 / 250)

@@ -74,7 +74,7 @@ def worker_with(plan: plans.Plan) -> tuple[Shared, Worker, PlanState]:
 
 def take(worker: Worker, frame: bytes) -> None:
     """What the worker's receive loop does with a frame."""
-    worker.replies.take(frame, worker.plans.values(), time.monotonic())
+    worker.replies.take(frame, worker.plans.values())
 
 
 def malformed(shared: Shared) -> dict[str, int]:
