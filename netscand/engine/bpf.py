@@ -21,6 +21,7 @@ LD_H, LD_B, LDX_MSH, LD_HX, LD_BX = 0x28, 0x30, 0xB1, 0x48, 0x50
 JA, JEQ, JGE, JGT, JSET, RET = 0x05, 0x15, 0x35, 0x25, 0x45, 0x06
 ETH = 14
 _FRAGMENT = 0x1FFF  # offset bits: a later fragment has no transport header to read
+JUMP_MAX = 0xFF  # jt and jf are one byte: a program whose first rows must jump past this is unbuildable
 ACCEPT: Clause = ((JA, 0, 0, "accept"),)
 
 
@@ -28,6 +29,10 @@ def ipv4(proto: int) -> Clause:
     """The head of a clause: an unfragmented IPv4 packet of this protocol, else next."""
     return ((LD_H, 0, 0, 12), (JEQ, 0, "next", 0x0800), (LD_H, 0, 0, 20), (JSET, "next", 0, _FRAGMENT),
             (LD_B, 0, 0, 23), (JEQ, 0, "next", proto))
+
+
+# Any unfragmented ICMP: errors quoting a probe and echo replies alike (the probes' parsers tell).
+ANY_ICMP: Clause = ipv4(1) + ACCEPT
 
 
 def to_ports(lo: int, hi: int) -> Clause:
@@ -53,10 +58,14 @@ def reply_filter(clauses: Iterable[Clause], snaplen: int) -> bytes:
 
 
 def _assemble(program: list[tuple[str, int, int | str, int | str, int | str]]) -> bytes:
-    """Resolve labels into relative jumps; pack as struct sock_filter[]."""
+    """Resolve labels into relative jumps; pack as struct sock_filter[]. ValueError when a
+    conditional jump is too long for its byte (the clauses add up to too many rows)."""
     labels = {row[0]: i for i, row in enumerate(program) if row[0]}
     out = []
     for i, (_, code, *fields) in enumerate(program):
         jt, jf, k = (labels[v] - i - 1 if isinstance(v, str) else v for v in fields)
+        if not (0 <= jt <= JUMP_MAX and 0 <= jf <= JUMP_MAX):
+            raise ValueError(f"receive filter of {len(program)} rows: row {i} jumps {max(jt, jf)} rows, "
+                             f"past BPF's {JUMP_MAX}")
         out.append(struct.pack("HBBI", code, jt, jf, k))
     return b"".join(out)

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from netscand.engine import plan as plans
-from netscand.engine.probes import arp, icmp_echo, tcp_ack, tcp_syn
+from netscand.engine.probes import ProbeType, arp, icmp_echo, tcp_ack, tcp_syn
+from netscand.engine.probes.base import NO_PORTS
 from netscand.engine.shm import R_HOST, Result
 from netscand.netinfo import NetInfo, NoRoute, Route
 from netscand.scan.result import Host
@@ -109,7 +110,7 @@ class Planner:
             assert route.gateway is not None
             self._sweep(route, _targets(ranges), net.neighbours[route.gateway])
         for route, ranges in ways.resolve.values():
-            self._feed(route, _targets(ranges), plans.Plan.capacity(1), ((arp.PROBE, (0,)),), ZERO_MAC)
+            self._feed(route, _targets(ranges), plans.Plan.capacity(1), (_probing(arp.PROBE),), ZERO_MAC)
 
     def _sort(self, ways: _Ways, start: int, end: int, route: Route, net: NetInfo) -> None:
         if route.loopback:
@@ -149,9 +150,11 @@ class Planner:
         d = self.spec.discovery
         if d is None:
             return ()
-        candidates = ((icmp_echo.PROBE, (0,) if d.icmp_echo else ()),
-                      (tcp_syn.PROBE, d.syn_ports), (tcp_ack.PROBE, d.ack_ports))
-        return tuple((probe, ports) for probe, ports in candidates if ports)
+        pings = [_probing(icmp_echo.PROBE)] if d.icmp_echo else []
+        for probe, ports in ((tcp_syn.PROBE, d.syn_ports), (tcp_ack.PROBE, d.ack_ports)):
+            if ports:
+                pings.append(_probing(probe, ports))
+        return tuple(pings)
 
     def _port_scan(self, route: Route, targets: Targets, next_hop: bytes | None) -> None:
         self._feed(route, targets, self.spec.hosts_per_plan(), ((tcp_syn.PROBE, self.spec.ports),), next_hop)
@@ -162,6 +165,11 @@ class Planner:
         if targets.count:
             self.planned += targets.count * sum(len(ports) for _, ports in probes)
             self.feeds.append(Feed(route, targets, per_plan, probes, next_hop, discovery))
+
+
+def _probing(probe: ProbeType, ports: tuple[int, ...] = ()) -> tuple[ProbeType, tuple[int, ...]]:
+    """A probe type with the ports its plans list (the pseudo-port of a type that probes none)."""
+    return probe, ports if probe.ports else NO_PORTS
 
 
 def _targets(ranges: list[Range]) -> Targets:

@@ -11,7 +11,9 @@ from netscand.scan.targets import Targets
 @dataclass(frozen=True)
 class Discovery:
     """Host discovery for routed targets (on-link ones are found by ARP), as nmap's default
-    -PE -PS443 -PA80: a host is up if anything answers."""
+    -PE -PS443 -PA80: a host is up if anything answers. Each field asks for one engine probe
+    type by name: which probes a sweep sends is the scan layer's choice (Planner._pings), so a
+    new ping probe is a field here and a line there besides its engine module."""
 
     icmp_echo: bool = True
     syn_ports: tuple[int, ...] = (443,)

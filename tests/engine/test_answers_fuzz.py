@@ -30,31 +30,32 @@ from netscand.engine.probes import (
     Probe,
     arp,
     icmp_echo,
-    probe_for,
     tcp_ack,
     tcp_syn,
 )
-from netscand.engine.shm import MALFORMED, S_CLOSED, S_OPEN, S_UNREACH, S_UP
+from netscand.engine.probes.base import NO_PORTS
+from netscand.engine.shm import MALFORMED, PLAN_SLOTS, S_CLOSED, S_OPEN, S_UNREACH, S_UP
 
 SRC_MAC = bytes.fromhex("020000000001")
 HOST_MAC = bytes.fromhex("020000000010")
 SRC_IP = 0xC6120001
 HOSTS = (0xC6120010, 0xC6120011, 0xC6120012)
 PORTS = (22, 80, 443, 65535)
-KINDS = (tcp_syn.PROBE.kind, tcp_ack.PROBE.kind, icmp_echo.PROBE.kind, arp.PROBE.kind)
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def make_plan(kind: int, slot: int = 1) -> plans.Plan:
-    ports = PORTS if kind in (tcp_syn.PROBE.kind, tcp_ack.PROBE.kind) else (0,)
+    ports = PORTS if ALL_KINDS[kind].ports else NO_PORTS
     return plans.Plan(gen=9, kind=kind, slot=slot, share=1, retries=1, key=bytes(range(16)), ifindex=2,
                       src_ip=SRC_IP, src_mac=SRC_MAC, sport_base=61440, rate=100.0,
                       timeout_init_ms=100, timeout_min_ms=100, timeout_max_ms=100, shard_size=1024,
                       hosts=HOSTS, macs=(HOST_MAC,) * len(HOSTS), ports=ports)
 
 
-# Each in a slot of its own, as a worker's plans are: the cookie carries the slot.
-PROBES: dict[int, Probe] = {kind: probe_for(make_plan(kind, slot)) for slot, kind in enumerate(KINDS)}
+# Every registered probe type's, each in a slot of its own as a worker's plans are (the cookie
+# carries the slot) while there are slots enough.
+PROBES: dict[int, Probe] = {ptype.kind: ptype.build(make_plan(ptype.kind, slot % PLAN_SLOTS))
+                            for slot, ptype in enumerate(ALL_KINDS.values())}
 
 
 class Held(NamedTuple):
@@ -235,7 +236,7 @@ def test_the_frame_from_the_issue_is_counted_not_raised() -> None:
 
 
 @FUZZ
-@given(st.sampled_from(KINDS).flatmap(lambda k: st.tuples(st.just(k), GENUINE[k])))
+@given(st.sampled_from(sorted(GENUINE)).flatmap(lambda k: st.tuples(st.just(k), GENUINE[k])))
 def test_a_genuine_reply_is_matched(case: tuple[int, tuple[bytes, int, int, int]]) -> None:
     kind, (frame, host, port, state) = case
     probe = PROBES[kind]
@@ -316,7 +317,7 @@ def test_any_plan_header_reads_as_a_plan_none_or_plan_error(header: bytes, slot:
         return
     if plan is not None:
         assert plan.slot == slot and plan.kind in ALL_KINDS
-        probe_for(plan)  # a plan read is a plan a worker can build a probe for
+        ALL_KINDS[plan.kind].build(plan)  # a plan read is a plan a worker can build a probe for
 
 
 def test_a_written_plan_reads_back() -> None:

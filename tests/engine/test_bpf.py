@@ -73,6 +73,5 @@ def test_the_replies_of_the_registered_probes_pass_and_nothing_else() -> None:
 
 
 def test_a_clause_shared_by_probe_types_is_in_the_filter_once() -> None:
-    icmp = bpf.ipv4(1) + bpf.ACCEPT
-    assert bpf.reply_filter([icmp, icmp], SNAPLEN) == bpf.reply_filter([icmp], SNAPLEN)
+    assert bpf.reply_filter([bpf.ANY_ICMP, bpf.ANY_ICMP], SNAPLEN) == bpf.reply_filter([bpf.ANY_ICMP], SNAPLEN)
     assert len(FILTER) // 8 < sum(map(len, reply_clauses(LO, HI))) + 2

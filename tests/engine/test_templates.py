@@ -8,7 +8,7 @@ from netscand.engine import plan as plans
 from netscand.engine.checksum import checksum
 from netscand.engine.clock import TICK_MASK
 from netscand.engine.cookie import cookie
-from netscand.engine.probes import arp, icmp_echo, probe_for, tcp_ack, tcp_syn
+from netscand.engine.probes import PROBES, arp, icmp_echo, tcp_ack, tcp_syn
 from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH, S_UP
 
 SRC_MAC = bytes.fromhex("020000000001")
@@ -39,7 +39,7 @@ def test_checksum_matches_dpkt():
 
 
 def test_syn_frames_have_dpkt_checksums():
-    probe = probe_for(make_plan())
+    probe = tcp_syn.PROBE.build(make_plan())
     for host in range(2):
         for port in range(3):
             for tick in (0, 5, TICK_MASK):
@@ -63,20 +63,20 @@ def _reply(plan, host, port, flags, tick=3, seq_delta=1):
 
 def test_syn_ack_rst_and_forged_replies():
     plan = make_plan()
-    probe = probe_for(plan)
+    probe = PROBES[plan.kind].build(plan)
     a = probe.answer(_reply(plan, 1, 2, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK))
     assert (a.host, a.port, a.state, a.tick, a.ttl, a.win) == (1, 2, S_OPEN, 3, 61, 29200)
     assert a.opts == b"\x02\x04\x05\xb4"
     assert probe.answer(_reply(plan, 0, 0, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK)).state == S_CLOSED
     assert probe.answer(_reply(plan, 0, 0, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK, seq_delta=5)) is None
-    other = probe_for(dataclasses.replace(make_plan(), key=b"x" * 16))
+    other = tcp_syn.PROBE.build(dataclasses.replace(make_plan(), key=b"x" * 16))
     assert other.answer(_reply(plan, 0, 0, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK)) is None
     assert probe.answer(b"\0" * 20) is None
 
 
 def test_icmp_unreachable_quoting_our_probe_is_filtered():
     plan = make_plan()
-    probe = probe_for(plan)
+    probe = PROBES[plan.kind].build(plan)
     sent = dpkt.ethernet.Ethernet(bytes(probe.frame(0, 1, 9))).data
     unreach = dpkt.icmp.ICMP(type=3, code=13, data=dpkt.icmp.ICMP.Unreach(data=bytes(sent)[:28]))
     ip = dpkt.ip.IP(src=b"\xc6\x12\0\xfe", dst=plan.src_ip.to_bytes(4, "big"), p=1, data=unreach)
@@ -86,7 +86,7 @@ def test_icmp_unreachable_quoting_our_probe_is_filtered():
 
 def test_arp_request_and_reply():
     plan = make_plan(kind=arp.PROBE.kind, ports=(0,))
-    probe = probe_for(plan)
+    probe = PROBES[plan.kind].build(plan)
     req = dpkt.ethernet.Ethernet(bytes(probe.frame(1, 0, 0)))
     assert req.dst == b"\xff" * 6 and req.arp.op == dpkt.arp.ARP_OP_REQUEST
     assert req.arp.tpa == plan.hosts[1].to_bytes(4, "big")
@@ -99,7 +99,7 @@ def test_arp_request_and_reply():
 
 def test_tcp_ack_ping_frame_and_rst_reply():
     plan = make_plan(kind=tcp_ack.PROBE.kind, ports=(80,))
-    probe = probe_for(plan)
+    probe = PROBES[plan.kind].build(plan)
     frame = bytes(probe.frame(1, 0, 7))
     ip = dpkt.ethernet.Ethernet(frame).data
     tcp = ip.data
@@ -116,7 +116,7 @@ def test_tcp_ack_ping_frame_and_rst_reply():
 
 def test_icmp_echo_frame_and_reply():
     plan = make_plan(kind=icmp_echo.PROBE.kind, ports=(0,))
-    probe = probe_for(plan)
+    probe = PROBES[plan.kind].build(plan)
     frame = bytes(probe.frame(0, 0, 11))
     ip = dpkt.ethernet.Ethernet(frame).data
     echo = ip.data

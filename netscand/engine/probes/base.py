@@ -9,6 +9,9 @@ from typing import NamedTuple, Protocol
 from netscand.engine.bpf import Clause
 from netscand.engine.plan import Plan
 
+TTL = 64  # of every probe sent at the IP layer: Linux's default, so probes look like its own
+NO_PORTS = (0,)  # the ports of a plan whose probe type probes none (ProbeType.ports)
+
 
 class Answer(NamedTuple):
     host: int  # index into plan.hosts
@@ -42,14 +45,16 @@ Replies = Callable[[int, int], tuple[Clause, ...]]
 
 @dataclass(frozen=True)
 class ProbeType:
-    """Everything the engine and the scan runner know of one probe module."""
+    """Everything the engine knows of one probe module (its frames, reply filter, parser and
+    tally), and the traits the scan layer plans with; which probe types a scan sends, and to
+    which targets, the scan layer chooses (scan/planner.py)."""
 
     name: str
     kind: int  # its number in a plan's header: unique among the registered probe types
     build: Callable[[Plan], Probe]
     replies: Replies
     tally: Tally
-    # Its plans probe ports; without, a plan has the one pseudo-port 0.
+    # Its plans probe ports; without, a plan has the one pseudo-port NO_PORTS.
     ports: bool = True
     # Its answers are port states (open, closed, filtered): the port scan the per-host budget
     # applies to and the result counts closed and filtered ports of.

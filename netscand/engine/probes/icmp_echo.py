@@ -11,8 +11,7 @@ from netscand.engine.checksum import finish, ones_sum
 from netscand.engine.clock import TICK_MASK
 from netscand.engine.cookie import SLOT_MASK, cookie
 from netscand.engine.plan import Plan
-from netscand.engine.probes.base import Answer, ProbeType
-from netscand.engine.probes.tcp_syn import TTL
+from netscand.engine.probes.base import TTL, Answer, ProbeType
 from netscand.engine.shm import S_UP
 
 _ETH = 14
@@ -66,5 +65,5 @@ class IcmpEcho:
         return Answer(host, 0, S_UP, tick & TICK_MASK, frame[22])
 
 
-PROBE = ProbeType("icmp_echo", 3, IcmpEcho, lambda lo, hi: (bpf.ipv4(1) + bpf.ACCEPT,), tally.nothing,
+PROBE = ProbeType("icmp_echo", 3, IcmpEcho, lambda lo, hi: (bpf.ANY_ICMP,), tally.nothing,
                   ports=False)

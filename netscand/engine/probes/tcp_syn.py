@@ -16,11 +16,10 @@ from netscand.engine.checksum import finish, ones_sum
 from netscand.engine.clock import TICK_MASK
 from netscand.engine.cookie import SLOT_MASK, cookie
 from netscand.engine.plan import Plan
-from netscand.engine.probes.base import Answer, ProbeType
+from netscand.engine.probes.base import TTL, Answer, ProbeType
 from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH
 
 WINDOW = 1024
-TTL = 64
 
 _ETH = 14
 _IP_ID, _IP_SUM, _IP_DST = _ETH + 4, _ETH + 10, _ETH + 16
@@ -137,5 +136,5 @@ def tcp_replies(lo: int, hi: int) -> bpf.Clause:
     return bpf.ipv4(6) + bpf.to_ports(lo, hi) + ((bpf.LD_BX, 0, 0, bpf.ETH + 13), (bpf.JSET, "accept", "next", 0x14))
 
 
-PROBE = ProbeType("tcp_syn", 1, TcpSyn, lambda lo, hi: (tcp_replies(lo, hi), bpf.ipv4(1) + bpf.ACCEPT),
+PROBE = ProbeType("tcp_syn", 1, TcpSyn, lambda lo, hi: (tcp_replies(lo, hi), bpf.ANY_ICMP),
                   tally.ports, port_states=True)
