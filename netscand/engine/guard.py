@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from netscand.engine.plan import Plan
+from netscand.engine.probes import PROBES
 from netscand.engine.ranges import Ranges, of_cidrs
 from netscand.engine.shm import REFUSE_RATE, REFUSE_TARGET
 
@@ -56,13 +57,14 @@ class PlanGuard:
 
     def refusal(self, plan: Plan, gateways: frozenset[int] = frozenset()) -> int:
         """0 when the plan may run, else the REFUSE_* code saying why. `gateways` are let
-        through whatever the policy says: the caller passes them for a probe that resolves
-        neighbours (ARP), as resolving the next hop to an allowed target is routing, and ARP
-        never leaves the segment."""
+        through whatever the policy says, for a plan whose probe type resolves neighbours (ARP)
+        alone: resolving the next hop to an allowed target is routing, and ARP never leaves the
+        segment; any other probe sent to a gateway would be a probe of it."""
         if not 0 < plan.rate <= self.max_rate:  # NaN too
             return REFUSE_RATE
         hosts: Sequence[int] = plan.hosts
-        if gateways:
+        ptype = PROBES.get(plan.kind)
+        if gateways and ptype is not None and ptype.resolves_neighbours:
             hosts = [h for h in hosts if h not in gateways]
         return 0 if self.permits(hosts) else REFUSE_TARGET
 

@@ -86,6 +86,8 @@ def test_an_arp_plan_may_resolve_a_gateway_outside_the_policy() -> None:
     assert guard.refusal(resolve) == REFUSE_TARGET
     assert guard.refusal(resolve, frozenset({ip("192.168.1.1")})) == 0
     assert guard.refusal(resolve, frozenset({ip("192.168.1.2")})) == REFUSE_TARGET
+    # The guard's own rule, whatever its caller passes: gateways are let through for ARP alone.
+    assert guard.refusal(plan_for("10.5.0.7", "192.168.1.1"), frozenset({ip("192.168.1.1")})) == REFUSE_TARGET
 
 
 def test_only_a_probe_that_resolves_neighbours_has_gateways_let_through(monkeypatch: pytest.MonkeyPatch) -> None:
