@@ -57,11 +57,6 @@ class Plan:
     flags: int = 0
 
     @property
-    def adaptive(self) -> bool:
-        """Whether its timeout follows the measured RTT (else it is fixed: min == max)."""
-        return self.timeout_min_ms < self.timeout_max_ms
-
-    @property
     def source_ports(self) -> tuple[int, int]:
         """The source ports its probes use, first and last: the low bits carry the send tick."""
         return self.sport_base, self.sport_base + TICK_MASK

@@ -22,12 +22,12 @@ from netscand.engine.probes import PROBES, Probe, ProbeType
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
     R_DONE,
-    SHARD_HEADER,
     SHARD_KEY,
     SHARD_STATES,
     ShardHeader,
     Shared,
     pack_result,
+    shard_header,
 )
 from netscand.engine.sockets import Tx
 
@@ -91,7 +91,8 @@ class Shards:
         self.sending: deque[ShardRun] = deque()
         self.held: list[ShardRun] = []
         self.waiting: list[ShardRun] = []
-        self.room = False  # a pass ended or a shard slot was freed: a job may start now
+        # A job may start now: one came (the worker sets it), a pass ended or a shard slot was freed.
+        self.may_start = False
         self.emit = emit
         self.sent = sent  # probes sent, over this worker index's lives
 
@@ -115,7 +116,7 @@ class Shards:
     def _release(self, run: ShardRun) -> None:
         self.shared.set_shard_header(run.shard_slot, _FREE)
         self.free.append(run.shard_slot)
-        self.room = True
+        self.may_start = True
 
     def _live(self, run: ShardRun) -> bool:
         return plans.generation(self.shared.plans[run.ps.plan.slot]) == run.ps.plan.gen
@@ -133,7 +134,7 @@ class Shards:
 
     def _pass_over(self, run: ShardRun) -> None:
         """`run` left the sending runs: its plan's held pass, if any, or its next shard, goes next."""
-        self.room = True
+        self.may_start = True
         for held in self.held:
             if held.ps is run.ps:
                 self.held.remove(held)
@@ -225,7 +226,7 @@ class ShardFinder:
             return view[SHARD_STATES:]
         self.cache.pop(key, None)
         for view in self.shards:
-            if SHARD_KEY.unpack_from(view, 0) == key and ShardHeader._make(SHARD_HEADER.unpack_from(view, 0)).active:
+            if SHARD_KEY.unpack_from(view, 0) == key and shard_header(view).active:
                 if len(self.cache) >= len(self.shards):  # stale keys: no more are live
                     self.cache.clear()
                 self.cache[key] = view

@@ -146,6 +146,11 @@ class ShardHeader(NamedTuple):
     active: int
 
 
+def shard_header(shard_slot: memoryview) -> ShardHeader:
+    """The header of a shard slot (one of Shared.shards)."""
+    return ShardHeader._make(SHARD_HEADER.unpack_from(shard_slot, 0))
+
+
 class ControlRow(NamedTuple):
     pid: int
     ready: int
@@ -178,10 +183,8 @@ class Shared:
     def worker_row(self, index: int) -> WorkerRow:
         return WorkerRow._make(WORKER.unpack_from(self.table, index * WORKER_ROW))
 
-    def set_worker_row(self, index: int, pid: int, generation: int, ready: int, heartbeat: float,
-                       sent: int, matched: int) -> None:
-        WORKER.pack_into(self.table, index * WORKER_ROW, pid, generation, ready, heartbeat,
-                         sent, matched)
+    def set_worker_row(self, index: int, row: WorkerRow) -> None:
+        WORKER.pack_into(self.table, index * WORKER_ROW, *row)
 
     def worker_ready(self, index: int) -> int:
         """The pid that reported ready in a worker's row, 0 while it has not."""
@@ -197,9 +200,6 @@ class Shared:
     def worker_slots(self, index: int) -> range:
         """The shard slots (indexes into `shards`) that belong to one worker."""
         return range(index * SHARD_SLOTS, (index + 1) * SHARD_SLOTS)
-
-    def shard_header(self, shard_slot: int) -> ShardHeader:
-        return ShardHeader._make(SHARD_HEADER.unpack_from(self.shards[shard_slot], 0))
 
     def set_shard_header(self, shard_slot: int, header: ShardHeader) -> None:
         SHARD_HEADER.pack_into(self.shards[shard_slot], 0, *header)

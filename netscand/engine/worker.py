@@ -42,7 +42,7 @@ from netscand.engine.replies import Replies
 from netscand.engine.shards import IDLE_WAIT, PlanState, ShardFinder, Shards
 from netscand.engine.shm import (
     JOB_SHARD, PLAN_SLOTS, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN, REFUSE_TARGET, Job, Shared,
-    pack_result,
+    WorkerRow, pack_result,
 )
 from netscand.engine.sockets import RAW_LINK, SNAPLEN, Link, Rx, Tx
 
@@ -75,7 +75,6 @@ class Worker:
         self.replies = Replies(index, ShardFinder(shared.shards), self._emit, list(shared.malformed(index)),
                                row.matched)
         self.backlog: deque[Job] = deque()  # jobs taken but not started
-        self.intake = False  # the backlog may hold a job that can start now
         self.stopping = False
         self.hangup = False  # a reload: read the policy again
         self.rxbuf = bytearray(SNAPLEN)
@@ -116,8 +115,8 @@ class Worker:
         self.hangup = True
 
     def _beat(self, now: float, ready: int = 1) -> None:
-        self.shared.set_worker_row(self.index, os.getpid(), self.generation, ready, now,
-                                   self.shards.sent, self.replies.matched)
+        self.shared.set_worker_row(self.index, WorkerRow(os.getpid(), self.generation, ready, now,
+                                                         self.shards.sent, self.replies.matched))
         self.shared.set_malformed(self.index, self.replies.malformed)
         self.next_beat = now + BEAT_EVERY
 
@@ -208,12 +207,15 @@ class Worker:
 
     def _sockets(self, plan: plans.Plan) -> Tx:
         """The interface's transmitter, its receiver opened beside it on first use; the receive
-        filter takes the replies of every probe type registered by then."""
+        filter takes the replies of every probe type registered by then. The transmitter goes
+        first and neither is kept unless both open: a receiver kept without one would stay in
+        the fanout group, taking its share of the other workers' replies for nothing."""
         if plan.ifindex not in self.tx:
+            tx = self.link.transmitter(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
             group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
             program = bpf.reply_filter(reply_clauses(*plan.source_ports), SNAPLEN)
             self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, program)
-            self.tx[plan.ifindex] = self.link.transmitter(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
+            self.tx[plan.ifindex] = tx
         return self.tx[plan.ifindex]
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -224,15 +226,15 @@ class Worker:
             # A plan slot out of range is no job of a sane control process: dropped, not fatal.
             if job.kind == JOB_SHARD and job.epoch == self.generation and job.plan_slot < PLAN_SLOTS:
                 self.backlog.append(job)
-                self.intake = True
-        if self.intake or self.shards.room:
+                self.shards.may_start = True
+        if self.shards.may_start:
             self._start_jobs()
 
     def _start_jobs(self) -> None:
         """Start the backlog's jobs, in order, while shard slots are free; a plan that has a pass
         to send keeps its next shard back until that pass is sent. Runs only when something it
         depends on changed (a job came, a pass ended, a shard slot was freed): not once a batch."""
-        self.intake = self.shards.room = False
+        self.shards.may_start = False
         busy = self.shards.busy_plans()
         kept: deque[Job] = deque()
         while self.backlog and self.shards.free:

@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from netscand.api import create_app, listener
 from netscand.api.openapi import document
 from netscand.api.protocol import BoundedHttpTools
-from netscand.engine.shm import Shared
+from netscand.engine.shm import Shared, WorkerRow
 from netscand.scan.dispatch import Dispatcher
 from netscand.config import PolicyConfig
 from netscand.scan.orchestrator import Limits, Orchestrator
@@ -154,7 +154,7 @@ class IdleWorker:
         self.thread.start()
 
     def beat(self) -> None:
-        self.shared.set_worker_row(self.index, os.getpid(), 1, 1, time.monotonic(), 0, 0)
+        self.shared.set_worker_row(self.index, WorkerRow(os.getpid(), 1, 1, time.monotonic(), 0, 0))
 
     def _run(self) -> None:
         while not self.stopped.wait(self.BEAT_EVERY):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from netscand.engine.shm import WorkerRow
 from tests.api.conftest import ENGINE_WORKERS, Api, assert_problem, scrape, start
 
 
@@ -42,8 +43,9 @@ def test_engine_counters_are_the_workers_own(engine_api: Api) -> None:
     now = time.monotonic()
     # What the workers write in their rows: worker 0 is in its third generation (restarted
     # twice) and beating; worker 1 is in its first and has been silent for a minute.
-    shared.set_worker_row(0, pid=os.getpid(), generation=3, ready=1, heartbeat=now, sent=1200, matched=300)
-    shared.set_worker_row(1, pid=os.getpid(), generation=1, ready=1, heartbeat=now - 60, sent=800, matched=100)
+    shared.set_worker_row(0, WorkerRow(pid=os.getpid(), generation=3, ready=1, heartbeat=now, sent=1200, matched=300))
+    shared.set_worker_row(1, WorkerRow(pid=os.getpid(), generation=1, ready=1, heartbeat=now - 60, sent=800,
+                                       matched=100))
     time.sleep(1.0)  # the per-second rates need a second since the app was made
     first = scrape(engine_api.unix())
     expected = {
@@ -56,8 +58,8 @@ def test_engine_counters_are_the_workers_own(engine_api: Api) -> None:
     assert 0 < first[("netscand_probes_per_second", ())] <= 2000
     assert 0 < first[("netscand_replies_per_second", ())] <= 400
 
-    shared.set_worker_row(0, pid=os.getpid(), generation=3, ready=1, heartbeat=time.monotonic(),
-                          sent=1200 + 500, matched=300)
+    shared.set_worker_row(0, WorkerRow(pid=os.getpid(), generation=3, ready=1, heartbeat=time.monotonic(),
+                                       sent=1200 + 500, matched=300))
     time.sleep(1.0)
     second = scrape(engine_api.unix())
     assert second[("netscand_probes_sent_total", (("worker", "0"),))] == 1700

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from netscand.engine.shm import WorkerRow
 from tests.api.conftest import Api, ApiRunner, assert_problem, fill
 
 NOT_READY = "urn:netscand:problem:not-ready"
@@ -29,12 +30,13 @@ def test_workers_that_never_started_are_named(engine_api: Api) -> None:
 def test_a_silent_worker_is_named_until_it_beats_again(engine_api: Api) -> None:
     shared = engine_api.orchestrator.dispatcher.shared
     now = time.monotonic()
-    shared.set_worker_row(0, pid=os.getpid(), generation=1, ready=1, heartbeat=now, sent=0, matched=0)
-    shared.set_worker_row(1, pid=os.getpid(), generation=1, ready=1, heartbeat=now - 30, sent=0, matched=0)
+    shared.set_worker_row(0, WorkerRow(pid=os.getpid(), generation=1, ready=1, heartbeat=now, sent=0, matched=0))
+    shared.set_worker_row(1, WorkerRow(pid=os.getpid(), generation=1, ready=1, heartbeat=now - 30, sent=0, matched=0))
     body = assert_problem(engine_api.unix().get("/readyz"), 503, NOT_READY)
     assert body["checks"]["engine"] == "worker 1 has not beaten for 30 s"
     # Replaced, and beating.
-    shared.set_worker_row(1, pid=os.getpid(), generation=2, ready=1, heartbeat=time.monotonic(), sent=0, matched=0)
+    shared.set_worker_row(1, WorkerRow(pid=os.getpid(), generation=2, ready=1, heartbeat=time.monotonic(), sent=0,
+                                       matched=0))
     assert engine_api.unix().get("/readyz").status_code == 200
 
 

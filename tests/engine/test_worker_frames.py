@@ -7,6 +7,8 @@ round-trip times and reply deadlines are exact."""
 
 from __future__ import annotations
 
+import errno
+import os
 from functools import partial
 
 import dpkt
@@ -28,7 +30,7 @@ from netscand.engine.shm import (
     Result,
     Shared,
 )
-from netscand.engine.sockets import SNAPLEN
+from netscand.engine.sockets import SNAPLEN, Tx
 from netscand.engine.worker import Worker
 from netscand.scan.dispatch import Dispatcher
 from tests.engine.links import PairLink
@@ -72,16 +74,18 @@ def by_target(sent: list[bytes]) -> dict[tuple[int, int], bytes]:
 
 
 class Rig:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, retries: int = 0) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, retries: int = 0, link: PairLink | None = None) -> None:
         self.time = T0  # what clock.now reads
         monkeypatch.setattr(clock, "now", lambda: self.time)
-        self.link = PairLink()
+        self.link = link or PairLink()
         self.shared = Shared(1)
         self.worker = Worker(self.shared, 0, GUARD, lambda: GUARD, link=self.link)
         self.worker._beat(T0)  # its generation, before the dispatcher reads it
         self.dispatcher = Dispatcher(self.shared)
         self.results: list[Result] = []
-        self.sub = self.dispatcher.submit(partial(make_plan, retries=retries), self.results.append, pytest.fail)
+        self.failures: list[str] = []
+        self.sub = self.dispatcher.submit(partial(make_plan, retries=retries), self.results.append,
+                                          self.failures.append)
 
     def step(self, now: float, times: int = 1) -> None:
         self.time = now
@@ -124,6 +128,7 @@ def test_replies_are_matched_timed_tallied_and_malformed_frames_counted(monkeypa
     listed = {(r.ip, r.port, r.state) for r in rig.results if r.kind == R_PORT and r.state != S_OPEN}
     assert listed == {(H0, 80, S_CLOSED), (H1, 80, S_CLOSED), (H1, 443, S_UNREACH)}
     assert sorted(r.shard for r in rig.results if r.kind == R_DONE) == [0, 1]
+    assert rig.failures == []
 
     worker._beat(T0 + 1.0)
     row = rig.shared.worker_row(0)
@@ -164,3 +169,19 @@ def test_a_reply_to_a_probe_sent_after_the_turn_began_is_timed_when_matched(monk
     rig.worker.step(T0)
     assert rig.worker.replies.matched == 1
     assert rig.worker.plans[rig.sub.plan.slot].rtt.srtt == pytest.approx(0.04, abs=1 / 250)
+
+
+class NoTransmitter(PairLink):
+    def transmitter(self, ifindex: int, loopback: bool) -> Tx:
+        raise OSError(errno.ENODEV, "No such device")
+
+
+def test_an_interface_whose_transmitter_will_not_open_leaves_no_receiver_behind(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver kept without its transmitter would stay in the fanout group, taking its share
+    of the other workers' replies for nothing."""
+    rig = Rig(monkeypatch, link=NoTransmitter())
+    rig.step(T0)
+    assert rig.worker.rx == {} and rig.link.programs == []
+    reason = f"no raw socket on the interface ({os.strerror(errno.ENODEV)})"
+    assert rig.failures == [f"the engine refused the plan: {reason}"]

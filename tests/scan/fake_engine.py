@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from netscand.engine import plan as plans
 from netscand.engine.probes import PROBES
-from netscand.engine.shm import JOB, R_DONE, Shared, pack_result
+from netscand.engine.shm import R_DONE, Job, Shared, WorkerRow, pack_result
 
 # What a worker records for one shard of a plan, besides its R_DONE (pack_result records).
 Answer = Callable[[plans.Plan, int], Iterable[bytes]]
@@ -28,10 +28,7 @@ class Taken(NamedTuple):
     """A job a fake worker took from its ring."""
 
     worker: int
-    slot: int  # plan slot
-    epoch: int  # the worker generation the job was meant for
-    gen: int  # plan generation
-    shard: int
+    job: Job
 
 
 class FakeEngine:
@@ -43,7 +40,7 @@ class FakeEngine:
             self._row(w)
 
     def _row(self, worker: int) -> None:
-        self.shared.set_worker_row(worker, 1000 + worker, self.generations[worker], 1, 0.0, 0, 0)
+        self.shared.set_worker_row(worker, WorkerRow(1000 + worker, self.generations[worker], 1, 0.0, 0, 0))
 
     def restart(self, worker: int) -> None:
         """The supervisor replaced the worker: whatever it held is lost."""
@@ -54,27 +51,26 @@ class FakeEngine:
     def take(self, worker: int | None = None) -> list[Taken]:
         """The jobs waiting in one worker's ring (or in every one), oldest first."""
         workers = range(self.shared.workers) if worker is None else (worker,)
-        return [Taken(w, slot, epoch, gen, shard) for w in workers
-                for _, slot, epoch, gen, shard in map(JOB.unpack, self.shared.jobs[w].pop_many(64))]
+        return [Taken(w, Job.unpack(raw)) for w in workers for raw in self.shared.jobs[w].pop_many(64)]
 
     def report(self, worker: int, *records: bytes) -> None:
         for record in records:
             assert self.shared.results[worker].push(record), "result ring full"
 
-    def done(self, job: Taken) -> None:
-        self.report(job.worker, pack_result(R_DONE, plan_gen=job.gen, shard=job.shard))
+    def done(self, taken: Taken) -> None:
+        self.report(taken.worker, pack_result(R_DONE, plan_gen=taken.job.gen, shard=taken.job.shard))
 
-    def plan(self, job: Taken) -> plans.Plan | None:
+    def plan(self, job: Job) -> plans.Plan | None:
         """The plan a job names, read from its slot as a worker reads it (and checked the same
         way); None once the slot holds another plan, or none."""
-        buf = self.shared.plans[job.slot]
+        buf = self.shared.plans[job.plan_slot]
         if plans.generation(buf) != job.gen:
             return None
-        known = self._plans.get(job.slot)
+        known = self._plans.get(job.plan_slot)
         if known is None or known.gen != job.gen:
-            read = plans.read(buf, job.slot, PROBES)
+            read = plans.read(buf, job.plan_slot, PROBES)
             assert read is not None and read.gen == job.gen
-            known = self._plans[job.slot] = read
+            known = self._plans[job.plan_slot] = read
         return known
 
     def serve(self, answer: Answer = silent, finish: Callable[[plans.Plan], bool] = lambda plan: True) -> list[Taken]:
@@ -82,11 +78,11 @@ class FakeEngine:
         plan's shards never end). A job of a plan that is gone (cancelled, failed) is dropped,
         as a worker drops it when its slot changes."""
         taken = self.take()
-        for job in taken:
-            plan = self.plan(job)
+        for one in taken:
+            plan = self.plan(one.job)
             if plan is None:
                 continue
-            self.report(job.worker, *answer(plan, job.shard))
+            self.report(one.worker, *answer(plan, one.job.shard))
             if finish(plan):
-                self.done(job)
+                self.done(one)
         return taken

@@ -57,7 +57,7 @@ def dispatcher(engine: FakeEngine) -> Dispatcher:
 
 def held(jobs: list[Taken]) -> Counter[tuple[int, int]]:
     """Shards held, by (worker, plan generation)."""
-    return Counter((j.worker, j.gen) for j in jobs)
+    return Counter((j.worker, j.job.gen) for j in jobs)
 
 
 def run_out(engine: FakeEngine, dispatcher: Dispatcher, sub: Submitted) -> list[int]:
@@ -66,7 +66,7 @@ def run_out(engine: FakeEngine, dispatcher: Dispatcher, sub: Submitted) -> list[
     while not sub.finished:
         taken = engine.serve()
         assert taken, "the plan stalled"
-        order += [j.shard for j in taken]
+        order += [j.job.shard for j in taken]
         dispatcher.poll()
     return order
 
@@ -114,7 +114,7 @@ def test_freed_room_is_handed_out_one_shard_per_plan_in_turn(engine: FakeEngine,
     refill = engine.take()
     assert held(refill) == held(first)  # every worker gets back its two shards of each plan
     for w in (0, 1):
-        gens = [j.gen for j in refill if j.worker == w]
+        gens = [j.job.gen for j in refill if j.worker == w]
         assert sorted(gens) == sorted([a.plan.gen, b.plan.gen] * PLAN_SHARDS)
     assert len(a.done) == len(b.done) == 2 * PLAN_SHARDS
 
@@ -126,7 +126,7 @@ def test_a_shard_goes_to_the_worker_holding_least_of_its_plan(engine: FakeEngine
     engine.done(done)
     dispatcher.poll()
     [refill] = engine.take()
-    assert refill.worker == 1 and refill.gen == sub.plan.gen
+    assert refill.worker == 1 and refill.job.gen == sub.plan.gen
 
 
 def test_records_go_to_their_plan_and_a_shard_done_twice_counts_once(
@@ -134,11 +134,11 @@ def test_records_go_to_their_plan_and_a_shard_done_twice_counts_once(
     a, b = Owner(), Owner()
     sa, sb = a.submit(dispatcher, 2), b.submit(dispatcher, 2)
     jobs = engine.take()
-    for job in jobs:
-        engine.report(job.worker, pack_result(R_PORT, state=S_OPEN, plan_gen=job.gen, shard=job.shard,
-                                              ip=0xC6120000, port=80 + job.shard))
-        engine.done(job)
-        engine.done(job)  # a worker restarted after reporting it, and the shard ran again
+    for t in jobs:
+        engine.report(t.worker, pack_result(R_PORT, state=S_OPEN, plan_gen=t.job.gen, shard=t.job.shard,
+                                            ip=0xC6120000, port=80 + t.job.shard))
+        engine.done(t)
+        engine.done(t)  # a worker restarted after reporting it, and the shard ran again
     dispatcher.poll()
     assert sorted(r.port for r in a.results if r.kind == R_PORT) == [80, 81]
     assert sorted(r.port for r in b.results if r.kind == R_PORT) == [80, 81]
@@ -153,9 +153,9 @@ def test_late_records_of_a_cancelled_plan_are_dropped(engine: FakeEngine, dispat
     jobs = engine.take()
     dispatcher.cancel(sub)
     assert dispatcher.slots[sub.plan.slot] is None and sub.plan.gen not in dispatcher.by_gen
-    for job in jobs:
-        engine.report(job.worker, pack_result(R_PORT, state=S_OPEN, plan_gen=job.gen, shard=job.shard, port=22))
-        engine.done(job)
+    for t in jobs:
+        engine.report(t.worker, pack_result(R_PORT, state=S_OPEN, plan_gen=t.job.gen, shard=t.job.shard, port=22))
+        engine.done(t)
     dispatcher.poll()
     assert owner.results == [] and owner.failures == [] and engine.take() == []
     dispatcher.cancel(sub)  # twice is harmless
@@ -171,7 +171,7 @@ def test_a_restarted_workers_shards_are_given_again_to_its_new_generation(
     engine.restart(0)
     dispatcher.poll()
     again = engine.take()
-    assert [(j.shard, j.epoch) for j in again] == [(lost.shard, 2)]
+    assert [(j.job.shard, j.job.epoch) for j in again] == [(lost.job.shard, 2)]
     assert sub.crashes == 1 and owner.failures == []
     for job in [*again, *(j for j in jobs if j.worker == 1)]:
         engine.done(job)
@@ -221,8 +221,8 @@ def test_a_refused_plan_fails_with_the_workers_reason(engine: FakeEngine, dispat
     assert interface.failures == [f"the engine refused the plan: no raw socket on the interface "
                                   f"({os.strerror(errno.ENODEV)})"]
     assert dispatcher.free_slot == 0 and dispatcher.by_gen == {}
-    for job in jobs:
-        engine.report(job.worker, pack_result(R_REFUSED, plan_gen=job.gen, a=REFUSE_TARGET))
+    for t in jobs:
+        engine.report(t.worker, pack_result(R_REFUSED, plan_gen=t.job.gen, a=REFUSE_TARGET))
     dispatcher.poll()
     assert len(target.failures) == len(interface.failures) == 1
 
@@ -235,7 +235,7 @@ def test_a_full_job_ring_keeps_the_shard_for_later(engine: FakeEngine, dispatche
     assert [j.worker for j in engine.take(1)] == []  # the pump stopped at worker 0's full ring
     engine.take(0)  # the junk
     dispatcher.poll()
-    assert sorted(j.shard for j in engine.take()) == [0, 1, 2, 3] and not sub.pending
+    assert sorted(j.job.shard for j in engine.take()) == [0, 1, 2, 3] and not sub.pending
 
 
 def test_a_new_dispatcher_drops_plans_a_dead_control_process_left(engine: FakeEngine) -> None:

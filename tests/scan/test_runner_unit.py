@@ -276,7 +276,7 @@ def test_a_plan_the_engine_refuses_fails_the_whole_scan(engine: FakeEngine, disp
     run = ScanRun(spec("198.19.1.0/29,198.19.2.0/29"), dispatcher, FakeNet())
     run.step()
     [first, *_] = engine.take()
-    engine.report(first.worker, pack_result(R_REFUSED, plan_gen=first.gen, a=REFUSE_TARGET))
+    engine.report(first.worker, pack_result(R_REFUSED, plan_gen=first.job.gen, a=REFUSE_TARGET))
     dispatcher.poll()
     assert run.failure == "the engine refused the plan: target outside the policy"
     assert run.cancelled and run.done and dispatcher.by_gen == {} and dispatcher.free_slot == 0
