@@ -4,7 +4,8 @@ Whatever names or describes a profile derives from PROFILES: resolve() below, th
 validation and OpenAPI document, the CLI choices and the README's table (`markdown_table`,
 which a test compares with README.md). Adding a profile is one entry.
 
-Kept light to import (spec.py, with the engine's plan module, is imported where a spec is built): netscanctl reads the names.
+Kept light to import (spec.py, with the engine's plan module, is imported where a spec is
+built): netscanctl reads the names.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ class Profile:
     cve: bool  # CVE matching of the services found
     udp: bool  # UDP port scan (UDP name services that answer profiling are reported either way)
     accepts: tuple[str, ...] = ()  # request fields that only this profile takes
+
+    def __post_init__(self) -> None:
+        # The table is what the code does: a value the engine cannot do yet is refused here, so
+        # neither README.md's table nor the OpenAPI document can claim it.
+        asked = {"CVE matching (cve=True)": self.cve, "a UDP port scan (udp=True)": self.udp,
+                 f"pacing {self.pacing!r} (only 'steady' is)": self.pacing != "steady"}
+        if not_yet := [what for what, wanted in asked.items() if wanted]:
+            raise ValueError(f"profile {self.name}: not implemented yet: {', '.join(not_yet)}")
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -104,10 +113,20 @@ ONE_SHOT_PROFILE = "quick"  # of `netscand scan` without --profile or --ports
 PROFILE_ONLY_FIELDS = tuple(dict.fromkeys(f for p in PROFILES.values() for f in p.accepts))
 
 
+def accepting(field: str) -> tuple[str, ...]:
+    """The names of the profiles that take `field`, one of PROFILE_ONLY_FIELDS (the others refuse it)."""
+    return tuple(p.name for p in PROFILES.values() if field in p.accepts)
+
+
+def requiring(field: str) -> tuple[str, ...]:
+    """The names of the profiles that cannot do without `field`."""
+    return tuple(p.name for p in PROFILES.values() if field in p.requires)
+
+
 def taking(field: str) -> Profile:
     """The one profile that accepts `field` (e.g. the one-shot CLI's --ports implies it)."""
-    (profile,) = (p for p in PROFILES.values() if field in p.accepts)
-    return profile
+    (name,) = accepting(field)
+    return PROFILES[name]
 
 
 @dataclass(frozen=True)
@@ -181,7 +200,8 @@ _COLUMNS: dict[str, Callable[[Profile], str]] = {
                                                _yes(p.service_detection is True)),
     "CVE": lambda p: _yes(p.cve),
     "UDP": lambda p: _yes(p.udp),
-    "per-host budget": lambda p: _or_request(p.host_budget_s, "`timeout_ms` × retries", f"{p.host_budget_s} s"),
+    "per-host budget": lambda p: _or_request(p.host_budget_s, "`timeout_ms` × retries",
+                                             f"{p.host_budget_s} s"),
 }
 
 

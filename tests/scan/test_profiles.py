@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,12 @@ def test_no_profile_claims_what_the_code_does_not_do_yet() -> None:
             assert f"{p.host_budget_s} s per host" in p.description
         if p.rate_cap is not None:
             assert f"{p.rate_cap:g} probes/s" in p.description
+
+
+@pytest.mark.parametrize("claim", [{"cve": True}, {"udp": True}, {"pacing": "jitter"}])
+def test_a_profile_cannot_claim_what_the_engine_does_not_do(claim: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"^profile quick: not implemented yet: "):
+        dataclasses.replace(PROFILES["quick"], **claim)
 
 
 def test_readme_table_is_the_registrys() -> None:
