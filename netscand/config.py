@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +18,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 from netscand.scan.ports import PortSpecError, port_ranges
+from netscand.typed import failure
 
 
 class ConfigError(ValueError):
@@ -31,7 +31,10 @@ Positive = Annotated[float, Meta(gt=0)]
 # Strings the rest of the code parses, so a bad one is caught here, with the key that holds it.
 PortList = Annotated[str, Meta(extra={"expected": 'a port list such as "22,80,8000-8100" ("" for none)'})]
 Cidrs = Annotated[list[str], Meta(extra={"expected": 'a list of IPv4 CIDR blocks such as "10.0.0.0/8"'})]
-Octal = Annotated[str, Meta(pattern="^0?[0-7]{3}$", extra={"expected": 'octal permissions such as "0660"'})]
+# What chmod and the daemon's int(mode, 8) read as a mode: 3 or 4 octal digits (the set-id and
+# sticky bits), after an optional 0. `(?!\n)`: msgspec searches, and `$` matches before a newline.
+Octal = Annotated[str, Meta(pattern="^0?[0-7]{3,4}$(?!\\n)",
+                            extra={"expected": 'octal permissions such as "0660"'})]
 Listen = Annotated[str, Meta(pattern="^$|:[0-9]+$", extra={"expected": 'HOST:PORT, or "" for none'})]
 
 
@@ -124,7 +127,7 @@ def _validated(data: dict[str, Any], where: str) -> Config:
     try:
         cfg = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
-        raise _problem(str(exc), data, where) from None
+        raise _problem(exc, data, where) from None
     _check_items(cfg, where)
     return cfg
 
@@ -146,26 +149,17 @@ def _check_items(cfg: Config, where: str) -> None:
                               f"got {_shown(getattr(cfg.engine, key))}: {exc}") from None
 
 
-# msgspec's messages: "Expected `float` > 0.0 - at `$.policy.max_rate`", "Object contains
-# unknown field `colour` - at `$.daemon`" (no " - at" for the top level).
-_AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
-_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>.*)`", re.DOTALL)
-_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-
-
-def _problem(message: str, data: dict[str, Any], where: str) -> ConfigError:
-    parts = _AT.fullmatch(message)
-    assert parts is not None  # every string matches: the path is optional
-    steps = [name or int(index) for name, index in _STEP.findall(parts["path"] or "")]
-    key = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).lstrip(".")
-    unknown = _UNKNOWN.fullmatch(parts["message"])
-    if unknown:
-        name = f"{key}.{unknown['name']}" if key else unknown["name"]
+def _problem(exc: msgspec.ValidationError, data: dict[str, Any], where: str) -> ConfigError:
+    fault = failure(exc)
+    key = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in fault.steps).lstrip(".")
+    if fault.unknown is not None:
+        name = f"{key}.{fault.unknown}" if key else fault.unknown
         return ConfigError(f"{where}: {name}: unknown {'setting' if key else 'section'}")
-    return ConfigError(f"{where}: {key}: expected {_expected(tuple(steps))}, got {_shown(_value(data, steps))}")
+    shown = _shown(_value(data, fault.steps))
+    return ConfigError(f"{where}: {key}: expected {_expected(fault.steps)}, got {shown}")
 
 
-def _value(data: Any, steps: list[str | int]) -> Any:
+def _value(data: Any, steps: tuple[str | int, ...]) -> Any:
     for step in steps:
         data = data[step]
     return data
@@ -189,16 +183,19 @@ def _expected(steps: tuple[str | int, ...]) -> str:
     return _words(kind)
 
 
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+_WORDS: dict[type, str] = {msgspec.inspect.IntType: "an integer", msgspec.inspect.FloatType: "a number",
+                           msgspec.inspect.BoolType: "true or false", msgspec.inspect.StructType: "a table",
+                           msgspec.inspect.ListType: "a list"}
+
+
 def _words(kind: Any) -> str:
     if isinstance(kind, msgspec.inspect.Metadata):
         return (kind.extra or {}).get("expected") or _words(kind.type)
-    bounds = "".join(f" {sign} {getattr(kind, name):g}" for name, sign in
-                     (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if getattr(kind, name, None) is not None)
-    words: dict[type, str] = {msgspec.inspect.IntType: "an integer", msgspec.inspect.FloatType: "a number",
-             msgspec.inspect.BoolType: "true or false", msgspec.inspect.StructType: "a table",
-             msgspec.inspect.ListType: "a list"}
+    bounds = "".join(f" {sign} {getattr(kind, name):g}" for name, sign in _BOUNDS
+                     if getattr(kind, name, None) is not None)
     if isinstance(kind, msgspec.inspect.LiteralType):
         return "one of " + ", ".join(json.dumps(v) for v in kind.values)
     if isinstance(kind, msgspec.inspect.StrType):
         return "a non-empty string" if kind.min_length else "a string"
-    return words.get(type(kind), "something else") + bounds
+    return _WORDS.get(type(kind), "something else") + bounds

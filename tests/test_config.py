@@ -66,6 +66,17 @@ def test_a_bad_value_is_one_line_naming_its_key(tmp_path: Path, text: str, line:
     assert message.startswith(f"{tmp_path / 'netscand.toml'}: {line}") and "\n" not in message
 
 
+@pytest.mark.parametrize("mode", ["0660", "660", "00660", "02770", "1660", "7777", "07777"])
+def test_a_socket_mode_is_what_chmod_reads(tmp_path: Path, mode: str) -> None:
+    assert load(tmp_path, f'[daemon]\nsocket_mode = "{mode}"').daemon.socket_mode == mode
+
+
+@pytest.mark.parametrize("mode", ["-1", "0o7", "0o660", "66", "8", "0668", "17777", "0660\\n", ""])
+def test_a_socket_mode_that_is_no_mode_is_refused(tmp_path: Path, mode: str) -> None:
+    with pytest.raises(ConfigError, match="daemon.socket_mode: expected octal permissions"):
+        load(tmp_path, f'[daemon]\nsocket_mode = "{mode}"')
+
+
 def test_a_long_value_is_cut_short(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, f'[daemon]\nlog_format = "{"x" * 10_000}"')
