@@ -2,7 +2,8 @@
 
 msgspec checks shapes, types and bounds as it converts; what it cannot say (a port range's
 order, the fields only profile custom takes) is checked here, after it. Each failure is a 422
-naming the one field at fault, the first found. `bool` is never taken as a number, nor an
+naming the one field at fault, the first found: an unknown field (by name), then a missing
+target, then the fields in documented order. `bool` is never taken as a number, nor an
 integral float (5000.0) as an integer: msgspec's conversion is strict.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -22,39 +24,66 @@ from netscand.api.models import (
 )
 from netscand.api.problems import Problem
 from netscand.scan.ports import PortSpecError, port_ranges
-from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_ONLY_FIELDS, PROFILES, ScanRequest
+from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_ONLY_FIELDS, PROFILES, ScanRequest, accepting
+from netscand.typed import failure
 
 Model = TypeVar("Model", bound=msgspec.Struct)
-_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?:\.(?P<field>[A-Za-z_-]+))?(?P<rest>[^`]*)`)?$", re.DOTALL)
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>.*)`$", re.DOTALL)
-_MISSING = re.compile(r"^Object missing required field `(?P<field>.*)`$", re.DOTALL)
 _INTEGER = re.compile(r"[0-9]+")
-_INTEGERS = ("page", "per_page")  # the query parameters that are integers
 # How many digits a query integer may have: Python's int() refuses strings of more than 4300.
 _MAX_DIGITS = 20
 
 
 def _convert(data: object, model: type[Model], whole: str) -> Model:
-    """`data` as `model`, or a 422 Problem naming the field at fault (`whole` if it is all of it)."""
+    """`data` as `model`, or a 422 Problem naming the field at fault (`whole` if it is all of it).
+
+    msgspec names the first fault in the client's order of keys; the API names an unknown field
+    first (the first by name), then a missing or null required one, then the first in the
+    model's (documented) order, whatever order the client wrote them in."""
+    if isinstance(data, Mapping):
+        _check_names(data, model, whole)
+        for name in _required(model):
+            if data.get(name) is None:
+                raise Problem.invalid(name, f"{name} is required")
+        data = {name: data[name] for name in model.__struct_fields__ if name in data}
     try:
         return msgspec.convert(data, model)
     except msgspec.ValidationError as exc:
-        raise _invalid(str(exc), model, whole) from None
+        raise _invalid(exc, model, whole) from None
 
 
-def _invalid(message: str, model: type[msgspec.Struct], whole: str) -> Problem:
+def _check_names(data: Mapping[str, object], model: type[msgspec.Struct], whole: str) -> None:
+    if unknown := sorted(name for name in data if name not in model.__struct_fields__):
+        raise _unknown(unknown[0], model, whole)
+
+
+def _unknown(name: str, model: type[msgspec.Struct], whole: str) -> Problem:
     known = ", ".join(model.__struct_fields__)
-    if unknown := _UNKNOWN.match(message):
-        name = unknown["field"]
-        return Problem.invalid(name, f"unknown {_kind(whole)} {name!r}; known: {known}")
-    if missing := _MISSING.match(message):
-        return Problem.invalid(missing["field"], f"{missing['field']} is required")
-    at = _AT.match(message)
-    assert at is not None  # every string matches: each part of the pattern is optional
-    if at["field"] is None:
-        return Problem.invalid(whole, f"the request {whole}: {at['what']}")
-    hint = _hints(model).get(at["field"], "")
-    return Problem.invalid(at["field"], f"{at['field']}{at['rest']}: {at['what']}{hint}")
+    return Problem.invalid(name, f"unknown {_kind(whole)} {name!r}; known: {known}")
+
+
+def _fields(model: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
+    info = msgspec.inspect.type_info(model)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return info.fields
+
+
+@functools.cache
+def _required(model: type[msgspec.Struct]) -> tuple[str, ...]:
+    return tuple(f.name for f in _fields(model) if f.required)
+
+
+def _invalid(exc: msgspec.ValidationError, model: type[msgspec.Struct], whole: str) -> Problem:
+    fault = failure(exc)
+    if fault.unknown is not None:
+        return _unknown(fault.unknown, model, whole)
+    if fault.missing is not None:
+        return Problem.invalid(fault.missing, f"{fault.missing} is required")
+    if not fault.steps:
+        return Problem.invalid(whole, f"the request {whole}: {fault.message}")
+    field, *rest = fault.steps
+    where = f"{field}" + "".join(f"[{step}]" for step in rest)
+    hint = _hints(model).get(str(field), "")
+    return Problem.invalid(str(field), f"{where}: {fault.message}{hint}")
 
 
 @functools.cache
@@ -79,24 +108,45 @@ def _kind(whole: str) -> str:
 
 def start_request(data: Any) -> ScanRequest:
     """A start body as a ScanRequest, or a 422 Problem naming the first field at fault."""
-    req = _convert(data, StartRequest, "body")
+    req = _start_body(data)
     profile = PROFILES[req.profile or DEFAULT_PROFILE]
     for name in profile.requires:
         if getattr(req, name) is None:
             raise Problem.invalid(name, f"{name} is required with profile {profile.name}")
     for name in PROFILE_ONLY_FIELDS:
         if getattr(req, name) is not None and name not in profile.accepts:
-            takers = " or ".join(p.name for p in PROFILES.values() if name in p.accepts)
+            takers = " or ".join(accepting(name))
             raise Problem.invalid(name, f"{name} can only be given with profile {takers}; "
                                   f"profile {profile.name} sets it itself")
-    if req.ports is not None:
-        try:
-            port_ranges(req.ports)  # merged ranges: cheap however many ports they cover
-        except PortSpecError as exc:
-            raise Problem.invalid("ports", f"ports: {exc}") from None
     fields = msgspec.structs.asdict(req)
     # One spelling, so the ?site_id= filter finds a site however a client capitalized it.
     return ScanRequest(**fields | {"profile": profile.name, "site_id": _canonical(req.site_id)})
+
+
+def _start_body(data: Any) -> StartRequest:
+    """The body as its model, with the ports' ranges read in their place in documented order:
+    after the fields before them, before a fault of any field after them."""
+    try:
+        req = _convert(data, StartRequest, "body")
+    except Problem as problem:
+        if _after_ports(problem.field) and data.get("ports") is not None:
+            _port_ranges(data["ports"])  # msgspec let it through: it stops at the first fault
+        raise
+    if req.ports is not None:
+        _port_ranges(req.ports)
+    return req
+
+
+def _after_ports(field: str | None) -> bool:
+    order = StartRequest.__struct_fields__
+    return field in order and order.index(field) > order.index("ports")
+
+
+def _port_ranges(ports: list[int | str]) -> None:
+    try:
+        port_ranges(ports)  # merged ranges: cheap however many ports they cover
+    except PortSpecError as exc:
+        raise Problem.invalid("ports", f"ports: {exc}") from None
 
 
 def _canonical(site_id: str | None) -> str | None:
@@ -104,16 +154,35 @@ def _canonical(site_id: str | None) -> str | None:
 
 
 def _query(params: QueryParams, model: type[Model]) -> Model:
-    """The query as `model`; a repeated parameter is refused rather than one of them ignored."""
+    """The query as `model`; a repeated parameter is refused rather than one of them ignored.
+    The first fault named is the first parameter unknown or repeated, in the client's order,
+    then the first bad one in the model's order (each checked whole, bounds included)."""
     seen: dict[str, object] = {}
     for name, value in params.multi_items():
+        if name not in model.__struct_fields__:
+            raise _unknown(name, model, "query")
         if name in seen:
             raise Problem.invalid(name, f"query parameter {name!r} given more than once")
         seen[name] = value
-    for name in _INTEGERS:
+    given: dict[str, object] = {}
+    for name in model.__struct_fields__:
         if name in seen:
-            seen[name] = _integer(name, str(seen[name]))
-    return _convert(seen, model, "query")
+            given[name] = _integer(name, str(seen[name])) if name in _integers(model) else seen[name]
+            _convert({name: given[name]}, model, "query")  # its bounds, before a later one's text
+    return _convert(given, model, "query")
+
+
+@functools.cache
+def _integers(model: type[msgspec.Struct]) -> frozenset[str]:
+    """The parameters that are integers, read from the query's text before msgspec sees them."""
+    integer = msgspec.inspect.IntType
+    return frozenset(f.name for f in _fields(model) if isinstance(_unwrapped(f.type), integer))
+
+
+def _unwrapped(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    while isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    return kind
 
 
 def _integer(name: str, text: str) -> int:

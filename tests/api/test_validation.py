@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from starlette.datastructures import QueryParams
 
+from netscand.api import validate
 from netscand.api.body import MAX_BODY
 from netscand.api.models import StartRequest
-from netscand.scan.profiles import PROFILES
+from netscand.api.problems import Problem
+from netscand.scan.profiles import PROFILES, ScanRequest
 from tests.api.conftest import Api, assert_problem, schema_validator, start
 
 INVALID = "urn:netscand:problem:invalid-field"
@@ -112,9 +116,50 @@ def test_a_422_says_the_rule_and_what_would_do(unix: httpx.Client) -> None:
     assert detail({"target": T, "profile": "fast"}).endswith(f"'fast'; one of {', '.join(PROFILES)}")
     assert "for example \"123e4567-e89b-12d3-a456-426614174000\"" in detail({"target": T, "site_id": "x"})
     assert detail({"target": [T, ""]}).startswith("target[1]: ")
-    assert detail({"target": T, "timeout_ms": 0}) == "timeout_ms: Expected `int` >= 1"
+    assert detail({"target": T, "timeout_ms": 0}) == "timeout_ms: Expected an integer >= 1"
+    # Types in JSON's words, as the client wrote them, not Python's.
+    assert detail({"target": T, "timeout_ms": "5"}) == "timeout_ms: Expected an integer or null, got a string"
+    assert detail({"target": T, "rate": True}).startswith("rate: Expected a number or null, got a boolean")
+    assert detail({"target": {}}).startswith("target: Expected a string or an array, got an object")
     assert detail({"target": T, "scan_name": 1}) == f"unknown field 'scan_name'; known: {', '.join(START_FIELDS)}"
     assert detail({"target": T, "ports": [22]}).startswith("ports can only be given with profile custom")
+
+
+# The field a 422 names whatever the order of the keys: an unknown one first (the first by
+# name), then a missing or null target, then the first at fault in documented order.
+ORDERED: list[tuple[dict[str, Any], str]] = [
+    ({"profile": "x"}, "target"),
+    ({"timeout_ms": "x", "target": None}, "target"),
+    ({"zz": 1, "aa": 1}, "aa"),
+    ({"timeout_ms": "x", "zz": 1}, "zz"),
+    ({"profile": "x", "target": T, "Profile": "quick"}, "Profile"),
+    ({"timeout_ms": "x", "target": T, "profile": "fast"}, "profile"),
+    ({"retries": -1, "rate": 0, "target": T}, "rate"),
+    ({"max_concurrent": 0, "site_id": "x", "target": [T, 7]}, "target"),
+    ({"timeout_ms": 0, "profile": "custom", "ports": ["80-22"], "target": T}, "ports"),
+    ({"timeout_ms": 0, "profile": "custom", "ports": [22, "80-22"], "target": T}, "ports"),
+    ({"site_id": "x", "profile": "custom", "ports": ["80-22"], "target": T}, "site_id"),
+    ({"enable_profiling": True, "ports": ["80-22"], "target": T}, "ports"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), ORDERED)
+def test_a_422_names_the_first_field_in_documented_order(body: dict[str, Any], field: str) -> None:
+    for order in (body, dict(reversed(body.items()))):
+        with pytest.raises(Problem) as caught:
+            validate.start_request(order)
+        assert caught.value.field == field, order
+
+
+@pytest.mark.parametrize("ports", [["- "], ["-\t"], [" 22 - 80 "], ["-", 22]])
+def test_port_ranges_read_as_port_ranges_reads_them(ports: list[Any]) -> None:
+    body = {"target": T, "profile": "custom", "ports": ports}
+    assert validate.start_request(body).ports == ports
+    assert START_SCHEMA.is_valid(body)
+
+
+def test_a_start_request_becomes_a_scan_request_field_for_field() -> None:
+    assert StartRequest.__struct_fields__ == tuple(f.name for f in dataclasses.fields(ScanRequest))
 
 
 GOOD_BODIES: list[dict[str, Any]] = [
@@ -204,6 +249,15 @@ def test_longest_idempotency_key_is_fine(unix: httpx.Client) -> None:
     assert start(unix, key="k" * 255).status_code == 202
 
 
+@pytest.mark.parametrize("key", ["abc\n", "abc\r\n", "\n"])
+def test_a_trailing_newline_is_not_a_visible_character(key: str) -> None:
+    # msgspec searches a pattern, and `$` also matches before a final newline.
+    with pytest.raises(Problem) as caught:
+        validate.idempotency_key(key)
+    assert caught.value.field == "Idempotency-Key"
+    assert validate.idempotency_key("abc") == "abc"
+
+
 @pytest.mark.parametrize(("query", "field"), [
     ("per_page=0", "per_page"), ("per_page=101", "per_page"), ("per_page=-1", "per_page"),
     ("per_page=abc", "per_page"), ("per_page=", "per_page"), ("per_page=2.5", "per_page"),
@@ -215,6 +269,18 @@ def test_longest_idempotency_key_is_fine(unix: httpx.Client) -> None:
 ])
 def test_bad_list_query_is_422(unix: httpx.Client, query: str, field: str) -> None:
     assert_problem(unix.get(f"/api/v1/scans?{query}"), 422, INVALID, field)
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("zz=1&page=x", "zz"), ("page=x&sort=1", "sort"), ("per_page=x&page=0", "page"),
+    ("status=x&per_page=0", "per_page"), ("site_id=x&status=x", "status"), ("page=1&zz=1&page=2", "zz"),
+    ("page=1&page=2&zz=1", "page"),
+])
+def test_a_bad_query_names_the_first_parameter_at_fault(query: str, field: str) -> None:
+    # Unknown or repeated first, in the client's order; then the first bad one in documented order.
+    with pytest.raises(Problem) as caught:
+        validate.list_query(QueryParams(query))
+    assert caught.value.field == field
 
 
 def test_list_bounds_are_inclusive(unix: httpx.Client) -> None:
