@@ -19,7 +19,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from netscand.api.problems import NOT_READY
 from netscand.scan.identify import NAME_PREFERENCE
-from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_ONLY_FIELDS, PROFILES
+from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, PROFILE_ONLY_FIELDS, PROFILES, accepting, requiring
 from netscand.store.scans import STATUSES
 
 TIMEOUT_MS = (1, 600_000)
@@ -36,34 +36,40 @@ IDEMPOTENCY_KEY_MAX = 255
 # Slower than a probe a second a scan would hold a running slot for days (the fuzzer sent 5e-324).
 MIN_RATE = 1.0
 
-PROFILE_NAMES = tuple(PROFILES)
 STATUS_NAMES = tuple(STATUSES)
+PORT_STATES = ("open", "closed", "filtered")  # as the document has always listed them
 # The values of each enum in the order they mean something in (a scan's life, the profiles'
 # size): msgspec writes a Literal's values sorted, and in_order() puts them back in this order.
-ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE)
+ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES)
 if TYPE_CHECKING:
     ProfileName = str
     StatusName = str
     HostnameSource = str
     NotReadyType = str
+    PortState = str
 else:
     # Built from the registries, so a new profile or status is one entry there.
     ProfileName = Literal[PROFILE_NAMES]
     StatusName = Literal[STATUS_NAMES]
     HostnameSource = Literal[NAME_PREFERENCE]
     NotReadyType = Literal[NOT_READY]
+    PortState = Literal[PORT_STATES]
 
 _SITE = "123e4567-e89b-12d3-a456-426614174000"
-# Fixed length as well as the pattern: `$` also matches before a final newline.
-Uuid = Annotated[str, Meta(min_length=36, max_length=36, examples=[_SITE], extra_json_schema={"format": "uuid"},
-                           pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
-Time = Annotated[str, Meta(min_length=20, max_length=20, pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$",
-                           examples=["2026-03-15T09:30:00Z"], extra_json_schema={"format": "date-time"})]
+# A pattern's end: msgspec searches with Python's re, where `$` also matches before a final
+# newline; the lookahead refuses that newline (and reads the same in JSON Schema's dialect).
+_END = "$(?!\\n)"
+Uuid = Annotated[str, Meta(
+    min_length=36, max_length=36, examples=[_SITE], extra_json_schema={"format": "uuid"},
+    pattern="^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _END)]
+Time = Annotated[str, Meta(
+    min_length=20, max_length=20, pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z" + _END,
+    examples=["2026-03-15T09:30:00Z"], extra_json_schema={"format": "date-time"})]
 Count = Annotated[int, Meta(ge=0)]
 Page = Annotated[int, Meta(ge=1, le=MAX_PAGE)]
 PortNumber = Annotated[int, Meta(ge=1, le=65535)]
 IdempotencyKey = Annotated[str, Meta(
-    min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern="^[\\x21-\\x7e]+$", examples=[_SITE],
+    min_length=1, max_length=IDEMPOTENCY_KEY_MAX, pattern="^[\\x21-\\x7e]+" + _END, examples=[_SITE],
     description=f"Visible ASCII, at most {IDEMPOTENCY_KEY_MAX} characters; e.g. a UUID per logical start.")]
 
 _TargetItem = Annotated[str, Meta(min_length=1, pattern="\\S")]
@@ -72,7 +78,7 @@ Target = Annotated[_TargetItem | Annotated[list[_TargetItem], Meta(min_length=1)
                 "once, at start), or a list of these. IPv6 gets 422 until supported.",
     examples=["198.18.0.0/24", ["198.18.0.1", "198.18.1.10-198.18.1.20", "printer.lan"]])]
 # The shape of a port range; port_ranges (scan/ports.py) reads it and checks its bounds and order.
-_PortRange = Annotated[str, Meta(pattern="^\\s*([0-9]+\\s*(-\\s*[0-9]+\\s*)?|-)$")]
+_PortRange = Annotated[str, Meta(pattern="^\\s*([0-9]+\\s*(-\\s*[0-9]+\\s*)?|-\\s*)" + _END)]
 
 
 def in_order(node: Any) -> Any:
@@ -82,10 +88,16 @@ def in_order(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {key: in_order(value) for key, value in node.items()}
+    values = _as_set(out.get("enum", ()))
     for order in ENUM_ORDERS:
-        if sorted(out.get("enum", ())) == sorted(order):
+        if values == _as_set(order):
             out["enum"] = list(order)
     return out
+
+
+def _as_set(values: Any) -> set[tuple[type, Any]]:
+    # By type as well: a Literal may mix them (1 and True are equal, and don't sort with "a").
+    return {(type(value), value) for value in values}
 
 
 class Closed(Struct, forbid_unknown_fields=True):
@@ -97,8 +109,7 @@ def _profile_prose() -> str:
 
 
 def _only_with(field: str) -> str:
-    takers = " or ".join(p.name for p in PROFILES.values() if field in p.accepts)
-    needing = " or ".join(p.name for p in PROFILES.values() if field in p.requires)
+    takers, needing = " or ".join(accepting(field)), " or ".join(requiring(field))
     if needing == takers:
         return f"Only with (and required by) profile {takers}"
     return f"Only with profile {takers}" + (f" (required by {needing})" if needing else "")
@@ -110,9 +121,8 @@ def _profile_rules() -> list[dict[str, object]]:
     def profile_in(names: list[str]) -> dict[str, object]:
         return {"required": ["profile"], "properties": {"profile": {"enum": names}}}
 
-    takers = {f: [p.name for p in PROFILES.values() if f in p.accepts] for f in PROFILE_ONLY_FIELDS}
-    refused = [{"if": profile_in(names), "else": {"properties": {f: {"type": "null"}}}}
-               for f, names in takers.items()]
+    refused = [{"if": profile_in(list(accepting(f))), "else": {"properties": {f: {"type": "null"}}}}
+               for f in PROFILE_ONLY_FIELDS]
     return refused + [{"if": profile_in([p.name]), "then": {
         "required": list(p.requires), "properties": {f: {"not": {"type": "null"}} for f in p.requires}}}
         for p in PROFILES.values() if p.requires]
@@ -124,8 +134,8 @@ class StartRequest(Closed):
     """The body of POST /api/v1/scans/start. JSON null in an optional field means it is not given."""
 
     target: Target
-    profile: Annotated[ProfileName | None, Meta(
-        description=f"Default {DEFAULT_PROFILE}. {_profile_prose()}", examples=[PROFILE_NAMES[0]])] = None
+    profile: Annotated[ProfileName | None, Meta(description=f"Default {DEFAULT_PROFILE}. {_profile_prose()}",
+                                                examples=[PROFILE_NAMES[0]])] = DEFAULT_PROFILE
     site_id: Annotated[Uuid | None, Meta(description="The site the scan belongs to; a filter of the list. "
                                          "Echoed in lower case.")] = None
     ports: Annotated[Annotated[list[PortNumber | _PortRange], Meta(min_length=1)] | None, Meta(
@@ -212,7 +222,7 @@ class ScanList(Closed):
 class Cve(Closed):
     """A known vulnerability of a service."""
 
-    id: Annotated[str, Meta(pattern="^CVE-[0-9]{4}-[0-9]+$", examples=["CVE-2024-6387"])]
+    id: Annotated[str, Meta(pattern="^CVE-[0-9]{4}-[0-9]+" + _END, examples=["CVE-2024-6387"])]
     cvss: Annotated[float, Meta(ge=0, le=10)] | None = None
     summary: str | None = None
 
@@ -228,7 +238,7 @@ class Port(Closed):
     protocol: Annotated[Literal["tcp", "udp"], Meta(
         description="tcp: a port the TCP SYN scan found. udp: a UDP service that answered one of "
                     "profiling's queries (mDNS 5353, NetBIOS 137, SNMP 161), listed open.")]
-    state: Literal["open", "closed", "filtered"]
+    state: PortState
     service: Annotated[str | None, Meta(
         description="What answers: found by service detection, else the port's registered name; null "
                     "if neither.", examples=["SSH", "HTTPS"])]
@@ -261,7 +271,7 @@ class Device(Closed):
     """A host found up, and what it runs."""
 
     ip: Annotated[str, Meta(extra_json_schema={"format": "ipv4"}, examples=["198.18.0.5"])]
-    mac: Annotated[Annotated[str, Meta(pattern="^([0-9A-F]{2}:){5}[0-9A-F]{2}$")] | None, Meta(
+    mac: Annotated[Annotated[str, Meta(pattern="^([0-9A-F]{2}:){5}[0-9A-F]{2}" + _END)] | None, Meta(
         description="On-link hosts only.", examples=["02:00:C6:12:00:05"])]
     hostname: Annotated[str | None, Meta(description="The best of `hostnames`: DNS first, then mDNS, "
                                          "NetBIOS, SNMP.")]

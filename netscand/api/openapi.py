@@ -3,8 +3,9 @@ models (api/models.py, through msgspec's JSON Schema, the 2020-12 dialect OpenAP
 the operations from the route table below.
 
 It is the project's API documentation (docs/api.md is its overview): where the original
-contract leaves a choice open, the choice is written here (DESCRIPTION and the operations' descriptions). Tests check every
-route of the app against it and every response the tests see against its closed schemas.
+contract leaves a choice open, the choice is written here (DESCRIPTION and the operations'
+descriptions). Tests check every route of the app against it and every response the tests see
+against its closed schemas.
 """
 
 from __future__ import annotations
@@ -197,8 +198,11 @@ class Operation:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(self.body)}}}
         if not self.secured:
             op["security"] = []
-        op["responses"] = {**self.responses, **(BODY_ERRORS if self.body else {}),
-                           **(AUTHED if self.secured else {}), **self.responses}
+        # The operation's own answers first; a common one only where it has none of that status.
+        op["responses"] = dict(self.responses)
+        common = {**(BODY_ERRORS if self.body else {}), **(AUTHED if self.secured else {})}
+        for status, response in common.items():
+            op["responses"].setdefault(status, response)
         if not self.secured:
             op["responses"].setdefault("500", _use("ServerError"))
         return op

@@ -20,7 +20,7 @@ from netscand.api.openapi import document
 from netscand.engine.shm import R_PORT, S_OPEN, Result
 from netscand.profiling.services import ServiceInfo
 from netscand.scan.identify import NAME_PREFERENCE
-from netscand.scan.profiles import PROFILES
+from netscand.scan.profiles import DEFAULT_PROFILE, PROFILES
 from netscand.scan.result import Fingerprint, ScanResult
 from netscand.store.scans import STATUSES
 from tests.api.conftest import OPENAPI, Api, conform, schema_validator, start
@@ -165,6 +165,38 @@ def test_enums_are_the_registries_in_their_order() -> None:
     assert schemas["Hostname"]["properties"]["source"]["enum"] == list(NAME_PREFERENCE)
     (status,) = [p for p in OPENAPI["paths"]["/api/v1/scans"]["get"]["parameters"] if p["name"] == "status"]
     assert status["schema"]["enum"] == list(STATUSES)
+
+
+def test_port_states_keep_their_documented_order() -> None:
+    assert OPENAPI["components"]["schemas"]["Port"]["properties"]["state"]["enum"] == ["open", "closed", "filtered"]
+
+
+def test_in_order_takes_an_enum_of_mixed_types() -> None:
+    assert models.in_order({"enum": [1, "a", None, True]}) == {"enum": [1, "a", None, True]}
+    assert models.in_order({"enum": sorted(STATUSES)}) == {"enum": list(STATUSES)}
+
+
+def test_the_default_profile_is_documented_as_the_default() -> None:
+    profile = OPENAPI["components"]["schemas"]["StartRequest"]["properties"]["profile"]
+    assert profile["default"] == DEFAULT_PROFILE
+    assert profile["description"].startswith(f"Default {DEFAULT_PROFILE}.")
+
+
+def _patterns(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [p for item in node for p in _patterns(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+    return own + [p for value in node.values() for p in _patterns(value)]
+
+
+def test_no_pattern_takes_a_trailing_newline() -> None:
+    # msgspec searches with Python's re, where `$` also matches before a final newline.
+    patterns = _patterns(OPENAPI["components"]["schemas"])
+    assert patterns and not [p for p in patterns if p.endswith("$")]
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert("key\n", models.IdempotencyKey)
 
 
 def test_each_profile_is_described_as_the_registry_describes_it() -> None:
