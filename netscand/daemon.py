@@ -9,6 +9,7 @@ children run, and what it tells systemd and `netscand reload`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -171,11 +172,20 @@ def _connections(d: DaemonConfig) -> tuple[Connections, Connections]:
 
 def state_directory(cfg: Config, account: privileges.Account | None) -> Path:
     """The state directory, made when missing; started by root, handed to the daemon's user
-    with what root may have made in it before (by an older netscand, say)."""
+    with what root may have made in it before (by an older netscand, say). Whoever runs it
+    (root on the user's behalf, or systemd's User=), a directory the user may not pass is
+    refused by name, and before anything is made or handed over."""
     state = Path(cfg.daemon.state_dir)
-    state.mkdir(mode=0o750, parents=True, exist_ok=True)
+    resolved = Path(os.path.realpath(state))  # a link's target is what the user must reach
+    user = account or privileges.current()
+    privileges.check_parents(resolved, user)
+    try:
+        resolved.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except FileExistsError:  # a file of that name: say so rather than "File exists"
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(state)) from None
     if account:
-        privileges.own(state, KEPT, account)
+        privileges.own(resolved, KEPT, account)
+    privileges.check_reachable(resolved, user)
     return state
 
 

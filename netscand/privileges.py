@@ -21,7 +21,7 @@ import grp
 import os
 import pwd
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -69,10 +69,36 @@ def account(name: str) -> Account | None:
     return Account(name, pw.pw_uid, pw.pw_gid)
 
 
+def current() -> Account:
+    """The account this process runs as: the daemon's own when systemd started it as its user."""
+    uid = os.geteuid()
+    return Account(user_name(uid), uid, os.getegid())
+
+
+def check_parents(directory: Path, acct: Account) -> None:
+    """Refuse, naming it, a directory above `directory` that `acct` may not enter: checked before
+    anything is made or handed over, so a refused start leaves nothing changed. Parents still
+    missing are the ones mkdir makes; the full check after that catches a umask that closes them."""
+    _refuse(directory, unreadable(acct, [directory], _first_closed_parent), acct)
+
+
+def check_reachable(directory: Path, acct: Account) -> None:
+    """Owning the directory is not enough: a parent the user may not enter (a root-only
+    mkdtemp, a home directory) would fail the first open after the switch, naming a file and
+    not the directory in the way. Refuse now, naming it."""
+    _refuse(directory, unreadable(acct, [directory]), acct)
+
+
+def _refuse(directory: Path, found: tuple[Path, str] | None, acct: Account) -> None:
+    if found is not None:
+        raise PrivilegeError(f"the daemon user '{acct.name}' cannot reach its state directory {directory}: "
+                             f"{found[1]}; give it access (chmod o+x, or an ACL) or choose another state directory")
+
+
 def own(directory: Path, names: Sequence[str], acct: Account) -> None:
     """Hand what the daemon keeps (its state directory, and `names` in it: the database, the
     generated key) to its user, as systemd's StateDirectory= does, so a state directory root
-    used before stays usable; PrivilegeError when the user could not reach the directory.
+    used before stays usable. `directory` is resolved (realpath) and its parents checked first.
 
     Every name is opened from the directory with O_NOFOLLOW, component by component, and
     changed through its descriptor: a link the user put there is left alone, never followed.
@@ -85,18 +111,6 @@ def own(directory: Path, names: Sequence[str], acct: Account) -> None:
             _own_at(top, PurePath(name).parts, acct)
     finally:
         os.close(top)
-    _check_reachable(directory, acct)
-
-
-def _check_reachable(directory: Path, acct: Account) -> None:
-    """Owning the directory is not enough: a parent the user may not enter (a root-only
-    mkdtemp, a home directory) would fail the first open after the switch, naming a file and
-    not the directory in the way. Refuse now, naming it."""
-    found = unreadable(acct, [Path(os.path.abspath(directory))])
-    if found is not None:
-        path, why = found
-        raise PrivilegeError(f"the daemon user '{acct.name}' cannot reach its state directory {path}: {why}; "
-                             "give it access (chmod o+x, or an ACL) or choose another state directory")
 
 
 def _own_at(dir_fd: int, parts: tuple[str, ...], acct: Account) -> None:
@@ -158,12 +172,17 @@ def switch(acct: Account | None) -> bool:
     return bool(keep)
 
 
-def unreadable(acct: Account, paths: Sequence[Path]) -> tuple[Path, str] | None:
-    """The first of `paths` that `acct` could not read once switched to, and why; None if it can
-    read them all. Asked of the kernel by a child that has become `acct` (with the groups the
-    switch gives it): ACLs and every other rule count as they will after the switch."""
+Check = Callable[[Sequence[Path]], tuple[Path, str] | None]
+
+
+def unreadable(acct: Account, paths: Sequence[Path], check: Check | None = None) -> tuple[Path, str] | None:
+    """The first of `paths` that `acct` could not read once switched to (or that fails `check`),
+    and why; None if it can read them all. Asked of the kernel by a child that has become `acct`
+    (with the groups the switch gives it): ACLs and every other rule count as they will after
+    the switch."""
+    check = check or _first_unreadable
     if os.geteuid() == acct.uid:
-        return _first_unreadable(paths)
+        return check(paths)
     if os.geteuid() != 0:
         raise PrivilegeError(f"only root can tell what user '{acct.name}' may read")
     read_end, write_end = os.pipe()
@@ -175,7 +194,7 @@ def unreadable(acct: Account, paths: Sequence[Path]) -> tuple[Path, str] | None:
             os.setgroups(os.getgrouplist(acct.name, acct.gid))
             os.setresgid(acct.gid, acct.gid, acct.gid)
             os.setresuid(acct.uid, acct.uid, acct.uid)
-            found = _first_unreadable(paths)
+            found = check(paths)
             if found:
                 os.write(write_end, "\0".join((str(found[0]), found[1])).encode())
         except BaseException:
@@ -197,15 +216,41 @@ def unreadable(acct: Account, paths: Sequence[Path]) -> tuple[Path, str] | None:
 def _first_unreadable(paths: Sequence[Path]) -> tuple[Path, str] | None:
     searchable: dict[Path, bool] = {}
     for path in paths:
-        for parent in reversed(path.parents):  # from / down
-            if parent not in searchable:
-                searchable[parent] = os.access(parent, os.X_OK)
-            if not searchable[parent]:
-                return path, f"it may not enter {parent} ({_describe(parent)})"
-        wanted = os.R_OK | os.X_OK if path.is_dir() else os.R_OK
-        if not os.access(path, wanted):
+        closed = _closed_parent(path, searchable)
+        if closed is not None:
+            return path, f"it may not enter {closed} ({_describe_parent(closed)})"
+        try:
+            is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+        except OSError as exc:  # a link into a directory closed to it, say: not followed here
+            return path, f"it may not read it ({exc.strerror})"
+        if not os.access(path, os.R_OK | os.X_OK if is_dir else os.R_OK):
             return path, f"it may not read it ({_describe(path)})"
     return None
+
+
+def _first_closed_parent(paths: Sequence[Path]) -> tuple[Path, str] | None:
+    searchable: dict[Path, bool] = {}
+    for path in paths:
+        closed = _closed_parent(path, searchable, stop_at_missing=True)
+        if closed is not None:
+            return path, f"it may not enter {closed} ({_describe_parent(closed)})"
+    return None
+
+
+def _closed_parent(path: Path, searchable: dict[Path, bool], stop_at_missing: bool = False) -> Path | None:
+    """The first directory above `path`, from / down, that may not be entered."""
+    for parent in reversed(path.parents):
+        if stop_at_missing and not os.path.lexists(parent):
+            return None  # from here down mkdir makes them
+        if parent not in searchable:
+            searchable[parent] = os.access(parent, os.X_OK)
+        if not searchable[parent]:
+            return parent
+    return None
+
+
+def _describe_parent(path: Path) -> str:
+    return "not a directory" if os.path.exists(path) and not os.path.isdir(path) else _describe(path)
 
 
 def _describe(path: Path) -> str:

@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,8 @@ import netscand
 from netscand.lab import Lab
 from netscand.lab.grade import OK, grade
 from netscand.lab.harness import (
-    DAEMON_PORT, Daemon, ensure_daemon_user, open_ports, start_daemon, stop_daemon, truth_open,
+    DAEMON_PORT, Daemon, ensure_daemon_user, open_ports, reachable_dir, start_daemon, stop_daemon,
+    truth_open,
 )
 from netscand.scan.ports import top_ports
 from tests.daemon.conftest import Forwarder
@@ -190,24 +192,72 @@ def test_a_package_the_daemon_user_cannot_read_is_refused_in_one_line(netns: str
                                  f"run netscand after the switch): it may not enter {closed} (mode 0700")
 
 
-def test_a_state_directory_the_daemon_user_cannot_reach_is_refused_in_one_line(netns: str, tmp_path: Path) -> None:
+def serve_state_refused(netns: str, state: Path, runner: Sequence[str] = ()) -> str:
+    """`netscand serve --state-dir state` (by root, or through `runner`): exit 1 and one line,
+    before the socket was bound. Returns the line."""
+    ensure_daemon_user()
+    sock = Path("/tmp") / f"netscand-refused-{os.getpid()}.sock"
+    out = subprocess.run(["ip", "netns", "exec", netns, *runner, sys.executable, "-m", "netscand", "serve",
+                          "--state-dir", str(state), "--socket", str(sock)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert not sock.exists()  # refused before the socket was bound
+    return out.stderr
+
+
+def unreachable_line(state: Path, closed: Path) -> str:
+    return (f"netscand: the daemon user 'netscand' cannot reach its state directory {state}: it may not enter "
+            f"{closed} (mode 0700, owner root:root); give it access (chmod o+x, or an ACL) or choose another "
+            "state directory\n")
+
+
+def test_a_state_directory_the_daemon_user_cannot_reach_is_refused_in_one_line(netns: str) -> None:
     """As `python bench/api.py` once did: the state directory inside a root-only mkdtemp. Owning
     the directory is not enough for the daemon's user; the line names the directory in its way."""
-    ensure_daemon_user()
     closed = closed_directory()
-    state, sock = closed / "state", tmp_path / "netscand.sock"
     try:
-        out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m", "netscand", "serve",
-                              "--state-dir", str(state), "--socket", str(sock)],
-                             capture_output=True, text=True, timeout=60)
+        line = serve_state_refused(netns, closed / "state")
+        assert not (closed / "state").exists()  # refused before anything was made
     finally:
         shutil.rmtree(closed)
-    assert out.returncode == 1, out.stderr
-    assert out.stderr == (
-        f"netscand: the daemon user 'netscand' cannot reach its state directory {state}: it may not enter "
-        f"{closed} (mode 0700, owner root:root); give it access (chmod o+x, or an ACL) or choose another "
-        "state directory\n")
-    assert not sock.exists()  # refused before the socket was bound
+    assert line == unreachable_line(closed / "state", closed)
+
+
+def test_run_as_its_user_like_systemd_an_unreachable_state_directory_is_named_too(netns: str) -> None:
+    """No switch to make (User=netscand): the same check, as the user it already is."""
+    closed = closed_directory()
+    try:
+        line = serve_state_refused(netns, closed / "state", runner=SYSTEMD_LIKE)
+    finally:
+        shutil.rmtree(closed)
+    assert line == unreachable_line(closed / "state", closed)
+
+
+def test_a_state_directory_that_links_into_a_closed_directory_names_that_directory(netns: str) -> None:
+    closed, open_ = closed_directory(), reachable_dir("netscand-link-")
+    try:
+        (closed / "state").mkdir()
+        (open_ / "state").symlink_to(closed / "state")
+        line = serve_state_refused(netns, open_ / "state")
+        assert (closed / "state").stat().st_uid == 0  # nothing handed over before the check
+    finally:
+        shutil.rmtree(closed)
+        shutil.rmtree(open_)
+    assert line == unreachable_line(closed / "state", closed)
+
+
+@pytest.mark.parametrize("below", ["", "state"], ids=["is-a-file", "under-a-file"])
+def test_a_state_directory_that_is_a_file_or_under_one_is_refused_in_one_line(netns: str, below: str) -> None:
+    home = reachable_dir("netscand-file-")
+    try:
+        (home / "file").write_text("")
+        state = home / "file" / below if below else home / "file"
+        line = serve_state_refused(netns, state)
+    finally:
+        shutil.rmtree(home)
+    assert line.startswith("netscand: ")
+    assert str(home / "file") in line
 
 
 def hide_python(daemon: Daemon, keep: Path) -> None:
