@@ -22,10 +22,15 @@ import time
 
 import httpx
 
-from netscand.lab.harness import lab_up, parse_bench_args, running_daemon
+from netscand.lab.harness import (
+    lab_up,
+    parse_bench_args,
+    running_daemon,
+    unwind_on_sigterm,
+)
 
 PREFIX = "nsa"
-SMOKE = {"hosts": 2, "clients": 5, "interval": 0.1}
+SMOKE = {"hosts": 2, "clients": 5, "interval": 0.1, "timeout": 60}
 
 
 async def poll(c: httpx.AsyncClient, scan_id: str, interval: float, latencies: list[float],
@@ -41,20 +46,26 @@ async def poll(c: httpx.AsyncClient, scan_id: str, interval: float, latencies: l
         await asyncio.sleep(interval)
 
 
-async def load(sock: str, scan_id: str, clients: int, interval: float) -> tuple[list[float], list[int], float]:
+async def load(sock: str, scan_id: str, args: argparse.Namespace) -> tuple[list[float], list[int], float]:
     # Each client has its own connection. They are made, and connected, before the clock starts:
     # building an httpx client costs the client process tens of milliseconds (its TLS defaults),
     # which is not the daemon's latency.
     pool = [httpx.AsyncClient(base_url="http://netscand", transport=httpx.AsyncHTTPTransport(uds=sock),
-                              timeout=30) for _ in range(clients)]
-    await asyncio.gather(*(c.get("/healthz") for c in pool))
+                              timeout=30) for _ in range(args.clients)]
     latencies: list[float] = []
     errors: list[int] = []
     done = asyncio.Event()
-    t0 = time.monotonic()
-    await asyncio.gather(*(poll(c, scan_id, interval, latencies, errors, done) for c in pool))
-    wall = time.monotonic() - t0
-    await asyncio.gather(*(c.aclose() for c in pool))
+    try:
+        await asyncio.gather(*(c.get("/healthz") for c in pool))
+        t0 = time.monotonic()
+        polls = asyncio.gather(*(poll(c, scan_id, args.interval, latencies, errors, done) for c in pool))
+        try:
+            await asyncio.wait_for(polls, args.timeout)
+        except TimeoutError:
+            raise SystemExit(f"api.py: the scan did not finish within {args.timeout:.0f} s") from None
+        wall = time.monotonic() - t0
+    finally:
+        await asyncio.gather(*(c.aclose() for c in pool))
     return latencies, errors, wall
 
 
@@ -64,16 +75,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rate", type=int, default=50_000)
     p.add_argument("--interval", type=float, default=0.5, help="seconds between one client's requests")
+    p.add_argument("--timeout", type=float, default=900, help="seconds the scan may take")
     return parse_bench_args(p, SMOKE, argv)
 
 
 def main() -> int:
     args = parse_args()
+    unwind_on_sigterm()
     with lab_up(hosts=args.hosts, prefix=PREFIX) as lab, running_daemon(lab) as daemon:
         hosts = [h["ip"] for h in lab.truth["hosts"]]
         with daemon.unix() as c:
-            scan = c.post("/api/v1/scans/start", json={"target": hosts, "profile": "deep", "rate": args.rate}).json()
-        latencies, errors, wall = asyncio.run(load(str(daemon.socket), scan["id"], args.clients, args.interval))
+            r = c.post("/api/v1/scans/start", json={"target": hosts, "profile": "deep", "rate": args.rate})
+            if r.status_code != 202:
+                raise SystemExit(f"api.py: the scan was refused: {r.status_code} {r.text}")
+            scan = r.json()
+        latencies, errors, wall = asyncio.run(load(str(daemon.socket), scan["id"], args))
         with daemon.unix() as c:
             final = c.get(f"/api/v1/scans/{scan['id']}").json()
     ms = sorted(x * 1000 for x in latencies)

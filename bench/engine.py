@@ -32,10 +32,9 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from netscand.lab import Lab, LabError
-from netscand.lab.harness import parse_bench_args
+from netscand.lab.harness import parse_bench_args, unwind_on_sigterm
 from netscand.lab.namespaces import exec_argv
 
 PORTS = 65535
@@ -432,21 +431,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _on_sigterm_in(main_pid: int) -> None:
-    """SIGTERM unwinds like Ctrl-C, so the finally in main still tears the lab down. Only in
-    this process: pyroute2 forks (without exec) to enter namespaces and SIGTERMs the fork when
-    done; a fork that raised SystemExit would run on in our copied stack and hang the lab build."""
-    def handler(signum: int, _frame: Any) -> None:
-        if os.getpid() != main_pid:
-            os._exit(128 + signum)
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main() -> int:
     args = parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
-    _on_sigterm_in(os.getpid())
+    unwind_on_sigterm()
     try:
         lab = Lab.up(hosts=args.hosts, loss_pct=args.loss, seed=args.seed, prefix=PREFIX)
     except LabError as exc:

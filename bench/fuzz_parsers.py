@@ -41,7 +41,7 @@ from typing import Any
 # atheris instruments only modules first imported inside its block (worker()): the harness brings
 # the lab's modules, netscand.tls and cryptography, none of them fuzzed; what targets() fuzzes,
 # netscand.profiling, netscand.engine and dpkt, is still first imported in there.
-from netscand.lab.harness import parse_bench_args
+from netscand.lab.harness import parse_bench_args, unwind_on_sigterm
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "tests" / "profiling" / "services" / "recorded"
@@ -349,6 +349,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    unwind_on_sigterm()
     if not args.smoke and importlib.util.find_spec("atheris") is None:
         print("bench/fuzz_parsers.py needs atheris: pip install -e '.[fuzz]' (or run --smoke)", file=sys.stderr)
         return 2

@@ -34,7 +34,16 @@ import httpx
 from pyroute2 import netns
 
 from netscand.lab import Lab
-from netscand.lab.harness import DAEMON_PORT, Daemon, lab_up, open_ports, parse_bench_args, running_daemon, truth_open
+from netscand.lab.harness import (
+    DAEMON_PORT,
+    Daemon,
+    lab_up,
+    open_ports,
+    parse_bench_args,
+    running_daemon,
+    truth_open,
+    unwind_on_sigterm,
+)
 from netscand.store.scans import FINISHED
 
 PREFIX = "nsf"
@@ -227,6 +236,7 @@ def print_figures(args: argparse.Namespace, targets: list[Target], samples: list
 
 def main() -> int:
     args = parse_args()
+    unwind_on_sigterm()
     first, last = map(int, args.ports.split("-"))
     with lab_up(hosts=args.hosts, prefix=PREFIX) as lab, running_daemon(lab, CONFIG) as d:
         ids = start_scans(d, [h["ip"] for h in lab.truth["hosts"]], args.scans, args.ports, args.rate)

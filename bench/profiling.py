@@ -35,7 +35,7 @@ from typing import Any
 
 from netscand.lab import Lab, LabError
 from netscand.lab.grade import OK, UNKNOWN, WRONG, Grade, grade, identity_grades
-from netscand.lab.harness import parse_bench_args
+from netscand.lab.harness import parse_bench_args, unwind_on_sigterm
 from netscand.scan.ports import top_ports
 
 PREFIX = "nsp"  # not nst/nsl (tests), nsb (engine bench), nsa/nsd/nsx (others' labs)
@@ -374,17 +374,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _on_sigterm_in(main_pid: int) -> None:
-    """SIGTERM unwinds like Ctrl-C, so main's finally still tears the lab down. Only in this
-    process: pyroute2 forks (without exec) to enter namespaces and SIGTERMs the fork when done;
-    a fork that raised SystemExit would run on in our copied stack (as in bench/engine.py)."""
-    def handler(signum: int, _frame: Any) -> None:
-        if os.getpid() != main_pid:
-            os._exit(128 + signum)
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _score(truth: dict[str, Any], tool: Tool, targets: list[str]) -> str:
     verdicts = Counter(g.verdict for g in graded(truth, tool.runs[-1], tool.scanned, targets).values())
     return f"{verdicts[OK]}/{verdicts.total()} right"
@@ -431,7 +420,7 @@ def report(truth: dict[str, Any], args: argparse.Namespace, tools: list[Tool], t
 def main() -> int:
     args = parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
-    _on_sigterm_in(os.getpid())
+    unwind_on_sigterm()
     try:
         lab = Lab.up(hosts=args.hosts, servers=True, seed=args.seed, prefix=PREFIX)
     except LabError as exc:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import pwd
 import shutil
+import signal
 import ssl
 import stat
 import subprocess
@@ -208,6 +210,20 @@ def truth_open(lab: Lab, ports: Iterable[int]) -> Found:
     """The lab's open TCP ports among `ports`, as its truth has them."""
     wanted = set(ports)
     return {(h["ip"], p) for h in lab.truth["hosts"] for p in h["open"] if p in wanted}
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so a bench's finally blocks still stop its daemon and tear its
+    lab down (the smoke test, on timeout, SIGTERMs the bench's process group). Only in the calling
+    process: pyroute2 (and multiprocessing) fork without exec, and pyroute2 SIGTERMs its fork when
+    done; a fork that raised SystemExit would run on in our copied stack and hang the lab build."""
+    main_pid = os.getpid()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if os.getpid() != main_pid:
+            os._exit(128 + signum)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def parse_bench_args(parser: argparse.ArgumentParser, smoke: dict[str, Any],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+CLEANUP_TIMEOUT_S = 60  # for a bench told to stop: its daemon, then its lab
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,33 @@ LAB_BENCHES = {
 def run_smoke(smoke: Smoke, *extra: str) -> str:
     script, *args = smoke.argv
     interpreter = ["bash"] if script.endswith(".sh") else [sys.executable]
-    out = subprocess.run([*interpreter, script, *args, "--smoke", *extra], cwd=ROOT, capture_output=True,
-                         text=True, timeout=smoke.timeout, env=os.environ | {"PYTHON": sys.executable}, check=False)
+    out = run_bench([*interpreter, script, *args, "--smoke", *extra], smoke.timeout)
     told = f"exit {out.returncode}\n--- stdout\n{out.stdout[-4000:]}\n--- stderr\n{out.stderr[-4000:]}"
     assert out.returncode == 0, told
     lines = out.stdout.splitlines()
     missing = [p for p in smoke.figures if not any(re.search(p, line) for line in lines)]
     assert not missing, f"no line matches {missing}\n{told}"
     return out.stdout
+
+
+def run_bench(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """The bench in a session of its own. On timeout SIGTERM goes to its whole process group (the
+    bench, its daemon, its tools), so the bench unwinds and tears its lab down, as on Ctrl-C;
+    subprocess.run's SIGKILL to the bench alone would orphan both. Its output so far is kept."""
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHON": sys.executable}, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = proc.communicate(timeout=CLEANUP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"{argv[1]} --smoke did not finish within {timeout:g} s (exit {proc.returncode} after "
+                    f"SIGTERM)\n--- stdout\n{stdout[-4000:]}\n--- stderr\n{stderr[-4000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 @pytest.mark.lab
