@@ -8,8 +8,9 @@ Each client polls every --interval seconds, as `netscanctl watch` does; --interv
 poll back to back (a closed loop), which measures the control process's throughput instead:
 there, latency is simply clients / throughput.
 
-Everything stays in the lab (prefix nsa): the daemon runs in the lab's scanner namespace; the
-clients talk to it over its Unix socket, which lives on the shared filesystem.
+Everything stays in the lab (prefix nsa): the daemon runs in the lab's scanner namespace with a
+policy that allows only 198.18.0.0/15, the targets are checked to be the lab's, and the clients
+talk to it over its Unix socket, which lives on the shared filesystem.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import httpx
 
 from netscand.lab.harness import (
+    all_hosts,
     lab_up,
     parse_bench_args,
     running_daemon,
@@ -31,6 +33,7 @@ from netscand.lab.harness import (
 
 PREFIX = "nsa"
 SMOKE = {"hosts": 2, "clients": 5, "interval": 0.1, "timeout": 60}
+CONFIG = '[policy]\nallowed_targets = ["198.18.0.0/15"]\n'  # the daemon may scan the lab alone
 
 
 async def poll(c: httpx.AsyncClient, scan_id: str, interval: float, latencies: list[float],
@@ -82,8 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     unwind_on_sigterm()
-    with lab_up(hosts=args.hosts, prefix=PREFIX) as lab, running_daemon(lab) as daemon:
-        hosts = [h["ip"] for h in lab.truth["hosts"]]
+    with lab_up(hosts=args.hosts, prefix=PREFIX) as lab, running_daemon(lab, CONFIG) as daemon:
+        hosts = all_hosts(lab)
         with daemon.unix() as c:
             r = c.post("/api/v1/scans/start", json={"target": hosts, "profile": "deep", "rate": args.rate})
             if r.status_code != 202:

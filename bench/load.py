@@ -10,7 +10,7 @@ per listener, so the clients' own work is spread over the cores as the daemon's 
 clients on one event loop; the HTTPS one runs inside the lab's scanner namespace, where the
 TLS port is. Each client has its own connection, made before the clock starts.
 
-Everything stays in the lab (prefix nsf): the daemon runs in its scanner namespace with a
+Everything stays in the lab (prefix nsw): the daemon runs in its scanner namespace with a
 policy that allows only 198.18.0.0/15, and the API is reached over its Unix socket and its
 scanner namespace's loopback. The lab is torn down at the end, Ctrl-C included.
 """
@@ -46,7 +46,7 @@ from netscand.lab.harness import (
 )
 from netscand.store.scans import FINISHED
 
-PREFIX = "nsf"
+PREFIX = "nsw"  # not fuzz.sh's nsf: both may run at once
 SMOKE = {"clients": 4, "scans": 3, "hosts": 2, "ports": "1-1000", "timeout": 60}
 # One owner queues every scan and one address opens every HTTPS client: the limits that keep a
 # hostile client from holding the daemon (README, "Running on untrusted networks") are raised here.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import pwd
 import shutil
@@ -30,7 +31,9 @@ from typing import Any
 import httpx
 
 import netscand
+from netscand.lab.errors import LabError
 from netscand.lab.lab import Lab
+from netscand.lab.safety import LAB_NETS
 
 DAEMON_PORT = 8443
 DAEMON_USER = "netscand"  # the default of daemon.user
@@ -198,6 +201,20 @@ def running_daemon(lab: Lab, config: str | None = None, *extra: str) -> Iterator
 
 
 Found = set[tuple[str, int]]  # (address, TCP port)
+
+
+def in_lab(ips: Sequence[str]) -> list[str]:
+    """`ips`, refused (LabError) if one is outside the lab's networks: a bench or test scans only
+    what the lab built, whatever its truth file says."""
+    outside = [ip for ip in ips if not any(ipaddress.ip_address(ip) in net for net in LAB_NETS)]
+    if outside:
+        raise LabError(f"refusing to scan {outside}: outside {', '.join(map(str, LAB_NETS))}")
+    return list(ips)
+
+
+def all_hosts(lab: Lab) -> list[str]:
+    """Every host of the lab (the router's addresses left out), checked to be in the lab."""
+    return in_lab([h["ip"] for h in lab.truth["hosts"]])
 
 
 def open_ports(result: dict[str, Any]) -> Found:

@@ -2,7 +2,7 @@
 start it, from the repository, checking its exit status and the figures it prints. A bench that
 no longer starts, or whose figures lost a line, fails CI instead of the next person who runs it.
 
-The benches build their own labs (prefixes nsa, nsb, nsf, nsp) and daemons through
+The benches build their own labs (prefixes nsa, nsb, nsf, nsp, nsw) and daemons through
 netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out of the way.
 """
 
