@@ -135,7 +135,12 @@ class Live:
             self.finish(scan_id, *ending)
 
     async def _profile(self, running: Running) -> None:
-        await self.stage.run(running.run)
+        try:
+            await self.stage.run(running.run)
+        except Exception as exc:
+            # Names and services are extras: the port results stand, and the scan must still
+            # end (and give its place back) rather than read "running" for ever.
+            log.exception("orchestrator.profile_failed", scan_id=running.id, error=str(exc))
         if self.running.get(running.id) is running:  # not stopped meanwhile
             self.finish(running.id, "completed", None)
 
