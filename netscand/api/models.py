@@ -20,7 +20,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from netscand.api.problems import NOT_READY
 from netscand.scan.identify import NAME_PREFERENCE
 from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, PROFILE_ONLY_FIELDS, PROFILES, accepting, requiring
-from netscand.store.scans import STATUSES
+from netscand.statuses import STATUSES
 
 TIMEOUT_MS = (1, 600_000)
 MAX_CONCURRENT = (1, 65_536)

@@ -23,7 +23,7 @@ from rich.table import Table
 from netscand import __version__
 from netscand.cli.progress import progress_bar
 from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, taking
-from netscand.store.scans import FINISHED, STATUSES
+from netscand.statuses import FINISHED, STATUSES
 
 DEFAULT_SOCKET = "/run/netscand/netscand.sock"
 POLL = 0.5

@@ -34,7 +34,7 @@ from netscand.scan.result import document
 from netscand.scan.retention import Retention
 from netscand.store import Store
 from netscand.store.clock import parse, utc_now
-from netscand.store.scans import FINISHED
+from netscand.statuses import FINISHED
 from netscand.store.threads import StoreThreads
 
 __all__ = ["Limits", "Orchestrator", "ScanError"]

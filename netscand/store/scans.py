@@ -7,13 +7,10 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
+from netscand.statuses import FINISHED, STATUSES
 from netscand.store import clock
 from netscand.store.errors import StoreError
 
-# Every status a scan can have, in the order of its life (the API's enum, the CLI's choices);
-# schema.py's CHECK must list the same (tests/store/test_store_schema.py holds them equal).
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINISHED = STATUSES[2:]  # a scan in one of these never changes again
 TIMESTAMPS = ("created_at", "started_at", "finished_at", "estimated_completion")
 COUNTERS = ("hosts_found", "ports_found")
 OPTIONAL_TEXT = ("site_id", "error", "idempotency_key", "owner", "request_digest")

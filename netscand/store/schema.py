@@ -10,7 +10,7 @@ from sqlite_utils import Database, Migrations
 from netscand.store.errors import StoreError
 
 
-# The status CHECK lists scans.STATUSES as it was when this shipped (a test holds them equal):
+# The status CHECK lists statuses.STATUSES as it was when this shipped (a test holds them equal):
 # a new status is a migration, not an edit here.
 def m001_initial(db: Database) -> None:
     db.executescript(

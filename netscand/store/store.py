@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from netscand.statuses import FINISHED
 from netscand.store import results, scans, schema, tokens
 from netscand.store.connection import open_database
 from netscand.store.errors import StoreError, plain_words, read_only, refuses_writes
@@ -78,7 +79,7 @@ class Store:
         lets readers and other writers in between, whatever the scan's size."""
         with self._guard(f"cannot delete scan {scan_id}") as db:
             scan = scans.get(db, scan_id)
-            if scan is None or scan["status"] not in scans.FINISHED:
+            if scan is None or scan["status"] not in FINISHED:
                 return 0
             return results.delete_some(db, scan_id, DELETE_CHUNK)
 

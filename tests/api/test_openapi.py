@@ -22,7 +22,7 @@ from netscand.profiling.services import ServiceInfo
 from netscand.scan.identify import NAME_PREFERENCE
 from netscand.scan.profiles import DEFAULT_PROFILE, PROFILES
 from netscand.scan.result import Fingerprint, ScanResult
-from netscand.store.scans import STATUSES
+from netscand.statuses import STATUSES
 from tests.api.conftest import OPENAPI, Api, conform, schema_validator, start
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

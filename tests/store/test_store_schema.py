@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from netscand.store import Store, StoreError
-from netscand.store.scans import STATUSES
+from netscand.statuses import STATUSES
 from netscand.store.schema import STEPS
 
 TABLES = {"scans", "devices", "ports", "tokens"}
