@@ -2,12 +2,12 @@
 read, stop and delete scans. A facade over its parts, each with one job:
 
 - admission.py: whether a request becomes a queued scan (idempotency, per-owner places, targets,
-  policy, routes);
+  policy, routes); it writes the new scan's queued row (store.create_scan);
 - queue.py: the scans waiting for a place to run;
 - live.py: the scans running now, driven by ScanRuns over the shared engine on this event loop;
 - stages.py: the profiling stage after a scan's sweep;
-- persist.py: a scan's writes to the store (off the event loop, in order) and the reads that
-  must see what is not written yet;
+- persist.py: a scan's state and results as it runs and ends (off the event loop, in order),
+  and the reads that must see what is not written yet;
 - retention.py: deleting finished scans, on request and past the retention age.
 
 A scan belongs to its owner (a token's name, or `unix:<uid>`): callers that may see only their
