@@ -30,6 +30,7 @@ from netscand.lab.harness import (
     running_daemon,
     unwind_on_sigterm,
 )
+from netscand.store.scans import FINISHED
 
 PREFIX = "nsa"
 SMOKE = {"hosts": 2, "clients": 5, "interval": 0.1, "timeout": 60}
@@ -44,7 +45,7 @@ async def poll(c: httpx.AsyncClient, scan_id: str, interval: float, latencies: l
         latencies.append(time.perf_counter() - t0)
         if r.status_code != 200:
             errors.append(r.status_code)
-        elif r.json()["status"] in ("completed", "failed", "cancelled"):
+        elif r.json()["status"] in FINISHED:
             done.set()
         await asyncio.sleep(interval)
 

@@ -18,7 +18,6 @@ has no route out of 198.18.0.0/15.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import resource
@@ -34,18 +33,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netscand.lab import Lab, LabError
-from netscand.lab.harness import parse_bench_args, unwind_on_sigterm
+from netscand.lab.harness import (
+    Found,
+    all_hosts,
+    parse_bench_args,
+    truth_open,
+    unwind_on_sigterm,
+)
 from netscand.lab.namespaces import exec_argv
 
 PORTS = 65535
+ALL_PORTS = range(1, PORTS + 1)  # what every scanner scans here
 PREFIX = "nsb"  # not nst/nsl (tests) nor nsd/dev (people's labs)
-LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 POLL_S = 0.05
 MASSCAN_WAIT_S = 2
 KIB = 1024
 SMOKE = {"hosts": 2}
-
-Found = set[tuple[str, int]]
 
 
 @dataclass
@@ -215,18 +218,6 @@ def run_measured(lab: Lab, argv: list[str], timeout: float, cwd: str) -> Measure
 
 # --- the three scanners ----------------------------------------------------------------------
 
-def lab_ips(lab: Lab) -> list[str]:
-    ips = [h["ip"] for h in lab.truth["hosts"]]
-    outside = [ip for ip in ips if ipaddress.ip_address(ip) not in LAB_NET]
-    if outside:  # never scan anything but the lab, whatever the truth file says
-        raise LabError(f"refusing to scan {outside}: outside {LAB_NET}")
-    return ips
-
-
-def truth_open(lab: Lab, ips: list[str]) -> Found:
-    return {(h["ip"], p) for h in lab.truth["hosts"] if h["ip"] in ips for p in h["open"]}
-
-
 def scan_netscand(lab: Lab, ips: list[str], args: argparse.Namespace, cwd: str) -> Result:
     argv = [sys.executable, "-m", "netscand", "scan", ",".join(ips), "--ports", "-",
             "--rate", str(args.rate), "--json"]
@@ -240,8 +231,8 @@ def scan_netscand(lab: Lab, ips: list[str], args: argparse.Namespace, cwd: str) 
             found |= {(dev["ip"], p["port"]) for p in dev["ports"]
                       if p["state"] == "open" and p.get("protocol", "tcp") == "tcp"}
     except (ValueError, KeyError, TypeError) as exc:
-        return Result("netscand", len(ips), run, found, truth_open(lab, ips), f"bad output: {exc}")
-    return Result("netscand", len(ips), run, found, truth_open(lab, ips))
+        return Result("netscand", len(ips), run, found, truth_open(lab, ALL_PORTS), f"bad output: {exc}")
+    return Result("netscand", len(ips), run, found, truth_open(lab, ALL_PORTS))
 
 
 def scan_nmap(lab: Lab, ips: list[str], cwd: str) -> Result:
@@ -257,8 +248,8 @@ def scan_nmap(lab: Lab, ips: list[str], cwd: str) -> Result:
                         and port.get("protocol") == "tcp":
                     found.add((addr.get("addr", ""), int(port.get("portid", "0"))))
     except ET.ParseError as exc:
-        return Result("nmap", len(ips), run, found, truth_open(lab, ips), f"bad XML: {exc}")
-    return Result("nmap", len(ips), run, found, truth_open(lab, ips))
+        return Result("nmap", len(ips), run, found, truth_open(lab, ALL_PORTS), f"bad XML: {exc}")
+    return Result("nmap", len(ips), run, found, truth_open(lab, ALL_PORTS))
 
 
 def _masscan_json(path: Path) -> Found:
@@ -313,7 +304,7 @@ def scan_masscan(lab: Lab, ips: list[str], rate: int, cwd: str) -> Result:
     finally:
         _stop(nudger)
     note = "killed after timeout; output read from its file" if run.timed_out else ""
-    return Result("masscan", len(ips), run, _masscan_json(out), truth_open(lab, ips), note)
+    return Result("masscan", len(ips), run, _masscan_json(out), truth_open(lab, ALL_PORTS), note)
 
 
 # --- reporting -------------------------------------------------------------------------------
@@ -378,7 +369,7 @@ def ratios(results: list[Result]) -> None:
 # --- modes -----------------------------------------------------------------------------------
 
 def bench(lab: Lab, args: argparse.Namespace, cwd: str) -> list[Result]:
-    ips, results = lab_ips(lab), list[Result]()
+    ips, results = all_hosts(lab), list[Result]()
     for _ in range(args.runs):
         results.append(scan_netscand(lab, ips, args, cwd))
         report(results[-1])
@@ -392,7 +383,7 @@ def bench(lab: Lab, args: argparse.Namespace, cwd: str) -> list[Result]:
 
 def memory(lab: Lab, args: argparse.Namespace, cwd: str) -> list[Result]:
     """The same engine on 1 host and on all hosts: the peaks should be about equal."""
-    ips, results = lab_ips(lab), list[Result]()
+    ips, results = all_hosts(lab), list[Result]()
     for _ in range(args.runs):
         for targets in (ips[:1], ips):
             results.append(scan_netscand(lab, targets, args, cwd))

@@ -19,7 +19,6 @@ lab's scanner namespace, which has no route out of the lab.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import shlex
@@ -35,11 +34,10 @@ from typing import Any
 
 from netscand.lab import Lab, LabError
 from netscand.lab.grade import OK, UNKNOWN, WRONG, Grade, grade, identity_grades
-from netscand.lab.harness import parse_bench_args, unwind_on_sigterm
+from netscand.lab.harness import in_lab, parse_bench_args, unwind_on_sigterm
 from netscand.scan.ports import top_ports
 
 PREFIX = "nsp"  # not nst/nsl (tests), nsb (engine bench), nsa/nsd/nsx (others' labs)
-LAB_NETS = tuple(ipaddress.ip_network(n) for n in ("198.18.0.0/24", "198.19.0.0/24"))
 FIELDS = ("service", "product", "version", "os")
 VERDICTS = (OK, UNKNOWN, WRONG)
 NETSCAND_TIMEOUT_S = 600
@@ -94,10 +92,7 @@ def lab_targets(lab: Lab, server: str | None = None) -> list[str]:
         ips = [h["ip"] for h in lab.truth["hosts"] if h["name"] == server]
         if not ips:
             raise LabError(f"no server {server!r} in the lab")
-    outside = [ip for ip in ips if not any(ipaddress.ip_address(ip) in net for net in LAB_NETS)]
-    if outside:
-        raise LabError(f"refusing to scan {outside}: outside {', '.join(map(str, LAB_NETS))}")
-    return ips
+    return in_lab(ips)
 
 
 def port_list(truth: dict[str, Any], server: str | None = None) -> list[int]:

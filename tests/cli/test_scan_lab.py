@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from netscand.lab import Lab
+from netscand.lab.harness import all_hosts
 from netscand.scan.ports import top_ports
 
 pytestmark = pytest.mark.lab
@@ -29,10 +30,6 @@ def scan(lab: Lab, target: str, *args: str) -> dict:
     proc = subprocess.run(scan_argv(lab, target, *args), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
-
-
-def all_hosts(lab: Lab) -> str:
-    return ",".join(h["ip"] for h in lab.truth["hosts"])
 
 
 def states(doc: dict) -> dict[tuple[str, int], str]:
@@ -60,12 +57,12 @@ def check_against_truth(lab: Lab, doc: dict, ports: set[int]) -> None:
 
 
 def test_ports_1_to_1024_match_ground_truth(lab: Lab) -> None:
-    check_against_truth(lab, scan(lab, all_hosts(lab), "--ports", "1-1024"), set(range(1, 1025)))
+    check_against_truth(lab, scan(lab, ",".join(all_hosts(lab)), "--ports", "1-1024"), set(range(1, 1025)))
 
 
 def test_top_1000_ports_match_ground_truth(lab: Lab) -> None:
     ports = top_ports(1000)
-    doc = scan(lab, all_hosts(lab), "--ports", ",".join(map(str, ports)))
+    doc = scan(lab, ",".join(all_hosts(lab)), "--ports", ",".join(map(str, ports)))
     check_against_truth(lab, doc, set(ports))
 
 
@@ -116,7 +113,7 @@ def test_loopback_scan(lab: Lab) -> None:
 
 def test_recall_with_five_percent_loss(lab_factory) -> None:
     with lab_factory(hosts=8, loss_pct=5) as lossy:
-        doc = scan(lossy, all_hosts(lossy), "--ports", "-")
+        doc = scan(lossy, ",".join(all_hosts(lossy)), "--ports", "-")
         truth = expected(lossy, set(range(1, 65536)), "open")
         found = {k for k, s in states(doc).items() if s == "open"}
         assert found <= truth, "no false positives"
@@ -141,7 +138,7 @@ def _children(pid: int) -> dict[str, int]:
 
 
 def test_worker_killed_mid_scan_still_gives_full_result(lab: Lab) -> None:
-    proc = subprocess.Popen(scan_argv(lab, all_hosts(lab), "--ports", "-", "--rate", "30000"),
+    proc = subprocess.Popen(scan_argv(lab, ",".join(all_hosts(lab)), "--ports", "-", "--rate", "30000"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # ip netns exec execs in place, so proc.pid is the supervisor.

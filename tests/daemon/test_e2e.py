@@ -16,18 +16,15 @@ import pytest
 
 from netscand.lab import Lab
 from netscand.lab.grade import OK, grade
-from netscand.lab.harness import Daemon, open_ports, start_daemon, stop_daemon, truth_open
+from netscand.lab.harness import Daemon, all_hosts, open_ports, start_daemon, stop_daemon, truth_open
 from netscand.scan.ports import top_ports
+from netscand.statuses import FINISHED
 
 pytestmark = pytest.mark.lab
 NETSCANCTL = str(Path(sys.executable).with_name("netscanctl"))  # the installed entry point
 
 
-def all_hosts(lab: Lab) -> list[str]:
-    return [h["ip"] for h in lab.truth["hosts"]]
-
-
-def wait_for(client, scan_id: str, statuses=("completed", "failed", "cancelled"), timeout=120) -> dict:
+def wait_for(client, scan_id: str, statuses=FINISHED, timeout=120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         scan = client.get(f"/api/v1/scans/{scan_id}").json()

@@ -22,10 +22,9 @@ from pyroute2 import netns
 
 from netscand.engine.clock import TICK_MASK
 from netscand.lab import Lab
-from netscand.lab.harness import Daemon
+from netscand.lab.harness import Daemon, all_hosts
 from netscand.scan.dispatch import CRASHED
 from netscand.scan.work import SPORT_BASE
-from tests.daemon.test_e2e import all_hosts
 from tests.daemon.test_faults import (
     ENDLESS, assert_complete, assert_serves_a_new_scan, children, medium, mid_scan, start, until,
 )

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from netscand.lab import Lab
-from netscand.lab.harness import Daemon, open_ports, start_daemon, stop_daemon, truth_open
-from tests.daemon.test_e2e import all_hosts, wait_for
+from netscand.lab.harness import Daemon, all_hosts, open_ports, start_daemon, stop_daemon, truth_open
+from tests.daemon.test_e2e import wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -30,6 +30,7 @@ from netscand.scan.identify import host_deadline
 from netscand.scan.ports import top_ports
 from netscand.scan.profiles import PROFILES
 from netscand.scan.result import well_known_service
+from netscand.statuses import FINISHED
 from tests.api.conftest import scrape
 from tests.daemon.test_metrics_lab import per_worker, total, wait_until_ready
 
@@ -92,7 +93,7 @@ def _wait(client: httpx.Client, scan_id: str, outcome: Outcome) -> None:
     deadline = outcome.started + SCAN_BUDGET_S + WAIT_PAST_BUDGET_S
     while time.monotonic() < deadline:
         outcome.scan = client.get(f"/api/v1/scans/{scan_id}").json()
-        if outcome.scan["status"] in ("completed", "failed", "cancelled"):
+        if outcome.scan["status"] in FINISHED:
             outcome.elapsed = time.monotonic() - outcome.started
             return
         time.sleep(0.5)

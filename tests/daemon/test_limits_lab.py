@@ -15,8 +15,7 @@ import pytest
 
 from netscand.api.body import MAX_BODY
 from netscand.lab import Lab
-from netscand.lab.harness import Daemon
-from tests.daemon.test_e2e import all_hosts
+from netscand.lab.harness import Daemon, all_hosts
 from tests.daemon.test_faults import children, until
 
 pytestmark = pytest.mark.lab

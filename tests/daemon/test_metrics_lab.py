@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from netscand.lab import Lab
-from netscand.lab.harness import Daemon
+from netscand.lab.harness import Daemon, all_hosts
 from tests.api.conftest import scrape
-from tests.daemon.test_e2e import all_hosts, wait_for
+from tests.daemon.test_e2e import wait_for
 
 pytestmark = pytest.mark.lab
 WORKERS = ("0", "1")  # start_daemon runs two

@@ -25,12 +25,12 @@ import netscand
 from netscand.lab import Lab
 from netscand.lab.grade import OK, grade
 from netscand.lab.harness import (
-    DAEMON_PORT, Daemon, ensure_daemon_user, open_ports, reachable_dir, start_daemon, stop_daemon,
+    DAEMON_PORT, Daemon, all_hosts, ensure_daemon_user, open_ports, reachable_dir, start_daemon, stop_daemon,
     truth_open,
 )
 from netscand.scan.ports import top_ports
 from tests.daemon.conftest import Forwarder
-from tests.daemon.test_e2e import all_hosts, wait_for
+from tests.daemon.test_e2e import wait_for
 from tests.daemon.test_service import children
 
 pytestmark = pytest.mark.lab

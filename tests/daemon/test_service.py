@@ -27,11 +27,11 @@ from netscand.config import DaemonConfig
 from netscand.listeners import RESERVED_FDS
 from netscand.lab import Lab
 from netscand.lab.harness import (
-    DAEMON_PORT, Daemon, ensure_daemon_user, open_ports, start_daemon, stop_daemon, truth_open,
+    DAEMON_PORT, Daemon, all_hosts, ensure_daemon_user, open_ports, start_daemon, stop_daemon, truth_open,
 )
 from netscand.notify import Notifier, Receipt, start_time
 from tests.daemon.conftest import Forwarder
-from tests.daemon.test_e2e import all_hosts, wait_for
+from tests.daemon.test_e2e import wait_for
 
 UNIT = Path(__file__).parents[2] / "systemd" / "netscand.service"
 MAX_EXPOSURE = 2.0

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from netscand.lab import Lab
-from netscand.lab.harness import Daemon, open_ports
-from tests.daemon.test_e2e import all_hosts, wait_for
+from netscand.lab.harness import Daemon, all_hosts, open_ports
+from tests.daemon.test_e2e import wait_for
 from tests.daemon.test_faults import start, until
 
 pytestmark = pytest.mark.lab
