@@ -21,7 +21,7 @@ import structlog
 
 from netscand.netinfo import NetInfo
 from netscand.scan.errors import ScanError
-from netscand.scan.limits import Limits
+from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.spec import ScanSpec
@@ -103,18 +103,20 @@ class Claims:
 
 
 class Admission:
-    def __init__(self, store: Store, io: StoreThreads, claims: Claims) -> None:
+    def __init__(self, store: Store, io: StoreThreads, claims: Claims, limits: CurrentLimits) -> None:
         self.store = store
         self.io = io
         self.claims = claims
+        self.limits = limits
 
-    async def admit(self, req: ScanRequest, owner: str | None, key: str | None, remote: bool,
-                    limits: Limits) -> tuple[dict, Queued | None]:
+    async def admit(self, req: ScanRequest, owner: str | None, key: str | None,
+                    remote: bool) -> tuple[dict, Queued | None]:
         """The new scan's stored row and its place in the queue; or, for a replayed
         Idempotency-Key, the earlier scan's row and None. Raises ScanError."""
         digest = request_digest(req) if key else None
         if key and (earlier := await self._by_key(owner, key)):
             return replayed(earlier, digest), None
+        limits = self.limits.now  # one request, one set of limits, even if a reload comes meanwhile
         with self.claims.claim(owner, limits.max_queued_per_owner) as claimed:
             scan, queued = await self._prepare(req, owner, remote, limits)
             row = await self._create(scan | {"idempotency_key": key, "request_digest": digest}, digest)

@@ -17,3 +17,11 @@ class Limits:
     discovery: Discovery = field(default_factory=Discovery)
     max_queued_per_owner: int = 16
     retention_days: int = 365  # 0: finished scans are kept for ever
+
+
+class CurrentLimits:
+    """The limits of now, in one holder that admission, the running scans and retention all
+    read: a reload replaces `now`, and every part sees it at once."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.now = limits

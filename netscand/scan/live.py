@@ -13,7 +13,7 @@ from functools import partial
 import structlog
 
 from netscand.scan.dispatch import Dispatcher
-from netscand.scan.limits import Limits
+from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist, device_row
 from netscand.scan.policy import PolicyError
 from netscand.scan.queue import ScanQueue, recheck
@@ -76,11 +76,11 @@ class Running:
 
 
 class Live:
-    def __init__(self, dispatcher: Dispatcher, persist: Persist, queue: ScanQueue, limits: Limits) -> None:
+    def __init__(self, dispatcher: Dispatcher, persist: Persist, queue: ScanQueue, limits: CurrentLimits) -> None:
         self.dispatcher = dispatcher
         self.persist = persist
         self.queue = queue
-        self.limits = limits  # replaced by a reload
+        self.limits = limits
         self.stage = ProfilingStage()
         self.running: dict[str, Running] = {}
         self.finishing: dict[str, asyncio.Task] = {}  # scans whose last results are being written
@@ -88,10 +88,10 @@ class Live:
 
     def admit(self) -> None:
         """Start queued scans while there is room, each under the policy of now."""
-        while self.queue and len(self.running) < self.limits.max_running and not self.stopping:
+        while self.queue and len(self.running) < self.limits.now.max_running and not self.stopping:
             queued = self.queue.pop()
             try:
-                spec = recheck(queued, self.limits.policy)
+                spec = recheck(queued, self.limits.now.policy)
             except PolicyError as exc:
                 # A reload narrowed the policy since the scan was accepted: it fails before a packet is sent.
                 log.warning("scan.refused", scan_id=queued.id, owner=queued.owner, reason=exc.detail)

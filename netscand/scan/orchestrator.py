@@ -25,16 +25,16 @@ import structlog
 from netscand.scan.admission import Admission, Claims
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.errors import ScanError, not_found
-from netscand.scan.limits import Limits
+from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live, Running
 from netscand.scan.persist import Persist
 from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import ScanQueue
 from netscand.scan.result import document
 from netscand.scan.retention import Retention
+from netscand.statuses import FINISHED
 from netscand.store import Store
 from netscand.store.clock import parse, utc_now
-from netscand.statuses import FINISHED
 from netscand.store.threads import StoreThreads
 
 __all__ = ["Limits", "Orchestrator", "ScanError"]
@@ -50,13 +50,13 @@ class Orchestrator:
     def __init__(self, store: Store, dispatcher: Dispatcher, limits: Limits) -> None:
         self.io = StoreThreads()
         self.dispatcher = dispatcher
-        self.limits = limits
+        self.limits = CurrentLimits(limits)
         claims = Claims()
-        self.admission = Admission(store, self.io, claims)
+        self.admission = Admission(store, self.io, claims, self.limits)
         self.queue = ScanQueue(claims)
         self.persist = Persist(store, self.io)
-        self.retention = Retention(store, self.io, self.persist)
-        self.live = Live(dispatcher, self.persist, self.queue, limits)
+        self.retention = Retention(store, self.io, self.persist, self.limits)
+        self.live = Live(dispatcher, self.persist, self.queue, self.limits)
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -68,7 +68,7 @@ class Orchestrator:
         for fd in self.dispatcher.fds():
             loop.add_reader(fd, self.live.wake)
         self._tasks = [loop.create_task(self.live.tick_forever()),
-                       loop.create_task(self.retention.expire_forever(lambda: self.limits.retention_days))]
+                       loop.create_task(self.retention.expire_forever())]
 
     def interrupted(self) -> None:
         """At start, before serving: scans left running by the previous control process fail."""
@@ -77,7 +77,7 @@ class Orchestrator:
     def reconfigure(self, limits: Limits) -> None:
         """A reload: scans started from now on get these limits; queued ones are checked against
         the new policy when they start, running ones keep their plan; more may now run at once."""
-        self.limits = self.live.limits = limits
+        self.limits.now = limits
         self.live.admit()
 
     async def shutdown(self, reason: str) -> None:
@@ -89,14 +89,14 @@ class Orchestrator:
 
     async def expire(self) -> int:
         """Delete finished scans that ended more than retention_days ago; how many went."""
-        return await self.retention.expire(self.limits.retention_days)
+        return await self.retention.expire()
 
     # -- requests ------------------------------------------------------------------------------
     async def start(self, req: ScanRequest, owner: str | None, idempotency_key: str | None,
                     remote: bool = False) -> tuple[dict, bool]:
         """Queue a scan; returns its status and whether it is new (False for a replayed key).
         `remote`: the request came over HTTPS (see Policy.apply)."""
-        row, queued = await self.admission.admit(req, owner, idempotency_key, remote, self.limits)
+        row, queued = await self.admission.admit(req, owner, idempotency_key, remote)
         if queued is not None:
             self.queue.push(queued)
             self.live.admit()

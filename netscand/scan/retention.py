@@ -7,11 +7,11 @@ between (running scans' results, new scans), however large the scan.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
 
+from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist
 from netscand.store import Store, StoreError
 from netscand.store.clock import utc_now
@@ -24,10 +24,11 @@ RETENTION_BATCH = 100  # scans looked up per round of deletion
 
 
 class Retention:
-    def __init__(self, store: Store, io: StoreThreads, persist: Persist) -> None:
+    def __init__(self, store: Store, io: StoreThreads, persist: Persist, limits: CurrentLimits) -> None:
         self.store = store
         self.io = io
         self.persist = persist
+        self.limits = limits
 
     async def delete(self, scan_id: str) -> bool:
         """Delete a finished scan and its results; False if it is not there (or not finished)."""
@@ -38,8 +39,9 @@ class Retention:
             self.persist.forget(scan_id)
         return deleted
 
-    async def expire(self, days: int) -> int:
-        """Delete finished scans that ended more than `days` ago (0: none); how many went."""
+    async def expire(self) -> int:
+        """Delete finished scans that ended more than retention_days ago (0: none); how many went."""
+        days = self.limits.now.retention_days
         if not days:
             return 0
         cutoff, deleted = utc_now(-timedelta(days=days)), 0
@@ -52,11 +54,11 @@ class Retention:
             log.info("scan.expired", scans=deleted, retention_days=days)
         return deleted
 
-    async def expire_forever(self, days: Callable[[], int]) -> None:
+    async def expire_forever(self) -> None:
         """expire() every RETENTION_EVERY_S, with the retention of the time (a reload changes it)."""
         while True:
             try:
-                await self.expire(days())
+                await self.expire()
             except StoreError as exc:
                 log.error("scan.retention_failed", error=str(exc))  # the next round tries again
             except Exception:

@@ -14,7 +14,7 @@ import pytest
 from netscand.config import PolicyConfig
 from netscand.scan.admission import QUEUE_RETRY_AFTER_S, Admission, Claims, Queued
 from netscand.scan.errors import ScanError
-from netscand.scan.limits import Limits
+from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import ScanQueue, recheck
@@ -44,7 +44,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def admission(store: Store) -> Admission:
-    return Admission(store, StoreThreads(), Claims())
+    return Admission(store, StoreThreads(), Claims(), CurrentLimits(limits()))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -53,7 +53,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 async def admit(admission: Admission, target: str = "198.18.1.0/29", owner: str | None = "alice",
                 key: str | None = None, remote: bool = False, **request: Any) -> tuple[dict, Queued | None]:
-    return await admission.admit(ScanRequest(target, **request), owner, key, remote, limits())
+    return await admission.admit(ScanRequest(target, **request), owner, key, remote)
 
 
 def refusal(admission: Admission, **kwargs: Any) -> ScanError:

@@ -20,7 +20,7 @@ import pytest
 from netscand.config import PolicyConfig
 from netscand.scan.admission import Claims
 from netscand.scan.dispatch import Dispatcher
-from netscand.scan.limits import Limits
+from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live
 from netscand.scan.persist import Persist
 from netscand.scan.policy import Policy
@@ -101,7 +101,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     store = WatchedStore(tmp_path / "netscand.db")
     engine, claims = FakeEngine(workers=2), Claims()
     limits = Limits(rate=3000.0, retries=1, max_running=1, policy=policy())
-    live = Live(Dispatcher(engine.shared), Persist(store, StoreThreads()), ScanQueue(claims), limits)
+    live = Live(Dispatcher(engine.shared), Persist(store, StoreThreads()), ScanQueue(claims), CurrentLimits(limits))
     yield Harness(store, engine, live, claims)
     store.close()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from netscand.store import Store, StoreError
 from netscand.statuses import STATUSES
+from netscand.store import Store, StoreError
 from netscand.store.schema import STEPS
 
 TABLES = {"scans", "devices", "ports", "tokens"}
