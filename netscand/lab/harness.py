@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import ssl
@@ -85,14 +86,21 @@ def ensure_daemon_user() -> pwd.struct_passwd:
         account = pwd.getpwnam(DAEMON_USER)
     except KeyError:
         # Another run may create it at the same moment: its useradd's failure is fine.
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", DAEMON_USER], capture_output=True, check=False)
+        _change_system(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", DAEMON_USER], check=False)
         account = pwd.getpwnam(DAEMON_USER)
     for path in (sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"), Path(netscand.__file__).parent):
         for d in (Path(path), *Path(path).parents):
             if not d.stat().st_mode & stat.S_IXOTH:
-                subprocess.run(["setfacl", "-m", f"u:{DAEMON_USER}:x", str(d)], check=True)
+                _change_system(["setfacl", "-m", f"u:{DAEMON_USER}:x", str(d)], check=True)
     return account
+
+
+def _change_system(argv: list[str], check: bool) -> None:
+    """Run a command that changes the machine beyond the bench's own files, saying so: whoever
+    runs a bench should know what it left behind (an account, an ACL)."""
+    print(f"harness: {shlex.join(argv)}", file=sys.stderr)
+    subprocess.run(argv, capture_output=True, check=check)
 
 
 def reachable_dir(prefix: str, parent: Path | str = "/tmp") -> Path:
@@ -249,6 +257,9 @@ def parse_bench_args(parser: argparse.ArgumentParser, smoke: dict[str, Any],
     still win), so the bench runs end to end in seconds; CI runs every bench so (tests/bench)."""
     parser.add_argument("--smoke", action="store_true",
                         help="smallest sizes, seconds: checks that the bench still runs end to end")
+    unknown = set(smoke) - {action.dest for action in parser._actions}
+    if unknown:  # set_defaults would take them silently, and the smoke would run at full size
+        raise ValueError(f"smoke sizes for no option of the bench: {', '.join(sorted(unknown))}")
     args = parser.parse_args(argv)
     if args.smoke:
         parser.set_defaults(**smoke)

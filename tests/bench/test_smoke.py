@@ -8,6 +8,7 @@ netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out 
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from netscand.lab.harness import parse_bench_args
 
 ROOT = Path(__file__).resolve().parents[2]
 CLEANUP_TIMEOUT_S = 60  # for a bench told to stop: its daemon, then its lab
@@ -97,11 +100,25 @@ def test_a_lab_bench_runs_end_to_end_in_its_smoke_mode(name: str, lab_lock: None
 
 
 def test_the_parser_fuzzer_runs_every_parser_in_its_smoke_mode_without_needing_atheris(tmp_path: Path) -> None:
+    listed = run_bench([sys.executable, "bench/fuzz_parsers.py", "--list"], 60)
+    assert listed.returncode == 0, listed.stderr
+    parsers = len(listed.stdout.split())
     smoke = Smoke(("bench/fuzz_parsers.py",), (
-        r"^fuzzing 28 parsers, 1,000 inputs each, seeded mutations in this process \(smoke\)",
+        rf"^fuzzing {parsers} parsers, 1,000 inputs each, seeded mutations in this process \(smoke\)",
         r"^probe\.http +[\d,]+ +[\d,]+ +0 +0 ",
         r"^engine\.tcp_syn +[\d,]+ +[\d,]+ +0 +0 ",
         r"^total +[\d,]+ +0$",
     ), 120)
     stdout = run_smoke(smoke, "--out", str(tmp_path))
     assert "FAILED" not in stdout
+
+
+def test_a_smoke_size_for_no_option_of_the_bench_is_refused() -> None:
+    """A misspelt key would be taken by set_defaults and ignored: the smoke would run full size."""
+    def parser() -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser()
+        p.add_argument("--hosts", type=int, default=32)
+        return p
+    with pytest.raises(ValueError, match="hostz"):
+        parse_bench_args(parser(), {"hostz": 2}, ["--smoke"])
+    assert parse_bench_args(parser(), {"hosts": 2}, ["--smoke"]).hosts == 2
