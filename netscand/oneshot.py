@@ -23,15 +23,14 @@ import structlog
 
 from netscand import compose
 from netscand.config import Config, PolicyConfig
-from netscand.profiling.services import Detector
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.health import EngineHealth
-from netscand.scan.identify import identify
 from netscand.scan.policy import Policy
 from netscand.scan.profiles import ScanRequest, discovery, resolve
 from netscand.scan.result import document
 from netscand.scan.runner import ScanRun
 from netscand.scan.spec import ScanSpec
+from netscand.scan.stages import ProfilingStage
 from netscand.scan.targets import Targets
 from netscand.store.clock import utc_now
 from netscand.supervisor import ChildSpec, Supervisor
@@ -118,10 +117,10 @@ def _control(dispatcher: Dispatcher, scan: OneShot, view: View) -> None:
     run = ScanRun(scan.spec, dispatcher)
     with contextlib.closing(view):
         _drive(run, dispatcher, EngineHealth(dispatcher), view)
-        if run.failure is None and scan.spec.profiling and run.result.up_hosts:
+        stage = ProfilingStage()
+        if run.failure is None and stage.wanted(run):
             view.identifying()
-            asyncio.run(identify(run.result.up_hosts, Detector(), scan.spec.detect_services,
-                                 scan.spec.host_timeout_s))
+            asyncio.run(stage.run(run))
     outcome = _outcome(run, scan, started, time.monotonic() - began)
     view.outcome(outcome)
     raise SystemExit(EXIT_FAILED if outcome.result is None or (outcome.errors and not outcome.result["devices"])
