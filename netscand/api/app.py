@@ -28,7 +28,6 @@ from netscand.api.problems import NOT_READY, Problem
 from netscand.api.responses import JSON, JSONBody
 from netscand.api.scans import SCANS, ScanEndpoints
 from netscand.api.throttle import AuthThrottle
-from netscand.scan.health import EngineHealth
 from netscand.scan.errors import ScanError
 from netscand.scan.orchestrator import Orchestrator
 from netscand.store import StoreError
@@ -74,7 +73,7 @@ class Guard:
 
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
-    engine = EngineHealth(orchestrator.dispatcher)
+    engine = orchestrator.health
     metrics = Metrics(store, engine)
     guarded = Guard(store, orchestrator.io)
     document = orjson.dumps(openapi.document())

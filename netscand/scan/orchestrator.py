@@ -25,6 +25,7 @@ import structlog
 from netscand.scan.admission import Admission, Claims
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.errors import ScanError, not_found
+from netscand.scan.health import EngineHealth
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live, Running
 from netscand.scan.persist import Persist
@@ -50,6 +51,7 @@ class Orchestrator:
     def __init__(self, store: Store, dispatcher: Dispatcher, limits: Limits) -> None:
         self.io = StoreThreads()
         self.dispatcher = dispatcher
+        self.health = EngineHealth(dispatcher)  # the one view of the engine the API is given
         self.limits = CurrentLimits(limits)
         claims = Claims()
         self.admission = Admission(store, self.io, claims, self.limits)
