@@ -324,9 +324,9 @@ def smoke_one(name: str, target: Target, args: argparse.Namespace) -> Outcome:
 
 def smoke(chosen: list[str], args: argparse.Namespace) -> list[Outcome]:
     """Every parser fed its seeds and a few hundred seeded mutations in this process, through the
-    harness the fuzzer uses: CI's virtualenv has no atheris (the `fuzz` extra), and fuzzing each
-    parser under libFuzzer costs seconds of instrumentation alone. Where atheris is installed,
-    one parser also goes through the real libFuzzer worker, so that path is checked too."""
+    harness the fuzzer uses: fuzzing each parser under libFuzzer costs seconds of instrumentation
+    alone. Where atheris is installed (CI installs the `fuzz` extra), one parser also goes through
+    the real libFuzzer worker, so that path is checked too."""
     found = targets()
     outcomes = [smoke_one(name, found[name], args) for name in chosen]
     if importlib.util.find_spec("atheris") is not None:

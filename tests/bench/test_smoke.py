@@ -99,7 +99,9 @@ def test_a_lab_bench_runs_end_to_end_in_its_smoke_mode(name: str, lab_lock: None
     run_smoke(LAB_BENCHES[name])
 
 
-def test_the_parser_fuzzer_runs_every_parser_in_its_smoke_mode_without_needing_atheris(tmp_path: Path) -> None:
+def test_the_parser_fuzzer_runs_every_parser_in_its_smoke_mode_and_one_through_libfuzzer(tmp_path: Path) -> None:
+    """Every parser in process, and one through atheris's libFuzzer worker: .ci/setup installs
+    the fuzz extra so that the path the real fuzzing takes cannot rot unseen either."""
     listed = run_bench([sys.executable, "bench/fuzz_parsers.py", "--list"], 60)
     assert listed.returncode == 0, listed.stderr
     parsers = len(listed.stdout.split())
@@ -107,6 +109,7 @@ def test_the_parser_fuzzer_runs_every_parser_in_its_smoke_mode_without_needing_a
         rf"^fuzzing {parsers} parsers, 1,000 inputs each, seeded mutations in this process \(smoke\)",
         r"^probe\.http +[\d,]+ +[\d,]+ +0 +0 ",
         r"^engine\.tcp_syn +[\d,]+ +[\d,]+ +0 +0 ",
+        r"^engine\.tcp_syn \(atheris\) +[\d,]+ +[\d,]+ +0 +0 ",
         r"^total +[\d,]+ +0$",
     ), 120)
     stdout = run_smoke(smoke, "--out", str(tmp_path))
