@@ -35,7 +35,8 @@ from netscand.api.protocol import BoundedHttpTools
 from netscand.api.server import Connections, Gate, GatedServer
 from netscand.engine.shm import ControlRow, Shared
 from netscand.scan.dispatch import Dispatcher
-from netscand.scan.orchestrator import Limits, Orchestrator
+from netscand.scan.limits import Limits
+from netscand.scan.orchestrator import Orchestrator
 from netscand.store import Store
 from netscand.tls import Certificate, server_context
 

@@ -22,7 +22,7 @@ from netscand.config import Config, ConfigError, DaemonConfig
 from netscand.engine.shm import Shared
 from netscand.listeners import ListenError, bind_tcp, bind_unix, reserve_descriptors
 from netscand.notify import Notifier, Receipt, start_time
-from netscand.scan.orchestrator import Limits
+from netscand.scan.limits import Limits
 from netscand.scan.policy import Policy
 from netscand.scan.ports import PortSpecError
 from netscand.scan.profiles import discovery

@@ -38,8 +38,6 @@ from netscand.store import Store
 from netscand.store.clock import parse, utc_now
 from netscand.store.threads import StoreThreads
 
-__all__ = ["Limits", "Orchestrator", "ScanError"]
-
 log = structlog.get_logger()
 
 RESTART_REASON = "netscand restarted while the scan was running"  # the daemon or its control process

@@ -40,7 +40,8 @@ from netscand.api.protocol import BoundedHttpTools
 from netscand.engine.shm import Shared, WorkerRow
 from netscand.scan.dispatch import Dispatcher
 from netscand.config import PolicyConfig
-from netscand.scan.orchestrator import Limits, Orchestrator
+from netscand.scan.limits import Limits
+from netscand.scan.orchestrator import Orchestrator
 from netscand.scan.policy import Policy
 from netscand import tls
 from netscand.store import Store
