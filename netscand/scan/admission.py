@@ -14,7 +14,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import orjson
 import structlog
@@ -24,7 +23,7 @@ from netscand.scan.errors import ScanError
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest, resolve
-from netscand.scan.spec import ScanSpec
+from netscand.scan.queue import Queued
 from netscand.scan.targets import TargetError, Targets, parse_targets_async
 from netscand.store import Store, StoreError
 from netscand.store.clock import utc_now
@@ -33,18 +32,6 @@ from netscand.store.threads import StoreThreads
 log = structlog.get_logger()
 
 QUEUE_RETRY_AFTER_S = 60  # a queued scan waits for a running one to end: minutes, not seconds
-
-
-@dataclass
-class Queued:
-    """An accepted scan waiting to run, with what it was accepted under."""
-
-    id: str
-    owner: str | None
-    request: ScanRequest
-    spec: ScanSpec
-    net: NetInfo
-    remote: bool  # asked for over HTTPS: the policy's socket-only blocks are not for it
 
 
 def request_digest(req: ScanRequest) -> str:

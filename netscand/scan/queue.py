@@ -5,10 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from netscand.scan.admission import Claims, Queued
+from netscand.netinfo import NetInfo
 from netscand.scan.policy import Policy
+from netscand.scan.profiles import ScanRequest
 from netscand.scan.spec import ScanSpec
+
+if TYPE_CHECKING:  # admission.py makes the Queued entries, so it imports this module
+    from netscand.scan.admission import Claims
+
+
+@dataclass
+class Queued:
+    """An accepted scan waiting to run, with what it was accepted under."""
+
+    id: str
+    owner: str | None
+    request: ScanRequest
+    spec: ScanSpec
+    net: NetInfo
+    remote: bool  # asked for over HTTPS: the policy's socket-only blocks are not for it
 
 
 class ScanQueue:

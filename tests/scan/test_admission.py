@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 import pytest
 
 from netscand.config import PolicyConfig
-from netscand.scan.admission import QUEUE_RETRY_AFTER_S, Admission, Claims, Queued
+from netscand.scan.admission import QUEUE_RETRY_AFTER_S, Admission, Claims
 from netscand.scan.errors import ScanError
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest
-from netscand.scan.queue import ScanQueue, recheck
+from netscand.scan.queue import Queued, ScanQueue, recheck
 from netscand.scan.targets import parse_targets
 from netscand.store import Store
 from netscand.store.threads import StoreThreads
