@@ -58,7 +58,7 @@ class EngineHealth:
     def _worker(self, index: int, now: float) -> WorkerState:
         row = self._shared.worker_row(index)
         counts = self._shared.malformed(index)
-        malformed = {reason: counts[code] for code, reason in enumerate(MALFORMED) if reason}
+        malformed = {reason: counts[MALFORMED.index(reason)] for reason in MALFORMED_REASONS}
         # A worker takes its predecessor's generation plus one, the first one 1: every
         # generation after the first is a restart, also those between two looks at the table.
         return WorkerState(index, bool(row.ready), now - row.heartbeat, max(row.generation - 1, 0),
@@ -66,7 +66,7 @@ class EngineHealth:
 
     def probes_sent(self) -> int:
         """Probes every worker has sent since the engine started (restarts included)."""
-        return sum(self._shared.worker_row(index).sent for index in range(self._shared.workers))
+        return sum(worker.sent for worker in self.workers())
 
     def trouble(self) -> str | None:
         """Why the engine cannot run scans now (every worker that cannot, named), or None."""

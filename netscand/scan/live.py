@@ -56,14 +56,14 @@ class Running:
             fields["estimated_completion"] = utc_now(timedelta(seconds=(planned - done) * elapsed / done))
         return fields
 
-    def ending(self, stage: ProfilingStage) -> tuple[str, str | None] | None:
+    def ending(self) -> tuple[str, str | None] | None:
         """How the swept scan ends, (status, error); None if it goes on to the profiling stage."""
         run = self.run
         if run.failure:
             return "failed", run.failure
         if run.errors and not run.result.up_count:
             return "failed", "; ".join(run.errors)
-        return None if stage.wanted(run) else ("completed", None)
+        return None if ProfilingStage.wanted(run) else ("completed", None)
 
     def changed_devices(self) -> list[dict]:
         result, profiling = self.run.result, self.run.spec.profiling
@@ -120,7 +120,7 @@ class Live:
                 self.wake()
                 for running in list(self.running.values()):
                     self._flush(running)
-                self.persist.retry()
+                self.persist.retry_all()
             except Exception:
                 log.exception("orchestrator.tick_failed")
 
@@ -128,7 +128,7 @@ class Live:
         running = self.running.get(scan_id)
         if running is None or not running.run.done or running.profiling:
             return
-        ending = running.ending(self.stage)
+        ending = running.ending()
         if ending is None:
             running.profiling = asyncio.get_running_loop().create_task(self._profile(running))
         else:

@@ -55,11 +55,15 @@ class Persist:
         self._write_state(scan_id, self.unsaved[scan_id])
         log.info("scan.state", scan_id=scan_id, status=status, **{k: v for k, v in fields.items() if k in STATE_LOGGED})
 
-    def retry(self, scan_id: str | None = None) -> None:
-        """Write again the unconfirmed state of one scan (or of all), unless a write is under way."""
-        for sid, fields in list(self.unsaved.items()):
-            if sid not in self._saving and scan_id in (None, sid):
-                self._write_state(sid, fields)
+    def retry(self, scan_id: str) -> None:
+        """Write again the scan's unconfirmed state, unless a write of it is under way."""
+        fields = self.unsaved.get(scan_id)
+        if fields is not None and scan_id not in self._saving:
+            self._write_state(scan_id, fields)
+
+    def retry_all(self) -> None:
+        for scan_id in list(self.unsaved):
+            self.retry(scan_id)
 
     def _write_state(self, scan_id: str, fields: dict) -> None:
         written = self.io.write(self.store.update_scan, scan_id, **fields)
