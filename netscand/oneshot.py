@@ -76,12 +76,17 @@ class View(Protocol):
 
     def progress(self, now: Progress) -> None: ...
 
+    def swept(self, errors: list[str]) -> None:
+        """The sweep is over and did not fail: what went wrong for part of the scan, shown now,
+        since identifying the devices found may take minutes."""
+
     def identifying(self) -> None: ...
 
     def close(self) -> None:
         """The scan is over: take any live display away before the outcome is shown."""
 
-    def outcome(self, outcome: Outcome) -> None: ...
+    def outcome(self, outcome: Outcome) -> None:
+        """The result, or why there is none (its errors were shown by swept())."""
 
 
 def prepare(cfg: Config, request: ScanRequest, targets: Targets, rate: float | None) -> OneShot:
@@ -97,14 +102,19 @@ def prepare(cfg: Config, request: ScanRequest, targets: Targets, rate: float | N
     return OneShot(spec, target, request.profile, skipped)
 
 
-def run(scan: OneShot, workers: int, policy: PolicyConfig, reread: Callable[[], PolicyConfig],
-        view: Callable[[], View]) -> int:
-    """Run the scan with `workers` engine workers enforcing `policy` (`reread` reads it again
-    from the file); the exit status is the control child's."""
+def check_raw_sockets() -> None:
+    """Before run(): the engine's workers need raw sockets, and without them nothing else is
+    worth saying about the scan."""
     try:
         socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
     except PermissionError:
         raise OneShotError("sending raw packets needs root or CAP_NET_RAW") from None
+
+
+def run(scan: OneShot, workers: int, policy: PolicyConfig, reread: Callable[[], PolicyConfig],
+        view: Callable[[], View]) -> int:
+    """Run the scan (once check_raw_sockets() passed) with `workers` engine workers enforcing
+    `policy` (`reread` reads it again from the file); the exit status is the control child's."""
     engine = compose.engine(workers, policy, reread, hangup=False)
     # What the workers log (frames they drop, plans they refuse) goes to stderr: stdout is the result's.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
@@ -117,10 +127,11 @@ def _control(dispatcher: Dispatcher, scan: OneShot, view: View) -> None:
     run = ScanRun(scan.spec, dispatcher)
     with contextlib.closing(view):
         _drive(run, dispatcher, EngineHealth(dispatcher), view)
-        stage = ProfilingStage()
-        if run.failure is None and stage.wanted(run):
-            view.identifying()
-            asyncio.run(stage.run(run))
+        if run.failure is None:
+            view.swept(run.errors)
+            if ProfilingStage.wanted(run):
+                view.identifying()
+                asyncio.run(ProfilingStage().run(run))
     outcome = _outcome(run, scan, started, time.monotonic() - began)
     view.outcome(outcome)
     raise SystemExit(EXIT_FAILED if outcome.result is None or (outcome.errors and not outcome.result["devices"])

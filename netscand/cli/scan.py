@@ -77,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
         scan = oneshot.prepare(cfg, request, targets, args.rate)
     except (config.ConfigError, TargetError, PortSpecError, PolicyError) as exc:
         return _fail(str(exc))
-    if scan.skipped:
-        print(f"netscand: skipping {scan.skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
     try:
+        oneshot.check_raw_sockets()
+        if scan.skipped:
+            print(f"netscand: skipping {scan.skipped} addresses listed in policy.excluded_targets", file=sys.stderr)
         return oneshot.run(scan, args.workers or cfg.workers, cfg.policy,
                            lambda: config.load(args.config).policy, lambda: Terminal(args.json))
     except oneshot.OneShotError as exc:
@@ -102,6 +103,10 @@ class Terminal:
         self.bar.update(self.task, completed=now.done, total=now.planned or None,
                         found=f"{now.probes_sent:,} probes  {rate:,.0f}/s  {now.hosts_up} hosts up")
 
+    def swept(self, errors: list[str]) -> None:
+        for error in errors:  # above the bar while it shows; plain lines elsewhere
+            self.bar.console.print(f"netscand: {error}", markup=False, highlight=False, soft_wrap=True)
+
     def identifying(self) -> None:
         self.bar.update(self.task, description="identifying devices")
 
@@ -112,8 +117,6 @@ class Terminal:
         if outcome.result is None:
             print(f"netscand: the scan failed: {outcome.failure}", file=sys.stderr)
             return
-        for error in outcome.errors:
-            print(f"netscand: {error}", file=sys.stderr)
         if self.as_json:
             sys.stdout.buffer.write(orjson.dumps(outcome.result, option=orjson.OPT_INDENT_2) + b"\n")
         else:

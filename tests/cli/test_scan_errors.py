@@ -48,3 +48,14 @@ def test_bad_policy_is_one_line_and_exit_2(netns: str, tmp_path: Path, policy: s
     config = tmp_path / "netscand.toml"
     config.write_text(f"[policy]\n{policy}\n")
     assert_one_line(run_scan(netns, "198.18.0.1", "--config", str(config)), words)
+
+
+def test_without_raw_sockets_the_refusal_is_the_one_line(netns: str, tmp_path: Path) -> None:
+    """Nothing else is worth saying, not even which addresses the policy would have skipped."""
+    config = tmp_path / "netscand.toml"
+    config.write_text('[policy]\nexcluded_targets = ["198.18.0.0/30"]\n')
+    proc = subprocess.run(["ip", "netns", "exec", netns, "setpriv", "--bounding-set", "-net_raw", "--inh-caps",
+                           "-net_raw", sys.executable, "-m", "netscand", "scan", "198.18.0.0/29", "--config",
+                           str(config)], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.strip().splitlines() == ["netscand: sending raw packets needs root or CAP_NET_RAW"]
