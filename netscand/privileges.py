@@ -98,7 +98,8 @@ def _refuse(directory: Path, found: tuple[Path, str] | None, acct: Account) -> N
 def own(directory: Path, names: Sequence[str], acct: Account) -> None:
     """Hand what the daemon keeps (its state directory, and `names` in it: the database, the
     generated key) to its user, as systemd's StateDirectory= does, so a state directory root
-    used before stays usable. `directory` is resolved (realpath) and its parents checked first.
+    used before stays usable. The caller resolves `directory` and checks its parents first
+    (check_parents), so that a refused start has handed nothing over.
 
     Every name is opened from the directory with O_NOFOLLOW, component by component, and
     changed through its descriptor: a link the user put there is left alone, never followed.
