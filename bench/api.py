@@ -30,7 +30,7 @@ from netscand.lab.harness import (
     running_daemon,
     unwind_on_sigterm,
 )
-from netscand.store.scans import FINISHED
+from netscand.statuses import FINISHED
 
 PREFIX = "nsa"
 SMOKE = {"hosts": 2, "clients": 5, "interval": 0.1, "timeout": 60}

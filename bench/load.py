@@ -44,7 +44,7 @@ from netscand.lab.harness import (
     truth_open,
     unwind_on_sigterm,
 )
-from netscand.store.scans import FINISHED
+from netscand.statuses import FINISHED
 
 PREFIX = "nsw"  # not fuzz.sh's nsf: both may run at once
 SMOKE = {"clients": 4, "scans": 3, "hosts": 2, "ports": "1-1000", "timeout": 60}
