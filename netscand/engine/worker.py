@@ -14,12 +14,14 @@ A shard's probe states live in shared memory, so whichever worker the kernel's f
 reply to can record it; the shard's owner alone decides retries and reports the tallies.
 
 The parts: pacing.py (token buckets), rtt.py (each plan's timeout), shards.py (a shard's life
-from its start to its tally), replies.py (what a received frame answers, and what that tells);
-here, the loop that composes them, the intake of plans and jobs, and the policy's reloads. Its
-sockets come from a Link (sockets.py), so a test can hand it socket pairs instead of raw sockets.
+from its start to its tally), replies.py (what a received frame answers, and what that tells),
+intake.py (the plans: read from their slots, admitted or refused under the policy, which it
+re-reads at a reload, and their interfaces' sockets); here, the loop that composes them and the
+intake of jobs. Sockets come from a Link (sockets.py), so a test can hand it socket pairs
+instead of raw sockets.
 
 Nothing a worker receives can end it (replies.py); nor does it run every plan it is given: each
-is checked against the policy (engine/guard.py), and a refused one is reported instead of sent.
+is checked against the policy (intake.py, guard.py), and a refused one is reported instead of sent.
 """
 
 from __future__ import annotations
@@ -31,22 +33,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import structlog
-
-from netscand.engine import bpf, clock
-from netscand.engine import plan as plans
-from netscand.engine.guard import PlanGuard, route_gateways
+from netscand.engine import clock
+from netscand.engine.guard import PlanGuard
+from netscand.engine.intake import Intake
 from netscand.engine.pacing import Pacer
-from netscand.engine.probes import PROBES, reply_clauses
 from netscand.engine.replies import Replies
-from netscand.engine.shards import IDLE_WAIT, PlanState, ShardFinder, Shards
-from netscand.engine.shm import (
-    JOB_SHARD, PLAN_SLOTS, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN, REFUSE_TARGET, Job, Shared,
-    WorkerRow, pack_result,
-)
-from netscand.engine.sockets import RAW_LINK, SNAPLEN, Link, Rx, Tx
-
-log = structlog.get_logger()
+from netscand.engine.shards import IDLE_WAIT, ShardFinder, Shards
+from netscand.engine.shm import JOB_SHARD, PLAN_SLOTS, Job, Shared, WorkerRow
+from netscand.engine.sockets import RAW_LINK, SNAPLEN, Link
 
 RX_BATCH = 256
 BEAT_EVERY = 0.1
@@ -59,24 +53,19 @@ class Worker:
                  reload: Callable[[], PlanGuard], link: Link = RAW_LINK) -> None:
         """`reload` reads the policy again (the configuration may have changed since `guard`);
         `link` opens the sockets on an interface."""
-        self.shared, self.index, self.link = shared, index, link
+        self.shared, self.index = shared, index
         self.jobs = shared.jobs[index]
         self.results = shared.results[index]
         row = shared.worker_row(index)
         self.generation = row.generation + 1
-        self.guard, self.reload = guard, reload
-        self.ceiling = self._ceiling()
-        self.pacer = Pacer(self.ceiling)
-        self.plans: dict[int, PlanState] = {}  # by plan slot
-        self.refused: dict[int, int] = {}  # plan slot -> generation of the plan refused there
-        self.tx: dict[int, Tx] = {}  # by interface index
-        self.rx: dict[int, Rx] = {}
+        self.pacer = Pacer(0.0)  # the ceiling over all its plans: the intake sets it from the policy
+        self.intake = Intake(shared, index, guard, reload, link, self.pacer, self._emit)
+        self.plans, self.rx = self.intake.plans, self.intake.rx  # the intake's, read by the loop
         self.shards = Shards(shared, index, self._emit, row.sent)
         self.replies = Replies(index, ShardFinder(shared.shards), self._emit, list(shared.malformed(index)),
                                row.matched)
         self.backlog: deque[Job] = deque()  # jobs taken but not started
         self.stopping = False
-        self.hangup = False  # a reload: read the policy again
         self.rxbuf = bytearray(SNAPLEN)
         self.next_beat = 0.0
 
@@ -88,7 +77,7 @@ class Worker:
         self.shards.clear()
         # The policy as the file says now, not as it was when the daemon started: a worker
         # restarted after a reload that narrowed it must not enforce the old one.
-        self._reread_policy()
+        self.intake.reread_policy()
         # Ready before the first plan or job is read: a worker that then dies died of its work,
         # not at boot, so a plan that kills workers fails its scan instead of stopping the daemon.
         self._beat(clock.now())
@@ -102,7 +91,7 @@ class Worker:
         """One turn of the loop but its sleep; returns how long until a probe may go (0: at once)."""
         if now >= self.next_beat:
             self._beat(now)
-        self._refresh_plans()
+        self.intake.refresh()
         self._receive()
         self.shards.expire(now)
         self._take_jobs()
@@ -112,7 +101,7 @@ class Worker:
         self.stopping = True
 
     def _on_hup(self, signum: int, frame: object) -> None:
-        self.hangup = True
+        self.intake.hangup = True
 
     def _beat(self, now: float, ready: int = 1) -> None:
         self.shared.set_worker_row(self.index, WorkerRow(os.getpid(), self.generation, ready, now,
@@ -128,95 +117,6 @@ class Worker:
     def _emit(self, record: bytes) -> None:
         while not self.results.push(record):
             time.sleep(0.001)  # the control process is behind; losing a result is worse
-
-    # -- plans and the policy ----------------------------------------------------------------
-    def _refresh_plans(self) -> None:
-        if self.hangup:
-            self._reread_policy()
-        for plan_slot in range(PLAN_SLOTS):
-            self._plan(plan_slot)
-
-    def _plan(self, plan_slot: int) -> PlanState | None:
-        """This worker's copy of the plan in a plan slot, re-read when the control process replaced it."""
-        buf = self.shared.plans[plan_slot]
-        gen = plans.generation(buf)
-        known = self.plans.get(plan_slot)
-        if known is not None and known.plan.gen == gen:
-            return known
-        self.plans.pop(plan_slot, None)
-        if not gen or self.refused.get(plan_slot) == gen:
-            return None
-        try:
-            plan = plans.read(buf, plan_slot, PROBES)
-        except plans.PlanError as exc:
-            self._refuse(plan_slot, gen, REFUSE_PLAN, detail=str(exc))
-            return None
-        return None if plan is None else self._admit(plan)
-
-    def _admit(self, plan: plans.Plan) -> PlanState | None:
-        """A plan read from its slot, once the policy allows it and its sockets are open."""
-        plan_slot, gen = plan.slot, plan.gen
-        reason = self._refusal(plan)
-        if reason:
-            self._refuse(plan_slot, gen, reason)
-            return None
-        try:
-            send = self._sockets(plan)
-        except OSError as exc:  # the interface went away, or no CAP_NET_RAW
-            self._refuse(plan_slot, gen, REFUSE_INTERFACE, exc.errno or 0, str(exc))
-            return None
-        state = self.plans[plan_slot] = PlanState(plan, send)
-        return state
-
-    def _refusal(self, plan: plans.Plan) -> int:
-        """Why the policy forbids this plan (a REFUSE_* code), or 0. The policy is read again
-        before a refusal: the configuration may have been reloaded, and widened, since."""
-        reason = self.guard.refusal(plan)
-        if not reason:
-            return 0
-        self._reread_policy()
-        reason = self.guard.refusal(plan)
-        if reason == REFUSE_TARGET and PROBES[plan.kind].resolves_neighbours:
-            reason = self.guard.refusal(plan, route_gateways())
-        return reason
-
-    def _reread_policy(self) -> None:
-        """The policy as the configuration file says now: at start and on a reload (which may
-        narrow it: plans read from then on are held to it; a plan already running goes on, as a
-        reload leaves running scans alone), and before a refusal (a reload may have widened it
-        before this worker heard of it)."""
-        self.hangup = False
-        try:
-            self.guard = self.reload()
-        except Exception as exc:  # a file being edited: keep what we have
-            log.warning("engine.policy_unreadable", worker=self.index, error=str(exc))
-        self.ceiling = self._ceiling()
-        self.pacer.set_rate(self.ceiling)
-
-    def _ceiling(self) -> float:
-        # The rate ceiling over every scan at once: whatever the plans of however many
-        # concurrent scans ask, each worker's pacer lets out at most max_rate / workers in all,
-        # so all of them together stay within policy.max_rate.
-        return self.guard.max_rate / self.shared.workers
-
-    def _refuse(self, plan_slot: int, gen: int, reason: int, errno: int = 0, detail: str = "") -> None:
-        self.refused[plan_slot] = gen
-        log.warning("engine.plan_refused", worker=self.index, slot=plan_slot, plan=gen, reason=reason,
-                    detail=detail or None)
-        self._emit(pack_result(R_REFUSED, plan_gen=gen, a=reason, b=errno))
-
-    def _sockets(self, plan: plans.Plan) -> Tx:
-        """The interface's transmitter, its receiver opened beside it on first use; the receive
-        filter takes the replies of every probe type registered by then. The transmitter goes
-        first and neither is kept unless both open: a receiver kept without one would stay in
-        the fanout group, taking its share of the other workers' replies for nothing."""
-        if plan.ifindex not in self.tx:
-            tx = self.link.transmitter(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
-            group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
-            program = bpf.reply_filter(reply_clauses(*plan.source_ports), SNAPLEN)
-            self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, program)
-            self.tx[plan.ifindex] = tx
-        return self.tx[plan.ifindex]
 
     # -- jobs ----------------------------------------------------------------------------------
     def _take_jobs(self) -> None:
@@ -243,7 +143,7 @@ class Worker:
                 kept.append(job)
                 continue
             # The plan may have been written after this loop's refresh, just before its job.
-            state = self._plan(job.plan_slot)
+            state = self.intake.plan(job.plan_slot)
             if state is None or state.plan.gen != job.gen or job.shard >= state.plan.shards:
                 continue  # cancelled before it started (the control process forgot it too), or no shard of it
             self.shards.start(state, job.shard)

@@ -93,11 +93,11 @@ def test_an_arp_plan_may_resolve_a_gateway_outside_the_policy() -> None:
 def test_only_a_probe_that_resolves_neighbours_has_gateways_let_through(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker lets the routing table's gateways through for ARP alone: a SYN to a gateway
     outside the policy would be a probe of it."""
-    monkeypatch.setattr("netscand.engine.worker.route_gateways", lambda: frozenset({ip("192.168.1.1")}))
+    monkeypatch.setattr("netscand.engine.intake.route_gateways", lambda: frozenset({ip("192.168.1.1")}))
     guard = PlanGuard.of(Policy(["10.5.0.0/24"]))
     worker = Worker(Shared(1), 0, guard, lambda: guard)
-    assert worker._refusal(plan_for("10.5.0.7", "192.168.1.1", kind=arp.PROBE.kind)) == 0
-    assert worker._refusal(plan_for("10.5.0.7", "192.168.1.1")) == REFUSE_TARGET
+    assert worker.intake._refusal(plan_for("10.5.0.7", "192.168.1.1", kind=arp.PROBE.kind)) == 0
+    assert worker.intake._refusal(plan_for("10.5.0.7", "192.168.1.1")) == REFUSE_TARGET
 
 
 blocks = st.builds(lambda a, p: f"10.0.0.{a}/{p}", st.integers(0, 255), st.integers(24, 32))
@@ -159,21 +159,21 @@ def loopback_scan(engine: Engine, rate: float = 100.0) -> ScanRun:
 def test_a_worker_refuses_a_target_outside_the_policy_and_the_scan_fails_with_the_reason() -> None:
     engine = Engine(PlanGuard.of(Policy([LAB])))
     run = loopback_scan(engine)
-    engine.worker._refresh_plans()
+    engine.worker.intake.refresh()
     assert engine.reloads == 1  # the policy was read again before refusing
     assert not engine.worker.plans and not engine.worker.rx  # no socket for a refused plan
     engine.dispatcher.poll()
     assert run.done
     assert run.failure == "the engine refused the plan: target outside the policy"
     assert engine.dispatcher.free_slot == 0  # the plan is retired, its slot free
-    engine.worker._refresh_plans()
+    engine.worker.intake.refresh()
     assert engine.results() == []  # refused once per plan, not once per look
 
 
 def test_a_worker_refuses_a_rate_above_the_policy() -> None:
     engine = Engine(PlanGuard.of(Policy(["127.0.0.0/8"], max_rate=50.0)))
     run = loopback_scan(engine, rate=100.0)
-    engine.worker._refresh_plans()
+    engine.worker.intake.refresh()
     engine.dispatcher.poll()
     assert run.done and run.failure == "the engine refused the plan: rate above policy.max_rate"
 
@@ -182,9 +182,9 @@ def test_a_policy_widened_since_the_workers_started_is_read_before_refusing() ->
     wide = PlanGuard.of(Policy(["127.0.0.0/8", LAB], max_rate=4000.0))
     engine = Engine(PlanGuard.of(Policy([LAB])), reloaded=wide)
     plan = plan_for("127.0.0.5")
-    assert engine.worker._refusal(plan) == 0
-    assert engine.worker.guard is wide and engine.reloads == 1
-    assert engine.worker.ceiling == 4000.0  # one worker: the whole ceiling is its own
+    assert engine.worker.intake._refusal(plan) == 0
+    assert engine.worker.intake.guard is wide and engine.reloads == 1
+    assert engine.worker.intake.ceiling == 4000.0  # one worker: the whole ceiling is its own
 
 
 def test_a_policy_narrowed_by_a_reload_is_enforced_once_the_worker_hears_of_it() -> None:
@@ -196,8 +196,8 @@ def test_a_policy_narrowed_by_a_reload_is_enforced_once_the_worker_hears_of_it()
     finally:
         signal.signal(signal.SIGHUP, previous)
     run = loopback_scan(engine)
-    engine.worker._refresh_plans()
-    assert engine.worker.guard is narrow and engine.reloads == 2  # at the hangup, and before refusing
+    engine.worker.intake.refresh()
+    assert engine.worker.intake.guard is narrow and engine.reloads == 2  # at the hangup, and before refusing
     engine.dispatcher.poll()
     assert run.failure == "the engine refused the plan: target outside the policy"
 
@@ -212,14 +212,14 @@ def test_a_worker_reads_the_policy_as_it_starts_and_is_ready_before_it_reads_a_p
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    assert engine.worker.guard is narrow and engine.reloads == 1
+    assert engine.worker.intake.guard is narrow and engine.reloads == 1
     assert engine.shared.worker_ready(0) == os.getpid()
 
 
 def test_a_malformed_plan_slot_is_refused_not_fatal() -> None:
     engine = Engine(PlanGuard.of(Policy([LAB])))
     plans.write(engine.shared.plans[2], dataclasses.replace(plan_for("198.18.0.10", slot=2), kind=99))
-    assert engine.worker._plan(2) is None
+    assert engine.worker.intake.plan(2) is None
     (r,) = engine.results()
     assert (r.kind, r.plan_gen, r.a) == (R_REFUSED, 5, REFUSE_PLAN)
 
@@ -228,4 +228,4 @@ def test_each_worker_paces_at_most_its_share_of_max_rate() -> None:
     shared = Shared(4)
     guard = PlanGuard.of(Policy([LAB], max_rate=1000.0))
     worker = Worker(shared, 2, guard, lambda: guard)
-    assert worker.ceiling == 250.0
+    assert worker.intake.ceiling == 250.0
