@@ -200,7 +200,7 @@ _COLUMNS: dict[str, Callable[[Profile], str]] = {
                                                _yes(p.service_detection is True)),
     "CVE": lambda p: _yes(p.cve),
     "UDP": lambda p: _yes(p.udp),
-    "per-host budget": lambda p: _or_request(p.host_budget_s, "`timeout_ms` × retries",
+    "per-host budget": lambda p: _or_request(p.host_budget_s, "`timeout_ms` × max(retries, 1)",
                                              f"{p.host_budget_s} s"),
 }
 
