@@ -194,7 +194,7 @@ def test_a_restarted_workers_shards_are_given_again_to_the_plans_in_turn() -> No
     engine = Engine(workers=2)
     subs = [engine.submit(n, hosts=8, ports=1024, rate=100.0) for n in range(1, PLAN_SLOTS + 1)]
     stale = len(engine.shared.jobs[0])
-    Worker(engine.shared, 0, engine.workers[0].guard, lambda: engine.workers[0].guard)._beat(time.monotonic())
+    Worker(engine.shared, 0, engine.workers[0].intake.guard, lambda: engine.workers[0].intake.guard)._beat(time.monotonic())
     engine.dispatcher.poll()
     epoch = engine.shared.worker_row(0).generation
     jobs = [Job.unpack(raw) for raw in engine.shared.jobs[0].pop_many(64)][stale:]
