@@ -231,8 +231,8 @@ def scan_netscand(lab: Lab, ips: list[str], args: argparse.Namespace, cwd: str) 
             found |= {(dev["ip"], p["port"]) for p in dev["ports"]
                       if p["state"] == "open" and p.get("protocol", "tcp") == "tcp"}
     except (ValueError, KeyError, TypeError) as exc:
-        return Result("netscand", len(ips), run, found, truth_open(lab, ALL_PORTS), f"bad output: {exc}")
-    return Result("netscand", len(ips), run, found, truth_open(lab, ALL_PORTS))
+        return Result("netscand", len(ips), run, found, truth_open(lab, ALL_PORTS, ips), f"bad output: {exc}")
+    return Result("netscand", len(ips), run, found, truth_open(lab, ALL_PORTS, ips))
 
 
 def scan_nmap(lab: Lab, ips: list[str], cwd: str) -> Result:
@@ -248,8 +248,8 @@ def scan_nmap(lab: Lab, ips: list[str], cwd: str) -> Result:
                         and port.get("protocol") == "tcp":
                     found.add((addr.get("addr", ""), int(port.get("portid", "0"))))
     except ET.ParseError as exc:
-        return Result("nmap", len(ips), run, found, truth_open(lab, ALL_PORTS), f"bad XML: {exc}")
-    return Result("nmap", len(ips), run, found, truth_open(lab, ALL_PORTS))
+        return Result("nmap", len(ips), run, found, truth_open(lab, ALL_PORTS, ips), f"bad XML: {exc}")
+    return Result("nmap", len(ips), run, found, truth_open(lab, ALL_PORTS, ips))
 
 
 def _masscan_json(path: Path) -> Found:
@@ -304,7 +304,7 @@ def scan_masscan(lab: Lab, ips: list[str], rate: int, cwd: str) -> Result:
     finally:
         _stop(nudger)
     note = "killed after timeout; output read from its file" if run.timed_out else ""
-    return Result("masscan", len(ips), run, _masscan_json(out), truth_open(lab, ALL_PORTS), note)
+    return Result("masscan", len(ips), run, _masscan_json(out), truth_open(lab, ALL_PORTS, ips), note)
 
 
 # --- reporting -------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ Cidrs = Annotated[list[str], Meta(extra={"expected": 'a list of IPv4 CIDR blocks
 # sticky bits), after an optional 0. `(?!\n)`: msgspec searches, and `$` matches before a newline.
 Octal = Annotated[str, Meta(pattern="^0?[0-7]{3,4}$(?!\\n)",
                             extra={"expected": 'octal permissions such as "0660"'})]
-Listen = Annotated[str, Meta(pattern="^$|:[0-9]+$", extra={"expected": 'HOST:PORT, or "" for none'})]
+Listen = Annotated[str, Meta(pattern="^(?:|.+:[0-9]+)$(?!\\n)", extra={"expected": 'HOST:PORT, or "" for none'})]
 
 
 class EngineConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

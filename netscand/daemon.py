@@ -9,7 +9,6 @@ children run, and what it tells systemd and `netscand reload`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -182,7 +181,9 @@ def state_directory(cfg: Config, account: privileges.Account | None) -> Path:
     try:
         resolved.mkdir(mode=0o750, parents=True, exist_ok=True)
     except FileExistsError:  # a file of that name: say so rather than "File exists"
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(state)) from None
+        raise privileges.PrivilegeError(f"cannot use {state}: not a directory") from None
+    except OSError as exc:
+        raise privileges.PrivilegeError(f"cannot use {exc.filename or state}: {exc.strerror or exc}") from None
     if account:
         privileges.own(resolved, KEPT, account)
     privileges.check_reachable(resolved, user)

@@ -77,6 +77,12 @@ def test_a_socket_mode_that_is_no_mode_is_refused(tmp_path: Path, mode: str) -> 
         load(tmp_path, f'[daemon]\nsocket_mode = "{mode}"')
 
 
+@pytest.mark.parametrize("listen", ["\\n", "h:80\\n", "8443", "h:", "h:x"])
+def test_a_listener_that_is_no_host_and_port_is_refused(tmp_path: Path, listen: str) -> None:
+    with pytest.raises(ConfigError, match="daemon.listen: expected HOST:PORT"):
+        load(tmp_path, f'[daemon]\nlisten = "{listen}"')
+
+
 def test_a_long_value_is_cut_short(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, f'[daemon]\nlog_format = "{"x" * 10_000}"')

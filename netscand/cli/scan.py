@@ -105,7 +105,7 @@ class Terminal:
 
     def swept(self, errors: list[str]) -> None:
         for error in errors:  # above the bar while it shows; plain lines elsewhere
-            self.bar.console.print(f"netscand: {error}", markup=False, highlight=False, soft_wrap=True)
+            self.bar.console.print(f"netscand: {error}", markup=False, highlight=False, emoji=False, soft_wrap=True)
 
     def identifying(self) -> None:
         self.bar.update(self.task, description="identifying devices")

@@ -58,12 +58,6 @@ def run(args: argparse.Namespace) -> int:
     except (config.ConfigError, ListenError, StoreError, PortSpecError, PrivilegeError, control.SettingsError) as exc:
         print(f"netscand: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        if exc.filename is None:
-            raise  # not a path of ours: a bug to see in full
-        # A state directory that is a file, or under one: the path and what the kernel said.
-        print(f"netscand: cannot use {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
 
 
 def reload(args: argparse.Namespace) -> int:

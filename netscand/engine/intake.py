@@ -127,6 +127,10 @@ class Intake:
             tx = self.link.transmitter(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
             group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
             program = bpf.reply_filter(reply_clauses(*plan.source_ports), SNAPLEN)
-            self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, program)
+            try:
+                self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, program)
+            except BaseException:
+                tx.close()
+                raise
             self.tx[plan.ifindex] = tx
         return self.tx[plan.ifindex]

@@ -117,6 +117,9 @@ class Sender:
             done += sent
         self._n = 0
 
+    def close(self) -> None:
+        self._sock.close()
+
 
 class RawIp:
     """Loopback: frames injected on lo skip the output route and the input route then drops
@@ -130,6 +133,9 @@ class RawIp:
 
     def flush(self) -> None:
         pass
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def open_tx(ifindex: int, loopback: bool) -> Sender | RawIp:
@@ -147,6 +153,8 @@ class Tx(Protocol):
     def __call__(self, frame: bytearray) -> None: ...
 
     def flush(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Rx(Protocol):

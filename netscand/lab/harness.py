@@ -100,7 +100,7 @@ def _change_system(argv: list[str], check: bool) -> None:
     """Run a command that changes the machine beyond the bench's own files, saying so: whoever
     runs a bench should know what it left behind (an account, an ACL)."""
     print(f"harness: {shlex.join(argv)}", file=sys.stderr)
-    subprocess.run(argv, capture_output=True, check=check)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=check)  # its complaints, if any, on stderr
 
 
 def reachable_dir(prefix: str, parent: Path | str = "/tmp") -> Path:
@@ -231,10 +231,11 @@ def open_ports(result: dict[str, Any]) -> Found:
             if p["state"] == "open" and p["protocol"] == "tcp"}
 
 
-def truth_open(lab: Lab, ports: Iterable[int]) -> Found:
-    """The lab's open TCP ports among `ports`, as its truth has them."""
-    wanted = set(ports)
-    return {(h["ip"], p) for h in lab.truth["hosts"] for p in h["open"] if p in wanted}
+def truth_open(lab: Lab, ports: Iterable[int], hosts: Iterable[str] | None = None) -> Found:
+    """The lab's open TCP ports among `ports` (of `hosts`, default every host), as its truth has them."""
+    wanted, among = set(ports), None if hosts is None else set(hosts)
+    return {(h["ip"], p) for h in lab.truth["hosts"] if among is None or h["ip"] in among
+            for p in h["open"] if p in wanted}
 
 
 def unwind_on_sigterm() -> None:

@@ -30,7 +30,7 @@ from netscand.engine.shm import (
     Result,
     Shared,
 )
-from netscand.engine.sockets import SNAPLEN, Tx
+from netscand.engine.sockets import SNAPLEN, Rx, Tx
 from netscand.engine.worker import Worker
 from netscand.scan.dispatch import Dispatcher
 from tests.engine.links import PairLink
@@ -185,3 +185,17 @@ def test_an_interface_whose_transmitter_will_not_open_leaves_no_receiver_behind(
     assert rig.worker.rx == {} and rig.link.programs == []
     reason = f"no raw socket on the interface ({os.strerror(errno.ENODEV)})"
     assert rig.failures == [f"the engine refused the plan: {reason}"]
+
+
+class NoReceiver(PairLink):
+    def receiver(self, ifindex: int, fanout_group: int, program: bytes) -> Rx:
+        raise OSError(errno.ENODEV, "No such device")
+
+
+def test_an_interface_whose_receiver_will_not_open_closes_its_transmitter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(monkeypatch, link=NoReceiver())
+    rig.step(T0)
+    assert rig.worker.rx == {} and rig.link.tx_worker.fileno() == -1  # closed, not left to the GC
+    assert len(rig.failures) == 1 and "no raw socket on the interface" in rig.failures[0]
+
