@@ -45,16 +45,6 @@ class Owner:
         return dispatcher.submit(make(shards), self.results.append, self.failures.append)
 
 
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine(workers=2)
-
-
-@pytest.fixture
-def dispatcher(engine: FakeEngine) -> Dispatcher:
-    return Dispatcher(engine.shared)
-
-
 def held(jobs: list[Taken]) -> Counter[tuple[int, int]]:
     """Shards held, by (worker, plan generation)."""
     return Counter((j.worker, j.job.gen) for j in jobs)

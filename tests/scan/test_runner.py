@@ -16,7 +16,6 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 
 from netscand.engine import plan as plans
 from netscand.engine.probes import arp
@@ -52,16 +51,6 @@ class Rst:
             probes = len(range(index + -(-(start - index) // nh) * nh, end, nh))
             if probes:
                 yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=probes, b=0)
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine(workers=2)
-
-
-@pytest.fixture
-def dispatcher(engine: FakeEngine) -> Dispatcher:
-    return Dispatcher(engine.shared)
 
 
 def quick(target: str) -> ScanSpec:

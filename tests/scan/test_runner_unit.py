@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 
 from netscand.engine import plan as plans
 from netscand.engine.probes import PROBES
@@ -105,16 +104,6 @@ class Network:
                 yield pack_result(R_PORT, state=S_OPEN, plan_gen=plan.gen, ip=host, port=port, ttl=64)
             if closed := len(set(ports) - device.open):
                 yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=host, a=closed)
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine(workers=2)
-
-
-@pytest.fixture
-def dispatcher(engine: FakeEngine) -> Dispatcher:
-    return Dispatcher(engine.shared)
 
 
 def spec(target: str, **fields: Any) -> ScanSpec:
