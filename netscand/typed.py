@@ -26,6 +26,9 @@ _TYPES = re.compile(r"`([a-zA-Z]+(?: \| [a-zA-Z]+)*)`")
 _JSON_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
                "object": "an object", "dict": "an object", "array": "an array", "list": "an array",
                "null": "null", "None": "null"}
+# msgspec quotes a refused value whole ("Invalid enum value '...'"): an error answers with a
+# glimpse of it, not with as much as the other side chose to send.
+MESSAGE_MAX = 200
 
 
 class Failure(NamedTuple):
@@ -45,7 +48,10 @@ def failure(exc: msgspec.ValidationError) -> Failure:
     field = _FIELD.fullmatch(parts["message"])
     unknown = field["name"] if field and field["what"] == "contains unknown" else None
     missing = field["name"] if field and field["what"] == "missing required" else None
-    return Failure(_TYPES.sub(_in_json, parts["message"]), steps, unknown, missing)
+    message = _TYPES.sub(_in_json, parts["message"])
+    if len(message) > MESSAGE_MAX:
+        message = message[:MESSAGE_MAX - 3] + "..."
+    return Failure(message, steps, unknown, missing)
 
 
 def _in_json(types: re.Match[str]) -> str:
