@@ -27,11 +27,12 @@ ROOTS = ("__main__", "daemon", "control", "compose", "oneshot", "preload")
 ALLOWED: dict[str, frozenset[str] | None] = {
     **dict.fromkeys(ROOTS, ANYTHING),
     "api": frozenset({"scan", "store", "config", "typed", "statuses"}),
-    "cli": frozenset({"config", "lab", "scan", "statuses"}),
-    "scan": frozenset({"engine", "store", "config", "profiling", "netinfo", "statuses"}),
+    "cli": frozenset({"config", "lab", "scan", "statuses", "vuln"}),
+    "scan": frozenset({"engine", "store", "config", "profiling", "netinfo", "statuses", "vuln"}),
     "engine": frozenset({"ipc"}),
     "store": frozenset({"statuses"}),
     "config": frozenset({"scan", "typed"}),
+    "vuln": frozenset({"typed"}),  # CVE data and matching: stands alone, like the engine
     "lab": frozenset({"engine", "scan", "tls"}),  # builds the test network; frames as the engine sends them
     "supervisor": frozenset({"notify"}),
     "listeners": frozenset({"privileges"}),
