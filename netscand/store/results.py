@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 DEVICE_KEYS = frozenset({"ip", "mac", "hostname", "vendor", "os_guess", "timed_out", "ports"})
 PORT_REQUIRED = ("port", "protocol", "state")
-PORT_DETAILS = ("service", "product", "version", "banner", "cpe")
+PORT_DETAILS = ("service", "product", "version", "banner", "cpe", "cve_note")
 PORT_KEYS = frozenset({*PORT_REQUIRED, *PORT_DETAILS, "cves"})
 _PORT_COLUMNS = (*PORT_REQUIRED, *PORT_DETAILS, "cves")
 
@@ -115,6 +115,30 @@ def _put_ports(db: Database, scan_id: str, ip: str, rows: list[list[Any]]) -> No
         """,
         rows,
     )
+
+
+def put_cves(db: Database, scan_id: str, devices: list[dict[str, Any]]) -> None:
+    """A re-match's CVE fields (scan/cves.py), replacing the earlier ones: each device's
+    `cve_counts` and each of its ports' `cves` and `cve_note`, set when given and cleared when
+    not. Upserts can't say this: they keep a field the new report leaves out."""
+    for device in devices:
+        _port_rows(scan_id, device["ip"], device["ports"])  # checked as any port is
+    with db.atomic():
+        _require_scan(db, scan_id)
+        for device in devices:
+            _put_device_cves(db, scan_id, _address(device["ip"])[0], device)
+
+
+def _put_device_cves(db: Database, scan_id: str, ip: str, device: dict[str, Any]) -> None:
+    counts = device.get("cve_counts")
+    db.execute(
+        "UPDATE devices SET extra = CASE WHEN ? IS NULL THEN json_remove(extra, '$.cve_counts') "
+        "ELSE json_set(extra, '$.cve_counts', json(?)) END WHERE scan_id = ? AND ip = ?",
+        [None if counts is None else 1, orjson.dumps(counts).decode(), scan_id, ip])
+    db.conn.executemany(
+        "UPDATE ports SET cves = ?, cve_note = ? WHERE scan_id = ? AND ip = ? AND port = ? AND protocol = ?",
+        [[None if p.get("cves") is None else orjson.dumps(p["cves"]).decode(), p.get("cve_note"),
+          scan_id, ip, p["port"], p["protocol"]] for p in device["ports"]])
 
 
 def result(db: Database, scan_id: str) -> list[dict[str, Any]]:
@@ -222,7 +246,7 @@ def _port_row(scan_id: str, ip: str, port: dict[str, Any]) -> list[Any]:
 
 def _port_view(row: dict[str, Any]) -> dict[str, Any]:
     view = {k: row[k] for k in (*PORT_REQUIRED, "service")}
-    for key in ("product", "version", "banner", "cpe"):
+    for key in ("product", "version", "banner", "cpe", "cve_note"):
         if row[key] is not None:
             view[key] = row[key]
     if row["cves"] is not None:

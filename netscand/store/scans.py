@@ -17,9 +17,9 @@ OPTIONAL_TEXT = ("site_id", "error", "idempotency_key", "owner", "request_digest
 FIELDS = (
     "id", "status", "target", "profile", "site_id", "options", "created_at", "started_at",
     "finished_at", "estimated_completion", "progress_percent", "hosts_found", "ports_found", "error",
-    "idempotency_key", "owner", "request_digest",
+    "idempotency_key", "owner", "request_digest", "cve",
 )
-JSON_FIELDS = ("target", "options")
+JSON_FIELDS = ("target", "options", "cve")
 _COLUMNS = ", ".join(FIELDS)
 
 
@@ -28,6 +28,7 @@ def _defaults() -> dict[str, Any]:
         "status": "queued", "site_id": None, "options": {}, "created_at": clock.utc_now(), "started_at": None,
         "finished_at": None, "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
         "ports_found": 0, "error": None, "idempotency_key": None, "owner": None, "request_digest": None,
+        "cve": None,
     }
 
 
@@ -173,6 +174,8 @@ def _check(fields: dict[str, Any]) -> None:
             raise ValueError(f"target must be a string or a list of strings, got {value!r}")
         elif key == "options" and not isinstance(value, dict):
             raise ValueError(f"options must be a dict, got {value!r}")
+        elif key == "cve" and value is not None and not isinstance(value, dict):
+            raise ValueError(f"cve must be a dict or None, got {value!r}")
 
 
 def _is_int(value: object) -> bool:
@@ -185,5 +188,6 @@ def _encode(key: str, value: Any) -> Any:
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     for key in JSON_FIELDS:
-        row[key] = orjson.loads(row[key])
+        # A scan from before migration m003 has NULL, not JSON, in `cve`.
+        row[key] = None if row[key] is None else orjson.loads(row[key])
     return row

@@ -98,7 +98,18 @@ def m002_owners_digests_retention(db: Database) -> None:
     )
 
 
-STEPS = (m001_initial, m002_owners_digests_retention)
+def m003_cves(db: Database) -> None:
+    """Issue 11: a scan's CVE data and counts (scan/cves.py), and a port's note when its CVEs
+    could not be matched (a product without a version)."""
+    db.executescript(
+        """
+        ALTER TABLE scans ADD COLUMN cve TEXT;
+        ALTER TABLE ports ADD COLUMN cve_note TEXT;
+        """
+    )
+
+
+STEPS = (m001_initial, m002_owners_digests_retention, m003_cves)
 MIGRATIONS = Migrations("netscand")
 for _step in STEPS:
     MIGRATIONS()(_step)

@@ -123,6 +123,13 @@ class Store:
         with self._guard(f"cannot save {len(devices)} devices of scan {scan_id}") as db:
             results.put_devices(db, scan_id, devices)
 
+    def put_cves(self, scan_id: str, devices: list[dict[str, Any]], cve: dict[str, Any]) -> None:
+        """A re-match of a scan's CVEs: its devices' CVE fields (see results.put_cves) and the
+        scan's `cve`, in one transaction."""
+        with self._guard(f"cannot save the CVEs of scan {scan_id}") as db, db.atomic():
+            results.put_cves(db, scan_id, devices)
+            scans.update(db, scan_id, {"cve": cve})
+
     def counts(self, scan_id: str) -> tuple[int, int]:
         with self._guard(f"cannot count the result of scan {scan_id}") as db:
             return results.counts(db, scan_id)
