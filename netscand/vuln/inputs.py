@@ -1,0 +1,85 @@
+"""The importers' input files: read whole (gunzipped when gzip), bounded, and what is wrong in
+them said as a path and a reason, in the words of the config file's and the API's errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+
+import msgspec
+
+from netscand.typed import failure
+from netscand.vuln.errors import ImportRefused
+
+# A yearly NVD feed is 100-300 MB of JSON, the Debian tracker's about 60 MB: far beyond either,
+# a file (or a gzip bomb) is refused rather than read into memory.
+MAX_BYTES = 2 << 30
+_CHUNK = 1 << 20
+_PATTERN = "Expected a string matching regex"
+_DATETIME = "Invalid RFC3339 encoded datetime"
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            return _gunzip(path, f) if gzipped else _bounded(path, f)
+    except OSError as exc:
+        raise ImportRefused(path, None, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _gunzip(path: str, f: Any) -> bytes:
+    try:
+        with gzip.GzipFile(fileobj=f) as unzipped:
+            return _bounded(path, unzipped)
+    except EOFError:
+        raise ImportRefused(path, None, "truncated gzip file") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise ImportRefused(path, None, f"corrupt gzip file: {exc}") from None
+
+
+def _bounded(path: str, f: Any) -> bytes:
+    data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ImportRefused(path, None, f"larger than {MAX_BYTES >> 20} MB")
+    return bytes(data)
+
+
+def reason(exc: msgspec.ValidationError, raw: bytes | msgspec.Raw, words: dict[str, str],
+           within: tuple[str, ...] = (), at: str = "") -> str:
+    """`path: message` for what msgspec refused in `raw`, the path starting below `within`
+    (the wrapper a record comes in) and after `at` (where `raw` is); a refused pattern is said
+    with `words[field]`."""
+    fault = failure(exc)
+    steps = fault.steps[len(within):] if fault.steps[:len(within)] == within else fault.steps
+    message = fault.message
+    if fault.missing is not None:
+        message = f'missing "{fault.missing}"'
+    elif message.startswith(_PATTERN):
+        expected = words.get(str(fault.steps[-1]) if fault.steps else "", "another string")
+        message = f"expected {expected}, got {_shown(raw, fault.steps)}"
+    elif message.startswith(_DATETIME):
+        message = f"expected a date and time such as 2024-07-01T13:15:06.467, got {_shown(raw, fault.steps)}"
+    where = (at + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)).lstrip(".")
+    return f"{where}: {message}" if where else message
+
+
+def _shown(raw: bytes | msgspec.Raw, steps: tuple[str | int, ...]) -> str:
+    value: Any = msgspec.json.decode(raw)
+    try:
+        for step in steps:
+            value = value[step]
+    except (KeyError, IndexError, TypeError):
+        return "another value"  # a dict key's path ("...") names no value
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def named(key: str) -> str:
+    """A key of the file as an error names it: on one line, and short."""
+    if key.isprintable() and len(key) <= 60:
+        return key
+    return json.dumps(key[:57]) + ("..." if len(key) > 57 else "")

@@ -1,0 +1,190 @@
+"""NVD CVE JSON 2.0, read into CveRecords: the feed files (nvdcve-2.0-2024.json.gz and the
+modified/recent ones), an API response (the same shape), or one record as the API's
+"vulnerabilities" items hold it ({"cve": {...}}) or bare.
+
+Decoded by msgspec against the part of NVD's schema matching needs (unknown fields are
+NVD's to add, so they are ignored), typed and bounded, so a record is either whole or refused
+with its id and the path of what is wrong in it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from netscand.vuln.errors import ImportRefused
+from netscand.vuln.inputs import named, read_bytes, reason
+from netscand.vuln.records import Configuration, CpeMatch, CveRecord, Node, Severity
+
+CveId = Annotated[str, Meta(pattern="^CVE-[0-9]{4}-[0-9]{4,}$(?!\\n)")]
+# CPE 2.3 formatted string: part then ten components, each non-empty, `\` quoting one character.
+Cpe = Annotated[str, Meta(pattern="^cpe:2\\.3:[aho*-](?::(?:[^:\\\\\\s]|\\\\[^\\s])+){10}$(?!\\n)")]
+Score = Annotated[float, Meta(ge=0.0, le=10.0)]
+Operator = Literal["OR", "AND"]
+
+
+class _Struct(msgspec.Struct, rename="camel"):
+    pass
+
+
+class _CpeMatch(_Struct):
+    criteria: Cpe
+    vulnerable: bool = True
+    version_start_including: str | None = None
+    version_start_excluding: str | None = None
+    version_end_including: str | None = None
+    version_end_excluding: str | None = None
+
+
+class _Node(_Struct):
+    operator: Operator = "OR"
+    negate: bool = False
+    cpe_match: tuple[_CpeMatch, ...] = ()
+
+
+class _Configuration(_Struct):
+    operator: Operator = "OR"
+    negate: bool = False
+    nodes: tuple[_Node, ...] = ()
+
+
+class _CvssData(_Struct):
+    base_score: Score
+    base_severity: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "NONE"]
+
+
+class _Metric(_Struct):
+    source: str
+    cvss_data: _CvssData
+    type: Literal["Primary", "Secondary"] = "Secondary"
+
+
+class _Metrics(_Struct):
+    cvss_metric_v40: tuple[_Metric, ...] = ()
+    cvss_metric_v31: tuple[_Metric, ...] = ()
+
+
+class _Description(_Struct):
+    lang: str
+    value: str
+
+
+class _Cve(_Struct):
+    id: CveId
+    published: datetime
+    last_modified: datetime
+    vuln_status: str = "Unknown"  # absent from records before NVD's 2.0 schema
+    descriptions: tuple[_Description, ...] = ()
+    metrics: _Metrics = msgspec.field(default_factory=_Metrics)
+    configurations: tuple[_Configuration, ...] = ()
+
+
+class _Item(_Struct):
+    cve: _Cve
+
+
+class _Id(msgspec.Struct, frozen=True):
+    """Only what names a record in an error, however wrong the rest of it is."""
+
+    id: object = None
+
+
+class _ItemId(msgspec.Struct, frozen=True):
+    cve: _Id = _Id()
+
+
+_RAWS = msgspec.json.Decoder(tuple[msgspec.Raw, ...])
+# What a pattern stands for, said to whoever reads the error: field -> expected
+WORDS = {"id": "a CVE id such as CVE-2024-6387",
+         "criteria": "a CPE 2.3 string such as cpe:2.3:a:openbsd:openssh:9.2:p1:*:*:*:*:*:*"}
+_ITEM = msgspec.json.Decoder(_Item)
+_CVE = msgspec.json.Decoder(_Cve)
+
+
+def read(path: str) -> list[CveRecord]:
+    """Every record of one NVD file, or ImportRefused naming the file, the record and why."""
+    data = read_bytes(path)
+    items, bare = _items(path, data)
+    records = []
+    for index, raw in enumerate(items):
+        try:
+            cve = _CVE.decode(raw) if bare else _ITEM.decode(raw).cve
+        except msgspec.ValidationError as exc:
+            where = () if bare else ("cve",)
+            raise ImportRefused(path, _name(raw, index, bare), reason(exc, raw, WORDS, where)) from None
+        records.append(_record(cve))
+    return records
+
+
+def _items(path: str, data: bytes) -> tuple[tuple[msgspec.Raw, ...], bool]:
+    """The file's records as raw JSON, and whether they are bare cve objects (else {"cve": ...})."""
+    try:
+        top = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
+    except msgspec.ValidationError:  # a DecodeError too: first
+        raise ImportRefused(path, None, "expected a JSON object (an NVD feed or CVE record)") from None
+    except msgspec.DecodeError as exc:
+        raise ImportRefused(path, None, f"not JSON: {exc}") from None
+    if "vulnerabilities" in top:
+        try:
+            return _RAWS.decode(top["vulnerabilities"]), False
+        except msgspec.ValidationError as exc:
+            raise ImportRefused(path, None, "vulnerabilities: " + reason(exc, top["vulnerabilities"], WORDS)) from None
+    if "cve" in top:
+        return (msgspec.Raw(data),), False
+    if "id" in top:
+        return (msgspec.Raw(data),), True
+    raise ImportRefused(path, None, 'neither an NVD feed ("vulnerabilities") nor a CVE record ("cve")')
+
+
+def _name(raw: msgspec.Raw, index: int, bare: bool) -> str:
+    """The record's CVE id if it has a readable one, else its place in the feed."""
+    try:
+        found = msgspec.json.decode(raw, type=_Id if bare else _ItemId)
+    except msgspec.ValidationError:
+        found = None
+    cve_id = found if isinstance(found, _Id) else getattr(found, "cve", _Id())
+    return named(cve_id.id) if isinstance(cve_id.id, str) and cve_id.id else f"vulnerabilities[{index}]"
+
+
+def _record(cve: _Cve) -> CveRecord:
+    score, version, severity = _cvss(cve.metrics)
+    return CveRecord(
+        id=cve.id, published=_when(cve.published), modified=_when(cve.last_modified),
+        status=cve.vuln_status, summary=_english(cve.descriptions),
+        cvss=score, cvss_version=version, severity=severity,
+        configurations=tuple(_configuration(c) for c in cve.configurations))
+
+
+def _when(moment: datetime) -> str:
+    """As NVD writes it (milliseconds, no zone: NVD's times are UTC)."""
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _english(descriptions: tuple[_Description, ...]) -> str:
+    texts = [d.value for d in descriptions if d.lang == "en"] or [d.value for d in descriptions]
+    return texts[0] if texts else ""
+
+
+def _cvss(metrics: _Metrics) -> tuple[float | None, str | None, Severity | None]:
+    """v4.0 if scored, else v3.1: the NVD's own (Primary) score if any, else the first."""
+    for version, scored in (("4.0", metrics.cvss_metric_v40), ("3.1", metrics.cvss_metric_v31)):
+        if scored:
+            chosen = next((m for m in scored if m.type == "Primary"), scored[0]).cvss_data
+            severity: Severity = chosen.base_severity.lower()  # type: ignore[assignment]
+            return chosen.base_score, version, severity
+    return None, None, None
+
+
+def _configuration(c: _Configuration) -> Configuration:
+    return Configuration(operator=c.operator, negate=c.negate, nodes=tuple(
+        Node(operator=n.operator, negate=n.negate, matches=tuple(_match(m) for m in n.cpe_match))
+        for n in c.nodes))
+
+
+def _match(m: _CpeMatch) -> CpeMatch:
+    return CpeMatch(criteria=m.criteria, vulnerable=m.vulnerable,
+                    start_including=m.version_start_including, start_excluding=m.version_start_excluding,
+                    end_including=m.version_end_including, end_excluding=m.version_end_excluding)

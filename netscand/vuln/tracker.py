@@ -1,0 +1,89 @@
+"""The Debian Security Tracker's JSON (https://security-tracker.debian.org/tracker/data/json):
+source package -> CVE id -> release codename -> status and fixed version. Matching asks it
+whether a Debian build of a package already carries the fix of a CVE (a backport).
+
+Decoded whole at C speed (the file is about 60 MB); only when that fails is it walked package by
+package and record by record, to name the one at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NoReturn
+
+import msgspec
+
+from netscand.vuln.errors import ImportRefused
+from netscand.vuln.inputs import named, read_bytes, reason
+
+
+class _Release(msgspec.Struct, frozen=True):
+    status: str  # "resolved" | "open" | "undetermined"
+    fixed_version: str | None = None  # "0": never affected
+
+
+class _Cve(msgspec.Struct, frozen=True):
+    releases: dict[str, _Release] = {}
+
+
+Row = tuple[str, str, str, str, str | None]  # package, cve, release, status, fixed_version
+_ALL = msgspec.json.Decoder(dict[str, dict[str, _Cve]])
+_PACKAGES = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_CVE = msgspec.json.Decoder(_Cve)
+_RELEASE = msgspec.json.Decoder(_Release)
+
+
+def read(path: str) -> list[Row]:
+    """Every (package, CVE, release) the tracker lists, or ImportRefused naming the package and
+    CVE at fault. Its TEMP-... entries (issues with no CVE id yet) are left out: nothing asks."""
+    data = read_bytes(path)
+    try:
+        packages = _ALL.decode(data)
+    except msgspec.ValidationError:
+        _refuse(path, data)
+    except msgspec.DecodeError as exc:
+        raise ImportRefused(path, None, f"not JSON: {exc}") from None
+    return list(_rows(packages))
+
+
+def _rows(packages: dict[str, dict[str, _Cve]]) -> Iterator[Row]:
+    for package, cves in packages.items():
+        for cve_id, cve in cves.items():
+            if cve_id.startswith("CVE-"):
+                for release, entry in cve.releases.items():
+                    yield package, cve_id, release, entry.status, entry.fixed_version
+
+
+def _refuse(path: str, data: bytes) -> NoReturn:
+    """Raise ImportRefused for the first package or record that does not decode."""
+    try:
+        packages = _PACKAGES.decode(data)
+    except msgspec.ValidationError:
+        raise ImportRefused(path, None, "expected a JSON object: source package -> CVE -> entry") from None
+    for package, raw in packages.items():
+        try:
+            cves = _PACKAGES.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise ImportRefused(path, named(package), reason(exc, raw, {})) from None
+        for cve_id, entry in cves.items():
+            try:
+                _CVE.decode(entry)
+            except msgspec.ValidationError as exc:
+                raise ImportRefused(path, f"{named(package)}: {named(cve_id)}",
+                                    _release_fault(entry) or reason(exc, entry, {})) from None
+    raise AssertionError("the whole file failed to decode, but every part of it decodes")
+
+
+def _release_fault(entry: msgspec.Raw) -> str | None:
+    """What is wrong in a release of a record, with the release named (msgspec names no key)."""
+    releases = msgspec.json.decode(entry, type=dict[str, msgspec.Raw]).get("releases")
+    try:
+        named_releases = _PACKAGES.decode(releases) if releases is not None else {}
+    except msgspec.ValidationError:
+        return None
+    for release, raw in named_releases.items():
+        try:
+            _RELEASE.decode(raw)
+        except msgspec.ValidationError as exc:
+            return reason(exc, raw, {}, at=f"releases.{named(release)}")
+    return None
