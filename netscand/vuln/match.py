@@ -1,0 +1,224 @@
+"""A port's CPE name and banner against the CVE data: which records apply, and how.
+
+For each record that names the port's product, every configuration is evaluated as NVD writes it
+(AND/OR nodes, negate): the port's CPE decides the criteria naming its own product, by version
+(exact, or the versionStart/End range); criteria naming other products that are marked
+vulnerable are false (this port is not them); the "running on/with" criteria (vulnerable false:
+an operating system, hardware, or another product the flaw needs) are decided by the OS guess
+where they name an OS and cannot be decided otherwise. A configuration true with them decided
+is "vulnerable"; one true only if they held is "needs_platform". Then the distribution build in
+the banner, if any, goes to the Debian tracker (backports.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import msgspec
+
+from netscand.vuln import backports, cpe, versions
+from netscand.vuln.cpe import ANY, NA, Cpe
+from netscand.vuln.records import (
+    Configuration,
+    CpeMatch,
+    CveRecord,
+    Finding,
+    Node,
+    TrackerEntry,
+)
+
+# Names NVD has used for one product: nginx moved from igor_sysoev to nginx to f5 (and F5's
+# recent records say nginx_open_source), so a port named by any of them is checked against all.
+ALIASES = (frozenset({("f5", "nginx"), ("f5", "nginx_open_source"), ("nginx", "nginx"), ("igor_sysoev", "nginx")}),)
+# An OS guess (osguess's family or name, or a banner's hint) -> the platform vendors it runs as.
+_OS_VENDORS = (
+    (re.compile(r"linux|debian|ubuntu|raspbian|centos|red hat|fedora|android", re.IGNORECASE),
+     frozenset({"linux", "debian", "canonical", "redhat", "fedoraproject", "centos", "raspberrypi", "google"})),
+    (re.compile(r"windows", re.IGNORECASE), frozenset({"microsoft"})),
+    (re.compile(r"bsd", re.IGNORECASE), frozenset({"freebsd", "openbsd", "netbsd"})),
+    (re.compile(r"mac ?os|darwin", re.IGNORECASE), frozenset({"apple"})),
+)
+_PLATFORMS_SHOWN = 3  # evidence stays a line: some records list dozens of firmware names
+_CVE_ID = re.compile(r"CVE-(\d+)-(\d+)")
+Oracle = Callable[[CpeMatch], bool]
+
+
+class CveSource(Protocol):
+    """What the matcher reads of a CveStore."""
+
+    def candidates(self, vendor: str, product: str) -> list[CveRecord]: ...
+
+    def fixed_in(self, package: str, cve_id: str) -> dict[str, TrackerEntry]: ...
+
+
+class PortMatch(msgspec.Struct, frozen=True):
+    findings: tuple[Finding, ...] = ()
+    note: str | None = None  # why nothing could be matched, or what could not be compared
+
+
+class Matcher:
+    def __init__(self, store: CveSource) -> None:
+        self._store = store
+
+    def match(self, cpe_name: str | None, banner: str | None, os_name: str | None) -> PortMatch:
+        """The findings for one port (pure given the store; never raises on any text)."""
+        port = cpe.parse(cpe_name)
+        if port is None:
+            return PortMatch(note="no CPE name: no CVE can be matched" if not cpe_name
+                             else "not a CPE 2.3 name: no CVE can be matched")
+        if port.version in (ANY, NA):
+            return PortMatch(note="version unknown: no CVE can be matched")
+        port_match = _PortMatch(port, versions.parse(port.version, port.update), os_name)
+        findings = [f for record in self._records(port) if (f := port_match.finding(record))]
+        findings = [self._backport(f, port, banner) for f in findings]
+        findings.sort(key=_order)
+        return PortMatch(tuple(findings), port_match.note())
+
+    def _records(self, port: Cpe) -> list[CveRecord]:
+        seen: dict[str, CveRecord] = {}
+        for vendor, product in sorted(_names(port)):
+            for record in self._store.candidates(vendor, product):
+                if record.status != "Rejected":  # the store leaves them out; a stale row must not match
+                    seen.setdefault(record.id, record)
+        return list(seen.values())
+
+    def _backport(self, finding: Finding, port: Cpe, banner: str | None) -> Finding:
+        if finding.status != "vulnerable":
+            return finding
+        upstream = f"{port.version}{port.update if port.update not in (ANY, NA) else ''}"
+        found = backports.build(banner, upstream)
+        package = next((backports.PACKAGES[n] for n in sorted(_names(port)) if n in backports.PACKAGES), None)
+        return backports.decide(finding, found, package, self._store)
+
+
+def _names(port: Cpe) -> frozenset[tuple[str, str]]:
+    own = (port.vendor, port.product)
+    return next((group for group in ALIASES if own in group), frozenset({own}))
+
+
+def _order(finding: Finding) -> tuple[float, int, int, str]:
+    number = _CVE_ID.fullmatch(finding.id)
+    year, serial = (int(number[1]), int(number[2])) if number else (0, 0)
+    return (-(finding.cvss if finding.cvss is not None else -1.0), year, serial, finding.id)
+
+
+class _PortMatch:
+    """One port's CPE and version, checked against records; remembers what it could not compare."""
+
+    def __init__(self, port: Cpe, version: versions.VendorVersion | None, os_name: str | None) -> None:
+        self.port = port
+        self.names = _names(port)
+        self.version = version
+        self.os_name = os_name
+        self.uncompared: set[str] = set()
+
+    def note(self) -> str | None:
+        if not self.uncompared:
+            return None
+        return f"version {self.port.version} could not be compared with {len(self.uncompared)} criteria"
+
+    def finding(self, record: CveRecord) -> Finding | None:
+        best: tuple[str, str] | None = None
+        for configuration in record.configurations:
+            verdict = self._configuration(configuration)
+            if verdict and (best is None or best[0] == "needs_platform"):
+                best = verdict
+        if best is None:
+            return None
+        status, evidence = best
+        return Finding(id=record.id, status=status, cvss=record.cvss,  # type: ignore[arg-type]
+                       severity=record.severity, summary=record.summary, published=record.published,
+                       evidence=evidence)
+
+    def _configuration(self, configuration: Configuration) -> tuple[str, str] | None:
+        hit = next((m for m in _matches(configuration) if m.vulnerable and self._own(m)), None)
+        if hit is None:
+            return None
+        if _holds(configuration, self._decided):
+            return "vulnerable", _evidence(hit)
+        if _holds(configuration, self._assumed):
+            platforms = [m.criteria for m in _matches(configuration) if self._needs(m)]
+            shown = " or ".join(platforms[:_PLATFORMS_SHOWN]) + (" or ..." if len(platforms) > _PLATFORMS_SHOWN else "")
+            return "needs_platform", f"{_evidence(hit)}; needs {shown} (OS guess: {self.os_name or 'none'})"
+        return None
+
+    def _own(self, criterion: CpeMatch) -> bool:
+        """Whether the criterion names this port's product and its version matches."""
+        name = cpe.parse(criterion.criteria)
+        if name is None or name.part not in (self.port.part, ANY) or (name.vendor, name.product) not in self.names:
+            return False
+        if not _extras_agree(name, self.port):
+            return False
+        verdict = self._version(name, criterion)
+        if verdict is None:
+            self.uncompared.add(criterion.criteria)
+        return bool(verdict)
+
+    def _version(self, name: Cpe, criterion: CpeMatch) -> bool | None:
+        bounds = versions.Range(criterion.start_including, criterion.start_excluding,
+                                criterion.end_including, criterion.end_excluding)
+        if name.version == NA:
+            return False
+        if self.version is None:
+            return None
+        if name.version == ANY:
+            return versions.in_range(self.version, bounds) if bounds.bounded() else True
+        return self._exact(name)
+
+    def _exact(self, name: Cpe) -> bool | None:
+        if name.update == NA and self.version is not None and self.version.update is not None:
+            return False  # "-": the release itself, not one of its updates
+        wanted = versions.parse(name.version, None if name.update in (ANY, NA) else name.update)
+        if wanted is None or self.version is None:
+            return None
+        return versions.compare(wanted, self.version) == 0
+
+    def _needs(self, criterion: CpeMatch) -> bool:
+        """A "running on/with" criterion: not vulnerable itself, and not this port's product."""
+        name = cpe.parse(criterion.criteria)
+        return not criterion.vulnerable and (name is None or (name.vendor, name.product) not in self.names)
+
+    def _decided(self, criterion: CpeMatch) -> bool:
+        if self._needs(criterion):
+            name = cpe.parse(criterion.criteria)
+            return name is not None and name.part == "o" and _runs(self.os_name, name)
+        return self._own(criterion)
+
+    def _assumed(self, criterion: CpeMatch) -> bool:
+        return True if self._needs(criterion) else self._own(criterion)
+
+
+def _matches(configuration: Configuration) -> Iterable[CpeMatch]:
+    return (m for node in configuration.nodes for m in node.matches)
+
+
+def _holds(configuration: Configuration, oracle: Oracle) -> bool:
+    results = [_node(node, oracle) for node in configuration.nodes]
+    value = all(results) if configuration.operator == "AND" else any(results)
+    return bool(results) and value != configuration.negate
+
+
+def _node(node: Node, oracle: Oracle) -> bool:
+    results = [oracle(m) for m in node.matches]
+    value = all(results) if node.operator == "AND" else any(results)
+    return bool(results) and value != node.negate
+
+
+def _extras_agree(name: Cpe, port: Cpe) -> bool:
+    """edition ... other: a value the criterion pins must be the port's, unless the port's is unknown."""
+    return all(want in (ANY, NA) or have in (ANY, want) for want, have in zip(name.extras(), port.extras()))
+
+
+def _runs(os_name: str | None, platform: Cpe) -> bool:
+    """Whether the OS guess is the operating system a platform criterion names."""
+    if not os_name:
+        return False
+    return any(pattern.search(os_name) and platform.vendor in vendors for pattern, vendors in _OS_VENDORS)
+
+
+def _evidence(criterion: CpeMatch) -> str:
+    bounds = versions.Range(criterion.start_including, criterion.start_excluding,
+                            criterion.end_including, criterion.end_excluding)
+    return f"{criterion.criteria} {bounds}" if bounds.bounded() else criterion.criteria
