@@ -12,3 +12,7 @@ class ImportRefused(ValueError):
         self.reason = reason
         where = f"{file}: {record}" if record else file
         super().__init__(f"{where}: {reason}")
+
+
+class CveStoreError(Exception):
+    """The CVE database could not be opened, read or written (its path and SQLite's words)."""
