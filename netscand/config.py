@@ -87,10 +87,21 @@ class PolicyConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     max_rate: Positive = 100_000.0
 
 
+Url = Annotated[str, Meta(pattern="^https?://[^\\s]+$(?!\\n)", extra={"expected": "an http:// or https:// URL"})]
+
+
+class CveConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Where `netscand cve sync` fetches: NVD's JSON 2.0 feed files (nvdcve-2.0-<year>.json.gz
+    # and the modified and recent ones) under feed_url, and the Debian Security Tracker's JSON.
+    feed_url: Url = "https://nvd.nist.gov/feeds/json/cve/2.0/"
+    tracker_url: Url = "https://security-tracker.debian.org/tracker/data/json"
+
+
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    cve: CveConfig = field(default_factory=CveConfig)
 
     @property
     def workers(self) -> int:
