@@ -76,7 +76,9 @@ class Sender:
     """Frames are copied into one buffer and leave in one sendmmsg() call per batch: the
     syscall, not the copy, is what a frame costs Python (docs/architecture.md's measurements)."""
 
-    FRAME_MAX = 128
+    # An Ethernet frame without its FCS: a UDP probe carries its protocol's request (an IKE
+    # SA_INIT, a WS-Discovery SOAP envelope), not just headers.
+    FRAME_MAX = 1514
 
     def __init__(self, sock: socket.socket, capacity: int = 64) -> None:
         self._sock = sock  # kept open as long as the sender lives

@@ -38,13 +38,32 @@ def ports(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
         filtered = len(seg) - closed - opened
         ip = plan.hosts[(start + o) % nh]
         yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=closed, b=filtered)
-        for state, count in ((S_CLOSED, closed), (S_NONE, filtered)):
+        for listed, count in (((S_CLOSED,), closed), ((S_NONE, S_UNREACH), filtered)):
             if 0 < count <= LIST_CAP:
-                yield from _listed(plan, ip, (start + o) // nh, seg, state)
+                yield from _listed(plan, ip, (start + o) // nh, seg, listed)
 
 
-def _listed(plan: Plan, ip: int, first: int, seg: bytes, state: int) -> Iterator[bytes]:
-    """One record per port of `seg` in `state` (S_NONE: unanswered or unreachable)."""
+def udp_ports(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
+    """As `ports`, with UDP's three states apart (where TCP's filtered is silence and
+    unreachables alike, UDP's silence is open|filtered): per host that answered anything in
+    this shard, a = closed, b = silent, win = filtered (unreachable) counts, and the ports of
+    each state the host has few of."""
+    nh = len(plan.hosts)
+    start = plan.shard_range(shard)[0]
+    for o in range(min(len(states), nh)):
+        seg = states[o::nh]
+        closed, silent, filtered = seg.count(S_CLOSED), seg.count(S_NONE), seg.count(S_UNREACH)
+        if silent == len(seg):
+            continue
+        ip = plan.hosts[(start + o) % nh]
+        yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=closed, b=silent, win=filtered)
+        for state, count in ((S_CLOSED, closed), (S_UNREACH, filtered), (S_NONE, silent)):
+            if 0 < count <= LIST_CAP:
+                yield from _listed(plan, ip, (start + o) // nh, seg, (state,))
+
+
+def _listed(plan: Plan, ip: int, first: int, seg: bytes, states: tuple[int, ...]) -> Iterator[bytes]:
+    """One record per port of `seg` in one of `states`, with its own state."""
     for j, value in enumerate(seg):
-        if value == state or (state == S_NONE and value == S_UNREACH):
+        if value in states:
             yield pack_result(R_PORT, state=value, plan_gen=plan.gen, ip=ip, port=plan.ports[first + j])

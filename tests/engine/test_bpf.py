@@ -61,11 +61,12 @@ def test_the_replies_of_the_registered_probes_pass_and_nothing_else() -> None:
     kept = {
         "syn-ack to our ports": tcp(LO + 5, 0x12), "rst at the top of them": tcp(HI, 0x14),
         "icmp": other(1, bytes(dpkt.icmp.ICMP(type=0, data=dpkt.icmp.ICMP.Echo()))), "arp reply": arp(2),
+        "udp to our ports": other(17, bytes(dpkt.udp.UDP(sport=53, dport=LO))),
     }
     dropped = {
         "syn-ack below our ports": tcp(LO - 1, 0x12), "above them": tcp(HI + 1, 0x12),
         "our own syn (seen on lo)": tcp(LO + 5, 0x02), "a later fragment": tcp(LO + 5, 0x12, offset=1480),
-        "udp": other(17, bytes(dpkt.udp.UDP(sport=53, dport=LO))), "arp request": arp(1),
+        "udp below our ports": other(17, bytes(dpkt.udp.UDP(sport=53, dport=LO - 1))), "arp request": arp(1),
         "ipv6": bytes(dpkt.ethernet.Ethernet(type=0x86DD, data=b"\0" * 40)), "runt": b"\0" * 13,
     }
     assert {name: run(FILTER, pkt) for name, pkt in kept.items()} == dict.fromkeys(kept, SNAPLEN)

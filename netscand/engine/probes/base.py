@@ -59,6 +59,8 @@ class ProbeType:
     # Its answers are port states (open, closed, filtered): the port scan the per-host budget
     # applies to and the result counts closed and filtered ports of.
     port_states: bool = False
+    # With port_states: the protocol its port states are of ("tcp", "udp").
+    protocol: str = "tcp"
     # It finds on-link hosts and their MACs (ARP): never routed, so it may also resolve gateways
     # the policy does not allow as targets, and the scan goes on past it with the MACs found.
     resolves_neighbours: bool = False
