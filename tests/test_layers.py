@@ -49,6 +49,8 @@ EXEMPT = {
     "netscand.cli.doctor": frozenset({"daemon", "preload", "privileges", "store"}),
     "netscand.cli.token": frozenset({"daemon", "privileges", "store"}),
     "netscand.cli.scan": frozenset({"oneshot"}),
+    # `cve` opens the CVE database in the daemon's state directory as the daemon's user
+    "netscand.cli.cve": frozenset({"daemon", "privileges"}),
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from netscand import __version__
-from netscand.cli import doctor, scan, serve, token
+from netscand.cli import cve, doctor, scan, serve, token
 from netscand.lab import cli as lab
 
 
@@ -18,6 +18,7 @@ def parser() -> argparse.ArgumentParser:
     serve.register(sub)
     token.register(sub)
     doctor.register(sub)
+    cve.register(sub)
     lab.register(sub)
     return p
 

@@ -16,3 +16,7 @@ class ImportRefused(ValueError):
 
 class CveStoreError(Exception):
     """The CVE database could not be opened, read or written (its path and SQLite's words)."""
+
+
+class SyncError(Exception):
+    """A file `netscand cve sync` could not fetch: its URL and why."""

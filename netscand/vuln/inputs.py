@@ -6,7 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -21,14 +22,29 @@ _PATTERN = "Expected a string matching regex"
 _DATETIME = "Invalid RFC3339 encoded datetime"
 
 
-def read_bytes(path: str) -> bytes:
+# A file to import: its path, or the file opened already (by root, for the daemon's user to read).
+Source = str | Path | BinaryIO
+
+
+def name_of(source: Source) -> str:
+    return str(source) if isinstance(source, str | Path) else str(getattr(source, "name", "<input>"))
+
+
+def read_bytes(source: Source) -> bytes:
+    path = name_of(source)
     try:
-        with open(path, "rb") as f:
-            gzipped = f.read(2) == b"\x1f\x8b"
-            f.seek(0)
-            return _gunzip(path, f) if gzipped else _bounded(path, f)
+        if isinstance(source, str | Path):
+            with open(source, "rb") as f:
+                return _read(path, f)
+        return _read(path, source)
     except OSError as exc:
         raise ImportRefused(path, None, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read(path: str, f: BinaryIO) -> bytes:
+    gzipped = f.read(2) == b"\x1f\x8b"
+    f.seek(0)
+    return _gunzip(path, f) if gzipped else _bounded(path, f)
 
 
 def _gunzip(path: str, f: Any) -> bytes:

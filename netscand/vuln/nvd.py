@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from netscand.vuln.errors import ImportRefused
-from netscand.vuln.inputs import named, read_bytes, reason
+from netscand.vuln.inputs import Source, name_of, named, read_bytes, reason
 from netscand.vuln.records import Configuration, CpeMatch, CveRecord, Node, Severity
 
 CveId = Annotated[str, Meta(pattern="^CVE-[0-9]{4}-[0-9]{4,}$(?!\\n)")]
@@ -104,9 +104,9 @@ _ITEM = msgspec.json.Decoder(_Item)
 _CVE = msgspec.json.Decoder(_Cve)
 
 
-def read(path: str) -> list[CveRecord]:
+def read(source: Source) -> list[CveRecord]:
     """Every record of one NVD file, or ImportRefused naming the file, the record and why."""
-    data = read_bytes(path)
+    path, data = name_of(source), read_bytes(source)
     items, bare = _items(path, data)
     records = []
     for index, raw in enumerate(items):

@@ -18,6 +18,7 @@ import msgspec
 
 from netscand.vuln import nvd, tables, tracker
 from netscand.vuln.errors import CveStoreError
+from netscand.vuln.inputs import Source
 from netscand.vuln.records import CveRecord, CveStatus, SourceStatus, TrackerEntry
 
 DB_NAME = "cve.db"
@@ -41,21 +42,21 @@ class CveStore:
                 raise CveStoreError(f"cannot open {path}: cannot switch it to write-ahead logging")
             db.executescript(tables.SCHEMA)
 
-    def import_nvd(self, paths: Sequence[str | Path]) -> ImportReport:
+    def import_nvd(self, paths: Sequence[Source]) -> ImportReport:
         """Load NVD JSON 2.0 files (feeds, API responses, single records) in one transaction;
         ImportRefused for a bad file, and then nothing of any of them is kept."""
         read = written = 0
         with self._transaction("cannot import NVD data into") as db:
             for path in paths:  # one file's records in memory at a time
-                records = nvd.read(str(path))
+                records = nvd.read(path)
                 read, written = read + len(records), written + tables.write_records(db, records)
             total, newest = tables.nvd_summary(db)
             tables.write_source(db, tables.NVD, total, newest, _now())
         return ImportReport(tables.NVD, len(paths), read, written, total)
 
-    def import_tracker(self, path: str | Path) -> ImportReport:
+    def import_tracker(self, path: Source) -> ImportReport:
         """Replace the Debian Security Tracker data with the file's, in one transaction."""
-        rows = tracker.read(str(path))
+        rows = tracker.read(path)
         with self._transaction("cannot import tracker data into") as db:
             entries = tables.write_tracker(db, rows)
             now = _now()

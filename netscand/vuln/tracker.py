@@ -14,7 +14,7 @@ from typing import NoReturn
 import msgspec
 
 from netscand.vuln.errors import ImportRefused
-from netscand.vuln.inputs import named, read_bytes, reason
+from netscand.vuln.inputs import Source, name_of, named, read_bytes, reason
 
 
 class _Release(msgspec.Struct, frozen=True):
@@ -33,10 +33,10 @@ _CVE = msgspec.json.Decoder(_Cve)
 _RELEASE = msgspec.json.Decoder(_Release)
 
 
-def read(path: str) -> list[Row]:
+def read(source: Source) -> list[Row]:
     """Every (package, CVE, release) the tracker lists, or ImportRefused naming the package and
     CVE at fault. Its TEMP-... entries (issues with no CVE id yet) are left out: nothing asks."""
-    data = read_bytes(path)
+    path, data = name_of(source), read_bytes(source)
     try:
         packages = _ALL.decode(data)
     except msgspec.ValidationError:
