@@ -15,7 +15,7 @@ models describe them, and the tests hold the two together.
 # classes are (with the registries' values), not strings msgspec would evaluate later.
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from netscand.api.problems import NOT_READY
 from netscand.scan.identify import NAME_PREFERENCE
@@ -37,16 +37,20 @@ IDEMPOTENCY_KEY_MAX = 255
 MIN_RATE = 1.0
 
 STATUS_NAMES = tuple(STATUSES)
-PORT_STATES = ("open", "closed", "filtered")  # as the document has always listed them
+PORT_STATES = ("open", "closed", "filtered", "open|filtered")  # the last: UDP's silence
 # The values of each enum in the order they mean something in (a scan's life, the profiles'
 # size): msgspec writes a Literal's values sorted, and in_order() puts them back in this order.
-ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES)
+SEVERITIES = ("critical", "high", "medium", "low", "none")  # scan/cves.py's, which api may not import
+FINDING_STATUSES = ("vulnerable", "fixed_by_distribution", "needs_platform")
+ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES, SEVERITIES, FINDING_STATUSES)
 if TYPE_CHECKING:
     ProfileName = str
     StatusName = str
     HostnameSource = str
     NotReadyType = str
     PortState = str
+    Severity = str
+    FindingStatus = str
 else:
     # Built from the registries, so a new profile or status is one entry there.
     ProfileName = Literal[PROFILE_NAMES]
@@ -54,6 +58,8 @@ else:
     HostnameSource = Literal[NAME_PREFERENCE]
     NotReadyType = Literal[NOT_READY]
     PortState = Literal[PORT_STATES]
+    Severity = Literal[SEVERITIES]
+    FindingStatus = Literal[FINDING_STATUSES]
 
 _SITE = "123e4567-e89b-12d3-a456-426614174000"
 # A pattern's end: msgspec searches with Python's re, where `$` also matches before a final
@@ -150,8 +156,9 @@ class StartRequest(Closed):
         description=f"{_only_with('enable_profiling')}: device profiling of the hosts found (vendor, OS "
                     "guess, host names, service detection).")] = None
     enable_cve_match: Annotated[bool | None, Meta(
-        description=f"{_only_with('enable_cve_match')}: accepted and stored; no CVE database is matched "
-                    "yet, so `cves` stays absent.")] = None
+        description=f"{_only_with('enable_cve_match')}: match the services found (with "
+                    "enable_profiling) against the daemon's CVE data, as deep does: the result gets "
+                    "`cves`, `cve_counts` and `cve_data`.")] = None
     rate: Annotated[Annotated[float, Meta(ge=MIN_RATE)] | None, Meta(
         description="Probes per second; above the policy's max_rate: 422.", examples=[500])] = None
     retries: Annotated[Annotated[int, Meta(ge=RETRIES[0], le=RETRIES[1])] | None, Meta(
@@ -220,11 +227,71 @@ class ScanList(Closed):
 # -- results -------------------------------------------------------------------------------------
 
 class Cve(Closed):
-    """A known vulnerability of a service."""
+    """A CVE matched to a port's product and version (a finding), from the daemon's CVE data."""
 
     id: Annotated[str, Meta(pattern="^CVE-[0-9]{4}-[0-9]+" + _END, examples=["CVE-2024-6387"])]
-    cvss: Annotated[float, Meta(ge=0, le=10)] | None = None
-    summary: str | None = None
+    status: Annotated[FindingStatus, Meta(
+        description="vulnerable: the version is in a vulnerable range. fixed_by_distribution: it is, "
+                    "but the banner names a distribution build (OpenSSH's `Debian-2+deb12u3`, "
+                    "MariaDB's `-0+deb12u1`) that the distribution's security tracker says fixed it; "
+                    "see fixed_version. needs_platform: vulnerable only on a platform (an AND "
+                    "configuration with an OS node) that the device's OS guess does not confirm.")]
+    cvss: Annotated[Annotated[float, Meta(ge=0, le=10)] | None, Meta(
+        description="NVD's CVSS v4.0 base score, else v3.1; null when it has neither.")]
+    severity: Annotated[Severity | None, Meta(description="The score's severity; null without a score.")]
+    summary: Annotated[str, Meta(description="NVD's English description.")]
+    published: Annotated[str, Meta(description="When NVD published it, as NVD writes it.",
+                                   examples=["2024-07-01T13:15:10.123"])]
+    evidence: Annotated[str, Meta(
+        description="The criterion that matched: its CPE, with the version range.",
+        examples=["cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* < 9.8p1"])]
+    fixed_version: Annotated[str | UnsetType, Meta(
+        description="fixed_by_distribution only: the distribution's build that fixed it.",
+        examples=["1:9.2p1-2+deb12u3"])] = UNSET
+
+
+class CveCounts(Closed):
+    """"vulnerable" findings by severity (a finding without a score is in none of them)."""
+
+    critical: Count
+    high: Count
+    medium: Count
+    low: Count
+    none: Count
+
+
+class SourceStatus(Closed):
+    """One source of the CVE data."""
+
+    name: Annotated[str, Meta(description="nvd: NVD CVE JSON 2.0; debian-tracker: the Debian Security "
+                                          "Tracker's JSON.", examples=["nvd"])]
+    records: Annotated[Count, Meta(description="CVE records (nvd) or tracker entries held.")]
+    newest: Annotated[str | None, Meta(description="nvd: the newest record's lastModified, as NVD "
+                                                   "writes it; debian-tracker: when it was imported.")]
+    imported_at: Annotated[Time | None, Meta(description="When this source was last imported.")]
+
+
+class CveStatus(Closed):
+    """The CVE data scans are matched against: the body of GET /api/v1/cve/status."""
+
+    loaded: Annotated[bool, Meta(description="Whether any NVD record is loaded; without, no CVE is "
+                                             "matched.")]
+    sources: list[SourceStatus]
+    updated_at: Annotated[Time | None, Meta(description="The latest import of any source.")]
+    age_seconds: Annotated[Annotated[float, Meta(ge=0)] | None, Meta(description="Since updated_at.")]
+
+
+class CveData(Closed):
+    """The CVE data a scan was matched against (when it was, or last re-matched)."""
+
+    loaded: Annotated[bool, Meta(description="false: no CVE data was loaded (or it could not be read), "
+                                             "so nothing was matched; `note` says what to do.")]
+    sources: Annotated[list[SourceStatus] | UnsetType, Meta(description="With loaded data.")] = UNSET
+    updated_at: Annotated[Time | None | UnsetType, Meta(description="With loaded data: its latest "
+                                                                     "import.")] = UNSET
+    note: Annotated[str | UnsetType, Meta(
+        description="Without loaded data: why, and how to load it.",
+        examples=["no CVE data is loaded: run `netscand cve sync` or `netscand cve import`"])] = UNSET
 
 
 def _detail(description: str) -> Meta:
@@ -236,9 +303,16 @@ class Port(Closed):
 
     port: PortNumber
     protocol: Annotated[Literal["tcp", "udp"], Meta(
-        description="tcp: a port the TCP SYN scan found. udp: a UDP service that answered one of "
-                    "profiling's queries (mDNS 5353, NetBIOS 137, SNMP 161), listed open.")]
-    state: PortState
+        description="tcp: a port the TCP SYN scan found. udp: a port the UDP scan found (deep; "
+                    "custom's udp_ports), or a UDP service that answered one of profiling's queries "
+                    "(mDNS 5353, NetBIOS 137, SNMP 161), which is open whatever the scan heard; one "
+                    "entry per port either way.")]
+    state: Annotated[PortState, Meta(
+        description="open: it answered (TCP SYN-ACK; a UDP reply). closed: TCP RST; ICMP port "
+                    "unreachable for UDP. filtered: no TCP answer, or an ICMP unreachable other than "
+                    "the port's. open|filtered: UDP only, no answer after the retries: a service that "
+                    "ignored the probe, a filter, or (see udp_icmp_limited) a closed port whose ICMP "
+                    "answer the host's rate limit suppressed.")]
     service: Annotated[str | None, Meta(
         description="What answers: found by service detection, else the port's registered name; null "
                     "if neither.", examples=["SSH", "HTTPS"])]
@@ -247,7 +321,12 @@ class Port(Closed):
     banner: Annotated[str | UnsetType, _detail("What the service said first, printable.")] = UNSET
     cpe: Annotated[str | UnsetType, _detail("CPE 2.3 name of the product.")] = UNSET
     cves: Annotated[list[Cve] | UnsetType, Meta(
-        description="Vulnerabilities of the product; absent: no CVE database is matched yet.")] = UNSET
+        description="With CVE matching (deep; custom's enable_cve_match) and CVE data loaded, on a "
+                    "port with a `cpe`: the CVEs of its product and version, most severe first. "
+                    "Absent on other ports and scans.")] = UNSET
+    cve_note: Annotated[str | UnsetType, Meta(
+        description="Why the port's CVEs can't be matched (its version is unknown); with `cves`.",
+        examples=["version unknown: no CVE can be matched"])] = UNSET
 
 
 class Hostname(Closed):
@@ -265,6 +344,13 @@ class NotShown(Closed):
     closed: Count | UnsetType = UNSET
     filtered: Count | UnsetType = UNSET
     open: Count | UnsetType = UNSET
+
+
+class NotShownUdp(NotShown):
+    """UDP ports in a state too common on this host to list, by state; `open` only for a host that
+    answered (nearly) every UDP port probed."""
+
+    open_filtered: Count | UnsetType = field(default=UNSET, name="open|filtered")
 
 
 class Device(Closed):
@@ -286,13 +372,23 @@ class Device(Closed):
         description="Every name found for the host, one per source; absent when none was.")] = UNSET
     os_confidence: Annotated[Annotated[float, Meta(ge=0, le=1)] | UnsetType, Meta(
         description="How firmly the evidence supports os_guess (only with it).")] = UNSET
-    not_shown: NotShown | UnsetType = UNSET
+    not_shown: Annotated[NotShown | UnsetType, Meta(description="TCP ports counted, not listed.")] = UNSET
+    not_shown_udp: Annotated[NotShownUdp | UnsetType, Meta(description="UDP ports counted, not listed.")] = UNSET
+    udp_icmp_limited: Annotated[Literal[True] | UnsetType, Meta(
+        description="The host answered some UDP probes with ICMP port unreachable yet left others "
+                    "silent after every retry. Hosts rate-limit those answers (Linux: about one a "
+                    "second, icmp_ratelimit), so its open|filtered ports are most likely closed ports "
+                    "whose answer was suppressed. Absent otherwise.")] = UNSET
     tarpit: Annotated[Literal[True] | UnsetType, Meta(
-        description="The host answered open on (nearly) every port probed (a tarpit or a SYN proxy): "
-                    "its open ports are counted in not_shown, not listed, and it gets no OS guess and "
-                    "no service detection. Absent otherwise.")] = UNSET
+        description="The host answered open on (nearly) every port probed of a protocol (a tarpit or "
+                    "a SYN proxy): that protocol's open ports are counted in not_shown (TCP) or "
+                    "not_shown_udp, not listed; a TCP tarpit gets no OS guess and no service "
+                    "detection. Absent otherwise.")] = UNSET
     timed_out: Annotated[Literal[True] | UnsetType, Meta(
         description="The host exceeded the profile's per-host time budget. Absent otherwise.")] = UNSET
+    cve_counts: Annotated[CveCounts | UnsetType, Meta(
+        description="Its ports' \"vulnerable\" findings by severity; only on a device with a port whose "
+                    "CVEs were matched.")] = UNSET
 
 
 class ScanResult(Closed):
@@ -311,6 +407,13 @@ class ScanResult(Closed):
     devices: Annotated[list[Device], Meta(description="This page's devices, sorted by IP over all pages.")]
     page: Page
     per_page: Annotated[int, Meta(ge=RESULT_PER_PAGE[0], le=RESULT_PER_PAGE[1])]
+    cve_counts: Annotated[CveCounts | UnsetType, Meta(
+        description="With CVE matching and data: every device's \"vulnerable\" findings by severity, "
+                    "on all pages.")] = UNSET
+    cve_data: Annotated[CveData | UnsetType, Meta(
+        description="With CVE matching (deep; custom's enable_cve_match), once the scan has ended: "
+                    "the CVE data it was matched against, or that none was loaded (the scan "
+                    "completes all the same). Absent for other scans.")] = UNSET
 
 
 # -- errors and health ---------------------------------------------------------------------------
@@ -359,5 +462,5 @@ class Readiness(Closed):
 
 
 # Every schema of the document, by name.
-SCHEMAS: tuple[type[Struct], ...] = (StartRequest, ScanStatus, ScanList, ScanResult, Device, Port,
-                                    Cve, Hostname, NotShown, Problem, NotReady, Checks, Health, Readiness)
+SCHEMAS: tuple[type[Struct], ...] = (StartRequest, ScanStatus, ScanList, ScanResult, Device, Port, Cve, Hostname,
+                                    NotShown, NotShownUdp, CveStatus, Problem, NotReady, Checks, Health, Readiness)

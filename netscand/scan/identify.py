@@ -64,7 +64,7 @@ async def identify(hosts: list[Host], detector: Detector, ask_targets: bool,
     per_host = host_deadline(host_timeout_s)
     by_ip = {str(ipaddress.IPv4Address(h.ip)): h for h in hosts}
     ips = list(by_ip)
-    targets = [(ip, port) for ip, h in by_ip.items() if not h.tarpit for port in sorted(h.open)] if ask_targets else []
+    targets = [(ip, port) for ip, h in by_ip.items() if not h.tarpit for port in sorted(h.tcp.open)] if ask_targets else []
     dns: dict[str, str] = {}
     names: dict[str, HostNames] = {}
     found: Results = {}

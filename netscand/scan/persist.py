@@ -25,6 +25,8 @@ log = structlog.get_logger()
 SAVE_CHUNK = 512  # devices built per turn of the loop, and written per transaction, at a scan's end
 LIST_PAGE = 100
 STATE_LOGGED = ("error", "hosts_found", "ports_found")
+# Device fields known once the host's counts are final: saved with its closed and filtered ports.
+FINAL_FIELDS = ("not_shown", "not_shown_udp", "udp_icmp_limited")
 
 
 def device_row(result: ScanResult, h: Host, profiling: bool, final: bool) -> dict:
@@ -33,9 +35,8 @@ def device_row(result: ScanResult, h: Host, profiling: bool, final: bool) -> dic
     are final, and rows stay."""
     device = result.device(h, profiling)
     ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
-    extra = {k: device[k] for k in ("not_shown", "os_confidence", "hostnames", "tarpit") if k in device}
-    if not final:
-        extra.pop("not_shown", None)
+    kept = (*(FINAL_FIELDS if final else ()), "os_confidence", "hostnames", "tarpit")
+    extra = {k: device[k] for k in kept if k in device}
     return {"ip": device["ip"], "mac": device["mac"], "hostname": device["hostname"], "vendor": device["vendor"],
             "os_guess": device["os_guess"], "extra": extra or None, "timed_out": device.get("timed_out"),
             "ports": ports}
@@ -156,3 +157,11 @@ class Persist:
         while chunk := list(islice(hosts, SAVE_CHUNK)):
             devices = [device_row(result, h, profiling, final=True) for h in chunk]
             await self.io.write(self.store.put_devices, scan_id, devices)
+
+    async def devices(self, scan_id: str) -> builtins.list[dict]:
+        """Every device of a finished scan, as its result document has them."""
+        return await self.io.read(self.store.result, scan_id)
+
+    async def save_cves(self, scan_id: str, devices: builtins.list[dict], cve: dict) -> None:
+        """A CVE match's devices and the scan's `cve` (scan/cves.py), replacing the earlier ones."""
+        await self.io.write(self.store.put_cves, scan_id, devices, cve)

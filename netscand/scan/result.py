@@ -6,16 +6,29 @@ when the whole host has few ports in that state; otherwise it is counted under `
 nmap does with its "Not shown: 995 closed ports".
 
 A host that answers SYN-ACK on (nearly) every port is a tarpit (LaBrea, a SYN proxy): its "open"
-ports are counted, never listed, fingerprinted past OPEN_CAP, guessed at or profiled.
+ports are counted, never listed, fingerprinted past OPEN_CAP, guessed at or profiled. A host
+that answers (nearly) every UDP port is bounded the same way: its UDP open ports are counted.
+
+Each protocol's port scan keeps its states apart (PortStates); UDP adds "open|filtered" (no
+answer after the retries) and "filtered" (an ICMP unreachable other than the port's).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result
+from netscand.engine.shm import (
+    R_HOST,
+    R_PORT,
+    R_TALLY,
+    S_CLOSED,
+    S_OPEN,
+    S_UNREACH,
+    Result,
+)
 from netscand.profiling.osguess import Guess, guess
 from netscand.profiling.services import ServiceInfo
 from netscand.profiling.vendor import vendor
@@ -34,7 +47,6 @@ OPEN_CAP = 1024
 # (a custom scan of a few) proves nothing, so such a host is judged by OPEN_CAP alone.
 TARPIT_SAMPLE = 100
 TARPIT_PERCENT = 90
-STATE_NAMES = {S_OPEN: "open", S_CLOSED: "closed"}  # anything else that is listed is filtered
 
 
 def well_known_service(port: int) -> str | None:
@@ -57,22 +69,26 @@ class Fingerprint:
     opts: bytes
 
 
+# What an engine state is called in each protocol's result. TCP calls an ICMP unreachable
+# filtered, as it does silence; UDP tells them apart: silence after every retry may be an open
+# port that ignored the payload, or a filter, so it is "open|filtered" (nmap's word).
+SILENT_STATE = {"tcp": "filtered", "udp": "open|filtered"}
+UNREACH_APART = frozenset({"udp"})
+
+
 @dataclass(slots=True)
-class Host:
-    ip: int
-    probed_ports: int = 0  # set when its SYN plan is written, or when it first answers one
-    mac: bytes | None = None
-    up: bool = False
-    timed_out: bool = False
-    hostname: str | None = None  # the best of `names`
-    names: dict[str, str] = field(default_factory=dict)  # by source: "dns", "mdns", "netbios", "snmp"
-    evidence: list[str] = field(default_factory=list)  # text naming the OS, e.g. SNMP's sysDescr
-    udp: dict[int, ServiceInfo] = field(default_factory=dict)  # UDP services that answered a query
+class PortStates:
+    """One protocol's port scan of a host: open ports arrive one by one; closed (and, for UDP,
+    unreachable) ones as per-shard tallies, listed too when few; the other ports probed were
+    silent. Listed sets grow to LIST_LIMIT + 1 at most, open ones to OPEN_CAP."""
+
+    protocol: str = "tcp"
+    probed: int = 0  # set when its plan is written, or when the host first answers one
     open: dict[int, Fingerprint] = field(default_factory=dict)  # at most OPEN_CAP
     closed: set[int] = field(default_factory=set)
-    filtered: set[int] = field(default_factory=set)
-    tallies: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
-    services: dict[int, ServiceInfo] = field(default_factory=dict)  # by port, from detection
+    unreachable: set[int] = field(default_factory=set)  # UDP: an ICMP unreachable, not the port's
+    silent: set[int] = field(default_factory=set)
+    tallies: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # (closed, unreachable)
     # Open ports past OPEN_CAP: a bitmap (8 KiB), so a port reported twice is counted once.
     open_past_cap: bytearray | None = None
     open_past_cap_count: int = 0
@@ -86,31 +102,34 @@ class Host:
         return sum(c for c, _ in self.tallies.values())
 
     @property
-    def filtered_count(self) -> int:
-        return max(0, self.probed_ports - self.open_count - self.closed_count)
+    def unreachable_count(self) -> int:
+        return sum(u for _, u in self.tallies.values())
+
+    @property
+    def silent_count(self) -> int:
+        # Shards where the host answered nothing are not reported: their ports are silent too.
+        return max(0, self.probed - self.open_count - self.closed_count - self.unreachable_count)
 
     @property
     def tarpit(self) -> bool:
-        """Answers (nearly) every port: not profiled, its open ports counted but not listed.
-        Open ports only ever grow, so once true it stays true."""
-        return _tarpit(self.open_count, self.probed_ports)
+        """Answers (nearly) every port: its open ports counted but not listed. Open ports only
+        ever grow, so once true it stays true."""
+        return _tarpit(self.open_count, self.probed)
 
     def record(self, r: Result) -> None:
-        """What an engine answer about this host (R_HOST, R_PORT or R_TALLY) says of it."""
-        if r.kind == R_HOST:
-            self.up, self.mac = True, r.mac
-        elif r.kind == R_PORT:
-            if r.state == S_OPEN:
-                self.up = True
-                self.add_open(r.port, Fingerprint(r.ttl, r.win, r.ipid, r.opts))
-            elif r.state == S_CLOSED:
-                _add_listable(self.closed, r.port)
-            else:
-                _add_listable(self.filtered, r.port)
+        """An R_PORT or R_TALLY of this protocol's scan."""
+        if r.kind == R_TALLY:
+            # Keyed by shard, so a shard run twice after a worker restart counts once. A TCP
+            # tally's unanswered count covers its unreachable ports.
+            self.tallies[(r.plan_gen, r.shard)] = (r.a, r.win if self.protocol in UNREACH_APART else 0)
+        elif r.state == S_OPEN:
+            self.add_open(r.port, Fingerprint(r.ttl, r.win, r.ipid, r.opts))
+        elif r.state == S_CLOSED:
+            _add_listable(self.closed, r.port)
+        elif r.state == S_UNREACH and self.protocol in UNREACH_APART:
+            _add_listable(self.unreachable, r.port)
         else:
-            self.up = True
-            # Keyed by shard, so a shard run twice after a worker restart counts once.
-            self.tallies[(r.plan_gen, r.shard)] = (r.a, r.b)
+            _add_listable(self.silent, r.port)
 
     def add_open(self, port: int, fp: Fingerprint) -> None:
         if port in self.open:
@@ -125,9 +144,60 @@ class Host:
             self.open_past_cap[byte] |= 1 << bit
             self.open_past_cap_count += 1
 
+    @property
+    def shown_open(self) -> int:
+        """Open ports a device lists: a tarpit's are counted instead."""
+        return 0 if self.tarpit else self.open_count
 
-def _shown_open(h: Host) -> int:
-    return 0 if h.tarpit else h.open_count
+
+@dataclass(slots=True)
+class Host:
+    ip: int
+    mac: bytes | None = None
+    up: bool = False
+    timed_out: bool = False
+    hostname: str | None = None  # the best of `names`
+    names: dict[str, str] = field(default_factory=dict)  # by source: "dns", "mdns", "netbios", "snmp"
+    evidence: list[str] = field(default_factory=list)  # text naming the OS, e.g. SNMP's sysDescr
+    # UDP port -> what answers there: a name query's answer, or service detection's.
+    udp: dict[int, ServiceInfo] = field(default_factory=dict)
+    services: dict[int, ServiceInfo] = field(default_factory=dict)  # TCP port -> detection's finding
+    # The port scans' states by protocol ("tcp", "udp"), made when a scan first probes or hears
+    # from the host: most hosts of a scan never see a UDP plan.
+    scans: dict[str, PortStates] = field(default_factory=dict)
+
+    def states(self, protocol: str) -> PortStates:
+        found = self.scans.get(protocol)
+        if found is None:
+            found = self.scans[protocol] = PortStates(protocol)
+        return found
+
+    @property
+    def tcp(self) -> PortStates:
+        return self.states("tcp")
+
+    @property
+    def tarpit(self) -> bool:
+        """Its SYN-ACKs answer (nearly) every port: they come from whatever forges them, so it
+        gets no OS guess and no service detection."""
+        return "tcp" in self.scans and self.scans["tcp"].tarpit
+
+    @property
+    def shown_open(self) -> int:
+        return sum(s.shown_open for s in self.scans.values())
+
+    def record(self, r: Result, protocol: str, nports: int) -> None:
+        """What an engine answer about this host (R_HOST, R_PORT or R_TALLY) says of it;
+        `nports`: the ports of the port scan plan of `protocol` it answers."""
+        if r.kind == R_HOST:
+            self.up, self.mac = True, r.mac
+            return
+        states = self.states(protocol)
+        if not states.probed:
+            states.probed = nports
+        if r.kind == R_TALLY or r.state == S_OPEN:
+            self.up = True
+        states.record(r)
 
 
 def _tarpit(open_ports: int, probed: int) -> bool:
@@ -148,15 +218,16 @@ class ScanResult:
             h = self.hosts[ip] = Host(ip)
         return h
 
-    def probed(self, ips: tuple[int, ...], nports: int) -> None:
-        """A SYN plan over `ips` is written: hosts already known (found by ARP or a ping) learn
-        how many ports they are probed on; the others learn it if they answer (see `add`)."""
+    def probed(self, ips: tuple[int, ...], nports: int, protocol: str = "tcp") -> None:
+        """A port scan plan of `protocol` over `ips` is written: hosts already known (found by
+        ARP or a ping) learn how many ports they are probed on; the others learn it if they
+        answer (see `add`)."""
         for ip in ips:
             h = self.hosts.get(ip)
             if h is not None:
-                shown = _shown_open(h)
-                h.probed_ports += nports
-                self.open_ports += _shown_open(h) - shown
+                shown = h.shown_open
+                h.states(protocol).probed += nports
+                self.open_ports += h.shown_open - shown
 
     def timed_out(self, ips: tuple[int, ...]) -> None:
         """Those of `ips` that answered ran out of time; the others were never hosts."""
@@ -165,18 +236,16 @@ class ScanResult:
             if h is not None:
                 h.timed_out = True
 
-    def add(self, r: Result, nports: int = 0) -> bool:
-        """Record an engine answer; `nports`: the ports of the SYN plan it answers, for a host
-        it brings in. True when it shows the host up for the first time."""
+    def add(self, r: Result, nports: int = 0, protocol: str = "tcp") -> bool:
+        """Record an engine answer; `nports`: the ports of the `protocol` port scan plan it
+        answers, for a host it brings in. True when it shows the host up for the first time."""
         if r.kind not in (R_HOST, R_PORT, R_TALLY):
             return False
         self.dirty.add(r.ip)
-        h = self.hosts.get(r.ip)
-        if h is None:
-            h = self.hosts[r.ip] = Host(r.ip, probed_ports=nports)
-        was_up, shown = h.up, _shown_open(h)
-        h.record(r)
-        self.open_ports += _shown_open(h) - shown
+        h = self.host(r.ip)
+        was_up, shown = h.up, h.shown_open
+        h.record(r, protocol, nports)
+        self.open_ports += h.shown_open - shown
         self.up_count += h.up and not was_up
         return h.up and not was_up
 
@@ -208,9 +277,12 @@ class ScanResult:
     def device(self, h: Host, profiling: bool = False) -> dict[str, Any]:
         """The result document's device; `profiling` adds what the engine's answers reveal
         without another packet: vendor from the MAC, OS guess from the SYN-ACK fingerprints."""
-        tcp, not_shown = _tcp_states(h)
-        ports = [_port(p, "tcp", state, h.services.get(p)) for p, state in tcp]
-        ports += [_port(p, "udp", "open", info) for p, info in h.udp.items()]
+        tcp = _listing(h.scans.get("tcp") or PortStates("tcp"))
+        # A UDP port that answered a query of its own (a name query, detection) is one entry
+        # with what the scan found there.
+        udp = _listing(h.scans.get("udp") or PortStates("udp"), h.udp.keys())
+        ports = [_port(p, "tcp", state, h.services.get(p)) for p, state in tcp.ports]
+        ports += [_port(p, "udp", state, h.udp.get(p)) for p, state in udp.ports]
         mac = mac_text(h.mac) if h.mac and any(h.mac) else None
         os = _os_guess(h) if profiling else None
         return {
@@ -220,7 +292,7 @@ class ScanResult:
             "vendor": vendor(mac) if profiling else None,
             "os_guess": os.name if os else None,
             "ports": sorted(ports, key=lambda e: (e["port"], e["protocol"])),
-            **_optional(h, os, not_shown),
+            **_optional(h, os, tcp, udp),
         }
 
 
@@ -231,18 +303,34 @@ def _add_listable(ports: set[int], port: int) -> None:
         ports.add(port)
 
 
-def _tcp_states(h: Host) -> tuple[list[tuple[int, str]], dict[str, int]]:
-    """The TCP ports a device lists, with their states, and the count of each state it does not."""
-    tarpit = h.tarpit
-    ports = [] if tarpit else [(p, "open") for p in h.open]
-    not_shown = {"open": h.open_count} if tarpit else {}
-    for name, listed, count in (("closed", h.closed, h.closed_count),
-                                ("filtered", h.filtered - h.open.keys(), h.filtered_count)):
+class Listing(NamedTuple):
+    """One protocol's ports as a device shows them."""
+
+    ports: list[tuple[int, str]]  # (port, state)
+    not_shown: dict[str, int]  # state -> ports in it not listed
+
+    def has(self, state: str) -> bool:
+        return state in self.not_shown or any(s == state for _, s in self.ports)
+
+
+def _listing(s: PortStates, answered: Collection[int] = ()) -> Listing:
+    """The ports of `s` a device lists, with their states, and the count of each state it does
+    not; `answered`: ports open by other evidence than the scan (UDP queries' answers)."""
+    named = set(answered) - s.open.keys()
+    found = s.open.keys() | named
+    ports = [(p, "open") for p in named] + ([] if s.tarpit else [(p, "open") for p in s.open])
+    not_shown = {"open": s.open_count} if s.tarpit else {}
+    for name, listed, count in (("closed", s.closed, s.closed_count),
+                                ("filtered", s.unreachable, s.unreachable_count),
+                                (SILENT_STATE[s.protocol], s.silent, s.silent_count)):
+        # A port the scan heard nothing from yet answered a query is open: it leaves the count.
+        count = max(0, count - len(listed & named))
+        listed = listed - found
         if count and count <= LIST_LIMIT and len(listed) == count:
             ports += [(p, name) for p in listed]
         elif count:
             not_shown[name] = count
-    return ports, not_shown
+    return Listing(ports, not_shown)
 
 
 def _os_guess(h: Host) -> Guess | None:
@@ -250,19 +338,25 @@ def _os_guess(h: Host) -> Guess | None:
     if h.tarpit:
         return None
     banners = [i.banner for i in h.services.values() if i.banner] + h.evidence
-    return guess(h.open.values(), banners)
+    return guess(h.tcp.open.values(), banners)
 
 
-def _optional(h: Host, os: Guess | None, not_shown: dict[str, int]) -> dict[str, Any]:
+def _optional(h: Host, os: Guess | None, tcp: Listing, udp: Listing) -> dict[str, Any]:
     """The device's fields that appear only when they say something."""
     fields: dict[str, Any] = {}
     if h.names:
         fields["hostnames"] = [{"name": name, "source": source} for source, name in h.names.items()]
     if os:
         fields["os_confidence"] = round(os.confidence, 2)
-    if not_shown:
-        fields["not_shown"] = not_shown
-    if h.tarpit:
+    if tcp.not_shown:
+        fields["not_shown"] = tcp.not_shown
+    if udp.not_shown:
+        fields["not_shown_udp"] = udp.not_shown
+    if udp.has("closed") and udp.has("open|filtered"):
+        # It does send port unreachables, yet not for those ports: Linux sends about one a
+        # second (icmp_ratelimit), so most of its open|filtered ports are likely closed.
+        fields["udp_icmp_limited"] = True
+    if any(s.tarpit for s in h.scans.values()):
         fields["tarpit"] = True
     if h.timed_out:
         fields["timed_out"] = True

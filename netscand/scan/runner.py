@@ -101,7 +101,7 @@ class ScanRun:
         hosts = tuple(work.hosts.addresses())
         macs = work.macs(hosts, self.result.hosts)
         if work.port_scan:
-            self.result.probed(hosts, len(work.ports))
+            self.result.probed(hosts, len(work.ports), work.probe.protocol)
         return work.plan(hosts, macs, self.spec, self.dispatcher.shared.workers, slot, gen)
 
     def _retire(self, work: Work) -> None:
@@ -120,7 +120,7 @@ class ScanRun:
         if self.planner.gateways.answered(r, self.spec.targets):
             return
         states = work.probe.port_states
-        if self.result.add(r, len(work.ports) if states else 0) and not states:
+        if self.result.add(r, len(work.ports) if states else 0, work.probe.protocol) and not states:
             self.found.setdefault(work.group, []).append(r.ip)
 
     def _on_failure(self, reason: str) -> None:

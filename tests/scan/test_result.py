@@ -52,9 +52,9 @@ def test_a_host_open_on_every_port_of_a_deep_scan_is_a_tarpit_with_bounded_state
     for p in range(1, 3000):  # a shard issued again after a worker restart: counted once
         result.add(port(IP, p))
     assert h.tarpit
-    assert len(h.open) == OPEN_CAP  # fingerprints kept; the rest counted in an 8 KiB bitmap
-    assert h.open_count == 65535
-    assert h.filtered_count == 0
+    assert len(h.tcp.open) == OPEN_CAP  # fingerprints kept; the rest counted in an 8 KiB bitmap
+    assert h.tcp.open_count == 65535
+    assert h.tcp.silent_count == 0
     device = result.device(h, profiling=True)
     assert device["tarpit"] is True
     assert device["ports"] == []
@@ -135,7 +135,7 @@ def test_a_host_learns_its_probed_ports_when_it_first_answers() -> None:
     assert result.add(tally(IP, 0, closed=99), nports=100) is True
     assert result.add(port(IP, 22), nports=100) is False  # already up
     h = result.hosts[IP]
-    assert (h.probed_ports, h.closed_count, h.filtered_count, h.open_count) == (100, 99, 0, 1)
+    assert (h.tcp.probed, h.tcp.closed_count, h.tcp.silent_count, h.tcp.open_count) == (100, 99, 0, 1)
 
 
 def test_timing_out_marks_only_hosts_that_exist() -> None:
@@ -152,7 +152,7 @@ def test_listed_closed_and_filtered_ports_stay_bounded() -> None:
         result.add(port(IP, p, S_CLOSED), nports=10000)
         result.add(port(IP, p + 5000, S_NONE), nports=10000)
     h = result.hosts[IP]
-    assert len(h.closed) == len(h.filtered) == LIST_LIMIT + 1
+    assert len(h.tcp.closed) == len(h.tcp.silent) == LIST_LIMIT + 1
 
 
 # --- any records ----------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_running_counts_equal_what_the_hosts_say(records: list[tuple], nports: i
         result.add(Result(kind, state, 64, 0, 1, shard, IP + host, number, 1024, a, b, MAC, 0, LINUX_OPTS), nports)
     up = result.up_hosts
     assert result.up_count == len(up)
-    assert result.open_ports == sum(h.open_count for h in up if not h.tarpit)
+    assert result.open_ports == sum(h.tcp.open_count for h in up if not h.tarpit)
 
 
 def test_a_flush_takes_at_most_its_share_of_the_changed_hosts_and_leaves_the_rest() -> None:

@@ -89,7 +89,7 @@ def test_a_slash_8_costs_what_answers_not_what_it_covers(engine: FakeEngine, dis
     answered = [ip for ip in scanned if every_thousandth(ip)]
     assert sorted(run.result.hosts) == answered  # a Host only for what answered
     for h in run.result.hosts.values():
-        assert (h.up, h.probed_ports, h.closed_count, h.filtered_count) == (True, 100, 100, 0)
+        assert (h.up, h.tcp.probed, h.tcp.closed_count, h.tcp.silent_count) == (True, 100, 100, 0)
     assert run.progress() == (groups * per_plan * 100, 2**24 * 100)
     assert not run.done
 

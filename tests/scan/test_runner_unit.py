@@ -143,7 +143,7 @@ def test_on_link_hosts_are_found_by_arp_then_port_scanned_at_their_own_macs(
     assert syn.rate == RATE and syn.retries == 1 and not syn.flags & plans.FLAG_LOOPBACK
     found = run.result.hosts
     assert sorted(found) == [ip("198.18.0.5"), ip("198.18.0.9")]
-    assert found[ip("198.18.0.5")].open_count == 1 and found[ip("198.18.0.9")].closed_count == 2
+    assert found[ip("198.18.0.5")].tcp.open_count == 1 and found[ip("198.18.0.9")].tcp.closed_count == 2
     assert run.errors == [] and run.failure is None
     assert run.progress() == (16 + 2 * len(PORTS),) * 2
 
@@ -160,7 +160,7 @@ def test_routed_targets_are_pinged_together_then_port_scanned_through_the_gatewa
     # .7 answers no ping but its SYN to 443 (closed) still shows it up; .3 answers everything.
     assert hosts(scan) == ["198.19.1.3", "198.19.1.7"] and set(scan.macs) == {mac(254)}
     h3 = run.result.hosts[ip("198.19.1.3")]
-    assert [p for p in h3.open] == [22]  # 443 answered a ping, not the port scan: not a result
+    assert [p for p in h3.tcp.open] == [22]  # 443 answered a ping, not the port scan: not a result
 
 
 def test_a_gateway_missing_from_the_neighbour_table_is_resolved_first_and_is_no_finding(
@@ -187,7 +187,7 @@ def test_skipping_discovery_port_scans_every_routed_target(engine: FakeEngine, d
     run = ScanRun(spec("198.19.1.0/29", discovery=None), dispatcher, FakeNet())
     [scan] = drive(run, dispatcher, engine, network)
     assert kinds([scan]) == ["tcp_syn"] and len(scan.hosts) == 8
-    assert list(run.result.hosts[ip("198.19.1.2")].open) == [80]
+    assert list(run.result.hosts[ip("198.19.1.2")].tcp.open) == [80]
 
 
 def test_a_discovery_without_probes_port_scans_every_routed_target(

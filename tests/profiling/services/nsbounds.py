@@ -132,9 +132,10 @@ async def scan_deadline() -> dict[str, Any]:
     identify_module.HOST_DEADLINE_MIN_S = 0.5  # the test's own budget: seconds, not minutes
 
     def host(ip: str, ports: range) -> Host:
-        h = Host(int.from_bytes(bytes(map(int, ip.split("."))), "big"), up=True, probed_ports=len(ports))
+        h = Host(int.from_bytes(bytes(map(int, ip.split("."))), "big"), up=True)
+        h.tcp.probed = len(ports)
         for port in ports:
-            h.add_open(port, Fingerprint(64, 65535, 0, b""))
+            h.tcp.add_open(port, Fingerprint(64, 65535, 0, b""))
         return h
 
     # 127.0.0.4 answered on each of the 100 ports probed: a tarpit, though its port 22 speaks SSH.
