@@ -70,7 +70,8 @@ def reason(exc: msgspec.ValidationError, raw: bytes | msgspec.Raw, words: dict[s
     (the wrapper a record comes in) and after `at` (where `raw` is); a refused pattern is said
     with `words[field]`."""
     fault = failure(exc)
-    steps = fault.steps[len(within):] if fault.steps[:len(within)] == within else fault.steps
+    inside = len(fault.steps) > len(within) and fault.steps[:len(within)] == within
+    steps = fault.steps[len(within):] if inside else fault.steps
     message = fault.message
     if fault.missing is not None:
         message = f'missing "{fault.missing}"'
