@@ -1,6 +1,6 @@
 """What a received frame must be before any probe reads it, and its checksum once one claims it.
 
-The receive filter (sockets.reply_filter) lets through ARP, ICMP, and TCP with ACK or RST to our
+The receive filter (sockets.reply_filter) lets through ARP, ICMP, TCP with ACK or RST and UDP to our
 source ports: anything on the segment, and any scanned host, can send those, built however it
 likes. check() reads the structure once per frame, so a frame that says more than it holds is
 counted and dropped before any plan's probe sees it (each probe's answer() is total on its own
@@ -66,6 +66,8 @@ def check(frame: bytes) -> int:
             return TRUNCATED
         if frame[l4] in _ICMP_ERRORS:
             return _quote(frame, l4 + 8, end)
+    if proto == 17 and end - l4 < 8:
+        return TRUNCATED
     return 0
 
 
@@ -80,7 +82,7 @@ def _quote(frame: bytes, q: int, end: int) -> int:
 
 
 def checksum_ok(frame: bytes) -> bool:
-    """The IPv4 header's checksum and the TCP or ICMP one, of a frame check() passed."""
+    """The IPv4 header's checksum and the TCP, UDP or ICMP one, of a frame check() passed."""
     if frame[12:14] != _IPV4:
         return True  # ARP carries none
     l4 = ETH + (frame[14] & 0x0F) * 4
@@ -94,15 +96,18 @@ def checksum_ok(frame: bytes) -> bool:
     proto = frame[23]
     if proto == 1:
         return total % _FOLD == 0
-    if proto != 6:
+    if proto not in (6, 17):
         return True
-    pseudo = int.from_bytes(frame[26:34], "big") + 6 + (end - l4)
+    at = l4 + (16 if proto == 6 else 6)
+    field = frame[at] << 8 | frame[at + 1]
+    if proto == 17 and field == 0:
+        return True  # a UDP sender may send no checksum (RFC 768)
+    pseudo = int.from_bytes(frame[26:34], "big") + proto + (end - l4)
     if (pseudo + total) % _FOLD == 0:
         return True
     # Checksum offload (loopback; veth and virtio with tx offload on): the sending kernel left
     # the field holding the pseudo-header's sum for hardware that never came. Damage elsewhere
     # does not make a field equal that.
-    field = frame[l4 + 16] << 8 | frame[l4 + 17]
     return (field - pseudo) % _FOLD == 0
 
 
