@@ -76,12 +76,11 @@ def _refuse(path: str, data: bytes) -> NoReturn:
 
 def _release_fault(entry: msgspec.Raw) -> str | None:
     """What is wrong in a release of a record, with the release named (msgspec names no key)."""
-    releases = msgspec.json.decode(entry, type=dict[str, msgspec.Raw]).get("releases")
     try:
-        named_releases = _PACKAGES.decode(releases) if releases is not None else {}
+        releases = _PACKAGES.decode(_PACKAGES.decode(entry).get("releases", b"{}"))
     except msgspec.ValidationError:
-        return None
-    for release, raw in named_releases.items():
+        return None  # the record or its releases are not objects: msgspec's path says so
+    for release, raw in releases.items():
         try:
             _RELEASE.decode(raw)
         except msgspec.ValidationError as exc:
