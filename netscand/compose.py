@@ -1,17 +1,32 @@
 """What both composition roots build the same way: the engine, as shared memory and the worker
-children the supervisor forks. daemon.py (`netscand serve`) and oneshot.py (`netscand scan`)
-each add their own control child beside it.
+children the supervisor forks, and CVE matching over the CVE database. daemon.py (`netscand
+serve`) and oneshot.py (`netscand scan`) each add their own control child beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from netscand.engine import worker
 from netscand.engine.guard import PlanGuard, PolicySource
 from netscand.engine.shm import Shared
+from netscand.scan.cves import CveMatching
 from netscand.supervisor import ChildSpec
+from netscand.vuln.store import DB_NAME as CVE_DB
+from netscand.vuln.store import CveStore
+
+
+def cve_path(state_dir: str | Path) -> Path:
+    """The CVE database `netscand cve` fills: beside the scan store, in the state directory."""
+    return Path(state_dir) / CVE_DB
+
+
+def cve_matching(path: Path) -> CveMatching:
+    """CVE matching over the database at `path`, made (empty) when missing; CveStoreError when
+    it can't be."""
+    return CveMatching(CveStore(path))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import uvicorn
 import uvloop
 from starlette.types import ASGIApp
 
-from netscand import privileges
+from netscand import compose, privileges
 from netscand.api import create_app, listener
 from netscand.api.listener import PEER_KEY
 from netscand.api.protocol import BoundedHttpTools
@@ -95,22 +95,25 @@ class _Server(GatedServer):
         yield  # the control process owns its signals
 
 
-def main(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fallback: Settings) -> None:
+def main(shared: Shared, listeners: Listeners, db_path: Path, cve_path: Path, load: Loader,
+         fallback: Settings) -> None:
     """`fallback`, the settings the daemon started with, serves when the config file has been
-    broken since: a control process restarted then keeps the daemon up."""
+    broken since: a control process restarted then keeps the daemon up. `cve_path`: the CVE
+    database, opened (made when missing) as the daemon's user, like the store."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
     # Until the loop's handler is in place; the boot below reads the current config anyway.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     privileges.drop_all()
-    uvloop.run(_serve(shared, listeners, db_path, load, fallback))
+    uvloop.run(_serve(shared, listeners, db_path, cve_path, load, fallback))
 
 
-async def _serve(shared: Shared, listeners: Listeners, db_path: Path, load: Loader, fallback: Settings) -> None:
+async def _serve(shared: Shared, listeners: Listeners, db_path: Path, cve_path: Path, load: Loader,
+                 fallback: Settings) -> None:
     loop = asyncio.get_running_loop()
     row = Row(shared)
     settings = _first_settings(load, fallback, row)
     store = Store(db_path)
-    orchestrator = Orchestrator(store, Dispatcher(shared), settings.limits)
+    orchestrator = Orchestrator(store, Dispatcher(shared), settings.limits, compose.cve_matching(cve_path))
     orchestrator.interrupted()
     orchestrator.attach(loop)
     tls = server_context(settings.certificate) if settings.certificate else None

@@ -32,7 +32,8 @@ log = structlog.get_logger()
 DB_NAME = "netscand.db"
 RECEIPT_NAME = "reload.json"
 # What the daemon keeps in its state directory, which its user must own.
-KEPT = (RECEIPT_NAME, DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", *tls.GENERATED)
+KEPT = (RECEIPT_NAME, DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", *tls.GENERATED,
+        compose.CVE_DB, f"{compose.CVE_DB}-wal", f"{compose.CVE_DB}-shm")
 # Settings a reload can't apply: sockets are bound and workers forked once, by the supervisor.
 RESTART_ONLY = ("state_dir", "socket", "socket_mode", "socket_group", "listen", "log_format", "user")
 
@@ -55,7 +56,8 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     load = _loader(cfg, reread)
     boot = _boot_settings(load)
     engine = compose.engine(cfg.workers, cfg.policy, lambda: reread().policy, hangup=True)
-    specs = [engine.workers, _control_child(engine.shared, listeners, db_path(cfg), load, boot)]
+    cve_db = compose.cve_path(cfg.daemon.state_dir)
+    specs = [engine.workers, _control_child(engine.shared, listeners, db_path(cfg), cve_db, load, boot)]
     receipt = receipt_path(cfg)
     reloaded = _receipt_writer(receipt)
     reloaded(0, 0, "")
@@ -100,9 +102,9 @@ def _boot_settings(load: control.Loader) -> control.Settings:
     return boot
 
 
-def _control_child(shared: Shared, listeners: control.Listeners, db: Path, load: control.Loader,
+def _control_child(shared: Shared, listeners: control.Listeners, db: Path, cve_db: Path, load: control.Loader,
                    boot: control.Settings) -> ChildSpec:
-    return ChildSpec("control", lambda i: control.main(shared, listeners, db, load, boot),
+    return ChildSpec("control", lambda i: control.main(shared, listeners, db, cve_db, load, boot),
                      heartbeat=lambda i: shared.control_row().heartbeat, ready=lambda i: _control_ready(shared),
                      reloads=lambda i: _control_reloads(shared))
 

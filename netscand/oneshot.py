@@ -17,12 +17,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
 from netscand import compose
 from netscand.config import Config, PolicyConfig
+from netscand.scan.cves import NO_DATA, CveMatching, Matched, merged
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.health import EngineHealth
 from netscand.scan.policy import Policy
@@ -34,6 +36,7 @@ from netscand.scan.stages import ProfilingStage
 from netscand.scan.targets import Targets
 from netscand.store.clock import utc_now
 from netscand.supervisor import ChildSpec, Supervisor
+from netscand.vuln.errors import CveStoreError
 
 EXIT_FAILED = 1
 WAIT_S = 0.2  # longest wait for the workers' results
@@ -52,6 +55,7 @@ class OneShot:
     target: str
     profile: str
     skipped: int  # addresses of the target the policy excludes
+    cve_db: Path  # the daemon's CVE database, for a scan that matches CVEs
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def prepare(cfg: Config, request: ScanRequest, targets: Targets, rate: float | N
     spec = resolve(request, targets, rate or min(e.rate, policy.max_rate), e.retries,
                    discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
     target = request.target if isinstance(request.target, str) else ",".join(request.target)
-    return OneShot(spec, target, request.profile, skipped)
+    return OneShot(spec, target, request.profile, skipped, compose.cve_path(cfg.daemon.state_dir))
 
 
 def check_raw_sockets() -> None:
@@ -125,6 +129,7 @@ def run(scan: OneShot, workers: int, policy: PolicyConfig, reread: Callable[[], 
 def _control(dispatcher: Dispatcher, scan: OneShot, view: View) -> None:
     started, began = utc_now(), time.monotonic()
     run = ScanRun(scan.spec, dispatcher)
+    cves = None
     with contextlib.closing(view):
         _drive(run, dispatcher, EngineHealth(dispatcher), view)
         if run.failure is None:
@@ -132,7 +137,9 @@ def _control(dispatcher: Dispatcher, scan: OneShot, view: View) -> None:
             if ProfilingStage.wanted(run):
                 view.identifying()
                 asyncio.run(ProfilingStage().run(run))
-    outcome = _outcome(run, scan, started, time.monotonic() - began)
+            if CveMatching.wanted(run):
+                cves = asyncio.run(_match_cves(scan.cve_db, run))
+    outcome = _outcome(run, scan, started, time.monotonic() - began, cves)
     view.outcome(outcome)
     raise SystemExit(EXIT_FAILED if outcome.result is None or (outcome.errors and not outcome.result["devices"])
                      else 0)
@@ -157,9 +164,20 @@ def _progress(run: ScanRun, health: EngineHealth, elapsed_s: float) -> Progress:
     return Progress(done, planned, health.probes_sent(), len(run.result.up_hosts), elapsed_s)
 
 
-def _outcome(run: ScanRun, scan: OneShot, started: str, duration_s: float) -> Outcome:
+async def _match_cves(path: Path, run: ScanRun) -> Matched:
+    """The daemon's CVE data, when this user can open it; if not, the result says why not."""
+    try:
+        matching = compose.cve_matching(path) if path.parent.is_dir() else None
+    except CveStoreError as exc:
+        return Matched([], {"cve_data": {"loaded": False, "note": f"the CVE data can't be read: {exc}"}})
+    return await matching.run(run) if matching else Matched([], {"cve_data": {"loaded": False, "note": NO_DATA}})
+
+
+def _outcome(run: ScanRun, scan: OneShot, started: str, duration_s: float, cves: Matched | None) -> Outcome:
     if run.failure is not None:
         return Outcome(run.failure)
-    result = document(str(uuid.uuid4()), "completed", run.result.devices(scan.spec.profiling), duration_s,
-                      target=scan.target, profile=scan.profile, started_at=started, finished_at=utc_now())
+    devices = run.result.devices(scan.spec.profiling)
+    result = document(str(uuid.uuid4()), "completed", merged(devices, cves) if cves else devices, duration_s,
+                      target=scan.target, profile=scan.profile, started_at=started, finished_at=utc_now(),
+                      **(cves.scan if cves else {}))
     return Outcome(None, run.errors, result)

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from netscand.api import openapi, ready
 from netscand.api.access import AccessLog, note
 from netscand.api.auth import Principal, Scope, TokenVerifier, authenticate, authorize
+from netscand.api.cve import CVE_STATUS, CveEndpoints
 from netscand.api.listener import listener_of
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.metrics import Metrics
@@ -73,6 +74,7 @@ class Guard:
 
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
+    cves = CveEndpoints(orchestrator)
     engine = orchestrator.health
     metrics = Metrics(store, engine)
     guarded = Guard(store, orchestrator.io)
@@ -105,7 +107,9 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
               methods=["GET", "DELETE"]),
         Route(f"{SCANS}/{{scan_id}}/result", guarded(scans.result, "read"), methods=["GET"]),
         Route(f"{SCANS}/{{scan_id}}/stop", guarded(scans.stop, "scan"), methods=["POST"]),
+        Route(f"{SCANS}/{{scan_id}}/rematch", guarded(scans.rematch, "scan"), methods=["POST"]),
         Route(SCANS, guarded(scans.list, "read"), methods=["GET"]),
+        Route(CVE_STATUS, guarded(cves.status, "read"), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", guarded(metrics_text, "read"), methods=["GET"]),

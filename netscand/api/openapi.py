@@ -18,6 +18,7 @@ import msgspec
 from netscand import __version__
 from netscand.api import models
 from netscand.api.body import MAX_BODY
+from netscand.api.cve import CVE_STATUS
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.models import RESULT_PER_PAGE_DEFAULT
 from netscand.api.problems import (
@@ -42,8 +43,8 @@ client's user id as the kernel reports it (SO_PEERCRED). Every TCP
 request, except `GET /healthz`, `GET /readyz` and `GET /api/v1/openapi.json`, needs
 `Authorization: Bearer <token>`; tokens are made by `netscand token create --name NAME --scope
 read|scan|admin`, and act as owner NAME. `read` may use every GET (`/metrics` too: give
-Prometheus a `read` token); `scan` may also start, stop and delete scans; `admin` may do
-everything.
+Prometheus a `read` token); `scan` may also start, stop, re-match and delete scans; `admin` may
+do everything.
 
 **Who sees which scans.** A scan belongs to the owner that started it. A `scan` token sees
 (status, result, list), stops and deletes only its own scans: another owner's scan answers 404
@@ -243,6 +244,15 @@ METRICS_DESCRIPTION = (
     "`read` on the TLS listener.")
 
 NOT_FOUND_RESPONSE = {"404": _use("NotFound")}
+CVE_UNAVAILABLE = _problem("The CVE database can't be read now (with `Retry-After`); or, like every "
+                           "route, the daemon's database is locked, full or unreadable.")
+
+REMATCH_DESCRIPTION = """\
+Matches a finished scan's stored result against the CVE data loaded now (after `netscand cve \
+sync` or `import`), stores it in place of the earlier match, and answers the result as GET \
+`.../result` does (`page`, `per_page`). Only for a scan that matched CVEs (deep, or custom with \
+`enable_cve_match`): another gets 409, as does a queued or running one (it is matched when it \
+ends). Needs scope `scan` for the token's own scans, `admin` for any."""
 
 ROUTES = (
     Operation(f"{SCANS}/start", "post", "startScan", "Start a scan", description=START_DESCRIPTION,
@@ -273,6 +283,16 @@ ROUTES = (
         responses={"200": _json(models.ScanStatus, "The scan's status, now `cancelled`."),
                    **NOT_FOUND_RESPONSE,
                    "409": _problem("The scan has already finished (completed, failed or cancelled).")}),
+    Operation(f"{SCANS}/{{scan_id}}/rematch", "post", "rematchScan", "Match a scan's CVEs again",
+              description=REMATCH_DESCRIPTION, query=models.ResultQuery, responses={
+                  "200": _json(models.ScanResult, "The re-matched result: one page."), **NOT_FOUND_RESPONSE,
+                  "409": _problem("The scan is queued or running, or did not match CVEs."),
+                  "422": _use("Invalid"), "503": CVE_UNAVAILABLE}),
+    Operation(CVE_STATUS, "get", "cveStatus", "The CVE data", description=(
+        "The CVE data scans are matched against: each source's record count, newest record and last "
+        "import, and the data's age. `loaded` is false until NVD data is imported (`netscand cve "
+        "sync` or `netscand cve import`); scans then complete without CVE findings, saying so."),
+        responses={"200": _json(models.CveStatus, "The CVE data's status."), "503": CVE_UNAVAILABLE}),
     Operation(SCANS, "get", "listScans", "List scans, newest first",
               description="Every scan, or for a `scan` token only its own.", query=models.ListQuery,
               responses={"200": _json(models.ScanList, "One page of scans; a page past the last is empty."),

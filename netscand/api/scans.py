@@ -43,6 +43,10 @@ class ScanEndpoints:
         q = result_query(request.query_params)
         return JSONBody(await self.orchestrator.result(request.path_params["scan_id"], who.viewer, q.page, q.per_page))
 
+    async def rematch(self, request: Request, who: Principal) -> Response:
+        q = result_query(request.query_params)
+        return JSONBody(await self.orchestrator.rematch(request.path_params["scan_id"], who.viewer, q.page, q.per_page))
+
     async def stop(self, request: Request, who: Principal) -> Response:
         return JSONBody(await self.orchestrator.stop(request.path_params["scan_id"], who.viewer))
 

@@ -1,6 +1,7 @@
 """The scans running now: started from the queue as places free up, stepped whenever the engine
 has results (its result rings' eventfds wake the event loop), flushed to the store every
-FLUSH_EVERY, profiled once swept, then ended: their last results written, then their state.
+FLUSH_EVERY, profiled once swept and matched against the CVE data (the stages after the sweep,
+each failing on its own), then ended: their last results written, then their state.
 Between flushes, a running scan's progress and devices live here, in its ScanRun."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import partial
 
 import structlog
 
+from netscand.scan.cves import CveMatching, Matched
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist, device_row
@@ -38,7 +40,8 @@ class Running:
         self.id = scan_id
         self.run = run
         self.started = time.monotonic()
-        self.profiling: asyncio.Task | None = None  # names and services, after the port scan
+        self.profiling: asyncio.Task | None = None  # names, services and CVEs, after the port scan
+        self.cves: Matched | None = None  # what CVE matching found, for the last write
         self.flushing: asyncio.Future | None = None  # the last progress write, until it is done
 
     def progress(self) -> dict:
@@ -63,7 +66,7 @@ class Running:
             return "failed", run.failure
         if run.errors and not run.result.up_count:
             return "failed", "; ".join(run.errors)
-        return None if ProfilingStage.wanted(run) else ("completed", None)
+        return None if ProfilingStage.wanted(run) or CveMatching.wanted(run) else ("completed", None)
 
     def changed_devices(self) -> list[dict]:
         result, profiling = self.run.result, self.run.spec.profiling
@@ -76,12 +79,14 @@ class Running:
 
 
 class Live:
-    def __init__(self, dispatcher: Dispatcher, persist: Persist, queue: ScanQueue, limits: CurrentLimits) -> None:
+    def __init__(self, dispatcher: Dispatcher, persist: Persist, queue: ScanQueue, limits: CurrentLimits,
+                 cves: CveMatching) -> None:
         self.dispatcher = dispatcher
         self.persist = persist
         self.queue = queue
         self.limits = limits
         self.stage = ProfilingStage()
+        self.cves = cves
         self.running: dict[str, Running] = {}
         self.finishing: dict[str, asyncio.Task] = {}  # scans whose last results are being written
         self.stopping = False  # shutting down: nothing more is started
@@ -135,12 +140,19 @@ class Live:
             self.finish(scan_id, *ending)
 
     async def _profile(self, running: Running) -> None:
-        try:
-            await self.stage.run(running.run)
-        except Exception as exc:
-            # Names and services are extras: the port results stand, and the scan must still
-            # end (and give its place back) rather than read "running" for ever.
-            log.exception("orchestrator.profile_failed", scan_id=running.id, error=str(exc))
+        # Names, services and CVEs are extras: the port results stand, and the scan must still
+        # end (and give its place back) rather than read "running" for ever.
+        run = running.run
+        if ProfilingStage.wanted(run):
+            try:
+                await self.stage.run(run)
+            except Exception as exc:
+                log.exception("orchestrator.profile_failed", scan_id=running.id, error=str(exc))
+        if CveMatching.wanted(run):  # after profiling: it matches the services profiling named
+            try:
+                running.cves = await self.cves.run(run)
+            except Exception as exc:
+                log.exception("orchestrator.cves_failed", scan_id=running.id, error=str(exc))
         if self.running.get(running.id) is running:  # not stopped meanwhile
             self.finish(running.id, "completed", None)
 
@@ -160,6 +172,8 @@ class Live:
             fields["progress_percent"] = 100
         try:
             await self.persist.save_results(running.id, running.run.result, running.run.spec.profiling)
+            if running.cves is not None:
+                await self.persist.save_cves(running.id, running.cves.devices, running.cves.scan)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc.reason}"
         except Exception:

@@ -6,6 +6,7 @@ read, stop and delete scans. A facade over its parts, each with one job:
 - queue.py: the scans waiting for a place to run;
 - live.py: the scans running now, driven by ScanRuns over the shared engine on this event loop;
 - stages.py: the profiling stage after a scan's sweep;
+- cves.py: CVE matching after profiling, and again of a stored result on request (rematch);
 - persist.py: a scan's state and results as it runs and ends (off the event loop, in order),
   and the reads that must see what is not written yet;
 - retention.py: deleting finished scans, on request and past the retention age.
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 import structlog
 
 from netscand.scan.admission import Admission, Claims
+from netscand.scan.cves import CveMatching
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.errors import ScanError, not_found
 from netscand.scan.health import EngineHealth
@@ -46,7 +48,7 @@ STATUS_KEYS = ("id", "status", "target", "profile", "site_id", "progress_percent
 
 
 class Orchestrator:
-    def __init__(self, store: Store, dispatcher: Dispatcher, limits: Limits) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, limits: Limits, cves: CveMatching) -> None:
         self.io = StoreThreads()
         self.dispatcher = dispatcher
         self.health = EngineHealth(dispatcher)  # the one view of the engine the API is given
@@ -56,7 +58,8 @@ class Orchestrator:
         self.queue = ScanQueue(claims)
         self.persist = Persist(store, self.io)
         self.retention = Retention(store, self.io, self.persist, self.limits)
-        self.live = Live(dispatcher, self.persist, self.queue, self.limits)
+        self.cves = cves
+        self.live = Live(dispatcher, self.persist, self.queue, self.limits, cves)
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -110,9 +113,32 @@ class Orchestrator:
         scan = await self._get(scan_id, viewer)
         devices, (found, open_total) = await self.persist.result_page(scan_id, page, per_page)
         doc = document(scan_id, scan["status"], devices, _duration(scan),
-                       **{k: scan[k] for k in ("target", "profile", "site_id", "started_at", "finished_at")})
+                       **{k: scan[k] for k in ("target", "profile", "site_id", "started_at", "finished_at")},
+                       **(scan["cve"] or {}))
         return doc | {"devices_found": found, "open_ports_total": open_total, "page": page, "per_page": per_page,
                       "devices": devices}
+
+    async def rematch(self, scan_id: str, viewer: str | None, page: int, per_page: int) -> dict:
+        """Match a finished scan's stored result against the CVE data of now; one page of it, as
+        result() gives it."""
+        scan = await self._settled(scan_id, viewer)
+        if scan["status"] not in FINISHED:
+            raise ScanError(409, "Scan not finished",
+                            f"scan {scan_id} is {scan['status']}: its CVEs are matched when it ends")
+        if scan["cve"] is None:
+            raise ScanError(409, "Scan without CVE matching",
+                            f"scan {scan_id} did not match CVEs (only deep scans, and custom ones with "
+                            "enable_cve_match, do), or it ended before it could")
+        matched = await self.cves.rematch(await self.persist.devices(scan_id))
+        try:
+            await self.persist.save_cves(scan_id, matched.devices, matched.scan)
+        except KeyError:
+            raise not_found(scan_id) from None  # deleted meanwhile
+        log.info("scan.rematched", scan_id=scan_id, **matched.scan.get("cve_counts", {}))
+        return await self.result(scan_id, viewer, page, per_page)
+
+    async def cve_status(self) -> dict:
+        return await self.cves.status()
 
     async def stop(self, scan_id: str, viewer: str | None) -> dict:
         scan = await self._settled(scan_id, viewer)

@@ -32,6 +32,7 @@ class ScanSpec:
     discovery: Discovery | None = Discovery()  # None: probe every routed target (nmap's -Pn)
     profiling: bool = False  # vendor and OS guess for the devices found
     detect_services: bool = False  # connect to open ports to name service, product and version
+    cve_match: bool = False  # match the services found against the CVE data
 
     def hosts_per_plan(self) -> int:
         """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the

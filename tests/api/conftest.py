@@ -34,6 +34,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
+from netscand import compose
 from netscand.api import create_app, listener
 from netscand.api.openapi import document
 from netscand.api.protocol import BoundedHttpTools
@@ -280,7 +281,8 @@ class ApiRunner:
         # A short directory: Unix socket paths are limited to 107 bytes.
         directory = directory or self.tmp.mktemp("api")
         store = Store(directory / "netscand.db")
-        orchestrator = Orchestrator(store, self.dispatcher, make_limits(**limits))
+        orchestrator = Orchestrator(store, self.dispatcher, make_limits(**limits),
+                                    compose.cve_matching(compose.cve_path(directory)))
         app = create_app(orchestrator, store)
         socket_path = directory / "api.sock"
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -87,7 +87,9 @@ def test_result_with_devices_as_in_the_spec(api: Api, unix: httpx.Client) -> Non
         {"port": 443, "protocol": "tcp", "state": "open", "service": "HTTPS"},
         {"port": 22, "protocol": "tcp", "state": "open", "service": "SSH", "product": "OpenSSH",
          "version": "9.2p1", "banner": "SSH-2.0-OpenSSH_9.2p1", "cpe": "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*",
-         "cves": [{"id": "CVE-2023-38408", "cvss": 9.8, "summary": "ssh-agent PKCS#11"}]},
+         "cves": [{"id": "CVE-2023-38408", "status": "vulnerable", "cvss": 9.8, "severity": "critical",
+                   "summary": "ssh-agent PKCS#11", "published": "2023-07-20T03:15:10.170",
+                   "evidence": "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* < 9.3p2"}]},
         {"port": 23, "protocol": "tcp", "state": "filtered", "service": None},
     ])
     api.store.put_device(scan_id, "198.18.0.2", timed_out=True)

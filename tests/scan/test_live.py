@@ -19,6 +19,7 @@ import pytest
 
 from netscand.config import PolicyConfig
 from netscand.scan.admission import Claims
+from netscand.scan.cves import CveMatching
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live
@@ -32,6 +33,7 @@ from netscand.scan.stages import ProfilingStage
 from netscand.scan.targets import parse_targets
 from netscand.store import Store, StoreError
 from netscand.store.threads import StoreThreads
+from netscand.vuln.store import CveStore
 from tests.scan.fake_engine import FakeEngine
 from tests.scan.test_runner_unit import Device, FakeNet, Network, mac
 
@@ -101,7 +103,8 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     store = WatchedStore(tmp_path / "netscand.db")
     engine, claims = FakeEngine(workers=2), Claims()
     limits = Limits(rate=3000.0, retries=1, max_running=1, policy=policy())
-    live = Live(Dispatcher(engine.shared), Persist(store, StoreThreads()), ScanQueue(claims), CurrentLimits(limits))
+    live = Live(Dispatcher(engine.shared), Persist(store, StoreThreads()), ScanQueue(claims), CurrentLimits(limits),
+                CveMatching(CveStore(tmp_path / "cve.db")))
     yield Harness(store, engine, live, claims)
     store.close()
 
