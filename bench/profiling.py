@@ -215,8 +215,8 @@ def graded(truth: dict[str, Any], run: Run, scanned: set[int], targets: list[str
     """The run's TCP and OS grades, keyed by fact. grade() skips the router when a tool did not
     report it at all; here every fact the truth has for the targets counts, missing ones as unknown."""
     blank = [{"ip": ip, "ports": []} for ip in targets]
-    out = {_key(g): g for g in grade(truth, blank, scanned, udp=False)}
-    out.update({_key(g): g for g in grade(truth, run.devices, scanned, udp=False)})
+    out = {_key(g): g for g in grade(truth, blank, scanned, udp=())}
+    out.update({_key(g): g for g in grade(truth, run.devices, scanned, udp=())})
     names = target_names(truth, targets)
     return {key: g for key, g in out.items() if g.host in names}
 

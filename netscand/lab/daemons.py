@@ -85,8 +85,36 @@ def _snmpd(host: dict[str, Any], d: Path) -> list[str]:
             f"udp:{host['ip']}:161"]
 
 
+def _ntpsec(host: dict[str, Any], d: Path) -> list[str]:
+    # No time source, and neither the kernel clock discipline nor ntpd's own: the clock is the
+    # whole machine's (a network namespace has none of its own), so the lab's ntpd only answers.
+    (d / "ntp.conf").write_text(f"interface ignore all\ninterface listen {host['ip']}\n"
+                                "disable kernel\ndisable ntp\nrestrict default\n")
+    return ["/usr/sbin/ntpd", "-n", "-c", str(d / "ntp.conf"), "-p", str(d / "ntpd.pid")]
+
+
+def _tftpd(host: dict[str, Any], d: Path) -> list[str]:
+    (d / "tftp").mkdir(exist_ok=True)  # served read-only and empty: a request gets "File not found"
+    return ["/usr/sbin/in.tftpd", "-L", "-a", f"{host['ip']}:69", "-s", str(d / "tftp")]
+
+
+def _memcached(host: dict[str, Any], d: Path) -> list[str]:
+    return ["/usr/bin/memcached", "-u", "nobody", "-l", host["ip"], "-p", "11211", "-U", "11211", "-m", "16"]
+
+
+def _miniupnpd(host: dict[str, Any], d: Path) -> list[str]:
+    # An Internet gateway needs an external interface; the lab has none, and lo stands in for
+    # it (port mappings then fail, which a scan never asks for). The uuid is fixed per host.
+    uuid = f"6e73c0de-0000-4000-8000-{host['mac'].replace(':', '')}"
+    (d / "miniupnpd.conf").write_text(
+        f"ext_ifname=lo\nlistening_ip=eth0\nhttp_port=5000\nenable_natpmp=no\nenable_upnp=yes\n"
+        f"secure_mode=yes\nuuid={uuid}\nlease_file={d}/upnp.leases\ndeny 0-65535 0.0.0.0/0 0-65535\n")
+    return ["/usr/sbin/miniupnpd", "-d", "-f", str(d / "miniupnpd.conf"), "-P", str(d / "miniupnpd.pid")]
+
+
 START = {"nginx": _nginx, "openssh": _openssh, "vsftpd": _vsftpd, "redis": _redis, "mariadb": _mariadb,
-         "snmpd": _snmpd}
+         "snmpd": _snmpd, "ntpsec": _ntpsec, "tftpd-hpa": _tftpd, "memcached": _memcached,
+         "miniupnpd": _miniupnpd}
 
 
 def _dnsmasq(truth: dict[str, Any]) -> list[str]:
@@ -104,14 +132,18 @@ def _spawn(netns: str, argv: list[str], log: Path) -> None:
                          start_new_session=True)
 
 
-def _listening(netns: str) -> set[tuple[str, str, int]]:
+def _listening(netns: str, ips: list[str]) -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of every socket listening in netns; a socket on the wildcard
+    address (miniupnpd's, bound to eth0) counts for each of `ips`, the namespace's own addresses."""
     out = subprocess.run(namespaces.exec_argv(netns, ["ss", "-Hlntu"]), capture_output=True, text=True).stdout
     found = set()
     for line in out.splitlines():
         fields = line.split()
         if len(fields) >= 5:
             addr, _, port = fields[4].rpartition(":")
-            found.add((fields[0], addr, int(port)))
+            addr = addr.split("%", 1)[0]  # "0.0.0.0%eth0": bound to a device as well
+            for ip in (ips if addr in ("0.0.0.0", "*") else [addr]):
+                found.add((fields[0], ip, int(port)))
     return found
 
 
@@ -122,7 +154,8 @@ def start(truth: dict[str, Any], state_dir: Path) -> None:
     waiting: dict[str, set[tuple[str, str, int]]] = {}
     router = truth["router"]
     _spawn(router["netns"], _dnsmasq(truth), root / "dnsmasq.log")
-    waiting[router["netns"]] = {("tcp", ip, 53) for ip in router["ips"]}
+    waiting[router["netns"]] = {(proto, ip, 53) for ip in router["ips"] for proto in ("tcp", "udp")}
+    addresses = {router["netns"]: router["ips"]}
     for host in truth["hosts"]:
         if host.get("kind") != "server":
             continue
@@ -132,10 +165,11 @@ def start(truth: dict[str, Any], state_dir: Path) -> None:
             _spawn(host["netns"], START[daemon](host, d), d / f"{daemon}.log")
         waiting[host["netns"]] = ({("tcp", host["ip"], int(p)) for p in host["services"]}
                                   | {("udp", host["ip"], int(p)) for p in host["udp"]})
+        addresses[host["netns"]] = [host["ip"]]
     deadline = time.monotonic() + READY_TIMEOUT
     while waiting:
         for netns in list(waiting):
-            waiting[netns] -= _listening(netns)
+            waiting[netns] -= _listening(netns, addresses[netns])
             if not waiting[netns]:
                 del waiting[netns]
         if waiting and time.monotonic() > deadline:

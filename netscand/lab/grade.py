@@ -7,11 +7,14 @@ hostname, vendor, os_guess, ports with service/product/version); nmap's XML is r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 OK, UNKNOWN, WRONG = "ok", "unknown", "wrong"
+# The UDP ports netscand's name queries ask on every host (profiling.names: NetBIOS, SNMP, mDNS),
+# written out here since the lab does not import profiling; tests/lab/test_servers.py checks them.
+NAME_QUERY_PORTS = frozenset({137, 161, 5353})
 # How each OS family may be written by a tool ("Linux 5.0 - 5.14", "Linux (Debian)").
 FAMILY_WORDS = {"Linux": ("linux",)}
 
@@ -58,8 +61,9 @@ def _port_grades(name: str, proto: str, expect: dict[str, dict[str, Any]],
         service = (got.get("service") or "").lower() or None
         yield Grade(name, "service", where, want["service"], service, _verdict(service == want["service"], service))
         product = got.get("product")
-        yield Grade(name, "product", where, want["product"], product,
-                    _verdict(_same_product(want["product"], product), product))
+        if want["product"] is not None:  # a daemon whose answers don't name it can't be graded on it
+            yield Grade(name, "product", where, want["product"], product,
+                        _verdict(_same_product(want["product"], product), product))
         if want["version"] is not None:  # a daemon that never says its version can't be graded on it
             version = got.get("version")
             yield Grade(name, "version", where, want["version"], version,
@@ -67,13 +71,13 @@ def _port_grades(name: str, proto: str, expect: dict[str, dict[str, Any]],
 
 
 def _host_grades(host: dict[str, Any], device: dict[str, Any], scanned: set[int] | None,
-                 udp: bool) -> Iterator[Grade]:
+                 udp: Collection[int] | None) -> Iterator[Grade]:
     name = host["name"]
     ports = {(p.get("protocol", "tcp"), p["port"]): p for p in device.get("ports", []) if p["state"] == "open"}
     tcp = {p: want for p, want in host.get("services", {}).items() if scanned is None or int(p) in scanned}
     yield from _port_grades(name, "tcp", tcp, ports)
-    if udp:
-        yield from _port_grades(name, "udp", host.get("udp", {}), ports)
+    looked = {p: want for p, want in host.get("udp", {}).items() if udp is None or int(p) in udp}
+    yield from _port_grades(name, "udp", looked, ports)
     if "os_family" in host:
         family = _os_family(device.get("os_guess"))
         # A tuned stack only half imitates another OS: "unknown" is as right as the truth.
@@ -82,10 +86,11 @@ def _host_grades(host: dict[str, Any], device: dict[str, Any], scanned: set[int]
 
 
 def grade(truth: dict[str, Any], devices: list[dict[str, Any]], scanned: set[int] | None = None,
-          udp: bool = True) -> list[Grade]:
+          udp: Collection[int] | None = NAME_QUERY_PORTS) -> list[Grade]:
     """Service, product, version and OS grades for every lab host that has them in its truth
     (the servers and the router). `scanned`: the TCP ports the tool was asked to scan (None:
-    all); `udp`: whether it was asked to look at UDP at all."""
+    all); `udp`: the UDP ports it looked at (None: all; by default the name queries' ports,
+    which every profiling scan asks)."""
     by_ip = {d["ip"]: d for d in devices}
     out: list[Grade] = []
     for host in truth["hosts"]:

@@ -23,11 +23,12 @@ SERVER_BASE = 230
 @dataclass(frozen=True)
 class Daemon:
     """A daemon a server runs: the binary whose Debian package names the version, and what a
-    scan should report on each of its ports (service, product, whether it announces a version)."""
+    scan should report on each of its ports (service, product, whether it announces a version).
+    A product of None: the daemon's answers don't name it (a TFTP error is any TFTP server's)."""
 
     binary: str
-    tcp: dict[int, tuple[str, str, bool]] = field(default_factory=dict)
-    udp: dict[int, tuple[str, str, bool]] = field(default_factory=dict)
+    tcp: dict[int, tuple[str, str | None, bool]] = field(default_factory=dict)
+    udp: dict[int, tuple[str, str | None, bool]] = field(default_factory=dict)
 
 
 DAEMONS = {
@@ -38,8 +39,23 @@ DAEMONS = {
     "mariadb": Daemon("/usr/sbin/mariadbd", tcp={3306: ("mysql", "MariaDB", True)}),
     # net-snmp's sysDescr is the kernel's, never its own version.
     "snmpd": Daemon("/usr/sbin/snmpd", udp={161: ("snmp", "Net-SNMP", False)}),
-    "dnsmasq": Daemon("/usr/sbin/dnsmasq", tcp={53: ("dns", "dnsmasq", True)}),
+    "dnsmasq": Daemon("/usr/sbin/dnsmasq", tcp={53: ("dns", "dnsmasq", True)}, udp={53: ("dns", "dnsmasq", True)}),
+    # ntpsec 1.2.2 answers mode 3 (time) but drops unauthenticated mode 6 (READVAR) queries,
+    # so neither its name nor its version can be learnt over the wire.
+    "ntpsec": Daemon("/usr/sbin/ntpd", udp={123: ("ntp", None, False)}),
+    "tftpd-hpa": Daemon("/usr/sbin/in.tftpd", udp={69: ("tftp", None, False)}),
+    "memcached": Daemon("/usr/bin/memcached", tcp={11211: ("memcached", "memcached", True)},
+                        udp={11211: ("memcached", "memcached", True)}),
+    # UPnP IGD: SSDP on UDP 1900, its description and control over HTTP on 5000. Both answer
+    # with a UPnP SERVER header, "<OS>/<version> UPnP/1.1 MiniUPnPd/<version>".
+    "miniupnpd": Daemon("/usr/sbin/miniupnpd", tcp={5000: ("http", "MiniUPnPd", True)},
+                        udp={1900: ("ssdp", "MiniUPnPd", True)}),
 }
+# UDP ports a server's firewall (nftables) answers for: rejected with ICMP admin-prohibited,
+# which a scan must call "filtered", or dropped, which leaves it "open|filtered". Both ports
+# carry a protocol payload (IKE, SIP), so a scan probes them in earnest.
+UDP_REJECTED = 5060
+UDP_DROPPED = 500
 
 # Linux under every server; the tuned ones change what their SYN-ACKs say, not what they are,
 # so for them an honest "unknown" is as right as "Linux" (a stack can't be made to lie fully:
@@ -59,14 +75,16 @@ class Server:
     sysctls: dict[str, int] = field(default_factory=dict)
     mdns: bool = False
     netbios: str | None = None
+    udp_firewall: bool = False  # rejects UDP_REJECTED and drops UDP_DROPPED
 
 
 SERVERS = (
-    Server("s1", False, "00:14:22:5e:00:01", "Dell Inc.", ("openssh", "nginx"), mdns=True),
-    Server("s2", False, "00:15:5d:5e:00:02", "Microsoft Corporation", ("vsftpd", "redis"),
-           WINDOWS_LIKE, netbios="FILES"),
-    Server("s3", True, "00:25:90:5e:00:03", "Super Micro Computer, Inc.", ("openssh", "mariadb", "snmpd")),
-    Server("s4", False, "3c:d9:2b:5e:00:04", "Hewlett Packard", ("nginx", "snmpd"), APPLIANCE_LIKE, mdns=True),
+    Server("s1", False, "00:14:22:5e:00:01", "Dell Inc.", ("openssh", "nginx", "memcached"), mdns=True),
+    Server("s2", False, "00:15:5d:5e:00:02", "Microsoft Corporation", ("vsftpd", "redis", "tftpd-hpa"),
+           WINDOWS_LIKE, netbios="FILES", udp_firewall=True),
+    Server("s3", True, "00:25:90:5e:00:03", "Super Micro Computer, Inc.", ("openssh", "mariadb", "snmpd", "ntpsec")),
+    Server("s4", False, "3c:d9:2b:5e:00:04", "Hewlett Packard", ("nginx", "snmpd", "miniupnpd"), APPLIANCE_LIKE,
+           mdns=True),
 )
 ROUTER_DAEMONS = ("dnsmasq",)  # the lab's DNS, as on many a real office router
 WORKGROUP = "LAB"
@@ -134,6 +152,9 @@ def plan(prefix: str, scan_net: str, routed_net: str) -> list[dict[str, Any]]:
             "banners": {},
             "services": services["tcp"],
             "udp": services["udp"],
+            # UDP ports a firewall answers for, by the state a scan should report
+            "udp_filtered": [UDP_REJECTED] if server.udp_firewall else [],
+            "udp_silent": [UDP_DROPPED] if server.udp_firewall else [],
         }
         if server.mdns:
             host["mdns"] = f"{server.name}.local"
@@ -143,5 +164,6 @@ def plan(prefix: str, scan_net: str, routed_net: str) -> list[dict[str, Any]]:
     return hosts
 
 
-def router_services() -> dict[str, dict[str, Any]]:
-    return expected(ROUTER_DAEMONS)["tcp"]
+def router_services() -> dict[str, dict[str, dict[str, Any]]]:
+    """The router's expected services by protocol then port."""
+    return expected(ROUTER_DAEMONS)

@@ -79,9 +79,21 @@ def _script(sysctls: dict[str, str | int], veths: list[str], extra: str = "") ->
     return "\n".join(lines) + "\n" + extra
 
 
-def _filter_ruleset(ports: list[int]) -> str:
+def _ports(ports: list[int]) -> str:
+    return "{ " + ", ".join(map(str, ports)) + " }"
+
+
+def _filter_ruleset(host: dict[str, Any]) -> str | None:
+    """The host's firewall: TCP ports dropped; UDP ports rejected with ICMP admin-prohibited
+    (type 3 code 13) or dropped; None when it filters nothing."""
+    rules = [f"  {proto} dport {_ports(ports)} {action}" for proto, ports, action in (
+        ("tcp", host["filtered"], "drop"),
+        ("udp", host.get("udp_filtered", []), "reject with icmp type admin-prohibited"),
+        ("udp", host.get("udp_silent", []), "drop")) if ports]
+    if not rules:
+        return None
     return ("table inet lab {\n chain input {\n  type filter hook input priority filter; policy accept;\n"
-            f"  tcp dport {{ {', '.join(map(str, ports))} }} drop\n }}\n}}\n")
+            + "\n".join(rules) + "\n }\n}\n")
 
 
 def _config_scripts(truth: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
@@ -99,12 +111,8 @@ def _config_scripts(truth: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
         scripts[relay_ns(prefix)] = (_script({}, list(RELAY_IFS)), None)
     for host in truth["hosts"]:
         sysctls = host.get("sysctls", {"net.ipv4.ip_default_ttl": host["ttl"]})
-        if host.get("tarpit"):
-            scripts[host["netns"]] = (_script(sysctls, ["eth0"], "nft -f -\n"), hostile.tarpit_ruleset())
-        elif host["filtered"]:
-            scripts[host["netns"]] = (_script(sysctls, ["eth0"], "nft -f -\n"), _filter_ruleset(host["filtered"]))
-        else:
-            scripts[host["netns"]] = (_script(sysctls, ["eth0"]), None)
+        ruleset = hostile.tarpit_ruleset() if host.get("tarpit") else _filter_ruleset(host)
+        scripts[host["netns"]] = (_script(sysctls, ["eth0"], "nft -f -\n" if ruleset else ""), ruleset)
     return scripts
 
 

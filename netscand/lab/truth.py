@@ -131,6 +131,7 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
         host_list += hostile.plan(prefix, SCAN_NET)
     for host in host_list:
         host["hostname"] = hostname(host)  # what the lab's DNS answers for its address
+    router = servers.router_services()
     return {
         "prefix": prefix,
         "seed": seed,
@@ -139,7 +140,7 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
         "scanner": {"netns": f"{prefix}-scan", "ifname": "scan0", "ip": SCANNER_IP,
                     "mac": SCANNER_MAC, "gateway": ROUTER_IPS[0]},
         "router": {"netns": f"{prefix}-rt", "ips": list(ROUTER_IPS), "mac": ROUTER_MACS[0],
-                   "hostname": ROUTER_NAME, "open": [53], "services": servers.router_services()},
+                   "hostname": ROUTER_NAME, "open": [53], "services": router["tcp"], "udp": router["udp"]},
         "hosts": host_list,
         "services_pid": None,
     }

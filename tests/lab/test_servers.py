@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from netscand.lab import servers, truth
-from netscand.lab.grade import OK, UNKNOWN, WRONG, grade, identity_grades
+from netscand.lab import servers, topology, truth
+from netscand.lab.grade import (
+    NAME_QUERY_PORTS,
+    OK,
+    UNKNOWN,
+    WRONG,
+    grade,
+    identity_grades,
+)
+from netscand.profiling.names import QUERIES
 from netscand.profiling.vendor import vendor
 
 
@@ -27,7 +35,9 @@ def test_servers_join_the_plan_with_real_vendors() -> None:
     for host in found:
         assert vendor(host["mac"]) == host["vendor"]  # the catalogue names the IEEE registry's owner
         assert host["open"] == sorted(int(p) for p in host["services"])
-        assert all(s["product"] and s["service"] for s in (*host["services"].values(), *host["udp"].values()))
+        for want in (*host["services"].values(), *host["udp"].values()):
+            # A daemon whose answers don't name it can't announce a version either.
+            assert want["service"] and (want["product"] or want["version"] is None)
         assert host["tuned"] == (host["sysctls"] != {"net.ipv4.ip_default_ttl": 64})
     assert truth.plan("nsd", 8, 1, 0, 0)["hosts"] == hosts[:8]  # imitation hosts do not move
 
@@ -53,3 +63,23 @@ def test_grades_are_lenient_about_wording_not_about_facts() -> None:
         assert [g.verdict for g in grades if g.field == "os" and g.host == "s2"] == [verdict]
     names = {(g.host, g.field): g.verdict for g in identity_grades(plan, [device])}
     assert names[("s1", "hostname")] == UNKNOWN and names[("s1", "mac")] == UNKNOWN
+
+
+def test_udp_services_and_the_firewall_are_in_the_truth() -> None:
+    plan = truth.plan("nsd", 1, 1, 0, 0, with_servers=True)
+    servers_by_name = {h["name"]: h for h in plan["hosts"] if h["kind"] == "server"}
+    udp = {(name, int(port)): want["service"] for name, h in servers_by_name.items() for port, want in h["udp"].items()}
+    assert udp == {("s1", 11211): "memcached", ("s2", 69): "tftp", ("s3", 161): "snmp", ("s3", 123): "ntp",
+                   ("s4", 161): "snmp", ("s4", 1900): "ssdp"}
+    assert plan["router"]["udp"]["53"]["product"] == "dnsmasq" and plan["router"]["udp"]["53"]["version"]
+    firewalled = {name: (h["udp_filtered"], h["udp_silent"]) for name, h in servers_by_name.items() if h["udp_filtered"]}
+    assert firewalled == {"s2": ([servers.UDP_REJECTED], [servers.UDP_DROPPED])}
+    ruleset = topology._filter_ruleset(servers_by_name["s2"])
+    assert ruleset is not None
+    assert f"udp dport {{ {servers.UDP_REJECTED} }} reject with icmp type admin-prohibited" in ruleset
+    assert f"udp dport {{ {servers.UDP_DROPPED} }} drop" in ruleset and "tcp" not in ruleset
+    assert topology._filter_ruleset(servers_by_name["s1"]) is None
+
+
+def test_the_grader_knows_which_ports_the_name_queries_ask() -> None:
+    assert NAME_QUERY_PORTS == {query.port for query in QUERIES}
