@@ -22,6 +22,7 @@ from rich.table import Table
 
 from netscand import __version__
 from netscand.cli.progress import progress_bar
+from netscand.scan.cves import SEVERITIES
 from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, taking
 from netscand.statuses import FINISHED, STATUSES
 
@@ -55,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     for name in ("status", "result", "stop", "watch"):
         sub.add_parser(name, help=f"{name} of a scan").add_argument("id")
     sub.add_parser("delete", help="delete a finished scan and its result").add_argument("id")
+    sub.add_parser("rematch", help="match a finished scan's CVEs against the CVE data of now, "
+                                   "then show its result").add_argument("id")
     lst = sub.add_parser("list", help="list scans, newest first")
     lst.add_argument("--status", choices=STATUSES)
     lst.add_argument("--site-id")
@@ -151,6 +154,11 @@ def cmd_result(client: Client, args: argparse.Namespace, console: Console) -> in
     return _out(args, console, res, lambda: _print_result(console, res))
 
 
+def cmd_rematch(client: Client, args: argparse.Namespace, console: Console) -> int:
+    client.call("POST", f"/api/v1/scans/{args.id}/rematch", params={"per_page": 1})
+    return cmd_result(client, args, console)
+
+
 def _whole_result(client: Client, scan_id: str) -> dict:
     """The result with every device: its pages fetched in turn and joined (without the page
     fields). A scan still running may gain devices meanwhile; a page that comes back empty ends
@@ -236,6 +244,34 @@ def _print_result(console: Console, res: dict) -> None:
         for state, count in d.get("not_shown", {}).items():
             table.add_row(*first, "", f"{count} {state}", _not_shown(d, state))
     console.print(table)
+    _print_cves(console, res)
+
+
+def _print_cves(console: Console, res: dict) -> None:
+    """Each device's CVEs, most severe first; then the CVE data they were matched against."""
+    data = res.get("cve_data")
+    if data is None:
+        return  # the scan did not match CVEs
+    for d in res["devices"]:
+        findings = [(f"{p['port']}/{p['protocol']}", f) for p in d["ports"] for f in p.get("cves", ())]
+        if findings:
+            console.print(_cve_table(d, findings))
+    if data["loaded"]:
+        sources = ", ".join(f"{s['name']} ({s['records']} records)" for s in data["sources"])
+        console.print(f"CVE data: {sources}; updated {data['updated_at']}")
+    else:
+        console.print(f"CVE: {data['note']}")
+
+
+def _cve_table(device: dict, findings: list[tuple[str, dict]]) -> Table:
+    counts = ", ".join(f"{n} {severity}" for severity, n in device["cve_counts"].items() if n)
+    table = Table("severity", "cve", "cvss", "port", "status", box=box.SIMPLE,
+                  title=f"{device['ip']}: {counts or 'nothing vulnerable'}")
+    for port, f in sorted(findings, key=lambda pf: (SEVERITIES.index(pf[1]["severity"] or "none"),
+                                                    -(pf[1]["cvss"] or 0), pf[1]["id"])):
+        status = f["status"] + (f" in {f['fixed_version']}" if f.get("fixed_version") else "")
+        table.add_row(f["severity"] or "-", f["id"], str(f["cvss"] or "-"), port, status)
+    return table
 
 
 def _not_shown(device: dict, state: str) -> str:
@@ -245,5 +281,5 @@ def _not_shown(device: dict, state: str) -> str:
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
     "start": cmd_start, "status": cmd_status, "result": cmd_result, "stop": cmd_stop,
-    "list": cmd_list, "watch": cmd_watch, "delete": cmd_delete,
+    "list": cmd_list, "watch": cmd_watch, "delete": cmd_delete, "rematch": cmd_rematch,
 }
