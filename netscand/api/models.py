@@ -147,6 +147,10 @@ class StartRequest(Closed):
     ports: Annotated[Annotated[list[PortNumber | _PortRange], Meta(min_length=1)] | None, Meta(
         description=f"{_only_with('ports')}: port numbers and inclusive ranges \"a-b\".",
         examples=[[22, 80, "8000-8100"]])] = None
+    udp_ports: Annotated[Annotated[list[PortNumber | _PortRange], Meta(min_length=1)] | None, Meta(
+        description=f"{_only_with('udp_ports')}: UDP ports to scan beside the TCP ones, written as "
+                    "`ports` is and with its limits; absent, no UDP port scan.",
+        examples=[[53, 123, 161, "5000-5010"]])] = None
     timeout_ms: Annotated[Annotated[int, Meta(ge=TIMEOUT_MS[0], le=TIMEOUT_MS[1])] | None, Meta(
         description="How long to wait for a reply to one probe before retrying or calling the port "
                     "filtered.")] = None

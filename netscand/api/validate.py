@@ -123,30 +123,35 @@ def start_request(data: Any) -> ScanRequest:
     return ScanRequest(**fields | {"profile": profile.name, "site_id": _canonical(req.site_id)})
 
 
+PORT_FIELDS = ("ports", "udp_ports")  # port specifications, read by port_ranges
+
+
 def _start_body(data: Any) -> StartRequest:
-    """The body as its model, with the ports' ranges read in their place in documented order:
-    after the fields before them, before a fault of any field after them."""
+    """The body as its model, with the port specifications' ranges read in their place in
+    documented order: after the fields before them, before a fault of any field after them."""
     try:
         req = _convert(data, StartRequest, "body")
     except Problem as problem:
-        if _after_ports(problem.field) and data.get("ports") is not None:
-            _port_ranges(data["ports"])  # msgspec let it through: it stops at the first fault
+        for name in PORT_FIELDS:  # msgspec let them through: it stops at the first fault
+            if _after(name, problem.field) and data.get(name) is not None:
+                _port_ranges(name, data[name])
         raise
-    if req.ports is not None:
-        _port_ranges(req.ports)
+    for name in PORT_FIELDS:
+        if (ports := getattr(req, name)) is not None:
+            _port_ranges(name, ports)
     return req
 
 
-def _after_ports(field: str | None) -> bool:
+def _after(name: str, field: str | None) -> bool:
     order = StartRequest.__struct_fields__
-    return field in order and order.index(field) > order.index("ports")
+    return field in order and order.index(field) > order.index(name)
 
 
-def _port_ranges(ports: list[int | str]) -> None:
+def _port_ranges(name: str, ports: list[int | str]) -> None:
     try:
         port_ranges(ports)  # merged ranges: cheap however many ports they cover
     except PortSpecError as exc:
-        raise Problem.invalid("ports", f"ports: {exc}") from None
+        raise Problem.invalid(name, f"{name}: {exc}") from None
 
 
 def _canonical(site_id: str | None) -> str | None:

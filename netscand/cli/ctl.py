@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("target", nargs="+", help="addresses, CIDRs, ranges or hostnames")
     start.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
     start.add_argument("--ports", help=f"for {taking('ports').name}: 22,80,1000-2000")
+    start.add_argument("--udp-ports", help=f"for {taking('udp_ports').name}: UDP ports, e.g. 53,123,161")
     start.add_argument("--site-id")
     start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
     for name in ("status", "result", "stop", "watch"):
@@ -128,8 +129,9 @@ def _out(args: argparse.Namespace, console: Console, body: dict, human: Callable
 def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int:
     body: dict = {"target": args.target[0] if len(args.target) == 1 else args.target,
                   "profile": args.profile}
-    if args.ports:
-        body["ports"] = [int(p) if p.strip().isdigit() else p.strip() for p in args.ports.split(",")]
+    for field in ("ports", "udp_ports"):
+        if text := getattr(args, field):
+            body[field] = [int(p) if p.strip().isdigit() else p.strip() for p in text.split(",")]
     if args.site_id:
         body["site_id"] = args.site_id
     scan = client.call("POST", "/api/v1/scans/start", json=body)
@@ -241,8 +243,9 @@ def _print_result(console: Console, res: dict) -> None:
                 row.append(" ".join(x for x in (p.get("product"), p.get("version")) if x))
             table.add_row(*row)
             first = [""] * len(first)
-        for state, count in d.get("not_shown", {}).items():
-            table.add_row(*first, "", f"{count} {state}", _not_shown(d, state))
+        for protocol, key in (("", "not_shown"), ("/udp", "not_shown_udp")):
+            for state, count in d.get(key, {}).items():
+                table.add_row(*first, protocol, f"{count} {state}", _not_shown(d, state))
     console.print(table)
     _print_cves(console, res)
 

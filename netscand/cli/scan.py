@@ -17,7 +17,7 @@ import orjson
 from netscand import config, oneshot
 from netscand.cli.progress import progress_bar
 from netscand.scan.policy import PolicyError
-from netscand.scan.ports import PortSpecError
+from netscand.scan.ports import PortSpecError, port_ranges
 from netscand.scan.profiles import ONE_SHOT_PROFILE, PROFILES, ScanRequest, taking
 from netscand.scan.targets import TargetError, parse_targets
 
@@ -29,8 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", help="address, CIDR, range a-b, hostname, or a comma-separated list")
     p.add_argument("--profile", choices=list(PROFILES), default=None,
                    help="; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
-                   + f" (default {ONE_SHOT_PROFILE}, or {taking('ports').name} with --ports)")
+                   + f" (default {ONE_SHOT_PROFILE}, or {taking('ports').name} with --ports or --udp-ports)")
     p.add_argument("--ports", help=f"port list, e.g. 22,80,1000-2000 or - for all (implies {taking('ports').name})")
+    p.add_argument("--udp-ports", help=f"UDP ports to scan too, written as --ports is (implies "
+                                       f"{taking('udp_ports').name}, which needs --ports)")
     p.add_argument("--profiling", action="store_true",
                    help=f"with --profile {taking('enable_profiling').name}: identify devices and services")
     p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
@@ -58,20 +60,32 @@ def _below_minimum(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _check_ports(flag: str, text: str) -> None:
+    """A port list's fault, named by its option (both take the same syntax)."""
+    try:
+        port_ranges(text.split(","))
+    except PortSpecError as exc:
+        raise PortSpecError(f"{flag}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     if too_small := _below_minimum(args):
         return _fail(too_small)
     try:
         cfg = config.load(args.config)
         targets = parse_targets(args.target)
-        profile = PROFILES[args.profile or (taking("ports").name if args.ports else ONE_SHOT_PROFILE)]
+        profile = PROFILES[args.profile or (taking("ports").name if args.ports or args.udp_ports else ONE_SHOT_PROFILE)]
         if "ports" in profile.requires and not args.ports:
             return _fail(f"--profile {profile.name} needs --ports")
-        for flag, field, given in (("--ports", "ports", args.ports),
+        for flag, text in (("--ports", args.ports), ("--udp-ports", args.udp_ports)):
+            if text:
+                _check_ports(flag, text)
+        for flag, field, given in (("--ports", "ports", args.ports), ("--udp-ports", "udp_ports", args.udp_ports),
                                    ("--profiling", "enable_profiling", args.profiling)):
             if given and field not in profile.accepts:
                 return _fail(f"{flag} goes with --profile {taking(field).name}")
         request = ScanRequest(args.target, profile.name, ports=args.ports.split(",") if args.ports else None,
+                              udp_ports=args.udp_ports.split(",") if args.udp_ports else None,
                               timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
                               enable_profiling=args.profiling)
         scan = oneshot.prepare(cfg, request, targets, args.rate)
@@ -132,7 +146,10 @@ def _print_table(doc: dict) -> None:
         out.write(f"\n{d['ip']}  " + "  ".join(a for a in about if a) + "\n")
         for p in d["ports"]:
             what = " ".join(filter(None, (p["service"], p.get("product"), p.get("version"))))
-            out.write(f"  {p['port']:>5}/{p['protocol']:<4} {p['state']:<9} {what}\n")
-        for state, count in d.get("not_shown", {}).items():
-            tarpit = " (a tarpit: it answers every port)" if state == "open" and d.get("tarpit") else ""
-            out.write(f"  not shown: {count} {state} ports{tarpit}\n")
+            out.write(f"  {p['port']:>5}/{p['protocol']:<4} {p['state']:<13} {what}\n")
+        for protocol, key in (("", "not_shown"), (" UDP", "not_shown_udp")):
+            for state, count in d.get(key, {}).items():
+                tarpit = " (a tarpit: it answers every port)" if state == "open" and d.get("tarpit") else ""
+                out.write(f"  not shown: {count} {state}{protocol} ports{tarpit}\n")
+        if d.get("udp_icmp_limited"):
+            out.write("  (ICMP rate-limited: its open|filtered UDP ports are most likely closed)\n")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from netscand.engine import plan as plans
-from netscand.engine.probes import ProbeType, arp, icmp_echo, tcp_ack, tcp_syn
+from netscand.engine.probes import PROBES, ProbeType, arp, icmp_echo, tcp_ack, tcp_syn
 from netscand.engine.probes.base import NO_PORTS
 from netscand.engine.shm import R_HOST, Result
 from netscand.netinfo import NetInfo, NoRoute, Route
@@ -157,7 +157,11 @@ class Planner:
         return tuple(pings)
 
     def _port_scan(self, route: Route, targets: Targets, next_hop: bytes | None) -> None:
-        self._feed(route, targets, self.spec.hosts_per_plan(), ((tcp_syn.PROBE, self.spec.ports),), next_hop)
+        """TCP, and UDP when the spec has UDP ports: the same hosts' plans, run side by side."""
+        probes: Probes = ((tcp_syn.PROBE, self.spec.ports),)
+        if self.spec.udp_ports:
+            probes += ((port_scan_of("udp"), self.spec.udp_ports),)
+        self._feed(route, targets, self.spec.hosts_per_plan(), probes, next_hop)
 
     def _feed(self, route: Route, targets: Targets, per_plan: int, probes: Probes, next_hop: bytes | None,
               discovery: bool = False) -> None:
@@ -165,6 +169,11 @@ class Planner:
         if targets.count:
             self.planned += targets.count * sum(len(ports) for _, ports in probes)
             self.feeds.append(Feed(route, targets, per_plan, probes, next_hop, discovery))
+
+
+def port_scan_of(protocol: str) -> ProbeType:
+    """The registered probe type whose answers are `protocol`'s port states."""
+    return next(p for p in PROBES.values() if p.port_states and p.protocol == protocol)
 
 
 def _probing(probe: ProbeType, ports: tuple[int, ...] = ()) -> tuple[ProbeType, tuple[int, ...]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from netscand.scan.ports import parse_ports, top_ports
+from netscand.scan.ports import DEEP_UDP_TOP, deep_udp_ports, parse_ports, top_ports
 
 if TYPE_CHECKING:
     from netscand.scan.spec import Discovery, ScanSpec
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 REQUEST: Literal["request"] = "request"  # a setting the request decides, through its own fields
 ALL: Literal["all"] = "all"
+PAYLOADS: Literal["payloads"] = "payloads"  # UDP: the top ports and every port with a protocol payload
 
 Choice = bool | Literal["request"]
 
@@ -40,17 +41,18 @@ class Profile:
     pacing: Literal["steady"]  # the engine's token bucket at the rate, no jitter
     profiling: Choice  # vendor, OS guess, reverse DNS; REQUEST: enable_profiling
     service_detection: Choice  # connections to open ports, name queries to hosts; REQUEST: enable_profiling
-    cve: bool  # CVE matching of the services found
-    udp: bool  # UDP port scan (UDP name services that answer profiling are reported either way)
+    cve: Choice  # CVE matching of the services found; REQUEST: enable_cve_match
+    # UDP port scan beside the TCP one: PAYLOADS (deep_udp_ports), REQUEST (the request's
+    # udp_ports, none without them) or None. UDP name services that answer profiling's queries
+    # are reported either way.
+    udp: Literal["payloads", "request"] | None
     accepts: tuple[str, ...] = ()  # request fields that only this profile takes
 
     def __post_init__(self) -> None:
         # The table is what the code does: a value the engine cannot do yet is refused here, so
         # neither README.md's table nor the OpenAPI document can claim it.
-        asked = {"CVE matching (cve=True)": self.cve, "a UDP port scan (udp=True)": self.udp,
-                 f"pacing {self.pacing!r} (only 'steady' is)": self.pacing != "steady"}
-        if not_yet := [what for what, wanted in asked.items() if wanted]:
-            raise ValueError(f"profile {self.name}: not implemented yet: {', '.join(not_yet)}")
+        if self.pacing != "steady":
+            raise ValueError(f"profile {self.name}: not implemented yet: pacing {self.pacing!r} (only 'steady' is)")
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -64,6 +66,13 @@ class Profile:
             return parse_ports(requested or [])
         return top_ports(self.ports)
 
+    def udp_port_list(self, requested: list[int | str] | None) -> tuple[int, ...]:
+        if self.udp == PAYLOADS:
+            return deep_udp_ports()
+        if self.udp == REQUEST and requested:
+            return parse_ports(requested)
+        return ()
+
     def host_budget(self, timeout_ms: int | None, retries: int) -> float | None:
         if self.host_budget_s != REQUEST:
             return self.host_budget_s
@@ -76,34 +85,35 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "configured rate; no device profiling (a port's service is the well-known name of its "
             "number); 30 s per host.",
             ports=100, host_budget_s=30, discovery=True, rate_cap=None, pacing="steady",
-            profiling=False, service_detection=False, cve=False, udp=False),
+            profiling=False, service_detection=False, cve=False, udp=None),
     Profile("normal", "top 1000 ports, device profiling, 120 s per host",
             "The 1000 most frequently open TCP ports, after a ping sweep of routed targets, at the "
             "configured rate; then device profiling (vendor, OS guess, names by reverse DNS, mDNS, "
             "NetBIOS and SNMP) and service detection on each open port; 120 s per host.",
             ports=1000, host_budget_s=120, discovery=True, rate_cap=None, pacing="steady",
-            profiling=True, service_detection=True, cve=False, udp=False),
-    Profile("deep", "all 65535 ports, device profiling, 600 s per host",
-            "TCP ports 1-65535, after a ping sweep of routed targets, at the configured rate; then "
-            "the device profiling and service detection of normal; 600 s per host. No CVE matching "
-            "yet.",
+            profiling=True, service_detection=True, cve=False, udp=None),
+    Profile("deep", "all 65535 TCP ports and the common UDP services, profiling, CVE matching, 600 s per host",
+            f"TCP ports 1-65535 and {len(deep_udp_ports())} UDP ports (the {DEEP_UDP_TOP} most frequently "
+            "open, and every other port the UDP probe has a protocol payload for), side by side at the configured rate, after a ping sweep of routed targets; then the device "
+            "profiling and service detection of normal, and the services found matched against the "
+            "daemon's CVE data; 600 s per host.",
             ports=ALL, host_budget_s=600, discovery=True, rate_cap=None, pacing="steady",
-            profiling=True, service_detection=True, cve=False, udp=False),
+            profiling=True, service_detection=True, cve=True, udp=PAYLOADS),
     Profile("stealth", "top 1000 ports at 100 probes/s, no ping sweep, no connection",
             "The 1000 most frequently open TCP ports at 100 probes/s at most, without a ping sweep "
             "(on-link hosts are found by ARP, routed ones are all probed), in the same keyed random "
             "order and steady pacing as every profile. It completes no connection: vendor, OS guess "
             "and reverse DNS (asked of the resolver, never the targets) only; 300 s per host.",
             ports=1000, host_budget_s=300, discovery=False, rate_cap=100.0, pacing="steady",
-            profiling=True, service_detection=False, cve=False, udp=False),
+            profiling=True, service_detection=False, cve=False, udp=None),
     Profile("custom", "the ports given, profiling on request",
-            "The request's ports (required), after a ping sweep of routed targets, at the configured "
-            "rate; enable_profiling adds normal's device profiling and service detection. The "
-            "per-host budget is timeout_ms x retries when timeout_ms is given, none otherwise. "
-            "enable_cve_match is accepted and stored; no CVE matching is done yet.",
+            "The request's TCP ports (required) and udp_ports (if given), after a ping sweep of "
+            "routed targets, at the configured rate; enable_profiling adds normal's device "
+            "profiling and service detection, enable_cve_match deep's CVE matching. The per-host "
+            "budget is timeout_ms x retries when timeout_ms is given, none otherwise.",
             ports=REQUEST, host_budget_s=REQUEST, discovery=True, rate_cap=None, pacing="steady",
-            profiling=REQUEST, service_detection=REQUEST, cve=False, udp=False,
-            accepts=("ports", "enable_profiling", "enable_cve_match")),
+            profiling=REQUEST, service_detection=REQUEST, cve=REQUEST, udp=REQUEST,
+            accepts=("ports", "udp_ports", "enable_profiling", "enable_cve_match")),
 )}
 PROFILE_NAMES = tuple(PROFILES)
 DEFAULT_PROFILE = "normal"  # of an API request that names none
@@ -137,6 +147,7 @@ class ScanRequest:
     profile: str = DEFAULT_PROFILE
     site_id: str | None = None
     ports: list[int | str] | None = None
+    udp_ports: list[int | str] | None = None
     timeout_ms: int | None = None
     max_concurrent: int | None = None
     enable_profiling: bool | None = None
@@ -177,7 +188,9 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
                     host_timeout_s=profile.host_budget(req.timeout_ms, retries), max_hosts=req.max_concurrent,
                     discovery=(ping or Discovery()) if sweep else None,
                     profiling=_chosen(profile.profiling, req.enable_profiling),
-                    detect_services=_chosen(profile.service_detection, req.enable_profiling))
+                    detect_services=_chosen(profile.service_detection, req.enable_profiling),
+                    udp_ports=profile.udp_port_list(req.udp_ports),
+                    cve_match=_chosen(profile.cve, req.enable_cve_match))
 
 
 def _yes(value: bool) -> str:
@@ -186,6 +199,12 @@ def _yes(value: bool) -> str:
 
 def _or_request(value: object, from_request: str, shown: str) -> str:
     return from_request if value == REQUEST else shown
+
+
+def _udp_cell(udp: str | None) -> str:
+    if udp == PAYLOADS:
+        return f"top {DEEP_UDP_TOP} + payload ports ({len(deep_udp_ports())})"
+    return _or_request(udp, "`udp_ports`", "none")
 
 
 # README.md's columns: header, and the cell of a profile.
@@ -198,8 +217,8 @@ _COLUMNS: dict[str, Callable[[Profile], str]] = {
     "profiling": lambda p: _or_request(p.profiling, "`enable_profiling`", _yes(p.profiling is True)),
     "service detection": lambda p: _or_request(p.service_detection, "`enable_profiling`",
                                                _yes(p.service_detection is True)),
-    "CVE": lambda p: _yes(p.cve),
-    "UDP": lambda p: _yes(p.udp),
+    "CVE": lambda p: _or_request(p.cve, "`enable_cve_match`", _yes(p.cve is True)),
+    "UDP ports": lambda p: _udp_cell(p.udp),
     "per-host budget": lambda p: _or_request(p.host_budget_s, "`timeout_ms` × max(retries, 1)",
                                              f"{p.host_budget_s} s"),
 }

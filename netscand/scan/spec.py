@@ -32,14 +32,17 @@ class ScanSpec:
     discovery: Discovery | None = Discovery()  # None: probe every routed target (nmap's -Pn)
     profiling: bool = False  # vendor and OS guess for the devices found
     detect_services: bool = False  # connect to open ports to name service, product and version
+    udp_ports: tuple[int, ...] = ()  # UDP port scan beside the TCP one, in the same plans' group
     cve_match: bool = False  # match the services found against the CVE data
 
     def hosts_per_plan(self) -> int:
         """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the
-        scan's rate (with half the budget left for retries and slow replies)."""
-        limit = plans.Plan.capacity(len(self.ports))
+        scan's rate (with half the budget left for retries and slow replies); the TCP and UDP
+        plans of those hosts run side by side, sharing the rate."""
+        limit = plans.Plan.capacity(max(len(self.ports), len(self.udp_ports)))
         if self.max_hosts:
             limit = min(limit, self.max_hosts)
         if self.host_timeout_s:
-            limit = min(limit, int(self.host_timeout_s * self.rate / 2 / len(self.ports)))
+            probes = len(self.ports) + len(self.udp_ports)
+            limit = min(limit, int(self.host_timeout_s * self.rate / 2 / probes))
         return max(1, limit)

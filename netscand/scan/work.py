@@ -34,7 +34,7 @@ class Work:
     next_hop: bytes | None  # the MAC every frame goes to; None: each on-link host's own (its ARP answer)
     ports: tuple[int, ...]
     group: int  # works of one group run together, sharing the rate
-    share: int  # how many works the group has
+    share: float  # its part of the scan's rate: its part of the group's probes
     discovery: bool = False  # its answers only prove hosts up
 
     @property
@@ -59,7 +59,7 @@ class Work:
             gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
             retries=spec.retries if probe.retries is None else probe.retries, key=os.urandom(16),
             ifindex=self.route.ifindex, src_ip=self.route.src_ip, src_mac=self.route.src_mac,
-            sport_base=SPORT_BASE, rate=spec.rate / self.share,
+            sport_base=SPORT_BASE, rate=spec.rate * self.share,
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
             timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
             shard_size=shard, hosts=hosts, macs=macs, ports=self.ports,
@@ -80,10 +80,12 @@ class Feed:
 
     def cut(self, group: int) -> list[Work]:
         """The next chunk of hosts: one work per probe type, run together as `group`, each at its
-        share of the rate."""
+        share of the rate. Shares follow the ports each probes, so the works end together: deep's
+        65535 TCP ports and 104 UDP ones take as long side by side as the TCP ones alone."""
         hosts = self.targets.window(self.position, self.position + self.per_plan)
         self.position += self.per_plan
-        return [Work(probe, self.route, hosts, self.next_hop, ports, group, len(self.probes), self.discovery)
+        total = sum(len(ports) for _, ports in self.probes)
+        return [Work(probe, self.route, hosts, self.next_hop, ports, group, len(ports) / total, self.discovery)
                 for probe, ports in self.probes]
 
     @property

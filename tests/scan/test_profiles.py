@@ -68,15 +68,15 @@ def test_request_lowers_the_rate_and_skips_discovery_in_any_profile() -> None:
 
 
 def test_profile_only_fields_belong_to_one_profile() -> None:
-    assert PROFILE_ONLY_FIELDS == ("ports", "enable_profiling", "enable_cve_match")
+    assert PROFILE_ONLY_FIELDS == ("ports", "udp_ports", "enable_profiling", "enable_cve_match")
     assert {taking(f).name for f in PROFILE_ONLY_FIELDS} == {"custom"}
     assert [p.name for p in PROFILES.values() if p.requires] == ["custom"]
 
 
 def test_no_profile_claims_what_the_code_does_not_do_yet() -> None:
-    # CVE matching and UDP port scans arrive with their own issues; the prose must not promise them.
+    # Stealth's jitter arrives with its own issue; the prose must not promise it.
     for p in PROFILES.values():
-        assert not p.cve and not p.udp and p.pacing == "steady"
+        assert p.pacing == "steady" and "jitter" not in p.description
         assert "random order" not in p.description or "same keyed random order" in p.description
         if isinstance(p.host_budget_s, int | float):
             assert f"{p.host_budget_s} s per host" in p.description
@@ -84,7 +84,7 @@ def test_no_profile_claims_what_the_code_does_not_do_yet() -> None:
             assert f"{p.rate_cap:g} probes/s" in p.description
 
 
-@pytest.mark.parametrize("claim", [{"cve": True}, {"udp": True}, {"pacing": "jitter"}])
+@pytest.mark.parametrize("claim", [{"pacing": "jitter"}])
 def test_a_profile_cannot_claim_what_the_engine_does_not_do(claim: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"^profile quick: not implemented yet: "):
         dataclasses.replace(PROFILES["quick"], **claim)
