@@ -26,11 +26,11 @@ from netscand.vuln.records import Finding, TrackerEntry
 CODENAMES = {"8": "jessie", "9": "stretch", "10": "buster", "11": "bullseye", "12": "bookworm",
              "13": "trixie", "14": "forky"}
 _BANNER_MAX = 512
-# A Debian revision ends the upstream version or stands after "Debian-"; it starts with a digit.
-_DEBIAN = re.compile(r"(?<![0-9A-Za-z.+~])(?P<revision>\d[0-9A-Za-z.]*(?:[+~][0-9A-Za-z.]+)*)"
-                     r"(?![0-9A-Za-z.+~])")
+# What follows the upstream version when a build is named: OpenSSH's " Debian-2+deb12u3" or
+# " Ubuntu-3ubuntu0.10", MariaDB's "-MariaDB-0+deb12u1", dnsmasq's "-4~deb12u2".
+_TAIL = re.compile(r"(?: Debian-| Ubuntu-|-(?:[A-Za-z]{1,16}-)?)(?P<revision>\d[0-9A-Za-z.]{0,63}(?:[+~][0-9A-Za-z.]{1,63}){0,4})"
+                   r"(?![^\s)(;,])")
 _DEB_RELEASE = re.compile(r"[+~]deb(?P<number>\d{1,2})u\d+")
-_UBUNTU = re.compile(r"\d[0-9A-Za-z.+~]*ubuntu[0-9][0-9A-Za-z.+~]*")
 _NEVER_AFFECTED = "0"  # the tracker's fixed_version for a release the bug never reached
 
 # CPE vendor:product -> Debian source package, for the products service detection names.
@@ -84,22 +84,23 @@ class Build:
 
 
 def build(banner: str | None, upstream: str | None) -> Build | None:
-    """The build a banner names after the upstream version `upstream`, or None if it names none."""
+    """The build a banner names right after the upstream version `upstream`, or None."""
     if not banner or not upstream:
         return None
     text = banner[:_BANNER_MAX]
-    ubuntu = _UBUNTU.search(text)
-    if ubuntu:
-        return Build("ubuntu", upstream, ubuntu.group(0), None)
-    start = text.find(upstream)
-    if start < 0:
-        return None
-    rest = text[start + len(upstream):]
-    # "9.2p1 Debian-2+deb12u3" (OpenSSH) or "10.11.19-MariaDB-0+deb12u1" / "2.90-4~deb12u2".
-    tail = re.match(r"(?: Debian-|-(?:[A-Za-z]+-)?)(\S+)", rest)
-    if tail is None or not _DEBIAN.fullmatch(tail.group(1)):
-        return None
-    revision = tail.group(1)
+    # Where the version stands as a whole word ("OpenSSH_9.2p1 ", not the "2.0" of "SSH-2.0-").
+    # CPE names are lowercase: the banner's own spelling is what the package version has.
+    word = rf"(?<![0-9A-Za-z.]){re.escape(upstream)}(?![0-9A-Za-z.])"
+    for place in re.finditer(word, text, re.IGNORECASE):
+        tail = _TAIL.match(text, place.end())
+        if tail:
+            return _named(place.group(0), tail["revision"])
+    return None
+
+
+def _named(upstream: str, revision: str) -> Build:
+    if "ubuntu" in revision:
+        return Build("ubuntu", upstream, revision, None)
     release = _DEB_RELEASE.search(revision)
     return Build("debian", upstream, revision, CODENAMES.get(release["number"]) if release else None)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -43,6 +43,7 @@ _OS_VENDORS = (
 _PLATFORMS_SHOWN = 3  # evidence stays a line: some records list dozens of firmware names
 _CVE_ID = re.compile(r"CVE-(\d+)-(\d+)")
 Oracle = Callable[[CpeMatch], bool]
+Verdict = tuple[Literal["vulnerable", "needs_platform"], str]  # status, evidence
 
 
 class CveSource(Protocol):
@@ -79,9 +80,8 @@ class Matcher:
     def _records(self, port: Cpe) -> list[CveRecord]:
         seen: dict[str, CveRecord] = {}
         for vendor, product in sorted(_names(port)):
-            for record in self._store.candidates(vendor, product):
-                if record.status != "Rejected":  # the store leaves them out; a stale row must not match
-                    seen.setdefault(record.id, record)
+            for record in self._store.candidates(vendor, product):  # never a rejected record
+                seen.setdefault(record.id, record)
         return list(seen.values())
 
     def _backport(self, finding: Finding, port: Cpe, banner: str | None) -> Finding:
@@ -120,19 +120,16 @@ class _PortMatch:
         return f"version {self.port.version} could not be compared with {len(self.uncompared)} criteria"
 
     def finding(self, record: CveRecord) -> Finding | None:
-        best: tuple[str, str] | None = None
-        for configuration in record.configurations:
-            verdict = self._configuration(configuration)
-            if verdict and (best is None or best[0] == "needs_platform"):
-                best = verdict
-        if best is None:
+        """The record's finding for this port: "vulnerable" if any configuration holds, else
+        "needs_platform" if one would with its platform, else None."""
+        verdicts = [v for c in record.configurations if (v := self._configuration(c))]
+        if not verdicts:
             return None
-        status, evidence = best
-        return Finding(id=record.id, status=status, cvss=record.cvss,  # type: ignore[arg-type]
-                       severity=record.severity, summary=record.summary, published=record.published,
-                       evidence=evidence)
+        status, evidence = min(verdicts, key=lambda v: v[0] != "vulnerable")  # the first vulnerable one
+        return Finding(id=record.id, status=status, cvss=record.cvss, severity=record.severity,
+                       summary=record.summary, published=record.published, evidence=evidence)
 
-    def _configuration(self, configuration: Configuration) -> tuple[str, str] | None:
+    def _configuration(self, configuration: Configuration) -> Verdict | None:
         hit = next((m for m in _matches(configuration) if m.vulnerable and self._own(m)), None)
         if hit is None:
             return None

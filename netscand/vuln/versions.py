@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from univers.versions import DebianVersion, InvalidVersion, RpmVersion
+from univers.versions import DebianVersion, InvalidVersion, RpmVersion, Version
 
 _MAX_LEN = 128  # the longest real versions are ~40 characters; keeps the regex's work bounded
 # release, then an update glued to it or after a separator only if it is a pre-release word,
@@ -89,11 +89,11 @@ def _trimmed(release: str) -> str:
 
 def _is_pre(update: str | None) -> bool:
     match = _UPDATE.fullmatch(update or "")
-    return bool(match) and match["word"].lower() in _PRE_RELEASE  # type: ignore[index]
+    return match is not None and match["word"].lower() in _PRE_RELEASE
 
 
-def _cmp(a: object, b: object) -> int:
-    return -1 if a < b else 1 if a > b else 0  # type: ignore[operator]
+def _cmp(a: Version, b: Version) -> int:
+    return -1 if a < b else 1 if a > b else 0
 
 
 @dataclass(frozen=True)

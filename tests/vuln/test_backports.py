@@ -110,3 +110,9 @@ def test_products_map_to_debian_source_packages() -> None:
 def test_never_raises(banner: str, upstream: str) -> None:
     found = backports.build(banner, upstream)
     assert found is None or found.distro in ("debian", "ubuntu")
+
+
+def test_the_version_is_found_as_a_whole_word_in_the_banners_spelling() -> None:
+    # "2.0" first stands in "SSH-2.0-", which is followed by no build.
+    assert backports.build("SSH-2.0-Foo_2.0 Debian-1+deb12u1", "2.0") == Build("debian", "2.0", "1+deb12u1", "bookworm")
+    assert backports.build("Foo_1.0RC1-3+deb11u1", "1.0rc1") == Build("debian", "1.0RC1", "3+deb11u1", "bullseye")
