@@ -6,6 +6,7 @@ in one transaction, the tracker in another), so a failed download changes nothin
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ LATEST_FEEDS = ("modified", "recent")
 # The largest yearly feed is about 30 MB compressed and the tracker's JSON about 60 MB: far
 # beyond that a server is sending something else, and the download stops.
 MAX_DOWNLOAD = 1 << 30
-TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+TIMEOUT = httpx.Timeout(60.0, connect=15.0)  # per read: a server may also trickle, hence
+MAX_SECONDS = 1800  # a whole file's bound (30 MB in half an hour is a very slow line)
 
 
 def feed_names(this_year: int) -> list[str]:
@@ -47,6 +49,7 @@ def sync(store: CveStore, feed_url: str, tracker_url: str, api_key: str | None =
 
 
 def _download(client: httpx.Client, url: str, path: Path) -> None:
+    deadline = time.monotonic() + MAX_SECONDS
     try:
         with client.stream("GET", url) as response, path.open("wb") as out:
             if response.status_code != 200:
@@ -54,8 +57,10 @@ def _download(client: httpx.Client, url: str, path: Path) -> None:
             for chunk in response.iter_bytes():
                 if out.tell() + len(chunk) > MAX_DOWNLOAD:
                     raise SyncError(f"cannot fetch {url}: larger than {MAX_DOWNLOAD >> 20} MB")
+                if time.monotonic() > deadline:
+                    raise SyncError(f"cannot fetch {url}: not done after {MAX_SECONDS} s")
                 out.write(chunk)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise SyncError(f"cannot fetch {url}: {exc or type(exc).__name__}") from None
 
 

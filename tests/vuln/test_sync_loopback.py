@@ -133,6 +133,12 @@ def test_a_download_beyond_the_bound_stops(tmp_path: Path, mirror: Mirror, monke
         _sync(CveStore(tmp_path / "cve.db"), mirror)
 
 
+def test_a_download_that_takes_too_long_stops(tmp_path: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cve_sync, "MAX_SECONDS", -1)  # a trickling server, without the wait
+    with pytest.raises(SyncError, match=r"nvdcve-2.0-2002.json.gz: not done after -1 s$"):
+        _sync(CveStore(tmp_path / "cve.db"), mirror)
+
+
 def test_a_server_that_is_not_there_is_one_error(tmp_path: Path) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
