@@ -8,10 +8,13 @@ CVE id -> (status, fixed_version).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
+from netscand.lab import servers
+from netscand.profiling.services.probes import ftp, http, mysql, redis, ssh
+from netscand.vuln import cpe
 from netscand.vuln.match import Matcher
 from netscand.vuln.store import CveStore
 
@@ -138,3 +141,31 @@ def test_an_ubuntu_build_stays_vulnerable_and_says_it_was_not_checked(lab_cves: 
     regression = next(f for f in result.findings if f.id == "CVE-2024-6387")
     assert regression.status == VULN and regression.fixed_version is None
     assert "Ubuntu build 2ubuntu0.2: the Debian tracker cannot decide for it" in regression.evidence
+
+
+@pytest.mark.parametrize("daemon", ["openssh", "nginx", "redis", "mariadb", "dnsmasq", "vsftpd", "snmpd"])
+def test_the_table_is_for_the_versions_the_lab_runs(daemon: str) -> None:
+    """The table was written for these upstream versions: another one needs a new table."""
+    name = cpe.parse(EXPECTED[daemon].cpe)
+    assert name is not None
+    written = name.version + (name.update if name.update != cpe.ANY else "")
+    running = servers.package_version(servers.DAEMONS[daemon].binary)
+    assert written == (running if daemon != "snmpd" else cpe.ANY)  # snmpd never says its version
+
+
+def _mysql_greeting(version: bytes) -> bytes:
+    body = b"\x0a" + version + b"\x00" + b"\x01\x00\x00\x00" + b"abcdefgh\x00" + b"\xff\xf7\x08\x02\x00"
+    return len(body).to_bytes(3, "little") + b"\x00" + body
+
+
+@pytest.mark.parametrize(("daemon", "parse", "greeting"), [
+    ("openssh", ssh.parse, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"),
+    ("vsftpd", ftp.parse, b"220 (vsFTPd 3.0.3)\r\n"),
+    ("redis", redis.parse, b"$52\r\n# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n\r\n"),
+    ("mariadb", mysql.parse, _mysql_greeting(b"5.5.5-10.11.19-MariaDB-0+deb12u1")),
+    ("nginx", http.parse, b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\r\n"),
+])
+def test_the_table_holds_what_service_detection_reports(daemon: str, parse: Any, greeting: bytes) -> None:
+    info = parse(greeting)
+    assert info is not None and info.cpe == EXPECTED[daemon].cpe
+    assert info.banner == EXPECTED[daemon].banner
