@@ -96,10 +96,10 @@ class _ItemId(msgspec.Struct, frozen=True):
     cve: _Id = _Id()
 
 
-_RAWS = msgspec.json.Decoder(tuple[msgspec.Raw, ...])
 # What a pattern stands for, said to whoever reads the error: field -> expected
 WORDS = {"id": "a CVE id such as CVE-2024-6387",
          "criteria": "a CPE 2.3 string such as cpe:2.3:a:openbsd:openssh:9.2:p1:*:*:*:*:*:*"}
+_RAWS = msgspec.json.Decoder(tuple[msgspec.Raw, ...])
 _ITEM = msgspec.json.Decoder(_Item)
 _CVE = msgspec.json.Decoder(_Cve)
 
@@ -131,7 +131,7 @@ def _items(path: str, data: bytes) -> tuple[tuple[msgspec.Raw, ...], bool]:
         try:
             return _RAWS.decode(top["vulnerabilities"]), False
         except msgspec.ValidationError as exc:
-            raise ImportRefused(path, None, "vulnerabilities: " + reason(exc, top["vulnerabilities"], WORDS)) from None
+            raise ImportRefused(path, None, reason(exc, top["vulnerabilities"], WORDS, at="vulnerabilities")) from None
     if "cve" in top:
         return (msgspec.Raw(data),), False
     if "id" in top:
@@ -144,9 +144,9 @@ def _name(raw: msgspec.Raw, index: int, bare: bool) -> str:
     try:
         found = msgspec.json.decode(raw, type=_Id if bare else _ItemId)
     except msgspec.ValidationError:
-        found = None
-    cve_id = found if isinstance(found, _Id) else getattr(found, "cve", _Id())
-    return named(cve_id.id) if isinstance(cve_id.id, str) and cve_id.id else f"vulnerabilities[{index}]"
+        return f"vulnerabilities[{index}]"
+    cve_id = found.id if isinstance(found, _Id) else found.cve.id
+    return named(cve_id) if isinstance(cve_id, str) and cve_id else f"vulnerabilities[{index}]"
 
 
 def _record(cve: _Cve) -> CveRecord:

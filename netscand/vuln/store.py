@@ -82,7 +82,7 @@ class CveStore:
             found = tuple(SourceStatus(*row) for row in tables.sources(db))
         nvd_records = sum(s.records for s in found if s.name == tables.NVD)
         updated = max((s.imported_at for s in found if s.imported_at), default=None)
-        age = (datetime.now(UTC) - _parsed(updated)).total_seconds() if updated else None
+        age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds() if updated else None
         return CveStatus(loaded=nvd_records > 0, sources=found, updated_at=updated, age_seconds=age)
 
     @contextmanager
@@ -113,7 +113,3 @@ class CveStore:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parsed(moment: str) -> datetime:
-    return datetime.fromisoformat(moment)
