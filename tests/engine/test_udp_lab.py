@@ -5,7 +5,9 @@ On one imitation host the test sets up each state a UDP port can be in: a listen
 answers (open), nothing listening (the kernel's port unreachable: closed), a port nftables
 rejects with ICMP administratively prohibited (filtered), and one it drops (silence after the
 retry: open|filtered, S_NONE in the tally). Real daemons answer the protocol payloads: the
-router's dnsmasq (DNS, 53), a server's Net-SNMP (161) and the lab's NetBIOS responder (137)."""
+router's dnsmasq (DNS, 53), a server's Net-SNMP (161) and the lab's NetBIOS responder (137),
+and every UDP daemon the lab's servers run (ntpsec, tftpd-hpa from a port of its own,
+memcached, miniupnpd's SSDP)."""
 
 from __future__ import annotations
 
@@ -136,3 +138,19 @@ def test_udp_port_states_on_real_stacks(lab: Lab, states_host: dict[str, Any]) -
                        DROPPED: S_NONE}
     # closed (a), silent after the retry (b), filtered (win)
     assert [(r.a, r.b, r.win) for r in results if r.kind == R_TALLY and r.ip == host] == [(4, 1, 1)]
+
+
+def test_every_udp_daemon_of_the_lab_answers_its_payload(lab: Lab) -> None:
+    """Each server probed on every lab UDP service port: open exactly where a daemon listens.
+    (At most 6 closed ports a host: within Linux's burst of port unreachables.)"""
+    truth = lab.truth
+    router_mac = mac(truth["router"]["mac"])
+    servers = [h for h in truth["hosts"] if h["kind"] == "server" and h.get("udp")]
+    expected = {(ip(h["ip"]), int(p)) for h in servers for p in h["udp"]}
+    expected.add((ip(truth["router"]["ips"][0]), 53))
+    ports = tuple(sorted({port for _, port in expected}))
+    assert {69, 123, 161, 1900, 11211} <= set(ports) and len(ports) <= 7
+    targets = [(ip(truth["router"]["ips"][0]), router_mac),
+               *((ip(h["ip"]), router_mac if h["routed"] else mac(h["mac"])) for h in servers)]
+    results = run_plan(lab, targets, ports)
+    assert {(r.ip, r.port) for r in results if r.kind == R_PORT and r.state == S_OPEN} == expected
