@@ -71,11 +71,11 @@ class Matcher:
                              else "not a CPE 2.3 name: no CVE can be matched")
         if port.version in (ANY, NA):
             return PortMatch(note="version unknown: no CVE can be matched")
-        port_match = _PortMatch(port, versions.parse(port.version, port.update), os_name)
-        findings = [f for record in self._records(port) if (f := port_match.finding(record))]
+        checked = _Port(port, versions.parse(port.version, port.update), os_name)
+        findings = [f for record in self._records(port) if (f := checked.finding(record))]
         findings = [self._backport(f, port, banner) for f in findings]
         findings.sort(key=_order)
-        return PortMatch(tuple(findings), port_match.note())
+        return PortMatch(tuple(findings), checked.note())
 
     def _records(self, port: Cpe) -> list[CveRecord]:
         seen: dict[str, CveRecord] = {}
@@ -85,8 +85,7 @@ class Matcher:
         return list(seen.values())
 
     def _backport(self, finding: Finding, port: Cpe, banner: str | None) -> Finding:
-        if finding.status != "vulnerable":
-            return finding
+        # needs_platform findings too: a build with the fix is fixed whatever the platform.
         upstream = f"{port.version}{port.update if port.update not in (ANY, NA) else ''}"
         found = backports.build(banner, upstream)
         package = next((backports.PACKAGES[n] for n in sorted(_names(port)) if n in backports.PACKAGES), None)
@@ -104,7 +103,7 @@ def _order(finding: Finding) -> tuple[float, int, int, str]:
     return (-(finding.cvss if finding.cvss is not None else -1.0), year, serial, finding.id)
 
 
-class _PortMatch:
+class _Port:
     """One port's CPE and version, checked against records; remembers what it could not compare."""
 
     def __init__(self, port: Cpe, version: versions.VendorVersion | None, os_name: str | None) -> None:

@@ -147,3 +147,14 @@ _TEXT = st.one_of(st.text(max_size=200), st.text(alphabet="cpe:2.3aoh*-\\.012345
 def test_never_raises(lab_cves: CveStore, cpe: str, banner: str | None, os_name: str | None) -> None:
     result = Matcher(lab_cves).match(cpe, banner, os_name)
     assert isinstance(result, PortMatch)
+
+
+def test_a_debian_build_with_the_fix_is_fixed_whatever_the_platform(tmp_path: Path) -> None:
+    store = store_of(tmp_path, [{"operator": "AND", "nodes": [node(crit()), node(crit(LINUX, vulnerable=False))]}])
+    store.import_tracker(nvd_json.write(tmp_path / "tracker.json", nvd_json.tracker(
+        ("openssh", "CVE-2024-0001", "bookworm", "resolved", "1:9.2p1-2+deb12u3"))))
+    banner = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"
+    fixed = Matcher(store).match(PORT, banner, None).findings[0]
+    assert (fixed.status, fixed.fixed_version) == ("fixed_by_distribution", "1:9.2p1-2+deb12u3")
+    older = Matcher(store).match(PORT, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u2", None).findings[0]
+    assert older.status == "needs_platform" and "later than the running 1:9.2p1-2+deb12u2" in older.evidence
