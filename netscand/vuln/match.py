@@ -32,13 +32,16 @@ from netscand.vuln.records import (
 # Names NVD has used for one product: nginx moved from igor_sysoev to nginx to f5 (and F5's
 # recent records say nginx_open_source), so a port named by any of them is checked against all.
 ALIASES = (frozenset({("f5", "nginx"), ("f5", "nginx_open_source"), ("nginx", "nginx"), ("igor_sysoev", "nginx")}),)
-# An OS guess (osguess's family or name, or a banner's hint) -> the platform vendors it runs as.
+# An OS guess (data/os-signatures.toml's names: Linux, Windows, FreeBSD, macOS, Cisco IOS; or a
+# banner's hint: Debian, Ubuntu, ...) -> the vendors of the platform CPEs it is.
+# A guess names no OS version, so a platform criterion's version (debian_linux 11.0) is not checked.
 _OS_VENDORS = (
     (re.compile(r"linux|debian|ubuntu|raspbian|centos|red hat|fedora|android", re.IGNORECASE),
      frozenset({"linux", "debian", "canonical", "redhat", "fedoraproject", "centos", "raspberrypi", "google"})),
     (re.compile(r"windows", re.IGNORECASE), frozenset({"microsoft"})),
     (re.compile(r"bsd", re.IGNORECASE), frozenset({"freebsd", "openbsd", "netbsd"})),
     (re.compile(r"mac ?os|darwin", re.IGNORECASE), frozenset({"apple"})),
+    (re.compile(r"cisco", re.IGNORECASE), frozenset({"cisco"})),
 )
 _PLATFORMS_SHOWN = 3  # evidence stays a line: some records list dozens of firmware names
 _CVE_ID = re.compile(r"CVE-(\d+)-(\d+)")
