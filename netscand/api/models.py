@@ -307,10 +307,10 @@ class Port(Closed):
 
     port: PortNumber
     protocol: Annotated[Literal["tcp", "udp"], Meta(
-        description="tcp: a port the TCP SYN scan found. udp: a port the UDP scan found (deep; "
-                    "custom's udp_ports), or a UDP service that answered one of profiling's queries "
-                    "(mDNS 5353, NetBIOS 137, SNMP 161), which is open whatever the scan heard; one "
-                    "entry per port either way.")]
+        description="tcp: a port the TCP SYN scan found. udp: a port the UDP port scan found "
+                    f"(profile {' or '.join(p.name for p in PROFILES.values() if p.udp)}), or a UDP "
+                    "service that answered one of profiling's queries (mDNS 5353, NetBIOS 137, SNMP "
+                    "161), which is open whatever the scan heard; one entry per port either way.")]
     state: Annotated[PortState, Meta(
         description="open: it answered (TCP SYN-ACK; a UDP reply). closed: TCP RST; ICMP port "
                     "unreachable for UDP. filtered: no TCP answer, or an ICMP unreachable other than "
