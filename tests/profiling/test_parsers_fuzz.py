@@ -175,6 +175,7 @@ PROTOCOL_WORDS: dict[str, st.SearchStrategy[bytes]] = {
     "dns": st.tuples(st.integers(0, 0xFFFF), dns_message(ident=0x6E73)).map(lambda t: struct.pack("!H", t[0]) + t[1]),
     "http": http_page,
     "tls": st.lists(tls_record, max_size=4).map(b"".join),
+    "memcached": tokens(b"VERSION ", b"1.6.18", b"\r\n", b"\r", b"ERROR", b" "),
 }
 
 

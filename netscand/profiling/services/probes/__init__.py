@@ -12,6 +12,7 @@ from netscand.profiling.services.probes import (
     ftp,
     http,
     imap,
+    memcached,
     mqtt,
     mysql,
     pop3,
@@ -43,6 +44,7 @@ ALL: tuple[Probe, ...] = (
     mqtt,
     rdp,
     smb,
+    memcached,
 )
 BANNER: tuple[Probe, ...] = tuple(p for p in ALL if p.payload is None)
 ACTIVE: tuple[Probe, ...] = tuple(p for p in ALL if p.payload is not None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 
+from netscand.profiling.services import upnp
 from netscand.profiling.services.base import ServiceInfo, cpe, os_hint, printable, token
 
 name = "http"
@@ -52,6 +53,9 @@ def parse(data: bytes) -> ServiceInfo | None:
         product = known[0] if known else token(word)
         if known:
             name_cpe = cpe(known[1], known[2], version)
+        upnp_product = upnp.server_product(server)
+        if upnp_product:  # a UPnP device's server: "<OS>/<ver> UPnP/1.1 <product>/<ver>"
+            product, version, name_cpe = upnp_product
         extra.update(os_hint(server))
     return ServiceInfo("http", product, version, name_cpe, printable(head), extra)
 

@@ -1,0 +1,19 @@
+"""The start line and headers of an HTTP-like message (SSDP's HTTPU, SIP), read at a bounded cost."""
+
+from __future__ import annotations
+
+HEAD_MAX = 8 * 1024  # more than any SSDP or SIP header block: the rest is not read
+MAX_HEADERS = 64
+
+
+def head(data: bytes) -> tuple[str, dict[str, str]]:
+    """(start line, {lowercased name: value}) of the first HEAD_MAX bytes; the first of repeats wins."""
+    lines = data[:HEAD_MAX].decode("latin-1").split("\r\n")
+    fields: dict[str, str] = {}
+    for line in lines[1 : MAX_HEADERS + 1]:
+        if not line:
+            break
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip()[:256])
+    return lines[0], fields
