@@ -165,9 +165,10 @@ def _progress(run: ScanRun, health: EngineHealth, elapsed_s: float) -> Progress:
 
 
 async def _match_cves(path: Path, run: ScanRun) -> Matched:
-    """The daemon's CVE data, when this user can open it; if not, the result says why not."""
+    """The daemon's CVE data, when there is some and this user can open it; if not, the result
+    says why not. A missing database is not made: a one-shot scan leaves no file behind."""
     try:
-        matching = compose.cve_matching(path) if path.parent.is_dir() else None
+        matching = compose.cve_matching(path) if path.exists() else None
     except CveStoreError as exc:
         return Matched([], {"cve_data": {"loaded": False, "note": f"the CVE data can't be read: {exc}"}})
     return await matching.run(run) if matching else Matched([], {"cve_data": {"loaded": False, "note": NO_DATA}})
