@@ -20,4 +20,5 @@ class ProfilingStage:
 
     async def run(self, run: ScanRun) -> None:
         spec = run.spec
-        await identify(run.result.up_hosts, self.detector, spec.detect_services, spec.host_timeout_s)
+        await identify(run.result.up_hosts, self.detector, spec.detect_services, spec.host_timeout_s,
+                       spec.udp_ports)
