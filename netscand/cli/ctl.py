@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand import __version__
+from netscand.cli import findings
 from netscand.cli.progress import progress_bar
-from netscand.scan.cves import SEVERITIES
 from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, taking
 from netscand.statuses import FINISHED, STATUSES
 
@@ -256,24 +256,18 @@ def _print_cves(console: Console, res: dict) -> None:
     if data is None:
         return  # the scan did not match CVEs
     for d in res["devices"]:
-        findings = [(f"{p['port']}/{p['protocol']}", f) for p in d["ports"] for f in p.get("cves", ())]
-        if findings:
-            console.print(_cve_table(d, findings))
-    if data["loaded"]:
-        sources = ", ".join(f"{s['name']} ({s['records']} records)" for s in data["sources"])
-        console.print(f"CVE data: {sources}; updated {data['updated_at']}")
-    else:
-        console.print(f"CVE: {data['note']}")
+        found = [(f"{p['port']}/{p['protocol']}", f) for p in d["ports"] for f in p.get("cves", ())]
+        if found:
+            console.print(_cve_table(d, found))
+    console.print(findings.data_line(data))
 
 
-def _cve_table(device: dict, findings: list[tuple[str, dict]]) -> Table:
+def _cve_table(device: dict, found: list[tuple[str, dict]]) -> Table:
     counts = ", ".join(f"{n} {severity}" for severity, n in device["cve_counts"].items() if n)
     table = Table("severity", "cve", "cvss", "port", "status", box=box.SIMPLE,
                   title=f"{device['ip']}: {counts or 'nothing vulnerable'}")
-    for port, f in sorted(findings, key=lambda pf: (SEVERITIES.index(pf[1]["severity"] or "none"),
-                                                    -(pf[1]["cvss"] or 0), pf[1]["id"])):
-        status = f["status"] + (f" in {f['fixed_version']}" if f.get("fixed_version") else "")
-        table.add_row(f["severity"] or "-", f["id"], str(f["cvss"] or "-"), port, status)
+    for port, f in findings.by_severity(found):
+        table.add_row(f["severity"] or "-", f["id"], str(f["cvss"] or "-"), port, findings.status_text(f))
     return table
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from netscand import config, oneshot
+from netscand.cli import findings
 from netscand.cli.progress import progress_bar
 from netscand.scan.policy import PolicyError
 from netscand.scan.ports import PortSpecError, port_ranges
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        f"{taking('udp_ports').name}, which needs --ports)")
     p.add_argument("--profiling", action="store_true",
                    help=f"with --profile {taking('enable_profiling').name}: identify devices and services")
+    p.add_argument("--cve-match", action="store_true",
+                   help=f"with --profile {taking('enable_cve_match').name} and --profiling: match the services "
+                        "found against the CVE data (netscand cve import/sync)")
     p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
     p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
     p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
@@ -81,13 +85,14 @@ def run(args: argparse.Namespace) -> int:
             if text:
                 _check_ports(flag, text)
         for flag, field, given in (("--ports", "ports", args.ports), ("--udp-ports", "udp_ports", args.udp_ports),
-                                   ("--profiling", "enable_profiling", args.profiling)):
+                                   ("--profiling", "enable_profiling", args.profiling),
+                                   ("--cve-match", "enable_cve_match", args.cve_match)):
             if given and field not in profile.accepts:
                 return _fail(f"{flag} goes with --profile {taking(field).name}")
         request = ScanRequest(args.target, profile.name, ports=args.ports.split(",") if args.ports else None,
                               udp_ports=args.udp_ports.split(",") if args.udp_ports else None,
                               timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
-                              enable_profiling=args.profiling)
+                              enable_profiling=args.profiling, enable_cve_match=args.cve_match)
         scan = oneshot.prepare(cfg, request, targets, args.rate)
     except (config.ConfigError, TargetError, PortSpecError, PolicyError) as exc:
         return _fail(str(exc))
@@ -147,9 +152,13 @@ def _print_table(doc: dict) -> None:
         for p in d["ports"]:
             what = " ".join(filter(None, (p["service"], p.get("product"), p.get("version"))))
             out.write(f"  {p['port']:>5}/{p['protocol']:<4} {p['state']:<13} {what}\n")
+            for _, f in findings.by_severity([("", f) for f in p.get("cves", ())]):
+                out.write(f"        {f['severity'] or '-':<8} {f['id']:<16} {findings.status_text(f)}\n")
         for protocol, key in (("", "not_shown"), (" UDP", "not_shown_udp")):
             for state, count in d.get(key, {}).items():
                 tarpit = " (a tarpit: it answers every port)" if state == "open" and d.get("tarpit") else ""
                 out.write(f"  not shown: {count} {state}{protocol} ports{tarpit}\n")
         if d.get("udp_icmp_limited"):
             out.write("  (ICMP rate-limited: its open|filtered UDP ports are most likely closed)\n")
+    if "cve_data" in doc:
+        out.write(f"\n{findings.data_line(doc['cve_data'])}\n")
