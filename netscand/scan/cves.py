@@ -67,9 +67,11 @@ class CveMatching:
 
     async def rematch(self, devices: list[Device]) -> Matched:
         """`devices` (a stored result's) matched again; 503 when the CVE data can't be read,
-        which must not clear the findings they have."""
+        which must not clear the findings they have. Only devices with a CPE or CVE fields are
+        matched and rewritten: the others have nothing to change."""
+        concerned = [d for d in devices if any(p.get("cpe") or p.keys() & CVE_FIELDS for p in d["ports"])]
         try:
-            return await asyncio.to_thread(self.match, devices)
+            return await asyncio.to_thread(self.match, concerned)
         except CveStoreError as exc:
             raise unreadable(exc) from None
 

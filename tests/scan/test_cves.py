@@ -109,8 +109,9 @@ def test_a_rematch_replaces_earlier_cve_fields(loaded: ThreadNotingStore) -> Non
     stale = {"port": 22, "protocol": "tcp", "state": "open", "service": "SSH", "cpe": SSH.cpe, "banner": SSH.banner,
              "cves": [{"id": "CVE-1999-0001"}], "cve_note": "old"}
     plain = {"port": 80, "protocol": "tcp", "state": "open", "service": "HTTP", "cves": [{"id": "CVE-1999-0002"}]}
+    untouched = {"ip": "198.18.0.10", "os_guess": None, "ports": [{"port": 80, "protocol": "tcp", "state": "open"}]}
     [device] = asyncio.run(CveMatching(loaded).rematch([{"ip": "198.18.0.230", "os_guess": "Linux",
-                                                           "ports": [stale, plain]}])).devices
+                                                           "ports": [stale, plain]}, untouched])).devices
     ssh, http = device["ports"]
     assert "CVE-1999-0001" not in {f["id"] for f in ssh["cves"]} and "cve_note" not in ssh
     assert "cves" not in http  # no CPE: nothing of its own to match, and nothing kept
