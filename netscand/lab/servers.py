@@ -80,8 +80,10 @@ class Server:
 
 SERVERS = (
     Server("s1", False, "00:14:22:5e:00:01", "Dell Inc.", ("openssh", "nginx", "memcached"), mdns=True),
+    # s2 sends every ICMP error its firewall and closed ports call for (no rate limit): a UDP
+    # scan can then tell its rejected port (filtered) from its closed and its dropped ones.
     Server("s2", False, "00:15:5d:5e:00:02", "Microsoft Corporation", ("vsftpd", "redis", "tftpd-hpa"),
-           WINDOWS_LIKE, netbios="FILES", udp_firewall=True),
+           {**WINDOWS_LIKE, "net.ipv4.icmp_ratelimit": 0}, netbios="FILES", udp_firewall=True),
     Server("s3", True, "00:25:90:5e:00:03", "Super Micro Computer, Inc.", ("openssh", "mariadb", "snmpd", "ntpsec")),
     Server("s4", False, "3c:d9:2b:5e:00:04", "Hewlett Packard", ("nginx", "snmpd", "miniupnpd"), APPLIANCE_LIKE,
            mdns=True),
