@@ -7,11 +7,17 @@ hostname, vendor, os_guess, ports with service/product/version); nmap's XML is r
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from netscand.lab.responders import MDNS_PORT, NETBIOS_PORT
+
 OK, UNKNOWN, WRONG = "ok", "unknown", "wrong"
+# A UDP port reported "open|filtered": nothing came back, so the tool could not tell, which is
+# neither right nor wrong (a busy host's ICMP rate limit silences closed ports too).
+UNCONFIRMED = "unconfirmed"
+SILENT = "open|filtered"
 # The UDP ports netscand's name queries ask on every host (profiling.names: NetBIOS, SNMP, mDNS),
 # written out here since the lab does not import profiling; tests/lab/test_servers.py checks them.
 NAME_QUERY_PORTS = frozenset({137, 161, 5353})
@@ -127,3 +133,41 @@ def identity_grades(truth: dict[str, Any], devices: list[dict[str, Any]]) -> lis
             out.append(Grade(name, "netbios", "", want, names.get("netbios"),
                              _verdict(names.get("netbios") == want, names.get("netbios"))))
     return out
+
+
+def udp_listening(host: dict[str, Any]) -> set[int]:
+    """The UDP ports a lab host (or the router) has a socket on: its daemons' and the name
+    responders' (mDNS, NetBIOS), which answer only the queries they know but are there."""
+    ports = {int(p) for p in host.get("udp", {})}
+    return ports | ({MDNS_PORT} if "mdns" in host else set()) | ({NETBIOS_PORT} if "netbios" in host else set())
+
+
+def expected_udp_states(host: dict[str, Any]) -> dict[int, str]:
+    """The UDP ports of a lab host whose state is not "closed" (what Linux answers elsewhere,
+    ICMP port unreachable), by the state a scan should report."""
+    filtered = dict.fromkeys(host.get("udp_filtered", []), "filtered")
+    return filtered | dict.fromkeys(host.get("udp_silent", []), SILENT) | dict.fromkeys(udp_listening(host), "open")
+
+
+def udp_state_grades(truth: dict[str, Any], states: dict[str, dict[int, str]], probed: Iterable[int],
+                     ips: Iterable[str]) -> list[Grade]:
+    """Each probed UDP port of each lab host at `ips` (the router by any of its addresses):
+    the state a tool reported (`states`: address -> port -> state) against the truth."""
+    out: list[Grade] = []
+    for name, ip, host in _hosts_at(truth, set(ips)):
+        reported, expected = states.get(ip, {}), expected_udp_states(host)
+        for port in probed:
+            want, got = expected.get(port, "closed"), reported.get(port)
+            verdict = OK if got == want else (UNCONFIRMED if got == SILENT else _verdict(False, got))
+            out.append(Grade(name, "state", f"udp/{port}", want, got, verdict))
+    return out
+
+
+def _hosts_at(truth: dict[str, Any], ips: set[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for host in truth["hosts"]:
+        if host["ip"] in ips:
+            yield host["name"], host["ip"], host
+    router = truth["router"]
+    on_router = [ip for ip in router["ips"] if ip in ips]
+    if on_router:  # graded once, as grade() does, whichever address was scanned
+        yield "router", on_router[0], router
