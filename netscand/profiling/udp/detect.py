@@ -9,7 +9,8 @@ once), or, for a service answering from another port (TFTP), unconnected and fil
 
 What one port costs is bounded whatever the other side does: each probe's requests are sent
 1 + `retries` times, `timeout` apart, and an exchange ends at the first answer that names the
-product, or else when its waits are over, with the best answer heard. At most `concurrency`
+product or once each of its requests is answered, or else when its waits are over, with the
+best answer heard (ntpsec answers mode 3 but not mode 6: its exchange takes the whole wait). At most `concurrency`
 exchanges are in flight; the caller bounds the whole with its deadline.
 """
 
@@ -75,7 +76,8 @@ async def exchange(ip: str, port: int, probe: UdpProbe, timeout: float, retries:
     loop = asyncio.get_running_loop()
     ident = 1 + secrets.randbelow(0xFFFE)  # 1..0xFFFF: fits every protocol's id field
     named: asyncio.Future[ServiceInfo | None] = loop.create_future()
-    listener = _Listener(probe, ip, ident, named)
+    datagrams = probe.requests(ip, ident)
+    listener = _Listener(probe, ip, ident, len(datagrams), named)
     try:
         if probe.any_source_port:
             transport, _ = await loop.create_datagram_endpoint(lambda: listener, local_addr=("0.0.0.0", 0))
@@ -85,7 +87,7 @@ async def exchange(ip: str, port: int, probe: UdpProbe, timeout: float, retries:
         return None
     try:
         for _ in range(retries + 1):
-            for datagram in probe.requests(ip, ident):
+            for datagram in datagrams:
                 transport.sendto(datagram, (ip, port) if probe.any_source_port else None)
             try:
                 # shield: a timeout must not cancel the future, which stays for the next send
@@ -99,21 +101,30 @@ async def exchange(ip: str, port: int, probe: UdpProbe, timeout: float, retries:
 
 
 class _Listener(asyncio.DatagramProtocol):
-    """Resolves `named` with the first answer naming a product (None: the port is closed);
-    answers that only prove the service wait in `fallback`."""
+    """Resolves `named` with the first answer naming a product, or with the first answer once
+    `expected` answers came (None: the port is closed); until then an answer that only proves
+    the service waits in `fallback`."""
 
-    def __init__(self, probe: UdpProbe, ip: str, ident: int, named: asyncio.Future[ServiceInfo | None]) -> None:
+    def __init__(self, probe: UdpProbe, ip: str, ident: int, expected: int,
+                 named: asyncio.Future[ServiceInfo | None]) -> None:
         self._probe, self._ip, self._ident, self._named = probe, ip, ident, named
+        self._expected = expected
+        self._heard = 0
         self.fallback: ServiceInfo | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if addr[0] != self._ip or self._named.done():
             return
         info = safe_parse(self._probe, data, self._ident)
-        if info is not None and info.product:
+        if info is None:
+            return
+        self._heard += 1
+        if info.product:
             self._named.set_result(info)
-        elif info is not None and self.fallback is None:
-            self.fallback = info
+            return
+        self.fallback = self.fallback or info
+        if self._heard >= self._expected:  # every request answered: nothing better is coming
+            self._named.set_result(self.fallback)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable (ECONNREFUSED) on a connected socket: closed, on every retry too.
