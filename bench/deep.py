@@ -38,6 +38,7 @@ from netscand.lab.grade import (
     UNKNOWN,
     WRONG,
     Grade,
+    expected_udp_states,
     grade,
     udp_listening,
     udp_state_grades,
@@ -54,7 +55,6 @@ NMAP_NAMES = {("tcp", "memcache"): "memcached", ("udp", "memcache"): "memcached"
 # One server, nmap at -T5 without retries and the lightest -sV: nmap takes about 20 s instead of
 # minutes, calling most UDP ports open|filtered (it no longer waits out the ICMP rate limit).
 SMOKE = {"server": "s4", "nmap_args": "-T5 --max-retries 0 --version-intensity 0"}
-VERDICTS = (OK, UNCONFIRMED, UNKNOWN, WRONG)
 FIELDS = ("service", "product", "version")
 
 States = dict[str, dict[int, str]]  # address -> UDP port -> state
@@ -87,19 +87,31 @@ def nmap_argv(udp: list[int], extra: list[str], ips: list[str]) -> list[str]:
 
 def run_netscand(lab: Lab, ips: list[str], udp: list[int]) -> Outcome:
     run = scan_netscand(lab, ips, ["--profile", "deep"], "netscand")
-    return Outcome(run, {d["ip"]: netscand_udp_states(d, udp) for d in run.devices})
+    hosts = lab_hosts(lab.truth)
+    return Outcome(run, {d["ip"]: netscand_udp_states(d, udp, expected_udp_states(hosts.get(d["ip"], {})))
+                         for d in run.devices})
 
 
-def netscand_udp_states(device: dict[str, Any], probed: list[int]) -> dict[int, str]:
+def lab_hosts(truth: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each lab host's truth by address, the router's by both of its."""
+    return {h["ip"]: h for h in truth["hosts"]} | dict.fromkeys(truth["router"]["ips"], truth["router"])
+
+
+def netscand_udp_states(device: dict[str, Any], probed: list[int], expected: dict[int, str]) -> dict[int, str]:
     """The listed UDP ports' states, and the unlisted ports' from the counts in `not_shown_udp`.
-    Counts do not say which port is in which state: the unlisted ports are given them in port
-    order, so a count is graded right only as far as the truth has that many ports in the state
-    (exact when one state is counted, as on a host where nearly every port is closed)."""
+    Counts do not say which port is in which state: a counted state goes first to the ports the
+    truth (`expected`, closed where absent) has in it, so a count is graded right as far as the
+    truth has that many ports in its state, and only its excess is graded against other ports."""
     listed = {p["port"]: p["state"] for p in device["ports"] if p["protocol"] == "udp"}
-    unlisted = iter(sorted(set(probed) - listed.keys()))
+    left = dict(device.get("not_shown_udp", {}))
     counted: dict[int, str] = {}
-    for state, count in sorted(device.get("not_shown_udp", {}).items()):
-        counted.update((port, state) for port, _ in zip(unlisted, range(count)))
+    for port in sorted(set(probed) - listed.keys()):
+        want = expected.get(port, "closed")
+        if left.get(want, 0) > 0:
+            counted[port], left[want] = want, left[want] - 1
+    rest = iter(sorted(set(probed) - listed.keys() - counted.keys()))
+    for state, count in sorted(left.items()):
+        counted.update((port, state) for _, port in zip(range(count), rest))
     return listed | counted
 
 
