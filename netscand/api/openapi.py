@@ -73,7 +73,8 @@ not a JSON object. Problem types:
 `{TOO_MANY_AUTH_FAILURES}` (429, with `Retry-After`), `{QUEUE_FULL}` (429, with `Retry-After`:
 the owner has too many scans queued), `{UNAVAILABLE}` (503: the daemon's
 database is locked, full or unreadable, with `Retry-After`; or, starting a scan, the routing
-table is unreadable), `{NOT_READY}` (503 from `/readyz`, with `checks`).
+table is unreadable; or, for the CVE routes, the CVE database is unreadable, with `Retry-After`),
+`{NOT_READY}` (503 from `/readyz`, with `checks`).
 
 **Input rules.** A request's URL may take at most {MAX_URL} bytes (more gets 414), its request
 line and headers together at most {MAX_HEAD} bytes (more gets 431), and its line and headers
