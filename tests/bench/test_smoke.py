@@ -2,7 +2,7 @@
 start it, from the repository, checking its exit status and the figures it prints. A bench that
 no longer starts, or whose figures lost a line, fails CI instead of the next person who runs it.
 
-The benches build their own labs (prefixes nsa, nsb, nsf, nsp, nsw) and daemons through
+The benches build their own labs (prefixes nsa, nsb, nsf, nsk, nsp, nsw) and daemons through
 netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out of the way.
 """
 
@@ -52,6 +52,13 @@ LAB_BENCHES = {
         r"^all +\| +\d+ +\d+ +\d+ +[\d.]+% +\| +\d+ +\d+ +\d+ +[\d.]+%",
         r"^  netscand +median +[\d.]+  runs: ",
         r"^  netscand/nmap: x[\d.]+ \(nmap/netscand: x[\d.]+\)$",
+    ), 180),
+    "deep": Smoke(("bench/deep.py",), (
+        r"^TCP recall +\| +[\d.]+% \(\d+/\d+, FP \d+\) +\| +[\d.]+% \(\d+/\d+, FP \d+\)",
+        r"^UDP states right +\| +[\d.]+% \(\d+/\d+\) +\| +[\d.]+% \(\d+/\d+\)",
+        r"^udp service right +\| ",
+        r"^time: netscand/nmap x[\d.]+ \(nmap/netscand x[\d.]+\)$",
+        r"^goal \(nmap's UDP accuracy or better in a tenth of its time\): (met|NOT met): ",
     ), 180),
     "fuzz.sh": Smoke(("bench/fuzz.sh", "--seed", "4647"), (
         r"^unix: \d+ requests \(.*\); failed checks: none; schemathesis exit 0$",
