@@ -12,10 +12,9 @@ from pathlib import Path
 from netscand.engine import worker
 from netscand.engine.guard import PlanGuard, PolicySource
 from netscand.engine.shm import Shared
-from netscand.scan.cves import CveMatching
+from netscand.scan.cves import CveMatching, OpenedOnUse
 from netscand.supervisor import ChildSpec
 from netscand.vuln.store import DB_NAME as CVE_DB
-from netscand.vuln.store import CveStore
 
 
 def cve_path(state_dir: str | Path) -> Path:
@@ -24,9 +23,9 @@ def cve_path(state_dir: str | Path) -> Path:
 
 
 def cve_matching(path: Path) -> CveMatching:
-    """CVE matching over the database at `path`, made (empty) when missing; CveStoreError when
-    it can't be."""
-    return CveMatching(CveStore(path))
+    """CVE matching over the database at `path`, opened (made, empty, when missing) when first
+    used: one that can't be is said so by each use, and never stops the daemon."""
+    return CveMatching(OpenedOnUse(path))
 
 
 @dataclass(frozen=True)

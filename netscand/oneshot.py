@@ -36,7 +36,6 @@ from netscand.scan.stages import ProfilingStage
 from netscand.scan.targets import Targets
 from netscand.store.clock import utc_now
 from netscand.supervisor import ChildSpec, Supervisor
-from netscand.vuln.errors import CveStoreError
 
 EXIT_FAILED = 1
 WAIT_S = 0.2  # longest wait for the workers' results
@@ -165,13 +164,11 @@ def _progress(run: ScanRun, health: EngineHealth, elapsed_s: float) -> Progress:
 
 
 async def _match_cves(path: Path, run: ScanRun) -> Matched:
-    """The daemon's CVE data, when there is some and this user can open it; if not, the result
-    says why not. A missing database is not made: a one-shot scan leaves no file behind."""
-    try:
-        matching = compose.cve_matching(path) if path.exists() else None
-    except CveStoreError as exc:
-        return Matched([], {"cve_data": {"loaded": False, "note": f"the CVE data can't be read: {exc}"}})
-    return await matching.run(run) if matching else Matched([], {"cve_data": {"loaded": False, "note": NO_DATA}})
+    """The daemon's CVE data, when there is some (if this user can't read it, the result says
+    why). A missing database is not made: a one-shot scan leaves no file behind."""
+    if not path.exists():
+        return Matched([], {"cve_data": {"loaded": False, "note": NO_DATA}})
+    return await compose.cve_matching(path).run(run)
 
 
 def _outcome(run: ScanRun, scan: OneShot, started: str, duration_s: float, cves: Matched | None) -> Outcome:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
 
@@ -27,7 +28,7 @@ from netscand.scan.result import Host
 from netscand.scan.runner import ScanRun
 from netscand.vuln.errors import CveStoreError
 from netscand.vuln.match import Matcher
-from netscand.vuln.records import CveStatus, Finding
+from netscand.vuln.records import CveRecord, CveStatus, Finding, TrackerEntry
 from netscand.vuln.store import CveStore
 
 SEVERITIES = ("critical", "high", "medium", "low", "none")
@@ -35,6 +36,41 @@ NO_DATA = "no CVE data is loaded: run `netscand cve sync` or `netscand cve impor
 CVE_FIELDS = ("cves", "cve_note")  # a port's; replaced whole by a match
 
 Device = dict[str, Any]
+
+
+class CveData(Protocol):
+    """What matching reads of a CveStore."""
+
+    def status(self) -> CveStatus: ...
+
+    def candidates(self, vendor: str, product: str) -> list[CveRecord]: ...
+
+    def fixed_in(self, package: str, cve_id: str) -> dict[str, TrackerEntry]: ...
+
+
+class OpenedOnUse:
+    """The CveStore at `path`, opened (made when missing) at its first use, and again at each
+    use while it can't be: a cve.db that is not a database, or held by a long import, costs the
+    scans their CVEs (each says why) and the CVE routes a 503, never the daemon its start; and
+    once fixed it serves without a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._store: CveStore | None = None
+
+    def _opened(self) -> CveStore:
+        if self._store is None:  # two threads may both open it: the same file, made once
+            self._store = CveStore(self.path)
+        return self._store
+
+    def status(self) -> CveStatus:
+        return self._opened().status()
+
+    def candidates(self, vendor: str, product: str) -> list[CveRecord]:
+        return self._opened().candidates(vendor, product)
+
+    def fixed_in(self, package: str, cve_id: str) -> dict[str, TrackerEntry]:
+        return self._opened().fixed_in(package, cve_id)
 
 
 @dataclass(frozen=True)
@@ -47,7 +83,7 @@ class Matched:
 
 
 class CveMatching:
-    def __init__(self, store: CveStore) -> None:
+    def __init__(self, store: CveData) -> None:
         self.store = store
         self.matcher = Matcher(store)
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 
+from netscand import compose
 from netscand.scan.cves import NO_DATA
+from netscand.vuln.store import CveStore
 from tests.api.conftest import Api, assert_problem, start
 
 FIXTURES = Path(__file__).parents[1] / "vuln" / "fixtures"
@@ -21,7 +23,7 @@ SSH_PORT = {"port": 22, "protocol": "tcp", "state": "open", "service": "SSH", "p
 
 
 def _load(api: Api) -> None:
-    store = api.orchestrator.cves.store
+    store = CveStore(compose.cve_path(api.socket_path.parent))  # the API's, beside its store
     store.import_nvd([FIXTURES / "nvd-lab.json"])
     store.import_tracker(FIXTURES / "debian-tracker.json")
 

@@ -12,7 +12,7 @@ import pytest
 
 from netscand.engine.shm import R_PORT, S_OPEN, Result
 from netscand.profiling.services import ServiceInfo
-from netscand.scan.cves import NO_DATA, CveMatching, cve_counts, merged
+from netscand.scan.cves import NO_DATA, CveMatching, OpenedOnUse, cve_counts, merged
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.errors import ScanError
 from netscand.scan.runner import ScanRun
@@ -127,6 +127,22 @@ def test_unreadable_data_is_a_note_for_a_scan_and_503_for_a_rematch(store: Threa
         asyncio.run(CveMatching(store).rematch([]))
     assert refused.value.status == 503 and refused.value.headers["Retry-After"]
     shutil.rmtree(store.path)
+
+
+def test_a_database_that_is_not_one_costs_the_cves_until_it_is_replaced(tmp_path: Path,
+                                                                       dispatcher: Dispatcher) -> None:
+    path = tmp_path / "cve.db"
+    path.write_bytes(b"not a database" * 100)
+    matching = CveMatching(OpenedOnUse(path))  # as the daemon makes it at start: nothing opened yet
+    matched = asyncio.run(matching.run(_run(dispatcher)))
+    assert "file is not a database" in matched.scan["cve_data"]["note"]
+    with pytest.raises(ScanError):
+        asyncio.run(matching.status())
+    path.unlink()
+    fixed = CveStore(path)
+    fixed.import_nvd([FIXTURES / "nvd-lab.json"])
+    assert asyncio.run(matching.status())["loaded"]  # no restart needed
+    assert asyncio.run(matching.run(_run(dispatcher))).scan["cve_data"]["loaded"]
 
 
 def test_the_one_shot_result_gets_the_matched_fields(loaded: ThreadNotingStore, dispatcher: Dispatcher) -> None:
