@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from netscand.lab import Lab
-from netscand.lab.grade import OK, grade
+from netscand.lab.grade import OK, grade, udp_listening
 from netscand.scan.profiles import PROFILES
 
 pytestmark = pytest.mark.lab
@@ -52,12 +52,6 @@ def _ports(device: dict[str, Any], protocol: str, state: str) -> set[int]:
     return {p["port"] for p in device["ports"] if p["protocol"] == protocol and p["state"] == state}
 
 
-def _udp_answering(host: dict[str, Any]) -> set[int]:
-    """The UDP ports where something answers: its daemons', and the name responders' (mDNS, NetBIOS)."""
-    return ({int(p) for p in host.get("udp", {})} | ({5353} if "mdns" in host else set())
-            | ({137} if "netbios" in host else set()))
-
-
 def test_deep_scan_completes_within_its_budget(deep: dict[str, Any], lab: Lab) -> None:
     assert deep["status"] == "completed" and deep["profile"] == "deep"
     assert deep["duration_seconds"] < float(PROFILES["deep"].host_budget_s)
@@ -72,7 +66,7 @@ def test_every_tcp_port_and_udp_service_is_found_open(deep: dict[str, Any], lab:
         assert _ports(device, "tcp", "open") == set(host["open"]), host["name"]
         assert "open" not in device.get("not_shown", {}) and "open" not in device.get("not_shown_udp", {})
         # Every UDP service is found, and nothing else is called open: no closed port, no silent one.
-        assert _ports(device, "udp", "open") == _udp_answering(host), host["name"]
+        assert _ports(device, "udp", "open") == udp_listening(host), host["name"]
 
 
 def test_services_products_and_versions_on_both_protocols(deep: dict[str, Any], lab: Lab) -> None:
