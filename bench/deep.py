@@ -224,14 +224,14 @@ def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:5.1f}%" if whole else "    -"
 
 
-def table_rows(s: Score, wall: float) -> list[str]:
+def table_rows(s: Score, wall: float, fields: list[str]) -> list[str]:
     states = s.states
     probed = sum(states.values())
     rows = [f"{wall:.1f} s", f"{pct(s.tcp[0], s.tcp[1])} ({s.tcp[0]}/{s.tcp[1]}, FP {s.tcp[2]})",
             f"{pct(s.udp[0], s.udp[1])} ({s.udp[0]}/{s.udp[1]}, FP {s.udp[2]})",
             f"{pct(states[OK], probed)} ({states[OK]}/{probed})"]
     rows += [f"{states[v]}" for v in (UNCONFIRMED, WRONG, UNKNOWN)]
-    for name in field_names([s]):
+    for name in fields:
         c = s.fields.get(name, Counter())
         rows.append(f"{pct(c[OK], c.total())} ({c[OK]}/{c.total()}, wrong {c[WRONG]})")
     return rows
@@ -242,9 +242,10 @@ def field_names(scores: list[Score]) -> list[str]:
 
 
 def print_table(names: list[str], scores: list[Score], walls: list[float]) -> None:
+    fields = field_names(scores)
     labels = ["wall time", "TCP recall", "UDP recall", "UDP states right", "  unconfirmed (open|filtered)",
-              "  wrong", "  not reported", *(f"{n} right" for n in field_names(scores))]
-    columns = [table_rows(s, w) for s, w in zip(scores, walls)]
+              "  wrong", "  not reported", *(f"{n} right" for n in fields)]
+    columns = [table_rows(s, w, fields) for s, w in zip(scores, walls)]
     print(f"\n{'':<30}" + "".join(f" | {n:<24}" for n in names))
     for i, label in enumerate(labels):
         print(f"{label:<30}" + "".join(f" | {c[i]:<24}" for c in columns))
@@ -255,7 +256,7 @@ def print_wrong(names: list[str], scores: list[Score]) -> None:
         print(f"\n{name}: facts not right ({len(s.wrong)})")
         shown = Counter[tuple[str, Any, Any]]()
         for g in s.wrong:  # closed ports reported alike are summed, not listed one by one
-            if g.field == "state":
+            if g.field == "state" and g.expected == "closed":
                 shown[(g.host, g.expected, g.got)] += 1
             else:
                 print(f"  {g.host} {g.where} {g.field}: expected {g.expected!r}, got {g.got!r} [{g.verdict}]")
