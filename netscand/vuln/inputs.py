@@ -16,7 +16,8 @@ from netscand.vuln.errors import ImportRefused
 
 # A yearly NVD feed is 100-300 MB of JSON, the Debian tracker's about 60 MB: far beyond either,
 # a file (or a gzip bomb) is refused rather than read into memory.
-MAX_BYTES = 2 << 30
+MAX_BYTES = 1 << 30
+# Read in chunks: f.read(n) reserves n bytes up front, whatever the file's size.
 _CHUNK = 1 << 20
 _PATTERN = "Expected a string matching regex"
 _DATETIME = "Invalid RFC3339 encoded datetime"
@@ -58,9 +59,11 @@ def _gunzip(path: str, f: Any) -> bytes:
 
 
 def _bounded(path: str, f: Any) -> bytes:
-    data = f.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise ImportRefused(path, None, f"larger than {MAX_BYTES >> 20} MB")
+    data = bytearray()
+    while chunk := f.read(_CHUNK):
+        data += chunk
+        if len(data) > MAX_BYTES:
+            raise ImportRefused(path, None, f"larger than {MAX_BYTES >> 20} MB")
     return bytes(data)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +177,20 @@ def test_a_missing_file_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_a_file_beyond_the_bound_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("netscand.vuln.inputs.MAX_BYTES", 1000)  # a 2 GB file is too slow for a unit test
+    monkeypatch.setattr("netscand.vuln.inputs.MAX_BYTES", 1000)  # a 1 GB file is too slow for a unit test
     path = write(tmp_path / "bomb.json.gz", b" " * 5000 + json.dumps(feed()).encode(), gzipped=True)
     with pytest.raises(ImportRefused, match="bomb.json.gz: larger than 0 MB"):
         nvd.read(path)
+
+
+def test_a_small_file_is_read_without_reserving_the_bound(tmp_path: Path) -> None:
+    """f.read(MAX_BYTES + 1) reserved the whole bound up front; chunks reserve what is there."""
+    path = write(tmp_path / "small.json", feed(cve()))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    in_use = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())[1]) << 10
+    resource.setrlimit(resource.RLIMIT_AS, (in_use + (512 << 20), hard))  # far below the 1 GiB bound
+    try:
+        assert len(nvd.read(path)) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
