@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -65,6 +67,15 @@ def _bounded(path: str, f: Any) -> bytes:
         if len(data) > MAX_BYTES:
             raise ImportRefused(path, None, f"larger than {MAX_BYTES >> 20} MB")
     return bytes(data)
+
+
+@contextmanager
+def shallow(path: str) -> Iterator[None]:
+    """Nesting deeper than msgspec's recursion limit is a refused file, not a RecursionError."""
+    try:
+        yield
+    except RecursionError:
+        raise ImportRefused(path, None, "nested too deeply") from None
 
 
 def reason(exc: msgspec.ValidationError, raw: bytes | msgspec.Raw, words: dict[str, str],

@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from netscand.vuln.errors import ImportRefused
-from netscand.vuln.inputs import Source, name_of, named, read_bytes, reason
+from netscand.vuln.inputs import Source, name_of, named, read_bytes, reason, shallow
 from netscand.vuln.records import Configuration, CpeMatch, CveRecord, Node, Severity
 
 CveId = Annotated[str, Meta(pattern="^CVE-[0-9]{4}-[0-9]{4,}$(?!\\n)")]
@@ -107,16 +107,17 @@ _CVE = msgspec.json.Decoder(_Cve)
 def read(source: Source) -> list[CveRecord]:
     """Every record of one NVD file, or ImportRefused naming the file, the record and why."""
     path, data = name_of(source), read_bytes(source)
-    items, bare = _items(path, data)
-    records = []
-    for index, raw in enumerate(items):
-        try:
-            cve = _CVE.decode(raw) if bare else _ITEM.decode(raw).cve
-        except msgspec.ValidationError as exc:
-            where = () if bare else ("cve",)
-            raise ImportRefused(path, _name(raw, index, bare), reason(exc, raw, WORDS, where)) from None
-        records.append(_record(cve))
-    return records
+    with shallow(path):
+        items, bare = _items(path, data)
+        return [_record(_decoded(path, raw, index, bare)) for index, raw in enumerate(items)]
+
+
+def _decoded(path: str, raw: msgspec.Raw, index: int, bare: bool) -> _Cve:
+    try:
+        return _CVE.decode(raw) if bare else _ITEM.decode(raw).cve
+    except msgspec.ValidationError as exc:
+        where = () if bare else ("cve",)
+        raise ImportRefused(path, _name(raw, index, bare), reason(exc, raw, WORDS, where)) from None
 
 
 def _items(path: str, data: bytes) -> tuple[tuple[msgspec.Raw, ...], bool]:

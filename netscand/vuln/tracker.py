@@ -14,7 +14,7 @@ from typing import NoReturn
 import msgspec
 
 from netscand.vuln.errors import ImportRefused
-from netscand.vuln.inputs import Source, name_of, named, read_bytes, reason
+from netscand.vuln.inputs import Source, name_of, named, read_bytes, reason, shallow
 
 
 class _Release(msgspec.Struct, frozen=True):
@@ -37,12 +37,13 @@ def read(source: Source) -> list[Row]:
     """Every (package, CVE, release) the tracker lists, or ImportRefused naming the package and
     CVE at fault. Its TEMP-... entries (issues with no CVE id yet) are left out: nothing asks."""
     path, data = name_of(source), read_bytes(source)
-    try:
-        packages = _ALL.decode(data)
-    except msgspec.ValidationError:
-        _refuse(path, data)
-    except msgspec.DecodeError as exc:
-        raise ImportRefused(path, None, f"not JSON: {exc}") from None
+    with shallow(path):
+        try:
+            packages = _ALL.decode(data)
+        except msgspec.ValidationError:
+            _refuse(path, data)
+        except msgspec.DecodeError as exc:
+            raise ImportRefused(path, None, f"not JSON: {exc}") from None
     return list(_rows(packages))
 
 

@@ -194,3 +194,17 @@ def test_a_small_file_is_read_without_reserving_the_bound(tmp_path: Path) -> Non
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("content", [
+    b'{"vulnerabilities": ' + NESTED + b"}",
+    b'{"vulnerabilities": [{"cve": ' + NESTED + b"}]}",
+    b'{"cve": {"id": "CVE-2024-0001", "descriptions": ' + NESTED + b"}}",
+])
+def test_json_nested_too_deeply_is_refused(tmp_path: Path, content: bytes) -> None:
+    with pytest.raises(ImportRefused) as refused:
+        nvd.read(write(tmp_path / "deep.json", content))
+    assert (refused.value.record, refused.value.reason) == (None, "nested too deeply")
+

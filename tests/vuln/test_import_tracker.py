@@ -60,3 +60,11 @@ def test_a_file_that_is_not_json_is_refused(tmp_path: Path, content: bytes, reas
     with pytest.raises(ImportRefused) as refused:
         tracker.read(write(tmp_path / "tracker.json", content))
     assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize("content", [b'{"openssh": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                                     b'{"openssh": {"CVE-2024-6387": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"])
+def test_json_nested_too_deeply_is_refused(tmp_path: Path, content: bytes) -> None:
+    with pytest.raises(ImportRefused) as refused:
+        tracker.read(write(tmp_path / "tracker.json", content))
+    assert (refused.value.record, refused.value.reason) == (None, "nested too deeply")
