@@ -118,6 +118,8 @@ def _decoded(path: str, raw: msgspec.Raw, index: int, bare: bool) -> _Cve:
     except msgspec.ValidationError as exc:
         where = () if bare else ("cve",)
         raise ImportRefused(path, _name(raw, index, bare), reason(exc, raw, WORDS, where)) from None
+    except msgspec.DecodeError as exc:  # invalid UTF-8 in a string: the file-wide decode skips strings
+        raise ImportRefused(path, _name(raw, index, bare), f"not JSON: {exc}") from None
 
 
 def _items(path: str, data: bytes) -> tuple[tuple[msgspec.Raw, ...], bool]:
@@ -144,7 +146,7 @@ def _name(raw: msgspec.Raw, index: int, bare: bool) -> str:
     """The record's CVE id if it has a readable one, else its place in the feed."""
     try:
         found = msgspec.json.decode(raw, type=_Id if bare else _ItemId)
-    except msgspec.ValidationError:
+    except msgspec.DecodeError:  # a ValidationError too
         return f"vulnerabilities[{index}]"
     cve_id = found.id if isinstance(found, _Id) else found.cve.id
     return named(cve_id) if isinstance(cve_id, str) and cve_id else f"vulnerabilities[{index}]"

@@ -208,3 +208,10 @@ def test_json_nested_too_deeply_is_refused(tmp_path: Path, content: bytes) -> No
         nvd.read(write(tmp_path / "deep.json", content))
     assert (refused.value.record, refused.value.reason) == (None, "nested too deeply")
 
+
+def test_invalid_utf8_in_a_record_is_refused_by_its_id(tmp_path: Path) -> None:
+    text = json.dumps(feed(cve("CVE-2024-0001"), cve("CVE-2024-0002", summary="X"))).encode()
+    text = text.replace(b"A signal handler", b"A \xff\xfe handler")
+    with pytest.raises(ImportRefused) as refused:
+        nvd.read(write(tmp_path / "utf8.json", text))
+    assert (refused.value.record, refused.value.reason) == ("CVE-2024-0001", "not JSON: Invalid UTF-8 encoded string")
