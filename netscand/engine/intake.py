@@ -120,13 +120,14 @@ class Intake:
 
     def _sockets(self, plan: plans.Plan) -> Tx:
         """The interface's transmitter, its receiver opened beside it on first use; the receive
-        filter takes the replies of every probe type registered by then. The transmitter goes
+        filter takes the replies of every probe type registered by then, to every plan slot's
+        source ports (a plan's replies are told from another's by its own). The transmitter goes
         first and neither is kept unless both open: a receiver kept without one would stay in
         the fanout group, taking its share of the other workers' replies for nothing."""
         if plan.ifindex not in self.tx:
             tx = self.link.transmitter(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
             group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
-            program = bpf.reply_filter(reply_clauses(*plan.source_ports), SNAPLEN)
+            program = bpf.reply_filter(reply_clauses(*plan.every_slot_ports), SNAPLEN)
             try:
                 self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, program)
             except BaseException:

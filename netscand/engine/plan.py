@@ -11,7 +11,7 @@ import struct
 from collections.abc import Container
 from dataclasses import dataclass
 
-from netscand.engine.clock import TICK_MASK, WRAP_MS
+from netscand.engine.clock import TICK_BITS, TICK_MASK, WRAP_MS
 from netscand.engine.shm import PLAN_BYTES, PLAN_SLOTS, SHARD_MAX
 
 HEADER = struct.Struct("<IBBBB16sII6sHdIIIIIII")
@@ -58,8 +58,18 @@ class Plan:
 
     @property
     def source_ports(self) -> tuple[int, int]:
-        """The source ports its probes use, first and last: the low bits carry the send tick."""
+        """The source ports its probes use, first and last: the low bits carry the send tick,
+        the bits above them its plan slot (sport_base = base + (slot << TICK_BITS)), so that a
+        reply no cookie comes back in (UDP's SSDP, TFTP, the empty datagram) still names its
+        plan by the port it comes to."""
         return self.sport_base, self.sport_base + TICK_MASK
+
+    @property
+    def every_slot_ports(self) -> tuple[int, int]:
+        """The source ports of every plan slot's plans, first and last: the range the receive
+        filter takes, built once per interface whichever plan opens it."""
+        lo = self.sport_base - (self.slot << TICK_BITS)
+        return lo, lo + (PLAN_SLOTS << TICK_BITS) - 1
 
     @property
     def size(self) -> int:
@@ -118,7 +128,7 @@ def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None
         return None
     if (kind not in kinds or slot != slot_index or slot >= PLAN_SLOTS or not nh or not np_
             or nh > Plan.capacity(np_) or not 0 < shard_size <= SHARD_MAX
-            or sport_base + TICK_MASK > 0xFFFF or (t_min < t_max and t_max >= WRAP_MS)):
+            or not slot << TICK_BITS <= sport_base <= 0x10000 - ((PLAN_SLOTS - slot) << TICK_BITS) or (t_min < t_max and t_max >= WRAP_MS)):
         raise PlanError(f"slot {slot_index}: kind {kind}, slot {slot}, {nh} hosts, {np_} ports, "
                         f"shards of {shard_size}, source ports from {sport_base}, "
                         f"timeout {t_min}-{t_max} ms")

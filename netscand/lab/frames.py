@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netscand.engine.checksum import checksum
-from netscand.engine.clock import TICK_MASK
+from netscand.engine.clock import TICK_BITS
 from netscand.engine.probes.tcp_syn import FILTER_CODES
+from netscand.engine.shm import PLAN_SLOTS
 from netscand.scan.work import SPORT_BASE
 
 _FILTERED = tuple(sorted(FILTER_CODES))  # unreachable codes the engine reads as "filtered"
 
-PORT_LO, PORT_HI = SPORT_BASE, SPORT_BASE + TICK_MASK  # the scanner's probe source ports
+# The scanner's probe source ports: every plan slot's block (scan/work.py).
+PORT_LO, PORT_HI = SPORT_BASE, SPORT_BASE + (PLAN_SLOTS << TICK_BITS) - 1
 ETH_IP, ETH_ARP = 0x0800, 0x0806
 FRAME_MAX = 1514  # Ethernet header + the veth's 1500-byte MTU
 SYN, RST, ACK = 0x02, 0x04, 0x10

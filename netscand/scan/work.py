@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from netscand.engine import plan as plans
+from netscand.engine.clock import TICK_BITS
 from netscand.engine.probes import ProbeType
+from netscand.engine.shm import PLAN_SLOTS
 from netscand.netinfo import Route
 from netscand.scan.dispatch import shard_size
 from netscand.scan.result import Host
@@ -21,6 +23,8 @@ from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import Targets
 
 SPORT_BASE = 61440  # above Linux's default ephemeral range, so no local socket owns a reply
+# Each plan slot's plans take the next TICK_BITS-wide block (engine/plan.py source_ports).
+assert SPORT_BASE + (PLAN_SLOTS << TICK_BITS) <= 0x10000
 ZERO_MAC = b"\0" * 6
 
 Probes = tuple[tuple[ProbeType, tuple[int, ...]], ...]  # (probe type, ports) of works that run together
@@ -59,7 +63,7 @@ class Work:
             gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
             retries=spec.retries if probe.retries is None else probe.retries, key=os.urandom(16),
             ifindex=self.route.ifindex, src_ip=self.route.src_ip, src_mac=self.route.src_mac,
-            sport_base=SPORT_BASE, rate=spec.rate * self.share,
+            sport_base=SPORT_BASE + (slot << TICK_BITS), rate=spec.rate * self.share,
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
             timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
             shard_size=shard, hosts=hosts, macs=macs, ports=self.ports,

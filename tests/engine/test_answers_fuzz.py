@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from netscand.engine import frames
 from netscand.engine import plan as plans
-from netscand.engine.clock import TICK_MASK, WRAP_MS
+from netscand.engine.clock import TICK_BITS, TICK_MASK, WRAP_MS
 from netscand.engine.cookie import cookie
 from netscand.engine.probes import (
     PROBES as ALL_KINDS,
@@ -35,6 +35,7 @@ from netscand.engine.probes import (
 )
 from netscand.engine.probes.base import NO_PORTS
 from netscand.engine.shm import MALFORMED, PLAN_SLOTS, S_CLOSED, S_OPEN, S_UNREACH, S_UP
+from netscand.scan.work import SPORT_BASE
 
 SRC_MAC = bytes.fromhex("020000000001")
 HOST_MAC = bytes.fromhex("020000000010")
@@ -346,3 +347,18 @@ def test_an_adaptive_timeout_the_send_tick_cannot_time_is_refused() -> None:
     fixed = dataclasses.replace(plan, timeout_init_ms=10_000, timeout_min_ms=10_000, timeout_max_ms=10_000)
     plans.write(buf, fixed)
     assert plans.read(buf, 2, ALL_KINDS) == fixed
+
+
+@pytest.mark.parametrize("slot", range(PLAN_SLOTS))
+def test_every_slot_takes_its_own_source_ports_and_the_filter_takes_them_all(slot: int) -> None:
+    """scan/work.py gives plan slot s the block SPORT_BASE + (s << TICK_BITS): the last slot's
+    ends at 65535, and a block that would leave the port space (for the filter's range over
+    every slot) is refused."""
+    buf = memoryview(bytearray(plans.PLAN_BYTES))
+    plan = dataclasses.replace(make_plan(tcp_syn.PROBE.kind, slot=slot), sport_base=SPORT_BASE + (slot << TICK_BITS))
+    plans.write(buf, plan)
+    assert plans.read(buf, slot, ALL_KINDS) == plan
+    assert plan.every_slot_ports == (SPORT_BASE, 0xFFFF)
+    plans.write(buf, dataclasses.replace(plan, sport_base=plan.sport_base + 1))
+    with pytest.raises(plans.PlanError, match="source ports from"):
+        plans.read(buf, slot, ALL_KINDS)

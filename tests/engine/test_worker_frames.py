@@ -45,7 +45,7 @@ T0 = 1000.0  # the test's clock
 def make_plan(slot: int, gen: int, retries: int = 0) -> plans.Plan:
     """Two hosts, three ports, shards of three probes: two shards, both this worker's."""
     return plans.Plan(gen=gen, kind=tcp_syn.PROBE.kind, slot=slot, share=1, retries=retries, key=b"r" * 16,
-                      ifindex=1, src_ip=SRC_IP, src_mac=SRC_MAC, sport_base=61440, rate=1000.0,
+                      ifindex=1, src_ip=SRC_IP, src_mac=SRC_MAC, sport_base=61440 + (slot << 10), rate=1000.0,
                       timeout_init_ms=1000, timeout_min_ms=100, timeout_max_ms=3000, shard_size=3,
                       hosts=(H0, H1), macs=(HOST_MAC, HOST_MAC), ports=PORTS)
 
@@ -99,7 +99,8 @@ def test_replies_are_matched_timed_tallied_and_malformed_frames_counted(monkeypa
     rig.step(T0, times=4)  # plan read, both shards started in turn and sent
     probes = by_target(rig.link.sent())
     assert sorted(probes) == sorted((h, p) for h in (H0, H1) for p in PORTS)
-    assert rig.link.programs == [bpf.reply_filter(reply_clauses(61440, 61440 + 1023), SNAPLEN)]
+    # One filter, taking every plan slot's source ports.
+    assert rig.link.programs == [bpf.reply_filter(reply_clauses(61440, 65535), SNAPLEN)]
 
     damaged = bytearray(reply(probes[H1, 22], flags=0x12))
     damaged[-5] ^= 0x01  # in the options, which no cookie covers: only the checksum tells
