@@ -9,17 +9,19 @@ from __future__ import annotations
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 
 import dpkt
 import pytest
 
 from netscand.engine import frames
 from netscand.engine import plan as plans
-from netscand.engine.clock import TICK_MASK
+from netscand.engine.clock import TICK_BITS, TICK_MASK
 from netscand.engine.cookie import cookie
 from netscand.engine.probes import PROBES, udp
 from netscand.engine.probes.payloads import PAYLOAD_PORTS, PAYLOADS
-from netscand.engine.shm import MALFORMED, S_CLOSED, S_OPEN, S_UNREACH
+from netscand.engine.shm import MALFORMED, PLAN_SLOTS, S_CLOSED, S_OPEN, S_UNREACH
+from netscand.scan.work import SPORT_BASE
 
 SRC_MAC, HOST_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000010")
 SRC_IP, HOSTS = 0xC6120001, (0xC6120010, 0xC6120011)
@@ -345,3 +347,40 @@ def test_the_registered_probe_type() -> None:
     ptype = PROBES[5]
     assert (ptype.name, ptype.protocol, ptype.port_states, ptype.ports) == ("udp", "udp", True, True)
     assert PAYLOAD_PORTS == tuple(sorted(PAYLOAD_PORTS)) and {53, 123, 161, 11211} <= set(PAYLOAD_PORTS)
+
+
+def test_a_tftp_reply_from_a_port_also_probed_is_credited_to_69() -> None:
+    """tftpd answers from an ephemeral port; if the scan probed that port too (with the empty
+    datagram, which checks nothing), the TFTP reply is still 69's, not that port's."""
+    ephemeral = 45678
+    both = udp.Udp(make_plan((69, ephemeral)))
+    probe = dpkt.ethernet.Ethernet(bytes(both.frame(0, 0, TICK)))
+    error = bytes(dpkt.tftp.TFTP(opcode=dpkt.tftp.OP_ERR, errcode=1, errmsg=b"File not found"))
+    got = both.answer(back(probe, error, sport=ephemeral))
+    assert got is not None and (got.port, got.state) == (0, S_OPEN)
+    to_empty = dpkt.ethernet.Ethernet(bytes(both.frame(0, 1, TICK)))
+    got = both.answer(back(to_empty, b"", sport=ephemeral))  # the empty datagram's own answer
+    assert got is not None and (got.port, got.state) == (1, S_OPEN)
+
+
+class _Running:
+    def __init__(self, probe: udp.Udp) -> None:
+        self.probe = probe
+
+
+@pytest.mark.parametrize("port", [1900, 69, OTHER])
+def test_two_plans_of_the_same_hosts_each_get_only_their_own_cookieless_replies(port: int) -> None:
+    """Two UDP scans of the same hosts and ports at once: a reply that echoes no cookie (SSDP,
+    TFTP, the empty datagram) names its plan only by the source port it comes back to, so each
+    plan slot sends from its own block of them (scan/work.py)."""
+    a, b = (udp.Udp(replace(make_plan(), slot=slot, sport_base=SPORT_BASE + (slot << TICK_BITS)))
+            for slot in (1, 2))
+    running = [_Running(a), _Running(b)]
+    for mine in running:
+        probe = dpkt.ethernet.Ethernet(bytes(mine.probe.frame(1, PORTS.index(port), TICK)))
+        data = REPLIES[port](bytes(probe.data.data.data))
+        for order in (running, running[::-1]):
+            hit = frames.take(back(probe, data, sport=49731 if port == 69 else None), order, [0] * len(MALFORMED))
+            assert hit is not None and hit[0] is mine and PORTS[hit[1].port] == port
+    assert a.plan.source_ports[1] < b.plan.source_ports[0]
+    assert a.plan.every_slot_ports == b.plan.every_slot_ports == (SPORT_BASE, SPORT_BASE + (PLAN_SLOTS << TICK_BITS) - 1)

@@ -137,13 +137,23 @@ class Udp:
             return None
         end = min(t + length, _ETH + (frame[16] << 8 | frame[17]))
         data, cut = bytes(frame[t + 8 : end]), end > len(frame)
-        ip = self._hosts[host]
+        index = self._replied(data, self._hosts[host], sport, dport, cut)
+        return None if index is None else Answer(host, index, S_OPEN, dport & TICK_MASK, frame[22])
+
+    def _replied(self, data: bytes, ip: int, sport: int, dport: int, cut: bool) -> int | None:
+        """The index of the probed port a reply from `sport` answers, if any. A reply checked by
+        its cookie is the probed port's; one that echoes nothing may be TFTP's from its new
+        port, which may also be a probed port (32768-60999 are Linux's ephemeral ports): the
+        protocol it speaks says which, before the port it comes from."""
         index = self._port_index.get(sport)
-        if index is not None and self._answers(self._templates[index].payload, data, ip, sport, dport, cut):
-            return Answer(host, index, S_OPEN, dport & TICK_MASK, frame[22])
-        for index, pay in self._other_port:
-            if self._answers(pay, data, ip, self._ports[index], dport, cut):
-                return Answer(host, index, S_OPEN, dport & TICK_MASK, frame[22])
+        own = None if index is None else self._templates[index].payload
+        if own is not None and own.echoes and self._answers(own, data, ip, sport, dport, cut):
+            return index
+        for other, pay in self._other_port:
+            if self._answers(pay, data, ip, self._ports[other], dport, cut):
+                return other
+        if own is not None and not own.echoes and self._answers(own, data, ip, sport, dport, cut):
+            return index
         return None
 
     def _answers(self, pay: Payload, data: bytes, ip: int, port: int, sport: int, cut: bool) -> bool:
