@@ -93,7 +93,9 @@ Url = Annotated[str, Meta(pattern="^https?://[^\\s]+$(?!\\n)", extra={"expected"
 class CveConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Where `netscand cve sync` fetches: NVD's JSON 2.0 feed files (nvdcve-2.0-<year>.json.gz
     # and the modified and recent ones) under feed_url, and the Debian Security Tracker's JSON.
+    # With an API key, a synced database asks api_url (NVD CVE API 2.0) for changes only.
     feed_url: Url = "https://nvd.nist.gov/feeds/json/cve/2.0/"
+    api_url: Url = "https://services.nvd.nist.gov/rest/json/cves/2.0"
     tracker_url: Url = "https://security-tracker.debian.org/tracker/data/json"
 
 

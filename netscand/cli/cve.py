@@ -9,6 +9,7 @@ files to import are opened first, so root's own files can be read.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,6 +25,8 @@ from netscand.vuln.errors import CveStoreError, ImportRefused, SyncError
 from netscand.vuln.records import CveStatus
 from netscand.vuln.store import CveStore, ImportReport
 
+API_KEY_ENV = "NETSCAND_NVD_API_KEY"
+
 
 class UsageError(ValueError):
     pass
@@ -36,8 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("files", nargs="*", metavar="FILE", help="NVD JSON 2.0 files, imported in one transaction")
     imp.add_argument("--debian-tracker", metavar="FILE", help="the Debian Security Tracker's JSON")
     sync = csub.add_parser("sync", help="fetch the NVD feeds and the Debian tracker, then import them")
-    sync.add_argument("--api-key", help="NVD API key, sent as the apiKey header")
+    sync.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
+                      help=f"NVD API key (default: ${API_KEY_ENV}, which keeps it out of `ps`): once the feed "
+                           "files are imported, sync asks the NVD's REST API for only the records changed since; "
+                           "the key is sent to that API alone, never to the feeds or the Debian tracker")
     sync.add_argument("--source", metavar="URL", help="base URL of the NVD JSON 2.0 feed files (default: [cve] feed_url)")
+    sync.add_argument("--api", metavar="URL", help="the NVD CVE API 2.0 (default: [cve] api_url)")
     sync.add_argument("--tracker", metavar="URL", help="the Debian tracker's JSON (default: [cve] tracker_url)")
     status = csub.add_parser("status", help="sources, record counts, newest record, age")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -103,7 +110,8 @@ def _import(store: CveStore, inputs: list[BinaryIO], tracker: bool) -> None:
 def _sync(store: CveStore, args: argparse.Namespace, cfg: config.Config) -> None:
     source = args.source or cfg.cve.feed_url
     tracker = args.tracker or cfg.cve.tracker_url
-    for report in cve_sync.sync(store, source, tracker, api_key=args.api_key):
+    api = args.api or cfg.cve.api_url
+    for report in cve_sync.sync(store, source, tracker, api_key=args.api_key, api_url=api):
         _report(report)
 
 

@@ -42,17 +42,26 @@ class CveStore:
                 raise CveStoreError(f"cannot open {path}: cannot switch it to write-ahead logging")
             db.executescript(tables.SCHEMA)
 
-    def import_nvd(self, paths: Sequence[Source]) -> ImportReport:
+    def import_nvd(self, paths: Sequence[Source], full_feeds: bool = False) -> ImportReport:
         """Load NVD JSON 2.0 files (feeds, API responses, single records) in one transaction;
-        ImportRefused for a bad file, and then nothing of any of them is kept."""
+        ImportRefused for a bad file, and then nothing of any of them is kept. `full_feeds`:
+        the files are the NVD's whole feed set, so later syncs may ask only for changes."""
         read = written = 0
         with self._transaction("cannot import NVD data into") as db:
             for path in paths:  # one file's records in memory at a time
                 records = nvd.read(path)
                 read, written = read + len(records), written + tables.write_records(db, records)
             total, newest = tables.nvd_summary(db)
-            tables.write_source(db, tables.NVD, total, newest, _now())
+            now = _now()
+            tables.write_source(db, tables.NVD, total, newest, now)
+            if full_feeds:
+                tables.write_full_import(db, now)
         return ImportReport(tables.NVD, len(paths), read, written, total)
+
+    def synced_newest(self) -> str | None:
+        """The newest record's modified time if a sync has imported the whole feed set, else None."""
+        with self._connection("cannot read") as db:
+            return tables.newest_after_full_import(db)
 
     def import_tracker(self, path: Source) -> ImportReport:
         """Replace the Debian Security Tracker data with the file's, in one transaction."""

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS tracker (
     package TEXT NOT NULL, cve TEXT NOT NULL, release TEXT NOT NULL, status TEXT NOT NULL,
     fixed_version TEXT, PRIMARY KEY (package, cve, release)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS full_imports (  -- when a sync last imported the NVD's whole feed set
+    name TEXT PRIMARY KEY, at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sources (
     name TEXT PRIMARY KEY, records INTEGER NOT NULL, newest TEXT, imported_at TEXT NOT NULL
 );
@@ -108,6 +111,17 @@ def nvd_summary(db: sqlite3.Connection) -> tuple[int, str | None]:
     """How many NVD records the database holds, and the latest time one was modified."""
     count, newest = db.execute("SELECT COUNT(*), MAX(modified) FROM cves").fetchone()
     return count, newest
+
+
+def write_full_import(db: sqlite3.Connection, at: str) -> None:
+    db.execute("INSERT OR REPLACE INTO full_imports VALUES (?, ?)", (NVD, at))
+
+
+def newest_after_full_import(db: sqlite3.Connection) -> str | None:
+    """The newest record's modified time, once the whole feed set has been imported."""
+    if db.execute("SELECT 1 FROM full_imports WHERE name = ?", (NVD,)).fetchone() is None:
+        return None
+    return nvd_summary(db)[1]
 
 
 def write_source(db: sqlite3.Connection, name: str, records: int, newest: str | None, at: str) -> None:

@@ -1,5 +1,6 @@
 """`netscand cve sync` against a real HTTP server on loopback (never the internet): what it
-fetches, in which order, with which header, and a failed or refused file leaving the data as it was."""
+fetches, in which order, with which header, and a failed or refused file leaving the data as it was.
+The same server stands in for the NVD's REST API 2.0 (a synced database and a key: only changes)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -33,6 +36,8 @@ class Mirror:
     url: str
     files: dict[str, bytes | int] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, apiKey header)
+    # The API's answer to a query (parameter -> value), as (status, body, Location header).
+    api: Callable[[dict[str, str]], tuple[int, Any, str | None]] = lambda query: (200, feed(), None)
 
     def serve(self, path: str, data: Any) -> None:
         self.files[path] = gzip.compress(json.dumps(data).encode()) if path.endswith(".gz") else json.dumps(data).encode()
@@ -45,6 +50,9 @@ def mirror() -> Iterator[Mirror]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             served.requests.append((self.path, self.headers.get("apiKey")))
+            if self.path.startswith("/rest/json/cves/2.0?"):
+                self._answer(*served.api({k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}))
+                return
             body = served.files.get(self.path)
             if body is None and self.path.startswith("/feeds/nvdcve-2.0-"):
                 body = gzip.compress(json.dumps(feed()).encode())  # a year with nothing in it
@@ -52,6 +60,15 @@ def mirror() -> Iterator[Mirror]:
                 self.send_error(body or 404)
                 return
             self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _answer(self, status: int, data: Any, location: str | None) -> None:
+            body = json.dumps(data).encode()
+            self.send_response(status)
+            if location:
+                self.send_header("Location", location)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -69,8 +86,12 @@ def mirror() -> Iterator[Mirror]:
     server.server_close()
 
 
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
 def _sync(store: CveStore, mirror: Mirror, api_key: str | None = None) -> list[Any]:
-    return cve_sync.sync(store, f"{mirror.url}/feeds/", f"{mirror.url}/tracker/data/json", api_key, this_year=2004)
+    return cve_sync.sync(store, f"{mirror.url}/feeds/", f"{mirror.url}/tracker/data/json", api_key, this_year=2004,
+                         api_url=f"{mirror.url}/rest/json/cves/2.0", now=NOW)
 
 
 def test_sync_fetches_every_year_then_the_latest_feeds_and_the_tracker(tmp_path: Path, mirror: Mirror) -> None:
@@ -82,7 +103,7 @@ def test_sync_fetches_every_year_then_the_latest_feeds_and_the_tracker(tmp_path:
     assert [path for path, _ in mirror.requests] == [
         "/feeds/nvdcve-2.0-2002.json.gz", "/feeds/nvdcve-2.0-2003.json.gz", "/feeds/nvdcve-2.0-2004.json.gz",
         "/feeds/nvdcve-2.0-modified.json.gz", "/feeds/nvdcve-2.0-recent.json.gz", "/tracker/data/json"]
-    assert {key for _, key in mirror.requests} == {"0123-key"}
+    assert {key for _, key in mirror.requests} == {None}  # the feeds take no key: it goes to the API only
     assert (nvd.files, nvd.records, nvd.total, debian.records) == (5, 3, 2, 1)
     record = store.record("CVE-2024-6387")
     assert record is not None and record.summary == "newest"
@@ -156,3 +177,67 @@ def test_the_cli_syncs_from_the_urls_it_is_given(tmp_path: Path, mirror: Mirror)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith("nvd: 1 records read from")
     assert CveStore(db).record("CVE-2024-6387") is not None
+
+
+@pytest.fixture
+def synced(tmp_path: Path, mirror: Mirror) -> CveStore:
+    """A database a sync has filled from the feeds: its newest record modified 2024-09-01."""
+    store = CveStore(tmp_path / "cve.db")
+    mirror.serve("/feeds/nvdcve-2.0-2003.json.gz", feed(cve("CVE-2003-0001")))
+    _sync(store, mirror, api_key="0123-key")
+    mirror.requests.clear()
+    return store
+
+
+def test_with_a_key_a_synced_database_asks_the_api_for_changes_only(synced: CveStore, mirror: Mirror) -> None:
+    pages = {"2024-09-01T00:00:00.000+00:00": feed(cve("CVE-2024-0001", modified="2024-10-01T00:00:00.000")),
+             "2024-12-30T00:00:00.000+00:00": feed(cve("CVE-2003-0001", modified="2025-01-02T00:00:00.000",
+                                                       summary="changed"))}
+    mirror.api = lambda query: (200, pages[query["lastModStartDate"]], None)
+    nvd, _ = _sync(synced, mirror, api_key="0123-key")
+    api = [parse_qs(urlsplit(path).query) for path, _ in mirror.requests if path.startswith("/rest/")]
+    assert [(q["lastModStartDate"], q["lastModEndDate"], q["resultsPerPage"], q["startIndex"]) for q in api] == [
+        (["2024-09-01T00:00:00.000+00:00"], ["2024-12-30T00:00:00.000+00:00"], ["2000"], ["0"]),
+        (["2024-12-30T00:00:00.000+00:00"], ["2025-03-01T12:00:00.000+00:00"], ["2000"], ["0"])]
+    assert mirror.requests[-1] == ("/tracker/data/json", None)  # no feed fetched, no key to Debian
+    assert {key for path, key in mirror.requests if path.startswith("/rest/")} == {"0123-key"}
+    assert (nvd.files, nvd.records, nvd.written) == (2, 2, 2)
+    changed = synced.record("CVE-2003-0001")
+    assert changed is not None and changed.modified == "2025-01-02T00:00:00.000"
+
+
+def test_api_pages_are_followed_by_start_index(synced: CveStore, mirror: Mirror,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cve_sync, "PAGE_SIZE", 2)
+    monkeypatch.setattr(cve_sync, "WINDOW", NOW - datetime(2024, 9, 1, tzinfo=UTC))
+    records = [cve(f"CVE-2025-000{n}", modified="2025-01-01T00:00:00.000") for n in range(1, 6)]
+
+    def page(query: dict[str, str]) -> tuple[int, Any, None]:
+        start = int(query["startIndex"])
+        return 200, {**feed(*records[start:start + 2]), "totalResults": 5, "startIndex": start}, None
+
+    mirror.api = page
+    nvd, _ = _sync(synced, mirror, api_key="0123-key")
+    assert [parse_qs(urlsplit(p).query)["startIndex"] for p, _ in mirror.requests if p.startswith("/rest/")] == [
+        ["0"], ["2"], ["4"]]
+    assert (nvd.files, nvd.records, nvd.total) == (3, 5, 6)
+
+
+def test_an_api_page_that_never_ends_is_refused(synced: CveStore, mirror: Mirror) -> None:
+    mirror.api = lambda query: (200, {**feed(), "totalResults": 10}, None)
+    with pytest.raises(SyncError, match="an empty page of 10 results$"):
+        _sync(synced, mirror, api_key="0123-key")
+
+
+def test_the_key_is_not_sent_to_a_redirect_to_another_host(synced: CveStore, mirror: Mirror) -> None:
+    elsewhere = mirror.url.replace("127.0.0.1", "localhost") + "/elsewhere"
+    mirror.api = lambda query: (302, {}, elsewhere)
+    with pytest.raises(SyncError, match="redirected to localhost, where the API key is not sent$"):
+        _sync(synced, mirror, api_key="0123-key")
+    assert [path for path, _ in mirror.requests if not path.startswith("/rest/")] == []
+
+
+def test_without_a_key_a_synced_database_fetches_the_feeds_again(synced: CveStore, mirror: Mirror) -> None:
+    _sync(synced, mirror)
+    assert not any(path.startswith("/rest/") for path, _ in mirror.requests)
+    assert "/feeds/nvdcve-2.0-modified.json.gz" in [path for path, _ in mirror.requests]
