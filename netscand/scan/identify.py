@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Collection, Iterator
 
 import structlog
 
+from netscand.engine.probes.payloads import PAYLOAD_PORTS
 from netscand.profiling.hostname import reverse_dns
 from netscand.profiling.names import QUERIES, HostNames, query_names
 from netscand.profiling.services import Detector
@@ -83,7 +84,8 @@ async def identify(hosts: list[Host], detector: Detector, ask_targets: bool,
                 _part("reverse_dns", reverse_dns(ips, found=dns)),
                 _part("names", query_names(ips if ask_targets else [], found=names)),
                 _part("services", detector.detect_all(targets, host_deadline=per_host, found=found)),
-                _part("udp_services", detect_udp(udp_targets, found=udp_found)))
+                _part("udp_services", detect_udp(udp_targets, host_deadline=per_host, recognised=PAYLOAD_PORTS,
+                                                 found=udp_found)))
     except TimeoutError:
         log.warning("identify.deadline", seconds=SCAN_DEADLINE_HOSTS * per_host, hosts=len(hosts),
                     ports=len(targets), detected=len(found))

@@ -10,9 +10,9 @@ event loop or raises for what the network does.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from dataclasses import dataclass, field
 
+from netscand.profiling.datagram import exchange, new_ident
 from netscand.profiling.names import mdns, netbios, snmp
 from netscand.profiling.names.base import NameQuery, Reply
 from netscand.profiling.services.base import ServiceInfo
@@ -59,43 +59,6 @@ async def query_names(
 
 async def ask(ip: str, query: NameQuery, timeout: float, retries: int) -> Reply | None:
     """The first reply to one query that parses as an answer to it, or None."""
-    loop = asyncio.get_running_loop()
-    ident = 1 + secrets.randbelow(0xFFFE)  # a transaction id as DNS, NetBIOS and SNMP all carry
-    answered: asyncio.Future[Reply | None] = loop.create_future()
-    payload = query.request(ip, ident)
-    try:
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Listener(query, ident, answered), remote_addr=(ip, query.port))
-    except OSError:  # no route, no usable source address: no answer either
-        return None
-    try:
-        for _ in range(retries + 1):
-            transport.sendto(payload)
-            try:
-                # shield: a timeout must not cancel the future, which stays for the next send
-                return await asyncio.wait_for(asyncio.shield(answered), timeout)
-            except TimeoutError:
-                continue
-        return None
-    finally:
-        transport.close()
-
-
-class _Listener(asyncio.DatagramProtocol):
-    """Resolves `answered` with the first datagram that parses, or None when the port is closed."""
-
-    def __init__(self, query: NameQuery, ident: int, answered: asyncio.Future[Reply | None]) -> None:
-        self._query = query
-        self._ident = ident
-        self._answered = answered
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        reply = self._query.parse(data, self._ident)
-        if reply is not None and not self._answered.done():
-            self._answered.set_result(reply)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable (ECONNREFUSED): closed now, and so on every retry. Other errors
-        # (host unreachable after ARP failed, ...) are left to the timeout and the retries.
-        if isinstance(exc, ConnectionRefusedError) and not self._answered.done():
-            self._answered.set_result(None)
+    ident = new_ident()
+    return await exchange(ip, query.port, (query.request(ip, ident),), lambda data: query.parse(data, ident),
+                          timeout=timeout, retries=retries)
