@@ -6,8 +6,10 @@ For each record that names the port's product, every configuration is evaluated 
 vulnerable are false (this port is not them); the "running on/with" criteria (vulnerable false:
 an operating system, hardware, or another product the flaw needs) are decided by the OS guess
 where they name an OS and cannot be decided otherwise. A configuration true with them decided
-is "vulnerable"; one true only if they held is "needs_platform". Then the distribution build in
-the banner, if any, goes to the Debian tracker (backports.py).
+is "vulnerable"; one true only if they held is "needs_platform". The logic is three-valued
+(true, false, unknown: a platform criterion the OS guess does not decide), so a negated unknown
+stays unknown rather than turning true. Then the distribution build in the banner, if any, goes
+to the Debian tracker (backports.py).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ _OS_VENDORS = (
 )
 _PLATFORMS_SHOWN = 3  # evidence stays a line: some records list dozens of firmware names
 _CVE_ID = re.compile(r"CVE-(\d+)-(\d+)")
-Oracle = Callable[[CpeMatch], bool]
+Truth = bool | None  # None: unknown
+Oracle = Callable[[CpeMatch], Truth]
 Verdict = tuple[Literal["vulnerable", "needs_platform"], str]  # status, evidence
 
 
@@ -135,9 +138,10 @@ class _Port:
         hit = next((m for m in _matches(configuration) if m.vulnerable and self._own(m)), None)
         if hit is None:
             return None
-        if _holds(configuration, self._decided):
+        holds = _holds(configuration, self._truth)
+        if holds:
             return "vulnerable", _evidence(hit)
-        if _holds(configuration, self._assumed):
+        if holds is None:
             platforms = [m.criteria for m in _matches(configuration) if self._needs(m)]
             shown = " or ".join(platforms[:_PLATFORMS_SHOWN]) + (" or ..." if len(platforms) > _PLATFORMS_SHOWN else "")
             return "needs_platform", f"{_evidence(hit)}; needs {shown} (OS guess: {self.os_name or 'none'})"
@@ -179,30 +183,39 @@ class _Port:
         name = cpe.parse(criterion.criteria)
         return not criterion.vulnerable and (name is None or (name.vendor, name.product) not in self.names)
 
-    def _decided(self, criterion: CpeMatch) -> bool:
+    def _truth(self, criterion: CpeMatch) -> Truth:
+        """A platform criterion is true when the OS guess is that OS, else unknown (a guess can be wrong)."""
         if self._needs(criterion):
             name = cpe.parse(criterion.criteria)
-            return name is not None and name.part == "o" and _runs(self.os_name, name)
+            return True if name is not None and name.part == "o" and _runs(self.os_name, name) else None
         return self._own(criterion)
-
-    def _assumed(self, criterion: CpeMatch) -> bool:
-        return True if self._needs(criterion) else self._own(criterion)
 
 
 def _matches(configuration: Configuration) -> Iterable[CpeMatch]:
     return (m for node in configuration.nodes for m in node.matches)
 
 
-def _holds(configuration: Configuration, oracle: Oracle) -> bool:
-    results = [_node(node, oracle) for node in configuration.nodes]
-    value = all(results) if configuration.operator == "AND" else any(results)
-    return bool(results) and value != configuration.negate
+def _holds(configuration: Configuration, oracle: Oracle) -> Truth:
+    return _combine([_node(node, oracle) for node in configuration.nodes], configuration.operator,
+                    configuration.negate)
 
 
-def _node(node: Node, oracle: Oracle) -> bool:
-    results = [oracle(m) for m in node.matches]
-    value = all(results) if node.operator == "AND" else any(results)
-    return bool(results) and value != node.negate
+def _node(node: Node, oracle: Oracle) -> Truth:
+    return _combine([oracle(m) for m in node.matches], node.operator, node.negate)
+
+
+def _combine(results: list[Truth], operator: str, negate: bool) -> Truth:
+    """Kleene's AND/OR over true, false and unknown (None); an empty list is false."""
+    if not results:
+        return False
+    decisive = operator != "AND"  # the value that settles it: false for AND, true for OR
+    if decisive in results:
+        value: Truth = decisive
+    elif None in results:
+        return None  # negated unknown stays unknown
+    else:
+        value = not decisive
+    return value != negate
 
 
 def _extras_agree(name: Cpe, port: Cpe) -> bool:

@@ -49,6 +49,14 @@ def test_negate_turns_a_node_around(tmp_path: Path) -> None:
     assert statuses(Matcher(store).match(PORT, None, None)) == {"CVE-2024-0002": "vulnerable"}
 
 
+def test_a_negated_platform_the_os_guess_cannot_decide_stays_undecided(tmp_path: Path) -> None:
+    windows = "cpe:2.3:o:microsoft:windows:-:*:*:*:*:*:*:*"
+    store = store_of(tmp_path, [{"operator": "AND", "nodes": [
+        node(crit()), node(crit(windows, vulnerable=False), negate=True)]}])  # openssh, not on Windows
+    assert statuses(Matcher(store).match(PORT, None, None)) == {"CVE-2024-0001": "needs_platform"}
+    assert statuses(Matcher(store).match(PORT, None, "Windows")) == {}
+
+
 def test_and_within_a_node_needs_every_criterion(tmp_path: Path) -> None:
     store = store_of(tmp_path,
                      [{"nodes": [node(crit(versionStartIncluding="9.0"), crit(versionEndExcluding="9.3"),
