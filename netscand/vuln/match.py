@@ -37,9 +37,17 @@ ALIASES = (frozenset({("f5", "nginx"), ("f5", "nginx_open_source"), ("nginx", "n
 # An OS guess (data/os-signatures.toml's names: Linux, Windows, FreeBSD, macOS, Cisco IOS; or a
 # banner's hint: Debian, Ubuntu, ...) -> the vendors of the platform CPEs it is.
 # A guess names no OS version, so a platform criterion's version (debian_linux 11.0) is not checked.
+# A plain "Linux" is the kernel only: a distribution's platform needs a guess that names it
+# (every distribution runs the Linux kernel, so naming one also satisfies linux:linux_kernel).
 _OS_VENDORS = (
-    (re.compile(r"linux|debian|ubuntu|raspbian|centos|red hat|fedora|android", re.IGNORECASE),
-     frozenset({"linux", "debian", "canonical", "redhat", "fedoraproject", "centos", "raspberrypi", "google"})),
+    (re.compile(r"linux", re.IGNORECASE), frozenset({"linux"})),
+    (re.compile(r"debian", re.IGNORECASE), frozenset({"linux", "debian"})),
+    (re.compile(r"ubuntu", re.IGNORECASE), frozenset({"linux", "canonical"})),
+    (re.compile(r"raspbian", re.IGNORECASE), frozenset({"linux", "raspberrypi"})),
+    (re.compile(r"centos", re.IGNORECASE), frozenset({"linux", "centos"})),
+    (re.compile(r"red ?hat|rhel", re.IGNORECASE), frozenset({"linux", "redhat"})),
+    (re.compile(r"fedora", re.IGNORECASE), frozenset({"linux", "fedoraproject"})),
+    (re.compile(r"android", re.IGNORECASE), frozenset({"linux", "google"})),
     (re.compile(r"windows", re.IGNORECASE), frozenset({"microsoft"})),
     (re.compile(r"bsd", re.IGNORECASE), frozenset({"freebsd", "openbsd", "netbsd"})),
     (re.compile(r"mac ?os|darwin", re.IGNORECASE), frozenset({"apple"})),

@@ -90,6 +90,20 @@ def test_a_platform_node_needs_the_os_guess(tmp_path: Path, os_name: str | None,
     assert statuses(Matcher(store).match(PORT, None, os_name)) == {"CVE-2024-0001": status}
 
 
+@pytest.mark.parametrize(("platform", "os_name", "status"), [
+    ("cpe:2.3:o:redhat:enterprise_linux:9.0:*:*:*:*:*:*:*", "Linux", "needs_platform"),
+    ("cpe:2.3:o:google:android:-:*:*:*:*:*:*:*", "Linux", "needs_platform"),
+    ("cpe:2.3:o:debian:debian_linux:12.0:*:*:*:*:*:*:*", "Linux", "needs_platform"),
+    ("cpe:2.3:o:debian:debian_linux:12.0:*:*:*:*:*:*:*", "Linux 5.x (Debian)", "vulnerable"),
+    ("cpe:2.3:o:redhat:enterprise_linux:9.0:*:*:*:*:*:*:*", "Red Hat Enterprise Linux", "vulnerable"),
+    ("cpe:2.3:o:debian:debian_linux:12.0:*:*:*:*:*:*:*", "Ubuntu", "needs_platform"),
+])
+def test_a_plain_linux_guess_is_the_kernel_not_a_distribution(tmp_path: Path, platform: str, os_name: str,
+                                                              status: str) -> None:
+    store = store_of(tmp_path, [{"operator": "AND", "nodes": [node(crit()), node(crit(platform, vulnerable=False))]}])
+    assert statuses(Matcher(store).match(PORT, None, os_name)) == {"CVE-2024-0001": status}
+
+
 def test_hardware_is_never_known_from_an_os_guess(tmp_path: Path) -> None:
     router = "cpe:2.3:h:netgear:r7000:-:*:*:*:*:*:*:*"
     store = store_of(tmp_path, [{"operator": "AND", "nodes": [node(crit()), node(crit(router, vulnerable=False))]}])
