@@ -28,6 +28,7 @@ _VERSION = re.compile(
 _UPDATE = re.compile(r"[._-]?(?P<word>[a-z]{1,8})\.?(?P<number>\d{0,9})", re.IGNORECASE)
 _PRE_RELEASE = frozenset({"alpha", "beta", "pre", "rc", "dev"})
 _NO_UPDATE = (None, "", "*", "-")
+_PORTABLE = "p1"  # OpenSSH portable's first (and usually only) edition of a release
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,16 @@ def _normal_update(update: str | None) -> str | None:
 def compare(a: VendorVersion, b: VendorVersion) -> int:
     """-1, 0 or 1 as a is older than, the same release as, or newer than b (builds ignored).
 
-    An update is compared only when both sides have one: "9.8" and "9.8p1" are the same release
-    (p1 marks OpenSSH's portable edition of it), except that a pre-release comes before its release.
+    A release without an update is the same as its "p1" (OpenSSH's portable edition of a release
+    is p1: "9.8" names 9.8p1), older than any other update ("9.3" < "9.3p2", OpenSSL's "1.1.1" <
+    "1.1.1l"), and newer than a pre-release of it ("1.0rc1" < "1.0").
     """
     order = _cmp(RpmVersion(_trimmed(a.release)), RpmVersion(_trimmed(b.release)))
     if order or a.update == b.update:
         return order
     if a.update is None or b.update is None:
-        pre_a, pre_b = _is_pre(a.update), _is_pre(b.update)
-        return -1 if pre_a else 1 if pre_b else 0
+        update, sign = (b.update, 1) if a.update is None else (a.update, -1)
+        return 0 if update == _PORTABLE else sign if _is_pre(update) else -sign
     if _is_pre(a.update) != _is_pre(b.update):
         return -1 if _is_pre(a.update) else 1
     return _cmp(RpmVersion(a.update), RpmVersion(b.update))

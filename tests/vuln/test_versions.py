@@ -46,6 +46,8 @@ def V(text: str, update: str | None = None) -> VendorVersion:
     (V("9.2p1"), V("9.2", "p1"), 0),
     (V("9.2p1"), V("9.2p2"), -1),
     (V("9.8"), V("9.8p1"), 0),  # p1 is the portable edition of the 9.8 release
+    (V("9.3"), V("9.3p2"), -1),  # no update is p1, older than p2
+    (V("1.1.1"), V("1.1.1l"), -1),  # OpenSSL's lettered updates come after the release
     (V("1.0rc1"), V("1.0"), -1),  # a pre-release comes before its release
     (V("1.0rc1"), V("1.0p1"), -1),
     (V("2.90"), V("2.9"), 1),  # numeric, not textual
@@ -75,6 +77,9 @@ def test_compare(a: VendorVersion, b: VendorVersion, order: int) -> None:
     ("7.0.15", Range(start_including="7.0.0", end_excluding="7.2.6"), True),
     ("10.11.19", Range(start_including="10.7.0", end_excluding="10.12.0"), True),
     ("9.2p1", Range(), True),
+    ("1.1.1", Range(end_excluding="1.1.1l"), True),  # OpenSSL 1.1.1 itself lacks 1.1.1l's fixes
+    ("9.3", Range(end_excluding="9.3p2"), True),  # OpenSSH 9.3 is 9.3p1
+    ("9.9", Range(end_excluding="9.9p2"), True),
 ])
 def test_in_range(version: str, bounds: Range, inside: bool) -> None:
     assert versions.in_range(V(version), bounds) is inside
