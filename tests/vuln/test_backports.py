@@ -18,6 +18,7 @@ from netscand.vuln.store import CveStore
     ("SSH-2.0-OpenSSH_8.4p1 Debian-5+deb11u3", "8.4p1", Build("debian", "8.4p1", "5+deb11u3", "bullseye")),
     ("SSH-2.0-OpenSSH_10.0p1 Debian-7+deb13u1", "10.0p1", Build("debian", "10.0p1", "7+deb13u1", "trixie")),
     ("5.5.5-10.11.19-MariaDB-0+deb12u1", "10.11.19", Build("debian", "10.11.19", "0+deb12u1", "bookworm")),
+    ("5.5.5-10.11.19-MariaDB-0+deb12u1-log", "10.11.19", Build("debian", "10.11.19", "0+deb12u1", "bookworm")),
     ("dnsmasq-2.90-4~deb12u2", "2.90", Build("debian", "2.90", "4~deb12u2", "bookworm")),
     ("SSH-2.0-OpenSSH_9.2p1 Debian-2", "9.2p1", Build("debian", "9.2p1", "2", None)),  # unstable: no release
     ("SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.10", "8.9p1", Build("ubuntu", "8.9p1", "3ubuntu0.10", None)),
