@@ -51,9 +51,12 @@ class _Configuration(_Struct):
     nodes: tuple[_Node, ...] = ()
 
 
+_Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "NONE"]
+
+
 class _CvssData(_Struct):
     base_score: Score
-    base_severity: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "NONE"]
+    base_severity: _Severity
 
 
 class _Metric(_Struct):
@@ -61,10 +64,33 @@ class _Metric(_Struct):
     cvss_data: _CvssData
     type: Literal["Primary", "Secondary"] = "Secondary"
 
+    @property
+    def scored(self) -> tuple[float, _Severity]:
+        return self.cvss_data.base_score, self.cvss_data.base_severity
+
+
+class _V2Data(_Struct):
+    base_score: Score
+
+
+class _V2Metric(_Struct):
+    """CVSS v2 keeps its severity beside cvssData, not in it."""
+
+    source: str
+    cvss_data: _V2Data
+    base_severity: _Severity
+    type: Literal["Primary", "Secondary"] = "Secondary"
+
+    @property
+    def scored(self) -> tuple[float, _Severity]:
+        return self.cvss_data.base_score, self.base_severity
+
 
 class _Metrics(_Struct):
     cvss_metric_v40: tuple[_Metric, ...] = ()
     cvss_metric_v31: tuple[_Metric, ...] = ()
+    cvss_metric_v30: tuple[_Metric, ...] = ()
+    cvss_metric_v2: tuple[_V2Metric, ...] = ()
 
 
 class _Description(_Struct):
@@ -172,12 +198,16 @@ def _english(descriptions: tuple[_Description, ...]) -> str:
 
 
 def _cvss(metrics: _Metrics) -> tuple[float | None, str | None, Severity | None]:
-    """v4.0 if scored, else v3.1: the NVD's own (Primary) score if any, else the first."""
-    for version, scored in (("4.0", metrics.cvss_metric_v40), ("3.1", metrics.cvss_metric_v31)):
+    """The newest CVSS version scored (v4.0, v3.1, v3.0, v2: older records have only the older
+    ones): the NVD's own (Primary) score if any, else the first."""
+    versions: tuple[tuple[str, tuple[_Metric, ...] | tuple[_V2Metric, ...]], ...] = (
+        ("4.0", metrics.cvss_metric_v40), ("3.1", metrics.cvss_metric_v31),
+        ("3.0", metrics.cvss_metric_v30), ("2.0", metrics.cvss_metric_v2))
+    for version, scored in versions:
         if scored:
-            chosen = next((m for m in scored if m.type == "Primary"), scored[0]).cvss_data
-            severity: Severity = chosen.base_severity.lower()  # type: ignore[assignment]
-            return chosen.base_score, version, severity
+            score, level = next((m for m in scored if m.type == "Primary"), scored[0]).scored
+            severity: Severity = level.lower()  # type: ignore[assignment]
+            return score, version, severity
     return None, None, None
 
 

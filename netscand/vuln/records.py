@@ -39,8 +39,8 @@ class CveRecord(msgspec.Struct, frozen=True):
     modified: str
     status: str  # vulnStatus: "Analyzed", "Rejected", ...
     summary: str  # the English description
-    cvss: float | None  # v4.0 base score if present, else v3.1, else None
-    cvss_version: str | None  # "4.0" | "3.1"
+    cvss: float | None  # the base score of the newest CVSS version scored (v4.0, v3.1, v3.0, v2)
+    cvss_version: str | None  # "4.0" | "3.1" | "3.0" | "2.0"
     severity: Severity | None
     configurations: tuple[Configuration, ...] = ()
 

@@ -21,6 +21,8 @@ V40: dict[str, Any] = {"source": "cna@vuldb.com", "type": "Secondary",
        "cvssData": {"version": "4.0", "vectorString": "CVSS:4.0/AV:N", "baseScore": 9.3, "baseSeverity": "CRITICAL"}}
 V31_PRIMARY: dict[str, Any] = {"source": "nvd@nist.gov", "type": "Primary",
                "cvssData": {"version": "3.1", "baseScore": 9.8, "baseSeverity": "CRITICAL"}}
+V2: dict[str, Any] = {"source": "nvd@nist.gov", "type": "Primary", "baseSeverity": "MEDIUM",
+      "cvssData": {"version": "2.0", "vectorString": "AV:N/AC:L/Au:N/C:N/I:N/A:P", "baseScore": 5.0}}
 
 
 def test_a_record_keeps_what_matching_and_reporting_need(tmp_path: Path) -> None:
@@ -36,11 +38,12 @@ def test_a_record_keeps_what_matching_and_reporting_need(tmp_path: Path) -> None
     ({"cvssMetricV31": [{**V31_PRIMARY, "type": "Secondary", "cvssData": {"baseScore": 7.5, "baseSeverity": "HIGH"}},
                         V31_PRIMARY]}, (9.8, "3.1", "critical")),  # the NVD's own (Primary) score
     ({"cvssMetricV40": [V40], "cvssMetricV31": [V31_PRIMARY]}, (9.3, "4.0", "critical")),  # v4.0 first
-    ({"cvssMetricV2": [{"source": "nvd@nist.gov", "type": "Primary", "cvssData": {"baseScore": 5.0}}]},
-     (None, None, None)),  # v2 only: no score of the versions kept
+    ({"cvssMetricV30": [{**V31_PRIMARY, "cvssData": {"version": "3.0", "baseScore": 7.5, "baseSeverity": "HIGH"}}],
+      "cvssMetricV2": [V2]}, (7.5, "3.0", "high")),  # v3.0 after v3.1, before v2
+    ({"cvssMetricV2": [V2]}, (5.0, "2.0", "medium")),  # v2's severity is beside its cvssData
     ({}, (None, None, None)),
 ])
-def test_the_score_is_v40_else_v31_preferring_the_primary_source(
+def test_the_score_is_the_newest_cvss_version_preferring_the_primary_source(
         tmp_path: Path, metrics: dict[str, Any], expected: tuple[Any, ...]) -> None:
     [record] = nvd.read(write(tmp_path / "f.json", feed(cve(metrics=metrics))))
     assert (record.cvss, record.cvss_version, record.severity) == expected
