@@ -29,16 +29,18 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "api": frozenset({"scan", "store", "config", "typed", "statuses"}),
     "cli": frozenset({"config", "lab", "scan", "statuses", "vuln"}),
     "scan": frozenset({"engine", "store", "config", "profiling", "netinfo", "statuses", "vuln"}),
-    "engine": frozenset({"ipc"}),
+    "engine": frozenset({"ipc", "wire"}),
     "store": frozenset({"statuses"}),
     "config": frozenset({"scan", "typed"}),
     "vuln": frozenset({"typed"}),  # CVE data and matching: stands alone, like the engine
-    "lab": frozenset({"engine", "scan", "tls"}),  # builds the test network; frames as the engine sends them
+    "lab": frozenset({"engine", "scan", "tls", "wire"}),  # builds the test network; frames as the engine sends them
     "supervisor": frozenset({"notify"}),
     "listeners": frozenset({"privileges"}),
     "notify": frozenset({"files"}),
     "tls": frozenset({"files"}),
-    **dict.fromkeys(("profiling", "netinfo", "ipc", "privileges", "files", "logs", "typed", "statuses"),
+    "profiling": frozenset({"wire"}),
+    "wire": frozenset(),  # BER and DNS encodings shared by engine, profiling and lab: a leaf
+    **dict.fromkeys(("netinfo", "ipc", "privileges", "files", "logs", "typed", "statuses"),
                     frozenset()),
 }
 # Modules of cli/ that start the daemon's own parts (and so need the roots): `serve` runs the

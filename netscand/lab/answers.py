@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import struct
 
+from netscand.wire import ber
+from netscand.wire.ber import tlv
+
 UDP_MAX = 65507  # the largest IPv4 UDP payload: 65535 - 20 (IP) - 8 (UDP)
 TCP_DNS_MAX = 65535  # the largest message a 2-byte length prefix can announce
 POINTER_SPAN = 0x3FFF  # a compression pointer's 14 bits: chains must lie below this offset
@@ -116,25 +119,10 @@ _INTEGER, _OCTETS, _OID, _SEQUENCE, _GET, _RESPONSE = 0x02, 0x04, 0x06, 0x30, 0x
 SYS_DESCR_OID = bytes.fromhex("2b06010201010100")  # 1.3.6.1.2.1.1.1.0
 
 
-def tlv(tag: int, value: bytes, *, long_form: bool = False) -> bytes:
-    size = len(value)
-    if size < 0x80 and not long_form:
-        return bytes((tag, size)) + value
-    return bytes((tag, 0x84)) + size.to_bytes(4, "big") + value
-
-
 def _element(data: bytes, offset: int) -> tuple[int, int, int] | None:
     """(tag, value start, value end) of the BER element at offset, or None if it does not fit."""
-    if offset + 2 > len(data):
-        return None
-    tag, first, start = data[offset], data[offset + 1], offset + 2
-    length = first
-    if first & 0x80:
-        size = first & 0x7F
-        if not 0 < size <= 4 or start + size > len(data):
-            return None
-        length, start = int.from_bytes(data[start : start + size], "big"), start + size
-    return (tag, start, start + length) if start + length <= len(data) else None
+    element = ber.head(data, offset)
+    return element if element is not None and element[2] <= len(data) else None
 
 
 def snmp_request_id(query: bytes) -> bytes | None:

@@ -27,6 +27,7 @@ from netscand.profiling.names import QUERIES, mdns, netbios, snmp
 from netscand.profiling.names.base import NAME_MAX, Reply
 from netscand.profiling.services.base import BANNER_MAX
 from netscand.profiling.services.probes import ALL, dns, http, mailproducts, tls
+from netscand.wire.ber import tlv as ber_tlv
 from tests.profiling.services.test_service_probes import check
 
 HERE = Path(__file__).parent
@@ -118,26 +119,26 @@ def ber(max_leaves: int = 12) -> st.SearchStrategy[bytes]:
         value = b"".join(draw(st.lists(inner, max_size=4)))
         tag = draw(st.sampled_from([0x30, 0xA2, 0x02, 0x04, 0x06, 0x05, 0x80, draw(st.integers(0, 255))]))
         if draw(st.booleans()):
-            return snmp._tlv(tag, value)
+            return ber_tlv(tag, value)
         size = draw(st.integers(0, 8))
         length = draw(st.integers(0, 2 ** (8 * size) - 1)) if size else 0
         return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big") + value
 
-    leaves = st.one_of(st.binary(max_size=8), st.sampled_from([snmp._integer(1), snmp._tlv(4, b"public")]))
+    leaves = st.one_of(st.binary(max_size=8), st.sampled_from([snmp._integer(1), ber_tlv(4, b"public")]))
     return st.recursive(leaves, lambda inner: tlv(inner), max_leaves=max_leaves)
 
 
 @st.composite
 def snmp_message(draw: st.DrawFn) -> bytes:
     """A v2c Response to our request whose varbinds, or any part, may be wrong."""
-    oids = [snmp._tlv(6, snmp._oid_bytes(o)) for o in (snmp.SYS_DESCR, snmp.SYS_OBJECT_ID, snmp.SYS_NAME)]
+    oids = [ber_tlv(6, snmp._oid_bytes(o)) for o in (snmp.SYS_DESCR, snmp.SYS_OBJECT_ID, snmp.SYS_NAME)]
     varbinds = draw(st.lists(st.one_of(
-        st.tuples(st.sampled_from(oids), ber(4)).map(lambda t: snmp._tlv(0x30, t[0] + t[1])),
+        st.tuples(st.sampled_from(oids), ber(4)).map(lambda t: ber_tlv(0x30, t[0] + t[1])),
         ber(6)), max_size=12))
     pdu_fields = [snmp._integer(IDENT), draw(st.sampled_from([snmp._integer(0), snmp._integer(2)])),
-                  snmp._integer(0), snmp._tlv(0x30, b"".join(varbinds))]
-    pdu = snmp._tlv(draw(st.sampled_from([0xA2, 0xA0])), b"".join(pdu_fields))
-    message = snmp._tlv(0x30, snmp._integer(1) + snmp._tlv(4, b"public") + pdu)
+                  snmp._integer(0), ber_tlv(0x30, b"".join(varbinds))]
+    pdu = ber_tlv(draw(st.sampled_from([0xA2, 0xA0])), b"".join(pdu_fields))
+    message = ber_tlv(0x30, snmp._integer(1) + ber_tlv(4, b"public") + pdu)
     cut = draw(st.integers(0, len(message)))
     return draw(st.sampled_from([message, message[:cut], message + draw(st.binary(max_size=8))]))
 
@@ -315,14 +316,14 @@ def pointer_loop(ident: int) -> bytes:
 def nested_ber(depth: int) -> bytes:
     value = b""
     for _ in range(depth):
-        value = snmp._tlv(0x30, value)
+        value = ber_tlv(0x30, value)
     return value
 
 
 def snmp_with(value: bytes) -> bytes:
-    varbind = snmp._tlv(0x30, snmp._tlv(6, snmp._oid_bytes(snmp.SYS_NAME)) + value)
-    pdu = snmp._tlv(0xA2, snmp._integer(IDENT) + snmp._integer(0) * 2 + snmp._tlv(0x30, varbind))
-    return snmp._tlv(0x30, snmp._integer(1) + snmp._tlv(4, b"public") + pdu)
+    varbind = ber_tlv(0x30, ber_tlv(6, snmp._oid_bytes(snmp.SYS_NAME)) + value)
+    pdu = ber_tlv(0xA2, snmp._integer(IDENT) + snmp._integer(0) * 2 + ber_tlv(0x30, varbind))
+    return ber_tlv(0x30, snmp._integer(1) + ber_tlv(4, b"public") + pdu)
 
 
 HTTP_OK = b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"
@@ -340,7 +341,7 @@ ADVERSARIAL: dict[str, bytes] = {
     "nested BER": nested_ber(16_000),
     "nested BER in a varbind": snmp_with(nested_ber(16_000)),
     "4 GB BER lengths": b"\x30\x84\xff\xff\xff\xff" * (KIB64 // 6),
-    "long OID": snmp_with(snmp._tlv(6, b"\x81" * 60_000 + b"\x01")),
+    "long OID": snmp_with(ber_tlv(6, b"\x81" * 60_000 + b"\x01")),
     "telnet negotiation": b"\xff\xfb\x01" * (KIB64 // 3),
     "telnet subnegotiation": b"\xff\xfa" + b"\x18" * KIB64,
     "postgres messages": (b"S" + struct.pack("!I", 4)) * (KIB64 // 5),

@@ -23,6 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from netscand.wire import ber, dns
+from netscand.wire.ber import tlv
+
 Encoder = Callable[[int], bytes]  # the probe's 32-bit cookie -> the bytes of a cookie field
 
 
@@ -61,35 +64,6 @@ class Payload(NamedTuple):
     other_port: bool = False
 
 
-# -- encodings ------------------------------------------------------------------------------------
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    """A BER type-length-value (short-form length: every payload here is under 128 bytes)."""
-    assert len(body) < 0x80
-    return bytes((tag, len(body))) + body
-
-
-def _ber_head(data: bytes, at: int) -> tuple[int, int, int] | None:
-    """(tag, start of value, end of value) of the BER TLV at `at`, or None if it does not fit."""
-    if at + 2 > len(data):
-        return None
-    tag, first = data[at], data[at + 1]
-    at += 2
-    if first & 0x80:
-        n = first & 0x7F
-        if not 0 < n <= 4 or at + n > len(data):
-            return None
-        length = int.from_bytes(data[at : at + n], "big")
-        at += n
-    else:
-        length = first
-    return tag, at, at + length
-
-
-def _dns_name(*labels: bytes) -> bytes:
-    return b"".join(bytes((len(label),)) + label for label in labels) + b"\0"
-
-
 # -- replies --------------------------------------------------------------------------------------
 
 def _dns_reply(data: bytes, c: int, cut: bool) -> bool:
@@ -105,19 +79,19 @@ def _ntp_reply(data: bytes, c: int, cut: bool) -> bool:
 def _snmp_reply(data: bytes, c: int, cut: bool) -> bool:
     """Message SEQUENCE { version, community, Response-PDU [2] { request-id, ... } }: the four
     TLV heads read in turn, no recursion, each bounded by what was captured."""
-    head = _ber_head(data, 0)
+    head = ber.head(data, 0)
     if head is None or head[0] != 0x30:
         return False
     at = head[1]
     for tag in (0x02, 0x04):  # version, community
-        field = _ber_head(data, at)
+        field = ber.head(data, at)
         if field is None or field[0] != tag:
             return False
         at = field[2]
-    pdu = _ber_head(data, at)
+    pdu = ber.head(data, at)
     if pdu is None or pdu[0] != 0xA2:
         return False
-    rid = _ber_head(data, pdu[1])
+    rid = ber.head(data, pdu[1])
     return rid is not None and rid[0] == 0x02 and data[rid[1] : rid[2]] == snmp_id(c)
 
 
@@ -182,15 +156,15 @@ def _openvpn_reply(data: bytes, c: int, cut: bool) -> bool:
 
 # -- the requests ---------------------------------------------------------------------------------
 
-_DNS = b"\0\0\x01\0\0\x01\0\0\0\0\0\0" + _dns_name(b"version", b"bind") + b"\0\x10\0\x03"  # RD; CH TXT
-_MDNS = b"\0\0\0\0\0\x01\0\0\0\0\0\0" + _dns_name(b"_services", b"_dns-sd", b"_udp", b"local") + b"\0\x0c\0\x01"
+_DNS = b"\0\0\x01\0\0\x01\0\0\0\0\0\0" + dns.name(b"version", b"bind") + b"\0\x10\0\x03"  # RD; CH TXT
+_MDNS = b"\0\0\0\0\0\x01\0\0\0\0\0\0" + dns.name(b"_services", b"_dns-sd", b"_udp", b"local") + b"\0\x0c\0\x01"
 # Node status ("*" padded with NULs, first-level encoded: each nibble + 'A'), NBSTAT IN.
 _NBNS = (b"\0\0\0\0\0\x01\0\0\0\0\0\0" + b"\x20" + b"CK" + b"A" * 30 + b"\0" + b"\0\x21\0\x01")
 # LI 0, version 4, mode 3 (client); transmit timestamp at 40 carries the cookie.
 _NTP = b"\x23" + b"\0" * 47
-_SNMP = _tlv(0x30, _tlv(0x02, b"\x01") + _tlv(0x04, b"public")  # v2c, community "public"
-             + _tlv(0xA0, _tlv(0x02, b"\0" * 4) + _tlv(0x02, b"\0") + _tlv(0x02, b"\0")  # GetRequest
-                    + _tlv(0x30, _tlv(0x30, _tlv(0x06, bytes.fromhex("2b06010201010100")) + b"\x05\0"))))
+_SNMP = tlv(0x30, tlv(0x02, b"\x01") + tlv(0x04, b"public")  # v2c, community "public"
+            + tlv(0xA0, tlv(0x02, b"\0" * 4) + tlv(0x02, b"\0") + tlv(0x02, b"\0")  # GetRequest
+                   + tlv(0x30, tlv(0x30, tlv(0x06, bytes.fromhex("2b06010201010100")) + b"\x05\0"))))
 _SNMP_ID = _SNMP.index(b"\x02\x04\0\0\0\0") + 2
 _SSDP = (b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n"
          b"MX: 1\r\nST: ssdp:all\r\n\r\n")

@@ -1,14 +1,16 @@
 """SNMP: an SNMPv2c GetRequest, community "public", for sysDescr.0, sysObjectID.0 and sysName.0.
 
-The message (RFC 1901: version 1 is v2c; RFC 3416: the PDUs) is BER (X.690). The few functions
-below encode and decode only what this exchange uses, with every length checked against the
-bytes that are really there: definite lengths of at most 4 bytes, one-byte tags.
+The message (RFC 1901: version 1 is v2c; RFC 3416: the PDUs) is BER (X.690, wire/ber.py). The
+few functions below encode and decode only what this exchange uses, with every length checked
+against the bytes that are really there.
 """
 
 from __future__ import annotations
 
 from netscand.profiling.names.base import Reply, clean_name, never_raises
 from netscand.profiling.services.base import ServiceInfo, cpe, printable
+from netscand.wire import ber
+from netscand.wire.ber import tlv
 
 source = "snmp"
 port = 161
@@ -31,10 +33,10 @@ _MAX_VARBINDS = 8  # we ask for three; the rest of a longer list is not read
 
 def request(ip: str, ident: int) -> bytes:
     """The GetRequest; ident is its request-id (0 < ident < 2**31, a non-negative Integer32)."""
-    varbinds = b"".join(_tlv(_SEQUENCE, _tlv(_OID, _oid_bytes(oid)) + _tlv(_NULL, b""))
+    varbinds = b"".join(tlv(_SEQUENCE, tlv(_OID, _oid_bytes(oid)) + tlv(_NULL, b""))
                         for oid in (SYS_DESCR, SYS_OBJECT_ID, SYS_NAME))
-    pdu = _tlv(_GET, _integer(ident) + _integer(0) + _integer(0) + _tlv(_SEQUENCE, varbinds))
-    return _tlv(_SEQUENCE, _integer(_VERSION_2C) + _tlv(_OCTETS, COMMUNITY) + pdu)
+    pdu = tlv(_GET, _integer(ident) + _integer(0) + _integer(0) + tlv(_SEQUENCE, varbinds))
+    return tlv(_SEQUENCE, _integer(_VERSION_2C) + tlv(_OCTETS, COMMUNITY) + pdu)
 
 
 @never_raises
@@ -109,20 +111,10 @@ def _response(data: bytes, ident: int) -> dict[tuple[str, int], bytes] | None:
 
 def _element(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
     """(tag, value start, value end) of the element at offset, which must lie within data[:end]."""
-    if offset + 2 > end:
-        raise _Malformed("element header beyond its container")
-    tag, first = data[offset], data[offset + 1]
-    start = offset + 2
-    length = first
-    if first & 0x80:
-        size = first & 0x7F
-        if not 0 < size <= 4 or start + size > end:  # 0: the indefinite form, which SNMP forbids
-            raise _Malformed("unsupported length")
-        length = int.from_bytes(data[start : start + size], "big")
-        start += size
-    if start + length > end:
+    element = ber.head(data, offset, end)
+    if element is None or element[2] > end:
         raise _Malformed("element beyond its container")
-    return tag, start, start + length
+    return element
 
 
 def _read_integer(data: bytes, offset: int, end: int) -> tuple[int, int]:
@@ -164,12 +156,4 @@ def _oid_bytes(dotted: str) -> bytes:
 
 
 def _integer(value: int) -> bytes:
-    return _tlv(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    size = len(value)
-    if size < 0x80:
-        return bytes((tag, size)) + value
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + value
+    return tlv(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))

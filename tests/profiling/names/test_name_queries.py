@@ -17,6 +17,7 @@ from netscand.lab import responders
 from netscand.profiling.names import QUERIES, mdns, netbios, snmp
 from netscand.profiling.names.base import NAME_MAX, Reply, clean_name
 from netscand.profiling.services.base import BANNER_MAX, ServiceInfo
+from netscand.wire.ber import tlv
 
 RECORDED = Path(__file__).parent / "recorded"
 SNMP_IDENT = 0x4E53  # the request-id capture.py sent
@@ -136,29 +137,29 @@ def test_netbios_name_choice() -> None:
 
 def snmp_response(varbinds: list[tuple[bytes, bytes]], ident: int = SNMP_IDENT, error: int = 0) -> bytes:
     """A v2c Response with these (OID TLV, value TLV) varbinds, by the module's own encoder."""
-    body = b"".join(snmp._tlv(0x30, oid + value) for oid, value in varbinds)
-    pdu = snmp._tlv(0xA2, snmp._integer(ident) + snmp._integer(error) + snmp._integer(0) + snmp._tlv(0x30, body))
-    return snmp._tlv(0x30, snmp._integer(1) + snmp._tlv(0x04, b"public") + pdu)
+    body = b"".join(tlv(0x30, oid + value) for oid, value in varbinds)
+    pdu = tlv(0xA2, snmp._integer(ident) + snmp._integer(error) + snmp._integer(0) + tlv(0x30, body))
+    return tlv(0x30, snmp._integer(1) + tlv(0x04, b"public") + pdu)
 
 
 def oid(dotted: str) -> bytes:
-    return snmp._tlv(0x06, snmp._oid_bytes(dotted))
+    return tlv(0x06, snmp._oid_bytes(dotted))
 
 
 def test_snmp_other_agents_and_partial_answers() -> None:
-    cisco = snmp_response([(oid(snmp.SYS_DESCR), snmp._tlv(4, b"Cisco IOS Software, C2960")),
+    cisco = snmp_response([(oid(snmp.SYS_DESCR), tlv(4, b"Cisco IOS Software, C2960")),
                            (oid(snmp.SYS_OBJECT_ID), oid("1.3.6.1.4.1.9.1.1208")),
-                           (oid(snmp.SYS_NAME), snmp._tlv(4, b"Core-SW1.example.net"))])
+                           (oid(snmp.SYS_NAME), tlv(4, b"Core-SW1.example.net"))])
     reply = snmp.parse(cisco, SNMP_IDENT)
     assert reply is not None and reply.name == "core-sw1.example.net" and reply.service.product is None
     assert reply.service.cpe is None and reply.evidence == "Cisco IOS Software, C2960"
     # noSuchObject ([0x80]) for two of them: still an SNMP agent, with what it did say
     partial = snmp_response([(oid(snmp.SYS_DESCR), b"\x80\x00"), (oid(snmp.SYS_OBJECT_ID), b"\x80\x00"),
-                             (oid(snmp.SYS_NAME), snmp._tlv(4, b"ap1"))])
+                             (oid(snmp.SYS_NAME), tlv(4, b"ap1"))])
     assert snmp.parse(partial, SNMP_IDENT) == Reply("ap1", ServiceInfo("snmp", extra={"sys_name": "ap1"}))
     refused = snmp_response([], error=2)  # noSuchName, no varbinds
     assert snmp.parse(refused, SNMP_IDENT) == Reply(None, ServiceInfo("snmp"))
-    wrong_type = snmp_response([(oid(snmp.SYS_DESCR), oid("1.3.6")), (oid(snmp.SYS_NAME), snmp._tlv(2, b"\x01"))])
+    wrong_type = snmp_response([(oid(snmp.SYS_DESCR), oid("1.3.6")), (oid(snmp.SYS_NAME), tlv(2, b"\x01"))])
     assert snmp.parse(wrong_type, SNMP_IDENT) == Reply(None, ServiceInfo("snmp"))
 
 
@@ -267,14 +268,14 @@ HOSTILE = [
     + struct.pack("!HHIH", 0x21, 1, 0, 0xFFFF) + b"\xff",  # NBSTAT: RDLENGTH and count beyond the data
     nbstat([(b"PC", 0, 0x0400)] * 255),  # NBSTAT: the largest table
     nbstat([(b"PC", 0, 0x0400)], count=200),
-    snmp_response([(oid(snmp.SYS_NAME), snmp._tlv(4, b"x" * 60000))]),  # a 60 kB sysName
-    snmp_response([(oid(snmp.SYS_OBJECT_ID), snmp._tlv(6, b"\xff" * 5000 + b"\x01"))]),  # an endless arc
-    snmp_response([(oid(snmp.SYS_OBJECT_ID), snmp._tlv(6, b"\x01" * 200))]),  # 200 arcs
-    snmp_response([(oid(snmp.SYS_DESCR), snmp._tlv(4, "é\x1b[0m\x00".encode() * 20000))]),
-    snmp_response([(oid(snmp.SYS_NAME), snmp._tlv(4, b"n"))] * 10000),  # varbinds without end
+    snmp_response([(oid(snmp.SYS_NAME), tlv(4, b"x" * 60000))]),  # a 60 kB sysName
+    snmp_response([(oid(snmp.SYS_OBJECT_ID), tlv(6, b"\xff" * 5000 + b"\x01"))]),  # an endless arc
+    snmp_response([(oid(snmp.SYS_OBJECT_ID), tlv(6, b"\x01" * 200))]),  # 200 arcs
+    snmp_response([(oid(snmp.SYS_DESCR), tlv(4, "é\x1b[0m\x00".encode() * 20000))]),
+    snmp_response([(oid(snmp.SYS_NAME), tlv(4, b"n"))] * 10000),  # varbinds without end
     snmp_recorded() + b"\x00\x00",  # trailing bytes
-    snmp._tlv(0x30, snmp._integer(1) + snmp._tlv(4, b"public") + snmp._tlv(  # a 9-byte request-id
-        0xA2, snmp._tlv(2, bytes(7) + b"NS") + snmp._integer(0) * 2 + snmp._tlv(0x30, b""))),
+    tlv(0x30, snmp._integer(1) + tlv(4, b"public") + tlv(  # a 9-byte request-id
+        0xA2, tlv(2, bytes(7) + b"NS") + snmp._integer(0) * 2 + tlv(0x30, b""))),
 ]
 
 
