@@ -11,6 +11,7 @@ import struct
 
 from netscand.profiling import dnswire
 from netscand.profiling.services.base import ServiceInfo, cpe, token
+from netscand.wire import dns as wire_dns
 
 name = "dns"
 ports = frozenset({53, 5353})
@@ -20,13 +21,12 @@ _ID = 0x6E73  # "ns": a fixed id; over TCP nothing else can answer on this conne
 _TXT, _CHAOS = 16, 3
 
 
-def _query() -> bytes:
-    qname = b"".join(bytes((len(label),)) + label for label in (b"version", b"bind")) + b"\0"
-    message = struct.pack("!6H", _ID, 0, 1, 0, 0, 0) + qname + struct.pack("!2H", _TXT, _CHAOS)
-    return struct.pack("!H", len(message)) + message
+def query(ident: int) -> bytes:
+    """The query message with this id (no length prefix: UDP sends it as it is)."""
+    return struct.pack("!6H", ident, 0, 1, 0, 0, 0) + wire_dns.name(b"version", b"bind") + struct.pack("!2H", _TXT, _CHAOS)
 
 
-payload: bytes | None = _query()
+payload: bytes | None = struct.pack("!H", len(query(_ID))) + query(_ID)
 
 # version.bind strings -> (product, CPE vendor, CPE product, pattern with the version as group 1)
 _PRODUCTS = (
@@ -42,8 +42,13 @@ _PRODUCTS = (
 def parse(data: bytes) -> ServiceInfo | None:
     length = int.from_bytes(data[:2], "big")
     message = data[2 : 2 + length]
+    return parse_message(message, _ID) if len(message) == length else None
+
+
+def parse_message(message: bytes, ident: int) -> ServiceInfo | None:
+    """A response to query(ident) (over TCP or UDP), read for the version.bind answer."""
     head = dnswire.header(message)
-    if head is None or head.ident != _ID or not head.flags & dnswire.QR or len(message) < length:
+    if head is None or head.ident != ident or not head.flags & dnswire.QR:
         return None
     texts = _texts(message)
     extra: dict[str, object] = {"rcode": head.flags & 0xF}
