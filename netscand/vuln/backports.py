@@ -34,13 +34,11 @@ _TAIL = re.compile(r"(?: Debian-| Ubuntu-|-(?:[A-Za-z]{1,16}-)?)(?P<revision>\d[
 _DEB_RELEASE = re.compile(r"[+~]deb(?P<number>\d{1,2})u\d+")
 _NEVER_AFFECTED = "0"  # the tracker's fixed_version for a release the bug never reached
 
-# CPE vendor:product -> Debian source package, for the products service detection names.
+# CPE vendor:product -> Debian source package, for the products service detection names: one
+# name of each product (match.ALIASES gives the others).
 PACKAGES = {
     ("openbsd", "openssh"): "openssh",
-    ("f5", "nginx"): "nginx",
-    ("f5", "nginx_open_source"): "nginx",
     ("nginx", "nginx"): "nginx",
-    ("igor_sysoev", "nginx"): "nginx",
     ("mariadb", "mariadb"): "mariadb",
     ("redis", "redis"): "redis",
     ("lfprojects", "valkey"): "valkey",

@@ -31,9 +31,17 @@ from netscand.vuln.records import (
     TrackerEntry,
 )
 
-# Names NVD has used for one product: nginx moved from igor_sysoev to nginx to f5 (and F5's
-# recent records say nginx_open_source), so a port named by any of them is checked against all.
-ALIASES = (frozenset({("f5", "nginx"), ("f5", "nginx_open_source"), ("nginx", "nginx"), ("igor_sysoev", "nginx")}),)
+# Names NVD (and nmap's CPEs) have used for one product, so a port named by any of them is checked
+# against all: nginx moved from igor_sysoev to nginx to f5 (F5's recent records say
+# nginx_open_source); Redis from redislabs to redis; vsftpd is beasts' (older records:
+# vsftpd_project; nmap: vsftpd); MySQL's older records are mysql's, newer ones oracle's.
+# MariaDB is mariadb:mariadb throughout, and not MySQL: MySQL's records do not name it.
+ALIASES = (
+    frozenset({("f5", "nginx"), ("f5", "nginx_open_source"), ("nginx", "nginx"), ("igor_sysoev", "nginx")}),
+    frozenset({("redis", "redis"), ("redislabs", "redis")}),
+    frozenset({("beasts", "vsftpd"), ("vsftpd_project", "vsftpd"), ("vsftpd", "vsftpd")}),
+    frozenset({("oracle", "mysql"), ("mysql", "mysql")}),
+)
 # An OS guess (data/os-signatures.toml's names: Linux, Windows, FreeBSD, macOS, Cisco IOS; or a
 # banner's hint: Debian, Ubuntu, ...) -> the vendors of the platform CPEs it is.
 # A guess names no OS version, so a platform criterion's version (debian_linux 11.0) is not checked.
@@ -102,12 +110,20 @@ class Matcher:
         # needs_platform findings too: a build with the fix is fixed whatever the platform.
         upstream = f"{port.version}{port.update if port.update not in (ANY, NA) else ''}"
         found = backports.build(banner, upstream)
-        package = next((backports.PACKAGES[n] for n in sorted(_names(port)) if n in backports.PACKAGES), None)
+        package = package_of(port.vendor, port.product)
         return backports.decide(finding, found, package, self._store)
 
 
+def package_of(vendor: str, product: str) -> str | None:
+    """The Debian source package of a product, by any of its names (PACKAGES lists one of them)."""
+    return next((backports.PACKAGES[n] for n in sorted(_aliases((vendor, product))) if n in backports.PACKAGES), None)
+
+
 def _names(port: Cpe) -> frozenset[tuple[str, str]]:
-    own = (port.vendor, port.product)
+    return _aliases((port.vendor, port.product))
+
+
+def _aliases(own: tuple[str, str]) -> frozenset[tuple[str, str]]:
     return next((group for group in ALIASES if own in group), frozenset({own}))
 
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from netscand.vuln import backports
 from netscand.vuln.backports import Build
+from netscand.vuln.match import package_of
 from netscand.vuln.records import Finding
 from netscand.vuln.store import CveStore
 
@@ -100,11 +101,16 @@ def test_no_build_leaves_the_finding_as_it_was(lab_cves: CveStore) -> None:
     assert decide(lab_cves, "CVE-2024-6387", None) == finding("CVE-2024-6387")
 
 
-def test_products_map_to_debian_source_packages() -> None:
-    assert backports.PACKAGES[("openbsd", "openssh")] == "openssh"
-    assert backports.PACKAGES[("f5", "nginx")] == backports.PACKAGES[("nginx", "nginx")] == "nginx"
-    assert backports.PACKAGES[("isc", "bind")] == "bind9"
-    assert backports.PACKAGES[("net-snmp", "net-snmp")] == "net-snmp"
+@pytest.mark.parametrize(("vendor", "product", "package"), [
+    ("openbsd", "openssh", "openssh"), ("f5", "nginx", "nginx"), ("nginx", "nginx", "nginx"),
+    ("f5", "nginx_open_source", "nginx"), ("igor_sysoev", "nginx", "nginx"), ("isc", "bind", "bind9"),
+    ("net-snmp", "net-snmp", "net-snmp"), ("redis", "redis", "redis"), ("redislabs", "redis", "redis"),
+    ("beasts", "vsftpd", "vsftpd"), ("vsftpd_project", "vsftpd", "vsftpd"), ("vsftpd", "vsftpd", "vsftpd"),
+    ("mariadb", "mariadb", "mariadb"), ("oracle", "mysql", None), ("example", "unknown", None),
+])
+def test_products_map_to_debian_source_packages_by_any_of_their_names(vendor: str, product: str,
+                                                                      package: str | None) -> None:
+    assert package_of(vendor, product) == package
 
 
 @given(st.text(max_size=600), st.text(max_size=20))

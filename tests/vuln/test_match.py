@@ -157,6 +157,22 @@ def test_a_product_nvd_knows_by_several_names(lab_cves: CveStore) -> None:
         assert {f.id for f in found} == {"CVE-2023-44487", "CVE-2024-7347", "CVE-2025-23419", "CVE-2099-0006"}
 
 
+@pytest.mark.parametrize(("port", "criterion"), [
+    ("cpe:2.3:a:redis:redis:7.0.15:*:*:*:*:*:*:*", "cpe:2.3:a:redislabs:redis:*:*:*:*:*:*:*:*"),
+    ("cpe:2.3:a:vsftpd:vsftpd:2.3.4:*:*:*:*:*:*:*", "cpe:2.3:a:beasts:vsftpd:*:*:*:*:*:*:*:*"),
+    ("cpe:2.3:a:beasts:vsftpd:2.3.4:*:*:*:*:*:*:*", "cpe:2.3:a:vsftpd_project:vsftpd:*:*:*:*:*:*:*:*"),
+    ("cpe:2.3:a:oracle:mysql:5.1.2:*:*:*:*:*:*:*", "cpe:2.3:a:mysql:mysql:*:*:*:*:*:*:*:*"),
+])
+def test_older_vendor_names_of_a_product_are_matched(tmp_path: Path, port: str, criterion: str) -> None:
+    store = store_of(tmp_path, [{"nodes": [node(crit(criterion, versionEndExcluding="99"))]}])
+    assert statuses(Matcher(store).match(port, None, None)) == {"CVE-2024-0001": "vulnerable"}
+
+
+def test_mariadb_is_not_mysql(tmp_path: Path) -> None:
+    store = store_of(tmp_path, [{"nodes": [node(crit("cpe:2.3:a:oracle:mysql:*:*:*:*:*:*:*:*"))]}])
+    assert Matcher(store).match("cpe:2.3:a:mariadb:mariadb:10.11.19:*:*:*:*:*:*:*", None, None).findings == ()
+
+
 _TEXT = st.one_of(st.text(max_size=200), st.text(alphabet="cpe:2.3aoh*-\\.0123456789p", max_size=80),
                   st.builds(lambda v, u: f"cpe:2.3:a:openbsd:openssh:{v}:{u}:*:*:*:*:*:*",
                             st.text(max_size=20), st.text(max_size=8)))
