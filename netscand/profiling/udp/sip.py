@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
+from netscand.profiling.headers import head
 from netscand.profiling.services.base import ServiceInfo, cpe, token
-from netscand.profiling.udp.headers import head
 
 name = "sip"
 ports = frozenset({5060})

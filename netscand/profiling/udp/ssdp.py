@@ -3,9 +3,9 @@ answered with an HTTPU 200 whose SERVER header names the UPnP stack: MiniUPnPd, 
 
 from __future__ import annotations
 
+from netscand.profiling.headers import head
 from netscand.profiling.services import upnp
 from netscand.profiling.services.base import ServiceInfo, os_hint
-from netscand.profiling.udp.headers import head
 
 name = "ssdp"
 ports = frozenset({1900})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 
+from netscand.profiling.headers import head as headers_of
 from netscand.profiling.services import upnp
 from netscand.profiling.services.base import ServiceInfo, cpe, os_hint, printable, token
 
@@ -35,7 +36,7 @@ def parse(data: bytes) -> ServiceInfo | None:
     if not status:
         return None
     head, _, body = data.partition(b"\r\n\r\n")
-    headers = _headers(head[:_HEAD_MAX])
+    _, headers = headers_of(head, _HEAD_MAX)
     extra: dict[str, object] = {"status": int(status.group(2))}
     if b"plain HTTP request was sent to HTTPS port" in body:
         extra["tls_required"] = True  # nginx's answer on a TLS port: the detector retries in TLS
@@ -58,15 +59,6 @@ def parse(data: bytes) -> ServiceInfo | None:
             product, version, name_cpe = upnp_product
         extra.update(os_hint(server))
     return ServiceInfo("http", product, version, name_cpe, printable(head), extra)
-
-
-def _headers(head: bytes) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        key, sep, value = line.partition(":")
-        if sep:
-            found.setdefault(key.strip().lower(), value.strip())
-    return found
 
 
 def _title(body: bytes) -> bytes | None:
