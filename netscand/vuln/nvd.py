@@ -9,7 +9,7 @@ with its id and the path of what is wrong in it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -188,7 +188,10 @@ def _record(cve: _Cve) -> CveRecord:
 
 
 def _when(moment: datetime) -> str:
-    """As NVD writes it (milliseconds, no zone: NVD's times are UTC)."""
+    """As NVD writes it (milliseconds, no zone: NVD's times are UTC); a time with a zone is
+    turned to UTC first, so stored times compare as text (the newest record, a newer copy)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.isoformat(timespec="milliseconds")
 
 

@@ -53,7 +53,9 @@ _CONFIGURATIONS = msgspec.json.Decoder(tuple[Configuration, ...])
 
 def write_records(db: sqlite3.Connection, records: list[CveRecord]) -> int:
     """Insert or update `records`, a stored one only by one modified as late or later (a yearly
-    feed imported after the modified feed leaves the newer text); how many were written."""
+    feed imported after the modified feed leaves the newer text); how many were written. An id
+    twice in `records` is its last copy, with that copy's product rows only."""
+    records = list({r.id: r for r in records}.values())
     stored = dict(db.execute("SELECT id, modified FROM cves WHERE id IN (SELECT value FROM json_each(?))",
                              (msgspec.json.encode([r.id for r in records]).decode(),)))
     fresh = [r for r in records if r.modified >= stored.get(r.id, "")]

@@ -76,6 +76,19 @@ def test_a_record_older_than_the_stored_one_is_left_out(store: CveStore, tmp_pat
     assert record is not None and record.summary == "newer"
 
 
+def test_an_id_twice_in_one_file_is_its_last_copy_with_only_its_products(store: CveStore, tmp_path: Path) -> None:
+    report = store.import_nvd([write(tmp_path / "a.json", feed(cve(), cve(criteria=BIND)))])
+    assert (report.records, report.written, report.total) == (2, 1, 1)
+    assert _ids(store, "isc", "bind") == ["CVE-2024-6387"]
+    assert _ids(store, "openbsd", "openssh") == []  # the first copy's criterion is not kept
+
+
+def test_a_time_with_a_zone_is_stored_in_utc(store: CveStore, tmp_path: Path) -> None:
+    store.import_nvd([write(tmp_path / "a.json", feed(cve(modified="2024-10-01T02:00:00.000+02:00")))])
+    record = store.record("CVE-2024-6387")
+    assert record is not None and record.modified == "2024-10-01T00:00:00.000"
+
+
 def test_a_refused_file_keeps_nothing_of_its_import_and_the_earlier_data_stays(store: CveStore, tmp_path: Path) -> None:
     store.import_nvd([write(tmp_path / "first.json", feed(cve()))])
     before = store.status()
