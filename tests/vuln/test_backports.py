@@ -18,6 +18,7 @@ from netscand.vuln.store import CveStore
     ("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3", "9.2p1", Build("debian", "9.2p1", "2+deb12u3", "bookworm")),
     ("SSH-2.0-OpenSSH_8.4p1 Debian-5+deb11u3", "8.4p1", Build("debian", "8.4p1", "5+deb11u3", "bullseye")),
     ("SSH-2.0-OpenSSH_10.0p1 Debian-7+deb13u1", "10.0p1", Build("debian", "10.0p1", "7+deb13u1", "trixie")),
+    ("SSH-2.0-OpenSSH_7.9p1 Raspbian-10+deb10u2", "7.9p1", Build("debian", "7.9p1", "10+deb10u2", "buster")),
     ("5.5.5-10.11.19-MariaDB-0+deb12u1", "10.11.19", Build("debian", "10.11.19", "0+deb12u1", "bookworm")),
     ("5.5.5-10.11.19-MariaDB-0+deb12u1-log", "10.11.19", Build("debian", "10.11.19", "0+deb12u1", "bookworm")),
     ("dnsmasq-2.90-4~deb12u2", "2.90", Build("debian", "2.90", "4~deb12u2", "bookworm")),
