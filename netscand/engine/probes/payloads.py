@@ -167,7 +167,7 @@ _SNMP = tlv(0x30, tlv(0x02, b"\x01") + tlv(0x04, b"public")  # v2c, community "p
                    + tlv(0x30, tlv(0x30, tlv(0x06, bytes.fromhex("2b06010201010100")) + b"\x05\0"))))
 _SNMP_ID = _SNMP.index(b"\x02\x04\0\0\0\0") + 2
 _SSDP = (b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n"
-         b"MX: 1\r\nST: ssdp:all\r\n\r\n")
+         b"MX: 1\r\nST: upnp:rootdevice\r\n\r\n")  # one reply per device; ssdp:all brings one per service
 _TFTP = b"\0\x01" + b"q7Zr2xKd.bin\0" + b"octet\0"  # RRQ of a name no server holds
 
 
@@ -204,8 +204,9 @@ _WSD = (b'<?xml version="1.0" encoding="utf-8"?>'
         b"<wsa:MessageID>urn:uuid:00000000-6e73-4d00-8000-6e6574736361</wsa:MessageID>"
         b"</soap:Header><soap:Body><wsd:Probe/></soap:Body></soap:Envelope>")
 _WSD_AT = _WSD.index(b"urn:uuid:") + 9
+# NULL, not DUMP: DUMP's reply grows by ~20 bytes per registered program (an amplifier to aim).
 _PORTMAP = (b"\0" * 4 + b"\0\0\0\0" + b"\0\0\0\x02" + (100000).to_bytes(4, "big")  # xid, CALL, RPC v2
-            + b"\0\0\0\x02" + b"\0\0\0\x04" + b"\0" * 16)  # portmapper v2 DUMP; AUTH_NULL cred, verf
+            + b"\0\0\0\x02" + b"\0\0\0\0" + b"\0" * 16)  # portmapper v2 NULL; AUTH_NULL cred, verf
 _MEMCACHED = b"\0\0\0\0\0\x01\0\0" + b"version\r\n"  # request ID, sequence 0 of 1 datagram
 # Version 1, confirmable, token of 4 bytes; GET; message ID; token; Uri-Path ".well-known", "core".
 _COAP = b"\x44\x01\0\0" + b"\0" * 4 + b"\xbb.well-known" + b"\x04core"
