@@ -14,7 +14,7 @@ from dataclasses import replace
 import dpkt
 import pytest
 
-from netscand.engine import frames
+from netscand.engine import frames, sockets
 from netscand.engine import plan as plans
 from netscand.engine.clock import TICK_BITS, TICK_MASK
 from netscand.engine.cookie import cookie
@@ -58,10 +58,14 @@ def back(probe: dpkt.ethernet.Ethernet, data: bytes, sport: int | None = None, s
     return bytes(dpkt.ethernet.Ethernet(src=probe.dst, dst=probe.src, data=out))
 
 
-def icmp_error(probe: dpkt.ethernet.Ethernet, code: int, quote: int = 28) -> bytes:
+ROUTER = b"\xc6\x12\0\xfe"
+
+
+def icmp_error(probe: dpkt.ethernet.Ethernet, code: int, quote: int = 28, src: bytes | None = None) -> bytes:
+    """The unreachable the probed host sends (or `src`, a router on the way)."""
     quoted = bytes(probe.data)[:quote]
     icmp = dpkt.icmp.ICMP(type=3, code=code, data=dpkt.icmp.ICMP.Unreach(data=quoted))
-    out = dpkt.ip.IP(src=b"\xc6\x12\0\xfe", dst=probe.data.src, p=1, ttl=63, data=icmp)
+    out = dpkt.ip.IP(src=src or probe.data.dst, dst=probe.data.src, p=1, ttl=63, data=icmp)
     return bytes(dpkt.ethernet.Ethernet(src=probe.dst, dst=probe.src, data=out))
 
 
@@ -143,19 +147,19 @@ def test_sip_options_with_the_cookie_in_branch_and_call_id() -> None:
     assert req.headers["call-id"] == f"{tag.decode()}@nm.invalid"
 
 
-def test_tftp_rrq_portmap_dump_memcached_coap_openvpn_ssdp_wsd_and_the_empty_datagram() -> None:
+def test_tftp_rrq_portmap_null_memcached_coap_openvpn_ssdp_wsd_and_the_empty_datagram() -> None:
     tftp = dpkt.tftp.TFTP(payload_of(69))
     assert (tftp.opcode, tftp.mode) == (dpkt.tftp.OP_RRQ, b"octet")
     rpc = dpkt.rpc.RPC(payload_of(111))
     assert (rpc.xid, rpc.dir, rpc.call.prog, rpc.call.vers, rpc.call.proc) == (the_cookie(111), dpkt.rpc.CALL,
-                                                                             100000, 2, 4)
+                                                                             100000, 2, 0)
     assert payload_of(11211) == (the_cookie(11211) >> 16).to_bytes(2, "big") + b"\0\0\0\x01\0\0version\r\n"
     coap = payload_of(5683)
     assert coap[:4] == b"\x44\x01" + (the_cookie(5683) >> 16).to_bytes(2, "big")  # CON GET, message ID
     assert coap[4:8] == the_cookie(5683).to_bytes(4, "big") and coap[8:] == b"\xbb.well-known\x04core"
     vpn = payload_of(1194)
     assert vpn == b"\x38" + the_cookie(1194).to_bytes(4, "big") * 2 + b"\0" * 5
-    assert payload_of(1900).startswith(b"M-SEARCH * HTTP/1.1\r\n") and b"ST: ssdp:all\r\n" in payload_of(1900)
+    assert payload_of(1900).startswith(b"M-SEARCH * HTTP/1.1\r\n") and b"ST: upnp:rootdevice\r\n" in payload_of(1900)
     wsd = ET.fromstring(payload_of(3702))
     message_id = wsd.find(".//{http://schemas.xmlsoap.org/ws/2004/08/addressing}MessageID")
     assert message_id is not None and message_id.text == f"urn:uuid:{the_cookie(3702):08x}-6e73-4d00-8000-6e6574736361"
@@ -309,19 +313,21 @@ def test_a_wsd_reply_cut_by_the_snap_length_before_relates_to_counts() -> None:
 
 
 # -- ICMP errors -------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("code", "state"), [(3, S_CLOSED), (1, S_UNREACH), (2, S_UNREACH), (9, S_UNREACH),
-                                             (10, S_UNREACH), (13, S_UNREACH)])
+@pytest.mark.parametrize(("code", "state"), [(3, S_CLOSED), (0, S_UNREACH), (1, S_UNREACH), (2, S_UNREACH),
+                                             (9, S_UNREACH), (10, S_UNREACH), (13, S_UNREACH)])
 def test_unreachables_quoting_a_probe_say_closed_or_filtered(code: int, state: int) -> None:
     for port in (53, 5060, OTHER):
         probe = sent(port, host=1)
         for quote in (28, len(bytes(probe.data))):  # the 8 bytes RFC 792 asks, and Linux's whole datagram
             assert PROBE.answer(icmp_error(probe, code, quote)) == (1, PORTS.index(port), state, TICK, 63, 0, 0, 0,
                                                                     b"", b"")
+        # From a router on the way (a REJECT rule), even port unreachable says a filter.
+        assert PROBE.answer(icmp_error(probe, code, src=ROUTER)) == (1, PORTS.index(port), S_UNREACH, TICK, 63,
+                                                                     0, 0, 0, b"", b"")
 
 
 def test_other_icmp_and_forged_quotes_are_not_ours() -> None:
     probe = sent(53)
-    assert PROBE.answer(icmp_error(probe, 0)) is None  # network unreachable: not a port's state
     assert PROBE.answer(icmp_error(probe, 4)) is None  # fragmentation needed
     forged = bytearray(icmp_error(probe, 3))
     forged[14 + 20 + 8 + 4] ^= 0x01  # the quoted IP ID: the cookie's high half
@@ -384,3 +390,8 @@ def test_two_plans_of_the_same_hosts_each_get_only_their_own_cookieless_replies(
             assert hit is not None and hit[0] is mine and PORTS[hit[1].port] == port
     assert a.plan.source_ports[1] < b.plan.source_ports[0]
     assert a.plan.every_slot_ports == b.plan.every_slot_ports == (SPORT_BASE, SPORT_BASE + (PLAN_SLOTS << TICK_BITS) - 1)
+
+
+def test_every_payload_fits_a_sender_frame() -> None:
+    """Ethernet, IPv4 and UDP headers (42 bytes) and the largest payload fit the send buffer's slot."""
+    assert 42 + max(len(p.data) for p in PAYLOADS.values()) <= sockets.Sender.FRAME_MAX

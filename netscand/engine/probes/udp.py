@@ -51,9 +51,9 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _UDP_HDR = struct.Struct("!HHH")  # source port, destination port, length
 CLOSED_CODE = 3  # port unreachable
-# The other unreachables that say a filter is in the way: host and protocol unreachable, and
-# administratively prohibited (network, host, communication).
-FILTER_CODES = frozenset({1, 2, 9, 10, 13})
+# The other unreachables that say a filter is in the way (nmap's reading): network, host and
+# protocol unreachable, and administratively prohibited (network, host, communication).
+FILTER_CODES = frozenset({0, 1, 2, 9, 10, 13})
 
 
 class _Template:
@@ -69,7 +69,8 @@ class _Template:
         self.ip_sum = ones_sum(ip)
         fixed = bytearray(udp)
         for at, encode in pay.fields:  # summed per probe, from what they then hold
-            fixed[8 + at : 8 + at + len(encode(0))] = bytes(len(encode(0)))
+            width = len(encode(0))
+            fixed[8 + at : 8 + at + width] = bytes(width)
         pseudo = plan.src_ip.to_bytes(4, "big") + b"\0\0\0\x11" + length.to_bytes(2, "big")
         self.udp_sum = ones_sum(pseudo + bytes(fixed))
         # A field at an odd offset puts its first byte in the low half of a 16-bit word.
@@ -85,14 +86,11 @@ class Udp:
         self._lo, self._hi = plan.source_ports
         self._host_index = {ip: i for i, ip in enumerate(plan.hosts)}
         self._port_index = {p: i for i, p in enumerate(plan.ports)}
-        by_name: dict[str, _Template] = {}  # one per payload: the ports without one share one
-        for p in plan.ports:
-            pay = payload(p)
-            if pay.name not in by_name:
-                by_name[pay.name] = _Template(plan, pay)
-        self._templates = [by_name[payload(p).name] for p in plan.ports]
+        pays = [payload(p) for p in plan.ports]
+        by_name = {pay.name: _Template(plan, pay) for pay in {pay.name: pay for pay in pays}.values()}
+        self._templates = [by_name[pay.name] for pay in pays]  # the ports without a payload share one
         # Replies that come from another port than the one probed, by the probed port's index.
-        self._other_port = [(i, payload(p)) for i, p in enumerate(plan.ports) if payload(p).other_port]
+        self._other_port = [(i, pay) for i, pay in enumerate(pays) if pay.other_port]
 
     def frame(self, host: int, port: int, tick: int) -> bytearray:
         t = self._templates[port]
@@ -167,11 +165,14 @@ class Udp:
         if len(frame) < inner + 28 or frame[i] != 3 or frame[inner + 9] != 17:
             return None
         code = frame[i + 1]
-        state = S_CLOSED if code == CLOSED_CODE else S_UNREACH if code in FILTER_CODES else None
         t = inner + (frame[inner] & 0x0F) * 4
-        if state is None or t < inner + 20 or len(frame) < t + 4:
+        if not (code == CLOSED_CODE or code in FILTER_CODES) or t < inner + 20 or len(frame) < t + 4:
             return None
         ip, (sport, dport) = _U32.unpack_from(frame, inner + 16)[0], struct.unpack_from("!HH", frame, t)
+        # Port unreachable from the host itself says closed; from a router on the way (a REJECT
+        # rule) it says a filter, as any other unreachable does.
+        by_host = _U32.unpack_from(frame, 26)[0] == ip
+        state = S_CLOSED if code == CLOSED_CODE and by_host else S_UNREACH
         host, index = self._host_index.get(ip), self._port_index.get(dport)
         if host is None or index is None or not self._lo <= sport <= self._hi:
             return None
@@ -181,7 +182,8 @@ class Udp:
 
 
 def udp_replies(lo: int, hi: int) -> bpf.Clause:
-    """Unfragmented UDP to our source ports."""
+    """UDP to our source ports, unfragmented or a first fragment (bpf.ipv4: the fragment
+    offset is 0, so the UDP header is there)."""
     return bpf.ipv4(17) + bpf.to_ports(lo, hi) + bpf.ACCEPT
 
 
