@@ -67,7 +67,9 @@ class Replies:
         prev = S_NONE if states is None else states[off]
         if states is not None and (prev == S_NONE or (prev == S_UNREACH and a.state != S_UNREACH)):
             states[off] = a.state
-        if prev != S_NONE:
+        # A port first heard filtered, then open (a UDP reply after a router's unreachable), is
+        # open: the tally counts no open port, so this is its only report.
+        if prev != S_NONE and not (prev == S_UNREACH and a.state == S_OPEN):
             return
         ip = p.hosts[a.host]
         if a.state == S_OPEN:

@@ -200,3 +200,20 @@ def test_an_interface_whose_receiver_will_not_open_closes_its_transmitter(
     assert rig.worker.rx == {} and rig.link.tx_worker.fileno() == -1  # closed, not left to the GC
     assert len(rig.failures) == 1 and "no raw socket on the interface" in rig.failures[0]
 
+
+
+def test_a_port_heard_filtered_then_open_is_reported_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable first, then the port's own answer: the open answer replaces the filtered
+    state and is reported (the tally counts no open port, so it would otherwise vanish)."""
+    rig = Rig(monkeypatch)
+    rig.step(T0, times=4)
+    probes = by_target(rig.link.sent())
+    rig.link.reply(reply(probes[H1, 443], unreachable=True))
+    rig.step(T0 + 0.05)
+    rig.link.reply(reply(probes[H1, 443], flags=0x12))
+    rig.step(T0 + 0.1)
+    opened = [(r.ip, r.port) for r in rig.results if r.kind == R_PORT and r.state == S_OPEN]
+    assert opened == [(H1, 443)]
+    rig.step(T0 + 1.0)
+    assert rig.sub.finished
+    assert not [r for r in rig.results if r.kind == R_PORT and r.state == S_UNREACH]
