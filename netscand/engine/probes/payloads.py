@@ -9,9 +9,10 @@ open ports: each payload below is a request its service answers whatever its con
 Where the protocol echoes a field of the request in its reply (a DNS ID, an NTP origin
 timestamp, an SNMP request-id, an IKE initiator SPI...), the cookie goes in that field and a
 reply counts only when it carries it back. Where nothing is echoed (SSDP, TFTP, the empty
-datagram of every other port), a reply counts when it comes from a plan host, from the probed
-port (TFTP aside, see below), to our source-port range: that is as much as the protocol lets
-anyone verify, and what masscan does.
+datagram of every other port; and in practice WS-Discovery, whose RelatesTo is mostly past the
+snap length), a reply counts when it comes from a plan host, from the probed port (TFTP aside,
+see below), to its plan's source ports: that is as much as the protocol lets anyone verify, and
+what masscan does.
 
 Every `answers` predicate reads the reply's UDP payload as captured (possibly cut by the
 receive snap length: `cut`) and is total: it never raises on any bytes, and reads a bounded

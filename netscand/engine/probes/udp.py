@@ -10,14 +10,14 @@ us. nmap paces its UDP scan to that (it slows a host down to about one probe a s
 sees unreachables go missing): N ports cost N seconds per host, so the deep profile's list would
 take minutes per host, and a thousand-port scan a quarter of an hour. We do not:
   - what we SEND: probes go at the scan's rate, interleaved over the hosts by the permutation
-    like every probe type's, so no host sees a burst of them;
+    like every probe type's: a host gets about rate / hosts of them a second;
   - what we WAIT for: replies within the plan's timeout, and the scan's retries of what got
     none. Retries are against the loss of a service's reply; they cannot beat a rate limit,
     which holds back the unreachables of the retry as it did the first ones;
   - what we INFER: a reply or an unreachable is certain; silence is open|filtered. On a host
     that rate-limits, most silent ports are in fact closed: the scan layer flags a host that
-    sent port unreachables and then fell silent at its budget, rather than the engine spending
-    a second per port to prove it.
+    answered some UDP probes with port unreachable and left more ports silent than it closed,
+    rather than the engine spending a second per port to prove it.
 Open ports are what a UDP scan is for, and a service's reply is not rate limited: those are
 found at full speed.
 
@@ -25,7 +25,9 @@ The frame is a pre-built Ethernet/IPv4/UDP template per payload (the ports witho
 the empty datagram's); per probe only the destination MAC, address, ports, IP ID, the payload's
 cookie fields and both checksums are patched, the checksums incrementally from the template's
 precomputed sums. Matching is stateless: the IP ID carries the cookie's high half, which an ICMP
-error quotes with our addressing; a reply carries it in the field its protocol echoes.
+error quotes with our addressing (a middlebox rewriting IP IDs turns closed ports into
+open|filtered); a reply carries it in the field its protocol echoes. A reply that echoes nothing
+is told from another plan's by its destination port: each plan slot has its own source ports.
 """
 
 from __future__ import annotations
