@@ -32,11 +32,6 @@ class Cpe:
     target_hw: str = ANY
     other: str = ANY
 
-    @property
-    def platform(self) -> bool:
-        """An operating system or hardware name: what a "running on" configuration node names."""
-        return self.part in ("o", "h")
-
     def extras(self) -> tuple[str, ...]:
         """The attributes after update, which a criterion may pin (edition ... other)."""
         return (self.edition, self.language, self.sw_edition, self.target_sw, self.target_hw, self.other)

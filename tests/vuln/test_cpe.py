@@ -17,7 +17,7 @@ def test_openssh_with_update() -> None:
 
 def test_any_and_na() -> None:
     name = cpe.parse("cpe:2.3:o:linux:linux_kernel:-:*:*:*:*:*:*:*")
-    assert name is not None and name.version == NA and name.update == ANY and name.platform
+    assert name is not None and name.version == NA and name.update == ANY and name.part == "o"
 
 
 def test_escapes_are_undone() -> None:
