@@ -184,8 +184,7 @@ class _Port:
         return bool(verdict)
 
     def _version(self, name: Cpe, criterion: CpeMatch) -> bool | None:
-        bounds = versions.Range(criterion.start_including, criterion.start_excluding,
-                                criterion.end_including, criterion.end_excluding)
+        bounds = versions.Range.of(criterion)
         if name.version == NA:
             return False
         if self.version is None:
@@ -255,6 +254,5 @@ def _runs(os_name: str | None, platform: Cpe) -> bool:
 
 
 def _evidence(criterion: CpeMatch) -> str:
-    bounds = versions.Range(criterion.start_including, criterion.start_excluding,
-                            criterion.end_including, criterion.end_excluding)
+    bounds = versions.Range.of(criterion)
     return f"{criterion.criteria} {bounds}" if bounds.bounded() else criterion.criteria

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from univers.versions import DebianVersion, InvalidVersion, RpmVersion, Version
 
+from netscand.vuln.records import CpeMatch
+
 _MAX_LEN = 128  # the longest real versions are ~40 characters; keeps the regex's work bounded
 # release, then an update glued to it or after a separator only if it is a pre-release word,
 # then a build after "-", "+" or "~" (an optional product tag such as "MariaDB-" skipped).
@@ -106,6 +108,11 @@ class Range:
     start_excluding: str | None = None
     end_including: str | None = None
     end_excluding: str | None = None
+
+    @classmethod
+    def of(cls, criterion: CpeMatch) -> Range:
+        return cls(criterion.start_including, criterion.start_excluding,
+                   criterion.end_including, criterion.end_excluding)
 
     def bounded(self) -> bool:
         return any((self.start_including, self.start_excluding, self.end_including, self.end_excluding))
