@@ -28,7 +28,6 @@ from netscand.vuln.records import (
     CveRecord,
     Finding,
     Node,
-    TrackerEntry,
 )
 
 # Names NVD (and nmap's CPEs) have used for one product, so a port named by any of them is checked
@@ -68,12 +67,10 @@ Oracle = Callable[[CpeMatch], Truth]
 Verdict = tuple[Literal["vulnerable", "needs_platform"], str]  # status, evidence
 
 
-class CveSource(Protocol):
-    """What the matcher reads of a CveStore."""
+class CveSource(backports.Tracker, Protocol):
+    """What the matcher reads of a CveStore: its candidates, and the tracker's fixed_in."""
 
     def candidates(self, vendor: str, product: str) -> list[CveRecord]: ...
-
-    def fixed_in(self, package: str, cve_id: str) -> dict[str, TrackerEntry]: ...
 
 
 class PortMatch(msgspec.Struct, frozen=True):
@@ -95,7 +92,8 @@ class Matcher:
             return PortMatch(note="version unknown: no CVE can be matched")
         checked = _Port(port, versions.parse(port.version, port.update), os_name)
         findings = [f for record in self._records(port) if (f := checked.finding(record))]
-        findings = [self._backport(f, port, banner) for f in findings]
+        if findings:
+            findings = self._backported(findings, port, banner)
         findings.sort(key=_order)
         return PortMatch(tuple(findings), checked.note())
 
@@ -106,12 +104,12 @@ class Matcher:
                 seen.setdefault(record.id, record)
         return list(seen.values())
 
-    def _backport(self, finding: Finding, port: Cpe, banner: str | None) -> Finding:
+    def _backported(self, findings: list[Finding], port: Cpe, banner: str | None) -> list[Finding]:
         # needs_platform findings too: a build with the fix is fixed whatever the platform.
         upstream = f"{port.version}{port.update if port.update not in (ANY, NA) else ''}"
-        found = backports.build(banner, upstream)
+        found = backports.build(banner, upstream)  # once per port, not per finding
         package = package_of(port.vendor, port.product)
-        return backports.decide(finding, found, package, self._store)
+        return [backports.decide(f, found, package, self._store) for f in findings]
 
 
 def package_of(vendor: str, product: str) -> str | None:
