@@ -116,13 +116,16 @@ def test_ntp_request_carries_the_cookie_in_its_transmit_timestamp() -> None:
     assert (ntp.v, ntp.mode, ntp.transmit_time) == (4, dpkt.ntp.CLIENT, c.to_bytes(4, "big") * 2)
 
 
-def test_snmp_get_of_sysdescr_with_the_cookie_as_request_id() -> None:
+def test_snmp_v3_discovery_with_the_cookie_as_msg_id() -> None:
     data = payload_of(161)
     c = the_cookie(161)
-    # SEQUENCE { INTEGER 1, OCTET STRING "public", GetRequest { INTEGER id, 0, 0, varbinds } }
-    assert data[:13] == bytes.fromhex("3029 020101 0406") + b"public"
-    assert data[13:21] == bytes.fromhex("a01c 0204") + (0x40000000 | c >> 2).to_bytes(4, "big")
-    assert data[21:] == bytes.fromhex("020100 020100 300e 300c 0608 2b06010201010100 0500")
+    # SEQUENCE { INTEGER 3, SEQUENCE { INTEGER msgID, INTEGER 65507, OCTET STRING 04, INTEGER 3 }, ...
+    assert data[:9] == bytes.fromhex("303b 020103 3011 0204")
+    assert data[9:13] == (0x40000000 | c >> 2).to_bytes(4, "big")
+    assert data[13:24] == bytes.fromhex("020300ffe3 040104 020103")
+    # an empty USM (no engine ID, no user) and a scoped GetRequest of nothing
+    assert data[24:] == bytes.fromhex("0410 300e 0400 020100 020100 0400 0400 0400"
+                                      "3011 0400 0400 a00b 020100 020100 020100 3000")
 
 
 def test_ike_sa_init_with_the_cookie_as_initiator_spi() -> None:
@@ -192,10 +195,12 @@ def tlv(tag: int, body: bytes) -> bytes:
 
 
 def snmp_reply(req: bytes) -> bytes:
-    rid = req[req.index(b"\xa0") + 2 :][:6]  # INTEGER request-id as the request encodes it
-    varbind = tlv(0x30, tlv(0x30, tlv(0x06, bytes.fromhex("2b06010201010100")) + tlv(0x04, b"Linux lab")))
-    pdu = tlv(0xA2, rid + b"\x02\x01\x00\x02\x01\x00" + varbind)
-    return tlv(0x30, b"\x02\x01\x01" + b"\x04\x06public" + pdu)
+    """Net-SNMP's Report to a discovery (recorded in the lab), with the request's msgID."""
+    recorded = bytes.fromhex(
+        "306e0201033011020441234567020300ffe30401000201030421301f041180001f8880017658376e30166b0000"
+        "00000201010201020400040004003033041180001f8880017658376e30166b000000000400a81c02010102010002"
+        "01003011300f060a2b060106030f01010400410101")
+    return recorded[:7] + req[7:13] + recorded[13:]  # the INTEGER msgID as the request encodes it
 
 
 def ike_reply(req: bytes) -> bytes:
@@ -267,7 +272,7 @@ def test_a_reply_cut_before_its_echo_is_not_ours(port: int) -> None:
     """Cut by its sender: the UDP and IP lengths say so, and the echoed field is not there."""
     probe = sent(port)
     data = REPLIES[port](bytes(probe.data.data.data))
-    cut = {53: 11, 5353: 11, 137: 11, 123: 30, 161: 20, 500: 7, 5060: 40, 111: 3, 3702: 150, 5683: 6,
+    cut = {53: 11, 5353: 11, 137: 11, 123: 30, 161: 12, 500: 7, 5060: 40, 111: 3, 3702: 150, 5683: 6,
            1194: 17, 11211: 1}[port]
     assert PROBE.answer(back(probe, data[:cut])) is None
 

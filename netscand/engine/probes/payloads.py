@@ -7,7 +7,7 @@ open ports: each payload below is a request its service answers whatever its con
 (a version or status query, a request it refuses with an error that is still a reply).
 
 Where the protocol echoes a field of the request in its reply (a DNS ID, an NTP origin
-timestamp, an SNMP request-id, an IKE initiator SPI...), the cookie goes in that field and a
+timestamp, an SNMP msgID, an IKE initiator SPI...), the cookie goes in that field and a
 reply counts only when it carries it back. Where nothing is echoed (SSDP, TFTP, the empty
 datagram of every other port; and in practice WS-Discovery, whose RelatesTo is mostly past the
 snap length), a reply counts when it comes from a plan host, from the probed port (TFTP aside,
@@ -47,8 +47,8 @@ def hex8(c: int) -> bytes:
 
 
 def snmp_id(c: int) -> bytes:
-    # A BER INTEGER's encoding is minimal, and an agent re-encodes the request-id minimally in
-    # its response: 0x40000000-0x7FFFFFFF always takes exactly 4 bytes, so the field has a
+    # A BER INTEGER's encoding is minimal, and an agent re-encodes the msgID minimally in its
+    # Report: 0x40000000-0x7FFFFFFF always takes exactly 4 bytes, so the field has a
     # fixed place and the comparison is of values. It keeps the cookie's 30 hashed bits.
     return (0x40000000 | c >> 2).to_bytes(4, "big")
 
@@ -78,22 +78,19 @@ def _ntp_reply(data: bytes, c: int, cut: bool) -> bool:
 
 
 def _snmp_reply(data: bytes, c: int, cut: bool) -> bool:
-    """Message SEQUENCE { version, community, Response-PDU [2] { request-id, ... } }: the four
-    TLV heads read in turn, no recursion, each bounded by what was captured."""
+    """SNMPv3Message SEQUENCE { msgVersion 3, msgGlobalData SEQUENCE { msgID, ... }, ... }: the
+    four TLV heads read in turn, no recursion, each bounded by what was captured."""
     head = ber.head(data, 0)
     if head is None or head[0] != 0x30:
         return False
-    at = head[1]
-    for tag in (0x02, 0x04):  # version, community
-        field = ber.head(data, at)
-        if field is None or field[0] != tag:
-            return False
-        at = field[2]
-    pdu = ber.head(data, at)
-    if pdu is None or pdu[0] != 0xA2:
+    version = ber.head(data, head[1])
+    if version is None or version[0] != 0x02 or data[version[1] : version[2]] != b"\x03":
         return False
-    rid = ber.head(data, pdu[1])
-    return rid is not None and rid[0] == 0x02 and data[rid[1] : rid[2]] == snmp_id(c)
+    header = ber.head(data, version[2])
+    if header is None or header[0] != 0x30:
+        return False
+    msg_id = ber.head(data, header[1])
+    return msg_id is not None and msg_id[0] == 0x02 and data[msg_id[1] : msg_id[2]] == snmp_id(c)
 
 
 def _any_reply(data: bytes, c: int, cut: bool) -> bool:
@@ -163,9 +160,16 @@ _MDNS = b"\0\0\0\0\0\x01\0\0\0\0\0\0" + dns.name(b"_services", b"_dns-sd", b"_ud
 _NBNS = (b"\0\0\0\0\0\x01\0\0\0\0\0\0" + b"\x20" + b"CK" + b"A" * 30 + b"\0" + b"\0\x21\0\x01")
 # LI 0, version 4, mode 3 (client); transmit timestamp at 40 carries the cookie.
 _NTP = b"\x23" + b"\0" * 47
-_SNMP = tlv(0x30, tlv(0x02, b"\x01") + tlv(0x04, b"public")  # v2c, community "public"
-            + tlv(0xA0, tlv(0x02, b"\0" * 4) + tlv(0x02, b"\0") + tlv(0x02, b"\0")  # GetRequest
-                   + tlv(0x30, tlv(0x30, tlv(0x06, bytes.fromhex("2b06010201010100")) + b"\x05\0"))))
+# SNMPv3 engine discovery (RFC 3414 section 4): no user, no community. An agent answers it with
+# a Report (usmStatsUnknownEngineIDs) whatever communities or users it has, v3-only ones too,
+# where a v2c "public" request is dropped by any agent with another community; only an agent
+# with no v3 at all stays silent. msgID holds the cookie and comes back first in the Report.
+_SNMP = tlv(0x30, tlv(0x02, b"\x03")  # msgVersion 3
+            + tlv(0x30, tlv(0x02, b"\0" * 4) + tlv(0x02, b"\x00\xff\xe3")  # msgID, msgMaxSize 65507
+                  + tlv(0x04, b"\x04") + tlv(0x02, b"\x03"))  # flags: reportable; USM
+            + tlv(0x04, tlv(0x30, tlv(0x04, b"") + tlv(0x02, b"\0") * 2 + tlv(0x04, b"") * 3))  # empty USM
+            + tlv(0x30, tlv(0x04, b"") * 2  # contextEngineID, contextName
+                  + tlv(0xA0, tlv(0x02, b"\0") * 3 + tlv(0x30, b""))))  # GetRequest of nothing
 _SNMP_ID = _SNMP.index(b"\x02\x04\0\0\0\0") + 2
 _SSDP = (b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n"
          b"MX: 1\r\nST: upnp:rootdevice\r\n\r\n")  # one reply per device; ssdp:all brings one per service
