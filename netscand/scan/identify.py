@@ -107,7 +107,7 @@ def _udp_targets(by_ip: dict[str, Host], probed: frozenset[int]) -> Iterator[Tar
             continue
         for port in sorted(states.open.keys() - NAME_QUERY_PORTS):
             yield ip, port, True
-        for port in sorted(_silent(states, probed) & PROBE_PORTS - states.open.keys() - NAME_QUERY_PORTS):
+        for port in sorted(_silent(states, probed) & (PROBE_PORTS - states.open.keys() - NAME_QUERY_PORTS)):
             yield ip, port, False
 
 
