@@ -89,14 +89,21 @@ def _opened(name: str) -> BinaryIO:
 
 
 def _open_store(args: argparse.Namespace, cfg: config.Config) -> CveStore:
-    if args.db is not None:
-        return CveStore(args.db)  # a file of the caller's own, worked on as the caller
+    path = args.db if args.db is not None else _default_path(cfg)
+    if args.cve_command == "status" and not path.exists():  # status reads: a typo makes no file
+        raise UsageError(f"no CVE database at {path}: run `netscand cve sync`, or `netscand cve import FILE...`")
+    return CveStore(path)
+
+
+def _default_path(cfg: config.Config) -> Path:
+    """The state directory's cve.db, worked on as the daemon's user when run as root (the
+    --db file is the caller's own, worked on as the caller)."""
     account = privileges.account(cfg.daemon.user)  # None unless root
     state = daemon.state_directory(cfg, account)
     if account is not None:
         privileges.switch(account)
         privileges.drop_all()  # CVE data needs no capability
-    return CveStore(state / cve_store.DB_NAME)
+    return state / cve_store.DB_NAME
 
 
 def _import(store: CveStore, inputs: list[BinaryIO], tracker: bool) -> None:

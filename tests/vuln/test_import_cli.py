@@ -43,9 +43,17 @@ def test_import_reports_counts_and_status_shows_them(tmp_path: Path) -> None:
 
 
 def test_status_of_an_empty_database_says_how_to_load_one(tmp_path: Path) -> None:
+    CveStore(tmp_path / "cve.db")
     done = netscand("status", "--db", tmp_path / "cve.db")
     assert done.stdout == (f"no CVE data in {tmp_path / 'cve.db'}: run `netscand cve sync`, "
                            "or `netscand cve import FILE...`\n")
+
+
+def test_status_of_a_missing_database_makes_no_file(tmp_path: Path) -> None:
+    typo = tmp_path / "cev.db"
+    assert _one_line_error(netscand("status", "--db", typo)) == (
+        f"netscand: cve status: no CVE database at {typo}: run `netscand cve sync`, or `netscand cve import FILE...`")
+    assert not typo.exists()
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -83,8 +91,8 @@ def test_a_bad_tracker_file_is_one_line(tmp_path: Path) -> None:
 
 def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     db = tmp_path / "no" / "cve.db"
-    assert _one_line_error(netscand("status", "--db", db)) == (
-        f"netscand: cve status: cannot prepare {db}: unable to open database file")
+    assert _one_line_error(netscand("import", "--db", db, "--debian-tracker", write(tmp_path / "t.json", {}))) == (
+        f"netscand: cve import: cannot prepare {db}: unable to open database file")
 
 
 def test_the_config_files_cve_section_names_the_sync_source(tmp_path: Path) -> None:
