@@ -25,9 +25,9 @@ _VERSION = re.compile(
     r"(?P<release>\d{1,9}(?:\.\d{1,9}){0,9})"
     r"(?P<update>[a-z]{1,2}\d{0,9}|[._-]?(?:alpha|beta|pre|rc|dev)\.?\d{0,9})?"
     r"(?:[-+~](?:[a-z][a-z0-9]{0,31}-)?(?P<build>[a-z0-9][a-z0-9.+~:-]{0,63}))?",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,  # \d is 0-9 only: other scripts' digits are no version (univers would refuse them)
 )
-_UPDATE = re.compile(r"[._-]?(?P<word>[a-z]{1,8})\.?(?P<number>\d{0,9})", re.IGNORECASE)
+_UPDATE = re.compile(r"[._-]?(?P<word>[a-z]{1,8})\.?(?P<number>\d{0,9})", re.IGNORECASE | re.ASCII)
 _PRE_RELEASE = frozenset({"alpha", "beta", "pre", "rc", "dev"})
 _NO_UPDATE = (None, "", "*", "-")
 _PORTABLE = "p1"  # OpenSSH portable's first (and usually only) edition of a release

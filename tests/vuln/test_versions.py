@@ -30,7 +30,7 @@ def test_parse(text: str, update: str | None, expected: VendorVersion) -> None:
     assert versions.parse(text, update) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "v", "9.2 p1", "1..2", "x1.0", "1.0;rm", "9" * 200, "-1"])
+@pytest.mark.parametrize("text", ["", "abc", "v", "9.2 p1", "1..2", "x1.0", "1.0;rm", "9" * 200, "-1", "\u0669.\u0662"])
 def test_unreadable_is_none(text: str) -> None:
     assert versions.parse(text) is None
 
