@@ -72,7 +72,8 @@ def _refuse(path: str, data: bytes) -> NoReturn:
             except msgspec.ValidationError as exc:
                 raise ImportRefused(path, f"{named(package)}: {named(cve_id)}",
                                     _release_fault(entry) or reason(exc, entry, {})) from None
-    raise AssertionError("the whole file failed to decode, but every part of it decodes")
+    # Unreachable while the parts decode as the whole does; a refusal, not a crash, if they ever don't.
+    raise ImportRefused(path, None, "does not decode as the tracker's JSON")
 
 
 def _release_fault(entry: msgspec.Raw) -> str | None:
