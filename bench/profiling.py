@@ -284,7 +284,7 @@ def print_disagreements(tools: list[Tool], grades: list[dict[Key, Grade]], ips: 
 
 def netscand_extras(truth: dict[str, Any], run: Run, targets: list[str]) -> list[Grade]:
     """What nmap's TCP scan was not asked for: UDP services (SNMP), host names, MAC, vendor."""
-    udp = [g for g in grade(truth, run.devices, udp=True) if g.where.startswith("udp/")]
+    udp = [g for g in grade(truth, run.devices) if g.where.startswith("udp/")]
     names = target_names(truth, targets)
     return [g for g in udp + identity_grades(truth, run.devices) if g.host in names]
 
