@@ -56,6 +56,7 @@ class CveStore:
             tables.write_source(db, tables.NVD, total, newest, now)
             if full_feeds:
                 tables.write_full_import(db, now)
+        self._truncate_wal()
         return ImportReport(tables.NVD, len(paths), read, written, total)
 
     def synced_newest(self) -> str | None:
@@ -70,6 +71,7 @@ class CveStore:
             entries = tables.write_tracker(db, rows)
             now = _now()
             tables.write_source(db, tables.TRACKER, entries, now, now)
+        self._truncate_wal()
         return ImportReport(tables.TRACKER, 1, entries, entries, entries)
 
     def candidates(self, vendor: str, product: str) -> list[CveRecord]:
@@ -93,6 +95,13 @@ class CveStore:
         updated = max((s.imported_at for s in found if s.imported_at), default=None)
         age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds() if updated else None
         return CveStatus(loaded=nvd_records > 0, sources=found, updated_at=updated, age_seconds=age)
+
+    def _truncate_wal(self) -> None:
+        """An import writes hundreds of MB through the WAL, which SQLite otherwise keeps at its
+        largest size; truncated once the import is in the database (left as is while a reader
+        holds it: the next import tries again)."""
+        with self._connection("cannot checkpoint") as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _connection(self, doing: str) -> Iterator[sqlite3.Connection]:

@@ -89,6 +89,20 @@ def test_a_time_with_a_zone_is_stored_in_utc(store: CveStore, tmp_path: Path) ->
     assert record is not None and record.modified == "2024-10-01T00:00:00.000"
 
 
+def test_an_import_leaves_the_wal_empty_while_another_connection_is_open(store: CveStore, tmp_path: Path) -> None:
+    """The last connection to close removes the WAL; while another stays open (a daemon's), SQLite
+    keeps the WAL file at its largest unless it is truncated."""
+    other = sqlite3.connect(store.path)
+    try:
+        other.execute("SELECT COUNT(*) FROM cves").fetchone()
+        store.import_nvd([write(tmp_path / "a.json", feed(*[cve(f"CVE-2024-{n:04d}") for n in range(1, 500)]))])
+        assert Path(f"{store.path}-wal").stat().st_size == 0
+        store.import_tracker(write(tmp_path / "t.json", tracker(("openssh", "CVE-2024-0001", "bookworm", "open", None))))
+        assert Path(f"{store.path}-wal").stat().st_size == 0
+    finally:
+        other.close()
+
+
 def test_a_refused_file_keeps_nothing_of_its_import_and_the_earlier_data_stays(store: CveStore, tmp_path: Path) -> None:
     store.import_nvd([write(tmp_path / "first.json", feed(cve()))])
     before = store.status()
