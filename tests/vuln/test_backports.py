@@ -3,6 +3,8 @@ the fixture tracker: tests/vuln/fixtures/debian-tracker.json)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +14,7 @@ from netscand.vuln.backports import Build
 from netscand.vuln.match import package_of
 from netscand.vuln.records import Finding
 from netscand.vuln.store import CveStore
+from tests.vuln.nvd_json import tracker, write
 
 
 @pytest.mark.parametrize(("banner", "upstream", "expected"), [
@@ -84,6 +87,17 @@ def test_open_in_the_release(lab_cves: CveStore) -> None:
     build = Build("debian", "3.0.3", "13", "bookworm")
     decided = decide(lab_cves, "CVE-2021-30047", build, "vsftpd")
     assert decided.status == "vulnerable" and decided.evidence.endswith("Debian tracker: open in bookworm (vsftpd)")
+
+
+def test_undetermined_in_the_release_stays_vulnerable(tmp_path: Path) -> None:
+    store = CveStore(tmp_path / "cve.db")
+    store.import_tracker(write(tmp_path / "tracker.json", tracker(
+        ("openssh", "CVE-2024-6387", "bookworm", "undetermined", None),
+        ("openssh", "CVE-2023-48795", "bookworm", "undetermined", "1:9.2p1-2+deb12u2"))))
+    for cve_id in ("CVE-2024-6387", "CVE-2023-48795"):  # a fixed_version beside it decides nothing
+        decided = decide(store, cve_id, BOOKWORM_U10)
+        assert (decided.status, decided.fixed_version) == ("vulnerable", None)
+        assert decided.evidence.endswith("; Debian tracker: undetermined in bookworm (openssh)")
 
 
 @pytest.mark.parametrize(("build", "package", "reason"), [
