@@ -28,7 +28,8 @@ CODENAMES = {"8": "jessie", "9": "stretch", "10": "buster", "11": "bullseye", "1
 _BANNER_MAX = 512
 # What follows the upstream version when a build is named: OpenSSH's " Debian-2+deb12u3",
 # " Raspbian-10+deb10u2" (Raspbian rebuilds Debian's sources, revisions and all) or
-# " Ubuntu-3ubuntu0.10", MariaDB's "-MariaDB-0+deb12u1", dnsmasq's "-4~deb12u2".
+# " Ubuntu-3ubuntu0.10", MariaDB's "-MariaDB-0+deb12u1", or a bare "-4~deb12u2" (a package
+# version written whole; dnsmasq's version.bind, "dnsmasq-2.90", carries no revision).
 # The revision ends the word, or a "-" follows it (MariaDB's "-log" when its binary log is on).
 _TAIL = re.compile(r"(?: Debian-| Raspbian-| Ubuntu-|-(?:[A-Za-z]{1,16}-)?)(?P<revision>\d[0-9A-Za-z.]{0,63}(?:[+~][0-9A-Za-z.]{1,63}){0,4})"
                    r"(?![^\s)(;,-])")
