@@ -168,7 +168,7 @@ class Planner:
         """Queue `targets` for `probes`, planned (counted for progress) now, cut up later."""
         if targets.count:
             self.planned += targets.count * sum(len(ports) for _, ports in probes)
-            self.feeds.append(Feed(route, targets, per_plan, probes, next_hop, discovery))
+            self.feeds.append(Feed(route, targets, per_plan, probes, next_hop, discovery, self.spec.udp_sends))
 
 
 def port_scan_of(protocol: str) -> ProbeType:

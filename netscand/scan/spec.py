@@ -35,6 +35,14 @@ class ScanSpec:
     udp_ports: tuple[int, ...] = ()  # UDP port scan beside the TCP one, in the same plans' group
     cve_match: bool = False  # match the services found against the CVE data
 
+    @property
+    def udp_sends(self) -> int:
+        """Probes sent per UDP port, as the rate split and the plan size count them: nearly
+        every UDP port stays silent (open|filtered: no reply, and hosts rate-limit their port
+        unreachables), so it is sent 1 + retries times, where a TCP port's first SYN is nearly
+        always answered (a RST when closed)."""
+        return 1 + self.retries
+
     def hosts_per_plan(self) -> int:
         """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the
         scan's rate (with half the budget left for retries and slow replies); the TCP and UDP
@@ -43,6 +51,6 @@ class ScanSpec:
         if self.max_hosts:
             limit = min(limit, self.max_hosts)
         if self.host_timeout_s:
-            probes = len(self.ports) + len(self.udp_ports)
+            probes = len(self.ports) + len(self.udp_ports) * self.udp_sends
             limit = min(limit, int(self.host_timeout_s * self.rate / 2 / probes))
         return max(1, limit)

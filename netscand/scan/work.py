@@ -38,7 +38,7 @@ class Work:
     next_hop: bytes | None  # the MAC every frame goes to; None: each on-link host's own (its ARP answer)
     ports: tuple[int, ...]
     group: int  # works of one group run together, sharing the rate
-    share: float  # its part of the scan's rate: its part of the group's probes
+    rate_part: float  # its fraction of the scan's rate: its part of the group's probes (Feed.cut)
     discovery: bool = False  # its answers only prove hosts up
 
     @property
@@ -63,7 +63,7 @@ class Work:
             gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
             retries=spec.retries if probe.retries is None else probe.retries, key=os.urandom(16),
             ifindex=self.route.ifindex, src_ip=self.route.src_ip, src_mac=self.route.src_mac,
-            sport_base=SPORT_BASE + (slot << TICK_BITS), rate=spec.rate * self.share,
+            sport_base=SPORT_BASE + (slot << TICK_BITS), rate=spec.rate * self.rate_part,
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
             timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
             shard_size=shard, hosts=hosts, macs=macs, ports=self.ports,
@@ -80,17 +80,19 @@ class Feed:
     probes: Probes
     next_hop: bytes | None
     discovery: bool
+    udp_sends: int  # probes per UDP port (ScanSpec.udp_sends)
     position: int = 0  # addresses already cut off
 
     def cut(self, group: int) -> list[Work]:
         """The next chunk of hosts: one work per probe type, run together as `group`, each at its
-        share of the rate. Shares follow the ports each probes, so the works end together: deep's
-        65535 TCP ports and 104 UDP ones take as long side by side as the TCP ones alone."""
+        part of the rate. Parts follow the probes each sends (a UDP port's retries counted), so
+        the works end together: deep's 104 UDP ports, each sent 1 + retries times (4 at the default
+        3 retries), get 416 parts of the rate to the 65535 TCP ports' 65535."""
         hosts = self.targets.window(self.position, self.position + self.per_plan)
         self.position += self.per_plan
-        total = sum(len(ports) for _, ports in self.probes)
-        return [Work(probe, self.route, hosts, self.next_hop, ports, group, len(ports) / total, self.discovery)
-                for probe, ports in self.probes]
+        weights = [len(ports) * (self.udp_sends if probe.protocol == "udp" else 1) for probe, ports in self.probes]
+        return [Work(probe, self.route, hosts, self.next_hop, ports, group, weight / sum(weights), self.discovery)
+                for (probe, ports), weight in zip(self.probes, weights, strict=True)]
 
     @property
     def exhausted(self) -> bool:

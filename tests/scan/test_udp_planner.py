@@ -13,9 +13,13 @@ from netscand.engine.probes import PROBES
 from netscand.engine.shm import R_PORT, R_TALLY, S_CLOSED, S_NONE, S_OPEN, pack_result
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.planner import port_scan_of
+from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.runner import ScanRun
+from netscand.scan.targets import parse_targets
+from netscand.scan.work import Feed
 from tests.scan.fake_engine import FakeEngine
 from tests.scan.test_runner_unit import (
+    LAN,
     PORTS,
     RATE,
     Device,
@@ -72,8 +76,9 @@ def test_on_link_hosts_get_a_udp_plan_beside_the_syn_plan(engine: FakeEngine, di
     assert kinds([arp, syn, udp]) == ["arp", "tcp_syn", "udp"]
     assert hosts(udp) == hosts(syn) == ["198.18.0.5", "198.18.0.9"] and udp.macs == syn.macs == (mac(5), mac(9))
     assert udp.ports == UDP and syn.ports == PORTS
-    # The rate is split by probes, so both plans take as long: 2 TCP ports, 4 UDP ones.
-    assert (syn.rate, udp.rate) == (RATE * 2 / 6, RATE * 4 / 6)
+    # The rate is split by probes, so both plans take as long: 2 TCP ports, 4 UDP ones each
+    # sent 1 + retries (1) times, as nearly every UDP port stays silent.
+    assert (syn.rate, udp.rate) == (RATE * 2 / 10, RATE * 8 / 10)
     assert run.progress() == (16 + 2 * (len(PORTS) + len(UDP)),) * 2
     h5 = run.result.hosts[ip("198.18.0.5")]
     assert (h5.tcp.probed, h5.states("udp").probed) == (len(PORTS), len(UDP))
@@ -120,4 +125,21 @@ def test_a_plan_holds_what_fits_the_budget_with_udp_probes_counted() -> None:
     tcp_only = spec("198.18.0.0/16", ports=tuple(range(1, 1001)), host_timeout_s=10.0)
     both = spec("198.18.0.0/16", ports=tuple(range(1, 1001)), host_timeout_s=10.0, udp_ports=tuple(range(1, 1001)))
     assert tcp_only.hosts_per_plan() == int(10 * RATE / 2 / 1000)
-    assert both.hosts_per_plan() == int(10 * RATE / 2 / 2000)
+    assert both.hosts_per_plan() == int(10 * RATE / 2 / (1000 + 1000 * 2))  # UDP: 1 + retries (1) each
+
+
+def test_a_deep_scans_udp_plan_ends_with_its_tcp_plan_within_the_budget() -> None:
+    """Deep at 1000 probes/s and the default 3 retries: split by port count, the UDP plan
+    (104 ports, nearly all silent, so sent 4 times each) took 4 times as long as the TCP one
+    and ran out of the 600 s budget."""
+    deep = resolve(ScanRequest("198.18.0.0/24", profile="deep"), parse_targets("198.18.0.0/24"),
+                   rate=1000.0, retries=3)
+    assert deep.host_timeout_s == 600 and deep.udp_sends == 4
+    per_plan = deep.hosts_per_plan()
+    feed = Feed(LAN, deep.targets, per_plan,
+                ((port_scan_of("tcp"), deep.ports), (port_scan_of("udp"), deep.udp_ports)), None, False,
+                deep.udp_sends)
+    tcp, udp = feed.cut(0)
+    tcp_s = per_plan * len(tcp.ports) / (deep.rate * tcp.rate_part)
+    udp_s = per_plan * len(udp.ports) * deep.udp_sends / (deep.rate * udp.rate_part)
+    assert abs(tcp_s - udp_s) < 1e-6 and udp_s <= deep.host_timeout_s / 2
