@@ -379,15 +379,16 @@ class Device(Closed):
     not_shown: Annotated[NotShown | UnsetType, Meta(description="TCP ports counted, not listed.")] = UNSET
     not_shown_udp: Annotated[NotShownUdp | UnsetType, Meta(description="UDP ports counted, not listed.")] = UNSET
     udp_icmp_limited: Annotated[Literal[True] | UnsetType, Meta(
-        description="The host answered some UDP probes with ICMP port unreachable yet left others "
-                    "silent after every retry. Hosts rate-limit those answers (Linux: about one a "
+        description="The host answered some UDP probes with ICMP port unreachable yet left more "
+                    "ports silent after every retry than that. Hosts rate-limit those answers (Linux: about one a "
                     "second, icmp_ratelimit), so its open|filtered ports are most likely closed ports "
                     "whose answer was suppressed. Absent otherwise.")] = UNSET
     tarpit: Annotated[Literal[True] | UnsetType, Meta(
-        description="The host answered open on (nearly) every port probed of a protocol (a tarpit or "
-                    "a SYN proxy): that protocol's open ports are counted in not_shown (TCP) or "
-                    "not_shown_udp, not listed; a TCP tarpit gets no OS guess and no service "
-                    "detection. Absent otherwise.")] = UNSET
+        description="The host answered SYN-ACK on (nearly) every TCP port probed (a tarpit or a SYN "
+                    "proxy): its TCP open ports are counted in not_shown, not listed, and it gets no "
+                    "OS guess and no TCP service detection. A host answering (nearly) every UDP port "
+                    "is not flagged: its UDP open ports are counted in not_shown_udp. Absent "
+                    "otherwise.")] = UNSET
     timed_out: Annotated[Literal[True] | UnsetType, Meta(
         description="The host exceeded the profile's per-host time budget. Absent otherwise.")] = UNSET
     cve_counts: Annotated[CveCounts | UnsetType, Meta(

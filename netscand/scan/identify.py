@@ -90,8 +90,7 @@ async def identify(hosts: list[Host], detector: Detector, ask_targets: bool,
         log.warning("identify.deadline", seconds=SCAN_DEADLINE_HOSTS * per_host, hosts=len(hosts),
                     ports=len(targets), detected=len(found))
     _apply(by_ip, dns, names, found)
-    for (ip, port), info in udp_found.items():
-        by_ip[ip].udp[port] = info
+    _apply_udp(by_ip, names, udp_found, frozenset(udp_ports))
 
 
 def _udp_targets(by_ip: dict[str, Host], probed: frozenset[int]) -> Iterator[Target]:
@@ -124,9 +123,22 @@ def _apply(by_ip: dict[str, Host], dns: dict[str, str], names: dict[str, HostNam
         host = by_ip[ip]
         host.names.update(answer.names)
         host.evidence.extend(answer.evidence)
-        host.udp.update(answer.udp)
     for (ip, port), info in found.items():
         if info is not None:
             by_ip[ip].services[port] = info
     for host in by_ip.values():
         host.hostname = next((host.names[s] for s in NAME_PREFERENCE if s in host.names), None)
+
+
+def _apply_udp(by_ip: dict[str, Host], names: dict[str, HostNames], found: UdpResults,
+               probed: frozenset[int]) -> None:
+    """The UDP ports that answered a name query or UDP detection. One the scan probed moves from
+    its silent ports to its open ones, or the device would count it twice."""
+    answers = [(ip, port, info) for ip, answer in names.items() for port, info in answer.udp.items()]
+    answers += [(ip, port, info) for (ip, port), info in found.items()]
+    for ip, port, info in answers:
+        host = by_ip[ip]
+        host.udp[port] = info
+        states = host.scans.get("udp")
+        if states is not None and port in probed:
+            states.answered(port)

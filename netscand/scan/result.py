@@ -7,7 +7,8 @@ nmap does with its "Not shown: 995 closed ports".
 
 A host that answers SYN-ACK on (nearly) every port is a tarpit (LaBrea, a SYN proxy): its "open"
 ports are counted, never listed, fingerprinted past OPEN_CAP, guessed at or profiled. A host
-that answers (nearly) every UDP port is bounded the same way: its UDP open ports are counted.
+that answers (nearly) every UDP port is bounded the same way: its UDP open ports are counted
+(under not_shown_udp); it is no tarpit, whose SYN-ACKs and OS guess are forged.
 
 Each protocol's port scan keeps its states apart (PortStates); UDP adds "open|filtered" (no
 answer after the retries) and "filtered" (an ICMP unreachable other than the port's).
@@ -74,6 +75,9 @@ class Fingerprint:
 # port that ignored the payload, or a filter, so it is "open|filtered" (nmap's word).
 SILENT_STATE = {"tcp": "filtered", "udp": "open|filtered"}
 UNREACH_APART = frozenset({"udp"})
+# An open port found by a query's own answer (identification's), not by the scan's probe: it has
+# no stack fingerprint, and needs none (the OS guess reads TCP's only).
+NO_FINGERPRINT = Fingerprint(0, 0, 0, b"")
 
 
 @dataclass(slots=True)
@@ -130,6 +134,14 @@ class PortStates:
             _add_listable(self.unreachable, r.port)
         else:
             _add_listable(self.silent, r.port)
+
+    def answered(self, port: int) -> None:
+        """A probed port the scan heard nothing from answered a query of its own (UDP
+        identification): it is open, and leaves the silent ports. One the scan found closed or
+        filtered is left as the scan found it (the device lists it open: _listing)."""
+        if port not in self.closed and port not in self.unreachable:
+            self.silent.discard(port)
+            self.add_open(port, NO_FINGERPRINT)
 
     def add_open(self, port: int, fp: Fingerprint) -> None:
         if port in self.open:
@@ -195,7 +207,8 @@ class Host:
         states = self.states(protocol)
         if not states.probed:
             states.probed = nports
-        if r.kind == R_TALLY or r.state == S_OPEN:
+        # A tally with only unreachables proves nothing: a router answers those for an absent host.
+        if (r.kind == R_TALLY and r.a) or r.state == S_OPEN:
             self.up = True
         states.record(r)
 
@@ -352,15 +365,20 @@ def _optional(h: Host, os: Guess | None, tcp: Listing, udp: Listing) -> dict[str
         fields["not_shown"] = tcp.not_shown
     if udp.not_shown:
         fields["not_shown_udp"] = udp.not_shown
-    if udp.has("closed") and udp.has("open|filtered"):
-        # It does send port unreachables, yet not for those ports: Linux sends about one a
-        # second (icmp_ratelimit), so most of its open|filtered ports are likely closed.
+    if _icmp_limited(h.scans.get("udp")):
         fields["udp_icmp_limited"] = True
-    if any(s.tarpit for s in h.scans.values()):
+    if h.tarpit:
         fields["tarpit"] = True
     if h.timed_out:
         fields["timed_out"] = True
     return fields
+
+
+def _icmp_limited(udp: PortStates | None) -> bool:
+    """It does send port unreachables, yet left more ports silent than it answered closed: Linux
+    sends about one a second (icmp_ratelimit), so most of its open|filtered ports are likely
+    closed. A few silent ports beside many closed ones are a firewall's drops, not a limit."""
+    return udp is not None and 0 < udp.closed_count < udp.silent_count
 
 
 def _port(port: int, protocol: str, state: str, info: ServiceInfo | None) -> dict:

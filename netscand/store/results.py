@@ -83,9 +83,10 @@ def _put_device(
 
 def _forget_tarpit_answers(db: Database, scan_id: str, ip: str) -> None:
     """A tarpit (it answers every port, scan/result.py) is saved as an ordinary host while the
-    scan runs, until it shows itself: the open ports and the OS guessed from its SYN-ACKs that
-    were saved by then were never its own."""
-    db.execute("DELETE FROM ports WHERE scan_id = ? AND ip = ? AND state = 'open'", [scan_id, ip])
+    scan runs, until it shows itself: the open TCP ports and the OS guessed from its SYN-ACKs
+    that were saved by then were never its own. Its UDP answers are (scan/result.py lists them)."""
+    db.execute("DELETE FROM ports WHERE scan_id = ? AND ip = ? AND protocol = 'tcp' AND state = 'open'",
+               [scan_id, ip])
     db.execute("UPDATE devices SET os_guess = NULL WHERE scan_id = ? AND ip = ?", [scan_id, ip])
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from netscand.api.openapi import document as openapi_document
 from netscand.engine.shm import R_PORT, R_TALLY, S_CLOSED, S_NONE, S_OPEN, S_UNREACH, Result
 from netscand.profiling.services import ServiceInfo
+from netscand.scan.identify import _apply_udp
 from netscand.scan.persist import device_row
 from netscand.scan.result import LIST_LIMIT, OPEN_CAP, Host, ScanResult, document
 from netscand.store import Store
@@ -113,8 +114,26 @@ def test_name_answers_without_a_udp_scan_are_listed_open_as_before() -> None:
 def test_a_host_answering_every_udp_port_is_counted_not_listed() -> None:
     result, h = udp_scanned(110, [udp_port(p) for p in range(1, 111)])
     device = valid(result.device(h))
-    assert udp_ports(device) == {} and device["not_shown_udp"] == {"open": 110} and device["tarpit"] is True
+    assert udp_ports(device) == {} and device["not_shown_udp"] == {"open": 110} and "tarpit" not in device
     assert result.open_ports == 0
+
+
+def test_a_udp_tarpit_is_no_tcp_tarpit_so_the_store_keeps_its_os_guess_and_open_ports(tmp_path: Path) -> None:
+    # `tarpit` makes the store drop the open ports and OS guess it saved (forged SYN-ACKs): a
+    # host answering every UDP port forges no SYN-ACK.
+    result, h = udp_scanned(110, [udp_port(p) for p in range(1, 111)])
+    result.add(Result(R_PORT, S_OPEN, 64, 0, 2, 0, IP, 22, 29200, 0, 0, b"\0" * 6, 0, b""), 1000, "tcp")
+    assert not h.tarpit and h.states("udp").tarpit
+    store = Store(tmp_path / "netscand.db")
+    try:
+        scan = store.create_scan({"id": "00000000-0000-4000-8000-000000000001", "target": "198.18.0.5",
+                                  "profile": "deep", "created_at": "2026-03-15T10:00:00Z"})
+        for final in (False, True):
+            store.put_devices(scan["id"], [device_row(result, h, profiling=False, final=final)])
+        [stored] = store.result(scan["id"])
+    finally:
+        store.close()
+    assert [(p["port"], p["protocol"]) for p in stored["ports"]] == [(22, "tcp")] and "tarpit" not in stored
 
 
 def test_a_udp_tarpit_of_every_port_keeps_bounded_state() -> None:
@@ -165,3 +184,47 @@ def test_the_store_keeps_udp_counts_and_the_flag_once_final(tmp_path: Path) -> N
     assert udp_ports(stored) == {53: "open"}
     schema_validator({"$ref": "#/components/schemas/Device"}).validate(stored)
     assert openapi_document()["components"]["schemas"]["Port"]["properties"]["state"]["enum"][-1] == "open|filtered"
+
+
+def shown(device: dict, protocol: str) -> int:
+    """Ports of `protocol` the device accounts for: listed, and counted under its not_shown."""
+    counted = device.get("not_shown_udp" if protocol == "udp" else "not_shown", {})
+    return sum(p["protocol"] == protocol for p in device["ports"]) + sum(counted.values())
+
+
+def test_a_silent_unlisted_port_that_answered_identification_is_counted_once() -> None:
+    # 104 probed: 8 closed (listed), 96 silent (too many to list); UDP detection then asked 123,
+    # one of those silent ports, and NTP answered.
+    result, h = udp_scanned(104, [udp_tally(closed=8, silent=96), *(udp_port(p, S_CLOSED) for p in range(1, 9))])
+    _apply_udp({"198.18.0.5": h}, {}, {("198.18.0.5", 123): ServiceInfo("ntp")}, frozenset((*range(1, 9), *range(100, 196))))
+    device = valid(result.device(h))
+    assert udp_ports(device)[123] == "open" and device["not_shown_udp"] == {"open|filtered": 95}
+    assert shown(device, "udp") == 104
+
+
+def test_each_protocols_listed_and_counted_ports_are_the_ports_it_probed() -> None:
+    result, h = udp_scanned(104, [udp_port(53), udp_tally(closed=40, silent=60, filtered=3),
+                                  *(udp_port(p, S_UNREACH) for p in (500, 501, 502))])
+    result.add(Result(R_TALLY, 0, 0, 0, 2, 0, IP, 0, 0, 990, 8, b"\0" * 6, 0, b""), 1000, "tcp")
+    result.add(Result(R_PORT, S_OPEN, 64, 0, 2, 0, IP, 22, 29200, 0, 0, b"\0" * 6, 0, b""), 1000, "tcp")
+    result.add(Result(R_PORT, S_OPEN, 64, 0, 2, 0, IP, 80, 29200, 0, 0, b"\0" * 6, 0, b""), 1000, "tcp")
+    device = valid(result.device(h))
+    assert (shown(device, "tcp"), shown(device, "udp")) == (1000, 104)
+
+
+def test_a_host_that_sent_only_unreachables_is_not_up() -> None:
+    # No discovery, routed: the router answers ICMP host unreachable for an absent address.
+    result = ScanResult()
+    assert result.add(udp_tally(closed=0, silent=103, filtered=1), 104, "udp") is False
+    assert result.add(udp_port(53, S_UNREACH), 104, "udp") is False
+    assert result.up_count == 0 and result.devices() == []
+    assert result.add(udp_tally(closed=1, silent=103, shard=1), 104, "udp") is True  # a port unreachable: its own
+
+
+def test_a_host_that_drops_a_few_ports_but_answers_the_rest_closed_is_not_rate_limited() -> None:
+    # The lab's s2: no ICMP rate limit; nftables rejects 5060 (admin-prohibited), drops 500.
+    result, h = udp_scanned(104, [udp_port(137), udp_tally(closed=101, silent=1, filtered=1),
+                                  udp_port(5060, S_UNREACH), udp_port(500, S_NONE)])
+    device = valid(result.device(h))
+    assert "udp_icmp_limited" not in device and device["not_shown_udp"] == {"closed": 101}
+    assert udp_ports(device) == {137: "open", 500: "open|filtered", 5060: "filtered"}
