@@ -160,9 +160,10 @@ class StartRequest(Closed):
         description=f"{_only_with('enable_profiling')}: device profiling of the hosts found (vendor, OS "
                     "guess, host names, service detection).")] = None
     enable_cve_match: Annotated[bool | None, Meta(
-        description=f"{_only_with('enable_cve_match')}: match the services found (with "
-                    "enable_profiling) against the daemon's CVE data, as deep does: the result gets "
-                    "`cves`, `cve_counts` and `cve_data`.")] = None
+        description=f"{_only_with('enable_cve_match')}: match the services found against the "
+                    "daemon's CVE data, as deep does: the result gets `cves`, `cve_counts` and "
+                    "`cve_data`. It implies enable_profiling (service detection finds the CPEs "
+                    "matched): with enable_profiling false it is refused (422).")] = None
     rate: Annotated[Annotated[float, Meta(ge=MIN_RATE)] | None, Meta(
         description="Probes per second; above the policy's max_rate: 422.", examples=[500])] = None
     retries: Annotated[Annotated[int, Meta(ge=RETRIES[0], le=RETRIES[1])] | None, Meta(

@@ -24,7 +24,14 @@ from netscand.api.models import (
 )
 from netscand.api.problems import Problem
 from netscand.scan.ports import PortSpecError, port_ranges
-from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_ONLY_FIELDS, PROFILES, ScanRequest, accepting
+from netscand.scan.profiles import (
+    DEFAULT_PROFILE,
+    PROFILE_ONLY_FIELDS,
+    PROFILES,
+    ScanRequest,
+    accepting,
+    contradiction,
+)
 from netscand.typed import failure
 
 Model = TypeVar("Model", bound=msgspec.Struct)
@@ -120,7 +127,10 @@ def start_request(data: Any) -> ScanRequest:
                                   f"profile {profile.name} sets it itself")
     fields = msgspec.structs.asdict(req)
     # One spelling, so the ?site_id= filter finds a site however a client capitalized it.
-    return ScanRequest(**fields | {"profile": profile.name, "site_id": _canonical(req.site_id)})
+    request = ScanRequest(**fields | {"profile": profile.name, "site_id": _canonical(req.site_id)})
+    if clash := contradiction(request):
+        raise Problem.invalid(*clash)
+    return request
 
 
 PORT_FIELDS = ("ports", "udp_ports")  # port specifications, read by port_ranges

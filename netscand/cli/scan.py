@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profiling", action="store_true",
                    help=f"with --profile {taking('enable_profiling').name}: identify devices and services")
     p.add_argument("--cve-match", action="store_true",
-                   help=f"with --profile {taking('enable_cve_match').name} and --profiling: match the services "
-                        "found against the CVE data (netscand cve import/sync)")
+                   help=f"with --profile {taking('enable_cve_match').name}: match the services found against the "
+                        "CVE data (netscand cve import/sync); implies --profiling, whose service detection "
+                        "finds the CPEs matched")
     p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
     p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
     p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         request = ScanRequest(args.target, profile.name, ports=args.ports.split(",") if args.ports else None,
                               udp_ports=args.udp_ports.split(",") if args.udp_ports else None,
                               timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
-                              enable_profiling=args.profiling, enable_cve_match=args.cve_match)
+                              enable_profiling=args.profiling or None, enable_cve_match=args.cve_match or None)
         scan = oneshot.prepare(cfg, request, targets, args.rate)
     except (config.ConfigError, TargetError, PortSpecError, PolicyError) as exc:
         return _fail(str(exc))

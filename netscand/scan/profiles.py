@@ -174,6 +174,16 @@ def _chosen(choice: Choice, requested: bool | None) -> bool:
     return bool(requested) if choice == REQUEST else bool(choice)
 
 
+def contradiction(req: ScanRequest) -> tuple[str, str] | None:
+    """(field, why) when the request asks for two things that can't go together. CVE matching
+    reads the CPEs service detection finds, so it implies profiling (resolve): turned off by
+    name, it would silently match nothing."""
+    if req.enable_cve_match and req.enable_profiling is False:
+        return "enable_cve_match", ("enable_cve_match needs enable_profiling (service detection finds "
+                                    "the CPEs matched); leave enable_profiling out or true")
+    return None
+
+
 def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
             ping: Discovery | None = None) -> ScanSpec:
     """The engine's view of a request: `rate`, `retries` and `ping` (default: nmap's probes)
@@ -184,13 +194,13 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
     rate = min([rate, *(cap for cap in (profile.rate_cap, req.rate) if cap is not None)])
     retries = retries if req.retries is None else req.retries
     sweep = profile.discovery and not req.skip_discovery
+    cve = _chosen(profile.cve, req.enable_cve_match)  # needs service detection's CPEs: implies it
     return ScanSpec(targets, profile.port_list(req.ports), rate, retries, req.timeout_ms,
                     host_timeout_s=profile.host_budget(req.timeout_ms, retries), max_hosts=req.max_concurrent,
                     discovery=(ping or Discovery()) if sweep else None,
-                    profiling=_chosen(profile.profiling, req.enable_profiling),
-                    detect_services=_chosen(profile.service_detection, req.enable_profiling),
-                    udp_ports=profile.udp_port_list(req.udp_ports),
-                    cve_match=_chosen(profile.cve, req.enable_cve_match))
+                    profiling=cve or _chosen(profile.profiling, req.enable_profiling),
+                    detect_services=cve or _chosen(profile.service_detection, req.enable_profiling),
+                    udp_ports=profile.udp_port_list(req.udp_ports), cve_match=cve)
 
 
 def _yes(value: bool) -> str:

@@ -83,6 +83,9 @@ BAD_BODIES: list[tuple[Any, str, bool]] = [
     ({"target": T, "profile": "custom", "ports": [22], "enable_profiling": 1}, "enable_profiling", True),
     ({"target": T, "profile": "custom", "ports": [22], "enable_profiling": "true"}, "enable_profiling", True),
     ({"target": T, "profile": "custom", "ports": [22], "enable_cve_match": 0}, "enable_cve_match", True),
+    # CVE matching reads the CPEs service detection finds: it can't go without profiling.
+    ({"target": T, "profile": "custom", "ports": [22], "enable_profiling": False, "enable_cve_match": True},
+     "enable_cve_match", False),
     ({"target": T, "rate": 0}, "rate", True),
     ({"target": T, "rate": -5}, "rate", True),
     ({"target": T, "rate": 0.5}, "rate", True),

@@ -35,3 +35,9 @@ def test_custom_takes_udp_ports_as_it_takes_ports_and_cve_matching_on_request() 
     assert (custom.ports, custom.udp_ports, custom.cve_match) == ((22,), (53, 54, 161), False)
     bare = spec(profile="custom", ports=[22], enable_cve_match=True, enable_profiling=True)
     assert (bare.udp_ports, bare.cve_match) == ((), True)
+
+
+def test_cve_matching_implies_profiling_and_service_detection() -> None:
+    # Without service detection no port has a CPE: matching would silently find nothing.
+    alone = spec(profile="custom", ports=[22], enable_cve_match=True)
+    assert (alone.cve_match, alone.profiling, alone.detect_services) == (True, True, True)
