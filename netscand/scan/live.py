@@ -172,15 +172,24 @@ class Live:
             fields["progress_percent"] = 100
         try:
             await self.persist.save_results(running.id, running.run.result, running.run.spec.profiling)
-            if running.cves is not None:
-                await self.persist.save_cves(running.id, running.cves.devices, running.cves.scan)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc.reason}"
         except Exception:
             # A bug, but the scan must still end rather than read "running" for ever.
             log.exception("orchestrator.save_failed", scan_id=running.id)
             status, fields["error"] = "failed", SAVE_FAILED
+        else:
+            await self._save_cves(running)
         self.persist.set_state(running.id, status, **fields)
+
+    async def _save_cves(self, running: Running) -> None:
+        # CVEs are an extra, as in _profile: the ports written stand, and the scan completes.
+        if running.cves is None:
+            return
+        try:
+            await self.persist.save_cves(running.id, running.cves.devices, running.cves.scan)
+        except Exception as exc:
+            log.exception("orchestrator.cves_save_failed", scan_id=running.id, error=str(exc))
 
     def _flush(self, running: Running) -> None:
         if running.flushing is not None and not running.flushing.done():

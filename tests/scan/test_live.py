@@ -62,6 +62,11 @@ class WatchedStore(Store):
         self.writes.append((scan_id, "devices", None))
         super().put_devices(scan_id, devices)
 
+    def put_cves(self, scan_id: str, devices: list[dict[str, Any]], cve: dict[str, Any]) -> None:
+        if self.refuse(scan_id, {"cve": cve}):
+            raise StoreError(f"cannot save the CVEs of scan {scan_id}: the disk is full", "the disk is full")
+        super().put_cves(scan_id, devices, cve)
+
 
 @dataclasses.dataclass
 class Harness:
@@ -71,11 +76,11 @@ class Harness:
     claims: Claims
     network: Network = dataclasses.field(default_factory=lambda: Network(NETWORK))
 
-    def enqueue(self, owner: str, profiling: bool = False) -> str:
+    def enqueue(self, owner: str, profiling: bool = False, cve_match: bool = False) -> str:
         """A scan accepted for `owner` (holding one of its places) and waiting to run."""
         scan_id = str(uuid.uuid4())
         self.store.create_scan({"id": scan_id, "target": TARGET, "profile": "normal", "owner": owner})
-        spec = ScanSpec(parse_targets(TARGET), (22, 80), 3000.0, retries=1, profiling=profiling)
+        spec = ScanSpec(parse_targets(TARGET), (22, 80), 3000.0, retries=1, profiling=profiling, cve_match=cve_match)
         with self.claims.claim(owner, 16) as claimed:
             claimed.keep()
         self.live.queue.push(Queued(scan_id, owner, ScanRequest(TARGET), spec, FakeNet(), remote=False))
@@ -206,6 +211,20 @@ class FailingStage(ProfilingStage):
 def test_a_profiling_stage_that_raises_still_completes_its_scan(harness: Harness) -> None:
     harness.live.stage = FailingStage()
     scan_id = harness.enqueue("alice", profiling=True)
+
+    async def body() -> None:
+        harness.live.admit()
+        await until(lambda: not harness.live.running and not harness.live.finishing)
+
+    run(running(harness, body))
+    scan = harness.store.get_scan(scan_id)
+    assert scan is not None and (scan["status"], scan["error"], scan["hosts_found"]) == ("completed", None, 2)
+    assert len(harness.store.result(scan_id)) == 2  # the port results stand
+
+
+def test_a_cve_write_the_store_refuses_still_completes_its_scan(harness: Harness) -> None:
+    harness.store.refuse = lambda scan_id, fields: "cve" in fields
+    scan_id = harness.enqueue("alice", cve_match=True)
 
     async def body() -> None:
         harness.live.admit()
