@@ -168,7 +168,13 @@ async def _match_cves(path: Path, run: ScanRun) -> Matched:
     why). A missing database is not made: a one-shot scan leaves no file behind."""
     if not path.exists():
         return Matched([], {"cve_data": {"loaded": False, "note": NO_DATA}})
-    return await compose.cve_matching(path).run(run)
+    try:
+        return await compose.cve_matching(path).run(run)
+    except Exception as exc:
+        # CVEs are an extra, as in the daemon (live.py): the port results stand, and the result
+        # says why it has none rather than the scan ending in a traceback.
+        structlog.get_logger().error("oneshot.cves_failed", error=repr(exc))
+        return Matched([], {"cve_data": {"loaded": False, "note": f"CVE matching failed: {exc}"}})
 
 
 def _outcome(run: ScanRun, scan: OneShot, started: str, duration_s: float, cves: Matched | None) -> Outcome:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from netscand import oneshot
 from netscand.engine.shm import R_PORT, S_OPEN, Result
 from netscand.profiling.services import ServiceInfo
 from netscand.scan.cves import NO_DATA, CveMatching, OpenedOnUse, cve_counts, merged
@@ -153,3 +154,12 @@ def test_the_one_shot_result_gets_the_matched_fields(loaded: ThreadNotingStore, 
     assert "cve_counts" not in plain and all("cves" not in p for p in plain["ports"])
     assert server["cve_counts"] == matched.devices[0]["cve_counts"] and server["os_guess"] == run.result.device(
         run.result.hosts[SERVER], True)["os_guess"]
+
+
+def test_a_one_shot_match_that_breaks_is_a_note_not_a_traceback(loaded: ThreadNotingStore,
+                                                                 dispatcher: Dispatcher) -> None:
+    run = _run(dispatcher)
+    run.result.hosts[SERVER].mac = 1  # type: ignore[assignment]  # a bug anywhere in matching: device() breaks
+    matched = asyncio.run(oneshot._match_cves(loaded.path, run))
+    assert matched.devices == [] and matched.scan["cve_data"]["loaded"] is False
+    assert matched.scan["cve_data"]["note"].startswith("CVE matching failed: ")
