@@ -173,7 +173,7 @@ async def _match_cves(path: Path, run: ScanRun) -> Matched:
     except Exception as exc:
         # CVEs are an extra, as in the daemon (live.py): the port results stand, and the result
         # says why it has none rather than the scan ending in a traceback.
-        structlog.get_logger().error("oneshot.cves_failed", error=repr(exc))
+        structlog.get_logger().exception("oneshot.cves_failed", error=str(exc))
         return Matched([], {"cve_data": {"loaded": False, "note": f"CVE matching failed: {exc}"}})
 
 
