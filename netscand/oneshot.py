@@ -41,6 +41,8 @@ EXIT_FAILED = 1
 WAIT_S = 0.2  # longest wait for the workers' results
 SHOW_EVERY_S = 0.25
 
+log = structlog.get_logger()
+
 
 class OneShotError(Exception):
     """The scan cannot start here (exit status 1; bad input is the caller's to refuse)."""
@@ -173,7 +175,7 @@ async def _match_cves(path: Path, run: ScanRun) -> Matched:
     except Exception as exc:
         # CVEs are an extra, as in the daemon (live.py): the port results stand, and the result
         # says why it has none rather than the scan ending in a traceback.
-        structlog.get_logger().exception("oneshot.cves_failed", error=str(exc))
+        log.exception("oneshot.cves_failed", error=str(exc))
         return Matched([], {"cve_data": {"loaded": False, "note": f"CVE matching failed: {exc}"}})
 
 
