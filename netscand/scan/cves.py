@@ -3,8 +3,10 @@ named with a CPE is matched against the CVE data (netscand/vuln), with its banne
 distribution's build says which CVEs it has patched) and its device's OS guess (configurations
 that need a platform). The same matching re-matches a stored result (POST .../rematch).
 
-Matching reads SQLite and compares versions, so it runs in a worker thread: on the event loop
-only the devices to match are built, from the hosts with a CPE.
+Matching reads SQLite and compares versions, so it runs in a worker thread, with the building
+of the devices to match (from the hosts with a CPE) and their filtering: nothing of it holds the
+event loop. Within one match, a (cpe, banner, OS) seen before is not matched again: a network of
+alike hosts runs the same sshd build on each.
 
 What it adds to a result (docs/api.md):
 - a port with a CPE: `cves`, its findings, and `cve_note` when nothing can be matched (the
@@ -17,6 +19,8 @@ What it adds to a result (docs/api.md):
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +31,7 @@ from netscand.scan.errors import ScanError
 from netscand.scan.result import Host
 from netscand.scan.runner import ScanRun
 from netscand.vuln.errors import CveStoreError
-from netscand.vuln.match import Matcher
+from netscand.vuln.match import Matcher, PortMatch
 from netscand.vuln.records import CveRecord, CveStatus, Finding, TrackerEntry
 from netscand.vuln.store import CveStore
 
@@ -36,6 +40,7 @@ NO_DATA = "no CVE data is loaded: run `netscand cve sync` or `netscand cve impor
 CVE_FIELDS = ("cves", "cve_note")  # a port's; replaced whole by a match
 
 Device = dict[str, Any]
+MatchPort = Callable[[str | None, str | None, str | None], PortMatch]  # Matcher.match
 
 
 class CveData(Protocol):
@@ -94,20 +99,17 @@ class CveMatching:
     async def run(self, run: ScanRun) -> Matched:
         """The CVEs of the scan's devices that have a port with a CPE. CVE data that can't be
         read is said so, as missing data is: the scan completes."""
-        result = run.result
-        devices = [result.device(h, run.spec.profiling) for h in result.up_hosts if _has_cpe(h)]
         try:
-            return await asyncio.to_thread(self.match, devices)
+            return await asyncio.to_thread(self._match_run, run)
         except CveStoreError as exc:
             return Matched([], {"cve_data": {"loaded": False, "note": f"the CVE data can't be read: {exc}"}})
 
     async def rematch(self, devices: list[Device]) -> Matched:
-        """`devices` (a stored result's) matched again; 503 when the CVE data can't be read,
-        which must not clear the findings they have. Only devices with a CPE or CVE fields are
-        matched and rewritten: the others have nothing to change."""
-        concerned = [d for d in devices if any(p.get("cpe") or p.keys() & CVE_FIELDS for p in d["ports"])]
+        """`devices` (a stored result's: Store.cve_devices) matched again; 503 when the CVE data
+        can't be read, which must not clear the findings they have. Only devices with a CPE or
+        CVE fields are matched and rewritten: the others have nothing to change."""
         try:
-            return await asyncio.to_thread(self.match, concerned)
+            return await asyncio.to_thread(self._match_concerned, devices)
         except CveStoreError as exc:
             raise unreadable(exc) from None
 
@@ -118,13 +120,25 @@ class CveMatching:
         except CveStoreError as exc:
             raise unreadable(exc) from None
 
+    def _match_run(self, run: ScanRun) -> Matched:
+        """Blocking. The run is over (swept and identified): its hosts no longer change while
+        this reads them."""
+        result = run.result
+        return self.match([result.device(h, run.spec.profiling) for h in result.up_hosts if _has_cpe(h)])
+
+    def _match_concerned(self, devices: list[Device]) -> Matched:
+        """Blocking."""
+        return self.match([d for d in devices if any(p.get("cpe") or p.keys() & CVE_FIELDS for p in d["ports"])])
+
     def match(self, devices: list[Device]) -> Matched:
         """Blocking. `devices` as a result document has them; without CVE data, their CVE
         fields are cleared and the scan says that none is loaded."""
         status = self.store.status()
         if not status.loaded:
             return Matched([_annotated(None, d) for d in devices], {"cve_data": {"loaded": False, "note": NO_DATA}})
-        matched = [_annotated(self.matcher, d) for d in devices]
+        # Within this match only: the data may change (an import) before the next one.
+        memo = functools.cache(self.matcher.match)
+        matched = [_annotated(memo, d) for d in devices]
         totals = [d["cve_counts"] for d in matched if d["cve_counts"]]
         return Matched(matched, {"cve_data": cve_data(status),
                                  "cve_counts": {s: sum(c[s] for c in totals) for s in SEVERITIES}})
@@ -152,7 +166,7 @@ def _has_cpe(h: Host) -> bool:
     return any(info.cpe for info in (*h.services.values(), *h.udp.values()))
 
 
-def _annotated(matcher: Matcher | None, device: Device) -> Device:
+def _annotated(matcher: MatchPort | None, device: Device) -> Device:
     """The device's ports with their CVE fields (none without a matcher), and its counts when a
     port was matched."""
     ports = [_port(matcher, p, device.get("os_guess")) for p in device["ports"]]
@@ -160,11 +174,11 @@ def _annotated(matcher: Matcher | None, device: Device) -> Device:
     return {"ip": device["ip"], "ports": ports, "cve_counts": cve_counts(matched) if matched else None}
 
 
-def _port(matcher: Matcher | None, port: dict[str, Any], os_name: str | None) -> dict[str, Any]:
+def _port(matcher: MatchPort | None, port: dict[str, Any], os_name: str | None) -> dict[str, Any]:
     port = {k: v for k, v in port.items() if k not in CVE_FIELDS}
     if matcher is None or not port.get("cpe"):
         return port
-    found = matcher.match(port["cpe"], port.get("banner"), os_name)
+    found = matcher(port["cpe"], port.get("banner"), os_name)
     port["cves"] = [_finding(f) for f in found.findings]
     if found.note:
         port["cve_note"] = found.note

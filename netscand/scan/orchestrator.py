@@ -129,7 +129,7 @@ class Orchestrator:
             raise ScanError(409, "Scan without CVE matching",
                             f"scan {scan_id} did not match CVEs (only deep scans, and custom ones with "
                             "enable_cve_match, do), or it ended before it could")
-        matched = await self.cves.rematch(await self.persist.devices(scan_id))
+        matched = await self.cves.rematch(await self.persist.cve_devices(scan_id))
         try:
             await self.persist.save_cves(scan_id, matched.devices, matched.scan)
         except KeyError:

@@ -158,9 +158,10 @@ class Persist:
             devices = [device_row(result, h, profiling, final=True) for h in chunk]
             await self.io.write(self.store.put_devices, scan_id, devices)
 
-    async def devices(self, scan_id: str) -> builtins.list[dict]:
-        """Every device of a finished scan, as its result document has them."""
-        return await self.io.read(self.store.result, scan_id)
+    async def cve_devices(self, scan_id: str) -> builtins.list[dict]:
+        """A finished scan's devices that CVE matching concerns, with only their ports that it
+        concerns (a CPE, or an earlier match's CVE fields)."""
+        return await self.io.read(self.store.cve_devices, scan_id)
 
     async def save_cves(self, scan_id: str, devices: builtins.list[dict], cve: dict) -> None:
         """A CVE match's devices and the scan's `cve` (scan/cves.py), replacing the earlier ones."""

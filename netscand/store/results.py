@@ -173,6 +173,23 @@ def result_page(db: Database, scan_id: str, page: int, per_page: int) -> list[di
     return [_device_view(row, ports.get(row["ip"], [])) for row in devices]
 
 
+_CVE_CONCERNED = "scan_id = :scan AND (cpe IS NOT NULL OR cves IS NOT NULL OR cve_note IS NOT NULL)"
+
+
+def cve_devices(db: Database, scan_id: str) -> list[dict[str, Any]]:
+    """The scan's devices that CVE matching concerns, each with only its ports that have a CPE or
+    an earlier match's CVE fields: what a re-match reads (the other ports have nothing to change),
+    not the whole result."""
+    ports: dict[str, list[dict[str, Any]]] = {}
+    for row in db.query(f"SELECT ip, {', '.join(_PORT_COLUMNS)} FROM ports WHERE {_CVE_CONCERNED} "
+                        "ORDER BY port, protocol", {"scan": scan_id}):
+        ports.setdefault(row.pop("ip"), []).append(_port_view(row))
+    devices = db.query(
+        "SELECT ip, mac, hostname, vendor, os_guess, timed_out, extra FROM devices WHERE scan_id = :scan "
+        f"AND ip IN (SELECT ip FROM ports WHERE {_CVE_CONCERNED}) ORDER BY ip_key", {"scan": scan_id})
+    return [_device_view(row, ports.get(row["ip"], [])) for row in devices]
+
+
 def _device_view(row: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str, Any]:
     device = {k: row[k] for k in ("ip", "mac", "hostname", "vendor", "os_guess")}
     device.update(orjson.loads(row["extra"]))

@@ -114,6 +114,11 @@ class Store:
         with self._guard(f"cannot read the result of scan {scan_id}") as db:
             return results.result(db, scan_id)
 
+    def cve_devices(self, scan_id: str) -> list[dict[str, Any]]:
+        """The devices a re-match concerns, with those of their ports (see results.cve_devices)."""
+        with self._guard(f"cannot read the result of scan {scan_id}") as db:
+            return results.cve_devices(db, scan_id)
+
     def result_page(self, scan_id: str, page: int, per_page: int) -> list[dict[str, Any]]:
         with self._guard(f"cannot read the result of scan {scan_id}") as db:
             return results.result_page(db, scan_id, page, per_page)

@@ -33,9 +33,11 @@ class ThreadNotingStore(CveStore):
     """A real store that notes which threads read candidates from it."""
 
     threads: set[int]
+    asked: int = 0  # candidates() calls
 
     def candidates(self, vendor: str, product: str) -> list[CveRecord]:
         self.threads.add(threading.get_ident())
+        self.asked += 1
         return super().candidates(vendor, product)
 
 
@@ -163,3 +165,13 @@ def test_a_one_shot_match_that_breaks_is_a_note_not_a_traceback(loaded: ThreadNo
     matched = asyncio.run(oneshot._match_cves(loaded.path, run))
     assert matched.devices == [] and matched.scan["cve_data"]["loaded"] is False
     assert matched.scan["cve_data"]["note"].startswith("CVE matching failed: ")
+
+
+def test_alike_ports_are_matched_once_per_match(loaded: ThreadNotingStore) -> None:
+    ssh = {"port": 22, "protocol": "tcp", "state": "open", "service": "SSH", "cpe": SSH.cpe, "banner": SSH.banner}
+    matching = CveMatching(loaded)
+    one = matching.match([{"ip": "198.18.0.2", "os_guess": "Linux", "ports": [ssh]}])
+    asked = loaded.asked
+    many = matching.match([{"ip": f"198.18.0.{n}", "os_guess": "Linux", "ports": [ssh]} for n in range(2, 12)])
+    assert loaded.asked == 2 * asked  # the ten alike hosts cost what one does
+    assert all(d["ports"] == one.devices[0]["ports"] for d in many.devices)

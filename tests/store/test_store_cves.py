@@ -53,3 +53,18 @@ def test_a_rematch_replaces_findings_notes_and_counts(store: Store, make_scan: S
 def test_a_rematch_of_a_deleted_scan_is_a_key_error(store: Store) -> None:
     with pytest.raises(KeyError):
         store.put_cves("gone", [], {})
+
+
+def test_a_rematch_reads_only_the_devices_and_ports_cve_matching_concerns(store: Store, make_scan: ScanMaker) -> None:
+    scan_id = make_scan()["id"]
+    http = {"port": 80, "protocol": "tcp", "state": "open", "service": "HTTP"}
+    noted = {"port": 161, "protocol": "udp", "state": "open", "service": "SNMP", "cve_note": "version unknown"}
+    store.put_devices(scan_id, [
+        _device(_ssh(), None) | {"ports": [_ssh(), http]},
+        _device(http, None) | {"ip": "198.18.0.10"},  # no CPE, no CVE fields: nothing to rematch
+        _device(noted, None) | {"ip": "198.18.0.2"},
+    ])
+    concerned = store.cve_devices(scan_id)
+    assert [(d["ip"], [p["port"] for p in d["ports"]]) for d in concerned] == [
+        ("198.18.0.2", [161]), ("198.18.0.230", [22])]
+    assert concerned[1]["os_guess"] == "Linux" and concerned[1]["ports"][0]["cpe"] == SSH_CPE
