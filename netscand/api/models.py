@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from netscand.api.problems import NOT_READY
+from netscand.scan.cves import FINDING_STATUSES, SEVERITIES
 from netscand.scan.identify import NAME_PREFERENCE
 from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, PROFILE_ONLY_FIELDS, PROFILES, accepting, requiring
 from netscand.statuses import STATUSES
@@ -40,8 +41,6 @@ STATUS_NAMES = tuple(STATUSES)
 PORT_STATES = ("open", "closed", "filtered", "open|filtered")  # the last: UDP's silence
 # The values of each enum in the order they mean something in (a scan's life, the profiles'
 # size): msgspec writes a Literal's values sorted, and in_order() puts them back in this order.
-SEVERITIES = ("critical", "high", "medium", "low", "none")  # scan/cves.py's, which api may not import
-FINDING_STATUSES = ("vulnerable", "fixed_by_distribution", "needs_platform")
 ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES, SEVERITIES, FINDING_STATUSES)
 if TYPE_CHECKING:
     ProfileName = str
@@ -256,7 +255,7 @@ class Cve(Closed):
 
 
 class CveCounts(Closed):
-    """"vulnerable" findings by severity (a finding without a score is in none of them)."""
+    """"vulnerable" findings by severity (a finding without a score is counted under no key)."""
 
     critical: Count
     high: Count

@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args, get_type_hints
 
 import msgspec
 
@@ -32,10 +32,12 @@ from netscand.scan.result import Host
 from netscand.scan.runner import ScanRun
 from netscand.vuln.errors import CveStoreError
 from netscand.vuln.match import Matcher, PortMatch
-from netscand.vuln.records import CveRecord, CveStatus, Finding, TrackerEntry
+from netscand.vuln.records import CveRecord, CveStatus, Finding, Severity, TrackerEntry
 from netscand.vuln.store import CveStore
 
-SEVERITIES = ("critical", "high", "medium", "low", "none")
+# Defined once, by the records' types (netscand/vuln/records.py), worst first.
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+FINDING_STATUSES: tuple[str, ...] = get_args(get_type_hints(Finding)["status"])
 NO_DATA = "no CVE data is loaded: run `netscand cve sync` or `netscand cve import`"
 CVE_FIELDS = ("cves", "cve_note")  # a port's; replaced whole by a match
 
@@ -154,7 +156,7 @@ def cve_data(status: CveStatus) -> dict[str, Any]:
 
 
 def cve_counts(ports: list[dict[str, Any]]) -> dict[str, int]:
-    """The ports' "vulnerable" findings by severity (a finding without a score has none)."""
+    """The ports' "vulnerable" findings by severity (a finding without a score is counted under no key)."""
     counts = dict.fromkeys(SEVERITIES, 0)
     for finding in (f for p in ports for f in p.get("cves", ())):
         if finding["status"] == "vulnerable" and finding["severity"] is not None:
