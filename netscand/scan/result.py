@@ -231,7 +231,7 @@ class ScanResult:
             h = self.hosts[ip] = Host(ip)
         return h
 
-    def probed(self, ips: tuple[int, ...], nports: int, protocol: str = "tcp") -> None:
+    def probed(self, ips: tuple[int, ...], nports: int, protocol: str) -> None:
         """A port scan plan of `protocol` over `ips` is written: hosts already known (found by
         ARP or a ping) learn how many ports they are probed on; the others learn it if they
         answer (see `add`)."""
@@ -249,7 +249,7 @@ class ScanResult:
             if h is not None:
                 h.timed_out = True
 
-    def add(self, r: Result, nports: int = 0, protocol: str = "tcp") -> bool:
+    def add(self, r: Result, nports: int, protocol: str) -> bool:
         """Record an engine answer; `nports`: the ports of the `protocol` port scan plan it
         answers, for a host it brings in. True when it shows the host up for the first time."""
         if r.kind not in (R_HOST, R_PORT, R_TALLY):

@@ -215,7 +215,7 @@ def test_a_profiled_device_is_what_the_document_says() -> None:
     # A device with everything profiling can add: names by source, a UDP service, an OS guess.
     result = ScanResult()
     opts = bytes.fromhex("020405b40402080a000000000000000001030307")
-    result.add(Result(R_PORT, S_OPEN, 64, 0, 1, 0, 0xC6120005, 22, 64240, 0, 0, b"\0" * 6, 0, opts))
+    result.add(Result(R_PORT, S_OPEN, 64, 0, 1, 0, 0xC6120005, 22, 64240, 0, 0, b"\0" * 6, 0, opts), 0, "tcp")
     host = result.hosts[0xC6120005]
     host.names = {"dns": "printer.lab", "mdns": "printer.local"}
     host.udp[161] = ServiceInfo("snmp")

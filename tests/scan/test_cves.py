@@ -61,7 +61,7 @@ def _run(dispatcher: Dispatcher, cve_match: bool = True) -> ScanRun:
                     cve_match=cve_match)
     run = ScanRun(spec, dispatcher)
     for ip, port in ((SERVER, 22), (PLAIN, 80)):
-        run.result.add(Result(R_PORT, S_OPEN, 64, 0, 1, 0, ip, port, 64240, 0, 0, b"\0" * 6, 0, b""))
+        run.result.add(Result(R_PORT, S_OPEN, 64, 0, 1, 0, ip, port, 64240, 0, 0, b"\0" * 6, 0, b""), 0, "tcp")
     run.result.hosts[SERVER].services[22] = SSH
     run.result.hosts[SERVER].udp[161] = SNMP
     run.result.hosts[PLAIN].services[80] = ServiceInfo("http")

@@ -35,12 +35,12 @@ def scanned(nports: int, open_ports: range | list[int], closed: int = 0) -> tupl
     """A host probed on `nports` ports (found by ARP first, as on-link hosts are) that answered
     open on `open_ports` and closed on `closed` more."""
     result = ScanResult()
-    result.add(arp(IP))
-    result.probed((IP,), nports)
+    result.add(arp(IP), 0, "tcp")
+    result.probed((IP,), nports, "tcp")
     for p in open_ports:
-        result.add(port(IP, p))
+        result.add(port(IP, p), 0, "tcp")
     if closed:
-        result.add(tally(IP, 0, closed))
+        result.add(tally(IP, 0, closed), 0, "tcp")
     return result, result.hosts[IP]
 
 
@@ -50,7 +50,7 @@ def scanned(nports: int, open_ports: range | list[int], closed: int = 0) -> tupl
 def test_a_host_open_on_every_port_of_a_deep_scan_is_a_tarpit_with_bounded_state() -> None:
     result, h = scanned(65535, range(1, 65536))
     for p in range(1, 3000):  # a shard issued again after a worker restart: counted once
-        result.add(port(IP, p))
+        result.add(port(IP, p), 0, "tcp")
     assert h.tarpit
     assert len(h.tcp.open) == OPEN_CAP  # fingerprints kept; the rest counted in an 8 KiB bitmap
     assert h.tcp.open_count == 65535
@@ -105,9 +105,9 @@ def test_a_small_sample_is_judged_by_the_cap_alone() -> None:
 
 def test_a_tarpit_adds_nothing_to_the_open_ports_total() -> None:
     result, tarpit = scanned(100, range(1, 101))
-    result.probed((IP + 1,), 100)
-    result.add(port(IP + 1, 22, gen=2))
-    result.add(tally(IP + 1, 0, 99, gen=2))
+    result.probed((IP + 1,), 100, "tcp")
+    result.add(port(IP + 1, 22, gen=2), 0, "tcp")
+    result.add(tally(IP + 1, 0, 99, gen=2), 0, "tcp")
     doc = document("id", "completed", result.devices(), 1.0)
     assert doc["devices_found"] == 2
     assert doc["open_ports_total"] == 1
@@ -118,7 +118,7 @@ def test_a_host_turning_tarpit_mid_scan_stops_listing_open_ports() -> None:
     assert [h] == result.take_dirty()
     assert len(result.device(h)["ports"]) == 499 and not h.tarpit
     for p in range(500, 901):
-        result.add(port(IP, p))
+        result.add(port(IP, p), 0, "tcp")
     assert h.tarpit
     assert result.take_dirty() == [h]
     device = result.device(h)
@@ -130,17 +130,17 @@ def test_a_host_turning_tarpit_mid_scan_stops_listing_open_ports() -> None:
 
 def test_a_host_learns_its_probed_ports_when_it_first_answers() -> None:
     result = ScanResult()
-    result.probed((IP,), 100)  # not a host yet: nothing is made
+    result.probed((IP,), 100, "tcp")  # not a host yet: nothing is made
     assert result.hosts == {}
-    assert result.add(tally(IP, 0, closed=99), nports=100) is True
-    assert result.add(port(IP, 22), nports=100) is False  # already up
+    assert result.add(tally(IP, 0, closed=99), 100, "tcp") is True
+    assert result.add(port(IP, 22), 100, "tcp") is False  # already up
     h = result.hosts[IP]
     assert (h.tcp.probed, h.tcp.closed_count, h.tcp.silent_count, h.tcp.open_count) == (100, 99, 0, 1)
 
 
 def test_timing_out_marks_only_hosts_that_exist() -> None:
     result = ScanResult()
-    result.add(port(IP, 22), nports=10)
+    result.add(port(IP, 22), 10, "tcp")
     result.timed_out(tuple(range(IP - 100, IP + 100)))
     assert list(result.hosts) == [IP]
     assert result.hosts[IP].timed_out
@@ -149,8 +149,8 @@ def test_timing_out_marks_only_hosts_that_exist() -> None:
 def test_listed_closed_and_filtered_ports_stay_bounded() -> None:
     result = ScanResult()
     for p in range(1, 5000):
-        result.add(port(IP, p, S_CLOSED), nports=10000)
-        result.add(port(IP, p + 5000, S_NONE), nports=10000)
+        result.add(port(IP, p, S_CLOSED), 10000, "tcp")
+        result.add(port(IP, p + 5000, S_NONE), 10000, "tcp")
     h = result.hosts[IP]
     assert len(h.tcp.closed) == len(h.tcp.silent) == LIST_LIMIT + 1
 
@@ -172,7 +172,7 @@ def test_any_records_give_a_well_formed_document(records: list[tuple], nports: i
     result = ScanResult()
     for kind, state, host, number, shard, a, b in records:
         r = Result(kind, state, 64, 0, 1, shard, IP + host, number, 1024, a, b, MAC, 0, LINUX_OPTS)
-        result.add(r, nports)
+        result.add(r, nports, "tcp")
     doc = document("id", "running", result.devices(profiling), 0.5)
     assert doc["devices_found"] == len(result.up_hosts)
     for device, h in zip(doc["devices"], result.up_hosts):
@@ -204,7 +204,7 @@ def test_the_store_forgets_what_a_tarpit_answered_before_it_showed_itself(tmp_pa
         [early] = store.result(scan["id"])
         assert len(early["ports"]) == 60 and early["os_guess"] and "tarpit" not in early
         for p in range(61, 101):
-            result.add(port(IP, p))
+            result.add(port(IP, p), 0, "tcp")
         _save(store, scan["id"], result, h, final=True)
         [stored] = store.result(scan["id"])
     finally:
@@ -223,8 +223,8 @@ def test_running_counts_equal_what_the_hosts_say(records: list[tuple], nports: i
     for i, (kind, state, host, number, shard, a, b) in enumerate(records):
         if i == len(records) // 2:
             result.mark_up(IP + 9)
-            result.probed((IP, IP + 1, IP + 9), nports)
-        result.add(Result(kind, state, 64, 0, 1, shard, IP + host, number, 1024, a, b, MAC, 0, LINUX_OPTS), nports)
+            result.probed((IP, IP + 1, IP + 9), nports, "tcp")
+        result.add(Result(kind, state, 64, 0, 1, shard, IP + host, number, 1024, a, b, MAC, 0, LINUX_OPTS), nports, "tcp")
     up = result.up_hosts
     assert result.up_count == len(up)
     assert result.open_ports == sum(h.tcp.open_count for h in up if not h.tarpit)

@@ -160,8 +160,8 @@ def test_a_host_first_heard_over_udp_learns_each_protocols_probed_ports() -> Non
 def test_a_tcp_tallys_unreachable_ports_stay_filtered() -> None:
     # A TCP tally's win is no count: its unanswered ports include the ICMP-refused ones.
     result = ScanResult()
-    result.add(Result(R_TALLY, 0, 0, 0, 1, 0, IP, 0, 1024, 0, 1, b"\0" * 6, 0, b""), 1)
-    result.add(Result(R_PORT, S_UNREACH, 0, 0, 1, 0, IP, 25, 0, 0, 0, b"\0" * 6, 0, b""), 1)
+    result.add(Result(R_TALLY, 0, 0, 0, 1, 0, IP, 0, 1024, 0, 1, b"\0" * 6, 0, b""), 1, "tcp")
+    result.add(Result(R_PORT, S_UNREACH, 0, 0, 1, 0, IP, 25, 0, 0, 0, b"\0" * 6, 0, b""), 1, "tcp")
     device = valid(result.device(result.hosts[IP]))
     assert "not_shown" not in device and device["ports"][0] == {"port": 25, "protocol": "tcp", "state": "filtered",
                                                                "service": "SMTP"}
