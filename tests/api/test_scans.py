@@ -48,7 +48,7 @@ def test_every_option_and_nulls(api: Api, unix: httpx.Client) -> None:
     site = str(uuid.uuid4())
     r = start(unix, {"target": "198.18.1.1", "profile": "custom", "site_id": site.upper(),
                      "ports": [1, "100-200", 65535], "timeout_ms": 600000, "max_concurrent": 65536,
-                     "enable_profiling": False, "enable_cve_match": True, "rate": 1.5, "retries": 10})
+                     "enable_profiling": True, "enable_cve_match": True, "rate": 1.5, "retries": 10})
     assert r.status_code == 202, r.text
     assert r.json()["site_id"] == site  # one spelling, lower case
     assert stored(api, r.json()["id"])["options"]["rate"] == 1.5
