@@ -243,7 +243,7 @@ def _print_result(console: Console, res: dict) -> None:
                 row.append(" ".join(x for x in (p.get("product"), p.get("version")) if x))
             table.add_row(*row)
             first = [""] * len(first)
-        for protocol, key in (("", "not_shown"), ("/udp", "not_shown_udp")):
+        for protocol, key in (("tcp", "not_shown"), ("udp", "not_shown_udp")):
             for state, count in d.get(key, {}).items():
                 table.add_row(*first, protocol, f"{count} {state}", _not_shown(d, state))
     console.print(table)

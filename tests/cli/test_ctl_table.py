@@ -17,5 +17,5 @@ def test_a_tarpit_is_named_as_one_in_the_table() -> None:
             {"ip": "198.18.0.220", "ports": [], "tarpit": True, "not_shown": {"open": 1000}},
         ]})
     rows = [" ".join(line.split()) for line in console.export_text().splitlines()]
-    assert "1000 open tarpit: answers every port" in rows
-    assert "999 closed not shown" in rows
+    assert "tcp 1000 open tarpit: answers every port" in rows
+    assert "tcp 999 closed not shown" in rows

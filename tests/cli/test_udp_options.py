@@ -33,8 +33,8 @@ def test_netscanctl_shows_udp_ports_and_their_counts() -> None:
                      "not_shown": {"closed": 999}, "not_shown_udp": {"closed": 3, "open|filtered": 100}}]})
     rows = [" ".join(line.split()) for line in console.export_text().splitlines()]
     assert "198.18.0.10 161/udp open SNMP" in rows
-    assert "999 closed not shown" in rows
-    assert "/udp 3 closed not shown" in rows and "/udp 100 open|filtered not shown" in rows
+    assert "tcp 999 closed not shown" in rows
+    assert "udp 3 closed not shown" in rows and "udp 100 open|filtered not shown" in rows
 
 
 def test_netscand_scan_prints_udp_counts_and_the_rate_limit(capsys: pytest.CaptureFixture[str]) -> None:
