@@ -52,6 +52,10 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
     start.add_argument("--ports", help=f"for {taking('ports').name}: 22,80,1000-2000")
     start.add_argument("--udp-ports", help=f"for {taking('udp_ports').name}: UDP ports, e.g. 53,123,161")
+    start.add_argument("--profiling", action="store_true", default=None,
+                       help=f"for {taking('enable_profiling').name}: device profiling and service detection")
+    start.add_argument("--cve-match", action="store_true", default=None,
+                       help=f"for {taking('enable_cve_match').name}: match services against the CVE data")
     start.add_argument("--site-id")
     start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
     for name in ("status", "result", "stop", "watch"):
@@ -132,6 +136,9 @@ def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int
     for field in ("ports", "udp_ports"):
         if text := getattr(args, field):
             body[field] = [int(p) if p.strip().isdigit() else p.strip() for p in text.split(",")]
+    for flag, field in (("profiling", "enable_profiling"), ("cve_match", "enable_cve_match")):
+        if getattr(args, flag):
+            body[field] = True
     if args.site_id:
         body["site_id"] = args.site_id
     scan = client.call("POST", "/api/v1/scans/start", json=body)

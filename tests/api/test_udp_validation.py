@@ -82,3 +82,13 @@ def test_netscanctl_start_sends_udp_ports_as_it_sends_ports(module_api: Api, cap
     out = capsys.readouterr().out  # the API's log lines too, as it runs in this process
     scan_id = orjson.loads(out[out.index("{\n"):out.index("\n}") + 2])["id"]
     assert stored(module_api, scan_id)["options"] == {"ports": [22], "udp_ports": [53, "160-162"]}
+
+
+def test_netscanctl_start_sends_profiling_and_cve_match(module_api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--socket", str(module_api.socket_path), "--json", "start", T, "--profile", "custom",
+            "--ports", "22", "--profiling", "--cve-match"]
+    assert ctl.main(argv) == 0
+    out = capsys.readouterr().out
+    scan_id = orjson.loads(out[out.index("{\n"):out.index("\n}") + 2])["id"]
+    assert stored(module_api, scan_id)["options"] == {"ports": [22], "enable_profiling": True,
+                                                      "enable_cve_match": True}
