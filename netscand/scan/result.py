@@ -96,6 +96,9 @@ class PortStates:
     # Open ports past OPEN_CAP: a bitmap (8 KiB), so a port reported twice is counted once.
     open_past_cap: bytearray | None = None
     open_past_cap_count: int = 0
+    # Silent ports a confirmation (identification asking them again) found closed or filtered:
+    # remembered apart from the capped lists, so a port confirmed twice counts once.
+    confirmed: dict[int, str] = field(default_factory=dict)  # port -> "closed" | "filtered"
 
     @property
     def open_count(self) -> int:
@@ -103,11 +106,14 @@ class PortStates:
 
     @property
     def closed_count(self) -> int:
-        return sum(c for c, _ in self.tallies.values())
+        return sum(c for c, _ in self.tallies.values()) + self._confirmed_as("closed")
 
     @property
     def unreachable_count(self) -> int:
-        return sum(u for _, u in self.tallies.values())
+        return sum(u for _, u in self.tallies.values()) + self._confirmed_as("filtered")
+
+    def _confirmed_as(self, state: str) -> int:
+        return sum(1 for s in self.confirmed.values() if s == state)
 
     @property
     def silent_count(self) -> int:
@@ -138,10 +144,39 @@ class PortStates:
     def answered(self, port: int) -> None:
         """A probed port the scan heard nothing from answered a query of its own (UDP
         identification): it is open, and leaves the silent ports. One the scan found closed or
-        filtered is left as the scan found it (the device lists it open: _listing)."""
-        if port not in self.closed and port not in self.unreachable:
+        filtered (or a confirmation did) is left as found (the device lists it open: _listing)."""
+        if port not in self.closed and port not in self.unreachable and port not in self.confirmed:
             self.silent.discard(port)
             self.add_open(port, NO_FINGERPRINT)
+
+    def confirm(self, port: int, state: str) -> None:
+        """A port the scan heard nothing from answered a confirmation with port unreachable
+        ("closed") or another ICMP error ("filtered"): it leaves the silent ports. Idempotent: a
+        port known open, closed or filtered stays as it is, and one confirmed is confirmed once.
+        When the closed or filtered list is cut (counted), an unlisted port asked again may have
+        been counted there already: moves stop once no silent port is left to move, so listed +
+        not shown stays the ports probed."""
+        known = port in self.open or port in self.closed or port in self.unreachable or port in self.confirmed
+        if known or self.silent_count == 0:
+            return
+        self.confirmed[port] = state
+        self.silent.discard(port)
+        _add_listable(self.closed if state == "closed" else self.unreachable, port)
+
+    def silent_ports(self, probed: Collection[int]) -> set[int]:
+        """The probed ports that may be silent: the listed ones when every silent port is listed;
+        past that (the ICMP rate limit silences most closed ports) the probed ports not listed
+        open, closed or filtered, nor confirmed."""
+        if len(self.silent) >= self.silent_count:
+            return set(self.silent)
+        return set(probed) - self.open.keys() - self.closed - self.unreachable - self.confirmed.keys()
+
+    @property
+    def icmp_limited(self) -> bool:
+        """It does send port unreachables, yet left more ports silent than it answered closed:
+        Linux sends about one a second (icmp_ratelimit), so most of its silent ports are likely
+        closed. A few silent ports beside many closed ones are a firewall's drops, not a limit."""
+        return 0 < self.closed_count < self.silent_count
 
     def add_open(self, port: int, fp: Fingerprint) -> None:
         if port in self.open:
@@ -365,20 +400,13 @@ def _optional(h: Host, os: Guess | None, tcp: Listing, udp: Listing) -> dict[str
         fields["not_shown"] = tcp.not_shown
     if udp.not_shown:
         fields["not_shown_udp"] = udp.not_shown
-    if _icmp_limited(h.scans.get("udp")):
+    if "udp" in h.scans and h.scans["udp"].icmp_limited:
         fields["udp_icmp_limited"] = True
     if h.tarpit:
         fields["tarpit"] = True
     if h.timed_out:
         fields["timed_out"] = True
     return fields
-
-
-def _icmp_limited(udp: PortStates | None) -> bool:
-    """It does send port unreachables, yet left more ports silent than it answered closed: Linux
-    sends about one a second (icmp_ratelimit), so most of its open|filtered ports are likely
-    closed. A few silent ports beside many closed ones are a firewall's drops, not a limit."""
-    return udp is not None and 0 < udp.closed_count < udp.silent_count
 
 
 def _port(port: int, protocol: str, state: str, info: ServiceInfo | None) -> dict:
