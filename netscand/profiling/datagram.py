@@ -6,16 +6,23 @@ once), or, for a service answering from another port (TFTP), unconnected and fil
 It ends at the first answer `final` accepts, or once every request is answered, with the first
 answer heard; else at the end of its waits, with whatever answered (None: nothing did). Nothing
 here blocks the event loop or raises for what the network does.
+
+`knock` is the one-datagram form that keeps the ICMP answer: what a port says to one datagram.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import secrets
+import socket
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+# ICMP errors other than port unreachable that the kernel reports on a connected UDP socket:
+# network, host and protocol unreachable, and administratively prohibited (EHOSTUNREACH).
+FILTER_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOPROTOOPT})
 
 
 def new_ident() -> int:
@@ -83,3 +90,49 @@ class _Listener(asyncio.DatagramProtocol, Generic[T]):
         # Other errors (host unreachable after ARP failed, ...) are left to the timeout and retries.
         if isinstance(exc, ConnectionRefusedError) and not self._done.done():
             self._done.set_result(self.fallback)
+
+
+async def knock(ip: str, port: int, datagram: bytes, *, timeout: float) -> str | None:
+    """What ip:port says to one datagram within `timeout`, from a connected socket of its own:
+    "open" (a datagram from it), "closed" (ICMP port unreachable: ECONNREFUSED), "filtered"
+    (another ICMP unreachable the kernel reports), None (silence). Sent once: a retry could only
+    spend another of the host's ICMP tokens; the caller paces by them."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[str] = loop.create_future()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((ip, port))
+        # Sent here, not by the transport: asyncio's sendto drops an empty datagram, the probe
+        # of every port without a payload.
+        sock.send(datagram)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Knock(done), sock=sock)
+    except OSError:  # no route, no usable source address, a full buffer: no answer either
+        sock.close()
+        return None
+    try:
+        return await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        return None
+    finally:
+        transport.close()
+
+
+class _Knock(asyncio.DatagramProtocol):
+    """Resolves `done` with the first thing the connected port says."""
+
+    def __init__(self, done: asyncio.Future[str]) -> None:
+        self._done = done
+
+    def _say(self, state: str) -> None:
+        if not self._done.done():
+            self._done.set_result(state)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._say("open")  # connected: only the port itself can send to this socket
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            self._say("closed")
+        elif isinstance(exc, OSError) and exc.errno in FILTER_ERRNOS:
+            self._say("filtered")
