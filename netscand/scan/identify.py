@@ -14,17 +14,24 @@ its profile's per-host budget (docs/api.md: quick 30 s, normal 120 s, deep 600 s
 budgets. What is unfinished then is left out (no service, no name): the scan still completes.
 A host flagged as a tarpit (it answered on every port) gets no service detection at all; its
 name queries still run, a few datagrams at a bounded cost.
+
+A host whose UDP results show the ICMP rate limit (PortStates.icmp_limited: some ports closed,
+more silent) has its silent ports asked again at the pace the limit allows (profiling/confirm.py),
+with the datagram the scan sent them: port unreachable makes one closed, another unreachable
+filtered, an answer open; what stays silent stays open|filtered. Its silent ports are asked for
+their services only after that, so detection spends none of the host's ICMP tokens meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Awaitable, Collection, Iterator
+from collections.abc import Awaitable, Collection, Iterable, Iterator
 
 import structlog
 
-from netscand.engine.probes.payloads import PAYLOAD_PORTS
+from netscand.engine.probes.payloads import PAYLOAD_PORTS, payload
+from netscand.profiling.confirm import Answers, confirm
 from netscand.profiling.hostname import reverse_dns
 from netscand.profiling.names import QUERIES, HostNames, query_names
 from netscand.profiling.services import Detector
@@ -76,21 +83,58 @@ async def identify(hosts: list[Host], detector: Detector, ask_targets: bool,
     dns: dict[str, str] = {}
     names: dict[str, HostNames] = {}
     found: Results = {}
-    udp_targets = list(_udp_targets(by_ip, frozenset(udp_ports))) if ask_targets else []
-    udp_found: UdpResults = {}
+    udp = _Udp(by_ip, frozenset(udp_ports), per_host) if ask_targets else None
     try:
         async with asyncio.timeout(SCAN_DEADLINE_HOSTS * per_host):
             await asyncio.gather(
                 _part("reverse_dns", reverse_dns(ips, found=dns)),
                 _part("names", query_names(ips if ask_targets else [], found=names)),
                 _part("services", detector.detect_all(targets, host_deadline=per_host, found=found)),
-                _part("udp_services", detect_udp(udp_targets, host_deadline=per_host, recognised=PAYLOAD_PORTS,
-                                                 found=udp_found)))
+                _part("udp_services", udp.run() if udp else asyncio.sleep(0)))
     except TimeoutError:
         log.warning("identify.deadline", seconds=SCAN_DEADLINE_HOSTS * per_host, hosts=len(hosts),
                     ports=len(targets), detected=len(found))
     _apply(by_ip, dns, names, found)
-    _apply_udp(by_ip, names, udp_found, frozenset(udp_ports))
+    if udp:
+        udp.apply_confirmed()
+    _apply_udp(by_ip, names, udp.found if udp else {}, frozenset(udp_ports))
+
+
+class _Udp:
+    """UDP service detection, and the confirmation of rate-limited hosts' silent ports, whose
+    service detection waits for it (see the module's comment)."""
+
+    def __init__(self, by_ip: dict[str, Host], probed: frozenset[int], per_host: float) -> None:
+        self.by_ip, self.probed, self.per_host = by_ip, probed, per_host
+        self.limited = {ip: h for ip, h in by_ip.items() if "udp" in h.scans and _confirmable(h.scans["udp"])}
+        self.asked = {ip: sorted(h.states("udp").silent_ports(probed)) for ip, h in self.limited.items()}
+        self.found: UdpResults = {}
+        self.confirmed: Answers = {}
+
+    async def run(self) -> None:
+        first = [t for t in _udp_targets(self.by_ip, self.probed) if t[2] or t[0] not in self.limited]
+        asks = {ip: [(port, payload(port).data) for port in ports] for ip, ports in self.asked.items()}
+        await asyncio.gather(self._detect(first),
+                             confirm(asks, host_deadline=self.per_host, found=self.confirmed))
+        self.apply_confirmed()
+        asked = {(ip, port) for ip, ports in self.asked.items() for port in ports}
+        await self._detect(t for t in _udp_targets(self.limited, self.probed) if (t[0], t[1]) in asked)
+
+    async def _detect(self, targets: Iterable[Target]) -> None:
+        await detect_udp(targets, host_deadline=self.per_host, recognised=PAYLOAD_PORTS, found=self.found)
+
+    def apply_confirmed(self) -> None:
+        """Each confirmed port's new state; idempotent (PortStates.confirm, answered)."""
+        for (ip, port), state in self.confirmed.items():
+            states = self.by_ip[ip].states("udp")
+            if state == "open":
+                states.answered(port)
+            else:
+                states.confirm(port, state)
+
+
+def _confirmable(states: PortStates) -> bool:
+    return states.icmp_limited and not states.tarpit
 
 
 def _udp_targets(by_ip: dict[str, Host], probed: frozenset[int]) -> Iterator[Target]:
@@ -106,14 +150,8 @@ def _udp_targets(by_ip: dict[str, Host], probed: frozenset[int]) -> Iterator[Tar
             continue
         for port in sorted(states.open.keys() - NAME_QUERY_PORTS):
             yield ip, port, True
-        for port in sorted(_silent(states, probed) & (PROBE_PORTS - states.open.keys() - NAME_QUERY_PORTS)):
+        for port in sorted(states.silent_ports(probed) & (PROBE_PORTS - states.open.keys() - NAME_QUERY_PORTS)):
             yield ip, port, False
-
-
-def _silent(states: PortStates, probed: frozenset[int]) -> set[int]:
-    if len(states.silent) >= states.silent_count:
-        return set(states.silent)
-    return set(probed - states.closed - states.unreachable)
 
 
 def _apply(by_ip: dict[str, Host], dns: dict[str, str], names: dict[str, HostNames], found: Results) -> None:

@@ -6,8 +6,8 @@ Only the servers' and the router's addresses are scanned (the imitation hosts ad
 deep scan must find, and 65535 ports each). The servers run real UDP daemons (dnsmasq, ntpsec,
 tftpd-hpa, memcached, miniupnpd, Net-SNMP; netscand.lab.servers), and s2's firewall rejects one
 UDP port with ICMP admin-prohibited and drops another. The other servers keep Linux's ICMP rate
-limit, so most of their closed UDP ports stay silent: closed or open|filtered is right for
-them, open never is.
+limit, so the scan hears few of their closed UDP ports; identification asks their silent ports
+again at the limit's pace (profiling/confirm.py), and they come back closed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from netscand.lab import Lab
-from netscand.lab.grade import OK, grade, udp_listening
+from netscand.lab.grade import OK, expected_udp_states, grade, udp_listening
+from netscand.scan.ports import deep_udp_ports
 from netscand.scan.profiles import PROFILES
 
 pytestmark = pytest.mark.lab
@@ -98,3 +99,20 @@ def test_udp_states_of_firewalled_closed_and_silent_ports(deep: dict[str, Any], 
     assert _ports(device, "udp", "open|filtered") == set(s2["udp_silent"])
     assert "open|filtered" not in device.get("not_shown_udp", {})
     assert device["not_shown_udp"]["closed"] > 25
+
+
+def test_rate_limited_hosts_closed_udp_ports_are_confirmed_closed(deep: dict[str, Any], lab: Lab) -> None:
+    devices = {d["ip"]: d for d in deep["devices"]}
+    probed = set(deep_udp_ports())
+    limited = {ip: h for ip, h in _graded_hosts(lab.truth).items() if not h.get("udp_filtered")}
+    assert len(limited) >= 4
+    for ip, host in limited.items():
+        device = devices[ip]
+        truly_closed = len(probed - expected_udp_states(host).keys())
+        closed = len(_ports(device, "udp", "closed")) + device.get("not_shown_udp", {}).get("closed", 0)
+        silent = len(_ports(device, "udp", "open|filtered")) + device.get("not_shown_udp", {}).get("open|filtered", 0)
+        # Nearly every closed port is confirmed closed (one may lose its ICMP token to another
+        # query of the host's); none is more than the truth's, and none is called open.
+        assert closed <= truly_closed and 100 * closed >= 95 * truly_closed, (host["name"], closed, truly_closed)
+        assert silent <= truly_closed - closed + len(host.get("udp_silent", [])), host["name"]
+        assert "udp_icmp_limited" not in device, host["name"]
