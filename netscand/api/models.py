@@ -382,7 +382,10 @@ class Device(Closed):
         description="The host answered some UDP probes with ICMP port unreachable yet left more "
                     "ports silent after every retry than that. Hosts rate-limit those answers (Linux: about one a "
                     "second, icmp_ratelimit), so its open|filtered ports are most likely closed ports "
-                    "whose answer was suppressed. Absent otherwise.")] = UNSET
+                    "whose answer was suppressed. Profiling scans (deep; custom with enable_profiling) "
+                    "ask such a host's silent ports again at that pace, so after them what stays "
+                    "open|filtered stayed silent when asked at the host's pace, and the flag remains "
+                    "only where most ports did (or time ran out first). Absent otherwise.")] = UNSET
     tarpit: Annotated[Literal[True] | UnsetType, Meta(
         description="The host answered SYN-ACK on (nearly) every TCP port probed (a tarpit or a SYN "
                     "proxy): its TCP open ports are counted in not_shown, not listed, and it gets no "

@@ -95,8 +95,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("deep", "all 65535 TCP ports and the common UDP services, profiling, CVE matching, 600 s per host",
             f"TCP ports 1-65535 and {len(deep_udp_ports())} UDP ports (the {DEEP_UDP_TOP} most frequently "
             "open, and every other port the UDP probe has a protocol payload for), side by side at the configured rate, after a ping sweep of routed targets; then the device "
-            "profiling and service detection of normal, and the services found matched against the "
-            "daemon's CVE data; 600 s per host.",
+            "profiling and service detection of normal, the silent UDP ports of hosts that rate-limit "
+            "their ICMP answers asked again at the host's pace (about 1.1 s per port, hosts side by "
+            "side), and the services found matched against the daemon's CVE data; 600 s per host.",
             ports=ALL, host_budget_s=600, discovery=True, rate_cap=None, pacing="steady",
             profiling=True, service_detection=True, cve=True, udp=PAYLOADS),
     Profile("stealth", "top 1000 ports at 100 probes/s, no ping sweep, no connection",

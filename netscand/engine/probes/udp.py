@@ -17,7 +17,10 @@ take minutes per host, and a thousand-port scan a quarter of an hour. We do not:
   - what we INFER: a reply or an unreachable is certain; silence is open|filtered. On a host
     that rate-limits, most silent ports are in fact closed: the scan layer flags a host that
     answered some UDP probes with port unreachable and left more ports silent than it closed,
-    rather than the engine spending a second per port to prove it.
+    rather than the engine spending a second per port to prove it; profiling scans then confirm
+    (scan/identify.py, profiling/confirm.py): the flagged host's silent ports are asked again
+    over ordinary sockets at its ICMP refill pace, every host at once, about 1.1 s per silent
+    port of a host, overlapped with the rest of identification.
 Open ports are what a UDP scan is for, and a service's reply is not rate limited: those are
 found at full speed.
 
