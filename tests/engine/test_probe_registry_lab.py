@@ -11,27 +11,20 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 import pytest
 
-from netscand.engine import clock
 from netscand.engine import plan as plans
-from netscand.engine.guard import PlanGuard
 from netscand.engine.probes import PROBES, ProbeType, register
-from netscand.engine.ranges import of_cidrs
-from netscand.engine.shm import R_DONE, R_PORT, R_TALLY, S_CLOSED, S_OPEN, Result, Shared
-from netscand.engine.worker import Worker
+from netscand.engine.shm import R_DONE, R_PORT, R_TALLY, S_CLOSED, S_OPEN
 from netscand.lab import Lab
 from netscand.lab.namespaces import inside
-from netscand.scan.dispatch import Dispatcher
 from tests.engine import probe_udp_dns
+from tests.engine.solo import run_alone
 
 pytestmark = pytest.mark.lab
-
-GUARD = PlanGuard(of_cidrs(["198.18.0.0/15"]), (), 1000.0)
 
 
 @pytest.fixture
@@ -71,22 +64,10 @@ def test_a_probe_type_registered_by_a_test_sends_and_its_replies_are_tallied(lab
                               timeout_max_ms=1000, shard_size=1024, hosts=tuple(t[0] for t in targets),
                               macs=tuple(t[1] for t in targets), ports=(53,))
 
-        shared = Shared(1)
-        worker = Worker(shared, 0, GUARD, lambda: GUARD)
-        worker._beat(clock.now())
-        dispatcher = Dispatcher(shared)
-        results: list[Result] = []
-        sub = dispatcher.submit(make, results.append, pytest.fail)
-        deadline = clock.now() + 10
-        while not sub.finished and clock.now() < deadline:
-            worker.step(clock.now())
-            dispatcher.poll()
-            time.sleep(0.005)
-        for sock in worker.rx.values():
-            sock.close()  # type: ignore[attr-defined]
-    assert sub.finished
+        finished, results, matched = run_alone(make, 10)
+    assert finished
     assert tx_packets(lab) - sent_before >= len(targets)  # its frames left scan0
-    assert worker.replies.matched >= len(targets)  # every target answered, matched by the new parser
+    assert matched >= len(targets)  # every target answered, matched by the new parser
     opened = {(r.ip, r.port) for r in results if r.kind == R_PORT and r.state == S_OPEN}
     assert opened == {(router[0], 53)}
     tallies = {r.ip: (r.a, r.b) for r in results if r.kind == R_TALLY}  # the new type's tally

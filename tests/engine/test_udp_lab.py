@@ -14,18 +14,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
 
-from netscand.engine import clock
 from netscand.engine import plan as plans
-from netscand.engine.guard import PlanGuard
 from netscand.engine.probes import udp
-from netscand.engine.ranges import of_cidrs
 from netscand.engine.shm import (
     R_DONE,
     R_PORT,
@@ -35,16 +31,13 @@ from netscand.engine.shm import (
     S_OPEN,
     S_UNREACH,
     Result,
-    Shared,
 )
-from netscand.engine.worker import Worker
 from netscand.lab import Lab
 from netscand.lab.namespaces import exec_argv, inside
-from netscand.scan.dispatch import Dispatcher
+from tests.engine.solo import run_alone
 
 pytestmark = pytest.mark.lab
 
-GUARD = PlanGuard(of_cidrs(["198.18.0.0/15"]), (), 1000.0)
 OPEN, CLOSED, PROHIBITED, DROPPED = 40001, 40002, 40003, 40004
 RULES = (f"table inet nsu_udp {{\n chain input {{\n  type filter hook input priority filter; policy accept;\n"
          f"  udp dport {PROHIBITED} reject with icmp type admin-prohibited\n  udp dport {DROPPED} drop\n }}\n}}\n")
@@ -101,20 +94,8 @@ def run_plan(lab: Lab, targets: list[tuple[int, bytes]], ports: tuple[int, ...])
                               timeout_max_ms=600, shard_size=1024, hosts=tuple(t[0] for t in targets),
                               macs=tuple(t[1] for t in targets), ports=ports)
 
-        shared = Shared(1)
-        worker = Worker(shared, 0, GUARD, lambda: GUARD)
-        worker._beat(clock.now())
-        dispatcher = Dispatcher(shared)
-        results: list[Result] = []
-        sub = dispatcher.submit(make, results.append, pytest.fail)
-        deadline = clock.now() + 15
-        while not sub.finished and clock.now() < deadline:
-            worker.step(clock.now())
-            dispatcher.poll()
-            time.sleep(0.005)
-        for sock in worker.rx.values():
-            sock.close()  # type: ignore[attr-defined]
-    assert sub.finished
+        finished, results, _ = run_alone(make, 15)
+    assert finished
     assert [r.shard for r in results if r.kind == R_DONE] == [0]
     return results
 
