@@ -1,20 +1,23 @@
 """A plan: what one group of shards probes, written by the control process into a plan slot.
 
-Hosts and ports are flattened into one index space, port-major (L = port_index * hosts +
-host_index), so that any contiguous shard touches every host a little instead of one host a lot,
-and a reply maps back to its shard offset with two dict lookups and no inverse permutation.
+Hosts and ports are flattened into one index space. An unpaced plan is port-major (L =
+port_index * hosts + host_index), so that any contiguous shard touches every host a little
+instead of one host a lot. A paced plan (gap_ms > 0) is host-major (L = host_index * ports +
+port_index) with shards of whole hosts, so one worker owns each host's gap (paced.py). Either
+way a reply maps back to its shard offset with two dict lookups and no inverse permutation;
+everything that maps an index to (host, port) or back goes through the Plan's methods.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 
 from netscand.engine.clock import TICK_BITS, TICK_MASK, WRAP_MS
 from netscand.engine.shm import PLAN_BYTES, PLAN_SLOTS, SHARD_MAX
 
-HEADER = struct.Struct("<IBBBB16sII6sHdIIIIIII")
+HEADER = struct.Struct("<IBBBB16sII6sHdIIIIIIIIIIHH")
 # The generation (first field) is also read and written alone, natively: one aligned 4-byte
 # store, never seen half written by a worker (see ipc/ring.py).
 _GEN = struct.Struct("I")
@@ -28,6 +31,9 @@ TIMEOUT_INIT_MS, TIMEOUT_MIN_MS, TIMEOUT_MAX_MS = 1000, 100, 3000
 # RTTs are read from the send tick echoed in replies, which wraps: past it, a slow reply would
 # pass for a fast one and shrink the timeout (clock.py).
 assert TIMEOUT_MAX_MS < WRAP_MS
+# A paced plan's per-host gap, jitter and silence: longer than a day is no scan a worker should
+# hold a shard slot for (and a garbled header's 4-byte field would otherwise read as weeks).
+PACED_MAX_MS = 86_400_000
 
 
 class PlanError(Exception):
@@ -55,6 +61,15 @@ class Plan:
     macs: tuple[bytes, ...]  # destination MAC per host: its own on-link, the gateway's if routed
     ports: tuple[int, ...]
     flags: int = 0
+    gap_ms: int = 0  # paced: each host gets at most one probe per gap; 0: unpaced
+    jitter_ms: int = 0  # each per-host wait is gap_ms + uniform[0, jitter_ms)
+    silence_ms: int = 0  # paced: a host with no answer this long after its first probe gets no more; 0: never
+    sport_lo: int = 0  # for probes that pick a source port per probe: the range (0, 0: none)
+    sport_hi: int = 0
+
+    @property
+    def paced(self) -> bool:
+        return self.gap_ms > 0
 
     @property
     def source_ports(self) -> tuple[int, int]:
@@ -83,6 +98,32 @@ class Plan:
         start = shard * self.shard_size
         return start, min(start + self.shard_size, self.size)
 
+    def index(self, host: int, port: int) -> int:
+        """The flat index of (host index, port index) in this plan's layout."""
+        if self.gap_ms:
+            return host * len(self.ports) + port
+        return port * len(self.hosts) + host
+
+    def pair(self, index: int) -> tuple[int, int]:
+        """(host index, port index) of a flat index: index()'s inverse."""
+        if self.gap_ms:
+            return divmod(index, len(self.ports))
+        port, host = divmod(index, len(self.hosts))
+        return host, port
+
+    def rows(self, shard: int, states: bytes) -> Iterator[tuple[int, int, bytes]]:
+        """Per host a shard touches: its index, the index of the first port it has in the
+        shard, and its state bytes there (its ports are consecutive from that one)."""
+        start = self.shard_range(shard)[0]
+        if self.gap_ms:  # whole hosts, one after the other (read() checks the shard size)
+            np_ = len(self.ports)
+            for k in range(len(states) // np_):
+                yield start // np_ + k, 0, states[k * np_ : (k + 1) * np_]
+            return
+        nh = len(self.hosts)
+        for o in range(min(len(states), nh)):
+            yield (start + o) % nh, (start + o) // nh, states[o::nh]
+
     @staticmethod
     def capacity(nports: int) -> int:
         """How many hosts fit in one plan slot with this many ports."""
@@ -104,7 +145,8 @@ def write(buf: memoryview, plan: Plan) -> None:
     HEADER.pack_into(buf, 0, 0, plan.kind, plan.slot, plan.share, plan.retries, plan.key,
                      plan.ifindex, plan.src_ip, plan.src_mac, plan.sport_base, plan.rate,
                      plan.timeout_init_ms, plan.timeout_min_ms, plan.timeout_max_ms,
-                     plan.shard_size, nh, np_, plan.flags)
+                     plan.shard_size, nh, np_, plan.flags, plan.gap_ms, plan.jitter_ms,
+                     plan.silence_ms, plan.sport_lo, plan.sport_hi)
     _GEN.pack_into(buf, 0, plan.gen)
 
 
@@ -121,9 +163,11 @@ def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None
     """The plan in slot `slot_index`; None when there is none. The control process writes the
     slot but is not trusted with the worker's life: a header that does not add up (sizes past
     the slot, a kind not in `kinds`, another slot's number, an adaptive timeout the send tick
-    cannot time) raises PlanError."""
+    cannot time, a paced layout whose shards split a host, a source port range that is none)
+    raises PlanError."""
     (gen, kind, slot, share, retries, key, ifindex, src_ip, src_mac, sport_base, rate, t_init,
-     t_min, t_max, shard_size, nh, np_, flags) = HEADER.unpack_from(buf, 0)
+     t_min, t_max, shard_size, nh, np_, flags, gap, jitter, silence, sport_lo,
+     sport_hi) = HEADER.unpack_from(buf, 0)
     if gen == 0:
         return None
     if (kind not in kinds or slot != slot_index or slot >= PLAN_SLOTS or not nh or not np_
@@ -132,6 +176,7 @@ def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None
         raise PlanError(f"slot {slot_index}: kind {kind}, slot {slot}, {nh} hosts, {np_} ports, "
                         f"shards of {shard_size}, source ports from {sport_base}, "
                         f"timeout {t_min}-{t_max} ms")
+    _check_pacing(slot_index, np_, shard_size, gap, jitter, silence, sport_lo, sport_hi)
     at = HEADER_BYTES
     hosts = struct.unpack_from(f"<{nh}I", buf, at)
     at += 4 * nh
@@ -140,6 +185,20 @@ def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None
     at += 6 * nh
     ports = struct.unpack_from(f"<{np_}H", buf, at)
     plan = Plan(gen, kind, slot, share, retries, key, ifindex, src_ip, src_mac, sport_base, rate,
-                t_init, t_min, t_max, shard_size, hosts, macs, ports, flags)
+                t_init, t_min, t_max, shard_size, hosts, macs, ports, flags, gap, jitter, silence,
+                sport_lo, sport_hi)
     # The slot may have been released and refilled while we copied it.
     return plan if generation(buf) == gen else None
+
+
+def _check_pacing(slot_index: int, np_: int, shard_size: int, gap: int, jitter: int, silence: int,
+                  sport_lo: int, sport_hi: int) -> None:
+    """The header's pacing fields add up: times a worker can hold to, shards of whole hosts
+    when paced (one worker owns each host's gap), and a source port range that is one."""
+    ports_ok = (sport_lo, sport_hi) == (0, 0) or 1 <= sport_lo <= sport_hi <= 0xFFFF
+    times_ok = all(t <= PACED_MAX_MS for t in (gap, jitter, silence))
+    unpaced_ok = gap > 0 or (jitter, silence) == (0, 0)  # pacing fields without a gap: a garbled header
+    layout_ok = gap == 0 or shard_size % np_ == 0
+    if not (ports_ok and times_ok and unpaced_ok and layout_ok):
+        raise PlanError(f"slot {slot_index}: gap {gap} ms, jitter {jitter} ms, silence {silence} ms, "
+                        f"shards of {shard_size} for {np_} ports, source ports {sport_lo}-{sport_hi}")

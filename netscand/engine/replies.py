@@ -62,7 +62,7 @@ class Replies:
             # worker a reply to a probe another worker sent after that start, in a later tick,
             # which would read as a reply a whole tick wrap (4.096 s) late.
             state.rtt.sample(clock.since(a.tick, clock.now()))
-        shard, off = divmod(a.port * state.nh + a.host, p.shard_size)
+        shard, off = divmod(p.index(a.host, a.port), p.shard_size)
         states = self.finder.states(p.gen, shard)
         prev = S_NONE if states is None else states[off]
         if states is not None and (prev == S_NONE or (prev == S_UNREACH and a.state != S_UNREACH)):

@@ -27,20 +27,17 @@ def nothing(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
 
 def ports(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
     """Per host that answered in this shard: closed and filtered counts, and the ports
-    themselves where there are few (hosts are strided by nh in the port-major layout)."""
-    nh = len(plan.hosts)
-    start = plan.shard_range(shard)[0]
-    for o in range(min(len(states), nh)):
-        seg = states[o::nh]
+    themselves where there are few (the plan's rows, whichever its layout)."""
+    for host, first, seg in plan.rows(shard, states):
         closed, opened = seg.count(S_CLOSED), seg.count(S_OPEN)
         if closed + opened == 0:
             continue
         filtered = len(seg) - closed - opened
-        ip = plan.hosts[(start + o) % nh]
+        ip = plan.hosts[host]
         yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=closed, b=filtered)
         for listed, count in (((S_CLOSED,), closed), ((S_NONE, S_UNREACH), filtered)):
             if 0 < count <= LIST_CAP:
-                yield from _listed(plan, ip, (start + o) // nh, seg, listed)
+                yield from _listed(plan, ip, first, seg, listed)
 
 
 def udp_ports(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
@@ -48,18 +45,15 @@ def udp_ports(plan: Plan, shard: int, states: bytes) -> Iterator[bytes]:
     unreachables alike, UDP's silence is open|filtered): per host that answered anything in
     this shard, a = closed, b = silent, win = filtered (unreachable) counts, and the ports of
     each state the host has few of."""
-    nh = len(plan.hosts)
-    start = plan.shard_range(shard)[0]
-    for o in range(min(len(states), nh)):
-        seg = states[o::nh]
+    for host, first, seg in plan.rows(shard, states):
         closed, silent, filtered = seg.count(S_CLOSED), seg.count(S_NONE), seg.count(S_UNREACH)
         if silent == len(seg):
             continue
-        ip = plan.hosts[(start + o) % nh]
+        ip = plan.hosts[host]
         yield pack_result(R_TALLY, plan_gen=plan.gen, shard=shard, ip=ip, a=closed, b=silent, win=filtered)
         for state, count in ((S_CLOSED, closed), (S_UNREACH, filtered), (S_NONE, silent)):
             if 0 < count <= LIST_CAP:
-                yield from _listed(plan, ip, (start + o) // nh, seg, (state,))
+                yield from _listed(plan, ip, first, seg, (state,))
 
 
 def _listed(plan: Plan, ip: int, first: int, seg: bytes, states: tuple[int, ...]) -> Iterator[bytes]:
