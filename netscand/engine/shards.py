@@ -6,7 +6,9 @@ Two kinds of slot meet here: a plan slot (shm.PLAN_SLOTS, shared by all workers)
 a shard slot (shm.SHARD_SLOTS per worker) holds the probe states of one shard of a plan in
 progress. Each plan has at most one shard sending in a worker (its next one waits until that
 pass is sent, while the previous one waits for late replies and retries), so a worker runs at
-most PLAN_SHARDS shards of each plan at once.
+most PLAN_SHARDS shards of each plan at once. A paced plan's shards are the exception: each one
+sends from its start to its end at its hosts' pace (paced.py), which lasts the whole scan, so
+they all send at once (holding the next would cap the hosts probed at one shard per worker).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 from netscand.engine import clock
 from netscand.engine import plan as plans
+from netscand.engine.paced import Schedule
 from netscand.engine.pacing import Pacer
 from netscand.engine.permutation import Permutation
 from netscand.engine.probes import PROBES, Probe, ProbeType
@@ -43,7 +46,6 @@ class PlanState:
         self.ptype: ProbeType = PROBES[plan.kind]
         self.probe: Probe = self.ptype.build(plan)
         self.send = send
-        self.nh = len(plan.hosts)
         # The plan's rate is split among the workers that share it; the worker's ceiling caps
         # the sum over its plans (Shards.send).
         self.pacer = Pacer(plan.rate / max(plan.share, 1))
@@ -80,6 +82,19 @@ class ShardRun:
         self.order, self.pos, self.total = missing.__getitem__, 0, len(missing)
 
 
+class PacedRun:
+    """One shard of a paced plan in this worker's hands: its schedule holds its retries too."""
+
+    def __init__(self, state: PlanState, shard: int, shard_slot: int, states: memoryview, now: float) -> None:
+        self.ps = state
+        self.shard = shard
+        self.shard_slot = shard_slot
+        start, end = state.plan.shard_range(shard)
+        self.length = end - start
+        self.states = states
+        self.schedule = Schedule(state.plan, shard, states, now)
+
+
 class Shards:
     """One worker's shards in hand: sending (one run per plan with a pass to send, in turn),
     held (passes whose plan has another run sending), waiting (for late replies)."""
@@ -91,6 +106,7 @@ class Shards:
         self.sending: deque[ShardRun] = deque()
         self.held: list[ShardRun] = []
         self.waiting: list[ShardRun] = []
+        self.paced: list[PacedRun] = []  # every paced shard, from its start to its tally
         # A job may start now: one came (the worker sets it), a pass ended or a shard slot was freed.
         self.may_start = False
         self.emit = emit
@@ -111,17 +127,21 @@ class Shards:
         view = self.shared.shards[shard_slot]
         view[SHARD_STATES : SHARD_STATES + end - start] = bytes(end - start)
         self.shared.set_shard_header(shard_slot, ShardHeader(state.plan.gen, shard, end - start, 1))
-        self.sending.append(ShardRun(state, shard, shard_slot, view[SHARD_STATES:]))
+        if state.plan.paced:
+            self.paced.append(PacedRun(state, shard, shard_slot, view[SHARD_STATES:], clock.now()))
+        else:
+            self.sending.append(ShardRun(state, shard, shard_slot, view[SHARD_STATES:]))
 
-    def _release(self, run: ShardRun) -> None:
+    def _release(self, run: ShardRun | PacedRun) -> None:
         self.shared.set_shard_header(run.shard_slot, _FREE)
         self.free.append(run.shard_slot)
         self.may_start = True
 
-    def _live(self, run: ShardRun) -> bool:
+    def _live(self, run: ShardRun | PacedRun) -> bool:
         return plans.generation(self.shared.plans[run.ps.plan.slot]) == run.ps.plan.gen
 
     def next_deadline(self, now: float) -> float:
+        """Until a wait for late replies ends (a paced shard's next due host or end: send's wait)."""
         return min((r.deadline - now for r in self.waiting), default=IDLE_WAIT)
 
     # -- passes ------------------------------------------------------------------------------
@@ -146,7 +166,7 @@ class Shards:
         returns 0, or how long until any run may send."""
         if ceiling.fill(now) < 1:
             return ceiling.wait()
-        wait = IDLE_WAIT
+        wait = self._send_paced(now, ceiling) if self.paced else IDLE_WAIT
         for _ in range(len(self.sending)):
             run = self.sending.popleft()
             if not self._live(run):
@@ -172,14 +192,13 @@ class Shards:
         """Send up to n probes of run's pass and spend them from both pacers."""
         n = min(n, run.total - run.pos)
         tick = clock.tick(now)
-        frame, send, nh, start, order = run.ps.probe.frame, run.ps.send, run.ps.nh, run.start, run.order
+        frame, send, pair, start, order = run.ps.probe.frame, run.ps.send, run.ps.plan.pair, run.start, run.order
         states, retry = run.states, run.attempt > 0
         sent = 0
         for _ in range(n):
             off = order(run.pos)
             if not (retry and states[off]):
-                index = start + off
-                send(frame(index % nh, index // nh, tick))
+                send(frame(*pair(start + off), tick))
                 sent += 1
             run.pos += 1
         send.flush()
@@ -187,9 +206,38 @@ class Shards:
         ceiling.tokens -= sent
         self.sent += sent
 
+    def _send_paced(self, now: float, ceiling: Pacer) -> float:
+        """Send every paced host that is due, as far as the pacers allow; returns how long until
+        the next is due (or the pacers allow one)."""
+        wait = IDLE_WAIT
+        tick = clock.tick(now)
+        for run in self.paced:
+            pacer, schedule, frame, send = run.ps.pacer, run.schedule, run.ps.probe.frame, run.ps.send
+            sent = 0
+            while pacer.fill(now) >= 1 and ceiling.tokens >= 1:
+                hit = schedule.pop(now, run.ps.rtt.timeout())
+                if hit is None:
+                    break
+                send(frame(*hit, tick))
+                pacer.tokens -= 1
+                ceiling.tokens -= 1
+                sent += 1
+            if sent:
+                send.flush()
+                self.sent += sent
+            limit = pacer.wait() if pacer.tokens < 1 else ceiling.wait() if ceiling.tokens < 1 else 0.0
+            wait = min(wait, max(schedule.next_due() - now, limit))
+        return max(wait, 0.0)
+
     # -- ends of passes --------------------------------------------------------------------------
     def expire(self, now: float) -> None:
         """Runs whose wait for late replies is over: retried for what got none, else finished."""
+        for paced in [r for r in self.paced if r.schedule.finished(now) or not self._live(r)]:
+            self.paced.remove(paced)
+            if self._live(paced):
+                self._finish(paced)
+            else:
+                self._release(paced)
         for run in [r for r in self.waiting if r.deadline <= now]:
             self.waiting.remove(run)
             if not self._live(run):
@@ -202,7 +250,7 @@ class Shards:
             else:
                 self._finish(run)
 
-    def _finish(self, run: ShardRun) -> None:
+    def _finish(self, run: ShardRun | PacedRun) -> None:
         p = run.ps.plan
         for record in run.ps.ptype.tally(p, run.shard, bytes(run.states[: run.length])):
             self.emit(record)

@@ -95,7 +95,7 @@ class Worker:
         self._receive()
         self.shards.expire(now)
         self._take_jobs()
-        return self.shards.send(now, self.pacer) if self.shards.sending else IDLE_WAIT
+        return self.shards.send(now, self.pacer) if self.shards.sending or self.shards.paced else IDLE_WAIT
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True

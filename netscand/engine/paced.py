@@ -1,0 +1,132 @@
+"""The order and times of a paced shard's probes: each host at most one probe per gap.
+
+A paced plan's shard holds whole hosts (plan.py's host-major layout), so the worker sending it
+owns each of its hosts' gaps. Per host: its ports in an order of its own (a keyed Feistel
+permutation), its first probe at a keyed-random phase within the first gap (so the hosts'
+probes interleave instead of marching in step), each next one gap_ms + uniform[0, jitter_ms)
+after the last. A retry round, of the host's ports still unanswered, starts once its first
+round is sent and its reply timeout has passed, paced like the first: no burst of
+retransmissions, no gap below gap_ms ever. A host that answers nothing at all for silence_ms
+after its first probe gets no more (the per-host budget of a paced scan).
+
+The schedule is a heap of (due time, host): the worker sleeps until the first is due, and the
+plan's token bucket still caps the total rate (a host whose turn the bucket delays only waits
+longer than its gap).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from hashlib import blake2b
+
+from netscand.engine.permutation import Permutation
+from netscand.engine.plan import Plan
+
+
+class _Host:
+    """One host's progress: the round it is in, where in it, and when it was last probed."""
+
+    __slots__ = ("first", "last", "order", "pos", "round", "total")
+
+    def __init__(self, order: Callable[[int], int], total: int) -> None:
+        self.order, self.pos, self.total, self.round = order, 0, total, 0
+        self.first = self.last = -1.0  # no probe yet
+
+
+class Schedule:
+    """Which (host, port) of a paced shard goes next, and when (module docstring)."""
+
+    def __init__(self, plan: Plan, shard: int, states: memoryview, now: float) -> None:
+        """`states` are the shard's state bytes (shared memory: answers land there)."""
+        self.plan = plan
+        self.states = states
+        self.np = len(plan.ports)
+        start, end = plan.shard_range(shard)
+        self.first_host = start // self.np
+        count = (end - start) // self.np
+        self.gap, self.jitter = plan.gap_ms / 1000, plan.jitter_ms / 1000
+        self.silence = plan.silence_ms / 1000
+        self.rng = random.Random(blake2b(plan.key + b"jitter" + shard.to_bytes(4, "big")).digest())
+        self.hosts = [_Host(self._order(self.first_host + k), self.np) for k in range(count)]
+        self.heard = [False] * count  # any answer at all, once seen (never unset)
+        self.heap = [(now + self._phase(self.first_host + k), k) for k in range(count)]
+        heapq.heapify(self.heap)
+        self.deadline = now  # when the last probe's replies are waited out, of hosts done
+
+    def _order(self, host: int) -> Callable[[int], int]:
+        return Permutation(self.np, self.plan.key + b"host" + host.to_bytes(4, "big"))
+
+    def _phase(self, host: int) -> float:
+        digest = blake2b(host.to_bytes(4, "big"), key=self.plan.key, digest_size=8, person=b"phase").digest()
+        return int.from_bytes(digest, "big") / 2**64 * self.gap
+
+    def next_due(self) -> float:
+        """When a host is next due; when all are done, when the last replies are waited out."""
+        return self.heap[0][0] if self.heap else self.deadline
+
+    def finished(self, now: float) -> bool:
+        return not self.heap and now >= self.deadline
+
+    def pop(self, now: float, timeout: float) -> tuple[int, int] | None:
+        """The (host index, port index) to send now, taken as sent now; None if no host is due.
+        `timeout` is the plan's reply timeout now, in seconds."""
+        while self.heap and self.heap[0][0] <= now:
+            k = heapq.heappop(self.heap)[1]
+            host = self.hosts[k]
+            if self._silenced(k, host, now):
+                self._done(host, timeout)
+                continue
+            off = self._next_port(k, host)
+            if off is None and now < host.last + timeout:  # its round is sent: its replies first
+                heapq.heappush(self.heap, (host.last + timeout, k))
+                continue
+            # A new round may find every port answered since the check (a late reply): done.
+            if off is None and (not self._next_round(k, host) or (off := self._next_port(k, host)) is None):
+                self._done(host, timeout)
+                continue
+            self._sent(k, host, now)
+            return self.first_host + k, off
+        return None
+
+    def _row(self, k: int) -> memoryview:
+        return self.states[k * self.np : (k + 1) * self.np]
+
+    def _silenced(self, k: int, host: _Host, now: float) -> bool:
+        if not self.silence or host.first < 0 or self.heard[k]:
+            return False
+        self.heard[k] = any(self._row(k))
+        return not self.heard[k] and now - host.first >= self.silence
+
+    def _next_port(self, k: int, host: _Host) -> int | None:
+        """The next port of the host's round; a retry round skips those answered since it began."""
+        states, base = self.states, k * self.np
+        while host.pos < host.total:
+            off = host.order(host.pos)
+            host.pos += 1
+            if host.round == 0 or not states[base + off]:
+                return off
+        return None
+
+    def _next_round(self, k: int, host: _Host) -> bool:
+        """Start the host's retry round of what is still unanswered, if it has one left."""
+        if host.round >= self.plan.retries:
+            return False
+        row = bytes(self._row(k))
+        missing = [i for i, v in enumerate(row) if not v]
+        if not missing:
+            return False
+        host.round += 1
+        host.order, host.pos, host.total = missing.__getitem__, 0, len(missing)
+        return True
+
+    def _sent(self, k: int, host: _Host, now: float) -> None:
+        if host.first < 0:
+            host.first = now
+        host.last = now
+        heapq.heappush(self.heap, (now + self.gap + self.rng.random() * self.jitter, k))
+
+    def _done(self, host: _Host, timeout: float) -> None:
+        if host.last >= 0:
+            self.deadline = max(self.deadline, host.last + timeout)
