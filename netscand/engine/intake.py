@@ -93,11 +93,14 @@ class Intake:
             self._refuse(plan_slot, gen, reason)
             return None
         try:
-            send = self._sockets(plan)
-        except OSError as exc:  # the interface went away, or no CAP_NET_RAW
+            state = PlanState(plan, self._sockets(plan))
+        except OSError as exc:  # the interface went away, no CAP_NET_RAW, no kernel SYN to shape probes by
             self._refuse(plan_slot, gen, REFUSE_INTERFACE, exc.errno or 0, str(exc))
             return None
-        state = self.plans[plan_slot] = PlanState(plan, send)
+        except plans.PlanError as exc:  # what its probe type needs of a plan (a source port range)
+            self._refuse(plan_slot, gen, REFUSE_PLAN, detail=str(exc))
+            return None
+        self.plans[plan_slot] = state
         return state
 
     def _refusal(self, plan: plans.Plan) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from netscand.engine import bpf
 from netscand.engine.bpf import Clause
 from netscand.engine.clock import TICK_MASK
-from netscand.engine.probes import arp, icmp_echo, tcp_ack, tcp_syn, udp
+from netscand.engine.probes import arp, icmp_echo, tcp_ack, tcp_syn, tcp_syn_kernel, udp
 from netscand.engine.probes.base import Answer, Probe, ProbeType
 
 PROBES: dict[int, ProbeType] = {}  # by plan kind
@@ -55,3 +55,5 @@ register(arp.PROBE)
 register(icmp_echo.PROBE)
 register(tcp_ack.PROBE)
 register(udp.PROBE)
+# After tcp_syn: the first probe type of a protocol is the scan layer's port scan of it.
+register(tcp_syn_kernel.PROBE)

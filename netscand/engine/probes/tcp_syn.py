@@ -5,6 +5,10 @@ The frame is a pre-built Ethernet/IPv4/TCP template with the options a Linux con
 so these make the SYN-ACK show the stack's option order, the OS guess's strongest evidence;
 per probe only the destination MAC, address, ports, sequence number, IP ID and both checksums are
 patched, with checksums updated incrementally from the template's precomputed sums.
+
+The template is built from a SynShape (TTL, TOS, DF, window, flags, options): this probe's own,
+or the kernel's connect() SYN for tcp_syn_kernel, which shares the matching of replies here and
+reads its send tick from elsewhere (_tick).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from netscand.engine.cookie import SLOT_MASK, cookie
 from netscand.engine.plan import Plan
 from netscand.engine.probes.base import TTL, Answer, ProbeType
 from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH
+from netscand.engine.synshape import SynShape
 
 WINDOW = 1024
 
@@ -27,7 +32,7 @@ _TCP = _ETH + 20
 _TCP_SUM = _TCP + 16
 # MSS 1460, SACK permitted, timestamps (our value fixed, echo 0), NOP, window scale 7.
 _OPTIONS = bytes.fromhex("020405b4" "0402" "080a" "6e736400" "00000000" "01" "030307")
-_TCP_LEN = 20 + len(_OPTIONS)
+SCANNER_SHAPE = SynShape(TTL, 0, False, WINDOW, 0x02, _OPTIONS)
 _PORTS_SEQ = struct.Struct("!IHHI")  # destination address, source port, dest port, sequence
 _U16 = struct.Struct("!H")
 _TCP_HDR = struct.Struct("!HHIIBBH")
@@ -38,7 +43,7 @@ FILTER_CODES = frozenset({1, 2, 3, 9, 10, 13})
 
 
 class TcpSyn:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, shape: SynShape = SCANNER_SHAPE) -> None:
         self.plan = plan
         self._key, self._slot = plan.key, plan.slot
         self._hosts = plan.hosts
@@ -46,29 +51,41 @@ class TcpSyn:
         self._ports = plan.ports
         self._host_index = {ip: i for i, ip in enumerate(plan.hosts)}
         self._port_index = {p: i for i, p in enumerate(plan.ports)}
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + _TCP_LEN, 0, 0, TTL, 6, 0,
-                         plan.src_ip.to_bytes(4, "big"), b"\0\0\0\0")
-        tcp = struct.pack("!HHIIBBHHH", 0, 0, 0, 0, (_TCP_LEN // 4) << 4, 0x02, WINDOW, 0, 0) + _OPTIONS
+        # Options are whole 32-bit words (the data offset counts words): a kernel's always are.
+        options = shape.options + b"\0" * (-len(shape.options) % 4)
+        tcp_len = 20 + len(options)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, shape.tos, 20 + tcp_len, 0, 0x4000 if shape.df else 0,
+                         shape.ttl, 6, 0, plan.src_ip.to_bytes(4, "big"), b"\0\0\0\0")
+        tcp = struct.pack("!HHIIBBHHH", 0, 0, 0, 0, (tcp_len // 4) << 4, shape.flags, shape.window, 0, 0) + options
         self._buf = bytearray(b"\0" * 6 + plan.src_mac + b"\x08\x00" + ip + tcp)
         self._ip_sum = ones_sum(ip)
-        pseudo = plan.src_ip.to_bytes(4, "big") + b"\0\0\0\x06" + _TCP_LEN.to_bytes(2, "big")
+        pseudo = plan.src_ip.to_bytes(4, "big") + b"\0\0\0\x06" + tcp_len.to_bytes(2, "big")
         self._tcp_sum = ones_sum(pseudo + tcp)
 
     def frame(self, host: int, port: int, tick: int) -> bytearray:
-        buf = self._buf
         dst = self._hosts[host]
         dport = self._ports[port]
         sport = self.plan.sport_base + (tick & TICK_MASK)
         seq = cookie(self._key, self._slot, dst, dport, sport)
-        ipid = seq >> 16
+        return self._patch(host, dst, dport, sport, seq, seq >> 16, 0)
+
+    def _patch(self, host: int, dst: int, dport: int, sport: int, seq: int, ipid: int, tcp_words: int) -> bytearray:
+        """The template addressed to `host`; `tcp_words` is the sum of whatever else the caller
+        patched into the TCP header (zero in the template), for its checksum."""
+        buf = self._buf
         buf[0:6] = self._macs[host]
         _PORTS_SEQ.pack_into(buf, _IP_DST, dst, sport, dport, seq)
         hi, lo = dst >> 16, dst & 0xFFFF
         _U16.pack_into(buf, _IP_ID, ipid)
         _U16.pack_into(buf, _IP_SUM, finish(self._ip_sum + hi + lo + ipid))
         _U16.pack_into(buf, _TCP_SUM, finish(self._tcp_sum + hi + lo + sport + dport + (seq >> 16)
-                                             + (seq & 0xFFFF)))
+                                             + (seq & 0xFFFF) + tcp_words))
         return buf
+
+    def _tick(self, dst: int, our_port: int, options: bytes) -> int:
+        """The send tick a reply echoes: here the low bits of our source port. `options` are a
+        SYN-ACK's or RST's TCP options (empty for a quote in an ICMP error)."""
+        return our_port & TICK_MASK
 
     def answer(self, frame: bytes) -> Answer | None:
         if len(frame) < 54 or frame[12:14] != b"\x08\x00":
@@ -109,9 +126,9 @@ class TcpSyn:
             state = S_CLOSED
         else:
             return None
-        opts = bytes(frame[t + 20 : end]) if state == S_OPEN else b""
-        return Answer(hit[0], hit[1], state, dport & TICK_MASK, frame[22], win, flags,
-                      _U16.unpack_from(frame, 18)[0], opts)
+        opts = bytes(frame[t + 20 : end])
+        return Answer(hit[0], hit[1], state, self._tick(ip, dport, opts), frame[22], win, flags,
+                      _U16.unpack_from(frame, 18)[0], opts if state == S_OPEN else b"")
 
     def _icmp(self, frame: bytes, i: int) -> Answer | None:
         # Type 3 quotes our IP header and at least 8 bytes of our TCP header (ports, sequence).
@@ -128,7 +145,7 @@ class TcpSyn:
         hit = self._match(ip, dport, sport, seq)
         if hit is None:
             return None
-        return Answer(hit[0], hit[1], S_UNREACH, sport & TICK_MASK, frame[22])
+        return Answer(hit[0], hit[1], S_UNREACH, self._tick(ip, sport, b""), frame[22])
 
 
 def tcp_replies(lo: int, hi: int) -> bpf.Clause:

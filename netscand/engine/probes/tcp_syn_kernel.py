@@ -1,0 +1,77 @@
+"""TCP SYN shaped like this host's own connect() SYN (synshape.py), for scans that must not look
+like a scanner: the kernel's TTL, TOS, DF, window, flags and options, kinds and order and
+values; per probe a source port spread over the plan's range (even ports, as Linux >= 4.6's
+connect() prefers them), a keyed-random IP ID, the keyed cookie as the sequence number (reply
+matching as tcp_syn's, stateless), and the send tick where a real SYN carries a clock: in the
+timestamp value, TSval = ts_offset(key, destination) + 4 * tick, a per-destination offset as
+Linux's per address pair. A SYN-ACK echoes it in TSecr; a RST carries no timestamp (tick -1).
+
+Without the kernel's SYN (lo down, no raw socket) the plan is refused, never sent otherwise
+shaped: the build raises OSError, which the intake reports as an interface refusal.
+"""
+
+from __future__ import annotations
+
+import struct
+from hashlib import blake2b
+
+from netscand.engine import bpf, synshape, tally
+from netscand.engine.clock import TICK_MASK
+from netscand.engine.cookie import cookie
+from netscand.engine.plan import Plan, PlanError
+from netscand.engine.probes.base import ProbeType
+from netscand.engine.probes.tcp_syn import TcpSyn, tcp_replies
+
+HEADERS = 40  # IPv4 and TCP without options: an interface's MTU less these is its MSS
+_OPTIONS_AT = 14 + 20 + 20  # in the frame: Ethernet, IPv4 and TCP headers before the options
+_PICK = struct.Struct("!IHI")  # destination, port, tick: what a probe's source port and IP ID hash
+_U32 = struct.Struct("!I")
+
+
+def ts_offset(key: bytes, dst: int) -> int:
+    """The timestamp clock's offset towards one destination (keyed: a reply cannot forge a tick)."""
+    return int.from_bytes(blake2b(dst.to_bytes(4, "big"), key=key, digest_size=4, person=b"tsoffset").digest(), "big")
+
+
+class TcpSynKernel(TcpSyn):
+    def __init__(self, plan: Plan, shape: synshape.SynShape | None = None) -> None:
+        """`shape`: the kernel's SYN, captured for the plan's interface unless given."""
+        if not plan.sport_lo:
+            raise PlanError(f"slot {plan.slot}: a kernel-shaped SYN needs a source port range")
+        if shape is None:
+            shape = synshape.shape(synshape.mtu(plan.ifindex) - HEADERS)
+        ts = shape.ts_at
+        if ts >= 0:  # the template's timestamp value is zero: each probe's is patched in and summed
+            shape = shape._replace(options=shape.options[:ts] + bytes(4) + shape.options[ts + 4 :])
+        super().__init__(plan, shape)
+        self._ts_at = _OPTIONS_AT + ts if ts >= 0 else -1
+        even = plan.sport_lo + (plan.sport_lo & 1)
+        self._sports = range(even, plan.sport_hi + 1, 2) or range(plan.sport_lo, plan.sport_lo + 1)
+
+    def frame(self, host: int, port: int, tick: int) -> bytearray:
+        dst, dport = self._hosts[host], self._ports[port]
+        pick = blake2b(_PICK.pack(dst, dport, tick & 0xFFFFFFFF), key=self._key, digest_size=4,
+                       person=b"kernel-syn").digest()
+        sport = self._sports[int.from_bytes(pick[:2], "big") % len(self._sports)]
+        seq = cookie(self._key, self._slot, dst, dport, sport)
+        words = 0
+        if self._ts_at >= 0:
+            tsval = (ts_offset(self._key, dst) + 4 * tick) & 0xFFFFFFFF
+            _U32.pack_into(self._buf, self._ts_at, tsval)
+            words = (tsval >> 16) + (tsval & 0xFFFF)
+        return self._patch(host, dst, dport, sport, seq, int.from_bytes(pick[2:], "big"), words)
+
+    def _tick(self, dst: int, our_port: int, options: bytes) -> int:
+        """From a SYN-ACK's TSecr; -1 for a reply without one (a RST, an ICMP error's quote),
+        or whose TSecr is no value we sent."""
+        for at, kind, length in synshape.option_spans(options):
+            if kind == synshape.TS_KIND and length == 10:
+                sent = (_U32.unpack_from(options, at + 6)[0] - ts_offset(self._key, dst)) & 0xFFFFFFFF
+                return -1 if sent & 3 else (sent >> 2) & TICK_MASK
+        return -1
+
+
+# Registered after tcp_syn (probes/__init__.py), so that the scan layer's port scan of "tcp"
+# stays tcp_syn: this one is asked for by name, by paced scans.
+PROBE = ProbeType("tcp_syn_kernel", 6, TcpSynKernel, lambda lo, hi: (tcp_replies(lo, hi), bpf.ANY_ICMP),
+                  tally.ports, port_states=True, protocol="tcp")
