@@ -39,6 +39,9 @@ class Intake:
         self.refused: dict[int, int] = {}  # plan slot -> generation of the plan refused there
         self.tx: dict[int, Tx] = {}  # by interface index
         self.rx: dict[int, Rx] = {}
+        # By interface: the source ports its receive filter takes beside every plan slot's, the
+        # span of those of the plans with a range of their own (probes/tcp_syn_kernel.py).
+        self.extra_ports: dict[int, tuple[int, int]] = {}
         self.hangup = False  # a reload: read the policy again
         self._set_ceiling()
 
@@ -124,17 +127,40 @@ class Intake:
     def _sockets(self, plan: plans.Plan) -> Tx:
         """The interface's transmitter, its receiver opened beside it on first use; the receive
         filter takes the replies of every probe type registered by then, to every plan slot's
-        source ports (a plan's replies are told from another's by its own). The transmitter goes
-        first and neither is kept unless both open: a receiver kept without one would stay in
-        the fanout group, taking its share of the other workers' replies for nothing."""
+        source ports (a plan's replies are told from another's by its own), and to the plans'
+        own source port ranges: a plan whose range it does not cover yet has it rebuilt. The
+        transmitter goes first and neither is kept unless both open: a receiver kept without one
+        would stay in the fanout group, taking its share of the other workers' replies for nothing."""
+        known = self.extra_ports.get(plan.ifindex)
+        extra = self._span(known, plan)
         if plan.ifindex not in self.tx:
             tx = self.link.transmitter(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
             group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
-            program = bpf.reply_filter(reply_clauses(*plan.every_slot_ports), SNAPLEN)
             try:
-                self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, program)
+                self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, self._program(plan, extra))
             except BaseException:
                 tx.close()
                 raise
             self.tx[plan.ifindex] = tx
+        elif extra != known:
+            self.link.refilter(self.rx[plan.ifindex], self._program(plan, extra))
+        if extra is not None:
+            self.extra_ports[plan.ifindex] = extra
         return self.tx[plan.ifindex]
+
+    @staticmethod
+    def _span(known: tuple[int, int] | None, plan: plans.Plan) -> tuple[int, int] | None:
+        """The extra source ports the filter must take for this plan too. One span, not a range
+        per plan: the filter stays the same length however many plans come (and their ranges
+        are mostly the kernel's one ephemeral range)."""
+        if not plan.sport_lo:
+            return known
+        lo, hi = known or (plan.sport_lo, plan.sport_hi)
+        return min(lo, plan.sport_lo), max(hi, plan.sport_hi)
+
+    @staticmethod
+    def _program(plan: plans.Plan, extra: tuple[int, int] | None) -> bytes:
+        clauses = reply_clauses(*plan.every_slot_ports)
+        if extra is not None:
+            clauses += reply_clauses(*extra)
+        return bpf.reply_filter(clauses, SNAPLEN)

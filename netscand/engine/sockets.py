@@ -27,7 +27,8 @@ SNAPLEN = 256  # enough for Ethernet + IP + TCP with options, or ICMP quoting IP
 RCVBUF = 32 << 20
 
 
-def _attach(sock: socket.socket, program: bytes) -> None:
+def attach(sock: socket.socket, program: bytes) -> None:
+    """Set (or replace: the kernel swaps it at once, the queue kept) a socket's receive filter."""
     buf = ctypes.create_string_buffer(program)
     fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
@@ -38,7 +39,7 @@ def open_rx(ifindex: int, fanout_group: int, program: bytes) -> socket.socket:
     # Created with protocol 0 so nothing is queued before the filter is attached.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        _attach(sock, program)
+        attach(sock, program)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
         except PermissionError:
@@ -174,6 +175,9 @@ class Link(Protocol):
 
     def receiver(self, ifindex: int, fanout_group: int, program: bytes) -> Rx: ...
 
+    def refilter(self, rx: Rx, program: bytes) -> None:
+        """Replace the filter of a receiver this link opened."""
+
 
 class RawLink:
     def transmitter(self, ifindex: int, loopback: bool) -> Tx:
@@ -181,6 +185,10 @@ class RawLink:
 
     def receiver(self, ifindex: int, fanout_group: int, program: bytes) -> Rx:
         return open_rx(ifindex, fanout_group, program)
+
+    def refilter(self, rx: Rx, program: bytes) -> None:
+        assert isinstance(rx, socket.socket)  # open_rx's
+        attach(rx, program)
 
 
 RAW_LINK = RawLink()

@@ -73,16 +73,17 @@ def mtu(ifindex: int) -> int:
     return int(struct.unpack_from("16si", ifr)[1])
 
 
-_CACHE: dict[int, SynShape] = {}
+_CACHE: dict[tuple[int, int], SynShape] = {}
 
 
 def shape(mss: int) -> SynShape:
     """The kernel's SYN with this MSS, captured on first use (OSError when it cannot be: lo
-    down, no raw socket); a worker's probes of every plan share it."""
-    mss = min(max(mss, MSS_MIN), MSS_MAX)
-    if mss not in _CACHE:
-        _CACHE[mss] = capture(mss)
-    return _CACHE[mss]
+    down, no raw socket); a worker's probes of every plan share it. Kept per network namespace
+    too (a worker has one; a test process visits several, whose sysctls may differ)."""
+    key = (os.stat("/proc/thread-self/ns/net").st_ino, min(max(mss, MSS_MIN), MSS_MAX))
+    if key not in _CACHE:
+        _CACHE[key] = capture(key[1])
+    return _CACHE[key]
 
 
 def capture(mss: int) -> SynShape:

@@ -24,6 +24,9 @@ class PairLink:
         self.programs.append(program)
         return self.rx_worker
 
+    def refilter(self, rx: Rx, program: bytes) -> None:
+        self.programs.append(program)
+
     def sent(self) -> list[bytes]:
         """Every frame the worker sent since the last look."""
         out = []
