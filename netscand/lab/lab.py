@@ -11,6 +11,9 @@ from typing import Any
 from pyroute2 import netns
 
 from netscand.lab import daemons, impair, namespaces, procs, resolver, safety, topology, truth
+from netscand.lab.detectors import plan as plan_detectors
+from netscand.lab.detectors import start as start_detectors
+from netscand.lab.detectors import stop as stop_detectors
 from netscand.lab.errors import LabError
 from netscand.lab.hostile import is_hostile
 
@@ -19,7 +22,7 @@ TOOLS = ("ip", "nft", "ethtool", "sysctl")
 MAX_DELAY_MS = 10_000
 
 
-HELPER_LOGS = ("services", "responders", "relay", "hostile", "attacker")
+HELPER_LOGS = ("services", "responders", "relay", "hostile", "attacker", "detectors")
 
 
 def _log_file(state_dir: Path, prefix: str, helper: str) -> Path:
@@ -56,12 +59,17 @@ def teardown(prefix: str, state_dir: Path = DEFAULT_STATE_DIR) -> None:
     foreign = safety.check_removable(names)
     ours = [name for name in names if name not in foreign]
     in_lab = netns.ns_pids()  # anything still running inside the lab (a scanner left behind) keeps it alive
+    try:
+        state = truth.read(state_file)
+    except ValueError:
+        state = None  # a torn state file: its namespaces and helpers are still found by name
     pids = set(procs.find_helpers(state_file))
     pids.update(pid for name in ours for pid in in_lab.get(name, []))
     survivors = procs.stop(sorted(pids))
     for name in ours:
         namespaces.remove(name)
     resolver.remove(prefix)
+    stop_detectors(state, state_dir)  # once their namespaces are gone, nothing logs any more
     for path in (state_file, *_log_files(state_dir, prefix)):
         path.unlink(missing_ok=True)
     shutil.rmtree(daemons.work_dir(state_dir, prefix), ignore_errors=True)
@@ -95,15 +103,18 @@ class Lab:
     @classmethod
     def up(cls, hosts: int = 8, loss_pct: float = 0, delay_ms: int = 0, seed: int = 1,
            prefix: str = "nsd", state_dir: Path = DEFAULT_STATE_DIR, servers: bool = False,
-           hostile: bool = False) -> Lab:
+           hostile: bool = False, detectors: bool = False) -> Lab:
         """Build a lab (replacing a stale one with the same prefix) and return it; `servers`
-        adds the hosts that run real daemons, `hostile` the hosts that misbehave (hostile.py)."""
+        adds the hosts that run real daemons, `hostile` the hosts that misbehave (hostile.py),
+        `detectors` runs scanlogd and psad on every host (detectors.py)."""
         _check_args(hosts, loss_pct, delay_ms, prefix)
         _check_can_build()
         safety.check_host_namespace()
         state_dir = Path(state_dir)
         teardown(prefix, state_dir)
         lab = cls(truth.plan(prefix, hosts, seed, loss_pct, delay_ms, servers, hostile), state_dir)
+        if detectors:
+            plan_detectors(lab.truth)
         try:
             lab._build()
         except BaseException as exc:
@@ -122,7 +133,7 @@ class Lab:
         impair.set_loss(self.prefix, self.truth["loss_pct"])
         # Written before the helpers start: the services read it, and a failed build can be found.
         truth.write(self.state_file, self.truth)
-        services_log, responders_log, relay_log, hostile_log, attacker_log = _log_files(self.state_dir, self.prefix)
+        services_log, responders_log, relay_log, hostile_log, attacker_log, detectors_log = _log_files(self.state_dir, self.prefix)
         self.truth["services_pid"] = procs.spawn("netscand.lab.services", self.state_file, [], services_log)
         if any("mdns" in h or "netbios" in h for h in self.truth["hosts"]):
             procs.spawn("netscand.lab.responders", self.state_file, [], responders_log)
@@ -130,6 +141,8 @@ class Lab:
             procs.spawn("netscand.lab.hostile_services", self.state_file, [], hostile_log)
             procs.spawn("netscand.lab.attacker", self.state_file, [], attacker_log)
         daemons.start(self.truth, self.state_dir)
+        if "detectors" in self.truth:
+            start_detectors(self.truth, self.state_dir, self.state_file, detectors_log)
         if self.truth["delay_ms"] > 0:
             self.truth["relay_pid"] = procs.spawn(
                 "netscand.lab.relay", self.state_file,
