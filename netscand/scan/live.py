@@ -55,7 +55,9 @@ class Running:
             "estimated_completion": None,
         }
         elapsed = time.monotonic() - self.started
-        if done and planned and elapsed > 1:
+        if (paced := self.run.remaining_s()) is not None:  # hours of pacing, not probes at a rate
+            fields["estimated_completion"] = utc_now(timedelta(seconds=paced))
+        elif done and planned and elapsed > 1:
             fields["estimated_completion"] = utc_now(timedelta(seconds=(planned - done) * elapsed / done))
         return fields
 

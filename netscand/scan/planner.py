@@ -19,12 +19,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from netscand.engine import plan as plans
-from netscand.engine.probes import PROBES, ProbeType, arp, icmp_echo, tcp_ack, tcp_syn
+from netscand.engine.probes import (
+    PROBES,
+    ProbeType,
+    arp,
+    icmp_echo,
+    tcp_ack,
+    tcp_syn,
+    tcp_syn_kernel,
+)
 from netscand.engine.probes.base import NO_PORTS
 from netscand.engine.shm import R_HOST, Result
 from netscand.netinfo import NetInfo, NoRoute, Route
 from netscand.scan.result import Host
-from netscand.scan.spec import ScanSpec
+from netscand.scan.spec import Pacing, ScanSpec
 from netscand.scan.targets import Range, Targets
 from netscand.scan.work import ZERO_MAC, Feed, Probes, Work
 
@@ -72,8 +80,9 @@ class Gateways:
 
 
 class Planner:
-    def __init__(self, spec: ScanSpec, net: NetInfo) -> None:
+    def __init__(self, spec: ScanSpec, net: NetInfo, workers: int) -> None:
         self.spec = spec
+        self.workers = workers  # the engine's, which a paced plan's size depends on
         self.feeds: deque[Feed] = deque()
         self.gateways = Gateways()
         self.planned = 0  # probes, counted when their targets are fed
@@ -157,18 +166,26 @@ class Planner:
         return tuple(pings)
 
     def _port_scan(self, route: Route, targets: Targets, next_hop: bytes | None) -> None:
-        """TCP, and UDP when the spec has UDP ports: the same hosts' plans, run side by side."""
-        probes: Probes = ((tcp_syn.PROBE, self.spec.ports),)
-        if self.spec.udp_ports:
-            probes += ((port_scan_of("udp"), self.spec.udp_ports),)
-        self._feed(route, targets, self.spec.hosts_per_plan(), probes, next_hop)
+        """TCP, and UDP when the spec has UDP ports: the same hosts' plans, run side by side; a
+        paced spec's one after the other (so a host sees one probe per gap in all), its TCP
+        ports probed by the kernel-shaped SYN."""
+        spec = self.spec
+        tcp = (tcp_syn_kernel.PROBE if spec.pacing else tcp_syn.PROBE, spec.ports)
+        udp = ((port_scan_of("udp"), spec.udp_ports),) if spec.udp_ports else ()
+        per_plan = spec.hosts_per_plan(self.workers)
+        if spec.pacing is None:
+            self._feed(route, targets, per_plan, (tcp, *udp), next_hop)
+            return
+        for probes in ((tcp,), udp):
+            self._feed(route, targets, per_plan, probes, next_hop, pacing=spec.pacing)
 
     def _feed(self, route: Route, targets: Targets, per_plan: int, probes: Probes, next_hop: bytes | None,
-              discovery: bool = False) -> None:
+              discovery: bool = False, pacing: Pacing | None = None) -> None:
         """Queue `targets` for `probes`, planned (counted for progress) now, cut up later."""
-        if targets.count:
+        if targets.count and probes:
             self.planned += targets.count * sum(len(ports) for _, ports in probes)
-            self.feeds.append(Feed(route, targets, per_plan, probes, next_hop, discovery, self.spec.udp_sends))
+            self.feeds.append(Feed(route, targets, per_plan, probes, next_hop, discovery, self.spec.udp_sends,
+                                   pacing))
 
 
 def port_scan_of(protocol: str) -> ProbeType:

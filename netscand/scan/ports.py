@@ -23,6 +23,11 @@ DEEP_UDP_TOP = 100
 # fits; a longer list is a request to burn the control process's time, answered with an error
 # before any entry past the cap is looked at.
 MAX_PORT_ENTRIES = 1024
+# A paced scan's source ports (`source_ports`): unprivileged, and below the blocks unpaced plans
+# send from (scan/work.py SPORT_BASE), so the two kinds of plan never share a reply's port.
+SOURCE_PORTS = (1024, 61439)
+# Linux's default ip_local_port_range, for a kernel whose range cannot be read or clipped.
+LINUX_EPHEMERAL = (32768, 60999)
 
 # ASCII digits only: int() would also take "+22", "2_2" or non-ASCII digits. Leading zeros are
 # allowed; at most five digits after them, so int() never meets its 4300-digit limit.
@@ -107,6 +112,30 @@ def _shown(value: object) -> str:
     if isinstance(value, int | float) or value is None:
         return repr(value)
     return f"a {type(value).__name__}"
+
+
+def source_port_range(text: str) -> PortRange:
+    """A paced scan's source ports "lo-hi", two ports at least (the kernel-shaped SYN takes even
+    ones, as connect() does) within SOURCE_PORTS."""
+    first, dash, last = text.partition("-")
+    low, high = SOURCE_PORTS
+    numbers = dash and _NUMBER.fullmatch(first) and _NUMBER.fullmatch(last)
+    if not numbers or not low <= int(first) < int(last) <= high:
+        raise PortSpecError(f"not a range 'lo-hi' of two ports or more within {low}-{high}: {_shown(text)}")
+    return int(first), int(last)
+
+
+def kernel_source_ports(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> PortRange:
+    """The kernel's ephemeral port range (where its own connect()s send from) clipped to
+    SOURCE_PORTS: the default of a paced scan, whose SYNs should come from where the host's do.
+    Linux's default range when it cannot be read or leaves too little."""
+    try:
+        with open(path, encoding="ascii") as f:
+            lo, hi = (int(n) for n in f.read(64).split())
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL
+    lo, hi = max(lo, SOURCE_PORTS[0]), min(hi, SOURCE_PORTS[1])
+    return (lo, hi) if lo < hi else LINUX_EPHEMERAL
 
 
 def top_ports(n: int) -> tuple[int, ...]:

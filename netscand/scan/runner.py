@@ -31,7 +31,7 @@ class ScanRun:
         self.spec = spec
         self.dispatcher = dispatcher
         self.result = ScanResult()
-        self.planner = Planner(spec, net or NetInfo())
+        self.planner = Planner(spec, net or NetInfo(), dispatcher.shared.workers)
         self.queue: deque[Work] = deque()  # the group being started, cut from the first feed
         self.running: list[tuple[Submitted, Work, float]] = []  # with its start time
         self.groups = 0
@@ -67,10 +67,12 @@ class ScanRun:
         self._start(now)
 
     def _retire_finished(self, now: float) -> None:
+        # A paced plan is not timed out by wall time: it lasts its hosts' ports x gap, and its
+        # budget bounds a silent host's probing in the engine (Plan.silence_ms).
         budget = self.spec.host_timeout_s
         for item in list(self.running):
             sub, work, started = item
-            timed_out = budget is not None and work.port_scan and now - started > budget
+            timed_out = budget is not None and work.port_scan and work.pacing is None and now - started > budget
             if not (sub.finished or timed_out):
                 continue
             self.running.remove(item)
@@ -138,6 +140,27 @@ class ScanRun:
         self.running.clear()
 
     def progress(self) -> tuple[int, int]:
-        """(probes done, probes planned) counting finished shards of running plans."""
-        shards_done = sum(len(s.done) * s.plan.shard_size for s, _, _ in self.running)
-        return min(self.done_probes + shards_done, self.planned), self.planned
+        """(probes done, probes planned) counting finished shards of running plans, and a paced
+        plan's probes by its time: its shards all send for its whole duration, so none finishes
+        before its end."""
+        now = time.monotonic()
+        running = sum(self._running_done(sub, work, now - started) for sub, work, started in self.running)
+        return min(self.done_probes + running, self.planned), self.planned
+
+    def remaining_s(self) -> float | None:
+        """A paced scan's time left, from its pacing: its running group's plans to their end,
+        then each group still to cut. None until a paced plan runs, and for an unpaced scan,
+        whose time follows its probes done."""
+        now = time.monotonic()
+        ends = [work.paced_duration_s(self.spec.udp_sends) - (now - started)
+                for _, work, started in self.running if work.pacing is not None]
+        ends += [work.paced_duration_s(self.spec.udp_sends) for work in self.queue if work.pacing is not None]
+        if not ends:
+            return None
+        return max(0.0, *ends) + sum(feed.paced_s() for feed in self.feeds)
+
+    def _running_done(self, sub: Submitted, work: Work, elapsed: float) -> int:
+        if work.pacing is None:
+            return len(sub.done) * sub.plan.shard_size
+        share = min(elapsed / work.paced_duration_s(self.spec.udp_sends), 1)
+        return max(len(sub.done) * sub.plan.shard_size, int(sub.plan.size * share))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netscand.engine import plan as plans
+from netscand.engine.shm import PLAN_SHARDS, SHARD_MAX
 from netscand.scan.targets import Targets
 
 
@@ -21,6 +22,21 @@ class Discovery:
 
 
 @dataclass(frozen=True)
+class Pacing:
+    """Per-host pacing (a paced scan): each host gets at most one probe per gap_ms +
+    uniform[0, jitter_ms), from source ports spread over [sport_lo, sport_hi]."""
+
+    gap_ms: int
+    jitter_ms: int
+    sport_lo: int
+    sport_hi: int
+
+    @property
+    def mean_gap_s(self) -> float:
+        return (self.gap_ms + self.jitter_ms / 2) / 1000
+
+
+@dataclass(frozen=True)
 class ScanSpec:
     targets: Targets
     ports: tuple[int, ...]
@@ -34,6 +50,7 @@ class ScanSpec:
     detect_services: bool = False  # connect to open ports to name service, product and version
     udp_ports: tuple[int, ...] = ()  # UDP port scan beside the TCP one, in the same plans' group
     cve_match: bool = False  # match the services found against the CVE data
+    pacing: Pacing | None = None  # per-host pacing of the port scan; None: the rate alone (steady)
 
     @property
     def udp_sends(self) -> int:
@@ -43,14 +60,28 @@ class ScanSpec:
         always answered (a RST when closed)."""
         return 1 + self.retries
 
-    def hosts_per_plan(self) -> int:
+    def hosts_per_plan(self, workers: int) -> int:
         """Hosts of one plan are scanned together, so a plan must fit the per-host budget at the
         scan's rate (with half the budget left for retries and slow replies); the TCP and UDP
-        plans of those hosts run side by side, sharing the rate."""
-        limit = plans.Plan.capacity(max(len(self.ports), len(self.udp_ports)))
+        plans of those hosts run side by side, sharing the rate. A paced plan is the hosts
+        `workers` can pace at once (paced_hosts)."""
+        nports = max(len(self.ports), len(self.udp_ports))
+        limit = plans.Plan.capacity(nports)
         if self.max_hosts:
             limit = min(limit, self.max_hosts)
-        if self.host_timeout_s:
+        if self.pacing:
+            limit = min(limit, self.paced_hosts(nports, workers))
+        elif self.host_timeout_s:
             probes = len(self.ports) + len(self.udp_ports) * self.udp_sends
             limit = min(limit, int(self.host_timeout_s * self.rate / 2 / probes))
         return max(1, limit)
+
+    def paced_hosts(self, nports: int, workers: int) -> int:
+        """Hosts a paced plan takes: those the rate keeps at their gap (rate x mean gap; more
+        would only stretch every host's gap), and no more than the workers send at once. A paced
+        pass lasts the whole plan, so all its shards (whole hosts each) send together, and a
+        worker holds PLAN_SHARDS of one plan: a shard waiting its turn would wait for hours.
+        Its budget is no bound: it bounds a silent host's probing (Plan.silence_ms), not the pass."""
+        assert self.pacing is not None
+        at_once = workers * PLAN_SHARDS * max(1, SHARD_MAX // nports)
+        return min(at_once, int(self.rate * self.pacing.mean_gap_s))

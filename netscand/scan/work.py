@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from netscand.engine import plan as plans
 from netscand.engine.clock import TICK_BITS
 from netscand.engine.probes import ProbeType
-from netscand.engine.shm import PLAN_SLOTS
+from netscand.engine.shm import PLAN_SHARDS, PLAN_SLOTS, SHARD_MAX
 from netscand.netinfo import Route
 from netscand.scan.dispatch import shard_size
+from netscand.scan.ports import SOURCE_PORTS
 from netscand.scan.result import Host
-from netscand.scan.spec import ScanSpec
+from netscand.scan.spec import Pacing, ScanSpec
 from netscand.scan.targets import Targets
 
-SPORT_BASE = 61440  # above Linux's default ephemeral range, so no local socket owns a reply
+# Above Linux's default ephemeral range, so no local socket owns a reply, and above every paced
+# plan's source ports (SOURCE_PORTS), so an unpaced plan's reply port is never a paced one's.
+SPORT_BASE = SOURCE_PORTS[1] + 1
 # Each plan slot's plans take the next TICK_BITS-wide block (engine/plan.py source_ports).
 assert SPORT_BASE + (PLAN_SLOTS << TICK_BITS) <= 0x10000
 ZERO_MAC = b"\0" * 6
@@ -40,6 +43,7 @@ class Work:
     group: int  # works of one group run together, sharing the rate
     rate_part: float  # its fraction of the scan's rate: its part of the group's probes (Feed.cut)
     discovery: bool = False  # its answers only prove hosts up
+    pacing: Pacing | None = None  # its plans pace each host (a paced spec's port scan)
 
     @property
     def port_scan(self) -> bool:
@@ -58,7 +62,7 @@ class Work:
         probe = self.probe
         t = probe.timeout_ms or spec.timeout_ms  # fixed; None adapts
         size = len(hosts) * len(self.ports)
-        shard = shard_size(size, workers)
+        shard = shard_size(size, workers) if self.pacing is None else paced_shard(len(hosts), len(self.ports), workers)
         return plans.Plan(
             gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
             retries=spec.retries if probe.retries is None else probe.retries, key=os.urandom(16),
@@ -67,7 +71,40 @@ class Work:
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
             timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
             shard_size=shard, hosts=hosts, macs=macs, ports=self.ports,
-            flags=plans.FLAG_LOOPBACK if self.route.loopback else 0)
+            flags=plans.FLAG_LOOPBACK if self.route.loopback else 0, **self._paced(spec))
+
+    def _paced(self, spec: ScanSpec) -> dict[str, int]:
+        """A paced plan's fields: its gap, jitter and source ports, and the per-host budget as
+        its silence (how long a host that never answers is probed; the runner times no paced
+        plan out, as a host that answers is probed to its last port)."""
+        if self.pacing is None:
+            return {}
+        p = self.pacing
+        silence = round(spec.host_timeout_s * 1000) if spec.host_timeout_s else 0
+        return {"gap_ms": p.gap_ms, "jitter_ms": p.jitter_ms, "silence_ms": silence,
+                "sport_lo": p.sport_lo, "sport_hi": p.sport_hi}
+
+    def paced_duration_s(self, udp_sends: int) -> float:
+        """How long one of its paced plans lasts (paced_duration_s)."""
+        assert self.pacing is not None
+        return paced_duration_s(self.probe, len(self.ports), self.pacing, udp_sends)
+
+
+def paced_duration_s(probe: ProbeType, nports: int, pacing: Pacing, udp_sends: int) -> float:
+    """How long a paced plan lasts: each host's ports one per mean gap, a UDP port counted
+    1 + retries times (nearly all stay silent and are sent again), as the rate split counts
+    them; a TCP port is nearly always answered at once, so its retries add little."""
+    return nports * (udp_sends if probe.protocol == "udp" else 1) * pacing.mean_gap_s
+
+
+def paced_shard(nhosts: int, nports: int, workers: int) -> int:
+    """A paced plan's shard size: whole hosts (one worker owns each host's gap), the plan's
+    hosts spread evenly over as few rounds of one shard per worker as SHARD_MAX allows, since
+    every shard sends at once and each worker paces its own at rate / share."""
+    most = SHARD_MAX // nports  # hosts in one shard
+    rounds = min(PLAN_SHARDS, -(-nhosts // (workers * most)))
+    shards = min(nhosts, workers * rounds)
+    return min(most, -(-nhosts // shards)) * nports
 
 
 @dataclass
@@ -81,6 +118,7 @@ class Feed:
     next_hop: bytes | None
     discovery: bool
     udp_sends: int  # probes per UDP port (ScanSpec.udp_sends)
+    pacing: Pacing | None = None  # of its works (Work.pacing)
     position: int = 0  # addresses already cut off
 
     def cut(self, group: int) -> list[Work]:
@@ -91,9 +129,19 @@ class Feed:
         hosts = self.targets.window(self.position, self.position + self.per_plan)
         self.position += self.per_plan
         weights = [len(ports) * (self.udp_sends if probe.protocol == "udp" else 1) for probe, ports in self.probes]
-        return [Work(probe, self.route, hosts, self.next_hop, ports, group, weight / sum(weights), self.discovery)
+        return [Work(probe, self.route, hosts, self.next_hop, ports, group, weight / sum(weights), self.discovery,
+                     self.pacing)
                 for (probe, ports), weight in zip(self.probes, weights, strict=True)]
 
     @property
     def exhausted(self) -> bool:
         return self.position >= self.targets.count
+
+    def paced_s(self) -> float:
+        """How long its groups still to cut will take, one after another, if it is paced (0 if
+        not: an ARP or ping feed's time is the rate's, seconds beside a paced one's hours)."""
+        if self.pacing is None:
+            return 0.0
+        groups = -(-(self.targets.count - self.position) // self.per_plan)
+        pacing = self.pacing
+        return groups * max(paced_duration_s(probe, len(ports), pacing, self.udp_sends) for probe, ports in self.probes)

@@ -65,7 +65,7 @@ def every_thousandth(ip: int) -> bool:
 
 def test_a_slash_8_costs_what_answers_not_what_it_covers(engine: FakeEngine, dispatcher: Dispatcher) -> None:
     spec = quick("127.0.0.0/8")
-    per_plan = spec.hosts_per_plan()
+    per_plan = spec.hosts_per_plan(dispatcher.shared.workers)
     assert per_plan == 7500
     rst = Rst(every_thousandth)
     net = NetInfo()

@@ -83,10 +83,10 @@ class Network:
         self.plans[plan.gen] = plan
         kind = PROBES[plan.kind].name
         start, end = plan.shard_range(shard)
-        nh = len(plan.hosts)
-        probed: dict[int, list[int]] = {}  # host -> its ports in this shard (port-major layout)
+        probed: dict[int, list[int]] = {}  # host -> its ports in this shard (in the plan's layout)
         for i in range(start, end):
-            probed.setdefault(plan.hosts[i % nh], []).append(plan.ports[i // nh])
+            host, port = plan.pair(i)
+            probed.setdefault(plan.hosts[host], []).append(plan.ports[port])
         for host, ports in probed.items():
             device = self.devices.get(host)
             if device is not None:
@@ -99,7 +99,7 @@ class Network:
             yield pack_result(R_HOST, plan_gen=plan.gen, ip=host, mac=device.mac)
         elif kind in ("icmp_echo", "tcp_ack") and device.pings:
             yield pack_result(R_HOST, plan_gen=plan.gen, ip=host, mac=ZERO_MAC)
-        elif kind == "tcp_syn":
+        elif kind in ("tcp_syn", "tcp_syn_kernel"):
             for port in set(ports) & device.open:
                 yield pack_result(R_PORT, state=S_OPEN, plan_gen=plan.gen, ip=host, port=port, ttl=64)
             if closed := len(set(ports) - device.open):

@@ -126,8 +126,8 @@ def test_a_udp_plan_past_the_host_budget_is_cut_too(engine: FakeEngine, dispatch
 def test_a_plan_holds_what_fits_the_budget_with_udp_probes_counted() -> None:
     tcp_only = spec("198.18.0.0/16", ports=tuple(range(1, 1001)), host_timeout_s=10.0)
     both = spec("198.18.0.0/16", ports=tuple(range(1, 1001)), host_timeout_s=10.0, udp_ports=tuple(range(1, 1001)))
-    assert tcp_only.hosts_per_plan() == int(10 * RATE / 2 / 1000)
-    assert both.hosts_per_plan() == int(10 * RATE / 2 / (1000 + 1000 * 2))  # UDP: 1 + retries (1) each
+    assert tcp_only.hosts_per_plan(1) == int(10 * RATE / 2 / 1000)
+    assert both.hosts_per_plan(1) == int(10 * RATE / 2 / (1000 + 1000 * 2))  # UDP: 1 + retries (1) each
 
 
 def test_a_deep_scans_udp_plan_ends_with_its_tcp_plan_within_the_budget() -> None:
@@ -137,7 +137,7 @@ def test_a_deep_scans_udp_plan_ends_with_its_tcp_plan_within_the_budget() -> Non
     deep = resolve(ScanRequest("198.18.0.0/24", profile="deep"), parse_targets("198.18.0.0/24"),
                    rate=1000.0, retries=3)
     assert deep.host_timeout_s == 600 and deep.udp_sends == 4
-    per_plan = deep.hosts_per_plan()
+    per_plan = deep.hosts_per_plan(1)
     feed = Feed(LAN, deep.targets, per_plan,
                 ((port_scan_of("tcp"), deep.ports), (port_scan_of("udp"), deep.udp_ports)), None, False,
                 deep.udp_sends)
