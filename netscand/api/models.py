@@ -20,12 +20,29 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 from netscand.api.problems import NOT_READY
 from netscand.scan.cves import FINDING_STATUSES, SEVERITIES
 from netscand.scan.identify import NAME_PREFERENCE
-from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, PROFILE_ONLY_FIELDS, PROFILES, accepting, requiring
+from netscand.scan.ports import SOURCE_PORTS
+from netscand.scan.profiles import (
+    DEFAULT_LEVEL,
+    DEFAULT_PROFILE,
+    GAP_FIELD,
+    LEVEL_NAMES,
+    PACED_FIELDS,
+    PROFILE_NAMES,
+    PROFILE_ONLY_FIELDS,
+    PROFILES,
+    REQUEST,
+    accepting,
+    pacing_profiles,
+    requiring,
+)
 from netscand.statuses import STATUSES
 
 TIMEOUT_MS = (1, 600_000)
 MAX_CONCURRENT = (1, 65_536)
 RETRIES = (0, 10)
+# A paced host's gap and jitter: up to an hour (paranoid's gap is five minutes).
+HOST_GAP_MS = (1, 3_600_000)
+JITTER_MS = (0, 3_600_000)
 PER_PAGE = (1, 100)
 PER_PAGE_DEFAULT = 25
 # Devices per page of a result: the default holds an ordinary scan's whole result; the page is
@@ -41,9 +58,10 @@ STATUS_NAMES = tuple(STATUSES)
 PORT_STATES = ("open", "closed", "filtered", "open|filtered")  # the last: UDP's silence
 # The values of each enum in the order they mean something in (a scan's life, the profiles'
 # size): msgspec writes a Literal's values sorted, and in_order() puts them back in this order.
-ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES, SEVERITIES, FINDING_STATUSES)
+ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES, SEVERITIES, FINDING_STATUSES, LEVEL_NAMES)
 if TYPE_CHECKING:
     ProfileName = str
+    LevelName = str
     StatusName = str
     HostnameSource = str
     NotReadyType = str
@@ -53,6 +71,7 @@ if TYPE_CHECKING:
 else:
     # Built from the registries, so a new profile or status is one entry there.
     ProfileName = Literal[PROFILE_NAMES]
+    LevelName = Literal[LEVEL_NAMES]
     StatusName = Literal[STATUS_NAMES]
     HostnameSource = Literal[NAME_PREFERENCE]
     NotReadyType = Literal[NOT_READY]
@@ -84,6 +103,8 @@ Target = Annotated[_TargetItem | Annotated[list[_TargetItem], Meta(min_length=1)
     examples=["198.18.0.0/24", ["198.18.0.1", "198.18.1.10-198.18.1.20", "printer.lan"]])]
 # The shape of a port range; port_ranges (scan/ports.py) reads it and checks its bounds and order.
 _PortRange = Annotated[str, Meta(pattern="^\\s*([0-9]+\\s*(-\\s*[0-9]+\\s*)?|-\\s*)" + _END)]
+# The shape of a source port range "lo-hi"; ports.source_port_range checks its bounds.
+_SourcePorts = Annotated[str, Meta(pattern="^[0-9]{1,10}-[0-9]{1,10}" + _END, examples=["32768-60999"])]
 
 
 def in_order(node: Any) -> Any:
@@ -113,6 +134,15 @@ def _profile_prose() -> str:
     return " ".join(f"{name}: {profile.description}" for name, profile in PROFILES.items())
 
 
+# What order the probes go in, which the profiles' prose leaves to this (engine/plan.py).
+_ORDER = ("Order: a steady (unpaced) profile's plan lists (port, host) pairs port by port and cuts "
+          "them into shards of up to 65,536 probes; the shards go in a keyed random order and each "
+          "shard's probes in a keyed random order of their own, so probes are shuffled only inside "
+          "a shard (a shard holds a few ports of every host of the plan, not a random sample of the "
+          "scan). A per-host paced scan sends each host's ports in a keyed random order of that "
+          "host's, the hosts interleaved from keyed random starts, each send jittered.")
+
+
 def _only_with(field: str) -> str:
     takers, needing = " or ".join(accepting(field)), " or ".join(requiring(field))
     if needing == takers:
@@ -122,15 +152,22 @@ def _only_with(field: str) -> str:
 
 def _profile_rules() -> list[dict[str, object]]:
     """What JSON Schema can say of the fields only some profiles take (validate.py checks the
-    same in code): another profile refuses them, and a profile needing one requires it."""
+    same in code): another profile refuses them, a profile needing one requires it, and the
+    paced fields need host_gap_ms where it turns pacing on."""
     def profile_in(names: list[str]) -> dict[str, object]:
         return {"required": ["profile"], "properties": {"profile": {"enum": names}}}
 
     refused = [{"if": profile_in(list(accepting(f))), "else": {"properties": {f: {"type": "null"}}}}
                for f in PROFILE_ONLY_FIELDS]
-    return refused + [{"if": profile_in([p.name]), "then": {
+    required = [{"if": profile_in([p.name]), "then": {
         "required": list(p.requires), "properties": {f: {"not": {"type": "null"}} for f in p.requires}}}
         for p in PROFILES.values() if p.requires]
+    # Where the request decides pacing, the paced fields want the gap that turns it on.
+    gap_given = {"required": [GAP_FIELD], "properties": {GAP_FIELD: {"not": {"type": "null"}}}}
+    paced_on_request = [p.name for p in PROFILES.values() if p.pacing == REQUEST]
+    unpaced = {"if": {"allOf": [profile_in(paced_on_request), {"not": gap_given}]},
+               "then": {"properties": {f: {"type": "null"} for f in PACED_FIELDS}}}
+    return [*refused, *required, unpaced]
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -139,7 +176,7 @@ class StartRequest(Closed):
     """The body of POST /api/v1/scans/start. JSON null in an optional field means it is not given."""
 
     target: Target
-    profile: Annotated[ProfileName | None, Meta(description=f"Default {DEFAULT_PROFILE}. {_profile_prose()}",
+    profile: Annotated[ProfileName | None, Meta(description=f"Default {DEFAULT_PROFILE}. {_profile_prose()} {_ORDER}",
                                                 examples=[PROFILE_NAMES[0]])] = DEFAULT_PROFILE
     site_id: Annotated[Uuid | None, Meta(description="The site the scan belongs to; a filter of the list. "
                                          "Echoed in lower case.")] = None
@@ -170,6 +207,26 @@ class StartRequest(Closed):
     skip_discovery: Annotated[bool | None, Meta(
         description="Probe every target address instead of only those that answer host discovery "
                     "(ICMP echo, TCP SYN and ACK pings; ARP on the local link), like nmap's -Pn.")] = None
+    stealth_level: Annotated[LevelName | None, Meta(
+        description=f"{_only_with('stealth_level')}: its pace (default {DEFAULT_LEVEL}): the per-host "
+                    "gap, jitter, rate cap and retries of the level (see the profile's description); "
+                    f"{GAP_FIELD}, {PACED_FIELDS[0]}, rate and retries override each.",
+        examples=[DEFAULT_LEVEL])] = None
+    host_gap_ms: Annotated[Annotated[int, Meta(ge=HOST_GAP_MS[0], le=HOST_GAP_MS[1])] | None, Meta(
+        description=f"{_only_with(GAP_FIELD)}: each host gets at most one probe per this many "
+                    "milliseconds (plus jitter_ms), retries included; on "
+                    f"{' or '.join(n for n in accepting(GAP_FIELD) if n not in pacing_profiles())} it "
+                    "turns per-host pacing on. A gap above 3000 ms stays out of the window of threshold "
+                    "detectors (scanlogd, xt_psd).", examples=[3500])] = None
+    jitter_ms: Annotated[Annotated[int, Meta(ge=JITTER_MS[0], le=JITTER_MS[1])] | None, Meta(
+        description=f"{_only_with('jitter_ms')}, with per-host pacing ({GAP_FIELD}, or profile "
+                    f"{' or '.join(pacing_profiles())}): each per-host wait is the gap plus a random "
+                    "0 to this many milliseconds.", examples=[1000])] = None
+    source_ports: Annotated[_SourcePorts | None, Meta(
+        description=f"{_only_with('source_ports')}, with per-host pacing: the range \"lo-hi\" "
+                    f"(within {SOURCE_PORTS[0]}-{SOURCE_PORTS[1]}, two ports at least) the SYNs' "
+                    "source ports are spread over (even ones, as Linux's connect() takes); default the "
+                    "kernel's ip_local_port_range clipped to that.")] = None
 
 
 START_REQUEST_RULES = {"allOf": _profile_rules()}

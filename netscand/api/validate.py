@@ -1,7 +1,8 @@
 """API input read into its models (api/models.py): the start body, the queries, the Idempotency-Key.
 
 msgspec checks shapes, types and bounds as it converts; what it cannot say (a port range's
-order, the fields only profile custom takes) is checked here, after it. Each failure is a 422
+order, a source port range's bounds, the fields only some profiles take, the fields that need
+per-host pacing) is checked here, after it. Each failure is a 422
 naming the one field at fault, the first found: an unknown field (by name), then a missing
 target, then the fields in documented order. `bool` is never taken as a number, nor an
 integral float (5000.0) as an integer: msgspec's conversion is strict.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -23,7 +24,7 @@ from netscand.api.models import (
     IDEMPOTENCY_KEY_MAX, IdempotencyKey, ListQuery, ResultQuery, StartRequest, in_order,
 )
 from netscand.api.problems import Problem
-from netscand.scan.ports import PortSpecError, port_ranges
+from netscand.scan.ports import PortSpecError, port_ranges, source_port_range
 from netscand.scan.profiles import (
     DEFAULT_PROFILE,
     PROFILE_ONLY_FIELDS,
@@ -133,35 +134,46 @@ def start_request(data: Any) -> ScanRequest:
     return request
 
 
-PORT_FIELDS = ("ports", "udp_ports")  # port specifications, read by port_ranges
+def _port_ranges(name: str, ports: list[int | str]) -> None:
+    try:
+        port_ranges(ports)  # merged ranges: cheap however many ports they cover
+    except PortSpecError as exc:
+        raise Problem.invalid(name, f"{name}: {exc}") from None
+
+
+def _source_ports(name: str, text: str) -> None:
+    try:
+        source_port_range(text)
+    except PortSpecError as exc:
+        raise Problem.invalid(name, f"{name}: {exc}") from None
+
+
+# The fields whose text is read after msgspec checked its shape (port specifications, read by
+# port_ranges; a source port range), each checked in its documented place.
+READ_FIELDS: dict[str, Callable[[str, Any], None]] = {
+    "ports": _port_ranges, "udp_ports": _port_ranges, "source_ports": _source_ports}
 
 
 def _start_body(data: Any) -> StartRequest:
-    """The body as its model, with the port specifications' ranges read in their place in
-    documented order: after the fields before them, before a fault of any field after them."""
+    """The body as its model, with the fields whose text is read here (READ_FIELDS) read in
+    their place in documented order: after the fields before them, before a fault of any
+    field after them."""
     try:
         req = _convert(data, StartRequest, "body")
     except Problem as problem:
-        for name in PORT_FIELDS:  # msgspec let them through: it stops at the first fault
+        for name, read in READ_FIELDS.items():  # msgspec let them through: it stops at the first fault
             if _after(name, problem.field) and data.get(name) is not None:
-                _port_ranges(name, data[name])
+                read(name, data[name])
         raise
-    for name in PORT_FIELDS:
-        if (ports := getattr(req, name)) is not None:
-            _port_ranges(name, ports)
+    for name, read in READ_FIELDS.items():
+        if (value := getattr(req, name)) is not None:
+            read(name, value)
     return req
 
 
 def _after(name: str, field: str | None) -> bool:
     order = StartRequest.__struct_fields__
     return field in order and order.index(field) > order.index(name)
-
-
-def _port_ranges(name: str, ports: list[int | str]) -> None:
-    try:
-        port_ranges(ports)  # merged ranges: cheap however many ports they cover
-    except PortSpecError as exc:
-        raise Problem.invalid(name, f"{name}: {exc}") from None
 
 
 def _canonical(site_id: str | None) -> str | None:

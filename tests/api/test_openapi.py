@@ -20,7 +20,7 @@ from netscand.api.openapi import document
 from netscand.engine.shm import R_PORT, S_OPEN, Result
 from netscand.profiling.services import ServiceInfo
 from netscand.scan.identify import NAME_PREFERENCE
-from netscand.scan.profiles import DEFAULT_PROFILE, PROFILES
+from netscand.scan.profiles import DEFAULT_PROFILE, PROFILES, STEALTH_LEVELS
 from netscand.scan.result import Fingerprint, ScanResult
 from netscand.statuses import STATUSES
 from tests.api.conftest import OPENAPI, Api, conform, schema_validator, start
@@ -165,6 +165,8 @@ def test_enums_are_the_registries_in_their_order() -> None:
     assert schemas["Hostname"]["properties"]["source"]["enum"] == list(NAME_PREFERENCE)
     (status,) = [p for p in OPENAPI["paths"]["/api/v1/scans"]["get"]["parameters"] if p["name"] == "status"]
     assert status["schema"]["enum"] == list(STATUSES)
+    level = schemas["StartRequest"]["properties"]["stealth_level"]["anyOf"][0]
+    assert level["enum"] == list(STEALTH_LEVELS) == ["quiet", "sneaky", "paranoid"]
 
 
 def test_port_states_keep_their_documented_order() -> None:
@@ -203,6 +205,18 @@ def test_each_profile_is_described_as_the_registry_describes_it() -> None:
     prose = OPENAPI["components"]["schemas"]["StartRequest"]["properties"]["profile"]["description"]
     for name, profile in PROFILES.items():
         assert f"{name}: {profile.description}" in prose
+    # The order claimed is the one the engine has: a steady plan's probes shuffled only inside
+    # its shards, a paced host's ports in an order of their own.
+    assert "shards of up to 65,536 probes" in prose and "probes are shuffled only inside a shard" in prose
+    assert "in a keyed random order of that host's" in prose
+
+
+def test_the_pacing_fields_say_which_profiles_take_them() -> None:
+    fields = OPENAPI["components"]["schemas"]["StartRequest"]["properties"]
+    assert fields["stealth_level"]["description"].startswith("Only with profile stealth: ")
+    for name in ("host_gap_ms", "jitter_ms", "source_ports"):
+        assert fields[name]["description"].startswith("Only with profile stealth or custom")
+    assert "on custom it turns per-host pacing on" in fields["host_gap_ms"]["description"]
 
 
 def test_query_parameters_are_the_query_models() -> None:
