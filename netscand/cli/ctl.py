@@ -23,7 +23,14 @@ from rich.table import Table
 from netscand import __version__
 from netscand.cli import findings
 from netscand.cli.progress import progress_bar
-from netscand.scan.profiles import DEFAULT_PROFILE, PROFILE_NAMES, taking
+from netscand.scan.profiles import (
+    DEFAULT_LEVEL,
+    DEFAULT_PROFILE,
+    LEVEL_NAMES,
+    PROFILE_NAMES,
+    accepting,
+    taking,
+)
 from netscand.statuses import FINISHED, STATUSES
 
 DEFAULT_SOCKET = "/run/netscand/netscand.sock"
@@ -56,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
                        help=f"for {taking('enable_profiling').name}: device profiling and service detection")
     start.add_argument("--cve-match", action="store_true", default=None,
                        help=f"for {taking('enable_cve_match').name}: match services against the CVE data")
+    start.add_argument("--stealth-level", choices=LEVEL_NAMES,
+                       help=f"for {taking('stealth_level').name}: its pace (default {DEFAULT_LEVEL})")
+    paced = " or ".join(accepting("host_gap_ms"))
+    start.add_argument("--host-gap-ms", type=int, help=f"for {paced}: each host one probe per this many ms at most")
+    start.add_argument("--jitter-ms", type=int, help="with per-host pacing: a random 0 to this many ms more per wait")
+    start.add_argument("--source-ports", help="with per-host pacing: source port range LO-HI, e.g. 32768-60999")
     start.add_argument("--site-id")
     start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
     for name in ("status", "result", "stop", "watch"):
@@ -139,6 +152,9 @@ def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int
     for flag, field in (("profiling", "enable_profiling"), ("cve_match", "enable_cve_match")):
         if getattr(args, flag):
             body[field] = True
+    for field in ("stealth_level", "host_gap_ms", "jitter_ms", "source_ports"):  # the API checks them
+        if (value := getattr(args, field)) is not None:
+            body[field] = value
     if args.site_id:
         body["site_id"] = args.site_id
     scan = client.call("POST", "/api/v1/scans/start", json=body)

@@ -18,8 +18,18 @@ from netscand import config, oneshot
 from netscand.cli import findings
 from netscand.cli.progress import progress_bar
 from netscand.scan.policy import PolicyError
-from netscand.scan.ports import PortSpecError, port_ranges
-from netscand.scan.profiles import ONE_SHOT_PROFILE, PROFILES, ScanRequest, taking
+from netscand.scan.ports import PortSpecError, port_ranges, source_port_range
+from netscand.scan.profiles import (
+    DEFAULT_LEVEL,
+    LEVEL_NAMES,
+    ONE_SHOT_PROFILE,
+    PROFILES,
+    Profile,
+    ScanRequest,
+    accepting,
+    contradiction,
+    taking,
+)
 from netscand.scan.targets import TargetError, parse_targets
 
 EXIT_USAGE = 2
@@ -40,6 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"with --profile {taking('enable_cve_match').name}: match the services found against the "
                         "CVE data (netscand cve import/sync); implies --profiling, whose service detection "
                         "finds the CPEs matched")
+    p.add_argument("--stealth-level", choices=LEVEL_NAMES,
+                   help=f"{taking('stealth_level').name}'s pace (default {DEFAULT_LEVEL}; implies --profile "
+                        f"{taking('stealth_level').name})")
+    paced = " or ".join(accepting("host_gap_ms"))
+    p.add_argument("--host-gap-ms", type=int,
+                   help=f"with --profile {paced}: each host gets one probe per this many ms at most")
+    p.add_argument("--jitter-ms", type=int, help="with per-host pacing: a random 0 to this many ms more per wait")
+    p.add_argument("--source-ports", help="with per-host pacing: the probes' source port range LO-HI "
+                                          "(default the kernel's ephemeral range)")
     p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
     p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
     p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
@@ -59,7 +78,8 @@ def _fail(message: str) -> int:
 
 def _below_minimum(args: argparse.Namespace) -> str | None:
     for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
-                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1)):
+                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1),
+                             ("--host-gap-ms", args.host_gap_ms, 1), ("--jitter-ms", args.jitter_ms, 0)):
         if value is not None and value < low:
             return f"{name} must be at least {low}"
     return None
@@ -73,27 +93,60 @@ def _check_ports(flag: str, text: str) -> None:
         raise PortSpecError(f"{flag}: {exc}") from None
 
 
+def _check_source_ports(text: str) -> None:
+    try:
+        source_port_range(text)
+    except PortSpecError as exc:
+        raise PortSpecError(f"--source-ports: {exc}") from None
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    """--profile, else the one --ports or --stealth-level implies, else the one-shot default."""
+    if args.profile:
+        return PROFILES[args.profile]
+    if args.ports or args.udp_ports:
+        return taking("ports")
+    return taking("stealth_level") if args.stealth_level else PROFILES[ONE_SHOT_PROFILE]
+
+
+def _refused(args: argparse.Namespace, profile: Profile) -> str | None:
+    """Why an option the profile does not take was given, if one was."""
+    for flag, field, given in (("--ports", "ports", args.ports), ("--udp-ports", "udp_ports", args.udp_ports),
+                               ("--profiling", "enable_profiling", args.profiling or None),
+                               ("--cve-match", "enable_cve_match", args.cve_match or None),
+                               ("--stealth-level", "stealth_level", args.stealth_level),
+                               ("--host-gap-ms", "host_gap_ms", args.host_gap_ms),
+                               ("--jitter-ms", "jitter_ms", args.jitter_ms),
+                               ("--source-ports", "source_ports", args.source_ports)):
+        if given is not None and field not in profile.accepts:
+            return f"{flag} goes with --profile {' or '.join(accepting(field))}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if too_small := _below_minimum(args):
         return _fail(too_small)
     try:
         cfg = config.load(args.config)
         targets = parse_targets(args.target)
-        profile = PROFILES[args.profile or (taking("ports").name if args.ports or args.udp_ports else ONE_SHOT_PROFILE)]
+        profile = _profile(args)
         if "ports" in profile.requires and not args.ports:
             return _fail(f"--profile {profile.name} needs --ports")
         for flag, text in (("--ports", args.ports), ("--udp-ports", args.udp_ports)):
             if text:
                 _check_ports(flag, text)
-        for flag, field, given in (("--ports", "ports", args.ports), ("--udp-ports", "udp_ports", args.udp_ports),
-                                   ("--profiling", "enable_profiling", args.profiling),
-                                   ("--cve-match", "enable_cve_match", args.cve_match)):
-            if given and field not in profile.accepts:
-                return _fail(f"{flag} goes with --profile {taking(field).name}")
+        if args.source_ports:
+            _check_source_ports(args.source_ports)
+        if refused := _refused(args, profile):
+            return _fail(refused)
         request = ScanRequest(args.target, profile.name, ports=args.ports.split(",") if args.ports else None,
                               udp_ports=args.udp_ports.split(",") if args.udp_ports else None,
                               timeout_ms=args.timeout_ms, retries=args.retries, skip_discovery=args.skip_discovery,
-                              enable_profiling=args.profiling or None, enable_cve_match=args.cve_match or None)
+                              enable_profiling=args.profiling or None, enable_cve_match=args.cve_match or None,
+                              stealth_level=args.stealth_level, host_gap_ms=args.host_gap_ms,
+                              jitter_ms=args.jitter_ms, source_ports=args.source_ports)
+        if clash := contradiction(request):
+            return _fail(f"--{clash[0].replace('_', '-')}: {clash[1]}")
         scan = oneshot.prepare(cfg, request, targets, args.rate)
     except (config.ConfigError, TargetError, PortSpecError, PolicyError) as exc:
         return _fail(str(exc))
