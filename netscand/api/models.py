@@ -450,7 +450,10 @@ class Device(Closed):
                     "is not flagged: its UDP open ports are counted in not_shown_udp. Absent "
                     "otherwise.")] = UNSET
     timed_out: Annotated[Literal[True] | UnsetType, Meta(
-        description="The host exceeded the profile's per-host time budget. Absent otherwise.")] = UNSET
+        description="The host exceeded the profile's per-host time budget. Absent otherwise, and "
+                    "always in a paced scan (stealth; custom with host_gap_ms), whose budget stops "
+                    "probing a host that never answered (no device) and leaves one that answers "
+                    "probed to its last port.")] = UNSET
     cve_counts: Annotated[CveCounts | UnsetType, Meta(
         description="Its ports' \"vulnerable\" findings by severity; only on a device with a port whose "
                     "CVEs were matched.")] = UNSET
