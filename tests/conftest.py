@@ -22,6 +22,7 @@ from netscand.lab.harness import lab_up
 SESSION_PREFIX = "nst"
 FACTORY_PREFIX = "nsl"
 HOSTILE_PREFIX = "nsh"
+DETECTOR_PREFIX = "nsdt"
 LOCK_FILE = DEFAULT_STATE_DIR / "pytest.lock"
 LOCK_WAIT_S = 900
 
@@ -81,6 +82,15 @@ def hostile_lab(lab_lock: None) -> Iterator[Lab]:
     hosts (netscand/lab/hostile.py), in a lab of their own: their frames and tarpit must not
     reach the tests that use `lab`."""
     with lab_up(hosts=8, seed=1, prefix=HOSTILE_PREFIX, servers=True, hostile=True) as built:
+        yield built
+
+
+@pytest.fixture(scope="session")
+def detector_lab(lab_lock: None) -> Iterator[Lab]:
+    """4 imitation hosts (seed 1), every one watched by scanlogd and psad (netscand/lab/detectors.py),
+    in a lab of their own: only the scans of the tests that use it reach the detectors' logs.
+    Read what they flagged with detectors.mark(lab) and detectors.alerts(lab, since=...)."""
+    with lab_up(hosts=4, seed=1, prefix=DETECTOR_PREFIX, detectors=True) as built:
         yield built
 
 

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--hostile", action="store_true",
                         help="add hosts that misbehave on purpose: a tarpit sending the scanner malformed "
                              "frames, and services that drip, never end, loop or lie")
+    parser.add_argument("--detectors", action="store_true",
+                        help="run Debian's scanlogd and psad on every lab host (their logs in the state dir; "
+                             "sets net.netfilter.nf_log_all_netns until the lab is down)")
     parser.add_argument("--prefix", default="nsd", metavar="P", help="namespace name prefix (default nsd)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                         help=f"where the ground truth is written (default {DEFAULT_STATE_DIR})")
@@ -45,7 +48,15 @@ def _summary(truth: dict[str, Any]) -> str:
             f"{sum(len(h['open']) for h in hosts)} open ports, "
             f"{sum(len(h['filtered']) for h in hosts)} filtered, "
             f"loss {truth['loss_pct']}%, delay {truth['delay_ms']} ms\n"
-            f"scanner: netns {truth['scanner']['netns']}, {truth['scanner']['ifname']} {truth['scanner']['ip']}")
+            f"scanner: netns {truth['scanner']['netns']}, {truth['scanner']['ifname']} {truth['scanner']['ip']}"
+            f"{_detectors_line(truth)}")
+
+
+def _detectors_line(truth: dict[str, Any]) -> str:
+    watching = truth.get("detectors")
+    if not isinstance(watching, dict):
+        return ""
+    return f"\ndetectors: scanlogd and psad on {len(watching['hosts'])} hosts ({', '.join(watching['hosts'])})"
 
 
 def _host_lines(truth: dict[str, Any]) -> str:
@@ -60,7 +71,8 @@ def _host_lines(truth: dict[str, Any]) -> str:
 def _act(args: argparse.Namespace) -> int:
     if args.action == "up":
         lab = Lab.up(hosts=args.hosts, loss_pct=args.loss, delay_ms=args.delay, seed=args.seed,
-                     prefix=args.prefix, state_dir=args.state_dir, servers=args.servers, hostile=args.hostile)
+                     prefix=args.prefix, state_dir=args.state_dir, servers=args.servers, hostile=args.hostile,
+                     detectors=args.detectors)
         print(f"{_summary(lab.truth)}\nstate file: {lab.state_file}")
         return 0
     if args.action == "down":

@@ -1,0 +1,127 @@
+"""The detector lab: Debian's scanlogd and psad flag nmap's scans of the lab and nothing else,
+their output is read whatever it holds, and the kernel's log setting is given back. Needs root
+and nmap (Debian's package)."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netscand.lab import Lab, detectors
+from netscand.lab.detector_parse import (
+    kernel_record,
+    parse_psad,
+    parse_scanlogd,
+    port_only_sids,
+)
+from netscand.lab.harness import lab_up
+from netscand.lab.safety import LAB_NETS
+from netscand.scan.ports import top_ports
+
+pytestmark = pytest.mark.lab
+
+PORTS = top_ports(100)
+OWN_PREFIX = "nsdu"  # not the lab factory's: a detector lab of this test's own, beside detector_lab
+
+
+def nf_log_all_netns() -> str:
+    return detectors.NF_LOG_ALL_NETNS.read_text().strip()
+
+
+def host_ips(lab: Lab) -> list[str]:
+    ips = [h["ip"] for h in lab.truth["hosts"]]
+    # nmap is only ever given lab addresses: nothing it sends can leave the lab.
+    assert all(any(ipaddress.ip_address(ip) in net for net in LAB_NETS) for ip in ips)
+    return ips
+
+
+def nmap(lab: Lab, template: str) -> None:
+    argv = ["nmap", "-sS", template, "-n", "-Pn", "-p", ",".join(map(str, PORTS)), *host_ips(lab)]
+    subprocess.run(lab.scanner_argv(argv), check=True, capture_output=True, timeout=300)
+
+
+def test_lab_down_gives_back_nf_log_all_netns(lab_lock: None) -> None:
+    before = nf_log_all_netns()  # "1" already if another detector lab is up: it must stay so
+    with lab_up(hosts=1, prefix=OWN_PREFIX, detectors=True) as lab:
+        assert nf_log_all_netns() == "1"
+        assert lab.truth["detectors"]["hosts"] == ["h1"]
+    assert nf_log_all_netns() == before
+
+
+@pytest.mark.parametrize("template", ["-T3", "-T4"])
+def test_nmap_syn_scan_raises_alerts_on_every_host(detector_lab: Lab, template: str) -> None:
+    scanner = detector_lab.truth["scanner"]["ip"]
+    since = detectors.mark(detector_lab)
+    nmap(detector_lab, template)
+    report = detectors.alerts(detector_lab, since=since, settle_s=1)
+    assert report.scanlogd_hosts(scanner) == {h["name"] for h in detector_lab.truth["hosts"]}
+    assert all(a.destination in host_ips(detector_lab) for a in report.scanlogd)
+    assert report.danger_level(scanner) >= 1
+    # psad's signatures that match a SYN scan test only the destination port: nmap's probe
+    # shape itself matches none of them.
+    assert report.signatures(scanner)
+    assert not report.signatures(scanner, shape_only=True)
+    assert report.unparsed == []
+
+
+def test_one_connection_raises_nothing(detector_lab: Lab) -> None:
+    host = detector_lab.truth["hosts"][0]
+    since = detectors.mark(detector_lab)
+    script = (f"import socket; s = socket.create_connection(({host['ip']!r}, {host['open'][0]}), timeout=5); "
+              "s.close()")
+    subprocess.run(detector_lab.scanner_argv(["python3", "-c", script]), check=True, timeout=30)
+    report = detectors.alerts(detector_lab, since=since, settle_s=1)
+    assert report.scanlogd == []
+    assert report.psad == {}
+    assert report.until.kernel > since.kernel  # the SYN was logged, and psad let it pass
+
+
+def test_malformed_log_lines_are_kept_raw(detector_lab: Lab) -> None:
+    since = detectors.mark(detector_lab)
+    work = detectors.root(detector_lab.state_dir, detector_lab.prefix)
+    junk = ["", "garbage", "1.5 h1 <25>Dec  7 06:39:34 scanlogd: 198.18.0.1 to", "nan h9 \udcff" * 3]
+    with open(detectors.scanlogd_log(work), "a", errors="surrogateescape") as log:
+        log.write("\n".join(junk) + "\n")
+    with open(detectors.kernel_log(work), "a") as log:
+        log.write("Dec  7 06:39:34 netscand-lab kernel: DROP nsdt-h1 IN=eth0 SRC=garbage PROTO=TCP DPT=x\n")
+    report = detectors.alerts(detector_lab, since=since, settle_s=0)
+    assert report.scanlogd == []
+    assert len(report.unparsed) == len(junk)
+
+
+@given(st.text(max_size=300))
+def test_scanlogd_parser_is_total(line: str) -> None:
+    alert = parse_scanlogd(line)
+    assert alert is None or alert.ports
+
+
+@given(st.text(max_size=300))
+def test_psad_parser_is_total(text: str) -> None:
+    parse_psad("SRC:  198.18.0.1, DL: 2, Dsts: 1, Pkts: 9\nDST: x\nSignature match: \"a\"\n" + text)
+
+
+@given(st.binary(max_size=300))
+def test_kernel_record_is_total(record: bytes) -> None:
+    line = kernel_record(record, 0.0, "lab", "DROP nsdt-")
+    assert line is None or line.count("\n") == 1
+
+
+def test_parsers_read_real_lines() -> None:
+    line = ("1765089574.123 h1 <25>Dec  7 06:39:34 scanlogd: 198.18.0.1:45296 to 198.18.0.10 ports 25, 22, 53, "
+            "..., fSrpauxy, TOS 00 @06:39:34")
+    alert = parse_scanlogd(line)
+    assert alert is not None
+    assert (alert.host, alert.source, alert.source_port, alert.ports, alert.more_ports, alert.ttl) == \
+        ("h1", "198.18.0.1", 45296, (25, 22, 53), True, None)
+    report = parse_psad('SRC:  198.18.0.1, DL: 3, Dsts: 1, Pkts: 1100, Total protocols: 1, Unique sigs: 1\n'
+                        '    DST: 198.18.0.10\n'
+                        '        Signature match: "MISC VNC communication attempt"\n'
+                        '            TCP, Chain: INPUT, Count: 2, DP: 5900, SYN, Sid: 100202\n')
+    match = report["198.18.0.1"].signatures[0]
+    assert (report["198.18.0.1"].danger_level, match.sid, match.count, match.dport) == (3, 100202, 2, 5900)
+    assert 100202 in port_only_sids(Path(detectors.PSAD_SIGNATURES).read_text())
