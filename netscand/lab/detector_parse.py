@@ -45,6 +45,15 @@ def scanlogd_record(host: str, arrived: float, datagram: str) -> str:
     return f"{arrived:.3f} {host} {printable}\n"
 
 
+def flood_notice(line: str) -> str | None:
+    """The host of a scanlogd line saying it stops logging for a while (more than 5 scans with
+    at most 20 s between them: those that follow are not logged), else None."""
+    parts = line.rstrip("\n").split(" ", 2)
+    if len(parts) == 3 and parts[2].endswith("scanlogd: More possible port scans follow"):
+        return parts[1]
+    return None
+
+
 def parse_scanlogd(line: str) -> ScanlogdAlert | None:
     """A line written by scanlogd_record, or None if it is not a scanlogd alert."""
     parts = line.rstrip("\n").split(" ", 2)

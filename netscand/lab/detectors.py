@@ -31,6 +31,7 @@ from netscand.lab.detector_parse import (
     PsadMatch,
     PsadSource,
     ScanlogdAlert,
+    flood_notice,
     parse_psad,
     parse_scanlogd,
     port_only_sids,
@@ -47,6 +48,9 @@ PSAD_SIGNATURES = Path("/etc/psad/signatures")
 PSAD_HOSTNAME = "netscand-lab"  # the host name of the syslog lines psad reads
 NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
 PSAD_TIMEOUT_S = 120
+# scanlogd counts a source's packets to new ports as one scan while they come at most 3 s apart,
+# and logs a scan once: a scan begun sooner after the last one's end is not logged again.
+SCANLOGD_DELAY_S = 3
 
 
 def root(state_dir: Path, prefix: str) -> Path:
@@ -148,12 +152,14 @@ class Cursor:
 
 @dataclass
 class Report:
-    """What the detectors flagged: scanlogd's alerts, psad's analysis per source address, the
+    """What the detectors flagged: scanlogd's alerts, the hosts whose scanlogd stopped logging
+    for a while (flooded: later scans went unlogged), psad's analysis per source address, the
     lines that did not parse (kept, never fatal), and the cursor at the report's end."""
     scanlogd: list[ScanlogdAlert]
     psad: dict[str, PsadSource]
     port_only_sids: frozenset[int]
     until: Cursor
+    flooded: set[str] = field(default_factory=set)
     unparsed: list[str] = field(default_factory=list)
 
     def scanlogd_hosts(self, source: str) -> set[str]:
@@ -241,13 +247,13 @@ def alerts(lab: Lab, since: Cursor | None = None, settle_s: float = 0.5) -> Repo
     work = _work(lab)
     since = since or Cursor()
     until = mark(lab)
-    scanlogd, unparsed = [], []
+    report = Report([], _psad(work, _read(kernel_log(work), since.kernel, until.kernel)),
+                    frozenset(port_only_sids(PSAD_SIGNATURES.read_text(errors="replace"))), until)
     for line in _read(scanlogd_log(work), since.scanlogd, until.scanlogd).splitlines():
-        alert = parse_scanlogd(line)
-        if alert is None:
-            unparsed.append(line)
+        if alert := parse_scanlogd(line):
+            report.scanlogd.append(alert)
+        elif host := flood_notice(line):
+            report.flooded.add(host)
         else:
-            scanlogd.append(alert)
-    psad = _psad(work, _read(kernel_log(work), since.kernel, until.kernel))
-    sids = frozenset(port_only_sids(PSAD_SIGNATURES.read_text(errors="replace")))
-    return Report(scanlogd, psad, sids, until, unparsed)
+            report.unparsed.append(line)
+    return report
