@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -92,13 +93,13 @@ def _ruleset(prefix: str, host: str) -> str:
 
 
 def _scanlogd_script(work: Path, host: str) -> str:
-    sock, run = syslog_socket(work, host), mount_dir(work, host)
+    sock, run, err = (shlex.quote(str(p)) for p in (syslog_socket(work, host), mount_dir(work, host),
+                                                     work / host / "scanlogd.err"))
     # A machine with a syslog daemon has /dev/log: scanlogd would connect to it before its
     # chroot and keep it, so in this mount namespace /dev/log is the collector's socket too.
     # Its error file is opened first: the state directory itself is under the /run it hides.
-    return (f"nft -f -\nexec 3>>'{work / host / 'scanlogd.err'}'\n"
-            f"if [ -e /dev/log ]; then mount --bind '{sock}' /dev/log; fi\n"
-            f"mount --bind '{run}' /run\nexec {SCANLOGD} </dev/null >/dev/null 2>&3 3>&-\n")
+    return (f"nft -f -\nexec 3>>{err}\nif [ -e /dev/log ]; then mount --bind {sock} /dev/log; fi\n"
+            f"mount --bind {run} /run\nexec {SCANLOGD} </dev/null >/dev/null 2>&3 3>&-\n")
 
 
 def _other_labs_value(state_dir: Path, prefix: str) -> str | None:
