@@ -208,7 +208,9 @@ class Shards:
 
     def _send_paced(self, now: float, ceiling: Pacer) -> float:
         """Send every paced host that is due, as far as the pacers allow; returns how long until
-        the next is due (or the pacers allow one)."""
+        the next is due (or the pacers allow one). The clock is read again: the worker's turn
+        may have spent a while receiving since `now`, and a host's gap counts from its sends."""
+        now = clock.now()
         wait = IDLE_WAIT
         tick = clock.tick(now)
         for run in self.paced:

@@ -8,12 +8,14 @@ Every running plan is sent at once: each has at most one shard sending (its next
 that pass is sent, while the previous one waits for late replies and retries), and the sending
 runs take turns, one batch each, each paced by its own plan's rate and all of them together by
 the worker's ceiling. So a scan at one probe a second never holds up another: a shard of 65536
-probes takes it hours, and the other scans' shards go round beside it.
+probes takes it hours, and the other scans' shards go round beside it. A paced plan's shards
+(paced.py) all send at once instead, each host at its own gap: the worker sleeps until the next
+host is due.
 
 A shard's probe states live in shared memory, so whichever worker the kernel's fanout hands a
 reply to can record it; the shard's owner alone decides retries and reports the tallies.
 
-The parts: pacing.py (token buckets), rtt.py (each plan's timeout), shards.py (a shard's life
+The parts: pacing.py (token buckets), paced.py (a paced shard's per-host schedule), rtt.py (each plan's timeout), shards.py (a shard's life
 from its start to its tally), replies.py (what a received frame answers, and what that tells),
 intake.py (the plans: read from their slots, admitted or refused under the policy, which it
 re-reads at a reload, and their interfaces' sockets); here, the loop that composes them and the
