@@ -2,7 +2,7 @@
 start it, from the repository, checking its exit status and the figures it prints. A bench that
 no longer starts, or whose figures lost a line, fails CI instead of the next person who runs it.
 
-The benches build their own labs (prefixes nsa, nsb, nsf, nsk, nsp, nsw) and daemons through
+The benches build their own labs (prefixes nsa, nsb, nsf, nsk, nsp, nss, nsw) and daemons through
 netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out of the way.
 """
 
@@ -59,6 +59,12 @@ LAB_BENCHES = {
         r"^udp service right +\| ",
         r"^time: netscand/nmap x[\d.]+ \(nmap/netscand x[\d.]+\)$",
         r"^goal \(nmap's UDP accuracy or better in a tenth of its time\): (met|NOT met): ",
+    ), 180),
+    "stealth": Smoke(("bench/stealth.py",), (
+        r"^netscand stealth +\| 2 x 10 +\| [\d.]+ s +\| [\d.]+% \(\d+/\d+, FP \d+\) +\| \d/2 hosts +\| \d+ +\| \d+ \(\+\d+ port-only\)$",
+        r"^nmap -T4 +\| 2 x 10 +\| [\d.]+ s +\| [\d.]+% \(\d+/\d+, FP \d+\) +\| \d/2 hosts +\| \d+ +\| ",
+        r"^goal \(no alert at the default stealth level, faster than nmap's fastest template without one\): "
+        r"NOT met: not judged: ",
     ), 180),
     "fuzz.sh": Smoke(("bench/fuzz.sh", "--seed", "4647"), (
         r"^unix: \d+ requests \(.*\); failed checks: none; schemathesis exit 0$",
