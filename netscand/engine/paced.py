@@ -96,7 +96,7 @@ class Schedule:
     def _silenced(self, k: int, host: _Host, now: float) -> bool:
         if not self.silence or host.first < 0 or self.heard[k]:
             return False
-        self.heard[k] = any(self._row(k))
+        self.heard[k] = bytes(self._row(k)).count(0) < self.np  # counted in C: a row may be 65535 ports
         return not self.heard[k] and now - host.first >= self.silence
 
     def _next_port(self, k: int, host: _Host) -> int | None:
