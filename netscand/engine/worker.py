@@ -134,7 +134,7 @@ class Worker:
 
     def _start_jobs(self) -> None:
         """Start the backlog's jobs, in order, while shard slots are free; a plan that has a pass
-        to send keeps its next shard back until that pass is sent. Runs only when something it
+        to send keeps its next shard back until that pass is sent (but a paced plan's all start). Runs only when something it
         depends on changed (a job came, a pass ended, a shard slot was freed): not once a batch."""
         self.shards.may_start = False
         busy = self.shards.busy_plans()
@@ -149,7 +149,8 @@ class Worker:
             if state is None or state.plan.gen != job.gen or job.shard >= state.plan.shards:
                 continue  # cancelled before it started (the control process forgot it too), or no shard of it
             self.shards.start(state, job.shard)
-            busy.add(job.gen)
+            if not state.plan.paced:  # a paced shard sends to its end: its plan's next ones go beside it
+                busy.add(job.gen)
         kept.extend(self.backlog)
         self.backlog = kept
 
