@@ -1,7 +1,7 @@
 """Stealth against scan detectors: netscand's stealth profile and nmap -T0 to -T4 on the detector lab, in one run.
 
     python bench/stealth.py [--hosts 4] [--ports 1000] [--seed 1] [--templates T0,T1,T2,T3,T4] [--json]
-    python bench/stealth.py --smoke   # 2 hosts, 10 ports, a 200 ms gap, nmap -T4 only: judged on running
+    python bench/stealth.py --smoke   # 2 hosts, 10 ports, a 200 ms gap, nmap -T4 only (lab nsss): judged on running
 
 Builds a lab whose every host runs Debian's scanlogd and psad (netscand.lab.detectors) and scans
 its hosts x the top N TCP ports (default 1000) with netscand at the default stealth level
@@ -59,6 +59,8 @@ from netscand.scan.ports import top_ports
 from netscand.scan.profiles import DEFAULT_LEVEL, STEALTH_LEVELS
 
 PREFIX = "nss"  # not nst/nsl/nsh/nsdt/nsdu (tests), nsa/nsb/nsf/nsk/nsp/nsw (the other benches)
+# The smoke's own: the full run lasts over an hour, and a lab up under its prefix would replace its lab.
+SMOKE_PREFIX = "nsss"
 LEVEL = STEALTH_LEVELS[DEFAULT_LEVEL]
 TEMPLATES = ("T0", "T1", "T2", "T3", "T4")
 # The slow templates' subsets: (hosts, ports). nmap's -T0 waits 300 s between probes, -T1 15 s,
@@ -68,7 +70,7 @@ SUBSETS = {"T0": (1, 2), "T1": (1, 8), "T2": (1, 50)}
 # below its first host (truth.HOST_BASE), apart from the scanner's own and the router's.
 NMAP_SOURCES = {template: f"198.18.0.{2 + i}" for i, template in enumerate(TEMPLATES)}
 TIMEOUT_MARGIN = 2.0  # a tool is stopped after twice its expected time (plus a minute)
-SMOKE = {"hosts": 2, "ports": 10, "host_gap_ms": 200, "jitter_ms": 50, "templates": "T4"}
+SMOKE = {"hosts": 2, "ports": 10, "host_gap_ms": 200, "jitter_ms": 50, "templates": "T4", "prefix": SMOKE_PREFIX}
 
 
 @dataclass
@@ -137,7 +139,8 @@ def nmap_job(lab: Lab, template: str, hosts: list[str], ports: list[int], index:
     argv = ["nmap", "-sS", f"-{template}", "-n", "-Pn", "-S", source, "-e", lab.truth["scanner"]["ifname"],
             "-p", ",".join(map(str, ports)), "-oX", "-", *hosts]
     delay = {"T0": 300.0, "T1": 15.0, "T2": 0.4}.get(template, 0.01)
-    timeout = 120 + TIMEOUT_MARGIN * delay * len(hosts) * len(ports)
+    # nmap waits its scan delay around its first and last probe too.
+    timeout = 120 + TIMEOUT_MARGIN * delay * (len(hosts) * len(ports) + 2)
     return Job(f"nmap -{template}", source, hosts, ports, argv, timeout, full / (len(hosts) * len(ports)))
 
 
@@ -157,6 +160,13 @@ def set_sources(lab: Lab, sources: list[str], action: str) -> None:
     for ip in sources:
         subprocess.run(["ip", "-n", lab.scanner_ns, "addr", action, f"{ip}/32", "dev", lab.truth["scanner"]["ifname"]],
                        check=action == "add", capture_output=True)
+
+
+def shown(job: Job) -> str:
+    """The job's command line, a long port list cut to its first ports and its length."""
+    listed = ",".join(map(str, job.ports))
+    cut = f"{','.join(map(str, job.ports[:5]))},... ({len(job.ports)} ports)"
+    return shlex.join(cut if arg == listed and len(job.ports) > 10 else arg for arg in job.argv)
 
 
 # --- running them -----------------------------------------------------------------------------------
@@ -205,7 +215,13 @@ def recall(lab: Lab, job: Job) -> tuple[int, int, int]:
     return len(want & got), len(want), len(got - want)
 
 
+def failed(job: Job) -> bool:
+    return job.run is None or job.run.failed
+
+
 def wall_cell(job: Job) -> str:
+    if failed(job):
+        return "failed"
     return f"~{job.wall:.0f} s" if job.extrapolated else f"{job.wall:.1f} s"
 
 
@@ -219,7 +235,7 @@ def print_table(lab: Lab, jobs: list[Job], verdicts: list[Verdict], n_hosts: int
               f"{f'{share} ({found}/{whole}, FP {fp})':<21} | {f'{len(v.scanlogd_hosts)}/{len(job.hosts)} hosts':<13} | "
               f"{v.danger_level:<7} | {v.shape_signatures} (+{v.port_signatures} port-only)")
     for job in jobs:
-        if job.extrapolated:
+        if job.extrapolated and not failed(job):
             assert job.run is not None
             print(f"  {job.name}: measured {len(job.hosts)} host{'s' if len(job.hosts) > 1 else ''} x {len(job.ports)} ports in {job.run.wall:.1f} s; "
                   f"x{job.factor:g} (the {n_hosts} x {len(jobs[0].ports)} probes of the others over its "
@@ -230,15 +246,17 @@ def goal(args: argparse.Namespace, jobs: list[Job], verdicts: list[Verdict]) -> 
     """netscand raised no alert at the default level's pace, and took less time than every nmap
     template that raised none."""
     ours, ours_v = jobs[0], verdicts[0]
+    if failed(ours):
+        return False, "not judged: netscand failed"
     if (args.host_gap_ms, args.jitter_ms) != (LEVEL.gap_ms, LEVEL.jitter_ms):
         return False, (f"not judged: netscand paced {args.host_gap_ms} ms + 0-{args.jitter_ms} ms, not the "
                        f"{LEVEL.name} level's {LEVEL.gap_ms} + 0-{LEVEL.jitter_ms} ms")
-    quiet = [(job.wall, job) for job, v in zip(jobs[1:], verdicts[1:]) if not v.alerted]
+    quiet = [(job.wall, job) for job, v in zip(jobs[1:], verdicts[1:]) if not (v.alerted or failed(job))]
     if ours_v.alerted:
         return False, (f"netscand alerted (scanlogd on {len(ours_v.scanlogd_hosts)} hosts, "
                        f"{ours_v.shape_signatures} psad signature matches of its shape)")
     if not quiet:
-        return True, f"no alert from netscand in {wall_cell(ours)}; every nmap template run raised one"
+        return True, f"no alert from netscand in {wall_cell(ours)}; every nmap template that ran raised one"
     fastest = min(quiet, key=lambda pair: pair[0])[1]
     met = ours.wall < fastest.wall
     return met, (f"no alert from netscand in {wall_cell(ours)}; fastest nmap without an alert: {fastest.name} in "
@@ -263,8 +281,7 @@ def report_all(lab: Lab, args: argparse.Namespace, jobs: list[Job], report: dete
     print_table(lab, jobs, verdicts, args.hosts)
     if report.flooded:
         print(f"\nscanlogd stopped logging for a while on {', '.join(sorted(report.flooded))} (later scans unlogged)")
-    failed = [job.run for job in jobs if job.run and job.run.failed]
-    for run in failed:
+    for run in (job.run for job in jobs if job.run and job.run.failed):
         print(f"\n{run.tool} failed: exit {run.returncode} {run.note}\n  " + run.stderr.strip()[-600:])
     met, why = goal(args, jobs, verdicts)
     print("\nalerting: a scanlogd alert, or a psad signature match of the probe's shape; psad's danger level "
@@ -273,7 +290,7 @@ def report_all(lab: Lab, args: argparse.Namespace, jobs: list[Job], report: dete
           f"{'met' if met else 'NOT met'}: {why}")
     if args.json:
         print(json.dumps(figures(lab, jobs, verdicts, report, met), indent=1))
-    return not failed and met
+    return not any(map(failed, jobs)) and met
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -286,6 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jitter-ms", type=int, default=LEVEL.jitter_ms,
                    help=f"netscand's jitter (default {LEVEL.jitter_ms}, the {LEVEL.name} level's)")
     p.add_argument("--templates", default=",".join(TEMPLATES), help="nmap's timing templates (default T0-T4)")
+    p.add_argument("--prefix", default=PREFIX, help=f"the lab's prefix (default {PREFIX}; the smoke's {SMOKE_PREFIX})")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parse_bench_args(p, SMOKE, argv)
     args.templates = [t.strip() for t in args.templates.split(",") if t.strip()]
@@ -299,10 +317,10 @@ def scan_all(lab: Lab, args: argparse.Namespace) -> tuple[list[Job], detectors.R
     ports = list(top_ports(args.ports))
     jobs = [netscand_job(lab, args, hosts, ports)]
     jobs += [nmap_job(lab, t, hosts, ports, i) for i, t in enumerate(args.templates)]
-    print(f"lab {PREFIX}: {len(hosts)} hosts ({', '.join(hosts)}) x top {len(ports)} TCP ports; seed {args.seed}; "
+    print(f"lab {args.prefix}: {len(hosts)} hosts ({', '.join(hosts)}) x top {len(ports)} TCP ports; seed {args.seed}; "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     for job in jobs:
-        print(f"{job.name} from {job.source}: {shlex.join(job.argv)}")
+        print(f"{job.name} from {job.source}: {shown(job)}")
     sources = [job.source for job in jobs[1:]]
     set_sources(lab, sources, "add")
     try:
@@ -316,7 +334,7 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
     unwind_on_sigterm()
     try:
-        lab = Lab.up(hosts=args.hosts, seed=args.seed, prefix=PREFIX, detectors=True)
+        lab = Lab.up(hosts=args.hosts, seed=args.seed, prefix=args.prefix, detectors=True)
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -329,7 +347,7 @@ def main() -> int:
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"command: {shlex.join(sys.orig_argv)}")
     if args.smoke:  # a small gap on a few ports: the figures show the bench runs, not the evasion
-        return 0 if all(job.run and not job.run.failed for job in jobs) else 1
+        return 1 if any(map(failed, jobs)) else 0
     return 0 if ok else 1
 
 
