@@ -85,13 +85,32 @@ class ScanRun:
     def _start(self, now: float) -> None:
         while not self.cancelled and self.dispatcher.free_slot is not None:
             if not self.queue:
-                if self.running or not self.feeds:
+                if not self.feeds or (self.running and not self._paced_room()):
                     break
                 self._next_group()
             work = self.queue.popleft()
             callback = partial(self._on_discovery if work.discovery else self._on_result, work)
             sub = self.dispatcher.submit(partial(self._plan, work), callback, self._on_failure)
             self.running.append((sub, work, now))
+
+    def _paced_room(self) -> bool:
+        """Whether the next paced group may start beside the running ones. One group at a time
+        is the rule (the running group has the scan's rate), but a paced group uses only its
+        hosts' share of it (one probe per host per gap): hosts behind another route, fed as
+        another feed, would otherwise wait out the first group's hours for nothing. So it may
+        while every running work is a paced port scan, the hosts in flight stay within what the
+        rate keeps at their gap (ScanSpec.paced_hosts), and none of its hosts is running (a
+        paced spec's UDP feed follows its TCP feed over the same hosts: one probe per gap)."""
+        feed = self.feeds[0]
+        if feed.pacing is None or feed.discovery:
+            return False
+        if any(work.pacing is None or not work.port_scan for _, work, _ in self.running):
+            return False
+        running = {id(work.hosts): work.hosts for _, work, _ in self.running}.values()
+        upcoming = feed.upcoming()
+        if sum(t.count for t in running) + upcoming.count > self.spec.hosts_per_plan(self.dispatcher.shared.workers):
+            return False
+        return not any(upcoming.overlaps(t) for t in running)
 
     def _next_group(self) -> None:
         self.groups += 1

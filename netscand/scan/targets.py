@@ -117,6 +117,15 @@ class Targets:
         return Targets(((first, inner[0][1]), *inner[1:-1], (inner[-1][0], last)) if i < j
                        else ((first, last),))
 
+    def overlaps(self, other: Targets) -> bool:
+        """Whether an address is in both: per range of ours, the last of `other`'s starting
+        within it is the one that would reach it (other's ranges are sorted and disjoint)."""
+        for lo, hi in self.ranges:
+            i = bisect_right(other._starts, hi) - 1
+            if i >= 0 and other.ranges[i][1] >= lo:
+                return True
+        return False
+
     def _range_of(self, addr: int) -> int | None:
         i = bisect_right(self._starts, addr) - 1
         if i >= 0 and addr <= self.ranges[i][1]:

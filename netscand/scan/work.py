@@ -126,12 +126,16 @@ class Feed:
         part of the rate. Parts follow the probes each sends (a UDP port's retries counted), so
         the works end together: deep's 104 UDP ports, each sent 1 + retries times (4 at the default
         3 retries), get 416 parts of the rate to the 65535 TCP ports' 65535."""
-        hosts = self.targets.window(self.position, self.position + self.per_plan)
+        hosts = self.upcoming()
         self.position += self.per_plan
         weights = [len(ports) * (self.udp_sends if probe.protocol == "udp" else 1) for probe, ports in self.probes]
         return [Work(probe, self.route, hosts, self.next_hop, ports, group, weight / sum(weights), self.discovery,
                      self.pacing)
                 for (probe, ports), weight in zip(self.probes, weights, strict=True)]
+
+    def upcoming(self) -> Targets:
+        """The hosts its next cut takes."""
+        return self.targets.window(self.position, self.position + self.per_plan)
 
     @property
     def exhausted(self) -> bool:

@@ -140,3 +140,19 @@ def test_a_paced_shard_is_whole_hosts_spread_over_the_workers(nhosts: int, nport
     size = paced_shard(nhosts, nports, workers)
     assert size % nports == 0 and size <= SHARD_MAX
     assert -(-nhosts * nports // size) == shards <= workers * PLAN_SHARDS
+
+
+def test_paced_groups_behind_other_routes_start_together_within_the_rate(
+        engine: FakeEngine, dispatcher: Dispatcher) -> None:
+    # Loopback and a routed range are two feeds: a paced group of one need not wait out the
+    # other's hours, as long as the hosts in flight stay within what the rate keeps at their gap.
+    both = spec("127.0.0.1-127.0.0.2,198.19.1.0/30", pacing=PACING, discovery=None)
+    run = ScanRun(both, dispatcher, FakeNet())
+    run.step()
+    assert sorted(hosts(s.plan) for s, _, _ in run.running) == [
+        ["127.0.0.1", "127.0.0.2"], ["198.19.1.0", "198.19.1.1", "198.19.1.2", "198.19.1.3"]]
+    # Five hosts a second at a 4 s mean gap keep 20 at their pace: no room for a second group of 20.
+    crowded = ScanRun(spec("127.0.0.1-127.0.0.20,198.19.1.0/30", pacing=PACING, discovery=None, rate=5.0),
+                      dispatcher, FakeNet())
+    crowded.step()
+    assert [len(s.plan.hosts) for s, _, _ in crowded.running] == [20]
