@@ -7,6 +7,7 @@ Every parser here is total: a line that does not have the expected shape comes b
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ _SCANLOGD = re.compile(
     r"(?P<src>\d{1,3}(?:\.\d{1,3}){3})(?::(?P<sport>\d{1,5}))? to (?P<dst>\d{1,3}(?:\.\d{1,3}){3})"
     r"(?P<others> and others,)? ports (?P<ports>\d{1,5}(?:, \d{1,5})*)(?P<more>, \.\.\.)?, "
     r"(?P<flags>[A-Za-z?]{8})(?:, TOS (?P<tos>[0-9a-fA-F]{2}))?(?:, TTL (?P<ttl>\d{1,3}))? "
-    r"@(?P<clock>\d\d:\d\d:\d\d)")
+    r"@(?P<clock>\d\d:\d\d:\d\d)", re.ASCII)
 # glibc's syslog(3) datagram: "<PRI>Mmm dd hh:mm:ss TAG[pid]: message".
 _SYSLOG_TAG = re.compile(r"^(?:<\d{1,3}>)?.*? scanlogd(?:\[\d+\])?: ")
 _MAX_LINE = 4096  # a longer line is not scanlogd's (its buffer is far smaller)
+# A /dev/kmsg stamp is a u64 of microseconds; more digits than that is not the kernel's record.
+_MAX_USEC_DIGITS = 20
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def parse_scanlogd(line: str) -> ScanlogdAlert | None:
         when = float(arrived)
     except ValueError:
         return None
-    if found is None:
+    if found is None or not math.isfinite(when):
         return None
     return ScanlogdAlert(
         host=host, time=when, source=found["src"],
@@ -83,10 +86,14 @@ def kernel_record(record: bytes, boot_epoch: float, hostname: str, wanted: str) 
     head, sep, body = record.partition(b";")
     fields = head.split(b",")
     message = body.split(b"\n", 1)[0].decode(errors="replace")
-    if not sep or len(fields) < 3 or wanted not in message or not fields[2].isdigit():
+    if (not sep or len(fields) < 3 or wanted not in message or not fields[2].isdigit()
+            or len(fields[2]) > _MAX_USEC_DIGITS):
         return None
     usec = int(fields[2])
-    stamp = time.strftime("%b %e %H:%M:%S", time.localtime(boot_epoch + usec / 1e6))
+    try:
+        stamp = time.strftime("%b %e %H:%M:%S", time.localtime(boot_epoch + usec / 1e6))
+    except (OverflowError, OSError, ValueError):
+        return None  # a stamp beyond the years the C library can show is not one of this boot
     return f"{stamp} {hostname} kernel: [{usec / 1e6:12.6f}] {message}\n"
 
 
@@ -110,10 +117,13 @@ class PsadSource:
     signatures: list[PsadMatch] = field(default_factory=list)
 
 
-_SRC = re.compile(r"SRC:\s+(\S+), DL: (\d+), Dsts: \d+, Pkts: (\d+)")
+# Numbers bounded to 10 ASCII digits: int() of thousands of digits raises, and a longer one is
+# no count psad could have made.
+_SRC = re.compile(r"SRC:\s+(\S+), DL: (\d{1,10}), Dsts: \d+, Pkts: (\d{1,10})(?!\d)", re.ASCII)
 _DST = re.compile(r"DST:\s+(\S+)")
 _SIG = re.compile(r'Signature match: "(.*)"')
-_SIG_DETAIL = re.compile(r"Count: (\d+)(?:, DP: (\d+))?.*?(?:Sid: (\d+))?$")
+_SIG_DETAIL = re.compile(r"Count: (\d{1,10})(?!\d)(?:, DP: (\d{1,5})(?!\d))?.*?(?:Sid: (\d{1,10}))?$", re.ASCII)
+_SID = re.compile(r"[0-9]{1,10}")
 
 
 def parse_psad(report: str) -> dict[str, PsadSource]:
@@ -158,5 +168,5 @@ def port_only_sids(signatures: str) -> set[int]:
         options = {name: (value or "").strip() for name, value in _OPTION.findall(body[:-1])}
         tests = set(options) - _LABELS
         if tests <= {"flags"} and options.get("flags", "S").split(",")[0] == "S":
-            sids.update(int(options[key]) for key in ("sid", "psad_id") if options.get(key, "").isdigit())
+            sids.update(int(options[key]) for key in ("sid", "psad_id") if _SID.fullmatch(options.get(key, "")))
     return sids

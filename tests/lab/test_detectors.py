@@ -98,10 +98,21 @@ def test_malformed_log_lines_are_kept_raw(detector_lab: Lab) -> None:
     assert len(report.unparsed) == len(junk)
 
 
+# Numbers far past what int() and float() take, and digits that are not ASCII ("²".isdigit()).
+HUGE = "9" * 5000
+NUMBERS = st.sampled_from([HUGE, "9" * 400, "1e999", "nan", "inf", "-1", "²", "١٢", "18446744073709551616"])
+
+
 @given(st.text(max_size=300))
 def test_scanlogd_parser_is_total(line: str) -> None:
     alert = parse_scanlogd(line)
     assert alert is None or alert.ports
+
+
+@given(NUMBERS, NUMBERS)
+def test_scanlogd_parser_takes_no_number_it_cannot_hold(stamp: str, number: str) -> None:
+    line = f"{stamp} h1 198.18.0.1:{number} to 198.18.0.10 ports {number}, 22, fSrpauxy, TTL {number} @06:39:34"
+    assert parse_scanlogd(line) is None
 
 
 @given(st.text(max_size=300))
@@ -109,10 +120,28 @@ def test_psad_parser_is_total(text: str) -> None:
     parse_psad("SRC:  198.18.0.1, DL: 2, Dsts: 1, Pkts: 9\nDST: x\nSignature match: \"a\"\n" + text)
 
 
+@given(NUMBERS, NUMBERS)
+def test_psad_parser_takes_no_number_it_cannot_hold(level: str, count: str) -> None:
+    report = parse_psad(f"SRC:  198.18.0.1, DL: {level}, Dsts: 1, Pkts: {count}, Total protocols: 1\n"
+                        f"SRC:  198.18.0.2, DL: 2, Dsts: 1, Pkts: 3\n    DST: 198.18.0.10\n"
+                        f'        Signature match: "x"\n    TCP, Count: {count}, DP: {level}, SYN, Sid: {count}\n')
+    numbers = [n for found in report.values() for m in found.signatures for n in (m.sid, m.count, m.dport)]
+    numbers += [n for found in report.values() for n in (found.danger_level, found.packets)]
+    assert all(n is None or 0 <= n < 10**10 for n in numbers)
+    assert port_only_sids(f"alert tcp any any -> any 80 (msg:\"x\"; flags:S; sid:{count}; psad_id:{level};)") == set()
+
+
 @given(st.binary(max_size=300))
 def test_kernel_record_is_total(record: bytes) -> None:
     line = kernel_record(record, 0.0, "lab", "DROP nsdt-")
     assert line is None or line.count("\n") == 1
+
+
+@given(st.sampled_from([b"9" * 400, b"9" * 21, HUGE.encode()]), st.floats(allow_nan=False))
+def test_kernel_record_takes_no_stamp_it_cannot_hold(usec: bytes, boot_epoch: float) -> None:
+    assert kernel_record(b"6,1," + usec + b",-;DROP nsdt-h1 x", 0.0, "lab", "DROP nsdt-") is None
+    line = kernel_record(b"6,1,99999999999999999999,-;DROP nsdt-h1 x", boot_epoch, "lab", "DROP nsdt-")
+    assert line is None or line.endswith("DROP nsdt-h1 x\n")
 
 
 def test_parsers_read_real_lines() -> None:
