@@ -51,6 +51,9 @@ def open_sources(state: dict[str, Any], work: Path) -> Sources:
         syslog[sock.fileno()] = (sock, name)
     kmsg = os.open(KMSG, os.O_RDONLY | os.O_NONBLOCK)
     os.lseek(kmsg, 0, os.SEEK_END)
+    # There before the collector says it is ready: detectors.alerts takes a lab without them for one torn down.
+    for log in (detectors.scanlogd_log(work), detectors.kernel_log(work)):
+        log.touch()
     return Sources(work, state["prefix"], kmsg, syslog)
 
 

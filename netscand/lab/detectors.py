@@ -7,8 +7,9 @@
 - psad reads the kernel's firewall log. Each host logs what a stateful firewall would not let
   through (every packet that is not part of an established connection) with the prefix
   "DROP <netns>" (psad's FW_MSG_SEARCH is DROP). The kernel writes a non-initial namespace's
-  log only while net.netfilter.nf_log_all_netns is 1: set for the lab's life, and the value
-  found before restored when the last detector lab goes down. psad runs in its offline
+  log only while net.netfilter.nf_log_all_netns is 1: set while any detector lab is up, and the
+  value found before the first restored when the last goes down (one record for the machine,
+  whatever --state-dir each lab has: the sysctl is the machine's too). psad runs in its offline
   analysis mode (`psad -A`) over the collected log, with a configuration of the lab's own that
   does no DNS or whois lookup, sends no mail and blocks nothing.
 
@@ -17,12 +18,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +53,8 @@ PSAD_CONF = Path("/etc/psad/psad.conf")
 PSAD_SIGNATURES = Path("/etc/psad/signatures")
 PSAD_HOSTNAME = "netscand-lab"  # the host name of the syslog lines psad reads
 NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
+# Machine-wide, not in a lab's state dir: labs in other state dirs share the sysctl.
+USERS_DIR = Path("/run/netscand-lab-detectors")
 PSAD_TIMEOUT_S = 120
 # scanlogd counts a source's packets to new ports as one scan while they come at most 3 s apart,
 # and logs a scan once: a scan begun sooner after the last one's end is not logged again.
@@ -82,7 +89,7 @@ def log_prefix(prefix: str, host: str) -> str:
 
 def plan(lab_truth: dict[str, Any]) -> None:
     """Record in the truth that every lab host runs the detectors."""
-    lab_truth["detectors"] = {"hosts": [h["name"] for h in lab_truth["hosts"]], "nf_log_all_netns": None}
+    lab_truth["detectors"] = {"hosts": [h["name"] for h in lab_truth["hosts"]]}
 
 
 def _ruleset(prefix: str, host: str) -> str:
@@ -102,18 +109,54 @@ def _scanlogd_script(work: Path, host: str) -> str:
             f"mount --bind {run} /run\nexec {SCANLOGD} </dev/null >/dev/null 2>&3 3>&-\n")
 
 
-def _other_labs_value(state_dir: Path, prefix: str) -> str | None:
-    """The value another detector lab still up found before it set the sysctl, if there is one."""
-    for path in Path(state_dir).glob("*.json"):
+@contextmanager
+def _users(directory: Path) -> Iterator[dict[str, Any]]:
+    """The machine's record of the detector labs up ({"before": the sysctl's value found by the
+    first, "labs": {prefix: scanner namespace}}), changed under a lock and written back."""
+    directory.mkdir(parents=True, exist_ok=True)
+    record_file = directory / "labs.json"
+    with open(directory / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            other = truth.read(path)
-        except ValueError:
-            continue
-        if (isinstance(other, dict) and other.get("prefix") != prefix and isinstance(other.get("detectors"), dict)
-                and other["detectors"].get("nf_log_all_netns") is not None
-                and namespaces.exists(other["scanner"]["netns"])):
-            return str(other["detectors"]["nf_log_all_netns"])
-    return None
+            record = json.loads(record_file.read_text())
+        except (FileNotFoundError, ValueError):
+            record = {}
+        yield record
+        if record:
+            truth.write(record_file, record)
+        else:
+            record_file.unlink(missing_ok=True)
+
+
+def _alive(labs: dict[str, str]) -> dict[str, str]:
+    # A lab that died without `down` holds nothing once its namespaces are gone.
+    return {prefix: netns for prefix, netns in labs.items() if namespaces.exists(netns)}
+
+
+def take_sysctl(prefix: str, netns: str, sysctl: Path = NF_LOG_ALL_NETNS, directory: Path = USERS_DIR) -> None:
+    """Count lab `prefix` (scanner namespace `netns`) among the sysctl's users and set it to 1;
+    the first user records the value it found (kept while any user is left, dead ones included:
+    a dead lab's 1 is not the machine's value)."""
+    with _users(directory) as record:
+        record.setdefault("before", sysctl.read_text().strip())
+        record["labs"] = {**_alive(record.get("labs", {})), prefix: netns}
+        sysctl.write_text("1\n")
+
+
+def give_back_sysctl(prefix: str | None, sysctl: Path = NF_LOG_ALL_NETNS, directory: Path = USERS_DIR) -> None:
+    """Lab `prefix` no longer uses the sysctl (None: a lab whose state is lost, its namespaces
+    gone); the last user left restores the value the first one found."""
+    if not (directory / "labs.json").exists():
+        return  # no detector lab up (most teardowns): not even the lock is needed
+    with _users(directory) as record:
+        if not record:
+            return
+        labs = _alive({name: netns for name, netns in record.get("labs", {}).items() if name != prefix})
+        if labs:
+            record["labs"] = labs
+        else:
+            sysctl.write_text(f"{record['before']}\n")
+            record.clear()
 
 
 def start(lab_truth: dict[str, Any], state_dir: Path, state_file: Path, helper_log: Path) -> None:
@@ -122,10 +165,7 @@ def start(lab_truth: dict[str, Any], state_dir: Path, state_file: Path, helper_l
     if missing:
         raise LabError(f"the detector lab needs {', '.join(missing)} (Debian: scanlogd psad)")
     prefix, config = lab_truth["prefix"], lab_truth["detectors"]
-    before = _other_labs_value(state_dir, prefix) or NF_LOG_ALL_NETNS.read_text().strip()
-    config["nf_log_all_netns"] = before
-    truth.write(state_file, lab_truth)  # recorded before it changes: a failed start still restores it
-    NF_LOG_ALL_NETNS.write_text("1\n")
+    take_sysctl(prefix, lab_truth["scanner"]["netns"])  # counted before it changes: a failed start gives it back
     work = root(state_dir, prefix)
     work.mkdir(parents=True, exist_ok=True)
     procs.spawn("netscand.lab.detector_logs", state_file, [str(work)], helper_log)
@@ -135,13 +175,11 @@ def start(lab_truth: dict[str, Any], state_dir: Path, state_file: Path, helper_l
 
 
 def stop(state: dict[str, Any] | None, state_dir: Path) -> None:
-    """Give back the sysctl (the processes go with the lab's namespaces), unless another
-    detector lab still needs it."""
-    if not state or not isinstance(state.get("detectors"), dict):
-        return
-    before = state["detectors"].get("nf_log_all_netns")
-    if before is not None and _other_labs_value(state_dir, state["prefix"]) is None:
-        NF_LOG_ALL_NETNS.write_text(f"{before}\n")
+    """Give back the sysctl (the processes went with the lab's namespaces), unless another
+    detector lab still needs it. Called for every lab torn down: one whose state is lost may
+    have been a detector lab."""
+    if state is None or isinstance(state.get("detectors"), dict):
+        give_back_sysctl(state["prefix"] if state else None)
 
 
 @dataclass(frozen=True)
@@ -180,18 +218,20 @@ class Report:
 
 
 def _work(lab: Lab) -> Path:
+    """The lab's detector directory, once its logs are there: a lab torn down has none, and its
+    report would be an empty one, not "nothing flagged"."""
     if not isinstance(lab.truth.get("detectors"), dict):
         raise LabError(f"lab {lab.prefix!r} runs no detectors (lab up --detectors)")
-    return root(lab.state_dir, lab.prefix)
+    work = root(lab.state_dir, lab.prefix)
+    missing = [str(p) for p in (lab.state_file, scanlogd_log(work), kernel_log(work)) if not p.exists()]
+    if missing:
+        raise LabError(f"lab {lab.prefix!r} has no detector state ({', '.join(missing)} missing): is it down?")
+    return work
 
 
 def _complete_size(path: Path) -> int:
     """The file's length up to its last whole line: a line being written is not read yet."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return 0
-    return data.rfind(b"\n") + 1
+    return path.read_bytes().rfind(b"\n") + 1
 
 
 def mark(lab: Lab) -> Cursor:

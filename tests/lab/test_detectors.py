@@ -5,6 +5,7 @@ and nmap (Debian's package)."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from netscand.lab.detector_parse import (
     parse_scanlogd,
     port_only_sids,
 )
+from netscand.lab.errors import LabError
 from netscand.lab.harness import lab_up
 from netscand.lab.safety import LAB_NETS
 from netscand.scan.ports import top_ports
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.lab
 
 PORTS = top_ports(100)
 OWN_PREFIX = "nsdu"  # not the lab factory's: a detector lab of this test's own, beside detector_lab
+OTHER_PREFIX = "nsdv"  # a second one, in another state dir
 
 
 def nf_log_all_netns() -> str:
@@ -54,6 +57,47 @@ def test_lab_down_gives_back_nf_log_all_netns(lab_lock: None) -> None:
         assert nf_log_all_netns() == "1"
         assert lab.truth["detectors"]["hosts"] == ["h1"]
     assert nf_log_all_netns() == before
+
+
+def sysctl_users() -> dict[str, str]:
+    record = detectors.USERS_DIR / "labs.json"
+    return json.loads(record.read_text())["labs"] if record.exists() else {}
+
+
+def test_detector_labs_in_two_state_dirs_share_nf_log_all_netns(lab_lock: None, tmp_path: Path) -> None:
+    before = nf_log_all_netns()
+    first = Lab.up(hosts=1, prefix=OWN_PREFIX, detectors=True, state_dir=tmp_path / "a")
+    try:
+        with lab_up(hosts=1, prefix=OTHER_PREFIX, detectors=True, state_dir=tmp_path / "b"):
+            assert {OWN_PREFIX, OTHER_PREFIX} <= set(sysctl_users())
+            first.down()  # the first lab down while the second is up: it keeps the sysctl
+            assert nf_log_all_netns() == "1"
+            assert OWN_PREFIX not in sysctl_users() and OTHER_PREFIX in sysctl_users()
+    finally:
+        first.down()  # again, if the test failed before: down takes a lab down whatever its state
+    assert nf_log_all_netns() == before
+    assert OTHER_PREFIX not in sysctl_users()
+
+
+def test_nf_log_all_netns_is_restored_past_a_lab_that_died_without_down(tmp_path: Path) -> None:
+    # A file stands in for the sysctl, which other labs' detectors may need at 1 meanwhile.
+    sysctl, users = tmp_path / "nf_log_all_netns", tmp_path / "users"
+    sysctl.write_text("0\n")
+    detectors.take_sysctl("nsdw", "nsdw-scan", sysctl, users)  # no such namespace: it died, never down
+    detectors.take_sysctl("nsdx", "nsdx-scan", sysctl, users)
+    assert sysctl.read_text() == "1\n"
+    detectors.give_back_sysctl(None, sysctl, users)  # a teardown that found no state: the dead go too
+    assert sysctl.read_text() == "0\n"
+    assert not (users / "labs.json").exists()
+    detectors.give_back_sysctl("nsdx", sysctl, users)  # given back twice: nothing left to restore
+    assert sysctl.read_text() == "0\n"
+
+
+def test_alerts_of_a_lab_torn_down_raise(lab_lock: None, tmp_path: Path) -> None:
+    with lab_up(hosts=1, prefix=OWN_PREFIX, detectors=True, state_dir=tmp_path) as lab:
+        assert detectors.alerts(lab, settle_s=0).scanlogd == []
+    with pytest.raises(LabError, match="missing"):
+        detectors.alerts(lab, settle_s=0)
 
 
 @pytest.mark.parametrize("template", ["-T3", "-T4"])
