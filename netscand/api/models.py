@@ -25,6 +25,8 @@ from netscand.scan.profiles import (
     DEFAULT_LEVEL,
     DEFAULT_PROFILE,
     GAP_FIELD,
+    HOST_GAP_MS,
+    JITTER_MS,
     LEVEL_NAMES,
     PACED_FIELDS,
     PROFILE_NAMES,
@@ -40,9 +42,6 @@ from netscand.statuses import STATUSES
 TIMEOUT_MS = (1, 600_000)
 MAX_CONCURRENT = (1, 65_536)
 RETRIES = (0, 10)
-# A paced host's gap and jitter: up to an hour (paranoid's gap is five minutes).
-HOST_GAP_MS = (1, 3_600_000)
-JITTER_MS = (0, 3_600_000)
 PER_PAGE = (1, 100)
 PER_PAGE_DEFAULT = 25
 # Devices per page of a result: the default holds an ordinary scan's whole result; the page is

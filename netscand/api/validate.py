@@ -24,7 +24,7 @@ from netscand.api.models import (
     IDEMPOTENCY_KEY_MAX, IdempotencyKey, ListQuery, ResultQuery, StartRequest, in_order,
 )
 from netscand.api.problems import Problem
-from netscand.scan.ports import PortSpecError, port_ranges, source_port_range
+from netscand.scan.ports import PortSpecError, named, port_ranges, source_port_range
 from netscand.scan.profiles import (
     DEFAULT_PROFILE,
     PROFILE_ONLY_FIELDS,
@@ -134,24 +134,18 @@ def start_request(data: Any) -> ScanRequest:
     return request
 
 
-def _port_ranges(name: str, ports: list[int | str]) -> None:
-    try:
-        port_ranges(ports)  # merged ranges: cheap however many ports they cover
-    except PortSpecError as exc:
-        raise Problem.invalid(name, f"{name}: {exc}") from None
-
-
-def _source_ports(name: str, text: str) -> None:
-    try:
-        source_port_range(text)
-    except PortSpecError as exc:
-        raise Problem.invalid(name, f"{name}: {exc}") from None
-
-
 # The fields whose text is read after msgspec checked its shape (port specifications, read by
-# port_ranges; a source port range), each checked in its documented place.
-READ_FIELDS: dict[str, Callable[[str, Any], None]] = {
-    "ports": _port_ranges, "udp_ports": _port_ranges, "source_ports": _source_ports}
+# port_ranges as merged ranges, cheap however many ports they cover; a source port range),
+# each checked in its documented place.
+READ_FIELDS: dict[str, Callable[[Any], object]] = {
+    "ports": port_ranges, "udp_ports": port_ranges, "source_ports": source_port_range}
+
+
+def _read_field(name: str, value: Any) -> None:
+    try:
+        named(name, READ_FIELDS[name], value)
+    except PortSpecError as exc:
+        raise Problem.invalid(name, str(exc)) from None
 
 
 def _start_body(data: Any) -> StartRequest:
@@ -161,13 +155,13 @@ def _start_body(data: Any) -> StartRequest:
     try:
         req = _convert(data, StartRequest, "body")
     except Problem as problem:
-        for name, read in READ_FIELDS.items():  # msgspec let them through: it stops at the first fault
+        for name in READ_FIELDS:  # msgspec let them through: it stops at the first fault
             if _after(name, problem.field) and data.get(name) is not None:
-                read(name, data[name])
+                _read_field(name, data[name])
         raise
-    for name, read in READ_FIELDS.items():
+    for name in READ_FIELDS:
         if (value := getattr(req, name)) is not None:
-            read(name, value)
+            _read_field(name, value)
     return req
 
 

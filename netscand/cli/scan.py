@@ -18,9 +18,11 @@ from netscand import config, oneshot
 from netscand.cli import findings
 from netscand.cli.progress import progress_bar
 from netscand.scan.policy import PolicyError
-from netscand.scan.ports import PortSpecError, port_ranges, source_port_range
+from netscand.scan.ports import PortSpecError, named, port_ranges, source_port_range
 from netscand.scan.profiles import (
     DEFAULT_LEVEL,
+    HOST_GAP_MS,
+    JITTER_MS,
     LEVEL_NAMES,
     ONE_SHOT_PROFILE,
     PROFILES,
@@ -40,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", help="address, CIDR, range a-b, hostname, or a comma-separated list")
     p.add_argument("--profile", choices=list(PROFILES), default=None,
                    help="; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
-                   + f" (default {ONE_SHOT_PROFILE}, or {taking('ports').name} with --ports or --udp-ports)")
+                   + f" (default {ONE_SHOT_PROFILE}, {taking('ports').name} with --ports or --udp-ports, "
+                     f"{taking('stealth_level').name} with --stealth-level)")
     p.add_argument("--ports", help=f"port list, e.g. 22,80,1000-2000 or - for all (implies {taking('ports').name})")
     p.add_argument("--udp-ports", help=f"UDP ports to scan too, written as --ports is (implies "
                                        f"{taking('udp_ports').name}, which needs --ports)")
@@ -76,28 +79,17 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _below_minimum(args: argparse.Namespace) -> str | None:
+def _out_of_range(args: argparse.Namespace) -> str | None:
     for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
-                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1),
-                             ("--host-gap-ms", args.host_gap_ms, 1), ("--jitter-ms", args.jitter_ms, 0)):
+                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1)):
         if value is not None and value < low:
             return f"{name} must be at least {low}"
+    # Bounded as the API bounds them: past them a plan cannot carry the value.
+    for name, value, (low, high) in (("--host-gap-ms", args.host_gap_ms, HOST_GAP_MS),
+                                     ("--jitter-ms", args.jitter_ms, JITTER_MS)):
+        if value is not None and not low <= value <= high:
+            return f"{name} must be {low}-{high}"
     return None
-
-
-def _check_ports(flag: str, text: str) -> None:
-    """A port list's fault, named by its option (both take the same syntax)."""
-    try:
-        port_ranges(text.split(","))
-    except PortSpecError as exc:
-        raise PortSpecError(f"{flag}: {exc}") from None
-
-
-def _check_source_ports(text: str) -> None:
-    try:
-        source_port_range(text)
-    except PortSpecError as exc:
-        raise PortSpecError(f"--source-ports: {exc}") from None
 
 
 def _profile(args: argparse.Namespace) -> Profile:
@@ -124,8 +116,8 @@ def _refused(args: argparse.Namespace, profile: Profile) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if too_small := _below_minimum(args):
-        return _fail(too_small)
+    if bad := _out_of_range(args):
+        return _fail(bad)
     try:
         cfg = config.load(args.config)
         targets = parse_targets(args.target)
@@ -134,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"--profile {profile.name} needs --ports")
         for flag, text in (("--ports", args.ports), ("--udp-ports", args.udp_ports)):
             if text:
-                _check_ports(flag, text)
+                named(flag, port_ranges, text.split(","))
         if args.source_ports:
-            _check_source_ports(args.source_ports)
+            named("--source-ports", source_port_range, args.source_ports)
         if refused := _refused(args, profile):
             return _fail(refused)
         request = ScanRequest(args.target, profile.name, ports=args.ports.split(",") if args.ports else None,

@@ -7,14 +7,17 @@ checking it once does, and only `parse_ports` expands the (at most 65535) ports 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from importlib.resources import files
 from itertools import islice
+from typing import TypeVar
 
 from netscand.engine.probes.payloads import PAYLOAD_PORTS
 from netscand.engine.ranges import merge
 
+T = TypeVar("T")
+R = TypeVar("R")
 MIN_PORT = 1
 MAX_PORT = 65535
 TOP_PORTS_MAX = 1000  # of either protocol's ranking
@@ -123,6 +126,29 @@ def source_port_range(text: str) -> PortRange:
     if not numbers or not low <= int(first) < int(last) <= high:
         raise PortSpecError(f"not a range 'lo-hi' of two ports or more within {low}-{high}: {_shown(text)}")
     return int(first), int(last)
+
+
+def named(flag: str, read: Callable[[T], R], text: T) -> R:
+    """read(text), its PortSpecError naming the field or option it came from (the API's
+    fields and the one-shot CLI's options read port text alike)."""
+    try:
+        return read(text)
+    except PortSpecError as exc:
+        raise PortSpecError(f"{flag}: {exc}") from None
+
+
+def by_frequency(ports: Iterable[int], protocol: str) -> tuple[int, ...]:
+    """`ports` most frequently open first (the ranked ones in rank order, the others after, in
+    port order): a paced scan gives up a host that answers none of its first ports (spec.py
+    PACED_SILENT_PORTS), so those must be the ones most likely to answer."""
+    rank = _rank(protocol)
+    return tuple(sorted(ports, key=lambda p: (rank.get(p, len(rank)), p)))
+
+
+@cache
+def _rank(protocol: str) -> dict[int, int]:
+    ranking = _udp_ranking() if protocol == "udp" else _ranking()
+    return {port: i for i, port in enumerate(ranking)}
 
 
 def kernel_source_ports(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> PortRange:

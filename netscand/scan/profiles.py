@@ -38,6 +38,20 @@ STEADY: Literal["steady"] = "steady"  # the engine's token bucket at the rate, n
 # others mean something only with it.
 GAP_FIELD = "host_gap_ms"
 PACED_FIELDS = ("jitter_ms", "source_ports")
+# A paced host's gap and jitter in ms, as the API's schema and the one-shot CLI bound them: up
+# to an hour (paranoid's gap is five minutes), well within what a plan carries.
+HOST_GAP_MS = (1, 3_600_000)
+JITTER_MS = (0, 3_600_000)
+# A paced scan's budget, in probes: a host that answers none of its most frequently open ports
+# (its first probes: ports.by_frequency) is given up (Plan.silent_probes). Counted in seconds,
+# the budget gave up a host behind a DROP firewall with a few open ports after ~75 probes at
+# quiet, and at sneaky or paranoid nearly always before its first answer.
+PACED_SILENT_PORTS = 100
+
+
+def mean_gap_s(gap_ms: int, jitter_ms: int) -> float:
+    """A paced host's mean wait between probes: the gap plus the mean of its uniform jitter."""
+    return (gap_ms + jitter_ms / 2) / 1000
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,7 @@ class StealthLevel:
 
     @property
     def mean_gap_s(self) -> float:
-        return (self.gap_ms + self.jitter_ms / 2) / 1000
+        return mean_gap_s(self.gap_ms, self.jitter_ms)
 
 
 # Each gap is above the 3 s between ports within which threshold detectors (scanlogd, xt_psd)
@@ -333,7 +347,6 @@ def _rate_cell(p: Profile) -> str:
     return "none" if p.rate_cap is None else per_second(p.rate_cap)
 
 
-
 def _budget_cell(p: Profile) -> str:
     if p.pacing == PER_HOST:
         return f"{p.host_budget_s} s of silence"
@@ -370,7 +383,6 @@ _LEVEL_COLUMNS: dict[str, Callable[[StealthLevel], str]] = {
     "hosts paced at once, at most": lambda v: f"{int(v.rate_cap * v.mean_gap_s)}",
     "top 1000 ports of a host": lambda v: _duration(1000 * v.mean_gap_s),
 }
-
 
 
 def markdown_table() -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from netscand.engine import plan as plans
 from netscand.engine.shm import PLAN_SHARDS, SHARD_MAX
+from netscand.scan.profiles import mean_gap_s
 from netscand.scan.targets import Targets
 
 
@@ -33,7 +34,7 @@ class Pacing:
 
     @property
     def mean_gap_s(self) -> float:
-        return (self.gap_ms + self.jitter_ms / 2) / 1000
+        return mean_gap_s(self.gap_ms, self.jitter_ms)
 
 
 @dataclass(frozen=True)

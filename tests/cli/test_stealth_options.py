@@ -16,8 +16,11 @@ T = "198.18.0.1"
     ([T, "--profile", "quick", "--stealth-level", "quiet"], "--stealth-level goes with --profile stealth"),
     ([T, "--ports", "22", "--stealth-level", "quiet"], "--stealth-level goes with --profile stealth"),
     ([T, "--host-gap-ms", "3000"], "--host-gap-ms goes with --profile stealth or custom"),  # quick by default
-    ([T, "--profile", "stealth", "--host-gap-ms", "0"], "--host-gap-ms must be at least 1"),
-    ([T, "--profile", "stealth", "--jitter-ms", "-1"], "--jitter-ms must be at least 0"),
+    ([T, "--profile", "stealth", "--host-gap-ms", "0"], "--host-gap-ms must be 1-3600000"),
+    ([T, "--profile", "stealth", "--jitter-ms", "-1"], "--jitter-ms must be 0-3600000"),
+    # Past the API's bounds a plan cannot carry them: refused as the API does, never a traceback.
+    ([T, "--profile", "stealth", "--host-gap-ms", "3600001"], "--host-gap-ms must be 1-3600000"),
+    ([T, "--ports", "22", "--host-gap-ms", "5000", "--jitter-ms", "99999999999"], "--jitter-ms must be 0-3600000"),
     ([T, "--stealth-level", "quiet", "--source-ports", "1000-2000"], "--source-ports: not a range 'lo-hi'"),
     ([T, "--stealth-level", "quiet", "--source-ports", "60000-62000"], "within 1024-61439"),
     ([T, "--ports", "22", "--jitter-ms", "100"], "--jitter-ms: jitter_ms needs per-host pacing: give host_gap_ms"),
