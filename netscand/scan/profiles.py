@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from netscand.engine.shm import PLAN_SHARDS, SHARD_MAX
 from netscand.scan.ports import (
     DEEP_UDP_TOP,
+    by_frequency,
     deep_udp_ports,
     kernel_source_ports,
     parse_ports,
@@ -52,6 +54,13 @@ PACED_SILENT_PORTS = 100
 def mean_gap_s(gap_ms: int, jitter_ms: int) -> float:
     """A paced host's mean wait between probes: the gap plus the mean of its uniform jitter."""
     return (gap_ms + jitter_ms / 2) / 1000
+
+
+def paced_hosts_per_worker(nports: int) -> int:
+    """The hosts of `nports` ports one engine worker paces at once: a paced pass lasts the whole
+    plan, so all its shards (whole hosts each, SHARD_MAX probes at most) send together, and a
+    worker holds PLAN_SHARDS of one plan (130 hosts at 1000 ports)."""
+    return PLAN_SHARDS * max(1, SHARD_MAX // nports)
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,17 @@ def per_second(rate: float) -> str:
     return f"{rate:g} probe/s" if rate == 1 else f"{rate:g} probes/s"
 
 
+# A paced scan's budget, as the stealth profile's description and the docs say it.
+_QUIET = STEALTH_LEVELS[DEFAULT_LEVEL]
+_PACED_BUDGET = (
+    f"The budget is counted in probes, not seconds: each host's {PACED_SILENT_PORTS} most frequently "
+    "open ports are sent first (in a keyed random order among themselves, the other ports after "
+    "them), and a host that answers none of them is given up; a host that answers is probed to "
+    f"its last port at its pace ({_duration(1000 * _QUIET.mean_gap_s)} for 1000 ports at "
+    f"{DEFAULT_LEVEL}, up to {1 + _QUIET.retries}× that for a host that drops most ports, "
+    "as its retry round is paced too).")
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -109,7 +129,8 @@ class Profile:
     ports: int | Literal["all", "request"]  # the top N TCP ports, 1-65535, or the request's `ports`
     # nmap's --host-timeout: a host unfinished after it is reported with what was found and
     # timed_out. REQUEST: the request's timeout_ms x retries, no budget without timeout_ms.
-    host_budget_s: float | Literal["request"]
+    # None: a paced profile's, counted in probes (PACED_SILENT_PORTS), not seconds.
+    host_budget_s: float | Literal["request"] | None
     discovery: bool  # ping sweep of routed targets first (on-link ones are found by ARP anyway)
     rate_cap: float | None  # probes per second at most, under the configured and requested rate
     # STEADY, PER_HOST (at the request's stealth_level, else DEFAULT_LEVEL: its gap, jitter,
@@ -144,7 +165,11 @@ class Profile:
             return parse_ports(requested)
         return ()
 
-    def host_budget(self, timeout_ms: int | None, retries: int) -> float | None:
+    def host_budget(self, timeout_ms: int | None, retries: int, paced: bool) -> float | None:
+        """Seconds after which an unfinished host is timed out; none in a paced scan, whose
+        budget is counted in probes (a host is probed to its last port at its pace)."""
+        if paced:
+            return None
         if self.host_budget_s != REQUEST:
             return self.host_budget_s
         return timeout_ms * max(retries, 1) / 1000 if timeout_ms else None
@@ -186,11 +211,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "ephemeral range (source_ports). No ping sweep (on-link hosts are found by ARP, routed "
             "ones are all probed) and no connection completed (the scanning host's kernel answers a "
             "SYN-ACK with a RST): vendor, OS guess and reverse DNS (asked of the resolver, never the "
-            "targets) only. The per-host budget, 300 s per host, bounds how long a host that never "
-            "answers is probed; a host that answers is probed to its last port at its pace (ports x "
-            f"mean gap: {_duration(1000 * STEALTH_LEVELS[DEFAULT_LEVEL].mean_gap_s)} for 1000 ports "
-            f"at {DEFAULT_LEVEL}).",
-            ports=1000, host_budget_s=300, discovery=False, rate_cap=None, pacing=PER_HOST,
+            f"targets) only. {_PACED_BUDGET}",
+            ports=1000, host_budget_s=None, discovery=False, rate_cap=None, pacing=PER_HOST,
             profiling=True, service_detection=False, cve=False, udp=None,
             accepts=("stealth_level", GAP_FIELD, *PACED_FIELDS)),
     Profile("custom", "the ports given, profiling on request",
@@ -199,8 +221,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "profiling and service detection, enable_cve_match deep's CVE matching. The per-host "
             "budget is timeout_ms x retries when timeout_ms is given, none otherwise. host_gap_ms "
             "paces each host as stealth does (with jitter_ms, 0 unless given, and source_ports), "
-            "its TCP ports probed by stealth's kernel-shaped SYN and its UDP ports after them; the "
-            "budget then bounds how long a silent host is probed.",
+            "its TCP ports probed by stealth's kernel-shaped SYN and its UDP ports after them, each "
+            "list in frequency order (the ports ranked most frequently open first, in rank order, "
+            "the others after them in port order); the budget is then stealth's, in probes: a host "
+            f"that answers none of its first {PACED_SILENT_PORTS} ports of that order is given up.",
             ports=REQUEST, host_budget_s=REQUEST, discovery=True, rate_cap=None, pacing=REQUEST,
             profiling=REQUEST, service_detection=REQUEST, cve=REQUEST, udp=REQUEST,
             accepts=("ports", "udp_ports", "enable_profiling", "enable_cve_match", GAP_FIELD, *PACED_FIELDS)),
@@ -318,13 +342,18 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
     retries = req.retries if req.retries is not None else level.retries if level else retries
     sweep = profile.discovery and not req.skip_discovery
     cve = _chosen(profile.cve, req.enable_cve_match)  # needs service detection's CPEs: implies it
-    return ScanSpec(targets, profile.port_list(req.ports), rate, retries, req.timeout_ms,
-                    host_timeout_s=profile.host_budget(req.timeout_ms, retries), max_hosts=req.max_concurrent,
+    paced = pacing(profile, req)
+    # A paced scan gives a silent host up after its first ports: the likeliest to answer first.
+    ports, udp_ports = profile.port_list(req.ports), profile.udp_port_list(req.udp_ports)
+    if paced:
+        ports, udp_ports = by_frequency(ports, "tcp"), by_frequency(udp_ports, "udp")
+    return ScanSpec(targets, ports, rate, retries, req.timeout_ms,
+                    host_timeout_s=profile.host_budget(req.timeout_ms, retries, paced is not None),
+                    max_hosts=req.max_concurrent,
                     discovery=(ping or Discovery()) if sweep else None,
                     profiling=cve or _chosen(profile.profiling, req.enable_profiling),
                     detect_services=cve or _chosen(profile.service_detection, req.enable_profiling),
-                    udp_ports=profile.udp_port_list(req.udp_ports), cve_match=cve,
-                    pacing=pacing(profile, req))
+                    udp_ports=udp_ports, cve_match=cve, pacing=paced)
 
 
 def _yes(value: bool) -> str:
@@ -349,8 +378,9 @@ def _rate_cell(p: Profile) -> str:
 
 def _budget_cell(p: Profile) -> str:
     if p.pacing == PER_HOST:
-        return f"{p.host_budget_s} s of silence"
-    return _or_request(p.host_budget_s, "`timeout_ms` × max(retries, 1)", f"{p.host_budget_s} s")
+        return f"its top {PACED_SILENT_PORTS} ports, sent first: a host that answers none is given up"
+    budget = _or_request(p.host_budget_s, "`timeout_ms` × max(retries, 1)", f"{p.host_budget_s} s")
+    return f"{budget} (paced: as stealth)" if p.pacing == REQUEST else budget
 
 
 def _udp_cell(udp: str | None) -> str:
@@ -380,8 +410,11 @@ _LEVEL_COLUMNS: dict[str, Callable[[StealthLevel], str]] = {
     "jitter": lambda v: f"0-{v.jitter_ms / 1000:g} s",
     "rate cap": lambda v: per_second(v.rate_cap),
     "retries": lambda v: str(v.retries),
-    "hosts paced at once, at most": lambda v: f"{int(v.rate_cap * v.mean_gap_s)}",
-    "top 1000 ports of a host": lambda v: _duration(1000 * v.mean_gap_s),
+    # The rate keeps rate x mean gap hosts at their gap; the workers pace only so many at once.
+    "hosts paced at once (top 1000)": lambda v: f"min({int(v.rate_cap * v.mean_gap_s)}, "
+                                                 f"{paced_hosts_per_worker(1000)} × workers)",
+    "top 1000 ports of a host": lambda v: f"{_duration(1000 * v.mean_gap_s)}, up to {1 + v.retries}× "
+                                          "if it drops most ports",
 }
 
 

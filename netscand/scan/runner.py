@@ -68,7 +68,7 @@ class ScanRun:
 
     def _retire_finished(self, now: float) -> None:
         # A paced plan is not timed out by wall time: it lasts its hosts' ports x gap, and its
-        # budget bounds a silent host's probing in the engine (Plan.silence_ms).
+        # budget, in probes, gives a silent host up in the engine (Plan.silent_probes).
         budget = self.spec.host_timeout_s
         for item in list(self.running):
             sub, work, started = item

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netscand.engine import plan as plans
-from netscand.engine.shm import PLAN_SHARDS, SHARD_MAX
-from netscand.scan.profiles import mean_gap_s
+from netscand.scan.profiles import mean_gap_s, paced_hosts_per_worker
 from netscand.scan.targets import Targets
 
 
@@ -79,10 +78,8 @@ class ScanSpec:
 
     def paced_hosts(self, nports: int, workers: int) -> int:
         """Hosts a paced plan takes: those the rate keeps at their gap (rate x mean gap; more
-        would only stretch every host's gap), and no more than the workers send at once. A paced
-        pass lasts the whole plan, so all its shards (whole hosts each) send together, and a
-        worker holds PLAN_SHARDS of one plan: a shard waiting its turn would wait for hours.
-        Its budget is no bound: it bounds a silent host's probing (Plan.silence_ms), not the pass."""
+        would only stretch every host's gap), and no more than the workers pace at once
+        (paced_hosts_per_worker: a shard waiting its turn would wait for hours). Its budget, in
+        probes (Plan.silent_probes), bounds no pass."""
         assert self.pacing is not None
-        at_once = workers * PLAN_SHARDS * max(1, SHARD_MAX // nports)
-        return min(at_once, int(self.rate * self.pacing.mean_gap_s))
+        return min(workers * paced_hosts_per_worker(nports), int(self.rate * self.pacing.mean_gap_s))

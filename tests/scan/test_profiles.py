@@ -45,9 +45,9 @@ def _spec(profile: str, **fields: Any) -> ScanSpec:
     ("quick", top_ports(100), 30, True, RATE, False, False),
     ("normal", top_ports(1000), 120, True, RATE, True, True),
     ("deep", tuple(range(1, 65536)), 600, True, RATE, True, True),
-    ("stealth", top_ports(1000), 300, False, 100.0, True, False),  # quiet's cap
+    ("stealth", top_ports(1000), None, False, 100.0, True, False),  # quiet's cap; its budget in probes
 ])
-def test_fixed_profiles_resolve_as_documented(name: str, ports: tuple[int, ...], budget: float, sweep: bool,
+def test_fixed_profiles_resolve_as_documented(name: str, ports: tuple[int, ...], budget: float | None, sweep: bool,
                                               rate: float, profiling: bool, services: bool) -> None:
     spec = _spec(name)
     assert spec.ports == ports and spec.host_timeout_s == budget and spec.rate == rate
@@ -94,7 +94,9 @@ def test_no_profile_claims_what_the_code_does_not_do() -> None:
         assert f"{level.name}: {level.gap_ms / 1000:g} s + 0-{level.jitter_ms / 1000:g} s, {level.rate_cap:g} probe" \
             in stealth
     for what in ("keyed random order", "connect() SYN", "No ping sweep", "no connection completed",
-                 "reverse DNS (asked of the resolver, never the targets)", "bounds how long a host that never answers"):
+                 "reverse DNS (asked of the resolver, never the targets)", "counted in probes, not seconds",
+                 "100 most frequently open ports are sent first", "a host that answers none of them is given up",
+                 "up to 2× that for a host that drops most ports"):
         assert what in stealth
 
 
@@ -106,7 +108,9 @@ def test_stealth_resolves_to_its_levels_pacing(level: str | None, gap: int, jitt
                                                retries: int) -> None:
     spec = _spec("stealth", stealth_level=level)
     assert spec.pacing == Pacing(gap, jitter, *kernel_source_ports())
-    assert (spec.rate, spec.retries, spec.host_timeout_s, spec.discovery) == (rate, retries, 300, None)
+    # No budget in seconds: a paced host is given up by probes (Plan.silent_probes), not timed out.
+    assert (spec.rate, spec.retries, spec.host_timeout_s, spec.discovery) == (rate, retries, None, None)
+    assert spec.ports == top_ports(1000) and spec.ports[:100] == top_ports(100)  # sent first
 
 
 def test_a_stealth_requests_own_fields_override_its_level() -> None:
@@ -121,7 +125,8 @@ def test_custom_is_paced_only_with_host_gap_ms() -> None:
     assert _spec("custom", ports=[22]).pacing is None
     paced = _spec("custom", ports=[22], host_gap_ms=2000, timeout_ms=500, retries=2)
     assert paced.pacing == Pacing(2000, 0, *kernel_source_ports())
-    assert (paced.rate, paced.retries, paced.host_timeout_s) == (RATE, 2, 1.0)  # no level: configured rate
+    assert (paced.rate, paced.retries, paced.host_timeout_s) == (RATE, 2, None)  # no level: configured rate
+    assert _spec("custom", ports=[22], timeout_ms=500, retries=2).host_timeout_s == 1.0  # unpaced: in seconds
     assert _spec("custom", ports=[22], host_gap_ms=2000, jitter_ms=300, source_ports="2000-2001").pacing == \
         Pacing(2000, 300, 2000, 2001)
     for fields in ({"jitter_ms": 5}, {"source_ports": "2000-3000"}):
@@ -141,6 +146,7 @@ def test_a_paced_plan_holds_the_hosts_the_rate_keeps_at_their_gap() -> None:
     the budget, which bounds a silent host only."""
     stealth = resolve(ScanRequest("198.18.0.0/16", "stealth"), parse_targets("198.18.0.0/16"), RATE, 3)
     assert stealth.hosts_per_plan(4) == 400
+    assert stealth.hosts_per_plan(2) == 260  # two cores: 130 hosts per worker at 1000 ports
     assert stealth.hosts_per_plan(1) == 2 * (65536 // 1000)  # one worker: two shards of 65 hosts
     assert dataclasses.replace(stealth, max_hosts=10).hosts_per_plan(4) == 10
     sneaky = resolve(ScanRequest("198.18.0.0/16", "stealth", stealth_level="sneaky"), parse_targets("198.18.0.0/16"),
@@ -191,3 +197,15 @@ def test_profile_names_are_written_only_in_the_registry_tests_and_docs() -> None
                     if path != "netscand/scan/profiles.py" and not path.startswith(("tests/", "docs/", "bench/"))
                     and not path.endswith(".md")]
     assert not outside
+
+
+def test_a_paced_custom_scan_lists_its_ports_most_frequently_open_first() -> None:
+    """A paced host that answers none of its first 100 ports is given up: the first must be the
+    likeliest to answer, whatever the order (or numbering) the request wrote them in."""
+    ports = ["1-1024", "8080"]
+    paced = _spec("custom", ports=ports, udp_ports=["1-200"], host_gap_ms=2000)
+    ranked = [p for p in top_ports(1000) if p <= 1024 or p == 8080]
+    assert paced.ports[:len(ranked)] == tuple(ranked)
+    assert paced.ports[len(ranked):] == tuple(sorted(set(range(1, 1025)) - set(ranked)))  # unranked: port order
+    assert paced.udp_ports[:4] == (161, 137, 123, 138)  # the UDP ranking's (631 is past 200)
+    assert _spec("custom", ports=ports).ports == tuple(range(1, 1025)) + (8080,)  # steady: as parsed
