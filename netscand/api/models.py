@@ -29,6 +29,7 @@ from netscand.scan.profiles import (
     JITTER_MS,
     LEVEL_NAMES,
     PACED_FIELDS,
+    PACED_SILENT_PORTS,
     PROFILE_NAMES,
     PROFILE_ONLY_FIELDS,
     PROFILES,
@@ -450,9 +451,9 @@ class Device(Closed):
                     "otherwise.")] = UNSET
     timed_out: Annotated[Literal[True] | UnsetType, Meta(
         description="The host exceeded the profile's per-host time budget. Absent otherwise, and "
-                    "always in a paced scan (stealth; custom with host_gap_ms), whose budget stops "
-                    "probing a host that never answered (no device) and leaves one that answers "
-                    "probed to its last port.")] = UNSET
+                    "always in a paced scan (stealth; custom with host_gap_ms), whose budget, in probes, "
+                    f"stops probing a host that answered none of its {PACED_SILENT_PORTS} most frequently open ports "
+                    "(no device) and leaves one that answers probed to its last port.")] = UNSET
     cve_counts: Annotated[CveCounts | UnsetType, Meta(
         description="Its ports' \"vulnerable\" findings by severity; only on a device with a port whose "
                     "CVEs were matched.")] = UNSET
