@@ -34,15 +34,15 @@ from netscand.scan.profiles import (
     PROFILE_ONLY_FIELDS,
     PROFILES,
     REQUEST,
+    RETRIES,
+    TIMEOUT_MS,
     accepting,
     pacing_profiles,
     requiring,
 )
 from netscand.statuses import STATUSES
 
-TIMEOUT_MS = (1, 600_000)
 MAX_CONCURRENT = (1, 65_536)
-RETRIES = (0, 10)
 PER_PAGE = (1, 100)
 PER_PAGE_DEFAULT = 25
 # Devices per page of a result: the default holds an ordinary scan's whole result; the page is

@@ -26,6 +26,8 @@ from netscand.scan.profiles import (
     LEVEL_NAMES,
     ONE_SHOT_PROFILE,
     PROFILES,
+    RETRIES,
+    TIMEOUT_MS,
     Profile,
     ScanRequest,
     accepting,
@@ -80,12 +82,12 @@ def _fail(message: str) -> int:
 
 
 def _out_of_range(args: argparse.Namespace) -> str | None:
-    for name, value, low in (("--rate", args.rate, 1), ("--retries", args.retries, 0),
-                             ("--workers", args.workers, 1), ("--timeout-ms", args.timeout_ms, 1)):
+    for name, value, low in (("--rate", args.rate, 1), ("--workers", args.workers, 1)):
         if value is not None and value < low:
             return f"{name} must be at least {low}"
     # Bounded as the API bounds them: past them a plan cannot carry the value.
-    for name, value, (low, high) in (("--host-gap-ms", args.host_gap_ms, HOST_GAP_MS),
+    for name, value, (low, high) in (("--retries", args.retries, RETRIES), ("--timeout-ms", args.timeout_ms, TIMEOUT_MS),
+                                     ("--host-gap-ms", args.host_gap_ms, HOST_GAP_MS),
                                      ("--jitter-ms", args.jitter_ms, JITTER_MS)):
         if value is not None and not low <= value <= high:
             return f"{name} must be {low}-{high}"

@@ -40,8 +40,11 @@ STEADY: Literal["steady"] = "steady"  # the engine's token bucket at the rate, n
 # others mean something only with it.
 GAP_FIELD = "host_gap_ms"
 PACED_FIELDS = ("jitter_ms", "source_ports")
-# A paced host's gap and jitter in ms, as the API's schema and the one-shot CLI bound them: up
-# to an hour (paranoid's gap is five minutes), well within what a plan carries.
+# Request fields' bounds, as the API's schema and the one-shot CLI check them (past them a plan
+# cannot carry the value). A paced host's gap and jitter: up to an hour (paranoid's gap is five
+# minutes).
+TIMEOUT_MS = (1, 600_000)
+RETRIES = (0, 10)
 HOST_GAP_MS = (1, 3_600_000)
 JITTER_MS = (0, 3_600_000)
 # A paced scan's budget, in probes: a host that answers none of its most frequently open ports

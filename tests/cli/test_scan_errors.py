@@ -33,6 +33,9 @@ def assert_one_line(proc: subprocess.CompletedProcess[str], words: str) -> None:
     (["198.18.0.1", "--profiling"], "--profiling"),
     (["198.18.0.1", "--rate", "0"], "--rate"),
     (["198.18.0.1", "--rate", "1e9"], "above the policy's maximum"),
+    # Bounded as the API bounds them: a plan cannot carry more (a traceback from its writer before).
+    (["198.18.0.1", "--retries", "11"], "--retries must be 0-10"),
+    (["198.18.0.1", "--timeout-ms", "99999999999"], "--timeout-ms must be 1-600000"),
     (["198.18.0.0/15,192.0.2.1"], "192.0.2.1 is outside the allowed targets"),
 ])
 def test_bad_input_is_one_line_and_exit_2(netns: str, argv: list[str], words: str) -> None:
