@@ -6,8 +6,14 @@ permutation), its first probe at a keyed-random phase within the first gap (so t
 probes interleave instead of marching in step), each next one gap_ms + uniform[0, jitter_ms)
 after the last. A retry round, of the host's ports still unanswered, starts once its first
 round is sent and its reply timeout has passed, paced like the first: no burst of
-retransmissions, no gap below gap_ms ever. A host that answers nothing at all for silence_ms
-after its first probe gets no more (the per-host budget of a paced scan).
+retransmissions, no gap below gap_ms ever.
+
+The per-host budget of a paced scan is counted in probes, not time (a host behind a DROP
+firewall may have its few open ports anywhere in a 67-minute pass): the first round sends the
+plan's first silent_probes ports first (the scan layer lists its ports most frequently open
+first), in a keyed order among themselves, then the rest; a host that has answered nothing at
+all once those probes' reply timeout has passed gets no more (0: every host is probed to its
+end). An answer to any port counts: a host that answers is up, whatever port it was.
 
 The schedule is a heap of (due time, host): the worker sleeps until the first is due, and the
 plan's token bucket still caps the total rate (a host whose turn the bucket delays only waits
@@ -28,11 +34,12 @@ from netscand.engine.plan import Plan
 class _Host:
     """One host's progress: the round it is in, where in it, and when it was last probed."""
 
-    __slots__ = ("first", "last", "order", "pos", "round", "total")
+    __slots__ = ("cut", "last", "order", "pos", "round", "total")
 
     def __init__(self, order: Callable[[int], int], total: int) -> None:
         self.order, self.pos, self.total, self.round = order, 0, total, 0
-        self.first = self.last = -1.0  # no probe yet
+        self.last = -1.0  # no probe yet
+        self.cut = -1.0  # when the last of its silent probes went (not yet)
 
 
 class Schedule:
@@ -47,7 +54,7 @@ class Schedule:
         self.first_host = start // self.np
         count = (end - start) // self.np
         self.gap, self.jitter = plan.gap_ms / 1000, plan.jitter_ms / 1000
-        self.silence = plan.silence_ms / 1000
+        self.silent = plan.silent_probes
         self.rng = random.Random(blake2b(plan.key + b"jitter" + shard.to_bytes(4, "big")).digest())
         self.hosts = [_Host(self._order(self.first_host + k), self.np) for k in range(count)]
         self.heard = [False] * count  # any answer at all, once seen (never unset)
@@ -56,7 +63,12 @@ class Schedule:
         self.deadline = now  # when the last probe's replies are waited out, of hosts done
 
     def _order(self, host: int) -> Callable[[int], int]:
-        return Permutation(self.np, self.plan.key + b"host" + host.to_bytes(4, "big"))
+        """The host's first round: its silent probes' ports in a keyed order, then the rest."""
+        seed, s = self.plan.key + b"host" + host.to_bytes(4, "big"), self.silent
+        if not 0 < s < self.np:
+            return Permutation(self.np, seed)
+        head, tail = Permutation(s, seed + b"head"), Permutation(self.np - s, seed + b"tail")
+        return lambda i: head(i) if i < s else s + tail(i - s)
 
     def _phase(self, host: int) -> float:
         digest = blake2b(host.to_bytes(4, "big"), key=self.plan.key, digest_size=8, person=b"phase").digest()
@@ -75,7 +87,7 @@ class Schedule:
         while self.heap and self.heap[0][0] <= now:
             k = heapq.heappop(self.heap)[1]
             host = self.hosts[k]
-            if self._silenced(k, host, now):
+            if self._silenced(k, host, now, timeout):
                 self._done(host, timeout)
                 continue
             off = self._next_port(k, host)
@@ -93,11 +105,12 @@ class Schedule:
     def _row(self, k: int) -> memoryview:
         return self.states[k * self.np : (k + 1) * self.np]
 
-    def _silenced(self, k: int, host: _Host, now: float) -> bool:
-        if not self.silence or host.first < 0 or self.heard[k]:
+    def _silenced(self, k: int, host: _Host, now: float, timeout: float) -> bool:
+        """Its silent probes are sent and waited out, and nothing at all has answered."""
+        if host.cut < 0 or self.heard[k] or now < host.cut + timeout:
             return False
         self.heard[k] = bytes(self._row(k)).count(0) < self.np  # counted in C: a row may be 65535 ports
-        return not self.heard[k] and now - host.first >= self.silence
+        return not self.heard[k]
 
     def _next_port(self, k: int, host: _Host) -> int | None:
         """The next port of the host's round; a retry round skips those answered since it began."""
@@ -122,8 +135,8 @@ class Schedule:
         return True
 
     def _sent(self, k: int, host: _Host, now: float) -> None:
-        if host.first < 0:
-            host.first = now
+        if host.round == 0 and host.pos == self.silent:
+            host.cut = now
         host.last = now
         heapq.heappush(self.heap, (now + self.gap + self.rng.random() * self.jitter, k))
 

@@ -31,7 +31,7 @@ TIMEOUT_INIT_MS, TIMEOUT_MIN_MS, TIMEOUT_MAX_MS = 1000, 100, 3000
 # RTTs are read from the send tick echoed in replies, which wraps: past it, a slow reply would
 # pass for a fast one and shrink the timeout (clock.py).
 assert TIMEOUT_MAX_MS < WRAP_MS
-# A paced plan's per-host gap, jitter and silence: longer than a day is no scan a worker should
+# A paced plan's per-host gap and jitter: longer than a day is no scan a worker should
 # hold a shard slot for (and a garbled header's 4-byte field would otherwise read as weeks).
 PACED_MAX_MS = 86_400_000
 
@@ -63,7 +63,9 @@ class Plan:
     flags: int = 0
     gap_ms: int = 0  # paced: each host gets at most one probe per gap; 0: unpaced
     jitter_ms: int = 0  # each per-host wait is gap_ms + uniform[0, jitter_ms)
-    silence_ms: int = 0  # paced: a host with no answer this long after its first probe gets no more; 0: never
+    # Paced: ports[:silent_probes] go first to each host; one that answers none of them (once
+    # their replies are waited out) gets no more probes. 0: a host is never given up.
+    silent_probes: int = 0
     sport_lo: int = 0  # for probes that pick a source port per probe: the range (0, 0: none)
     sport_hi: int = 0
 
@@ -146,7 +148,7 @@ def write(buf: memoryview, plan: Plan) -> None:
                      plan.ifindex, plan.src_ip, plan.src_mac, plan.sport_base, plan.rate,
                      plan.timeout_init_ms, plan.timeout_min_ms, plan.timeout_max_ms,
                      plan.shard_size, nh, np_, plan.flags, plan.gap_ms, plan.jitter_ms,
-                     plan.silence_ms, plan.sport_lo, plan.sport_hi)
+                     plan.silent_probes, plan.sport_lo, plan.sport_hi)
     _GEN.pack_into(buf, 0, plan.gen)
 
 
@@ -166,7 +168,7 @@ def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None
     cannot time, a paced layout whose shards split a host, a source port range that is none)
     raises PlanError."""
     (gen, kind, slot, share, retries, key, ifindex, src_ip, src_mac, sport_base, rate, t_init,
-     t_min, t_max, shard_size, nh, np_, flags, gap, jitter, silence, sport_lo,
+     t_min, t_max, shard_size, nh, np_, flags, gap, jitter, silent, sport_lo,
      sport_hi) = HEADER.unpack_from(buf, 0)
     if gen == 0:
         return None
@@ -176,7 +178,7 @@ def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None
         raise PlanError(f"slot {slot_index}: kind {kind}, slot {slot}, {nh} hosts, {np_} ports, "
                         f"shards of {shard_size}, source ports from {sport_base}, "
                         f"timeout {t_min}-{t_max} ms")
-    _check_pacing(slot_index, np_, shard_size, gap, jitter, silence, sport_lo, sport_hi)
+    _check_pacing(slot_index, np_, shard_size, gap, jitter, silent, sport_lo, sport_hi)
     at = HEADER_BYTES
     hosts = struct.unpack_from(f"<{nh}I", buf, at)
     at += 4 * nh
@@ -185,20 +187,21 @@ def read(buf: memoryview, slot_index: int, kinds: Container[int]) -> Plan | None
     at += 6 * nh
     ports = struct.unpack_from(f"<{np_}H", buf, at)
     plan = Plan(gen, kind, slot, share, retries, key, ifindex, src_ip, src_mac, sport_base, rate,
-                t_init, t_min, t_max, shard_size, hosts, macs, ports, flags, gap, jitter, silence,
+                t_init, t_min, t_max, shard_size, hosts, macs, ports, flags, gap, jitter, silent,
                 sport_lo, sport_hi)
     # The slot may have been released and refilled while we copied it.
     return plan if generation(buf) == gen else None
 
 
-def _check_pacing(slot_index: int, np_: int, shard_size: int, gap: int, jitter: int, silence: int,
+def _check_pacing(slot_index: int, np_: int, shard_size: int, gap: int, jitter: int, silent: int,
                   sport_lo: int, sport_hi: int) -> None:
-    """The header's pacing fields add up: times a worker can hold to, shards of whole hosts
-    when paced (one worker owns each host's gap), and a source port range that is one."""
+    """The header's pacing fields add up: times a worker can hold to, a silent-probe count
+    within the ports, shards of whole hosts when paced (one worker owns each host's gap), and
+    a source port range that is one."""
     ports_ok = (sport_lo, sport_hi) == (0, 0) or 1 <= sport_lo <= sport_hi <= 0xFFFF
-    times_ok = all(t <= PACED_MAX_MS for t in (gap, jitter, silence))
-    unpaced_ok = gap > 0 or (jitter, silence) == (0, 0)  # pacing fields without a gap: a garbled header
+    times_ok = gap <= PACED_MAX_MS and jitter <= PACED_MAX_MS and silent <= np_
+    unpaced_ok = gap > 0 or (jitter, silent) == (0, 0)  # pacing fields without a gap: a garbled header
     layout_ok = gap == 0 or shard_size % np_ == 0
     if not (ports_ok and times_ok and unpaced_ok and layout_ok):
-        raise PlanError(f"slot {slot_index}: gap {gap} ms, jitter {jitter} ms, silence {silence} ms, "
+        raise PlanError(f"slot {slot_index}: gap {gap} ms, jitter {jitter} ms, {silent} silent probes, "
                         f"shards of {shard_size} for {np_} ports, source ports {sport_lo}-{sport_hi}")

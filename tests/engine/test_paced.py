@@ -13,12 +13,12 @@ STEP = 0.001  # the simulated clock's step, s
 
 
 def paced_plan(nh: int = 4, np_: int = 6, gap_ms: int = 50, jitter_ms: int = 20, retries: int = 1,
-               silence_ms: int = 0) -> Plan:
+               silent_probes: int = 0) -> Plan:
     return Plan(gen=1, kind=1, slot=0, share=1, retries=retries, key=b"k" * 16, ifindex=1, src_ip=1,
                 src_mac=b"\0" * 6, sport_base=61440, rate=1000.0, timeout_init_ms=100, timeout_min_ms=100,
                 timeout_max_ms=100, shard_size=nh * np_, hosts=tuple(range(10, 10 + nh)),
                 macs=(b"\0" * 6,) * nh, ports=tuple(range(20, 20 + np_)), gap_ms=gap_ms, jitter_ms=jitter_ms,
-                silence_ms=silence_ms)
+                silent_probes=silent_probes)
 
 
 def run(plan: Plan, answer: dict[tuple[int, int], int], timeout: float = 0.1,
@@ -84,15 +84,38 @@ def test_retries_only_of_what_got_no_answer_paced_after_the_round_and_its_timeou
         assert times[6] - times[5] >= 0.100 - 1e-9
 
 
-def test_a_host_silent_past_the_silence_gets_no_more_probes() -> None:
-    plan = paced_plan(nh=2, np_=20, gap_ms=50, jitter_ms=0, retries=1, silence_ms=200)
-    talker = {(0, p): S_CLOSED for p in range(20)}
-    sends, _ = run(plan, talker)
+def test_the_silent_probes_go_first_in_a_keyed_order_then_the_rest() -> None:
+    plan = paced_plan(nh=4, np_=20, retries=0, silent_probes=6)
+    sends, _ = run(plan, {(h, p): S_CLOSED for h in range(4) for p in range(20)})
+    heads = set()
+    for probes in per_host(sends).values():
+        order = [p for _, p in probes]
+        assert sorted(order[:6]) == list(range(6)) and sorted(order[6:]) == list(range(6, 20))
+        assert order[:6] != list(range(6)) and order[6:] != list(range(6, 20))
+        heads.add(tuple(order[:6]))
+    assert len(heads) > 1  # each host its own order among them too
+
+
+def test_a_host_that_answers_none_of_its_silent_probes_gets_no_more() -> None:
+    plan = paced_plan(nh=3, np_=20, gap_ms=50, jitter_ms=0, retries=1, silent_probes=4)
+    sends, _ = run(plan, {(0, p): S_CLOSED for p in range(20)}
+                   | {(2, p): S_OPEN for p in range(4, 20)})
     hosts = per_host(sends)
     assert len(hosts[0]) == 20  # answered everything: its ports all probed, none retried
-    silent = [at for at, _ in hosts[1]]
-    assert silent[-1] - silent[0] < 0.200  # none once its silence ran out
-    assert len(silent) == 4  # at 0, 50, 100, 150 ms after its first
+    # Silent: its 4 silent probes, and one more sent before their 100 ms timeout had passed
+    # (a probe is due every 50 ms); then none, no retry round either.
+    assert sorted(p for _, p in hosts[1][:4]) == [0, 1, 2, 3]
+    assert len(hosts[1]) == 5
+    # An answer to the probe after them keeps a host: probed to its end, its silent ones retried.
+    assert len(hosts[2]) == 20 + 4
+
+
+def test_a_host_with_every_port_silent_probes_is_not_retried_once_silent() -> None:
+    plan = paced_plan(nh=2, np_=5, gap_ms=50, jitter_ms=0, retries=2, silent_probes=5)
+    sends, _ = run(plan, {(0, 3): S_OPEN})
+    hosts = per_host(sends)
+    assert len(hosts[1]) == 5  # its round, then given up: no retries of a silent host
+    assert len(hosts[0]) == 5 + 4 + 4  # it answered: retried as any other
 
 
 def test_the_schedule_ends_once_the_last_probes_replies_are_waited_out() -> None:

@@ -76,7 +76,7 @@ def test_a_paced_plan_finds_every_open_port_at_its_hosts_pace_with_the_kernels_s
                               timeout_min_ms=300, timeout_max_ms=300, shard_size=2 * len(ports),
                               hosts=tuple(ip(h["ip"]) for h in hosts),
                               macs=tuple(bytes.fromhex(h["mac"].replace(":", "")) for h in hosts), ports=ports,
-                              gap_ms=GAP_MS, jitter_ms=JITTER_MS, silence_ms=30_000,
+                              gap_ms=GAP_MS, jitter_ms=JITTER_MS, silent_probes=len(ports),
                               sport_lo=SPORTS[0], sport_hi=SPORTS[1])
 
         finished, results, matched = run_alone(make, 50)

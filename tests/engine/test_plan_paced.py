@@ -21,7 +21,7 @@ def paced(**fields: object) -> plans.Plan:
                       src_mac=b"\1" * 6, sport_base=61440 + 1024, rate=100.0, timeout_init_ms=1000,
                       timeout_min_ms=100, timeout_max_ms=3000, shard_size=2 * np_,
                       hosts=tuple(range(100, 100 + nh)), macs=(b"\2" * 6,) * nh, ports=tuple(range(1, 1 + np_)),
-                      gap_ms=3500, jitter_ms=1000, silence_ms=300_000, sport_lo=32768, sport_hi=60999)
+                      gap_ms=3500, jitter_ms=1000, silent_probes=30, sport_lo=32768, sport_hi=60999)
     return replace(base, **fields)  # type: ignore[arg-type]
 
 
@@ -34,7 +34,7 @@ def through_slot(plan: plans.Plan) -> plans.Plan | None:
 def test_a_paced_plan_reads_back_as_written() -> None:
     plan = paced()
     assert plan.paced and through_slot(plan) == plan
-    assert through_slot(replace(plan, gap_ms=0, jitter_ms=0, silence_ms=0, sport_lo=0, sport_hi=0)) is not None
+    assert through_slot(replace(plan, gap_ms=0, jitter_ms=0, silent_probes=0, sport_lo=0, sport_hi=0)) is not None
 
 
 @pytest.mark.parametrize("fields", [
@@ -43,8 +43,9 @@ def test_a_paced_plan_reads_back_as_written() -> None:
     {"shard_size": 50},  # a shard splitting a host: two workers would share its gap
     {"gap_ms": plans.PACED_MAX_MS + 1},
     {"jitter_ms": 0xFFFFFFFF},
-    {"silence_ms": plans.PACED_MAX_MS + 1},
-    {"gap_ms": 0},  # jitter and silence without a gap: not a plan the control process writes
+    {"silent_probes": 41},  # more silent probes than ports
+    {"gap_ms": 0},  # jitter and silent probes without a gap: not a plan the control process writes
+    {"gap_ms": 0, "jitter_ms": 0},
 ])
 def test_a_paced_header_that_does_not_add_up_is_refused(fields: dict[str, int]) -> None:
     with pytest.raises(plans.PlanError):
@@ -52,7 +53,7 @@ def test_a_paced_header_that_does_not_add_up_is_refused(fields: dict[str, int]) 
 
 
 def test_the_layouts_map_index_and_pair_both_ways() -> None:
-    for plan in (paced(), paced(gap_ms=0, jitter_ms=0, silence_ms=0)):
+    for plan in (paced(), paced(gap_ms=0, jitter_ms=0, silent_probes=0)):
         seen = {plan.index(h, p) for h in range(len(plan.hosts)) for p in range(len(plan.ports))}
         assert seen == set(range(plan.size))
         assert all(plan.index(*plan.pair(i)) == i for i in range(plan.size))
@@ -62,7 +63,7 @@ def test_the_layouts_map_index_and_pair_both_ways() -> None:
 def test_a_paced_tally_is_the_unpaced_tally_of_the_same_answers() -> None:
     rng = random.Random(12)
     hp = paced(shard_size=120)
-    hu = replace(hp, gap_ms=0, jitter_ms=0, silence_ms=0)
+    hu = replace(hp, gap_ms=0, jitter_ms=0, silent_probes=0)
     answers = {(h, p): rng.choice((S_NONE, S_NONE, S_CLOSED, S_OPEN, S_UNREACH)) for h in range(3) for p in range(40)}
     answers.update({(2, p): S_CLOSED for p in range(40)})  # a host with more closed ports than are listed
     answers.update({(1, p): S_NONE for p in range(40)})  # and one that answered nothing
