@@ -123,15 +123,14 @@ class Schedule:
         return None
 
     def _next_round(self, k: int, host: _Host) -> bool:
-        """Start the host's retry round of what is still unanswered, if it has one left."""
-        if host.round >= self.plan.retries:
-            return False
-        row = bytes(self._row(k))
-        missing = [i for i, v in enumerate(row) if not v]
-        if not missing:
+        """Start the host's retry round of what is still unanswered, if it has one left: all its
+        ports again in a keyed order of the round's own (_next_port skips the answered ones), not
+        the unanswered ones in port order, which would march up the host's ports."""
+        if host.round >= self.plan.retries or bytes(self._row(k)).count(0) == 0:
             return False
         host.round += 1
-        host.order, host.pos, host.total = missing.__getitem__, 0, len(missing)
+        seed = self.plan.key + b"host" + (self.first_host + k).to_bytes(4, "big") + bytes([host.round])
+        host.order, host.pos, host.total = Permutation(self.np, seed), 0, self.np
         return True
 
     def _sent(self, k: int, host: _Host, now: float) -> None:

@@ -123,3 +123,16 @@ def test_the_schedule_ends_once_the_last_probes_replies_are_waited_out() -> None
     sends, end = run(plan, {})
     assert end >= max(at for at, _, _ in sends) + 0.1
     assert end < max(at for at, _, _ in sends) + 0.1 + 2 * STEP
+
+
+def test_a_retry_round_goes_in_a_keyed_order_of_its_own_per_host_not_port_order() -> None:
+    plan = paced_plan(nh=4, np_=30, gap_ms=20, jitter_ms=0, retries=1)
+    answer = {(h, p): S_CLOSED for h in range(4) for p in range(0, 30, 3)}  # a third answered
+    sends, _ = run(plan, answer)
+    retries = set()
+    for probes in per_host(sends).values():
+        again = [p for _, p in probes[30:]]
+        assert sorted(again) == [p for p in range(30) if p % 3]
+        assert again != sorted(again)
+        retries.add(tuple(again))
+    assert len(retries) == 4  # each host its own
