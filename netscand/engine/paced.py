@@ -2,9 +2,12 @@
 
 A paced plan's shard holds whole hosts (plan.py's host-major layout), so the worker sending it
 owns each of its hosts' gaps. Per host: its ports in an order of its own (a keyed Feistel
-permutation), its first probe at a keyed-random phase within the first gap (so the hosts'
-probes interleave instead of marching in step), each next one gap_ms + uniform[0, jitter_ms)
-after the last. A retry round, of the host's ports still unanswered, starts once its first
+permutation), its first probe at a keyed-random phase within the second gap after the shard
+starts (so the hosts' probes interleave instead of marching in step), each next one gap_ms +
+uniform[0, jitter_ms) after the last. Not within the first gap: a shard may be a re-issue of
+one whose worker died, which may have probed any of its hosts just before, and a worker cannot
+tell a re-issue from a first issue (a job says neither); one gap of delay at the start keeps
+every host's gap across the restart, and costs nothing beside a paced pass's length. A retry round, of the host's ports still unanswered, starts once its first
 round is sent and its reply timeout has passed, paced like the first: no burst of
 retransmissions, no gap below gap_ms ever.
 
@@ -58,7 +61,8 @@ class Schedule:
         self.rng = random.Random(blake2b(plan.key + b"jitter" + shard.to_bytes(4, "big")).digest())
         self.hosts = [_Host(self._order(self.first_host + k), self.np) for k in range(count)]
         self.heard = [False] * count  # any answer at all, once seen (never unset)
-        self.heap = [(now + self._phase(self.first_host + k), k) for k in range(count)]
+        start = now + self.gap  # past any probe of a dead predecessor's (module docstring)
+        self.heap = [(start + self._phase(self.first_host + k), k) for k in range(count)]
         heapq.heapify(self.heap)
         self.deadline = now  # when the last probe's replies are waited out, of hosts done
 

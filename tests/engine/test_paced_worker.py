@@ -51,6 +51,35 @@ def test_every_shard_of_a_paced_plan_sends_at_once_each_host_at_its_gap() -> Non
     assert sorted(done) == list(range(plan.shards))
     assert set(sends) == set(HOSTS) and all(len(t) == 4 for t in sends.values())
     firsts = sorted(times[0] for times in sends.values())
-    assert firsts[-1] - firsts[0] < GAP_MS / 1000 + 0.02  # every shard's hosts began in the first gap
+    assert firsts[-1] - firsts[0] < GAP_MS / 1000 + 0.02  # every shard's hosts began in the same gap
     for times in sends.values():  # read off the socket pair, so not to the microsecond
         assert min(b - a for a, b in zip(times, times[1:])) >= GAP_MS / 1000 - 0.005
+
+
+def test_a_shard_re_issued_after_its_worker_died_keeps_each_hosts_gap() -> None:
+    """The first worker sends a while and dies (is never stepped again); its successor, a new
+    generation at the same index, is handed the same shards, as the control process re-issues
+    them: no host's first probe from it comes within a gap of the dead one's last."""
+    link, shared, plan = PairLink(), Shared(1), paced_plan()
+    plans.write(shared.plans[0], plan)
+    last: dict[int, float] = {}
+    first: dict[int, float] = {}
+    for life, seconds in enumerate((0.25, 0.2)):
+        worker = Worker(shared, 0, GUARD, lambda: GUARD, link=link)
+        worker.shards.clear()
+        worker._beat(clock.now())
+        for shard in range(plan.shards):
+            shared.jobs[0].push(JOB.pack(JOB_SHARD, 0, worker.generation, plan.gen, shard))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            worker.step(clock.now())
+            for frame in link.sent():
+                host = int.from_bytes(dpkt.ethernet.Ethernet(frame).data.dst, "big")
+                if life == 0:
+                    last[host] = time.monotonic()
+                else:
+                    first.setdefault(host, time.monotonic())
+            time.sleep(0.001)
+    assert set(last) == set(first) == set(HOSTS)
+    for host in HOSTS:
+        assert first[host] - last[host] >= GAP_MS / 1000 - 0.003  # read off the pair: not to the µs
