@@ -10,6 +10,7 @@ everything that maps an index to (host, port) or back goes through the Plan's me
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,13 @@ from netscand.engine.clock import TICK_BITS, TICK_MASK, WRAP_MS
 from netscand.engine.shm import PLAN_BYTES, PLAN_SLOTS, SHARD_MAX
 
 HEADER = struct.Struct("<IBBBB16sII6sHdIIIIIIIIIIHH")
+# What each header field holds, in order (nh and np_: the host and port counts).
+_NAMES = ("gen", "kind", "slot", "share", "retries", "key", "ifindex", "src_ip", "src_mac", "sport_base",
+          "rate", "timeout_init_ms", "timeout_min_ms", "timeout_max_ms", "shard_size", "hosts", "ports",
+          "flags", "gap_ms", "jitter_ms", "silent_probes", "sport_lo", "sport_hi")
+_CODES = re.findall(r"\d*[A-Za-z]", HEADER.format[1:])
+_MAX = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
+assert len(_NAMES) == len(_CODES)
 # The generation (first field) is also read and written alone, natively: one aligned 4-byte
 # store, never seen half written by a worker (see ipc/ring.py).
 _GEN = struct.Struct("I")
@@ -133,10 +141,17 @@ class Plan:
 
 
 def write(buf: memoryview, plan: Plan) -> None:
-    """Fill a slot; the generation goes in last so a reader never sees half a plan."""
+    """Fill a slot; the generation goes in last so a reader never sees half a plan. A field its
+    header cannot hold raises ValueError naming it (not struct.error, which names none), before
+    anything is written."""
     nh, np_ = len(plan.hosts), len(plan.ports)
     if nh > Plan.capacity(np_):
         raise ValueError("plan does not fit its slot")
+    header = (plan.gen, plan.kind, plan.slot, plan.share, plan.retries, plan.key, plan.ifindex,
+              plan.src_ip, plan.src_mac, plan.sport_base, plan.rate, plan.timeout_init_ms,
+              plan.timeout_min_ms, plan.timeout_max_ms, plan.shard_size, nh, np_, plan.flags,
+              plan.gap_ms, plan.jitter_ms, plan.silent_probes, plan.sport_lo, plan.sport_hi)
+    _check_fields(header, plan)
     _GEN.pack_into(buf, 0, 0)
     at = HEADER_BYTES
     struct.pack_into(f"<{nh}I", buf, at, *plan.hosts)
@@ -144,12 +159,20 @@ def write(buf: memoryview, plan: Plan) -> None:
     buf[at : at + 6 * nh] = b"".join(plan.macs)
     at += 6 * nh
     struct.pack_into(f"<{np_}H", buf, at, *plan.ports)
-    HEADER.pack_into(buf, 0, 0, plan.kind, plan.slot, plan.share, plan.retries, plan.key,
-                     plan.ifindex, plan.src_ip, plan.src_mac, plan.sport_base, plan.rate,
-                     plan.timeout_init_ms, plan.timeout_min_ms, plan.timeout_max_ms,
-                     plan.shard_size, nh, np_, plan.flags, plan.gap_ms, plan.jitter_ms,
-                     plan.silent_probes, plan.sport_lo, plan.sport_hi)
+    HEADER.pack_into(buf, 0, 0, *header[1:])
     _GEN.pack_into(buf, 0, plan.gen)
+
+
+def _check_fields(header: tuple[object, ...], plan: Plan) -> None:
+    """Every header field, host, port and MAC fits what the slot holds it in."""
+    lists = (("hosts", plan.hosts, "I"), ("ports", plan.ports, "H"))
+    for name, value, code in (*zip(_NAMES, header, _CODES), *((n, v, c) for n, vs, c in lists for v in vs)):
+        if code in _MAX and not (isinstance(value, int) and 0 <= value <= _MAX[code]):
+            raise ValueError(f"plan field {name}: {value!r} is not within 0-{_MAX[code]}")
+        if code.endswith("s") and not (isinstance(value, bytes) and len(value) == int(code[:-1])):
+            raise ValueError(f"plan field {name}: {value!r} is not {code[:-1]} bytes")
+    if any(len(mac) != 6 for mac in plan.macs):
+        raise ValueError("plan field macs: each is 6 bytes")
 
 
 def generation(buf: memoryview) -> int:

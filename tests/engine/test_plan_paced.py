@@ -76,3 +76,22 @@ def test_a_paced_tally_is_the_unpaced_tally_of_the_same_answers() -> None:
             buf[plan.index(h, p)] = v
         states[plan.gap_ms] = sorted(tally.ports(plan, 0, bytes(buf)))
     assert states[hp.gap_ms] == states[0] and states[0]
+
+
+@pytest.mark.parametrize(("fields", "name"), [
+    ({"gap_ms": 99_999_999_999}, "gap_ms"),
+    ({"retries": 256}, "retries"),
+    ({"timeout_init_ms": -1}, "timeout_init_ms"),
+    ({"sport_hi": 70_000}, "sport_hi"),
+    ({"silent_probes": 2**32}, "silent_probes"),
+    ({"key": b"short"}, "key"),
+    ({"ports": tuple(range(1, 40)) + (65536,)}, "ports"),
+    ({"hosts": (100, 101, 2**32)}, "hosts"),
+    ({"macs": (b"\2" * 6, b"\2" * 6, b"\2")}, "macs"),
+])
+def test_a_field_the_slot_cannot_hold_is_refused_by_name_before_anything_is_written(
+        fields: dict[str, object], name: str) -> None:
+    buf = memoryview(bytearray(PLAN_BYTES))
+    with pytest.raises(ValueError, match=f"plan field {name}"):
+        plans.write(buf, paced(**fields))
+    assert not any(buf)
