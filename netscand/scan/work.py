@@ -19,6 +19,7 @@ from netscand.engine.shm import PLAN_SHARDS, PLAN_SLOTS, SHARD_MAX
 from netscand.netinfo import Route
 from netscand.scan.dispatch import shard_size
 from netscand.scan.ports import SOURCE_PORTS
+from netscand.scan.profiles import PACED_SILENT_PORTS
 from netscand.scan.result import Host
 from netscand.scan.spec import Pacing, ScanSpec
 from netscand.scan.targets import Targets
@@ -71,17 +72,17 @@ class Work:
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
             timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
             shard_size=shard, hosts=hosts, macs=macs, ports=self.ports,
-            flags=plans.FLAG_LOOPBACK if self.route.loopback else 0, **self._paced(spec))
+            flags=plans.FLAG_LOOPBACK if self.route.loopback else 0, **self._paced())
 
-    def _paced(self, spec: ScanSpec) -> dict[str, int]:
-        """A paced plan's fields: its gap, jitter and source ports, and the per-host budget as
-        its silence (how long a host that never answers is probed; the runner times no paced
-        plan out, as a host that answers is probed to its last port)."""
+    def _paced(self) -> dict[str, int]:
+        """A paced plan's fields: its gap, jitter and source ports, and its budget in probes: a
+        host that answers none of its first PACED_SILENT_PORTS ports (the most frequently open:
+        its ports come in frequency order, and the engine sends those first) gets no more. The
+        runner times no paced plan out: a host that answers is probed to its last port."""
         if self.pacing is None:
             return {}
         p = self.pacing
-        silence = round(spec.host_timeout_s * 1000) if spec.host_timeout_s else 0
-        return {"gap_ms": p.gap_ms, "jitter_ms": p.jitter_ms, "silence_ms": silence,
+        return {"gap_ms": p.gap_ms, "jitter_ms": p.jitter_ms, "silent_probes": min(len(self.ports), PACED_SILENT_PORTS),
                 "sport_lo": p.sport_lo, "sport_hi": p.sport_hi}
 
     def paced_duration_s(self, udp_sends: int) -> float:
@@ -93,7 +94,9 @@ class Work:
 def paced_duration_s(probe: ProbeType, nports: int, pacing: Pacing, udp_sends: int) -> float:
     """How long a paced plan lasts: each host's ports one per mean gap, a UDP port counted
     1 + retries times (nearly all stay silent and are sent again), as the rate split counts
-    them; a TCP port is nearly always answered at once, so its retries add little."""
+    them. A TCP port is counted once: most hosts answer nearly every SYN at once; one that drops
+    most ports (yet answers some, so is not given up) takes up to 1 + retries times as long, as
+    its retry round is paced too: the docs state that bound rather than guess the share here."""
     return nports * (udp_sends if probe.protocol == "udp" else 1) * pacing.mean_gap_s
 
 

@@ -1,6 +1,6 @@
 """A paced scan's plans (stealth; custom with host_gap_ms) over the fake engine and routing table
 of test_runner_unit: its TCP ports probed by the kernel-shaped SYN, its UDP ports after them (not
-beside), each plan carrying the spec's pacing with the budget as its silence, shards of whole
+beside), each plan carrying the spec's pacing with its budget in probes, shards of whole
 hosts that all send at once, no wall-time cut, and progress and ETA from its paced duration."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from netscand.engine.probes import PROBES
 from netscand.engine.shm import PLAN_BYTES, PLAN_SHARDS, SHARD_MAX
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.live import Running
+from netscand.scan.profiles import PACED_SILENT_PORTS
 from netscand.scan.runner import ScanRun
 from netscand.scan.spec import Pacing
 from netscand.scan.work import SPORT_BASE, paced_shard
@@ -42,9 +43,10 @@ def test_a_paced_scan_sends_its_tcp_ports_by_the_kernel_shaped_syn_then_its_udp_
     run = ScanRun(spec("198.18.0.0/28", pacing=PACING, udp_ports=UDP, host_timeout_s=300.0), dispatcher, FakeNet())
     arp, syn, udp = drive(run, dispatcher, engine, network)
     assert kinds([arp, syn, udp]) == ["arp", "tcp_syn_kernel", "udp"]
-    assert not arp.paced and arp.gap_ms == arp.silence_ms == arp.sport_lo == 0  # ARP is never paced
+    assert not arp.paced and arp.gap_ms == arp.silent_probes == arp.sport_lo == 0  # ARP is never paced
     for plan in (syn, udp):
-        assert (plan.gap_ms, plan.jitter_ms, plan.silence_ms) == (3500, 1000, 300_000)
+        # Fewer ports than PACED_SILENT_PORTS: a host is given up only when it answered none.
+        assert (plan.gap_ms, plan.jitter_ms, plan.silent_probes) == (3500, 1000, len(plan.ports))
         assert (plan.sport_lo, plan.sport_hi) == (32768, 60999) and plan.sport_hi < SPORT_BASE
         assert plan.shard_size % len(plan.ports) == 0  # whole hosts: one worker owns each host's gap
         assert hosts(plan) == ["198.18.0.5", "198.18.0.9"]
@@ -62,6 +64,7 @@ def test_a_paced_plans_header_is_one_the_engine_reads_back(engine: FakeEngine, d
     plans.write(buf, sub.plan)
     assert plans.read(buf, sub.plan.slot, PROBES) == sub.plan
     assert PROBES[sub.plan.kind].name == "tcp_syn_kernel" and sub.plan.paced
+    assert sub.plan.silent_probes == PACED_SILENT_PORTS  # of 1000 ports: a silent host's first 100
 
 
 def test_the_udp_work_of_a_paced_scan_waits_for_its_tcp_work(engine: FakeEngine, dispatcher: Dispatcher) -> None:
@@ -78,7 +81,7 @@ def test_the_udp_work_of_a_paced_scan_waits_for_its_tcp_work(engine: FakeEngine,
 
 
 def test_a_paced_plan_is_not_cut_by_the_wall_clock(engine: FakeEngine, dispatcher: Dispatcher) -> None:
-    """Its budget is the engine's silence: a host that answers is probed to its last port."""
+    """Its budget is in probes, in the engine: a host that answers is probed to its last port."""
     run = ScanRun(spec("198.19.1.0/30", pacing=PACING, discovery=None, host_timeout_s=0.01), dispatcher, FakeNet())
     run.step()
     engine.serve(Network({"198.19.1.2": Device(mac(2), {22})}).answer, finish=lambda plan: False)
@@ -87,7 +90,7 @@ def test_a_paced_plan_is_not_cut_by_the_wall_clock(engine: FakeEngine, dispatche
     run.step()
     assert len(run.running) == 1 and not run.done
     assert not any(h.timed_out for h in run.result.hosts.values())
-    assert run.running[0][0].plan.silence_ms == 10
+    assert run.running[0][0].plan.silent_probes == len(PORTS)
 
 
 def test_progress_follows_the_paced_duration(engine: FakeEngine, dispatcher: Dispatcher) -> None:
