@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,11 +67,19 @@ def sysctl_users() -> dict[str, str]:
     return json.loads(record.read_text())["labs"] if record.exists() else {}
 
 
-def test_detector_labs_in_two_state_dirs_share_nf_log_all_netns(lab_lock: None, tmp_path: Path) -> None:
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """A state dir short enough for the syslog sockets under it (AF_UNIX paths are 107 bytes at most)."""
+    path = Path(tempfile.mkdtemp(prefix="nsd", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_detector_labs_in_two_state_dirs_share_nf_log_all_netns(lab_lock: None, state_dir: Path) -> None:
     before = nf_log_all_netns()
-    first = Lab.up(hosts=1, prefix=OWN_PREFIX, detectors=True, state_dir=tmp_path / "a")
+    first = Lab.up(hosts=1, prefix=OWN_PREFIX, detectors=True, state_dir=state_dir / "a")
     try:
-        with lab_up(hosts=1, prefix=OTHER_PREFIX, detectors=True, state_dir=tmp_path / "b"):
+        with lab_up(hosts=1, prefix=OTHER_PREFIX, detectors=True, state_dir=state_dir / "b"):
             assert {OWN_PREFIX, OTHER_PREFIX} <= set(sysctl_users())
             first.down()  # the first lab down while the second is up: it keeps the sysctl
             assert nf_log_all_netns() == "1"
@@ -93,8 +104,8 @@ def test_nf_log_all_netns_is_restored_past_a_lab_that_died_without_down(tmp_path
     assert sysctl.read_text() == "0\n"
 
 
-def test_alerts_of_a_lab_torn_down_raise(lab_lock: None, tmp_path: Path) -> None:
-    with lab_up(hosts=1, prefix=OWN_PREFIX, detectors=True, state_dir=tmp_path) as lab:
+def test_alerts_of_a_lab_torn_down_raise(lab_lock: None, state_dir: Path) -> None:
+    with lab_up(hosts=1, prefix=OWN_PREFIX, detectors=True, state_dir=state_dir) as lab:
         assert detectors.alerts(lab, settle_s=0).scanlogd == []
     with pytest.raises(LabError, match="missing"):
         detectors.alerts(lab, settle_s=0)
