@@ -158,7 +158,8 @@ def _plan(kind: int, ports: tuple[int, ...]) -> Any:
     return plans.Plan(gen=7, kind=kind, slot=2, share=1, retries=1, key=b"k" * 16, ifindex=2,
                       src_ip=0xC6120001, src_mac=bytes.fromhex("020000000001"), sport_base=61440, rate=100.0,
                       timeout_init_ms=100, timeout_min_ms=100, timeout_max_ms=100, shard_size=1024,
-                      hosts=(0xC6120010, 0xC6120011), macs=(mac, mac), ports=ports)
+                      hosts=(0xC6120010, 0xC6120011), macs=(mac, mac), ports=ports,
+                      sport_lo=32768, sport_hi=60999)  # the kernel-shaped SYN picks its source ports
 
 
 def _replies(probe: Any) -> list[bytes]:
