@@ -192,13 +192,15 @@ class Shards:
         """Send up to n probes of run's pass and spend them from both pacers."""
         n = min(n, run.total - run.pos)
         tick = clock.tick(now)
-        frame, send, pair, start, order = run.ps.probe.frame, run.ps.send, run.ps.plan.pair, run.start, run.order
-        states, retry = run.states, run.attempt > 0
+        frame, send, start, order = run.ps.probe.frame, run.ps.send, run.start, run.order
+        states, retry, nh = run.states, run.attempt > 0, len(run.ps.plan.hosts)
         sent = 0
         for _ in range(n):
             off = order(run.pos)
             if not (retry and states[off]):
-                send(frame(*pair(start + off), tick))
+                # Plan.pair of an unpaced (port-major) index, inline: the hot loop of every scan.
+                index = start + off
+                send(frame(index % nh, index // nh, tick))
                 sent += 1
             run.pos += 1
         send.flush()
