@@ -215,6 +215,9 @@ class Shards:
         now = clock.now()
         wait = IDLE_WAIT
         tick = clock.tick(now)
+        # Each turn another run goes first: under a tight ceiling the first ones would take every
+        # token, and the later shards' hosts wait far past their gap (starve).
+        self.paced.append(self.paced.pop(0))
         for run in self.paced:
             pacer, schedule, frame, send = run.ps.pacer, run.schedule, run.ps.probe.frame, run.ps.send
             sent = 0
