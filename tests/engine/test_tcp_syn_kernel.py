@@ -1,6 +1,7 @@
 """The kernel-shaped SYN's frames and reply parsing, from a given shape (no capture): source
 ports even and in range, IP ID not the sequence's, valid checksums, the tick through TSval and
-back through a SYN-ACK's TSecr; a RST and a forged TSecr time nothing."""
+back through a SYN-ACK's TSecr, TSval a 1 kHz count; a RST times nothing, a forged TSecr only
+misreads the tick."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def parse(frame: bytes) -> dpkt.ethernet.Ethernet:
 
 def test_frames_carry_the_shape_and_vary_what_a_connection_varies() -> None:
     probe = TcpSynKernel(make_plan(), SHAPE)
-    seen = []
+    seen, seen_ts = [], []
     for tick in range(1000, 1040):
         for host in range(2):
             for port in range(3):
@@ -51,13 +52,26 @@ def test_frames_carry_the_shape_and_vary_what_a_connection_varies() -> None:
                 assert [(k, n) for _, k, n in option_spans(tcp.opts)] == [(k, n) for _, k, n in option_spans(SHAPE.options)]
                 assert tcp.opts[:8] == SHAPE.options[:8] and tcp.opts[16:] == SHAPE.options[16:]
                 tsval, tsecr = struct.unpack_from("!II", tcp.opts, 8)
-                assert tsecr == 0 and tsval == (ts_offset(b"s" * 16, HOSTS[host]) + 4 * tick) & 0xFFFFFFFF
+                assert tsecr == 0 and 0 <= (tsval - ts_offset(b"s" * 16, HOSTS[host]) - 4 * tick) % 2**32 < 4
+                seen_ts.append(tsval)
                 assert 32768 <= tcp.sport <= 60999 and tcp.sport % 2 == 0
                 assert tcp.seq == cookie(b"s" * 16, 2, HOSTS[host], (22, 80, 443)[port], tcp.sport)
                 seen.append((tcp.sport, ip.id, tcp.seq >> 16))
     sports, ipids = {s for s, _, _ in seen}, {i for _, i, _ in seen}
     assert len(sports) > 200 and len(ipids) > 200  # spread, not one scanner's port or counter
     assert sum(i == hi for _, i, hi in seen) < 3  # the IP ID is not the sequence's top half (tcp_syn's)
+    assert {t % 4 for t in seen_ts} == {0, 1, 2, 3}  # a 1 ms clock's values, not 4 ms steps
+
+
+def test_two_syns_to_a_host_show_a_1_khz_clock_between_them() -> None:
+    probe = TcpSynKernel(make_plan(), SHAPE)
+    steps = set()
+    for tick in range(5000, 5200, 7):
+        a = struct.unpack_from("!I", parse(probe.frame(0, 0, tick)).data.data.opts, 8)[0]
+        b = struct.unpack_from("!I", parse(probe.frame(0, 1, tick + 875)).data.data.opts, 8)[0]  # 3.5 s later
+        steps.add((b - a) % 2**32)
+    assert all(3497 <= step <= 3503 for step in steps)  # 3500 ms, to the ms within each tick
+    assert len({step % 4 for step in steps}) > 1  # not always a multiple of 4 ms
 
 
 def reply(probe: TcpSynKernel, frame: bytes, flags: int, opts: bytes) -> bytes:
@@ -78,8 +92,12 @@ def test_a_syn_acks_tsecr_gives_back_the_send_tick(tick: int) -> None:
     answer = probe.answer(reply(probe, frame, 0x12, b"\x02\x04\x05\xb4" + ts))
     assert answer is not None and (answer.host, answer.port, answer.state) == (1, 2, S_OPEN)
     assert answer.tick == tick & TICK_MASK
-    forged = b"\x01\x01\x08\x0a" + struct.pack("!II", 99, tsval + 1)
-    assert probe.answer(reply(probe, frame, 0x12, forged)).tick == -1  # type: ignore[union-attr]
+    for delta, tick_read in ((4, tick + 1), (-4, tick - 1), (4 * (TICK_MASK + 1), tick)):
+        forged = b"\x01\x01\x08\x0a" + struct.pack("!II", 99, (tsval + delta) & 0xFFFFFFFF)
+        got = probe.answer(reply(probe, frame, 0x12, forged))
+        # Still this probe's answer (the cookie says so); only its tick is misread.
+        assert got is not None and (got.host, got.port, got.state) == (1, 2, S_OPEN)
+        assert got.tick == tick_read & TICK_MASK
     rst = probe.answer(reply(probe, frame, 0x14, b""))
     assert rst is not None and (rst.state, rst.tick) == (S_CLOSED, -1)
 

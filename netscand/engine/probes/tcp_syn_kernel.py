@@ -3,8 +3,12 @@ like a scanner: the kernel's TTL, TOS, DF, window, flags and options, kinds and 
 values; per probe a source port spread over the plan's range (even ports, as Linux >= 4.6's
 connect() prefers them), a keyed-random IP ID, the keyed cookie as the sequence number (reply
 matching as tcp_syn's, stateless), and the send tick where a real SYN carries a clock: in the
-timestamp value, TSval = ts_offset(key, destination) + 4 * tick, a per-destination offset as
-Linux's per address pair. A SYN-ACK echoes it in TSecr; a RST carries no timestamp (tick -1).
+timestamp value, as Linux's, a 1 kHz count from a per-destination offset (Linux's per address
+pair): TSval = ts_offset(key, destination) + 4 * tick + a keyed 0-3 ms within the tick (the
+tick is 4 ms: in 4 ms steps alone, two SYNs to one host would show a clock no Linux runs). A
+SYN-ACK echoes it in TSecr, the tick read back as (TSecr - offset) // 4; a RST carries no
+timestamp (tick -1). A forged TSecr only misreads the tick, as a forged port does tcp_syn's:
+the target echoes both, and the cookie, not the tick, says a reply is ours.
 
 Without the kernel's SYN (lo down, no raw socket) the plan is refused, never sent otherwise
 shaped: the build raises OSError, which the intake reports as an interface refusal.
@@ -50,24 +54,23 @@ class TcpSynKernel(TcpSyn):
 
     def frame(self, host: int, port: int, tick: int) -> bytearray:
         dst, dport = self._hosts[host], self._ports[port]
-        pick = blake2b(_PICK.pack(dst, dport, tick & 0xFFFFFFFF), key=self._key, digest_size=4,
+        pick = blake2b(_PICK.pack(dst, dport, tick & 0xFFFFFFFF), key=self._key, digest_size=5,
                        person=b"kernel-syn").digest()
         sport = self._sports[int.from_bytes(pick[:2], "big") % len(self._sports)]
         seq = cookie(self._key, self._slot, dst, dport, sport)
         words = 0
         if self._ts_at >= 0:
-            tsval = (ts_offset(self._key, dst) + 4 * tick) & 0xFFFFFFFF
+            tsval = (ts_offset(self._key, dst) + 4 * tick + (pick[4] & 3)) & 0xFFFFFFFF
             _U32.pack_into(self._buf, self._ts_at, tsval)
             words = (tsval >> 16) + (tsval & 0xFFFF)
-        return self._patch(host, dst, dport, sport, seq, int.from_bytes(pick[2:], "big"), words)
+        return self._patch(host, dst, dport, sport, seq, int.from_bytes(pick[2:4], "big"), words)
 
     def _tick(self, dst: int, our_port: int, options: bytes) -> int:
-        """From a SYN-ACK's TSecr; -1 for a reply without one (a RST, an ICMP error's quote),
-        or whose TSecr is no value we sent."""
+        """From a SYN-ACK's TSecr; -1 for a reply without one (a RST, an ICMP error's quote)."""
         for at, kind, length in synshape.option_spans(options):
             if kind == synshape.TS_KIND and length == 10:
                 sent = (_U32.unpack_from(options, at + 6)[0] - ts_offset(self._key, dst)) & 0xFFFFFFFF
-                return -1 if sent & 3 else (sent >> 2) & TICK_MASK
+                return (sent >> 2) & TICK_MASK
         return -1
 
 
