@@ -43,7 +43,13 @@ from netscand.lab.grade import (
     udp_listening,
     udp_state_grades,
 )
-from netscand.lab.harness import in_lab, parse_bench_args, unwind_on_sigterm
+from netscand.lab.harness import (
+    bench_exit,
+    in_lab,
+    parse_bench_args,
+    print_bench_footer,
+    unwind_on_sigterm,
+)
 from netscand.scan.ports import deep_udp_ports
 
 PREFIX = "nsk"  # not nst/nsl/nsh (tests), nsb/nsp/nsa/nsw/nsf (the other benches)
@@ -340,16 +346,11 @@ def main() -> int:
     finally:
         lab.down()
     ok = report(lab.truth, args, outcomes, ips, udp)
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"command: {shlex.join(sys.orig_argv)}")
+    print_bench_footer()
     if args.smoke:  # one server at nmap -T5: the figures show the bench runs, not how the tools compare
         return 0 if not any(o.run.failed for o in outcomes) else 1
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the lab is down by now: main's finally ran
-        print("bench: interrupted", file=sys.stderr)
-        sys.exit(130)
+    bench_exit(main)

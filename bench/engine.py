@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import signal
 import statistics
 import subprocess
@@ -36,7 +35,9 @@ from netscand.lab import Lab, LabError
 from netscand.lab.harness import (
     Found,
     all_hosts,
+    bench_exit,
     parse_bench_args,
+    print_bench_footer,
     truth_open,
     unwind_on_sigterm,
 )
@@ -442,14 +443,9 @@ def main() -> int:
     table(results)
     ratios(results)
     # Other work on the machine shares its cores with the lab, which runs on them too.
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"command: {shlex.join(sys.orig_argv)}")
+    print_bench_footer()
     return 1 if failed(results, args.loss) else 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the lab is down by now: main's finally ran
-        print("bench: interrupted", file=sys.stderr)
-        sys.exit(130)
+    bench_exit(main)

@@ -34,7 +34,13 @@ from typing import Any
 
 from netscand.lab import Lab, LabError
 from netscand.lab.grade import OK, UNKNOWN, WRONG, Grade, grade, identity_grades
-from netscand.lab.harness import in_lab, parse_bench_args, unwind_on_sigterm
+from netscand.lab.harness import (
+    bench_exit,
+    in_lab,
+    parse_bench_args,
+    print_bench_footer,
+    unwind_on_sigterm,
+)
 from netscand.scan.ports import top_ports
 
 PREFIX = "nsp"  # not nst/nsl (tests), nsb (engine bench), nsa/nsd/nsx (others' labs)
@@ -435,16 +441,11 @@ def main() -> int:
     finally:
         lab.down()
     ok = report(lab.truth, args, tools, targets, ports)
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"command: {shlex.join(sys.orig_argv)}")
+    print_bench_footer()
     if args.smoke:  # one server at nmap -T5: the figures show the bench runs, not how the tools compare
         return 0 if not any(r.failed for t in tools for r in t.runs) else 1
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the lab is down by now: main's finally ran
-        print("bench: interrupted", file=sys.stderr)
-        sys.exit(130)
+    bench_exit(main)

@@ -48,9 +48,11 @@ from profiling import Run, nmap_devices, run_timed
 
 from netscand.lab import Lab, LabError, detectors
 from netscand.lab.harness import (
+    bench_exit,
     in_lab,
     open_ports,
     parse_bench_args,
+    print_bench_footer,
     truth_open,
     unwind_on_sigterm,
 )
@@ -344,16 +346,11 @@ def main() -> int:
         ok = report_all(lab, args, jobs, report)
     finally:
         lab.down()
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"command: {shlex.join(sys.orig_argv)}")
+    print_bench_footer()
     if args.smoke:  # a small gap on a few ports: the figures show the bench runs, not the evasion
         return 1 if any(map(failed, jobs)) else 0
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the lab is down by now: main's finally ran
-        print("bench: interrupted", file=sys.stderr)
-        sys.exit(130)
+    bench_exit(main)

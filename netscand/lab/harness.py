@@ -24,10 +24,10 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -250,6 +250,23 @@ def unwind_on_sigterm() -> None:
             os._exit(128 + signum)
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, handler)
+
+
+def print_bench_footer() -> None:
+    """The lines a bench's figures end with: the load they were measured under, and the command
+    that measured them (to paste beside the figures)."""
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"command: {shlex.join(sys.orig_argv)}")
+
+
+def bench_exit(main: Callable[[], int]) -> NoReturn:
+    """A bench's process: main's exit status, or 130 on Ctrl-C (its lab is down by then: main
+    tears it down in a finally)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def parse_bench_args(parser: argparse.ArgumentParser, smoke: dict[str, Any],
