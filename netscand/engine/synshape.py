@@ -6,7 +6,10 @@ rules that single out scanners.
 The capture sends nothing off the host: a nonblocking connect() to a closed port of 127.0.0.1,
 its SYN read by a raw socket as loopback delivers it (the kernel answers it with a RST). The
 MSS, and the window the kernel derives from it, are the scan interface's: TCP_MAXSEG clamps the
-SYN's MSS to what that interface's MTU gives. A worker captures once per MSS (shape()).
+SYN's MSS to what that interface's MTU gives. It can only lower lo's own MSS, and Linux refuses
+one above 32767 (MAX_TCP_WINDOW) with EINVAL: an MSS at or above lo's is left to the kernel
+(lo's is the right one to scan 127.0.0.1 with, lo's MTU being 65536 by default), one between
+32767 and lo's gets 32767, the nearest the kernel takes. A worker captures once per MSS (shape()).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import time
 from typing import NamedTuple
 
 SIOCGIFMTU = 0x8921
-MSS_MIN, MSS_MAX = 88, 65495  # what TCP_MAXSEG accepts; lo's own MSS is its MTU's 65535 - 40
+HEADERS = 40  # IPv4 and TCP without options: an interface's MTU less these is its MSS
+MSS_MIN, MSS_MAX = 88, 0xFFFF - HEADERS  # what a SYN can ask for (an IP packet is at most 65535)
+MAXSEG_MAX = 32767  # the largest TCP_MAXSEG Linux accepts (module docstring)
 CAPTURE_S = 1.0  # a SYN on loopback is delivered at once: this is only for a namespace gone wrong
 TS_KIND = 8
 
@@ -73,6 +78,11 @@ def mtu(ifindex: int) -> int:
     return int(struct.unpack_from("16si", ifr)[1])
 
 
+def loopback_mss() -> int:
+    """The MSS the kernel gives a connection over lo, from its MTU (65536 by default)."""
+    return min(mtu(socket.if_nametoindex("lo")) - HEADERS, MSS_MAX)
+
+
 _CACHE: dict[tuple[int, int], SynShape] = {}
 
 
@@ -94,7 +104,8 @@ def capture(mss: int) -> SynShape:
         # Bound and never listening: closed, and no one else's to open while we connect to it.
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+        if mss < loopback_mss():  # else lo's own (module docstring)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, min(mss, MAXSEG_MAX))
         conn.setblocking(False)
         err = conn.connect_ex(("127.0.0.1", port))
         if err not in (0, errno.EINPROGRESS):  # lo down, say: no SYN will come

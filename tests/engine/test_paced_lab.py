@@ -65,7 +65,7 @@ def test_a_paced_plan_finds_every_open_port_at_its_hosts_pace_with_the_kernels_s
     ports = tuple(sorted({p for h in hosts for p in h["open"] + h["filtered"]} | {1, 7}))
     with inside(lab.scanner_ns):
         ifindex = socket.if_nametoindex("scan0")
-        shape = synshape.capture(synshape.mtu(ifindex) - tcp_syn_kernel.HEADERS)
+        shape = synshape.capture(synshape.mtu(ifindex) - synshape.HEADERS)
         cap = capture_socket()
 
         def make(slot: int, gen: int) -> plans.Plan:

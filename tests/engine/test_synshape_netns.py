@@ -112,7 +112,7 @@ def test_the_shaped_syn_is_the_kernels_connect_syn_field_by_field(pair: tuple[st
         ifindex = socket.if_nametoindex("va")
         real = kernel_syn(9)
         sent_before = tx_packets(a, "va")
-        shape = synshape.capture(synshape.mtu(ifindex) - tcp_syn_kernel.HEADERS)
+        shape = synshape.capture(synshape.mtu(ifindex) - synshape.HEADERS)
         assert tx_packets(a, "va") == sent_before  # the capture stayed on loopback
         probe = TcpSynKernel(kernel_plan(ifindex))  # its own capture, for va's MTU
         ours = bytes(probe.frame(0, 0, 123456))

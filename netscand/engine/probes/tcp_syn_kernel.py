@@ -26,7 +26,6 @@ from netscand.engine.plan import Plan, PlanError
 from netscand.engine.probes.base import ProbeType
 from netscand.engine.probes.tcp_syn import TcpSyn, tcp_replies
 
-HEADERS = 40  # IPv4 and TCP without options: an interface's MTU less these is its MSS
 _OPTIONS_AT = 14 + 20 + 20  # in the frame: Ethernet, IPv4 and TCP headers before the options
 _PICK = struct.Struct("!IHI")  # destination, port, tick: what a probe's source port and IP ID hash
 _U32 = struct.Struct("!I")
@@ -43,7 +42,7 @@ class TcpSynKernel(TcpSyn):
         if not plan.sport_lo:
             raise PlanError(f"slot {plan.slot}: a kernel-shaped SYN needs a source port range")
         if shape is None:
-            shape = synshape.shape(synshape.mtu(plan.ifindex) - HEADERS)
+            shape = synshape.shape(synshape.mtu(plan.ifindex) - synshape.HEADERS)
         ts = shape.ts_at
         if ts >= 0:  # the template's timestamp value is zero: each probe's is patched in and summed
             shape = shape._replace(options=shape.options[:ts] + bytes(4) + shape.options[ts + 4 :])
