@@ -19,6 +19,7 @@ Clause = tuple[Row, ...]
 
 LD_H, LD_B, LDX_MSH, LD_HX, LD_BX = 0x28, 0x30, 0xB1, 0x48, 0x50
 JA, JEQ, JGE, JGT, JSET, RET = 0x05, 0x15, 0x35, 0x25, 0x45, 0x06
+AND = 0x54  # A &= k
 ETH = 14
 _FRAGMENT = 0x1FFF  # offset bits: a later fragment has no transport header to read
 JUMP_MAX = 0xFF  # jt and jf are one byte: a program whose first rows must jump past this is unbuildable

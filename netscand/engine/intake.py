@@ -4,6 +4,17 @@ policy (guard.py), and opens the sockets of an admitted plan's interface through
 The policy is read again at start, on a reload (SIGHUP) and before any refusal, and each reading
 sets the worker's rate ceiling. All of it runs per plan, never per packet: the loop asks every
 turn, but a plan slot whose generation has not changed costs one read of that generation.
+
+An interface's transmitter and receiver open together on its first plan: the transmitter first,
+and neither is kept unless both open (a receiver kept alone would stay in the fanout group,
+taking its share of the other workers' replies for nothing). The receive filter takes the
+replies of every probe type to every plan slot's source ports (a plan's replies are told from
+another's by its own), built once; and, for the live plans that send from a source port range
+of their own (probes/tcp_syn_kernel.py), their probe types' range_replies to the span of those
+ranges: one span, not a range per plan, so the filter stays the same length however many plans
+come. The filter is rebuilt (SO_ATTACH_FILTER again) when the span changes: it widens as such a
+plan is admitted and shrinks as the last ones end, so the kernel's own ephemeral ports are taken
+only while a scan needs them.
 """
 
 from __future__ import annotations
@@ -39,9 +50,9 @@ class Intake:
         self.refused: dict[int, int] = {}  # plan slot -> generation of the plan refused there
         self.tx: dict[int, Tx] = {}  # by interface index
         self.rx: dict[int, Rx] = {}
-        # By interface: the source ports its receive filter takes beside every plan slot's, the
-        # span of those of the plans with a range of their own (probes/tcp_syn_kernel.py).
-        self.extra_ports: dict[int, tuple[int, int]] = {}
+        self.programs: dict[int, bytes] = {}  # by interface: its receive filter now
+        self.slot_ports: dict[int, tuple[int, int]] = {}  # by interface: every plan slot's source ports
+        self.ended = False  # a plan left: the filters may shrink
         self.hangup = False  # a reload: read the policy again
         self._set_ceiling()
 
@@ -51,6 +62,13 @@ class Intake:
             self.reread_policy()
         for plan_slot in range(PLAN_SLOTS):
             self.plan(plan_slot)
+        if self.ended:
+            self.ended = False
+            for ifindex in self.rx:
+                try:
+                    self._refilter(ifindex)
+                except OSError as exc:  # the interface went away: the wider filter costs nothing
+                    log.warning("engine.refilter_failed", worker=self.index, ifindex=ifindex, error=str(exc))
 
     def plan(self, plan_slot: int) -> PlanState | None:
         """This worker's copy of the plan in a plan slot, re-read when the control process replaced it."""
@@ -59,7 +77,7 @@ class Intake:
         known = self.plans.get(plan_slot)
         if known is not None and known.plan.gen == gen:
             return known
-        self.plans.pop(plan_slot, None)
+        self.ended |= self.plans.pop(plan_slot, None) is not None
         if not gen or self.refused.get(plan_slot) == gen:
             return None
         try:
@@ -125,42 +143,37 @@ class Intake:
         self.emit(pack_result(R_REFUSED, plan_gen=gen, a=reason, b=errno))
 
     def _sockets(self, plan: plans.Plan) -> Tx:
-        """The interface's transmitter, its receiver opened beside it on first use; the receive
-        filter takes the replies of every probe type registered by then, to every plan slot's
-        source ports (a plan's replies are told from another's by its own), and to the plans'
-        own source port ranges: a plan whose range it does not cover yet has it rebuilt. The
-        transmitter goes first and neither is kept unless both open: a receiver kept without one
-        would stay in the fanout group, taking its share of the other workers' replies for nothing."""
-        known = self.extra_ports.get(plan.ifindex)
-        extra = self._span(known, plan)
-        if plan.ifindex not in self.tx:
-            tx = self.link.transmitter(plan.ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
-            group = (self.shared.fanout_base + plan.ifindex) & 0xFFFF
+        """The interface's transmitter, its receiver opened beside it on first use, and its
+        filter rebuilt if this plan widens it (module docstring)."""
+        ifindex = plan.ifindex
+        if ifindex not in self.tx:
+            tx = self.link.transmitter(ifindex, bool(plan.flags & plans.FLAG_LOOPBACK))
+            group = (self.shared.fanout_base + ifindex) & 0xFFFF
+            self.slot_ports[ifindex] = plan.every_slot_ports
+            program = self._program(ifindex, plan)
             try:
-                self.rx[plan.ifindex] = self.link.receiver(plan.ifindex, group, self._program(plan, extra))
+                self.rx[ifindex] = self.link.receiver(ifindex, group, program)
             except BaseException:
                 tx.close()
                 raise
-            self.tx[plan.ifindex] = tx
-        elif extra != known:
-            self.link.refilter(self.rx[plan.ifindex], self._program(plan, extra))
-        if extra is not None:
-            self.extra_ports[plan.ifindex] = extra
-        return self.tx[plan.ifindex]
+            self.tx[ifindex], self.programs[ifindex] = tx, program
+        else:
+            self._refilter(ifindex, plan)
+        return self.tx[ifindex]
 
-    @staticmethod
-    def _span(known: tuple[int, int] | None, plan: plans.Plan) -> tuple[int, int] | None:
-        """The extra source ports the filter must take for this plan too. One span, not a range
-        per plan: the filter stays the same length however many plans come (and their ranges
-        are mostly the kernel's one ephemeral range)."""
-        if not plan.sport_lo:
-            return known
-        lo, hi = known or (plan.sport_lo, plan.sport_hi)
-        return min(lo, plan.sport_lo), max(hi, plan.sport_hi)
+    def _refilter(self, ifindex: int, plan: plans.Plan | None = None) -> None:
+        """The interface's filter for its live plans (and `plan`, being admitted), if it changed."""
+        program = self._program(ifindex, plan)
+        if program != self.programs[ifindex]:
+            self.link.refilter(self.rx[ifindex], program)
+            self.programs[ifindex] = program
 
-    @staticmethod
-    def _program(plan: plans.Plan, extra: tuple[int, int] | None) -> bytes:
-        clauses = reply_clauses(*plan.every_slot_ports)
-        if extra is not None:
-            clauses += reply_clauses(*extra)
+    def _program(self, ifindex: int, plan: plans.Plan | None) -> bytes:
+        live = [s.plan for s in self.plans.values()] + ([plan] if plan else [])
+        ranged = [p for p in live if p.ifindex == ifindex and p.sport_lo and PROBES[p.kind].range_replies]
+        clauses = reply_clauses(*self.slot_ports[ifindex])
+        if ranged:
+            lo, hi = min(p.sport_lo for p in ranged), max(p.sport_hi for p in ranged)
+            for replies in dict.fromkeys(PROBES[p.kind].range_replies for p in ranged):
+                clauses += replies(lo, hi) if replies else ()
         return bpf.reply_filter(clauses, SNAPLEN)

@@ -34,6 +34,8 @@ def run(program: bytes, pkt: bytes) -> int:
                 a = value
         elif code == bpf.JA:
             pc += k
+        elif code == bpf.AND:
+            a &= k
         elif code == bpf.RET:
             return k
         else:

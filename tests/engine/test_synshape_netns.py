@@ -149,9 +149,26 @@ def test_the_receive_filter_is_rebuilt_for_a_plans_own_source_ports(pair: tuple[
         worker.intake.refresh()
         assert len(link.programs) == 2  # covered already: left alone
         assert set(worker.plans) == {0, 1, 2}
-    before, after = link.programs
+        plans.release(shared.plans[1])
+        worker.intake.refresh()
+        assert len(link.programs) == 3  # shrunk to the live plan's 40000-50000
+        plans.release(shared.plans[2])
+        worker.intake.refresh()
+        assert len(link.programs) == 4 and link.programs[3] == link.programs[0]  # none left: as before
+    before, after, narrower = link.programs[:3]
     for dport, kept_before in ((40000, False), (61440, True), (60999, False)):
-        tcp = dpkt.tcp.TCP(sport=9, dport=dport, flags=0x12)
-        frame = bytes(dpkt.ethernet.Ethernet(data=dpkt.ip.IP(src=b"\xc6\x13\xfe\x02", dst=b"\xc6\x13\xfe\x01", p=6, data=tcp)))
+        frame = to_scanner(dpkt.tcp.TCP(sport=9, dport=dport, flags=0x12))
         assert bool(filter_keeps(before, frame)) == kept_before
         assert filter_keeps(after, frame)
+        assert bool(filter_keeps(narrower, frame)) == (dport != 60999)
+    # In the range only what answers a SYN: SYN-ACK, RST (with or without ACK); not the ACKs and
+    # data of the kernel's own connections there, nor its own SYNs, nor UDP.
+    for flags, kept in ((0x12, True), (0x04, True), (0x14, True), (0x10, False), (0x18, False), (0x02, False),
+                        (0x11, False)):
+        assert bool(filter_keeps(after, to_scanner(dpkt.tcp.TCP(sport=9, dport=40000, flags=flags)))) == kept, flags
+    assert not filter_keeps(after, to_scanner(dpkt.udp.UDP(sport=53, dport=40000), p=17))
+
+
+def to_scanner(segment: dpkt.Packet, p: int = 6) -> bytes:
+    ip = dpkt.ip.IP(src=socket.inet_aton(B_IP), dst=socket.inet_aton(A_IP), p=p, data=segment)
+    return bytes(dpkt.ethernet.Ethernet(data=ip))

@@ -67,3 +67,8 @@ class ProbeType:
     # Fixed reply timeout and retries, whatever the scan's; None: the scan's.
     timeout_ms: int | None = None
     retries: int | None = None
+    # For a probe that sends from its plan's own source port range (Plan.sport_lo-sport_hi):
+    # the clauses for its replies to ports [lo, hi] of that range. The receive filter adds them
+    # for the span of its live plans' ranges (intake.py), which is mostly the kernel's own
+    # ephemeral range: only what a reply to this probe can be, not replies(lo, hi)'s width.
+    range_replies: Replies | None = None

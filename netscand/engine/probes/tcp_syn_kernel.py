@@ -73,7 +73,17 @@ class TcpSynKernel(TcpSyn):
         return -1
 
 
+def syn_ack_or_rst(lo: int, hi: int) -> bpf.Clause:
+    """Unfragmented TCP SYN-ACK or RST to ports [lo, hi]: the replies to a SYN from the plan's
+    range. Narrower than tcp_replies' every ACK: the range is the kernel's own ephemeral one,
+    whose connections' traffic the workers must not be woken for."""
+    return bpf.ipv4(6) + bpf.to_ports(lo, hi) + (
+        (bpf.LD_BX, 0, 0, bpf.ETH + 13), (bpf.JSET, "accept", 0, 0x04),
+        (bpf.AND, 0, 0, 0x12), (bpf.JEQ, "accept", "next", 0x12))
+
+
 # Registered after tcp_syn (probes/__init__.py), so that the scan layer's port scan of "tcp"
 # stays tcp_syn: this one is asked for by name, by paced scans.
 PROBE = ProbeType("tcp_syn_kernel", 6, TcpSynKernel, lambda lo, hi: (tcp_replies(lo, hi), bpf.ANY_ICMP),
-                  tally.ports, port_states=True, protocol="tcp")
+                  tally.ports, port_states=True, protocol="tcp",
+                  range_replies=lambda lo, hi: (syn_ack_or_rst(lo, hi),))
