@@ -7,9 +7,11 @@ starts (so the hosts' probes interleave instead of marching in step), each next 
 uniform[0, jitter_ms) after the last. Not within the first gap: a shard may be a re-issue of
 one whose worker died, which may have probed any of its hosts just before, and a worker cannot
 tell a re-issue from a first issue (a job says neither); one gap of delay at the start keeps
-every host's gap across the restart, and costs nothing beside a paced pass's length. A retry round, of the host's ports still unanswered, starts once its first
-round is sent and its reply timeout has passed, paced like the first: no burst of
-retransmissions, no gap below gap_ms ever.
+every host's gap across the restart, and costs nothing beside a paced pass's length.
+
+A retry round, of the host's ports still unanswered, starts once its first round is sent and
+its reply timeout has passed, paced like the first (no burst of retransmissions, no gap below
+gap_ms ever), in a keyed order of its own.
 
 The per-host budget of a paced scan is counted in probes, not time (a host behind a DROP
 firewall may have its few open ports anywhere in a 67-minute pass): the first round sends the

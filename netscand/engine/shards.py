@@ -141,7 +141,9 @@ class Shards:
         return plans.generation(self.shared.plans[run.ps.plan.slot]) == run.ps.plan.gen
 
     def next_deadline(self, now: float) -> float:
-        """Until a wait for late replies ends (a paced shard's next due host or end: send's wait)."""
+        """Seconds until the first wait for late replies ends (IDLE_WAIT when none waits): the
+        longest the loop may sleep. A paced shard's next due host is not here: send() returns
+        how long until it, and the loop sleeps the shorter of the two."""
         return min((r.deadline - now for r in self.waiting), default=IDLE_WAIT)
 
     # -- passes ------------------------------------------------------------------------------

@@ -15,12 +15,12 @@ host is due.
 A shard's probe states live in shared memory, so whichever worker the kernel's fanout hands a
 reply to can record it; the shard's owner alone decides retries and reports the tallies.
 
-The parts: pacing.py (token buckets), paced.py (a paced shard's per-host schedule), rtt.py (each plan's timeout), shards.py (a shard's life
-from its start to its tally), replies.py (what a received frame answers, and what that tells),
-intake.py (the plans: read from their slots, admitted or refused under the policy, which it
-re-reads at a reload, and their interfaces' sockets); here, the loop that composes them and the
-intake of jobs. Sockets come from a Link (sockets.py), so a test can hand it socket pairs
-instead of raw sockets.
+The parts: pacing.py (token buckets), paced.py (a paced shard's per-host schedule), rtt.py
+(each plan's timeout), shards.py (a shard's life from its start to its tally), replies.py
+(what a received frame answers, and what that tells), intake.py (the plans: read from their
+slots, admitted or refused under the policy, which it re-reads at a reload, and their
+interfaces' sockets); here, the loop that composes them and the intake of jobs. Sockets come
+from a Link (sockets.py), so a test can hand it socket pairs instead of raw sockets.
 
 Nothing a worker receives can end it (replies.py); nor does it run every plan it is given: each
 is checked against the policy (intake.py, guard.py), and a refused one is reported instead of sent.
@@ -60,11 +60,13 @@ class Worker:
         self.results = shared.results[index]
         row = shared.worker_row(index)
         self.generation = row.generation + 1
-        self.pacer = Pacer(0.0)  # the ceiling over all its plans: the intake sets it from the policy
+        # The ceiling over all its plans: the intake sets it from the policy.
+        self.pacer = Pacer(0.0)
         self.intake = Intake(shared, index, guard, reload, link, self.pacer, self._emit)
         self.plans, self.rx = self.intake.plans, self.intake.rx  # the intake's, read by the loop
         self.shards = Shards(shared, index, self._emit, row.sent)
-        self.replies = Replies(index, ShardFinder(shared.shards), self._emit, list(shared.malformed(index)),
+        self.replies = Replies(index, ShardFinder(shared.shards), self._emit,
+                               list(shared.malformed(index)),
                                row.matched)
         self.backlog: deque[Job] = deque()  # jobs taken but not started
         self.stopping = False
@@ -90,14 +92,16 @@ class Worker:
                 self._sleep(min(wait, self.shards.next_deadline(now)))
 
     def step(self, now: float) -> float:
-        """One turn of the loop but its sleep; returns how long until a probe may go (0: at once)."""
+        """One turn of the loop but its sleep; how long until a probe may go (0: at once)."""
         if now >= self.next_beat:
             self._beat(now)
         self.intake.refresh()
         self._receive()
         self.shards.expire(now)
         self._take_jobs()
-        return self.shards.send(now, self.pacer) if self.shards.sending or self.shards.paced else IDLE_WAIT
+        if self.shards.sending or self.shards.paced:
+            return self.shards.send(now, self.pacer)
+        return IDLE_WAIT
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -126,7 +130,8 @@ class Worker:
             job = Job.unpack(raw)
             # A job queued for this worker's previous life is re-issued by the control process.
             # A plan slot out of range is no job of a sane control process: dropped, not fatal.
-            if job.kind == JOB_SHARD and job.epoch == self.generation and job.plan_slot < PLAN_SLOTS:
+            mine = job.epoch == self.generation
+            if job.kind == JOB_SHARD and mine and job.plan_slot < PLAN_SLOTS:
                 self.backlog.append(job)
                 self.shards.may_start = True
         if self.shards.may_start:
@@ -134,8 +139,9 @@ class Worker:
 
     def _start_jobs(self) -> None:
         """Start the backlog's jobs, in order, while shard slots are free; a plan that has a pass
-        to send keeps its next shard back until that pass is sent (but a paced plan's all start). Runs only when something it
-        depends on changed (a job came, a pass ended, a shard slot was freed): not once a batch."""
+        to send keeps its next shard back until that pass is sent (a paced plan's all start).
+        Runs only when something it depends on changed (a job came, a pass ended, a shard slot
+        was freed): not once a batch."""
         self.shards.may_start = False
         busy = self.shards.busy_plans()
         kept: deque[Job] = deque()
@@ -147,9 +153,11 @@ class Worker:
             # The plan may have been written after this loop's refresh, just before its job.
             state = self.intake.plan(job.plan_slot)
             if state is None or state.plan.gen != job.gen or job.shard >= state.plan.shards:
-                continue  # cancelled before it started (the control process forgot it too), or no shard of it
+                # Cancelled before it started (the control process forgot it too), or no such shard.
+                continue
             self.shards.start(state, job.shard)
-            if not state.plan.paced:  # a paced shard sends to its end: its plan's next ones go beside it
+            # A paced shard sends to its end: its plan's next ones go beside it.
+            if not state.plan.paced:
                 busy.add(job.gen)
         kept.extend(self.backlog)
         self.backlog = kept
