@@ -94,18 +94,29 @@ class ScanRun:
             self.running.append((sub, work, now))
 
     def _paced_room(self) -> bool:
-        """Whether the next paced group may start beside the running ones. One group at a time
-        is the rule (the running group has the scan's rate), but a paced group uses only its
-        hosts' share of it (one probe per host per gap): hosts behind another route, fed as
-        another feed, would otherwise wait out the first group's hours for nothing. So it may
-        while every running work is a paced port scan, the hosts in flight stay within what the
-        rate keeps at their gap (ScanSpec.paced_hosts), and none of its hosts is running (a
-        paced spec's UDP feed follows its TCP feed over the same hosts: one probe per gap)."""
-        feed = self.feeds[0]
-        if feed.pacing is None or feed.discovery:
-            return False
+        """Whether a group may start beside the running ones, with the feed it comes from moved
+        first. One group at a time is the rule (the running group has the scan's rate), but a
+        paced group uses only its hosts' share of it (one probe per host per gap), and what
+        waited behind it would wait its hours for nothing: the ARP (or ping sweep) that the
+        on-link hosts' paced scan waits for, or the hosts behind another route. So while every
+        running work is a paced port scan, the first feed that fits starts (_fits_beside)."""
         if any(work.pacing is None or not work.port_scan for _, work, _ in self.running):
             return False
+        for i, feed in enumerate(self.feeds):
+            if self._fits_beside(feed):
+                if i:
+                    del self.feeds[i]
+                    self.feeds.appendleft(feed)
+                return True
+        return False
+
+    def _fits_beside(self, feed: Feed) -> bool:
+        """An unpaced feed of a paced spec is its ARP or ping sweep: brief, and the paced scans
+        of the hosts it finds follow it. A paced one fits while the hosts in flight stay within
+        what the rate keeps at their gap (ScanSpec.paced_hosts) and none of its hosts is running
+        (a paced spec's UDP feed follows its TCP feed over the same hosts: one probe per gap)."""
+        if feed.pacing is None:
+            return True
         running = {id(work.hosts): work.hosts for _, work, _ in self.running}.values()
         upcoming = feed.upcoming()
         if sum(t.count for t in running) + upcoming.count > self.spec.hosts_per_plan(self.dispatcher.shared.workers):

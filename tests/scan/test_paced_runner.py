@@ -159,3 +159,18 @@ def test_paced_groups_behind_other_routes_start_together_within_the_rate(
                       dispatcher, FakeNet())
     crowded.step()
     assert [len(s.plan.hosts) for s, _, _ in crowded.running] == [20]
+
+
+def test_the_arp_of_on_link_hosts_does_not_wait_for_a_routed_paced_scan(
+        engine: FakeEngine, dispatcher: Dispatcher) -> None:
+    # The routed range's paced scan starts first (its gateway is known); the on-link host's ARP
+    # and then its paced scan start beside it instead of waiting out its hours.
+    network = Network({"198.18.0.5": Device(mac(5), {22}), "198.19.1.1": Device(mac(254), {80})})
+    run = ScanRun(spec("198.18.0.5,198.19.1.0/30", pacing=PACING, discovery=None), dispatcher, FakeNet())
+    run.step()
+    assert sorted(PROBES[s.plan.kind].name for s, _, _ in run.running) == ["arp", "tcp_syn_kernel"]
+    engine.serve(network.answer, finish=lambda plan: not plan.paced)  # ARP ends, the paced scan goes on
+    dispatcher.poll()
+    run.step()
+    assert sorted(hosts(s.plan) for s, _, _ in run.running) == [
+        ["198.18.0.5"], ["198.19.1.0", "198.19.1.1", "198.19.1.2", "198.19.1.3"]]
