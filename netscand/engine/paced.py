@@ -39,10 +39,10 @@ from netscand.engine.plan import Plan
 class _Host:
     """One host's progress: the round it is in, where in it, and when it was last probed."""
 
-    __slots__ = ("cut", "last", "order", "pos", "round", "total")
+    __slots__ = ("cut", "last", "order", "pos", "round")
 
-    def __init__(self, order: Callable[[int], int], total: int) -> None:
-        self.order, self.pos, self.total, self.round = order, 0, total, 0
+    def __init__(self, order: Callable[[int], int]) -> None:
+        self.order, self.pos, self.round = order, 0, 0  # every round goes over all its ports
         self.last = -1.0  # no probe yet
         self.cut = -1.0  # when the last of its silent probes went (not yet)
 
@@ -61,7 +61,7 @@ class Schedule:
         self.gap, self.jitter = plan.gap_ms / 1000, plan.jitter_ms / 1000
         self.silent = plan.silent_probes
         self.rng = random.Random(blake2b(plan.key + b"jitter" + shard.to_bytes(4, "big")).digest())
-        self.hosts = [_Host(self._order(self.first_host + k), self.np) for k in range(count)]
+        self.hosts = [_Host(self._order(self.first_host + k)) for k in range(count)]
         self.heard = [False] * count  # any answer at all, once seen (never unset)
         start = now + self.gap  # past any probe of a dead predecessor's (module docstring)
         self.heap = [(start + self._phase(self.first_host + k), k) for k in range(count)]
@@ -121,7 +121,7 @@ class Schedule:
     def _next_port(self, k: int, host: _Host) -> int | None:
         """The next port of the host's round; a retry round skips those answered since it began."""
         states, base = self.states, k * self.np
-        while host.pos < host.total:
+        while host.pos < self.np:
             off = host.order(host.pos)
             host.pos += 1
             if host.round == 0 or not states[base + off]:
@@ -136,7 +136,7 @@ class Schedule:
             return False
         host.round += 1
         seed = self.plan.key + b"host" + (self.first_host + k).to_bytes(4, "big") + bytes([host.round])
-        host.order, host.pos, host.total = Permutation(self.np, seed), 0, self.np
+        host.order, host.pos = Permutation(self.np, seed), 0
         return True
 
     def _sent(self, k: int, host: _Host, now: float) -> None:
