@@ -143,6 +143,24 @@ def lab_up(**kwargs: Any) -> Iterator[Lab]:
         lab.down()
 
 
+@contextlib.contextmanager
+def capture(lab: Lab, pcap: Path, bpf: str) -> Iterator[Path]:
+    """tcpdump on the scanner's interface (nanosecond times) for the block, written to pcap;
+    the block starts once it listens and tcpdump has written out all it holds when it ends."""
+    argv = ["tcpdump", "-i", lab.truth["scanner"]["ifname"], "-n", "-U", "-Z", "root",
+            "--time-stamp-precision=nano", "-w", str(pcap), bpf]
+    proc = subprocess.Popen(lab.scanner_argv(argv), stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        if "listening on" not in line:
+            raise LabError(f"tcpdump did not start: {line.strip()}")
+        yield pcap
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def start_daemon(lab: Lab, state_dir: Path, *extra: str, runner: Sequence[str] = ()) -> Daemon:
     """`netscand serve` in the lab's scanner namespace, its socket and log in `state_dir` (made
     when missing; its parent must be reachable), once it answers /healthz on the Unix socket.

@@ -41,6 +41,7 @@ from netscand.lab import Lab, detectors
 from netscand.lab.harness import (
     ReachableTemp,
     all_hosts,
+    capture,
     open_ports,
     running_daemon,
     truth_open,
@@ -102,22 +103,6 @@ def wait_finished(client: httpx.Client, scan_id: str) -> dict[str, Any]:
     raise AssertionError(f"scan {scan_id} not finished in {SCAN_TIMEOUT_S} s: {scan}")
 
 
-def start_capture(lab: Lab, pcap: Path) -> subprocess.Popen[str]:
-    """tcpdump on the scanner's interface (TCP only, nanosecond times), once it listens."""
-    argv = ["tcpdump", "-i", lab.truth["scanner"]["ifname"], "-n", "-U", "-Z", "root",
-            "--time-stamp-precision=nano", "-w", str(pcap), "tcp"]
-    proc = subprocess.Popen(lab.scanner_argv(argv), stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    assert "listening on" in line, line
-    return proc
-
-
-def stop_capture(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()  # tcpdump writes out what it holds and exits
-    proc.wait(timeout=30)
-
-
 def read_capture(pcap: Path) -> list[Seen]:
     out = []
     with open(pcap, "rb") as f:
@@ -146,15 +131,12 @@ def stealth(detector_lab: Lab, tmp_path_factory: ReachableTemp) -> Iterator[Stea
     time.sleep(detectors.SCANLOGD_DELAY_S + 0.5)  # apart from an earlier test's scan, for scanlogd
     since = detectors.mark(lab)
     with running_daemon(lab) as daemon, daemon.unix() as client:
-        capture = start_capture(lab, pcap)
-        try:
+        with capture(lab, pcap, "tcp"):
             kernel_connect(lab, reference_host["ip"])
             started = client.post("/api/v1/scans/start", json=body(lab))
             assert started.status_code == 202, started.text
             scan = wait_finished(client, started.json()["id"])
             result = client.get(f"/api/v1/scans/{scan['id']}/result").json()
-        finally:
-            stop_capture(capture)
     report = detectors.alerts(lab, since=since, settle_s=1)
     packets = read_capture(pcap)
     [reference] = [p for p in packets if p.dport == REFERENCE_PORT and p.flags == SYN]
