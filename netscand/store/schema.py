@@ -109,7 +109,52 @@ def m003_cves(db: Database) -> None:
     )
 
 
-STEPS = (m001_initial, m002_owners_digests_retention, m003_cves)
+def m004_sites_inventory(db: Database) -> None:
+    """Issue 13: sites, the device inventory merged from every completed scan, and the changes
+    each scan found (store/inventory.py, store/sites.py)."""
+    db.executescript(
+        """
+        CREATE TABLE sites (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX sites_by_name ON sites (name);
+        """
+    )
+
+
+def m005_events(db: Database) -> None:
+    """Issue 13: what happened, in order, for Server-Sent Events (resumed by seq, the event's id)
+    and webhooks (store/events.py)."""
+    db.executescript(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            type TEXT NOT NULL,
+            scan_id TEXT,
+            site_id TEXT,
+            owner TEXT,
+            at TEXT NOT NULL,
+            data TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX events_by_scan ON events (scan_id, seq);
+        CREATE INDEX events_by_time ON events (at);
+        """
+    )
+
+
+def m006_webhooks(db: Database) -> None:
+    """Issue 13: webhooks and their delivery log (store/webhooks.py)."""
+
+
+def m007_schedules(db: Database) -> None:
+    """Issue 13: schedules and what each of their due times became (store/schedules.py)."""
+
+
+STEPS = (m001_initial, m002_owners_digests_retention, m003_cves, m004_sites_inventory, m005_events,
+         m006_webhooks, m007_schedules)
 MIGRATIONS = Migrations("netscand")
 for _step in STEPS:
     MIGRATIONS()(_step)

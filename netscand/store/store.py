@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
@@ -20,6 +20,7 @@ from netscand.store import results, scans, schema, tokens
 from netscand.store.connection import open_database
 from netscand.store.errors import StoreError, plain_words, read_only, refuses_writes
 
+T = TypeVar("T")
 DELETE_CHUNK = 5000  # result rows per transaction when a scan is deleted: tens of milliseconds
 
 
@@ -138,6 +139,14 @@ class Store:
     def counts(self, scan_id: str) -> tuple[int, int]:
         with self._guard(f"cannot count the result of scan {scan_id}") as db:
             return results.counts(db, scan_id)
+
+    def call(self, doing: str, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """query(db, *args, **kwargs) under the store's lock, a sqlite3 error raised as a
+        StoreError that begins with `doing`. The store's newer modules (sites, inventory,
+        events, webhooks, schedules) are functions of a Database called this way, rather than
+        each growing a method here."""
+        with self._guard(doing) as db:
+            return query(db, *args, **kwargs)
 
     # Tokens
 
