@@ -27,6 +27,7 @@ from netscand.scan.admission import Admission, Claims
 from netscand.scan.cves import CveMatching
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.errors import ScanError, not_found
+from netscand.scan.events import Events
 from netscand.scan.health import EngineHealth
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live, Running
@@ -57,6 +58,7 @@ class Orchestrator:
         self.admission = Admission(store, self.io, claims, self.limits)
         self.queue = ScanQueue(claims)
         self.persist = Persist(store, self.io)
+        self.events = Events(store, self.io)
         self.retention = Retention(store, self.io, self.persist, self.limits)
         self.cves = cves
         self.live = Live(dispatcher, self.persist, self.queue, self.limits, cves)
