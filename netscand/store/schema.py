@@ -121,6 +121,85 @@ def m004_sites_inventory(db: Database) -> None:
             updated_at TEXT NOT NULL
         ) STRICT;
         CREATE UNIQUE INDEX sites_by_name ON sites (name);
+
+        -- One device per site; site_key is ifnull(site_id, ''), so that scans of no site share
+        -- one inventory and one index serves both.
+        CREATE TABLE inventory (
+            id TEXT PRIMARY KEY,
+            site_id TEXT,
+            site_key TEXT NOT NULL,
+            -- how it is recognised from scan to scan: mac:<MAC>, tls:<sha256>, ssh:<sha256>,
+            -- name:<hostname> or ip:<address>, the first the evidence allows
+            identity TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            ip_key BLOB NOT NULL,
+            mac TEXT,
+            mac_randomized INTEGER NOT NULL DEFAULT 0,
+            hostname TEXT,
+            vendor TEXT,
+            os TEXT,
+            present INTEGER NOT NULL DEFAULT 1,  -- 0 once a scan covering it no longer found it
+            max_severity INTEGER NOT NULL DEFAULT 0,  -- of its CVEs: 0 none, 1 low .. 4 critical
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            last_scan_id TEXT,
+            state TEXT NOT NULL  -- JSON: its open ports as a result lists them, hostnames, evidence
+        ) STRICT;
+        CREATE UNIQUE INDEX inventory_by_identity ON inventory (site_key, identity);
+        CREATE INDEX inventory_by_address ON inventory (site_key, ip_key);
+        CREATE INDEX inventory_by_ip ON inventory (ip_key);
+        CREATE INDEX inventory_by_last_seen ON inventory (last_seen);
+        CREATE INDEX inventory_by_severity ON inventory (max_severity) WHERE max_severity > 0;
+
+        CREATE TABLE inventory_addresses (
+            device_id TEXT NOT NULL REFERENCES inventory (id) ON DELETE CASCADE,
+            ip TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            PRIMARY KEY (device_id, ip)
+        ) STRICT;
+
+        -- Open ports only: what the filters by port, service and product search.
+        CREATE TABLE inventory_ports (
+            device_id TEXT NOT NULL REFERENCES inventory (id) ON DELETE CASCADE,
+            port INTEGER NOT NULL,
+            protocol TEXT NOT NULL,
+            service TEXT,
+            product TEXT,
+            version TEXT,
+            PRIMARY KEY (device_id, port, protocol)
+        ) STRICT;
+        CREATE INDEX inventory_ports_by_port ON inventory_ports (port, protocol);
+        CREATE INDEX inventory_ports_by_service ON inventory_ports (service COLLATE NOCASE);
+        CREATE INDEX inventory_ports_by_product ON inventory_ports (product COLLATE NOCASE);
+
+        CREATE TABLE inventory_cves (
+            device_id TEXT NOT NULL REFERENCES inventory (id) ON DELETE CASCADE,
+            cve_id TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            port INTEGER,
+            protocol TEXT,
+            PRIMARY KEY (device_id, cve_id, port, protocol)
+        ) STRICT;
+        CREATE INDEX inventory_cves_by_cve ON inventory_cves (cve_id);
+
+        CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            scan_id TEXT NOT NULL,  -- no foreign key: a device's history outlives the scan
+            site_id TEXT,
+            device_id TEXT NOT NULL REFERENCES inventory (id) ON DELETE CASCADE,
+            ip TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            port INTEGER,
+            protocol TEXT,
+            before TEXT,  -- JSON values
+            after TEXT,
+            at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX changes_by_scan ON changes (scan_id, seq);
+        CREATE INDEX changes_by_site ON changes (site_id, seq);
+        CREATE INDEX changes_by_device ON changes (device_id, seq);
+        CREATE INDEX changes_by_time ON changes (at);
         """
     )
 
@@ -151,6 +230,37 @@ def m006_webhooks(db: Database) -> None:
 
 def m007_schedules(db: Database) -> None:
     """Issue 13: schedules and what each of their due times became (store/schedules.py)."""
+    db.executescript(
+        """
+        CREATE TABLE schedules (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            cron TEXT NOT NULL,
+            request TEXT NOT NULL,  -- JSON: the start request (target, profile, site_id, options)
+            missed TEXT NOT NULL CHECK (missed IN ('run_once', 'skip')),
+            deliver TEXT NOT NULL CHECK (deliver IN ('all', 'changes')),
+            enabled INTEGER NOT NULL DEFAULT 1,
+            owner TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            next_due TEXT,
+            last_due TEXT
+        ) STRICT;
+        CREATE INDEX schedules_by_due ON schedules (next_due) WHERE enabled = 1;
+
+        -- What each due time became: a scan started, or why none was.
+        CREATE TABLE schedule_runs (
+            schedule_id TEXT NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+            due_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,  -- started, run_missed, skipped_missed, refused
+            scan_id TEXT,
+            detail TEXT,
+            at TEXT NOT NULL,
+            PRIMARY KEY (schedule_id, due_at)
+        ) STRICT;
+        CREATE INDEX schedule_runs_by_scan ON schedule_runs (scan_id) WHERE scan_id IS NOT NULL;
+        """
+    )
 
 
 STEPS = (m001_initial, m002_owners_digests_retention, m003_cves, m004_sites_inventory, m005_events,
