@@ -1,5 +1,6 @@
 """Starting, recognising and stopping the lab's helper processes (services, responders, relay,
-the hostile hosts' servers and frame attacker, and the detector lab's log collector).
+the hostile hosts' servers and frame attacker, the detector lab's log collector, and a test's
+webhook receiver).
 
 A helper is recognised by its command line, `python -m netscand.lab.<helper> STATEFILE ...`,
 never by a pid alone: a pid read from an old state file may belong to someone else by now.
@@ -23,7 +24,8 @@ from netscand.lab.errors import LabError
 T = TypeVar("T")
 
 HELPERS = ("netscand.lab.services", "netscand.lab.relay", "netscand.lab.responders",
-           "netscand.lab.hostile_services", "netscand.lab.attacker", "netscand.lab.detector_logs")
+           "netscand.lab.hostile_services", "netscand.lab.attacker", "netscand.lab.detector_logs",
+           "netscand.lab.receiver")
 READY = b"ready\n"
 
 

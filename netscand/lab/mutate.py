@@ -1,0 +1,155 @@
+"""Changing a running lab between two scans, as a network changes between two audits: a port
+opened, a server stopped, a banner announcing a newer version, a host moved to a new address
+with the same MAC. Each change is made on the wire and written into the lab's truth together,
+so what a scan must find stays a function of the truth.
+
+The imitation hosts' ports are served by the one services process from the truth (services.py),
+so a change to them rewrites the truth and restarts that process: the listeners, their banners
+and their addresses then follow. A server's daemon is stopped where it runs, in its namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from typing import Any
+
+from pyroute2 import IPRoute, NetlinkError, netns
+
+from netscand.lab import procs, servers, truth
+from netscand.lab.errors import LabError
+from netscand.lab.lab import Lab
+from netscand.lab.topology import SCAN_IF
+
+SERVICES = "netscand.lab.services"
+HOST_IF = "eth0"
+ROUTER_IFS = ("eth0", "eth1")  # the router's side of the scanner's segment, of the routed one
+
+
+def host(lab: Lab, name: str) -> dict[str, Any]:
+    """The truth of the lab's host `name` (the dict the changes below rewrite)."""
+    found = next((h for h in lab.truth["hosts"] if h["name"] == name), None)
+    if found is None:
+        raise LabError(f"lab {lab.prefix!r} has no host {name!r}")
+    return found
+
+
+def _imitation(lab: Lab, name: str) -> dict[str, Any]:
+    found = host(lab, name)
+    if found["kind"] != "imitation":
+        raise LabError(f"{name} is a {found['kind']} host: only imitation hosts' ports are served from the truth")
+    return found
+
+
+def open_port(lab: Lab, name: str, port: int, banner: str = "") -> None:
+    """A new listening TCP port on imitation host `name`, greeting with `banner` if given."""
+    found = _imitation(lab, name)
+    if port in found["open"] or port in found["filtered"]:
+        raise LabError(f"{name} already has port {port} open or filtered")
+    found["open"] = sorted([*found["open"], port])
+    if banner:
+        found["banners"][str(port)] = banner
+    _restart_services(lab)
+
+
+def swap_banner(lab: Lab, name: str, port: int, banner: str) -> None:
+    """Imitation host `name`'s open `port` greets with `banner` from now on (a daemon upgraded)."""
+    found = _imitation(lab, name)
+    if port not in found["open"]:
+        raise LabError(f"{name} has no open port {port}")
+    found["banners"][str(port)] = banner
+    _restart_services(lab)
+
+
+def move_host(lab: Lab, name: str, new_ip: str) -> None:
+    """Imitation host `name` leaves its address for `new_ip` on the same segment, keeping its
+    interface and MAC (as a host renumbered by hand or given a new DHCP lease). The lab's DNS
+    keeps the name's old record, as a zone nobody updated does."""
+    found = _imitation(lab, name)
+    old_ip = found["ip"]
+    _check_free(lab, found, new_ip)
+    network = ipaddress.ip_network(truth.ROUTED_NET if found["routed"] else truth.SCAN_NET)
+    with IPRoute(netns=found["netns"], flags=0) as ipr:
+        index = ipr.link_lookup(ifname=HOST_IF)[0]
+        # Removed first: with promote_secondaries off (the default), deleting a primary address
+        # takes the secondaries of its subnet with it.
+        ipr.addr("del", index=index, address=old_ip, prefixlen=network.prefixlen)
+        ipr.addr("add", index=index, address=new_ip, prefixlen=network.prefixlen)
+        if found["routed"]:  # the route through the router went with the old address
+            ipr.route("add", dst=truth.SCAN_NET, gateway=truth.ROUTER_IPS[1])
+    _forget_neighbours(lab, found["routed"], (old_ip, new_ip))
+    found["ip"] = new_ip
+    found.setdefault("previous_ips", []).append(old_ip)
+    _restart_services(lab)
+
+
+def _check_free(lab: Lab, moving: dict[str, Any], new_ip: str) -> None:
+    network = ipaddress.ip_network(truth.ROUTED_NET if moving["routed"] else truth.SCAN_NET)
+    address = ipaddress.ip_address(new_ip)
+    if address not in network or address in (network.network_address, network.broadcast_address):
+        raise LabError(f"{new_ip} is not a host address of {moving['name']}'s segment {network}")
+    taken = {h["ip"] for h in lab.truth["hosts"]} | set(truth.ROUTER_IPS) | {truth.SCANNER_IP}
+    if new_ip in taken:
+        raise LabError(f"{new_ip} is already a lab address")
+
+
+def _forget_neighbours(lab: Lab, routed: bool, ips: tuple[str, ...]) -> None:
+    """Drop the neighbour entries of both addresses where the host's segment is on-link: the old
+    one's MAC would otherwise be used until it goes stale, and a failed lookup of the new one
+    would keep answering "unreachable" for a while."""
+    where = [(lab.truth["router"]["netns"], ROUTER_IFS[1])] if routed else [
+        (lab.scanner_ns, SCAN_IF), (lab.truth["router"]["netns"], ROUTER_IFS[0])]
+    for ns, ifname in where:
+        with IPRoute(netns=ns, flags=0) as ipr:
+            index = ipr.link_lookup(ifname=ifname)[0]
+            for ip in ips:
+                try:
+                    ipr.neigh("del", dst=ip, ifindex=index)
+                except NetlinkError as exc:
+                    if exc.code != errno.ENOENT:
+                        raise
+
+
+def stop_daemon(lab: Lab, name: str, daemon: str) -> None:
+    """Stop server `name`'s `daemon` (a key of servers.DAEMONS): its ports close, as when a
+    service is shut down or crashes, and the truth no longer lists them."""
+    found = host(lab, name)
+    if daemon not in found.get("daemons", []):
+        raise LabError(f"{name} runs no {daemon}")
+    pids = _running(found["netns"], servers.DAEMONS[daemon].binary)
+    if not pids:
+        raise LabError(f"{daemon} is not running on {name}")
+    survivors = procs.stop(pids)
+    if survivors:
+        raise LabError(f"{daemon} on {name} survived SIGKILL: {survivors}")
+    gone = servers.DAEMONS[daemon]
+    found["daemons"] = [d for d in found["daemons"] if d != daemon]
+    found["services"] = {p: s for p, s in found["services"].items() if int(p) not in gone.tcp}
+    found["udp"] = {p: s for p, s in found["udp"].items() if int(p) not in gone.udp}
+    found["open"] = [p for p in found["open"] if p not in gone.tcp]
+    truth.write(lab.state_file, lab.truth)
+
+
+def _running(ns: str, binary: str) -> list[int]:
+    """Pids in namespace `ns` running `binary` (a daemon's workers too: sshd's, vsftpd's)."""
+    wanted = os.path.realpath(binary)
+    found = []
+    for pid in netns.ns_pids().get(ns, []):
+        try:
+            if os.readlink(f"/proc/{pid}/exe") == wanted:
+                found.append(pid)
+        except OSError:
+            pass  # gone meanwhile, or a kernel thread
+    return found
+
+
+def _restart_services(lab: Lab) -> None:
+    """The services process again, from the truth as it is now (written first: it reads it)."""
+    truth.write(lab.state_file, lab.truth)
+    old = lab.truth.get("services_pid")
+    # A pid from the truth is trusted only while it is still this lab's helper.
+    if old and procs.is_helper(old, lab.state_file) and procs.stop([old]):
+        raise LabError(f"the services process {old} of lab {lab.prefix!r} survived SIGKILL")
+    lab.truth["services_pid"] = procs.spawn(SERVICES, lab.state_file, [], lab.log_file("services"))
+    truth.write(lab.state_file, lab.truth)

@@ -1,0 +1,128 @@
+"""Changing a running lab (netscand.lab.mutate) and its webhook receiver (netscand.lab.receiver),
+each change proven by what a connection from the scanner's namespace meets. Needs root."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netscand.lab import Lab, LabError, mutate, receiver, truth
+from netscand.lab.harness import lab_up
+
+pytestmark = pytest.mark.lab
+
+NSPROBE = Path(__file__).with_name("nsprobe.py")
+PREFIX = "nsmu"  # a lab of this module's own: its changes must not reach other tests' labs
+NEWER_SSH = "SSH-2.0-OpenSSH_9.7p1 Debian-5\r\n"
+
+
+@pytest.fixture(scope="module")
+def lab(lab_lock: None) -> Iterator[Lab]:
+    with lab_up(hosts=4, seed=1, prefix=PREFIX, servers=True) as built:
+        yield built
+
+
+def probe(lab: Lab, *targets: tuple[str, int]) -> dict[tuple[str, int], dict[str, Any]]:
+    out = subprocess.run(["ip", "netns", "exec", lab.scanner_ns, sys.executable, str(NSPROBE), "tcp", "1",
+                          *(f"{ip}:{port}" for ip, port in targets)],
+                         check=True, capture_output=True, text=True, timeout=60)
+    return {(r["target"].rsplit(":", 1)[0], int(r["target"].rsplit(":", 1)[1])): r for r in json.loads(out.stdout)}
+
+
+def in_scanner(lab: Lab, code: str) -> str:
+    out = subprocess.run(lab.scanner_argv([sys.executable, "-c", textwrap.dedent(code)]),
+                         check=True, capture_output=True, text=True, timeout=60)
+    return out.stdout
+
+
+def test_open_port_listens_with_its_banner_and_the_rest_still_serve(lab: Lab) -> None:
+    h2 = mutate.host(lab, "h2")
+    port = next(p for p in (8080, 8081, 8082) if p not in h2["open"] + h2["filtered"])
+    assert probe(lab, (h2["ip"], port))[(h2["ip"], port)]["result"] == "refused"
+    mutate.open_port(lab, "h2", port, "hello\r\n")
+    assert port in truth.read(lab.state_file)["hosts"][1]["open"]
+    every = [(h["ip"], p) for h in lab.truth["hosts"] if h["kind"] == "imitation" for p in h["open"]]
+    seen = probe(lab, *every)
+    assert all(r["result"] == "open" for r in seen.values()), seen
+    assert seen[(h2["ip"], port)]["banner"] == "hello\r\n"
+
+
+def test_swap_banner_announces_the_new_version(lab: Lab) -> None:
+    h1 = mutate.host(lab, "h1")
+    assert probe(lab, (h1["ip"], 22))[(h1["ip"], 22)]["banner"].startswith("SSH-2.0-OpenSSH_9.2p1")
+    mutate.swap_banner(lab, "h1", 22, NEWER_SSH)
+    assert probe(lab, (h1["ip"], 22))[(h1["ip"], 22)]["banner"] == NEWER_SSH
+    assert truth.read(lab.state_file)["hosts"][0]["banners"]["22"] == NEWER_SSH
+
+
+def test_stop_daemon_closes_its_ports_only(lab: Lab) -> None:
+    s2 = mutate.host(lab, "s2")
+    before = probe(lab, (s2["ip"], 21), (s2["ip"], 6379))
+    assert before[(s2["ip"], 21)]["result"] == "open" and before[(s2["ip"], 6379)]["result"] == "open"
+    mutate.stop_daemon(lab, "s2", "vsftpd")
+    after = probe(lab, (s2["ip"], 21), (s2["ip"], 6379))
+    assert after[(s2["ip"], 21)]["result"] == "refused" and after[(s2["ip"], 6379)]["result"] == "open"
+    written = next(h for h in truth.read(lab.state_file)["hosts"] if h["name"] == "s2")
+    assert written["open"] == [6379] and "21" not in written["services"] and "vsftpd" not in written["daemons"]
+    with pytest.raises(LabError, match="runs no vsftpd"):
+        mutate.stop_daemon(lab, "s2", "vsftpd")
+
+
+@pytest.mark.parametrize(("name", "new_ip"), [("h3", "198.18.0.200"), ("h4", "198.19.0.200")])
+def test_move_host_keeps_its_mac_and_ports_at_the_new_address(lab: Lab, name: str, new_ip: str) -> None:
+    moving = mutate.host(lab, name)
+    old_ip, mac, ports = moving["ip"], moving["mac"], list(moving["open"])
+    assert all(r["result"] == "open" for r in probe(lab, *((old_ip, p) for p in ports)).values())
+    mutate.move_host(lab, name, new_ip)
+    assert all(r["result"] == "open" for r in probe(lab, *((new_ip, p) for p in ports)).values())
+    assert probe(lab, (old_ip, ports[0]))[(old_ip, ports[0])]["result"] != "open"
+    written = next(h for h in truth.read(lab.state_file)["hosts"] if h["name"] == name)
+    assert (written["ip"], written["previous_ips"], written["mac"]) == (new_ip, [old_ip], mac)
+    if not moving["routed"]:  # on the scanner's segment, the same MAC answers for the new address
+        neighbours = json.loads(subprocess.run(lab.scanner_argv(["ip", "-j", "neigh", "show", new_ip]),
+                                               check=True, capture_output=True, text=True).stdout)
+        assert [n["lladdr"] for n in neighbours] == [mac]
+
+
+def test_receiver_fails_first_then_records_every_request(lab: Lab, tmp_path: Path) -> None:
+    got = receiver.start(lab, "h1", 9000, 2, tmp_path / "received.jsonl")
+    try:
+        statuses = in_scanner(lab, f"""
+            import urllib.error, urllib.request
+            for i in range(3):
+                req = urllib.request.Request("{got.url}/hook", data=b'{{"n": %d}}' % i,
+                                             headers={{"webhook-id": "msg_%d" % i}})
+                try:
+                    print(urllib.request.urlopen(req, timeout=5).status)
+                except urllib.error.HTTPError as exc:
+                    print(exc.code)
+        """)
+        assert statuses.split() == ["500", "500", "200"]
+        received = got.received()
+        assert [r.status for r in received] == [500, 500, 200]
+        assert [r.body for r in received] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+        assert [r.headers["webhook-id"] for r in received] == ["msg_0", "msg_1", "msg_2"]
+        assert {(r.method, r.path) for r in received} == {("POST", "/hook")}
+    finally:
+        got.stop()
+
+
+def test_changes_are_refused_where_they_would_lie() -> None:
+    planned = Lab(truth.plan("nsmu", 4, 1, 0, 0, with_servers=True))
+    with pytest.raises(LabError, match="already a lab address"):
+        mutate.move_host(planned, "h3", mutate.host(planned, "h1")["ip"])
+    with pytest.raises(LabError, match="not a host address"):
+        mutate.move_host(planned, "h3", "198.19.0.77")  # h3 is on the scanner's segment
+    with pytest.raises(LabError, match="only imitation hosts"):
+        mutate.open_port(planned, "s1", 8080)
+    with pytest.raises(LabError, match="no open port"):
+        mutate.swap_banner(planned, "h2", 22, NEWER_SSH)
+    with pytest.raises(LabError, match="no host"):
+        mutate.host(planned, "h9")
