@@ -1,6 +1,7 @@
 """Changing a running lab between two scans, as a network changes between two audits: a port
 opened, a server stopped, a banner announcing a newer version, a host moved to a new address
-with the same MAC. Each change is made on the wire and written into the lab's truth together,
+with the same MAC (and a host given another MAC: the imitation hosts' own are locally
+administered, which an inventory rightly does not trust to tell a host alone). Each change is made on the wire and written into the lab's truth together,
 so what a scan must find stays a function of the truth.
 
 The imitation hosts' ports are served by the one services process from the truth (services.py),
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import re
 from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError, netns
@@ -25,6 +27,7 @@ from netscand.lab.topology import SCAN_IF
 SERVICES = "netscand.lab.services"
 HOST_IF = "eth0"
 ROUTER_IFS = ("eth0", "eth1")  # the router's side of the scanner's segment, of the routed one
+MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 
 def host(lab: Lab, name: str) -> dict[str, Any]:
@@ -84,6 +87,21 @@ def move_host(lab: Lab, name: str, new_ip: str) -> None:
     _restart_services(lab)
 
 
+def set_mac(lab: Lab, name: str, mac: str) -> None:
+    """Host `name`'s interface takes `mac` (lower-case, colon-separated; a NIC replaced, or a
+    vendor's address given to an imitation host, whose own are locally administered)."""
+    found = host(lab, name)
+    if not MAC_RE.fullmatch(mac):
+        raise LabError(f"bad MAC {mac!r}: six lower-case hex octets joined by ':'")
+    if mac in {h["mac"] for h in lab.truth["hosts"]} | {truth.SCANNER_MAC, *truth.ROUTER_MACS}:
+        raise LabError(f"{mac} is already a lab MAC")
+    with IPRoute(netns=found["netns"], flags=0) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=HOST_IF)[0], address=mac)
+    _forget_neighbours(lab, found["routed"], (found["ip"],))
+    found["mac"] = mac
+    truth.write(lab.state_file, lab.truth)
+
+
 def _check_free(lab: Lab, moving: dict[str, Any], new_ip: str) -> None:
     network = ipaddress.ip_network(truth.ROUTED_NET if moving["routed"] else truth.SCAN_NET)
     address = ipaddress.ip_address(new_ip)
@@ -95,9 +113,9 @@ def _check_free(lab: Lab, moving: dict[str, Any], new_ip: str) -> None:
 
 
 def _forget_neighbours(lab: Lab, routed: bool, ips: tuple[str, ...]) -> None:
-    """Drop the neighbour entries of both addresses where the host's segment is on-link: the old
-    one's MAC would otherwise be used until it goes stale, and a failed lookup of the new one
-    would keep answering "unreachable" for a while."""
+    """Drop the neighbour entries of these addresses where the host's segment is on-link: an old
+    entry's MAC would otherwise be used until it goes stale, and a failed lookup would keep
+    answering "unreachable" for a while."""
     where = [(lab.truth["router"]["netns"], ROUTER_IFS[1])] if routed else [
         (lab.scanner_ns, SCAN_IF), (lab.truth["router"]["netns"], ROUTER_IFS[0])]
     for ns, ifname in where:

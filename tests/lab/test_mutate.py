@@ -21,6 +21,7 @@ pytestmark = pytest.mark.lab
 NSPROBE = Path(__file__).with_name("nsprobe.py")
 PREFIX = "nsmu"  # a lab of this module's own: its changes must not reach other tests' labs
 NEWER_SSH = "SSH-2.0-OpenSSH_9.7p1 Debian-5\r\n"
+VENDOR_MAC = "00:1b:21:5e:00:10"  # Intel's OUI
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +87,21 @@ def test_move_host_keeps_its_mac_and_ports_at_the_new_address(lab: Lab, name: st
     written = next(h for h in truth.read(lab.state_file)["hosts"] if h["name"] == name)
     assert (written["ip"], written["previous_ips"], written["mac"]) == (new_ip, [old_ip], mac)
     if not moving["routed"]:  # on the scanner's segment, the same MAC answers for the new address
-        neighbours = json.loads(subprocess.run(lab.scanner_argv(["ip", "-j", "neigh", "show", new_ip]),
-                                               check=True, capture_output=True, text=True).stdout)
-        assert [n["lladdr"] for n in neighbours] == [mac]
+        assert scanner_neighbours(lab, new_ip) == [mac]
+
+
+def test_set_mac_answers_with_the_new_mac(lab: Lab) -> None:
+    h1 = mutate.host(lab, "h1")
+    mutate.set_mac(lab, "h1", VENDOR_MAC)
+    assert probe(lab, (h1["ip"], 21))[(h1["ip"], 21)]["result"] == "open"
+    assert scanner_neighbours(lab, h1["ip"]) == [VENDOR_MAC]
+    assert truth.read(lab.state_file)["hosts"][0]["mac"] == VENDOR_MAC
+
+
+def scanner_neighbours(lab: Lab, ip: str) -> list[str]:
+    shown = subprocess.run(lab.scanner_argv(["ip", "-j", "neigh", "show", ip]), check=True, capture_output=True,
+                           text=True).stdout
+    return [n["lladdr"] for n in json.loads(shown)]
 
 
 def test_receiver_fails_first_then_records_every_request(lab: Lab, tmp_path: Path) -> None:
@@ -124,5 +137,9 @@ def test_changes_are_refused_where_they_would_lie() -> None:
         mutate.open_port(planned, "s1", 8080)
     with pytest.raises(LabError, match="no open port"):
         mutate.swap_banner(planned, "h2", 22, NEWER_SSH)
+    with pytest.raises(LabError, match="already a lab MAC"):
+        mutate.set_mac(planned, "h1", mutate.host(planned, "s1")["mac"])
+    with pytest.raises(LabError, match="bad MAC"):
+        mutate.set_mac(planned, "h1", "00:1B:21:5E:00:10")
     with pytest.raises(LabError, match="no host"):
         mutate.host(planned, "h9")
