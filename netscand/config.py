@@ -99,11 +99,26 @@ class CveConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tracker_url: Url = "https://security-tracker.debian.org/tracker/data/json"
 
 
+AnyCidrs = Annotated[list[str], Meta(extra={"expected": 'a list of CIDR blocks such as "198.18.0.0/15" or "fd00::/8"'})]
+
+
+class WebhooksConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Empty: no webhook may be created. A token holder names the URL, so the daemon would
+    # otherwise call wherever it is asked to, its own network included.
+    allowed_destinations: AnyCidrs = field(default_factory=list)
+    timeout: Positive = 10.0  # seconds one delivery attempt may take, connecting included
+    max_attempts: Count = 12  # then the delivery is `failed`
+    retry_first: Positive = 5.0  # seconds: the first retry's wait; each one's ceiling doubles
+    retry_max: Positive = 3600.0  # seconds: the longest wait between two attempts
+    max_concurrent: Count = 8  # deliveries in flight at once, all webhooks together
+
+
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     cve: CveConfig = field(default_factory=CveConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     @property
     def workers(self) -> int:
@@ -153,6 +168,12 @@ def _check_items(cfg: Config, where: str) -> None:
             except ValueError:
                 raise ConfigError(f"{where}: policy.{key}[{i}]: expected an IPv4 CIDR block such as "
                                   f'"10.0.0.0/8", got {_shown(block)}') from None
+    for i, block in enumerate(cfg.webhooks.allowed_destinations):
+        try:
+            ipaddress.ip_network(block, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: webhooks.allowed_destinations[{i}]: expected a CIDR block such as "
+                              f'"198.18.0.0/15" or "fd00::/8", got {_shown(block)}') from None
     for key in ("ping_syn_ports", "ping_ack_ports"):
         try:
             if getattr(cfg.engine, key).strip():

@@ -162,7 +162,8 @@ def _limits(cfg: Config) -> Limits:
     return Limits(rate=e.rate, retries=e.retries, max_running=cfg.daemon.max_running_scans,
                   policy=Policy.from_config(cfg.policy),
                   discovery=discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports),
-                  max_queued_per_owner=cfg.daemon.max_queued_per_owner, retention_days=cfg.daemon.retention_days)
+                  max_queued_per_owner=cfg.daemon.max_queued_per_owner, retention_days=cfg.daemon.retention_days,
+                  webhooks=cfg.webhooks)
 
 
 def _connections(d: DaemonConfig) -> tuple[Connections, Connections]:

@@ -29,6 +29,7 @@ from netscand.api.problems import NOT_READY, Problem
 from netscand.api.responses import JSON, JSONBody
 from netscand.api.scans import SCANS, ScanEndpoints
 from netscand.api.throttle import AuthThrottle
+from netscand.api.webhooks import WEBHOOKS, WebhookEndpoints
 from netscand.scan.errors import ScanError
 from netscand.scan.orchestrator import Orchestrator
 from netscand.store import StoreError
@@ -75,6 +76,7 @@ class Guard:
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
     cves = CveEndpoints(orchestrator)
+    webhooks = WebhookEndpoints(orchestrator, store)
     engine = orchestrator.health
     metrics = Metrics(store, engine)
     guarded = Guard(store, orchestrator.io)
@@ -110,6 +112,13 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
         Route(f"{SCANS}/{{scan_id}}/rematch", guarded(scans.rematch, "scan"), methods=["POST"]),
         Route(SCANS, guarded(scans.list, "read"), methods=["GET"]),
         Route(CVE_STATUS, guarded(cves.status, "read"), methods=["GET"]),
+        Route(WEBHOOKS, by_method(GET=guarded(webhooks.list, "admin"), POST=guarded(webhooks.create, "admin")),
+              methods=["GET", "POST"]),
+        Route(f"{WEBHOOKS}/{{webhook_id}}", by_method(GET=guarded(webhooks.get, "admin"),
+                                                      PATCH=guarded(webhooks.update, "admin"),
+                                                      DELETE=guarded(webhooks.delete, "admin")),
+              methods=["GET", "PATCH", "DELETE"]),
+        Route(f"{WEBHOOKS}/{{webhook_id}}/deliveries", guarded(webhooks.deliveries, "admin"), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", guarded(metrics_text, "read"), methods=["GET"]),

@@ -532,3 +532,124 @@ class Readiness(Closed):
 # Every schema of the document, by name.
 SCHEMAS: tuple[type[Struct], ...] = (StartRequest, ScanStatus, ScanList, ScanResult, Device, Port, Cve, Hostname,
                                     NotShown, NotShownUdp, CveStatus, Problem, NotReady, Checks, Health, Readiness)
+
+
+# -- webhooks (issue 13: api/webhooks.py) --------------------------------------------------------
+
+WEBHOOK_PER_PAGE = (1, 100)
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+MAX_PATTERNS = 32
+if TYPE_CHECKING:
+    DeliveryStatus = str
+else:
+    DeliveryStatus = Literal[DELIVERY_STATUSES]
+WebhookUrl = Annotated[str, Meta(
+    min_length=8, max_length=2048, pattern="^https?://\\S+" + _END, examples=["http://198.18.0.20:8080/hooks"],
+    description="http:// or https://, its host an IP address or a DNS name. Every address the host "
+                "resolves to must be inside the config's webhooks.allowed_destinations (403 otherwise).")]
+EventPattern = Annotated[str, Meta(
+    pattern="^(\\*|(scan|host|port|change)\\.(\\*|[a-z_]+))" + _END, examples=["change.*"],
+    description="An event type (scan.state, scan.progress, host.up, port.found, change.<kind>), a "
+                "family of them (\"change.*\"), or \"*\" for every event.")]
+EventPatterns = Annotated[list[EventPattern], Meta(min_length=1, max_length=MAX_PATTERNS,
+                                             examples=[["change.*", "scan.state"]])]
+Secret = Annotated[str, Meta(
+    pattern="^whsec_[A-Za-z0-9+/]{32,88}={0,2}" + _END, examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    description="The Standard Webhooks signing secret: whsec_ and the base64 of 24 to 64 random bytes.")]
+WebhookId = Annotated[str, Meta(min_length=36, max_length=36, examples=[_SITE], extra_json_schema={"format": "uuid"})]
+
+
+class WebhookCreate(Closed):
+    """The body of POST /api/v1/webhooks."""
+
+    url: WebhookUrl
+    events: Annotated[EventPatterns, Meta(description="The event types it is sent: an event matching any "
+                                                "pattern is delivered.")]
+    secret: Annotated[Secret | None, Meta(description="The signing secret; made by the daemon when "
+                                                      "absent. Returned only by this request.")] = None
+
+
+class WebhookUpdate(Closed):
+    """The body of PATCH /api/v1/webhooks/{webhook_id}: the fields given change, the others stay."""
+
+    url: WebhookUrl | None = None
+    events: EventPatterns | None = None
+    enabled: Annotated[bool | None, Meta(
+        description="false: no event is queued or sent for it. Enabled again, it takes the events "
+                    "from then on (not those while it was off) and sends its deliveries still pending.")] = None
+
+
+class WebhookQuery(Closed):
+    """The query of GET /api/v1/webhooks."""
+
+    page: Page = 1
+    per_page: Annotated[int, Meta(ge=WEBHOOK_PER_PAGE[0], le=WEBHOOK_PER_PAGE[1])] = PER_PAGE_DEFAULT
+
+
+class DeliveryQuery(Closed):
+    """The query of GET /api/v1/webhooks/{webhook_id}/deliveries."""
+
+    page: Page = 1
+    per_page: Annotated[int, Meta(ge=WEBHOOK_PER_PAGE[0], le=WEBHOOK_PER_PAGE[1])] = PER_PAGE_DEFAULT
+    status: Annotated[DeliveryStatus | UnsetType, Meta(description="Only deliveries in this status.")] = UNSET
+
+
+class Webhook(Closed):
+    """A webhook, without its secret: the body of GET /api/v1/webhooks/{webhook_id}."""
+
+    id: WebhookId
+    url: WebhookUrl
+    events: EventPatterns
+    enabled: bool
+    created_at: Time
+    updated_at: Time
+
+
+class WebhookCreated(Webhook):
+    """A new webhook with its secret: the one answer that shows it."""
+
+    secret: Secret
+
+
+class WebhookList(Closed):
+    """One page of webhooks, newest first: the body of GET /api/v1/webhooks."""
+
+    webhooks: list[Webhook]
+    page: Page
+    per_page: Annotated[int, Meta(ge=WEBHOOK_PER_PAGE[0], le=WEBHOOK_PER_PAGE[1])]
+    total: Count
+
+
+class Delivery(Closed):
+    """One event sent (or being sent) to a webhook, and how it went."""
+
+    id: Annotated[str, Meta(pattern="^msg_[0-9a-f]{32}" + _END, description=(
+        "The webhook-id header of every attempt: the same on each retry, so a receiver can "
+        "drop a delivery it already had."))]
+    event_seq: Annotated[int, Meta(ge=1, description="The event's seq (its SSE id).")]
+    type: Annotated[str, Meta(examples=["change.port_opened"])]
+    status: Annotated[DeliveryStatus, Meta(
+        description="pending: not yet answered in 2xx, to be tried again at next_attempt_at; delivered: "
+                    "answered in 2xx; failed: webhooks.max_attempts attempts went unanswered in 2xx.")]
+    attempts: Count
+    next_attempt_at: Annotated[Time | None, Meta(description="Pending only: when it is tried next.")]
+    last_status_code: Annotated[Annotated[int, Meta(ge=100, le=599)] | None, Meta(
+        description="The receiver's answer to the last attempt; null without an answer.")]
+    last_error: Annotated[str | None, Meta(
+        description="Why the last attempt did not deliver it (a status, a timeout, a refused "
+                    "connection, a destination outside the allowlist); null if it did.")]
+    created_at: Time
+    last_attempt_at: Time | None
+    delivered_at: Time | None
+
+
+class DeliveryList(Closed):
+    """One page of a webhook's delivery log, newest event first."""
+
+    deliveries: list[Delivery]
+    page: Page
+    per_page: Annotated[int, Meta(ge=WEBHOOK_PER_PAGE[0], le=WEBHOOK_PER_PAGE[1])]
+    total: Count
+
+
+SCHEMAS += (WebhookCreate, WebhookUpdate, Webhook, WebhookCreated, WebhookList, Delivery, DeliveryList)

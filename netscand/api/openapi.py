@@ -29,6 +29,7 @@ from netscand.api.problems import (
 from netscand.api.protocol import HEAD_TIMEOUT_S, MAX_HEAD, MAX_URL
 from netscand.api.scans import SCANS
 from netscand.api.throttle import BURST, REFILL_S
+from netscand.api.webhooks import WEBHOOKS
 
 Schema = dict[str, Any]
 REF = "#/components/schemas/{name}"
@@ -156,6 +157,9 @@ BODY_ERRORS = {"400": _use("MalformedJson"), "413": _use("TooLarge"), "415": _us
                "422": _use("Invalid")}
 SCAN_ID = {"name": "scan_id", "in": "path", "required": True, "schema": {"type": "string"},
            "description": "A scan id; anything that is not one gets 404."}
+WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "A webhook id; anything that is not one gets 404."}
+PATH_PARAMETERS = {"scan_id": SCAN_ID, "webhook_id": WEBHOOK_ID}
 _KEY_SCHEMA = msgspec.json.schema(models.IdempotencyKey)
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "description": _KEY_SCHEMA.pop("description"), "schema": _KEY_SCHEMA}
@@ -192,7 +196,7 @@ class Operation:
         op: Schema = {"operationId": self.id, "summary": self.summary}
         if self.description:
             op["description"] = self.description
-        parameters = ([SCAN_ID] if "{scan_id}" in self.path else []) + self.headers
+        parameters = [p for name, p in PATH_PARAMETERS.items() if f"{{{name}}}" in self.path] + self.headers
         parameters += _query(self.query) if self.query else []
         if parameters:
             op["parameters"] = parameters
@@ -255,6 +259,46 @@ sync` or `import`), stores it in place of the earlier match, and answers the res
 `enable_cve_match`): another gets 409, as does a queued or running one (it is matched when it \
 ends). Needs scope `scan` for the token's own scans, `admin` for any."""
 
+WEBHOOK_CREATE_DESCRIPTION = """\
+Creates a webhook: every event whose type one of `events` matches is POSTed to `url` from now on \
+(not the events before), signed per the Standard Webhooks specification with `secret` (made when \
+not given, and answered only here: keep it). Needs scope `admin`, as every webhook route does.
+
+**Allowed destinations.** Every address the URL's host resolves to must be inside the config's \
+`webhooks.allowed_destinations`; else 403 (`field` `url`) naming the address outside and how to \
+allow it. With that list empty (the default) no webhook may be created (403 saying so). A host \
+that does not resolve gets 422. The check is made again at every delivery attempt, which \
+connects to the address checked then."""
+WEBHOOK_NOT_FOUND = {"404": _problem("No webhook with this id.")}
+WEBHOOK_REFUSED = {"403": _problem("The token's scope is not `admin`, or the URL's host resolves to an "
+                                   "address outside `webhooks.allowed_destinations` (`field` `url`), or "
+                                   "that list is empty.")}
+WEBHOOK_ROUTES = (
+    Operation(WEBHOOKS, "post", "createWebhook", "Create a webhook", description=WEBHOOK_CREATE_DESCRIPTION,
+              body=models.WebhookCreate, responses={
+                  "201": _json(models.WebhookCreated, "Created, with its secret.",
+                               {"Location": {"required": True, "schema": {"type": "string"},
+                                             "description": "`/api/v1/webhooks/{id}`"}}),
+                  **WEBHOOK_REFUSED}),
+    Operation(WEBHOOKS, "get", "listWebhooks", "List webhooks, newest first", query=models.WebhookQuery,
+              responses={"200": _json(models.WebhookList, "One page of webhooks (without secrets)."),
+                         "422": _use("Invalid")}),
+    Operation(f"{WEBHOOKS}/{{webhook_id}}", "get", "getWebhook", "A webhook", responses={
+        "200": _json(models.Webhook, "The webhook, without its secret."), **WEBHOOK_NOT_FOUND}),
+    Operation(f"{WEBHOOKS}/{{webhook_id}}", "patch", "updateWebhook", "Change a webhook", description=(
+        "Changes the fields given: `url` (checked as at creation), `events` (for events from then "
+        "on) and `enabled`."), body=models.WebhookUpdate, responses={
+        "200": _json(models.Webhook, "The webhook as changed."), **WEBHOOK_NOT_FOUND, **WEBHOOK_REFUSED}),
+    Operation(f"{WEBHOOKS}/{{webhook_id}}", "delete", "deleteWebhook", "Delete a webhook", description=(
+        "Deletes the webhook and its delivery log; its pending deliveries are not sent."), responses={
+        "204": {"description": "Deleted."}, **WEBHOOK_NOT_FOUND}),
+    Operation(f"{WEBHOOKS}/{{webhook_id}}/deliveries", "get", "listDeliveries", "A webhook's delivery log",
+              description="One row per event sent to the webhook, newest event first: its attempts, "
+                          "status and the last attempt's answer or error.", query=models.DeliveryQuery,
+              responses={"200": _json(models.DeliveryList, "One page of deliveries."), **WEBHOOK_NOT_FOUND,
+                         "422": _use("Invalid")}),
+)
+
 ROUTES = (
     Operation(f"{SCANS}/start", "post", "startScan", "Start a scan", description=START_DESCRIPTION,
               body=models.StartRequest, headers=[IDEMPOTENCY_KEY], responses={
@@ -298,6 +342,7 @@ ROUTES = (
               description="Every scan, or for a `scan` token only its own.", query=models.ListQuery,
               responses={"200": _json(models.ScanList, "One page of scans; a page past the last is empty."),
                          "422": _use("Invalid")}),
+    *WEBHOOK_ROUTES,
     Operation("/healthz", "get", "health", "Liveness of the API", secured=False,
               responses={"200": _json(models.Health, "The API answers.")}),
     Operation("/readyz", "get", "ready", "Readiness of the daemon", secured=False, description=(

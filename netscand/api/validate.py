@@ -238,3 +238,13 @@ def idempotency_key(value: str | None) -> str | None:
     except msgspec.ValidationError:
         raise Problem.invalid("Idempotency-Key", "the Idempotency-Key header must be 1-"
                               f"{IDEMPOTENCY_KEY_MAX} visible ASCII characters") from None
+
+
+def body_as(data: Any, model: type[Model]) -> Model:
+    """A request body as `model` (the routes after /scans), or a 422 naming the field at fault."""
+    return _convert(data, model, "body")
+
+
+def query_as(params: QueryParams, model: type[Model]) -> Model:
+    """A query as `model` (the routes after /scans), or a 422 naming the parameter at fault."""
+    return _query(params, model)

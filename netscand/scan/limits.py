@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from netscand.config import WebhooksConfig
 from netscand.scan.policy import Policy
 from netscand.scan.spec import Discovery
 
@@ -17,6 +18,7 @@ class Limits:
     discovery: Discovery = field(default_factory=Discovery)
     max_queued_per_owner: int = 16
     retention_days: int = 365  # 0: finished scans are kept for ever
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)  # the allowlist, timeouts, retries
 
 
 class CurrentLimits:

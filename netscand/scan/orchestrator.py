@@ -36,6 +36,7 @@ from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import ScanQueue
 from netscand.scan.result import document
 from netscand.scan.retention import Retention
+from netscand.scan.webhooks import WebhookSender
 from netscand.statuses import FINISHED
 from netscand.store import Store
 from netscand.store.clock import parse, utc_now
@@ -59,6 +60,7 @@ class Orchestrator:
         self.queue = ScanQueue(claims)
         self.persist = Persist(store, self.io)
         self.events = Events(store, self.io)
+        self.webhooks = WebhookSender(store, self.io, self.events, self.limits)
         self.retention = Retention(store, self.io, self.persist, self.limits)
         self.cves = cves
         self.live = Live(dispatcher, self.persist, self.queue, self.limits, cves)
@@ -73,7 +75,8 @@ class Orchestrator:
         for fd in self.dispatcher.fds():
             loop.add_reader(fd, self.live.wake)
         self._tasks = [loop.create_task(self.live.tick_forever()),
-                       loop.create_task(self.retention.expire_forever())]
+                       loop.create_task(self.retention.expire_forever()),
+                       loop.create_task(self.webhooks.send_forever())]
 
     def interrupted(self) -> None:
         """At start, before serving: scans left running by the previous control process fail."""

@@ -226,6 +226,45 @@ def m005_events(db: Database) -> None:
 
 def m006_webhooks(db: Database) -> None:
     """Issue 13: webhooks and their delivery log (store/webhooks.py)."""
+    db.executescript(
+        """
+        CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,  -- JSON: the type patterns it takes ("change.*", "scan.state")
+            secret TEXT NOT NULL,  -- whsec_<base64>: the sender signs with it, so it is kept whole
+            enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+            last_seq INTEGER NOT NULL,  -- its cursor: the newest event seq it has considered
+            owner TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX webhooks_newest ON webhooks (created_at DESC, id);
+
+        -- One row per event per webhook: what was sent, how often, and how it went.
+        CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,  -- the webhook-id header, the same on every retry
+            webhook_id TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,  -- the event's
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,  -- as signed and sent: every attempt sends these bytes
+            status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL,
+            -- Unix time, not a 'Z' timestamp: retries may be under a second apart. Pending only;
+            -- while an attempt is under way it holds the attempt's lease, so a daemon that
+            -- stopped mid-attempt tries again once the lease is over.
+            next_attempt REAL,
+            last_status INTEGER,  -- the last attempt's HTTP status, null without an answer
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            last_attempt_at TEXT,
+            delivered_at TEXT,
+            UNIQUE (webhook_id, seq)
+        ) STRICT;
+        CREATE INDEX deliveries_due ON deliveries (next_attempt) WHERE status = 'pending';
+        CREATE INDEX deliveries_by_status ON deliveries (webhook_id, status, seq DESC);
+        """
+    )
 
 
 def m007_schedules(db: Database) -> None:

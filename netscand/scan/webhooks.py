@@ -1,0 +1,198 @@
+"""The webhook sender: one task beside the scans that turns stored events into deliveries and
+sends them, signed per the Standard Webhooks specification.
+
+Each round it moves every enabled webhook's cursor over the events written since (the ones its
+patterns take become delivery rows, in the same transaction), then leases the deliveries that
+are due and sends them, at most webhooks.max_concurrent at once. An answer in 2xx delivers; any
+other answer, a timeout, a refused connection or a destination outside the allowlist is retried
+after a wait drawn at random up to a ceiling that doubles each time (full jitter), until
+max_attempts. Every store call goes through the store's threads and every send is a task of its
+own, so a slow receiver holds its own delivery up, never a scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+from standardwebhooks import Webhook
+
+from netscand.config import WebhooksConfig
+from netscand.scan import destinations
+from netscand.scan.events import Events
+from netscand.scan.limits import CurrentLimits
+from netscand.store import Store, StoreError, schedules
+from netscand.store import events as stored_events
+from netscand.store import webhooks as stored
+from netscand.store.threads import StoreThreads
+
+log = structlog.get_logger()
+
+BATCH = 500  # events read per webhook per round; a full batch means a next round at once
+IDLE_S = 30.0  # longest sleep with nothing due: a safety net, events and finished sends wake it
+LEASE_MARGIN_S = 30.0  # beyond an attempt's timeout: a lease outlives any attempt still running
+ALWAYS_SENT = ("change.", "scan.state")  # sent even for a schedule that delivers only its changes
+
+
+def matches(patterns: Iterable[str], type_: str) -> bool:
+    """Whether an event type is taken by one of the patterns: "*", a type, or "family.*"."""
+    return any(p == "*" or p == type_ or (p.endswith(".*") and type_.startswith(p[:-1])) for p in patterns)
+
+
+def body(event: dict[str, Any]) -> str:
+    """What the receiver gets, the Standard Webhooks payload: type, timestamp and data."""
+    return orjson.dumps({"type": event["type"], "timestamp": event["at"], "data": event["data"]}).decode()
+
+
+def retry_wait(cfg: WebhooksConfig, attempts: int) -> float:
+    """Seconds before the next attempt after `attempts` failed ones: at random between
+    retry_first and a ceiling that doubles each attempt, up to retry_max."""
+    ceiling = min(cfg.retry_max, cfg.retry_first * 2 ** (attempts - 1))
+    return random.uniform(cfg.retry_first, max(cfg.retry_first, ceiling))
+
+
+class WebhookSender:
+    def __init__(self, store: Store, io: StoreThreads, events: Events, limits: CurrentLimits) -> None:
+        self.store, self.io, self.events, self.limits = store, io, events, limits
+        self._sending: set[asyncio.Task[None]] = set()
+        self._sent = asyncio.Event()  # a send ended: its place is free for a due delivery
+
+    async def send_forever(self) -> None:
+        # No proxy from the environment (the connection must go to the checked address), no
+        # redirect (it would lead past the allowlist), no kept connection (each attempt connects
+        # to the address its own check found).
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits) as client:
+            try:
+                while True:
+                    # Waiting starts before the round reads: an event written while it reads
+                    # wakes the next round rather than waiting out the idle time.
+                    waits = [asyncio.ensure_future(self.events.wait(IDLE_S)), asyncio.ensure_future(self._sent.wait())]
+                    await asyncio.sleep(0)  # they take their places in line now
+                    self._sent.clear()
+                    try:
+                        wait = await self._round(client)
+                    except StoreError as exc:
+                        log.warning("webhooks.store_unavailable", error=str(exc))
+                        wait = IDLE_S
+                    await _first(waits, wait)
+            finally:
+                for task in self._sending:
+                    task.cancel()
+                await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _round(self, client: httpx.AsyncClient) -> float:
+        """Queue what is new, start what is due; how long to wait before the next round."""
+        more = await self._enqueue()
+        cfg = self.limits.now.webhooks
+        free = cfg.max_concurrent - len(self._sending)
+        if free > 0:
+            now = time.time()
+            for row in await self.io.write(self.store.call, "cannot take due webhook deliveries", stored.claim_due,
+                                           now, free, now + cfg.timeout + LEASE_MARGIN_S):
+                task = asyncio.get_running_loop().create_task(self._deliver(client, row))
+                self._sending.add(task)
+                task.add_done_callback(self._ended)
+        if more:
+            return 0
+        if len(self._sending) >= cfg.max_concurrent:
+            return IDLE_S  # a send ending wakes the next round
+        due = await self.io.read(self.store.call, "cannot read webhook deliveries", stored.next_due)
+        return IDLE_S if due is None else min(IDLE_S, max(0.0, due - time.time()))
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._sent.set()
+
+    async def _enqueue(self) -> bool:
+        """Move each enabled webhook's cursor over new events, writing the deliveries its
+        patterns take; whether any webhook has more events waiting."""
+        more, only_changes = False, {}
+        for hook in await self.io.read(self.store.call, "cannot read webhooks", stored.enabled):
+            batch = await self.io.read(self.store.call, "cannot read events", stored_events.after,
+                                       hook["last_seq"], BATCH)
+            if not batch:
+                continue
+            deliveries = [{"id": f"msg_{uuid.uuid4().hex}", "seq": e["seq"], "type": e["type"], "body": body(e)}
+                          for e in batch
+                          if matches(hook["events"], e["type"]) and await self._wanted(e, only_changes)]
+            await self.io.write(self.store.call, f"cannot queue deliveries of webhook {hook['id']}", stored.enqueue,
+                                hook["id"], hook["last_seq"], batch[-1]["seq"], deliveries)
+            more |= len(batch) == BATCH
+        return more
+
+    async def _wanted(self, event: dict[str, Any], only_changes: dict[str, bool]) -> bool:
+        """False for a scan's progress, hosts and ports when a schedule that delivers only its
+        changes started the scan (`only_changes` remembers the answer per scan for the round)."""
+        scan_id = event["scan_id"]
+        if scan_id is None or event["type"].startswith(ALWAYS_SENT):
+            return True
+        if scan_id not in only_changes:
+            only_changes[scan_id] = await self.io.read(self.store.call, f"cannot read the schedule of scan {scan_id}",
+                                                       schedules.delivers_only_changes, scan_id)
+        return not only_changes[scan_id]
+
+    async def _deliver(self, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
+        cfg = self.limits.now.webhooks
+        attempts = row["attempts"] + 1
+        status: int | None = None
+        try:
+            async with asyncio.timeout(cfg.timeout):
+                status = await self._post(client, row, cfg)
+            error = None if 200 <= status < 300 else f"the receiver answered {status}"
+        except destinations.DestinationError as exc:
+            error = exc.detail
+        except TimeoutError:
+            error = f"no answer within {cfg.timeout:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        outcome = _outcome(cfg, attempts, error)
+        said = {"delivered": log.info, "pending": log.warning, "failed": log.error}[outcome["status"]]
+        said(f"webhook.{outcome['status']}", delivery=row["id"], webhook=row["webhook_id"], attempts=attempts,
+             error=error)
+        try:
+            await self.io.write(self.store.call, f"cannot record delivery {row['id']}", stored.record, row["id"],
+                                attempts=attempts, last_status=status, last_error=error, **outcome)
+        except StoreError as exc:  # its lease ends, and it is sent again: the receiver dedupes by webhook-id
+            log.warning("webhooks.store_unavailable", error=str(exc))
+
+    async def _post(self, client: httpx.AsyncClient, row: dict[str, Any], cfg: WebhooksConfig) -> int:
+        """One attempt: resolve and check the destination, then POST to the address checked."""
+        target = await destinations.resolve(row["url"], cfg.allowed_destinations)
+        content = row["body"].encode()
+        now = datetime.now(UTC)
+        headers = {"Host": httpx.URL(row["url"]).netloc.decode("ascii"), "Content-Type": "application/json",
+                   "webhook-id": row["id"], "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": Webhook(row["secret"]).sign(row["id"], now, content)}
+        named = target.url.scheme == "https" and target.host != str(target.address)
+        request = client.build_request("POST", target.url, content=content, headers=headers,
+                                       extensions={"sni_hostname": target.host} if named else {})
+        response = await client.send(request, stream=True)
+        await response.aclose()  # its body is not read: a receiver can't make the daemon hold much
+        return response.status_code
+
+
+async def _first(waits: list[asyncio.Future[Any]], seconds: float) -> None:
+    """Until one of `waits` is done or `seconds` pass; then none is left waiting."""
+    try:
+        if seconds > 0:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def _outcome(cfg: WebhooksConfig, attempts: int, error: str | None) -> dict[str, Any]:
+    if error is None:
+        return {"status": "delivered", "next_attempt": None}
+    if attempts >= cfg.max_attempts:
+        return {"status": "failed", "next_attempt": None}
+    return {"status": "pending", "next_attempt": time.time() + retry_wait(cfg, attempts)}

@@ -1,0 +1,260 @@
+"""The webhook sender against a real receiver on 127.0.0.1, over a real store file: every event
+its patterns take is delivered once, signed as the Standard Webhooks library verifies, after a
+receiver that first fails; retries, the allowlist at each attempt, and a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from msgspec.structs import replace
+from standardwebhooks import Webhook
+
+from netscand.config import PolicyConfig, WebhooksConfig
+from netscand.scan import webhooks as sender_module
+from netscand.scan.events import Events
+from netscand.scan.limits import CurrentLimits, Limits
+from netscand.scan.policy import Policy
+from netscand.scan.webhooks import WebhookSender, matches, retry_wait
+from netscand.store import Store
+from netscand.store import webhooks as stored
+from netscand.store.threads import StoreThreads
+from tests.scan.webhook_receiver import Receiver, receiving
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+LOOPBACK = WebhooksConfig(allowed_destinations=["127.0.0.0/8"], timeout=2.0, retry_first=0.05, retry_max=0.2)
+
+
+class Harness:
+    """A sender over a store file, as the orchestrator runs it, on the test's event loop."""
+
+    def __init__(self, path: Path, cfg: WebhooksConfig = LOOPBACK) -> None:
+        self.store = Store(path)
+        self.io = StoreThreads()
+        self.events = Events(self.store, self.io)
+        self.limits = CurrentLimits(Limits(rate=1.0, retries=0, max_running=0,
+                                           policy=Policy.from_config(PolicyConfig()), webhooks=cfg))
+        self.sender = WebhookSender(self.store, self.io, self.events, self.limits)
+        self.task: asyncio.Task[None] | None = None
+
+    def hook(self, url: str, events: list[str]) -> dict[str, Any]:
+        return self.store.call("create", stored.create, {"id": f"00000000-0000-4000-8000-{time.time_ns() % 10**12:012d}",
+                                                         "url": url, "events": events, "secret": SECRET})
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.sender.send_forever())
+
+    async def stop(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.io.drain()
+        self.store.close()
+
+    def log(self, hook_id: str) -> list[dict[str, Any]]:
+        return self.store.call("log", stored.deliveries, hook_id, 1, 100)[0]
+
+
+async def until(done: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def verified(received: Receiver) -> list[dict[str, Any]]:
+    """The payloads the receiver accepted, each verified by the Standard Webhooks library."""
+    return [Webhook(SECRET).verify(r.body, r.headers) for r in received.accepted()]
+
+
+def test_every_event_is_delivered_once_after_the_receiver_recovers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db")
+        with receiving(failures=3) as receiver:
+            hook = h.hook(receiver.url, ["change.*", "scan.state"])
+            h.start()
+            for port in (22, 80, 443, 8080):
+                h.events.publish("change.port_opened", {"ip": "198.18.0.5", "port": port}, scan_id="s1")
+            h.events.publish("scan.progress", {"id": "s1", "progress_percent": 50}, scan_id="s1")
+            h.events.publish("scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
+            await until(lambda: len(receiver.accepted()) == 5)
+            await asyncio.sleep(0.3)  # a retry too many would come now
+            payloads = verified(receiver)
+            ids = [r.headers["webhook-id"] for r in receiver.accepted()]
+            assert len(set(ids)) == 5
+            assert sorted(p["data"].get("port", 0) for p in payloads) == [0, 22, 80, 443, 8080]
+            assert {p["type"] for p in payloads} == {"change.port_opened", "scan.state"}
+            assert all(p["timestamp"].endswith("Z") for p in payloads)
+            # The failed attempts were retried under the same webhook-id.
+            assert {r.headers["webhook-id"] for r in receiver.received if r.status == 500} <= set(ids)
+            log = h.log(hook["id"])
+            assert [d["status"] for d in log] == ["delivered"] * 5
+            assert sum(d["attempts"] for d in log) == len(receiver.received) == 8
+            assert {d["last_status"] for d in log} == {200} and all(d["delivered_at"] for d in log)
+            await h.stop()
+
+    run(scenario)
+
+
+def test_a_webhook_starts_at_the_newest_event(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db")
+        with receiving() as receiver:
+            h.start()
+            h.events.publish("scan.state", {"id": "old", "status": "completed"}, scan_id="old")
+            await h.io.drain()
+            hook = h.hook(receiver.url, ["*"])
+            h.events.publish("scan.state", {"id": "new", "status": "running"}, scan_id="new")
+            await until(lambda: len(receiver.accepted()) == 1)
+            await asyncio.sleep(0.2)
+            assert [p["data"]["id"] for p in verified(receiver)] == ["new"]
+            assert len(h.log(hook["id"])) == 1
+            await h.stop()
+
+    run(scenario)
+
+
+def test_a_delivery_fails_after_max_attempts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, max_attempts=3))
+        with receiving(failures=1000) as receiver:
+            hook = h.hook(receiver.url, ["scan.*"])
+            h.start()
+            h.events.publish("scan.state", {"id": "s1", "status": "failed"}, scan_id="s1")
+            await until(lambda: h.log(hook["id"])[:1] and h.log(hook["id"])[0]["status"] == "failed")
+            (delivery,) = h.log(hook["id"])
+            assert delivery["attempts"] == 3 and delivery["last_status"] == 500
+            assert delivery["last_error"] == "the receiver answered 500" and delivery["next_attempt"] is None
+            assert len(receiver.received) == 3
+            await h.stop()
+
+    run(scenario)
+
+
+def test_the_allowlist_is_checked_at_every_attempt(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db")
+        with receiving() as receiver:
+            hook = h.hook(receiver.url, ["*"])
+            # A reload narrowed the allowlist after the webhook was made: nothing may be sent.
+            h.limits.now = dataclasses.replace(h.limits.now,
+                                               webhooks=replace(LOOPBACK, allowed_destinations=["198.18.0.0/15"]))
+            h.start()
+            h.events.publish("scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
+            await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["attempts"] >= 2)
+            (delivery,) = h.log(hook["id"])
+            assert delivery["status"] == "pending" and "127.0.0.1 is outside webhooks.allowed_destinations" \
+                in delivery["last_error"] and delivery["last_status"] is None
+            assert receiver.received == []
+            h.limits.now = dataclasses.replace(h.limits.now, webhooks=LOOPBACK)  # and widened again
+            await until(lambda: len(receiver.accepted()) == 1)
+            await h.stop()
+
+    run(scenario)
+
+
+def test_a_name_rebound_after_its_check_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The name resolved inside the allowlist when the webhook was made; now it points at an
+    # address outside. The attempt checks the address it would connect to, and connects nowhere.
+    async def rebound(self: asyncio.AbstractEventLoop, host: str, port: int, **kwargs: Any) -> list[Any]:
+        assert host == "receiver.test"
+        return [(2, 1, 6, "", ("10.0.0.1", port))]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", rebound)
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db")
+        hook = h.hook("http://receiver.test:8080/hooks", ["*"])
+        h.start()
+        h.events.publish("scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
+        await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["attempts"] >= 1)
+        assert "receiver.test resolves to 10.0.0.1, which is outside" in h.log(hook["id"])[0]["last_error"]
+        await h.stop()
+
+    run(scenario)
+
+
+def test_a_schedule_that_delivers_only_changes_holds_back_progress(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def only_changes(db: Any, scan_id: str) -> bool:
+        asked.append(scan_id)
+        return scan_id == "scheduled"
+
+    monkeypatch.setattr(sender_module.schedules, "delivers_only_changes", only_changes)
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db")
+        with receiving() as receiver:
+            h.hook(receiver.url, ["*"])
+            h.start()
+            for scan in ("scheduled", "other"):
+                h.events.publish("host.up", {"scan_id": scan, "ip": "198.18.0.5"}, scan_id=scan)
+                h.events.publish("change.device_appeared", {"scan_id": scan}, scan_id=scan)
+                h.events.publish("scan.state", {"id": scan, "status": "completed"}, scan_id=scan)
+            await until(lambda: len(receiver.accepted()) == 5)
+            await asyncio.sleep(0.2)
+            got = sorted((p["type"], p["data"].get("scan_id") or p["data"].get("id")) for p in verified(receiver))
+            assert got == [("change.device_appeared", "other"), ("change.device_appeared", "scheduled"),
+                           ("host.up", "other"), ("scan.state", "other"), ("scan.state", "scheduled")]
+            assert sorted(set(asked)) == ["other", "scheduled"]  # only for what is neither change nor state
+            await h.stop()
+
+    run(scenario)
+
+
+def test_pending_deliveries_survive_a_restart(tmp_path: Path) -> None:
+    slow = replace(LOOPBACK, retry_first=1.0, retry_max=1.0)
+
+    async def before() -> None:
+        h = Harness(tmp_path / "netscand.db", slow)
+        with receiving(failures=1000) as receiver:
+            h.hook(receiver.url, ["*"])
+            h.start()
+            h.events.publish("scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
+            await until(lambda: len(receiver.received) == 1)
+            first.extend(receiver.received)
+            await h.stop()
+
+    async def after() -> None:
+        h = Harness(tmp_path / "netscand.db", slow)
+        with receiving() as receiver:
+            (hook,) = h.store.call("list", stored.enabled)
+            h.store.call("move", stored.update, hook["id"], {"url": receiver.url})  # a port of its own
+            h.start()
+            await until(lambda: len(receiver.accepted()) == 1)
+            assert receiver.accepted()[0].headers["webhook-id"] == first[0].headers["webhook-id"]
+            assert verified(receiver)[0]["data"] == {"id": "s1", "status": "completed"}
+            await h.stop()
+
+    first: list[Any] = []
+    run(before)
+    run(after)
+
+
+@pytest.mark.parametrize("patterns, type_, taken", [
+    (["*"], "scan.state", True), (["change.*"], "change.port_opened", True), (["change.*"], "changes.x", False),
+    (["scan.state"], "scan.state", True), (["scan.state"], "scan.progress", False), ([], "scan.state", False),
+    (["scan.*"], "scan", False),
+])
+def test_patterns(patterns: list[str], type_: str, taken: bool) -> None:
+    assert matches(patterns, type_) is taken
+
+
+def test_retry_waits_grow_and_stay_within_their_bounds() -> None:
+    cfg = WebhooksConfig(retry_first=5.0, retry_max=3600.0)
+    for attempts in range(1, 20):
+        ceiling = min(3600.0, 5.0 * 2 ** (attempts - 1))
+        waits = [retry_wait(cfg, attempts) for _ in range(50)]
+        assert all(5.0 <= w <= ceiling for w in waits)
+    assert max(retry_wait(cfg, 12) for _ in range(200)) > 1000  # jittered up to the hour
