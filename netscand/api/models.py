@@ -19,6 +19,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from netscand.api.problems import NOT_READY
 from netscand.scan.cves import FINDING_STATUSES, SEVERITIES
+from netscand.scan.exports import FORMATS
 from netscand.scan.identify import NAME_PREFERENCE
 from netscand.scan.ports import SOURCE_PORTS
 from netscand.scan.profiles import (
@@ -58,7 +59,9 @@ STATUS_NAMES = tuple(STATUSES)
 PORT_STATES = ("open", "closed", "filtered", "open|filtered")  # the last: UDP's silence
 # The values of each enum in the order they mean something in (a scan's life, the profiles'
 # size): msgspec writes a Literal's values sorted, and in_order() puts them back in this order.
-ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES, SEVERITIES, FINDING_STATUSES, LEVEL_NAMES)
+RESULT_FORMATS = ("json", *FORMATS)
+ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES, SEVERITIES, FINDING_STATUSES, LEVEL_NAMES,
+               RESULT_FORMATS)
 if TYPE_CHECKING:
     ProfileName = str
     LevelName = str
@@ -68,6 +71,7 @@ if TYPE_CHECKING:
     PortState = str
     Severity = str
     FindingStatus = str
+    ResultFormat = str
 else:
     # Built from the registries, so a new profile or status is one entry there.
     ProfileName = Literal[PROFILE_NAMES]
@@ -78,6 +82,7 @@ else:
     PortState = Literal[PORT_STATES]
     Severity = Literal[SEVERITIES]
     FindingStatus = Literal[FINDING_STATUSES]
+    ResultFormat = Literal[RESULT_FORMATS]
 
 _SITE = "123e4567-e89b-12d3-a456-426614174000"
 # A pattern's end: msgspec searches with Python's re, where `$` also matches before a final
@@ -246,6 +251,10 @@ class ResultQuery(Closed):
 
     page: Page = 1
     per_page: Annotated[int, Meta(ge=RESULT_PER_PAGE[0], le=RESULT_PER_PAGE[1])] = RESULT_PER_PAGE_DEFAULT
+    format: Annotated[ResultFormat, Meta(
+        description="json: one page of the result document. nmap-xml (nmap's XML output, valid against "
+                    "nmap's DTD), csv (one port per line) and jsonl (JSON Lines, one device per line): "
+                    "the whole result, streamed, which page and per_page do not take (422).")] = "json"
 
 
 # -- scans ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from netscand import __version__
-from netscand.api import models
+from netscand.api import exports, models
 from netscand.api.body import MAX_BODY
 from netscand.api.cve import CVE_STATUS
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -318,9 +318,10 @@ ROUTES = (
         "their ports by number, and come a page at a time: `per_page` devices (default "
         f"{RESULT_PER_PAGE_DEFAULT}, which holds an ordinary scan's whole result) of page `page`. "
         "`devices_found` and `open_ports_total` count the whole result; the last page is the one "
-        "where `page * per_page >= devices_found`, and a page past it is empty."),
+        "where `page * per_page >= devices_found`, and a page past it is empty." + exports.DESCRIPTION),
         query=models.ResultQuery, responses={
-        "200": _json(models.ScanResult, "What the scan found so far: one page."), **NOT_FOUND_RESPONSE,
+        "200": exports.documented(_json(models.ScanResult, "What the scan found so far: one page.")),
+        **NOT_FOUND_RESPONSE,
         "422": _use("Invalid")}),
     Operation(f"{SCANS}/{{scan_id}}/stop", "post", "stopScan", "Stop a scan", description=(
         "Stops a queued or running scan: it ends `cancelled` and keeps what it found. A request "
@@ -329,8 +330,9 @@ ROUTES = (
                    **NOT_FOUND_RESPONSE,
                    "409": _problem("The scan has already finished (completed, failed or cancelled).")}),
     Operation(f"{SCANS}/{{scan_id}}/rematch", "post", "rematchScan", "Match a scan's CVEs again",
-              description=REMATCH_DESCRIPTION, query=models.ResultQuery, responses={
-                  "200": _json(models.ScanResult, "The re-matched result: one page."), **NOT_FOUND_RESPONSE,
+              description=REMATCH_DESCRIPTION + exports.DESCRIPTION, query=models.ResultQuery, responses={
+                  "200": exports.documented(_json(models.ScanResult, "The re-matched result: one page.")),
+                  **NOT_FOUND_RESPONSE,
                   "409": _problem("The scan is queued or running, or did not match CVEs."),
                   "422": _use("Invalid"), "503": CVE_UNAVAILABLE}),
     Operation(CVE_STATUS, "get", "cveStatus", "The CVE data", description=(

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from netscand.api.auth import Principal
 from netscand.api.body import read_json
+from netscand.api.exports import export_format, scan_export
 from netscand.api.responses import JSONBody
 from netscand.api.validate import idempotency_key, list_query, result_query, start_request
 from netscand.scan.orchestrator import Orchestrator
@@ -41,11 +42,17 @@ class ScanEndpoints:
 
     async def result(self, request: Request, who: Principal) -> Response:
         q = result_query(request.query_params)
-        return JSONBody(await self.orchestrator.result(request.path_params["scan_id"], who.viewer, q.page, q.per_page))
+        scan_id = request.path_params["scan_id"]
+        if fmt := export_format(q, request.query_params):
+            return await scan_export(self.orchestrator, scan_id, who.viewer, fmt)
+        return JSONBody(await self.orchestrator.result(scan_id, who.viewer, q.page, q.per_page))
 
     async def rematch(self, request: Request, who: Principal) -> Response:
         q = result_query(request.query_params)
-        return JSONBody(await self.orchestrator.rematch(request.path_params["scan_id"], who.viewer, q.page, q.per_page))
+        scan_id = request.path_params["scan_id"]
+        fmt = export_format(q, request.query_params)
+        matched = await self.orchestrator.rematch(scan_id, who.viewer, q.page, 1 if fmt else q.per_page)
+        return await scan_export(self.orchestrator, scan_id, who.viewer, fmt) if fmt else JSONBody(matched)
 
     async def stop(self, request: Request, who: Principal) -> Response:
         return JSONBody(await self.orchestrator.stop(request.path_params["scan_id"], who.viewer))

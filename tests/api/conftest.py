@@ -119,7 +119,7 @@ def conform(response: httpx.Response) -> None:
         if header.get("required"):
             assert name in response.headers, f"{where}: header {name} missing"
     schema = spec["content"][media]["schema"]
-    body = response.json() if media.endswith("json") else response.text
+    body = response.json() if media.endswith(("/json", "+json")) else response.text  # not x-ndjson
     errors = sorted(schema_validator(schema).iter_errors(body), key=str)
     assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
 

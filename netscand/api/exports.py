@@ -1,0 +1,116 @@
+"""Exports: a scan's whole result as nmap XML, CSV or JSON Lines (GET .../result?format=),
+streamed a page of devices at a time (scan/exports.py writes them).
+
+Memory stays bounded by a page however large the result: each page is read from the store and
+written to bytes on the store's reader threads (nothing slow on the event loop), and the next
+is read only once the client has taken the last (the server's send waits on the socket). The
+first page is read before answering, so a store that can't be read is a problem document
+(503), not a cut stream; a failure later can only cut the stream, which the client sees as a
+body that ends before its last chunk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.responses import StreamingResponse
+
+from netscand.api.models import ResultQuery
+from netscand.api.problems import Problem
+from netscand.scan.errors import not_found
+from netscand.scan.exports import FORMATS, Export, Format, export
+from netscand.scan.orchestrator import Orchestrator
+from netscand.store import Store
+from netscand.store.threads import StoreThreads
+
+EXPORT_PAGE = 250  # devices read and written at a time
+PAGING = ("page", "per_page")
+
+Pages = Iterator[list[dict[str, Any]]]
+
+
+def export_format(q: ResultQuery, params: QueryParams) -> Format | None:
+    """The export a result query asks for; None for the JSON document. An export is the whole
+    result, so paging one is refused rather than ignored."""
+    if q.format == "json":
+        return None
+    for name in PAGING:
+        if name in params:
+            raise Problem.invalid(name, f"{name} pages the json result; format {q.format} is the whole "
+                                        "result, streamed: leave page and per_page out")
+    return FORMATS[q.format]
+
+
+async def scan_export(orchestrator: Orchestrator, scan_id: str, viewer: str | None, fmt: Format) -> StreamingResponse:
+    """The scan's whole result in `fmt`, streamed."""
+    await orchestrator.status(scan_id, viewer)  # 404 for a scan this caller may not see
+    scan = await orchestrator.persist.scan(scan_id)
+    if scan is None:
+        raise not_found(scan_id)  # deleted meanwhile
+    pages = scan_pages(orchestrator.persist.store, scan_id)
+    return await stream(orchestrator.io, pages, export(fmt.name, scan), fmt, f"netscand-{scan_id}")
+
+
+def scan_pages(store: Store, scan_id: str, size: int = EXPORT_PAGE) -> Pages:
+    """The scan's devices a page at a time, by address. A running scan gains devices meanwhile,
+    which shifts later pages: one already written comes again at the start of the next page,
+    and is skipped (a device found behind the pages read is simply not in the export)."""
+    after: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    page = 1
+    while True:
+        devices = store.result_page(scan_id, page, size)
+        yield [d for d in devices if after is None or _address(d) > after]
+        if len(devices) < size:
+            return
+        after, page = _address(devices[-1]), page + 1
+
+
+def _address(device: dict[str, Any]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(device["ip"])
+
+
+async def stream(io: StoreThreads, pages: Pages, writer: Export, fmt: Format, name: str) -> StreamingResponse:
+    """`pages` (a blocking iterator: each page is read on a reader thread) written by `writer`,
+    as a download named `name`.<extension>. The inventory's export streams its pages this way too."""
+    first = await io.read(_written, pages, writer)
+    return StreamingResponse(
+        _body(io, pages, writer, first), media_type=fmt.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt.extension}"'})
+
+
+async def _body(io: StoreThreads, pages: Pages, writer: Export, first: bytes | None) -> AsyncIterator[bytes]:
+    yield writer.head()
+    chunk = first
+    while chunk is not None:
+        if chunk:
+            yield chunk
+        chunk = await io.read(_written, pages, writer)
+    yield writer.tail()
+
+
+def _written(pages: Pages, writer: Export) -> bytes | None:
+    """The next page as bytes, None after the last; on a reader thread."""
+    page = next(pages, None)
+    return None if page is None else writer.page(page)
+
+
+DESCRIPTION = (
+    " With `format` nmap-xml, csv or jsonl the answer is instead the whole result, streamed (no "
+    "`page` or `per_page`: 422): nmap's XML output (`application/xml`), valid against the DTD nmap "
+    "installs, which python-libnmap and ndiff read; CSV (`text/csv`), a header row then one row per "
+    "port (a device without a listed port gets one row with empty port cells), CVE ids `;`-joined, "
+    "a cell beginning with = + - @ tab or CR prefixed with `'` against CSV injection; or JSON Lines "
+    "(`application/x-ndjson`), one device per line as the JSON result has it, with `scan_id`. "
+    "`Content-Disposition` names the file. A scan still running exports what it has found so far.")
+
+
+def documented(response: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI response of a JSON result, with the exports' media types beside its own."""
+    exported = {f.media_type: {"schema": {"type": "string"}} for f in FORMATS.values()}
+    disposition = {"Content-Disposition": {"schema": {"type": "string"}, "description":
+                                           'With an export: `attachment; filename="netscand-<id>.<ext>"`.'}}
+    return {**response, "content": {**response["content"], **exported},
+            "headers": {**response.get("headers", {}), **disposition}}

@@ -1,0 +1,128 @@
+"""A scan's result in the formats other tools read, written a page of devices at a time: JSON
+Lines (one device per line), CSV (one port per line) and nmap's XML (scan/nmap_xml.py).
+
+Pure: result documents in, bytes out. The API streams them (api/exports.py), reading the result
+a page at a time, so an export of any size holds one page in memory. The CSV and JSON Lines
+writers take any device dicts, so the inventory's export (GET /api/v1/devices) uses them too.
+
+CSV is RFC 4180 in UTF-8, with a header row. A cell that begins with `=`, `+`, `-`, `@`, a tab or
+a carriage return gets a leading apostrophe, as OWASP advises against CSV injection: a
+spreadsheet would run such a cell (a hostile hostname or banner-derived version such as
+`=HYPERLINK(...)`) as a formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from netscand.scan.nmap_xml import NmapXml
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    media_type: str
+    extension: str
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("nmap-xml", "application/xml", "xml"),
+    Format("csv", "text/csv", "csv"),
+    Format("jsonl", "application/x-ndjson", "jsonl"),
+)}
+DEVICE_FORMATS = ("csv", "jsonl")  # what a list of devices without a scan can be written as
+
+# (header, device key) of the columns before a port's own; the inventory names its own.
+Columns = Sequence[tuple[str, str]]
+SCAN_COLUMNS: Columns = (("scan_id", "scan_id"), ("ip", "ip"), ("mac", "mac"), ("hostname", "hostname"),
+                         ("vendor", "vendor"), ("os", "os_guess"))
+PORT_COLUMNS = ("port", "protocol", "state", "service", "product", "version", "cpe", "cves")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Export(Protocol):
+    """One export of one scan: head, then each page's bytes in order, then tail."""
+
+    def head(self) -> bytes: ...
+
+    def page(self, devices: list[dict[str, Any]]) -> bytes: ...
+
+    def tail(self) -> bytes: ...
+
+
+def export(name: str, scan: dict[str, Any]) -> Export:
+    """The writer of format `name` (a key of FORMATS) for `scan`, a scan row as the store holds it."""
+    if name == "nmap-xml":
+        return NmapXml(scan)
+    return device_export(name, SCAN_COLUMNS, {"scan_id": scan["id"]})
+
+
+def device_export(name: str, columns: Columns, extra: dict[str, Any] | None = None) -> Export:
+    """The writer of format `name` (one of DEVICE_FORMATS) of any device dicts: CSV with the
+    device's `columns` before the port's own, or JSON Lines; `extra` goes first in each device."""
+    return CsvWriter(columns, extra or {}) if name == "csv" else JsonLinesWriter(extra or {})
+
+
+def jsonl_line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record) + b"\n"
+
+
+def csv_header(columns: Columns) -> bytes:
+    return _csv_lines([[header for header, _ in columns] + list(PORT_COLUMNS)])
+
+
+def csv_device(device: dict[str, Any], columns: Columns) -> bytes:
+    """The device's rows: one per port, or one with empty port cells for a device without any
+    listed (so that it is not lost)."""
+    lead = [device.get(key) for _, key in columns]
+    return _csv_lines([lead + _port_cells(p) for p in device.get("ports") or [{}]])
+
+
+def _port_cells(port: dict[str, Any]) -> list[Any]:
+    cves = ";".join(c["id"] for c in port.get("cves") or ())
+    return [port.get(key) for key in PORT_COLUMNS[:-1]] + [cves]
+
+
+def _csv_lines(rows: Iterable[list[Any]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([[_cell(v) for v in row] for row in rows])
+    return out.getvalue().encode()
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+class JsonLinesWriter:
+    def __init__(self, extra: dict[str, Any]) -> None:
+        self.extra = extra
+
+    def head(self) -> bytes:
+        return b""
+
+    def page(self, devices: list[dict[str, Any]]) -> bytes:
+        return b"".join(jsonl_line({**self.extra, **d}) for d in devices)
+
+    def tail(self) -> bytes:
+        return b""
+
+
+class CsvWriter:
+    def __init__(self, columns: Columns, extra: dict[str, Any]) -> None:
+        self.columns, self.extra = columns, extra
+
+    def head(self) -> bytes:
+        return csv_header(self.columns)
+
+    def page(self, devices: list[dict[str, Any]]) -> bytes:
+        return b"".join(csv_device({**self.extra, **d}, self.columns) for d in devices)
+
+    def tail(self) -> bytes:
+        return b""

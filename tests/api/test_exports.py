@@ -1,0 +1,143 @@
+"""GET /api/v1/scans/{id}/result?format=nmap-xml|csv|jsonl over the real API: the whole result,
+streamed a page at a time, with its media type and file name, read back by its consumers
+(xmllint against nmap's DTD, python-libnmap, csv, JSON), every answer checked against the
+document (conftest's conform)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from libnmap.parser import NmapParser
+
+from netscand.api.exports import EXPORT_PAGE, scan_pages
+from netscand.scan.cves import NO_DATA
+from tests.api.conftest import Api, assert_problem, start
+
+DTD = "/usr/share/nmap/nmap.dtd"
+DEVICES = EXPORT_PAGE * 2 + 17  # three pages
+MEDIA = {"nmap-xml": "application/xml", "csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+EXTENSIONS = {"nmap-xml": "xml", "csv": "csv", "jsonl": "jsonl"}
+
+
+def device(i: int) -> dict[str, Any]:
+    """Devices as a scan's end saves them; every seventh one with a hostile name and banner."""
+    hostile = i % 7 == 0
+    return {"ip": f"198.18.{i // 250}.{i % 250 + 1}", "mac": f"02:00:C6:12:{i // 256:02X}:{i % 256:02X}",
+            "hostname": "=cmd|'/C calc'!A0\x1b]" if hostile else f"host{i}.lab", "vendor": "Acme",
+            "os_guess": "Linux", "extra": {"os_confidence": 0.9, "not_shown": {"closed": 998}},
+            "ports": [{"port": 22, "protocol": "tcp", "state": "open", "service": "SSH", "product": "OpenSSH",
+                       "version": "9.2p1", "banner": "SSH-2.0-\x00\x07<x>&" if hostile else "SSH-2.0-OpenSSH_9.2p1",
+                       "cpe": "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*"},
+                      {"port": 80, "protocol": "tcp", "state": "open", "service": "HTTP"}]}
+
+
+def finished_scan(api: Api, client: httpx.Client, devices: int = DEVICES, **fields: Any) -> str:
+    scan_id = start(client).json()["id"]
+    assert client.post(f"/api/v1/scans/{scan_id}/stop").status_code == 200
+    api.store.put_devices(scan_id, [device(i) for i in range(devices)])
+    api.store.update_scan(scan_id, status="completed", started_at="2026-12-07T09:00:00Z", **fields)
+    return scan_id
+
+
+def exported(client: httpx.Client, scan_id: str, fmt: str) -> httpx.Response:
+    r = client.get(f"/api/v1/scans/{scan_id}/result", params={"format": fmt})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == MEDIA[fmt]
+    assert r.headers["content-disposition"] == f'attachment; filename="netscand-{scan_id}.{EXTENSIONS[fmt]}"'
+    assert r.headers["transfer-encoding"] == "chunked"  # streamed, not built whole
+    return r
+
+
+def json_devices(client: httpx.Client, scan_id: str) -> list[dict[str, Any]]:
+    return client.get(f"/api/v1/scans/{scan_id}/result").json()["devices"]
+
+
+def test_nmap_xml_is_the_whole_result_valid_against_nmaps_dtd(api: Api, unix: httpx.Client) -> None:
+    scan_id = finished_scan(api, unix)
+    body = exported(unix, scan_id, "nmap-xml").content
+    done = subprocess.run(["xmllint", "--noout", "--dtdvalid", DTD, "-"], input=body, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[:2000]
+    report = NmapParser.parse_fromstring(body.decode())
+    devices = json_devices(unix, scan_id)
+    assert [h.address for h in report.hosts] == [d["ip"] for d in devices]
+    assert report.hosts_up == DEVICES and report.summary.endswith(f"{DEVICES} hosts up")
+    for host, d in zip(report.hosts, devices, strict=True):
+        assert (host.mac, host.vendor, host.hostnames) == (d["mac"], d["vendor"], [d["hostname"].replace("\x1b", "\ufffd")])
+        assert [(m.name, m.accuracy) for m in host.os.osmatches] == [("Linux", 90)]
+        assert [(s.port, s.state, s.service, s.service_dict.get("version")) for s in host.services] == \
+            [(22, "open", "ssh", "9.2p1"), (80, "open", "http", None)]
+
+
+def test_csv_is_one_port_per_line_for_every_device(api: Api, unix: httpx.Client) -> None:
+    scan_id = finished_scan(api, unix)
+    rows = list(csv.DictReader(io.StringIO(exported(unix, scan_id, "csv").text, newline="")))
+    devices = json_devices(unix, scan_id)
+    assert [(r["ip"], r["port"]) for r in rows] == [(d["ip"], str(p["port"])) for d in devices for p in d["ports"]]
+    assert {r["scan_id"] for r in rows} == {scan_id}
+    hostile = [r["hostname"] for r in rows if r["hostname"].startswith("'")]
+    assert hostile and set(hostile) == {"'=cmd|'/C calc'!A0\x1b]"}  # a formula no more
+
+
+def test_jsonl_is_each_device_of_the_json_result(api: Api, unix: httpx.Client) -> None:
+    scan_id = finished_scan(api, unix)
+    lines = exported(unix, scan_id, "jsonl").content.splitlines()
+    assert [orjson.loads(line) for line in lines] == [{"scan_id": scan_id, **d} for d in json_devices(unix, scan_id)]
+
+
+def test_an_empty_or_unfinished_scan_exports_what_it_has(api: Api, unix: httpx.Client) -> None:
+    scan_id = start(unix).json()["id"]  # queued: nothing found yet
+    assert exported(unix, scan_id, "jsonl").content == b""
+    assert exported(unix, scan_id, "csv").text.startswith("scan_id,ip,")
+    report = NmapParser.parse_fromstring(exported(unix, scan_id, "nmap-xml").text)
+    assert report.hosts == [] and report.hosts_total == 0
+    assert report.get_raw_data()["_runstats"]["finished"]["errormsg"] == "scan queued: the result is partial"
+
+
+@pytest.mark.parametrize("paging", ["page", "per_page"])
+def test_an_export_is_not_paged(unix: httpx.Client, paging: str) -> None:
+    scan_id = start(unix).json()["id"]
+    r = unix.get(f"/api/v1/scans/{scan_id}/result", params={"format": "csv", paging: "1"})
+    assert paging in assert_problem(r, 422, field_=paging)["detail"]
+    assert unix.get(f"/api/v1/scans/{scan_id}/result", params={"format": "json", paging: "1"}).status_code == 200
+
+
+def test_an_unknown_format_is_refused(unix: httpx.Client) -> None:
+    scan_id = start(unix).json()["id"]
+    assert_problem(unix.get(f"/api/v1/scans/{scan_id}/result", params={"format": "pdf"}), 422, field_="format")
+
+
+def test_an_export_sees_only_what_the_caller_may(api: Api) -> None:
+    with api.tcp(api.token("scan", "alice")) as alice, api.tcp(api.token("scan", "bob")) as bob, \
+            api.tcp(api.token("read")) as reader, api.tcp() as anonymous:
+        scan_id = finished_scan(api, alice, devices=3)
+        assert exported(alice, scan_id, "csv").text.count("\n") == 1 + 3 * 2
+        assert_problem(bob.get(f"/api/v1/scans/{scan_id}/result", params={"format": "csv"}), 404)
+        assert exported(reader, scan_id, "jsonl").content.count(b"\n") == 3
+        assert_problem(anonymous.get(f"/api/v1/scans/{scan_id}/result", params={"format": "csv"}), 401)
+    assert_problem(api.unix().get("/api/v1/scans/00000000-0000-0000-0000-000000000000/result",
+                                  params={"format": "nmap-xml"}), 404)
+
+
+def test_a_running_scans_export_skips_devices_shifted_into_the_next_page(api: Api, unix: httpx.Client) -> None:
+    scan_id = start(unix).json()["id"]
+    api.store.put_devices(scan_id, [device(i) for i in (1, 3, 5, 7)])
+    pages = scan_pages(api.store, scan_id, size=2)
+    assert [d["ip"] for d in next(pages)] == ["198.18.0.2", "198.18.0.4"]
+    # Found meanwhile, in front of the page read: the next page starts with a device already written.
+    api.store.put_devices(scan_id, [device(0)])
+    assert [d["ip"] for page in pages for d in page] == ["198.18.0.6", "198.18.0.8"]
+
+
+def test_rematch_answers_an_export_too(api: Api, unix: httpx.Client) -> None:
+    scan_id = finished_scan(api, unix, devices=2, cve={"cve_data": {"loaded": False, "note": NO_DATA}})
+    r = unix.post(f"/api/v1/scans/{scan_id}/rematch", params={"format": "jsonl"})
+    assert r.status_code == 200 and r.headers["content-type"] == MEDIA["jsonl"]
+    assert len(r.content.splitlines()) == 2
+    assert_problem(unix.post(f"/api/v1/scans/{scan_id}/rematch", params={"format": "jsonl", "page": "2"}),
+                   422, field_="page")
