@@ -22,13 +22,13 @@ from netscand.api import openapi, ready
 from netscand.api.access import AccessLog, note
 from netscand.api.auth import Principal, Scope, TokenVerifier, authenticate, authorize
 from netscand.api.cve import CVE_STATUS, CveEndpoints
-from netscand.api.events import EVENTS, EventEndpoints
 from netscand.api.listener import listener_of
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.metrics import Metrics
 from netscand.api.problems import NOT_READY, Problem
 from netscand.api.responses import JSON, JSONBody
 from netscand.api.scans import SCANS, ScanEndpoints
+from netscand.api.schedules import SCHEDULES, ScheduleEndpoints
 from netscand.api.throttle import AuthThrottle
 from netscand.api.webhooks import WEBHOOKS, WebhookEndpoints
 from netscand.scan.errors import ScanError
@@ -77,8 +77,8 @@ class Guard:
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
     cves = CveEndpoints(orchestrator)
-    events = EventEndpoints(orchestrator)
     webhooks = WebhookEndpoints(orchestrator, store)
+    schedules = ScheduleEndpoints(orchestrator, store)
     engine = orchestrator.health
     metrics = Metrics(store, engine)
     guarded = Guard(store, orchestrator.io)
@@ -113,8 +113,6 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
         Route(f"{SCANS}/{{scan_id}}/stop", guarded(scans.stop, "scan"), methods=["POST"]),
         Route(f"{SCANS}/{{scan_id}}/rematch", guarded(scans.rematch, "scan"), methods=["POST"]),
         Route(SCANS, guarded(scans.list, "read"), methods=["GET"]),
-        Route(f"{SCANS}/{{scan_id}}/events", guarded(events.scan, "read"), methods=["GET"]),
-        Route(EVENTS, guarded(events.all, "read"), methods=["GET"]),
         Route(CVE_STATUS, guarded(cves.status, "read"), methods=["GET"]),
         Route(WEBHOOKS, by_method(GET=guarded(webhooks.list, "admin"), POST=guarded(webhooks.create, "admin")),
               methods=["GET", "POST"]),
@@ -123,6 +121,12 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
                                                       DELETE=guarded(webhooks.delete, "admin")),
               methods=["GET", "PATCH", "DELETE"]),
         Route(f"{WEBHOOKS}/{{webhook_id}}/deliveries", guarded(webhooks.deliveries, "admin"), methods=["GET"]),
+        Route(SCHEDULES, by_method(GET=guarded(schedules.list, "read"), POST=guarded(schedules.create, "scan")),
+              methods=["GET", "POST"]),
+        Route(f"{SCHEDULES}/{{schedule_id}}", by_method(GET=guarded(schedules.get, "read"),
+                                                        PATCH=guarded(schedules.update, "scan"),
+                                                        DELETE=guarded(schedules.delete, "scan")),
+              methods=["GET", "PATCH", "DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", guarded(metrics_text, "read"), methods=["GET"]),

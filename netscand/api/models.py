@@ -15,6 +15,7 @@ models describe them, and the tests hold the two together.
 # classes are (with the registries' values), not strings msgspec would evaluate later.
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from netscand.api.problems import NOT_READY
@@ -41,6 +42,7 @@ from netscand.scan.profiles import (
     pacing_profiles,
     requiring,
 )
+from netscand.scan.schedules import DELIVERIES, MISSED_POLICIES, RUN_OUTCOMES
 from netscand.statuses import STATUSES
 
 MAX_CONCURRENT = (1, 65_536)
@@ -664,102 +666,100 @@ class DeliveryList(Closed):
 SCHEMAS += (WebhookCreate, WebhookUpdate, Webhook, WebhookCreated, WebhookList, Delivery, DeliveryList)
 
 
-# -- live events (issue 13: api/events.py) -------------------------------------------------------
+# -- schedules (issue 13: api/schedules.py) ------------------------------------------------------
 
-MAX_SEQ = 2**63 - 1  # SQLite's largest integer: a cursor past it is refused, not overflowed
-Seq = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
-Ipv4 = Annotated[str, Meta(extra_json_schema={"format": "ipv4"}, examples=["198.18.0.5"])]
+SCHEDULE_PER_PAGE = (1, 100)
+ENUM_ORDERS += (MISSED_POLICIES, DELIVERIES, RUN_OUTCOMES)
+if TYPE_CHECKING:
+    MissedPolicy = str
+    Delivery_ = str
+    RunOutcome = str
+else:
+    MissedPolicy = Literal[MISSED_POLICIES]
+    Delivery_ = Literal[DELIVERIES]
+    RunOutcome = Literal[RUN_OUTCOMES]
+Cron = Annotated[str, Meta(
+    min_length=9, max_length=200, pattern="^[\\x20-\\x7e]+" + _END, examples=["0 2 * * *", "*/15 * * * *"],
+    description="Five fields, minute hour day-of-month month day-of-week, in UTC, as croniter reads them "
+                "(ranges, lists, steps, names of months and days, L and # for the last or nth weekday). "
+                "One that never comes due (`0 0 31 2 *`) gets 422.")]
 
 
-class EventsQuery(Closed):
-    """The query of the event streams."""
+class ScheduleCreate(StartRequest, kw_only=True):
+    """The body of POST /api/v1/schedules: the start request of its scans (every field of POST
+    /api/v1/scans/start, checked as a start is, the target policy included, but nothing starts),
+    then the schedule's own fields."""
 
-    after: Annotated[Seq | UnsetType, Meta(description=(
-        "Start after the event with this seq (0: from the oldest kept), for clients that can't "
-        "send `Last-Event-ID`, which wins when both are given."))] = UNSET
+    name: Annotated[str, Meta(min_length=1, max_length=200, examples=["nightly lab sweep"])]
+    cron: Cron
+    missed: Annotated[MissedPolicy, Meta(
+        description="What becomes of the due times missed while the daemon was down (a due time more "
+                    "than 60 s late): run_once: one scan starts as the daemon is back, for all of them; "
+                    "skip: none does. Either way one run records them, with how many.")] = MISSED_POLICIES[0]
+    deliver: Annotated[Delivery_, Meta(
+        description="all: its scans' webhooks get every event of them. changes: only their change "
+                    "events (change.*) and their end (scan.state), not progress, hosts and ports.")] = DELIVERIES[0]
+    enabled: Annotated[bool, Meta(description="false: nothing is started until it is enabled again; the due "
+                                              "times meanwhile are not missed, they never came.")] = True
 
 
-class ScanStateData(Closed):
-    """`scan.state`: a scan's new status."""
+def _patch_of(model: type[Struct], name: str, doc: str) -> type[Struct]:
+    """`model` with every field optional: a merge patch of it (RFC 7396)."""
+    fields = [(f.name, f.type | UnsetType, UNSET) for f in msgspec.structs.fields(model)]
+    patch = msgspec.defstruct(name, fields, bases=(Closed,), module=__name__)
+    patch.__doc__ = doc
+    return patch
+
+
+SchedulePatch = _patch_of(ScheduleCreate, "SchedulePatch", (
+    "The body of PATCH /api/v1/schedules/{schedule_id}: a JSON merge patch (RFC 7396) of the "
+    "schedule's fields as POST takes them. The fields given replace the schedule's, null removes an "
+    "optional one (back to its default); the whole is then checked as a new schedule is."))
+
+
+class ScheduleRun(Closed):
+    """What one of a schedule's due times became."""
+
+    due_at: Annotated[Time, Meta(description="The due time (the latest, for missed ones).")]
+    outcome: Annotated[RunOutcome, Meta(
+        description="started: its scan started on time. run_missed: due times were missed while the "
+                    "daemon was down and, with missed run_once, one scan started for them. skipped_missed: "
+                    "they were, and with missed skip none did. refused: the start was refused (the target "
+                    "policy, a full queue, a deleted site); `detail` says why.")]
+    scan_id: Annotated[Uuid | None, Meta(description="The scan started; null if none was.")]
+    missed: Annotated[Count, Meta(description="How many due times were missed (up to 100, then \"100 or "
+                                              "more\" in `detail`); 0 for a due time on time.")]
+    detail: Annotated[str | None, Meta(description="The missed due times' span, or why the start was refused.")]
+    at: Annotated[Time, Meta(description="When the daemon handled it.")]
+
+
+class Schedule(ScheduleCreate, kw_only=True):
+    """A schedule: its start request (every field, null where not given), its own fields, and when
+    it is due. The body of GET /api/v1/schedules/{schedule_id}."""
 
     id: Uuid
-    status: Status
-    error: Annotated[str | UnsetType, Meta(description="Why it failed, or why the daemon cancelled it; "
-                                                       "absent otherwise.")] = UNSET
+    created_at: Time
+    updated_at: Time
+    next_due: Annotated[Time | None, Meta(description="When its next scan starts; null while disabled.")]
+    last_due: Annotated[Time | None, Meta(description="The latest due time handled (its latest run's).")]
+    runs: Annotated[list[ScheduleRun] | UnsetType, Meta(
+        description="Its latest runs, newest first (up to 20; the latest 1000 are kept). Not in lists.")] = UNSET
 
 
-class ScanProgressData(Closed):
-    """`scan.progress`: a running scan's progress, when its percentage or counts moved."""
+class ScheduleQuery(Closed):
+    """The query of GET /api/v1/schedules."""
 
-    id: Uuid
-    progress_percent: Annotated[int, Meta(ge=0, le=100)]
-    hosts_found: Count
-    ports_found: Count
-    estimated_completion: Time | None
+    page: Page = 1
+    per_page: Annotated[int, Meta(ge=SCHEDULE_PER_PAGE[0], le=SCHEDULE_PER_PAGE[1])] = PER_PAGE_DEFAULT
 
 
-class HostUpData(Closed):
-    """`host.up`: a host the scan found up, once per scan."""
+class ScheduleList(Closed):
+    """One page of schedules, newest first: the body of GET /api/v1/schedules."""
 
-    scan_id: Uuid
-    ip: Ipv4
-    mac: Annotated[Annotated[str, Meta(pattern="^([0-9A-F]{2}:){5}[0-9A-F]{2}" + _END)] | UnsetType,
-                   Meta(description="On-link hosts only.")] = UNSET
-
-
-class PortFoundData(Closed):
-    """`port.found`: a port the scan found open, once per scan."""
-
-    scan_id: Uuid
-    ip: Ipv4
-    port: PortNumber
-    protocol: Literal["tcp", "udp"]
-    service: Annotated[str | UnsetType, Meta(description="Its registered name or what service detection "
-                                                         "found, if known yet.")] = UNSET
+    schedules: Annotated[list[Schedule], Meta(description="Every schedule, or a `scan` token's own.")]
+    page: Page
+    per_page: Annotated[int, Meta(ge=SCHEDULE_PER_PAGE[0], le=SCHEDULE_PER_PAGE[1])]
+    total: Count
 
 
-class _Event(Closed):
-    seq: Annotated[int, Meta(ge=1, description="Its place in the daemon's events: the SSE `id`.")]
-    scan_id: Annotated[Uuid | None, Meta(description="The scan it tells of.")]
-    site_id: Annotated[Uuid | None, Meta(description="That scan's site, if it has one.")]
-    at: Annotated[Time, Meta(description="When it was recorded.")]
-
-
-class ScanStateEvent(_Event):
-    """A `scan.state` event, as the JSON of its SSE `data` field."""
-
-    type: Literal["scan.state"]
-    data: ScanStateData
-
-
-class ScanProgressEvent(_Event):
-    """A `scan.progress` event, as the JSON of its SSE `data` field."""
-
-    type: Literal["scan.progress"]
-    data: ScanProgressData
-
-
-class HostUpEvent(_Event):
-    """A `host.up` event, as the JSON of its SSE `data` field."""
-
-    type: Literal["host.up"]
-    data: HostUpData
-
-
-class PortFoundEvent(_Event):
-    """A `port.found` event, as the JSON of its SSE `data` field."""
-
-    type: Literal["port.found"]
-    data: PortFoundData
-
-
-class ChangeEvent(_Event):
-    """A `change.<kind>` event, as the JSON of its SSE `data` field: written when a completed scan is merged into the
-    inventory (before its `scan.state` completed)."""
-
-    type: Annotated[str, Meta(pattern="^change\\.[a-z_]+" + _END, examples=["change.port_opened"])]
-    data: Annotated[dict[str, Any], Meta(description="The change, as GET /api/v1/changes lists it.")]
-
-
-EVENT_MODELS = (ScanStateEvent, ScanProgressEvent, HostUpEvent, PortFoundEvent, ChangeEvent)
-SCHEMAS += EVENT_MODELS
+SCHEMAS += (ScheduleCreate, SchedulePatch, Schedule, ScheduleRun, ScheduleList)

@@ -19,7 +19,6 @@ from netscand import __version__
 from netscand.api import exports, models
 from netscand.api.body import MAX_BODY
 from netscand.api.cve import CVE_STATUS
-from netscand.api.events import EVENTS, LAST_EVENT_ID, PING_S
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.models import RESULT_PER_PAGE_DEFAULT
 from netscand.api.problems import (
@@ -29,6 +28,7 @@ from netscand.api.problems import (
 )
 from netscand.api.protocol import HEAD_TIMEOUT_S, MAX_HEAD, MAX_URL
 from netscand.api.scans import SCANS
+from netscand.api.schedules import SCHEDULES
 from netscand.api.throttle import BURST, REFILL_S
 from netscand.api.webhooks import WEBHOOKS
 
@@ -160,7 +160,9 @@ SCAN_ID = {"name": "scan_id", "in": "path", "required": True, "schema": {"type":
            "description": "A scan id; anything that is not one gets 404."}
 WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"},
               "description": "A webhook id; anything that is not one gets 404."}
-PATH_PARAMETERS = {"scan_id": SCAN_ID, "webhook_id": WEBHOOK_ID}
+SCHEDULE_ID = {"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "A schedule id; anything that is not one gets 404."}
+PATH_PARAMETERS = {"scan_id": SCAN_ID, "webhook_id": WEBHOOK_ID, "schedule_id": SCHEDULE_ID}
 _KEY_SCHEMA = msgspec.json.schema(models.IdempotencyKey)
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "description": _KEY_SCHEMA.pop("description"), "schema": _KEY_SCHEMA}
@@ -300,46 +302,51 @@ WEBHOOK_ROUTES = (
                          "422": _use("Invalid")}),
 )
 
-EVENTS_DESCRIPTION = f"""\
-Server-Sent Events (`text/event-stream`): each event's `id` is its `seq`, its `event` its type, \
-its `data` one line of JSON `{{"seq", "type", "scan_id", "site_id", "at", "data"}}` (the schemas \
-`ScanStateEvent`, `ScanProgressEvent`, `HostUpEvent`, `PortFoundEvent`, `ChangeEvent`). Types: \
-`scan.state` (a scan queued, running, completed, failed or cancelled), `scan.progress` (its \
-percentage or counts moved; at most every half second), `host.up` and `port.found` (each host \
-and open port once per scan, as the scan finds them), `change.<kind>` (what a completed scan \
-changed in the device inventory, before its `scan.state` completed). Events are kept as long as \
-their scan (and those of no scan `daemon.retention_days`).
+SCHEDULE_CREATE_DESCRIPTION = """\
+Creates a schedule: the start request of its scans (every field of `POST /api/v1/scans/start`) \
+and when to start them, a five-field cron expression in UTC. The request is checked as a start \
+is, the target policy included (403, 422), but nothing starts: its first scan starts at `next_due`. \
+Its scans belong to the schedule's owner, the requester (the token's name, or `unix:<uid>`); made \
+over HTTPS, they start as an HTTPS request does (not the policy's socket-only targets).
 
-**Resuming.** A client that reconnects with `{LAST_EVENT_ID}: <the last id it got>` (an \
-EventSource does so itself) gets every event after it, none twice; `?after=<id>` says the same \
-for a client that can't send headers, and `{LAST_EVENT_ID}` wins when both come. \
-`{LAST_EVENT_ID}` or `after` that is not a non-negative integer gets 422 naming it. A comment \
-line comes every {PING_S:.0f} s of quiet. Every stream ends when the daemon stops, after the \
-events written until then (its running scans' `cancelled`); reconnect to go on."""
-EVENT_STREAM = {"text/event-stream": {
-    "schema": {"type": "string", "description": "Server-Sent Events; see `x-itemSchema` for each event."},
-    # What OpenAPI 3.2 calls itemSchema: one event of the stream, its data JSON of these schemas.
-    "x-itemSchema": {"type": "object", "required": ["id", "event", "data"], "properties": {
-        "id": {"type": "string", "pattern": "^[0-9]+$"}, "event": {"type": "string"},
-        "data": {"type": "string", "contentMediaType": "application/json",
-                 "contentSchema": {"oneOf": [_ref(m) for m in models.EVENT_MODELS]}}}}}}
-LAST_EVENT_ID_HEADER = {"name": LAST_EVENT_ID, "in": "header", "required": False,
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
-                        "description": "The id of the last event the client has: the stream starts after it."}
-EVENT_ROUTES = (
-    Operation(f"{SCANS}/{{scan_id}}/events", "get", "scanEvents", "A scan's live events", description=(
-        "The scan's events from its first (or after the client's last), live, until its last "
-        "`scan.state` (completed, failed or cancelled) has been sent: then the stream ends. A scan "
-        "that ended before it kept events ends the stream once its events are sent. Visible as "
-        "GET `/api/v1/scans/{scan_id}` is: another owner's scan is 404 for a `scan` token.\n\n"
-        + EVENTS_DESCRIPTION), headers=[LAST_EVENT_ID_HEADER], query=models.EventsQuery, responses={
-        "200": {"description": "The scan's events.", "content": EVENT_STREAM}, **NOT_FOUND_RESPONSE,
-        "422": _use("Invalid")}),
-    Operation(EVENTS, "get", "events", "Every live event", description=(
-        "Every event from now on (or after the client's last), live, for as long as the client "
-        "stays: of every scan, or for a `scan` token of its own scans only.\n\n" + EVENTS_DESCRIPTION),
-        headers=[LAST_EVENT_ID_HEADER], query=models.EventsQuery, responses={
-        "200": {"description": "The events.", "content": EVENT_STREAM}, "422": _use("Invalid")}),
+**Due times.** Each due time starts one scan, with the Idempotency-Key \
+`schedule:<id>:<due time>` (a daemon that stopped between starting it and recording it starts it \
+once). A due time found more than 60 s late was missed while the daemon was down: `missed` \
+run_once starts one scan for all those missed, skip starts none; one run records them, however \
+many. A start refused (the target policy as it is then, a full queue, a deleted site) is a run \
+`refused` with the reason; the schedule stays, and its next due time comes. Each run is in \
+`GET /api/v1/schedules/{schedule_id}`'s `runs`.
+
+**deliver.** `changes`: webhooks get its scans' change events and their end (`scan.state`) only."""
+SCHEDULE_NOT_FOUND = {"404": _problem("No schedule with this id, or (for a `scan` token) another owner's.")}
+SCHEDULE_REFUSED = {"403": _problem("The token's scope does not allow this, or the target is outside the "
+                                    "target policy (`field` `target`), as for a start.")}
+SCHEDULE_ROUTES = (
+    Operation(SCHEDULES, "post", "createSchedule", "Create a schedule", description=SCHEDULE_CREATE_DESCRIPTION,
+              body=models.ScheduleCreate, responses={
+                  "201": _json(models.Schedule, "Created; `runs` is empty.", {
+                      "Location": {"required": True, "schema": {"type": "string"},
+                                   "description": "`/api/v1/schedules/{id}`"}}),
+                  **SCHEDULE_REFUSED}),
+    Operation(SCHEDULES, "get", "listSchedules", "List schedules, newest first", query=models.ScheduleQuery,
+              description="Every schedule, or for a `scan` token only its own; without their runs.",
+              responses={"200": _json(models.ScheduleList, "One page of schedules; a page past the last is "
+                                                            "empty."), "422": _use("Invalid")}),
+    Operation(f"{SCHEDULES}/{{schedule_id}}", "get", "getSchedule", "A schedule and its latest runs", responses={
+        "200": _json(models.Schedule, "The schedule, its next and last due times and its latest runs."),
+        **SCHEDULE_NOT_FOUND}),
+    Operation(f"{SCHEDULES}/{{schedule_id}}", "patch", "updateSchedule", "Change a schedule", description=(
+        "A JSON merge patch (RFC 7396): the fields given replace the schedule's, null removes an "
+        "optional one; the whole is then checked as POST checks a new one, the target policy only if "
+        "the start request changed (so a schedule the policy now refuses can still be disabled). "
+        "Disabling clears `next_due`; enabling, or a new `cron`, sets it to the cron's next time: due "
+        "times while it was disabled are not missed. Needs scope `scan` for the token's own "
+        "schedules, `admin` for any."), body=models.SchedulePatch, responses={
+        "200": _json(models.Schedule, "The schedule as changed."), **SCHEDULE_NOT_FOUND, **SCHEDULE_REFUSED}),
+    Operation(f"{SCHEDULES}/{{schedule_id}}", "delete", "deleteSchedule", "Delete a schedule", description=(
+        "Deletes the schedule and its runs; the scans it started stay. Needs scope `scan` for the "
+        "token's own schedules, `admin` for any."), responses={
+        "204": {"description": "Deleted."}, **SCHEDULE_NOT_FOUND}),
 )
 
 ROUTES = (
@@ -388,7 +395,7 @@ ROUTES = (
               responses={"200": _json(models.ScanList, "One page of scans; a page past the last is empty."),
                          "422": _use("Invalid")}),
     *WEBHOOK_ROUTES,
-    *EVENT_ROUTES,
+    *SCHEDULE_ROUTES,
     Operation("/healthz", "get", "health", "Liveness of the API", secured=False,
               responses={"200": _json(models.Health, "The API answers.")}),
     Operation("/readyz", "get", "ready", "Readiness of the daemon", secured=False, description=(

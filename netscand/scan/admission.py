@@ -20,7 +20,6 @@ import structlog
 
 from netscand.netinfo import NetInfo
 from netscand.scan.errors import ScanError
-from netscand.scan.events import Events
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest, resolve
@@ -91,13 +90,11 @@ class Claims:
 
 
 class Admission:
-    def __init__(self, store: Store, io: StoreThreads, claims: Claims, limits: CurrentLimits,
-                 events: Events | None = None) -> None:
+    def __init__(self, store: Store, io: StoreThreads, claims: Claims, limits: CurrentLimits) -> None:
         self.store = store
         self.io = io
         self.claims = claims
         self.limits = limits
-        self.events = events or Events(store, io)  # the orchestrator's, which its streams wait on
 
     async def admit(self, req: ScanRequest, owner: str | None, key: str | None,
                     remote: bool) -> tuple[dict, Queued | None]:
@@ -113,9 +110,13 @@ class Admission:
             if row["id"] != queued.id:
                 return row, None  # another start with this key was stored first
             claimed.keep()
-        self.events.state(queued.id, "queued")
         log.info("scan.state", scan_id=queued.id, status="queued", target=req.target, profile=req.profile)
         return row, queued
+
+    async def vet(self, req: ScanRequest, owner: str | None, remote: bool) -> None:
+        """Raise the ScanError admit() would for the request's targets and rate (the policy),
+        queueing nothing: a schedule's request is checked so when it is made."""
+        await _targets(req, owner, remote, self.limits.now.policy)
 
     async def _by_key(self, owner: str | None, key: str) -> dict | None:
         return await self.io.read(self.store.scan_by_idempotency_key, owner, key)

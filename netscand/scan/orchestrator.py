@@ -36,6 +36,7 @@ from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import ScanQueue
 from netscand.scan.result import document
 from netscand.scan.retention import Retention
+from netscand.scan.schedules import Scheduler
 from netscand.scan.webhooks import WebhookSender
 from netscand.statuses import FINISHED
 from netscand.store import Store
@@ -56,14 +57,15 @@ class Orchestrator:
         self.health = EngineHealth(dispatcher)  # the one view of the engine the API is given
         self.limits = CurrentLimits(limits)
         claims = Claims()
-        self.events = Events(store, self.io)
-        self.admission = Admission(store, self.io, claims, self.limits, self.events)
+        self.admission = Admission(store, self.io, claims, self.limits)
         self.queue = ScanQueue(claims)
-        self.persist = Persist(store, self.io, self.events)
+        self.persist = Persist(store, self.io)
+        self.events = Events(store, self.io)
         self.webhooks = WebhookSender(store, self.io, self.events, self.limits)
         self.retention = Retention(store, self.io, self.persist, self.limits)
         self.cves = cves
         self.live = Live(dispatcher, self.persist, self.queue, self.limits, cves)
+        self.schedules = Scheduler(store, self.io, self.start)
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -76,7 +78,8 @@ class Orchestrator:
             loop.add_reader(fd, self.live.wake)
         self._tasks = [loop.create_task(self.live.tick_forever()),
                        loop.create_task(self.retention.expire_forever()),
-                       loop.create_task(self.webhooks.send_forever())]
+                       loop.create_task(self.webhooks.send_forever()),
+                       loop.create_task(self.schedules.run_forever())]
 
     def interrupted(self) -> None:
         """At start, before serving: scans left running by the previous control process fail."""
@@ -94,7 +97,6 @@ class Orchestrator:
             task.cancel()
         await self.live.ended()
         await self.io.drain()  # every state above is written (or kept unsaved) before the store closes
-        self.events.close()  # event streams send what is written, then end: the servers can stop
 
     async def expire(self) -> int:
         """Delete finished scans that ended more than retention_days ago; how many went."""

@@ -274,25 +274,31 @@ def m007_schedules(db: Database) -> None:
         CREATE TABLE schedules (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
-            cron TEXT NOT NULL,
-            request TEXT NOT NULL,  -- JSON: the start request (target, profile, site_id, options)
+            cron TEXT NOT NULL,  -- five fields, in UTC
+            request TEXT NOT NULL,  -- JSON: the validated start request (target, profile, site_id, options)
             missed TEXT NOT NULL CHECK (missed IN ('run_once', 'skip')),
             deliver TEXT NOT NULL CHECK (deliver IN ('all', 'changes')),
-            enabled INTEGER NOT NULL DEFAULT 1,
+            enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
             owner TEXT,
+            -- made over HTTPS: its scans start as a remote request does (no socket-only targets)
+            remote INTEGER NOT NULL CHECK (remote IN (0, 1)),
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL,
-            next_due TEXT,
+            next_due TEXT,  -- NULL while disabled
             last_due TEXT
         ) STRICT;
         CREATE INDEX schedules_by_due ON schedules (next_due) WHERE enabled = 1;
+        CREATE INDEX schedules_newest ON schedules (created_at DESC, id);
+        CREATE INDEX schedules_by_owner ON schedules (owner, created_at DESC, id);
 
-        -- What each due time became: a scan started, or why none was.
+        -- What a due time became: a scan started, or why none was. Missed due times take one
+        -- row (the latest of them, with how many in `missed`), however many there were.
         CREATE TABLE schedule_runs (
             schedule_id TEXT NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
             due_at TEXT NOT NULL,
-            outcome TEXT NOT NULL,  -- started, run_missed, skipped_missed, refused
+            outcome TEXT NOT NULL CHECK (outcome IN ('started', 'run_missed', 'skipped_missed', 'refused')),
             scan_id TEXT,
+            missed INTEGER NOT NULL DEFAULT 0,
             detail TEXT,
             at TEXT NOT NULL,
             PRIMARY KEY (schedule_id, due_at)
