@@ -22,6 +22,7 @@ from netscand.api import openapi, ready
 from netscand.api.access import AccessLog, note
 from netscand.api.auth import Principal, Scope, TokenVerifier, authenticate, authorize
 from netscand.api.cve import CVE_STATUS, CveEndpoints
+from netscand.api.events import EVENTS, EventEndpoints
 from netscand.api.listener import listener_of
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.metrics import Metrics
@@ -77,6 +78,7 @@ class Guard:
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
     cves = CveEndpoints(orchestrator)
+    events = EventEndpoints(orchestrator)
     webhooks = WebhookEndpoints(orchestrator, store)
     schedules = ScheduleEndpoints(orchestrator, store)
     engine = orchestrator.health
@@ -113,6 +115,8 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
         Route(f"{SCANS}/{{scan_id}}/stop", guarded(scans.stop, "scan"), methods=["POST"]),
         Route(f"{SCANS}/{{scan_id}}/rematch", guarded(scans.rematch, "scan"), methods=["POST"]),
         Route(SCANS, guarded(scans.list, "read"), methods=["GET"]),
+        Route(f"{SCANS}/{{scan_id}}/events", guarded(events.scan, "read"), methods=["GET"]),
+        Route(EVENTS, guarded(events.all, "read"), methods=["GET"]),
         Route(CVE_STATUS, guarded(cves.status, "read"), methods=["GET"]),
         Route(WEBHOOKS, by_method(GET=guarded(webhooks.list, "admin"), POST=guarded(webhooks.create, "admin")),
               methods=["GET", "POST"]),

@@ -666,6 +666,107 @@ class DeliveryList(Closed):
 SCHEMAS += (WebhookCreate, WebhookUpdate, Webhook, WebhookCreated, WebhookList, Delivery, DeliveryList)
 
 
+# -- live events (issue 13: api/events.py) -------------------------------------------------------
+
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer: a cursor past it is refused, not overflowed
+Seq = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
+Ipv4 = Annotated[str, Meta(extra_json_schema={"format": "ipv4"}, examples=["198.18.0.5"])]
+
+
+class EventsQuery(Closed):
+    """The query of the event streams."""
+
+    after: Annotated[Seq | UnsetType, Meta(description=(
+        "Start after the event with this seq (0: from the oldest kept), for clients that can't "
+        "send `Last-Event-ID`, which wins when both are given."))] = UNSET
+
+
+class ScanStateData(Closed):
+    """`scan.state`: a scan's new status."""
+
+    id: Uuid
+    status: Status
+    error: Annotated[str | UnsetType, Meta(description="Why it failed, or why the daemon cancelled it; "
+                                                       "absent otherwise.")] = UNSET
+
+
+class ScanProgressData(Closed):
+    """`scan.progress`: a running scan's progress, when its percentage or counts moved."""
+
+    id: Uuid
+    progress_percent: Annotated[int, Meta(ge=0, le=100)]
+    hosts_found: Count
+    ports_found: Count
+    estimated_completion: Time | None
+
+
+class HostUpData(Closed):
+    """`host.up`: a host the scan found up, once per scan."""
+
+    scan_id: Uuid
+    ip: Ipv4
+    mac: Annotated[Annotated[str, Meta(pattern="^([0-9A-F]{2}:){5}[0-9A-F]{2}" + _END)] | UnsetType,
+                   Meta(description="On-link hosts only.")] = UNSET
+
+
+class PortFoundData(Closed):
+    """`port.found`: a port the scan found open, once per scan."""
+
+    scan_id: Uuid
+    ip: Ipv4
+    port: PortNumber
+    protocol: Literal["tcp", "udp"]
+    service: Annotated[str | UnsetType, Meta(description="Its registered name or what service detection "
+                                                         "found, if known yet.")] = UNSET
+
+
+class _Event(Closed):
+    seq: Annotated[int, Meta(ge=1, description="Its place in the daemon's events: the SSE `id`.")]
+    scan_id: Annotated[Uuid | None, Meta(description="The scan it tells of.")]
+    site_id: Annotated[Uuid | None, Meta(description="That scan's site, if it has one.")]
+    at: Annotated[Time, Meta(description="When it was recorded.")]
+
+
+class ScanStateEvent(_Event):
+    """A `scan.state` event, as the JSON of its SSE `data` field."""
+
+    type: Literal["scan.state"]
+    data: ScanStateData
+
+
+class ScanProgressEvent(_Event):
+    """A `scan.progress` event, as the JSON of its SSE `data` field."""
+
+    type: Literal["scan.progress"]
+    data: ScanProgressData
+
+
+class HostUpEvent(_Event):
+    """A `host.up` event, as the JSON of its SSE `data` field."""
+
+    type: Literal["host.up"]
+    data: HostUpData
+
+
+class PortFoundEvent(_Event):
+    """A `port.found` event, as the JSON of its SSE `data` field."""
+
+    type: Literal["port.found"]
+    data: PortFoundData
+
+
+class ChangeEvent(_Event):
+    """A `change.<kind>` event, as the JSON of its SSE `data` field: written when a completed scan is merged into the
+    inventory (before its `scan.state` completed)."""
+
+    type: Annotated[str, Meta(pattern="^change\\.[a-z_]+" + _END, examples=["change.port_opened"])]
+    data: Annotated[dict[str, Any], Meta(description="The change, as GET /api/v1/changes lists it.")]
+
+
+EVENT_MODELS = (ScanStateEvent, ScanProgressEvent, HostUpEvent, PortFoundEvent, ChangeEvent)
+SCHEMAS += EVENT_MODELS
+
+
 # -- schedules (issue 13: api/schedules.py) ------------------------------------------------------
 
 SCHEDULE_PER_PAGE = (1, 100)

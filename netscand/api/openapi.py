@@ -19,6 +19,7 @@ from netscand import __version__
 from netscand.api import exports, models
 from netscand.api.body import MAX_BODY
 from netscand.api.cve import CVE_STATUS
+from netscand.api.events import EVENTS, LAST_EVENT_ID, PING_S
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.models import RESULT_PER_PAGE_DEFAULT
 from netscand.api.problems import (
@@ -302,6 +303,48 @@ WEBHOOK_ROUTES = (
                          "422": _use("Invalid")}),
 )
 
+EVENTS_DESCRIPTION = f"""\
+Server-Sent Events (`text/event-stream`): each event's `id` is its `seq`, its `event` its type, \
+its `data` one line of JSON `{{"seq", "type", "scan_id", "site_id", "at", "data"}}` (the schemas \
+`ScanStateEvent`, `ScanProgressEvent`, `HostUpEvent`, `PortFoundEvent`, `ChangeEvent`). Types: \
+`scan.state` (a scan queued, running, completed, failed or cancelled), `scan.progress` (its \
+percentage or counts moved; at most every half second), `host.up` and `port.found` (each host \
+and open port once per scan, as the scan finds them), `change.<kind>` (what a completed scan \
+changed in the device inventory, before its `scan.state` completed). Events are kept as long as \
+their scan (and those of no scan `daemon.retention_days`).
+
+**Resuming.** A client that reconnects with `{LAST_EVENT_ID}: <the last id it got>` (an \
+EventSource does so itself) gets every event after it, none twice; `?after=<id>` says the same \
+for a client that can't send headers, and `{LAST_EVENT_ID}` wins when both come. \
+`{LAST_EVENT_ID}` or `after` that is not a non-negative integer gets 422 naming it. A comment \
+line comes every {PING_S:.0f} s of quiet. Every stream ends when the daemon stops, after the \
+events written until then (its running scans' `cancelled`); reconnect to go on."""
+EVENT_STREAM = {"text/event-stream": {
+    "schema": {"type": "string", "description": "Server-Sent Events; see `x-itemSchema` for each event."},
+    # What OpenAPI 3.2 calls itemSchema: one event of the stream, its data JSON of these schemas.
+    "x-itemSchema": {"type": "object", "required": ["id", "event", "data"], "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"}, "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"oneOf": [_ref(m) for m in models.EVENT_MODELS]}}}}}}
+LAST_EVENT_ID_HEADER = {"name": LAST_EVENT_ID, "in": "header", "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                        "description": "The id of the last event the client has: the stream starts after it."}
+EVENT_ROUTES = (
+    Operation(f"{SCANS}/{{scan_id}}/events", "get", "scanEvents", "A scan's live events", description=(
+        "The scan's events from its first (or after the client's last), live, until its last "
+        "`scan.state` (completed, failed or cancelled) has been sent: then the stream ends. A scan "
+        "that ended before it kept events ends the stream once its events are sent. Visible as "
+        "GET `/api/v1/scans/{scan_id}` is: another owner's scan is 404 for a `scan` token.\n\n"
+        + EVENTS_DESCRIPTION), headers=[LAST_EVENT_ID_HEADER], query=models.EventsQuery, responses={
+        "200": {"description": "The scan's events.", "content": EVENT_STREAM}, **NOT_FOUND_RESPONSE,
+        "422": _use("Invalid")}),
+    Operation(EVENTS, "get", "events", "Every live event", description=(
+        "Every event from now on (or after the client's last), live, for as long as the client "
+        "stays: of every scan, or for a `scan` token of its own scans only.\n\n" + EVENTS_DESCRIPTION),
+        headers=[LAST_EVENT_ID_HEADER], query=models.EventsQuery, responses={
+        "200": {"description": "The events.", "content": EVENT_STREAM}, "422": _use("Invalid")}),
+)
+
 SCHEDULE_CREATE_DESCRIPTION = """\
 Creates a schedule: the start request of its scans (every field of `POST /api/v1/scans/start`) \
 and when to start them, a five-field cron expression in UTC. The request is checked as a start \
@@ -396,6 +439,7 @@ ROUTES = (
                          "422": _use("Invalid")}),
     *WEBHOOK_ROUTES,
     *SCHEDULE_ROUTES,
+    *EVENT_ROUTES,
     Operation("/healthz", "get", "health", "Liveness of the API", secured=False,
               responses={"200": _json(models.Health, "The API answers.")}),
     Operation("/readyz", "get", "ready", "Readiness of the daemon", secured=False, description=(

@@ -12,9 +12,10 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import httpx
+import httpx_sse
 import orjson
 from rich import box
 from rich.console import Console
@@ -108,6 +109,10 @@ class Client:
             raise CtlError(f"cannot connect to {self.where}: {exc}") from None
         except httpx.HTTPError as exc:
             raise CtlError(f"request to {self.where} failed: {exc}") from None
+        return self.answer(r)
+
+    def answer(self, r: httpx.Response) -> dict:
+        """A response's JSON body, or a CtlError saying what the problem was."""
         if r.status_code == 204:
             return {}
         try:
@@ -233,15 +238,44 @@ def cmd_watch(client: Client, args: argparse.Namespace, console: Console) -> int
 
 
 def _watch(client: Client, scan_id: str, console: Console, quiet: bool) -> dict:
+    """The scan's progress from its live events until it ends, then its status. A stream cut
+    short (the connection lost) is resumed after the last event seen."""
+    last = 0
     with progress_bar(quiet) as bar:
         task = bar.add_task(scan_id[:8], total=100, found="")
         while True:
+            before = last
+            for event in _events(client, f"/api/v1/scans/{scan_id}/events", last):
+                last = event["seq"]
+                data = event["data"]
+                if event["type"] == "scan.progress":
+                    bar.update(task, completed=data["progress_percent"],
+                               found=f"{data['hosts_found']} hosts, {data['ports_found']} open")
+                elif event["type"] == "scan.state":
+                    bar.update(task, description=f"{scan_id[:8]} {data['status']}")
             scan = client.call("GET", f"/api/v1/scans/{scan_id}")
-            bar.update(task, completed=scan["progress_percent"], description=f"{scan_id[:8]} {scan['status']}",
-                       found=f"{scan['hosts_found']} hosts, {scan['ports_found']} open")
             if scan["status"] in FINISHED:
+                bar.update(task, completed=scan["progress_percent"])
                 return scan
+            if last == before:
+                raise CtlError(f"the events of scan {scan_id} stopped before the scan ended")
             time.sleep(POLL)
+
+
+def _events(client: Client, path: str, after: int) -> Iterator[dict]:
+    """The events of an SSE stream of the API after seq `after`, until the stream ends or
+    breaks."""
+    try:
+        with httpx_sse.connect_sse(client.http, "GET", path, headers={"Last-Event-ID": str(after)}) as source:
+            if source.response.status_code != 200:
+                source.response.read()
+                client.answer(source.response)
+            for sse in source.iter_sse():
+                yield orjson.loads(sse.data)
+    except httpx.ConnectError as exc:
+        raise CtlError(f"cannot connect to {client.where}: {exc}") from None
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
+        return  # the caller resumes from the last event it got
 
 
 def _print_status(console: Console, scan: dict) -> None:

@@ -20,6 +20,7 @@ import structlog
 
 from netscand.netinfo import NetInfo
 from netscand.scan.errors import ScanError
+from netscand.scan.events import Events
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest, resolve
@@ -90,11 +91,13 @@ class Claims:
 
 
 class Admission:
-    def __init__(self, store: Store, io: StoreThreads, claims: Claims, limits: CurrentLimits) -> None:
+    def __init__(self, store: Store, io: StoreThreads, claims: Claims, limits: CurrentLimits,
+                 events: Events | None = None) -> None:
         self.store = store
         self.io = io
         self.claims = claims
         self.limits = limits
+        self.events = events or Events(store, io)  # the orchestrator's, which its streams wait on
 
     async def admit(self, req: ScanRequest, owner: str | None, key: str | None,
                     remote: bool) -> tuple[dict, Queued | None]:
@@ -110,6 +113,7 @@ class Admission:
             if row["id"] != queued.id:
                 return row, None  # another start with this key was stored first
             claimed.keep()
+        self.events.state(queued.id, "queued")
         log.info("scan.state", scan_id=queued.id, status="queued", target=req.target, profile=req.profile)
         return row, queued
 

@@ -57,10 +57,10 @@ class Orchestrator:
         self.health = EngineHealth(dispatcher)  # the one view of the engine the API is given
         self.limits = CurrentLimits(limits)
         claims = Claims()
-        self.admission = Admission(store, self.io, claims, self.limits)
-        self.queue = ScanQueue(claims)
-        self.persist = Persist(store, self.io)
         self.events = Events(store, self.io)
+        self.admission = Admission(store, self.io, claims, self.limits, self.events)
+        self.queue = ScanQueue(claims)
+        self.persist = Persist(store, self.io, self.events)
         self.webhooks = WebhookSender(store, self.io, self.events, self.limits)
         self.retention = Retention(store, self.io, self.persist, self.limits)
         self.cves = cves
@@ -97,6 +97,7 @@ class Orchestrator:
             task.cancel()
         await self.live.ended()
         await self.io.drain()  # every state above is written (or kept unsaved) before the store closes
+        self.events.close()  # event streams send what is written, then end: the servers can stop
 
     async def expire(self) -> int:
         """Delete finished scans that ended more than retention_days ago; how many went."""

@@ -15,6 +15,7 @@ from itertools import islice
 
 import structlog
 
+from netscand.scan.events import Events
 from netscand.scan.result import Host, ScanResult
 from netscand.store import Store, StoreError
 from netscand.store.clock import utc_now
@@ -43,9 +44,10 @@ def device_row(result: ScanResult, h: Host, profiling: bool, final: bool) -> dic
 
 
 class Persist:
-    def __init__(self, store: Store, io: StoreThreads) -> None:
+    def __init__(self, store: Store, io: StoreThreads, events: Events | None = None) -> None:
         self.store = store
         self.io = io
+        self.events = events or Events(store, io)  # the orchestrator's, which its streams wait on
         self.unsaved: dict[str, dict] = {}  # scan id -> state fields the store has not confirmed
         self._saving: dict[str, asyncio.Future] = {}  # scan id -> its state write under way
 
@@ -54,6 +56,7 @@ class Persist:
         """Record a scan's new state: served from `unsaved` at once, written in turn."""
         self.unsaved[scan_id] = {**self.unsaved.get(scan_id, {}), "status": status, **fields}
         self._write_state(scan_id, self.unsaved[scan_id])
+        self.events.state(scan_id, status, self.unsaved[scan_id].get("error"))
         log.info("scan.state", scan_id=scan_id, status=status, **{k: v for k, v in fields.items() if k in STATE_LOGGED})
 
     def retry(self, scan_id: str) -> None:
@@ -100,6 +103,7 @@ class Persist:
                 self.unsaved[scan_id] = {"status": "failed", "error": reason, "finished_at": utc_now(),
                                          "estimated_completion": None}
         for scan_id in failed:
+            self.events.state(scan_id, "failed", reason)
             log.info("scan.state", scan_id=scan_id, status="failed", error=reason)
 
     def _all_scans(self, status: str) -> list[dict]:
@@ -141,7 +145,9 @@ class Persist:
     # -- results ---------------------------------------------------------------------------------
     def flush(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> asyncio.Future:
         """One flush of a running scan: its changed devices, then its progress."""
-        return self.io.write(self._write_progress, scan_id, devices, progress)
+        written = self.io.write(self._write_progress, scan_id, devices, progress)
+        self.events.found(scan_id, devices, progress)
+        return written
 
     def _write_progress(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> None:
         """On the writer thread."""
@@ -157,6 +163,7 @@ class Persist:
         while chunk := list(islice(hosts, SAVE_CHUNK)):
             devices = [device_row(result, h, profiling, final=True) for h in chunk]
             await self.io.write(self.store.put_devices, scan_id, devices)
+            self.events.found(scan_id, devices)  # hosts and ports no flush told of
 
     async def cve_devices(self, scan_id: str) -> builtins.list[dict]:
         """A finished scan's devices that CVE matching concerns, with only their ports that it

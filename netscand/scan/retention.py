@@ -14,6 +14,7 @@ import structlog
 from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist
 from netscand.store import Store, StoreError
+from netscand.store import events as stored_events
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
 
@@ -21,6 +22,7 @@ log = structlog.get_logger()
 
 RETENTION_EVERY_S = 3600.0  # how often finished scans past daemon.retention_days are deleted
 RETENTION_BATCH = 100  # scans looked up per round of deletion
+EVENTS_CHUNK = 5000  # events deleted per write, as results are: other writes come in between
 
 
 class Retention:
@@ -37,7 +39,17 @@ class Retention:
         deleted = await self.io.write(self.store.delete_scan, scan_id)
         if deleted:
             self.persist.forget(scan_id)
+            await self._delete_events(scan_id)
         return deleted
+
+    async def _delete_events(self, scan_id: str) -> None:
+        # The scan is gone whatever happens here: events left go at the retention age (expire).
+        try:
+            while await self.io.write(self.store.call, f"cannot delete the events of scan {scan_id}",
+                                      stored_events.delete_of_scan, scan_id, EVENTS_CHUNK):
+                pass
+        except StoreError as exc:
+            log.error("scan.events_delete_failed", scan_id=scan_id, error=str(exc))
 
     async def expire(self) -> int:
         """Delete finished scans that ended more than retention_days ago (0: none); how many went."""
@@ -52,6 +64,10 @@ class Retention:
                 break  # nothing could go (deleted by a client meanwhile): the next round sees
         if deleted:
             log.info("scan.expired", scans=deleted, retention_days=days)
+        # Events of no scan, and any a deletion cut short left of its scan, once as old.
+        while await self.io.write(self.store.call, "cannot delete old events", stored_events.delete_unowned,
+                                  cutoff, EVENTS_CHUNK):
+            pass
         return deleted
 
     async def expire_forever(self) -> None:

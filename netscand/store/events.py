@@ -26,6 +26,18 @@ def insert(db: Database, type: str, data: dict[str, Any], *, scan_id: str | None
     return int(cursor.lastrowid or 0)
 
 
+def insert_of_scan(db: Database, scan_id: str, events: list[tuple[str, dict[str, Any]]]) -> int:
+    """Append a scan's events, (type, data) each, in one transaction, with the scan's owner and
+    site as its row holds them (the writers of a scan's state need not know them); how many
+    went (none if the scan is gone)."""
+    at = clock.utc_now()
+    with db.atomic():
+        return sum(db.execute(
+            "INSERT INTO events (type, scan_id, site_id, owner, at, data) "
+            "SELECT ?, id, site_id, owner, ?, ? FROM scans WHERE id = ?",
+            [type, at, orjson.dumps(data).decode(), scan_id]).rowcount for type, data in events)
+
+
 def after(db: Database, seq: int, limit: int, *, scan_id: str | None = None,
           owner: str | None = None) -> list[dict[str, Any]]:
     """Up to `limit` events with a seq above `seq`, oldest first; of one scan, or of one
@@ -45,3 +57,19 @@ def after(db: Database, seq: int, limit: int, *, scan_id: str | None = None,
 def last_seq(db: Database) -> int:
     """The newest event's seq, 0 if there is none."""
     return int(next(db.query("SELECT ifnull(max(seq), 0) AS seq FROM events"))["seq"])
+
+
+def delete_of_scan(db: Database, scan_id: str, limit: int) -> int:
+    """Delete up to `limit` of a deleted scan's events; how many went (0: none left)."""
+    with db.atomic():
+        return db.execute("DELETE FROM events WHERE seq IN "
+                          "(SELECT seq FROM events WHERE scan_id = ? LIMIT ?)", [scan_id, limit]).rowcount
+
+
+def delete_unowned(db: Database, before: str, limit: int) -> int:
+    """Delete up to `limit` events written before `before` whose scan is gone, or that belong to
+    no scan; how many went."""
+    with db.atomic():
+        return db.execute(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < ? AND "
+            "(scan_id IS NULL OR scan_id NOT IN (SELECT id FROM scans)) LIMIT ?)", [before, limit]).rowcount
