@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand import __version__
-from netscand.cli import findings
+from netscand.cli import findings, webhooks
 from netscand.cli.progress import progress_bar
 from netscand.scan.profiles import (
     DEFAULT_LEVEL,
@@ -82,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("--site-id")
     lst.add_argument("--page", type=int, default=1)
     lst.add_argument("--per-page", type=int, default=25)
+    webhooks.add_parsers(sub)
     return p
 
 
@@ -336,4 +337,5 @@ def _not_shown(device: dict, state: str) -> str:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
     "start": cmd_start, "status": cmd_status, "result": cmd_result, "stop": cmd_stop,
     "list": cmd_list, "watch": cmd_watch, "delete": cmd_delete, "rematch": cmd_rematch,
+    "webhooks": webhooks.cmd_webhooks,
 }

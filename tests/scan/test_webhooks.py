@@ -219,10 +219,11 @@ def test_pending_deliveries_survive_a_restart(tmp_path: Path) -> None:
     async def before() -> None:
         h = Harness(tmp_path / "netscand.db", slow)
         with receiving(failures=1000) as receiver:
-            h.hook(receiver.url, ["*"])
+            hook = h.hook(receiver.url, ["*"])
             h.start()
             h.events.publish("scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
-            await until(lambda: len(receiver.received) == 1)
+            # Stopped once the failure is recorded (stopped mid-attempt, it would wait out its lease).
+            await until(lambda: [d["attempts"] for d in h.log(hook["id"])] == [1])
             first.extend(receiver.received)
             await h.stop()
 

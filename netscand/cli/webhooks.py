@@ -1,0 +1,126 @@
+"""`netscanctl webhooks`: create, list, show, change and delete webhooks, and read a webhook's
+delivery log (the daemon's /api/v1/webhooks; an admin token over HTTPS)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from netscand.cli import ctl
+
+if TYPE_CHECKING:
+    from netscand.cli.ctl import Client
+
+HOOKS = "/api/v1/webhooks"
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("webhooks", help="webhooks: signed HTTP POSTs of the daemon's events")
+    hooks = p.add_subparsers(dest="webhooks_command", required=True)
+    lst = hooks.add_parser("list", help="list webhooks, newest first")
+    _pages(lst)
+    create = hooks.add_parser("create", help="create a webhook; its secret is shown this once")
+    # Not `url`: that is the global --url, the daemon's own.
+    create.add_argument("hook_url", metavar="URL", help="http(s) URL inside the daemon's webhooks.allowed_destinations")
+    create.add_argument("--event", action="append", required=True, dest="events", metavar="PATTERN",
+                        help='event type or family to send, e.g. "change.*", "scan.state", "*" (repeatable)')
+    create.add_argument("--secret", help="whsec_... signing secret (default: the daemon makes one)")
+    hooks.add_parser("show", help="a webhook").add_argument("id")
+    update = hooks.add_parser("update", help="change a webhook's URL, events or state")
+    update.add_argument("id")
+    update.add_argument("--url", dest="hook_url", metavar="URL")
+    update.add_argument("--event", action="append", dest="events", metavar="PATTERN",
+                        help="replaces its patterns (repeatable)")
+    state = update.add_mutually_exclusive_group()
+    state.add_argument("--enable", action="store_true", default=None, dest="enabled")
+    state.add_argument("--disable", action="store_false", default=None, dest="enabled")
+    hooks.add_parser("delete", help="delete a webhook and its delivery log").add_argument("id")
+    log = hooks.add_parser("deliveries", help="a webhook's delivery log, newest first")
+    log.add_argument("id")
+    log.add_argument("--status", choices=DELIVERY_STATUSES)
+    _pages(log)
+
+
+def _pages(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--per-page", type=int, default=25)
+
+
+def cmd_webhooks(client: Client, args: argparse.Namespace, console: Console) -> int:
+    return ACTIONS[args.webhooks_command](client, args, console)
+
+
+def _list(client: Client, args: argparse.Namespace, console: Console) -> int:
+    body = client.call("GET", HOOKS, params={"page": args.page, "per_page": args.per_page})
+
+    def human() -> None:
+        table = Table("id", "url", "events", "enabled", "created", box=box.SIMPLE)
+        for h in body["webhooks"]:
+            table.add_row(h["id"], h["url"], " ".join(h["events"]), "yes" if h["enabled"] else "no", h["created_at"])
+        console.print(table)
+        console.print(f"page {body['page']}, {len(body['webhooks'])} of {body['total']}")
+    return ctl._out(args, console, body, human)
+
+
+def _create(client: Client, args: argparse.Namespace, console: Console) -> int:
+    request = {"url": args.hook_url, "events": args.events} | ({"secret": args.secret} if args.secret else {})
+    hook = client.call("POST", HOOKS, json=request)
+
+    def human() -> None:
+        _print(console, hook)
+        console.print("the secret is not shown again: give it to the receiver now")
+    return ctl._out(args, console, hook, human)
+
+
+def _show(client: Client, args: argparse.Namespace, console: Console) -> int:
+    hook = client.call("GET", f"{HOOKS}/{args.id}")
+    return ctl._out(args, console, hook, lambda: _print(console, hook))
+
+
+def _update(client: Client, args: argparse.Namespace, console: Console) -> int:
+    change = {k: v for k, v in (("url", args.hook_url), ("events", args.events), ("enabled", args.enabled))
+              if v is not None}
+    if not change:
+        raise ctl.CtlError("nothing to change: give --url, --event, --enable or --disable")
+    hook = client.call("PATCH", f"{HOOKS}/{args.id}", json=change)
+    return ctl._out(args, console, hook, lambda: _print(console, hook))
+
+
+def _delete(client: Client, args: argparse.Namespace, console: Console) -> int:
+    client.call("DELETE", f"{HOOKS}/{args.id}")
+    if not args.json:
+        console.print(f"{args.id}  deleted")
+    return 0
+
+
+def _deliveries(client: Client, args: argparse.Namespace, console: Console) -> int:
+    params: dict[str, str | int] = {"page": args.page, "per_page": args.per_page}
+    if args.status:
+        params["status"] = args.status
+    body = client.call("GET", f"{HOOKS}/{args.id}/deliveries", params=params)
+
+    def human() -> None:
+        table = Table("event", "type", "status", "attempts", "answer", "next attempt", "error", box=box.SIMPLE)
+        for d in body["deliveries"]:
+            table.add_row(str(d["event_seq"]), d["type"], d["status"], str(d["attempts"]),
+                          str(d["last_status_code"] or "-"), d["next_attempt_at"] or "", d["last_error"] or "")
+        console.print(table)
+        console.print(f"page {body['page']}, {len(body['deliveries'])} of {body['total']}")
+    return ctl._out(args, console, body, human)
+
+
+def _print(console: Console, hook: dict) -> None:
+    for key, value in hook.items():
+        console.print(f"{key:>12}  {' '.join(value) if isinstance(value, list) else value}")
+
+
+ACTIONS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
+    "list": _list, "create": _create, "show": _show, "update": _update, "delete": _delete,
+    "deliveries": _deliveries,
+}
