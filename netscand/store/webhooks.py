@@ -109,8 +109,10 @@ def claim_due(db: Database, now: float, limit: int, lease_until: float) -> list[
 
 
 def next_due(db: Database) -> float | None:
-    """When the soonest pending delivery is due (Unix time), None if none is pending."""
-    row = next(db.query("SELECT min(next_attempt) AS due FROM deliveries WHERE status = 'pending'"))
+    """When the soonest pending delivery of an enabled webhook is due (Unix time), None if none
+    is: a disabled webhook's, long due, must not keep the sender from sleeping."""
+    row = next(db.query("SELECT min(d.next_attempt) AS due FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+                        "WHERE d.status = 'pending' AND w.enabled = 1"))
     return row["due"]
 
 

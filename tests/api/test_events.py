@@ -44,12 +44,15 @@ def checked(sse: httpx_sse.ServerSentEvent) -> dict[str, Any]:
     return event
 
 
-def stream(client: httpx.Client, path: str, count: int | None = None, **headers: str) -> list[dict[str, Any]]:
-    """The events of a stream: until it ends, or the first `count`."""
+def stream(client: httpx.Client, path: str, count: int | None = None, connected: threading.Event | None = None,
+           **headers: str) -> list[dict[str, Any]]:
+    """The events of a stream: until it ends, or the first `count`; `connected` is set once it answered."""
     events: list[dict[str, Any]] = []
     with httpx_sse.connect_sse(client, "GET", path, headers=headers) as source:
         assert source.response.status_code == 200
         assert source.response.headers["content-type"].startswith("text/event-stream")
+        if connected is not None:
+            connected.set()
         for sse in source.iter_sse():
             events.append(checked(sse))
             if len(events) == count:
@@ -67,14 +70,20 @@ class Reader:
     def __init__(self, client: httpx.Client, path: str, count: int | None = None, **headers: str) -> None:
         self.events: list[dict[str, Any]] = []
         self.failure: BaseException | None = None
+        self.connected = threading.Event()
         self.thread = threading.Thread(target=self._read, args=(client, path, count, headers), daemon=True)
         self.thread.start()
 
     def _read(self, client: httpx.Client, path: str, count: int | None, headers: dict[str, str]) -> None:
         try:
-            self.events = stream(client, path, count, **headers)
+            self.events = stream(client, path, count, self.connected, **headers)
         except BaseException as exc:  # surfaced by join()
             self.failure = exc
+            self.connected.set()
+
+    def wait_connected(self) -> None:
+        """Until the stream has answered: where it starts is decided."""
+        assert self.connected.wait(10)
 
     def join(self, timeout: float = 10) -> list[dict[str, Any]]:
         self.thread.join(timeout)
@@ -93,7 +102,7 @@ def sse(api: Api) -> Iterator[httpx.Client]:
 def test_a_scan_stream_goes_from_queued_to_cancelled_and_ends(api: Api, sse: httpx.Client) -> None:
     scan_id = start(api.unix()).json()["id"]
     reader = Reader(sse, f"/api/v1/scans/{scan_id}/events")
-    time.sleep(0.3)  # connected, and waiting for more
+    reader.wait_connected()
     assert api.unix().post(f"/api/v1/scans/{scan_id}/stop").status_code == 200
     events = reader.join()
     assert states(events) == [(scan_id, "queued"), (scan_id, "cancelled")]
@@ -116,8 +125,9 @@ def test_last_event_id_resumes_after_it_and_wins_over_after(api: Api, sse: httpx
 
 def test_the_stream_of_every_scan_starts_now_or_after_the_last_id(api: Api, sse: httpx.Client) -> None:
     first = start(api.unix()).json()["id"]
+    api.on_loop(api.orchestrator.io.drain)  # its event written: before the stream's now
     reader = Reader(sse, "/api/v1/events", count=2)
-    time.sleep(0.3)
+    reader.wait_connected()
     second = start(api.unix()).json()["id"]
     api.unix().post(f"/api/v1/scans/{second}/stop")
     live = reader.join()
@@ -173,10 +183,12 @@ def test_last_event_id_reading_is_total(value: str) -> None:
 
 def test_stopping_the_daemon_ends_open_streams_and_does_not_wait_on_them(api: Api, sse: httpx.Client) -> None:
     scan_id = start(api.unix()).json()["id"]
+    api.on_loop(api.orchestrator.io.drain)
     every = Reader(sse, "/api/v1/events")
     with sse_client(api) as other:
         one = Reader(other, f"/api/v1/scans/{scan_id}/events")
-        time.sleep(0.3)
+        every.wait_connected()
+        one.wait_connected()
         t0 = time.monotonic()
         # As the control process stops: the orchestrator (its scans cancelled), then the servers.
         api.on_loop(lambda: api.orchestrator.shutdown("the daemon was stopped"))

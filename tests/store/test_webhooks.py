@@ -74,6 +74,7 @@ def test_a_disabled_webhook_is_not_sent_and_enabled_again_skips_what_it_missed(s
     store.call("enqueue", webhooks.enqueue, hook["id"], hook["last_seq"], seq, [_delivery(seq)])
     store.call("update", webhooks.update, hook["id"], {"enabled": False})
     assert store.call("enabled", webhooks.enabled) == []
+    assert store.call("due", webhooks.next_due) is None  # the sender sleeps, rather than spin on it
     assert store.call("claim", webhooks.claim_due, 1e12, 10, 2e12) == []
     missed = _event(store)
     again = store.call("update", webhooks.update, hook["id"], {"enabled": True, "events": ["*"]})
