@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand import __version__
-from netscand.cli import findings, webhooks
+from netscand.cli import findings, schedules, webhooks
 from netscand.cli.progress import progress_bar
 from netscand.scan.profiles import (
     DEFAULT_LEVEL,
@@ -56,6 +56,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     sub = p.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a scan")
+    add_start_options(start)
+    start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
+    for name in ("status", "result", "stop", "watch"):
+        sub.add_parser(name, help=f"{name} of a scan").add_argument("id")
+    sub.add_parser("delete", help="delete a finished scan and its result").add_argument("id")
+    sub.add_parser("rematch", help="match a finished scan's CVEs against the CVE data of now, "
+                                   "then show its result").add_argument("id")
+    lst = sub.add_parser("list", help="list scans, newest first")
+    lst.add_argument("--status", choices=STATUSES)
+    lst.add_argument("--site-id")
+    lst.add_argument("--page", type=int, default=1)
+    lst.add_argument("--per-page", type=int, default=25)
+    webhooks.add_parsers(sub)
+    schedules.add_parsers(sub)
+    return p
+
+
+def add_start_options(start: argparse.ArgumentParser) -> None:
+    """A start request's arguments (read by start_body): `start`'s, and a schedule's."""
     start.add_argument("target", nargs="+", help="addresses, CIDRs, ranges or hostnames")
     start.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
     start.add_argument("--ports", help=f"for {taking('ports').name}: 22,80,1000-2000")
@@ -71,19 +90,6 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--jitter-ms", type=int, help="with per-host pacing: a random 0 to this many ms more per wait")
     start.add_argument("--source-ports", help="with per-host pacing: source port range LO-HI, e.g. 32768-60999")
     start.add_argument("--site-id")
-    start.add_argument("--wait", action="store_true", help="show progress until the scan ends, then its result")
-    for name in ("status", "result", "stop", "watch"):
-        sub.add_parser(name, help=f"{name} of a scan").add_argument("id")
-    sub.add_parser("delete", help="delete a finished scan and its result").add_argument("id")
-    sub.add_parser("rematch", help="match a finished scan's CVEs against the CVE data of now, "
-                                   "then show its result").add_argument("id")
-    lst = sub.add_parser("list", help="list scans, newest first")
-    lst.add_argument("--status", choices=STATUSES)
-    lst.add_argument("--site-id")
-    lst.add_argument("--page", type=int, default=1)
-    lst.add_argument("--per-page", type=int, default=25)
-    webhooks.add_parsers(sub)
-    return p
 
 
 class Client:
@@ -149,7 +155,8 @@ def _out(args: argparse.Namespace, console: Console, body: dict, human: Callable
     return 0
 
 
-def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int:
+def start_body(args: argparse.Namespace) -> dict:
+    """The start request add_start_options' arguments make."""
     body: dict = {"target": args.target[0] if len(args.target) == 1 else args.target,
                   "profile": args.profile}
     for field in ("ports", "udp_ports"):
@@ -163,7 +170,11 @@ def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int
             body[field] = value
     if args.site_id:
         body["site_id"] = args.site_id
-    scan = client.call("POST", "/api/v1/scans/start", json=body)
+    return body
+
+
+def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int:
+    scan = client.call("POST", "/api/v1/scans/start", json=start_body(args))
     if args.wait:
         _watch(client, scan["id"], console, quiet=args.json)
         return cmd_result(client, argparse.Namespace(**{**vars(args), "id": scan["id"]}), console)
@@ -337,5 +348,5 @@ def _not_shown(device: dict, state: str) -> str:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
     "start": cmd_start, "status": cmd_status, "result": cmd_result, "stop": cmd_stop,
     "list": cmd_list, "watch": cmd_watch, "delete": cmd_delete, "rematch": cmd_rematch,
-    "webhooks": webhooks.cmd_webhooks,
+    "webhooks": webhooks.cmd_webhooks, "schedules": schedules.cmd_schedules,
 }

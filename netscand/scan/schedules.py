@@ -64,7 +64,7 @@ def cron_error(cron: str) -> str | None:
     try:
         croniter(cron, utc_now()).get_next(datetime)
     except CroniterBadDateError:
-        return f"cron {cron!r} never comes due: no date has that day of the month in that month"
+        return f"cron {cron!r} never comes due: no date matches all its fields"
     except ValueError as exc:  # croniter's CroniterError is one, with its reason after the expression
         reason = str(exc).rpartition("]")[2].strip().removeprefix("is not acceptable").strip(" ,.")
         return f"cron {cron!r} is not valid ({CRON_FIELDS}): {reason or 'a field is not one cron takes'}"
@@ -144,7 +144,10 @@ class Scheduler:
         """Handle every schedule due by now."""
         now = self.clock()
         for schedule in await self.io.read(self.store.call, "cannot read the due schedules", stored.due, stamp(now)):
-            await self._handle(schedule, now)
+            try:
+                await self._handle(schedule, now)
+            except Exception:  # noqa: BLE001 -- a store error or a bug in one must not hold up the others
+                log.exception("schedule.failed", schedule_id=schedule["id"])
 
     async def _handle(self, schedule: dict[str, Any], now: datetime) -> None:
         decision = decide(schedule["cron"], schedule["missed"], datetime.fromisoformat(schedule["next_due"]), now)
