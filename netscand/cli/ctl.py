@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand import __version__
-from netscand.cli import findings, schedules, webhooks
+from netscand.cli import export, findings, schedules, webhooks
 from netscand.cli.progress import progress_bar
 from netscand.scan.profiles import (
     DEFAULT_LEVEL,
@@ -70,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("--per-page", type=int, default=25)
     webhooks.add_parsers(sub)
     schedules.add_parsers(sub)
+    export.add_parsers(sub)
+    export.add_format_option(sub.choices["result"])
     return p
 
 
@@ -192,6 +194,8 @@ def cmd_stop(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_result(client: Client, args: argparse.Namespace, console: Console) -> int:
+    if getattr(args, "format", "json") != "json":  # `start --wait` shows its result as json does
+        return export.cmd_result(client, args, console)
     res = _whole_result(client, args.id)
     return _out(args, console, res, lambda: _print_result(console, res))
 
@@ -348,5 +352,5 @@ def _not_shown(device: dict, state: str) -> str:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
     "start": cmd_start, "status": cmd_status, "result": cmd_result, "stop": cmd_stop,
     "list": cmd_list, "watch": cmd_watch, "delete": cmd_delete, "rematch": cmd_rematch,
-    "webhooks": webhooks.cmd_webhooks, "schedules": schedules.cmd_schedules,
+    "webhooks": webhooks.cmd_webhooks, "schedules": schedules.cmd_schedules, "export": export.cmd_export,
 }
