@@ -67,11 +67,21 @@ def final(event: dict[str, Any]) -> bool:
     return event["type"] == "scan.state" and event["data"].get("status") in FINISHED
 
 
+class Ping(ServerSentEvent):
+    """A keep-alive comment line, without the blank line that ends an event: a client library
+    that dispatches on every blank line once it has had an id (httpx-sse does, as the spec's
+    "last event ID" outlives each event) would take a ping for an empty event."""
+
+    def encode(self) -> bytes:
+        return b": ping\n"
+
+
 class EventStream(EventSourceResponse):
     """An SSE response whose client stopped reading ends quietly: it may resume from its last id."""
 
     def __init__(self, events: AsyncIterator[ServerSentEvent]) -> None:
-        super().__init__(events, ping=PING_S, send_timeout=SEND_TIMEOUT_S, sep="\n")
+        super().__init__(events, ping=PING_S, ping_message_factory=Ping, send_timeout=SEND_TIMEOUT_S,
+                         sep="\n")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -317,7 +317,7 @@ their scan (and those of no scan `daemon.retention_days`).
 EventSource does so itself) gets every event after it, none twice; `?after=<id>` says the same \
 for a client that can't send headers, and `{LAST_EVENT_ID}` wins when both come. \
 `{LAST_EVENT_ID}` or `after` that is not a non-negative integer gets 422 naming it. A comment \
-line comes every {PING_S:.0f} s of quiet. Every stream ends when the daemon stops, after the \
+line (`: ping`) comes every {PING_S:.0f} s. Every stream ends when the daemon stops, after the \
 events written until then (its running scans' `cancelled`); reconnect to go on."""
 EVENT_STREAM = {"text/event-stream": {
     "schema": {"type": "string", "description": "Server-Sent Events; see `x-itemSchema` for each event."},

@@ -73,12 +73,6 @@ class Events:
         self._announced: dict[str, Announced] = {}  # running scans' hosts and ports told
 
     # -- publishing ------------------------------------------------------------------------------
-    def publish(self, type: str, data: dict[str, Any], *, scan_id: str | None = None,
-                site_id: str | None = None, owner: str | None = None) -> None:
-        """Queue the event behind every earlier write; waiters wake once it is written."""
-        self._written(type, self.io.write(self.store.call, f"cannot record event {type}", stored.insert, type,
-                                          data, scan_id=scan_id, site_id=site_id, owner=owner))
-
     def state(self, scan_id: str, status: str, error: str | None = None) -> None:
         """A scan's new status, queued behind the write of it."""
         self._of_scan(scan_id, [("scan.state", {"id": scan_id, "status": status}
@@ -94,11 +88,10 @@ class Events:
             self._of_scan(scan_id, news)
 
     def _of_scan(self, scan_id: str, news: News) -> None:
+        """Queue a write of the scan's news; waiters wake once it is written."""
         kinds = ",".join(sorted({type for type, _ in news}))
-        self._written(kinds, self.io.write(self.store.call, f"cannot record events {kinds} of scan {scan_id}",
-                                           stored.insert_of_scan, scan_id, news))
-
-    def _written(self, kinds: str, written: asyncio.Future[Any]) -> None:
+        written = self.io.write(self.store.call, f"cannot record events {kinds} of scan {scan_id}",
+                                stored.insert_of_scan, scan_id, news)
         written.add_done_callback(lambda done: self._done(kinds, done))
 
     def _done(self, kinds: str, done: asyncio.Future[Any]) -> None:
@@ -123,7 +116,7 @@ class Events:
 
     # -- waiting -----------------------------------------------------------------------------------
     def wake(self) -> None:
-        """Events were written (by publish, or inside another write such as the inventory's
+        """Events were written (a scan's, or inside another write such as the inventory's
         merge): every waiter reads the store again."""
         self.written += 1
         waiters, self._waiters = self._waiters, set()

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from netscand.api import events
 from netscand.api.events import LAST_EVENT_ID, last_event_id
 from netscand.api.models import MAX_SEQ
 from netscand.api.problems import Problem
@@ -179,6 +180,22 @@ def test_last_event_id_reading_is_total(value: str) -> None:
         assert (problem.status, problem.field) == (422, LAST_EVENT_ID)
     else:
         assert seq is not None and 0 <= seq <= MAX_SEQ and str(seq) == value.lstrip("0").rjust(1, "0")
+
+
+def test_a_ping_is_a_comment_line_and_never_an_event(api: Api, sse: httpx.Client,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "PING_S", 0.1)
+    scan_id = start(api.unix()).json()["id"]
+    with sse.stream("GET", f"/api/v1/scans/{scan_id}/events") as response:
+        lines = response.iter_lines()
+        read = [next(lines) for _ in range(8)]  # its queued event (id, event, data, blank line), then pings
+    assert read[:4] == [f"id: {read[0][4:]}", "event: scan.state", read[2], ""] and read[4:] == [": ping"] * 4
+    # An SSE client library that dispatches on any blank line after an id sees no empty event.
+    reader = Reader(sse, f"/api/v1/scans/{scan_id}/events")
+    reader.wait_connected()
+    time.sleep(0.5)  # pings go by
+    api.unix().post(f"/api/v1/scans/{scan_id}/stop")
+    assert states(reader.join()) == [(scan_id, "queued"), (scan_id, "cancelled")]
 
 
 def test_stopping_the_daemon_ends_open_streams_and_does_not_wait_on_them(api: Api, sse: httpx.Client) -> None:

@@ -64,7 +64,7 @@ def test_an_event_the_store_refuses_is_logged_and_nothing_else() -> None:
         io = StoreThreads()
         events = Events(Refusing(), io)  # type: ignore[arg-type]
         events.state(SCAN, "queued")
-        events.publish("change.device_appeared", {"ip": "198.18.0.1"})
+        events.found(SCAN, [device("198.18.0.1", (22, "open"))])
         await io.drain()
         await asyncio.sleep(0)  # the done callbacks
         gc.collect()  # a future whose exception nobody took is reported as it goes
@@ -72,7 +72,7 @@ def test_an_event_the_store_refuses_is_logged_and_nothing_else() -> None:
     with capture_logs() as logs:
         asyncio.run(run())
     failed = [entry for entry in logs if entry["event"] == "events.store_failed"]
-    assert [entry["events"] for entry in failed] == ["scan.state", "change.device_appeared"]
+    assert [entry["events"] for entry in failed] == ["scan.state", "host.up,port.found"]
     assert all("the disk is full" in entry["error"] for entry in failed)
     assert unhandled == []
 
