@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import structlog
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.requests import Request
@@ -28,6 +29,9 @@ from netscand.api.validate import query_as
 from netscand.scan.errors import ScanError
 from netscand.scan.orchestrator import Orchestrator
 from netscand.statuses import FINISHED
+from netscand.store import StoreError
+
+log = structlog.get_logger()
 
 EVENTS = "/api/v1/events"
 LAST_EVENT_ID = "Last-Event-ID"
@@ -113,7 +117,8 @@ class EventEndpoints:
     async def _all(self, cursor: int, owner: str | None) -> AsyncIterator[ServerSentEvent]:
         while True:
             seen = self.events.written
-            batch = await self.events.read(cursor, BATCH, owner=owner)
+            if (batch := await self._read(cursor, owner=owner)) is None:
+                return
             for event in batch:
                 yield sse(event)
             cursor = batch[-1]["seq"] if batch else cursor
@@ -130,7 +135,8 @@ class EventEndpoints:
         check, ended = True, False
         while True:
             seen = self.events.written
-            batch = await self.events.read(cursor, BATCH, scan_id=scan_id)
+            if (batch := await self._read(cursor, scan_id=scan_id)) is None:
+                return
             for event in batch:
                 yield sse(event)
                 if final(event):
@@ -145,6 +151,15 @@ class EventEndpoints:
                 continue
             check = not await self.events.wait(WAIT_S, seen)
 
+    async def _read(self, cursor: int, **which: str | None) -> list[dict[str, Any]] | None:
+        """The next batch; None if the store can't be read now (locked, broken): the stream
+        ends rather than the request failing mid-stream, and its client resumes from its last id."""
+        try:
+            return await self.events.read(cursor, BATCH, **which)
+        except StoreError as exc:
+            log.warning("events.read_failed", error=str(exc))
+            return None
+
     async def _ended(self, scan_id: str) -> bool:
         """Whether the scan has ended (or gone); if so every write queued until now is done, so
         one more read finds its last events if it had any."""
@@ -152,6 +167,8 @@ class EventEndpoints:
             status = (await self.orchestrator.status(scan_id, None))["status"]
         except ScanError:
             return True  # deleted
+        except StoreError:
+            return False  # asked again after the next quiet WAIT_S
         if status in FINISHED:
             await self.orchestrator.io.drain()
             return True

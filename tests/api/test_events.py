@@ -20,6 +20,7 @@ from netscand.api import events
 from netscand.api.events import LAST_EVENT_ID, last_event_id
 from netscand.api.models import MAX_SEQ
 from netscand.api.problems import Problem
+from netscand.store import StoreError
 from tests.api.conftest import OPENAPI, Api, assert_problem, schema_validator, start
 
 ITEM = OPENAPI["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["x-itemSchema"]
@@ -196,6 +197,41 @@ def test_a_ping_is_a_comment_line_and_never_an_event(api: Api, sse: httpx.Client
     time.sleep(0.5)  # pings go by
     api.unix().post(f"/api/v1/scans/{scan_id}/stop")
     assert states(reader.join()) == [(scan_id, "queued"), (scan_id, "cancelled")]
+
+
+def waiting(api: Api) -> int:
+    """How many streams wait for events now."""
+    return api.on_loop(lambda: len(api.orchestrator.events._waiters))
+
+
+def test_a_client_that_leaves_ends_its_stream(api: Api) -> None:
+    scan_id = start(api.unix()).json()["id"]
+    with sse_client(api) as client:
+        stream(client, f"/api/v1/scans/{scan_id}/events", count=1)  # then it hangs up
+    deadline = time.monotonic() + 5
+    while waiting(api) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting(api) == 0
+
+
+def test_a_store_that_fails_mid_stream_ends_it_cleanly(api: Api, sse: httpx.Client,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    scan_id = start(api.unix()).json()["id"]
+    events, read = api.orchestrator.events, api.orchestrator.events.read
+    calls = 0
+
+    async def failing_after_one(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise StoreError("cannot read events: database is locked", "database is locked")
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(events, "read", failing_after_one)
+    reader = Reader(sse, f"/api/v1/scans/{scan_id}/events")
+    reader.wait_connected()
+    api.unix().post(f"/api/v1/scans/{scan_id}/stop")  # a wake: the next read fails
+    assert states(reader.join()) == [(scan_id, "queued")]  # ended, no error mid-stream; it may resume
 
 
 def test_stopping_the_daemon_ends_open_streams_and_does_not_wait_on_them(api: Api, sse: httpx.Client) -> None:
