@@ -12,13 +12,12 @@ body that ends before its last chunk.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from starlette.datastructures import QueryParams
 from starlette.responses import StreamingResponse
 
-from netscand.api.models import ResultQuery
 from netscand.api.problems import Problem
 from netscand.scan.errors import not_found
 from netscand.scan.exports import FORMATS, Export, Format, export
@@ -32,16 +31,16 @@ PAGING = ("page", "per_page")
 Pages = Iterator[list[dict[str, Any]]]
 
 
-def export_format(q: ResultQuery, params: QueryParams) -> Format | None:
-    """The export a result query asks for; None for the JSON document. An export is the whole
-    result, so paging one is refused rather than ignored."""
-    if q.format == "json":
+def export_format(name: str, params: QueryParams) -> Format | None:
+    """The export a query's `format` names; None for json. An export is the whole listing, so
+    paging one is refused rather than ignored."""
+    if name == "json":
         return None
-    for name in PAGING:
-        if name in params:
-            raise Problem.invalid(name, f"{name} pages the json result; format {q.format} is the whole "
-                                        "result, streamed: leave page and per_page out")
-    return FORMATS[q.format]
+    for paging in PAGING:
+        if paging in params:
+            raise Problem.invalid(paging, f"{paging} pages json; format {name} is the whole listing, "
+                                          "streamed: leave page and per_page out")
+    return FORMATS[name]
 
 
 async def scan_export(orchestrator: Orchestrator, scan_id: str, viewer: str | None, fmt: Format) -> StreamingResponse:
@@ -66,6 +65,18 @@ def scan_pages(store: Store, scan_id: str, size: int = EXPORT_PAGE) -> Pages:
         if len(devices) < size:
             return
         after, page = _address(devices[-1]), page + 1
+
+
+def counted_pages(read: Callable[[int, int], tuple[list[dict[str, Any]], int]], size: int = EXPORT_PAGE) -> Pages:
+    """Pages of a listing that `read(page, per_page)` answers with that page and how many match
+    in all (the inventory's devices), until all are read."""
+    page = 1
+    while True:
+        rows, total = read(page, size)
+        yield rows
+        if not rows or page * size >= total:
+            return
+        page += 1
 
 
 def _address(device: dict[str, Any]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -107,10 +118,10 @@ DESCRIPTION = (
     "`Content-Disposition` names the file. A scan still running exports what it has found so far.")
 
 
-def documented(response: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI response of a JSON result, with the exports' media types beside its own."""
-    exported = {f.media_type: {"schema": {"type": "string"}} for f in FORMATS.values()}
+def documented(response: dict[str, Any], formats: Iterable[str] = FORMATS) -> dict[str, Any]:
+    """The OpenAPI response of a JSON listing, with its exports' media types beside its own."""
+    exported = {FORMATS[f].media_type: {"schema": {"type": "string"}} for f in formats}
     disposition = {"Content-Disposition": {"schema": {"type": "string"}, "description":
-                                           'With an export: `attachment; filename="netscand-<id>.<ext>"`.'}}
+                                           'With an export: `attachment; filename="…"`, its file name.'}}
     return {**response, "content": {**response["content"], **exported},
             "headers": {**response.get("headers", {}), **disposition}}

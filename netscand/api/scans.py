@@ -43,14 +43,14 @@ class ScanEndpoints:
     async def result(self, request: Request, who: Principal) -> Response:
         q = result_query(request.query_params)
         scan_id = request.path_params["scan_id"]
-        if fmt := export_format(q, request.query_params):
+        if fmt := export_format(q.format, request.query_params):
             return await scan_export(self.orchestrator, scan_id, who.viewer, fmt)
         return JSONBody(await self.orchestrator.result(scan_id, who.viewer, q.page, q.per_page))
 
     async def rematch(self, request: Request, who: Principal) -> Response:
         q = result_query(request.query_params)
         scan_id = request.path_params["scan_id"]
-        fmt = export_format(q, request.query_params)
+        fmt = export_format(q.format, request.query_params)
         matched = await self.orchestrator.rematch(scan_id, who.viewer, q.page, 1 if fmt else q.per_page)
         return await scan_export(self.orchestrator, scan_id, who.viewer, fmt) if fmt else JSONBody(matched)
 

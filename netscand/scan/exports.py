@@ -43,6 +43,12 @@ Columns = Sequence[tuple[str, str]]
 SCAN_COLUMNS: Columns = (("scan_id", "scan_id"), ("ip", "ip"), ("mac", "mac"), ("hostname", "hostname"),
                          ("vendor", "vendor"), ("os", "os_guess"))
 PORT_COLUMNS = ("port", "protocol", "state", "service", "product", "version", "cpe", "cves")
+# The inventory's devices (GET /api/v1/devices?format=csv), whose ports are the open ones.
+INVENTORY_COLUMNS: Columns = (
+    ("device_id", "id"), ("site_id", "site_id"), ("ip", "ip"), ("mac", "mac"), ("hostname", "hostname"),
+    ("vendor", "vendor"), ("os", "os"), ("present", "present"), ("max_severity", "max_severity"),
+    ("first_seen", "first_seen"), ("last_seen", "last_seen"), ("last_scan_id", "last_scan_id"))
+INVENTORY_PORT_COLUMNS = ("port", "protocol", "service", "product", "version")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -63,30 +69,30 @@ def export(name: str, scan: dict[str, Any]) -> Export:
     return device_export(name, SCAN_COLUMNS, {"scan_id": scan["id"]})
 
 
-def device_export(name: str, columns: Columns, extra: dict[str, Any] | None = None) -> Export:
+def device_export(name: str, columns: Columns, extra: dict[str, Any] | None = None,
+                  port_columns: Sequence[str] = PORT_COLUMNS) -> Export:
     """The writer of format `name` (one of DEVICE_FORMATS) of any device dicts: CSV with the
-    device's `columns` before the port's own, or JSON Lines; `extra` goes first in each device."""
-    return CsvWriter(columns, extra or {}) if name == "csv" else JsonLinesWriter(extra or {})
+    device's `columns` before `port_columns`, or JSON Lines; `extra` goes first in each device."""
+    return CsvWriter(columns, port_columns, extra or {}) if name == "csv" else JsonLinesWriter(extra or {})
 
 
 def jsonl_line(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record) + b"\n"
 
 
-def csv_header(columns: Columns) -> bytes:
-    return _csv_lines([[header for header, _ in columns] + list(PORT_COLUMNS)])
+def csv_header(columns: Columns, port_columns: Sequence[str] = PORT_COLUMNS) -> bytes:
+    return _csv_lines([[header for header, _ in columns] + list(port_columns)])
 
 
-def csv_device(device: dict[str, Any], columns: Columns) -> bytes:
+def csv_device(device: dict[str, Any], columns: Columns, port_columns: Sequence[str] = PORT_COLUMNS) -> bytes:
     """The device's rows: one per port, or one with empty port cells for a device without any
     listed (so that it is not lost)."""
     lead = [device.get(key) for _, key in columns]
-    return _csv_lines([lead + _port_cells(p) for p in device.get("ports") or [{}]])
+    return _csv_lines([lead + [_port_cell(p, key) for key in port_columns] for p in device.get("ports") or [{}]])
 
 
-def _port_cells(port: dict[str, Any]) -> list[Any]:
-    cves = ";".join(c["id"] for c in port.get("cves") or ())
-    return [port.get(key) for key in PORT_COLUMNS[:-1]] + [cves]
+def _port_cell(port: dict[str, Any], key: str) -> Any:
+    return ";".join(c["id"] for c in port.get("cves") or ()) if key == "cves" else port.get(key)
 
 
 def _csv_lines(rows: Iterable[list[Any]]) -> bytes:
@@ -96,7 +102,7 @@ def _csv_lines(rows: Iterable[list[Any]]) -> bytes:
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
@@ -115,14 +121,14 @@ class JsonLinesWriter:
 
 
 class CsvWriter:
-    def __init__(self, columns: Columns, extra: dict[str, Any]) -> None:
-        self.columns, self.extra = columns, extra
+    def __init__(self, columns: Columns, port_columns: Sequence[str], extra: dict[str, Any]) -> None:
+        self.columns, self.port_columns, self.extra = columns, port_columns, extra
 
     def head(self) -> bytes:
-        return csv_header(self.columns)
+        return csv_header(self.columns, self.port_columns)
 
     def page(self, devices: list[dict[str, Any]]) -> bytes:
-        return b"".join(csv_device({**self.extra, **d}, self.columns) for d in devices)
+        return b"".join(csv_device({**self.extra, **d}, self.columns, self.port_columns) for d in devices)
 
     def tail(self) -> bytes:
         return b""

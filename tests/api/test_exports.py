@@ -15,7 +15,7 @@ import orjson
 import pytest
 from libnmap.parser import NmapParser
 
-from netscand.api.exports import EXPORT_PAGE, scan_pages
+from netscand.api.exports import EXPORT_PAGE, counted_pages, scan_pages
 from netscand.scan.cves import NO_DATA
 from tests.api.conftest import Api, assert_problem, start
 
@@ -141,3 +141,16 @@ def test_rematch_answers_an_export_too(api: Api, unix: httpx.Client) -> None:
     assert len(r.content.splitlines()) == 2
     assert_problem(unix.post(f"/api/v1/scans/{scan_id}/rematch", params={"format": "jsonl", "page": "2"}),
                    422, field_="page")
+
+
+def test_a_counted_listing_is_read_until_its_total() -> None:
+    rows = [{"n": n} for n in range(5)]
+    asked: list[tuple[int, int]] = []
+
+    def read(page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        asked.append((page, per_page))
+        return rows[(page - 1) * per_page:page * per_page], len(rows)
+
+    assert [[r["n"] for r in page] for page in counted_pages(read, size=2)] == [[0, 1], [2, 3], [4]]
+    assert asked == [(1, 2), (2, 2), (3, 2)]
+    assert list(counted_pages(lambda page, per_page: ([], 0))) == [[]]

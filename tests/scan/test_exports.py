@@ -19,7 +19,9 @@ from libnmap.parser import NmapParser
 
 from netscand import __version__
 from netscand.lab.ndiff import Difference, ndiff
-from netscand.scan.exports import FORMULA_STARTS, SCAN_COLUMNS, csv_device, device_export, export
+from netscand.scan.exports import (
+    FORMULA_STARTS, INVENTORY_COLUMNS, INVENTORY_PORT_COLUMNS, SCAN_COLUMNS, csv_device, device_export, export,
+)
 from netscand.scan.nmap_xml import clean, cpe_uri, port_list
 from netscand.scan.ports import top_ports
 
@@ -246,6 +248,20 @@ def test_jsonl_is_each_device_as_the_result_has_it() -> None:
     lines = written("jsonl", devices).splitlines()
     assert [orjson.loads(line) for line in lines] == [{"scan_id": SCAN_ID, **d} for d in devices]
     assert list(orjson.loads(lines[0]))[0] == "scan_id"
+
+
+def test_the_inventorys_devices_export_with_their_own_columns() -> None:
+    device = {"id": "d1", "site_id": None, "identity": "mac:02:00:C6:12:00:05", "ip": "198.18.0.5",
+              "mac": "02:00:C6:12:00:05", "mac_randomized": True, "hostname": "h1", "vendor": None, "os": "Linux",
+              "present": False, "max_severity": "high", "first_seen": "2026-12-07T09:00:00Z",
+              "last_seen": "2026-12-07T10:00:00Z", "last_scan_id": SCAN_ID,
+              "ports": [{"port": 22, "protocol": "tcp", "service": "ssh", "product": "OpenSSH", "version": "9.2p1"}]}
+    writer = device_export("csv", INVENTORY_COLUMNS, port_columns=INVENTORY_PORT_COLUMNS)
+    (row,) = csv.DictReader(io.StringIO((writer.head() + writer.page([device])).decode()))
+    assert row == {"device_id": "d1", "site_id": "", "ip": "198.18.0.5", "mac": "02:00:C6:12:00:05", "hostname": "h1",
+                   "vendor": "", "os": "Linux", "present": "false", "max_severity": "high",
+                   "first_seen": "2026-12-07T09:00:00Z", "last_seen": "2026-12-07T10:00:00Z", "last_scan_id": SCAN_ID,
+                   "port": "22", "protocol": "tcp", "service": "ssh", "product": "OpenSSH", "version": "9.2p1"}
 
 
 def test_devices_without_a_scan_export_with_their_own_columns() -> None:
