@@ -17,6 +17,7 @@ from libnmap.parser import NmapParser
 
 from netscand.api.exports import EXPORT_PAGE, counted_pages, scan_pages
 from netscand.scan.cves import NO_DATA
+from netscand.store import StoreError
 from tests.api.conftest import Api, assert_problem, start
 
 DTD = "/usr/share/nmap/nmap.dtd"
@@ -154,3 +155,23 @@ def test_a_counted_listing_is_read_until_its_total() -> None:
     assert [[r["n"] for r in page] for page in counted_pages(read, size=2)] == [[0, 1], [2, 3], [4]]
     assert asked == [(1, 2), (2, 2), (3, 2)]
     assert list(counted_pages(lambda page, per_page: ([], 0))) == [[]]
+
+
+def test_a_store_failing_before_the_first_page_is_a_503_after_it_a_cut_stream(
+        api: Api, unix: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    scan_id = finished_scan(api, unix)
+    read = api.store.result_page
+    failing = {"from_page": 1}
+
+    def result_page(scan: str, page: int, per_page: int) -> list[dict[str, Any]]:
+        if page >= failing["from_page"]:
+            raise StoreError("cannot read the result", "database is locked by another process")
+        return read(scan, page, per_page)
+
+    monkeypatch.setattr(api.store, "result_page", result_page)
+    url = f"/api/v1/scans/{scan_id}/result"
+    problem = assert_problem(unix.get(url, params={"format": "csv"}), 503)
+    assert "database is locked" in problem["detail"]
+    failing["from_page"] = 2  # the answer has begun: all the daemon can do is end it short
+    with pytest.raises(httpx.RemoteProtocolError):
+        unix.get(url, params={"format": "csv"})
