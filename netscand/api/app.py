@@ -21,6 +21,7 @@ from starlette.routing import Route
 from netscand.api import openapi, ready
 from netscand.api.access import AccessLog, note
 from netscand.api.auth import Principal, Scope, TokenVerifier, authenticate, authorize
+from netscand.api.changes import CHANGES, ChangeEndpoints
 from netscand.api.cve import CVE_STATUS, CveEndpoints
 from netscand.api.events import EVENTS, EventEndpoints
 from netscand.api.listener import listener_of
@@ -79,6 +80,7 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
     cves = CveEndpoints(orchestrator)
     events = EventEndpoints(orchestrator)
+    change_routes = ChangeEndpoints(orchestrator, store)
     webhooks = WebhookEndpoints(orchestrator, store)
     schedules = ScheduleEndpoints(orchestrator, store)
     engine = orchestrator.health
@@ -118,6 +120,9 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
         Route(f"{SCANS}/{{scan_id}}/events", guarded(events.scan, "read"), methods=["GET"]),
         Route(EVENTS, guarded(events.all, "read"), methods=["GET"]),
         Route(CVE_STATUS, guarded(cves.status, "read"), methods=["GET"]),
+        Route(f"{SCANS}/{{scan_id}}/changes", guarded(change_routes.of_scan, "read"), methods=["GET"]),
+        Route(f"{SCANS}/{{scan_id}}/diff", guarded(change_routes.between, "read"), methods=["GET"]),
+        Route(CHANGES, guarded(change_routes.list, "read"), methods=["GET"]),
         Route(WEBHOOKS, by_method(GET=guarded(webhooks.list, "admin"), POST=guarded(webhooks.create, "admin")),
               methods=["GET", "POST"]),
         Route(f"{WEBHOOKS}/{{webhook_id}}", by_method(GET=guarded(webhooks.get, "admin"),

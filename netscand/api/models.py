@@ -44,6 +44,7 @@ from netscand.scan.profiles import (
 )
 from netscand.scan.schedules import DELIVERIES, MISSED_POLICIES, RUN_OUTCOMES
 from netscand.statuses import STATUSES
+from netscand.store.compare import KINDS as CHANGE_KINDS
 
 MAX_CONCURRENT = (1, 65_536)
 PER_PAGE = (1, 100)
@@ -864,3 +865,105 @@ class ScheduleList(Closed):
 
 
 SCHEMAS += (ScheduleCreate, SchedulePatch, Schedule, ScheduleRun, ScheduleList)
+
+
+# -- changes (issue 13: api/changes.py) -----------------------------------------------------------
+
+CHANGES_PER_PAGE = (1, 1000)
+CHANGES_PER_PAGE_DEFAULT = 100
+ENUM_ORDERS += (CHANGE_KINDS,)
+if TYPE_CHECKING:
+    ChangeKind = str
+else:
+    ChangeKind = Literal[CHANGE_KINDS]
+_ChangesPerPage = Annotated[int, Meta(ge=CHANGES_PER_PAGE[0], le=CHANGES_PER_PAGE[1])]
+_ChangeValue = Annotated[str | None, Meta(
+    description="device_appeared, device_gone, address_changed: an address; port_opened, port_closed: "
+                "\"open\" (the other side null); service, product, version and os_changed: the value; "
+                "cve_found, cve_fixed: the CVE id (the other side null).")]
+
+
+class ChangeCve(Closed):
+    """The CVE of a cve_found or cve_fixed change."""
+
+    id: Annotated[str, Meta(examples=["CVE-2024-6387"])]
+    severity: Annotated[Severity | None, Meta(description="Its score's severity; null without a score.")]
+
+
+class Difference(Closed, kw_only=True):
+    """A change between two scans' results (GET /api/v1/scans/{scan_id}/diff)."""
+
+    ip: Annotated[Ipv4, Meta(description="The device's address (after the change; a gone device's last).")]
+    kind: ChangeKind
+    port: PortNumber | UnsetType = UNSET
+    protocol: Literal["tcp", "udp"] | UnsetType = UNSET
+    before: _ChangeValue
+    after: _ChangeValue
+    cve: Annotated[ChangeCve | UnsetType, Meta(description="cve_found and cve_fixed only.")] = UNSET
+
+
+class Change(Closed, kw_only=True):
+    """A change a completed scan made to the inventory: an item of GET /api/v1/changes, and the data
+    of its `change.<kind>` event."""
+
+    id: Annotated[int, Meta(ge=1, description="Its place among all changes, oldest first.")]
+    scan_id: Annotated[Uuid, Meta(description="The scan that found it.")]
+    site_id: Annotated[Uuid | None, Meta(description="The scan's site; null: no site.")]
+    device_id: Annotated[str, Meta(description="The inventory's device (GET /api/v1/devices/{device_id}).")]
+    ip: Annotated[Ipv4, Meta(description="The device's address (after the change; a gone device's last).")]
+    kind: ChangeKind
+    port: PortNumber | UnsetType = UNSET
+    protocol: Literal["tcp", "udp"] | UnsetType = UNSET
+    before: _ChangeValue
+    after: _ChangeValue
+    at: Annotated[Time, Meta(description="When the scan was merged into the inventory.")]
+    cve: Annotated[ChangeCve | UnsetType, Meta(description="cve_found and cve_fixed only.")] = UNSET
+
+
+class ChangesQuery(Closed):
+    """The query of GET /api/v1/changes."""
+
+    site_id: Annotated[Uuid | UnsetType, Meta(description="Only this site's changes.")] = UNSET
+    since: Annotated[Time | UnsetType, Meta(description="Only changes at or after this time.")] = UNSET
+    page: Page = 1
+    per_page: _ChangesPerPage = CHANGES_PER_PAGE_DEFAULT
+
+
+class ScanChangesQuery(Closed):
+    """The query of GET /api/v1/scans/{scan_id}/changes."""
+
+    page: Page = 1
+    per_page: _ChangesPerPage = CHANGES_PER_PAGE_DEFAULT
+
+
+class DiffQuery(Closed):
+    """The query of GET /api/v1/scans/{scan_id}/diff."""
+
+    # Required, but declared optional: a query model's fields are checked one at a time (validate._query).
+    against: Annotated[Uuid | UnsetType, Meta(description="Required: the earlier scan; the changes go from it "
+                                                          "to this one.")] = UNSET
+    page: Page = 1
+    per_page: _ChangesPerPage = CHANGES_PER_PAGE_DEFAULT
+
+
+class ChangeList(Closed):
+    """One page of changes, oldest first."""
+
+    changes: list[Change]
+    page: Page
+    per_page: _ChangesPerPage
+    total: Annotated[Count, Meta(description="Changes matching, on all pages.")]
+
+
+class Diff(Closed):
+    """One page of the changes from scan `against` to scan `scan_id`, by address."""
+
+    scan_id: Uuid
+    against: Uuid
+    changes: list[Difference]
+    page: Page
+    per_page: _ChangesPerPage
+    total: Annotated[Count, Meta(description="Changes on all pages.")]
+
+
+SCHEMAS += (Change, ChangeCve, ChangeList, Difference, Diff)

@@ -15,6 +15,7 @@ import structlog
 
 from netscand.scan.cves import CveMatching, Matched
 from netscand.scan.dispatch import Dispatcher
+from netscand.scan.inventory import Inventory
 from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist, device_row
 from netscand.scan.policy import PolicyError
@@ -89,6 +90,7 @@ class Live:
         self.limits = limits
         self.stage = ProfilingStage()
         self.cves = cves
+        self.inventory = Inventory(persist.store, persist.io, persist.events)
         self.running: dict[str, Running] = {}
         self.finishing: dict[str, asyncio.Task] = {}  # scans whose last results are being written
         self.stopping = False  # shutting down: nothing more is started
@@ -182,6 +184,8 @@ class Live:
             status, fields["error"] = "failed", SAVE_FAILED
         else:
             await self._save_cves(running)
+            if status == "completed":  # a partial view would report every device it missed gone
+                await self.inventory.merge(running.id, running.run.spec)
         self.persist.set_state(running.id, status, **fields)
 
     async def _save_cves(self, running: Running) -> None:

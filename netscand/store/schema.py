@@ -194,12 +194,14 @@ def m004_sites_inventory(db: Database) -> None:
             protocol TEXT,
             before TEXT,  -- JSON values
             after TEXT,
-            at TEXT NOT NULL
+            at TEXT NOT NULL,
+            cve TEXT  -- JSON {id, severity}: cve_found and cve_fixed only
         ) STRICT;
+        -- Listed oldest first (at, seq): the site and time filters and that order share the index.
         CREATE INDEX changes_by_scan ON changes (scan_id, seq);
-        CREATE INDEX changes_by_site ON changes (site_id, seq);
+        CREATE INDEX changes_by_site ON changes (site_id, at, seq);
         CREATE INDEX changes_by_device ON changes (device_id, seq);
-        CREATE INDEX changes_by_time ON changes (at);
+        CREATE INDEX changes_by_time ON changes (at, seq);
         """
     )
 

@@ -1,0 +1,74 @@
+"""Change rows: what each completed scan changed in the inventory (store/inventory.py writes
+them), each with its `change.<kind>` event in the same transaction; read back per scan, or per
+site since a time, oldest first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlite_utils import Database
+
+from netscand.store import events
+
+COLUMNS = ("seq", "scan_id", "site_id", "device_id", "ip", "kind", "port", "protocol", "before", "after", "at", "cve")
+JSON_COLUMNS = ("before", "after", "cve")
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM changes"
+_ORDER = "ORDER BY at, seq LIMIT ? OFFSET ?"
+
+
+def record(db: Database, change: dict[str, Any], *, owner: str | None) -> dict[str, Any]:
+    """Write one change (scan_id, site_id, device_id, ip, kind, port?, protocol?, before, after,
+    at, cve?) and its event; the change as GET /changes shows it. The caller's transaction holds
+    both."""
+    cursor = db.execute(
+        f"INSERT INTO changes ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * (len(COLUMNS) - 1))})",
+        [_encode(name, change.get(name)) for name in COLUMNS[1:]])
+    shown = _view({**change, "seq": cursor.lastrowid})
+    events.insert(db, f"change.{change['kind']}", shown, scan_id=change["scan_id"], site_id=change["site_id"],
+                  owner=owner, at=change["at"])
+    return shown
+
+
+def of_scan(db: Database, scan_id: str, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of a scan's changes, and how many it has."""
+    return _page(db, "scan_id = ?", [scan_id], page, per_page)
+
+
+def listing(db: Database, site_id: str | None, since: str | None, page: int,
+            per_page: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the changes of a site (or of every site), at or after `since`, and how many."""
+    where, args = [], []
+    if site_id is not None:
+        where.append("site_id = ?")
+        args.append(site_id)
+    if since is not None:
+        where.append("at >= ?")
+        args.append(since)
+    return _page(db, " AND ".join(where) or "1", args, page, per_page)
+
+
+def _page(db: Database, where: str, args: list[Any], page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    total = next(db.query(f"SELECT count(*) AS n FROM changes WHERE {where}", args))["n"]
+    rows = db.query(f"{_SELECT} WHERE {where} {_ORDER}", [*args, per_page, (page - 1) * per_page])
+    return [_view(_decode(row)) for row in rows], total
+
+
+def _encode(name: str, value: Any) -> Any:
+    return orjson.dumps(value).decode() if name in JSON_COLUMNS and value is not None else value
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    return row | {k: orjson.loads(row[k]) for k in JSON_COLUMNS if row[k] is not None}
+
+
+def _view(change: dict[str, Any]) -> dict[str, Any]:
+    """The record: port, protocol and cve only where they apply."""
+    shown = {"id": change["seq"], **{k: change.get(k) for k in COLUMNS[1:-1]}}
+    for name in ("port", "protocol"):
+        if shown[name] is None:
+            del shown[name]
+    if change.get("cve") is not None:
+        shown["cve"] = change["cve"]
+    return shown

@@ -1,0 +1,329 @@
+"""What changed between two views of a network: the pure comparison behind the inventory's merge
+(store/inventory.py) and the diff of two stored scans (scan/changes.py).
+
+It lives in the store layer because the merge compares inside the transaction that reads the
+inventory's previous state and writes the new one, and the store imports nothing above it.
+
+Devices are dicts shaped as a result document lists them (`ip`, `mac`, `hostname`, `os_guess`,
+`ports`, the optional `tarpit`, `timed_out`, `not_shown`...). A device of the earlier view may
+also carry `identity` (how the inventory knows it), `present` (false once a scan found it gone)
+and `detected`: its ports ("22/tcp") whose service, product and version came from service
+detection rather than the port's registered name.
+
+The rules (docs/api.md, "Changes"):
+- identity: a MAC that is not locally administered (randomized), else the hostname, else the
+  address; one device of a view per identity, the lowest address first;
+- a port opens when the later view lists it open and the earlier did not; it closes only where
+  the later scan probed it (its TCP or UDP port list), found the device, and lists every open
+  port of that protocol (not a tarpit's, not a timed-out host's);
+- service, product and version change only on a port open in both, when both views got them
+  from service detection and both know them; a version only under the same product;
+- the OS changes when both views guessed one and they differ;
+- CVEs ("vulnerable" findings) are found and fixed only by a scan that matched CVEs.
+"""
+
+from __future__ import annotations
+
+import socket
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Device = Mapping[str, Any]
+Range = tuple[int, int]
+PortKey = tuple[int, str]  # (port, protocol)
+
+KINDS = ("device_appeared", "device_gone", "address_changed", "port_opened", "port_closed",
+         "service_changed", "product_changed", "version_changed", "os_changed", "cve_found", "cve_fixed")
+PORT_FIELDS = ("service", "product", "version")  # each one's change is `<field>_changed`
+DETECTED_FIELDS = (*PORT_FIELDS, "banner", "cpe")  # what service detection tells of a port
+CVE_FIELDS = ("cves", "cve_note")
+# Identity kinds, strongest first. A TLS certificate or SSH host key would rank between MAC and
+# name, but no device of a result carries one today (profiling keeps them out of the result).
+RANK = {"mac": 3, "name": 2, "ip": 1}
+
+
+@dataclass(frozen=True)
+class Covered:
+    """What a scan looked at: its target addresses (IPv4 inclusive ranges), the TCP and UDP ports
+    it probed, and whether it did service detection and matched CVEs (with CVE data loaded)."""
+
+    ranges: tuple[Range, ...] = ()
+    tcp: frozenset[int] = frozenset()
+    udp: frozenset[int] = frozenset()
+    services: bool = False
+    cves: bool = False
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ranges", _merged(self.ranges))
+        object.__setattr__(self, "_starts", tuple(lo for lo, _ in self.ranges))
+
+    def covers(self, ip: str) -> bool:
+        n = _number(ip)
+        i = bisect_right(self._starts, n) - 1
+        return n >= 0 and i >= 0 and n <= self.ranges[i][1]
+
+    def probed(self, key: PortKey) -> bool:
+        return key[0] in (self.tcp if key[1] == "tcp" else self.udp)
+
+    def __and__(self, other: Covered) -> Covered:
+        """What both looked at (the diff of two scans)."""
+        return Covered(_intersection(self.ranges, other.ranges), self.tcp & other.tcp, self.udp & other.udp,
+                       self.services and other.services, self.cves and other.cves)
+
+    def with_addresses(self, ips: Iterable[str]) -> Covered:
+        """These addresses covered too (a scan looked at whatever it found)."""
+        extra = tuple((n, n) for n in map(_number, ips) if n >= 0)
+        return Covered(self.ranges + extra, self.tcp, self.udp, self.services, self.cves)
+
+
+def _number(ip: str) -> int:
+    """An IPv4 address's number, -1 for anything else. inet_pton rather than ipaddress: a merge
+    of a /16 reads each of its 65,536 addresses a few times."""
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+    except (OSError, TypeError):
+        return -1
+
+
+def _merged(ranges: Iterable[Range]) -> tuple[Range, ...]:
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
+
+
+def _intersection(a: tuple[Range, ...], b: tuple[Range, ...]) -> tuple[Range, ...]:
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
+
+
+# -- identity ------------------------------------------------------------------------------------
+
+def randomized(mac: str) -> bool:
+    """A locally administered MAC (the second bit of its first octet): what phones and laptops
+    make up per network, so it names no device for long."""
+    try:
+        return bool(int(mac[:2], 16) & 0x02)
+    except ValueError:
+        return True  # not a MAC we can read: trusted no more than a random one
+
+
+def keys(device: Device) -> list[str]:
+    """How a device may be recognised, strongest first; the address always last."""
+    found = []
+    if (mac := device.get("mac")) and not randomized(mac):
+        found.append(f"mac:{mac.upper()}")
+    if name := device.get("hostname"):
+        found.append(f"name:{name.lower().rstrip('.')}")
+    return [*found, f"ip:{device['ip']}"]
+
+
+def _rank(identity: str) -> int:
+    return RANK.get(identity.partition(":")[0], 0)
+
+
+def _compatible(known: Device, device: Device) -> bool:
+    """Whether a device found at a known device's address may be it: not when both have evidence
+    of the kind that identifies the known one, and it differs."""
+    kind = known["identity"].partition(":")[0]
+    theirs = [k for k in keys(device) if k.startswith(kind + ":")]
+    return kind == "ip" or not theirs or known["identity"] in theirs
+
+
+@dataclass
+class Pairing:
+    """Which earlier device each later one is: matched (earlier, later, the later's identity),
+    new (later, identity), and the earlier ones no later device is (indexes into the inputs)."""
+
+    matched: list[tuple[int, int, str]] = field(default_factory=list)
+    new: list[tuple[int, str]] = field(default_factory=list)
+    unmatched: list[int] = field(default_factory=list)
+
+
+def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
+    """Each later device matched to the earlier one with its strongest identity (its MAC, its
+    hostname), else to an earlier one at its address that nothing contradicts (present first).
+    Earlier devices have `identity`, or are given theirs as later ones are (a result's)."""
+    if any("identity" not in b for b in before):
+        given = {j: identity for j, identity in pair([], before).new}
+        before = [dict(b, identity=b.get("identity") or given[i]) for i, b in enumerate(before)]
+    known = before
+    by_identity = {k["identity"]: i for i, k in enumerate(known)}
+    by_ip: dict[str, list[int]] = {}
+    for i in sorted(range(len(known)), key=lambda i: not known[i].get("present", True)):
+        by_ip.setdefault(known[i]["ip"], []).append(i)
+    claimed: set[int] = set()
+    taken: set[str] = set()
+    result = Pairing()
+    for j in sorted(range(len(after)), key=lambda j: (_number(after[j]["ip"]), after[j]["ip"])):
+        device = after[j]
+        candidates = keys(device)
+        match = next((by_identity[k] for k in candidates[:-1]
+                      if k in by_identity and by_identity[k] not in claimed), None)
+        if match is None:
+            match = next((i for i in by_ip.get(device["ip"], ())
+                          if i not in claimed and _compatible(known[i], device)), None)
+        mine = known[match]["identity"] if match is not None else None
+        free = [k for k in candidates if k not in taken and by_identity.get(k, match) == match]
+        identity = free[0] if free and (mine is None or _rank(free[0]) > _rank(mine)) else mine or candidates[-1]
+        taken.add(identity)
+        if match is None:
+            result.new.append((j, identity))
+        else:
+            claimed.add(match)
+            result.matched.append((match, j, identity))
+    result.unmatched = [i for i in range(len(known)) if i not in claimed]
+    return result
+
+
+# -- one device's changes ------------------------------------------------------------------------
+
+def port_name(key: PortKey) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+def open_ports(device: Device) -> dict[PortKey, Mapping[str, Any]]:
+    return {(p["port"], p["protocol"]): p for p in device.get("ports") or () if p.get("state") == "open"}
+
+
+def _lists_every_open(device: Device, protocol: str) -> bool:
+    """Whether a found device's listing names every open port of `protocol`: a tarpit's TCP
+    ports and a host answering every UDP port are counted instead, and a host that ran out of
+    time was not probed on all."""
+    counted = device.get("not_shown" if protocol == "tcp" else "not_shown_udp") or {}
+    return not device.get("timed_out") and "open" not in counted and not (protocol == "tcp" and device.get("tarpit"))
+
+
+def closes(key: PortKey, after: Device, covered: Covered) -> bool:
+    """Whether a port not open in `after` is known not to be."""
+    return covered.probed(key) and _lists_every_open(after, key[1])
+
+
+def _vulnerable(port: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """The port's "vulnerable" findings: CVE id -> severity."""
+    found = (port or {}).get("cves") or ()
+    return {f["id"]: f.get("severity") for f in found if isinstance(f, Mapping) and f.get("status") == "vulnerable"}
+
+
+def _change(kind: str, ip: str, before: Any, after: Any, key: PortKey | None = None,
+            **extra: Any) -> dict[str, Any]:
+    where = {"port": key[0], "protocol": key[1]} if key else {}
+    return {"kind": kind, "ip": ip, **where, "before": before, "after": after, **extra}
+
+
+def _cve_changes(ip: str, key: PortKey, before: Mapping[str, Any] | None,
+                 after: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    old, new = _vulnerable(before), _vulnerable(after)
+    found = [_change("cve_found", ip, None, c, key, cve={"id": c, "severity": new[c]})
+             for c in sorted(new.keys() - old.keys())]
+    return found + [_change("cve_fixed", ip, c, None, key, cve={"id": c, "severity": old[c]})
+                    for c in sorted(old.keys() - new.keys())]
+
+
+def _detected(device: Device, key: PortKey) -> bool:
+    return port_name(key) in (device.get("detected") or ())
+
+
+def _service_changes(ip: str, key: PortKey, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict]:
+    """Both ports got their fields from service detection."""
+    changes = []
+    for name in PORT_FIELDS:
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None or a == b:
+            continue
+        if name == "version" and None not in (old.get("product"), new.get("product")) \
+                and old.get("product") != new.get("product"):
+            continue  # another product: its version is no change of the one before
+        changes.append(_change(f"{name}_changed", ip, a, b, key))
+    return changes
+
+
+def device_changes(before: Device, after: Device, covered: Covered) -> list[dict[str, Any]]:
+    """What changed on one device between its earlier state and a scan's finding of it (the
+    same device, whatever its address): ports, their services, OS and CVEs."""
+    ip = after["ip"]
+    old, new = open_ports(before), open_ports(after)
+    changes: list[dict[str, Any]] = []
+    for key in sorted(new.keys() - old.keys()):
+        changes.append(_change("port_opened", ip, None, "open", key))
+        if covered.cves:
+            changes += _cve_changes(ip, key, None, new[key])
+    for key in sorted(old.keys() - new.keys()):
+        if closes(key, after, covered):
+            changes.append(_change("port_closed", ip, "open", None, key))
+            if covered.cves:
+                changes += _cve_changes(ip, key, old[key], None)
+    for key in sorted(old.keys() & new.keys()):
+        if covered.services and _detected(before, key):
+            changes += _service_changes(ip, key, old[key], new[key])
+        if covered.cves:
+            changes += _cve_changes(ip, key, old[key], new[key])
+    if before.get("os_guess") and after.get("os_guess") and before["os_guess"] != after["os_guess"]:
+        changes.append(_change("os_changed", ip, before["os_guess"], after["os_guess"]))
+    return changes
+
+
+def merged(before: Device, after: Device, covered: Covered) -> dict[str, Any]:
+    """The device's new state: the scan's finding, with what the scan did not look at kept from
+    before (ports it did not probe or could not list, service fields without detection, CVEs
+    without matching, a name or OS it did not find). The changes device_changes lists are
+    exactly the differences on what it looked at."""
+    old, new = open_ports(before), open_ports(after)
+    ports: dict[PortKey, dict[str, Any]] = {k: dict(p) for k, p in old.items()
+                                            if k not in new and not closes(k, after, covered)}
+    detected = {k for k in ports if _detected(before, k)}
+    for key, port in new.items():
+        entry, previous = dict(port), old.get(key)
+        if previous is not None and not covered.services:
+            entry = {k: v for k, v in entry.items() if k not in DETECTED_FIELDS} | \
+                {k: previous[k] for k in DETECTED_FIELDS if k in previous}
+        if covered.services or (previous is not None and _detected(before, key)):
+            detected.add(key)
+        if not covered.cves:
+            entry = {k: v for k, v in entry.items() if k not in CVE_FIELDS}
+            if previous is not None and previous.get("cpe") == entry.get("cpe"):
+                entry |= {k: previous[k] for k in CVE_FIELDS if k in previous}  # still that version's
+        ports[key] = entry
+    keep = {k: before[k] for k in ("mac", "hostname", "vendor", "os_guess", "hostnames") if before.get(k)}
+    found = {k: after[k] for k in ("mac", "hostname", "vendor", "os_guess", "hostnames") if after.get(k)}
+    return {**keep, **found, "ip": after["ip"], "ports": [ports[k] for k in sorted(ports)],
+            "detected": sorted(port_name(k) for k in detected)}
+
+
+# -- two views -----------------------------------------------------------------------------------
+
+def compare(before: Sequence[Device], after: Sequence[Device], covered: Covered) -> list[dict[str, Any]]:
+    """Every change from one view to the other, by address: a device appears or is gone only
+    where both views looked (an address `covered` covers)."""
+    pairing = pair(before, after)
+    changes: list[dict[str, Any]] = []
+    for i, j, _ in pairing.matched:
+        b, a = before[i], after[j]
+        if b["ip"] != a["ip"]:
+            changes.append(_change("address_changed", a["ip"], b["ip"], a["ip"]))
+        changes += device_changes(b, a, covered)
+    changes += [_change("device_appeared", after[j]["ip"], None, after[j]["ip"])
+                for j, _ in pairing.new if covered.covers(after[j]["ip"])]
+    changes += [_change("device_gone", before[i]["ip"], before[i]["ip"], None)
+                for i in pairing.unmatched if covered.covers(before[i]["ip"])]
+    return sorted(changes, key=order)
+
+
+def order(change: Mapping[str, Any]) -> tuple:
+    """Changes by address, then kind (in KINDS' order), port and CVE."""
+    return (_number(change["ip"]), change["ip"], KINDS.index(change["kind"]), change.get("port", 0),
+            change.get("protocol", ""), (change.get("cve") or {}).get("id", ""))

@@ -1,0 +1,152 @@
+"""The inventory's merge (store/inventory.py) on a real SQLite file: devices by site and identity,
+the changes each scan makes with their events in the same transaction, addresses kept as
+history, and only what a scan covered changed."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from netscand.store import Store, changes, inventory
+from netscand.store.compare import Covered
+
+BASE = int(ipaddress.IPv4Address("198.18.0.0"))
+SLASH24 = ((BASE, BASE + 255),)
+TCP = frozenset({21, 22, 80, 8080})
+COVERED = Covered(SLASH24, TCP, frozenset(), services=True)
+SITE = "123e4567-e89b-12d3-a456-426614174000"
+MAC = "00:1B:21:5E:00:13"
+
+
+def device(n: int, ports: dict[int, str | None], mac: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A device as a result lists it: open TCP ports with their OpenSSH version, if any."""
+    return {"ip": f"198.18.0.{n}", "mac": mac, "hostname": None, "vendor": None, "os_guess": None,
+            "ports": [{"port": p, "protocol": "tcp", "state": "open", "service": "SSH",
+                       **({"product": "OpenSSH", "version": v} if v else {})} for p, v in sorted(ports.items())],
+            **fields}
+
+
+Merge = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture
+def merge(store: Store) -> Merge:
+    days = iter(range(1, 28))
+
+    def run(found: list[dict[str, Any]], covered: Covered = COVERED, site_id: str | None = None,
+            scan_id: str = "scan") -> list[dict[str, Any]]:
+        return store.call("merge", inventory.merge, scan_id=scan_id, site_id=site_id, found=found,
+                          covered=covered, at=f"2026-03-{next(days):02d}T10:00:00Z", owner="alice")
+    return run
+
+
+def kinds(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(c["kind"], c["ip"], c.get("port"), c["before"], c["after"]) for c in found]
+
+
+def rows(store: Store, sql: str, *args: Any) -> list[dict[str, Any]]:
+    return store.call("read", lambda db: list(db.query(sql, list(args))))
+
+
+def test_the_network_changing_between_two_scans_is_exactly_its_changes(store: Store, merge: Merge) -> None:
+    first = merge([device(1, {22: "9.2p1"}), device(2, {22: None}), device(3, {21: None, 22: None}),
+                   device(4, {22: None}, mac=MAC)])
+    assert [k[0] for k in kinds(first)] == ["device_appeared"] * 4
+    second = merge([device(1, {22: "9.7p1"}), device(2, {22: None, 8080: None}), device(3, {22: None}),
+                    device(200, {22: None}, mac=MAC)])
+    assert kinds(second) == [
+        ("version_changed", "198.18.0.1", 22, "9.2p1", "9.7p1"),
+        ("port_opened", "198.18.0.2", 8080, None, "open"),
+        ("port_closed", "198.18.0.3", 21, "open", None),
+        ("address_changed", "198.18.0.200", None, "198.18.0.4", "198.18.0.200"),
+    ]
+    assert len(rows(store, "SELECT id FROM inventory")) == 4
+    moved = store.call("read", inventory.device, second[-1]["device_id"])
+    assert moved is not None and moved["ip"] == "198.18.0.200" and moved["identity"] == f"mac:{MAC}"
+    assert [a["ip"] for a in moved["addresses"]] == ["198.18.0.4", "198.18.0.200"]
+
+
+def test_each_change_is_an_event_with_the_change_as_data(store: Store, merge: Merge) -> None:
+    written = merge([device(1, {22: None})])
+    events = rows(store, "SELECT type, scan_id, owner, data FROM events")
+    assert [(e["type"], e["scan_id"], e["owner"]) for e in events] == [("change.device_appeared", "scan", "alice")]
+    assert orjson.loads(events[0]["data"]) == written[0]
+    assert store.call("read", changes.of_scan, "scan", 1, 10) == (written, 1)
+
+
+def test_a_device_not_found_where_the_scan_looked_is_gone_once(store: Store, merge: Merge) -> None:
+    merge([device(1, {22: None}), device(50, {22: None})])
+    narrow = Covered(((BASE, BASE + 10),), TCP)
+    assert kinds(merge([], narrow)) == [("device_gone", "198.18.0.1", None, "198.18.0.1", None)]
+    assert merge([], narrow) == []  # gone already
+    assert {r["ip"]: r["present"] for r in rows(store, "SELECT ip, present FROM inventory")} == {
+        "198.18.0.1": 0, "198.18.0.50": 1}
+    back = merge([device(1, {22: None, 80: None}), device(50, {22: None})])
+    assert [c["kind"] for c in back] == ["device_appeared"]  # not its port: it was not there to open it
+
+
+def test_the_same_address_at_two_sites_is_two_devices(store: Store, merge: Merge) -> None:
+    merge([device(1, {22: None})])
+    merge([device(1, {22: None})], site_id=SITE)
+    sites = rows(store, "SELECT site_id, site_key FROM inventory")
+    assert sorted((r["site_id"] or "", r["site_key"]) for r in sites) == [("", ""), (SITE, SITE)]
+    assert kinds(merge([device(1, {})], site_id=SITE)) == [("port_closed", "198.18.0.1", 22, "open", None)]
+
+
+def test_ports_not_probed_stay_and_ports_rows_follow_the_state(store: Store, merge: Merge) -> None:
+    merge([device(1, {22: "9.2p1", 8080: None})])
+    only_22 = Covered(SLASH24, frozenset({22}))  # no 8080, and no service detection
+    assert merge([device(1, {22: None})], only_22) == []
+    ports = rows(store, "SELECT port, product, version FROM inventory_ports ORDER BY port")
+    assert ports == [{"port": 22, "product": "OpenSSH", "version": "9.2p1"},
+                     {"port": 8080, "product": None, "version": None}]
+
+
+def test_cves_index_and_severity_follow_a_matched_scan(store: Store, merge: Merge) -> None:
+    def vulnerable(*ids: str) -> dict[str, Any]:
+        found = device(1, {22: "9.2p1"})
+        found["ports"][0] |= {"cpe": "cpe:2.3:a:openbsd:openssh:9.2p1", "cves": [
+            {"id": i, "status": "vulnerable", "severity": "critical"} for i in ids]}
+        return found
+
+    matched = Covered(SLASH24, TCP, frozenset(), services=True, cves=True)
+    merge([vulnerable("CVE-2024-6387")], matched)
+    assert rows(store, "SELECT cve_id, severity FROM inventory_cves") == [{"cve_id": "CVE-2024-6387", "severity": 4}]
+    assert rows(store, "SELECT max_severity FROM inventory") == [{"max_severity": 4}]
+    fixed = merge([vulnerable()], matched)
+    assert [(c["kind"], c["before"], c["cve"]) for c in fixed] == [
+        ("cve_fixed", "CVE-2024-6387", {"id": "CVE-2024-6387", "severity": "critical"})]
+    assert rows(store, "SELECT max_severity FROM inventory") == [{"max_severity": 0}]
+
+
+def test_merge_scan_reads_the_stored_result_site_and_owner(store: Store, make_scan: Callable[..., dict]) -> None:
+    scan = make_scan(status="completed", site_id=SITE, owner="bob", cve={"cve_data": {"loaded": False, "note": "x"}})
+    found = device(1, {22: "9.2p1"})
+    found["ports"][0] |= {"cpe": "cpe:2.3:a:openbsd:openssh:9.2p1"}
+    store.put_devices(scan["id"], [found])
+    written = store.call("merge", inventory.merge_scan, scan["id"],
+                         Covered(SLASH24, TCP, frozenset(), True, cves=True), "2026-03-01T10:00:00Z")
+    assert [(c["kind"], c["site_id"], c["scan_id"]) for c in written] == [("device_appeared", SITE, scan["id"])]
+    assert rows(store, "SELECT owner, site_id FROM events") == [{"owner": "bob", "site_id": SITE}]
+
+
+def test_a_failing_merge_writes_nothing(store: Store, merge: Merge) -> None:
+    bad = device(1, {22: None}) | {"ip": "not an address"}
+    with pytest.raises(ValueError):
+        merge([device(2, {22: None}), bad])
+    assert rows(store, "SELECT count(*) AS n FROM inventory") == [{"n": 0}]
+    assert rows(store, "SELECT count(*) AS n FROM events") == [{"n": 0}]
+
+
+def test_changes_list_by_site_and_since(store: Store, merge: Merge) -> None:
+    merge([device(1, {22: None})], scan_id="a")
+    merge([device(1, {22: None})], site_id=SITE, scan_id="b")
+    later = merge([device(2, {22: None})], Covered(((BASE + 2, BASE + 2),), TCP), site_id=SITE, scan_id="c")
+    listed, total = store.call("read", changes.listing, SITE, None, 1, 10)
+    assert total == 2 and [c["scan_id"] for c in listed] == ["b", "c"]
+    assert store.call("read", changes.listing, None, later[0]["at"], 1, 10) == (later, 1)
+    assert store.call("read", changes.listing, None, None, 2, 2)[0][0]["scan_id"] == "c"
