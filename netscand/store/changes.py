@@ -36,6 +36,12 @@ def of_scan(db: Database, scan_id: str, page: int, per_page: int) -> tuple[list[
     return _page(db, "scan_id = ?", [scan_id], page, per_page)
 
 
+def of_device(db: Database, device_id: str, limit: int) -> list[dict[str, Any]]:
+    """A device's newest `limit` changes, newest first (its history in GET /api/v1/devices/{id})."""
+    rows = db.query(f"{_SELECT} WHERE device_id = ? ORDER BY seq DESC LIMIT ?", [device_id, limit])
+    return [_view(_decode(row)) for row in rows]
+
+
 def listing(db: Database, site_id: str | None, since: str | None, page: int,
             per_page: int) -> tuple[list[dict[str, Any]], int]:
     """One page of the changes of a site (or of every site), at or after `since`, and how many."""

@@ -76,6 +76,7 @@ def test_each_change_is_an_event_with_the_change_as_data(store: Store, merge: Me
     assert [(e["type"], e["scan_id"], e["owner"]) for e in events] == [("change.device_appeared", "scan", "alice")]
     assert orjson.loads(events[0]["data"]) == written[0]
     assert store.call("read", changes.of_scan, "scan", 1, 10) == (written, 1)
+    assert store.call("read", changes.of_device, written[0]["device_id"], 5) == written
 
 
 def test_a_device_not_found_where_the_scan_looked_is_gone_once(store: Store, merge: Merge) -> None:
