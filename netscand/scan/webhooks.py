@@ -72,18 +72,18 @@ class WebhookSender:
         limits = httpx.Limits(max_keepalive_connections=0)
         async with httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits) as client:
             try:
-                while True:
-                    # Waiting starts before the round reads: an event written while it reads
-                    # wakes the next round rather than waiting out the idle time.
-                    waits = [asyncio.ensure_future(self.events.wait(IDLE_S)), asyncio.ensure_future(self._sent.wait())]
-                    await asyncio.sleep(0)  # they take their places in line now
+                while not self.events.closed:  # closed: the daemon is stopping
+                    seen = self.events.written  # an event written while the round reads wakes the next
                     self._sent.clear()
                     try:
                         wait = await self._round(client)
                     except StoreError as exc:
                         log.warning("webhooks.store_unavailable", error=str(exc))
                         wait = IDLE_S
-                    await _first(waits, wait)
+                    except Exception:  # noqa: BLE001 - a round gone wrong must not end webhooks until a restart
+                        log.exception("webhooks.round_crashed")
+                        wait = IDLE_S
+                    await self._idle(wait, seen)
             finally:
                 for task in self._sending:
                     task.cancel()
@@ -107,6 +107,17 @@ class WebhookSender:
             return IDLE_S  # a send ending wakes the next round
         due = await self.io.read(self.store.call, "cannot read webhook deliveries", stored.next_due)
         return IDLE_S if due is None else min(IDLE_S, max(0.0, due - time.time()))
+
+    async def _idle(self, seconds: float, seen: int) -> None:
+        """Until an event is written (since the count `seen`), a send ends, or `seconds` pass."""
+        if seconds <= 0:
+            return
+        waits = [asyncio.ensure_future(self.events.wait(seconds, seen)), asyncio.ensure_future(self._sent.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
@@ -143,17 +154,7 @@ class WebhookSender:
     async def _deliver(self, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
         cfg = self.limits.now.webhooks
         attempts = row["attempts"] + 1
-        status: int | None = None
-        try:
-            async with asyncio.timeout(cfg.timeout):
-                status = await self._post(client, row, cfg)
-            error = None if 200 <= status < 300 else f"the receiver answered {status}"
-        except destinations.DestinationError as exc:
-            error = exc.detail
-        except TimeoutError:
-            error = f"no answer within {cfg.timeout:g} s"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        status, error = await self._attempt(client, row, cfg)
         outcome = _outcome(cfg, attempts, error)
         said = {"delivered": log.info, "pending": log.warning, "failed": log.error}[outcome["status"]]
         said(f"webhook.{outcome['status']}", delivery=row["id"], webhook=row["webhook_id"], attempts=attempts,
@@ -163,6 +164,23 @@ class WebhookSender:
                                 attempts=attempts, last_status=status, last_error=error, **outcome)
         except StoreError as exc:  # its lease ends, and it is sent again: the receiver dedupes by webhook-id
             log.warning("webhooks.store_unavailable", error=str(exc))
+
+    async def _attempt(self, client: httpx.AsyncClient, row: dict[str, Any],
+                       cfg: WebhooksConfig) -> tuple[int | None, str | None]:
+        """The receiver's status (None without an answer) and why it is not delivered (None if it is)."""
+        try:
+            async with asyncio.timeout(cfg.timeout):
+                status = await self._post(client, row, cfg)
+        except destinations.DestinationError as exc:
+            return None, exc.detail
+        except TimeoutError:
+            return None, f"no answer within {cfg.timeout:g} s"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}".rstrip(": ")
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the attempt counts: none is retried for ever
+            log.exception("webhook.attempt_crashed", delivery=row["id"])
+            return None, f"{type(exc).__name__}: {exc}".rstrip(": ")
+        return status, None if 200 <= status < 300 else f"the receiver answered {status}"
 
     async def _post(self, client: httpx.AsyncClient, row: dict[str, Any], cfg: WebhooksConfig) -> int:
         """One attempt: resolve and check the destination, then POST to the address checked."""
@@ -178,16 +196,6 @@ class WebhookSender:
         response = await client.send(request, stream=True)
         await response.aclose()  # its body is not read: a receiver can't make the daemon hold much
         return response.status_code
-
-
-async def _first(waits: list[asyncio.Future[Any]], seconds: float) -> None:
-    """Until one of `waits` is done or `seconds` pass; then none is left waiting."""
-    try:
-        if seconds > 0:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 def _outcome(cfg: WebhooksConfig, attempts: int, error: str | None) -> dict[str, Any]:

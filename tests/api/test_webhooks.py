@@ -13,6 +13,7 @@ from standardwebhooks import Webhook
 
 from netscand.api.problems import INSUFFICIENT_SCOPE, INVALID_FIELD, NOT_FOUND
 from netscand.config import WebhooksConfig
+from netscand.store import events
 from tests.api.conftest import Api, ApiRunner, assert_problem
 from tests.scan.webhook_receiver import receiving
 
@@ -25,6 +26,12 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 @pytest.fixture
 def hooks_api(api_factory: ApiRunner) -> Api:
     return api_factory(webhooks=LOOPBACK)
+
+
+def publish(api: Api, type_: str, data: dict[str, Any]) -> None:
+    """An event of scan s1, written as the inventory writes its changes: inserted, then announced."""
+    api.store.call("insert event", events.insert, type_, data, scan_id="s1")
+    api.on_loop(api.orchestrator.events.wake)
 
 
 def create(client: httpx.Client, **body: Any) -> httpx.Response:
@@ -124,10 +131,8 @@ def test_events_reach_a_real_receiver_signed_once_each_and_the_log_says_so(hooks
             hooks_api.orchestrator.webhooks.send_forever()))
         try:
             for port in (22, 80, 443):
-                hooks_api.on_loop(lambda p=port: hooks_api.orchestrator.events.publish(
-                    "change.port_opened", {"ip": "198.18.0.5", "port": p}, scan_id="s1"))
-            hooks_api.on_loop(lambda: hooks_api.orchestrator.events.publish(
-                "host.up", {"scan_id": "s1", "ip": "198.18.0.5"}, scan_id="s1"))
+                publish(hooks_api, "change.port_opened", {"ip": "198.18.0.5", "port": port})
+            publish(hooks_api, "host.up", {"scan_id": "s1", "ip": "198.18.0.5"})
             receiver.wait_for(lambda r: len(r.accepted()) == 3)
             payloads = [Webhook(hook["secret"]).verify(r.body, r.headers) for r in receiver.accepted()]
             assert sorted(p["data"]["port"] for p in payloads) == [22, 80, 443]
@@ -149,8 +154,7 @@ def test_a_pending_delivery_shows_when_it_is_tried_next(hooks_api: Api) -> None:
     unix = hooks_api.unix()
     with receiving(failures=1000) as receiver:
         hook = create(unix, url=receiver.url).json()
-        hooks_api.on_loop(lambda: hooks_api.orchestrator.events.publish("scan.state", {"id": "s1", "status": "running"},
-                                                                       scan_id="s1"))
+        publish(hooks_api, "scan.state", {"id": "s1", "status": "running"})
         sender = hooks_api.on_loop(lambda: asyncio.get_running_loop().create_task(
             hooks_api.orchestrator.webhooks.send_forever()))
         try:

@@ -22,6 +22,7 @@ from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy
 from netscand.scan.webhooks import WebhookSender, matches, retry_wait
 from netscand.store import Store
+from netscand.store import events as stored_events
 from netscand.store import webhooks as stored
 from netscand.store.threads import StoreThreads
 from tests.scan.webhook_receiver import Receiver, receiving
@@ -60,6 +61,12 @@ class Harness:
         return self.store.call("log", stored.deliveries, hook_id, 1, 100)[0]
 
 
+def publish(h: Harness, type_: str, data: dict[str, Any], scan_id: str) -> None:
+    """An event written as the inventory writes its changes: inserted, then announced."""
+    h.store.call("insert event", stored_events.insert, type_, data, scan_id=scan_id)
+    h.events.wake()
+
+
 async def until(done: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not done():
@@ -83,9 +90,9 @@ def test_every_event_is_delivered_once_after_the_receiver_recovers(tmp_path: Pat
             hook = h.hook(receiver.url, ["change.*", "scan.state"])
             h.start()
             for port in (22, 80, 443, 8080):
-                h.events.publish("change.port_opened", {"ip": "198.18.0.5", "port": port}, scan_id="s1")
-            h.events.publish("scan.progress", {"id": "s1", "progress_percent": 50}, scan_id="s1")
-            h.events.publish("scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
+                publish(h, "change.port_opened", {"ip": "198.18.0.5", "port": port}, scan_id="s1")
+            publish(h, "scan.progress", {"id": "s1", "progress_percent": 50}, scan_id="s1")
+            publish(h, "scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
             await until(lambda: len(receiver.accepted()) == 5)
             await asyncio.sleep(0.3)  # a retry too many would come now
             payloads = verified(receiver)
@@ -110,10 +117,10 @@ def test_a_webhook_starts_at_the_newest_event(tmp_path: Path) -> None:
         h = Harness(tmp_path / "netscand.db")
         with receiving() as receiver:
             h.start()
-            h.events.publish("scan.state", {"id": "old", "status": "completed"}, scan_id="old")
+            publish(h, "scan.state", {"id": "old", "status": "completed"}, scan_id="old")
             await h.io.drain()
             hook = h.hook(receiver.url, ["*"])
-            h.events.publish("scan.state", {"id": "new", "status": "running"}, scan_id="new")
+            publish(h, "scan.state", {"id": "new", "status": "running"}, scan_id="new")
             await until(lambda: len(receiver.accepted()) == 1)
             await asyncio.sleep(0.2)
             assert [p["data"]["id"] for p in verified(receiver)] == ["new"]
@@ -129,7 +136,7 @@ def test_a_delivery_fails_after_max_attempts(tmp_path: Path) -> None:
         with receiving(failures=1000) as receiver:
             hook = h.hook(receiver.url, ["scan.*"])
             h.start()
-            h.events.publish("scan.state", {"id": "s1", "status": "failed"}, scan_id="s1")
+            publish(h, "scan.state", {"id": "s1", "status": "failed"}, scan_id="s1")
             await until(lambda: h.log(hook["id"])[:1] and h.log(hook["id"])[0]["status"] == "failed")
             (delivery,) = h.log(hook["id"])
             assert delivery["attempts"] == 3 and delivery["last_status"] == 500
@@ -149,7 +156,7 @@ def test_the_allowlist_is_checked_at_every_attempt(tmp_path: Path) -> None:
             h.limits.now = dataclasses.replace(h.limits.now,
                                                webhooks=replace(LOOPBACK, allowed_destinations=["198.18.0.0/15"]))
             h.start()
-            h.events.publish("scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
+            publish(h, "scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
             await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["attempts"] >= 2)
             (delivery,) = h.log(hook["id"])
             assert delivery["status"] == "pending" and "127.0.0.1 is outside webhooks.allowed_destinations" \
@@ -175,7 +182,7 @@ def test_a_name_rebound_after_its_check_is_refused(tmp_path: Path, monkeypatch: 
         h = Harness(tmp_path / "netscand.db")
         hook = h.hook("http://receiver.test:8080/hooks", ["*"])
         h.start()
-        h.events.publish("scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
+        publish(h, "scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
         await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["attempts"] >= 1)
         assert "receiver.test resolves to 10.0.0.1, which is outside" in h.log(hook["id"])[0]["last_error"]
         await h.stop()
@@ -199,9 +206,9 @@ def test_a_schedule_that_delivers_only_changes_holds_back_progress(tmp_path: Pat
             h.hook(receiver.url, ["*"])
             h.start()
             for scan in ("scheduled", "other"):
-                h.events.publish("host.up", {"scan_id": scan, "ip": "198.18.0.5"}, scan_id=scan)
-                h.events.publish("change.device_appeared", {"scan_id": scan}, scan_id=scan)
-                h.events.publish("scan.state", {"id": scan, "status": "completed"}, scan_id=scan)
+                publish(h, "host.up", {"scan_id": scan, "ip": "198.18.0.5"}, scan_id=scan)
+                publish(h, "change.device_appeared", {"scan_id": scan}, scan_id=scan)
+                publish(h, "scan.state", {"id": scan, "status": "completed"}, scan_id=scan)
             await until(lambda: len(receiver.accepted()) == 5)
             await asyncio.sleep(0.2)
             got = sorted((p["type"], p["data"].get("scan_id") or p["data"].get("id")) for p in verified(receiver))
@@ -221,7 +228,7 @@ def test_pending_deliveries_survive_a_restart(tmp_path: Path) -> None:
         with receiving(failures=1000) as receiver:
             hook = h.hook(receiver.url, ["*"])
             h.start()
-            h.events.publish("scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
+            publish(h, "scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
             # Stopped once the failure is recorded (stopped mid-attempt, it would wait out its lease).
             await until(lambda: [d["attempts"] for d in h.log(hook["id"])] == [1])
             first.extend(receiver.received)
