@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -145,6 +146,33 @@ def test_a_delivery_fails_after_max_attempts(tmp_path: Path) -> None:
             await h.stop()
 
     run(scenario)
+
+
+def test_a_receiver_that_never_answers_times_out_and_holds_up_nothing(tmp_path: Path) -> None:
+    # It listens and never accepts: connections complete in its backlog, and no answer comes.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, timeout=0.5, max_concurrent=2))
+        hook = h.hook(f"http://127.0.0.1:{silent.getsockname()[1]}/", ["*"])
+        h.start()
+        for n in range(4):
+            publish(h, "scan.state", {"id": f"s{n}", "status": "running"}, scan_id=f"s{n}")
+        late = 0.0
+        while not all(d["attempts"] for d in h.log(hook["id"])) or len(h.log(hook["id"])) < 4:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            late = max(late, time.monotonic() - before - 0.01)
+        assert late < 0.2  # the loop kept turning while four attempts waited on the receiver
+        assert {d["last_error"] for d in h.log(hook["id"])} == {"no answer within 0.5 s"}
+        await h.stop()
+
+    try:
+        run(scenario)
+    finally:
+        silent.close()
 
 
 def test_the_allowlist_is_checked_at_every_attempt(tmp_path: Path) -> None:
