@@ -41,7 +41,7 @@ class ScheduleEndpoints:
         self.orchestrator, self.store = orchestrator, store
 
     async def create(self, request: Request, who: Principal) -> Response:
-        req, settings = _read_body(await read_json(request))
+        req, settings = read_body(await read_json(request))
         await self.orchestrator.admission.vet(req, who.owner, who.remote)
         now = utc_now()
         schedule = {"id": str(uuid.uuid4()), **settings, "request": dataclasses.asdict(req), "owner": who.owner,
@@ -67,7 +67,7 @@ class ScheduleEndpoints:
         patch = await read_json(request)
         body_as(patch, SchedulePatch)  # its own shape first: an object of known fields and types
         merged = {k: v for k, v in (_body(schedule) | patch).items() if v is not None}
-        req, settings = _read_body(merged)
+        req, settings = read_body(merged)
         fields = {**settings, "request": dataclasses.asdict(req), "updated_at": utc_now()}
         if fields["request"] != schedule["request"]:
             await self.orchestrator.admission.vet(req, who.owner, who.remote)
@@ -105,7 +105,7 @@ class ScheduleEndpoints:
         return await self.orchestrator.io.write(self.store.call, doing, change, *args)
 
 
-def _read_body(data: Any) -> tuple[ScanRequest, dict[str, Any]]:
+def read_body(data: Any) -> tuple[ScanRequest, dict[str, Any]]:
     """A schedule's body as its start request (checked as a start is, first) and its own fields;
     or a 422 naming the field at fault."""
     if isinstance(data, Mapping) and set(data) - set(ScheduleCreate.__struct_fields__):
