@@ -101,6 +101,7 @@ lower case whatever case it was sent in.
 def _schemas() -> dict[str, Schema]:
     _, schemas = msgspec.json.schema_components(models.SCHEMAS, ref_template=REF)
     schemas["StartRequest"].update(models.START_REQUEST_RULES)
+    schemas["ScheduleCreate"].update(models.START_REQUEST_RULES)  # a start request, and the schedule's fields
     return models.in_order(schemas)
 
 
