@@ -158,10 +158,10 @@ def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
     """Each later device matched to the earlier one with its strongest identity (its MAC, its
     hostname), else to an earlier one at its address that nothing contradicts (present first).
     Earlier devices have `identity`, or are given theirs as later ones are (a result's)."""
+    known = before
     if any("identity" not in b for b in before):
         given = {j: identity for j, identity in pair([], before).new}
-        before = [dict(b, identity=b.get("identity") or given[i]) for i, b in enumerate(before)]
-    known = before
+        known = [dict(b, identity=b.get("identity") or given[i]) for i, b in enumerate(before)]
     by_identity = {k["identity"]: i for i, k in enumerate(known)}
     by_ip: dict[str, list[int]] = {}
     for i in sorted(range(len(known)), key=lambda i: not known[i].get("present", True)):
