@@ -1,0 +1,191 @@
+"""Devices: reads of the inventory (written by store/inventory.py), a page of devices matching
+filters and one device with its history.
+
+Every filter is answered by an index (schema m004): a query over 100,000 devices takes
+milliseconds (bench/inventory.py measures it). The text filters (hostname or vendor, OS) are
+substrings, which no B-tree answers; they scan the narrow indexes that hold those columns
+rather than the table with its JSON state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from netscand.store import changes
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# max_severity and inventory_cves.severity as the inventory stores them
+SEVERITY_RANKS = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+SEVERITY_NAMES = {rank: name for name, rank in SEVERITY_RANKS.items()}
+MAX_CHANGES = 100  # of a device's history in its record: the newest
+
+_DEVICE = ("id", "site_id", "identity", "ip", "mac", "mac_randomized", "hostname", "vendor", "os", "present",
+           "max_severity", "first_seen", "last_seen", "last_scan_id")
+_PORT = ("port", "protocol", "service", "product", "version")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What GET /api/v1/devices filters by; None: not filtered by it. Text is matched without
+    regard to ASCII case."""
+
+    site_id: str | None = None
+    network: Network | None = None  # its address or CIDR block
+    text: str | None = None  # a substring of the hostname or the vendor
+    port: int | None = None  # open
+    protocol: str | None = None  # of `port`; None: either
+    service: str | None = None  # an open port's, whole
+    product: str | None = None  # an open port's, whole
+    os: str | None = None  # a substring
+    cve: str | None = None
+    min_severity: int | None = None  # a rank of SEVERITY_RANKS
+    seen_since: str | None = None  # last_seen at or after
+    not_seen_since: str | None = None  # last_seen before
+    present: bool | None = None  # found by the last scan that covered its address
+
+
+def page(db: Database, filters: Filters, number: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the devices matching `filters`, by site then address, each with its open
+    ports; and how many match."""
+    if number < 1 or per_page < 1:
+        raise ValueError(f"page and per_page start at 1, got page={number} per_page={per_page}")
+    query = _Query.of(filters)
+    total = query.count(db)
+    offset = (number - 1) * per_page
+    if total <= offset:
+        return [], total
+    ids = query.page_ids(db, total, offset, per_page)
+    rows = {r["id"]: r for r in db.query(
+        f"SELECT {', '.join(_DEVICE)} FROM inventory WHERE id IN ({', '.join('?' * len(ids))})", ids)}
+    ports = _ports(db, ids)
+    return [_view(rows[i]) | {"ports": ports.get(i, [])} for i in ids], total
+
+
+def get(db: Database, device_id: str) -> dict[str, Any] | None:
+    """One device with its open ports, CVEs, addresses, and its newest MAX_CHANGES changes."""
+    row = next(db.query(f"SELECT {', '.join(_DEVICE)} FROM inventory WHERE id = ?", [device_id]), None)
+    if row is None:
+        return None
+    history = changes.of_device(db, device_id, MAX_CHANGES + 1)
+    return _view(row) | {
+        "ports": _ports(db, [device_id]).get(device_id, []),
+        "cves": [{**c, "severity": SEVERITY_NAMES.get(c["severity"])} for c in db.query(
+            "SELECT cve_id AS id, severity, port, protocol FROM inventory_cves WHERE device_id = ? "
+            "ORDER BY severity DESC, cve_id, port, protocol", [device_id])],
+        "addresses": list(db.query(
+            "SELECT ip, first_seen, last_seen FROM inventory_addresses WHERE device_id = ? "
+            "ORDER BY last_seen DESC, ip", [device_id])),
+        "changes": history[:MAX_CHANGES],
+        "more_changes": len(history) > MAX_CHANGES,
+    }
+
+
+Term = tuple[str, list[Any]]  # SQL and its arguments
+
+
+@dataclass(frozen=True)
+class _Query:
+    """The filters as SQL: terms on the device's own columns (`i`), and terms on its ports or
+    CVEs (a table, and a condition on its rows `t`)."""
+
+    own: list[Term]
+    joined: list[tuple[str, Term]]
+
+    @classmethod
+    def of(cls, f: Filters) -> _Query:
+        own: list[Term] = []
+        joined: list[tuple[str, Term]] = []
+        if f.site_id is not None:
+            own.append(("i.site_key = ?", [f.site_id]))
+        if f.network is not None:
+            own.append(("i.ip_key BETWEEN ? AND ?", [ip_key(f.network.network_address),
+                                                      ip_key(f.network.broadcast_address)]))
+        if f.text is not None:
+            own.append((r"(i.hostname LIKE ? ESCAPE '\' OR i.vendor LIKE ? ESCAPE '\')", [_contains(f.text)] * 2))
+        if f.port is not None:
+            joined.append(("inventory_ports", ("t.port = ?", [f.port]) if f.protocol is None else
+                           ("t.port = ? AND t.protocol = ?", [f.port, f.protocol])))
+        for column in ("service", "product"):
+            if (value := getattr(f, column)) is not None:
+                joined.append(("inventory_ports", (f"t.{column} = ? COLLATE NOCASE", [value])))
+        if f.os is not None:
+            own.append((r"i.os LIKE ? ESCAPE '\'", [_contains(f.os)]))
+        if f.cve is not None:
+            joined.append(("inventory_cves", ("t.cve_id = ?", [f.cve])))
+        if f.min_severity is not None:
+            # `> 0` as the partial index says it, so the planner may use it
+            own.append(("i.max_severity >= ? AND i.max_severity > 0", [f.min_severity]))
+        if f.seen_since is not None:
+            own.append(("i.last_seen >= ?", [f.seen_since]))
+        if f.not_seen_since is not None:
+            own.append(("i.last_seen < ?", [f.not_seen_since]))
+        if f.present is not None:  # a literal, as the partial index of gone devices says it
+            own.append((f"i.present = {int(f.present)}", []))
+        return cls(own, joined)
+
+    def where(self, walking: bool) -> Term:
+        """The WHERE clause. A device's ports or CVEs are found from their table's index, or
+        when `walking` the listing, checked device by device."""
+        terms = list(self.own)
+        for table, (condition, args) in self.joined:
+            if walking:
+                terms.append((f"EXISTS (SELECT 1 FROM {table} AS t WHERE t.device_id = i.id AND {condition})", args))
+            else:
+                terms.append((f"i.id IN (SELECT device_id FROM {table} AS t WHERE {condition})", args))
+        if not terms:
+            return "", []
+        return "WHERE " + " AND ".join(sql for sql, _ in terms), [a for _, args in terms for a in args]
+
+    def count(self, db: Database) -> int:
+        if not self.own and len(self.joined) == 1:
+            # One filter, on ports or CVEs: its table's index alone counts the devices.
+            table, (condition, args) = self.joined[0]
+            sql = f"SELECT count(DISTINCT device_id) AS n FROM {table} AS t WHERE {condition}"
+        else:
+            where, args = self.where(walking=False)
+            sql = f"SELECT count(*) AS n FROM inventory AS i {where}"
+        return int(next(db.query(sql, args))["n"])
+
+    def page_ids(self, db: Database, total: int, offset: int, per_page: int) -> list[str]:
+        """The page's device ids, found one of two ways, whichever reads fewer rows: walking the
+        listing in order, checking each device, reads about (offset + per_page) * devices /
+        total; finding every match and sorting them reads `total`."""
+        devices = next(db.query("SELECT count(*) AS n FROM inventory"))["n"]
+        walking = (offset + per_page) * devices < total * total
+        where, args = self.where(walking)
+        if walking:  # the listing index holds the order and every column filtered: no row is read
+            sql = f"SELECT id FROM inventory AS i INDEXED BY inventory_listing {where} ORDER BY site_key, ip_key, id"
+        else:  # `+`: the planner must start from the most selective filter, not walk an index in order
+            sql = f"SELECT id FROM inventory AS i {where} ORDER BY +site_key, +ip_key, +id"
+        return [r["id"] for r in db.query(f"{sql} LIMIT ? OFFSET ?", [*args, per_page, offset])]
+
+
+def ip_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    """The address as ip_key stores it (results._address): version, then 16 bytes big-endian."""
+    return bytes([address.version]) + int(address).to_bytes(16, "big")
+
+
+def _contains(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _ports(db: Database, device_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not device_ids:
+        return found
+    rows = db.query(
+        f"SELECT device_id, {', '.join(_PORT)} FROM inventory_ports "
+        f"WHERE device_id IN ({', '.join('?' * len(device_ids))}) ORDER BY device_id, port, protocol", device_ids)
+    for row in rows:
+        found.setdefault(row.pop("device_id"), []).append({k: v for k, v in row.items() if v is not None})
+    return found
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    return row | {"mac_randomized": bool(row["mac_randomized"]), "present": bool(row["present"]),
+                  "max_severity": SEVERITY_NAMES.get(row["max_severity"])}
