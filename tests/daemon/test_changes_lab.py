@@ -11,20 +11,19 @@ h3 is given a vendor's MAC before the first scan: the imitation hosts draw local
 MACs, which the inventory flags as randomized and does not trust alone to tell a host, so with
 its own MAC a moved h3 would rightly be one device gone and another new.
 
-What ndiff says, and how it maps onto /changes: ndiff pairs hosts by address only, so the moved
-host is to it one host gone (the old address, or its state up -> down) and one host new; a port
-opened or closed is a port whose state changed to or from "open"; a version change is a port
-of the same state whose service element differs in its version.
+What ndiff says, and how it maps onto /changes: ndiff pairs hosts by address, so the moved host
+is to it one host gone (the old address) and one host appeared (the new); a port opened or
+closed is a port whose state changed to or from "open"; a version change is a port of the same
+state whose service differs in its version (netscand.lab.ndiff reads ndiff's report).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from standardwebhooks import Webhook
 
 from netscand.lab import Lab, mutate, receiver
 from netscand.lab.harness import Daemon, lab_up, running_daemon
+from netscand.lab.ndiff import ndiff
 from netscand.statuses import FINISHED
 from tests.daemon.test_e2e import wait_for
 
@@ -74,6 +74,8 @@ def daemon(lab: Lab) -> Iterator[Daemon]:
 
 
 def _targets(lab: Lab) -> list[str]:
+    """The changed hosts' addresses and the one the moved host moves to: both scans cover both
+    of its addresses, as a scan of a whole segment would."""
     names = (UPGRADED[0], OPENED[0], MOVED, STOPPED[0])
     return sorted({mutate.host(lab, n)["ip"] for n in names} | {MOVED_TO})
 
@@ -91,59 +93,80 @@ def _start(c: httpx.Client, body: dict[str, Any]) -> str:
     return str(r.json()["id"])
 
 
-def test_changes_between_two_scans_reach_every_consumer_exactly_once(
-        lab: Lab, daemon: Daemon, tmp_path: Path) -> None:
-    hook = receiver.start(lab, RECEIVER_HOST, RECEIVER_PORT, RECEIVER_FAILURES, tmp_path / "received.jsonl")
-    moved_from = mutate.host(lab, MOVED)["ip"]
-    expected = _expected_changes(lab, moved_from)
+@dataclass
+class Seen:
+    """What the daemon said about the two scans, read through each of its consumers' routes."""
+
+    site_id: str
+    scans: tuple[str, str]
+    events: dict[str, list[dict[str, Any]]]  # each scan's, read whole once it ended
+    resumed: list[dict[str, Any]]  # the second scan's, as the client that dropped off read them
+    changes: list[dict[str, Any]]  # the second scan's
+    devices: dict[str, Any]  # the site's page of the inventory
+    moved: dict[str, Any]  # the moved host's device record
+    exports: list[Path]  # each scan's nmap XML
+
+
+def _two_scans(lab: Lab, daemon: Daemon, url: str, where: Path) -> tuple[Seen, str]:
+    """A site, a webhook to `url`, a scan, the network changed, the same scan again with a
+    client on its events that drops off; then what the daemon says, and the webhook's secret."""
     with daemon.unix() as c:
         site = c.post("/api/v1/sites", json={"name": "lab"})
         assert site.status_code == 201, site.text
-        site_id = site.json()["id"]
-        made = c.post("/api/v1/webhooks", json={"url": f"{hook.url}/netscand", "events": EVENTS})
+        made = c.post("/api/v1/webhooks", json={"url": url, "events": EVENTS})
         assert made.status_code == 201, made.text
-        secret = made.json()["secret"]
         body = {"target": _targets(lab), "profile": "custom", "ports": PORTS, "enable_profiling": True,
-                "site_id": site_id}
+                "site_id": site.json()["id"]}
         first = _start(c, body)
         assert wait_for(c, first)["status"] == "completed"
         _change_the_network(lab)
         second = _start(c, body)
         resumed = _read_dropping_off_mid_scan(daemon, c, second)
         assert wait_for(c, second)["status"] == "completed"
-        full = {scan_id: _read_events(daemon, scan_id) for scan_id in (first, second)}
         changes = c.get(f"/api/v1/scans/{second}/changes")
         assert changes.status_code == 200, changes.text
-        devices = c.get("/api/v1/devices", params={"site_id": site_id})
+        devices = c.get("/api/v1/devices", params={"site_id": site.json()["id"]})
         assert devices.status_code == 200, devices.text
         moved = [d for d in devices.json()["devices"] if (d["mac"] or "").lower() == MOVED_MAC]
         assert len(moved) == 1, devices.json()
-        moved_device = c.get(f"/api/v1/devices/{moved[0]['id']}").json()
-        exports = [_nmap_xml(c, scan_id, tmp_path) for scan_id in (first, second)]
+        scans = (first, second)
+        seen = Seen(site.json()["id"], scans, {s: _read_events(daemon, s) for s in scans}, resumed,
+                    changes.json()["changes"], devices.json(), c.get(f"/api/v1/devices/{moved[0]['id']}").json(),
+                    [_nmap_xml(c, s, where) for s in scans])
+    return seen, made.json()["secret"]
+
+
+def test_changes_between_two_scans_reach_every_consumer_exactly_once(
+        lab: Lab, daemon: Daemon, tmp_path: Path) -> None:
+    hook = receiver.start(lab, RECEIVER_HOST, RECEIVER_PORT, RECEIVER_FAILURES, tmp_path / "received.jsonl")
+    moved_from, scanned = mutate.host(lab, MOVED)["ip"], _targets(lab)
+    expected = _expected_changes(lab, moved_from)
+    seen, secret = _two_scans(lab, daemon, f"{hook.url}/netscand", tmp_path)
+    second = seen.scans[1]
 
     # The second scan's changes are exactly the ones made, each with the scan's site.
-    got = changes.json()["changes"]
-    assert Counter(map(_change_key, got)) == Counter(expected), got
-    assert {(g["scan_id"], g["site_id"]) for g in got} == {(second, site_id)}
+    assert Counter(map(_change_key, seen.changes)) == Counter(expected), seen.changes
+    assert {(c["scan_id"], c["site_id"]) for c in seen.changes} == {(second, seen.site_id)}
 
     # One device for the moved host, at its new address, both addresses in its history.
-    assert moved_device["ip"] == MOVED_TO and devices.json()["total"] == len(_targets(lab)) - 1
-    assert {a["ip"] for a in moved_device["addresses"]} == {moved_from, MOVED_TO}
+    assert seen.moved["ip"] == MOVED_TO and seen.devices["total"] == len(scanned) - 1  # h3 at two of them
+    assert {a["ip"] for a in seen.moved["addresses"]} == {moved_from, MOVED_TO}
     assert ("address_changed", moved_from, MOVED_TO) in {
-        (ch["kind"], ch["before"], ch["after"]) for ch in moved_device["changes"]}
+        (c["kind"], c["before"], c["after"]) for c in seen.moved["changes"]}
 
     # The SSE client that dropped off mid-scan and resumed missed nothing and got nothing twice.
-    assert [e["seq"] for e in resumed] == [e["seq"] for e in full[second]]
-    assert resumed == full[second]
-    assert [e["data"] for e in full[second] if e["type"].startswith("change.")] == got
+    assert [e["seq"] for e in seen.resumed] == [e["seq"] for e in seen.events[second]]
+    assert seen.resumed == seen.events[second]
+    assert ([e["data"] for e in seen.events[second] if e["type"].startswith("change.")]
+            == sorted(seen.changes, key=lambda c: c["id"]))
 
     # The receiver got every change and state event of both scans once, signed, after its 500s.
-    wanted = [e for scan_id in (first, second) for e in full[scan_id]
+    wanted = [e for scan_id in seen.scans for e in seen.events[scan_id]
               if e["type"].startswith("change.") or e["type"] == "scan.state"]
     _check_deliveries(hook, secret, wanted)
 
     # nmap's ndiff on the two exports sees the same changes.
-    assert _ndiff(*exports) == _as_ndiff(expected)
+    assert _ndiff(*seen.exports) == _as_ndiff(expected)
 
 
 def _expected_changes(lab: Lab, moved_from: str) -> list[tuple[Any, ...]]:
@@ -244,49 +267,19 @@ def _nmap_xml(c: httpx.Client, scan_id: str, where: Path) -> Path:
 
 
 def _ndiff(a: Path, b: Path) -> set[tuple[Any, ...]]:
-    """ndiff --xml's differences: ("gone"|"new", ip) for a host in one scan only (or up in one
-    only), ("open", ip, port, protocol, before, after) for a port whose state changed (whether
-    it was open, whether it is: a closed port may be listed or counted among the extraports),
-    ("service", ip, port, protocol, before, after) for one whose service changed, each side
-    (product, version), and ("os", ip) for a host whose OS matches changed."""
-    out = subprocess.run(["ndiff", "--xml", str(a), str(b)], capture_output=True, text=True, timeout=60)
-    assert out.returncode in (0, 1), out.stderr  # 1: the scans differ
+    """What ndiff says changed from export a to export b, a port's state as whether it is open
+    (a closed port may be listed or counted among the extraports) and a service as its product
+    and version; every other difference as ndiff has it, so that none goes unnoticed."""
     found: set[tuple[Any, ...]] = set()
-    for hostdiff in ET.fromstring(out.stdout).iter("hostdiff"):
-        only = [side for side in ("a", "b") if hostdiff.find(f"{side}/host") is not None]
-        if only:
-            found.add(("gone" if only == ["a"] else "new", _address(hostdiff.find(f"{only[0]}/host"))))
-            continue
-        host = hostdiff.find("host")
-        assert host is not None
-        ip = _address(host)
-        states = [host.find(f"{side}/status") for side in ("a", "b")]
-        if all(s is not None for s in states):
-            up = [s.get("state") == "up" for s in states]  # type: ignore[union-attr]
-            found.add(("gone" if up == [True, False] else "new", ip))
-        for portdiff in host.iter("portdiff"):
-            found.add(_port_difference(ip, portdiff))
-        if host.find("os/a") is not None or host.find("os/b") is not None:
-            found.add(("os", ip))
+    for d in ndiff(a, b):
+        if d.kind == "state":
+            found.add((d.kind, d.host, d.port, d.protocol, d.before == "open", d.after == "open"))
+        elif d.kind == "service":
+            found.add((d.kind, d.host, d.port, d.protocol, *(s[1:] if isinstance(s, tuple) else s
+                                                            for s in (d.before, d.after))))
+        else:
+            found.add((d.kind, d.host, d.port, d.protocol, d.before, d.after))
     return found
-
-
-def _address(host: ET.Element | None) -> str:
-    assert host is not None
-    return next(a.get("addr", "") for a in host.iter("address") if a.get("addrtype") == "ipv4")
-
-
-def _port_difference(ip: str, portdiff: ET.Element) -> tuple[Any, ...]:
-    same = portdiff.find("port")
-    if same is not None:  # the same state, another service
-        sides = [same.find(f"{side}/service") for side in ("a", "b")]
-        return ("service", ip, int(same.get("portid", "0")), same.get("protocol"),
-                *((s.get("product"), s.get("version")) if s is not None else None for s in sides))
-    ports = [portdiff.find(f"{side}/port") for side in ("a", "b")]
-    assert all(p is not None for p in ports)
-    states = [p.find("state") for p in ports]  # type: ignore[union-attr]
-    return ("open", ip, int(ports[0].get("portid", "0")), ports[0].get("protocol"),  # type: ignore[union-attr]
-            *(s is not None and s.get("state") == "open" for s in states))
 
 
 def _as_ndiff(expected: list[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
@@ -294,9 +287,9 @@ def _as_ndiff(expected: list[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
     found: set[tuple[Any, ...]] = set()
     for kind, ip, port, protocol, before, after in expected:
         if kind == "address_changed":
-            found |= {("gone", before), ("new", after)}
+            found |= {("host_gone", before, None, None, None, None), ("host_appeared", after, None, None, None, None)}
         elif kind in ("port_opened", "port_closed"):
-            found.add(("open", ip, port, protocol, kind == "port_closed", kind == "port_opened"))
+            found.add(("state", ip, port, protocol, kind == "port_closed", kind == "port_opened"))
         elif kind == "version_changed":
             found.add(("service", ip, port, protocol, (UPGRADED_PRODUCT, before), (UPGRADED_PRODUCT, after)))
     return found
