@@ -54,7 +54,8 @@ def _ip(host: ET.Element) -> str:
 
 def _host(host: ET.Element) -> list[Difference]:
     ip = _ip(host)
-    found = [Difference(kind, ip, before=_all(host, f"{where}/a/{tag}", attr), after=_all(host, f"{where}/b/{tag}", attr))
+    found = [Difference(kind, ip, before=_all(host, f"{where}/a/{tag}", attr),
+                        after=_all(host, f"{where}/b/{tag}", attr))
              for kind, where, tag, attr in (("address", ".", "address", "addr"),
                                             ("hostname", "hostnames", "hostname", "name"),
                                             ("os", "os", "osmatch", "name"))

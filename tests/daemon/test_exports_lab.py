@@ -52,9 +52,10 @@ def test_a_real_scan_exports_in_every_format(lab: Lab, daemon: Daemon, tmp_path:
     assert ndiff(xml, xml) == []
 
     rows = list(csv.DictReader(io.StringIO(exports["csv"].decode(), newline="")))
-    assert [(r["ip"], r["port"], r["protocol"], r["state"], r["product"]) for r in rows] == \
-        [(d["ip"], str(p["port"]), p["protocol"], p["state"], p.get("product", "")) for d in devices for p in d["ports"]]
-    assert [orjson.loads(line) for line in exports["jsonl"].splitlines()] == [{"scan_id": scan["id"], **d} for d in devices]
+    assert [(r["ip"], r["port"], r["protocol"], r["state"], r["product"]) for r in rows] == [
+        (d["ip"], str(p["port"]), p["protocol"], p["state"], p.get("product", "")) for d in devices for p in d["ports"]]
+    lines = [orjson.loads(line) for line in exports["jsonl"].splitlines()]
+    assert lines == [{"scan_id": scan["id"], **d} for d in devices]
 
     for fmt, data in exports.items():
         out = tmp_path / f"ctl.{fmt}"
@@ -79,6 +80,6 @@ def _libnmap_reads_back(document: str, devices: list[dict[str, Any]]) -> None:
         for p in d["ports"]:
             s = services[(p["port"], p["protocol"])]
             assert (s.state, s.service) == (p["state"], (p["service"] or "").lower())
-            assert (s.service_dict.get("product"), s.service_dict.get("version")) == (p.get("product"), p.get("version"))
+            assert [s.service_dict.get(k) for k in ("product", "version")] == [p.get("product"), p.get("version")]
             assert s.servicefp == (p.get("banner") or "")
             assert [c.cpestring for c in s.cpelist] == ([cpe_uri(p["cpe"])] if p.get("cpe") else [])
