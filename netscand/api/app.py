@@ -23,6 +23,7 @@ from netscand.api.access import AccessLog, note
 from netscand.api.auth import Principal, Scope, TokenVerifier, authenticate, authorize
 from netscand.api.changes import CHANGES, ChangeEndpoints
 from netscand.api.cve import CVE_STATUS, CveEndpoints
+from netscand.api.devices import DEVICES, DeviceEndpoints
 from netscand.api.events import EVENTS, EventEndpoints
 from netscand.api.listener import listener_of
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -30,6 +31,7 @@ from netscand.api.metrics import Metrics
 from netscand.api.problems import NOT_READY, Problem
 from netscand.api.responses import JSON, JSONBody
 from netscand.api.scans import SCANS, ScanEndpoints
+from netscand.api.sites import SITES, SiteEndpoints
 from netscand.api.schedules import SCHEDULES, ScheduleEndpoints
 from netscand.api.throttle import AuthThrottle
 from netscand.api.webhooks import WEBHOOKS, WebhookEndpoints
@@ -79,6 +81,7 @@ class Guard:
 def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
     scans = ScanEndpoints(orchestrator)
     cves = CveEndpoints(orchestrator)
+    site_routes, device_routes = SiteEndpoints(orchestrator, store), DeviceEndpoints(orchestrator, store)
     events = EventEndpoints(orchestrator)
     change_routes = ChangeEndpoints(orchestrator, store)
     webhooks = WebhookEndpoints(orchestrator, store)
@@ -120,9 +123,6 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
         Route(f"{SCANS}/{{scan_id}}/events", guarded(events.scan, "read"), methods=["GET"]),
         Route(EVENTS, guarded(events.all, "read"), methods=["GET"]),
         Route(CVE_STATUS, guarded(cves.status, "read"), methods=["GET"]),
-        Route(f"{SCANS}/{{scan_id}}/changes", guarded(change_routes.of_scan, "read"), methods=["GET"]),
-        Route(f"{SCANS}/{{scan_id}}/diff", guarded(change_routes.between, "read"), methods=["GET"]),
-        Route(CHANGES, guarded(change_routes.list, "read"), methods=["GET"]),
         Route(WEBHOOKS, by_method(GET=guarded(webhooks.list, "admin"), POST=guarded(webhooks.create, "admin")),
               methods=["GET", "POST"]),
         Route(f"{WEBHOOKS}/{{webhook_id}}", by_method(GET=guarded(webhooks.get, "admin"),
@@ -136,6 +136,17 @@ def create_app(orchestrator: Orchestrator, store: Store) -> Starlette:
                                                         PATCH=guarded(schedules.update, "scan"),
                                                         DELETE=guarded(schedules.delete, "scan")),
               methods=["GET", "PATCH", "DELETE"]),
+        Route(SITES, by_method(GET=guarded(site_routes.list, "read"), POST=guarded(site_routes.create, "admin")),
+              methods=["GET", "POST"]),
+        Route(f"{SITES}/{{site_id}}", by_method(GET=guarded(site_routes.get, "read"),
+                                                PATCH=guarded(site_routes.rename, "admin"),
+                                                DELETE=guarded(site_routes.delete, "admin")),
+              methods=["GET", "PATCH", "DELETE"]),
+        Route(DEVICES, guarded(device_routes.list, "read"), methods=["GET"]),
+        Route(f"{DEVICES}/{{device_id}}", guarded(device_routes.get, "read"), methods=["GET"]),
+        Route(f"{SCANS}/{{scan_id}}/changes", guarded(change_routes.of_scan, "read"), methods=["GET"]),
+        Route(f"{SCANS}/{{scan_id}}/diff", guarded(change_routes.between, "read"), methods=["GET"]),
+        Route(CHANGES, guarded(change_routes.list, "read"), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", guarded(metrics_text, "read"), methods=["GET"]),

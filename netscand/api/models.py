@@ -867,6 +867,157 @@ class ScheduleList(Closed):
 SCHEMAS += (ScheduleCreate, SchedulePatch, Schedule, ScheduleRun, ScheduleList)
 
 
+# -- sites and devices (issue 13: api/sites.py, api/devices.py) ----------------------------------
+
+SITE_NAME_MAX = 100
+SITE_PER_PAGE = (1, 100)
+MIN_SEVERITIES = ("low", "medium", "high", "critical")
+ENUM_ORDERS += (MIN_SEVERITIES,)
+if TYPE_CHECKING:
+    MinSeverity = str
+else:
+    MinSeverity = Literal[MIN_SEVERITIES]
+_VISIBLE = "[^\\s\\x00-\\x1f\\x7f-\\x9f]"  # what a name starts and ends with
+SiteName = Annotated[str, Meta(
+    min_length=1, max_length=SITE_NAME_MAX, pattern=f"^{_VISIBLE}([^\\x00-\\x1f\\x7f-\\x9f]*{_VISIBLE})?" + _END,
+    examples=["Head office"], description=f"1-{SITE_NAME_MAX} printable characters, not beginning or ending "
+                                          "with a space; unique (409 if another site has it).")]
+_Text = Annotated[str, Meta(min_length=1, max_length=100)]
+DeviceId = Uuid
+
+
+class SiteRequest(Closed):
+    """The body of POST /api/v1/sites and of PATCH /api/v1/sites/{site_id} (a rename)."""
+
+    name: SiteName
+
+
+class Site(Closed):
+    """A site: the body of GET /api/v1/sites/{site_id}."""
+
+    id: Uuid
+    name: SiteName
+    created_at: Time
+    updated_at: Annotated[Time, Meta(description="Its last rename (else its creation).")]
+
+
+class SiteQuery(Closed):
+    """The query of GET /api/v1/sites."""
+
+    page: Page = 1
+    per_page: Annotated[int, Meta(ge=SITE_PER_PAGE[0], le=SITE_PER_PAGE[1])] = PER_PAGE_DEFAULT
+
+
+class SiteList(Closed):
+    """One page of sites, by name: the body of GET /api/v1/sites."""
+
+    sites: list[Site]
+    page: Page
+    per_page: Annotated[int, Meta(ge=SITE_PER_PAGE[0], le=SITE_PER_PAGE[1])]
+    total: Annotated[Count, Meta(description="Sites on all pages.")]
+
+
+class DeviceQuery(Closed):
+    """The query of GET /api/v1/devices: every filter given must hold. Text matches ignore ASCII case."""
+
+    page: Page = 1
+    per_page: Annotated[int, Meta(ge=PER_PAGE[0], le=PER_PAGE[1])] = PER_PAGE_DEFAULT
+    site_id: Annotated[Uuid | UnsetType, Meta(description="Only this site's devices.")] = UNSET
+    address: Annotated[Annotated[str, Meta(max_length=43, examples=["198.18.0.0/24", "198.18.0.5"])] | UnsetType,
+                       Meta(description="An address, or a CIDR block (without host bits): devices whose "
+                                        "current address is in it.")] = UNSET
+    q: Annotated[_Text | UnsetType, Meta(description="A part of the hostname or the vendor.",
+                                         examples=["printer"])] = UNSET
+    port: Annotated[Annotated[str, Meta(pattern="^[0-9]{1,5}(/(tcp|udp))?" + _END)] | UnsetType, Meta(
+        description="An open port: its number, or number/protocol.", examples=["22", "161/udp"])] = UNSET
+    service: Annotated[_Text | UnsetType, Meta(description="An open port's service, whole.",
+                                               examples=["ssh"])] = UNSET
+    product: Annotated[_Text | UnsetType, Meta(description="An open port's product, whole.",
+                                               examples=["OpenSSH"])] = UNSET
+    os: Annotated[_Text | UnsetType, Meta(description="A part of the OS guess.", examples=["Linux"])] = UNSET
+    cve: Annotated[Annotated[str, Meta(pattern="^[Cc][Vv][Ee]-[0-9]{4}-[0-9]{4,19}" + _END)] | UnsetType, Meta(
+        description="Devices with this CVE.", examples=["CVE-2024-6387"])] = UNSET
+    min_severity: Annotated[MinSeverity | UnsetType, Meta(
+        description="Devices with a CVE of this severity or worse.")] = UNSET
+    seen_since: Annotated[Time | UnsetType, Meta(description="Last seen at or after this time.")] = UNSET
+    not_seen_since: Annotated[Time | UnsetType, Meta(description="Last seen before this time.")] = UNSET
+    present: Annotated[Literal["true", "false"] | UnsetType, Meta(
+        description="true: found by the last completed scan that covered its address; false: not.")] = UNSET
+
+
+class DevicePort(Closed):
+    """An open port of a device, as the last scan that found it saw it."""
+
+    port: PortNumber
+    protocol: Literal["tcp", "udp"]
+    service: str | UnsetType = UNSET
+    product: str | UnsetType = UNSET
+    version: str | UnsetType = UNSET
+
+
+class InventoryDevice(Closed):
+    """A device of the inventory: one per site, merged from every completed scan of it."""
+
+    id: DeviceId
+    site_id: Annotated[Uuid | None, Meta(description="Null: found by scans of no site.")]
+    identity: Annotated[str, Meta(
+        description="How it is recognised from scan to scan: mac:, tls:, ssh:, name: or ip: and the "
+                    "evidence (a randomized MAC is not trusted alone).", examples=["mac:00:1B:21:3A:4F:10"])]
+    ip: Annotated[str, Meta(description="Its current address.", examples=["198.18.0.5"])]
+    mac: str | None
+    mac_randomized: Annotated[bool, Meta(description="Its MAC is locally administered (randomized).")]
+    hostname: str | None
+    vendor: str | None
+    os: str | None
+    present: Annotated[bool, Meta(description="Found by the last completed scan that covered its address.")]
+    max_severity: Annotated[MinSeverity | None, Meta(description="Its worst CVE's severity; null: none.")]
+    first_seen: Time
+    last_seen: Time
+    last_scan_id: Annotated[Uuid | None, Meta(description="The last scan that found it.")]
+    ports: Annotated[list[DevicePort], Meta(description="Open now, by number then protocol.")]
+
+
+class DeviceList(Closed):
+    """One page of devices, by site then address: the body of GET /api/v1/devices."""
+
+    devices: list[InventoryDevice]
+    page: Page
+    per_page: Annotated[int, Meta(ge=PER_PAGE[0], le=PER_PAGE[1])]
+    total: Annotated[Count, Meta(description="Devices matching the filters, on all pages.")]
+
+
+class DeviceCve(Closed):
+    """A CVE matched to one of the device's open ports."""
+
+    id: Annotated[str, Meta(examples=["CVE-2024-6387"])]
+    severity: MinSeverity | None
+    port: PortNumber | None
+    protocol: Literal["tcp", "udp"] | None
+
+
+class DeviceAddress(Closed):
+    """An address the device has had."""
+
+    ip: str
+    first_seen: Time
+    last_seen: Time
+
+
+class DeviceRecord(InventoryDevice):
+    """A device with its history: the body of GET /api/v1/devices/{device_id}."""
+
+    cves: Annotated[list[DeviceCve], Meta(description="Worst first.")]
+    addresses: Annotated[list[DeviceAddress], Meta(description="Every address it has had, latest first.")]
+    # "Change": defined below, in the changes' section (which takes DeviceId from here)
+    changes: Annotated[list["Change"], Meta(description="Its changes, newest first: at most 100.")]
+    more_changes: Annotated[bool, Meta(description="It has older changes than these; GET /api/v1/changes "
+                                                   "lists them all.")]
+
+
+SCHEMAS += (SiteRequest, Site, SiteList, DeviceList, InventoryDevice, DevicePort, DeviceRecord, DeviceCve,
+            DeviceAddress)
+
+
 # -- changes (issue 13: api/changes.py) -----------------------------------------------------------
 
 CHANGES_PER_PAGE = (1, 1000)

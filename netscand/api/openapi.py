@@ -20,6 +20,7 @@ from netscand.api import exports, models
 from netscand.api.body import MAX_BODY
 from netscand.api.changes import CHANGES
 from netscand.api.cve import CVE_STATUS
+from netscand.api.devices import DEVICES
 from netscand.api.events import EVENTS, LAST_EVENT_ID, PING_S
 from netscand.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from netscand.api.models import RESULT_PER_PAGE_DEFAULT
@@ -30,6 +31,7 @@ from netscand.api.problems import (
 )
 from netscand.api.protocol import HEAD_TIMEOUT_S, MAX_HEAD, MAX_URL
 from netscand.api.scans import SCANS
+from netscand.api.sites import SITES
 from netscand.api.schedules import SCHEDULES
 from netscand.api.throttle import BURST, REFILL_S
 from netscand.api.webhooks import WEBHOOKS
@@ -166,6 +168,11 @@ WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"
 SCHEDULE_ID = {"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "string"},
                "description": "A schedule id; anything that is not one gets 404."}
 PATH_PARAMETERS = {"scan_id": SCAN_ID, "webhook_id": WEBHOOK_ID, "schedule_id": SCHEDULE_ID}
+PATH_PARAMETERS |= {  # sites and devices
+    "site_id": {"name": "site_id", "in": "path", "required": True, "schema": {"type": "string"},
+                "description": "A site id (a UUID, any case); anything that is not one gets 404."},
+    "device_id": {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"},
+                  "description": "A device id, as the device list gives it."}}
 _KEY_SCHEMA = msgspec.json.schema(models.IdempotencyKey)
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "description": _KEY_SCHEMA.pop("description"), "schema": _KEY_SCHEMA}
@@ -423,6 +430,73 @@ CHANGE_ROUTES = (
         "422": _use("Invalid")}),
 )
 
+SITE_NOT_FOUND = {"404": _problem("No site with this id.")}
+NAME_TAKEN = {"409": _problem("Another site has this name.")}
+SITE_ROUTES = (
+    Operation(SITES, "post", "createSite", "Create a site", description=(
+        "A site is where a scan's devices belong: start a scan with its `site_id` (a `site_id` that "
+        "names no site gets 422), and the devices it finds join the site's inventory. The same "
+        "address at two sites is two devices. Needs scope `admin`."), body=models.SiteRequest, responses={
+        "201": _json(models.Site, "Created.", {"Location": {"required": True, "schema": {"type": "string"},
+                                                            "description": "`/api/v1/sites/{id}`"}}),
+        **NAME_TAKEN}),
+    Operation(SITES, "get", "listSites", "List sites by name", query=models.SiteQuery, responses={
+        "200": _json(models.SiteList, "One page of sites; a page past the last is empty."), "422": _use("Invalid")}),
+    Operation(f"{SITES}/{{site_id}}", "get", "getSite", "A site", responses={
+        "200": _json(models.Site, "The site."), **SITE_NOT_FOUND}),
+    Operation(f"{SITES}/{{site_id}}", "patch", "renameSite", "Rename a site", description="Needs scope `admin`.",
+              body=models.SiteRequest, responses={
+                  "200": _json(models.Site, "The site, renamed."), **SITE_NOT_FOUND, **NAME_TAKEN}),
+    Operation(f"{SITES}/{{site_id}}", "delete", "deleteSite", "Delete a site and its inventory", description=(
+        "Deletes the site with its inventory: its devices, their addresses, ports, CVEs and changes. "
+        "Finished scans of the site keep their results and their `site_id`. Refused (409) while a scan "
+        "of the site is queued or running. Needs scope `admin`."), responses={
+        "204": {"description": "Deleted."}, **SITE_NOT_FOUND,
+        "409": _problem("A scan of the site is queued or running: stop it or let it end first.")}),
+)
+DEVICE_ROUTES = (
+    Operation(DEVICES, "get", "listDevices", "List the inventory's devices", description=(
+        "The devices of the inventory: one per device per site, merged from every completed scan "
+        "(a failed or cancelled scan changes nothing). Sorted by site, then address; every filter "
+        "given must hold; `total` counts the matches on all pages. Each filter is answered by an "
+        "index, so a query over 100,000 devices takes milliseconds."), query=models.DeviceQuery, responses={
+        "200": _json(models.DeviceList, "One page of devices; a page past the last is empty."),
+        "422": _use("Invalid")}),
+    Operation(f"{DEVICES}/{{device_id}}", "get", "getDevice", "A device and its history", description=(
+        "The device with its open ports, CVEs, every address it has had, and its newest changes "
+        "(`more_changes` says whether there are older ones)."), responses={
+        "200": _json(models.DeviceRecord, "The device."), "404": _problem("No device with this id.")}),
+)
+
+CHANGES_DESCRIPTION = (
+    "A completed scan is compared, device by device, with the inventory's previous state of what it "
+    "covered (its targets, the ports it probed, service detection and CVE matching if it did them); "
+    "a failed or cancelled scan changes nothing. Kinds: device_appeared, device_gone, address_changed, "
+    "port_opened, port_closed, service_changed, product_changed, version_changed, os_changed, "
+    "cve_found, cve_fixed. docs/api.md (\"Changes\") gives the rules. Oldest first.")
+CHANGE_ROUTES = (
+    Operation(f"{SCANS}/{{scan_id}}/changes", "get", "scanChanges", "What a scan changed", description=(
+        "The changes the scan made to its site's inventory when it completed (none for a scan that "
+        "did not complete). Visible as GET `/api/v1/scans/{scan_id}` is: another owner's scan is "
+        "404 for a `scan` token.\n\n" + CHANGES_DESCRIPTION), query=models.ScanChangesQuery, responses={
+        "200": _json(models.ChangeList, "One page of the scan's changes."), **NOT_FOUND_RESPONSE,
+        "422": _use("Invalid")}),
+    Operation(f"{SCANS}/{{scan_id}}/diff", "get", "diffScans", "What changed between two scans", description=(
+        "The changes from scan `against` to this one, compared directly (not through the inventory) "
+        "by the inventory's rules, over what both covered: the addresses both targeted (a hostname "
+        "in a target covers the addresses that scan found), the ports both probed, services if both "
+        "detected them, CVEs if both matched them. By address, then kind. Both scans must have "
+        "completed (409). Either scan hidden from the caller, as GET `/api/v1/scans/{scan_id}` "
+        "hides it, is 404."), query=models.DiffQuery, responses={
+        "200": _json(models.Diff, "One page of the changes."), **NOT_FOUND_RESPONSE,
+        "409": _problem("A scan compared has not completed."), "422": _use("Invalid")}),
+    Operation(CHANGES, "get", "listChanges", "Changes to the inventory", description=(
+        "Every change of every completed scan, or of one site's scans, since a time.\n\n"
+        + CHANGES_DESCRIPTION), query=models.ChangesQuery, responses={
+        "200": _json(models.ChangeList, "One page of changes; a page past the last is empty."),
+        "422": _use("Invalid")}),
+)
+
 ROUTES = (
     Operation(f"{SCANS}/start", "post", "startScan", "Start a scan", description=START_DESCRIPTION,
               body=models.StartRequest, headers=[IDEMPOTENCY_KEY], responses={
@@ -472,6 +546,8 @@ ROUTES = (
     *SCHEDULE_ROUTES,
     *EVENT_ROUTES,
     *CHANGE_ROUTES,
+    *SITE_ROUTES,
+    *DEVICE_ROUTES,
     Operation("/healthz", "get", "health", "Liveness of the API", secured=False,
               responses={"200": _json(models.Health, "The API answers.")}),
     Operation("/readyz", "get", "ready", "Readiness of the daemon", secured=False, description=(

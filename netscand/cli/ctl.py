@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand import __version__
-from netscand.cli import changes, export, findings, schedules, webhooks
+from netscand.cli import changes, devices, export, findings, schedules, sites, webhooks
 from netscand.cli.progress import progress_bar
 from netscand.scan.profiles import (
     DEFAULT_LEVEL,
@@ -70,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("--per-page", type=int, default=25)
     webhooks.add_parsers(sub)
     schedules.add_parsers(sub)
+    sites.add_parsers(sub)
+    devices.add_parsers(sub)
     changes.add_parsers(sub)
     export.add_parsers(sub)
     export.add_format_option(sub.choices["result"])
@@ -354,5 +356,6 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Console], int]] = {
     "start": cmd_start, "status": cmd_status, "result": cmd_result, "stop": cmd_stop,
     "list": cmd_list, "watch": cmd_watch, "delete": cmd_delete, "rematch": cmd_rematch,
     "webhooks": webhooks.cmd_webhooks, "schedules": schedules.cmd_schedules, "export": export.cmd_export,
+    "sites": sites.cmd_sites, "devices": devices.cmd_devices, "device": devices.cmd_device,
     "changes": changes.cmd_changes, "diff": changes.cmd_diff,
 }

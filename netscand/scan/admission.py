@@ -27,6 +27,7 @@ from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.queue import Queued
 from netscand.scan.targets import TargetError, Targets, parse_targets_async
 from netscand.store import Store, StoreError
+from netscand.store import sites
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
 
@@ -48,6 +49,11 @@ def replayed(earlier: dict, digest: str | None) -> dict:
         raise ScanError(422, "Idempotency-Key reused", "the Idempotency-Key was reused with a different "
                         f"request: it started scan {earlier['id']} with another body", "Idempotency-Key")
     return earlier
+
+
+def unknown_site(site_id: str) -> ScanError:
+    return ScanError(422, "Unknown site", f"site_id {site_id} names no site; create one with "
+                     "POST /api/v1/sites (netscanctl sites create NAME)", "site_id")
 
 
 def refused(exc: PolicyError) -> ScanError:
@@ -118,16 +124,21 @@ class Admission:
         return row, queued
 
     async def vet(self, req: ScanRequest, owner: str | None, remote: bool) -> None:
-        """Raise the ScanError admit() would for the request's targets and rate (the policy),
-        queueing nothing: a schedule's request is checked so when it is made."""
+        """Raise the ScanError admit() would for the request's targets, rate (the policy) and
+        site, queueing nothing: a schedule's request is checked so when it is made."""
         await _targets(req, owner, remote, self.limits.now.policy)
+        if req.site_id and await self.io.read(self.store.call, "cannot read the site", sites.get, req.site_id) is None:
+            raise unknown_site(req.site_id)
 
     async def _by_key(self, owner: str | None, key: str) -> dict | None:
         return await self.io.read(self.store.scan_by_idempotency_key, owner, key)
 
     async def _create(self, scan: dict, digest: str | None) -> dict:
         try:
-            return await self.io.write(self.store.create_scan, scan)
+            # The site's check and the insert in one call: a site deleted meanwhile can't be named.
+            return await self.io.write(self.store.call, f"cannot save scan {scan['id']}", sites.create_scan, scan)
+        except sites.UnknownSite:
+            raise unknown_site(scan["site_id"]) from None
         except StoreError:
             # Two concurrent starts with one key: the first insert won while we resolved routes.
             key = scan["idempotency_key"]

@@ -202,6 +202,23 @@ def m004_sites_inventory(db: Database) -> None:
         CREATE INDEX changes_by_site ON changes (site_id, at, seq);
         CREATE INDEX changes_by_device ON changes (device_id, seq);
         CREATE INDEX changes_by_time ON changes (at, seq);
+
+        -- store/devices.py (GET /api/v1/devices), measured by bench/inventory.py: the list's order
+        -- with the id and every column a filter reads, so a page is found by walking this index
+        -- alone, never the rows (their JSON state is large); the same columns by id, for counting
+        -- the devices that the ports' or CVEs' indexes found; and those indexes with the device id
+        -- in them, so they answer alone.
+        CREATE INDEX inventory_listing ON inventory
+            (site_key, ip_key, id, present, last_seen, max_severity, hostname, vendor, os);
+        CREATE INDEX inventory_listing_by_id ON inventory
+            (id, site_key, ip_key, present, last_seen, max_severity, hostname, vendor, os);
+        -- the text searched for a part of it (no B-tree finds that): the narrowest index to scan
+        CREATE INDEX inventory_text ON inventory (hostname, vendor, os);
+        CREATE INDEX inventory_gone ON inventory (id) WHERE present = 0;  -- the few, for present=false
+        CREATE INDEX inventory_ports_devices_by_port ON inventory_ports (port, protocol, device_id);
+        CREATE INDEX inventory_ports_devices_by_service ON inventory_ports (service COLLATE NOCASE, device_id);
+        CREATE INDEX inventory_ports_devices_by_product ON inventory_ports (product COLLATE NOCASE, device_id);
+        CREATE INDEX inventory_cves_devices_by_cve ON inventory_cves (cve_id, device_id);
         """
     )
 

@@ -384,6 +384,13 @@ def start(client: httpx.Client, body: dict[str, Any] | None = None, key: str | N
                        headers=headers)
 
 
+def new_site(client: httpx.Client, name: str | None = None) -> str:
+    """A new site's id: a scan may name only a site that exists."""
+    r = client.post("/api/v1/sites", json={"name": name or f"site {time.monotonic_ns()}"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 def stored(api: Api, scan_id: str) -> dict[str, Any]:
     """The scan's row as the store holds it (options and owner are not in any response)."""
     scan = api.store.get_scan(scan_id)

@@ -13,7 +13,7 @@ import httpx
 from netscand.config import PolicyConfig
 from netscand.control import _PeerProtocol
 from netscand.scan.admission import QUEUE_RETRY_AFTER_S
-from tests.api.conftest import MAX_TARGET_ADDRESSES, Api, ApiRunner, assert_problem, start, stored
+from tests.api.conftest import MAX_TARGET_ADDRESSES, Api, ApiRunner, assert_problem, new_site, start, stored
 
 NOT_FOUND = "urn:netscand:problem:not-found"
 QUEUE_FULL = "urn:netscand:problem:queue-full"
@@ -82,9 +82,9 @@ def test_unix_socket_clients_own_scans_as_their_uid(api_factory: ApiRunner) -> N
 
 
 def test_a_replay_must_repeat_the_request(api: Api) -> None:
-    site = str(uuid.uuid4())
-    body = {"target": "198.18.0.1", "profile": "quick", "site_id": site}
     unix = api.unix()
+    site = new_site(unix)
+    body = {"target": "198.18.0.1", "profile": "quick", "site_id": site}
     first = start(unix, body, key="once")
     # The same request as the API reads it: a site_id's case and a null field do not count.
     same = start(unix, {**body, "site_id": site.upper(), "rate": None}, key="once")

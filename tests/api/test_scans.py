@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.api.conftest import RESULT_KEYS, STATUS_KEYS, Api, assert_problem, start, stored
+from tests.api.conftest import RESULT_KEYS, STATUS_KEYS, Api, assert_problem, new_site, start, stored
 
 TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
@@ -45,7 +45,7 @@ def test_custom_profile_as_in_the_spec(api: Api, unix: httpx.Client) -> None:
 
 
 def test_every_option_and_nulls(api: Api, unix: httpx.Client) -> None:
-    site = str(uuid.uuid4())
+    site = new_site(unix)
     r = start(unix, {"target": "198.18.1.1", "profile": "custom", "site_id": site.upper(),
                      "ports": [1, "100-200", 65535], "timeout_ms": 600000, "max_concurrent": 65536,
                      "enable_profiling": True, "enable_cve_match": True, "rate": 1.5, "retries": 10})
@@ -68,7 +68,7 @@ def test_status_is_the_scan_status(unix: httpx.Client) -> None:
 
 
 def test_result_of_a_queued_scan(unix: httpx.Client) -> None:
-    site = str(uuid.uuid4())
+    site = new_site(unix)
     started = start(unix, {"target": "198.18.0.1", "profile": "quick", "site_id": site}).json()
     r = unix.get(f"/api/v1/scans/{started['id']}/result")
     assert r.status_code == 200
@@ -173,7 +173,7 @@ def test_list_pages_newest_first(unix: httpx.Client) -> None:
 
 
 def test_list_filters_by_status_and_site(unix: httpx.Client) -> None:
-    site_a, site_b = str(uuid.uuid4()), str(uuid.uuid4())
+    site_a, site_b = new_site(unix), new_site(unix)
     a1 = start(unix, {"target": "198.18.0.1", "site_id": site_a}).json()["id"]
     a2 = start(unix, {"target": "198.18.0.2", "site_id": site_a}).json()["id"]
     b1 = start(unix, {"target": "198.18.0.3", "site_id": site_b}).json()["id"]

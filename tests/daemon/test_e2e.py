@@ -97,8 +97,8 @@ def test_stop_cancels_within_a_second_keeping_partial_results(lab: Lab, daemon: 
 
 
 def test_list_paginates_and_filters(lab: Lab, daemon: Daemon) -> None:
-    site = "3f2b1c9e-8a4d-4e6f-9b1a-2c3d4e5f6a7b"
     with daemon.unix() as c:
+        site = c.post("/api/v1/sites", json={"name": "e2e"}).json()["id"]
         ids = []
         for i in range(3):
             body = {"target": all_hosts(lab)[i], "profile": "custom", "ports": [22]}

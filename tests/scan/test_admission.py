@@ -19,7 +19,7 @@ from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import Queued, ScanQueue, recheck
 from netscand.scan.targets import parse_targets
-from netscand.store import Store
+from netscand.store import Store, sites
 from netscand.store.threads import StoreThreads
 
 T = TypeVar("T")
@@ -64,10 +64,11 @@ def refusal(admission: Admission, **kwargs: Any) -> ScanError:
 
 def test_an_admitted_scan_is_stored_queued_with_the_targets_the_policy_leaves(
         admission: Admission, store: Store) -> None:
-    row, queued = run(admit(admission, "198.18.0.0/29", profile="quick", site_id="lab"))
+    site = store.call("", sites.create, "lab")["id"]
+    row, queued = run(admit(admission, "198.18.0.0/29", profile="quick", site_id=site))
     assert queued is not None and queued.id == row["id"] and queued.owner == "alice" and not queued.remote
     assert store.get_scan(row["id"]) == row
-    assert (row["status"], row["target"], row["profile"], row["site_id"]) == ("queued", "198.18.0.0/29", "quick", "lab")
+    assert (row["status"], row["target"], row["profile"], row["site_id"]) == ("queued", "198.18.0.0/29", "quick", site)
     assert row["options"] == {"excluded_addresses": 4}  # 198.18.0.0/30 is excluded
     assert queued.spec.targets == parse_targets("198.18.0.4-198.18.0.7")
     assert queued.spec.rate == 2000.0 and admission.claims.waiting == {"alice": 1}
