@@ -1060,7 +1060,7 @@ class Change(Closed, kw_only=True):
     id: Annotated[int, Meta(ge=1, description="Its place among all changes, oldest first.")]
     scan_id: Annotated[Uuid, Meta(description="The scan that found it.")]
     site_id: Annotated[Uuid | None, Meta(description="The scan's site; null: no site.")]
-    device_id: Annotated[str, Meta(description="The inventory's device (GET /api/v1/devices/{device_id}).")]
+    device_id: Annotated[DeviceId, Meta(description="The inventory's device (GET /api/v1/devices/{device_id}).")]
     ip: Annotated[Ipv4, Meta(description="The device's address (after the change; a gone device's last).")]
     kind: ChangeKind
     port: PortNumber | UnsetType = UNSET
