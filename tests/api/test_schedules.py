@@ -13,10 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from netscand.api.problems import INVALID_FIELD
+from netscand.api.models import ScheduleCreate
+from netscand.api.problems import INVALID_FIELD, Problem
+from netscand.api.schedules import read_body
 from netscand.config import PolicyConfig
 from netscand.scan.policy import Policy
+from netscand.store import sites
 from tests.api.conftest import Api, assert_problem
 
 SCHEDULES = "/api/v1/schedules"
@@ -35,7 +40,7 @@ def made(client: httpx.Client, **changes: Any) -> dict[str, Any]:
 
 def test_a_schedule_is_created_with_its_next_due_time_and_starts_nothing(api: Api) -> None:
     unix = api.unix()
-    site = "3F2B1C9E-8A4D-4E6F-9B1A-2C3D4E5F6A7B"
+    site = api.store.call("test", sites.create, "lab")["id"].upper()
     r = create(unix, site_id=site, missed="skip", deliver="changes")
     assert r.status_code == 201 and r.headers["location"] == f"{SCHEDULES}/{r.json()['id']}"
     body = r.json()
@@ -92,6 +97,24 @@ def test_the_target_policy_is_checked_at_creation(api: Api) -> None:
     assert made(unix, target="127.0.0.1")["target"] == "127.0.0.1"
     scanner = api.tcp(api.token("scan"))
     assert_problem(create(scanner, target="127.0.0.1"), 403, field_="target")
+
+
+def test_a_site_that_is_none_is_refused_at_creation(api: Api) -> None:
+    problem = assert_problem(create(api.unix(), site_id="3f2b1c9e-8a4d-4e6f-9b1a-2c3d4e5f6a7b"), 422,
+                             INVALID_FIELD, "site_id")
+    assert "names no site" in problem["detail"]
+
+
+def test_a_deleted_site_refuses_the_start_and_the_schedule_goes_on(api: Api) -> None:
+    unix = api.unix()
+    site = api.store.call("test", sites.create, "lab")["id"]
+    s = made(unix, cron="* * * * *", site_id=site)
+    api.store.call("test", sites.delete, site)
+    _tick(api, datetime.fromisoformat(s["next_due"]))
+    got = unix.get(f"{SCHEDULES}/{s['id']}").json()
+    (run,) = got["runs"]
+    assert run["outcome"] == "refused" and run["scan_id"] is None and "names no site" in run["detail"]
+    assert got["next_due"] > s["next_due"] and unix.get("/api/v1/scans").json()["total"] == 0
 
 
 def test_scopes_and_owners(api: Api) -> None:
@@ -188,3 +211,21 @@ def _tick(api: Api, now: datetime) -> None:
     """One tick of the daemon's scheduler on the API's loop, at `now`."""
     api.orchestrator.schedules.clock = lambda: now
     api.on_loop(api.orchestrator.schedules.tick)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=8)
+_FIELDS = st.sampled_from([*ScheduleCreate.__struct_fields__, "other"])
+
+
+@given(st.dictionaries(_FIELDS, _JSON | st.sampled_from(["* * * * *", "61 * * * *", "198.18.0.1", "custom"]),
+                       max_size=8) | _JSON)
+@settings(max_examples=500, deadline=None)
+def test_reading_any_body_gives_a_schedule_or_a_422(body: Any) -> None:
+    try:
+        req, settings_ = read_body(BODY | body if isinstance(body, dict) else body)
+    except Problem as problem:
+        assert problem.status == 422 and problem.field is not None
+    else:
+        assert req.target and set(settings_) == {"name", "cron", "missed", "deliver", "enabled"}
