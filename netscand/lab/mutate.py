@@ -72,7 +72,7 @@ def move_host(lab: Lab, name: str, new_ip: str) -> None:
     found = _imitation(lab, name)
     old_ip = found["ip"]
     _check_free(lab, found, new_ip)
-    network = ipaddress.ip_network(truth.ROUTED_NET if found["routed"] else truth.SCAN_NET)
+    network = _segment(found)
     with IPRoute(netns=found["netns"], flags=0) as ipr:
         index = ipr.link_lookup(ifname=HOST_IF)[0]
         # Removed first: with promote_secondaries off (the default), deleting a primary address
@@ -102,9 +102,16 @@ def set_mac(lab: Lab, name: str, mac: str) -> None:
     truth.write(lab.state_file, lab.truth)
 
 
+def _segment(found: dict[str, Any]) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(truth.ROUTED_NET if found["routed"] else truth.SCAN_NET)
+
+
 def _check_free(lab: Lab, moving: dict[str, Any], new_ip: str) -> None:
-    network = ipaddress.ip_network(truth.ROUTED_NET if moving["routed"] else truth.SCAN_NET)
-    address = ipaddress.ip_address(new_ip)
+    network = _segment(moving)
+    try:
+        address = ipaddress.IPv4Address(new_ip)
+    except ValueError:
+        raise LabError(f"{new_ip!r} is not an IPv4 address") from None
     if address not in network or address in (network.network_address, network.broadcast_address):
         raise LabError(f"{new_ip} is not a host address of {moving['name']}'s segment {network}")
     taken = {h["ip"] for h in lab.truth["hosts"]} | set(truth.ROUTER_IPS) | {truth.SCANNER_IP}

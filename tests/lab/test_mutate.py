@@ -131,6 +131,8 @@ def test_changes_are_refused_where_they_would_lie() -> None:
     planned = Lab(truth.plan("nsmu", 4, 1, 0, 0, with_servers=True))
     with pytest.raises(LabError, match="already a lab address"):
         mutate.move_host(planned, "h3", mutate.host(planned, "h1")["ip"])
+    with pytest.raises(LabError, match="not an IPv4 address"):
+        mutate.move_host(planned, "h3", "198.18.0.300")
     with pytest.raises(LabError, match="not a host address"):
         mutate.move_host(planned, "h3", "198.19.0.77")  # h3 is on the scanner's segment
     with pytest.raises(LabError, match="only imitation hosts"):
