@@ -20,7 +20,9 @@ from starlette.responses import StreamingResponse
 
 from netscand.api.problems import Problem
 from netscand.scan.errors import not_found
-from netscand.scan.exports import FORMATS, Export, Format, export
+from netscand.scan.exports import (
+    DEVICE_FORMATS, FORMATS, INVENTORY_COLUMNS, INVENTORY_PORT_COLUMNS, Export, Format, export,
+)
 from netscand.scan.orchestrator import Orchestrator
 from netscand.store import Store
 from netscand.store.threads import StoreThreads
@@ -116,6 +118,14 @@ DESCRIPTION = (
     "a cell beginning with = + - @ tab or CR prefixed with `'` against CSV injection; or JSON Lines "
     "(`application/x-ndjson`), one device per line as the JSON result has it, with `scan_id`. "
     "`Content-Disposition` names the file. A scan still running exports what it has found so far.")
+
+DEVICES_DESCRIPTION = (
+    f" With `format` {' or '.join(DEVICE_FORMATS)} the answer is instead every device matching the filters, "
+    "streamed (no `page` or `per_page`: 422): CSV (`text/csv`), a header row then one row per open port (a "
+    "device without one gets one row with empty port cells), with the columns "
+    f"{', '.join([h for h, _ in INVENTORY_COLUMNS] + list(INVENTORY_PORT_COLUMNS))} and the result's guard "
+    "against CSV injection; or JSON Lines (`application/x-ndjson`), one device per line as the list has it. "
+    "`Content-Disposition` names the file `netscand-devices.csv` or `.jsonl`.")
 
 
 def documented(response: dict[str, Any], formats: Iterable[str] = FORMATS) -> dict[str, Any]:

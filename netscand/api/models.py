@@ -20,7 +20,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from netscand.api.problems import NOT_READY
 from netscand.scan.cves import FINDING_STATUSES, SEVERITIES
-from netscand.scan.exports import FORMATS
+from netscand.scan.exports import DEVICE_FORMATS, FORMATS
 from netscand.scan.identify import NAME_PREFERENCE
 from netscand.scan.ports import SOURCE_PORTS
 from netscand.scan.profiles import (
@@ -63,8 +63,9 @@ PORT_STATES = ("open", "closed", "filtered", "open|filtered")  # the last: UDP's
 # The values of each enum in the order they mean something in (a scan's life, the profiles'
 # size): msgspec writes a Literal's values sorted, and in_order() puts them back in this order.
 RESULT_FORMATS = ("json", *FORMATS)
+DEVICE_LIST_FORMATS = ("json", *DEVICE_FORMATS)
 ENUM_ORDERS = (PROFILE_NAMES, STATUS_NAMES, NAME_PREFERENCE, PORT_STATES, SEVERITIES, FINDING_STATUSES, LEVEL_NAMES,
-               RESULT_FORMATS)
+               RESULT_FORMATS, DEVICE_LIST_FORMATS)
 if TYPE_CHECKING:
     ProfileName = str
     LevelName = str
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     Severity = str
     FindingStatus = str
     ResultFormat = str
+    DeviceFormat = str
 else:
     # Built from the registries, so a new profile or status is one entry there.
     ProfileName = Literal[PROFILE_NAMES]
@@ -86,6 +88,7 @@ else:
     Severity = Literal[SEVERITIES]
     FindingStatus = Literal[FINDING_STATUSES]
     ResultFormat = Literal[RESULT_FORMATS]
+    DeviceFormat = Literal[DEVICE_LIST_FORMATS]
 
 _SITE = "123e4567-e89b-12d3-a456-426614174000"
 # A pattern's end: msgspec searches with Python's re, where `$` also matches before a final
@@ -943,6 +946,10 @@ class DeviceQuery(Closed):
     not_seen_since: Annotated[Time | UnsetType, Meta(description="Last seen before this time.")] = UNSET
     present: Annotated[Literal["true", "false"] | UnsetType, Meta(
         description="true: found by the last completed scan that covered its address; false: not.")] = UNSET
+    format: Annotated[DeviceFormat, Meta(
+        description="json: one page of devices. csv (one open port per line) and jsonl (JSON Lines, one device "
+                    "per line as the list has it): every device matching, streamed, which page and per_page "
+                    "do not take (422).")] = "json"
 
 
 class DevicePort(Closed):

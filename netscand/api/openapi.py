@@ -459,8 +459,10 @@ DEVICE_ROUTES = (
         "The devices of the inventory: one per device per site, merged from every completed scan "
         "(a failed or cancelled scan changes nothing). Sorted by site, then address; every filter "
         "given must hold; `total` counts the matches on all pages. Each filter is answered by an "
-        "index, so a query over 100,000 devices takes milliseconds."), query=models.DeviceQuery, responses={
-        "200": _json(models.DeviceList, "One page of devices; a page past the last is empty."),
+        "index, so a query over 100,000 devices takes milliseconds." + exports.DEVICES_DESCRIPTION),
+        query=models.DeviceQuery, responses={
+        "200": exports.documented(_json(models.DeviceList, "One page of devices; a page past the last is empty."),
+                                  exports.DEVICE_FORMATS),
         "422": _use("Invalid")}),
     Operation(f"{DEVICES}/{{device_id}}", "get", "getDevice", "A device and its history", description=(
         "The device with its open ports, CVEs, every address it has had, and its newest changes "
