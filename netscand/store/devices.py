@@ -54,11 +54,12 @@ def page(db: Database, filters: Filters, number: int, per_page: int) -> tuple[li
     if number < 1 or per_page < 1:
         raise ValueError(f"page and per_page start at 1, got page={number} per_page={per_page}")
     query = _Query.of(filters)
-    total = query.count(db)
+    driver = query.driver(db)
+    total = query.count(db, driver)
     offset = (number - 1) * per_page
     if total <= offset:
         return [], total
-    ids = query.page_ids(db, total, offset, per_page)
+    ids = query.page_ids(db, driver, total, offset, per_page)
     rows = {r["id"]: r for r in db.query(
         f"SELECT {', '.join(_DEVICE)} FROM inventory WHERE id IN ({', '.join('?' * len(ids))})", ids)}
     ports = _ports(db, ids)
@@ -85,6 +86,7 @@ def get(db: Database, device_id: str) -> dict[str, Any] | None:
 
 
 Term = tuple[str, list[Any]]  # SQL and its arguments
+Join = tuple[str, Term]  # a filter on a device's ports or CVEs: their table, and a term on its rows `t`
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,12 @@ class _Query:
     CVEs (a table, and a condition on its rows `t`)."""
 
     own: list[Term]
-    joined: list[tuple[str, Term]]
+    joined: list[Join]
 
     @classmethod
     def of(cls, f: Filters) -> _Query:
         own: list[Term] = []
-        joined: list[tuple[str, Term]] = []
+        joined: list[Join] = []
         if f.site_id is not None:
             own.append(("i.site_key = ?", [f.site_id]))
         if f.network is not None:
@@ -128,40 +130,83 @@ class _Query:
         return cls(own, joined)
 
     def where(self, walking: bool) -> Term:
-        """The WHERE clause. A device's ports or CVEs are found from their table's index, or
-        when `walking` the listing, checked device by device."""
-        terms = list(self.own)
-        for table, (condition, args) in self.joined:
-            if walking:
-                terms.append((f"EXISTS (SELECT 1 FROM {table} AS t WHERE t.device_id = i.id AND {condition})", args))
-            else:
-                terms.append((f"i.id IN (SELECT device_id FROM {table} AS t WHERE {condition})", args))
-        if not terms:
-            return "", []
-        return "WHERE " + " AND ".join(sql for sql, _ in terms), [a for _, args in terms for a in args]
+        """The WHERE clause of a query of the listing: a device's ports or CVEs are checked
+        device by device when `walking`, else found from their table's index."""
+        return _where([*self.own, *(_has(join) if walking else _among(join) for join in self.joined)])
 
-    def count(self, db: Database) -> int:
-        if not self.own and len(self.joined) == 1:
-            # One filter, on ports or CVEs: its table's index alone counts the devices.
-            table, (condition, args) = self.joined[0]
+    def count(self, db: Database, driver: Join | None) -> int:
+        if driver is None:
+            where, args = _where([*self.own, *map(_has, self.joined)])
+            sql = f"SELECT count(*) AS n FROM inventory AS i {where}"
+        elif not self.own and len(self.joined) == 1:  # its table's index alone counts the devices
+            table, (condition, args) = driver
             sql = f"SELECT count(DISTINCT device_id) AS n FROM {table} AS t WHERE {condition}"
         else:
-            where, args = self.where(walking=False)
-            sql = f"SELECT count(*) AS n FROM inventory AS i {where}"
+            sql, args = self.driven(driver, "count(DISTINCT i.id) AS n")
         return int(next(db.query(sql, args))["n"])
 
-    def page_ids(self, db: Database, total: int, offset: int, per_page: int) -> list[str]:
+    def page_ids(self, db: Database, driver: Join | None, total: int, offset: int, per_page: int) -> list[str]:
         """The page's device ids, found one of two ways, whichever reads fewer rows: walking the
         listing in order, checking each device, reads about (offset + per_page) * devices /
         total; finding every match and sorting them reads `total`."""
-        devices = next(db.query("SELECT count(*) AS n FROM inventory"))["n"]
-        walking = (offset + per_page) * devices < total * total
-        where, args = self.where(walking)
-        if walking:  # the listing index holds the order and every column filtered: no row is read
+        if (offset + per_page) * self._devices(db) < total * total:
+            # The listing index holds the order and every column filtered: no row is read.
+            where, args = self.where(walking=True)
             sql = f"SELECT id FROM inventory AS i INDEXED BY inventory_listing {where} ORDER BY site_key, ip_key, id"
-        else:  # `+`: the planner must start from the most selective filter, not walk an index in order
+        elif driver is None:
+            where, args = _where([*self.own, *map(_has, self.joined)])
+            # `+`: the planner must start from the most selective filter, not walk an index in order
             sql = f"SELECT id FROM inventory AS i {where} ORDER BY +site_key, +ip_key, +id"
+        else:
+            sql, args = self.driven(driver, "DISTINCT i.id, i.site_key, i.ip_key")
+            sql += " ORDER BY i.site_key, i.ip_key, i.id"
         return [r["id"] for r in db.query(f"{sql} LIMIT ? OFFSET ?", [*args, per_page, offset])]
+
+    def driver(self, db: Database) -> Join | None:
+        """Where the matches are read from: the filter on ports or CVEs whose index holds the
+        fewest rows; or (None) the devices matching their own filters, each checked for its
+        ports or CVEs (a lookup per filter), when that reads fewer rows."""
+        if not self.joined:
+            return None
+        sizes = [(next(db.query(f"SELECT count(*) AS n FROM {table} AS t WHERE {condition}", args))["n"], i)
+                 for i, (table, (condition, args)) in enumerate(self.joined)]
+        rows, smallest = min(sizes)
+        if self.own:
+            where, args = _where(self.own)
+            own = next(db.query(f"SELECT count(*) AS n FROM inventory AS i {where}", args))["n"]
+            if own * (1 + len(self.joined)) <= rows:
+                return None
+        return self.joined[smallest]
+
+    def driven(self, driver: Join, columns: str) -> Term:
+        """SELECT `columns` of the matches, read from `driver`'s index, each device's own
+        columns from the listing by id, its other ports or CVEs checked by their primary key."""
+        table, (condition, args) = driver
+        where, more = _where([(condition, args), *self.own, *(_has(j) for j in self.joined if j is not driver)])
+        # CROSS JOIN: SQLite keeps this order, the driver's rows first; then the listing by id,
+        # which holds every column the device's own filters read (never its row).
+        return (f"SELECT {columns} FROM {table} AS t CROSS JOIN inventory AS i INDEXED BY inventory_listing_by_id "
+                f"ON i.id = t.device_id {where}", more)
+
+    @staticmethod
+    def _devices(db: Database) -> int:
+        return int(next(db.query("SELECT count(*) AS n FROM inventory"))["n"])
+
+
+def _has(join: Join) -> Term:
+    table, (condition, args) = join
+    return f"EXISTS (SELECT 1 FROM {table} AS t WHERE t.device_id = i.id AND {condition})", args
+
+
+def _among(join: Join) -> Term:
+    table, (condition, args) = join
+    return f"i.id IN (SELECT device_id FROM {table} AS t WHERE {condition})", args
+
+
+def _where(terms: list[Term]) -> Term:
+    if not terms:
+        return "", []
+    return "WHERE " + " AND ".join(sql for sql, _ in terms), [a for _, args in terms for a in args]
 
 
 def ip_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:

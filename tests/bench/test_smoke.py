@@ -129,6 +129,16 @@ def test_the_parser_fuzzer_runs_every_parser_in_its_smoke_mode_and_one_through_l
     assert "FAILED" not in stdout
 
 
+def test_the_inventory_bench_runs_in_its_smoke_mode() -> None:
+    """No lab: a store in a temporary directory, its devices merged in, queried both ways."""
+    run_smoke(Smoke(("bench/inventory.py",), (
+        r"^inventory: 3,000 devices in 20 sites, written through inventory\.merge in [\d.]+ s; 20 runs",
+        r"^port 22 +\d+ \| +[\d.]+ +[\d.]+ +[\d.]+ \| +[\d.]+ +[\d.]+ +[\d.]+$",
+        r"^goal \(p99 under 50 ms for every query\): (met|NOT met)$",
+        r"^merge of a 4,096-address scan \([\d,]+ devices found, [\d,]+ known\): [\d.]+ s, [\d,]+ changes$",
+    ), 120))
+
+
 def test_a_smoke_size_for_no_option_of_the_bench_is_refused() -> None:
     """A misspelt key would be taken by set_defaults and ignored: the smoke would run full size."""
     def parser() -> argparse.ArgumentParser:
