@@ -1,8 +1,8 @@
 """Devices: reads of the inventory (written by store/inventory.py), a page of devices matching
 filters and one device with its history.
 
-Every filter is answered by an index (schema m004): a query over 100,000 devices takes
-milliseconds (bench/inventory.py measures it). The text filters (hostname or vendor, OS) are
+Every filter is answered by an index (schema m004), never by the devices' rows: over 100,000
+devices most queries take a few milliseconds (bench/inventory.py measures each). The text filters (hostname or vendor, OS) are
 substrings, which no B-tree answers; they scan the narrow indexes that hold those columns
 rather than the table with its JSON state.
 """
