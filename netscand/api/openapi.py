@@ -459,7 +459,7 @@ DEVICE_ROUTES = (
         "The devices of the inventory: one per device per site, merged from every completed scan "
         "(a failed or cancelled scan changes nothing). Sorted by site, then address; every filter "
         "given must hold; `total` counts the matches on all pages. Each filter is answered by an "
-        "index, so a query over 100,000 devices takes milliseconds." + exports.DEVICES_DESCRIPTION),
+        "index, never by reading every device." + exports.DEVICES_DESCRIPTION),
         query=models.DeviceQuery, responses={
         "200": exports.documented(_json(models.DeviceList, "One page of devices; a page past the last is empty."),
                                   exports.DEVICE_FORMATS),
