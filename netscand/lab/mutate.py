@@ -1,8 +1,13 @@
 """Changing a running lab between two scans, as a network changes between two audits: a port
 opened, a server stopped, a banner announcing a newer version, a host moved to a new address
 with the same MAC (and a host given another MAC: the imitation hosts' own are locally
-administered, which an inventory rightly does not trust to tell a host alone). Each change is made on the wire and written into the lab's truth together,
-so what a scan must find stays a function of the truth.
+administered, which an inventory rightly does not trust to tell a host alone). Each change is
+made on the wire and written into the lab's truth together, so what a scan must find stays a
+function of the truth.
+
+Every change is made in a namespace named by the truth, so each one is first checked to be a
+namespace of this lab (lab_netns): a truth without it would otherwise change the root
+namespace, whose eth0 is the machine's own.
 
 The imitation hosts' ports are served by the one services process from the truth (services.py),
 so a change to them rewrites the truth and restarts that process: the listeners, their banners
@@ -19,7 +24,7 @@ from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError, netns
 
-from netscand.lab import procs, servers, truth
+from netscand.lab import namespaces, procs, servers, truth
 from netscand.lab.errors import LabError
 from netscand.lab.lab import Lab
 from netscand.lab.topology import SCAN_IF
@@ -38,6 +43,18 @@ def host(lab: Lab, name: str) -> dict[str, Any]:
     return found
 
 
+def lab_netns(lab: Lab, found: dict[str, Any]) -> str:
+    """The namespace of `found` (a host, the router or the scanner of the lab's truth), once it is
+    sure to be an existing one of this lab: IPRoute(netns=None) or a foreign name would act on the
+    root namespace, whose eth0 is the machine's own, or on another lab."""
+    ns = found.get("netns")
+    if not isinstance(ns, str) or not ns.startswith(f"{lab.prefix}-"):
+        raise LabError(f"{found.get('name', 'a node')}'s namespace {ns!r} is not one of lab {lab.prefix!r}")
+    if not namespaces.exists(ns):
+        raise LabError(f"{found.get('name', 'a node')}'s namespace {ns} does not exist: is lab {lab.prefix!r} up?")
+    return ns
+
+
 def _imitation(lab: Lab, name: str) -> dict[str, Any]:
     found = host(lab, name)
     if found["kind"] != "imitation":
@@ -50,6 +67,7 @@ def open_port(lab: Lab, name: str, port: int, banner: str = "") -> None:
     found = _imitation(lab, name)
     if port in found["open"] or port in found["filtered"]:
         raise LabError(f"{name} already has port {port} open or filtered")
+    lab_netns(lab, found)  # the services process serves it there
     found["open"] = sorted([*found["open"], port])
     if banner:
         found["banners"][str(port)] = banner
@@ -61,6 +79,7 @@ def swap_banner(lab: Lab, name: str, port: int, banner: str) -> None:
     found = _imitation(lab, name)
     if port not in found["open"]:
         raise LabError(f"{name} has no open port {port}")
+    lab_netns(lab, found)  # the services process serves it there
     found["banners"][str(port)] = banner
     _restart_services(lab)
 
@@ -73,7 +92,7 @@ def move_host(lab: Lab, name: str, new_ip: str) -> None:
     old_ip = found["ip"]
     _check_free(lab, found, new_ip)
     network = _segment(found)
-    with IPRoute(netns=found["netns"], flags=0) as ipr:
+    with IPRoute(netns=lab_netns(lab, found), flags=0) as ipr:
         index = ipr.link_lookup(ifname=HOST_IF)[0]
         # Removed first: with promote_secondaries off (the default), deleting a primary address
         # takes the secondaries of its subnet with it.
@@ -93,9 +112,11 @@ def set_mac(lab: Lab, name: str, mac: str) -> None:
     found = host(lab, name)
     if not MAC_RE.fullmatch(mac):
         raise LabError(f"bad MAC {mac!r}: six lower-case hex octets joined by ':'")
+    if int(mac[:2], 16) & 1:
+        raise LabError(f"{mac} is a multicast MAC: no interface may own it")
     if mac in {h["mac"] for h in lab.truth["hosts"]} | {truth.SCANNER_MAC, *truth.ROUTER_MACS}:
         raise LabError(f"{mac} is already a lab MAC")
-    with IPRoute(netns=found["netns"], flags=0) as ipr:
+    with IPRoute(netns=lab_netns(lab, found), flags=0) as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname=HOST_IF)[0], address=mac)
     _forget_neighbours(lab, found["routed"], (found["ip"],))
     found["mac"] = mac
@@ -123,8 +144,9 @@ def _forget_neighbours(lab: Lab, routed: bool, ips: tuple[str, ...]) -> None:
     """Drop the neighbour entries of these addresses where the host's segment is on-link: an old
     entry's MAC would otherwise be used until it goes stale, and a failed lookup would keep
     answering "unreachable" for a while."""
-    where = [(lab.truth["router"]["netns"], ROUTER_IFS[1])] if routed else [
-        (lab.scanner_ns, SCAN_IF), (lab.truth["router"]["netns"], ROUTER_IFS[0])]
+    router = lab_netns(lab, lab.truth["router"])
+    where = [(router, ROUTER_IFS[1])] if routed else [
+        (lab_netns(lab, lab.truth["scanner"]), SCAN_IF), (router, ROUTER_IFS[0])]
     for ns, ifname in where:
         with IPRoute(netns=ns, flags=0) as ipr:
             index = ipr.link_lookup(ifname=ifname)[0]
@@ -142,7 +164,7 @@ def stop_daemon(lab: Lab, name: str, daemon: str) -> None:
     found = host(lab, name)
     if daemon not in found.get("daemons", []):
         raise LabError(f"{name} runs no {daemon}")
-    pids = _running(found["netns"], servers.DAEMONS[daemon].binary)
+    pids = _running(lab_netns(lab, found), servers.DAEMONS[daemon].binary)
     if not pids:
         raise LabError(f"{daemon} is not running on {name}")
     survivors = procs.stop(pids)

@@ -5,7 +5,8 @@ mid-scan and comes back with Last-Event-ID, and nmap's own ndiff on the two scan
 
 Between the scans (netscand.lab.mutate): h2 opens a port, s2's vsftpd is stopped, h1's SSH
 daemon announces a newer version, and h3 moves to a new address keeping its MAC. The lab is
-this module's own (prefix PREFIX), so its changes never reach another test's lab.
+this module's own (prefix PREFIX), so its changes never reach another test's lab, and each test
+builds it anew, so no test (nor a rerun) meets a network already changed.
 
 h3 is given a vendor's MAC before the first scan: the imitation hosts draw locally administered
 MACs, which the inventory flags as randomized and does not trust alone to tell a host, so with
@@ -20,9 +21,11 @@ state whose service differs in its version (netscand.lab.ndiff reads ndiff's rep
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +33,15 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import connect_sse
+from sqlite_utils import Database
 from standardwebhooks import Webhook
 
+from netscand.daemon import DB_NAME
 from netscand.lab import Lab, mutate, receiver
 from netscand.lab.harness import Daemon, lab_up, running_daemon
 from netscand.lab.ndiff import ndiff
 from netscand.statuses import FINISHED
+from netscand.store import events as stored_events
 from tests.daemon.test_e2e import wait_for
 
 pytestmark = pytest.mark.lab
@@ -51,9 +57,13 @@ RECEIVER_HOST, RECEIVER_PORT, RECEIVER_FAILURES = "h4", 9000, 3
 EVENTS = ["change.*", "scan.state"]
 SSE_FIRST_PART = 2  # events read before the client drops off
 SSE_GAP_S = 1.0  # how long it stays away, while the scan goes on
+# Each host's probes paced this far apart, so the scan lasts seconds and goes on while the SSE
+# client is away rather than perhaps ending before it has left.
+HOST_GAP_MS = 200
+RETRY_FIRST_S, RETRY_MAX_S = 0.2, 1.0  # the webhooks' retries, a fraction of a second apart
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lab(lab_lock: None) -> Iterator[Lab]:
     with lab_up(hosts=4, seed=1, prefix=PREFIX, servers=True) as built:
         mutate.set_mac(built, MOVED, MOVED_MAC)
@@ -62,9 +72,8 @@ def lab(lab_lock: None) -> Iterator[Lab]:
 
 def _config(lab: Lab) -> str:
     receiver_ip = mutate.host(lab, RECEIVER_HOST)["ip"]
-    # Retries a fraction of a second apart, so the receiver's failures cost the test little.
     return (f'[webhooks]\nallowed_destinations = ["{receiver_ip}/32"]\n'
-            "retry_first = 0.2\nretry_max = 1.0\n")
+            f"retry_first = {RETRY_FIRST_S}\nretry_max = {RETRY_MAX_S}\n")
 
 
 @pytest.fixture
@@ -99,6 +108,7 @@ class Seen:
 
     site_id: str
     scans: tuple[str, str]
+    webhook_id: str
     events: dict[str, list[dict[str, Any]]]  # each scan's, read whole once it ended
     resumed: list[dict[str, Any]]  # the second scan's, as the client that dropped off read them
     changes: list[dict[str, Any]]  # the second scan's
@@ -116,12 +126,12 @@ def _two_scans(lab: Lab, daemon: Daemon, url: str, where: Path) -> tuple[Seen, s
         made = c.post("/api/v1/webhooks", json={"url": url, "events": EVENTS})
         assert made.status_code == 201, made.text
         body = {"target": _targets(lab), "profile": "custom", "ports": PORTS, "enable_profiling": True,
-                "site_id": site.json()["id"]}
+                "host_gap_ms": HOST_GAP_MS, "site_id": site.json()["id"]}
         first = _start(c, body)
         assert wait_for(c, first)["status"] == "completed"
         _change_the_network(lab)
         second = _start(c, body)
-        resumed = _read_dropping_off_mid_scan(daemon, c, second)
+        resumed = _read_dropping_off_mid_scan(daemon, second)
         assert wait_for(c, second)["status"] == "completed"
         changes = c.get(f"/api/v1/scans/{second}/changes")
         assert changes.status_code == 200, changes.text
@@ -130,9 +140,9 @@ def _two_scans(lab: Lab, daemon: Daemon, url: str, where: Path) -> tuple[Seen, s
         moved = [d for d in devices.json()["devices"] if (d["mac"] or "").lower() == MOVED_MAC]
         assert len(moved) == 1, devices.json()
         scans = (first, second)
-        seen = Seen(site.json()["id"], scans, {s: _read_events(daemon, s) for s in scans}, resumed,
-                    changes.json()["changes"], devices.json(), c.get(f"/api/v1/devices/{moved[0]['id']}").json(),
-                    [_nmap_xml(c, s, where) for s in scans])
+        seen = Seen(site.json()["id"], scans, made.json()["id"], {s: _read_events(daemon, s) for s in scans},
+                    resumed, changes.json()["changes"], devices.json(),
+                    c.get(f"/api/v1/devices/{moved[0]['id']}").json(), [_nmap_xml(c, s, where) for s in scans])
     return seen, made.json()["secret"]
 
 
@@ -163,9 +173,9 @@ def test_changes_between_two_scans_reach_every_consumer_exactly_once(
     # The receiver got every change and state event of both scans once, signed, after its 500s.
     wanted = [e for scan_id in seen.scans for e in seen.events[scan_id]
               if e["type"].startswith("change.") or e["type"] == "scan.state"]
-    _check_deliveries(hook, secret, wanted)
+    _check_deliveries(daemon, seen.webhook_id, hook, secret, wanted)
 
-    # nmap's ndiff on the two exports sees the same changes.
+    # nmap's ndiff on the two exports sees the same changes, each as often.
     assert _ndiff(*seen.exports) == _as_ndiff(expected)
 
 
@@ -218,29 +228,35 @@ def _read_events(daemon: Daemon, scan_id: str) -> list[dict[str, Any]]:
         return _stream(client, scan_id, None, None)
 
 
-def _read_dropping_off_mid_scan(daemon: Daemon, c: httpx.Client, scan_id: str) -> list[dict[str, Any]]:
+def _read_dropping_off_mid_scan(daemon: Daemon, scan_id: str) -> list[dict[str, Any]]:
     """The scan's events as a client reads them that drops its connection after a few while the
-    scan runs, stays away for a while, and comes back with the last id it saw."""
+    scan runs, stays away for a while, and comes back with the last id it saw; the events
+    written meanwhile are proven written, and replayed."""
     with daemon.unix() as client:
         before = _stream(client, scan_id, None, SSE_FIRST_PART)
-    assert len(before) == SSE_FIRST_PART and not _ended(before[-1])
-    assert c.get(f"/api/v1/scans/{scan_id}").json()["status"] == "running"  # dropped off mid-scan
+    assert len(before) == SSE_FIRST_PART and not _ended(before[-1])  # it left before the scan's end
+    at_drop = _stored_seqs(daemon, scan_id, before[-1]["seq"])
     time.sleep(SSE_GAP_S)
+    missed = _stored_seqs(daemon, scan_id, before[-1]["seq"])
+    assert len(missed) > len(at_drop), "no event was written while the client was away"
     with daemon.unix() as client:
         after = _stream(client, scan_id, before[-1]["seq"], None)
     assert after and _ended(after[-1])
+    assert [e["seq"] for e in after][:len(missed)] == missed  # what it missed, from the first on
     return before + after
 
 
-def _check_deliveries(hook: receiver.Receiver, secret: str, wanted: list[dict[str, Any]]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        received = hook.received()
-        delivered = {r.headers["webhook-id"] for r in received if r.status == 200}
-        if len(delivered) >= len(wanted) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert [r.status for r in received[:RECEIVER_FAILURES]] == [500] * RECEIVER_FAILURES
+def _stored_seqs(daemon: Daemon, scan_id: str, after: int) -> list[int]:
+    """The seqs of the scan's events the daemon has written after `after`, read from its store
+    as it is now (the stream could not say when it has sent all there is)."""
+    with closing(sqlite3.connect(f"file:{daemon.state_dir / DB_NAME}?mode=ro", uri=True)) as conn:
+        return [e["seq"] for e in stored_events.after(Database(conn), after, 100_000, scan_id=scan_id)]
+
+
+def _check_deliveries(daemon: Daemon, webhook_id: str, hook: receiver.Receiver, secret: str,
+                      wanted: list[dict[str, Any]]) -> None:
+    _wait_until_delivered(daemon, webhook_id, hook, len(wanted))
+    received = hook.received()
     by_id: dict[str, list[receiver.Received]] = {}
     for r in received:
         assert r.method == "POST" and r.path == "/netscand"
@@ -258,6 +274,24 @@ def _check_deliveries(hook: receiver.Receiver, secret: str, wanted: list[dict[st
     assert all(p["timestamp"] for p in payloads)
 
 
+def _wait_until_delivered(daemon: Daemon, webhook_id: str, hook: receiver.Receiver, count: int) -> None:
+    """Until the receiver has accepted `count` deliveries and the daemon's log has none pending,
+    and then past the longest retry wait: a delivery sent again late would have come by then."""
+    deadline = time.monotonic() + 60
+    with daemon.unix() as c:
+        while True:
+            delivered = {r.headers["webhook-id"] for r in hook.received() if r.status == 200}
+            log = c.get(f"/api/v1/webhooks/{webhook_id}/deliveries", params={"status": "pending"})
+            assert log.status_code == 200, log.text
+            if len(delivered) >= count and log.json()["total"] == 0:
+                break
+            assert time.monotonic() < deadline, (len(delivered), log.json())
+            time.sleep(0.2)
+        time.sleep(RETRY_MAX_S + 0.5)
+        log = c.get(f"/api/v1/webhooks/{webhook_id}/deliveries", params={"status": "delivered"})
+        assert log.json()["total"] == count, log.json()
+
+
 def _nmap_xml(c: httpx.Client, scan_id: str, where: Path) -> Path:
     r = c.get(f"/api/v1/scans/{scan_id}/result", params={"format": "nmap-xml"})
     assert r.status_code == 200, r.text
@@ -266,30 +300,32 @@ def _nmap_xml(c: httpx.Client, scan_id: str, where: Path) -> Path:
     return path
 
 
-def _ndiff(a: Path, b: Path) -> set[tuple[Any, ...]]:
+def _ndiff(a: Path, b: Path) -> Counter[tuple[Any, ...]]:
     """What ndiff says changed from export a to export b, a port's state as whether it is open
     (a closed port may be listed or counted among the extraports) and a service as its product
-    and version; every other difference as ndiff has it, so that none goes unnoticed."""
-    found: set[tuple[Any, ...]] = set()
+    and version; every other difference as ndiff has it, and each as often as it says it, so
+    that none goes unnoticed, nor one said twice."""
+    found: Counter[tuple[Any, ...]] = Counter()
     for d in ndiff(a, b):
         if d.kind == "state":
-            found.add((d.kind, d.host, d.port, d.protocol, d.before == "open", d.after == "open"))
+            found[(d.kind, d.host, d.port, d.protocol, d.before == "open", d.after == "open")] += 1
         elif d.kind == "service":
-            found.add((d.kind, d.host, d.port, d.protocol, *(s[1:] if isinstance(s, tuple) else s
-                                                            for s in (d.before, d.after))))
+            found[(d.kind, d.host, d.port, d.protocol, *(s[1:] if isinstance(s, tuple) else s
+                                                         for s in (d.before, d.after)))] += 1
         else:
-            found.add((d.kind, d.host, d.port, d.protocol, d.before, d.after))
+            found[(d.kind, d.host, d.port, d.protocol, d.before, d.after)] += 1
     return found
 
 
-def _as_ndiff(expected: list[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+def _as_ndiff(expected: list[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
     """What ndiff should report for these changes (the module docstring's mapping)."""
-    found: set[tuple[Any, ...]] = set()
+    found: Counter[tuple[Any, ...]] = Counter()
     for kind, ip, port, protocol, before, after in expected:
         if kind == "address_changed":
-            found |= {("host_gone", before, None, None, None, None), ("host_appeared", after, None, None, None, None)}
+            found.update([("host_gone", before, None, None, None, None),
+                          ("host_appeared", after, None, None, None, None)])
         elif kind in ("port_opened", "port_closed"):
-            found.add(("state", ip, port, protocol, kind == "port_closed", kind == "port_opened"))
+            found[("state", ip, port, protocol, kind == "port_closed", kind == "port_opened")] += 1
         elif kind == "version_changed":
-            found.add(("service", ip, port, protocol, (UPGRADED_PRODUCT, before), (UPGRADED_PRODUCT, after)))
+            found[("service", ip, port, protocol, (UPGRADED_PRODUCT, before), (UPGRADED_PRODUCT, after))] += 1
     return found

@@ -92,6 +92,7 @@ def test_move_host_keeps_its_mac_and_ports_at_the_new_address(lab: Lab, name: st
 
 def test_set_mac_answers_with_the_new_mac(lab: Lab) -> None:
     h1 = mutate.host(lab, "h1")
+    assert mutate.lab_netns(lab, h1) == f"{PREFIX}-h1"
     mutate.set_mac(lab, "h1", VENDOR_MAC)
     assert probe(lab, (h1["ip"], 21))[(h1["ip"], 21)]["result"] == "open"
     assert scanner_neighbours(lab, h1["ip"]) == [VENDOR_MAC]
@@ -143,5 +144,36 @@ def test_changes_are_refused_where_they_would_lie() -> None:
         mutate.set_mac(planned, "h1", mutate.host(planned, "s1")["mac"])
     with pytest.raises(LabError, match="bad MAC"):
         mutate.set_mac(planned, "h1", "00:1B:21:5E:00:10")
+    with pytest.raises(LabError, match="multicast"):
+        mutate.set_mac(planned, "h1", "01:1b:21:5e:00:10")
     with pytest.raises(LabError, match="no host"):
         mutate.host(planned, "h9")
+
+
+@pytest.mark.parametrize("ns", [None, "", "nsmx-h1", "eth0", "nsmzz-h1"])
+def test_no_change_is_made_outside_the_labs_own_namespaces(ns: str | None) -> None:
+    """A truth whose netns is missing or foreign is refused before anything is changed: with
+    netns None the change would be made to the root namespace's eth0, the machine's own."""
+    planned = Lab(truth.plan("nsmz", 4, 1, 0, 0, with_servers=True))  # planned only: none exists
+    for name in ("h1", "h3", "s2"):
+        mutate.host(planned, name)["netns"] = ns
+    with pytest.raises(LabError, match="is not one of lab 'nsmz'"):
+        mutate.lab_netns(planned, mutate.host(planned, "h1"))
+    with pytest.raises(LabError, match="is not one of lab 'nsmz'"):
+        mutate.set_mac(planned, "h1", VENDOR_MAC)
+    with pytest.raises(LabError, match="is not one of lab 'nsmz'"):
+        mutate.move_host(planned, "h3", "198.18.0.200")
+    with pytest.raises(LabError, match="is not one of lab 'nsmz'"):
+        mutate.open_port(planned, "h1", 8080)
+    with pytest.raises(LabError, match="is not one of lab 'nsmz'"):
+        mutate.stop_daemon(planned, "s2", "vsftpd")
+    with pytest.raises(LabError, match="is not one of lab 'nsmz'"):
+        receiver.start(planned, "h1", 9000, 0, Path("/nonexistent/received.jsonl"))
+
+
+def test_a_lab_namespace_that_does_not_exist_is_refused() -> None:
+    planned = Lab(truth.plan("nsmz", 4, 1, 0, 0, with_servers=True))
+    with pytest.raises(LabError, match="nsmz-h1 does not exist"):
+        mutate.lab_netns(planned, mutate.host(planned, "h1"))
+    with pytest.raises(LabError, match="nsmz-h1 does not exist"):
+        mutate.set_mac(planned, "h1", VENDOR_MAC)
