@@ -62,8 +62,8 @@ class Receiver:
 
 def _parse(line: str) -> Received:
     entry = json.loads(line)
-    return Received(entry["status"], entry["method"], entry["path"],
-                    {k.lower(): v for k, v in entry["headers"]}, base64.b64decode(entry["body"]))
+    return Received(entry["status"], entry["method"], entry["path"], entry["headers"],
+                    base64.b64decode(entry["body"]))
 
 
 def start(lab: Lab, name: str, port: int, failures: int, record: Path) -> Receiver:
@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _append_to(record: Path) -> Callable[[Received], None]:
     def append(r: Received) -> None:
-        entry = {"status": r.status, "method": r.method, "path": r.path, "headers": list(r.headers.items()),
+        entry = {"status": r.status, "method": r.method, "path": r.path, "headers": r.headers,
                  "body": base64.b64encode(r.body).decode()}
         with open(record, "a") as out:
             out.write(json.dumps(entry) + "\n")
