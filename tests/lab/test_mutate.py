@@ -128,6 +128,15 @@ def test_receiver_fails_first_then_records_every_request(lab: Lab, tmp_path: Pat
         got.stop()
 
 
+def test_receiver_reads_no_request_from_a_line_still_being_written(tmp_path: Path) -> None:
+    record = tmp_path / "received.jsonl"
+    line = json.dumps({"status": 500, "method": "POST", "path": "/hook", "headers": {"webhook-id": "msg_0"},
+                       "body": ""})
+    record.write_text(line + "\n" + line[:20])
+    got = receiver.Receiver("http://198.18.0.10:9000", 0, record).received()
+    assert [(r.status, r.headers) for r in got] == [(500, {"webhook-id": "msg_0"})]
+
+
 def test_changes_are_refused_where_they_would_lie() -> None:
     planned = Lab(truth.plan("nsmu", 4, 1, 0, 0, with_servers=True))
     with pytest.raises(LabError, match="already a lab address"):
