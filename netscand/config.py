@@ -107,7 +107,7 @@ class WebhooksConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # otherwise call wherever it is asked to, its own network included.
     allowed_destinations: AnyCidrs = field(default_factory=list)
     timeout: Positive = 10.0  # seconds one delivery attempt may take, connecting included
-    max_attempts: Count = 12  # then the delivery is `failed`
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 12  # then the delivery is `failed`
     retry_first: Positive = 5.0  # seconds: the first retry's wait; each one's ceiling doubles
     retry_max: Positive = 3600.0  # seconds: the longest wait between two attempts
     max_concurrent: Count = 8  # deliveries in flight at once, all webhooks together

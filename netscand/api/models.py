@@ -43,7 +43,7 @@ from netscand.scan.profiles import (
     requiring,
 )
 from netscand.scan.schedules import DELIVERIES, MISSED_POLICIES, RUN_OUTCOMES
-from netscand.statuses import STATUSES
+from netscand.statuses import DELIVERY_STATUSES, STATUSES
 from netscand.store.compare import KINDS as CHANGE_KINDS
 
 MAX_CONCURRENT = (1, 65_536)
@@ -552,7 +552,6 @@ SCHEMAS: tuple[type[Struct], ...] = (StartRequest, ScanStatus, ScanList, ScanRes
 # -- webhooks (issue 13: api/webhooks.py) --------------------------------------------------------
 
 WEBHOOK_PER_PAGE = (1, 100)
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 MAX_PATTERNS = 32
 if TYPE_CHECKING:
     DeliveryStatus = str

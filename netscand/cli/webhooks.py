@@ -4,7 +4,9 @@ delivery log (the daemon's /api/v1/webhooks; an admin token over HTTPS)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich import box
@@ -12,12 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand.cli import ctl
+from netscand.statuses import DELIVERY_STATUSES
 
 if TYPE_CHECKING:
     from netscand.cli.ctl import Client
 
 HOOKS = "/api/v1/webhooks"
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +29,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _pages(lst)
     create = hooks.add_parser("create", help="create a webhook; its secret is shown this once")
     # Not `url`: that is the global --url, the daemon's own.
-    create.add_argument("hook_url", metavar="URL", help="http(s) URL inside the daemon's webhooks.allowed_destinations")
+    create.add_argument("hook_url", metavar="HOOK_URL",
+                        help="http(s) URL inside the daemon's webhooks.allowed_destinations")
     create.add_argument("--event", action="append", required=True, dest="events", metavar="PATTERN",
                         help='event type or family to send, e.g. "change.*", "scan.state", "*" (repeatable)')
-    create.add_argument("--secret", help="whsec_... signing secret (default: the daemon makes one)")
+    # Never on the command line, where ps and the shell's history would show it.
+    secret = create.add_mutually_exclusive_group()
+    secret.add_argument("--secret-stdin", action="store_true",
+                        help="read the whsec_... signing secret from standard input (default: the daemon makes one)")
+    secret.add_argument("--secret-file", type=Path, metavar="FILE", help="read the whsec_... signing secret from FILE")
     hooks.add_parser("show", help="a webhook").add_argument("id")
     update = hooks.add_parser("update", help="change a webhook's URL, events or state")
     update.add_argument("id")
-    update.add_argument("--url", dest="hook_url", metavar="URL")
+    update.add_argument("--hook-url", metavar="HOOK_URL", help="its new URL (not --url: that names the daemon)")
     update.add_argument("--event", action="append", dest="events", metavar="PATTERN",
                         help="replaces its patterns (repeatable)")
     state = update.add_mutually_exclusive_group()
@@ -69,13 +76,30 @@ def _list(client: Client, args: argparse.Namespace, console: Console) -> int:
 
 
 def _create(client: Client, args: argparse.Namespace, console: Console) -> int:
-    request = {"url": args.hook_url, "events": args.events} | ({"secret": args.secret} if args.secret else {})
+    secret = _secret(args)
+    request = {"url": args.hook_url, "events": args.events} | ({"secret": secret} if secret else {})
     hook = client.call("POST", HOOKS, json=request)
 
     def human() -> None:
         _print(console, hook)
         console.print("the secret is not shown again: give it to the receiver now")
     return ctl._out(args, console, hook, human)
+
+
+def _secret(args: argparse.Namespace) -> str | None:
+    """The secret from standard input or its file, its line end dropped; None for none given."""
+    if args.secret_stdin:
+        text, source = sys.stdin.read(), "standard input"
+    elif args.secret_file is not None:
+        try:
+            text, source = args.secret_file.read_text(), str(args.secret_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ctl.CtlError(f"cannot read the secret from {args.secret_file}: {exc}") from None
+    else:
+        return None
+    if not text.strip():
+        raise ctl.CtlError(f"no secret in {source}: give one whsec_... line, or leave the option out")
+    return text.strip()
 
 
 def _show(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -87,7 +111,7 @@ def _update(client: Client, args: argparse.Namespace, console: Console) -> int:
     change = {k: v for k, v in (("url", args.hook_url), ("events", args.events), ("enabled", args.enabled))
               if v is not None}
     if not change:
-        raise ctl.CtlError("nothing to change: give --url, --event, --enable or --disable")
+        raise ctl.CtlError("nothing to change: give --hook-url, --event, --enable or --disable")
     hook = client.call("PATCH", f"{HOOKS}/{args.id}", json=change)
     return ctl._out(args, console, hook, lambda: _print(console, hook))
 

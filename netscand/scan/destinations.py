@@ -20,6 +20,16 @@ from dataclasses import dataclass
 import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Refused even inside the allowlist's blocks, unless a block lies inside the range itself (the
+# admin named it, narrowly): 0.0.0.0/0 must not open the daemon's own loopback listeners, the
+# cloud metadata service at 169.254.169.254, or a multicast group.
+SPECIAL: tuple[tuple[str, Network], ...] = tuple((kind, ipaddress.ip_network(net)) for kind, net in (
+    ("unspecified", "0.0.0.0/8"), ("loopback", "127.0.0.0/8"), ("link-local", "169.254.0.0/16"),
+    ("multicast", "224.0.0.0/4"), ("broadcast", "255.255.255.255/32"), ("unspecified", "::/128"),
+    ("loopback", "::1/128"), ("link-local", "fe80::/10"), ("multicast", "ff00::/8")))
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?",
                    re.ASCII)
 CONFIG_HINT = "the [webhooks] section of the daemon's config file, then reload the daemon"
@@ -36,9 +46,13 @@ class DestinationError(Exception):
 
 @dataclass(frozen=True)
 class Destination:
-    url: httpx.URL  # the URL with the checked address as its host: what is connected to
+    url: httpx.URL  # as the webhook has it
     host: str  # the URL's own host, for Host and SNI
-    address: Address
+    addresses: tuple[Address, ...]  # every one checked, in the resolver's order: each is tried in turn
+
+    def at(self, address: Address) -> httpx.URL:
+        """The URL with `address` as its host: what an attempt connects to."""
+        return self.url.copy_with(host=str(address))
 
 
 def parse(text: str) -> httpx.URL:
@@ -59,7 +73,7 @@ def parse(text: str) -> httpx.URL:
 
 async def resolve(text: str, allowed: Sequence[str]) -> Destination:
     """The URL's host resolved (off the event loop), every address it has checked against
-    `allowed`; the first address is the one to connect to."""
+    `allowed`."""
     if not allowed:
         raise DestinationError(403, "webhooks are off: webhooks.allowed_destinations is empty. To send "
                                "webhooks, list the CIDR blocks of their receivers in " + CONFIG_HINT)
@@ -67,12 +81,26 @@ async def resolve(text: str, allowed: Sequence[str]) -> Destination:
     addresses = await _addresses(url)
     blocks = [ipaddress.ip_network(block, strict=False) for block in allowed]
     for address in addresses:
-        if not any(address.version == block.version and address in block for block in blocks):
+        refusal = _refusal(address, blocks)
+        if refusal is not None:
             subject = str(address) if _literal(url.host) else f"{url.host} resolves to {address}, which"
-            raise DestinationError(403, f"{subject} is outside webhooks.allowed_destinations "
-                                   f"({', '.join(allowed)}); to allow it, add a block holding it (such as "
+            raise DestinationError(403, f"{subject} is outside webhooks.allowed_destinations ({', '.join(allowed)})"
+                                   f"{refusal}; to allow it, add a block holding it (such as "
                                    f"{ipaddress.ip_network(address)}) to allowed_destinations in {CONFIG_HINT}")
-    return Destination(url.copy_with(host=str(addresses[0])), url.host, addresses[0])
+    return Destination(url, url.host, tuple(addresses))
+
+
+def _refusal(address: Address, blocks: Sequence[Network]) -> str | None:
+    """None if `address` may be sent to, else what to add to "outside the allowlist". An address
+    in a special range is allowed only by a block inside that range: 0.0.0.0/0 opens none."""
+    holding = [block for block in blocks if block.version == address.version and address in block]
+    special = next(((kind, net) for kind, net in SPECIAL if net.version == address.version and address in net), None)
+    if special is None:
+        return None if holding else ""
+    kind, net = special
+    if any(block.subnet_of(net) for block in holding):  # type: ignore[arg-type]  # of one version
+        return None
+    return f": it is {kind}, which only a block inside {net} opens"
 
 
 async def _addresses(url: httpx.URL) -> list[Address]:
@@ -99,7 +127,14 @@ def _literal(host: str) -> Address | None:
 
 
 def _plain(address: Address) -> Address:
-    """An IPv4-mapped IPv6 address (::ffff:127.0.0.1) reaches its IPv4 address: checked as that."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """The IPv4 address inside an IPv6 one that carries one to it (IPv4-mapped ::ffff:0:0/96,
+    IPv4-compatible ::/96, NAT64 64:ff9b::/96, 6to4 2002::/16): checked, and connected to, as
+    that IPv4 address, so no IPv6 spelling of 127.0.0.1 passes for another address."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return address
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is not None:
+        return embedded
+    if address in NAT64 or (address in COMPATIBLE and int(address) > 1):  # ::1 and :: are IPv6's own
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
     return address

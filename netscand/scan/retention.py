@@ -1,4 +1,5 @@
-"""Deletion of finished scans: at a client's request, and once past daemon.retention_days.
+"""Deletion of finished scans: at a client's request, and once past daemon.retention_days (with
+the old events and webhook deliveries).
 
 A scan's results go one chunk per write, so the store's one writer thread takes other writes in
 between (running scans' results, new scans), however large the scan.
@@ -15,6 +16,7 @@ from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist
 from netscand.store import Store, StoreError
 from netscand.store import events as stored_events
+from netscand.store import webhooks as stored_webhooks
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
 
@@ -67,6 +69,10 @@ class Retention:
         # Events of no scan, and any a deletion cut short left of its scan, once as old.
         while await self.io.write(self.store.call, "cannot delete old events", stored_events.delete_unowned,
                                   cutoff, EVENTS_CHUNK):
+            pass
+        # Webhook deliveries sent or given up as long ago, with the bodies they keep; pending ones stay.
+        while await self.io.write(self.store.call, "cannot delete old webhook deliveries",
+                                  stored_webhooks.delete_finished, cutoff, EVENTS_CHUNK):
             pass
         return deleted
 

@@ -3,10 +3,13 @@ sends them, signed per the Standard Webhooks specification.
 
 Each round it moves every enabled webhook's cursor over the events written since (the ones its
 patterns take become delivery rows, in the same transaction), then leases the deliveries that
-are due and sends them, at most webhooks.max_concurrent at once. An answer in 2xx delivers; any
-other answer, a timeout, a refused connection or a destination outside the allowlist is retried
-after a wait drawn at random up to a ceiling that doubles each time (full jitter), until
-max_attempts. Every store call goes through the store's threads and every send is a task of its
+are due and sends them, at most webhooks.max_concurrent at once and PER_WEBHOOK of one webhook's
+(a receiver that hangs holds PER_WEBHOOK places for its timeout, never every one). An answer in
+2xx delivers; any other answer (or a status that is no HTTP one), a timeout, a refused
+connection or a destination outside the allowlist is retried after a wait drawn at random up to
+a ceiling that doubles each time (full jitter), until max_attempts; an outcome that cannot be
+recorded but for the store being unavailable gives the delivery up as failed, never resends it
+for ever. Every store call goes through the store's threads and every send is a task of its
 own, so a slow receiver holds its own delivery up, never a scan.
 """
 
@@ -16,6 +19,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +44,8 @@ BATCH = 500  # events read per webhook per round; a full batch means a next roun
 IDLE_S = 30.0  # longest sleep with nothing due: a safety net, events and finished sends wake it
 LEASE_MARGIN_S = 30.0  # beyond an attempt's timeout: a lease outlives any attempt still running
 ALWAYS_SENT = ("change.", "scan.state")  # sent even for a schedule that delivers only its changes
+PER_WEBHOOK = 2  # deliveries of one webhook in flight at once
+MAX_DOUBLINGS = 60  # of the retry wait's ceiling: past any retry_max, and 2.0 ** it stays a float
 
 
 def matches(patterns: Iterable[str], type_: str) -> bool:
@@ -55,14 +61,14 @@ def body(event: dict[str, Any]) -> str:
 def retry_wait(cfg: WebhooksConfig, attempts: int) -> float:
     """Seconds before the next attempt after `attempts` failed ones: at random between
     retry_first and a ceiling that doubles each attempt, up to retry_max."""
-    ceiling = min(cfg.retry_max, cfg.retry_first * 2 ** (attempts - 1))
+    ceiling = min(cfg.retry_max, cfg.retry_first * 2.0 ** min(attempts - 1, MAX_DOUBLINGS))
     return random.uniform(cfg.retry_first, max(cfg.retry_first, ceiling))
 
 
 class WebhookSender:
     def __init__(self, store: Store, io: StoreThreads, events: Events, limits: CurrentLimits) -> None:
         self.store, self.io, self.events, self.limits = store, io, events, limits
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], str] = {}  # each send, and the webhook it is for
         self._sent = asyncio.Event()  # a send ended: its place is free for a due delivery
 
     async def send_forever(self) -> None:
@@ -97,15 +103,18 @@ class WebhookSender:
         if free > 0:
             now = time.time()
             for row in await self.io.write(self.store.call, "cannot take due webhook deliveries", stored.claim_due,
-                                           now, free, now + cfg.timeout + LEASE_MARGIN_S):
+                                           now, free, now + cfg.timeout + LEASE_MARGIN_S, PER_WEBHOOK,
+                                           self._in_flight()):
                 task = asyncio.get_running_loop().create_task(self._deliver(client, row))
-                self._sending.add(task)
+                self._sending[task] = row["webhook_id"]
                 task.add_done_callback(self._ended)
         if more:
             return 0
         if len(self._sending) >= cfg.max_concurrent:
             return IDLE_S  # a send ending wakes the next round
-        due = await self.io.read(self.store.call, "cannot read webhook deliveries", stored.next_due)
+        # A webhook at its cap waits for a send of its own to end, which wakes the next round.
+        full = [hook for hook, n in self._in_flight().items() if n >= PER_WEBHOOK]
+        due = await self.io.read(self.store.call, "cannot read webhook deliveries", stored.next_due, full)
         return IDLE_S if due is None else min(IDLE_S, max(0.0, due - time.time()))
 
     async def _idle(self, seconds: float, seen: int) -> None:
@@ -120,8 +129,12 @@ class WebhookSender:
                 wait.cancel()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
+        self._sending.pop(task, None)
         self._sent.set()
+
+    def _in_flight(self) -> dict[str, int]:
+        """How many deliveries of each webhook are being sent."""
+        return Counter(self._sending.values())
 
     async def _enqueue(self) -> bool:
         """Move each enabled webhook's cursor over new events, writing the deliveries its
@@ -155,15 +168,29 @@ class WebhookSender:
         cfg = self.limits.now.webhooks
         attempts = row["attempts"] + 1
         status, error = await self._attempt(client, row, cfg)
-        outcome = _outcome(cfg, attempts, error)
-        said = {"delivered": log.info, "pending": log.warning, "failed": log.error}[outcome["status"]]
-        said(f"webhook.{outcome['status']}", delivery=row["id"], webhook=row["webhook_id"], attempts=attempts,
-             error=error)
         try:
-            await self.io.write(self.store.call, f"cannot record delivery {row['id']}", stored.record, row["id"],
-                                attempts=attempts, last_status=status, last_error=error, **outcome)
+            outcome = _outcome(cfg, attempts, error)
+            said = {"delivered": log.info, "pending": log.warning, "failed": log.error}[outcome["status"]]
+            said(f"webhook.{outcome['status']}", delivery=row["id"], webhook=row["webhook_id"], attempts=attempts,
+                 error=error)
+            await self._record(row["id"], attempts=attempts, last_status=status, last_error=error, **outcome)
         except StoreError as exc:  # its lease ends, and it is sent again: the receiver dedupes by webhook-id
             log.warning("webhooks.store_unavailable", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - left pending, its lease would end and it would be sent for ever
+            log.exception("webhook.record_crashed", delivery=row["id"])
+            await self._give_up(row["id"], attempts, f"given up: its outcome could not be recorded "
+                                                     f"({type(exc).__name__}: {exc})"[:500])
+
+    async def _give_up(self, delivery_id: str, attempts: int, why: str) -> None:
+        try:
+            await self._record(delivery_id, status="failed", attempts=attempts, next_attempt=None, last_status=None,
+                               last_error=why)
+        except Exception:  # noqa: BLE001 - the task must end quietly; its lease then decides
+            log.exception("webhook.give_up_failed", delivery=delivery_id)
+
+    async def _record(self, delivery_id: str, **outcome: Any) -> None:
+        await self.io.write(self.store.call, f"cannot record delivery {delivery_id}", stored.record, delivery_id,
+                            **outcome)
 
     async def _attempt(self, client: httpx.AsyncClient, row: dict[str, Any],
                        cfg: WebhooksConfig) -> tuple[int | None, str | None]:
@@ -180,22 +207,35 @@ class WebhookSender:
         except Exception as exc:  # noqa: BLE001 - whatever it was, the attempt counts: none is retried for ever
             log.exception("webhook.attempt_crashed", delivery=row["id"])
             return None, f"{type(exc).__name__}: {exc}".rstrip(": ")
+        if not 100 <= status <= 599:  # h11 takes any three digits; the log's schema knows HTTP's
+            return None, f"the receiver answered {status}, which is no HTTP status"
         return status, None if 200 <= status < 300 else f"the receiver answered {status}"
 
     async def _post(self, client: httpx.AsyncClient, row: dict[str, Any], cfg: WebhooksConfig) -> int:
-        """One attempt: resolve and check the destination, then POST to the address checked."""
+        """One attempt: resolve and check the destination, then POST to the addresses checked,
+        the next one when one cannot be connected to."""
         target = await destinations.resolve(row["url"], cfg.allowed_destinations)
         content = row["body"].encode()
         now = datetime.now(UTC)
-        headers = {"Host": httpx.URL(row["url"]).netloc.decode("ascii"), "Content-Type": "application/json",
+        headers = {"Host": target.url.netloc.decode("ascii"), "Content-Type": "application/json",
                    "webhook-id": row["id"], "webhook-timestamp": str(int(now.timestamp())),
                    "webhook-signature": Webhook(row["secret"]).sign(row["id"], now, content)}
-        named = target.url.scheme == "https" and target.host != str(target.address)
-        request = client.build_request("POST", target.url, content=content, headers=headers,
-                                       extensions={"sni_hostname": target.host} if named else {})
-        response = await client.send(request, stream=True)
-        await response.aclose()  # its body is not read: a receiver can't make the daemon hold much
-        return response.status_code
+        for address in target.addresses[:-1]:
+            try:
+                return await _send(client, target, address, content, headers)
+            except httpx.ConnectError as exc:
+                log.info("webhook.address_unreachable", delivery=row["id"], address=str(address), error=str(exc))
+        return await _send(client, target, target.addresses[-1], content, headers)
+
+
+async def _send(client: httpx.AsyncClient, target: destinations.Destination, address: destinations.Address,
+                content: bytes, headers: dict[str, str]) -> int:
+    named = target.url.scheme == "https" and target.host != str(address)
+    request = client.build_request("POST", target.at(address), content=content, headers=headers,
+                                   extensions={"sni_hostname": target.host} if named else {})
+    response = await client.send(request, stream=True)
+    await response.aclose()  # its body is not read: a receiver can't make the daemon hold much
+    return response.status_code
 
 
 def _outcome(cfg: WebhooksConfig, attempts: int, error: str | None) -> dict[str, Any]:

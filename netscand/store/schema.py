@@ -280,7 +280,9 @@ def m006_webhooks(db: Database) -> None:
             delivered_at TEXT,
             UNIQUE (webhook_id, seq)
         ) STRICT;
-        CREATE INDEX deliveries_due ON deliveries (next_attempt) WHERE status = 'pending';
+        CREATE INDEX deliveries_due ON deliveries (webhook_id, next_attempt, seq) WHERE status = 'pending';
+        -- for retention: delivered and failed ones go once their last attempt is old enough
+        CREATE INDEX deliveries_finished ON deliveries (last_attempt_at) WHERE status != 'pending';
         CREATE INDEX deliveries_by_status ON deliveries (webhook_id, status, seq DESC);
         """
     )

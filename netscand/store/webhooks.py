@@ -8,6 +8,7 @@ nor queues one twice; the sender takes due rows with a lease (claim_due) for the
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -18,7 +19,6 @@ from netscand.store import clock, events
 HOOK_COLUMNS = "id, url, events, secret, enabled, last_seq, owner, created_at, updated_at"
 DELIVERY_COLUMNS = ("id, webhook_id, seq, type, status, attempts, next_attempt, last_status, last_error, "
                     "created_at, last_attempt_at, delivered_at")
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 def create(db: Database, hook: dict[str, Any]) -> dict[str, Any]:
@@ -94,25 +94,35 @@ def enqueue(db: Database, hook_id: str, seen: int, last_seq: int, deliveries: li
     return True
 
 
-def claim_due(db: Database, now: float, limit: int, lease_until: float) -> list[dict[str, Any]]:
+def claim_due(db: Database, now: float, limit: int, lease_until: float, per_hook: int,
+              in_flight: Mapping[str, int]) -> list[dict[str, Any]]:
     """Up to `limit` pending deliveries of enabled webhooks due by `now`, soonest first, with
-    what sending them needs (url, secret, attempts, body); each is leased until `lease_until`."""
+    what sending them needs (url, secret, attempts, body); each is leased until `lease_until`.
+    No webhook gets more than `per_hook` in flight, counting `in_flight` (webhook id -> sends
+    under way), so a receiver that hangs cannot take every place."""
     with db.atomic():
-        rows = list(db.query(
-            "SELECT d.id, d.webhook_id, d.body, d.attempts, w.url, w.secret FROM deliveries d "
-            "JOIN webhooks w ON w.id = d.webhook_id "
-            "WHERE d.status = 'pending' AND d.next_attempt <= ? AND w.enabled = 1 "
-            "ORDER BY d.next_attempt, d.seq LIMIT ?", [now, limit]))
+        rows: list[dict[str, Any]] = []
+        for hook in db.query("SELECT id, url, secret FROM webhooks WHERE enabled = 1"):
+            room = per_hook - in_flight.get(hook["id"], 0)
+            if room > 0:
+                rows += [row | {"url": hook["url"], "secret": hook["secret"]} for row in db.query(
+                    "SELECT id, webhook_id, body, attempts, next_attempt, seq FROM deliveries "
+                    "WHERE webhook_id = ? AND status = 'pending' AND next_attempt <= ? "
+                    "ORDER BY next_attempt, seq LIMIT ?", [hook["id"], now, min(room, limit)])]
+        rows = sorted(rows, key=lambda row: (row["next_attempt"], row["seq"]))[:limit]
         db.conn.executemany("UPDATE deliveries SET next_attempt = ? WHERE id = ?",
-                       [[lease_until, row["id"]] for row in rows])
+                            [[lease_until, row["id"]] for row in rows])
     return rows
 
 
-def next_due(db: Database) -> float | None:
+def next_due(db: Database, full: Sequence[str]) -> float | None:
     """When the soonest pending delivery of an enabled webhook is due (Unix time), None if none
-    is: a disabled webhook's, long due, must not keep the sender from sleeping."""
-    row = next(db.query("SELECT min(d.next_attempt) AS due FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id "
-                        "WHERE d.status = 'pending' AND w.enabled = 1"))
+    is: a disabled webhook's, long due, must not keep the sender from sleeping, nor one of the
+    webhooks `full` (at their cap of sends in flight: one ending wakes the sender)."""
+    # Per webhook, so each minimum is one step down its index, however many are pending.
+    row = next(db.query("SELECT min((SELECT min(next_attempt) FROM deliveries WHERE webhook_id = w.id "
+                        "AND status = 'pending')) AS due FROM webhooks w WHERE enabled = 1 "
+                        "AND id NOT IN (SELECT value FROM json_each(?))", [orjson.dumps(list(full)).decode()]))
     return row["due"]
 
 
@@ -136,6 +146,15 @@ def deliveries(db: Database, hook_id: str, number: int, per_page: int,
     rows = db.query(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                     [*args, per_page, (number - 1) * per_page])
     return list(rows), total
+
+
+def delete_finished(db: Database, before: str, limit: int) -> int:
+    """Delete up to `limit` delivered or failed deliveries whose last attempt was before
+    `before`; how many went. Pending ones stay, however old: they are still to be sent."""
+    with db.atomic():
+        return db.execute(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status != 'pending' "
+            "AND last_attempt_at < ? LIMIT ?)", [before, limit]).rowcount
 
 
 def _hook(row: dict[str, Any]) -> dict[str, Any]:

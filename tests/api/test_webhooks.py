@@ -18,7 +18,7 @@ from tests.api.conftest import Api, ApiRunner, assert_problem
 from tests.scan.webhook_receiver import receiving
 
 HOOKS = "/api/v1/webhooks"
-LOOPBACK = WebhooksConfig(allowed_destinations=["127.0.0.0/8"], timeout=2.0, retry_first=0.05, retry_max=0.2)
+LOOPBACK = WebhooksConfig(allowed_destinations=["127.0.0.1/32"], timeout=2.0, retry_first=0.05, retry_max=0.2)
 URL = "http://127.0.0.1:9/hooks"  # the discard port: nothing is sent to it here
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -80,12 +80,23 @@ def test_with_an_empty_allowlist_no_webhook_is_made(api: Api) -> None:
 
 
 @pytest.mark.parametrize("url, said", [
-    ("http://198.18.0.20:8080/", "198.18.0.20 is outside webhooks.allowed_destinations (127.0.0.0/8)"),
+    ("http://198.18.0.20:8080/", "198.18.0.20 is outside webhooks.allowed_destinations (127.0.0.1/32)"),
     ("https://[::1]/", "::1 is outside"),
 ])
 def test_an_address_outside_the_allowlist_is_refused(hooks_api: Api, url: str, said: str) -> None:
     body = assert_problem(create(hooks_api.unix(), url=url), 403, INVALID_FIELD, "url")
     assert said in body["detail"] and "add a block holding it" in body["detail"]
+
+
+@pytest.mark.parametrize("url, kind", [
+    ("http://127.0.0.1:8080/", "loopback"), ("http://169.254.169.254/latest/meta-data/", "link-local"),
+    ("http://[::ffff:127.0.0.1]/", "loopback"), ("http://[64:ff9b::7f00:1]/", "loopback"),
+    ("http://[::1]/", "loopback"),
+])
+def test_the_whole_internet_allowed_opens_no_special_address(api_factory: ApiRunner, url: str, kind: str) -> None:
+    anywhere = api_factory(webhooks=WebhooksConfig(allowed_destinations=["0.0.0.0/0", "::/0"]))
+    body = assert_problem(create(anywhere.unix(), url=url), 403, INVALID_FIELD, "url")
+    assert f"it is {kind}, which only a block inside" in body["detail"]
 
 
 def test_a_name_resolving_outside_the_allowlist_is_refused(api_factory: ApiRunner) -> None:

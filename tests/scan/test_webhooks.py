@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from msgspec.structs import replace
 from standardwebhooks import Webhook
 
+from netscand import config
 from netscand.config import PolicyConfig, WebhooksConfig
 from netscand.scan import webhooks as sender_module
 from netscand.scan.events import Events
@@ -29,7 +32,7 @@ from netscand.store.threads import StoreThreads
 from tests.scan.webhook_receiver import Receiver, receiving
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-LOOPBACK = WebhooksConfig(allowed_destinations=["127.0.0.0/8"], timeout=2.0, retry_first=0.05, retry_max=0.2)
+LOOPBACK = WebhooksConfig(allowed_destinations=["127.0.0.1/32"], timeout=2.0, retry_first=0.05, retry_max=0.2)
 
 
 class Harness:
@@ -294,3 +297,116 @@ def test_retry_waits_grow_and_stay_within_their_bounds() -> None:
         waits = [retry_wait(cfg, attempts) for _ in range(50)]
         assert all(5.0 <= w <= ceiling for w in waits)
     assert max(retry_wait(cfg, 12) for _ in range(200)) > 1000  # jittered up to the hour
+
+
+def test_a_hanging_receiver_leaves_the_others_their_places(tmp_path: Path) -> None:
+    # A burst to a receiver that never answers, then one event for a healthy receiver: the burst
+    # is due first, yet holds only PER_WEBHOOK of the four places for its whole timeout.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, timeout=10.0, max_concurrent=4))
+        with receiving() as receiver:
+            hanging = h.hook(f"http://127.0.0.1:{silent.getsockname()[1]}/", ["scan.progress"])
+            h.hook(receiver.url, ["scan.state"])
+            for n in range(10):
+                publish(h, "scan.progress", {"id": "s1", "progress_percent": n}, scan_id="s1")
+            publish(h, "scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
+            started = time.monotonic()
+            h.start()
+            await until(lambda: len(receiver.accepted()) == 1, timeout=5.0)
+            assert time.monotonic() - started < 2.0
+            assert len(h.sender._sending) == sender_module.PER_WEBHOOK  # the hanging one's, still waiting
+            assert sum(d["attempts"] for d in h.log(hanging["id"])) == 0  # none of its others taken
+            await h.stop()
+
+    try:
+        run(scenario)
+    finally:
+        silent.close()
+
+
+def test_a_status_outside_http_is_an_error_not_a_status(tmp_path: Path) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 700 Odd\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, max_attempts=1))
+        hook = h.hook(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/", ["*"])
+        h.start()
+        publish(h, "scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
+        await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["status"] == "failed")
+        (delivery,) = h.log(hook["id"])
+        assert delivery["last_status"] is None and delivery["last_error"] == \
+            "the receiver answered 700, which is no HTTP status"
+        await h.stop()
+        server.close()
+
+    run(scenario)
+
+
+def test_the_next_address_of_a_name_is_tried_when_one_refuses(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    async def two(self: asyncio.AbstractEventLoop, host: str, port: int, **kwargs: Any) -> list[Any]:
+        return [(2, 1, 6, "", ("127.0.0.2", port)), (2, 1, 6, "", ("127.0.0.1", port))]  # nothing on .2
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", two)
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, allowed_destinations=["127.0.0.0/8"]))
+        with receiving() as receiver:
+            hook = h.hook(receiver.url.replace("127.0.0.1", "receiver.test"), ["*"])
+            h.start()
+            publish(h, "scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
+            await until(lambda: len(receiver.accepted()) == 1)
+            assert receiver.accepted()[0].headers["host"].startswith("receiver.test:")
+            assert [(d["status"], d["attempts"]) for d in h.log(hook["id"])] == [("delivered", 1)]
+            await h.stop()
+
+    run(scenario)
+
+
+def test_an_outcome_that_cannot_be_recorded_fails_the_delivery_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> dict[str, Any]:
+        raise OverflowError("(34, 'Numerical result out of range')")
+
+    monkeypatch.setattr(sender_module, "_outcome", broken)
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db")
+        with receiving(failures=1000) as receiver:
+            hook = h.hook(receiver.url, ["*"])
+            h.start()
+            publish(h, "scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
+            await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["status"] == "failed")
+            await asyncio.sleep(0.3)  # a resend would come now
+            (delivery,) = h.log(hook["id"])
+            assert delivery["attempts"] == 1 and len(receiver.received) == 1
+            assert delivery["last_error"].startswith("given up: its outcome could not be recorded (OverflowError")
+            await h.stop()
+
+    run(scenario)
+
+
+@given(st.integers(min_value=1, max_value=10**6))
+def test_a_retry_wait_is_bounded_however_many_the_attempts(attempts: int) -> None:
+    cfg = WebhooksConfig(retry_first=5.0, retry_max=3600.0)
+    assert 5.0 <= retry_wait(cfg, attempts) <= 3600.0
+
+
+@pytest.mark.parametrize("attempts, valid", [(1, True), (100, True), (0, False), (101, False), (5000, False)])
+def test_max_attempts_is_bounded_in_the_config(tmp_path: Path, attempts: int, valid: bool) -> None:
+    path = tmp_path / "netscand.toml"
+    path.write_text(f"[webhooks]\nmax_attempts = {attempts}\n")
+    if valid:
+        assert config.load(path).webhooks.max_attempts == attempts
+    else:
+        with pytest.raises(config.ConfigError, match="webhooks.max_attempts: expected an integer >= 1 <= 100"):
+            config.load(path)

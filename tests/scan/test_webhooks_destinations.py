@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from netscand.scan.destinations import Destination, DestinationError, parse, resolve
 
-LOOPBACK = ["127.0.0.0/8"]
+LOOPBACK = ["127.0.0.1/32"]
 
 
 def _resolve(url: str, allowed: list[str]) -> Destination:
@@ -41,25 +41,85 @@ def test_what_is_no_webhook_url(url: str) -> None:
 
 def test_a_literal_inside_is_connected_to_as_is() -> None:
     found = _resolve("http://127.0.0.1:8080/hooks?x=1", LOOPBACK)
-    assert str(found.url) == "http://127.0.0.1:8080/hooks?x=1" and found.address == ipaddress.ip_address("127.0.0.1")
+    assert found.addresses == (ipaddress.ip_address("127.0.0.1"),)
+    assert str(found.at(found.addresses[0])) == "http://127.0.0.1:8080/hooks?x=1"
 
 
 def test_a_name_is_connected_to_at_the_address_checked() -> None:
     found = _resolve("http://localhost:8080/hooks", LOOPBACK)
-    assert found.host == "localhost" and str(found.url) == "http://127.0.0.1:8080/hooks"
+    assert found.host == "localhost" and str(found.at(found.addresses[0])) == "http://127.0.0.1:8080/hooks"
+
+
+def test_every_address_of_a_name_is_checked_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def two(self: asyncio.AbstractEventLoop, host: str, port: int, **kwargs: object) -> list:
+        return [(2, 1, 6, "", ("198.18.0.20", port)), (10, 1, 6, "", ("64:ff9b::c612:15", port, 0, 0))]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", two)
+    found = _resolve("http://receiver.test/", ["198.18.0.20/31"])
+    assert found.addresses == (ipaddress.ip_address("198.18.0.20"), ipaddress.ip_address("198.18.0.21"))
+    with pytest.raises(DestinationError) as caught:
+        _resolve("http://receiver.test/", ["198.18.0.20/32"])
+    assert "receiver.test resolves to 198.18.0.21, which is outside" in caught.value.detail
+
+
+SPECIAL_ADDRESSES = ("127.0.0.1", "127.8.9.10", "169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255",
+                     "::1", "::", "fe80::1", "ff02::1")
+# IPv6 spellings of an IPv4 address: mapped, compatible, NAT64, 6to4
+EMBEDDED = ("::ffff:{}", "::{}", "64:ff9b::{}", "2002:{:x}:{:x}::1")
+
+
+def _spelled(template: str, v4: ipaddress.IPv4Address) -> str:
+    return template.format(int(v4) >> 16, int(v4) & 0xFFFF) if ":x}" in template else template.format(v4)
+
+
+@given(st.sampled_from(SPECIAL_ADDRESSES) | st.sampled_from(EMBEDDED).map(
+    lambda t: _spelled(t, ipaddress.IPv4Address("127.0.0.1"))))
+def test_the_whole_internet_opens_no_special_address(address: str) -> None:
+    with pytest.raises(DestinationError) as caught:
+        _resolve(f"http://[{address}]/" if ":" in address else f"http://{address}/", ["0.0.0.0/0", "::/0"])
+    assert caught.value.status == 403 and "which only a block inside" in caught.value.detail
+
+
+@given(st.ip_addresses(v=4), st.sampled_from(EMBEDDED))
+def test_an_embedded_ipv4_address_is_checked_as_itself(v4: ipaddress.IPv4Address, template: str) -> None:
+    spelled = ipaddress.ip_address(_spelled(template, v4))
+    if int(spelled) > 1:  # :: and ::1 are IPv6's own
+        # Its /32 opens it, even a special one's (which lies inside its range), and is named when not.
+        assert _resolve(f"http://[{spelled}]/", [f"{v4}/32"]).addresses == (v4,)
+        with pytest.raises(DestinationError) as caught:
+            _resolve(f"http://[{spelled}]/", [f"{spelled}/128"])
+        assert f"{v4} is outside" in caught.value.detail
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::ffff:127.0.0.1", "64:ff9b::7f00:1", "::7f00:1",
+                                     "2002:7f00:1::"])
+def test_a_narrow_block_opens_its_special_address(address: str) -> None:
+    assert _resolve(f"http://[{address}]/" if ":" in address else f"http://{address}/",
+                    ["127.0.0.1/32"]).addresses == (ipaddress.ip_address("127.0.0.1"),)
+    with pytest.raises(DestinationError):
+        _resolve(f"http://[{address}]/" if ":" in address else f"http://{address}/", ["0.0.0.0/0", "::/0"])
+
+
+def test_a_block_inside_a_special_range_opens_only_that_block() -> None:
+    assert _resolve("http://169.254.169.254/", ["169.254.169.254/32"]).addresses
+    with pytest.raises(DestinationError) as caught:
+        _resolve("http://169.254.169.253/", ["169.254.169.254/32", "0.0.0.0/0"])
+    assert "it is link-local, which only a block inside 169.254.0.0/16 opens" in caught.value.detail
+    assert _resolve("http://[::1]/", ["::1/128"]).addresses == (ipaddress.ip_address("::1"),)
 
 
 @pytest.mark.parametrize("url, said", [
-    ("http://198.18.0.20/", "198.18.0.20 is outside webhooks.allowed_destinations (127.0.0.0/8)"),
+    ("http://198.18.0.20/", "198.18.0.20 is outside webhooks.allowed_destinations (127.0.0.1/32)"),
     ("http://localhost/", "localhost resolves to 127.0.0.1, which is outside"),
     ("http://[::ffff:127.0.0.1]/", "127.0.0.1 is outside"),  # a mapped address is its IPv4 one
     ("http://[::1]/", "::1 is outside"),
+    ("http://[64:ff9b::a00:1]/", "10.0.0.1 is outside"),  # NAT64's too
 ])
 def test_an_address_outside_is_refused_saying_how_to_allow_it(url: str, said: str) -> None:
     allowed = ["198.18.0.0/15"] if "198.18" not in url else LOOPBACK
     with pytest.raises(DestinationError) as caught:
         _resolve(url, allowed)
-    assert caught.value.status == 403 and said.replace("(127.0.0.0/8)", f"({allowed[0]})") in caught.value.detail
+    assert caught.value.status == 403 and said.replace("(127.0.0.1/32)", f"({allowed[0]})") in caught.value.detail
     assert "add a block holding it" in caught.value.detail and "[webhooks]" in caught.value.detail
 
 
