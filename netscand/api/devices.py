@@ -4,7 +4,6 @@ one device with its addresses, CVEs and history of changes."""
 from __future__ import annotations
 
 import ipaddress
-from functools import partial
 
 from msgspec import UNSET
 from starlette.datastructures import QueryParams
@@ -12,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from netscand.api.auth import Principal
-from netscand.api.exports import counted_pages, export_format, stream
+from netscand.api.exports import device_pages, export_format, stream
 from netscand.api.models import DeviceQuery
 from netscand.api.problems import NOT_FOUND, Problem
 from netscand.api.responses import JSONBody
@@ -68,9 +67,9 @@ class DeviceEndpoints:
     async def list(self, request: Request, who: Principal) -> Response:
         q, filters = device_query(request.query_params)
         if fmt := export_format(q.format, request.query_params):
-            read = partial(self.store.call, "cannot export devices", devices.page, filters)
             writer = device_export(fmt.name, INVENTORY_COLUMNS, port_columns=INVENTORY_PORT_COLUMNS)
-            return await stream(self.orchestrator.io, counted_pages(read), writer, fmt, "netscand-devices")
+            return await stream(self.orchestrator.io, device_pages(self.store, filters), writer, fmt,
+                                "netscand-devices")
         rows, total = await self.orchestrator.io.read(self.store.call, "cannot list devices", devices.page,
                                                       filters, q.page, q.per_page)
         return JSONBody({"devices": rows, "page": q.page, "per_page": q.per_page, "total": total})

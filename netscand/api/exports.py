@@ -11,8 +11,7 @@ body that ends before its last chunk.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -24,7 +23,7 @@ from netscand.scan.exports import (
     DEVICE_FORMATS, FORMATS, INVENTORY_COLUMNS, INVENTORY_PORT_COLUMNS, Export, Format, export,
 )
 from netscand.scan.orchestrator import Orchestrator
-from netscand.store import Store
+from netscand.store import Store, devices
 from netscand.store.threads import StoreThreads
 
 EXPORT_PAGE = 250  # devices read and written at a time
@@ -51,57 +50,45 @@ async def scan_export(orchestrator: Orchestrator, scan_id: str, viewer: str | No
     scan = await orchestrator.persist.scan(scan_id)
     if scan is None:
         raise not_found(scan_id)  # deleted meanwhile
-    pages = scan_pages(orchestrator.persist.store, scan_id)
+    pages = orchestrator.persist.result_pages(scan_id, EXPORT_PAGE)
     return await stream(orchestrator.io, pages, export(fmt.name, scan), fmt, f"netscand-{scan_id}")
 
 
-def scan_pages(store: Store, scan_id: str, size: int = EXPORT_PAGE) -> Pages:
-    """The scan's devices a page at a time, by address. A running scan gains devices meanwhile,
-    which shifts later pages: one already written comes again at the start of the next page,
-    and is skipped (a device found behind the pages read is simply not in the export)."""
-    after: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
-    page = 1
+def device_pages(store: Store, filters: devices.Filters, size: int = EXPORT_PAGE) -> Pages:
+    """The inventory's devices matching `filters`, a page at a time in the list's order: counted
+    once, then each page read by the key of the last, a short hold of the store each."""
+    plan = store.call("cannot export devices", devices.listing, filters, size)
+    after: devices.Key | None = None
     while True:
-        devices = store.result_page(scan_id, page, size)
-        yield [d for d in devices if after is None or _address(d) > after]
-        if len(devices) < size:
-            return
-        after, page = _address(devices[-1]), page + 1
-
-
-def counted_pages(read: Callable[[int, int], tuple[list[dict[str, Any]], int]], size: int = EXPORT_PAGE) -> Pages:
-    """Pages of a listing that `read(page, per_page)` answers with that page and how many match
-    in all (the inventory's devices), until all are read."""
-    page = 1
-    while True:
-        rows, total = read(page, size)
+        rows, after = store.call("cannot export devices", devices.page_after, plan, after, size)
         yield rows
-        if not rows or page * size >= total:
+        if len(rows) < size:
             return
-        page += 1
-
-
-def _address(device: dict[str, Any]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(device["ip"])
 
 
 async def stream(io: StoreThreads, pages: Pages, writer: Export, fmt: Format, name: str) -> StreamingResponse:
     """`pages` (a blocking iterator: each page is read on a reader thread) written by `writer`,
-    as a download named `name`.<extension>. The inventory's export streams its pages this way too."""
-    first = await io.read(_written, pages, writer)
+    as a download named `name`.<extension>. The head and first page are written before answering,
+    so that a failure in either is a problem document, not a cut stream."""
+    head, first = await io.read(_started, pages, writer)
     return StreamingResponse(
-        _body(io, pages, writer, first), media_type=fmt.media_type,
+        _body(io, pages, writer, head, first), media_type=fmt.media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}.{fmt.extension}"'})
 
 
-async def _body(io: StoreThreads, pages: Pages, writer: Export, first: bytes | None) -> AsyncIterator[bytes]:
-    yield writer.head()
+async def _body(io: StoreThreads, pages: Pages, writer: Export, head: bytes, first: bytes | None
+                ) -> AsyncIterator[bytes]:
+    yield head
     chunk = first
     while chunk is not None:
         if chunk:
             yield chunk
         chunk = await io.read(_written, pages, writer)
     yield writer.tail()
+
+
+def _started(pages: Pages, writer: Export) -> tuple[bytes, bytes | None]:
+    return writer.head(), _written(pages, writer)
 
 
 def _written(pages: Pages, writer: Export) -> bytes | None:

@@ -13,6 +13,8 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,15 +46,27 @@ def cmd_export(client: ctl.Client, args: argparse.Namespace, console: Console) -
     if args.output == "-":
         return cmd_result(client, args, console)
     target = Path(args.output)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as part:
-        try:
-            copy_result(client, args.id, args.format, part)
-        except BaseException:
-            os.unlink(part.name)
-            raise
-    os.chmod(part.name, 0o666 & ~_umask())
-    os.replace(part.name, target)
+    try:
+        write_whole(target, partial(copy_result, client, args.id, args.format))
+    except OSError as exc:
+        raise ctl.CtlError(f"cannot write {target}: {exc.strerror or exc}") from None
     return 0
+
+
+def write_whole(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """`write`'s bytes as the file `target`, which appears only once they are all on disk: a
+    crash after the rename must not leave a file that looks whole but is not."""
+    part = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False)
+    try:
+        with part:
+            write(part)
+            part.flush()
+            os.fsync(part.fileno())
+        os.chmod(part.name, 0o666 & ~_umask())
+        os.replace(part.name, target)
+    except BaseException:
+        os.unlink(part.name)
+        raise
 
 
 def cmd_result(client: ctl.Client, args: argparse.Namespace, console: Console) -> int:

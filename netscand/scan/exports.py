@@ -8,7 +8,9 @@ writers take any device dicts, so the inventory's export (GET /api/v1/devices) u
 CSV is RFC 4180 in UTF-8, with a header row. A cell that begins with `=`, `+`, `-`, `@`, a tab or
 a carriage return gets a leading apostrophe, as OWASP advises against CSV injection: a
 spreadsheet would run such a cell (a hostile hostname or banner-derived version such as
-`=HYPERLINK(...)`) as a formula.
+`=HYPERLINK(...)`) as a formula. Control characters but tab, CR and LF (ESC, NUL, DEL, C1) and
+what UTF-8 can't encode become U+FFFD, as in the XML: `netscanctl result --format csv` prints a
+banner to a terminal, which an escape sequence in it would drive.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from netscand.scan.nmap_xml import NmapXml
+from netscand.scan.nmap_xml import NmapXml, clean
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def _csv_lines(rows: Iterable[list[Any]]) -> bytes:
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    text = "" if value is None else str(value).lower() if isinstance(value, bool) else clean(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 

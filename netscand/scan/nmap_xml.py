@@ -4,9 +4,13 @@
 What the DTD fixes, and how netscand's result fills it:
 - `scanner` can only be "nmap"; `version` is netscand's and `args` says it was netscand's scan,
   and so does a comment at the top.
-- Hosts: only those found up (status up); the reason is what netscand can tell (an ARP reply on
-  the link, else the first open TCP port's SYN-ACK). Ports a device counts rather than lists
-  (not_shown, not_shown_udp) are `extraports`, one per state with a reason per protocol.
+- Hosts: only those found up (status up); the reason is what netscand can tell, as nmap words it:
+  an ARP reply on the link, else an open TCP port's SYN-ACK, a closed one's reset, a UDP answer,
+  an ICMP port unreachable.
+- Hostnames: the DNS (PTR) and user-given names; the names a host gives itself (mDNS, NetBIOS,
+  SNMP) are a host script `netscand-names`, "source: name" a line, as they come and go.
+- Ports a device counts rather than lists (not_shown, not_shown_udp) are `extraports`, one per
+  state with a reason per protocol.
 - A service's `method` is "probed" (conf 10) where service detection said something of the
   port, else "table" (conf 3), the port's registered name, as nmap writes it. Names are in lower
   case, as nmap-services writes them. The CPE is nmap's CPE 2.2 URI (`cpe:/a:vendor:product:ver`).
@@ -14,12 +18,14 @@ What the DTD fixes, and how netscand's result fills it:
   script result: banners carry dates and counters, and ndiff would report every one as a
   change. CVEs found are a port script `netscand-cves`, their ids one a line, so that ndiff
   reports them found and fixed as /changes does.
-- The OS guess is one `osmatch`, its accuracy the guess's confidence in percent.
+- The OS guess is one `osmatch`, its accuracy the guess's confidence in percent, with the
+  signature's `osclass` (vendor, family, type; netscand tells no generation).
 - No `times` (netscand keeps no round-trip times); each host's start and end are the scan's.
 
 Every text is escaped, and characters XML 1.0 forbids (control characters, lone surrogates,
-U+FFFE, U+FFFF) become U+FFFD: banners and host names come from the hosts scanned, and a
-hostile one must not make the document invalid.
+U+FFFE, U+FFFF) or discourages (DEL, C1 controls) become U+FFFD: banners and host names come
+from the hosts scanned, and a hostile one must not make the document invalid (nor drive the
+terminal it is printed to).
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ from netscand import __version__
 from netscand.scan.profiles import PROFILES
 from netscand.scan.result import well_known_service
 from netscand.store.clock import parse
+from netscand.store.compare import identified
 from netscand.vuln import cpe as cpe23
 
 XML_OUTPUT_VERSION = "1.05"  # nmap 7.9x's
 CVE_SCRIPT = "netscand-cves"
-# Characters XML 1.0 allows (its production Char); everything else is replaced.
-_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters XML 1.0 allows (its production Char) but DEL and the C1 controls, which it allows but
+# discourages: an export printed to a terminal must not drive it. Everything else is replaced.
+_FORBIDDEN = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
                                # Kept as characters: a parser turns them into spaces otherwise.
                                "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
@@ -50,7 +58,20 @@ _REASONS = {
     ("udp", "open"): "udp-response", ("udp", "closed"): "port-unreach", ("udp", "filtered"): "host-unreach",
     ("udp", "open|filtered"): "no-response",
 }
-_HOSTNAME_TYPES = {"dns": "PTR"}  # the DTD knows no other source's type
+# Names a host is given (DNS, the user's target) go in <hostnames>, by the DTD's type. The names
+# a host calls itself (mDNS, NetBIOS, SNMP) go in a host script: ndiff pairs hosts by their first
+# address and first hostname, and one of those answering in one scan but not the next would read
+# as a host gone and another appeared.
+_HOSTNAME_TYPES = {"dns": "PTR", "user": "user"}
+NAMES_SCRIPT = "netscand-names"
+# The answers that tell a host is up, strongest first; the reason is the port's (_REASONS).
+_HOST_ANSWERS = (("tcp", "open"), ("tcp", "closed"), ("udp", "open"), ("udp", "closed"))
+# osclass of each OS signature's name (data/os-signatures.toml): (vendor, osfamily, type) as
+# nmap-os-db's classes write them.
+OS_CLASSES = {"Linux": ("Linux", "Linux", "general purpose"), "Windows": ("Microsoft", "Windows", "general purpose"),
+              "FreeBSD": ("FreeBSD", "FreeBSD", "general purpose"), "macOS": ("Apple", "macOS", "general purpose"),
+              "Cisco IOS": ("Cisco", "IOS", "router")}
+_DISTRO = re.compile(r" \([^()]*\)$")  # "Linux (Debian)": the banner's distribution after the signature's name
 _NOT_SHOWN = (("tcp", "not_shown"), ("udp", "not_shown_udp"))
 
 
@@ -123,11 +144,9 @@ class NmapXml:
         self.hosts = 0
 
     def head(self) -> bytes:
-        scan, options = self.scan, self.scan["options"]
-        profile = PROFILES[scan["profile"]]
+        scan = self.scan
         targets = scan["target"] if isinstance(scan["target"], list) else [scan["target"]]
-        infos = [("syn", "tcp", profile.port_list(options.get("ports"))),
-                 ("udp", "udp", profile.udp_port_list(options.get("udp_ports")))]
+        infos = _scan_infos(scan["profile"], scan.get("options") or {})
         run = "<nmaprun" + _attributes({
             "scanner": "nmap", "args": f"netscand scan --profile {scan['profile']} {' '.join(targets)}",
             "start": self.start, "startstr": _ctime(self.start), "version": __version__,
@@ -161,15 +180,28 @@ class NmapXml:
                      "timedout": "true" if d.get("timed_out") else None,
                      "comment": "tarpit: answers every port" if d.get("tarpit") else None},
             element("status", {"state": "up", "reason": _host_reason(d), "reason_ttl": 0}),
-            *_addresses(d), _hostnames(d), _ports(d), _os(d))
+            *_addresses(d), _hostnames(d), _ports(d), _os(d), _names_script(d))
+
+
+def _scan_infos(name: str, options: dict[str, Any]) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(type, protocol, ports) of the scan's profile and options; none for a profile since
+    removed or options it no longer takes: the stored scan's hosts are still worth exporting."""
+    profile = PROFILES.get(name)
+    if profile is None:
+        return []
+    try:
+        return [("syn", "tcp", profile.port_list(options.get("ports"))),
+                ("udp", "udp", profile.udp_port_list(options.get("udp_ports")))]
+    except (ValueError, TypeError):
+        return []
 
 
 def _host_reason(d: dict[str, Any]) -> str:
     if d.get("mac"):
         return "arp-response"
-    if any(p["protocol"] == "tcp" and p["state"] == "open" for p in d["ports"]):
-        return "syn-ack"
-    return "unknown-response"
+    answered = {(p["protocol"], p["state"]) for p in d["ports"]} | \
+        {(protocol, state) for protocol, key in _NOT_SHOWN for state in d.get(key) or {}}
+    return next((_REASONS[a] for a in _HOST_ANSWERS if a in answered), "unknown-response")
 
 
 def _addresses(d: dict[str, Any]) -> list[str]:
@@ -180,11 +212,20 @@ def _addresses(d: dict[str, Any]) -> list[str]:
 
 
 def _hostnames(d: dict[str, Any]) -> str:
+    # A device saved before its names' sources were kept has its hostname alone, of no known type.
     names = d.get("hostnames") or ([{"name": d["hostname"], "source": None}] if d.get("hostname") else [])
     seen: dict[str, str | None] = {}
     for n in names:
-        seen.setdefault(n["name"], _HOSTNAME_TYPES.get(n["source"] or ""))
+        if n["source"] is None or n["source"] in _HOSTNAME_TYPES:
+            seen.setdefault(n["name"], _HOSTNAME_TYPES.get(n["source"] or ""))
     return element("hostnames", {}, *(element("hostname", {"name": name, "type": kind}) for name, kind in seen.items()))
+
+
+def _names_script(d: dict[str, Any]) -> str:
+    told = sorted(f"{n['source']}: {n['name']}" for n in d.get("hostnames") or ()
+                  if n["source"] is not None and n["source"] not in _HOSTNAME_TYPES)
+    return element("hostscript", {}, element("script", {"id": NAMES_SCRIPT, "output": "\n".join(told)})) \
+        if told else ""
 
 
 def _ports(d: dict[str, Any]) -> str:
@@ -212,8 +253,7 @@ def _port(p: dict[str, Any]) -> str:
 def _service(p: dict[str, Any]) -> str:
     if not p.get("service"):
         return ""
-    probed = any(p.get(k) for k in ("product", "version", "banner", "cpe")) or \
-        p["service"] != well_known_service(p["port"])
+    probed = identified(p, well_known_service(p["port"]))
     uri = cpe_uri(p["cpe"]) if p.get("cpe") else None
     return element("service", {
         "name": p["service"].lower(), "product": p.get("product") or None, "version": p.get("version") or None,
@@ -231,4 +271,7 @@ def _os(d: dict[str, Any]) -> str:
     if not d.get("os_guess"):
         return ""
     accuracy = round(100 * d.get("os_confidence", 0))
-    return element("os", {}, element("osmatch", {"name": d["os_guess"], "accuracy": accuracy, "line": 0}))
+    known = OS_CLASSES.get(_DISTRO.sub("", d["os_guess"]))
+    osclass = [] if known is None else [element("osclass", {
+        "vendor": known[0], "osfamily": known[1], "type": known[2], "accuracy": accuracy})]
+    return element("os", {}, element("osmatch", {"name": d["os_guess"], "accuracy": accuracy, "line": 0}, *osclass))

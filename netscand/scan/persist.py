@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import ipaddress
+from collections.abc import Iterator
 from functools import partial
 from itertools import islice
 
@@ -141,6 +143,20 @@ class Persist:
 
     def _result_page(self, scan_id: str, page: int, per_page: int) -> tuple[builtins.list[dict], tuple[int, int]]:
         return self.store.result_page(scan_id, page, per_page), self.store.counts(scan_id)
+
+    def result_pages(self, scan_id: str, size: int) -> Iterator[builtins.list[dict]]:
+        """The scan's devices a page at a time, by address; blocking, each page read as it is taken
+        (an export takes them on the store's reader threads). A running scan gains devices
+        meanwhile, which shifts later pages: one already given comes again at the start of the
+        next page, and is skipped (a device found behind the pages read is simply not in them)."""
+        after: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        page = 1
+        while True:
+            devices = self.store.result_page(scan_id, page, size)
+            yield [d for d in devices if after is None or ipaddress.ip_address(d["ip"]) > after]
+            if len(devices) < size:
+                return
+            after, page = ipaddress.ip_address(devices[-1]["ip"]), page + 1
 
     # -- results ---------------------------------------------------------------------------------
     def flush(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> asyncio.Future:

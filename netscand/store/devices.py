@@ -10,7 +10,7 @@ rather than the table with its JSON state.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlite_utils import Database
@@ -59,11 +59,49 @@ def page(db: Database, filters: Filters, number: int, per_page: int) -> tuple[li
     offset = (number - 1) * per_page
     if total <= offset:
         return [], total
-    ids = query.page_ids(db, driver, total, offset, per_page)
+    sql, args = query.ids(driver, (offset + per_page) * query._devices(db) < total * total)
+    return _with_ports(db, [r["id"] for r in db.query(f"{sql} LIMIT ? OFFSET ?", [*args, per_page, offset])]), total
+
+
+def _with_ports(db: Database, ids: list[str]) -> list[dict[str, Any]]:
+    """The devices of `ids`, in that order, each with its open ports."""
     rows = {r["id"]: r for r in db.query(
         f"SELECT {', '.join(_DEVICE)} FROM inventory WHERE id IN ({', '.join('?' * len(ids))})", ids)}
     ports = _ports(db, ids)
-    return [_view(rows[i]) | {"ports": ports.get(i, [])} for i in ids], total
+    return [_view(rows[i]) | {"ports": ports.get(i, [])} for i in ids]
+
+
+Key = tuple[str, bytes, str]  # (site_key, ip_key, id): a device's place in the list's order
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How an export reads the devices matching its filters a page at a time, chosen once."""
+
+    query: _Query
+    driver: Join | None
+    walk: bool  # walk the listing index in order, rather than find and sort the matches
+
+
+def listing(db: Database, filters: Filters, per_page: int) -> Listing:
+    """An export's plan, from one count of the matches: walking the listing reads about
+    per_page * devices / matches rows a page, finding and sorting the matches reads all of them."""
+    query = _Query.of(filters)
+    driver = query.driver(db)
+    total = query.count(db, driver)
+    return Listing(query, driver, per_page * query._devices(db) < total * total)
+
+
+def page_after(db: Database, plan: Listing, after: Key | None,
+               per_page: int) -> tuple[list[dict[str, Any]], Key | None]:
+    """The next `per_page` devices after `after` (None: from the first) in the list's order, and
+    the key of the last (None: none left). By key rather than offset: a page reads no rows before
+    it, and a merge between two pages neither repeats nor skips a device that stays."""
+    query = plan.query if after is None else \
+        replace(plan.query, own=[*plan.query.own, ("(i.site_key, i.ip_key, i.id) > (?, ?, ?)", list(after))])
+    sql, args = query.ids(plan.driver, plan.walk)
+    keys = [(r["site_key"], r["ip_key"], r["id"]) for r in db.query(f"{sql} LIMIT ?", [*args, per_page])]
+    return _with_ports(db, [k[2] for k in keys]), keys[-1] if keys else None
 
 
 def get(db: Database, device_id: str) -> dict[str, Any] | None:
@@ -145,22 +183,21 @@ class _Query:
             sql, args = self.driven(driver, "count(DISTINCT i.id) AS n")
         return int(next(db.query(sql, args))["n"])
 
-    def page_ids(self, db: Database, driver: Join | None, total: int, offset: int, per_page: int) -> list[str]:
-        """The page's device ids, found one of two ways, whichever reads fewer rows: walking the
-        listing in order, checking each device, reads about (offset + per_page) * devices /
-        total; finding every match and sorting them reads `total`."""
-        if (offset + per_page) * self._devices(db) < total * total:
+    def ids(self, driver: Join | None, walk: bool) -> Term:
+        """SELECT of the matches' keys (id, site_key, ip_key) in the list's order, found one of two
+        ways: walking the listing in order, checking each device, or finding every match (from
+        `driver`, else by the device's own filters) and sorting them; the caller adds LIMIT."""
+        if walk:
             # The listing index holds the order and every column filtered: no row is read.
             where, args = self.where(walking=True)
-            sql = f"SELECT id FROM inventory AS i INDEXED BY inventory_listing {where} ORDER BY site_key, ip_key, id"
-        elif driver is None:
+            return (f"SELECT id, site_key, ip_key FROM inventory AS i INDEXED BY inventory_listing {where} "
+                    "ORDER BY site_key, ip_key, id", args)
+        if driver is None:
             where, args = _where([*self.own, *map(_has, self.joined)])
             # `+`: the planner must start from the most selective filter, not walk an index in order
-            sql = f"SELECT id FROM inventory AS i {where} ORDER BY +site_key, +ip_key, +id"
-        else:
-            sql, args = self.driven(driver, "DISTINCT i.id, i.site_key, i.ip_key")
-            sql += " ORDER BY i.site_key, i.ip_key, i.id"
-        return [r["id"] for r in db.query(f"{sql} LIMIT ? OFFSET ?", [*args, per_page, offset])]
+            return f"SELECT id, site_key, ip_key FROM inventory AS i {where} ORDER BY +site_key, +ip_key, +id", args
+        sql, args = self.driven(driver, "DISTINCT i.id, i.site_key, i.ip_key")
+        return sql + " ORDER BY i.site_key, i.ip_key, i.id", args
 
     def driver(self, db: Database) -> Join | None:
         """Where the matches are read from: the filter on ports or CVEs whose index holds the

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -13,6 +15,8 @@ import orjson
 import pytest
 
 from netscand.api import exports
+from netscand.store import devices
+from netscand.store.devices import Filters
 from netscand.store.compare import Covered
 from netscand.store.inventory import merge
 from tests.api.conftest import Api, assert_problem
@@ -73,3 +77,45 @@ def test_a_devices_export_is_not_paged(inventory: Api) -> None:
     unix = inventory.unix()
     assert_problem(unix.get(DEVICES, params={"format": "csv", "per_page": "5"}), 422, field_="per_page")
     assert_problem(unix.get(DEVICES, params={"format": "nmap-xml"}), 422, field_="format")
+
+
+@pytest.mark.parametrize("filters", [
+    Filters(), Filters(port=22), Filters(text="host-1"), Filters(port=22, text="host-1"),
+    Filters(network=ipaddress.ip_network("198.18.0.0/24"), service="ssh"), Filters(cve="CVE-0000-0000"),
+])
+def test_keyed_pages_are_the_list_whichever_way_they_are_read(inventory: Api, filters: Filters) -> None:
+    listed = [d["id"] for d in inventory.store.call("t", devices.page, filters, 1, HOSTS)[0]]
+    plan = inventory.store.call("t", devices.listing, filters, 7)
+    for walk in (True, False):  # walking the listing index in order, or finding and sorting the matches
+        walked = replace(plan, walk=walk)
+        read: list[str] = []
+        after: devices.Key | None = None
+        while True:
+            page, after = inventory.store.call("t", devices.page_after, walked, after, 7)
+            read += [d["id"] for d in page]
+            if len(page) < 7:
+                break
+        assert read == listed
+
+
+def test_an_export_counts_once_not_per_page(inventory: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[int] = []
+    count = devices._Query.count
+    monkeypatch.setattr(devices._Query, "count", lambda *a: counted.append(1) or count(*a))
+    lines = inventory.unix().get(DEVICES, params={"format": "jsonl"}).content.splitlines()
+    assert len(lines) == HOSTS > exports.EXPORT_PAGE and counted == [1]
+
+
+def test_a_merge_during_an_export_neither_repeats_nor_skips_a_device(api: Api) -> None:
+    api.store.call("t", merge, scan_id=str(uuid.uuid4()), site_id=None, found=[host(n) for n in range(10)],
+                   covered=COVERED, at="2026-12-01T10:00:00Z")
+    before = [d["id"] for d in api.store.call("t", devices.page, Filters(), 1, 100)[0]]
+    pages = exports.device_pages(api.store, Filters(), size=4)
+    read = [d["id"] for d in next(pages)]
+    # A device appears in front of the pages read (an address below every other), which shifted
+    # an offset's pages by one: the last device read would come again.
+    first = {**host(99), "ip": "198.18.0.0", "mac": "00:1B:21:00:99:99", "hostname": "new.lab"}
+    api.store.call("t", merge, scan_id=str(uuid.uuid4()), site_id=None, found=[first],
+                   covered=Covered(((0xC6120000, 0xC6120000),), frozenset({22})), at="2026-12-01T11:00:00Z")
+    read += [d["id"] for page in pages for d in page]
+    assert read == before

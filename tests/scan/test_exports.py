@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
+import tomllib
 import xml.etree.ElementTree as ET
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from netscand.lab.ndiff import Difference, ndiff
 from netscand.scan.exports import (
     FORMULA_STARTS, INVENTORY_COLUMNS, INVENTORY_PORT_COLUMNS, SCAN_COLUMNS, csv_device, device_export, export,
 )
-from netscand.scan.nmap_xml import clean, cpe_uri, port_list
+from netscand.scan.nmap_xml import OS_CLASSES, clean, cpe_uri, port_list
 from netscand.scan.ports import top_ports
 
 DTD = "/usr/share/nmap/nmap.dtd"
@@ -88,8 +91,12 @@ def test_libnmap_reads_every_field_back() -> None:
     host = report.hosts[0]
     assert (host.address, host.ipv4) == ("198.18.0.5", "198.18.0.5")
     assert (host.mac, host.vendor) == (device["mac"], device["vendor"])
-    assert host.status == "up" and host.hostnames == ["printer.lab", "printer.local"]
+    assert host.status == "up" and host.hostnames == ["printer.lab"]  # the DNS name; mDNS's is a script
+    assert host.scripts_results == [{"id": "netscand-names", "output": "mdns: printer.local", "elements": {}}]
     assert [(m.name, m.accuracy) for m in host.os.osmatches] == [("Linux", 87)]
+    (osclass,) = host.os.osmatches[0].osclasses
+    assert (osclass.vendor, osclass.osfamily, osclass.type, osclass.accuracy) == \
+        ("Linux", "Linux", "general purpose", 87)
     assert host.extraports_state["state"]["count"] == "10"  # libnmap keeps the last extraports only
     services = {(s.port, s.protocol): s for s in host.services}
     assert sorted(services) == sorted((p["port"], p["protocol"]) for p in device["ports"])
@@ -104,6 +111,42 @@ def test_libnmap_reads_every_field_back() -> None:
     assert ssh.scripts_results == [{"id": "netscand-cves", "output": "CVE-2024-6387", "elements": {}}]
     assert services[(80, "tcp")].service_dict["method"] == "table"
     assert services[(113, "tcp")].reason == "reset"
+
+
+@pytest.mark.parametrize(("ports", "not_shown", "reason"), [
+    ([("tcp", "closed"), ("udp", "open")], {}, "reset"),
+    ([], {"not_shown": {"closed": 1000}}, "reset"),  # closed ports counted, none listed
+    ([("udp", "open"), ("udp", "closed")], {}, "udp-response"),
+    ([("udp", "closed")], {"not_shown_udp": {"open|filtered": 9}}, "port-unreach"),
+    ([("tcp", "filtered")], {}, "unknown-response"),
+])
+def test_a_hosts_reason_is_its_strongest_answer(ports: list[tuple[str, str]], not_shown: dict[str, Any],
+                                                  reason: str) -> None:
+    device = {**bare("198.18.0.7"), **not_shown,
+              "ports": [{"port": 100 + n, "protocol": protocol, "state": state, "service": None}
+                        for n, (protocol, state) in enumerate(ports)]}
+    document = written("nmap-xml", [device])
+    dtd_valid(document)
+    assert ET.fromstring(document).find("host/status").get("reason") == reason
+
+
+@pytest.mark.parametrize(("guess", "osclass"), [
+    ("Linux (Debian)", ("Linux", "Linux", "general purpose")),
+    ("Windows", ("Microsoft", "Windows", "general purpose")),
+    ("Cisco IOS", ("Cisco", "IOS", "router")),
+    ("Plan 9", None),  # no signature's: a match without a class
+])
+def test_an_os_guess_of_a_signature_has_its_osclass(guess: str, osclass: tuple[str, str, str] | None) -> None:
+    document = written("nmap-xml", [profiled(os_guess=guess, os_confidence=0.66)])
+    dtd_valid(document)
+    match = ET.fromstring(document).find("host/os/osmatch")
+    found = [(c.get("vendor"), c.get("osfamily"), c.get("type"), c.get("accuracy")) for c in match]
+    assert (match.get("name"), found) == (guess, [(*osclass, "66")] if osclass else [])
+
+
+def test_every_os_signature_has_an_osclass() -> None:
+    table = tomllib.loads(files("netscand").joinpath("data/os-signatures.toml").read_text(encoding="utf-8"))
+    assert {s["name"] for s in table["signature"]} == set(OS_CLASSES)
 
 
 def test_not_shown_ports_are_extraports_merged_by_state() -> None:
@@ -161,12 +204,13 @@ def test_hostile_text_keeps_the_document_valid(name: str, banner: str, product: 
                                                vendor: str, os: str, cpe: str) -> None:
     port = {"port": 8080, "protocol": "tcp", "state": "open", "service": name or "X", "product": product,
             "version": version, "banner": banner, "cpe": cpe}
-    device = profiled(hostname=name, hostnames=[{"name": name, "source": "netbios"}], vendor=vendor,
-                      os_guess=os or None, ports=[port])
+    device = profiled(hostname=name, hostnames=[{"name": name, "source": "dns"}, {"name": banner, "source": "netbios"}],
+                      vendor=vendor, os_guess=os or None, ports=[port])
     document = written("nmap-xml", [device])
     dtd_valid(document)
     root = ET.fromstring(document)
     assert root.find("host/hostnames/hostname").get("name") == clean(name)
+    assert root.find("host/hostscript/script").get("output") == f"netbios: {clean(banner)}"
     service = root.find("host/ports/port/service")
     assert (service.get("product"), service.get("version"), service.get("servicefp")) == \
         tuple(clean(v) if v else None for v in (product, version, banner))
@@ -199,6 +243,16 @@ def test_ndiff_reports_what_changed_between_two_exports(tmp_path: Path) -> None:
         Difference("state", "198.18.0.8", 8443, "tcp", None, "open"),
         Difference("host_appeared", "198.18.0.9"),
     }
+
+
+def test_a_name_the_host_gives_itself_coming_and_going_is_no_other_host(tmp_path: Path) -> None:
+    # ndiff pairs hosts by their first address and first hostname: an mDNS or NetBIOS answer
+    # missed in one scan must not read as a host gone and another appeared.
+    named = bare("198.18.0.7", 22) | {"hostnames": [{"name": "laptop.local", "source": "mdns"},
+                                                    {"name": "LAPTOP", "source": "netbios"}]}
+    (tmp_path / "a.xml").write_bytes(written("nmap-xml", [named]))
+    (tmp_path / "b.xml").write_bytes(written("nmap-xml", [bare("198.18.0.7", 22)], started_at="2026-12-08T09:00:00Z"))
+    assert not {d.kind for d in ndiff(tmp_path / "a.xml", tmp_path / "b.xml")} & {"host_gone", "host_appeared"}
 
 
 def test_ndiff_finds_nothing_between_two_exports_of_one_network(tmp_path: Path) -> None:
@@ -241,7 +295,22 @@ def test_no_csv_cell_starts_a_formula(text: str, start: str) -> None:
     (row,) = csv.DictReader(io.StringIO(written("csv", [device]).decode(), newline=""))
     for cell in (row["hostname"], row["product"]):
         assert not cell.startswith(FORMULA_STARTS)
-        assert cell == ("'" + value if value.startswith(FORMULA_STARTS) else value)
+        assert cell == clean("'" + value if value.startswith(FORMULA_STARTS) else value)
+
+
+# What a terminal acts on: C0 controls but tab, LF and CR; DEL; C1 controls (CSI is U+009B).
+TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@given(hostile, hostile)
+def test_a_csv_cell_holds_no_terminal_control(name: str, banner: str) -> None:
+    device = {**bare("198.18.0.7", 22), "hostname": name}
+    device["ports"][0]["product"] = banner
+    document = written("csv", [device]).decode()  # lone surrogates too became U+FFFD: UTF-8 holds it
+    assert not TERMINAL_CONTROLS.search(document)
+    (row,) = csv.DictReader(io.StringIO(document, newline=""))
+    for cell, value in ((row["hostname"], name), (row["product"], banner)):
+        assert cell in (clean(value), "'" + clean(value))
 
 
 def test_jsonl_is_each_device_as_the_result_has_it() -> None:
