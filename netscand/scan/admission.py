@@ -27,6 +27,7 @@ from netscand.scan.profiles import ScanRequest, resolve
 from netscand.scan.queue import Queued
 from netscand.scan.targets import TargetError, Targets, parse_targets_async
 from netscand.store import Store, StoreError
+from netscand.store import events as stored_events
 from netscand.store import sites
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
@@ -98,28 +99,31 @@ class Claims:
 
 class Admission:
     def __init__(self, store: Store, io: StoreThreads, claims: Claims, limits: CurrentLimits,
-                 events: Events | None = None) -> None:
+                 events: Events) -> None:
         self.store = store
         self.io = io
         self.claims = claims
         self.limits = limits
-        self.events = events or Events(store, io)  # the orchestrator's, which its streams wait on
+        self.events = events  # the orchestrator's, which its streams wait on
 
     async def admit(self, req: ScanRequest, owner: str | None, key: str | None,
-                    remote: bool) -> tuple[dict, Queued | None]:
+                    remote: bool, only_changes: bool = False) -> tuple[dict, Queued | None]:
         """The new scan's stored row and its place in the queue; or, for a replayed
-        Idempotency-Key, the earlier scan's row and None. Raises ScanError."""
+        Idempotency-Key, the earlier scan's row and None. Raises ScanError. `only_changes`: its
+        webhooks get only its changes and its end (a schedule's `deliver: changes`)."""
         digest = request_digest(req) if key else None
         if key and (earlier := await self._by_key(owner, key)):
             return replayed(earlier, digest), None
         limits = self.limits.now  # one request, one set of limits, even if a reload comes meanwhile
         with self.claims.claim(owner, limits.max_queued_per_owner) as claimed:
             scan, queued = await self._prepare(req, owner, remote, limits)
+            if only_changes:  # in the scan's own row: the webhooks read it for as long as the scan exists
+                scan["options"]["deliver"] = "changes"
             row = await self._create(scan | {"idempotency_key": key, "request_digest": digest}, digest)
             if row["id"] != queued.id:
                 return row, None  # another start with this key was stored first
             claimed.keep()
-        self.events.state(queued.id, "queued")
+        self.events.wake()  # its `queued` event was written with it
         log.info("scan.state", scan_id=queued.id, status="queued", target=req.target, profile=req.profile)
         return row, queued
 
@@ -136,7 +140,7 @@ class Admission:
     async def _create(self, scan: dict, digest: str | None) -> dict:
         try:
             # The site's check and the insert in one call: a site deleted meanwhile can't be named.
-            return await self.io.write(self.store.call, f"cannot save scan {scan['id']}", sites.create_scan, scan)
+            return await self.io.write(self.store.call, f"cannot save scan {scan['id']}", stored_events.create_scan, scan)
         except sites.UnknownSite:
             raise unknown_site(scan["site_id"]) from None
         except StoreError:

@@ -105,10 +105,10 @@ class Orchestrator:
 
     # -- requests ------------------------------------------------------------------------------
     async def start(self, req: ScanRequest, owner: str | None, idempotency_key: str | None,
-                    remote: bool = False) -> tuple[dict, bool]:
+                    remote: bool = False, only_changes: bool = False) -> tuple[dict, bool]:
         """Queue a scan; returns its status and whether it is new (False for a replayed key).
-        `remote`: the request came over HTTPS (see Policy.apply)."""
-        row, queued = await self.admission.admit(req, owner, idempotency_key, remote)
+        `remote`: the request came over HTTPS (see Policy.apply); `only_changes`: see Admission.admit."""
+        row, queued = await self.admission.admit(req, owner, idempotency_key, remote, only_changes)
         if queued is not None:
             self.queue.push(queued)
             self.live.admit()

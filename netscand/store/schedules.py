@@ -96,9 +96,9 @@ def runs(db: Database, schedule_id: str, limit: int) -> list[dict[str, Any]]:
 
 def delivers_only_changes(db: Database, scan_id: str) -> bool:
     """Whether the scan was started by a schedule that delivers only its changes (its webhooks
-    get its change events and its end, not its progress, hosts and ports)."""
-    rows = db.query("SELECT 1 FROM schedule_runs JOIN schedules ON schedules.id = schedule_runs.schedule_id "
-                    "WHERE schedule_runs.scan_id = ? AND schedules.deliver = 'changes'", [scan_id])
+    get its change events and its end, not its progress, hosts and ports). Read from the scan's
+    own row, written with it (scan/admission.py): its schedule's runs are trimmed and go with it."""
+    rows = db.query("SELECT 1 FROM scans WHERE id = ? AND json_extract(options, '$.deliver') = 'changes'", [scan_id])
     return next(iter(rows), None) is not None
 
 

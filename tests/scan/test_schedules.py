@@ -8,20 +8,23 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from netscand.scan.admission import Admission, Claims
 from netscand.scan.limits import CurrentLimits
+from netscand.scan.events import Events
 from netscand.scan.profiles import ScanRequest
-from netscand.scan.schedules import GRACE, MISSED_COUNTED, Scheduler
+from netscand.scan.schedules import CONCURRENT, GRACE, MISSED_COUNTED, Scheduler
 from netscand.store import Store
 from netscand.store import schedules as stored
+from netscand.store.errors import StoreError
 from netscand.store.threads import StoreThreads
 from tests.scan.test_admission import limits, policy
 
@@ -60,6 +63,12 @@ class Harness:
         self.clock.now = at
         asyncio.run(self.scheduler.tick())
 
+    def back(self, at: datetime) -> None:
+        """The daemon back at `at` (its scheduler started then), and its first tick."""
+        self.clock.now = at
+        self.scheduler = Scheduler(self.store, StoreThreads(), self.scheduler.start, self.clock, self.scheduler.sleep)
+        self.tick(at)
+
     def schedule(self, schedule_id: str) -> dict[str, Any]:
         found = self.store.call("test", stored.get, schedule_id)
         assert found is not None
@@ -79,13 +88,15 @@ def _z(moment: datetime) -> str:
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     store = Store(tmp_path / "netscand.db")
-    admission = Admission(store, StoreThreads(), Claims(), CurrentLimits(limits()))
+    io = StoreThreads()
+    admission = Admission(store, io, Claims(), CurrentLimits(limits()), Events(store, io))
     clock = Clock(T0)
     keys: list[str] = []
 
-    async def start(req: ScanRequest, owner: str | None, key: str | None, remote: bool = False) -> tuple[dict, bool]:
+    async def start(req: ScanRequest, owner: str | None, key: str | None, remote: bool = False,
+                    only_changes: bool = False) -> tuple[dict, bool]:
         keys.append(key or "")
-        row, queued = await admission.admit(req, owner, key, remote)
+        row, queued = await admission.admit(req, owner, key, remote, only_changes)
         return row, queued is not None
 
     async def never(seconds: float) -> None:
@@ -106,7 +117,7 @@ def test_a_due_time_on_time_starts_its_scan_and_records_it(harness: Harness) -> 
     assert scan is not None and scan["owner"] == "alice" and scan["idempotency_key"] == f"schedule:{sid}:2026-03-02T10:00:00Z"
     schedule = harness.schedule(sid)
     assert (schedule["next_due"], schedule["last_due"]) == ("2026-03-02T10:01:00Z", "2026-03-02T10:00:00Z")
-    # The webhooks' question of the scan: its schedule delivers only changes.
+    # The webhooks' question of the scan: its schedule delivers only changes, written with the scan.
     assert harness.store.call("test", stored.delivers_only_changes, run["scan_id"])
     harness.tick(T0 + timedelta(seconds=30))
     assert len(harness.runs(sid)) == 1 and harness.scans() == 1  # handled once
@@ -127,7 +138,7 @@ def test_a_schedule_delivering_everything_is_not_changes_only(harness: Harness) 
 
 def test_missed_while_down_run_once_starts_one_scan_for_them_all(harness: Harness) -> None:
     sid = harness.add("0 * * * *", missed="run_once")  # hourly, due 10:00; back at 13:20
-    harness.tick(T0 + timedelta(hours=3, minutes=20))
+    harness.back(T0 + timedelta(hours=3, minutes=20))
     (run,) = harness.runs(sid)
     assert (run["due_at"], run["outcome"], run["missed"]) == ("2026-03-02T13:00:00Z", "run_missed", 4)
     assert run["detail"] == ("4 due times missed while the daemon was down "
@@ -139,7 +150,7 @@ def test_missed_while_down_run_once_starts_one_scan_for_them_all(harness: Harnes
 
 def test_missed_while_down_run_once_with_the_latest_on_time_is_one_scan(harness: Harness) -> None:
     sid = harness.add()  # every minute, due 10:00; back at 10:04:10, 10:04 on time
-    harness.tick(T0 + timedelta(minutes=4, seconds=10))
+    harness.back(T0 + timedelta(minutes=4, seconds=10))
     (run,) = harness.runs(sid)
     assert (run["due_at"], run["outcome"], run["missed"]) == ("2026-03-02T10:04:00Z", "run_missed", 4)
     assert harness.scans() == 1 and harness.schedule(sid)["next_due"] == "2026-03-02T10:05:00Z"
@@ -147,7 +158,7 @@ def test_missed_while_down_run_once_with_the_latest_on_time_is_one_scan(harness:
 
 def test_missed_while_down_skip_starts_nothing_and_records_one_row(harness: Harness) -> None:
     sid = harness.add("0 * * * *", missed="skip")
-    harness.tick(T0 + timedelta(hours=3, minutes=20))
+    harness.back(T0 + timedelta(hours=3, minutes=20))
     (run,) = harness.runs(sid)
     assert (run["due_at"], run["outcome"], run["missed"], run["scan_id"]) == \
         ("2026-03-02T13:00:00Z", "skipped_missed", 4, None)
@@ -157,7 +168,7 @@ def test_missed_while_down_skip_starts_nothing_and_records_one_row(harness: Harn
 
 def test_skip_still_starts_the_due_time_that_is_on_time(harness: Harness) -> None:
     sid = harness.add(missed="skip")
-    harness.tick(T0 + timedelta(minutes=4, seconds=10))
+    harness.back(T0 + timedelta(minutes=4, seconds=10))
     started, skipped = harness.runs(sid)
     assert (started["due_at"], started["outcome"], started["missed"]) == ("2026-03-02T10:04:00Z", "started", 0)
     assert (skipped["due_at"], skipped["outcome"], skipped["missed"]) == ("2026-03-02T10:03:00Z", "skipped_missed", 4)
@@ -168,7 +179,7 @@ def test_skip_still_starts_the_due_time_that_is_on_time(harness: Harness) -> Non
 
 def test_one_missed_due_time_is_said_so(harness: Harness) -> None:
     sid = harness.add("0 * * * *", missed="skip")
-    harness.tick(T0 + GRACE + timedelta(seconds=1))
+    harness.back(T0 + GRACE + timedelta(seconds=1))
     (run,) = harness.runs(sid)
     assert run["outcome"] == "skipped_missed" and run["missed"] == 1
     assert "1 due time missed while the daemon was down (2026-03-02T10:00:00Z): skipped" == run["detail"]
@@ -179,7 +190,7 @@ def test_one_missed_due_time_is_said_so(harness: Harness) -> None:
 def test_a_year_missed_every_minute_costs_what_a_minute_does(harness: Harness, missed: str) -> None:
     sid = harness.add(missed=missed)
     began = time.perf_counter()
-    harness.tick(T0 + timedelta(days=365, seconds=90))  # 10:01 on time, every minute before missed
+    harness.back(T0 + timedelta(days=365, seconds=90))  # 10:01 on time, every minute before missed
     assert time.perf_counter() - began < 1.0
     *started, run = harness.runs(sid)
     assert [r["outcome"] for r in started] == ([] if missed == "run_once" else ["started"])
@@ -210,7 +221,7 @@ def test_a_full_queue_refuses_the_start_with_its_reason(harness: Harness) -> Non
 def test_a_refused_missed_run_keeps_what_was_missed(harness: Harness) -> None:
     harness.admission.limits.now = replace(limits(), policy=policy(allowed_targets=["198.18.2.0/24"]))
     sid = harness.add("0 * * * *")
-    harness.tick(T0 + timedelta(hours=2, minutes=5))
+    harness.back(T0 + timedelta(hours=2, minutes=5))
     (run,) = harness.runs(sid)
     assert run["outcome"] == "refused" and run["missed"] == 3
     assert run["detail"].startswith("3 due times missed while the daemon was down") and ", but it was refused: " in run["detail"]
@@ -253,18 +264,25 @@ def test_runs_kept_are_bounded(harness: Harness, monkeypatch: pytest.MonkeyPatch
     assert [r["due_at"][11:16] for r in harness.runs(sid)] == ["10:04", "10:03", "10:02"]
 
 
+async def settle(scheduler: Scheduler, blocked: Callable[[], int] = lambda: 0) -> None:
+    """Until every tick but the blocked ones is done: the fake clock moves only then."""
+    while len(scheduler.ticks) > blocked():
+        await asyncio.sleep(0.001)
+
+
 def test_run_forever_starts_each_minute_as_its_clock_goes(tmp_path: Path) -> None:
     store = Store(tmp_path / "netscand.db")
     clock = Clock(T0 - timedelta(seconds=5))
     started: list[str] = []
     ticks = 0
 
-    async def start(req: ScanRequest, owner: str | None, key: str | None, remote: bool = False) -> tuple[dict, bool]:
+    async def start(req: ScanRequest, owner: str | None, key: str | None, **_: Any) -> tuple[dict, bool]:
         started.append(key or "")
         return {"id": str(uuid.uuid4())}, True
 
     async def sleep(seconds: float) -> None:
         nonlocal ticks
+        await settle(scheduler)
         ticks += 1
         clock.now += timedelta(seconds=seconds)
         if clock.now > T0 + timedelta(minutes=2, seconds=30):
@@ -281,25 +299,100 @@ def test_run_forever_starts_each_minute_as_its_clock_goes(tmp_path: Path) -> Non
     store.close()
 
 
-def test_a_failing_tick_is_logged_and_the_next_goes_on(tmp_path: Path) -> None:
+def test_one_slow_start_holds_up_no_other_schedule(tmp_path: Path) -> None:
     store = Store(tmp_path / "netscand.db")
-    clock = Clock(T0)
-    calls = 0
+    clock = Clock(T0 - timedelta(seconds=5))
+    started: dict[str, datetime] = {}
+    blocked = 0
 
-    async def start(req: ScanRequest, owner: str | None, key: str | None, remote: bool = False) -> tuple[dict, bool]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("a bug")
+    async def start(req: ScanRequest, owner: str | None, key: str | None, **_: Any) -> tuple[dict, bool]:
+        nonlocal blocked
+        if req.target == "198.18.1.1":  # the slow one: its start takes two and a half minutes
+            blocked += 1
+            async with asyncio.timeout(10):  # a scheduler that waits for it never moves the clock
+                while clock.now < T0 + timedelta(minutes=2, seconds=30):
+                    await asyncio.sleep(0.001)
+            blocked -= 1
+        started[req.target] = clock.now
         return {"id": str(uuid.uuid4())}, True
 
     async def sleep(seconds: float) -> None:
-        if calls >= 2:
+        await settle(scheduler, lambda: blocked)
+        clock.now += timedelta(seconds=seconds)
+        if clock.now > T0 + timedelta(minutes=3):
             raise asyncio.CancelledError
 
     scheduler = Scheduler(store, StoreThreads(), start, clock, sleep)
-    sid = Harness(store, None, clock, scheduler).add()  # type: ignore[arg-type]
+    h = Harness(store, None, clock, scheduler)  # type: ignore[arg-type]
+    slow = h.add("0 * * * *", target="198.18.1.1", missed="skip")
+    others = [h.add("1 * * * *", next_due=T0 + timedelta(minutes=1), target=f"198.18.1.{n}", missed="skip")
+              for n in range(2, 2 + CONCURRENT)]  # due while the slow one is still starting
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(scheduler.run_forever())
-    assert calls == 2 and [r["outcome"] for r in store.call("t", stored.runs, sid, 5)] == ["started"]
+    assert started["198.18.1.1"] >= T0 + timedelta(minutes=2, seconds=30)
+    assert all(started[f"198.18.1.{n}"] <= T0 + timedelta(minutes=1, seconds=2) for n in range(2, 2 + CONCURRENT))
+    assert [(r["outcome"], r["detail"]) for sid in [slow, *others] for r in h.runs(sid)] == [("started", None)] * 5
     store.close()
+
+
+def test_a_due_time_late_while_the_daemon_was_up_runs_late(harness: Harness) -> None:
+    sid = harness.add("0 * * * *", missed="skip")  # the scheduler started at T0, with the schedule due
+    harness.tick(T0 + timedelta(minutes=5))  # five minutes late (a busy daemon): not missed
+    (run,) = harness.runs(sid)
+    assert (run["due_at"], run["outcome"], run["missed"]) == ("2026-03-02T10:00:00Z", "started", 0)
+    assert run["detail"] == "started 300 s late: the scheduler was busy" and harness.scans() == 1
+
+
+def test_only_due_times_before_the_start_were_missed_while_down(harness: Harness) -> None:
+    sid = harness.add(next_due=T0 - timedelta(minutes=2), missed="skip")  # 09:58 and 09:59 before the start
+    harness.tick(T0 + timedelta(minutes=3))
+    started, skipped = harness.runs(sid)
+    assert (skipped["due_at"], skipped["outcome"], skipped["missed"]) == ("2026-03-02T09:59:00Z", "skipped_missed", 2)
+    assert (started["due_at"], started["outcome"]) == ("2026-03-02T10:03:00Z", "started") and harness.scans() == 1
+
+
+def test_a_start_that_fails_is_recorded_refused_once_and_the_schedule_goes_on(harness: Harness) -> None:
+    async def failing(req: ScanRequest, owner: str | None, key: str | None, **_: Any) -> tuple[dict, bool]:
+        raise RuntimeError("a bug")
+
+    real, harness.scheduler.start = harness.scheduler.start, failing
+    sid = harness.add()
+    harness.tick(T0)
+    harness.tick(T0 + timedelta(seconds=1))  # not tried again
+    (run,) = harness.runs(sid)
+    assert (run["outcome"], run["scan_id"], run["detail"]) == ("refused", None, "the scan could not be started: a bug")
+    harness.scheduler.start = real
+    harness.tick(T0 + timedelta(minutes=1))
+    assert [r["outcome"] for r in harness.runs(sid)] == ["started", "refused"]
+
+
+def test_a_schedule_that_cannot_be_recorded_backs_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any) -> bool:
+        raise StoreError("disk I/O error")
+
+    sid = harness.add()
+    monkeypatch.setattr(stored, "record", broken)
+    with capture_logs() as logs:
+        for second in range(20):
+            harness.tick(T0 + timedelta(seconds=second))
+    failed = [e for e in logs if e["event"] == "schedule.failed"]
+    assert [e["retry_in_s"] for e in failed] == [2.0, 4.0, 8.0, 16.0]  # tried at 0, 2, 6 and 14 s
+    assert len(harness.keys) == 4 and harness.scans() == 1  # the one scan, by its idempotency key
+    monkeypatch.undo()
+    harness.tick(T0 + timedelta(seconds=30))
+    assert [r["outcome"] for r in harness.runs(sid)] == ["started"]
+
+
+def test_changes_only_is_the_scans_own_and_outlives_its_schedule(harness: Harness,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stored, "KEEP_RUNS", 1)
+    sid = harness.add(deliver="changes")
+    harness.tick(T0)
+    (first,) = harness.runs(sid)
+    harness.tick(T0 + timedelta(minutes=1))  # the first run trimmed
+    assert [r["due_at"][11:16] for r in harness.runs(sid)] == ["10:01"]
+    harness.store.call("test", stored.delete, sid)  # and every run gone with the schedule
+    assert harness.store.call("test", stored.delivers_only_changes, first["scan_id"])
+    # Written with the scan's insert: no run row was ever needed.
+    row, _ = asyncio.run(harness.admission.admit(ScanRequest("198.18.1.9", "quick"), "bob", None, False, True))
+    assert harness.store.call("test", stored.delivers_only_changes, row["id"])
