@@ -36,7 +36,7 @@ def cmd_changes(client: Client, args: argparse.Namespace, console: Console) -> i
     path = f"/api/v1/scans/{args.scan}/changes" if args.scan else "/api/v1/changes"
     params = {k: v for k, v in (("site_id", args.site_id), ("since", args.since)) if v}
     body = {"changes": _every_page(client, path, params)}
-    return ctl._out(args, console, body, lambda: _print(console, body["changes"], with_time=True))
+    return ctl.out(args, console, body, lambda: _print(console, body["changes"], with_time=True))
 
 
 def cmd_diff(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -44,7 +44,7 @@ def cmd_diff(client: Client, args: argparse.Namespace, console: Console) -> int:
 
     body = {"scan_id": args.id, "against": args.against,
             "changes": _every_page(client, f"/api/v1/scans/{args.id}/diff", {"against": args.against})}
-    return ctl._out(args, console, body, lambda: _print(console, body["changes"], with_time=False))
+    return ctl.out(args, console, body, lambda: _print(console, body["changes"], with_time=False))
 
 
 def _every_page(client: Client, path: str, params: Mapping[str, str]) -> list[dict]:

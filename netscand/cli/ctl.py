@@ -66,8 +66,7 @@ def parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list scans, newest first")
     lst.add_argument("--status", choices=STATUSES)
     lst.add_argument("--site-id")
-    lst.add_argument("--page", type=int, default=1)
-    lst.add_argument("--per-page", type=int, default=25)
+    add_paging(lst)
     webhooks.add_parsers(sub)
     schedules.add_parsers(sub)
     sites.add_parsers(sub)
@@ -152,12 +151,53 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _out(args: argparse.Namespace, console: Console, body: dict, human: Callable[[], None]) -> int:
+def out(args: argparse.Namespace, console: Console, body: dict, human: Callable[[], None]) -> int:
+    """The API's JSON with --json, else `human`'s tables."""
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         human()
     return 0
+
+
+def add_group(sub: argparse._SubParsersAction, name: str, what: str, listing: str) -> argparse._SubParsersAction:
+    """`netscanctl NAME list|...`: the group's subcommands (in args.NAME_command), its `list` paged."""
+    group = sub.add_parser(name, help=what).add_subparsers(dest=f"{name}_command", required=True)
+    add_paging(group.add_parser("list", help=listing))
+    return group
+
+
+def add_paging(p: argparse.ArgumentParser) -> None:
+    """A listing's --page and --per-page (read by paging())."""
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--per-page", type=int, default=25)
+
+
+def paging(args: argparse.Namespace) -> dict[str, str | int]:
+    """The query parameters of add_paging()'s options."""
+    return {"page": args.page, "per_page": args.per_page}
+
+
+def print_page(console: Console, table: Table, body: dict, key: str) -> None:
+    """A listing's page as `table`, and under it which page it is and how many of all its `key`
+    items it shows."""
+    console.print(table)
+    console.print(f"page {body['page']}, {len(body[key])} of {body['total']}")
+
+
+def delete(client: Client, args: argparse.Namespace, console: Console, path: str) -> int:
+    """DELETE `path` (args.id's), saying so unless --json (the API answers 204, nothing to print)."""
+    client.call("DELETE", path)
+    if not args.json:
+        console.print(f"{args.id}  deleted")
+    return 0
+
+
+def show(client: Client, args: argparse.Namespace, console: Console, path: str,
+         human: Callable[[Console, dict], None]) -> int:
+    """GET `path` and print it: as `human` has it, or its JSON."""
+    body = client.call("GET", path)
+    return out(args, console, body, lambda: human(console, body))
 
 
 def start_body(args: argparse.Namespace) -> dict:
@@ -183,24 +223,24 @@ def cmd_start(client: Client, args: argparse.Namespace, console: Console) -> int
     if args.wait:
         _watch(client, scan["id"], console, quiet=args.json)
         return cmd_result(client, argparse.Namespace(**{**vars(args), "id": scan["id"]}), console)
-    return _out(args, console, scan, lambda: console.print(f"{scan['id']}  {scan['status']}"))
+    return out(args, console, scan, lambda: console.print(f"{scan['id']}  {scan['status']}"))
 
 
 def cmd_status(client: Client, args: argparse.Namespace, console: Console) -> int:
     scan = client.call("GET", f"/api/v1/scans/{args.id}")
-    return _out(args, console, scan, lambda: _print_status(console, scan))
+    return out(args, console, scan, lambda: _print_status(console, scan))
 
 
 def cmd_stop(client: Client, args: argparse.Namespace, console: Console) -> int:
     scan = client.call("POST", f"/api/v1/scans/{args.id}/stop")
-    return _out(args, console, scan, lambda: _print_status(console, scan))
+    return out(args, console, scan, lambda: _print_status(console, scan))
 
 
 def cmd_result(client: Client, args: argparse.Namespace, console: Console) -> int:
     if getattr(args, "format", "json") != "json":  # `start --wait` shows its result as json does
         return export.cmd_result(client, args, console)
     res = _whole_result(client, args.id)
-    return _out(args, console, res, lambda: _print_result(console, res))
+    return out(args, console, res, lambda: _print_result(console, res))
 
 
 def cmd_rematch(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -226,14 +266,11 @@ def _whole_result(client: Client, scan_id: str) -> dict:
 
 
 def cmd_delete(client: Client, args: argparse.Namespace, console: Console) -> int:
-    client.call("DELETE", f"/api/v1/scans/{args.id}")
-    if not args.json:
-        console.print(f"{args.id}  deleted")
-    return 0
+    return delete(client, args, console, f"/api/v1/scans/{args.id}")
 
 
 def cmd_list(client: Client, args: argparse.Namespace, console: Console) -> int:
-    params = {"page": args.page, "per_page": args.per_page}
+    params = paging(args)
     if args.status:
         params["status"] = args.status
     if args.site_id:
@@ -246,14 +283,13 @@ def cmd_list(client: Client, args: argparse.Namespace, console: Console) -> int:
             target = s["target"] if isinstance(s["target"], str) else ",".join(s["target"])
             table.add_row(s["id"], s["status"], s["profile"], target, f"{s['progress_percent']}%",
                           str(s["hosts_found"]), str(s["ports_found"]), s.get("created_at") or "")
-        console.print(table)
-        console.print(f"page {body['page']}, {len(body['scans'])} of {body['total']}")
-    return _out(args, console, body, human)
+        print_page(console, table, body, "scans")
+    return out(args, console, body, human)
 
 
 def cmd_watch(client: Client, args: argparse.Namespace, console: Console) -> int:
     scan = _watch(client, args.id, console, quiet=args.json)
-    return _out(args, console, scan, lambda: _print_status(console, scan))
+    return out(args, console, scan, lambda: _print_status(console, scan))
 
 
 def _watch(client: Client, scan_id: str, console: Console, quiet: bool) -> dict:

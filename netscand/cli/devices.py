@@ -4,13 +4,15 @@ time, and one device with its ports, CVEs, addresses and changes (the daemon's /
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from netscand.cli import ctl
+from netscand.cli import ctl, export
+from netscand.scan.exports import DEVICE_FORMATS
 
 if TYPE_CHECKING:
     from netscand.cli.ctl import Client
@@ -39,17 +41,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     present = p.add_mutually_exclusive_group()
     present.add_argument("--present", action="store_true", default=None, help="found by the last scan covering it")
     present.add_argument("--gone", action="store_false", dest="present", help="not found by it")
-    p.add_argument("--page", type=int, default=1)
-    p.add_argument("--per-page", type=int, default=25)
+    ctl.add_paging(p)
+    p.add_argument("--format", default="json", choices=("json", *DEVICE_FORMATS),
+                   help="json: the table (or with --json the API's page); csv: one open port per line, jsonl: "
+                        "one device per line, of every matching device (no paging), to stdout as they come")
     sub.add_parser("device", help="a device with its ports, CVEs, addresses and changes").add_argument("id")
 
 
 def cmd_devices(client: Client, args: argparse.Namespace, console: Console) -> int:
-    params: dict[str, str | int] = {"page": args.page, "per_page": args.per_page}
-    params |= {name: getattr(args, option) for option, name in FILTERS.items() if getattr(args, option) is not None}
+    params: dict[str, str | int] = {name: getattr(args, option) for option, name in FILTERS.items()
+                                    if getattr(args, option) is not None}
     if args.present is not None:
         params["present"] = "true" if args.present else "false"
-    body = client.call("GET", DEVICES, params=params)
+    if args.format != "json":  # the whole inventory, streamed: the API refuses a page with it
+        return export.to_stdout(partial(export.copy_stream, client, DEVICES, params | {"format": args.format}))
+    body = client.call("GET", DEVICES, params=params | ctl.paging(args))
 
     def human() -> None:
         table = Table("id", "ip", "hostname", "vendor", "os", "ports", "worst CVE", "last seen", box=box.SIMPLE)
@@ -58,14 +64,12 @@ def cmd_devices(client: Client, args: argparse.Namespace, console: Console) -> i
             table.add_row(d["id"], ip, d["hostname"] or "", d["vendor"] or "", d["os"] or "",
                           " ".join(f"{p['port']}/{p['protocol']}" for p in d["ports"]), d["max_severity"] or "",
                           d["last_seen"])
-        console.print(table)
-        console.print(f"page {body['page']}, {len(body['devices'])} of {body['total']}")
-    return ctl._out(args, console, body, human)
+        ctl.print_page(console, table, body, "devices")
+    return ctl.out(args, console, body, human)
 
 
 def cmd_device(client: Client, args: argparse.Namespace, console: Console) -> int:
-    device = client.call("GET", f"{DEVICES}/{args.id}")
-    return ctl._out(args, console, device, lambda: print_device(console, device))
+    return ctl.show(client, args, console, f"{DEVICES}/{args.id}", print_device)
 
 
 def print_device(console: Console, device: dict) -> None:

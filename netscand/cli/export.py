@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -70,8 +70,13 @@ def write_whole(target: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def cmd_result(client: ctl.Client, args: argparse.Namespace, console: Console) -> int:
+    return to_stdout(partial(copy_result, client, args.id, args.format))
+
+
+def to_stdout(write: Callable[[BinaryIO], None]) -> int:
+    """`write`'s bytes on stdout, for pipes: a reader gone early is one line on stderr."""
     try:
-        copy_result(client, args.id, args.format, sys.stdout.buffer)
+        write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): nothing more can be said on stdout.
@@ -82,8 +87,13 @@ def cmd_result(client: ctl.Client, args: argparse.Namespace, console: Console) -
 
 def copy_result(client: ctl.Client, scan_id: str, fmt: str, out: BinaryIO) -> None:
     """The scan's result in `fmt`, copied to `out` chunk by chunk as the API sends it."""
+    copy_stream(client, f"/api/v1/scans/{scan_id}/result", {"format": fmt}, out)
+
+
+def copy_stream(client: ctl.Client, path: str, params: Mapping[str, str | int], out: BinaryIO) -> None:
+    """GET `path`'s export (params name its format), copied to `out` chunk by chunk as it comes."""
     try:
-        with client.http.stream("GET", f"/api/v1/scans/{scan_id}/result", params={"format": fmt}) as r:
+        with client.http.stream("GET", path, params=params) as r:
             if r.status_code != 200:
                 r.read()
                 client.answer(r)  # raises the API's problem as a CtlError

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand.cli import ctl
-from netscand.scan.schedules import DELIVERIES, MISSED_POLICIES
+from netscand.scan.schedule_choices import DELIVERIES, MISSED_POLICIES
 
 if TYPE_CHECKING:
     from netscand.cli.ctl import Client
@@ -23,11 +23,8 @@ SHOWN = ("id", "name", "cron", "enabled", "missed", "deliver", "next_due", "last
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("schedules", help="schedules: scans started at cron times")
-    schedules = p.add_subparsers(dest="schedules_command", required=True)
-    lst = schedules.add_parser("list", help="list schedules, newest first")
-    lst.add_argument("--page", type=int, default=1)
-    lst.add_argument("--per-page", type=int, default=25)
+    schedules = ctl.add_group(sub, "schedules", "schedules: scans started at cron times",
+                              "list schedules, newest first")
     schedules.add_parser("show", help="a schedule and its latest runs").add_argument("id")
     create = schedules.add_parser("create", help="create a schedule: NAME, --cron, and a start's arguments")
     create.add_argument("name")
@@ -48,42 +45,37 @@ def cmd_schedules(client: Client, args: argparse.Namespace, console: Console) ->
 
 
 def _list(client: Client, args: argparse.Namespace, console: Console) -> int:
-    body = client.call("GET", SCHEDULES, params={"page": args.page, "per_page": args.per_page})
+    body = client.call("GET", SCHEDULES, params=ctl.paging(args))
 
     def human() -> None:
         table = Table("id", "name", "cron", "target", "profile", "enabled", "next due", "last due", box=box.SIMPLE)
         for s in body["schedules"]:
             table.add_row(s["id"], s["name"], s["cron"], _target(s), s["profile"], "yes" if s["enabled"] else "no",
                           s["next_due"] or "", s["last_due"] or "")
-        console.print(table)
-        console.print(f"page {body['page']}, {len(body['schedules'])} of {body['total']}")
-    return ctl._out(args, console, body, human)
+        ctl.print_page(console, table, body, "schedules")
+    return ctl.out(args, console, body, human)
 
 
 def _show(client: Client, args: argparse.Namespace, console: Console) -> int:
-    schedule = client.call("GET", f"{SCHEDULES}/{args.id}")
-    return ctl._out(args, console, schedule, lambda: _print(console, schedule))
+    return ctl.show(client, args, console, f"{SCHEDULES}/{args.id}", _print)
 
 
 def _create(client: Client, args: argparse.Namespace, console: Console) -> int:
     body = ctl.start_body(args) | {"name": args.name, "cron": args.cron, "missed": args.missed,
                                    "deliver": args.deliver, "enabled": not args.disabled}
     schedule = client.call("POST", SCHEDULES, json=body)
-    return ctl._out(args, console, schedule, lambda: _print(console, schedule))
+    return ctl.out(args, console, schedule, lambda: _print(console, schedule))
 
 
 def _enabler(enabled: bool) -> Callable[[Client, argparse.Namespace, Console], int]:
     def change(client: Client, args: argparse.Namespace, console: Console) -> int:
         schedule = client.call("PATCH", f"{SCHEDULES}/{args.id}", json={"enabled": enabled})
-        return ctl._out(args, console, schedule, lambda: _print(console, schedule))
+        return ctl.out(args, console, schedule, lambda: _print(console, schedule))
     return change
 
 
 def _delete(client: Client, args: argparse.Namespace, console: Console) -> int:
-    client.call("DELETE", f"{SCHEDULES}/{args.id}")
-    if not args.json:
-        console.print(f"{args.id}  deleted")
-    return 0
+    return ctl.delete(client, args, console, f"{SCHEDULES}/{args.id}")
 
 
 def _print(console: Console, schedule: dict) -> None:

@@ -23,10 +23,8 @@ HOOKS = "/api/v1/webhooks"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("webhooks", help="webhooks: signed HTTP POSTs of the daemon's events")
-    hooks = p.add_subparsers(dest="webhooks_command", required=True)
-    lst = hooks.add_parser("list", help="list webhooks, newest first")
-    _pages(lst)
+    hooks = ctl.add_group(sub, "webhooks", "webhooks: signed HTTP POSTs of the daemon's events",
+                          "list webhooks, newest first")
     create = hooks.add_parser("create", help="create a webhook; its secret is shown this once")
     # Not `url`: that is the global --url, the daemon's own.
     create.add_argument("hook_url", metavar="HOOK_URL",
@@ -51,12 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     log = hooks.add_parser("deliveries", help="a webhook's delivery log, newest first")
     log.add_argument("id")
     log.add_argument("--status", choices=DELIVERY_STATUSES)
-    _pages(log)
-
-
-def _pages(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--page", type=int, default=1)
-    p.add_argument("--per-page", type=int, default=25)
+    ctl.add_paging(log)
 
 
 def cmd_webhooks(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -64,15 +57,14 @@ def cmd_webhooks(client: Client, args: argparse.Namespace, console: Console) -> 
 
 
 def _list(client: Client, args: argparse.Namespace, console: Console) -> int:
-    body = client.call("GET", HOOKS, params={"page": args.page, "per_page": args.per_page})
+    body = client.call("GET", HOOKS, params=ctl.paging(args))
 
     def human() -> None:
         table = Table("id", "url", "events", "enabled", "created", box=box.SIMPLE)
         for h in body["webhooks"]:
             table.add_row(h["id"], h["url"], " ".join(h["events"]), "yes" if h["enabled"] else "no", h["created_at"])
-        console.print(table)
-        console.print(f"page {body['page']}, {len(body['webhooks'])} of {body['total']}")
-    return ctl._out(args, console, body, human)
+        ctl.print_page(console, table, body, "webhooks")
+    return ctl.out(args, console, body, human)
 
 
 def _create(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -83,7 +75,7 @@ def _create(client: Client, args: argparse.Namespace, console: Console) -> int:
     def human() -> None:
         _print(console, hook)
         console.print("the secret is not shown again: give it to the receiver now")
-    return ctl._out(args, console, hook, human)
+    return ctl.out(args, console, hook, human)
 
 
 def _secret(args: argparse.Namespace) -> str | None:
@@ -103,8 +95,7 @@ def _secret(args: argparse.Namespace) -> str | None:
 
 
 def _show(client: Client, args: argparse.Namespace, console: Console) -> int:
-    hook = client.call("GET", f"{HOOKS}/{args.id}")
-    return ctl._out(args, console, hook, lambda: _print(console, hook))
+    return ctl.show(client, args, console, f"{HOOKS}/{args.id}", _print)
 
 
 def _update(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -113,18 +104,15 @@ def _update(client: Client, args: argparse.Namespace, console: Console) -> int:
     if not change:
         raise ctl.CtlError("nothing to change: give --hook-url, --event, --enable or --disable")
     hook = client.call("PATCH", f"{HOOKS}/{args.id}", json=change)
-    return ctl._out(args, console, hook, lambda: _print(console, hook))
+    return ctl.out(args, console, hook, lambda: _print(console, hook))
 
 
 def _delete(client: Client, args: argparse.Namespace, console: Console) -> int:
-    client.call("DELETE", f"{HOOKS}/{args.id}")
-    if not args.json:
-        console.print(f"{args.id}  deleted")
-    return 0
+    return ctl.delete(client, args, console, f"{HOOKS}/{args.id}")
 
 
 def _deliveries(client: Client, args: argparse.Namespace, console: Console) -> int:
-    params: dict[str, str | int] = {"page": args.page, "per_page": args.per_page}
+    params = ctl.paging(args)
     if args.status:
         params["status"] = args.status
     body = client.call("GET", f"{HOOKS}/{args.id}/deliveries", params=params)
@@ -134,9 +122,8 @@ def _deliveries(client: Client, args: argparse.Namespace, console: Console) -> i
         for d in body["deliveries"]:
             table.add_row(str(d["event_seq"]), d["type"], d["status"], str(d["attempts"]),
                           str(d["last_status_code"] or "-"), d["next_attempt_at"] or "", d["last_error"] or "")
-        console.print(table)
-        console.print(f"page {body['page']}, {len(body['deliveries'])} of {body['total']}")
-    return ctl._out(args, console, body, human)
+        ctl.print_page(console, table, body, "deliveries")
+    return ctl.out(args, console, body, human)
 
 
 def _print(console: Console, hook: dict) -> None:

@@ -31,6 +31,7 @@ from croniter import CroniterBadDateError, croniter
 
 from netscand.scan.errors import ScanError
 from netscand.scan.profiles import ScanRequest
+from netscand.scan.schedule_choices import DELIVERIES, MISSED_POLICIES  # noqa: F401 -- api/models.py reads them here
 from netscand.store import Store
 from netscand.store import schedules as stored
 from netscand.store.threads import StoreThreads
@@ -43,8 +44,6 @@ CONCURRENT = 4  # due schedules handled at once, over every tick: a slow start h
 BACKOFF_S = (2.0, 300.0)  # one that cannot be handled or recorded: tried again after 2 s, doubling to 5 min
 MISSED_COUNTED = 100  # missed due times counted one by one up to this many; more read "at least"
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
-MISSED_POLICIES = ("run_once", "skip")  # the first is the default
-DELIVERIES = ("all", "changes")  # the first is the default
 RUN_OUTCOMES = ("started", "run_missed", "skipped_missed", "refused")
 
 Clock = Callable[[], datetime]

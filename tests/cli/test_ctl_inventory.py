@@ -88,3 +88,19 @@ def test_devices_filtered_and_one_device(served: Api, capsys: pytest.CaptureFixt
     assert any(r.startswith("2026-12-01T10:00:00Z device_appeared") for r in lines)
     status, _, err = run(served, capsys, "devices", "--port", "70000")
     assert status == 1 and "422" in err and "port" in err
+
+
+def test_devices_format_streams_every_matching_device(served: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    found = [{"ip": f"198.18.0.{n}", "mac": f"00:1B:21:00:01:{n:02X}", "hostname": f"h{n}.fmt", "vendor": None,
+              "os_guess": None, "ports": [{"port": 443, "protocol": "tcp", "state": "open", "service": "https"}]}
+             for n in range(30, 60)]  # more than a page of the table's
+    served.store.call("t", merge, scan_id=str(uuid.uuid4()), site_id=None, found=found, at="2026-12-02T10:00:00Z",
+                      covered=Covered(((0xC612001E, 0xC612003B),), frozenset({443}), services=True, cves=False))
+    status, out, _ = run(served, capsys, "devices", "--format", "jsonl", "--search", ".fmt")
+    listed = [orjson.loads(line) for line in out.splitlines() if line.startswith('{"id"')]
+    assert status == 0 and sorted(d["hostname"] for d in listed) == sorted(f"h{n}.fmt" for n in range(30, 60))
+    status, out, _ = run(served, capsys, "devices", "--format", "csv", "--search", ".fmt", "--port", "443")
+    lines = [line for line in out.splitlines() if ",h" in line and ".fmt," in line]
+    assert status == 0 and len(lines) == 30 and all(",443,tcp,https," in line for line in lines)
+    status, _, err = run(served, capsys, "devices", "--format", "csv", "--port", "70000")
+    assert status == 1 and "422" in err and "port" in err and err.count("\n") == 1
