@@ -102,7 +102,8 @@ DESCRIPTION = (
     "`page` or `per_page`: 422): nmap's XML output (`application/xml`), valid against the DTD nmap "
     "installs, which python-libnmap and ndiff read; CSV (`text/csv`), a header row then one row per "
     "port (a device without a listed port gets one row with empty port cells), CVE ids `;`-joined, "
-    "a cell beginning with = + - @ tab or CR prefixed with `'` against CSV injection; or JSON Lines "
+    "a cell beginning with = + - @ tab or CR prefixed with `'` against CSV injection, control "
+    "characters but tab, CR and LF replaced by U+FFFD; or JSON Lines "
     "(`application/x-ndjson`), one device per line as the JSON result has it, with `scan_id`. "
     "`Content-Disposition` names the file. A scan still running exports what it has found so far.")
 
