@@ -4,10 +4,11 @@ whoever waits (the SSE streams, the webhook sender), who read them back from the
 Reading back from the store, rather than handing events around in memory, is what makes
 Last-Event-ID resume and webhook retries after a restart the same code path as the live stream.
 
-A scan's own events (its state, its progress, each host up and port open) are published by the
-scan's writers (admission, persist) as they queue its writes, so an event lands right after
-what it tells of. An event is a notice, not the record: one the store refuses is logged and
-lost, and the scan goes on.
+A scan's own events (its state, its progress, each host up and port open) are written by the
+scan's writers (admission, persist): its state's event in the transaction that writes the state
+(a write the store refuses is retried with it), the others queued right behind the write they
+tell of. A host or port is marked told once its event is written: one the store refused is
+told again with the host's next write (at the latest the scan's final save).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import structlog
 
-from netscand.statuses import FINISHED
 from netscand.store import Store, StoreError
 from netscand.store import events as stored
 from netscand.store.threads import StoreThreads
@@ -34,12 +34,13 @@ class Announced:
 
     def __init__(self, scan_id: str) -> None:
         self.scan_id = scan_id
-        self.hosts: set[str] = set()
+        self.hosts: set[str] = set()  # told, or being written
         self.ports: set[tuple[str, int, str]] = set()
         self.progress: tuple[object, ...] | None = None
 
     def news(self, devices: list[dict[str, Any]], progress: dict[str, Any] | None) -> News:
-        """The events of a write of `devices` (device rows, persist.device_row) and `progress`."""
+        """The events of a write of `devices` (device rows, persist.device_row) and `progress`;
+        what they tell counts as told from now on, unless `lost` gives it back."""
         news: News = []
         for device in devices:
             ip = device["ip"]
@@ -57,6 +58,16 @@ class Announced:
             news.append(("scan.progress", {"id": self.scan_id, **progress}))
         return news
 
+    def lost(self, news: News) -> None:
+        """The store refused `news`: what they told is untold, for a later write to tell."""
+        for type, data in news:
+            if type == "host.up":
+                self.hosts.discard(data["ip"])
+            elif type == "port.found":
+                self.ports.discard((data["ip"], data["port"], data["protocol"]))
+            else:
+                self.progress = None
+
 
 def _port_found(scan_id: str, ip: str, port: dict[str, Any]) -> dict[str, Any]:
     data = {"scan_id": scan_id, "ip": ip, "port": port["port"], "protocol": port["protocol"]}
@@ -73,32 +84,27 @@ class Events:
         self._announced: dict[str, Announced] = {}  # running scans' hosts and ports told
 
     # -- publishing ------------------------------------------------------------------------------
-    def state(self, scan_id: str, status: str, error: str | None = None) -> None:
-        """A scan's new status, queued behind the write of it."""
-        self._of_scan(scan_id, [("scan.state", {"id": scan_id, "status": status}
-                                 | ({"error": error} if error is not None else {}))])
-        if status in FINISHED:
-            self._announced.pop(scan_id, None)
+    def ended(self, scan_id: str) -> None:
+        """The scan ended: nothing more of it is told."""
+        self._announced.pop(scan_id, None)
 
     def found(self, scan_id: str, devices: list[dict[str, Any]], progress: dict[str, Any] | None = None) -> None:
         """The hosts and ports first seen in a write of a scan's devices, and its progress if it
         moved, queued behind that write."""
         announced = self._announced.setdefault(scan_id, Announced(scan_id))
         if news := announced.news(devices, progress):
-            self._of_scan(scan_id, news)
+            kinds = ",".join(sorted({type for type, _ in news}))
+            written = self.io.write(self.store.call, f"cannot record events {kinds} of scan {scan_id}",
+                                    stored.insert_of_scan, scan_id, news)
+            written.add_done_callback(lambda done: self._done(announced, news, kinds, done))
 
-    def _of_scan(self, scan_id: str, news: News) -> None:
-        """Queue a write of the scan's news; waiters wake once it is written."""
-        kinds = ",".join(sorted({type for type, _ in news}))
-        written = self.io.write(self.store.call, f"cannot record events {kinds} of scan {scan_id}",
-                                stored.insert_of_scan, scan_id, news)
-        written.add_done_callback(lambda done: self._done(kinds, done))
-
-    def _done(self, kinds: str, done: asyncio.Future[Any]) -> None:
+    def _done(self, announced: Announced, news: News, kinds: str, done: asyncio.Future[Any]) -> None:
         exc = None if done.cancelled() else done.exception()
         if exc is None:
             self.wake()
-        elif isinstance(exc, StoreError):
+            return
+        announced.lost(news)
+        if isinstance(exc, StoreError):
             log.error("events.store_failed", events=kinds, error=str(exc))
         else:
             log.error("events.store_failed", events=kinds, exc_info=exc)

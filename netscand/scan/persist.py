@@ -3,7 +3,7 @@ off the event loop), and the reads that must see what is not written yet.
 
 A scan's state the store has not confirmed (written but not yet done, or refused: read-only,
 full) is kept in `unsaved`, served over what the store holds and written again every tick, so no
-scan reads "running" for ever.
+scan reads "running" for ever; the `scan.state` events of those states go in the same writes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import structlog
 
 from netscand.scan.events import Events
 from netscand.scan.result import Host, ScanResult
+from netscand.statuses import FINISHED
 from netscand.store import Store, StoreError
+from netscand.store import events as stored_events
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
 
@@ -46,19 +48,22 @@ def device_row(result: ScanResult, h: Host, profiling: bool, final: bool) -> dic
 
 
 class Persist:
-    def __init__(self, store: Store, io: StoreThreads, events: Events | None = None) -> None:
+    def __init__(self, store: Store, io: StoreThreads, events: Events) -> None:
         self.store = store
         self.io = io
-        self.events = events or Events(store, io)  # the orchestrator's, which its streams wait on
+        self.events = events  # the orchestrator's, which its streams wait on
         self.unsaved: dict[str, dict] = {}  # scan id -> state fields the store has not confirmed
+        self.untold: dict[str, list[dict]] = {}  # scan id -> its states whose events are not written yet
         self._saving: dict[str, asyncio.Future] = {}  # scan id -> its state write under way
 
     # -- state -----------------------------------------------------------------------------------
     def set_state(self, scan_id: str, status: str, **fields: object) -> None:
         """Record a scan's new state: served from `unsaved` at once, written in turn."""
         self.unsaved[scan_id] = {**self.unsaved.get(scan_id, {}), "status": status, **fields}
+        self.untold.setdefault(scan_id, []).append({"status": status, "error": self.unsaved[scan_id].get("error")})
         self._write_state(scan_id, self.unsaved[scan_id])
-        self.events.state(scan_id, status, self.unsaved[scan_id].get("error"))
+        if status in FINISHED:
+            self.events.ended(scan_id)
         log.info("scan.state", scan_id=scan_id, status=status, **{k: v for k, v in fields.items() if k in STATE_LOGGED})
 
     def retry(self, scan_id: str) -> None:
@@ -72,17 +77,24 @@ class Persist:
             self.retry(scan_id)
 
     def _write_state(self, scan_id: str, fields: dict) -> None:
-        written = self.io.write(self.store.update_scan, scan_id, **fields)
+        states = list(self.untold.get(scan_id, ()))
+        written = self.io.write(self.store.call, f"cannot update scan {scan_id}", stored_events.update_scan,
+                                scan_id, fields, states)
         self._saving[scan_id] = written
-        written.add_done_callback(partial(self._state_written, scan_id, fields))
+        written.add_done_callback(partial(self._state_written, scan_id, fields, states))
 
-    def _state_written(self, scan_id: str, fields: dict, written: asyncio.Future) -> None:
+    def _state_written(self, scan_id: str, fields: dict, states: builtins.list[dict], written: asyncio.Future) -> None:
         if self._saving.get(scan_id) is written:
             del self._saving[scan_id]
         exc = None if written.cancelled() else written.exception()
         if exc is None or isinstance(exc, KeyError):  # KeyError: the scan was deleted meanwhile
             if self.unsaved.get(scan_id) is fields:  # and not changed again since
                 del self.unsaved[scan_id]
+            # By identity: a state set meanwhile is still to tell, even one with the same status.
+            untold = [s for s in self.untold.pop(scan_id, []) if not any(s is w for w in states)]
+            if untold:
+                self.untold[scan_id] = untold
+            self.events.wake()
         elif isinstance(exc, StoreError):
             log.error("scan.store_failed", scan_id=scan_id, error=str(exc))  # kept; the next tick retries
         else:
@@ -91,21 +103,22 @@ class Persist:
     def forget(self, scan_id: str) -> None:
         """The scan was deleted: nothing of it is left to write."""
         self.unsaved.pop(scan_id, None)
+        self.untold.pop(scan_id, None)
 
     def interrupted(self, reason: str) -> None:
         """At start, before serving: scans the previous control process left running can't be
         resumed. If the store won't take that, the daemon still serves what it has and writes
         it later."""
         try:
-            failed = self.store.fail_interrupted(reason)
+            failed = self.store.call("cannot mark interrupted scans failed", stored_events.fail_active, reason)
         except StoreError as exc:
             log.error("scan.store_failed", error=str(exc))
             failed = [s["id"] for status in ("running", "queued") for s in self._all_scans(status)]
             for scan_id in failed:
                 self.unsaved[scan_id] = {"status": "failed", "error": reason, "finished_at": utc_now(),
                                          "estimated_completion": None}
+                self.untold[scan_id] = [{"status": "failed", "error": reason}]
         for scan_id in failed:
-            self.events.state(scan_id, "failed", reason)
             log.info("scan.state", scan_id=scan_id, status="failed", error=reason)
 
     def _all_scans(self, status: str) -> list[dict]:

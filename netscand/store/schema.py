@@ -238,6 +238,8 @@ def m005_events(db: Database) -> None:
             data TEXT NOT NULL
         ) STRICT;
         CREATE INDEX events_by_scan ON events (scan_id, seq);
+        -- A `scan` token's stream: its scans' events, merged with those of no scan (events_by_scan).
+        CREATE INDEX events_by_owner ON events (owner, seq);
         CREATE INDEX events_by_time ON events (at);
         """
     )

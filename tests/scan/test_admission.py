@@ -14,6 +14,7 @@ import pytest
 from netscand.config import PolicyConfig
 from netscand.scan.admission import QUEUE_RETRY_AFTER_S, Admission, Claims
 from netscand.scan.errors import ScanError
+from netscand.scan.events import Events
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest
@@ -44,7 +45,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def admission(store: Store) -> Admission:
-    return Admission(store, StoreThreads(), Claims(), CurrentLimits(limits()))
+    io = StoreThreads()
+    return Admission(store, io, Claims(), CurrentLimits(limits()), Events(store, io))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,6 +1,6 @@
 """Events of the scan layer: what a running scan's writes announce (each host and port once, its
-progress when it moved), a write the store refuses (logged, nothing else fails), waiting and
-closing, and events going with their scan."""
+progress when it moved), a write the store refuses (retried: its events are told once, later),
+waiting and closing, and events going with their scan."""
 
 from __future__ import annotations
 
@@ -56,25 +56,84 @@ class Refusing:
         raise StoreError(f"{doing}: the disk is full", "the disk is full")
 
 
-def test_an_event_the_store_refuses_is_logged_and_nothing_else() -> None:
+class Flaky(Store):
+    """A real store whose next calls of a function fail as given: "refused" (nothing written) or
+    "lost" (written and committed, the answer a failure, as a commit whose reply never came)."""
+
+    failing: dict[Any, list[str]]
+
+    def call(self, doing: str, query: Any, *args: Any, **kwargs: Any) -> Any:
+        how = self.failing.get(query, [])
+        failing = how.pop(0) if how else None
+        if failing == "refused":
+            raise StoreError(f"{doing}: the disk is full", "the disk is full")
+        result = super().call(doing, query, *args, **kwargs)
+        if failing == "lost":
+            raise StoreError(f"{doing}: disk I/O error", "disk I/O error")
+        return result
+
+
+@pytest.fixture
+def flaky(tmp_path: Path) -> Store:
+    opened = Flaky(tmp_path / "netscand.db")
+    opened.failing = {}
+    yield opened
+    opened.close()
+
+
+def told(store: Store) -> list[tuple[str, Any]]:
+    return [(e["type"], e["data"].get("status") or e["data"].get("ip") or e["data"].get("port"))
+            for e in store.call("x", stored.after, 0, 100)]
+
+
+def test_a_state_write_the_store_refuses_is_retried_with_its_event_and_tells_it_once(flaky: Flaky) -> None:
+    async def run() -> Persist:
+        io = StoreThreads()
+        persist = Persist(flaky, io, Events(flaky, io))
+        flaky.create_scan({"id": SCAN, "target": "198.18.0.1", "profile": "quick", "owner": "alice"})
+        flaky.failing[stored.update_scan] = ["refused", "lost"]
+        persist.set_state(SCAN, "running", started_at=utc_now())  # refused: nothing written
+        await io.drain()
+        assert told(flaky) == [] and persist.unsaved[SCAN]["status"] == "running"
+        persist.set_state(SCAN, "completed", finished_at=utc_now())  # both written, the answer lost
+        await io.drain()
+        assert persist.unsaved[SCAN]["status"] == "completed"
+        persist.retry(SCAN)  # as the next tick does: written again, its events not again
+        await io.drain()
+        return persist
+
+    with capture_logs() as logs:
+        persist = asyncio.run(run())
+    assert [e["event"] for e in logs if e["event"] == "scan.store_failed"] == ["scan.store_failed"] * 2
+    assert told(flaky) == [("scan.state", "running"), ("scan.state", "completed")]
+    assert flaky.get_scan(SCAN)["status"] == "completed"
+    assert persist.unsaved == {} and persist.untold == {}
+
+
+def test_a_host_whose_event_the_store_refused_is_told_with_its_next_write(flaky: Flaky) -> None:
     unhandled: list[dict[str, Any]] = []
 
     async def run() -> None:
         asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
         io = StoreThreads()
-        events = Events(Refusing(), io)  # type: ignore[arg-type]
-        events.state(SCAN, "queued")
-        events.found(SCAN, [device("198.18.0.1", (22, "open"))])
+        events = Events(flaky, io)
+        flaky.create_scan({"id": SCAN, "target": "198.18.0.1", "profile": "quick"})
+        flaky.failing[stored.insert_of_scan] = ["refused"]
+        events.found(SCAN, [device("198.18.0.1", (22, "open"))], progress(10, 1, 1))
         await io.drain()
         await asyncio.sleep(0)  # the done callbacks
+        assert told(flaky) == []
+        events.found(SCAN, [device("198.18.0.1", (22, "open"))], progress(10, 1, 1))  # the final save, say
+        events.found(SCAN, [device("198.18.0.1", (22, "open"))], progress(10, 1, 1))  # nothing new
+        await io.drain()
         gc.collect()  # a future whose exception nobody took is reported as it goes
 
     with capture_logs() as logs:
         asyncio.run(run())
     failed = [entry for entry in logs if entry["event"] == "events.store_failed"]
-    assert [entry["events"] for entry in failed] == ["scan.state", "host.up,port.found"]
-    assert all("the disk is full" in entry["error"] for entry in failed)
-    assert unhandled == []
+    assert [entry["events"] for entry in failed] == ["host.up,port.found,scan.progress"]
+    assert "the disk is full" in failed[0]["error"] and unhandled == []
+    assert told(flaky) == [("host.up", "198.18.0.1"), ("port.found", "198.18.0.1"), ("scan.progress", None)]
 
 
 def test_a_wait_returns_at_once_after_a_missed_wake_and_for_good_once_closed() -> None:
@@ -118,7 +177,7 @@ def test_a_scans_events_carry_its_owner_and_site_and_go_with_it(store: Store) ->
 
     async def delete() -> bool:
         io = StoreThreads()
-        return await Retention(store, io, Persist(store, io), CurrentLimits(make_limits())).delete(scan_id)
+        return await Retention(store, io, Persist(store, io, Events(store, io)), CurrentLimits(make_limits())).delete(scan_id)
 
     assert asyncio.run(delete()) is True
     assert store.call("x", stored.after, 0, 10) == []
@@ -134,7 +193,7 @@ def test_old_events_of_no_scan_go_at_the_retention_age(store: Store) -> None:
 
     async def expire() -> int:
         io = StoreThreads()
-        return await Retention(store, io, Persist(store, io), CurrentLimits(make_limits(retention_days=30))).expire()
+        return await Retention(store, io, Persist(store, io, Events(store, io)), CurrentLimits(make_limits(retention_days=30))).expire()
 
     asyncio.run(expire())
     assert [(e["seq"], e["scan_id"]) for e in store.call("x", stored.after, 0, 10)] == [(recent, None), (4, kept)]

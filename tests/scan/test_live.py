@@ -21,6 +21,7 @@ from netscand.config import PolicyConfig
 from netscand.scan.admission import Claims
 from netscand.scan.cves import CveMatching
 from netscand.scan.dispatch import Dispatcher
+from netscand.scan.events import Events
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live
 from netscand.scan.persist import Persist
@@ -32,6 +33,7 @@ from netscand.scan.spec import ScanSpec
 from netscand.scan.stages import ProfilingStage
 from netscand.scan.targets import parse_targets
 from netscand.store import Store, StoreError
+from netscand.store import events as stored_events
 from netscand.store.threads import StoreThreads
 from netscand.vuln.store import CveStore
 from tests.scan.fake_engine import FakeEngine
@@ -57,6 +59,14 @@ class WatchedStore(Store):
             raise StoreError(f"cannot update scan {scan_id}: the disk is full", "the disk is full")
         self.writes.append((scan_id, "state", fields.get("status")))
         return super().update_scan(scan_id, **fields)
+
+    def call(self, doing: str, query: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if query is stored_events.update_scan:  # a scan's state, with its events
+            scan_id, fields = args[:2]
+            if self.refuse(scan_id, fields):
+                raise StoreError(f"{doing}: the disk is full", "the disk is full")
+            self.writes.append((scan_id, "state", fields.get("status")))
+        return super().call(doing, query, *args, **kwargs)
 
     def put_devices(self, scan_id: str, devices: list[dict[str, Any]]) -> None:
         self.writes.append((scan_id, "devices", None))
@@ -105,10 +115,10 @@ def policy() -> Policy:
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
-    store = WatchedStore(tmp_path / "netscand.db")
+    store, io = WatchedStore(tmp_path / "netscand.db"), StoreThreads()
     engine, claims = FakeEngine(workers=2), Claims()
     limits = Limits(rate=3000.0, retries=1, max_running=1, policy=policy())
-    live = Live(Dispatcher(engine.shared), Persist(store, StoreThreads()), ScanQueue(claims), CurrentLimits(limits),
+    live = Live(Dispatcher(engine.shared), Persist(store, io, Events(store, io)), ScanQueue(claims), CurrentLimits(limits),
                 CveMatching(CveStore(tmp_path / "cve.db")))
     yield Harness(store, engine, live, claims)
     store.close()
