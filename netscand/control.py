@@ -30,6 +30,7 @@ from starlette.types import ASGIApp
 
 from netscand import compose, privileges
 from netscand.api import create_app, listener
+from netscand.api.events import end_streams
 from netscand.api.listener import PEER_KEY
 from netscand.api.protocol import BoundedHttpTools
 from netscand.api.server import Connections, Gate, GatedServer
@@ -43,6 +44,10 @@ from netscand.tls import Certificate, server_context
 log = structlog.get_logger()
 STOP_REASON = "the daemon was stopped"
 BEAT_EVERY = 0.5
+# How long the servers wait at a stop for the answers under way (an export, a stream's last
+# send to a client that reads nothing) before cancelling them: well within the supervisor's
+# STOP_TIMEOUT, after which it kills this process before the store is closed.
+GRACEFUL_STOP_S = 2
 
 
 @dataclass(frozen=True)
@@ -127,11 +132,13 @@ async def _serve(shared: Shared, listeners: Listeners, db_path: Path, cve_path: 
     log.info("control.ready", listeners=[str(sock.getsockname()) for _, sock in servers])
     await _until_stopped(stop, tasks)
     await orchestrator.shutdown(STOP_REASON)
+    end_streams()
     for s, _ in servers:
         s.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     beat.cancel()
     store.close()
+    log.info("control.stopped")
 
 
 def _first_settings(load: Loader, fallback: Settings, row: Row) -> Settings:
@@ -212,5 +219,5 @@ def _server(app: ASGIApp, gate: Gate, tls: ssl.SSLContext | None, protocol: type
     on 127.0.0.1 as the client's address, which the authentication throttle is keyed on. No
     WebSocket: the API has none, and an upgraded connection would leave the gate's count."""
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, http=protocol,
-                            proxy_headers=False, ws="none")
+                            proxy_headers=False, ws="none", timeout_graceful_shutdown=GRACEFUL_STOP_S)
     return _Server(config, gate, tls)

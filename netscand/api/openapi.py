@@ -345,7 +345,9 @@ EVENT_ROUTES = (
         "that ended before it kept events ends the stream once its events are sent. Visible as "
         "GET `/api/v1/scans/{scan_id}` is: another owner's scan is 404 for a `scan` token.\n\n"
         + EVENTS_DESCRIPTION), headers=[LAST_EVENT_ID_HEADER], query=models.EventsQuery, responses={
-        "200": {"description": "The scan's events.", "content": EVENT_STREAM}, **NOT_FOUND_RESPONSE,
+        "200": {"description": "The scan's events.", "content": EVENT_STREAM},
+        "204": {"description": "The scan has ended and the client has all its events: an EventSource "
+                               "stops reconnecting."}, **NOT_FOUND_RESPONSE,
         "422": _use("Invalid")}),
     Operation(EVENTS, "get", "events", "Every live event", description=(
         "Every event from now on (or after the client's last), live, for as long as the client "

@@ -122,7 +122,10 @@ def test_last_event_id_resumes_after_it_and_wins_over_after(api: Api, sse: httpx
     assert stream(sse, path, **{LAST_EVENT_ID: str(queued["seq"])}) == [cancelled]
     assert stream(sse, f"{path}?after={queued['seq']}") == [cancelled]
     assert stream(sse, f"{path}?after=0", **{LAST_EVENT_ID: str(queued["seq"])}) == [cancelled]
-    assert stream(sse, f"{path}?after={cancelled['seq']}") == []  # it ended: nothing more will come
+    # It ended and the client has it all: 204, which tells an EventSource to stop reconnecting.
+    for headers in ({}, {LAST_EVENT_ID: str(cancelled["seq"])}):
+        done = sse.get(f"{path}?after={cancelled['seq']}" if not headers else path, headers=headers)
+        assert (done.status_code, done.content) == (204, b"")
 
 
 def test_the_stream_of_every_scan_starts_now_or_after_the_last_id(api: Api, sse: httpx.Client) -> None:
