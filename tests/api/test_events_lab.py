@@ -4,6 +4,7 @@ scan's result; and a daemon stopped with streams open ends them and exits withou
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 import time
@@ -19,6 +20,7 @@ from netscand.control import STOP_REASON
 from netscand.lab import Lab
 from netscand.lab.harness import Daemon, all_hosts, open_ports, running_daemon, stop_daemon
 from netscand.scan.events import PROGRESS
+from netscand.supervisor import STOP_TIMEOUT
 from tests.api.test_events import stream
 
 pytestmark = pytest.mark.lab
@@ -100,3 +102,27 @@ def test_stopping_the_daemon_ends_its_streams_and_is_not_held_up_by_them(lab: La
     for events in got.values():
         assert events[-1]["type"] == "scan.state"
         assert events[-1]["data"] == {"id": scan_id, "status": "cancelled", "error": STOP_REASON}
+
+
+def test_a_client_that_reads_nothing_does_not_hold_the_daemons_stop(lab: Lab, daemon: Daemon) -> None:
+    # A backlog larger than the socket's buffers: the stream blocks in a send to a client that
+    # never reads, which must neither hold the stop past the supervisor's kill nor keep the
+    # store from closing.
+    db = sqlite3.connect(daemon.state_dir / "netscand.db", timeout=10)
+    with db:
+        db.executemany("INSERT INTO events (type, scan_id, site_id, owner, at, data) VALUES (?, NULL, NULL, NULL, ?, ?)",
+                       [("change.device_gone", "2026-12-07T10:00:00Z", orjson.dumps({"pad": "x" * 400}).decode())
+                        for _ in range(20000)])
+    db.close()
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(str(daemon.socket))
+    stuck.sendall(b"GET /api/v1/events?after=0 HTTP/1.1\r\nHost: netscand\r\n\r\n")  # then reads nothing
+    try:
+        time.sleep(1.5)  # the stream fills the buffers and blocks
+        t0 = time.monotonic()
+        assert stop_daemon(daemon) == 0
+        assert time.monotonic() - t0 < STOP_TIMEOUT
+    finally:
+        stuck.close()
+    assert "control.stopped" in daemon.log.read_text()  # the store closed: not killed

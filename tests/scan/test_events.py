@@ -197,3 +197,29 @@ def test_old_events_of_no_scan_go_at_the_retention_age(store: Store) -> None:
 
     asyncio.run(expire())
     assert [(e["seq"], e["scan_id"]) for e in store.call("x", stored.after, 0, 10)] == [(recent, None), (4, kept)]
+
+
+def test_an_owners_read_costs_the_same_whatever_other_owners_wrote(store: Store) -> None:
+    # SQLite's virtual machine steps, counted: a read through an index, not a range over every event.
+    mine = scan(store, "running")
+    store.call("x", stored.insert_of_scan, mine, [("host.up", {"ip": "198.18.0.1"})])
+
+    def steps() -> int:
+        count = 0
+
+        def tick() -> int:
+            nonlocal count
+            count += 1
+            return 0
+
+        store._db.conn.set_progress_handler(tick, 10)
+        try:
+            assert [e["scan_id"] for e in store.call("x", stored.after, 0, 200, owner="alice")] == [mine]
+        finally:
+            store._db.conn.set_progress_handler(None, 10)
+        return count
+
+    alone = steps()
+    theirs = scan(store, "running", id="123e4567-e89b-12d3-a456-426614174002", owner="bob")
+    store.call("x", stored.insert_of_scan, theirs, [("port.found", {"port": p}) for p in range(20000)])
+    assert steps() <= alone + 5
