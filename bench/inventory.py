@@ -1,6 +1,7 @@
 """The device inventory at size: filtered device queries over 100,000 devices, and a 65,536-address scan's merge.
 
-    python bench/inventory.py [--devices 100000] [--sites 20] [--queries 200] [--scan 65536] [--seed 1] [--no-http]
+    python bench/inventory.py [--devices 100000] [--sites 20] [--queries 200] [--scan 65536] [--density 1]
+                              [--seed 1] [--no-http]
     python bench/inventory.py --smoke   # 3,000 devices, 20 queries each, a 4,096-address scan
 
 No lab, no packet: everything happens in a SQLite store in a temporary directory. The devices go
@@ -14,9 +15,11 @@ Then each device query (GET /api/v1/devices's filters, alone and combined; pages
 runs --queries times through store.devices.page, the function the API calls, and, unless
 --no-http, as many times through the real API (create_app served by uvicorn on a Unix socket in
 this process, an httpx client): p50, p99 and max in milliseconds. The goal: p99 under 50 ms for
-every query at 100,000 devices. Last, a scan of --scan addresses (a site's /16 holding a third as
-many devices) is merged again with changes (devices gone and new, ports opened and closed,
-versions changed, a host moved): the time inventory.merge takes to compute and write its changes.
+every query at 100,000 devices. Last, scans of --scan addresses (a site's /16, a device at every
+address by default: --density) stored completed and merged by inventory.merge_scan, as the
+daemon merges one: first, again unchanged, then with changes (devices gone and new, ports opened
+and closed, versions changed, hosts moved to free addresses): the time each merge takes to read
+the stored result, compare, and write the inventory, its changes and their events.
 
 Exit status: 0 when every query's p99 is under the goal (with --smoke, whenever it ran), else 1.
 """
@@ -52,7 +55,7 @@ from netscand.scan.dispatch import Dispatcher
 from netscand.scan.limits import Limits
 from netscand.scan.orchestrator import Orchestrator
 from netscand.scan.policy import Policy
-from netscand.store import Store, devices, sites
+from netscand.store import Store, devices, inventory, sites
 from netscand.store.compare import Covered
 from netscand.store.devices import Filters
 from netscand.store.inventory import merge
@@ -60,7 +63,7 @@ from netscand.store.inventory import merge
 GOAL_MS = 50.0
 PER_PAGE = 25
 SPACE = ipaddress.ip_network("198.18.0.0/15")  # where every site's addresses are drawn from (data only)
-FIRST, LATER = "2026-11-01T08:00:00Z", "2026-12-01T08:00:00Z"
+FIRST, SECOND, LATER = "2026-11-01T08:00:00Z", "2026-11-15T08:00:00Z", "2026-12-01T08:00:00Z"
 SMOKE = {"devices": 3000, "queries": 20, "scan": 4096}
 # (port, protocol, service, product, versions, weight): what the spread of open ports is drawn from
 SERVICES = [
@@ -87,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sites", type=int, default=20)
     p.add_argument("--queries", type=int, default=200, help="runs of each query, each way")
     p.add_argument("--scan", type=int, default=65_536, help="addresses of the merged scan (a power of 2)")
+    p.add_argument("--density", type=float, default=0.9, help="share of the merged scan's addresses with a device")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-http", action="store_true", help="only through the store function")
     return parse_bench_args(p, SMOKE, argv)
@@ -259,15 +263,18 @@ def run_queries(store: Store, client: httpx.Client | None, named: dict[str, Filt
 
 # --- the scan's merge -------------------------------------------------------------------------------
 
-def merge_scan(store: Store, fleet: Fleet, addresses: int) -> None:
-    """A site whose /16 (or --scan addresses) holds a third as many devices, scanned again with
-    changes; the time of the second merge."""
+def merge_scan(store: Store, fleet: Fleet, addresses: int, density: float) -> None:
+    """A site's /16 (or --scan addresses) holding --density as many devices, scanned three times:
+    first (every device new), again unchanged, then with changes; each scan stored completed with
+    its result and merged by inventory.merge_scan, as Live merges one (it reads the stored
+    result); the time of each merge."""
     network = ipaddress.ip_network(f"198.18.0.0/{32 - addresses.bit_length() + 1}")
     site_id = store.call("bench", sites.create, "merged scan")["id"]
     rnd = fleet.rnd
-    before = [fleet.device(str(network[n]), "m") for n in sorted(rnd.sample(range(network.num_addresses),
-                                                                           network.num_addresses // 3))]
-    store.call("bench", merge, scan_id=str(uuid.uuid4()), site_id=site_id, found=before, covered=covered(network), at=FIRST)
+    numbers = sorted(rnd.sample(range(network.num_addresses), int(network.num_addresses * density)))
+    before = [fleet.device(str(network[n]), "m") for n in numbers]
+    free = sorted(set(range(network.num_addresses)) - set(numbers))
+    rnd.shuffle(free)
     after = []
     for device in before:
         roll = rnd.random()
@@ -275,22 +282,27 @@ def merge_scan(store: Store, fleet: Fleet, addresses: int) -> None:
             continue  # gone
         if roll < 0.06:
             device = device | {"ports": fleet.ports()}  # ports opened and closed, versions changed
-        elif roll < 0.07 and device["mac"]:
-            device = device | {"ip": str(network[rnd.randrange(network.num_addresses)])}  # moved
+        elif roll < 0.07 and device["mac"] and free:
+            device = device | {"ip": str(network[free.pop()])}  # moved, to an address no device had
         after.append(device)
-    taken = {d["ip"] for d in after}
-    after += [fleet.device(ip, "m") for ip in (str(network[rnd.randrange(network.num_addresses)]) for _ in
-                                               range(len(before) // 50)) if ip not in taken]
-    began = time.perf_counter()
-    changes = store.call("bench", merge, scan_id=str(uuid.uuid4()), site_id=site_id, found=after,
-                         covered=covered(network), at=LATER)
-    took = time.perf_counter() - began
-    kinds: dict[str, int] = {}
-    for change in changes:
-        kinds[change["kind"]] = kinds.get(change["kind"], 0) + 1
-    print(f"merge of a {network.num_addresses:,}-address scan ({len(after):,} devices found, "
-          f"{len(before):,} known): {took:.2f} s, {len(changes):,} changes")
-    print("  " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items())))
+    after += [fleet.device(str(network[free.pop()]), "m") for _ in range(min(len(before) // 50, len(free)))]
+    after.sort(key=lambda d: int(ipaddress.IPv4Address(d["ip"])))
+    for label, found, at in (("first", before, FIRST), ("unchanged", before, SECOND), ("changed", after, LATER)):
+        scan_id = str(uuid.uuid4())
+        store.create_scan({"id": scan_id, "target": str(network), "profile": "normal", "owner": "bench",
+                           "status": "completed", "site_id": site_id})
+        store.put_devices(scan_id, found)
+        store.put_cves(scan_id, found, {"cve_data": {"loaded": True}})
+        began = time.perf_counter()
+        changes = store.call("bench", inventory.merge_scan, scan_id, covered(network), at)
+        took = time.perf_counter() - began
+        kinds: dict[str, int] = {}
+        for change in changes:
+            kinds[change["kind"]] = kinds.get(change["kind"], 0) + 1
+        print(f"merge_scan of a {network.num_addresses:,}-address scan, {label} ({len(found):,} devices found): "
+              f"{took:.2f} s, {len(changes):,} changes")
+        if kinds:
+            print("  " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items())))
 
 
 def main() -> int:
@@ -315,7 +327,7 @@ def main() -> int:
                 with served(store, directory) as client:
                     met = run_queries(store, client, named, args.queries)
             print(f"goal (p99 under {GOAL_MS:.0f} ms for every query): {'met' if met else 'NOT met'}")
-            merge_scan(store, fleet, args.scan)
+            merge_scan(store, fleet, args.scan, args.density)
         finally:
             store.close()
     print_bench_footer()

@@ -10,30 +10,35 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-from netscand.store import events
 
 COLUMNS = ("seq", "scan_id", "site_id", "device_id", "ip", "kind", "port", "protocol", "before", "after", "at", "cve")
 JSON_COLUMNS = ("before", "after", "cve")
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM changes"
+# a site's or every site's changes oldest first by time (changes_by_site, changes_by_time); a
+# scan's share one time, and its index holds them by seq
 _ORDER = "ORDER BY at, seq LIMIT ? OFFSET ?"
+_SCAN_ORDER = "ORDER BY seq LIMIT ? OFFSET ?"
 
 
-def record(db: Database, change: dict[str, Any], *, owner: str | None) -> dict[str, Any]:
-    """Write one change (scan_id, site_id, device_id, ip, kind, port?, protocol?, before, after,
-    at, cve?) and its event; the change as GET /changes shows it. The caller's transaction holds
-    both."""
-    cursor = db.execute(
-        f"INSERT INTO changes ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * (len(COLUMNS) - 1))})",
-        [_encode(name, change.get(name)) for name in COLUMNS[1:]])
-    shown = _view({**change, "seq": cursor.lastrowid})
-    events.insert(db, f"change.{change['kind']}", shown, scan_id=change["scan_id"], site_id=change["site_id"],
-                  owner=owner, at=change["at"])
+def record(db: Database, found: list[dict[str, Any]], *, owner: str | None) -> list[dict[str, Any]]:
+    """Write changes (scan_id, site_id, device_id, ip, kind, port?, protocol?, before, after, at,
+    cve?) and their events, one statement per table (a /16's first merge has 65,536); the changes
+    as GET /changes shows them. The caller's transaction holds them all, so their seqs follow the
+    table's last one (AUTOINCREMENT: never reused) one by one."""
+    last = next(iter(db.query("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")), {"seq": 0})["seq"]
+    db.conn.executemany(
+        f"INSERT INTO changes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+        [[last + n, *(_encode(name, change.get(name)) for name in COLUMNS[1:])] for n, change in enumerate(found, 1)])
+    shown = [_view({**change, "seq": last + n}) for n, change in enumerate(found, 1)]
+    db.conn.executemany(
+        "INSERT INTO events (type, scan_id, site_id, owner, at, data) VALUES (?, ?, ?, ?, ?, ?)",
+        [(f"change.{c['kind']}", c["scan_id"], c["site_id"], owner, c["at"], orjson.dumps(c).decode()) for c in shown])
     return shown
 
 
 def of_scan(db: Database, scan_id: str, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
     """One page of a scan's changes, and how many it has."""
-    return _page(db, "scan_id = ?", [scan_id], page, per_page)
+    return _page(db, "scan_id = ?", [scan_id], page, per_page, _SCAN_ORDER)
 
 
 def of_device(db: Database, device_id: str, limit: int) -> list[dict[str, Any]]:
@@ -55,9 +60,10 @@ def listing(db: Database, site_id: str | None, since: str | None, page: int,
     return _page(db, " AND ".join(where) or "1", args, page, per_page)
 
 
-def _page(db: Database, where: str, args: list[Any], page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+def _page(db: Database, where: str, args: list[Any], page: int, per_page: int,
+          order: str = _ORDER) -> tuple[list[dict[str, Any]], int]:
     total = next(db.query(f"SELECT count(*) AS n FROM changes WHERE {where}", args))["n"]
-    rows = db.query(f"{_SELECT} WHERE {where} {_ORDER}", [*args, per_page, (page - 1) * per_page])
+    rows = db.query(f"{_SELECT} WHERE {where} {order}", [*args, per_page, (page - 1) * per_page])
     return [_view(_decode(row)) for row in rows], total
 
 

@@ -24,9 +24,11 @@ The rules (docs/api.md, "Changes"):
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,22 @@ CVE_FIELDS = ("cves", "cve_note")
 # Identity kinds, strongest first. A TLS certificate or SSH host key would rank between MAC and
 # name, but no device of a result carries one today (profiling keeps them out of the result).
 RANK = {"mac": 3, "name": 2, "ip": 1}
+# A finding's severity as the inventory ranks it (inventory max_severity and inventory_cves.severity,
+# the device filters' min_severity); a finding without a score is 0, as is a device without findings.
+SEVERITY_RANKS = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+def unregistered(port: int) -> str | None:
+    """No port has a registered name: every named service counts as identified (Covered's default,
+    for views whose ports carry no fallback names)."""
+    return None
+
+
+def identified(port: Mapping[str, Any], registered: str | None) -> bool:
+    """Whether service detection identified a port: it told more than a name, or a name other than
+    the port's registered one (`registered`), which a result falls back to when detection did not."""
+    return any(port.get(k) for k in ("product", "version", "banner", "cpe")) or \
+        (port.get("service") is not None and port.get("service") != registered)
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,9 @@ class Covered:
     udp: frozenset[int] = frozenset()
     services: bool = False
     cves: bool = False
+    # the registered name of a port (scan/result.py well_known_service): what a port's service
+    # falls back to when detection did not identify it
+    registered: Callable[[int], str | None] = field(default=unregistered, compare=False)
     _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,15 +89,19 @@ class Covered:
     def probed(self, key: PortKey) -> bool:
         return key[0] in (self.tcp if key[1] == "tcp" else self.udp)
 
+    def detected(self, port: Mapping[str, Any]) -> bool:
+        """Whether this scan's service detection identified the port."""
+        return self.services and identified(port, self.registered(port["port"]))
+
     def __and__(self, other: Covered) -> Covered:
         """What both looked at (the diff of two scans)."""
         return Covered(_intersection(self.ranges, other.ranges), self.tcp & other.tcp, self.udp & other.udp,
-                       self.services and other.services, self.cves and other.cves)
+                       self.services and other.services, self.cves and other.cves, self.registered)
 
     def with_addresses(self, ips: Iterable[str]) -> Covered:
         """These addresses covered too (a scan looked at whatever it found)."""
         extra = tuple((n, n) for n in map(_number, ips) if n >= 0)
-        return Covered(self.ranges + extra, self.tcp, self.udp, self.services, self.cves)
+        return Covered(self.ranges + extra, self.tcp, self.udp, self.services, self.cves, self.registered)
 
 
 def _number(ip: str) -> int:
@@ -86,6 +111,16 @@ def _number(ip: str) -> int:
         return int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
     except (OSError, TypeError):
         return -1
+
+
+def ip_key(ip: str) -> bytes:
+    """An address as the stores' ip_key columns hold it: its version, then its number in 16 bytes
+    big-endian, so that blobs sort as addresses do (an integer column would not fit IPv6)."""
+    n = _number(ip)
+    if n >= 0:
+        return bytes([4]) + n.to_bytes(16, "big")
+    address = ipaddress.ip_address(ip)
+    return bytes([address.version]) + int(address).to_bytes(16, "big")
 
 
 def _merged(ranges: Iterable[Range]) -> tuple[Range, ...]:
@@ -122,25 +157,33 @@ def randomized(mac: str) -> bool:
         return True  # not a MAC we can read: trusted no more than a random one
 
 
-def keys(device: Device) -> list[str]:
-    """How a device may be recognised, strongest first; the address always last."""
+def keys(device: Device, shared: frozenset[str] = frozenset()) -> list[str]:
+    """How a device may be recognised, strongest first; the address always last. A name in
+    `shared` (several devices of its view carry it) names none of them."""
     found = []
     if (mac := device.get("mac")) and not randomized(mac):
         found.append(f"mac:{mac.upper()}")
-    if name := device.get("hostname"):
-        found.append(f"name:{name.lower().rstrip('.')}")
+    if (name := device.get("hostname")) and (key := f"name:{name.lower().rstrip('.')}") not in shared:
+        found.append(key)
     return [*found, f"ip:{device['ip']}"]
+
+
+def shared_names(view: Sequence[Device]) -> frozenset[str]:
+    """The name keys several devices of one view carry: a generic PTR name ("dhcp.example") that
+    would make one device hop between their addresses."""
+    counts = Counter(k for d in view for k in keys(d)[:-1] if k.startswith("name:"))
+    return frozenset(k for k, n in counts.items() if n > 1)
 
 
 def _rank(identity: str) -> int:
     return RANK.get(identity.partition(":")[0], 0)
 
 
-def _compatible(known: Device, device: Device) -> bool:
+def _compatible(known: Device, device: Device, shared: frozenset[str]) -> bool:
     """Whether a device found at a known device's address may be it: not when both have evidence
     of the kind that identifies the known one, and it differs."""
     kind = known["identity"].partition(":")[0]
-    theirs = [k for k in keys(device) if k.startswith(kind + ":")]
+    theirs = [k for k in keys(device, shared) if k.startswith(kind + ":")]
     return kind == "ip" or not theirs or known["identity"] in theirs
 
 
@@ -155,39 +198,57 @@ class Pairing:
 
 
 def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
-    """Each later device matched to the earlier one with its strongest identity (its MAC, its
-    hostname), else to an earlier one at its address that nothing contradicts (present first).
+    """Each later device matched to the earlier one with its strongest identity (its MAC, a
+    hostname no other later device has), else to an earlier one at its address that nothing
+    contradicts (present first); identities first for every later device, so that one without
+    any taking a moved device's old address does not take the moved device too.
     Earlier devices have `identity`, or are given theirs as later ones are (a result's)."""
     known = before
     if any("identity" not in b for b in before):
         given = {j: identity for j, identity in pair([], before).new}
         known = [dict(b, identity=b.get("identity") or given[i]) for i, b in enumerate(before)]
+    shared = shared_names(after)
     by_identity = {k["identity"]: i for i, k in enumerate(known)}
-    by_ip: dict[str, list[int]] = {}
-    for i in sorted(range(len(known)), key=lambda i: not known[i].get("present", True)):
-        by_ip.setdefault(known[i]["ip"], []).append(i)
+    ordered = sorted(range(len(after)), key=lambda j: (_number(after[j]["ip"]), after[j]["ip"]))
+    candidates = {j: keys(after[j], shared) for j in ordered}
+    matches: dict[int, int] = {}
     claimed: set[int] = set()
+    for j in ordered:
+        match = next((by_identity[k] for k in candidates[j][:-1]
+                      if k in by_identity and by_identity[k] not in claimed), None)
+        if match is not None:
+            matches[j] = match
+            claimed.add(match)
+    _match_addresses(known, after, ordered, shared, matches, claimed)
     taken: set[str] = set()
     result = Pairing()
-    for j in sorted(range(len(after)), key=lambda j: (_number(after[j]["ip"]), after[j]["ip"])):
-        device = after[j]
-        candidates = keys(device)
-        match = next((by_identity[k] for k in candidates[:-1]
-                      if k in by_identity and by_identity[k] not in claimed), None)
-        if match is None:
-            match = next((i for i in by_ip.get(device["ip"], ())
-                          if i not in claimed and _compatible(known[i], device)), None)
+    for j in ordered:
+        match = matches.get(j)
         mine = known[match]["identity"] if match is not None else None
-        free = [k for k in candidates if k not in taken and by_identity.get(k, match) == match]
-        identity = free[0] if free and (mine is None or _rank(free[0]) > _rank(mine)) else mine or candidates[-1]
+        free = [k for k in candidates[j] if k not in taken and by_identity.get(k, match) == match]
+        identity = free[0] if free and (mine is None or _rank(free[0]) > _rank(mine)) else mine or candidates[j][-1]
         taken.add(identity)
         if match is None:
             result.new.append((j, identity))
         else:
-            claimed.add(match)
             result.matched.append((match, j, identity))
     result.unmatched = [i for i in range(len(known)) if i not in claimed]
     return result
+
+
+def _match_addresses(known: Sequence[Device], after: Sequence[Device], ordered: list[int],
+                     shared: frozenset[str], matches: dict[int, int], claimed: set[int]) -> None:
+    """The later devices no identity matched, matched to an unclaimed earlier device at their
+    address that nothing contradicts (present ones first)."""
+    by_ip: dict[str, list[int]] = {}
+    for i in sorted(range(len(known)), key=lambda i: not known[i].get("present", True)):
+        by_ip.setdefault(known[i]["ip"], []).append(i)
+    for j in (j for j in ordered if j not in matches):
+        match = next((i for i in by_ip.get(after[j]["ip"], ())
+                      if i not in claimed and _compatible(known[i], after[j], shared)), None)
+        if match is not None:
+            matches[j] = match
+            claimed.add(match)
 
 
 # -- one device's changes ------------------------------------------------------------------------
@@ -213,10 +274,15 @@ def closes(key: PortKey, after: Device, covered: Covered) -> bool:
     return covered.probed(key) and _lists_every_open(after, key[1])
 
 
+def vulnerable(port: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The port's "vulnerable" findings."""
+    found = (port or {}).get("cves") or ()
+    return [f for f in found if isinstance(f, Mapping) and f.get("status") == "vulnerable"]
+
+
 def _vulnerable(port: Mapping[str, Any] | None) -> dict[str, str | None]:
     """The port's "vulnerable" findings: CVE id -> severity."""
-    found = (port or {}).get("cves") or ()
-    return {f["id"]: f.get("severity") for f in found if isinstance(f, Mapping) and f.get("status") == "vulnerable"}
+    return {f["id"]: f.get("severity") for f in vulnerable(port)}
 
 
 def _change(kind: str, ip: str, before: Any, after: Any, key: PortKey | None = None,
@@ -268,7 +334,7 @@ def device_changes(before: Device, after: Device, covered: Covered) -> list[dict
             if covered.cves:
                 changes += _cve_changes(ip, key, old[key], None)
     for key in sorted(old.keys() & new.keys()):
-        if covered.services and _detected(before, key):
+        if _detected(before, key) and covered.detected(new[key]):
             changes += _service_changes(ip, key, old[key], new[key])
         if covered.cves:
             changes += _cve_changes(ip, key, old[key], new[key])
@@ -288,10 +354,11 @@ def merged(before: Device, after: Device, covered: Covered) -> dict[str, Any]:
     detected = {k for k in ports if _detected(before, k)}
     for key, port in new.items():
         entry, previous = dict(port), old.get(key)
-        if previous is not None and not covered.services:
+        fresh = covered.detected(port)
+        if previous is not None and not fresh:  # a fallback name or nothing: what was known stays
             entry = {k: v for k, v in entry.items() if k not in DETECTED_FIELDS} | \
                 {k: previous[k] for k in DETECTED_FIELDS if k in previous}
-        if covered.services or (previous is not None and _detected(before, key)):
+        if fresh or (previous is not None and _detected(before, key)):
             detected.add(key)
         if not covered.cves:
             entry = {k: v for k, v in entry.items() if k not in CVE_FIELDS}
@@ -302,6 +369,20 @@ def merged(before: Device, after: Device, covered: Covered) -> dict[str, Any]:
     found = {k: after[k] for k in ("mac", "hostname", "vendor", "os_guess", "hostnames") if after.get(k)}
     return {**keep, **found, "ip": after["ip"], "ports": [ports[k] for k in sorted(ports)],
             "detected": sorted(port_name(k) for k in detected)}
+
+
+def unchanged(before: Device, after: Device, covered: Covered) -> bool:
+    """Whether a scan found a device exactly as it was (most of a network, from scan to scan):
+    then it has no changes and merged() would give its state back. Checked first, as it costs a
+    fraction of computing either."""
+    if any(after.get(k) and after[k] != before.get(k) for k in ("mac", "hostname", "vendor", "os_guess", "hostnames")):
+        return False
+    found = [p for p in after.get("ports") or () if p.get("state") == "open"]
+    if found != before.get("ports"):
+        return False
+    detected = before.get("detected") or ()
+    return not covered.services or all(port_name((p["port"], p["protocol"])) in detected
+                                       for p in found if covered.detected(p))
 
 
 # -- two views -----------------------------------------------------------------------------------

@@ -128,8 +128,8 @@ def m004_sites_inventory(db: Database) -> None:
             id TEXT PRIMARY KEY,
             site_id TEXT,
             site_key TEXT NOT NULL,
-            -- how it is recognised from scan to scan: mac:<MAC>, tls:<sha256>, ssh:<sha256>,
-            -- name:<hostname> or ip:<address>, the first the evidence allows
+            -- how it is recognised from scan to scan (store/compare.py keys): mac:<MAC> (not a
+            -- randomized one), name:<hostname> (one no other device of the scan has) or ip:<address>
             identity TEXT NOT NULL,
             ip TEXT NOT NULL,
             ip_key BLOB NOT NULL,
@@ -146,7 +146,6 @@ def m004_sites_inventory(db: Database) -> None:
             state TEXT NOT NULL  -- JSON: its open ports as a result lists them, hostnames, evidence
         ) STRICT;
         CREATE UNIQUE INDEX inventory_by_identity ON inventory (site_key, identity);
-        CREATE INDEX inventory_by_address ON inventory (site_key, ip_key);
         CREATE INDEX inventory_by_ip ON inventory (ip_key);
         CREATE INDEX inventory_by_last_seen ON inventory (last_seen);
         CREATE INDEX inventory_by_severity ON inventory (max_severity) WHERE max_severity > 0;
@@ -169,9 +168,6 @@ def m004_sites_inventory(db: Database) -> None:
             version TEXT,
             PRIMARY KEY (device_id, port, protocol)
         ) STRICT;
-        CREATE INDEX inventory_ports_by_port ON inventory_ports (port, protocol);
-        CREATE INDEX inventory_ports_by_service ON inventory_ports (service COLLATE NOCASE);
-        CREATE INDEX inventory_ports_by_product ON inventory_ports (product COLLATE NOCASE);
 
         CREATE TABLE inventory_cves (
             device_id TEXT NOT NULL REFERENCES inventory (id) ON DELETE CASCADE,
@@ -181,7 +177,6 @@ def m004_sites_inventory(db: Database) -> None:
             protocol TEXT,
             PRIMARY KEY (device_id, cve_id, port, protocol)
         ) STRICT;
-        CREATE INDEX inventory_cves_by_cve ON inventory_cves (cve_id);
 
         CREATE TABLE changes (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -197,7 +192,8 @@ def m004_sites_inventory(db: Database) -> None:
             at TEXT NOT NULL,
             cve TEXT  -- JSON {id, severity}: cve_found and cve_fixed only
         ) STRICT;
-        -- Listed oldest first (at, seq): the site and time filters and that order share the index.
+        -- Listed oldest first (at, seq): the site and time filters and that order share the index;
+        -- a scan's, by seq.
         CREATE INDEX changes_by_scan ON changes (scan_id, seq);
         CREATE INDEX changes_by_site ON changes (site_id, at, seq);
         CREATE INDEX changes_by_device ON changes (device_id, seq);
@@ -219,6 +215,17 @@ def m004_sites_inventory(db: Database) -> None:
         CREATE INDEX inventory_ports_devices_by_service ON inventory_ports (service COLLATE NOCASE, device_id);
         CREATE INDEX inventory_ports_devices_by_product ON inventory_ports (product COLLATE NOCASE, device_id);
         CREATE INDEX inventory_cves_devices_by_cve ON inventory_cves (cve_id, device_id);
+
+        -- What each merged scan covered as it ran (store/inventory.py keep_covered): its diffs
+        -- compare over it, not over what today's configuration would make of its request.
+        CREATE TABLE scan_coverage (
+            scan_id TEXT PRIMARY KEY REFERENCES scans (id) ON DELETE CASCADE,
+            ranges TEXT NOT NULL,  -- JSON [[first, last], ...]: IPv4 numbers, inclusive
+            tcp TEXT NOT NULL,  -- JSON port lists
+            udp TEXT NOT NULL,
+            services INTEGER NOT NULL,
+            cves INTEGER NOT NULL  -- matched with CVE data loaded
+        ) STRICT;
         """
     )
 

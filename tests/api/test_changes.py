@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from netscand.cli import ctl
+from netscand.scan import changes as changes_module
 from netscand.store import inventory
 from netscand.store.compare import Covered
 from tests.api.conftest import Api, assert_problem
@@ -42,14 +43,16 @@ EXPECTED = [("version_changed", "198.18.0.1", 22, "9.2p1", "9.7p1"),
 
 
 def _scan(api: Api, devices: list[dict[str, Any]], owner: str = "alice", status: str = "completed",
-          merged: bool = True, site_id: str | None = SITE) -> str:
-    """A scan stored as ended with `devices` found, merged into the inventory if completed."""
+          merged: bool = True, site_id: str | None = SITE, covered: Covered | None = None,
+          profile: str = "custom") -> str:
+    """A scan stored as ended with `devices` found, merged into the inventory if completed (as
+    having covered the whole target, unless `covered` says otherwise)."""
     scan_id = str(uuid.uuid4())
-    api.store.create_scan({"id": scan_id, "target": TARGET, "profile": "custom", "owner": owner, "status": status,
+    api.store.create_scan({"id": scan_id, "target": TARGET, "profile": profile, "owner": owner, "status": status,
                            "site_id": site_id, "options": {"ports": PORTS, "enable_profiling": True}})
     api.store.put_devices(scan_id, devices)
     if merged and status == "completed":
-        covered = Covered(((FIRST, LAST),), frozenset(PORTS), frozenset(), services=True)
+        covered = covered or Covered(((FIRST, LAST),), frozenset(PORTS), frozenset(), services=True)
         api.store.call("merge", inventory.merge_scan, scan_id, covered, api.store.get_scan(scan_id)["created_at"])
     return scan_id
 
@@ -126,6 +129,41 @@ def test_the_diff_needs_two_completed_scans(api: Api, unix: httpx.Client) -> Non
     done, running = _scan(api, BEFORE, merged=False), _scan(api, [], status="running")
     assert_problem(unix.get(f"/api/v1/scans/{done}/diff", params={"against": running}), 409)
     assert_problem(unix.get(f"/api/v1/scans/{done}/diff", params={"against": str(uuid.uuid4())}), 404)
+
+
+def test_the_diff_compares_over_what_each_scan_kept_as_covered(api: Api, unix: httpx.Client) -> None:
+    """Kept as the scans ran (their policy's exclusions too), not rebuilt from their targets."""
+    narrow = Covered(((FIRST, FIRST + 10),), frozenset(PORTS), frozenset(), services=True)
+    first = _scan(api, [*BEFORE, _device(50, {22: None})])
+    second = _scan(api, AFTER, covered=narrow)  # .50 was excluded: not gone
+    r = unix.get(f"/api/v1/scans/{second}/diff", params={"against": first})
+    assert r.status_code == 200, r.text
+    assert sorted(_kinds(r.json()["changes"])) == sorted(EXPECTED)
+
+
+def test_a_scan_whose_coverage_was_not_kept_nor_resolves_is_not_compared(api: Api, unix: httpx.Client) -> None:
+    first = _scan(api, BEFORE, merged=False, profile="retired")  # a profile no longer known
+    second = _scan(api, AFTER, merged=False)
+    problem = assert_problem(unix.get(f"/api/v1/scans/{second}/diff", params={"against": first}), 409)
+    assert first in problem["detail"]
+    kept = _scan(api, BEFORE, profile="retired")  # merged: what it covered was kept
+    assert unix.get(f"/api/v1/scans/{second}/diff", params={"against": kept}).status_code == 200
+
+
+def test_a_diff_is_computed_once_for_its_pages(api: Api, unix: httpx.Client) -> None:
+    first, second = _scan(api, BEFORE, merged=False), _scan(api, AFTER, merged=False)
+    page1 = unix.get(f"/api/v1/scans/{second}/diff", params={"against": first, "per_page": 2}).json()
+    api.store.call("forget", lambda db: db.execute("DELETE FROM ports WHERE scan_id = ?", [second]))
+    page2 = unix.get(f"/api/v1/scans/{second}/diff", params={"against": first, "per_page": 2, "page": 2}).json()
+    assert page1["total"] == page2["total"] == 4
+    assert sorted(_kinds(page1["changes"] + page2["changes"])) == sorted(EXPECTED)
+
+
+def test_scans_too_large_to_diff_are_refused(api: Api, unix: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(changes_module, "MAX_DEVICES", 7)
+    first, second = _scan(api, BEFORE, merged=False), _scan(api, AFTER, merged=False)
+    problem = assert_problem(unix.get(f"/api/v1/scans/{second}/diff", params={"against": first}), 409)
+    assert "8 devices" in problem["detail"]
 
 
 def test_netscanctl_shows_changes_and_diffs(api: Api, capsys: pytest.CaptureFixture[str]) -> None:

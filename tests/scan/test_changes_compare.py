@@ -11,7 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netscand.store.compare import Covered, compare, device_changes, keys, merged, open_ports, pair, randomized
+from netscand.store.compare import (Covered, compare, device_changes, identified, keys, merged, open_ports, pair,
+                                    randomized, unchanged)
 
 BASE = int(ipaddress.IPv4Address("198.18.0.0"))
 PORTS = (21, 22, 80, 443, 8080)
@@ -234,3 +235,48 @@ def test_covered_addresses_and_intersections() -> None:
     assert both.ranges == ((BASE + 15, BASE + 20),) and both.tcp == {80} and both.services and not both.cves
     assert a.covers("198.18.0.20") and not a.covers("198.18.0.21") and not a.covers("not an address")
     assert b.with_addresses(["198.18.0.1"]).covers("198.18.0.1")
+
+
+def test_a_moved_device_is_matched_before_one_without_identity_takes_its_address() -> None:
+    mac = "00:1B:21:5E:00:13"
+    changes = compare([_dev(5, mac)], [_dev(5), _dev(6, mac)], ALL)
+    assert [(c["kind"], c["ip"], c["before"], c["after"]) for c in changes] == [
+        ("device_appeared", "198.18.0.5", None, "198.18.0.5"),
+        ("address_changed", "198.18.0.6", "198.18.0.5", "198.18.0.6")]
+
+
+def test_a_name_several_found_devices_share_is_no_identity() -> None:
+    generic = "dhcp.example"
+    assert pair([], [_dev(1, hostname=generic), _dev(2, hostname=generic)]).new == [
+        (0, "ip:198.18.0.1"), (1, "ip:198.18.0.2")]
+    # .1 known by the name; found again at .1 beside another of that name: it is still .1
+    changes = compare([_dev(1, hostname=generic) | {"identity": f"name:{generic}"}],
+                      [_dev(1, hostname=generic), _dev(2, hostname=generic)], ALL)
+    assert [(c["kind"], c["ip"]) for c in changes] == [("device_appeared", "198.18.0.2")]
+
+
+def test_a_port_whose_detection_failed_keeps_its_service() -> None:
+    """A port detection did not identify falls back to its registered name: not a service change."""
+    registered = Covered(ALL.ranges, ALL.tcp, ALL.udp, services=True, registered=lambda port: "SSH")
+    before = _dev(3) | {"ports": [{"port": 22, "protocol": "tcp", "state": "open", "service": "DROPBEAR"}],
+                        "detected": ["22/tcp"]}
+    fallback = _dev(3) | {"ports": [{"port": 22, "protocol": "tcp", "state": "open", "service": "SSH"}]}
+    assert identified(before["ports"][0], "SSH") and not identified(fallback["ports"][0], "SSH")
+    assert device_changes(before, fallback, registered) == []
+    state = merged(before, fallback, registered)
+    assert state["ports"][0]["service"] == "DROPBEAR" and state["detected"] == ["22/tcp"]
+    # the same name from detection, with what it told of the product, is a change
+    probed = _dev(3) | {"ports": [fallback["ports"][0] | {"product": "OpenSSH"}]}
+    assert [c["kind"] for c in device_changes(before, probed, registered)] == ["service_changed"]
+
+
+@settings(max_examples=300)
+@given(devices(host=1), coverings)
+def test_a_device_found_unchanged_has_no_changes_and_keeps_its_state(found: dict[str, Any], covered: Covered) -> None:
+    """The merge's fast path (compare.unchanged) skips device_changes and merged: both must agree."""
+    state = merged({"ip": found["ip"]}, found, covered)
+    if unchanged(state, found, covered):
+        assert device_changes(state, found, covered) == []
+        again = merged(state, found, covered)
+        assert again["ports"] == state["ports"] and again["detected"] == state["detected"]
+    assert unchanged(state, found | {"ports": []}, covered) == (not open_ports(found))

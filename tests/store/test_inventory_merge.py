@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from netscand.store import Store, changes, inventory
+from netscand.store import Store, changes, devices, inventory
 from netscand.store.compare import Covered
 
 BASE = int(ipaddress.IPv4Address("198.18.0.0"))
@@ -65,9 +65,9 @@ def test_the_network_changing_between_two_scans_is_exactly_its_changes(store: St
         ("address_changed", "198.18.0.200", None, "198.18.0.4", "198.18.0.200"),
     ]
     assert len(rows(store, "SELECT id FROM inventory")) == 4
-    moved = store.call("read", inventory.device, second[-1]["device_id"])
+    moved = store.call("read", devices.get, second[-1]["device_id"])
     assert moved is not None and moved["ip"] == "198.18.0.200" and moved["identity"] == f"mac:{MAC}"
-    assert [a["ip"] for a in moved["addresses"]] == ["198.18.0.4", "198.18.0.200"]
+    assert [a["ip"] for a in moved["addresses"]] == ["198.18.0.200", "198.18.0.4"]
 
 
 def test_each_change_is_an_event_with_the_change_as_data(store: Store, merge: Merge) -> None:
@@ -87,7 +87,51 @@ def test_a_device_not_found_where_the_scan_looked_is_gone_once(store: Store, mer
     assert {r["ip"]: r["present"] for r in rows(store, "SELECT ip, present FROM inventory")} == {
         "198.18.0.1": 0, "198.18.0.50": 1}
     back = merge([device(1, {22: None, 80: None}), device(50, {22: None})])
-    assert [c["kind"] for c in back] == ["device_appeared"]  # not its port: it was not there to open it
+    # what changed while it was away comes with it: its state takes it
+    assert kinds(back) == [("device_appeared", "198.18.0.1", None, None, "198.18.0.1"),
+                           ("port_opened", "198.18.0.1", 80, None, "open")]
+
+
+def test_a_device_back_at_another_address_appears_there_and_moved(store: Store, merge: Merge) -> None:
+    merge([device(1, {22: None}, mac=MAC)])
+    merge([], Covered(((BASE, BASE + 10),), TCP))
+    back = merge([device(7, {22: None}, mac=MAC)])
+    assert kinds(back) == [("device_appeared", "198.18.0.7", None, None, "198.18.0.7"),
+                           ("address_changed", "198.18.0.7", None, "198.18.0.1", "198.18.0.7")]
+
+
+def test_a_moved_device_is_found_though_one_without_identity_took_its_address(store: Store, merge: Merge) -> None:
+    first = merge([device(5, {22: None}, mac=MAC)])
+    second = merge([device(5, {22: None}), device(6, {22: None}, mac=MAC)])
+    assert kinds(second) == [("device_appeared", "198.18.0.5", None, None, "198.18.0.5"),
+                             ("address_changed", "198.18.0.6", None, "198.18.0.5", "198.18.0.6")]
+    assert second[1]["device_id"] == first[0]["device_id"]
+
+
+def test_a_name_several_devices_share_identifies_none(store: Store, merge: Merge) -> None:
+    generic = {"hostname": "dhcp.example"}
+    merge([device(1, {22: None}, **generic), device(2, {80: None}, **generic)])
+    assert sorted(r["identity"] for r in rows(store, "SELECT identity FROM inventory")) == [
+        "ip:198.18.0.1", "ip:198.18.0.2"]
+    # .1 gone, .2 found again: it stays at .2, it does not hop to the name's first address
+    again = merge([device(2, {80: None}, **generic)])
+    assert kinds(again) == [("device_gone", "198.18.0.1", None, "198.18.0.1", None)]
+
+
+def test_a_device_found_as_it_was_only_has_its_last_seen_written(store: Store, merge: Merge) -> None:
+    merge([device(1, {22: "9.2p1"}, mac=MAC)], scan_id="a")
+    before = rows(store, "SELECT * FROM inventory")
+    writes: list[str] = []
+    store.call("trace", lambda db: db.conn.set_trace_callback(writes.append))
+    try:
+        assert merge([device(1, {22: "9.2p1"}, mac=MAC)], scan_id="b") == []
+    finally:
+        store.call("trace", lambda db: db.conn.set_trace_callback(None))
+    after = rows(store, "SELECT * FROM inventory")
+    assert [{**r, "last_seen": None, "last_scan_id": None} for r in after] == \
+        [{**r, "last_seen": None, "last_scan_id": None} for r in before]
+    assert after[0]["last_scan_id"] == "b" and after[0]["last_seen"] > before[0]["last_seen"]
+    assert not any(w.startswith("INSERT INTO inventory ") for w in writes)
 
 
 def test_the_same_address_at_two_sites_is_two_devices(store: Store, merge: Merge) -> None:
@@ -135,6 +179,15 @@ def test_merge_scan_reads_the_stored_result_site_and_owner(store: Store, make_sc
     assert rows(store, "SELECT owner, site_id FROM events") == [{"owner": "bob", "site_id": SITE}]
 
 
+def test_merge_scan_keeps_what_the_scan_covered(store: Store, make_scan: Callable[..., dict]) -> None:
+    scan = make_scan(status="completed", cve={"cve_data": {"loaded": False, "note": "x"}})
+    covered = Covered(SLASH24, TCP, frozenset({53}), True, cves=True)
+    store.call("merge", inventory.merge_scan, scan["id"], covered, "2026-03-01T10:00:00Z")
+    kept = store.call("read", inventory.covered_of, scan["id"])
+    assert kept == Covered(SLASH24, TCP, frozenset({53}), True, cves=False)  # matched without data
+    assert store.call("read", inventory.covered_of, "another") is None
+
+
 def test_a_failing_merge_writes_nothing(store: Store, merge: Merge) -> None:
     bad = device(1, {22: None}) | {"ip": "not an address"}
     with pytest.raises(ValueError):
@@ -151,3 +204,9 @@ def test_changes_list_by_site_and_since(store: Store, merge: Merge) -> None:
     assert total == 2 and [c["scan_id"] for c in listed] == ["b", "c"]
     assert store.call("read", changes.listing, None, later[0]["at"], 1, 10) == (later, 1)
     assert store.call("read", changes.listing, None, None, 2, 2)[0][0]["scan_id"] == "c"
+
+
+def test_a_scans_changes_are_read_in_its_index_order(store: Store) -> None:
+    plan = store.call("read", lambda db: [r["detail"] for r in db.query(
+        "EXPLAIN QUERY PLAN SELECT * FROM changes WHERE scan_id = ? " + changes._SCAN_ORDER, ["scan", 10, 0])])
+    assert any("changes_by_scan" in step for step in plan) and not any("TEMP B-TREE" in step for step in plan), plan
