@@ -135,7 +135,8 @@ def test_the_inventory_bench_runs_in_its_smoke_mode() -> None:
         r"^inventory: 3,000 devices in 20 sites, written through inventory\.merge in [\d.]+ s; 20 runs",
         r"^port 22 +\d+ \| +[\d.]+ +[\d.]+ +[\d.]+ \| +[\d.]+ +[\d.]+ +[\d.]+$",
         r"^goal \(p99 under 50 ms for every query\): (met|NOT met)$",
-        r"^merge of a 4,096-address scan \([\d,]+ devices found, [\d,]+ known\): [\d.]+ s, [\d,]+ changes$",
+        r"^merge_scan of a 4,096-address scan, unchanged \([\d,]+ devices found\): [\d.]+ s, 0 changes$",
+        r"^merge_scan of a 4,096-address scan, changed \([\d,]+ devices found\): [\d.]+ s, [\d,]+ changes$",
     ), 120))
 
 
