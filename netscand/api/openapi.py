@@ -328,13 +328,15 @@ for a client that can't send headers, and `{LAST_EVENT_ID}` wins when both come.
 `{LAST_EVENT_ID}` or `after` that is not a non-negative integer gets 422 naming it. A comment \
 line (`: ping`) comes every {PING_S:.0f} s. Every stream ends when the daemon stops, after the \
 events written until then (its running scans' `cancelled`); reconnect to go on."""
+# The schema of ONE event of the stream (what OpenAPI 3.2 names itemSchema), its data JSON of these
+# schemas: SSE-aware tools such as schemathesis read a text/event-stream schema so, and checked each
+# event of the stream against the plain `string` this said before.
 EVENT_STREAM = {"text/event-stream": {
-    "schema": {"type": "string", "description": "Server-Sent Events; see `x-itemSchema` for each event."},
-    # What OpenAPI 3.2 calls itemSchema: one event of the stream, its data JSON of these schemas.
-    "x-itemSchema": {"type": "object", "required": ["id", "event", "data"], "properties": {
+    "schema": {"type": "object", "required": ["id", "event", "data"], "properties": {
         "id": {"type": "string", "pattern": "^[0-9]+$"}, "event": {"type": "string"},
         "data": {"type": "string", "contentMediaType": "application/json",
-                 "contentSchema": {"oneOf": [_ref(m) for m in models.EVENT_MODELS]}}}}}}
+                 "contentSchema": {"oneOf": [_ref(m) for m in models.EVENT_MODELS]}}},
+        "description": "One event of the Server-Sent Events stream."}}}
 LAST_EVENT_ID_HEADER = {"name": LAST_EVENT_ID, "in": "header", "required": False,
                         "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
                         "description": "The id of the last event the client has: the stream starts after it."}

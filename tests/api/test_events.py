@@ -23,7 +23,7 @@ from netscand.api.problems import Problem
 from netscand.store import StoreError
 from tests.api.conftest import OPENAPI, Api, assert_problem, schema_validator, start
 
-ITEM = OPENAPI["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["x-itemSchema"]
+ITEM = OPENAPI["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
 EVENT = schema_validator(ITEM["properties"]["data"]["contentSchema"])
 ITEM_SCHEMA = schema_validator(ITEM)
 
