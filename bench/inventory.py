@@ -31,7 +31,6 @@ import asyncio
 import ipaddress
 import logging
 import random
-import statistics
 import sys
 import tempfile
 import threading

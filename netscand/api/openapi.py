@@ -405,35 +405,6 @@ SCHEDULE_ROUTES = (
         "204": {"description": "Deleted."}, **SCHEDULE_NOT_FOUND}),
 )
 
-CHANGES_DESCRIPTION = (
-    "A completed scan is compared, device by device, with the inventory's previous state of what it "
-    "covered (its targets, the ports it probed, service detection and CVE matching if it did them); "
-    "a failed or cancelled scan changes nothing. Kinds: device_appeared, device_gone, address_changed, "
-    "port_opened, port_closed, service_changed, product_changed, version_changed, os_changed, "
-    "cve_found, cve_fixed. docs/api.md (\"Changes\") gives the rules. Oldest first.")
-CHANGE_ROUTES = (
-    Operation(f"{SCANS}/{{scan_id}}/changes", "get", "scanChanges", "What a scan changed", description=(
-        "The changes the scan made to its site's inventory when it completed (none for a scan that "
-        "did not complete). Visible as GET `/api/v1/scans/{scan_id}` is: another owner's scan is "
-        "404 for a `scan` token.\n\n" + CHANGES_DESCRIPTION), query=models.ScanChangesQuery, responses={
-        "200": _json(models.ChangeList, "One page of the scan's changes."), **NOT_FOUND_RESPONSE,
-        "422": _use("Invalid")}),
-    Operation(f"{SCANS}/{{scan_id}}/diff", "get", "diffScans", "What changed between two scans", description=(
-        "The changes from scan `against` to this one, compared directly (not through the inventory) "
-        "by the inventory's rules, over what both covered: the addresses both targeted (a hostname "
-        "in a target covers the addresses that scan found), the ports both probed, services if both "
-        "detected them, CVEs if both matched them. By address, then kind. Both scans must have "
-        "completed (409). Either scan hidden from the caller, as GET `/api/v1/scans/{scan_id}` "
-        "hides it, is 404."), query=models.DiffQuery, responses={
-        "200": _json(models.Diff, "One page of the changes."), **NOT_FOUND_RESPONSE,
-        "409": _problem("A scan compared has not completed."), "422": _use("Invalid")}),
-    Operation(CHANGES, "get", "listChanges", "Changes to the inventory", description=(
-        "Every change of every completed scan, or of one site's scans, since a time.\n\n"
-        + CHANGES_DESCRIPTION), query=models.ChangesQuery, responses={
-        "200": _json(models.ChangeList, "One page of changes; a page past the last is empty."),
-        "422": _use("Invalid")}),
-)
-
 SITE_NOT_FOUND = {"404": _problem("No site with this id.")}
 NAME_TAKEN = {"409": _problem("Another site has this name.")}
 SITE_ROUTES = (

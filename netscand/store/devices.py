@@ -16,10 +16,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from netscand.store import changes
+from netscand.store.compare import SEVERITY_RANKS, ip_key
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # max_severity and inventory_cves.severity as the inventory stores them
-SEVERITY_RANKS = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 SEVERITY_NAMES = {rank: name for name, rank in SEVERITY_RANKS.items()}
 MAX_CHANGES = 100  # of a device's history in its record: the newest
 
@@ -142,8 +142,8 @@ class _Query:
         if f.site_id is not None:
             own.append(("i.site_key = ?", [f.site_id]))
         if f.network is not None:
-            own.append(("i.ip_key BETWEEN ? AND ?", [ip_key(f.network.network_address),
-                                                      ip_key(f.network.broadcast_address)]))
+            own.append(("i.ip_key BETWEEN ? AND ?", [ip_key(str(f.network.network_address)),
+                                                      ip_key(str(f.network.broadcast_address))]))
         if f.text is not None:
             own.append((r"(i.hostname LIKE ? ESCAPE '\' OR i.vendor LIKE ? ESCAPE '\')", [_contains(f.text)] * 2))
         if f.port is not None:
@@ -244,11 +244,6 @@ def _where(terms: list[Term]) -> Term:
     if not terms:
         return "", []
     return "WHERE " + " AND ".join(sql for sql, _ in terms), [a for _, args in terms for a in args]
-
-
-def ip_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
-    """The address as ip_key stores it (results._address): version, then 16 bytes big-endian."""
-    return bytes([address.version]) + int(address).to_bytes(16, "big")
 
 
 def _contains(text: str) -> str:

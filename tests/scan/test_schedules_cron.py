@@ -3,7 +3,7 @@ reading total over any text; and the scheduler's decision at the calendar's edge
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -68,7 +68,8 @@ def test_the_next_due_time_is_in_utc_and_after_now() -> None:
 
 
 def test_a_leap_day_schedule_back_after_years_runs_the_one_missed() -> None:
-    decision = decide("0 0 29 2 *", "run_once", at("2024-02-29T00:00:00Z"), at("2026-06-01T12:00:00Z"))
+    back = at("2026-06-01T12:00:00Z")  # the daemon starts again, and its scheduler with it
+    decision = decide("0 0 29 2 *", "run_once", at("2024-02-29T00:00:00Z"), back, started=back)
     assert decision.runs == [] and decision.start is not None
     assert (decision.start["due_at"], decision.start["outcome"], decision.start["missed"]) == \
         ("2024-02-29T00:00:00Z", "run_missed", 1)
@@ -82,7 +83,7 @@ def test_a_leap_day_schedule_back_after_years_runs_the_one_missed() -> None:
 def test_a_decision_is_bounded_and_looks_forward(cron: str, missed: str, late_s: int) -> None:
     due = next_due(cron, at("2026-01-01T00:00:00Z"))
     now = due + timedelta(seconds=late_s)
-    decision = decide(cron, missed, due, now)
+    decision = decide(cron, missed, due, now, started=now)  # a daemon back at `now`
     rows = decision.runs + ([decision.start] if decision.start else [])
     assert 1 <= len(rows) <= 2 and decision.next_due > now
     assert all(at(r["due_at"]) <= now and r["missed"] <= MISSED_COUNTED for r in rows)
