@@ -144,11 +144,12 @@ def lab_up(**kwargs: Any) -> Iterator[Lab]:
 
 
 @contextlib.contextmanager
-def capture(lab: Lab, pcap: Path, bpf: str) -> Iterator[Path]:
-    """tcpdump on the scanner's interface (nanosecond times) for the block, written to pcap;
-    the block starts once it listens and tcpdump has written out all it holds when it ends."""
+def capture(lab: Lab, pcap: Path, bpf: str, outbound: bool = False) -> Iterator[Path]:
+    """tcpdump on the scanner's interface (nanosecond times) for the block, written to pcap, of
+    what the scanner sends only if `outbound`; the block starts once it listens and tcpdump has
+    written out all it holds when it ends."""
     argv = ["tcpdump", "-i", lab.truth["scanner"]["ifname"], "-n", "-U", "-Z", "root",
-            "--time-stamp-precision=nano", "-w", str(pcap), bpf]
+            "--time-stamp-precision=nano", *(["-Q", "out"] if outbound else []), "-w", str(pcap), bpf]
     proc = subprocess.Popen(lab.scanner_argv(argv), stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

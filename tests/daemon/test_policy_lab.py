@@ -1,9 +1,10 @@
-"""The target policy, enforced by the running daemon in the lab: a refused target sends not one
-frame to any address of the request (a capture on the scanner's interface holds none) and gets
-403 naming the range; excluded addresses inside an allowed block are skipped and counted.
+"""The target policy, enforced by the running daemon in the lab: a refused target gets not one
+probe (a capture of what the scanner's interface sends holds none to any address of the
+request) and 403 naming the range; excluded addresses inside an allowed block are skipped and
+counted.
 
-The capture, not the interface's TX counter: the counter also moves for the kernel's own
-frames (a neighbour probe, an earlier test's last FIN), which CI once caught by one."""
+The capture, not the interface's TX counter: the counter also moves for the kernel's own frames
+(its RST to an earlier scan's late SYN-ACK, an ARP reply), which CI once caught by one."""
 
 from __future__ import annotations
 
@@ -34,12 +35,21 @@ def policed(lab: Lab, tmp_path: Path) -> Iterator[Daemon]:
         stop_daemon(daemon)
 
 
+def probes_to(ips: list[str]) -> str:
+    """A capture filter for any probe a scan of `ips` would send: a SYN, a UDP datagram, an echo
+    request, or a broadcast ARP request ("host" matches ARP's addresses as IP's). Not the
+    kernel's own frames to lab hosts (an ARP reply or unicast probe, the RST to an earlier scan's
+    late SYN-ACK), which come and go whatever the daemon does."""
+    hosts = " or ".join(f"host {ip}" for ip in ips)
+    return (f"({hosts}) and ((tcp[tcpflags] & tcp-syn != 0) or udp or icmp[icmptype] == icmp-echo"
+            " or (arp and arp[6:2] == 1 and ether broadcast))")
+
+
 def test_out_of_policy_target_is_refused_before_a_packet_is_sent(lab: Lab, policed: Daemon,
                                                                  tmp_path: Path) -> None:
     routed = [h["ip"] for h in lab.truth["hosts"] if h["routed"]]
     targets = ["198.18.0.10", routed[0]]
-    # "host" matches ARP's addresses as well as IP's: an ARP for the on-link one counts too
-    with capture(lab, tmp_path / "refused.pcap", " or ".join(f"host {ip}" for ip in targets)) as pcap, \
+    with capture(lab, tmp_path / "refused.pcap", probes_to(targets), outbound=True) as pcap, \
             policed.unix() as c:
         r = c.post("/api/v1/scans/start", json={"target": targets, "profile": "quick"})
         assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
