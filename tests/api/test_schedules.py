@@ -176,7 +176,7 @@ def test_patch_is_a_merge_patch_checked_as_a_new_schedule(api: Api) -> None:
 def test_a_schedule_the_policy_now_refuses_can_still_be_disabled(api: Api) -> None:
     unix = api.unix()
     s = made(unix)
-    narrowed = Policy.from_config(PolicyConfig(allowed_targets=["10.0.0.0/8"]))
+    narrowed = Policy.from_config(PolicyConfig(allowed_targets=["198.19.0.0/16"]))
     api.orchestrator.reconfigure(replace(api.orchestrator.limits.now, policy=narrowed))
     assert unix.patch(f"{SCHEDULES}/{s['id']}", json={"enabled": False}).status_code == 200
 

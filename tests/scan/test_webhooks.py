@@ -205,7 +205,7 @@ def test_a_name_rebound_after_its_check_is_refused(tmp_path: Path, monkeypatch: 
     # address outside. The attempt checks the address it would connect to, and connects nowhere.
     async def rebound(self: asyncio.AbstractEventLoop, host: str, port: int, **kwargs: Any) -> list[Any]:
         assert host == "receiver.test"
-        return [(2, 1, 6, "", ("10.0.0.1", port))]
+        return [(2, 1, 6, "", ("127.0.0.2", port))]  # loopback: nothing leaves even if the check failed
 
     monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", rebound)
 
@@ -215,7 +215,7 @@ def test_a_name_rebound_after_its_check_is_refused(tmp_path: Path, monkeypatch: 
         h.start()
         publish(h, "scan.state", {"id": "s1", "status": "running"}, scan_id="s1")
         await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["attempts"] >= 1)
-        assert "receiver.test resolves to 10.0.0.1, which is outside" in h.log(hook["id"])[0]["last_error"]
+        assert "receiver.test resolves to 127.0.0.2, which is outside" in h.log(hook["id"])[0]["last_error"]
         await h.stop()
 
     run(scenario)
