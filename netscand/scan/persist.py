@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import ipaddress
 from collections.abc import Iterator
 from functools import partial
 from itertools import islice
@@ -20,7 +19,7 @@ import structlog
 from netscand.scan.events import Events
 from netscand.scan.result import Host, ScanResult
 from netscand.statuses import FINISHED
-from netscand.store import Store, StoreError
+from netscand.store import Store, StoreError, results
 from netscand.store import events as stored_events
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
@@ -40,7 +39,7 @@ def device_row(result: ScanResult, h: Host, profiling: bool, final: bool) -> dic
     are final, and rows stay."""
     device = result.device(h, profiling)
     ports = device["ports"] if final else [p for p in device["ports"] if p["state"] == "open"]
-    kept = (*(FINAL_FIELDS if final else ()), "os_confidence", "hostnames", "tarpit")
+    kept = (*(FINAL_FIELDS if final else ()), "os_confidence", "hostnames", "tarpit", "host_keys", "certificates")
     extra = {k: device[k] for k in kept if k in device}
     return {"ip": device["ip"], "mac": device["mac"], "hostname": device["hostname"], "vendor": device["vendor"],
             "os_guess": device["os_guess"], "extra": extra or None, "timed_out": device.get("timed_out"),
@@ -159,17 +158,17 @@ class Persist:
 
     def result_pages(self, scan_id: str, size: int) -> Iterator[builtins.list[dict]]:
         """The scan's devices a page at a time, by address; blocking, each page read as it is taken
-        (an export takes them on the store's reader threads). A running scan gains devices
-        meanwhile, which shifts later pages: one already given comes again at the start of the
-        next page, and is skipped (a device found behind the pages read is simply not in them)."""
-        after: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
-        page = 1
+        (an export takes them on the store's reader threads), after the last address given: a
+        device a running scan finds meanwhile shifts no page (one behind the pages read is simply
+        not in them)."""
+        after: str | None = None
         while True:
-            devices = self.store.result_page(scan_id, page, size)
-            yield [d for d in devices if after is None or ipaddress.ip_address(d["ip"]) > after]
+            devices = self.store.call(f"cannot read the result of scan {scan_id}", results.page_after,
+                                      scan_id, after, size)
+            yield devices
             if len(devices) < size:
                 return
-            after, page = ipaddress.ip_address(devices[-1]["ip"]), page + 1
+            after = devices[-1]["ip"]
 
     # -- results ---------------------------------------------------------------------------------
     def flush(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> asyncio.Future:

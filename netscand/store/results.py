@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
+from netscand.store.compare import ip_key
+
 DEVICE_KEYS = frozenset({"ip", "mac", "hostname", "vendor", "os_guess", "timed_out", "ports"})
 PORT_REQUIRED = ("port", "protocol", "state")
 PORT_DETAILS = ("service", "product", "version", "banner", "cpe", "cve_note")
@@ -152,22 +154,31 @@ def result_page(db: Database, scan_id: str, page: int, per_page: int) -> list[di
     rows are read (per_page -1: every device)."""
     if page < 1 or not (per_page >= 1 or per_page == -1):
         raise ValueError(f"page starts at 1 and per_page at 1 (or is -1), got page={page} per_page={per_page}")
-    window = {"scan": scan_id, "limit": per_page, "offset": (page - 1) * max(per_page, 0)}
+    return _devices(db, "scan_id = :scan ORDER BY ip_key LIMIT :limit OFFSET :offset",
+                    {"scan": scan_id, "limit": per_page, "offset": (page - 1) * max(per_page, 0)})
+
+
+def page_after(db: Database, scan_id: str, after: str | None, per_page: int) -> list[dict[str, Any]]:
+    """The scan's next `per_page` devices by address after address `after` (None: from the
+    first), with their ports. By key rather than offset: a page reads no rows before it, and a
+    device a running scan finds meanwhile neither repeats nor skips one already given."""
+    if per_page < 1:
+        raise ValueError(f"per_page starts at 1, got {per_page}")
+    return _devices(db, "scan_id = :scan AND ip_key > :after ORDER BY ip_key LIMIT :limit",
+                    {"scan": scan_id, "after": b"" if after is None else _address(after)[1], "limit": per_page})
+
+
+def _devices(db: Database, selection: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The devices `selection` (a WHERE clause with its ORDER BY and LIMIT) picks, with their ports."""
     devices = list(db.query(
-        "SELECT ip, mac, hostname, vendor, os_guess, timed_out, extra FROM devices WHERE scan_id = :scan "
-        "ORDER BY ip_key LIMIT :limit OFFSET :offset",
-        window,
-    ))
+        f"SELECT ip, mac, hostname, vendor, os_guess, timed_out, extra FROM devices WHERE {selection}", args))
     if not devices:
         return []
     ports: dict[str, list[dict[str, Any]]] = {}
     for row in db.query(
-        f"""
-        SELECT ip, {', '.join(_PORT_COLUMNS)} FROM ports WHERE scan_id = :scan AND ip IN (
-            SELECT ip FROM devices WHERE scan_id = :scan ORDER BY ip_key LIMIT :limit OFFSET :offset
-        ) ORDER BY port, protocol
-        """,
-        window,
+        f"SELECT ip, {', '.join(_PORT_COLUMNS)} FROM ports WHERE scan_id = :scan AND ip IN "
+        f"(SELECT ip FROM devices WHERE {selection}) ORDER BY port, protocol",
+        args,
     ):
         ports.setdefault(row.pop("ip"), []).append(_port_view(row))
     return [_device_view(row, ports.get(row["ip"], [])) for row in devices]
@@ -226,12 +237,9 @@ def counts(db: Database, scan_id: str) -> tuple[int, int]:
 
 
 def _address(ip: str) -> tuple[str, bytes]:
-    """The canonical text of an address, and a key that sorts addresses by number as SQLite compares blobs.
-
-    A blob rather than an integer: IPv6 addresses do not fit SQLite's 64-bit integers.
-    """
-    address = ipaddress.ip_address(ip)
-    return str(address), bytes([address.version]) + int(address).to_bytes(16, "big")
+    """The canonical text of an address, and its key (compare.ip_key: how every store sorts addresses)."""
+    text = str(ipaddress.ip_address(ip))
+    return text, ip_key(text)
 
 
 def _require_scan(db: Database, scan_id: str) -> None:

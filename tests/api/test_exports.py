@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from libnmap.parser import NmapParser
 
 from netscand.api.exports import EXPORT_PAGE
 from netscand.scan.cves import NO_DATA
-from netscand.store import StoreError
+from netscand.store import StoreError, results
 from tests.api.conftest import Api, assert_problem, start
 
 DTD = "/usr/share/nmap/nmap.dtd"
@@ -126,14 +127,15 @@ def test_an_export_sees_only_what_the_caller_may(api: Api) -> None:
                                   params={"format": "nmap-xml"}), 404)
 
 
-def test_a_running_scans_export_skips_devices_shifted_into_the_next_page(api: Api, unix: httpx.Client) -> None:
+def test_a_running_scans_export_goes_on_after_the_last_address_given(api: Api, unix: httpx.Client) -> None:
     scan_id = start(unix).json()["id"]
     api.store.put_devices(scan_id, [device(i) for i in (1, 3, 5, 7)])
     pages = api.orchestrator.persist.result_pages(scan_id, 2)
     assert [d["ip"] for d in next(pages)] == ["198.18.0.2", "198.18.0.4"]
-    # Found meanwhile, in front of the page read: the next page starts with a device already written.
-    api.store.put_devices(scan_id, [device(0)])
-    assert [d["ip"] for page in pages for d in page] == ["198.18.0.6", "198.18.0.8"]
+    # Found meanwhile, one in front of the page read and one behind it: the next page starts
+    # after the last address given, so the first is not in the export and the second is.
+    api.store.put_devices(scan_id, [device(0), device(4)])
+    assert [d["ip"] for page in pages for d in page] == ["198.18.0.5", "198.18.0.6", "198.18.0.8"]
 
 
 def test_rematch_answers_an_export_too(api: Api, unix: httpx.Client) -> None:
@@ -148,18 +150,22 @@ def test_rematch_answers_an_export_too(api: Api, unix: httpx.Client) -> None:
 def test_a_store_failing_before_the_first_page_is_a_503_after_it_a_cut_stream(
         api: Api, unix: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     scan_id = finished_scan(api, unix)
-    read = api.store.result_page
+    call = api.store.call
     failing = {"from_page": 1}
+    read: list[int] = []
 
-    def result_page(scan: str, page: int, per_page: int) -> list[dict[str, Any]]:
-        if page >= failing["from_page"]:
-            raise StoreError("cannot read the result", "database is locked by another process")
-        return read(scan, page, per_page)
+    def page_call(doing: str, query: Callable[..., Any], *args: Any) -> Any:
+        if query is results.page_after:
+            read.append(1)
+            if len(read) >= failing["from_page"]:
+                raise StoreError("cannot read the result", "database is locked by another process")
+        return call(doing, query, *args)
 
-    monkeypatch.setattr(api.store, "result_page", result_page)
+    monkeypatch.setattr(api.store, "call", page_call)
     url = f"/api/v1/scans/{scan_id}/result"
     problem = assert_problem(unix.get(url, params={"format": "csv"}), 503)
     assert "database is locked" in problem["detail"]
+    read.clear()
     failing["from_page"] = 2  # the answer has begun: all the daemon can do is end it short
     with pytest.raises(httpx.RemoteProtocolError):
         unix.get(url, params={"format": "csv"})

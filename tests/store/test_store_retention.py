@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlite_utils import Database, Migrations
 
-from netscand.store import Store, store as store_module
+from netscand.store import Store, results
+from netscand.store import store as store_module
 from netscand.store.schema import STEPS
 
 ScanMaker = Callable[..., dict[str, Any]]
@@ -55,6 +56,21 @@ def test_result_pages(store: Store, make_scan: ScanMaker) -> None:
     assert store.counts(scan_id) == (5, 10)
     with pytest.raises(ValueError):
         store.result_page(scan_id, 0, 2)
+
+
+def test_pages_after_an_address_are_the_result_by_key(store: Store, make_scan: ScanMaker) -> None:
+    scan_id = make_scan()["id"]
+    store.put_devices(scan_id, [device(f"198.18.0.{i}", i) for i in (100, 9, 20, 3, 250)])
+    whole = store.result(scan_id)
+    pages, after = [], None
+    while page := store.call("read", results.page_after, scan_id, after, 2):
+        pages.append(page)
+        after = page[-1]["ip"]
+    assert pages == [whole[:2], whole[2:4], whole[4:]]
+    # The key is the address's (compare.ip_key), so an address not in the result pages too.
+    assert store.call("read", results.page_after, scan_id, "198.18.0.10", 10) == whole[2:]
+    with pytest.raises(ValueError):
+        store.call("read", results.page_after, scan_id, None, 0)
 
 
 def test_delete_goes_a_chunk_at_a_time(store: Store, make_scan: ScanMaker, monkeypatch: pytest.MonkeyPatch) -> None:
