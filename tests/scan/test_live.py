@@ -11,31 +11,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
 from netscand.config import PolicyConfig
 from netscand.scan.admission import Claims
-from netscand.scan.cves import CveMatching
-from netscand.scan.dispatch import Dispatcher
-from netscand.scan.events import Events
-from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live
-from netscand.scan.persist import Persist
 from netscand.scan.policy import Policy
 from netscand.scan.profiles import ScanRequest
-from netscand.scan.queue import Queued, ScanQueue
+from netscand.scan.queue import Queued
 from netscand.scan.runner import ScanRun
 from netscand.scan.spec import ScanSpec
 from netscand.scan.stages import ProfilingStage
 from netscand.scan.targets import parse_targets
 from netscand.store import Store, StoreError
 from netscand.store import events as stored_events
-from netscand.store.threads import StoreThreads
-from netscand.vuln.store import CveStore
 from tests.scan.fake_engine import FakeEngine
 from tests.scan.test_runner_unit import Device, FakeNet, Network, mac
 
@@ -111,17 +102,6 @@ class Harness:
 
 def policy() -> Policy:
     return Policy.from_config(PolicyConfig(allowed_targets=["198.18.0.0/15"], max_rate=5000.0))
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    store, io = WatchedStore(tmp_path / "netscand.db"), StoreThreads()
-    engine, claims = FakeEngine(workers=2), Claims()
-    limits = Limits(rate=3000.0, retries=1, max_running=1, policy=policy())
-    live = Live(Dispatcher(engine.shared), Persist(store, io, Events(store, io)), ScanQueue(claims), CurrentLimits(limits),
-                CveMatching(CveStore(tmp_path / "cve.db")))
-    yield Harness(store, engine, live, claims)
-    store.close()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
