@@ -12,6 +12,7 @@ dispatcher.poll() when a result ring wakes it, then step() here.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from functools import partial
@@ -182,12 +183,27 @@ class ScanRun:
         then each group still to cut. None until a paced plan runs, and for an unpaced scan,
         whose time follows its probes done."""
         now = time.monotonic()
-        ends = [work.paced_duration_s(self.spec.udp_sends) - (now - started)
-                for _, work, started in self.running if work.pacing is not None]
+        ends = [self._paced_left_s(sub.plan, work, now - started)
+                for sub, work, started in self.running if work.pacing is not None]
         ends += [work.paced_duration_s(self.spec.udp_sends) for work in self.queue if work.pacing is not None]
         if not ends:
             return None
         return max(0.0, *ends) + sum(feed.paced_s() for feed in self.feeds)
+
+    def _paced_left_s(self, plan: plans.Plan, work: Work, elapsed: float) -> float:
+        """A running paced plan's time left. Its first round lasts about its paced duration, and
+        is over by a gap, the spread of its jitter and a reply timeout later (a host's first probe
+        comes in its second gap; the jitters of n ports sum to n x their mean, give or take
+        sqrt(n) jitters (3.5 sigma); its last probe's replies are waited out). A TCP plan still
+        running after that has hosts in their retry rounds of the ports they left unanswered,
+        each paced like the first and as long at most: that bound is its time left then, as the
+        engine does not say how many ports a round still has. A UDP plan's duration counts its
+        retries already."""
+        first = work.paced_duration_s(self.spec.udp_sends)
+        round_s = first + (plan.gap_ms + plan.jitter_ms * math.sqrt(len(plan.ports)) + plan.timeout_max_ms) / 1000
+        if work.probe.protocol == "udp" or elapsed <= round_s:
+            return max(0.0, first - elapsed)
+        return max(0.0, round_s * (1 + plan.retries) - elapsed)
 
     def _running_done(self, sub: Submitted, work: Work, elapsed: float) -> int:
         if work.pacing is None:

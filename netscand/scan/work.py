@@ -96,7 +96,8 @@ def paced_duration_s(probe: ProbeType, nports: int, pacing: Pacing, udp_sends: i
     1 + retries times (nearly all stay silent and are sent again), as the rate split counts
     them. A TCP port is counted once: most hosts answer nearly every SYN at once; one that drops
     most ports (yet answers some, so is not given up) takes up to 1 + retries times as long, as
-    its retry round is paced too: the docs state that bound rather than guess the share here."""
+    its retry round is paced too: the runner tells that bound once a plan runs past its first
+    round (ScanRun._paced_left_s) rather than guess the share here."""
     return nports * (udp_sends if probe.protocol == "udp" else 1) * pacing.mean_gap_s
 
 

@@ -117,6 +117,50 @@ def test_the_eta_of_a_paced_scan_is_its_paced_time_left(engine: FakeEngine, disp
     assert abs((eta - datetime.now(UTC)).total_seconds() - expected) <= 1  # the store keeps whole seconds
 
 
+def _left_after(run: ScanRun, elapsed: float) -> float | None:
+    """The scan's time left were its running plan started `elapsed` seconds ago."""
+    sub, work, _ = run.running[0]
+    run.running[0] = (sub, work, time.monotonic() - elapsed)
+    return run.remaining_s()
+
+
+def test_a_paced_tcp_plan_running_past_its_first_round_is_told_its_retry_round(dispatcher: Dispatcher) -> None:
+    """Hosts that left ports unanswered go round again, paced like the first: once the first
+    round is over and the plan still runs, its time left is a round more per retry (the bound),
+    not nothing."""
+    pacing = Pacing(1000, 0, 32768, 60999)  # 2 ports x 1 s: a 2 s round
+    run = ScanRun(spec("198.19.1.0/30", pacing=pacing, discovery=None, timeout_ms=100, retries=1),
+                  dispatcher, FakeNet())
+    run.step()
+    round_s = 2 + 1 + 0.1  # its paced duration, a gap (no jitter) and the reply timeout
+    assert _left_after(run, 1.5) == pytest.approx(0.5, abs=0.01)
+    assert _left_after(run, 2.5) == 0  # its last probes' replies are awaited
+    assert _left_after(run, 3.5) == pytest.approx(2 * round_s - 3.5, abs=0.01)
+    assert _left_after(run, 2 * round_s + 0.1) == 0
+    eta = parse(_running_at(run, 3.5).progress()["estimated_completion"])
+    assert 1.5 < (eta - datetime.now(UTC)).total_seconds() <= 2.7  # the store keeps whole seconds
+
+
+def _running_at(run: ScanRun, elapsed: float) -> Running:
+    _left_after(run, elapsed)
+    return Running("s", run)
+
+
+def test_a_paced_udp_plan_past_its_duration_is_not_told_another_round(engine: FakeEngine,
+                                                                      dispatcher: Dispatcher) -> None:
+    """A UDP port's retries are in its paced duration already (nearly all stay silent)."""
+    pacing = Pacing(100, 0, 32768, 60999)
+    run = ScanRun(spec("198.19.1.0/30", pacing=pacing, udp_ports=UDP, discovery=None, timeout_ms=100, retries=1),
+                  dispatcher, FakeNet())
+    run.step()
+    engine.serve(Network({}).answer)  # the TCP plan ends; the UDP one starts
+    dispatcher.poll()
+    run.step()
+    assert [PROBES[s.plan.kind].name for s, _, _ in run.running] == ["udp"]
+    duration = len(UDP) * 2 * pacing.mean_gap_s  # each port sent 1 + retries times
+    assert _left_after(run, duration + 0.5) == 0
+
+
 def test_an_unpaced_scan_has_no_paced_eta(engine: FakeEngine, dispatcher: Dispatcher) -> None:
     run = ScanRun(spec("198.19.1.0/30", discovery=None), dispatcher, FakeNet())
     run.step()
