@@ -51,7 +51,8 @@ async def scan_export(orchestrator: Orchestrator, scan_id: str, viewer: str | No
     if scan is None:
         raise not_found(scan_id)  # deleted meanwhile
     pages = orchestrator.persist.result_pages(scan_id, EXPORT_PAGE)
-    return await stream(orchestrator.io, pages, export(fmt.name, scan), fmt, f"netscand-{scan_id}")
+    writer = export(fmt.name, scan, await orchestrator.persist.addresses(scan_id))
+    return await stream(orchestrator.io, pages, writer, fmt, f"netscand-{scan_id}")
 
 
 def device_pages(store: Store, filters: devices.Filters, size: int = EXPORT_PAGE) -> Pages:

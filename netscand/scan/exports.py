@@ -64,10 +64,11 @@ class Export(Protocol):
     def tail(self) -> bytes: ...
 
 
-def export(name: str, scan: dict[str, Any]) -> Export:
-    """The writer of format `name` (a key of FORMATS) for `scan`, a scan row as the store holds it."""
+def export(name: str, scan: dict[str, Any], addresses: int | None = None) -> Export:
+    """The writer of format `name` (a key of FORMATS) for `scan`, a scan row as the store holds
+    it, which probed `addresses` (None: not known)."""
     if name == "nmap-xml":
-        return NmapXml(scan)
+        return NmapXml(scan, addresses)
     return device_export(name, SCAN_COLUMNS, {"scan_id": scan["id"]})
 
 

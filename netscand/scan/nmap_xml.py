@@ -21,6 +21,9 @@ What the DTD fixes, and how netscand's result fills it:
 - The OS guess is one `osmatch`, its accuracy the guess's confidence in percent, with the
   signature's `osclass` (vendor, family, type; netscand tells no generation).
 - No `times` (netscand keeps no round-trip times); each host's start and end are the scan's.
+- runstats' hosts: `total` the addresses the scan probed (its targets less the policy's
+  exclusions, as a completed scan keeps them), `down` those that did not answer, as nmap counts
+  every address it tried; a scan that kept none (running, cancelled, failed) counts only those up.
 
 Every text is escaped, and characters XML 1.0 forbids (control characters, lone surrogates,
 U+FFFE, U+FFFF) or discourages (DEL, C1 controls) become U+FFFD: banners and host names come
@@ -135,10 +138,11 @@ def _ctime(epoch: float) -> str:
 
 class NmapXml:
     """One scan's document, written as head, pages of hosts and tail. Counts the hosts it wrote
-    for runstats."""
+    for runstats, beside the `addresses` the scan probed when it kept them (None: not known)."""
 
-    def __init__(self, scan: dict[str, Any]) -> None:
+    def __init__(self, scan: dict[str, Any], addresses: int | None = None) -> None:
         self.scan = scan
+        self.addresses = addresses
         self.start = _epoch(scan["started_at"] or scan["created_at"]) or 0
         self.end = _epoch(scan["finished_at"])
         self.hosts = 0
@@ -166,12 +170,17 @@ class NmapXml:
         end = self.end or int(time.time())
         status = self.scan["status"]
         done = status == "completed"
+        elapsed = max(0, end - self.start)
+        # nmap's total is every address it tried; the hosts it lists are those up, even with -Pn
+        # (each then "up", user-set). netscand lists those that answered: the rest are down.
+        total = self.hosts if self.addresses is None else max(self.addresses, self.hosts)
+        counted = f"{self.hosts} hosts up" if self.addresses is None else \
+            f"{total} IP addresses ({self.hosts} hosts up) scanned in {elapsed} seconds"
         finished = element("finished", {
-            "time": end, "timestr": _ctime(end), "elapsed": max(0, end - self.start),
-            "summary": f"netscand done at {_ctime(end)}; {self.hosts} hosts up",
+            "time": end, "timestr": _ctime(end), "elapsed": elapsed, "summary": f"netscand done at {_ctime(end)}; {counted}",
             "exit": "success" if done else "error",
             "errormsg": None if done else self.scan["error"] or f"scan {status}: the result is partial"})
-        hosts = element("hosts", {"up": self.hosts, "down": 0, "total": self.hosts})
+        hosts = element("hosts", {"up": self.hosts, "down": total - self.hosts, "total": total})
         return (element("runstats", {}, finished, hosts) + "\n</nmaprun>\n").encode()
 
     def host(self, d: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ import structlog
 from netscand.scan.events import Events
 from netscand.scan.result import Host, ScanResult
 from netscand.statuses import FINISHED
-from netscand.store import Store, StoreError, results
+from netscand.store import Store, StoreError, inventory, results
 from netscand.store import events as stored_events
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
@@ -169,6 +169,13 @@ class Persist:
             if len(devices) < size:
                 return
             after = devices[-1]["ip"]
+
+    async def addresses(self, scan_id: str) -> int | None:
+        """How many addresses the scan probed (its targets less the policy's exclusions), as a
+        completed scan's merge kept what it covered; None for a scan that kept none."""
+        covered = await self.io.read(self.store.call, f"cannot read what scan {scan_id} covered",
+                                     inventory.covered_of, scan_id)
+        return None if covered is None else sum(hi - lo + 1 for lo, hi in covered.ranges)
 
     # -- results ---------------------------------------------------------------------------------
     def flush(self, scan_id: str, devices: builtins.list[dict], progress: dict) -> asyncio.Future:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,8 @@ from libnmap.parser import NmapParser
 
 from netscand.api.exports import EXPORT_PAGE
 from netscand.scan.cves import NO_DATA
-from netscand.store import StoreError, results
+from netscand.store import StoreError, inventory, results
+from netscand.store.compare import Covered
 from tests.api.conftest import Api, assert_problem, start
 
 DTD = "/usr/share/nmap/nmap.dtd"
@@ -125,6 +127,15 @@ def test_an_export_sees_only_what_the_caller_may(api: Api) -> None:
         assert_problem(anonymous.get(f"/api/v1/scans/{scan_id}/result", params={"format": "csv"}), 401)
     assert_problem(api.unix().get("/api/v1/scans/00000000-0000-0000-0000-000000000000/result",
                                   params={"format": "nmap-xml"}), 404)
+
+
+def test_nmap_xml_counts_the_addresses_a_completed_scan_probed(api: Api, unix: httpx.Client) -> None:
+    scan_id = finished_scan(api, unix, devices=3)
+    network = ipaddress.IPv4Network("198.18.0.0/24")
+    covered = Covered(((int(network.network_address), int(network.broadcast_address)),))
+    api.store.call("t", inventory.keep_covered, scan_id, covered)  # as its merge keeps it
+    report = NmapParser.parse_fromstring(exported(unix, scan_id, "nmap-xml").text)
+    assert (report.hosts_up, report.hosts_down, report.hosts_total) == (3, 253, 256)
 
 
 def test_a_running_scans_export_goes_on_after_the_last_address_given(api: Api, unix: httpx.Client) -> None:

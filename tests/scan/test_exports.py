@@ -65,8 +65,8 @@ def bare(ip: str, *ports: int) -> dict[str, Any]:
             "ports": [{"port": p, "protocol": "tcp", "state": "open", "service": None} for p in ports]}
 
 
-def written(fmt: str, devices: list[dict[str, Any]], **fields: Any) -> bytes:
-    writer = export(fmt, scan(**fields))
+def written(fmt: str, devices: list[dict[str, Any]], addresses: int | None = None, **fields: Any) -> bytes:
+    writer = export(fmt, scan(**fields), addresses)
     # Two pages, as the API writes them, so that state carried between pages is exercised.
     return writer.head() + writer.page(devices[:1]) + writer.page(devices[1:]) + writer.tail()
 
@@ -80,6 +80,23 @@ def dtd_valid(document: bytes) -> None:
 
 def test_an_export_is_valid_against_nmaps_dtd() -> None:
     dtd_valid(written("nmap-xml", [profiled(), bare("198.18.0.7"), bare("198.18.0.9", 25)]))
+
+
+def test_runstats_count_the_addresses_probed_as_nmap_does() -> None:
+    """nmap's total is every address it tried (its summary: "256 IP addresses (3 hosts up)
+    scanned in 600.00 seconds"), its down those not up; a scan that kept how many it probed says
+    so, one that did not (a running one) counts its hosts up alone."""
+    devices = [profiled(), bare("198.18.0.7"), bare("198.18.0.9", 25)]
+    document = written("nmap-xml", devices, addresses=256)
+    dtd_valid(document)
+    report = NmapParser.parse_fromstring(document.decode())
+    assert (report.hosts_up, report.hosts_down, report.hosts_total) == (3, 253, 256)
+    assert report.summary.endswith("; 256 IP addresses (3 hosts up) scanned in 600 seconds")
+    unknown = NmapParser.parse_fromstring(written("nmap-xml", devices).decode())
+    assert (unknown.hosts_up, unknown.hosts_down, unknown.hosts_total) == (3, 0, 3)
+    # Hosts found beyond what was kept (a name that resolved elsewhere) are still counted up.
+    beyond = NmapParser.parse_fromstring(written("nmap-xml", devices, addresses=2).decode())
+    assert (beyond.hosts_up, beyond.hosts_down, beyond.hosts_total) == (3, 0, 3)
 
 
 def test_libnmap_reads_every_field_back() -> None:
