@@ -429,6 +429,25 @@ class NotShownUdp(NotShown):
     open_filtered: Count | UnsetType = field(default=UNSET, name="open|filtered")
 
 
+class HostKey(Closed):
+    """An SSH server's host key, from a key exchange (no authentication) on an open port."""
+
+    port: PortNumber
+    type: Annotated[str, Meta(examples=["ssh-ed25519"])]
+    fingerprint: Annotated[str, Meta(description="SHA-256, as `ssh-keygen -lf` prints it.",
+                                     examples=["SHA256:V9/t7bx6MtdfDh+tVZIWG6xfPl5uq/vhHb2Hc2zI5dI"])]
+
+
+class Certificate(Closed):
+    """The leaf certificate a TLS port presented (not verified: it identifies, it is not trusted)."""
+
+    port: PortNumber
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}" + _END, description="SHA-256 of its DER, lowercase hex.")]
+    subject: Annotated[str, Meta(description="RFC 4514.", examples=["CN=www.example.net"])]
+    issuer: Annotated[str, Meta(description="RFC 4514.")]
+    not_after: Annotated[str, Meta(examples=["2027-03-15T00:00:00+00:00"])]
+
+
 class Device(Closed):
     """A host found up, and what it runs."""
 
@@ -472,6 +491,12 @@ class Device(Closed):
     cve_counts: Annotated[CveCounts | UnsetType, Meta(
         description="Its ports' \"vulnerable\" findings by severity; only on a device with a port whose "
                     "CVEs were matched.")] = UNSET
+    host_keys: Annotated[list[HostKey] | UnsetType, Meta(
+        description="With service detection: the host key of each open port detected as SSH, by port. "
+                    "Absent when none was had.")] = UNSET
+    certificates: Annotated[list[Certificate] | UnsetType, Meta(
+        description="With service detection: the certificate of each open port that spoke TLS, by port. "
+                    "Absent when none was had.")] = UNSET
 
 
 class ScanResult(Closed):

@@ -56,6 +56,10 @@ def well_known_service(port: int) -> str | None:
     return name.upper() if name else None
 
 
+# What a device's `certificates` tell of each (profiling/services/probes/tls.py certificate_fields).
+CERTIFICATE_FIELDS = ("sha256", "subject", "issuer", "not_after")
+
+
 def mac_text(mac: bytes) -> str:
     return ":".join(f"{b:02X}" for b in mac)
 
@@ -406,7 +410,17 @@ def _optional(h: Host, os: Guess | None, tcp: Listing, udp: Listing) -> dict[str
         fields["tarpit"] = True
     if h.timed_out:
         fields["timed_out"] = True
-    return fields
+    return fields | _evidence(h)
+
+
+def _evidence(h: Host) -> dict[str, Any]:
+    """What service detection saw of which machine this is (the inventory's identity, store/compare):
+    its SSH host keys and TLS certificates, by port."""
+    found = sorted(h.services.items())
+    host_keys = [{"port": p, **i.extra["hostkey"]} for p, i in found if i.extra.get("hostkey")]
+    certificates = [{"port": p, **{k: i.extra["tls"][k] for k in CERTIFICATE_FIELDS}}
+                    for p, i in found if (i.extra.get("tls") or {}).get("sha256")]
+    return {k: v for k, v in (("host_keys", host_keys), ("certificates", certificates)) if v}
 
 
 def _port(port: int, protocol: str, state: str, info: ServiceInfo | None) -> dict:

@@ -11,8 +11,9 @@ and `detected`: its ports ("22/tcp") whose service, product and version came fro
 detection rather than the port's registered name.
 
 The rules (docs/api.md, "Changes"):
-- identity: a MAC that is not locally administered (randomized), else the hostname, else the
-  address; one device of a view per identity, the lowest address first;
+- identity: a MAC that is not locally administered (randomized), else an SSH host key, else a TLS
+  certificate, else the hostname, else the address; evidence several devices of a view share
+  names none of them; one device of a view per identity, the lowest address first;
 - a port opens when the later view lists it open and the earlier did not; it closes only where
   the later scan probed it (its TCP or UDP port list), found the device, and lists every open
   port of that protocol (not a tarpit's, not a timed-out host's);
@@ -41,9 +42,12 @@ KINDS = ("device_appeared", "device_gone", "address_changed", "port_opened", "po
 PORT_FIELDS = ("service", "product", "version")  # each one's change is `<field>_changed`
 DETECTED_FIELDS = (*PORT_FIELDS, "banner", "cpe")  # what service detection tells of a port
 CVE_FIELDS = ("cves", "cve_note")
-# Identity kinds, strongest first. A TLS certificate or SSH host key would rank between MAC and
-# name, but no device of a result carries one today (profiling keeps them out of the result).
-RANK = {"mac": 3, "name": 2, "ip": 1}
+# Identity kinds, strongest first: a MAC names the hardware, a host key or certificate the system
+# installed on it (until a reinstall or renewal), a name what someone called it.
+RANK = {"mac": 5, "ssh": 4, "tls": 3, "name": 2, "ip": 1}
+# Kinds a device replaces in its life (a reinstall's new host key, a renewed certificate): another
+# one of them at its address does not make it another device.
+ROTATES = frozenset({"ssh", "tls"})
 # A finding's severity as the inventory ranks it (inventory max_severity and inventory_cves.severity,
 # the device filters' min_severity); a finding without a score is 0, as is a device without findings.
 SEVERITY_RANKS = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -157,34 +161,64 @@ def randomized(mac: str) -> bool:
         return True  # not a MAC we can read: trusted no more than a random one
 
 
-def keys(device: Device, shared: frozenset[str] = frozenset()) -> list[str]:
-    """How a device may be recognised, strongest first; the address always last. A name in
-    `shared` (several devices of its view carry it) names none of them."""
+def evidence(device: Device) -> list[str]:
+    """What may recognise a device other than its address, strongest first: its MAC (unless
+    randomized), the host keys of its SSH ports and the certificates of its TLS ports (by port),
+    its hostname."""
     found = []
     if (mac := device.get("mac")) and not randomized(mac):
         found.append(f"mac:{mac.upper()}")
-    if (name := device.get("hostname")) and (key := f"name:{name.lower().rstrip('.')}") not in shared:
-        found.append(key)
-    return [*found, f"ip:{device['ip']}"]
+    found += [f"ssh:{k['fingerprint']}" for k in device.get("host_keys") or () if k.get("fingerprint")]
+    found += [f"tls:{c['sha256']}" for c in device.get("certificates") or () if c.get("sha256")]
+    if name := device.get("hostname"):
+        found.append(f"name:{name.lower().rstrip('.')}")
+    return list(dict.fromkeys(found))
 
 
-def shared_names(view: Sequence[Device]) -> frozenset[str]:
-    """The name keys several devices of one view carry: a generic PTR name ("dhcp.example") that
-    would make one device hop between their addresses."""
-    counts = Counter(k for d in view for k in keys(d)[:-1] if k.startswith("name:"))
+def keys(device: Device, shared: frozenset[str] = frozenset()) -> list[str]:
+    """How a device may be recognised, strongest first; the address always last. Evidence in
+    `shared` (several devices of its view carry it) names none of them."""
+    return [*(k for k in evidence(device) if k not in shared), f"ip:{device['ip']}"]
+
+
+def shared_evidence(view: Sequence[Device]) -> frozenset[str]:
+    """The evidence several devices of one view carry, which would make one device hop between
+    their addresses: a generic PTR name ("dhcp.example"), cloned VMs' one host key, a wildcard
+    certificate on many hosts, a load balancer's addresses. Not a MAC: one answering for several
+    addresses is one machine's, and names the first (pair)."""
+    counts = Counter(k for d in view for k in evidence(d) if not k.startswith("mac:"))
     return frozenset(k for k, n in counts.items() if n > 1)
 
 
+def _kind(identity: str) -> str:
+    return identity.partition(":")[0]
+
+
 def _rank(identity: str) -> int:
-    return RANK.get(identity.partition(":")[0], 0)
+    return RANK.get(_kind(identity), 0)
 
 
 def _compatible(known: Device, device: Device, shared: frozenset[str]) -> bool:
     """Whether a device found at a known device's address may be it: not when both have evidence
-    of the kind that identifies the known one, and it differs."""
-    kind = known["identity"].partition(":")[0]
-    theirs = [k for k in keys(device, shared) if k.startswith(kind + ":")]
-    return kind == "ip" or not theirs or known["identity"] in theirs
+    of the kind that identifies the known one, and it differs; a host key or certificate that
+    differs is a replaced one (ROTATES), which contradicts nothing."""
+    kind = _kind(known["identity"])
+    theirs = [k for k in keys(device, shared) if _kind(k) == kind]
+    return kind == "ip" or kind in ROTATES or not theirs or known["identity"] in theirs
+
+
+def _identity(mine: str | None, device: Device, candidates: list[str], free: list[str],
+              shared: frozenset[str]) -> str:
+    """The identity a later device takes: the earlier one's (`mine`, when matched), unless the
+    view shows a stronger one, shows it shared, or shows its replacement (a new host key or
+    certificate: evidence of its kind, and not it)."""
+    best = free[0] if free else None
+    if mine is None or mine in shared:
+        return best or candidates[-1]
+    if best and (_rank(best) > _rank(mine) or
+                 (_kind(best) == _kind(mine) and _kind(mine) in ROTATES and mine not in evidence(device))):
+        return best
+    return mine
 
 
 @dataclass
@@ -198,16 +232,16 @@ class Pairing:
 
 
 def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
-    """Each later device matched to the earlier one with its strongest identity (its MAC, a
-    hostname no other later device has), else to an earlier one at its address that nothing
-    contradicts (present first); identities first for every later device, so that one without
-    any taking a moved device's old address does not take the moved device too.
+    """Each later device matched to the earlier one with its strongest identity (its MAC, a host
+    key, certificate or hostname no other later device has), else to an earlier one at its
+    address that nothing contradicts (present first); identities first for every later device,
+    so that one without any taking a moved device's old address does not take the moved device too.
     Earlier devices have `identity`, or are given theirs as later ones are (a result's)."""
     known = before
     if any("identity" not in b for b in before):
         given = {j: identity for j, identity in pair([], before).new}
         known = [dict(b, identity=b.get("identity") or given[i]) for i, b in enumerate(before)]
-    shared = shared_names(after)
+    shared = shared_evidence(after)
     by_identity = {k["identity"]: i for i, k in enumerate(known)}
     ordered = sorted(range(len(after)), key=lambda j: (_number(after[j]["ip"]), after[j]["ip"]))
     candidates = {j: keys(after[j], shared) for j in ordered}
@@ -226,7 +260,7 @@ def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
         match = matches.get(j)
         mine = known[match]["identity"] if match is not None else None
         free = [k for k in candidates[j] if k not in taken and by_identity.get(k, match) == match]
-        identity = free[0] if free and (mine is None or _rank(free[0]) > _rank(mine)) else mine or candidates[j][-1]
+        identity = _identity(mine, after[j], candidates[j], free, shared)
         taken.add(identity)
         if match is None:
             result.new.append((j, identity))

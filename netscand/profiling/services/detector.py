@@ -14,7 +14,9 @@ What one port can cost is bounded whatever the other side does: a read ends at M
 at IDLE_GAP of silence after the first bytes, or at its deadline, so a service that drips bytes
 or never stops talking holds a connection no longer than one that is silent; each of the at most
 MAX_CONNECTIONS exchanges takes at most 2 x timeout + banner_wait (connect and TLS handshake,
-banner, answer). A host's ports together end at the per-host deadline detect_all is given.
+banner, answer). A port recognised as SSH from its banner takes one more connection, of at most
+`timeout` (hostkey.py), for its host key; no other port does. A host's ports together end at the
+per-host deadline detect_all is given.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from netscand.profiling.services import hostkey
 from netscand.profiling.services.base import Probe, ServiceInfo, printable, safe_parse
 from netscand.profiling.services.probes import ACTIVE, BANNER, http, tls
 
@@ -67,7 +70,8 @@ async def detect(
         return None
     banner = reply.banner
     if banner:
-        return _from_banner(banner, port) or ServiceInfo("unknown", banner=printable(banner))
+        found = _from_banner(banner, port) or ServiceInfo("unknown", banner=printable(banner))
+        return await _with_hostkey(ip, port, found, timeout) if found.service == "ssh" else found
     found = _from_answer(first, reply.answer)
     if found and found.service != "tls" and not found.extra.get("tls_required"):
         return found
@@ -143,6 +147,13 @@ class Detector:
                 found[ip, port] = await detect(ip, port, timeout=self._timeout)
             except Exception:  # a bug on one port's bytes costs that port, not the host's others
                 log.exception("detect.failed", ip=ip, port=port)
+
+
+async def _with_hostkey(ip: str, port: int, found: ServiceInfo, timeout: float) -> ServiceInfo:
+    """An SSH service with its host key (extra["hostkey"]), the stable evidence of which machine it
+    is, when a second connection gets it in `timeout`."""
+    key = await hostkey.fetch(ip, port, timeout=timeout)
+    return replace(found, extra={**found.extra, "hostkey": key}) if key else found
 
 
 def _from_banner(data: bytes, port: int) -> ServiceInfo | None:

@@ -8,6 +8,7 @@ what a real client sends rather than hand-made bytes. The detector does the real
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from typing import Any
 
@@ -52,7 +53,9 @@ def parse(data: bytes) -> ServiceInfo | None:
 
 
 def certificate_fields(der: bytes | None) -> dict[str, Any]:
-    """subject, issuer and not_after of a DER certificate; {} when there is none or it won't parse."""
+    """subject, issuer, not_after and sha256 (the SHA-256 of the DER, lowercase hex: the stable
+    evidence of which certificate it is) of a DER certificate; {} when there is none or it won't
+    parse."""
     if not der:
         return {}
     try:
@@ -61,6 +64,7 @@ def certificate_fields(der: bytes | None) -> dict[str, Any]:
             "subject": cert.subject.rfc4514_string()[:256],
             "issuer": cert.issuer.rfc4514_string()[:256],
             "not_after": cert.not_valid_after_utc.isoformat(),
+            "sha256": hashlib.sha256(der).hexdigest(),
         }
     except Exception:  # noqa: BLE001 - a stranger's malformed certificate is just "no fields"
         return {}
