@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
+from netscand.scan import trust
 from netscand.scan.ports import PortSpecError, port_ranges
 from netscand.typed import failure
 
@@ -111,6 +113,8 @@ class WebhooksConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     retry_first: Positive = 5.0  # seconds: the first retry's wait; each one's ceiling doubles
     retry_max: Positive = 3600.0  # seconds: the longest wait between two attempts
     max_concurrent: Count = 8  # deliveries in flight at once, all webhooks together
+    per_webhook_concurrent: Annotated[int, Meta(ge=1, le=64)] = 2  # of one webhook's, so one that hangs holds few
+    ca_file: str = ""  # PEM CA certificates receivers' certificates may chain to, beside the default ones
 
 
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -174,6 +178,7 @@ def _check_items(cfg: Config, where: str) -> None:
         except ValueError:
             raise ConfigError(f"{where}: webhooks.allowed_destinations[{i}]: expected a CIDR block such as "
                               f'"198.18.0.0/15" or "fd00::/8", got {_shown(block)}') from None
+    _check_ca_file(cfg.webhooks.ca_file, where)
     for key in ("ping_syn_ports", "ping_ack_ports"):
         try:
             if getattr(cfg.engine, key).strip():
@@ -181,6 +186,21 @@ def _check_items(cfg: Config, where: str) -> None:
         except PortSpecError as exc:
             raise ConfigError(f"{where}: engine.{key}: expected {_expected(('engine', key))}, "
                               f"got {_shown(getattr(cfg.engine, key))}: {exc}") from None
+
+
+def _check_ca_file(path: str, where: str) -> None:
+    """Read as HTTPS deliveries will read it: a file that would fail them fails the start (or the
+    reload) instead, and is read as the user the daemon runs as when the control process loads it."""
+    if not path:
+        return
+    shown = json.dumps(path)  # whole, as a path cut short names no file; quoted, so on one line
+    try:
+        trust.client_context(path)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{where}: webhooks.ca_file: expected a PEM file of CA certificates, "
+                          f"got {shown} ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: webhooks.ca_file: cannot read {shown}: {exc.strerror or exc}") from None
 
 
 def _problem(exc: msgspec.ValidationError, data: dict[str, Any], where: str) -> ConfigError:

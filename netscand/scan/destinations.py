@@ -6,6 +6,10 @@ its own network and loopback included. The check is made when a webhook is creat
 and again at every attempt, and an attempt connects to the address that was checked (the URL's
 name goes in Host and TLS SNI): a name re-pointed after creation (DNS rebinding) is checked as
 it resolves then, never trusted from before.
+
+The host's own addresses are read from the kernel at every check too (a netlink dump of its
+local routing table, a millisecond or two on the executor beside an attempt that connects and
+shakes hands): a cache would let an address added since (a new bridge, a VPN) in for its life.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+from pyroute2 import IPRoute
+
+from netscand.netinfo import RTN_LOCAL
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -28,6 +35,10 @@ SPECIAL: tuple[tuple[str, Network], ...] = tuple((kind, ipaddress.ip_network(net
     ("unspecified", "0.0.0.0/8"), ("loopback", "127.0.0.0/8"), ("link-local", "169.254.0.0/16"),
     ("multicast", "224.0.0.0/4"), ("broadcast", "255.255.255.255/32"), ("unspecified", "::/128"),
     ("loopback", "::1/128"), ("link-local", "fe80::/10"), ("multicast", "ff00::/8")))
+# Reserved as the special ranges are: a wide block (0.0.0.0/0, the LAN's /24) would otherwise
+# open the services bound on the host's own LAN address, its docker0, its VPN's.
+OWN = "an address of this host"
+LOCAL_TABLE = 255  # the kernel's table of what the host delivers to itself
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?",
@@ -80,8 +91,9 @@ async def resolve(text: str, allowed: Sequence[str]) -> Destination:
     url = parse(text)
     addresses = await _addresses(url)
     blocks = [ipaddress.ip_network(block, strict=False) for block in allowed]
+    reserved = [*SPECIAL, *((OWN, net) for net in await asyncio.to_thread(local_networks))]
     for address in addresses:
-        refusal = _refusal(address, blocks)
+        refusal = _refusal(address, blocks, reserved)
         if refusal is not None:
             subject = str(address) if _literal(url.host) else f"{url.host} resolves to {address}, which"
             raise DestinationError(403, f"{subject} is outside webhooks.allowed_destinations ({', '.join(allowed)})"
@@ -90,14 +102,26 @@ async def resolve(text: str, allowed: Sequence[str]) -> Destination:
     return Destination(url, url.host, tuple(addresses))
 
 
-def _refusal(address: Address, blocks: Sequence[Network]) -> str | None:
+def local_networks() -> list[Network]:
+    """What this host takes as its own, in the namespace it runs in: its addresses (each a /32
+    or /128) and any range routed to itself (AnyIP), as the kernel's local table has them."""
+    with IPRoute() as ipr:
+        routes = [route for family in (socket.AF_INET, socket.AF_INET6)
+                  for route in ipr.get_routes(family=family, table=LOCAL_TABLE)]
+    return [ipaddress.ip_network(f"{route.get('dst')}/{route['dst_len']}", strict=False)
+            for route in routes if route["type"] == RTN_LOCAL and route.get("dst")]
+
+
+def _refusal(address: Address, blocks: Sequence[Network],
+             reserved: Sequence[tuple[str, Network]]) -> str | None:
     """None if `address` may be sent to, else what to add to "outside the allowlist". An address
-    in a special range is allowed only by a block inside that range: 0.0.0.0/0 opens none."""
+    in a reserved range (a special one, or this host's own) is allowed only by a block inside
+    that range: 0.0.0.0/0 opens none, nor does the LAN's /24 the host's own address on it."""
     holding = [block for block in blocks if block.version == address.version and address in block]
-    special = next(((kind, net) for kind, net in SPECIAL if net.version == address.version and address in net), None)
-    if special is None:
+    inside = next(((kind, net) for kind, net in reserved if net.version == address.version and address in net), None)
+    if inside is None:
         return None if holding else ""
-    kind, net = special
+    kind, net = inside
     if any(block.subnet_of(net) for block in holding):  # type: ignore[arg-type]  # of one version
         return None
     return f": it is {kind}, which only a block inside {net} opens"

@@ -3,8 +3,8 @@ sends them, signed per the Standard Webhooks specification.
 
 Each round it moves every enabled webhook's cursor over the events written since (the ones its
 patterns take become delivery rows, in the same transaction), then leases the deliveries that
-are due and sends them, at most webhooks.max_concurrent at once and PER_WEBHOOK of one webhook's
-(a receiver that hangs holds PER_WEBHOOK places for its timeout, never every one). An answer in
+are due and sends them, at most webhooks.max_concurrent at once and per_webhook_concurrent of one
+webhook's (a receiver that hangs holds that many places for its timeout, never every one). An answer in
 2xx delivers; any other answer (or a status that is no HTTP one), a timeout, a refused
 connection or a destination outside the allowlist is retried after a wait drawn at random up to
 a ceiling that doubles each time (full jitter), until max_attempts; an outcome that cannot be
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -30,7 +31,7 @@ import structlog
 from standardwebhooks import Webhook
 
 from netscand.config import WebhooksConfig
-from netscand.scan import destinations
+from netscand.scan import destinations, trust
 from netscand.scan.events import Events
 from netscand.scan.limits import CurrentLimits
 from netscand.store import Store, StoreError, schedules
@@ -44,7 +45,6 @@ BATCH = 500  # events read per webhook per round; a full batch means a next roun
 IDLE_S = 30.0  # longest sleep with nothing due: a safety net, events and finished sends wake it
 LEASE_MARGIN_S = 30.0  # beyond an attempt's timeout: a lease outlives any attempt still running
 ALWAYS_SENT = ("change.", "scan.state")  # sent even for a schedule that delivers only its changes
-PER_WEBHOOK = 2  # deliveries of one webhook in flight at once
 MAX_DOUBLINGS = 60  # of the retry wait's ceiling: past any retry_max, and 2.0 ** it stays a float
 
 
@@ -70,32 +70,30 @@ class WebhookSender:
         self.store, self.io, self.events, self.limits = store, io, events, limits
         self._sending: dict[asyncio.Task[None], str] = {}  # each send, and the webhook it is for
         self._sent = asyncio.Event()  # a send ended: its place is free for a due delivery
+        # The TLS context of the settings in force, made again when a reload brings new ones (a
+        # CA file replaced under the same name is read again then).
+        self._trust: tuple[WebhooksConfig, ssl.SSLContext] | None = None
 
     async def send_forever(self) -> None:
-        # No proxy from the environment (the connection must go to the checked address), no
-        # redirect (it would lead past the allowlist), no kept connection (each attempt connects
-        # to the address its own check found).
-        limits = httpx.Limits(max_keepalive_connections=0)
-        async with httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits) as client:
-            try:
-                while not self.events.closed:  # closed: the daemon is stopping
-                    seen = self.events.written  # an event written while the round reads wakes the next
-                    self._sent.clear()
-                    try:
-                        wait = await self._round(client)
-                    except StoreError as exc:
-                        log.warning("webhooks.store_unavailable", error=str(exc))
-                        wait = IDLE_S
-                    except Exception:  # noqa: BLE001 - a round gone wrong must not end webhooks until a restart
-                        log.exception("webhooks.round_crashed")
-                        wait = IDLE_S
-                    await self._idle(wait, seen)
-            finally:
-                for task in self._sending:
-                    task.cancel()
-                await asyncio.gather(*self._sending, return_exceptions=True)
+        try:
+            while not self.events.closed:  # closed: the daemon is stopping
+                seen = self.events.written  # an event written while the round reads wakes the next
+                self._sent.clear()
+                try:
+                    wait = await self._round()
+                except StoreError as exc:
+                    log.warning("webhooks.store_unavailable", error=str(exc))
+                    wait = IDLE_S
+                except Exception:  # noqa: BLE001 - a round gone wrong must not end webhooks until a restart
+                    log.exception("webhooks.round_crashed")
+                    wait = IDLE_S
+                await self._idle(wait, seen)
+        finally:
+            for task in self._sending:
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
-    async def _round(self, client: httpx.AsyncClient) -> float:
+    async def _round(self) -> float:
         """Queue what is new, start what is due; how long to wait before the next round."""
         more = await self._enqueue()
         cfg = self.limits.now.webhooks
@@ -103,9 +101,9 @@ class WebhookSender:
         if free > 0:
             now = time.time()
             for row in await self.io.write(self.store.call, "cannot take due webhook deliveries", stored.claim_due,
-                                           now, free, now + cfg.timeout + LEASE_MARGIN_S, PER_WEBHOOK,
+                                           now, free, now + cfg.timeout + LEASE_MARGIN_S, cfg.per_webhook_concurrent,
                                            self._in_flight()):
-                task = asyncio.get_running_loop().create_task(self._deliver(client, row))
+                task = asyncio.get_running_loop().create_task(self._deliver(row))
                 self._sending[task] = row["webhook_id"]
                 task.add_done_callback(self._ended)
         if more:
@@ -113,7 +111,7 @@ class WebhookSender:
         if len(self._sending) >= cfg.max_concurrent:
             return IDLE_S  # a send ending wakes the next round
         # A webhook at its cap waits for a send of its own to end, which wakes the next round.
-        full = [hook for hook, n in self._in_flight().items() if n >= PER_WEBHOOK]
+        full = [hook for hook, n in self._in_flight().items() if n >= cfg.per_webhook_concurrent]
         due = await self.io.read(self.store.call, "cannot read webhook deliveries", stored.next_due, full)
         return IDLE_S if due is None else min(IDLE_S, max(0.0, due - time.time()))
 
@@ -164,10 +162,10 @@ class WebhookSender:
                                                        schedules.delivers_only_changes, scan_id)
         return not only_changes[scan_id]
 
-    async def _deliver(self, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
+    async def _deliver(self, row: dict[str, Any]) -> None:
         cfg = self.limits.now.webhooks
         attempts = row["attempts"] + 1
-        status, error = await self._attempt(client, row, cfg)
+        status, error = await self._attempt(row, cfg)
         try:
             outcome = _outcome(cfg, attempts, error)
             said = {"delivered": log.info, "pending": log.warning, "failed": log.error}[outcome["status"]]
@@ -192,12 +190,11 @@ class WebhookSender:
         await self.io.write(self.store.call, f"cannot record delivery {delivery_id}", stored.record, delivery_id,
                             **outcome)
 
-    async def _attempt(self, client: httpx.AsyncClient, row: dict[str, Any],
-                       cfg: WebhooksConfig) -> tuple[int | None, str | None]:
+    async def _attempt(self, row: dict[str, Any], cfg: WebhooksConfig) -> tuple[int | None, str | None]:
         """The receiver's status (None without an answer) and why it is not delivered (None if it is)."""
         try:
             async with asyncio.timeout(cfg.timeout):
-                status = await self._post(client, row, cfg)
+                status = await self._post(row, cfg)
         except destinations.DestinationError as exc:
             return None, exc.detail
         except TimeoutError:
@@ -211,10 +208,25 @@ class WebhookSender:
             return None, f"the receiver answered {status}, which is no HTTP status"
         return status, None if 200 <= status < 300 else f"the receiver answered {status}"
 
-    async def _post(self, client: httpx.AsyncClient, row: dict[str, Any], cfg: WebhooksConfig) -> int:
+    async def _post(self, row: dict[str, Any], cfg: WebhooksConfig) -> int:
         """One attempt: resolve and check the destination, then POST to the addresses checked,
         the next one when one cannot be connected to."""
         target = await destinations.resolve(row["url"], cfg.allowed_destinations)
+        # No proxy from the environment (the connection must go to the checked address), no
+        # redirect (it would lead past the allowlist), no kept connection (each attempt connects
+        # to the address its own check found): a client of its own costs the attempt nothing.
+        async with httpx.AsyncClient(verify=await self._context(cfg), trust_env=False, follow_redirects=False,
+                                     limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            return await self._post_to(client, target, row)
+
+    async def _context(self, cfg: WebhooksConfig) -> ssl.SSLContext:
+        if self._trust is None or self._trust[0] is not cfg:
+            # Off the loop: the default CAs and the CA file are read and parsed.
+            self._trust = (cfg, await asyncio.to_thread(trust.client_context, cfg.ca_file))
+        return self._trust[1]
+
+    async def _post_to(self, client: httpx.AsyncClient, target: destinations.Destination,
+                       row: dict[str, Any]) -> int:
         content = row["body"].encode()
         now = datetime.now(UTC)
         headers = {"Host": target.url.netloc.decode("ascii"), "Content-Type": "application/json",

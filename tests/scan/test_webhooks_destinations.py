@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netscand.scan.destinations import Destination, DestinationError, parse, resolve
+from netscand.scan.destinations import (
+    SPECIAL,
+    Destination,
+    DestinationError,
+    local_networks,
+    parse,
+    resolve,
+)
 
 LOOPBACK = ["127.0.0.1/32"]
 
@@ -139,3 +149,65 @@ def test_a_name_that_does_not_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DestinationError) as caught:
         _resolve("http://no-such-host.invalid/", LOOPBACK)
     assert caught.value.status == 422 and "does not resolve" in caught.value.detail
+
+
+def _own_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """This host's own addresses that no special range already reserves."""
+    return [net.network_address for net in local_networks() if net.prefixlen == net.max_prefixlen
+            and not any(net.version == special.version and net.subnet_of(special)  # type: ignore[arg-type]
+                        for _, special in SPECIAL)]
+
+
+def test_the_hosts_own_addresses_are_opened_only_by_their_own_block() -> None:
+    # This host's real addresses (its LAN's, a bridge's), checked only: nothing connects to them.
+    own = _own_addresses()
+    assert own, "this test needs a host with an address beside loopback and link-local"
+    for address in own:
+        url = f"http://[{address}]/" if address.version == 6 else f"http://{address}/"
+        lan = ipaddress.ip_network(f"{address}/{address.max_prefixlen - 8}", strict=False)
+        for allowed in (["0.0.0.0/0", "::/0"], [str(lan)]):
+            with pytest.raises(DestinationError) as caught:
+                _resolve(url, allowed)
+            assert caught.value.status == 403 and f"it is an address of this host, which only a block inside " \
+                f"{address}/{address.max_prefixlen} opens" in caught.value.detail
+        assert _resolve(url, [f"{address}/{address.max_prefixlen}"]).addresses == (address,)
+
+
+CHECK_IN_NAMESPACE = """
+import asyncio, json, sys
+from netscand.scan.destinations import DestinationError, resolve
+answers = []
+for url, allowed in json.loads(sys.argv[1]):
+    try:
+        answers.append([str(a) for a in asyncio.run(resolve(url, allowed)).addresses])
+    except DestinationError as exc:
+        answers.append(exc.detail)
+print(json.dumps(answers))
+"""
+
+
+def test_an_address_of_a_new_interface_is_the_hosts_own(netns: str) -> None:
+    # A new interface's address in a throwaway namespace, read by the check run there (the
+    # daemon's own namespace is what it reads), and by nothing else: nothing is sent. A veth
+    # pair with both ends inside it, as the lab's kernels may not have the dummy driver.
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", "-n", netns, *args], check=True)
+
+    ip("link", "add", "own0", "type", "veth", "peer", "name", "own1")
+    ip("address", "add", "198.19.250.1/24", "dev", "own0")
+    ip("address", "add", "fd00:250::1/64", "dev", "own0", "nodad")
+    ip("link", "set", "own0", "up")
+    asked = [("http://198.19.250.1/", ["0.0.0.0/0"]), ("http://198.19.250.1/", ["198.19.250.0/24"]),
+             ("http://198.19.250.1/", ["198.19.250.1/32"]), ("http://198.19.250.2/", ["198.19.250.0/24"]),
+             ("http://[fd00:250::1]/", ["fd00::/8"]), ("http://[fd00:250::1]/", ["fd00:250::1/128"]),
+             ("http://[fd00:250::2]/", ["fd00::/8"])]
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", CHECK_IN_NAMESPACE,
+                           json.dumps(asked)], capture_output=True, text=True, check=True, timeout=60)
+    refused_v4, refused_lan, own_v4, neighbour, refused_v6, own_v6, neighbour_v6 = json.loads(done.stdout)
+    for refused, net in ((refused_v4, "198.19.250.1/32"), (refused_lan, "198.19.250.1/32"),
+                         (refused_v6, "fd00:250::1/128")):
+        assert f"it is an address of this host, which only a block inside {net} opens" in refused
+    assert (own_v4, neighbour) == (["198.19.250.1"], ["198.19.250.2"])  # a neighbour on its LAN is no own address
+    assert (own_v6, neighbour_v6) == (["fd00:250::1"], ["fd00:250::2"])
+    # Outside that namespace the address is nobody's: the check reads the namespace it runs in.
+    assert _resolve("http://198.19.250.1/", ["198.19.250.0/24"]).addresses == (ipaddress.ip_address("198.19.250.1"),)

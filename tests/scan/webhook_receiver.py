@@ -1,9 +1,10 @@
 """A real webhook receiver for the tests that need no lab: the lab's receiver server
 (netscand.lab.receiver.Server: 500 to the first `failures` requests, then 200) on 127.0.0.1 in a
-thread of the test, its requests kept in memory."""
+thread of the test, its requests kept in memory; over HTTPS when given a server TLS context."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,10 +16,12 @@ __all__ = ["Received", "Receiver", "receiving"]
 
 
 class Receiver:
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []  # appended to under the server's lock
         self.server = Server(("127.0.0.1", 0), failures, self.received.append)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        if tls is not None:  # a handshake the client refuses fails the accept, which the server drops
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"http{'s' if tls else ''}://127.0.0.1:{self.server.server_address[1]}/hooks"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def accepted(self) -> list[Received]:
@@ -33,8 +36,8 @@ class Receiver:
 
 
 @contextmanager
-def receiving(failures: int = 0) -> Iterator[Receiver]:
-    receiver = Receiver(failures)
+def receiving(failures: int = 0, tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    receiver = Receiver(failures, tls)
     receiver.thread.start()
     try:
         yield receiver
