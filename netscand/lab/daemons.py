@@ -17,7 +17,7 @@ from netscand.lab import resolver, namespaces
 from netscand.lab.errors import LabError
 
 READY_TIMEOUT = 60  # mariadbd's first start on a fresh data directory takes a few seconds
-HOST_KEY = "ssh_host_ed25519_key"
+DNS_HOSTS, DNS_LOG = "dnsmasq.hosts", "dnsmasq.log"  # in the lab's work directory
 
 
 def work_dir(state_dir: Path, prefix: str) -> Path:
@@ -43,20 +43,10 @@ http {{ access_log off; default_type text/html;
     return ["/usr/sbin/nginx", "-c", str(d / "nginx.conf")]
 
 
-def host_key(d: Path) -> Path:
-    """A lab sshd's private host key, in its host's directory."""
-    return d / HOST_KEY
-
-
 def _openssh(host: dict[str, Any], d: Path) -> list[str]:
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation directory
-    # Each host its own key, as real machines have (the system's /etc/ssh keys would make every lab
-    # host one machine to an identity by host key); kept across restarts, as a machine keeps it.
-    if not host_key(d).exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host["name"], "-f", str(host_key(d))],
-                       check=True, capture_output=True)
     return ["/usr/sbin/sshd", "-D", "-e", "-p", "22", "-o", f"ListenAddress={host['ip']}",
-            "-o", f"PidFile={d}/sshd.pid", "-h", str(host_key(d))]
+            "-o", f"PidFile={d}/sshd.pid"]
 
 
 def _vsftpd(host: dict[str, Any], d: Path) -> list[str]:
@@ -128,13 +118,26 @@ START = {"nginx": _nginx, "openssh": _openssh, "vsftpd": _vsftpd, "redis": _redi
          "miniupnpd": _miniupnpd}
 
 
-def _dnsmasq(truth: dict[str, Any]) -> list[str]:
-    """The lab's DNS server, answering for lab names only: no upstream, so nothing leaves."""
-    records = [f"--host-record={resolver.hostname(h)},{h['ip']}" for h in truth["hosts"]]
-    records += [f"--host-record={resolver.ROUTER_NAME},{ip}" for ip in truth["router"]["ips"]]
+def dns_hosts(truth: dict[str, Any], state_dir: Path) -> Path:
+    """The lab DNS's records as the truth has them now (each host's name at its address, the
+    router's at each of its), written as the hosts file dnsmasq reads at its start and again on
+    SIGHUP (a moved host's, mutate.py); its path. Replaced whole, by a rename, so that a reload
+    never reads half of it."""
+    path = work_dir(state_dir, truth["prefix"]) / DNS_HOSTS
+    lines = [f"{h['ip']} {resolver.hostname(h)}" for h in truth["hosts"]]
+    lines += [f"{ip} {resolver.ROUTER_NAME}" for ip in truth["router"]["ips"]]
+    written = path.with_suffix(".new")
+    written.write_text("\n".join(lines) + "\n")
+    written.replace(path)
+    return path
+
+
+def _dnsmasq(truth: dict[str, Any], hosts: Path) -> list[str]:
+    """The lab's DNS server, answering for lab names only (those of `hosts`, a hosts file, and no
+    other: --no-hosts keeps the machine's /etc/hosts out): no upstream, so nothing leaves."""
     return ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
             "--no-poll", "--bind-interfaces", f"--listen-address={','.join(truth['router']['ips'])}",
-            "--log-facility=-", f"--local=/{resolver.DOMAIN}/", "--pid-file=", *records]
+            "--log-facility=-", f"--local=/{resolver.DOMAIN}/", "--pid-file=", f"--addn-hosts={hosts}"]
 
 
 def _spawn(netns: str, argv: list[str], log: Path) -> None:
@@ -164,7 +167,7 @@ def start(truth: dict[str, Any], state_dir: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     waiting: dict[str, set[tuple[str, str, int]]] = {}
     router = truth["router"]
-    _spawn(router["netns"], _dnsmasq(truth), root / "dnsmasq.log")
+    _spawn(router["netns"], _dnsmasq(truth, dns_hosts(truth, state_dir)), root / DNS_LOG)
     waiting[router["netns"]] = {(proto, ip, 53) for ip in router["ips"] for proto in ("tcp", "udp")}
     addresses = {router["netns"]: router["ips"]}
     for host in truth["hosts"]:

@@ -11,7 +11,8 @@ namespace, whose eth0 is the machine's own.
 
 The imitation hosts' ports are served by the one services process from the truth (services.py),
 so a change to them rewrites the truth and restarts that process: the listeners, their banners
-and their addresses then follow. A server's daemon is stopped where it runs, in its namespace.
+and their addresses then follow. A server's daemon is stopped where it runs, in its namespace,
+and the lab's DNS (the router's dnsmasq) is told to reread its records there too.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import errno
 import ipaddress
 import os
 import re
+import signal
+import time
 from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError, netns
 
-from netscand.lab import namespaces, procs, servers, truth
+from netscand.lab import daemons, namespaces, procs, servers, truth
 from netscand.lab.errors import LabError
 from netscand.lab.lab import Lab
 from netscand.lab.topology import SCAN_IF
@@ -33,6 +36,7 @@ SERVICES = "netscand.lab.services"
 HOST_IF = "eth0"
 ROUTER_IFS = ("eth0", "eth1")  # the router's side of the scanner's segment, of the routed one
 MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+DNS_RELOAD_TIMEOUT = 5.0  # dnsmasq rereads a lab's few records in milliseconds
 
 
 def host(lab: Lab, name: str) -> dict[str, Any]:
@@ -86,8 +90,9 @@ def swap_banner(lab: Lab, name: str, port: int, banner: str) -> None:
 
 def move_host(lab: Lab, name: str, new_ip: str) -> None:
     """Imitation host `name` leaves its address for `new_ip` on the same segment, keeping its
-    interface and MAC (as a host renumbered by hand or given a new DHCP lease). The lab's DNS
-    keeps the name's old record, as a zone nobody updated does."""
+    interface and MAC (as a host renumbered by hand or given a new DHCP lease), and the lab's DNS
+    answers its name with the new address from then on (and the old address with no name), as a
+    DHCP server that updates DNS does."""
     found = _imitation(lab, name)
     old_ip = found["ip"]
     _check_free(lab, found, new_ip)
@@ -104,6 +109,7 @@ def move_host(lab: Lab, name: str, new_ip: str) -> None:
     found["ip"] = new_ip
     found.setdefault("previous_ips", []).append(old_ip)
     _restart_services(lab)
+    _reload_dns(lab)
 
 
 def set_mac(lab: Lab, name: str, mac: str) -> None:
@@ -176,6 +182,27 @@ def stop_daemon(lab: Lab, name: str, daemon: str) -> None:
     found["udp"] = {p: s for p, s in found["udp"].items() if int(p) not in gone.udp}
     found["open"] = [p for p in found["open"] if p not in gone.tcp]
     truth.write(lab.state_file, lab.truth)
+
+
+def _reload_dns(lab: Lab) -> None:
+    """The lab's DNS answers as the truth says now: its hosts file rewritten, then its dnsmasq
+    told to read it again (SIGHUP: it clears its cache and rereads its hosts files, its
+    command-line records it cannot). The signal goes only to the dnsmasq running in this lab's
+    router namespace; done once its log says it has read the file again."""
+    pids = _running(lab_netns(lab, lab.truth["router"]), servers.DAEMONS["dnsmasq"].binary)
+    if len(pids) != 1:
+        raise LabError(f"lab {lab.prefix!r} runs {len(pids)} DNS servers in its router, not one: is it up?")
+    hosts = daemons.dns_hosts(lab.truth, lab.state_dir)
+    log = daemons.work_dir(lab.state_dir, lab.prefix) / daemons.DNS_LOG
+    read = f"read {hosts} - ".encode()
+    before = log.read_bytes().count(read)
+    os.kill(pids[0], signal.SIGHUP)
+    deadline = time.monotonic() + DNS_RELOAD_TIMEOUT
+    while log.read_bytes().count(read) <= before:
+        if time.monotonic() > deadline:
+            raise LabError(f"the DNS of lab {lab.prefix!r} did not read {hosts} again within "
+                           f"{DNS_RELOAD_TIMEOUT:g} s (its log: {log})")
+        time.sleep(0.02)
 
 
 def _running(ns: str, binary: str) -> list[int]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from netscand.lab import Lab, LabError, mutate, receiver, truth
+from netscand.lab import Lab, LabError, mutate, receiver, resolver, truth
 from netscand.lab.harness import lab_up
 
 pytestmark = pytest.mark.lab
@@ -41,6 +41,47 @@ def in_scanner(lab: Lab, code: str) -> str:
     out = subprocess.run(lab.scanner_argv([sys.executable, "-c", textwrap.dedent(code)]),
                          check=True, capture_output=True, text=True, timeout=60)
     return out.stdout
+
+
+# A DNS query of the lab's own server from the scanner's namespace, by hand rather than through
+# a resolver: nothing of the machine's (its resolv.conf, nscd, a cache) can answer it.
+DNS_QUERY = """
+import json, socket, struct
+
+def name_at(msg, i):
+    labels = []
+    while msg[i]:
+        if msg[i] >= 0xC0:  # a pointer to the rest of the name
+            return ".".join([*labels, name_at(msg, (msg[i] & 0x3F) << 8 | msg[i + 1])[0]]), i + 2
+        labels.append(msg[i + 1:i + 1 + msg[i]].decode())
+        i += 1 + msg[i]
+    return ".".join(labels), i + 1
+
+def lookup(server, name, qtype):
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    query = struct.pack(">6H", 0x6E73, 0x0100, 1, 0, 0, 0) + labels + b"\\0" + struct.pack(">2H", qtype, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(query, (server, 53))
+        msg = s.recv(4096)
+    i, found = name_at(msg, 12)[1] + 4, []
+    for _ in range(struct.unpack(">H", msg[6:8])[0]):
+        i = name_at(msg, i)[1]
+        rtype, _, _, size = struct.unpack(">HHIH", msg[i:i + 10])
+        found.append(socket.inet_ntoa(msg[i + 10:i + 14]) if rtype == 1 else name_at(msg, i + 10)[0])
+        i += 10 + size
+    return found
+"""
+
+
+def dns(lab: Lab, name: str, qtype: int = 1) -> list[str]:
+    """What the lab's DNS server answers for `name` (qtype 1: A, 12: PTR), asked from the scanner."""
+    server = lab.truth["scanner"]["gateway"]
+    return list(json.loads(in_scanner(lab, DNS_QUERY + f"print(json.dumps(lookup({server!r}, {name!r}, {qtype})))")))
+
+
+def reverse(ip: str) -> str:
+    return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
 
 
 def test_open_port_listens_with_its_banner_and_the_rest_still_serve(lab: Lab) -> None:
@@ -80,8 +121,13 @@ def test_stop_daemon_closes_its_ports_only(lab: Lab) -> None:
 def test_move_host_keeps_its_mac_and_ports_at_the_new_address(lab: Lab, name: str, new_ip: str) -> None:
     moving = mutate.host(lab, name)
     old_ip, mac, ports = moving["ip"], moving["mac"], list(moving["open"])
+    fqdn = resolver.hostname(moving)
     assert all(r["result"] == "open" for r in probe(lab, *((old_ip, p) for p in ports)).values())
+    assert dns(lab, fqdn) == [old_ip] and dns(lab, reverse(old_ip), 12) == [fqdn]
     mutate.move_host(lab, name, new_ip)
+    # The lab's DNS moved the name with it: the name, and the new address's reverse name.
+    assert dns(lab, fqdn) == [new_ip] and dns(lab, reverse(new_ip), 12) == [fqdn]
+    assert dns(lab, reverse(old_ip), 12) == []
     assert all(r["result"] == "open" for r in probe(lab, *((new_ip, p) for p in ports)).values())
     assert probe(lab, (old_ip, ports[0]))[(old_ip, ports[0])]["result"] != "open"
     written = next(h for h in truth.read(lab.state_file)["hosts"] if h["name"] == name)
