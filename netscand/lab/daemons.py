@@ -18,6 +18,7 @@ from netscand.lab.errors import LabError
 
 READY_TIMEOUT = 60  # mariadbd's first start on a fresh data directory takes a few seconds
 DNS_HOSTS, DNS_LOG = "dnsmasq.hosts", "dnsmasq.log"  # in the lab's work directory
+HOST_KEY = "ssh_host_ed25519_key"
 
 
 def work_dir(state_dir: Path, prefix: str) -> Path:
@@ -43,10 +44,20 @@ http {{ access_log off; default_type text/html;
     return ["/usr/sbin/nginx", "-c", str(d / "nginx.conf")]
 
 
+def host_key(d: Path) -> Path:
+    """A lab sshd's private host key, in its host's directory."""
+    return d / HOST_KEY
+
+
 def _openssh(host: dict[str, Any], d: Path) -> list[str]:
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation directory
+    # Each host its own key, as real machines have (the system's /etc/ssh keys would make every lab
+    # host one machine to an identity by host key); kept across restarts, as a machine keeps it.
+    if not host_key(d).exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host["name"], "-f", str(host_key(d))],
+                       check=True, capture_output=True)
     return ["/usr/sbin/sshd", "-D", "-e", "-p", "22", "-o", f"ListenAddress={host['ip']}",
-            "-o", f"PidFile={d}/sshd.pid"]
+            "-o", f"PidFile={d}/sshd.pid", "-h", str(host_key(d))]
 
 
 def _vsftpd(host: dict[str, Any], d: Path) -> list[str]:
