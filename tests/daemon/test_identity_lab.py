@@ -68,7 +68,7 @@ def moved_sshd(lab: Lab, tmp_path: Path) -> Iterator[Path]:
 
 def _wait_listening(ns: str, port: int, log: Path) -> None:
     deadline = time.monotonic() + LISTEN_TIMEOUT_S
-    while f":{port} " not in subprocess.run(namespaces.exec_argv(ns, ["ss", "-Hltn"]), capture_output=True,
+    while f":{port} " not in subprocess.run(namespaces.exec_argv(ns, ["ss", "-Hltn"]), check=True, capture_output=True,
                                             text=True).stdout:
         assert time.monotonic() < deadline, f"sshd never listened on {port}: {log.read_text()[-2000:]}"
         time.sleep(0.1)
