@@ -178,7 +178,11 @@ def evidence(device: Device) -> list[str]:
 def keys(device: Device, shared: frozenset[str] = frozenset()) -> list[str]:
     """How a device may be recognised, strongest first; the address always last. Evidence in
     `shared` (several devices of its view carry it) names none of them."""
-    return [*(k for k in evidence(device) if k not in shared), f"ip:{device['ip']}"]
+    return _keys(evidence(device), device["ip"], shared)
+
+
+def _keys(shown: list[str], ip: str, shared: frozenset[str]) -> list[str]:
+    return [*(k for k in shown if k not in shared), f"ip:{ip}"]
 
 
 def shared_evidence(view: Sequence[Device]) -> frozenset[str]:
@@ -186,7 +190,11 @@ def shared_evidence(view: Sequence[Device]) -> frozenset[str]:
     their addresses: a generic PTR name ("dhcp.example"), cloned VMs' one host key, a wildcard
     certificate on many hosts, a load balancer's addresses. Not a MAC: one answering for several
     addresses is one machine's, and names the first (pair)."""
-    counts = Counter(k for d in view for k in evidence(d) if not k.startswith("mac:"))
+    return _shared([evidence(d) for d in view])
+
+
+def _shared(shown: Iterable[list[str]]) -> frozenset[str]:
+    counts = Counter(k for found in shown for k in found if not k.startswith("mac:"))
     return frozenset(k for k, n in counts.items() if n > 1)
 
 
@@ -198,25 +206,25 @@ def _rank(identity: str) -> int:
     return RANK.get(_kind(identity), 0)
 
 
-def _compatible(known: Device, device: Device, shared: frozenset[str]) -> bool:
-    """Whether a device found at a known device's address may be it: not when both have evidence
-    of the kind that identifies the known one, and it differs; a host key or certificate that
-    differs is a replaced one (ROTATES), which contradicts nothing."""
+def _compatible(known: Device, candidates: list[str]) -> bool:
+    """Whether a device found at a known device's address, recognisable by `candidates`, may be
+    it: not when both have evidence of the kind that identifies the known one, and it differs; a
+    host key or certificate that differs is a replaced one (ROTATES), which contradicts nothing."""
     kind = _kind(known["identity"])
-    theirs = [k for k in keys(device, shared) if _kind(k) == kind]
+    theirs = [k for k in candidates if _kind(k) == kind]
     return kind == "ip" or kind in ROTATES or not theirs or known["identity"] in theirs
 
 
-def _identity(mine: str | None, device: Device, candidates: list[str], free: list[str],
+def _identity(mine: str | None, shown: list[str], candidates: list[str], free: list[str],
               shared: frozenset[str]) -> str:
     """The identity a later device takes: the earlier one's (`mine`, when matched), unless the
     view shows a stronger one, shows it shared, or shows its replacement (a new host key or
-    certificate: evidence of its kind, and not it)."""
+    certificate: evidence of its kind, and not it). `shown`: its evidence, shared or not."""
     best = free[0] if free else None
     if mine is None or mine in shared:
         return best or candidates[-1]
     if best and (_rank(best) > _rank(mine) or
-                 (_kind(best) == _kind(mine) and _kind(mine) in ROTATES and mine not in evidence(device))):
+                 (_kind(best) == _kind(mine) and _kind(mine) in ROTATES and mine not in shown)):
         return best
     return mine
 
@@ -241,10 +249,11 @@ def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
     if any("identity" not in b for b in before):
         given = {j: identity for j, identity in pair([], before).new}
         known = [dict(b, identity=b.get("identity") or given[i]) for i, b in enumerate(before)]
-    shared = shared_evidence(after)
+    shown = [evidence(d) for d in after]
+    shared = _shared(shown)
     by_identity = {k["identity"]: i for i, k in enumerate(known)}
     ordered = sorted(range(len(after)), key=lambda j: (_number(after[j]["ip"]), after[j]["ip"]))
-    candidates = {j: keys(after[j], shared) for j in ordered}
+    candidates = {j: _keys(shown[j], after[j]["ip"], shared) for j in ordered}
     matches: dict[int, int] = {}
     claimed: set[int] = set()
     for j in ordered:
@@ -253,14 +262,14 @@ def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
         if match is not None:
             matches[j] = match
             claimed.add(match)
-    _match_addresses(known, after, ordered, shared, matches, claimed)
+    _match_addresses(known, after, ordered, candidates, matches, claimed)
     taken: set[str] = set()
     result = Pairing()
     for j in ordered:
         match = matches.get(j)
         mine = known[match]["identity"] if match is not None else None
         free = [k for k in candidates[j] if k not in taken and by_identity.get(k, match) == match]
-        identity = _identity(mine, after[j], candidates[j], free, shared)
+        identity = _identity(mine, shown[j], candidates[j], free, shared)
         taken.add(identity)
         if match is None:
             result.new.append((j, identity))
@@ -271,7 +280,7 @@ def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
 
 
 def _match_addresses(known: Sequence[Device], after: Sequence[Device], ordered: list[int],
-                     shared: frozenset[str], matches: dict[int, int], claimed: set[int]) -> None:
+                     candidates: dict[int, list[str]], matches: dict[int, int], claimed: set[int]) -> None:
     """The later devices no identity matched, matched to an unclaimed earlier device at their
     address that nothing contradicts (present ones first)."""
     by_ip: dict[str, list[int]] = {}
@@ -279,7 +288,7 @@ def _match_addresses(known: Sequence[Device], after: Sequence[Device], ordered: 
         by_ip.setdefault(known[i]["ip"], []).append(i)
     for j in (j for j in ordered if j not in matches):
         match = next((i for i in by_ip.get(after[j]["ip"], ())
-                      if i not in claimed and _compatible(known[i], after[j], shared)), None)
+                      if i not in claimed and _compatible(known[i], candidates[j])), None)
         if match is not None:
             matches[j] = match
             claimed.add(match)
