@@ -3,14 +3,14 @@ sends them, signed per the Standard Webhooks specification.
 
 Each round it moves every enabled webhook's cursor over the events written since (the ones its
 patterns take become delivery rows, in the same transaction), then leases the deliveries that
-are due and sends them, at most webhooks.max_concurrent at once and per_webhook_concurrent of one
-webhook's (a receiver that hangs holds that many places for its timeout, never every one). An answer in
-2xx delivers; any other answer (or a status that is no HTTP one), a timeout, a refused
-connection or a destination outside the allowlist is retried after a wait drawn at random up to
-a ceiling that doubles each time (full jitter), until max_attempts; an outcome that cannot be
-recorded but for the store being unavailable gives the delivery up as failed, never resends it
-for ever. Every store call goes through the store's threads and every send is a task of its
-own, so a slow receiver holds its own delivery up, never a scan.
+are due and sends them, at most webhooks.max_concurrent at once and per_webhook_concurrent of
+one webhook's (a receiver that hangs holds that many places for its timeout, never every one).
+An answer in 2xx delivers; any other answer (or a status that is no HTTP one), a timeout, a
+refused connection or a destination outside the allowlist is retried after a wait drawn at
+random up to a ceiling that doubles each time (full jitter), until max_attempts; an outcome
+that cannot be recorded but for the store being unavailable gives the delivery up as failed,
+never resends it for ever. Every store call goes through the store's threads and every send is
+a task of its own, so a slow receiver holds its own delivery up, never a scan.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ receiver on 127.0.0.1 verified with the Standard Webhooks library."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from standardwebhooks import Webhook
 
 from netscand.api.problems import INSUFFICIENT_SCOPE, INVALID_FIELD, NOT_FOUND
 from netscand.config import WebhooksConfig
+from netscand.scan.destinations import local_networks
 from netscand.store import events
 from tests.api.conftest import Api, ApiRunner, assert_problem
 from tests.scan.webhook_receiver import receiving
@@ -99,6 +101,19 @@ def test_the_whole_internet_allowed_opens_no_special_address(api_factory: ApiRun
     assert f"it is {kind}, which only a block inside" in body["detail"]
 
 
+LOOPBACK_RANGE = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+def test_the_whole_internet_allowed_opens_no_address_of_this_host(api_factory: ApiRunner) -> None:
+    # This host's own LAN address (checked at creation, never connected to), as a token holder
+    # would name it to reach a service bound on the host.
+    own = next(net.network_address for net in local_networks()
+               if net.version == 4 and net.prefixlen == 32 and not net.subnet_of(LOOPBACK_RANGE))
+    anywhere = api_factory(webhooks=WebhooksConfig(allowed_destinations=["0.0.0.0/0", "::/0"]))
+    body = assert_problem(create(anywhere.unix(), url=f"http://{own}:6379/"), 403, INVALID_FIELD, "url")
+    assert f"it is an address of this host, which only a block inside {own}/32 opens" in body["detail"]
+
+
 def test_a_name_resolving_outside_the_allowlist_is_refused(api_factory: ApiRunner) -> None:
     lab_only = api_factory(webhooks=WebhooksConfig(allowed_destinations=["198.18.0.0/15"]))
     body = assert_problem(create(lab_only.unix(), url="http://localhost:8080/"), 403, INVALID_FIELD, "url")
@@ -148,6 +163,9 @@ def test_events_reach_a_real_receiver_signed_once_each_and_the_log_says_so(hooks
             payloads = [Webhook(hook["secret"]).verify(r.body, r.headers) for r in receiver.accepted()]
             assert sorted(p["data"]["port"] for p in payloads) == [22, 80, 443]
             assert len({r.headers["webhook-id"] for r in receiver.accepted()}) == 3
+            # Each is recorded once its answer is in, not necessarily by the time the receiver kept it.
+            receiver.wait_for(lambda r: {d["status"] for d in unix.get(f"{HOOKS}/{hook['id']}/deliveries").json()
+                                         ["deliveries"]} == {"delivered"})
             log = unix.get(f"{HOOKS}/{hook['id']}/deliveries").json()
             assert log["total"] == 3 and {d["status"] for d in log["deliveries"]} == {"delivered"}
             assert [d["event_seq"] for d in log["deliveries"]] == sorted((d["event_seq"] for d in log["deliveries"]),
