@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -51,14 +51,18 @@ from netscand.config import PolicyConfig
 from netscand.engine.shm import Shared
 from netscand.lab.harness import bench_exit, parse_bench_args, print_bench_footer
 from netscand.scan.dispatch import Dispatcher
+from netscand.scan.events import Events
+from netscand.scan.inventory import Inventory
 from netscand.scan.limits import Limits
 from netscand.scan.orchestrator import Orchestrator
 from netscand.scan.policy import Policy
-from netscand.store import Store, devices, inventory, sites
+from netscand.store import Store, devices, sites
 from netscand.store.compare import Covered
 from netscand.store.devices import Filters
 from netscand.store.inventory import merge
+from netscand.store.threads import StoreThreads
 
+T = TypeVar("T")
 GOAL_MS = 50.0
 PER_PAGE = 25
 SPACE = ipaddress.ip_network("198.18.0.0/15")  # where every site's addresses are drawn from (data only)
@@ -262,11 +266,28 @@ def run_queries(store: Store, client: httpx.Client | None, named: dict[str, Filt
 
 # --- the scan's merge -------------------------------------------------------------------------------
 
-def merge_scan(store: Store, fleet: Fleet, addresses: int, density: float) -> None:
+class TimedStore(Store):
+    """A store that times each call: how long each held it, and which were the writer's."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.held: list[tuple[float, str, str]] = []  # (seconds, thread, function)
+
+    def call(self, doing: str, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        began = time.perf_counter()
+        try:
+            return super().call(doing, query, *args, **kwargs)
+        finally:
+            self.held.append((time.perf_counter() - began, threading.current_thread().name,
+                              getattr(query, "__name__", "?")))
+
+
+def merge_scan(store: TimedStore, fleet: Fleet, addresses: int, density: float) -> None:
     """A site's /16 (or --scan addresses) holding --density as many devices, scanned three times:
     first (every device new), again unchanged, then with changes; each scan stored completed with
-    its result and merged by inventory.merge_scan, as Live merges one (it reads the stored
-    result); the time of each merge."""
+    its result and merged as Live merges one (scan/inventory.py Inventory.merge_scan: reads and
+    comparison on a reader thread, the writes on the writer); each merge's wall time, its
+    longest write (the writer thread held) and its longest store call of any kind (the store held)."""
     network = ipaddress.ip_network(f"198.18.0.0/{32 - addresses.bit_length() + 1}")
     site_id = store.call("bench", sites.create, "merged scan")["id"]
     rnd = fleet.rnd
@@ -292,16 +313,26 @@ def merge_scan(store: Store, fleet: Fleet, addresses: int, density: float) -> No
                            "status": "completed", "site_id": site_id})
         store.put_devices(scan_id, found)
         store.put_cves(scan_id, found, {"cve_data": {"loaded": True}})
+        store.held.clear()
         began = time.perf_counter()
-        changes = store.call("bench", inventory.merge_scan, scan_id, covered(network), at)
+        changes = asyncio.run(merged(store, scan_id, covered(network), at))
         took = time.perf_counter() - began
         kinds: dict[str, int] = {}
         for change in changes:
             kinds[change["kind"]] = kinds.get(change["kind"], 0) + 1
         print(f"merge_scan of a {network.num_addresses:,}-address scan, {label} ({len(found):,} devices found): "
               f"{took:.2f} s, {len(changes):,} changes")
+        writes = [h for h in store.held if h[1].startswith("store-write")]
+        longest, held = max(writes), max(store.held)
+        print(f"  writer held at most {longest[0]:.2f} s ({longest[2]}, {len(writes)} writes in all); "
+              f"the store at most {held[0]:.2f} s at a time ({held[2]}, {len(store.held)} calls)")
         if kinds:
             print("  " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items())))
+
+
+async def merged(store: Store, scan_id: str, covered: Covered, at: str) -> list[dict[str, Any]]:
+    io = StoreThreads()
+    return await Inventory(store, io, Events(store, io)).merge_scan(scan_id, covered, at)
 
 
 def main() -> int:
@@ -312,7 +343,7 @@ def main() -> int:
     fleet = Fleet(args.seed)
     with tempfile.TemporaryDirectory(prefix="nsinv") as tmp:
         directory = Path(tmp)
-        store = Store(directory / "netscand.db")
+        store = TimedStore(directory / "netscand.db")
         try:
             began = time.perf_counter()
             made = fill(store, args, fleet)

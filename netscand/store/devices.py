@@ -1,7 +1,7 @@
 """Devices: reads of the inventory (written by store/inventory.py), a page of devices matching
 filters and one device with its history.
 
-Every filter is answered by an index (schema m004), never by the devices' rows: over 100,000
+Every filter is answered by an index (schema m008), never by the devices' rows: over 100,000
 devices most queries take a few milliseconds (bench/inventory.py measures each). The text filters (hostname or vendor, OS) are
 substrings, which no B-tree answers; they scan the narrow indexes that hold those columns
 rather than the table with its JSON state.
@@ -60,15 +60,15 @@ def page(db: Database, filters: Filters, number: int, per_page: int) -> tuple[li
     if total <= offset:
         return [], total
     sql, args = query.ids(driver, (offset + per_page) * query._devices(db) < total * total)
-    return _with_ports(db, [r["id"] for r in db.query(f"{sql} LIMIT ? OFFSET ?", [*args, per_page, offset])]), total
+    return _with_ports(db, [r["key"] for r in db.query(f"{sql} LIMIT ? OFFSET ?", [*args, per_page, offset])]), total
 
 
-def _with_ports(db: Database, ids: list[str]) -> list[dict[str, Any]]:
-    """The devices of `ids`, in that order, each with its open ports."""
-    rows = {r["id"]: r for r in db.query(
-        f"SELECT {', '.join(_DEVICE)} FROM inventory WHERE id IN ({', '.join('?' * len(ids))})", ids)}
-    ports = _ports(db, ids)
-    return [_view(rows[i]) | {"ports": ports.get(i, [])} for i in ids]
+def _with_ports(db: Database, keys: list[int]) -> list[dict[str, Any]]:
+    """The devices of `keys`, in that order, each with its open ports."""
+    rows = {r.pop("key"): r for r in db.query(
+        f"SELECT key, {', '.join(_DEVICE)} FROM inventory WHERE key IN ({', '.join('?' * len(keys))})", keys)}
+    ports = _ports(db, keys)
+    return [_view(rows[k]) | {"ports": ports.get(k, [])} for k in keys]
 
 
 Key = tuple[str, bytes, str]  # (site_key, ip_key, id): a device's place in the list's order
@@ -100,24 +100,26 @@ def page_after(db: Database, plan: Listing, after: Key | None,
     query = plan.query if after is None else \
         replace(plan.query, own=[*plan.query.own, ("(i.site_key, i.ip_key, i.id) > (?, ?, ?)", list(after))])
     sql, args = query.ids(plan.driver, plan.walk)
-    keys = [(r["site_key"], r["ip_key"], r["id"]) for r in db.query(f"{sql} LIMIT ?", [*args, per_page])]
-    return _with_ports(db, [k[2] for k in keys]), keys[-1] if keys else None
+    rows = list(db.query(f"{sql} LIMIT ?", [*args, per_page]))
+    last = (rows[-1]["site_key"], rows[-1]["ip_key"], rows[-1]["id"]) if rows else None
+    return _with_ports(db, [r["key"] for r in rows]), last
 
 
 def get(db: Database, device_id: str) -> dict[str, Any] | None:
     """One device with its open ports, CVEs, addresses, and its newest MAX_CHANGES changes."""
-    row = next(db.query(f"SELECT {', '.join(_DEVICE)} FROM inventory WHERE id = ?", [device_id]), None)
+    row = next(db.query(f"SELECT key, {', '.join(_DEVICE)} FROM inventory WHERE id = ?", [device_id]), None)
     if row is None:
         return None
+    key = row.pop("key")
     history = changes.of_device(db, device_id, MAX_CHANGES + 1)
     return _view(row) | {
-        "ports": _ports(db, [device_id]).get(device_id, []),
+        "ports": _ports(db, [key]).get(key, []),
         "cves": [{**c, "severity": SEVERITY_NAMES.get(c["severity"])} for c in db.query(
-            "SELECT cve_id AS id, severity, port, protocol FROM inventory_cves WHERE device_id = ? "
-            "ORDER BY severity DESC, cve_id, port, protocol", [device_id])],
+            "SELECT cve_id AS id, severity, port, protocol FROM inventory_cves WHERE device_key = ? "
+            "ORDER BY severity DESC, cve_id, port, protocol", [key])],
         "addresses": list(db.query(
-            "SELECT ip, first_seen, last_seen FROM inventory_addresses WHERE device_id = ? "
-            "ORDER BY last_seen DESC, ip", [device_id])),
+            "SELECT ip, first_seen, last_seen FROM inventory_addresses WHERE device_key = ? "
+            "ORDER BY last_seen DESC, ip", [key])),
         "changes": history[:MAX_CHANGES],
         "more_changes": len(history) > MAX_CHANGES,
     }
@@ -175,28 +177,31 @@ class _Query:
     def count(self, db: Database, driver: Join | None) -> int:
         if driver is None:
             where, args = _where([*self.own, *map(_has, self.joined)])
-            sql = f"SELECT count(*) AS n FROM inventory AS i {where}"
+            sql = f"SELECT 1 FROM inventory AS i {where}"
         elif not self.own and len(self.joined) == 1:  # its table's index alone counts the devices
             table, (condition, args) = driver
-            sql = f"SELECT count(DISTINCT device_id) AS n FROM {table} AS t WHERE {condition}"
+            sql = f"SELECT DISTINCT device_key FROM {table} AS t WHERE {condition}"
         else:
-            sql, args = self.driven(driver, "count(DISTINCT i.id) AS n")
-        return int(next(db.query(sql, args))["n"])
+            sql, args = self.driven(driver, "DISTINCT t.device_key")
+        # DISTINCT in a subquery, not count(DISTINCT): the index gives each filter's rows by
+        # device, and only this form skips the sort that count(DISTINCT) always makes
+        return int(next(db.query(f"SELECT count(*) AS n FROM ({sql})", args))["n"])
 
     def ids(self, driver: Join | None, walk: bool) -> Term:
-        """SELECT of the matches' keys (id, site_key, ip_key) in the list's order, found one of two
+        """SELECT of the matches (key, id, site_key, ip_key) in the list's order, found one of two
         ways: walking the listing in order, checking each device, or finding every match (from
         `driver`, else by the device's own filters) and sorting them; the caller adds LIMIT."""
         if walk:
             # The listing index holds the order and every column filtered: no row is read.
             where, args = self.where(walking=True)
-            return (f"SELECT id, site_key, ip_key FROM inventory AS i INDEXED BY inventory_listing {where} "
+            return (f"SELECT key, id, site_key, ip_key FROM inventory AS i INDEXED BY inventory_listing {where} "
                     "ORDER BY site_key, ip_key, id", args)
         if driver is None:
             where, args = _where([*self.own, *map(_has, self.joined)])
             # `+`: the planner must start from the most selective filter, not walk an index in order
-            return f"SELECT id, site_key, ip_key FROM inventory AS i {where} ORDER BY +site_key, +ip_key, +id", args
-        sql, args = self.driven(driver, "DISTINCT i.id, i.site_key, i.ip_key")
+            return (f"SELECT key, id, site_key, ip_key FROM inventory AS i {where} "
+                    "ORDER BY +site_key, +ip_key, +id", args)
+        sql, args = self.driven(driver, "DISTINCT i.key, i.id, i.site_key, i.ip_key")
         return sql + " ORDER BY i.site_key, i.ip_key, i.id", args
 
     def driver(self, db: Database) -> Join | None:
@@ -209,21 +214,25 @@ class _Query:
                  for i, (table, (condition, args)) in enumerate(self.joined)]
         rows, smallest = min(sizes)
         if self.own:
+            # counted only as far as it decides: a substring filter's full count reads every device
+            enough = rows // (1 + len(self.joined))
             where, args = _where(self.own)
-            own = next(db.query(f"SELECT count(*) AS n FROM inventory AS i {where}", args))["n"]
-            if own * (1 + len(self.joined)) <= rows:
+            own = next(db.query(f"SELECT count(*) AS n FROM (SELECT 1 FROM inventory AS i {where} LIMIT ?)",
+                                [*args, enough + 1]))["n"]
+            if own <= enough:
                 return None
         return self.joined[smallest]
 
     def driven(self, driver: Join, columns: str) -> Term:
         """SELECT `columns` of the matches, read from `driver`'s index, each device's own
-        columns from the listing by id, its other ports or CVEs checked by their primary key."""
+        columns from inventory_filtered by key, its other ports or CVEs checked by their primary key."""
         table, (condition, args) = driver
         where, more = _where([(condition, args), *self.own, *(_has(j) for j in self.joined if j is not driver)])
-        # CROSS JOIN: SQLite keeps this order, the driver's rows first; then the listing by id,
-        # which holds every column the device's own filters read (never its row).
-        return (f"SELECT {columns} FROM {table} AS t CROSS JOIN inventory AS i INDEXED BY inventory_listing_by_id "
-                f"ON i.id = t.device_id {where}", more)
+        # CROSS JOIN: SQLite keeps this order, the driver's rows first; then inventory_filtered,
+        # which holds every column the device's own filters read (a row is read only for a
+        # match's id and address, when the matches are sorted: few).
+        return (f"SELECT {columns} FROM {table} AS t CROSS JOIN inventory AS i INDEXED BY inventory_filtered "
+                f"ON i.key = t.device_key {where}", more)
 
     @staticmethod
     def _devices(db: Database) -> int:
@@ -232,12 +241,12 @@ class _Query:
 
 def _has(join: Join) -> Term:
     table, (condition, args) = join
-    return f"EXISTS (SELECT 1 FROM {table} AS t WHERE t.device_id = i.id AND {condition})", args
+    return f"EXISTS (SELECT 1 FROM {table} AS t WHERE t.device_key = i.key AND {condition})", args
 
 
 def _among(join: Join) -> Term:
     table, (condition, args) = join
-    return f"i.id IN (SELECT device_id FROM {table} AS t WHERE {condition})", args
+    return f"i.key IN (SELECT device_key FROM {table} AS t WHERE {condition})", args
 
 
 def _where(terms: list[Term]) -> Term:
@@ -251,15 +260,15 @@ def _contains(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _ports(db: Database, device_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    if not device_ids:
+def _ports(db: Database, keys: list[int]) -> dict[int, list[dict[str, Any]]]:
+    found: dict[int, list[dict[str, Any]]] = {}
+    if not keys:
         return found
     rows = db.query(
-        f"SELECT device_id, {', '.join(_PORT)} FROM inventory_ports "
-        f"WHERE device_id IN ({', '.join('?' * len(device_ids))}) ORDER BY device_id, port, protocol", device_ids)
+        f"SELECT device_key, {', '.join(_PORT)} FROM inventory_ports "
+        f"WHERE device_key IN ({', '.join('?' * len(keys))}) ORDER BY device_key, port, protocol", keys)
     for row in rows:
-        found.setdefault(row.pop("device_id"), []).append({k: v for k, v in row.items() if v is not None})
+        found.setdefault(row.pop("device_key"), []).append({k: v for k, v in row.items() if v is not None})
     return found
 
 

@@ -5,12 +5,19 @@ A device row (table `inventory`) keeps its fields in columns and, in `state` (JS
 ports as a result lists them (`ports`, with their services and CVEs), its `hostnames` and
 `detected`: the ports ("22/tcp") whose service, product and version came from service detection.
 `inventory_ports` and `inventory_cves` are indexes of that state for the device filters
-(vulnerable findings only), `inventory_addresses` every address it was seen at.
+(vulnerable findings only), `inventory_addresses` every address it was seen at; all three refer
+to the device by its integer `key`.
 
-Only the devices a merge concerns are read: those of the site within the scan's target ranges
-(by ip_key ranges, never address by address) and those the found devices' MACs and names may
-be; only devices whose ports changed have their port and CVE rows rewritten, and a device the
-scan found as it was only has its last_seen and last_scan_id updated.
+A merge is read, planned and applied in three steps, so that the store's one writer thread holds
+only the writes (a /16's merge reads and compares for seconds): the devices it concerns are read
+a chunk per store call (known_after, by_identity: those of the site within the scan's target
+ranges, by ip_key ranges, and those the found devices' MACs and names may be) after the site's
+`version`; plan() compares them with what the scan found, off the store; apply() writes the
+plan in one transaction, unless a merge of the site has moved its version since (Moved: read
+again). Only devices whose ports changed have their port and CVE rows rewritten, only the
+columns that changed are updated, and a device found as it was only has its last_seen and
+last_scan_id updated. merge() does the three in one transaction, for a caller already on the
+writer.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from typing import Any
@@ -28,10 +36,39 @@ from sqlite_utils import Database
 from netscand.store import changes, compare, results, scans
 from netscand.store.compare import SEVERITY_RANKS, Covered, ip_key, vulnerable
 
-COLUMNS = ("id", "site_id", "site_key", "identity", "ip", "ip_key", "mac", "mac_randomized", "hostname", "vendor",
-           "os", "present", "max_severity", "first_seen", "last_seen", "last_scan_id", "state")
+COLUMNS = ("key", "id", "site_id", "site_key", "identity", "ip", "ip_key", "mac", "mac_randomized", "hostname",
+           "vendor", "os", "present", "max_severity", "first_seen", "last_seen", "last_scan_id", "state")
 SEEN = ("last_seen", "last_scan_id")  # all a merge changes of a device found as it was
 LOOKUP_CHUNK = 500  # identities per query: under SQLite's limit of bound parameters
+Row = dict[str, Any]
+
+
+class Moved(Exception):
+    """The site's inventory was merged into since a merge read it: its plan is stale."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Merging:
+    """What a merge is of: a scan's devices, into its site's inventory, for what it covered."""
+
+    scan_id: str
+    site_id: str | None
+    covered: Covered
+    at: str
+    owner: str | None = None
+
+    @property
+    def site_key(self) -> str:
+        return self.site_id or ""
+
+
+@dataclasses.dataclass
+class Plan:
+    """A merge's writes, computed from the site's inventory as it was at `version`."""
+
+    merging: Merging
+    version: int
+    writes: _Writes
 
 
 def merge(db: Database, *, scan_id: str, site_id: str | None, found: list[dict[str, Any]], covered: Covered,
@@ -39,37 +76,32 @@ def merge(db: Database, *, scan_id: str, site_id: str | None, found: list[dict[s
     """Merge a completed scan's devices (`found`, as its result lists them) into the site's
     inventory, for what the scan covered; the change records written (each with its
     `change.<kind>` event, owned by `owner`), in one transaction."""
-    site_key = site_id or ""
+    merging = Merging(scan_id, site_id, covered, at, owner)
     with db.atomic():
-        known = _concerned(db, site_key, covered, found)
-        devices = [_device(row) for row in known]
-        pairing = compare.pair(devices, found)
-        writes = _Writes(scan_id, site_id, site_key, covered, at)
-        for i, j, identity in pairing.matched:
-            writes.seen(known[i], devices[i], found[j], identity)
-        for j, identity in pairing.new:
-            writes.new(found[j], identity)
-        for i in pairing.unmatched:
-            if known[i]["present"] and covered.covers(known[i]["ip"]):
-                writes.gone(known[i])
-        writes.flush(db)
-        return changes.record(db, sorted(writes.changes, key=compare.order), owner=owner)
+        known = concerned(db, merging.site_key, covered, found)
+        return apply(db, plan(merging, version(db, merging.site_key), known, found))
 
 
 def merge_scan(db: Database, scan_id: str, covered: Covered, at: str) -> list[dict[str, Any]]:
-    """Merge a stored scan's result, into the inventory of its site, as its owner's; CVEs count
-    as matched only if the scan's stored match had data (a match without any found nothing).
-    What it covered is kept first, in a transaction of its own: a diff reads it even if the merge
-    fails."""
+    """Merge a stored scan's result, as merge() does, with what merging() makes of the scan. What
+    it covered is kept first, in a transaction of its own: a diff reads it even if the merge
+    fails. (The daemon reads and plans on its reader threads: scan/inventory.py.)"""
+    merging = of_scan(db, scan_id, covered, at)
+    with db.atomic():
+        keep_covered(db, scan_id, merging.covered)
+    return merge(db, scan_id=scan_id, site_id=merging.site_id, found=results.result(db, scan_id),
+                 covered=merging.covered, at=at, owner=merging.owner)
+
+
+def of_scan(db: Database, scan_id: str, covered: Covered, at: str) -> Merging:
+    """The merge of a stored scan: into its site, as its owner's; CVEs count as matched only if
+    the scan's stored match had data (a match without any found nothing)."""
     scan = scans.get(db, scan_id)
     if scan is None:
         raise KeyError(scan_id)
     matched = bool(((scan["cve"] or {}).get("cve_data") or {}).get("loaded"))
-    covered = dataclasses.replace(covered, cves=covered.cves and matched)
-    with db.atomic():
-        keep_covered(db, scan_id, covered)
-    return merge(db, scan_id=scan_id, site_id=scan["site_id"], found=results.result(db, scan_id),
-                 covered=covered, at=at, owner=scan["owner"])
+    return Merging(scan_id, scan["site_id"], dataclasses.replace(covered, cves=covered.cves and matched), at,
+                   scan["owner"])
 
 
 def keep_covered(db: Database, scan_id: str, covered: Covered) -> None:
@@ -93,126 +125,191 @@ def covered_of(db: Database, scan_id: str) -> Covered | None:
 
 # -- reading what a merge concerns ---------------------------------------------------------------
 
-def _concerned(db: Database, site_key: str, covered: Covered, found: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The site's devices within the scan's ranges, and those a found device's MAC or name may be
-    (unless a device within the ranges has that identity already)."""
-    rows: dict[str, dict[str, Any]] = {}
-    select = f"SELECT {', '.join(COLUMNS)} FROM inventory WHERE site_key = ?"
-    for lo, hi in covered.ranges:
-        bounds = [ip_key(str(ipaddress.IPv4Address(n))) for n in (lo, hi)]
-        for row in db.query(f"{select} AND ip_key BETWEEN ? AND ?", [site_key, *bounds]):
-            rows[row["id"]] = row
-    identities = {k for d in found for k in compare.keys(d)[:-1]} - {r["identity"] for r in rows.values()}
-    for chunk in _chunks(sorted(identities), LOOKUP_CHUNK):
-        for row in db.query(f"{select} AND identity IN ({', '.join('?' * len(chunk))})", [site_key, *chunk]):
-            rows[row["id"]] = row
-    return sorted(rows.values(), key=lambda r: r["ip_key"])
+def version(db: Database, site_key: str) -> int:
+    """How many merges the site's inventory has taken: read before its devices, checked by apply."""
+    row = next(iter(db.query("SELECT version FROM inventory_versions WHERE site_key = ?", [site_key])), None)
+    return 0 if row is None else int(row["version"])
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def bounds(covered: Covered) -> list[tuple[bytes, bytes]]:
+    """The scan's target ranges as ip_key ranges."""
+    return [(ip_key(str(ipaddress.IPv4Address(lo))), ip_key(str(ipaddress.IPv4Address(hi))))
+            for lo, hi in covered.ranges]
+
+
+def known_after(db: Database, site_key: str, within: tuple[bytes, bytes], after: tuple[bytes, str] | None,
+                limit: int) -> list[Row]:
+    """Up to `limit` of the site's devices within an ip_key range, after (ip_key, id) `after`
+    (None: from the first), by (ip_key, id): the list's index finds them."""
+    lo, hi = within
+    return list(db.query(
+        f"SELECT {', '.join(COLUMNS)} FROM inventory WHERE site_key = ? AND ip_key BETWEEN ? AND ? "
+        "AND (ip_key, id) > (?, ?) ORDER BY ip_key, id LIMIT ?", [site_key, lo, hi, *(after or (lo, "")), limit]))
+
+
+def identities(found: Sequence[dict[str, Any]], rows: Sequence[Row]) -> list[str]:
+    """The identities a found device's MAC or name gives that none of `rows` has: those devices
+    (elsewhere in the site) are read too, by_identity."""
+    return sorted({k for d in found for k in compare.keys(d)[:-1]} - {r["identity"] for r in rows})
+
+
+def by_identity(db: Database, site_key: str, wanted: list[str]) -> list[Row]:
+    """The site's devices of these identities (at most LOOKUP_CHUNK of them)."""
+    return list(db.query(f"SELECT {', '.join(COLUMNS)} FROM inventory WHERE site_key = ? "
+                         f"AND identity IN ({', '.join('?' * len(wanted))})", [site_key, *wanted]))
+
+
+def concerned(db: Database, site_key: str, covered: Covered, found: Sequence[dict[str, Any]]) -> list[Row]:
+    """Every device a merge concerns, in one read (merge(), in its transaction)."""
+    rows = [row for within in bounds(covered) for row in known_after(db, site_key, within, None, -1)]
+    return rows + [row for chunk in chunks(identities(found, rows), LOOKUP_CHUNK)
+                   for row in by_identity(db, site_key, chunk)]
+
+
+def chunks(items: list[str], size: int) -> Iterator[list[str]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
 
 
-def _device(row: dict[str, Any]) -> dict[str, Any]:
+def _device(row: Row) -> dict[str, Any]:
     """An inventory row as the comparison reads a device."""
     state = orjson.loads(row["state"])
     return {"identity": row["identity"], "present": bool(row["present"]), "ip": row["ip"], "mac": row["mac"],
             "hostname": row["hostname"], "vendor": row["vendor"], "os_guess": row["os"], **state}
 
 
+# -- planning ------------------------------------------------------------------------------------
+
+def plan(merging: Merging, version: int, rows: Sequence[Row], found: list[dict[str, Any]]) -> Plan:
+    """The writes of a merge of `found` into the devices `rows` (as read at `version`); no store."""
+    known = sorted({r["key"]: r for r in rows}.values(), key=lambda r: (r["ip_key"], r["id"]))
+    devices = [_device(row) for row in known]
+    pairing = compare.pair(devices, found)
+    writes = _Writes(merging)
+    for i, j, identity in pairing.matched:
+        writes.seen(known[i], devices[i], found[j], identity)
+    for j, identity in pairing.new:
+        writes.new(found[j], identity)
+    for i in pairing.unmatched:
+        if known[i]["present"] and merging.covered.covers(known[i]["ip"]):
+            writes.gone(known[i])
+    writes.changes.sort(key=compare.order)
+    return Plan(merging, version, writes)
+
+
+def apply(db: Database, planned: Plan) -> list[dict[str, Any]]:
+    """Write a plan, its changes and their events, and move the site's version, in one
+    transaction; Moved if the version is no longer the one it was planned at."""
+    site_key = planned.merging.site_key
+    with db.atomic():
+        if version(db, site_key) != planned.version:
+            raise Moved(site_key)
+        planned.writes.flush(db)
+        db.execute("INSERT INTO inventory_versions (site_key, version) VALUES (?, 1) "
+                   "ON CONFLICT (site_key) DO UPDATE SET version = version + 1", [site_key])
+        return changes.record(db, planned.writes.changes, owner=planned.merging.owner)
+
+
 # -- writing -------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class _Writes:
-    """A merge's writes, gathered so that each table takes them in one executemany."""
+    """A merge's writes, gathered as the rows each table takes in one executemany, so that the
+    write does little but write them. A new device's key is a placeholder (-1, -2, ...) until
+    flush, in the write's transaction, numbers them after the inventory's last."""
 
-    scan_id: str
-    site_id: str | None
-    site_key: str
-    covered: Covered
-    at: str
+    merging: Merging
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    rows: list[list[Any]] = dataclasses.field(default_factory=list)  # inventory rows, upserted whole
+    created: list[list[Any]] = dataclasses.field(default_factory=list)  # new inventory rows
+    updated: dict[tuple[str, ...], list[list[Any]]] = dataclasses.field(  # columns changed -> values, key
+        default_factory=lambda: defaultdict(list))
     addresses: list[list[Any]] = dataclasses.field(default_factory=list)
-    reindex: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)  # device -> its ports
-    gone_ids: list[list[Any]] = dataclasses.field(default_factory=list)
-    touched: list[list[Any]] = dataclasses.field(default_factory=list)  # found as they were
+    stale: list[list[Any]] = dataclasses.field(default_factory=list)  # known devices whose ports changed
+    ports: list[list[Any]] = dataclasses.field(default_factory=list)  # their and new devices' rows
+    cves: list[list[Any]] = dataclasses.field(default_factory=list)
+    gone_keys: list[list[Any]] = dataclasses.field(default_factory=list)
 
-    def seen(self, row: dict[str, Any], before: dict[str, Any], found: dict[str, Any], identity: str) -> None:
+    def seen(self, row: Row, before: dict[str, Any], found: dict[str, Any], identity: str) -> None:
         """A known device found: back from gone, it appears, and what changed while it was away
         is told too (its state takes it)."""
+        covered, at = self.merging.covered, self.merging.at
+        self.addresses.append([row["key"], found["ip"], at, at])
         if row["present"] and row["ip"] == found["ip"] and row["identity"] == identity \
-                and compare.unchanged(before, found, self.covered):
-            self.touched.append([self.at, self.scan_id, row["id"]])
-            self.addresses.append([row["id"], row["ip"], self.at, self.at])
+                and compare.unchanged(before, found, covered):
+            self.updated[SEEN].append([at, self.merging.scan_id, row["key"]])
             return
-        state = compare.merged(before, found, self.covered)
+        state = compare.merged(before, found, covered)
         if not row["present"]:
             self._note(row["id"], "device_appeared", found["ip"], None, found["ip"])
         if row["ip"] != found["ip"]:
             self._note(row["id"], "address_changed", found["ip"], row["ip"], found["ip"])
-        for change in compare.device_changes(before, found, self.covered):
+        for change in compare.device_changes(before, found, covered):
             self.changes.append(self._base(row["id"]) | change)
         if state["ports"] != before.get("ports"):
-            self.reindex[row["id"]] = state["ports"]
-        new = self._row(row["id"], identity, state, first_seen=row["first_seen"])
-        if all(new[c] == row[c] for c in COLUMNS if c not in SEEN and c != "state") \
-                and _kept(state) == _kept(before):
-            self.touched.append([self.at, self.scan_id, row["id"]])
-        else:
-            self.rows.append(list(new.values()))
-        self.addresses.append([row["id"], state["ip"], self.at, self.at])
+            self.stale.append([row["key"]])
+            self._index(row["key"], state["ports"])
+        new = self._row(row["key"], row["id"], identity, state, first_seen=row["first_seen"])
+        columns = tuple(c for c in COLUMNS if c not in SEEN and c != "state" and new[c] != row[c])
+        if _kept(state) != _kept(before):
+            columns += ("state",)
+        self.updated[(*columns, *SEEN)].append([*(new[c] for c in columns), *(new[c] for c in SEEN), row["key"]])
 
     def new(self, found: dict[str, Any], identity: str) -> None:
-        device_id = str(uuid.uuid4())
-        state = compare.merged({"ip": found["ip"]}, found, self.covered)
+        key, device_id = -1 - len(self.created), str(uuid.uuid4())
+        state = compare.merged({"ip": found["ip"]}, found, self.merging.covered)
         self._note(device_id, "device_appeared", found["ip"], None, found["ip"])
-        self.reindex[device_id] = state["ports"]
-        self.rows.append(list(self._row(device_id, identity, state, first_seen=self.at).values()))
-        self.addresses.append([device_id, state["ip"], self.at, self.at])
+        self._index(key, state["ports"])
+        self.created.append(list(self._row(key, device_id, identity, state, first_seen=self.merging.at).values()))
+        self.addresses.append([key, state["ip"], self.merging.at, self.merging.at])
 
-    def gone(self, row: dict[str, Any]) -> None:
+    def gone(self, row: Row) -> None:
         self._note(row["id"], "device_gone", row["ip"], row["ip"], None)
-        self.gone_ids.append([row["id"]])
+        self.gone_keys.append([row["key"]])
+
+    def _index(self, key: int, ports: list[dict[str, Any]]) -> None:
+        """A device's port and CVE rows: what the device filters search."""
+        for p in ports:
+            self.ports.append([key, p["port"], p["protocol"], p.get("service"), p.get("product"), p.get("version")])
+            self.cves += [[key, f["id"], SEVERITY_RANKS.get(f.get("severity") or "", 0), p["port"], p["protocol"]]
+                          for f in vulnerable(p)]
 
     def _base(self, device_id: str) -> dict[str, Any]:
-        return {"scan_id": self.scan_id, "site_id": self.site_id, "device_id": device_id, "at": self.at}
+        m = self.merging
+        return {"scan_id": m.scan_id, "site_id": m.site_id, "device_id": device_id, "at": m.at}
 
     def _note(self, device_id: str, kind: str, ip: str, before: Any, after: Any) -> None:
         self.changes.append(self._base(device_id) | {"kind": kind, "ip": ip, "before": before, "after": after})
 
-    def _row(self, device_id: str, identity: str, state: dict[str, Any], first_seen: str) -> dict[str, Any]:
-        mac = state.get("mac")
+    def _row(self, key: int, device_id: str, identity: str, state: dict[str, Any], first_seen: str) -> Row:
+        m, mac = self.merging, state.get("mac")
         return dict(zip(COLUMNS, [
-            device_id, self.site_id, self.site_key, identity, state["ip"], ip_key(state["ip"]), mac,
+            key, device_id, m.site_id, m.site_key, identity, state["ip"], ip_key(state["ip"]), mac,
             int(bool(mac) and compare.randomized(mac)), state.get("hostname"), state.get("vendor"),
-            state.get("os_guess"), 1, _max_severity(state["ports"]), first_seen, self.at, self.scan_id,
+            state.get("os_guess"), 1, _max_severity(state["ports"]), first_seen, m.at, m.scan_id,
             orjson.dumps(_kept(state)).decode()], strict=True))
 
     def flush(self, db: Database) -> None:
         conn = db.conn
+        first = next(conn.execute("SELECT coalesce(max(key), 0) + 1 FROM inventory"))[0]
+
+        def keyed(rows: list[list[Any]]) -> list[list[Any]]:  # new devices' placeholders numbered
+            return [r if r[0] > 0 else [first - r[0] - 1, *r[1:]] for r in rows]
+
+        conn.executemany(f"INSERT INTO inventory ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                         keyed(self.created))
+        for columns, values in self.updated.items():
+            conn.executemany(f"UPDATE inventory SET {', '.join(f'{c} = ?' for c in columns)} WHERE key = ?", values)
+        conn.executemany("UPDATE inventory SET present = 0 WHERE key = ?", self.gone_keys)
         conn.executemany(
-            f"INSERT INTO inventory ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-            "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]), self.rows)
-        conn.executemany(
-            "INSERT INTO inventory_addresses (device_id, ip, first_seen, last_seen) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (device_id, ip) DO UPDATE SET last_seen = excluded.last_seen", self.addresses)
-        conn.executemany("UPDATE inventory SET last_seen = ?, last_scan_id = ? WHERE id = ?", self.touched)
-        conn.executemany("UPDATE inventory SET present = 0 WHERE id = ?", self.gone_ids)
-        stale = [[device_id] for device_id in self.reindex]
-        conn.executemany("DELETE FROM inventory_ports WHERE device_id = ?", stale)
-        conn.executemany("DELETE FROM inventory_cves WHERE device_id = ?", stale)
-        conn.executemany(
-            "INSERT INTO inventory_ports (device_id, port, protocol, service, product, version) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [[d, p["port"], p["protocol"], p.get("service"), p.get("product"), p.get("version")]
-             for d, ports in self.reindex.items() for p in ports])
-        conn.executemany(
-            "INSERT OR IGNORE INTO inventory_cves (device_id, cve_id, severity, port, protocol) VALUES (?, ?, ?, ?, ?)",
-            [[d, f["id"], SEVERITY_RANKS.get(f.get("severity") or "", 0), p["port"], p["protocol"]]
-             for d, ports in self.reindex.items() for p in ports for f in vulnerable(p)])
+            "INSERT INTO inventory_addresses (device_key, ip, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (device_key, ip) DO UPDATE SET last_seen = excluded.last_seen", keyed(self.addresses))
+        conn.executemany("DELETE FROM inventory_ports WHERE device_key = ?", self.stale)
+        conn.executemany("DELETE FROM inventory_cves WHERE device_key = ?", self.stale)
+        conn.executemany("INSERT INTO inventory_ports (device_key, port, protocol, service, product, version) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", keyed(self.ports))
+        conn.executemany("INSERT OR IGNORE INTO inventory_cves (device_key, cve_id, severity, port, protocol) "
+                         "VALUES (?, ?, ?, ?, ?)", keyed(self.cves))
 
 
 def _kept(state: dict[str, Any]) -> dict[str, Any]:

@@ -338,8 +338,149 @@ def m007_schedules(db: Database) -> None:
     )
 
 
+def m008_inventory_keys(db: Database) -> None:
+    """The inventory's ports, CVEs and addresses refer to their device by an integer key (its
+    rowid, made explicit so that VACUUM keeps it) rather than its UUID: the device filters that
+    join them to the listing look a device up per matching row, and an integer compares and
+    indexes in a fraction of a 36-character text (bench/inventory.py: the combined broad filters).
+    Those three tables are WITHOUT ROWID (the primary key is the row: one B-tree written per row,
+    not two). The tables are rebuilt and their rows carried over; `changes` too, only because it
+    refers to `inventory`, which is rebuilt (dropping it would cascade to them). Also a version
+    per site's inventory, that each merge moves: a merge computed outside the writer checks it
+    before it writes (store/inventory.py)."""
+    sequence = next(iter(db.query("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")), {"seq": None})["seq"]
+    db.executescript(
+        """
+        CREATE TABLE inventory_new (
+            key INTEGER PRIMARY KEY,  -- what its ports, CVEs and addresses refer to; the API shows id
+            id TEXT NOT NULL UNIQUE,
+            site_id TEXT,
+            site_key TEXT NOT NULL,
+            identity TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            ip_key BLOB NOT NULL,
+            mac TEXT,
+            mac_randomized INTEGER NOT NULL DEFAULT 0,
+            hostname TEXT,
+            vendor TEXT,
+            os TEXT,
+            present INTEGER NOT NULL DEFAULT 1,
+            max_severity INTEGER NOT NULL DEFAULT 0,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            last_scan_id TEXT,
+            state TEXT NOT NULL
+        ) STRICT;
+        INSERT INTO inventory_new (key, id, site_id, site_key, identity, ip, ip_key, mac, mac_randomized, hostname,
+                                   vendor, os, present, max_severity, first_seen, last_seen, last_scan_id, state)
+            SELECT rowid, id, site_id, site_key, identity, ip, ip_key, mac, mac_randomized, hostname, vendor, os,
+                   present, max_severity, first_seen, last_seen, last_scan_id, state FROM inventory ORDER BY rowid;
+
+        CREATE TABLE inventory_addresses_new (
+            device_key INTEGER NOT NULL REFERENCES inventory_new (key) ON DELETE CASCADE,
+            ip TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            PRIMARY KEY (device_key, ip)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO inventory_addresses_new SELECT i.key, a.ip, a.first_seen, a.last_seen
+            FROM inventory_addresses AS a JOIN inventory_new AS i ON i.id = a.device_id;
+
+        CREATE TABLE inventory_ports_new (
+            device_key INTEGER NOT NULL REFERENCES inventory_new (key) ON DELETE CASCADE,
+            port INTEGER NOT NULL,
+            protocol TEXT NOT NULL,
+            service TEXT,
+            product TEXT,
+            version TEXT,
+            PRIMARY KEY (device_key, port, protocol)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO inventory_ports_new SELECT i.key, p.port, p.protocol, p.service, p.product, p.version
+            FROM inventory_ports AS p JOIN inventory_new AS i ON i.id = p.device_id;
+
+        -- the merge gives every CVE its port: the key's columns are never null
+        CREATE TABLE inventory_cves_new (
+            device_key INTEGER NOT NULL REFERENCES inventory_new (key) ON DELETE CASCADE,
+            cve_id TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            port INTEGER NOT NULL,
+            protocol TEXT NOT NULL,
+            PRIMARY KEY (device_key, cve_id, port, protocol)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO inventory_cves_new SELECT i.key, c.cve_id, c.severity, c.port, c.protocol
+            FROM inventory_cves AS c JOIN inventory_new AS i ON i.id = c.device_id;
+
+        CREATE TABLE changes_new (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            scan_id TEXT NOT NULL,
+            site_id TEXT,
+            device_id TEXT NOT NULL REFERENCES inventory_new (id) ON DELETE CASCADE,
+            ip TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            port INTEGER,
+            protocol TEXT,
+            before TEXT,
+            after TEXT,
+            at TEXT NOT NULL,
+            cve TEXT
+        ) STRICT;
+        INSERT INTO changes_new SELECT seq, scan_id, site_id, device_id, ip, kind, port, protocol, before, after,
+                                       at, cve FROM changes ORDER BY seq;
+
+        -- children first: with nothing referring to it, dropping `inventory` deletes no change
+        DROP TABLE changes;
+        DROP TABLE inventory_addresses;
+        DROP TABLE inventory_ports;
+        DROP TABLE inventory_cves;
+        DROP TABLE inventory;
+        -- renaming the parent rewrites the children's references to it
+        ALTER TABLE inventory_new RENAME TO inventory;
+        ALTER TABLE inventory_addresses_new RENAME TO inventory_addresses;
+        ALTER TABLE inventory_ports_new RENAME TO inventory_ports;
+        ALTER TABLE inventory_cves_new RENAME TO inventory_cves;
+        ALTER TABLE changes_new RENAME TO changes;
+
+        CREATE INDEX changes_by_scan ON changes (scan_id, seq);
+        CREATE INDEX changes_by_site ON changes (site_id, at, seq);
+        CREATE INDEX changes_by_device ON changes (device_id, seq);
+        CREATE INDEX changes_by_time ON changes (at, seq);
+
+        CREATE UNIQUE INDEX inventory_by_identity ON inventory (site_key, identity);
+        CREATE INDEX inventory_by_ip ON inventory (ip_key);
+        CREATE INDEX inventory_by_last_seen ON inventory (last_seen);
+        CREATE INDEX inventory_by_severity ON inventory (max_severity) WHERE max_severity > 0;
+        -- store/devices.py: the list's order and every column a filter reads (a page is found
+        -- walking it, never the rows with their JSON state); by key, the columns the device's own
+        -- filters read, for the devices that the ports' or CVEs' indexes found (narrow: one
+        -- lookup per row they found)
+        CREATE INDEX inventory_listing ON inventory
+            (site_key, ip_key, id, present, last_seen, max_severity, hostname, vendor, os);
+        CREATE INDEX inventory_filtered ON inventory
+            (key, site_key, present, last_seen, max_severity, os, hostname, vendor);
+        CREATE INDEX inventory_text ON inventory (hostname, vendor, os);
+        CREATE INDEX inventory_gone ON inventory (key) WHERE present = 0;
+        -- These take the primary key (device_key, ...) after their columns: a filter's rows come
+        -- by device, so counting the devices needs no sort (and a port's, whatever its protocol).
+        CREATE INDEX inventory_ports_by_port ON inventory_ports (port);
+        CREATE INDEX inventory_ports_by_service ON inventory_ports (service COLLATE NOCASE);
+        CREATE INDEX inventory_ports_by_product ON inventory_ports (product COLLATE NOCASE);
+        CREATE INDEX inventory_cves_by_cve ON inventory_cves (cve_id);
+
+        -- What each site's inventory has been merged up to (store/inventory.py): moved by each merge.
+        CREATE TABLE inventory_versions (
+            site_key TEXT PRIMARY KEY,
+            version INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        """
+    )
+    if sequence is not None:  # the seqs of changes deleted since stay used: AUTOINCREMENT never reuses one
+        db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'changes'", [sequence])
+        db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'changes', ? WHERE NOT EXISTS "
+                   "(SELECT 1 FROM sqlite_sequence WHERE name = 'changes')", [sequence])
+
+
 STEPS = (m001_initial, m002_owners_digests_retention, m003_cves, m004_sites_inventory, m005_events,
-         m006_webhooks, m007_schedules)
+         m006_webhooks, m007_schedules, m008_inventory_keys)
 MIGRATIONS = Migrations("netscand")
 for _step in STEPS:
     MIGRATIONS()(_step)

@@ -59,8 +59,8 @@ def inventory(store: Store) -> dict[str, Any]:
 def every_device(db: Database) -> list[dict[str, Any]]:
     rows = list(db.query("SELECT * FROM inventory"))
     for row in rows:
-        row["ports"] = list(db.query("SELECT * FROM inventory_ports WHERE device_id = ?", [row["id"]]))
-        row["cves"] = list(db.query("SELECT * FROM inventory_cves WHERE device_id = ?", [row["id"]]))
+        row["ports"] = list(db.query("SELECT * FROM inventory_ports WHERE device_key = ?", [row["key"]]))
+        row["cves"] = list(db.query("SELECT * FROM inventory_cves WHERE device_key = ?", [row["key"]]))
     return rows
 
 
@@ -181,7 +181,7 @@ def plans(db: Database, f: Filters) -> list[str]:
         queries.append((f"SELECT id FROM inventory AS i {index} {where} ORDER BY site_key, ip_key, id LIMIT 9", args))
     where, args = devices._where([*query.own, *map(devices._has, query.joined)])
     queries.append((f"SELECT count(*) FROM inventory AS i {where}", args))
-    queries += [query.driven(join, "count(DISTINCT i.id)") for join in query.joined]
+    queries += [query.driven(join, "DISTINCT t.device_key") for join in query.joined]
     return [row[3] for sql, args in queries for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
 
 
