@@ -27,7 +27,7 @@ from netscand.store.errors import StoreError
 from netscand.store.threads import StoreThreads
 
 log = structlog.get_logger()
-CHUNK = 5000  # devices per read: each holds the store some milliseconds
+CHUNK = 1000  # devices per read: each holds the store some tens of milliseconds
 ATTEMPTS = 3  # plans computed before a merge whose site keeps moving gives up
 
 

@@ -194,13 +194,13 @@ class _Query:
         if walk:
             # The listing index holds the order and every column filtered: no row is read.
             where, args = self.where(walking=True)
-            return (f"SELECT key, id, site_key, ip_key FROM inventory AS i INDEXED BY inventory_listing {where} "
-                    "ORDER BY site_key, ip_key, id", args)
+            sql = f"SELECT key, id, site_key, ip_key FROM inventory AS i INDEXED BY inventory_listing {where} "
+            return sql + "ORDER BY site_key, ip_key, id", args
         if driver is None:
             where, args = _where([*self.own, *map(_has, self.joined)])
             # `+`: the planner must start from the most selective filter, not walk an index in order
-            return (f"SELECT key, id, site_key, ip_key FROM inventory AS i {where} "
-                    "ORDER BY +site_key, +ip_key, +id", args)
+            sql = f"SELECT key, id, site_key, ip_key FROM inventory AS i {where} "
+            return sql + "ORDER BY +site_key, +ip_key, +id", args
         sql, args = self.driven(driver, "DISTINCT i.key, i.id, i.site_key, i.ip_key")
         return sql + " ORDER BY i.site_key, i.ip_key, i.id", args
 
@@ -231,8 +231,8 @@ class _Query:
         # CROSS JOIN: SQLite keeps this order, the driver's rows first; then inventory_filtered,
         # which holds every column the device's own filters read (a row is read only for a
         # match's id and address, when the matches are sorted: few).
-        return (f"SELECT {columns} FROM {table} AS t CROSS JOIN inventory AS i INDEXED BY inventory_filtered "
-                f"ON i.key = t.device_key {where}", more)
+        sql = f"SELECT {columns} FROM {table} AS t CROSS JOIN inventory AS i INDEXED BY inventory_filtered "
+        return sql + f"ON i.key = t.device_key {where}", more
 
     @staticmethod
     def _devices(db: Database) -> int:

@@ -4,6 +4,7 @@ history, and only what a scan covered changed."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
+from netscand.scan.events import Events
+from netscand.scan.inventory import Inventory
 from netscand.store import Store, changes, devices, inventory
 from netscand.store.compare import Covered
+from netscand.store.threads import StoreThreads
 
 BASE = int(ipaddress.IPv4Address("198.18.0.0"))
 SLASH24 = ((BASE, BASE + 255),)
@@ -210,3 +214,35 @@ def test_a_scans_changes_are_read_in_its_index_order(store: Store) -> None:
     plan = store.call("read", lambda db: [r["detail"] for r in db.query(
         "EXPLAIN QUERY PLAN SELECT * FROM changes WHERE scan_id = ? " + changes._SCAN_ORDER, ["scan", 10, 0])])
     assert any("changes_by_scan" in step for step in plan) and not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_a_plan_made_before_another_merge_of_its_site_is_not_written(store: Store, merge: Merge) -> None:
+    merging = inventory.Merging("late", SITE, COVERED, "2026-03-20T10:00:00Z")
+    stale = store.call("read", lambda db: inventory.plan(
+        merging, inventory.version(db, SITE), inventory.concerned(db, SITE, COVERED, []), [device(1, {22: None})]))
+    merge([device(1, {22: None})], scan_id="other site")  # no site: SITE's version stays
+    fresh = store.call("read", lambda db: inventory.plan(
+        merging, inventory.version(db, SITE), inventory.concerned(db, SITE, COVERED, []), [device(1, {22: None})]))
+    merge([device(1, {22: None})], site_id=SITE, scan_id="first")
+    with pytest.raises(inventory.Moved):
+        store.call("apply", inventory.apply, stale)
+    with pytest.raises(inventory.Moved):
+        store.call("apply", inventory.apply, fresh)
+    assert rows(store, "SELECT count(*) AS n FROM changes WHERE scan_id = 'late'") == [{"n": 0}]
+
+
+def test_merges_of_one_site_at_once_take_turns(store: Store, make_scan: Callable[..., dict]) -> None:
+    """Two scans of a site that found the same device completing together: whichever goes second is
+    compared with what the first merged (without turns and the version, both would add the device,
+    and the second write fail)."""
+    scans = [make_scan(status="completed", site_id=SITE)["id"] for _ in range(2)]
+    for scan_id in scans:
+        store.put_devices(scan_id, [device(1, {22: None}, mac=MAC)])
+
+    async def both() -> list[list[dict[str, Any]]]:
+        merger = Inventory(store, StoreThreads(), Events(store, StoreThreads()))
+        return await asyncio.gather(*(merger.merge_scan(s, COVERED, f"2026-03-2{n}T10:00:00Z")
+                                      for n, s in enumerate(scans)))
+
+    assert sorted(map(kinds, asyncio.run(both()))) == [[], [("device_appeared", "198.18.0.1", None, None, "198.18.0.1")]]
+    assert rows(store, "SELECT count(*) AS n FROM inventory") == [{"n": 1}]
