@@ -83,7 +83,7 @@ def merge(db: Database, *, scan_id: str, site_id: str | None, found: list[dict[s
 
 
 def merge_scan(db: Database, scan_id: str, covered: Covered, at: str) -> list[dict[str, Any]]:
-    """Merge a stored scan's result, as merge() does, with what merging() makes of the scan. What
+    """Merge a stored scan's result, as merge() does, with what of_scan() makes of the scan. What
     it covered is kept first, in a transaction of its own: a diff reads it even if the merge
     fails. (The daemon reads and plans on its reader threads: scan/inventory.py.)"""
     merging = of_scan(db, scan_id, covered, at)
