@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -114,7 +113,7 @@ class WebhooksConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     retry_max: Positive = 3600.0  # seconds: the longest wait between two attempts
     max_concurrent: Count = 8  # deliveries in flight at once, all webhooks together
     per_webhook_concurrent: Annotated[int, Meta(ge=1, le=64)] = 2  # of one webhook's, so one that hangs holds few
-    ca_file: str = ""  # PEM CA certificates receivers' certificates may chain to, beside the default ones
+    ca_file: str = ""  # PEM CA certificates receivers' certificates may chain to, beside the system's
 
 
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -193,14 +192,10 @@ def _check_ca_file(path: str, where: str) -> None:
     reload) instead, and is read as the user the daemon runs as when the control process loads it."""
     if not path:
         return
-    shown = json.dumps(path)  # whole, as a path cut short names no file; quoted, so on one line
     try:
-        trust.client_context(path)
-    except ssl.SSLError as exc:
-        raise ConfigError(f"{where}: webhooks.ca_file: expected a PEM file of CA certificates, "
-                          f"got {shown} ({exc.reason or exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: webhooks.ca_file: cannot read {shown}: {exc.strerror or exc}") from None
+        trust.check_ca_file(path)
+    except trust.CaFileError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _problem(exc: msgspec.ValidationError, data: dict[str, Any], where: str) -> ConfigError:

@@ -279,7 +279,10 @@ not given, and answered only here: keep it). Needs scope `admin`, as every webho
 
 **Allowed destinations.** Every address the URL's host resolves to must be inside the config's \
 `webhooks.allowed_destinations`; else 403 (`field` `url`) naming the address outside and how to \
-allow it. With that list empty (the default) no webhook may be created (403 saying so). A host \
+allow it. With that list empty (the default) no webhook may be created (403 saying so). \
+Loopback, link-local, unspecified, multicast and broadcast addresses, and this host's own, are \
+refused even inside a listed block, unless one lies inside the narrowest of these ranges holding \
+the address (`127.0.0.1/32` for a receiver on this host; `0.0.0.0/0` opens none). A host \
 that does not resolve gets 422. The check is made again at every delivery attempt, which \
 connects to the address checked then."""
 WEBHOOK_NOT_FOUND = {"404": _problem("No webhook with this id.")}

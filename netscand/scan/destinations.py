@@ -39,6 +39,7 @@ SPECIAL: tuple[tuple[str, Network], ...] = tuple((kind, ipaddress.ip_network(net
 # open the services bound on the host's own LAN address, its docker0, its VPN's.
 OWN = "an address of this host"
 LOCAL_TABLE = 255  # the kernel's table of what the host delivers to itself
+ANY = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}  # a default route's destination, which it leaves out
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?",
@@ -104,24 +105,27 @@ async def resolve(text: str, allowed: Sequence[str]) -> Destination:
 
 def local_networks() -> list[Network]:
     """What this host takes as its own, in the namespace it runs in: its addresses (each a /32
-    or /128) and any range routed to itself (AnyIP), as the kernel's local table has them."""
+    or /128) and any range routed to itself (AnyIP), as the kernel's local table has them. A
+    local route without a destination (`local default`) makes every address of its family the
+    host's own."""
     with IPRoute() as ipr:
         routes = [route for family in (socket.AF_INET, socket.AF_INET6)
                   for route in ipr.get_routes(family=family, table=LOCAL_TABLE)]
-    return [ipaddress.ip_network(f"{route.get('dst')}/{route['dst_len']}", strict=False)
-            for route in routes if route["type"] == RTN_LOCAL and route.get("dst")]
+    return [ipaddress.ip_network(f"{route.get('dst') or ANY[route['family']]}/{route['dst_len']}", strict=False)
+            for route in routes if route["type"] == RTN_LOCAL]
 
 
 def _refusal(address: Address, blocks: Sequence[Network],
              reserved: Sequence[tuple[str, Network]]) -> str | None:
     """None if `address` may be sent to, else what to add to "outside the allowlist". An address
     in a reserved range (a special one, or this host's own) is allowed only by a block inside
-    that range: 0.0.0.0/0 opens none, nor does the LAN's /24 the host's own address on it."""
+    the narrowest such range: 0.0.0.0/0 opens none, the LAN's /24 not the host's own address on
+    it, nor fe80::/64 the host's own link-local address (its /128 lies inside fe80::/10)."""
     holding = [block for block in blocks if block.version == address.version and address in block]
-    inside = next(((kind, net) for kind, net in reserved if net.version == address.version and address in net), None)
-    if inside is None:
+    ranges = [(kind, net) for kind, net in reserved if net.version == address.version and address in net]
+    if not ranges:
         return None if holding else ""
-    kind, net = inside
+    kind, net = max(ranges, key=lambda found: found[1].prefixlen)  # the first of equals: a special one's kind
     if any(block.subnet_of(net) for block in holding):  # type: ignore[arg-type]  # of one version
         return None
     return f": it is {kind}, which only a block inside {net} opens"

@@ -6,10 +6,10 @@ patterns take become delivery rows, in the same transaction), then leases the de
 are due and sends them, at most webhooks.max_concurrent at once and per_webhook_concurrent of
 one webhook's (a receiver that hangs holds that many places for its timeout, never every one).
 An answer in 2xx delivers; any other answer (or a status that is no HTTP one), a timeout, a
-refused connection or a destination outside the allowlist is retried after a wait drawn at
-random up to a ceiling that doubles each time (full jitter), until max_attempts; an outcome
-that cannot be recorded but for the store being unavailable gives the delivery up as failed,
-never resends it for ever. Every store call goes through the store's threads and every send is
+refused connection, a destination outside the allowlist or a webhooks.ca_file that can no
+longer be read is retried after a wait drawn at random up to a ceiling that doubles each time
+(full jitter), until max_attempts; an outcome that cannot be recorded but for the store being
+unavailable gives the delivery up as failed, never resends it for ever. Every store call goes through the store's threads and every send is
 a task of its own, so a slow receiver holds its own delivery up, never a scan.
 """
 
@@ -71,8 +71,10 @@ class WebhookSender:
         self._sending: dict[asyncio.Task[None], str] = {}  # each send, and the webhook it is for
         self._sent = asyncio.Event()  # a send ended: its place is free for a due delivery
         # The TLS context of the settings in force, made again when a reload brings new ones (a
-        # CA file replaced under the same name is read again then).
+        # CA file replaced under the same name is read again then); the lock lets the attempts
+        # that start together after a reload wait for one making of it, not each make their own.
         self._trust: tuple[WebhooksConfig, ssl.SSLContext] | None = None
+        self._trust_made = asyncio.Lock()
 
     async def send_forever(self) -> None:
         try:
@@ -197,6 +199,8 @@ class WebhookSender:
                 status = await self._post(row, cfg)
         except destinations.DestinationError as exc:
             return None, exc.detail
+        except trust.CaFileError as exc:  # removed or spoilt since the config was loaded
+            return None, str(exc)
         except TimeoutError:
             return None, f"no answer within {cfg.timeout:g} s"
         except httpx.HTTPError as exc:
@@ -220,10 +224,12 @@ class WebhookSender:
             return await self._post_to(client, target, row)
 
     async def _context(self, cfg: WebhooksConfig) -> ssl.SSLContext:
-        if self._trust is None or self._trust[0] is not cfg:
-            # Off the loop: the default CAs and the CA file are read and parsed.
-            self._trust = (cfg, await asyncio.to_thread(trust.client_context, cfg.ca_file))
-        return self._trust[1]
+        async with self._trust_made:
+            if self._trust is None or self._trust[0] is not cfg:
+                # Off the loop: the system's CAs and the CA file are read and parsed. One that
+                # fails is not kept: the next attempt reads the file again, as it may be back.
+                self._trust = (cfg, await asyncio.to_thread(trust.client_context, cfg.ca_file))
+            return self._trust[1]
 
     async def _post_to(self, client: httpx.AsyncClient, target: destinations.Destination,
                        row: dict[str, Any]) -> int:

@@ -361,7 +361,7 @@ def test_the_next_address_of_a_name_is_tried_when_one_refuses(tmp_path: Path,
     monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", two)
 
     async def scenario() -> None:
-        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, allowed_destinations=["127.0.0.0/8"]))
+        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, allowed_destinations=["127.0.0.1/32", "127.0.0.2/32"]))
         with receiving() as receiver:
             hook = h.hook(receiver.url.replace("127.0.0.1", "receiver.test"), ["*"])
             h.start()

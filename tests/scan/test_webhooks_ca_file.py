@@ -4,6 +4,7 @@ other [webhooks] settings), and a file that would fail deliveries fails loading 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import ipaddress
@@ -12,10 +13,12 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import certifi
 import pytest
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +27,7 @@ from msgspec.structs import replace
 
 from netscand import config
 from netscand.lab.harness import ensure_daemon_user
+from netscand.scan import trust
 from tests.scan.test_webhooks import LOOPBACK, Harness, publish, run, until, verified
 from tests.scan.webhook_receiver import receiving
 
@@ -79,6 +83,51 @@ def test_a_receiver_on_a_private_ca_is_refused_without_ca_file_and_delivered_to_
             assert verified(receiver)[0]["data"] == {"id": "s1", "status": "completed"}
             await until(lambda: h.log(hook["id"])[0]["status"] == "delivered")
             await h.stop()
+
+    run(scenario)
+
+
+def test_a_ca_file_removed_after_loading_is_the_deliverys_reason_not_a_crash(
+        tmp_path: Path, private_ca: tuple[Path, ssl.SSLContext]) -> None:
+    ca_file, server = private_ca
+    kept = ca_file.read_bytes()
+    ca_file.unlink()  # after the config was loaded: nothing checks it again until a reload
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db", replace(LOOPBACK, ca_file=str(ca_file)))
+        with receiving(tls=server) as receiver, structlog.testing.capture_logs() as logs:
+            hook = h.hook(receiver.url, ["*"])
+            h.start()
+            publish(h, "scan.state", {"id": "s1", "status": "completed"}, scan_id="s1")
+            await until(lambda: bool(h.log(hook["id"])) and h.log(hook["id"])[0]["attempts"] >= 2)
+            assert h.log(hook["id"])[0]["last_error"] == \
+                f'webhooks.ca_file: cannot read "{ca_file}": No such file or directory'
+            assert not [e for e in logs if e["event"].endswith("_crashed") or "exc_info" in e]
+            # Put back, it is read again at the next attempt: a context that failed is not kept.
+            ca_file.write_bytes(kept)
+            await until(lambda: h.log(hook["id"])[0]["status"] == "delivered")
+            await h.stop()
+
+    run(scenario)
+
+
+def test_attempts_after_a_reload_make_one_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+
+    def counted(ca_file: str) -> ssl.SSLContext:
+        made.append(ca_file)
+        time.sleep(0.1)  # as reading the system's store takes a while: the others arrive meanwhile
+        return ssl.create_default_context()
+
+    monkeypatch.setattr(trust, "client_context", counted)
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "netscand.db")
+        first = await asyncio.gather(*(h.sender._context(LOOPBACK) for _ in range(8)))
+        reloaded = replace(LOOPBACK, timeout=3.0)
+        second = await asyncio.gather(*(h.sender._context(reloaded) for _ in range(8)))
+        assert len(made) == 2 and len({id(c) for c in first}) == 1 and len({id(c) for c in second}) == 1
+        h.store.close()
 
     run(scenario)
 

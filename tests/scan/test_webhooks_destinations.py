@@ -186,6 +186,13 @@ print(json.dumps(answers))
 """
 
 
+def _checked_in(netns: str, asked: list[tuple[str, list[str]]]) -> list[list[str] | str]:
+    """Each URL's addresses, or why it is refused, as the check makes them inside `netns`."""
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", CHECK_IN_NAMESPACE,
+                           json.dumps(asked)], capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(done.stdout)
+
+
 def test_an_address_of_a_new_interface_is_the_hosts_own(netns: str) -> None:
     # A new interface's address in a throwaway namespace, read by the check run there (the
     # daemon's own namespace is what it reads), and by nothing else: nothing is sent. A veth
@@ -196,18 +203,46 @@ def test_an_address_of_a_new_interface_is_the_hosts_own(netns: str) -> None:
     ip("link", "add", "own0", "type", "veth", "peer", "name", "own1")
     ip("address", "add", "198.19.250.1/24", "dev", "own0")
     ip("address", "add", "fd00:250::1/64", "dev", "own0", "nodad")
+    ip("address", "add", "fe80::250:1/64", "dev", "own0", "nodad")
     ip("link", "set", "own0", "up")
     asked = [("http://198.19.250.1/", ["0.0.0.0/0"]), ("http://198.19.250.1/", ["198.19.250.0/24"]),
              ("http://198.19.250.1/", ["198.19.250.1/32"]), ("http://198.19.250.2/", ["198.19.250.0/24"]),
              ("http://[fd00:250::1]/", ["fd00::/8"]), ("http://[fd00:250::1]/", ["fd00:250::1/128"]),
-             ("http://[fd00:250::2]/", ["fd00::/8"])]
-    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", CHECK_IN_NAMESPACE,
-                           json.dumps(asked)], capture_output=True, text=True, check=True, timeout=60)
-    refused_v4, refused_lan, own_v4, neighbour, refused_v6, own_v6, neighbour_v6 = json.loads(done.stdout)
+             ("http://[fd00:250::2]/", ["fd00::/8"]),
+             ("http://[fe80::250:1]/", ["fe80::/64"]), ("http://[fe80::250:1]/", ["fe80::250:1/128"]),
+             ("http://[fe80::250:2]/", ["fe80::/64"])]
+    answers = _checked_in(netns, asked)
+    refused_v4, refused_lan, own_v4, neighbour, refused_v6, own_v6, neighbour_v6 = answers[:7]
+    refused_ll, own_ll, neighbour_ll = answers[7:]
+    # Its link-local address lies inside fe80::/10, yet fe80::/64 opens only its neighbours': the
+    # narrowest reserved range holding an address decides, here the host's own /128.
     for refused, net in ((refused_v4, "198.19.250.1/32"), (refused_lan, "198.19.250.1/32"),
-                         (refused_v6, "fd00:250::1/128")):
+                         (refused_v6, "fd00:250::1/128"), (refused_ll, "fe80::250:1/128")):
         assert f"it is an address of this host, which only a block inside {net} opens" in refused
     assert (own_v4, neighbour) == (["198.19.250.1"], ["198.19.250.2"])  # a neighbour on its LAN is no own address
     assert (own_v6, neighbour_v6) == (["fd00:250::1"], ["fd00:250::2"])
+    assert (own_ll, neighbour_ll) == (["fe80::250:1"], ["fe80::250:2"])
     # Outside that namespace the address is nobody's: the check reads the namespace it runs in.
     assert _resolve("http://198.19.250.1/", ["198.19.250.0/24"]).addresses == (ipaddress.ip_address("198.19.250.1"),)
+
+
+LOCAL_NETWORKS_IN_NAMESPACE = """
+import json
+from netscand.scan.destinations import local_networks
+print(json.dumps([str(net) for net in local_networks()]))
+"""
+
+
+def test_a_local_default_route_makes_every_address_the_hosts_own(netns: str) -> None:
+    # `local default` in the local table: the host takes every address as its own (a
+    # transparent proxy's setup). Only in a throwaway namespace, and nothing is sent.
+    for family, default in (("-4", "0.0.0.0/0"), ("-6", "::/0")):
+        subprocess.run(["ip", "-n", netns, family, "route", "add", "local", "default", "dev", "lo", "table", "local"],
+                       check=True)
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", LOCAL_NETWORKS_IN_NAMESPACE],
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert {"0.0.0.0/0", "::/0"} <= set(json.loads(done.stdout))
+    # Any block lies inside them, so they refuse nothing the allowlist holds; a special range still does.
+    lab, loopback = _checked_in(netns, [("http://198.18.0.20/", ["198.18.0.0/15"]),
+                                        ("http://127.0.0.5/", ["0.0.0.0/0"])])
+    assert lab == ["198.18.0.20"] and "it is loopback, which only a block inside 127.0.0.0/8 opens" in loopback
