@@ -107,12 +107,14 @@ def local_networks() -> list[Network]:
     """What this host takes as its own, in the namespace it runs in: its addresses (each a /32
     or /128) and any range routed to itself (AnyIP), as the kernel's local table has them. A
     local route without a destination (`local default`) makes every address of its family the
-    host's own."""
+    host's own. Loopback is left to its own special range, so that `127.0.0.0/8` listed opens
+    all of it, 127.0.0.1 included, as an admin who lists it means."""
     with IPRoute() as ipr:
         routes = [route for family in (socket.AF_INET, socket.AF_INET6)
                   for route in ipr.get_routes(family=family, table=LOCAL_TABLE)]
-    return [ipaddress.ip_network(f"{route.get('dst') or ANY[route['family']]}/{route['dst_len']}", strict=False)
-            for route in routes if route["type"] == RTN_LOCAL]
+    networks = [ipaddress.ip_network(f"{route.get('dst') or ANY[route['family']]}/{route['dst_len']}", strict=False)
+                for route in routes if route["type"] == RTN_LOCAL]
+    return [net for net in networks if not net.is_loopback]
 
 
 def _refusal(address: Address, blocks: Sequence[Network],
