@@ -23,6 +23,7 @@ import pytest
 from netscand.lab import Lab, daemons, mutate, namespaces
 from netscand.lab.harness import Daemon, lab_up, running_daemon
 from tests.daemon.test_e2e import wait_for
+from tests.sshkeys import keygen_fingerprint
 
 pytestmark = pytest.mark.lab
 
@@ -72,12 +73,6 @@ def _wait_listening(ns: str, port: int, log: Path) -> None:
                                             text=True).stdout:
         assert time.monotonic() < deadline, f"sshd never listened on {port}: {log.read_text()[-2000:]}"
         time.sleep(0.1)
-
-
-def keygen_fingerprint(path: Path) -> str:
-    """The fingerprint `ssh-keygen -lf` prints of a key file ("256 SHA256:... comment (ED25519)")."""
-    return subprocess.run(["ssh-keygen", "-lf", str(path)], capture_output=True, text=True,
-                          check=True).stdout.split()[1]
 
 
 def _scan(c: Any, targets: list[str], site_id: str) -> tuple[str, dict[str, dict[str, Any]]]:

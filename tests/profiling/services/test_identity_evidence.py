@@ -5,6 +5,7 @@ real and hostile: a fetch ends in time, reads a bounded number of bytes, and nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import struct
 import subprocess
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from netscand.profiling.services import detect, hostkey
 from netscand.profiling.services.probes import tls
+from tests.sshkeys import keygen_fingerprint
 
 RECORDED = Path(__file__).parent / "recorded"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -39,12 +41,6 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("hostkey") / "ssh_host_ed25519_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path
-
-
-def keygen_fingerprint(path: Path) -> str:
-    """What `ssh-keygen -lf` prints of a key: "256 SHA256:... comment (ED25519)"."""
-    return subprocess.run(["ssh-keygen", "-lf", str(path)], capture_output=True, text=True,
-                          check=True).stdout.split()[1]
 
 
 async def _with_server(handler: Handler, check: Callable[[int], Awaitable[None]]) -> None:
@@ -99,29 +95,111 @@ def _ignore_packet() -> bytes:
     return struct.pack(">IB", len(payload) + padding + 1, padding) + payload + b"\0" * padding
 
 
-def test_a_server_that_never_stops_talking_is_cut_at_max_read() -> None:
-    sent = 0
-
-    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal sent
+def _endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Awaitable[None]:
+    """A server that sends ignore packets for as long as it is read."""
+    async def talk() -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.2p1\r\n")
         packet = _ignore_packet()
-        try:
+        with contextlib.suppress(OSError):
             while True:
                 writer.write(packet)
                 await writer.drain()
-                sent += len(packet)
-        except OSError:
-            pass
+    return talk()
 
+
+def test_a_server_that_never_stops_talking_is_cut_at_max_read() -> None:
     async def check(port: int) -> None:
         start = time.monotonic()
         assert await hostkey.fetch("127.0.0.1", port, timeout=10.0) is None
         assert time.monotonic() - start < 2.0, "ended by the byte cap, long before its timeout"
-        await asyncio.sleep(0.1)
-        # what the server got written before the cut: the cap and what the sockets' buffers hold
-        assert sent < hostkey.MAX_READ + 8 * 1024 * 1024
-    asyncio.run(_with_server(endless, check))
+    asyncio.run(_with_server(_endless, check))
+
+
+def test_without_the_cap_that_server_is_read_until_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ended the fetch above is the cap: asyncssh reads such a server for as long as it talks."""
+    monkeypatch.setattr(hostkey, "MAX_READ", 1 << 40)
+
+    async def check(port: int) -> None:
+        start = time.monotonic()
+        assert await hostkey.fetch("127.0.0.1", port, timeout=1.5) is None
+        assert time.monotonic() - start >= 1.5
+    asyncio.run(_with_server(_endless, check))
+
+
+class _Recording(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.received, self.lost = 0, False
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self, inner: asyncio.Protocol) -> None:
+        super().__init__()
+        self.inner, self.aborted = inner, False
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.inner.connection_lost(None)
+
+
+@given(st.lists(st.integers(1, 40_000), max_size=20))
+def test_the_counting_transport_passes_on_at_most_its_limit(chunks: list[int]) -> None:
+    inner = _Recording()
+    counting = hostkey._Counting(inner, hostkey.MAX_READ)
+    transport = _Transport(counting)
+    counting.connection_made(transport)
+    for n in chunks:
+        if transport.aborted:
+            break  # a real transport delivers nothing after abort
+        counting.data_received(b"x" * n)
+    assert inner.received == min(sum(chunks), inner.received) <= hostkey.MAX_READ
+    assert transport.aborted == inner.lost == (sum(chunks) > hostkey.MAX_READ)
+
+
+def _kexinit_kex_algs(packet: bytes) -> list[bytes]:
+    """The key exchanges an unencrypted SSH_MSG_KEXINIT offers (RFC 4253 7.1)."""
+    payload = packet[5:]
+    assert payload[0] == 20
+    (size,) = struct.unpack(">I", payload[17:21])
+    return payload[21:21 + size].split(b",")
+
+
+def test_no_group_exchange_is_offered() -> None:
+    """A group exchange's server picks the prime, which the client checks on the event loop: what
+    the client's KEXINIT offers, as a server reads it."""
+    offered: list[bytes] = []
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+        await reader.readline()
+        (size,) = struct.unpack(">I", await reader.readexactly(4))
+        offered.extend(_kexinit_kex_algs(struct.pack(">I", size) + await reader.readexactly(size)))
+        writer.close()
+
+    async def check(port: int) -> None:
+        assert await hostkey.fetch("127.0.0.1", port, timeout=2.0) is None
+    asyncio.run(_with_server(server, check))
+    assert b"curve25519-sha256" in offered
+    assert [a for a in offered if b"group-exchange" in a or b"gex" in a or a.startswith(b"rsa")] == []
+
+
+def test_a_server_offering_only_group_exchange_gives_no_key_at_once(key_file: Path) -> None:
+    async def run() -> None:
+        server = await asyncssh.listen("127.0.0.1", 0, server_host_keys=[str(key_file)],
+                                       kex_algs=["diffie-hellman-group-exchange-sha256"])
+        port = server.sockets[0].getsockname()[1]
+        try:
+            start = time.monotonic()
+            assert await hostkey.fetch("127.0.0.1", port, timeout=5.0) is None
+            assert time.monotonic() - start < 1.0
+        finally:
+            server.close()
+    asyncio.run(run())
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
