@@ -13,7 +13,9 @@ detection rather than the port's registered name.
 The rules (docs/api.md, "Changes"):
 - identity: a MAC that is not locally administered (randomized), else an SSH host key, else a TLS
   certificate, else the hostname, else the address; evidence several devices of a view share
-  names none of them; one device of a view per identity, the lowest address first;
+  names none of them; evidence other than a MAC finds a device only where it was looked for
+  (_findable); a replaced key or certificate keeps a device unless its MAC or name differs;
+  one device of a view per identity, the lowest address first, none held by another device;
 - a port opens when the later view lists it open and the earlier did not; it closes only where
   the later scan probed it (its TCP or UDP port list), found the device, and lists every open
   port of that protocol (not a tarpit's, not a timed-out host's);
@@ -208,21 +210,43 @@ def _rank(identity: str) -> int:
 
 def _compatible(known: Device, candidates: list[str]) -> bool:
     """Whether a device found at a known device's address, recognisable by `candidates`, may be
-    it: not when both have evidence of the kind that identifies the known one, and it differs; a
-    host key or certificate that differs is a replaced one (ROTATES), which contradicts nothing."""
-    kind = _kind(known["identity"])
-    theirs = [k for k in candidates if _kind(k) == kind]
-    return kind == "ip" or kind in ROTATES or not theirs or known["identity"] in theirs
+    it: not when both have evidence of the kind that identifies the known one, and it differs. A
+    host key or certificate that differs may be a replaced one (ROTATES), unless the known
+    device's MAC or hostname says another machine took its address (a DHCP lease's next holder)."""
+    identity = known["identity"]
+    kind = _kind(identity)
+    if kind == "ip":
+        return True
+    if kind not in ROTATES:
+        return not _contradicts({identity}, candidates, kind)
+    mine = set(evidence(known))
+    return not any(_contradicts(mine, candidates, k) for k in ("mac", "name"))
+
+
+def _contradicts(mine: set[str], theirs: list[str], kind: str) -> bool:
+    """Whether both have evidence of `kind`, and none in common."""
+    a, b = {k for k in mine if _kind(k) == kind}, {k for k in theirs if _kind(k) == kind}
+    return bool(a and b) and not a & b
+
+
+def _findable(known: Device, key: str, covered: Covered | None) -> bool:
+    """Whether a device found with `key`, the identity of a known device, may be it: by a MAC
+    (on-link evidence) always; by other evidence, which another machine may carry too (a cloned
+    host key, a default or wildcard certificate, a reused name), only if the known device is gone
+    or its address is one this scan looked at (and did not find it there with that evidence).
+    Elsewhere it is still there for all this scan knows, and the one found is another machine."""
+    return _kind(key) == "mac" or covered is None or not known.get("present", True) or covered.covers(known["ip"])
 
 
 def _identity(mine: str | None, shown: list[str], candidates: list[str], free: list[str],
               shared: frozenset[str]) -> str:
     """The identity a later device takes: the earlier one's (`mine`, when matched), unless the
     view shows a stronger one, shows it shared, or shows its replacement (a new host key or
-    certificate: evidence of its kind, and not it). `shown`: its evidence, shared or not."""
+    certificate: evidence of its kind, and not it). `shown`: its evidence, shared or not; `free`:
+    its candidates no other device holds. Shared, `mine` is still kept when none is free."""
     best = free[0] if free else None
     if mine is None or mine in shared:
-        return best or candidates[-1]
+        return best or mine or candidates[-1]
     if best and (_rank(best) > _rank(mine) or
                  (_kind(best) == _kind(mine) and _kind(mine) in ROTATES and mine not in shown)):
         return best
@@ -239,11 +263,12 @@ class Pairing:
     unmatched: list[int] = field(default_factory=list)
 
 
-def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
+def pair(before: Sequence[Device], after: Sequence[Device], covered: Covered | None = None) -> Pairing:
     """Each later device matched to the earlier one with its strongest identity (its MAC, a host
-    key, certificate or hostname no other later device has), else to an earlier one at its
-    address that nothing contradicts (present first); identities first for every later device,
-    so that one without any taking a moved device's old address does not take the moved device too.
+    key, certificate or hostname no other later device has) that may be it (_findable: `covered`
+    is what the later view looked at; None: everything), else to an earlier one at its address
+    that nothing contradicts (present first); identities first for every later device, so that
+    one without any taking a moved device's old address does not take the moved device too.
     Earlier devices have `identity`, or are given theirs as later ones are (a result's)."""
     known = before
     if any("identity" not in b for b in before):
@@ -257,8 +282,8 @@ def pair(before: Sequence[Device], after: Sequence[Device]) -> Pairing:
     matches: dict[int, int] = {}
     claimed: set[int] = set()
     for j in ordered:
-        match = next((by_identity[k] for k in candidates[j][:-1]
-                      if k in by_identity and by_identity[k] not in claimed), None)
+        match = next((by_identity[k] for k in candidates[j][:-1] if k in by_identity and
+                      by_identity[k] not in claimed and _findable(known[by_identity[k]], k, covered)), None)
         if match is not None:
             matches[j] = match
             claimed.add(match)
@@ -433,7 +458,7 @@ def unchanged(before: Device, after: Device, covered: Covered) -> bool:
 def compare(before: Sequence[Device], after: Sequence[Device], covered: Covered) -> list[dict[str, Any]]:
     """Every change from one view to the other, by address: a device appears or is gone only
     where both views looked (an address `covered` covers)."""
-    pairing = pair(before, after)
+    pairing = pair(before, after, covered)
     changes: list[dict[str, Any]] = []
     for i, j, _ in pairing.matched:
         b, a = before[i], after[j]

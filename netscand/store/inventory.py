@@ -185,7 +185,7 @@ def plan(merging: Merging, version: int, rows: Sequence[Row], found: list[dict[s
     """The writes of a merge of `found` into the devices `rows` (as read at `version`); no store."""
     known = sorted({r["key"]: r for r in rows}.values(), key=lambda r: (r["ip_key"], r["id"]))
     devices = [_device(row) for row in known]
-    pairing = compare.pair(devices, found)
+    pairing = compare.pair(devices, found, merging.covered)
     writes = _Writes(merging)
     for i, j, identity in pairing.matched:
         writes.seen(known[i], devices[i], found[j], identity)
