@@ -1,5 +1,5 @@
 """The fake engine and a dispatcher over its shared memory, and the running scans over them
-(test_live's Harness), for the scan layer's tests without root."""
+(harness.py's Harness), for the scan layer's tests without root."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from netscand.scan.queue import ScanQueue
 from netscand.store.threads import StoreThreads
 from netscand.vuln.store import CveStore
 from tests.scan.fake_engine import FakeEngine
-from tests.scan.test_live import Harness, WatchedStore, policy
+from tests.scan.harness import Harness, WatchedStore, policy
 
 
 @pytest.fixture
