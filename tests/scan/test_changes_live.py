@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 from netscand.store import changes, inventory
-from tests.scan.test_live import Harness, run, running, until
+from tests.scan.harness import Harness, run, running, until
 from tests.scan.test_runner_unit import Device, Network, mac
 
 
