@@ -5,11 +5,11 @@ site since a time, oldest first.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
 from sqlite_utils import Database
-
 
 COLUMNS = ("seq", "scan_id", "site_id", "device_id", "ip", "kind", "port", "protocol", "before", "after", "at", "cve")
 JSON_COLUMNS = ("before", "after", "cve")
@@ -18,22 +18,44 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM changes"
 # scan's share one time, and its index holds them by seq
 _ORDER = "ORDER BY at, seq LIMIT ? OFFSET ?"
 _SCAN_ORDER = "ORDER BY seq LIMIT ? OFFSET ?"
+_ID = len(b'{"id":0,')  # a record's JSON with id 0 starts so: its event's data is the rest after the real id
 
 
-def record(db: Database, found: list[dict[str, Any]], *, owner: str | None) -> list[dict[str, Any]]:
-    """Write changes (scan_id, site_id, device_id, ip, kind, port?, protocol?, before, after, at,
-    cve?) and their events, one statement per table (a /16's first merge has 65,536); the changes
-    as GET /changes shows them. The caller's transaction holds them all, so their seqs follow the
-    table's last one (AUTOINCREMENT: never reused) one by one."""
-    last = next(iter(db.query("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")), {"seq": 0})["seq"]
-    db.conn.executemany(
-        f"INSERT INTO changes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-        [[last + n, *(_encode(name, change.get(name)) for name in COLUMNS[1:])] for n, change in enumerate(found, 1)])
-    shown = [_view({**change, "seq": last + n}) for n, change in enumerate(found, 1)]
-    db.conn.executemany(
-        "INSERT INTO events (type, scan_id, site_id, owner, at, data) VALUES (?, ?, ?, ?, ?, ?)",
-        [(f"change.{c['kind']}", c["scan_id"], c["site_id"], owner, c["at"], orjson.dumps(c).decode()) for c in shown])
-    return shown
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A merge's changes made ready to write while it plans, so that its write on the store's one
+    writer thread does nothing per row but bind it: the `changes` rows and their events' rows,
+    each with its place n (1, 2, ...) where the write's seq goes (the table's last seq + n), and
+    the records as GET /changes shows them, which the write gives their seqs."""
+
+    rows: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]  # (type, scan_id, site_id, owner, at, n, data after its "id")
+    records: list[dict[str, Any]]
+
+
+def prepare(found: list[dict[str, Any]], *, owner: str | None) -> Batch:
+    """Changes (scan_id, site_id, device_id, ip, kind, port?, protocol?, before, after, at, cve?),
+    in the order they take their seqs, with their `change.<kind>` events owned by `owner`."""
+    records = [_view({**change, "seq": 0}) for change in found]
+    return Batch(
+        [(n, *(_encode(name, change.get(name)) for name in COLUMNS[1:])) for n, change in enumerate(found, 1)],
+        [(f"change.{r['kind']}", r["scan_id"], r["site_id"], owner, r["at"], n, orjson.dumps(r)[_ID:].decode())
+         for n, r in enumerate(records, 1)],
+        records)
+
+
+def write(db: Database, batch: Batch) -> list[dict[str, Any]]:
+    """Write a batch's changes and their events, one statement per table (a /16's first merge has
+    65,536), in the caller's transaction; its records, with their seqs. The transaction holds
+    them all, so their seqs follow the table's last one (AUTOINCREMENT: never reused) one by one."""
+    last = int(next(iter(db.query("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")), {"seq": 0})["seq"])
+    db.conn.executemany(f"INSERT INTO changes ({', '.join(COLUMNS)}) VALUES (? + {last}, "
+                        f"{', '.join('?' * (len(COLUMNS) - 1))})", batch.rows)
+    db.conn.executemany("INSERT INTO events (type, scan_id, site_id, owner, at, data) "
+                        f"VALUES (?, ?, ?, ?, ?, '{{\"id\":' || (? + {last}) || ',' || ?)", batch.events)
+    for seq, record in enumerate(batch.records, last + 1):
+        record["id"] = seq
+    return batch.records
 
 
 def of_scan(db: Database, scan_id: str, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:

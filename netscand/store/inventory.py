@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
+import secrets
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -69,6 +72,7 @@ class Plan:
     merging: Merging
     version: int
     writes: _Writes
+    changes: changes.Batch
 
 
 def merge(db: Database, *, scan_id: str, site_id: str | None, found: list[dict[str, Any]], covered: Covered,
@@ -195,7 +199,7 @@ def plan(merging: Merging, version: int, rows: Sequence[Row], found: list[dict[s
         if known[i]["present"] and merging.covered.covers(known[i]["ip"]):
             writes.gone(known[i])
     writes.changes.sort(key=compare.order)
-    return Plan(merging, version, writes)
+    return Plan(merging, version, writes, changes.prepare(writes.changes, owner=merging.owner))
 
 
 def apply(db: Database, planned: Plan) -> list[dict[str, Any]]:
@@ -208,10 +212,20 @@ def apply(db: Database, planned: Plan) -> list[dict[str, Any]]:
         planned.writes.flush(db)
         db.execute("INSERT INTO inventory_versions (site_key, version) VALUES (?, 1) "
                    "ON CONFLICT (site_key) DO UPDATE SET version = version + 1", [site_key])
-        return changes.record(db, planned.writes.changes, owner=planned.merging.owner)
+        return changes.write(db, planned.changes)
 
 
 # -- writing -------------------------------------------------------------------------------------
+
+def _device_ids() -> Iterator[str]:
+    """Ids for a merge's new devices, each sorting after every id made before it: UUIDv7s (RFC
+    9562) of one time, counting up from a random start below it (its method 1). A first merge's
+    ids then append to the indexes holding them (inventory's, changes_by_device) rather than
+    each landing on some page of them, which cost a /16's first merge 0.8 s of its write."""
+    stamp = time.time_ns() // 1_000_000 << 80 | 7 << 76
+    for n in itertools.count(secrets.randbits(72)):  # below 2 ** 72: its 74 bits never carry into the version
+        yield str(uuid.UUID(int=stamp | (n >> 62) << 64 | 2 << 62 | n & (1 << 62) - 1))
+
 
 @dataclasses.dataclass
 class _Writes:
@@ -220,6 +234,7 @@ class _Writes:
     flush, in the write's transaction, numbers them after the inventory's last."""
 
     merging: Merging
+    ids: Iterator[str] = dataclasses.field(default_factory=_device_ids)  # new devices'
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     created: list[list[Any]] = dataclasses.field(default_factory=list)  # new inventory rows
     updated: dict[tuple[str, ...], list[list[Any]]] = dataclasses.field(  # columns changed -> values, key
@@ -256,7 +271,7 @@ class _Writes:
         self.updated[(*columns, *SEEN)].append([*(new[c] for c in columns), *(new[c] for c in SEEN), row["key"]])
 
     def new(self, found: dict[str, Any], identity: str) -> None:
-        key, device_id = -1 - len(self.created), str(uuid.uuid4())
+        key, device_id = -1 - len(self.created), next(self.ids)
         state = compare.merged({"ip": found["ip"]}, found, self.merging.covered)
         self._note(device_id, "device_appeared", found["ip"], None, found["ip"])
         self._index(key, state["ports"])
@@ -291,25 +306,25 @@ class _Writes:
 
     def flush(self, db: Database) -> None:
         conn = db.conn
-        first = next(conn.execute("SELECT coalesce(max(key), 0) + 1 FROM inventory"))[0]
-
-        def keyed(rows: list[list[Any]]) -> list[list[Any]]:  # new devices' placeholders numbered
-            return [r if r[0] > 0 else [first - r[0] - 1, *r[1:]] for r in rows]
-
-        conn.executemany(f"INSERT INTO inventory ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                         keyed(self.created))
+        # New devices' keys follow the inventory's last: placeholder -n is last + n. SQLite turns
+        # them, so that the rows go to executemany as they were planned (a row made here per row
+        # would be Python's work on the writer, and new objects enough to wake its collector).
+        last = int(next(conn.execute("SELECT coalesce(max(key), 0) FROM inventory"))[0])
+        keyed = f"iif(?1 > 0, ?1, {last} - ?1)"
+        conn.executemany(f"INSERT INTO inventory ({', '.join(COLUMNS)}) "
+                         f"VALUES ({last} - ?, {', '.join('?' * (len(COLUMNS) - 1))})", self.created)
         for columns, values in self.updated.items():
             conn.executemany(f"UPDATE inventory SET {', '.join(f'{c} = ?' for c in columns)} WHERE key = ?", values)
         conn.executemany("UPDATE inventory SET present = 0 WHERE key = ?", self.gone_keys)
         conn.executemany(
-            "INSERT INTO inventory_addresses (device_key, ip, first_seen, last_seen) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (device_key, ip) DO UPDATE SET last_seen = excluded.last_seen", keyed(self.addresses))
+            f"INSERT INTO inventory_addresses (device_key, ip, first_seen, last_seen) VALUES ({keyed}, ?, ?, ?) "
+            "ON CONFLICT (device_key, ip) DO UPDATE SET last_seen = excluded.last_seen", self.addresses)
         conn.executemany("DELETE FROM inventory_ports WHERE device_key = ?", self.stale)
         conn.executemany("DELETE FROM inventory_cves WHERE device_key = ?", self.stale)
         conn.executemany("INSERT INTO inventory_ports (device_key, port, protocol, service, product, version) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", keyed(self.ports))
+                         f"VALUES ({keyed}, ?, ?, ?, ?, ?)", self.ports)
         conn.executemany("INSERT OR IGNORE INTO inventory_cves (device_key, cve_id, severity, port, protocol) "
-                         "VALUES (?, ?, ?, ?, ?)", keyed(self.cves))
+                         f"VALUES ({keyed}, ?, ?, ?, ?)", self.cves)
 
 
 def _kept(state: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -246,3 +247,27 @@ def test_merges_of_one_site_at_once_take_turns(store: Store, make_scan: Callable
 
     assert sorted(map(kinds, asyncio.run(both()))) == [[], [("device_appeared", "198.18.0.1", None, None, "198.18.0.1")]]
     assert rows(store, "SELECT count(*) AS n FROM inventory") == [{"n": 1}]
+
+
+def test_new_devices_ids_sort_after_every_earlier_one(store: Store, merge: Merge) -> None:
+    """UUIDv7s counting up: a merge's new devices append to the indexes of ids."""
+    first = [c["device_id"] for c in merge([device(n, {22: None}) for n in (3, 1, 2)])]
+    later = [c["device_id"] for c in merge([device(n, {22: None}) for n in (1, 2, 3, 9)])]
+    assert [uuid.UUID(i).version for i in first + later] == [7] * 4
+    assert len(later) == 1 and later[0] > max(first)
+
+
+def test_keys_and_seqs_are_numbered_in_the_write_after_the_last(store: Store, merge: Merge) -> None:
+    """New devices' port, CVE and address rows find their device by the key the write gives it,
+    beside a known device's; each change's event carries its seq."""
+    merge([device(1, {22: None}), device(2, {80: None})])
+    written = merge([device(1, {22: None, 80: None}), device(2, {80: None}), device(5, {21: None, 8080: None})])
+    assert rows(store, "SELECT i.ip, p.port FROM inventory_ports AS p JOIN inventory AS i ON i.key = p.device_key "
+                       "ORDER BY i.ip, p.port") == [
+        {"ip": f"198.18.0.{n}", "port": p} for n, p in ((1, 22), (1, 80), (2, 80), (5, 21), (5, 8080))]
+    assert rows(store, "SELECT i.ip FROM inventory_addresses AS a JOIN inventory AS i ON i.key = a.device_key "
+                       "ORDER BY i.ip") == [{"ip": f"198.18.0.{n}"} for n in (1, 2, 5)]
+    assert [c["id"] for c in written] == [3, 4]
+    events = rows(store, "SELECT data FROM events ORDER BY seq")
+    assert [orjson.loads(e["data"]) for e in events[-2:]] == written
+    assert store.call("read", changes.of_scan, "scan", 1, 10)[0][2:] == written
