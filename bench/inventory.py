@@ -193,6 +193,8 @@ def queries(db_store: Store, made: list[str], rnd: random.Random) -> dict[str, F
         "port+address": Filters(port=9100, network=ipaddress.ip_network("198.18.0.0/20")),
         "product+os": Filters(product="openssh", os="linux"),
         "service+gone": Filters(service="https", present=False),
+        "port 22+address /16": Filters(port=22, network=ipaddress.ip_network("198.19.0.0/16")),
+        "service+address /15": Filters(service="ssh", network=ipaddress.ip_network("198.18.0.0/15")),
     }
 
 

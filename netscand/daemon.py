@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import structlog
@@ -25,7 +26,8 @@ from netscand.scan.limits import Limits
 from netscand.scan.policy import Policy
 from netscand.scan.ports import PortSpecError
 from netscand.scan.profiles import discovery
-from netscand.store import Store
+from netscand.store import Store, schema
+from netscand.store.connection import open_database
 from netscand.supervisor import ChildSpec, Supervisor
 
 log = structlog.get_logger()
@@ -34,6 +36,7 @@ RECEIPT_NAME = "reload.json"
 # What the daemon keeps in its state directory, which its user must own.
 KEPT = (RECEIPT_NAME, DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", *tls.GENERATED,
         compose.CVE_DB, f"{compose.CVE_DB}-wal", f"{compose.CVE_DB}-shm")
+MIGRATION_TICK = 10.0  # s between the asks for more time that systemd gets while migrations run
 # Settings a reload can't apply: sockets are bound and workers forked once, by the supervisor.
 RESTART_ONLY = ("state_dir", "socket", "socket_mode", "socket_group", "listen", "log_format", "user")
 
@@ -52,7 +55,7 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
     notifier = Notifier()
     state, listeners = _take_over(cfg)
     # As the daemon's user from here on: what fails now would fail in its children.
-    Store(db_path(cfg)).close()  # creates or migrates the schema before any child opens it
+    prepare_store(db_path(cfg), notifier)
     load = _loader(cfg, reread)
     boot = _boot_settings(load)
     engine = compose.engine(cfg.workers, cfg.policy, lambda: reread().policy, hangup=True)
@@ -72,6 +75,41 @@ def serve(cfg: Config, reread: Callable[[], Config]) -> int:
             path.unlink(missing_ok=True)
     log.info("daemon.stop", code=code)
     return code
+
+
+def prepare_store(path: Path, notifier: Notifier) -> None:
+    """Create or migrate the schema before any child opens it. An upgrade's migration can take
+    minutes over a large inventory, while systemd (Type=notify) waits for READY=1 no longer than
+    its start timeout: so it is logged, and systemd is told and asked to wait while it runs."""
+    with contextlib.closing(open_database(path)) as db:
+        pending = [m.name for m in schema.MIGRATIONS.pending(db)]
+    if not pending:
+        Store(path).close()
+        return
+    log.info("store.migrating", path=str(path), migrations=pending)
+    with _extending(notifier, f"migrating the database: {', '.join(pending)}"):
+        Store(path).close()
+    log.info("store.migrated", path=str(path))
+
+
+@contextlib.contextmanager
+def _extending(notifier: Notifier, status: str) -> Iterator[None]:
+    """systemd told `status` and asked for three ticks more, every tick, until the body is done."""
+    done = threading.Event()
+
+    def ask() -> None:
+        while True:  # once at least, however short the body
+            notifier.send(f"EXTEND_TIMEOUT_USEC={int(3 * MIGRATION_TICK * 1_000_000)}", f"STATUS={status}")
+            if done.wait(MIGRATION_TICK):
+                return
+
+    asking = threading.Thread(target=ask, name="migrating", daemon=True)
+    asking.start()
+    try:
+        yield
+    finally:
+        done.set()
+        asking.join()
 
 
 def _take_over(cfg: Config) -> tuple[Path, control.Listeners]:

@@ -229,8 +229,9 @@ class _Query:
         table, (condition, args) = driver
         where, more = _where([(condition, args), *self.own, *(_has(j) for j in self.joined if j is not driver)])
         # CROSS JOIN: SQLite keeps this order, the driver's rows first; then inventory_filtered,
-        # which holds every column the device's own filters read (a row is read only for a
-        # match's id and address, when the matches are sorted: few).
+        # which holds every column the device's own filters read, its address too (a row is read
+        # only for a match's id, when the matches are sorted: few; tests/store/test_devices.py
+        # holds every count to that index alone).
         sql = f"SELECT {columns} FROM {table} AS t CROSS JOIN inventory AS i INDEXED BY inventory_filtered "
         return sql + f"ON i.key = t.device_key {where}", more
 

@@ -103,6 +103,8 @@ def filter_sets(made: dict[str, Any]) -> list[Filters]:
         Filters(network=ipaddress.ip_network("2001:db8::/32")), Filters(port=22, service="ssh", product="OpenSSH"),
         Filters(product="nginx", present=False), Filters(site_id=made["a"], cve="CVE-2022-1234"),
         Filters(text="host", port=80), Filters(cve="CVE-2021-9999", min_severity=4), Filters(port=53, os="bsd"),
+        Filters(port=22, network=ipaddress.ip_network("198.18.0.0/25")),
+        Filters(service="http", network=ipaddress.ip_network("198.18.0.0/23")),
     ]
 
 
@@ -172,6 +174,10 @@ def test_a_device_shows_its_newest_changes_only(store: Store, monkeypatch: pytes
     assert device["more_changes"] is True
 
 
+def plan(db: Database, sql: str, args: list[Any]) -> list[str]:
+    return [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+
+
 def plans(db: Database, f: Filters) -> list[str]:
     """Every step of the plans of the queries a page of `f` may take, whichever filter it reads first."""
     query, queries = devices._Query.of(f), []
@@ -182,7 +188,7 @@ def plans(db: Database, f: Filters) -> list[str]:
     where, args = devices._where([*query.own, *map(devices._has, query.joined)])
     queries.append((f"SELECT count(*) FROM inventory AS i {where}", args))
     queries += [query.driven(join, "DISTINCT t.device_key") for join in query.joined]
-    return [row[3] for sql, args in queries for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+    return [step for sql, args in queries for step in plan(db, sql, args)]
 
 
 def test_every_query_reads_indexes_never_the_table(store: Store, inventory: dict[str, Any]) -> None:
@@ -190,3 +196,17 @@ def test_every_query_reads_indexes_never_the_table(store: Store, inventory: dict
     for f in filter_sets(inventory):
         steps = store.call("t", plans, f)
         assert not [s for s in steps if s.startswith("SCAN") and "INDEX" not in s], (f, steps)
+
+
+def test_a_count_driven_by_ports_or_cves_reads_no_device_row(store: Store, inventory: dict[str, Any]) -> None:
+    # Each device a port's or CVE's index found is looked up once: in inventory_filtered alone,
+    # whatever the device's own filters (an address among them), never in its row.
+    driven = [f for f in filter_sets(inventory) if devices._Query.of(f).joined and devices._Query.of(f).own]
+    assert any(f.network and f.port for f in driven) and any(f.network and f.service for f in driven)
+    for f in driven:
+        query = devices._Query.of(f)
+        for join in query.joined:
+            steps = store.call("t", plan, *query.driven(join, "DISTINCT t.device_key"))
+            lookups = [s for s in steps if s.startswith("SEARCH i ")]
+            assert len(lookups) == 1, (f, steps)
+            assert lookups[0].startswith("SEARCH i USING COVERING INDEX inventory_filtered (key=?"), (f, steps)

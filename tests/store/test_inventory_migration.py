@@ -6,13 +6,18 @@ given; deleting a site still takes its inventory with it."""
 from __future__ import annotations
 
 import random
+import socket
 import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
 from sqlite_utils import Database
 
+from netscand import daemon
+from netscand.notify import Notifier
 from netscand.store import Store, changes, devices, sites
 from netscand.store.inventory import merge
 from netscand.store.schema import MIGRATIONS
@@ -101,3 +106,79 @@ def orphans(db: Database) -> int:
     return sum(next(db.query(f"SELECT count(*) AS n FROM {t} WHERE device_key NOT IN (SELECT key FROM inventory)"))["n"]
                for t in CHILDREN) + next(db.query(
         "SELECT count(*) AS n FROM changes WHERE device_id NOT IN (SELECT id FROM inventory)"))["n"]
+
+
+def test_a_change_of_a_deleted_device_does_not_stop_the_migration(store: Store, tmp_path: Path) -> None:
+    """An admin's sqlite3 shell (foreign keys off) deleted a device and left its rows: they go,
+    the rest stays; `changes` is not rewritten; the log is given back; foreign keys are on again."""
+    fill(store)
+    path = tmp_path / "old.db"
+    at_m007(path, store)
+    db = Database(sqlite3.connect(path))
+    gone = next(db.query("SELECT id FROM inventory LIMIT 1"))["id"]
+    db.execute("DELETE FROM inventory WHERE id = ?", [gone])  # foreign keys are off by default here
+    db.conn.commit()
+    kept = {t: next(db.query(f"SELECT count(*) AS n FROM {t} WHERE device_id != ?", [gone]))["n"]
+            for t in (*CHILDREN, "changes")}
+    assert next(db.query("SELECT count(*) AS n FROM changes WHERE device_id = ?", [gone]))["n"] > 0
+    root = next(db.query("SELECT rootpage FROM sqlite_master WHERE name = 'changes'"))["rootpage"]
+    db.close()
+    migrated = Store(path)
+    try:
+        after = migrated.call("t", counts)
+        assert {t: after[t] for t in kept} == kept and migrated.call("t", orphans) == 0
+        assert migrated.call("t", lambda d: next(d.query(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'changes'"))["rootpage"]) == root
+        assert migrated.call("t", lambda d: d.execute("PRAGMA foreign_keys").fetchone()[0]) == 1
+        assert (tmp_path / "old.db-wal").stat().st_size == 0
+    finally:
+        migrated.close()
+
+
+def test_an_m008_done_but_not_recorded_is_recorded_at_the_next_start(store: Store, tmp_path: Path) -> None:
+    """The step has no transaction of its own around its record: a stop between the two must not
+    make the next start run it again over its own tables."""
+    made = fill(store)
+    at_m007(tmp_path / "old.db", store)
+    Store(tmp_path / "old.db").close()
+    db = Database(sqlite3.connect(tmp_path / "old.db"))
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_inventory_keys'")
+    db.conn.commit()
+    db.close()
+    again = Store(tmp_path / "old.db")
+    try:
+        assert again.schema_version == store.schema_version and again.call("t", everything, made) == store.call("t", everything, made)
+    finally:
+        again.close()
+
+
+def test_systemd_is_told_while_the_daemon_migrates(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At start, a pending migration is logged, and systemd (waiting for READY=1) gets its status
+    and is asked to wait longer, every tick, while it runs; a store already migrated, nothing."""
+    fill(store)
+    at_m007(tmp_path / "old.db", store)
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.settimeout(5)
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    monkeypatch.setattr(daemon, "MIGRATION_TICK", 0.05)  # a notify socket's queue is short: sendto would block
+    try:
+        with structlog.testing.capture_logs() as logs:
+            daemon.prepare_store(tmp_path / "old.db", notifier)
+        told = systemd.recv(4096).decode().splitlines()
+        assert told == ["EXTEND_TIMEOUT_USEC=150000", "STATUS=migrating the database: m008_inventory_keys"]
+        assert [e["event"] for e in logs] == ["store.migrating", "store.migrated"]
+        assert logs[0]["migrations"] == ["m008_inventory_keys"]
+        systemd.setblocking(False)
+        while True:  # what the ticks sent
+            try:
+                systemd.recv(4096)
+            except BlockingIOError:
+                break
+        with structlog.testing.capture_logs() as logs:
+            daemon.prepare_store(tmp_path / "old.db", notifier)
+        assert logs == []
+        with pytest.raises(BlockingIOError):
+            systemd.recv(4096)
+    finally:
+        systemd.close()
