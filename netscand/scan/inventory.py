@@ -5,9 +5,10 @@ completes with its results.
 
 The store's one writer thread takes only the merge's writes, in one transaction: reading the
 result and the devices concerned (a chunk per store call, so that other calls get the store in
-between) and comparing them (seconds for a /16) happen on a reader thread. Merges of one site
-take turns, and the write checks the site's version, so a plan computed from devices another
-merge has changed since is computed again rather than written.
+between) and comparing them (seconds for a /16) happen on the merges' own thread, never on the
+API's readers. Merges of one site take turns, and the write checks the site's version, so a plan
+computed from devices another merge has changed since is computed again rather than written; a
+store that another process held too long (an admin's backup) is tried again too, a little later.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from netscand.scan.spec import ScanSpec
 from netscand.store import Store, inventory, results
 from netscand.store.clock import utc_now
 from netscand.store.compare import Covered
-from netscand.store.errors import StoreError
+from netscand.store.errors import StoreError, busy
 from netscand.store.threads import StoreThreads
 
 log = structlog.get_logger()
 CHUNK = 1000  # devices per read: each holds the store some tens of milliseconds
-ATTEMPTS = 3  # plans computed before a merge whose site keeps moving gives up
+ATTEMPTS = 3  # plans computed before a merge whose site keeps moving, or whose store stays busy, gives up
+BACKOFF = 2.0  # s before a busy store is tried again, times the attempt
 
 
 class Inventory:
@@ -54,14 +56,19 @@ class Inventory:
         doing = f"cannot merge scan {scan_id} into the inventory"
         merging = await self.io.read(self.store.call, doing, inventory.of_scan, scan_id, covered, at)
         await self.io.write(self.store.call, doing, inventory.keep_covered, scan_id, merging.covered)
-        found = await self.io.read(self._found, doing, scan_id)
+        found = await self.io.merging(self._found, doing, scan_id)
         async with self._sites.setdefault(merging.site_key, asyncio.Lock()):
             for attempt in range(1, ATTEMPTS + 1):
-                planned = await self.io.read(self._plan, doing, merging, found)
                 try:
+                    planned = await self.io.merging(self._plan, doing, merging, found)
                     return await self.io.write(self.store.call, doing, inventory.apply, planned)
                 except inventory.Moved:
                     log.info("inventory.merge_replanned", scan_id=scan_id, attempt=attempt)
+                except StoreError as exc:
+                    if attempt == ATTEMPTS or not busy(exc):
+                        raise
+                    log.warning("inventory.merge_retried", scan_id=scan_id, attempt=attempt, error=str(exc))
+                    await asyncio.sleep(BACKOFF * attempt)
         raise StoreError(f"{doing}: its site's inventory kept changing while it was compared")
 
     def _found(self, doing: str, scan_id: str) -> list[dict[str, Any]]:

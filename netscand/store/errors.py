@@ -62,3 +62,9 @@ def read_only(exc: sqlite3.Error) -> bool:
     """Whether SQLite refused a write because it holds the database read-only."""
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF == _READONLY
+
+
+def busy(error: StoreError) -> bool:
+    """Whether another process held the database past the busy timeout (an admin's backup): unlike
+    a full disk or a read-only file, likely gone in a few seconds."""
+    return error.reason == _PLAIN[_BUSY]

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import structlog
 
+from netscand.scan import inventory as scan_inventory
 from netscand.scan.events import Events
 from netscand.scan.inventory import Inventory
 from netscand.store import Store, changes, devices, inventory
 from netscand.store.compare import Covered
-from netscand.store.threads import StoreThreads
+from netscand.store.devices import Filters
+from netscand.store.errors import StoreError
+from netscand.store.threads import READERS, StoreThreads
 
 BASE = int(ipaddress.IPv4Address("198.18.0.0"))
 SLASH24 = ((BASE, BASE + 255),)
@@ -219,17 +225,22 @@ def test_a_scans_changes_are_read_in_its_index_order(store: Store) -> None:
 
 def test_a_plan_made_before_another_merge_of_its_site_is_not_written(store: Store, merge: Merge) -> None:
     merging = inventory.Merging("late", SITE, COVERED, "2026-03-20T10:00:00Z")
-    stale = store.call("read", lambda db: inventory.plan(
-        merging, inventory.version(db, SITE), inventory.concerned(db, SITE, COVERED, []), [device(1, {22: None})]))
+
+    def planned() -> inventory.Plan:
+        return store.call("read", lambda db: inventory.plan(
+            merging, inventory.version(db, SITE), inventory.concerned(db, SITE, COVERED, []), [device(1, {22: None})]))
+
+    kept, stale = planned(), planned()
     merge([device(1, {22: None})], scan_id="other site")  # no site: SITE's version stays
-    fresh = store.call("read", lambda db: inventory.plan(
-        merging, inventory.version(db, SITE), inventory.concerned(db, SITE, COVERED, []), [device(1, {22: None})]))
+    assert kinds(store.call("apply", inventory.apply, kept)) == [
+        ("device_appeared", "198.18.0.1", None, None, "198.18.0.1")]
+    with pytest.raises(inventory.Moved):  # planned at the version `kept` moved
+        store.call("apply", inventory.apply, stale)
+    fresh = planned()
     merge([device(1, {22: None})], site_id=SITE, scan_id="first")
     with pytest.raises(inventory.Moved):
-        store.call("apply", inventory.apply, stale)
-    with pytest.raises(inventory.Moved):
         store.call("apply", inventory.apply, fresh)
-    assert rows(store, "SELECT count(*) AS n FROM changes WHERE scan_id = 'late'") == [{"n": 0}]
+    assert rows(store, "SELECT count(*) AS n FROM changes WHERE scan_id = 'late'") == [{"n": 1}]
 
 
 def test_merges_of_one_site_at_once_take_turns(store: Store, make_scan: Callable[..., dict]) -> None:
@@ -271,3 +282,135 @@ def test_keys_and_seqs_are_numbered_in_the_write_after_the_last(store: Store, me
     events = rows(store, "SELECT data FROM events ORDER BY seq")
     assert [orjson.loads(e["data"]) for e in events[-2:]] == written
     assert store.call("read", changes.of_scan, "scan", 1, 10)[0][2:] == written
+
+
+# -- the daemon's merge (scan/inventory.py): chunks, turns, retries, its own thread ---------------
+
+def merger(store: Store) -> Inventory:
+    io = StoreThreads()
+    return Inventory(store, io, Events(store, io))
+
+
+def merged_rounds(store: Store) -> list[Any]:
+    """Three completed scans of SITE merged as the daemon merges them; their changes, then the
+    inventory (less its random ids). The third covers only .20-.31, where five devices moved: each
+    is found by its MAC (by_identity), not by its address."""
+    macs = [f"00:1B:21:00:00:{n:02X}" for n in range(10)]
+    rounds = [([device(n, {22: "9.2p1"}, mac=macs[n]) for n in range(1, 8)], COVERED),
+              ([device(n, {22: "9.3p1", 80: None}, mac=macs[n]) for n in range(2, 10)], COVERED),
+              ([device(n + 20, {22: None}, mac=macs[n]) for n in range(1, 6)],
+               Covered(((BASE + 20, BASE + 31),), TCP, frozenset(), services=True))]
+
+    async def merge_all() -> list[Any]:
+        merging, out = merger(store), []
+        for n, (found, covered) in enumerate(rounds):
+            scan_id = store.create_scan({"id": f"scan-{n}", "target": "198.18.0.0/24", "profile": "quick",
+                                         "created_at": f"2026-03-0{n + 1}T10:00:00Z", "status": "completed",
+                                         "site_id": SITE})["id"]
+            store.put_devices(scan_id, found)
+            out.append(kinds(await merging.merge_scan(scan_id, covered, f"2026-03-0{n + 1}T11:00:00Z")))
+        return out
+
+    return [*asyncio.run(merge_all()), rows(store, "SELECT identity, ip, present, first_seen, last_seen, state "
+                                                   "FROM inventory ORDER BY identity")]
+
+
+def test_merges_read_a_chunk_at_a_time_as_they_read_all_at_once(store: Store, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = merged_rounds(store)
+    assert [len(r) for r in whole] == [7, 15, 10, 9] and [k[0] for k in whole[2]].count("address_changed") == 5
+    monkeypatch.setattr(scan_inventory, "CHUNK", 2)
+    monkeypatch.setattr(inventory, "LOOKUP_CHUNK", 2)
+    chunked = Store(tmp_path / "chunked.db")
+    try:
+        assert merged_rounds(chunked) == whole
+    finally:
+        chunked.close()
+
+
+def completed(store: Store, scan_id: str, site_id: str | None = None) -> str:
+    store.create_scan({"id": scan_id, "target": "198.18.0.0/24", "profile": "quick",
+                       "created_at": "2026-03-01T10:00:00Z", "status": "completed", "site_id": site_id})
+    store.put_devices(scan_id, [device(1, {22: None})])
+    return scan_id
+
+
+def test_a_plan_another_merge_moved_is_made_again(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    apply, moves = inventory.apply, iter([True])
+
+    def moved_once(db: Any, planned: inventory.Plan) -> list[dict[str, Any]]:
+        if next(moves, False):
+            raise inventory.Moved(planned.merging.site_key)
+        return apply(db, planned)
+
+    monkeypatch.setattr(inventory, "apply", moved_once)
+    with structlog.testing.capture_logs() as logs:
+        written = asyncio.run(merger(store).merge_scan(completed(store, "a"), COVERED, "2026-03-01T11:00:00Z"))
+    assert kinds(written) == [("device_appeared", "198.18.0.1", None, None, "198.18.0.1")]
+    assert [e["event"] for e in logs] == ["inventory.merge_replanned"]
+
+
+def test_a_merge_whose_site_keeps_moving_gives_up_and_says_so(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def always_moved(db: Any, planned: inventory.Plan) -> list[dict[str, Any]]:
+        raise inventory.Moved(planned.merging.site_key)
+
+    monkeypatch.setattr(inventory, "apply", always_moved)
+    monkeypatch.setattr(scan_inventory, "covered_by", lambda spec: COVERED)
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(merger(store).merge(completed(store, "a"), None))  # type: ignore[arg-type]  # never raises
+    events = [e["event"] for e in logs]
+    assert events == ["inventory.merge_replanned"] * scan_inventory.ATTEMPTS + ["inventory.merge_failed"]
+    assert "kept changing" in logs[-1]["error"] and rows(store, "SELECT count(*) AS n FROM changes") == [{"n": 0}]
+
+
+@pytest.mark.parametrize(("reason", "tries"), [("database is locked by another process", 2),
+                                               ("disk is full", 1)])
+def test_a_busy_store_is_tried_again_a_full_disk_is_not(store: Store, monkeypatch: pytest.MonkeyPatch,
+                                                        reason: str, tries: int) -> None:
+    apply, calls = inventory.apply, []
+
+    def busy_once(db: Any, planned: inventory.Plan) -> list[dict[str, Any]]:
+        calls.append(planned)
+        if len(calls) == 1:
+            raise StoreError(f"cannot merge: {reason} (x.db)", reason)
+        return apply(db, planned)
+
+    monkeypatch.setattr(inventory, "apply", busy_once)
+    monkeypatch.setattr(scan_inventory, "BACKOFF", 0.01)
+    monkeypatch.setattr(scan_inventory, "covered_by", lambda spec: COVERED)
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(merger(store).merge(completed(store, "a"), None))  # type: ignore[arg-type]
+    assert len(calls) == tries
+    assert [e["event"] for e in logs] == (["inventory.merge_retried", "inventory.merged"] if tries == 2
+                                          else ["inventory.merge_failed"])
+
+
+def test_the_api_reads_while_merges_plan(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merges plan on a thread of their own: however many are planning (of sites of their own, so
+    they do not take turns), every reader is free."""
+    planning, release = threading.Event(), threading.Event()
+    plan = inventory.plan
+
+    def slow_plan(*args: Any) -> inventory.Plan:
+        planning.set()
+        release.wait(10)
+        return plan(*args)
+
+    monkeypatch.setattr(inventory, "plan", slow_plan)
+    scans = [completed(store, f"s{n}", str(uuid.uuid4())) for n in range(READERS + 1)]
+
+    async def reads_while_planning() -> int:
+        merging = merger(store)
+        merges = [asyncio.create_task(merging.merge_scan(s, COVERED, "2026-03-01T11:00:00Z")) for s in scans]
+        await asyncio.to_thread(planning.wait, 10)
+        io = merging.io
+        answered = await asyncio.wait_for(asyncio.gather(*(io.read(store.call, "t", devices.page, Filters(), 1, 10)
+                                                           for _ in range(READERS * 2))), 5)
+        release.set()
+        await asyncio.gather(*merges)
+        return len(answered)
+
+    try:
+        assert asyncio.run(reads_while_planning()) == READERS * 2
+    finally:
+        release.set()
