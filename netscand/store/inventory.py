@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-from netscand.store import changes, compare, results, scans
+from netscand.store import changes, compare, scans
 from netscand.store.compare import SEVERITY_RANKS, Covered, ip_key, vulnerable
 
 COLUMNS = ("key", "id", "site_id", "site_key", "identity", "ip", "ip_key", "mac", "mac_randomized", "hostname",
@@ -84,17 +84,6 @@ def merge(db: Database, *, scan_id: str, site_id: str | None, found: list[dict[s
     with db.atomic():
         known = concerned(db, merging.site_key, covered, found)
         return apply(db, plan(merging, version(db, merging.site_key), known, found))
-
-
-def merge_scan(db: Database, scan_id: str, covered: Covered, at: str) -> list[dict[str, Any]]:
-    """Merge a stored scan's result, as merge() does, with what of_scan() makes of the scan. What
-    it covered is kept first, in a transaction of its own: a diff reads it even if the merge
-    fails. (The daemon reads and plans on its reader threads: scan/inventory.py.)"""
-    merging = of_scan(db, scan_id, covered, at)
-    with db.atomic():
-        keep_covered(db, scan_id, merging.covered)
-    return merge(db, scan_id=scan_id, site_id=merging.site_id, found=results.result(db, scan_id),
-                 covered=merging.covered, at=at, owner=merging.owner)
 
 
 def of_scan(db: Database, scan_id: str, covered: Covered, at: str) -> Merging:

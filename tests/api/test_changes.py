@@ -15,7 +15,6 @@ import pytest
 
 from netscand.cli import ctl
 from netscand.scan import changes as changes_module
-from netscand.store import inventory
 from netscand.store.compare import Covered
 from tests.api.conftest import Api, assert_problem
 
@@ -53,7 +52,8 @@ def _scan(api: Api, devices: list[dict[str, Any]], owner: str = "alice", status:
     api.store.put_devices(scan_id, devices)
     if merged and status == "completed":
         covered = covered or Covered(((FIRST, LAST),), frozenset(PORTS), frozenset(), services=True)
-        api.store.call("merge", inventory.merge_scan, scan_id, covered, api.store.get_scan(scan_id)["created_at"])
+        at = api.store.get_scan(scan_id)["created_at"]
+        api.on_loop(lambda: api.orchestrator.live.inventory.merge_scan(scan_id, covered, at))
     return scan_id
 
 

@@ -179,13 +179,18 @@ def test_cves_index_and_severity_follow_a_matched_scan(store: Store, merge: Merg
     assert rows(store, "SELECT max_severity FROM inventory") == [{"max_severity": 0}]
 
 
+def merger(store: Store) -> Inventory:
+    io = StoreThreads()
+    return Inventory(store, io, Events(store, io))
+
+
 def test_merge_scan_reads_the_stored_result_site_and_owner(store: Store, make_scan: Callable[..., dict]) -> None:
     scan = make_scan(status="completed", site_id=SITE, owner="bob", cve={"cve_data": {"loaded": False, "note": "x"}})
     found = device(1, {22: "9.2p1"})
     found["ports"][0] |= {"cpe": "cpe:2.3:a:openbsd:openssh:9.2p1"}
     store.put_devices(scan["id"], [found])
-    written = store.call("merge", inventory.merge_scan, scan["id"],
-                         Covered(SLASH24, TCP, frozenset(), True, cves=True), "2026-03-01T10:00:00Z")
+    written = asyncio.run(merger(store).merge_scan(scan["id"], Covered(SLASH24, TCP, frozenset(), True, cves=True),
+                                                   "2026-03-01T10:00:00Z"))
     assert [(c["kind"], c["site_id"], c["scan_id"]) for c in written] == [("device_appeared", SITE, scan["id"])]
     assert rows(store, "SELECT owner, site_id FROM events") == [{"owner": "bob", "site_id": SITE}]
 
@@ -193,7 +198,7 @@ def test_merge_scan_reads_the_stored_result_site_and_owner(store: Store, make_sc
 def test_merge_scan_keeps_what_the_scan_covered(store: Store, make_scan: Callable[..., dict]) -> None:
     scan = make_scan(status="completed", cve={"cve_data": {"loaded": False, "note": "x"}})
     covered = Covered(SLASH24, TCP, frozenset({53}), True, cves=True)
-    store.call("merge", inventory.merge_scan, scan["id"], covered, "2026-03-01T10:00:00Z")
+    asyncio.run(merger(store).merge_scan(scan["id"], covered, "2026-03-01T10:00:00Z"))
     kept = store.call("read", inventory.covered_of, scan["id"])
     assert kept == Covered(SLASH24, TCP, frozenset({53}), True, cves=False)  # matched without data
     assert store.call("read", inventory.covered_of, "another") is None
@@ -285,11 +290,6 @@ def test_keys_and_seqs_are_numbered_in_the_write_after_the_last(store: Store, me
 
 
 # -- the daemon's merge (scan/inventory.py): chunks, turns, retries, its own thread ---------------
-
-def merger(store: Store) -> Inventory:
-    io = StoreThreads()
-    return Inventory(store, io, Events(store, io))
-
 
 def merged_rounds(store: Store) -> list[Any]:
     """Three completed scans of SITE merged as the daemon merges them; their changes, then the
