@@ -31,8 +31,8 @@ from netscand.api.problems import (
 )
 from netscand.api.protocol import HEAD_TIMEOUT_S, MAX_HEAD, MAX_URL
 from netscand.api.scans import SCANS
-from netscand.api.sites import SITES
 from netscand.api.schedules import SCHEDULES
+from netscand.api.sites import SITES
 from netscand.api.throttle import BURST, REFILL_S
 from netscand.api.webhooks import WEBHOOKS
 

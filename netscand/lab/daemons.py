@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from netscand import tls
-from netscand.lab import resolver, namespaces
+from netscand.lab import namespaces, resolver
 from netscand.lab.errors import LabError
 
 READY_TIMEOUT = 60  # mariadbd's first start on a fresh data directory takes a few seconds
