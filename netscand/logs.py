@@ -72,3 +72,6 @@ def configure(fmt: str = "auto") -> None:
     # uvicorn's own access and error loggers would repeat what the API logs per request.
     logging.getLogger("uvicorn").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
+    # asyncssh logs each host key fetch's connection and whatever a stranger's server got wrong,
+    # unstructured: a host key is there or not, and the result says which.
+    logging.getLogger("asyncssh").setLevel(logging.CRITICAL)
