@@ -23,6 +23,10 @@ end). An answer to any port counts: a host that answers is up, whatever port it 
 The schedule is a heap of (due time, host): the worker sleeps until the first is due, and the
 plan's token bucket still caps the total rate (a host whose turn the bucket delays only waits
 longer than its gap).
+
+Each host counts what it cost (coverage.py): probes sent, those of its retry rounds, and its
+answered ports when its first round ended; a count per probe is affordable here, where a host
+gets one probe per gap.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import random
 from collections.abc import Callable
 from hashlib import blake2b
 
+from netscand.engine.coverage import Counts
 from netscand.engine.permutation import Permutation
 from netscand.engine.plan import Plan
 
@@ -39,12 +44,14 @@ from netscand.engine.plan import Plan
 class _Host:
     """One host's progress: the round it is in, where in it, and when it was last probed."""
 
-    __slots__ = ("cut", "last", "order", "pos", "round")
+    __slots__ = ("cut", "first", "last", "order", "pos", "retried", "round", "sent")
 
     def __init__(self, order: Callable[[int], int]) -> None:
         self.order, self.pos, self.round = order, 0, 0  # every round goes over all its ports
         self.last = -1.0  # no probe yet
         self.cut = -1.0  # when the last of its silent probes went (not yet)
+        self.sent = self.retried = 0  # probes sent, and those of them in retry rounds
+        self.first = -1  # ports answered when its first round ended (-1: it has not, or had no retry)
 
 
 class Schedule:
@@ -132,8 +139,11 @@ class Schedule:
         """Start the host's retry round of what is still unanswered, if it has one left: all its
         ports again in a keyed order of the round's own (_next_port skips the answered ones), not
         the unanswered ones in port order, which would march up the host's ports."""
-        if host.round >= self.plan.retries or bytes(self._row(k)).count(0) == 0:
+        silent = bytes(self._row(k)).count(0)
+        if host.round >= self.plan.retries or silent == 0:
             return False
+        if host.round == 0:
+            host.first = self.np - silent
         host.round += 1
         seed = self.plan.key + b"host" + (self.first_host + k).to_bytes(4, "big") + bytes([host.round])
         host.order, host.pos = Permutation(self.np, seed), 0
@@ -142,9 +152,18 @@ class Schedule:
     def _sent(self, k: int, host: _Host, now: float) -> None:
         if host.round == 0 and host.pos == self.silent:
             host.cut = now
+        host.sent += 1
+        host.retried += host.round > 0
         host.last = now
         heapq.heappush(self.heap, (now + self.gap + self.rng.random() * self.jitter, k))
 
     def _done(self, host: _Host, timeout: float) -> None:
         if host.last >= 0:
             self.deadline = max(self.deadline, host.last + timeout)
+
+    def counts(self, k: int) -> Counts:
+        """What host k (its index in the shard) cost and earned so far (coverage.py)."""
+        host, row = self.hosts[k], bytes(self._row(k))
+        answered = self.np - row.count(0)
+        first = host.first if host.first >= 0 else answered
+        return Counts(host.sent, answered, host.retried, answered - first)

@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from netscand.engine import clock
+from netscand.engine import clock, coverage
 from netscand.engine import plan as plans
+from netscand.engine.coverage import Counts
 from netscand.engine.paced import Schedule
 from netscand.engine.pacing import Pacer
 from netscand.engine.permutation import Permutation
 from netscand.engine.probes import PROBES, Probe, ProbeType
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
+    R_COVER,
     R_DONE,
     SHARD_KEY,
     SHARD_STATES,
@@ -67,6 +69,7 @@ class ShardRun:
         self.pos = 0
         self.total = self.length
         self.deadline = 0.0
+        self.before: list[bytes] = []  # its states when each retry pass began (coverage.py)
 
     def unanswered(self) -> list[int]:
         data = bytes(self.states[: self.length])
@@ -80,6 +83,12 @@ class ShardRun:
         """The next pass sends only what got no answer."""
         self.attempt += 1
         self.order, self.pos, self.total = missing.__getitem__, 0, len(missing)
+        self.before.append(bytes(self.states[: self.length]))
+
+    def coverage(self, states: bytes, per_host: bool) -> tuple[Counts, list[tuple[int, Counts]]]:
+        """The shard's counts, and with `per_host` those of each host that answered (coverage.py)."""
+        hosts = list(coverage.by_host(self.ps.plan, self.shard, states, self.before)) if per_host else []
+        return coverage.counted(states, self.before), hosts
 
 
 class PacedRun:
@@ -93,6 +102,17 @@ class PacedRun:
         self.length = end - start
         self.states = states
         self.schedule = Schedule(state.plan, shard, states, now)
+
+    def coverage(self, states: bytes, per_host: bool) -> tuple[Counts, list[tuple[int, Counts]]]:
+        """The shard's counts (its hosts' sum), and with `per_host` those of each host that answered."""
+        schedule, total = self.schedule, Counts()
+        hosts = []
+        for k in range(len(schedule.hosts)):
+            counts = schedule.counts(k)
+            total = total.plus(counts)
+            if per_host and counts.answered:
+                hosts.append((schedule.first_host + k, counts))
+        return total, hosts
 
 
 class Shards:
@@ -260,10 +280,16 @@ class Shards:
                 self._finish(run)
 
     def _finish(self, run: ShardRun | PacedRun) -> None:
-        p = run.ps.plan
-        for record in run.ps.ptype.tally(p, run.shard, bytes(run.states[: run.length])):
+        """The shard's tally, its hosts' coverage where the tally is per host (port states), and
+        its own coverage on its R_DONE."""
+        p, states = run.ps.plan, bytes(run.states[: run.length])
+        for record in run.ps.ptype.tally(p, run.shard, states):
             self.emit(record)
-        self.emit(pack_result(R_DONE, plan_gen=p.gen, shard=run.shard))
+        total, hosts = run.coverage(states, run.ps.ptype.port_states)
+        for host, counts in hosts:
+            self.emit(pack_result(R_COVER, plan_gen=p.gen, shard=run.shard, ip=p.hosts[host],
+                                  opts=coverage.pack(counts)))
+        self.emit(pack_result(R_DONE, state=p.retries, plan_gen=p.gen, shard=run.shard, opts=coverage.pack(total)))
         self._release(run)
 
 

@@ -68,8 +68,9 @@ JOB_SHARD = 1
 R_PORT = 1  # one port's state (open as it arrives; closed/filtered listed when few)
 R_HOST = 2  # a host answered ARP: ip, mac
 R_TALLY = 3  # per shard and host that answered: a=closed count, b=unanswered or ICMP-refused
-R_DONE = 4  # shard finished
+R_DONE = 4  # shard finished: state=the plan's retries, opts=the shard's coverage counts (coverage.py)
 R_REFUSED = 5  # the worker will not run this plan: a=REFUSE_* code, b=errno for REFUSE_INTERFACE
+R_COVER = 6  # per shard and host that answered (as R_TALLY): ip, opts=the host's coverage counts
 
 # Why a worker refused a plan (R_REFUSED's a): the dispatcher words it for the scan's error.
 REFUSE_TARGET = 1  # a host outside policy.allowed_targets or inside policy.excluded_targets
