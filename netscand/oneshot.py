@@ -185,5 +185,5 @@ def _outcome(run: ScanRun, scan: OneShot, started: str, duration_s: float, cves:
     devices = run.result.devices(scan.spec.profiling)
     result = document(str(uuid.uuid4()), "completed", merged(devices, cves) if cves else devices, duration_s,
                       target=scan.target, profile=scan.profile, started_at=started, finished_at=utc_now(),
-                      **(cves.scan if cves else {}))
+                      coverage=run.result.coverage(), **(cves.scan if cves else {}))
     return Outcome(None, run.errors, result)

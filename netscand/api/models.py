@@ -448,6 +448,38 @@ class Certificate(Closed):
     not_after: Annotated[str, Meta(examples=["2027-03-15T00:00:00+00:00"])]
 
 
+Share = Annotated[float, Meta(ge=0, le=1)]
+
+
+class HostCoverage(Closed):
+    """What a device's port scans sent it and heard back (docs/api.md, Coverage)."""
+
+    probes: Annotated[Count, Meta(description="Probes sent to its ports, retries included. Where it "
+                                  "answered nothing in a part of the scan, each of its ports there is "
+                                  "counted as sent 1 + retries times.")]
+    answered: Annotated[Count, Meta(description="Its ports that answered (open, closed or an ICMP error).")]
+    recovered: Annotated[Count, Meta(description="Of those, the ones that answered only after a retry.")]
+    confidence: Annotated[Share, Meta(
+        description="That a port it left silent is really filtered (or open|filtered), not lost: "
+                    "1 - loss^(1 + retries), with its own loss estimate shrunk towards the scan's; "
+                    "a host that answered no port is given a loss of 0.5 at least.")]
+
+
+class Coverage(Closed):
+    """What a scan sent and heard back, and the loss that shows (docs/api.md, Coverage)."""
+
+    probes_sent: Annotated[Count, Meta(description="Every probe, first attempts and retries.")]
+    probes_answered: Annotated[Count, Meta(description="Probes that got any answer.")]
+    probes_retried: Annotated[Count, Meta(description="Probes sent again for want of an answer.")]
+    probes_recovered: Annotated[Count, Meta(
+        description="Probes answered only after a retry: the direct evidence of loss.")]
+    retries: Annotated[Count, Meta(description="Retries a probe was allowed (the most of the scan's plans).")]
+    estimated_loss: Annotated[Share | None, Meta(
+        description="Round-trip loss rate: the p whose share of answered probes that needed a retry, "
+                    "(p - p^(R+1)) / (1 - p^(R+1)) with R retries, is the one seen. Null without "
+                    "evidence: no answer, or no retries.")]
+
+
 class Device(Closed):
     """A host found up, and what it runs."""
 
@@ -497,6 +529,9 @@ class Device(Closed):
     certificates: Annotated[list[Certificate] | UnsetType, Meta(
         description="With service detection: the certificate of each open port that spoke TLS, by port. "
                     "Absent when none was had.")] = UNSET
+    coverage: Annotated[HostCoverage | UnsetType, Meta(
+        description="Once the scan has swept: what its port scans sent the host and heard back. "
+                    "Absent for a host no port scan probed.")] = UNSET
 
 
 class ScanResult(Closed):
@@ -522,6 +557,10 @@ class ScanResult(Closed):
         description="With CVE matching (deep; custom's enable_cve_match), once the scan has ended: "
                     "the CVE data it was matched against, or that none was loaded (the scan "
                     "completes all the same). Absent for other scans.")] = UNSET
+    coverage: Annotated[Coverage | UnsetType, Meta(
+        description="What the scan sent and heard back so far, and the loss that shows. Absent once "
+                    "the daemon no longer runs the scan (kept only while it runs, and in `netscand "
+                    "scan --json`).")] = UNSET
 
 
 # -- errors and health ---------------------------------------------------------------------------

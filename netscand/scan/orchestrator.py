@@ -121,9 +121,12 @@ class Orchestrator:
         """One page of the result: `devices_found` and `open_ports_total` count the whole scan."""
         scan = await self._get(scan_id, viewer)
         devices, (found, open_total) = await self.persist.result_page(scan_id, page, per_page)
+        # The scan's coverage lives with its run: the store has no place for it (yet).
+        running = self.live.running.get(scan_id)
+        covered = {"coverage": running.run.result.coverage()} if running else {}
         doc = document(scan_id, scan["status"], devices, _duration(scan),
                        **{k: scan[k] for k in ("target", "profile", "site_id", "started_at", "finished_at")},
-                       **(scan["cve"] or {}))
+                       **(scan["cve"] or {}), **covered)
         return doc | {"devices_found": found, "open_ports_total": open_total, "page": page, "per_page": per_page,
                       "devices": devices}
 

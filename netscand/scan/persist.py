@@ -30,7 +30,7 @@ SAVE_CHUNK = 512  # devices built per turn of the loop, and written per transact
 LIST_PAGE = 100
 STATE_LOGGED = ("error", "hosts_found", "ports_found")
 # Device fields known once the host's counts are final: saved with its closed and filtered ports.
-FINAL_FIELDS = ("not_shown", "not_shown_udp", "udp_icmp_limited")
+FINAL_FIELDS = ("not_shown", "not_shown_udp", "udp_icmp_limited", "coverage")
 
 
 def device_row(result: ScanResult, h: Host, profiling: bool, final: bool) -> dict:

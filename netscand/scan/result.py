@@ -12,6 +12,10 @@ that answers (nearly) every UDP port is bounded the same way: its UDP open ports
 
 Each protocol's port scan keeps its states apart (PortStates); UDP adds "open|filtered" (no
 answer after the retries) and "filtered" (an ICMP unreachable other than the port's).
+
+What the probes cost and earned (coverage.py) comes on each shard's R_DONE (the scan's counts)
+and on an R_COVER per host that answered in a shard (a device's counts), each kept by shard so a
+shard run twice after a worker restart counts once.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from netscand.engine import coverage as engine_coverage
+from netscand.engine.coverage import Counts
 from netscand.engine.shm import (
+    R_COVER,
+    R_DONE,
     R_HOST,
     R_PORT,
     R_TALLY,
@@ -33,6 +41,7 @@ from netscand.engine.shm import (
 from netscand.profiling.osguess import Guess, guess
 from netscand.profiling.services import ServiceInfo
 from netscand.profiling.vendor import vendor
+from netscand.scan import coverage
 from netscand.scan.ports import service_name
 
 LIST_LIMIT = 25
@@ -97,6 +106,7 @@ class PortStates:
     unreachable: set[int] = field(default_factory=set)  # UDP: an ICMP unreachable, not the port's
     silent: set[int] = field(default_factory=set)
     tallies: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # (closed, unreachable)
+    covered: dict[tuple[int, int], Counts] = field(default_factory=dict)  # by (plan, shard): R_COVER's
     # Open ports past OPEN_CAP: a bitmap (8 KiB), so a port reported twice is counted once.
     open_past_cap: bytearray | None = None
     open_past_cap_count: int = 0
@@ -130,9 +140,21 @@ class PortStates:
         ever grow, so once true it stays true."""
         return _tarpit(self.open_count, self.probed)
 
+    def coverage(self, retries: int) -> Counts:
+        """Its probes' counts: the shards it answered in report them; in the others (none are
+        reported) each of its ports went 1 + retries times unanswered. A shard's record counts
+        its ports in it once each, plus their retries (sent - retried)."""
+        total = Counts()
+        for counts in self.covered.values():
+            total = total.plus(counts)
+        unreported = max(0, self.probed - (total.sent - total.retried))
+        return total.plus(Counts(unreported * (1 + retries), 0, unreported * retries, 0))
+
     def record(self, r: Result) -> None:
-        """An R_PORT or R_TALLY of this protocol's scan."""
-        if r.kind == R_TALLY:
+        """An R_PORT, R_TALLY or R_COVER of this protocol's scan."""
+        if r.kind == R_COVER:
+            self.covered[(r.plan_gen, r.shard)] = engine_coverage.unpack(r.opts)
+        elif r.kind == R_TALLY:
             # Keyed by shard, so a shard run twice after a worker restart counts once. A TCP
             # tally's unanswered count covers its unreachable ports.
             self.tallies[(r.plan_gen, r.shard)] = (r.a, r.win if self.protocol in UNREACH_APART else 0)
@@ -238,7 +260,7 @@ class Host:
         return sum(s.shown_open for s in self.scans.values())
 
     def record(self, r: Result, protocol: str, nports: int) -> None:
-        """What an engine answer about this host (R_HOST, R_PORT or R_TALLY) says of it;
+        """What an engine answer about this host (R_HOST, R_PORT, R_TALLY or R_COVER) says of it;
         `nports`: the ports of the port scan plan of `protocol` it answers."""
         if r.kind == R_HOST:
             self.up, self.mac = True, r.mac
@@ -263,6 +285,8 @@ class ScanResult:
         # Kept as records come in, so progress never walks (or sorts) every host that answered.
         self.up_count = 0
         self.open_ports = 0  # open ports the result lists: a tarpit's are not
+        self.counts = Counts()  # every finished shard's (coverage.py)
+        self.retries = 0  # the most any of its plans allows
 
     def host(self, ip: int) -> Host:
         h = self.hosts.get(ip)
@@ -291,7 +315,7 @@ class ScanResult:
     def add(self, r: Result, nports: int, protocol: str) -> bool:
         """Record an engine answer; `nports`: the ports of the `protocol` port scan plan it
         answers, for a host it brings in. True when it shows the host up for the first time."""
-        if r.kind not in (R_HOST, R_PORT, R_TALLY):
+        if r.kind not in (R_HOST, R_PORT, R_TALLY, R_COVER):
             return False
         self.dirty.add(r.ip)
         h = self.host(r.ip)
@@ -300,6 +324,23 @@ class ScanResult:
         self.open_ports += h.shown_open - shown
         self.up_count += h.up and not was_up
         return h.up and not was_up
+
+    def shard_done(self, r: Result) -> None:
+        """A shard's R_DONE (the dispatcher passes each shard's once): its counts join the scan's."""
+        if r.kind == R_DONE:
+            self.counts = self.counts.plus(engine_coverage.unpack(r.opts))
+            self.retries = max(self.retries, r.state)
+
+    def coverage(self) -> dict[str, Any]:
+        """The result document's `coverage` (coverage.py)."""
+        return coverage.scan_document(self.counts, self.retries)
+
+    def host_coverage(self, h: Host) -> dict[str, Any]:
+        """A device's `coverage`: its port scans' probes, judged with the scan's loss."""
+        counts = Counts()
+        for states in h.scans.values():
+            counts = counts.plus(states.coverage(self.retries))
+        return coverage.host_document(counts, coverage.estimated_loss(self.counts, self.retries), self.retries)
 
     def mark_up(self, ip: int) -> bool:
         """A ping answer; True when it shows the host up for the first time."""
@@ -345,6 +386,7 @@ class ScanResult:
             "os_guess": os.name if os else None,
             "ports": sorted(ports, key=lambda e: (e["port"], e["protocol"])),
             **_optional(h, os, tcp, udp),
+            **({"coverage": self.host_coverage(h)} if h.scans else {}),
         }
 
 

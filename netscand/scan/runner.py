@@ -18,7 +18,7 @@ from collections import deque
 from functools import partial
 
 from netscand.engine import plan as plans
-from netscand.engine.shm import R_HOST, R_PORT, R_TALLY, Result
+from netscand.engine.shm import R_DONE, R_HOST, R_PORT, R_TALLY, Result
 from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher, Submitted
 from netscand.scan.planner import Planner
@@ -146,10 +146,15 @@ class ScanRun:
     def _on_discovery(self, work: Work, r: Result) -> None:
         # Any answer to a ping proves the host up; what it says about port 443 or 80 is not a
         # port scan result.
-        if r.kind in (R_HOST, R_PORT, R_TALLY) and self.result.mark_up(r.ip):
+        if r.kind == R_DONE:
+            self.result.shard_done(r)
+        elif r.kind in (R_HOST, R_PORT, R_TALLY) and self.result.mark_up(r.ip):
             self.found.setdefault(work.group, []).append(r.ip)
 
     def _on_result(self, work: Work, r: Result) -> None:
+        if r.kind == R_DONE:
+            self.result.shard_done(r)
+            return
         if self.planner.gateways.answered(r, self.spec.targets):
             return
         states = work.probe.port_states
