@@ -22,7 +22,16 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand import __version__
-from netscand.cli import changes, devices, export, findings, schedules, sites, webhooks
+from netscand.cli import (
+    changes,
+    coverage,
+    devices,
+    export,
+    findings,
+    schedules,
+    sites,
+    webhooks,
+)
 from netscand.cli.progress import progress_bar
 from netscand.scan.profiles import (
     DEFAULT_LEVEL,
@@ -342,6 +351,8 @@ def _print_status(console: Console, scan: dict) -> None:
 def _print_result(console: Console, res: dict) -> None:
     console.print(f"{res['status']}: {res['devices_found']} devices, {res['open_ports_total']} open ports, "
                   f"{res['duration_seconds']} s")
+    if "coverage" in res:
+        console.print(coverage.summary(res["coverage"]))
     # Only the columns something was found for: a quick scan has no hostnames or versions.
     fields = [f for f in ("mac", "hostname", "vendor", "os_guess") if any(d.get(f) for d in res["devices"])]
     versions = any(p.get("product") for d in res["devices"] for p in d["ports"])
@@ -359,6 +370,9 @@ def _print_result(console: Console, res: dict) -> None:
             for state, count in d.get(key, {}).items():
                 table.add_row(*first, protocol, f"{count} {state}", _not_shown(d, state))
     console.print(table)
+    for d in res["devices"]:
+        if doubt := coverage.doubtful(d):
+            console.print(f"{d['ip']}: {doubt}")
     _print_cves(console, res)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from netscand import config, oneshot
-from netscand.cli import findings
+from netscand.cli import coverage, findings
 from netscand.cli.progress import progress_bar
 from netscand.scan.policy import PolicyError
 from netscand.scan.ports import PortSpecError, named, port_ranges, source_port_range
@@ -194,6 +194,8 @@ def _print_table(doc: dict) -> None:
     out = sys.stdout
     out.write(f"{doc['devices_found']} hosts up, {doc['open_ports_total']} open ports, "
               f"{doc['duration_seconds']} s\n")
+    if "coverage" in doc:
+        out.write(f"{coverage.summary(doc['coverage'])}\n")
     for d in doc["devices"]:
         about = [d["hostname"], d["mac"], d["vendor"], d["os_guess"] and f"OS: {d['os_guess']}"]
         out.write(f"\n{d['ip']}  " + "  ".join(a for a in about if a) + "\n")
@@ -208,5 +210,7 @@ def _print_table(doc: dict) -> None:
                 out.write(f"  not shown: {count} {state}{protocol} ports{tarpit}\n")
         if d.get("udp_icmp_limited"):
             out.write("  (ICMP rate-limited: its open|filtered UDP ports are most likely closed)\n")
+        if doubt := coverage.doubtful(d):
+            out.write(f"  ({doubt})\n")
     if "cve_data" in doc:
         out.write(f"\n{findings.data_line(doc['cve_data'])}\n")
