@@ -4,6 +4,8 @@ that needed a retry, the per-host confidence, and how a ScanResult gathers the e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jsonschema
 import pytest
 from hypothesis import given
@@ -14,7 +16,9 @@ from netscand.engine import coverage as engine_coverage
 from netscand.engine.coverage import Counts
 from netscand.engine.shm import R_COVER, R_DONE, R_TALLY, Result
 from netscand.scan import coverage
+from netscand.scan.persist import device_row
 from netscand.scan.result import ScanResult, document
+from netscand.store import Store
 
 IP = 0xC6120005
 
@@ -79,3 +83,25 @@ def test_the_result_gathers_shards_and_hosts_once_each() -> None:
     page = document("0" * 8 + "-0000-4000-8000-" + "0" * 12, "completed", [device], 1.0, target="198.18.0.0/24",
                     profile="quick", site_id=None, started_at=None, finished_at=None, coverage=doc)
     jsonschema.validate(page | {"page": 1, "per_page": 100}, {**openapi_document(), "$ref": "#/components/schemas/ScanResult"})
+
+
+def test_a_devices_coverage_is_stored_with_its_final_fields(tmp_path: Path) -> None:
+    """Only once the host's counts are final: a flush while the scan runs leaves it out."""
+    result = ScanResult()
+    result.add(record(R_TALLY, Counts(), ip=IP, a=1000), 1000, "tcp")
+    result.add(record(R_COVER, Counts(1030, 1000, 30, 20), ip=IP), 1000, "tcp")
+    result.shard_done(record(R_DONE, Counts(1030, 1000, 30, 20), state=3))
+    h = result.hosts[IP]
+    store = Store(tmp_path / "netscand.db")
+    try:
+        scan = store.create_scan({"id": "00000000-0000-4000-8000-000000000001", "target": "198.18.0.5",
+                                  "profile": "quick", "created_at": "2026-03-15T10:00:00Z"})
+        store.put_devices(scan["id"], [device_row(result, h, profiling=False, final=False)])
+        [early] = store.result(scan["id"])
+        store.put_devices(scan["id"], [device_row(result, h, profiling=False, final=True)])
+        [stored] = store.result(scan["id"])
+    finally:
+        store.close()
+    assert "coverage" not in early
+    assert stored["coverage"] == result.host_coverage(h)
+    assert stored["coverage"]["recovered"] == 20
