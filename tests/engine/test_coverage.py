@@ -6,10 +6,13 @@ rig) for unpaced shards; the paced schedule on a simulated clock for paced ones.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netscand.engine import coverage
 from netscand.engine.coverage import Counts
 from netscand.engine.paced import Schedule
+from netscand.engine.plan import Plan
 from netscand.engine.shm import R_COVER, R_DONE, S_CLOSED, S_OPEN, Result, pack_result
 from tests.engine.test_paced import STEP, paced_plan
 from tests.engine.test_worker_frames import H0, H1, T0, Rig, by_target, make_plan, reply
@@ -28,6 +31,36 @@ def test_per_host_counts_skip_hosts_that_answered_nothing() -> None:
     # Shard 0 is (H0, 22), (H1, 22), (H0, 80): H1 answers nothing, H0 its port 80 on a retry.
     got = dict(coverage.by_host(plan, 0, bytes([1, 0, 2]), [bytes([1, 0, 0])]))
     assert got == {0: Counts(sent=3, answered=2, retried=1, recovered=1)}
+
+
+@st.composite
+def shards(draw: st.DrawFn) -> tuple[Plan, int, bytes, list[bytes]]:
+    """A plan of random shape, and one shard's final states and states at each retry pass's
+    start: each probe answered (with a random state) on a random attempt, or never."""
+    nh, np_ = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    retries = draw(st.integers(0, 4))
+    shard_size = draw(st.integers(1, nh * np_))
+    plan = Plan(gen=1, kind=1, slot=0, share=1, retries=retries, key=b"k" * 16, ifindex=1, src_ip=1,
+                src_mac=b"\0" * 6, sport_base=61440, rate=1.0, timeout_init_ms=1000, timeout_min_ms=100,
+                timeout_max_ms=3000, shard_size=shard_size, hosts=tuple(range(1, nh + 1)),
+                macs=(b"\0" * 6,) * nh, ports=tuple(range(1, np_ + 1)))
+    shard = draw(st.integers(0, plan.shards - 1))
+    start, end = plan.shard_range(shard)
+    probes = draw(st.lists(st.tuples(st.integers(0, retries + 1), st.integers(1, 255)),
+                           min_size=end - start, max_size=end - start))
+    final = bytes(state if at <= retries else 0 for at, state in probes)
+    before = [bytes(state if at <= j else 0 for at, state in probes) for j in range(retries)]
+    return plan, shard, final, before
+
+
+@given(shards())
+def test_per_host_counts_are_each_hosts_own_rows_counted(drawn: tuple) -> None:
+    """by_host's one pass over probe codes counts what counting each host's rows would."""
+    plan, shard, final, before = drawn
+    rows = zip(plan.rows(shard, final), *(plan.rows(shard, b) for b in before))
+    naive = {host: coverage.counted(seg, [row[2] for row in earlier])
+             for (host, _, seg), *earlier in rows if seg.count(0) < len(seg)}
+    assert dict(coverage.by_host(plan, shard, final, before)) == naive
 
 
 def test_the_record_carries_its_counts_and_a_record_without_them_reads_none() -> None:
