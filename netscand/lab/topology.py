@@ -12,7 +12,13 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from netscand.lab import hostile, namespaces
-from netscand.lab.truth import ROUTED_NET, ROUTER_IPS, ROUTER_MACS, SCAN_NET, WIDE_ROUTED_NET
+from netscand.lab.truth import (
+    ROUTED_NET,
+    ROUTER_IPS,
+    ROUTER_MACS,
+    SCAN_NET,
+    WIDE_ROUTED_NET,
+)
 
 SCAN_IF = "scan0"
 SCAN_PORT = "s-scan"  # the scanner's port on the bridge; the loss rules hook it
