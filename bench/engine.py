@@ -199,8 +199,8 @@ def run_matrix(args: argparse.Namespace) -> int:
     if args.json:
         matrix.write_json(args.json, done, found, args)
     print_bench_footer()
-    broken = [r for _, r in done if r.tool == "netscand" and (r.run.returncode and not r.run.timed_out or
-                                                               r.note.startswith("bad output"))]
+    broken = [r for _, r in done if r.tool == "netscand"
+              and ((r.run.returncode and not r.run.timed_out) or r.note.startswith("bad output"))]
     return 1 if broken else 0
 
 

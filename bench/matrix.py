@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import ipaddress
 import json
 import os
 import tempfile
@@ -101,7 +102,8 @@ def _labs(cells: list[Cell], args: argparse.Namespace, prefix: str) -> Iterator[
 
 def _targets(lab: Lab, cell: Cell, prefixlen: int) -> Targets:
     if cell.wide:
-        return Targets((WIDE_ROUTED_NET.replace("/16", f"/{prefixlen}"),), cell.ports)
+        first = next(ipaddress.IPv4Network(WIDE_ROUTED_NET).subnets(new_prefix=prefixlen))
+        return Targets((str(first),), cell.ports)
     return Targets.hosts(all_hosts(lab), cell.ports)
 
 
@@ -161,7 +163,8 @@ class Verdict:
 def verdict(cell: Cell, results: list[Result]) -> Verdict:
     by_tool = {r.tool: r for r in results}
     ours = by_tool.get("netscand")
-    peers = [r for r in results if r.tool != "netscand"]
+    # A peer that failed is no faster peer; one cut at the cap counts with the cap.
+    peers = [r for r in results if r.tool != "netscand" and (r.run.returncode == 0 or r.run.timed_out)]
     if ours is None:
         return Verdict(cell, None, None, None, None, None)
     recall_ok = not ours.run.timed_out and ours.recall >= cell.recall_goal

@@ -25,7 +25,7 @@ from netscand.lab import Lab, LabError
 from netscand.lab.harness import Found, in_lab, truth_open
 from netscand.lab.namespaces import exec_argv
 
-BENCH_RANGE = ipaddress.ip_network("198.18.0.0/15")  # no target may leave it, whatever a cell says
+BENCH_RANGE = ipaddress.IPv4Network("198.18.0.0/15")  # no target may leave it, whatever a cell says
 POLL_S = 0.05
 MASSCAN_WAIT_S = 2
 NMAP_ARGS = ("-sS", "-n", "-T4", "--max-retries", "2")  # as in issue 14's table; -Pn where ports are the point
@@ -60,7 +60,7 @@ class Targets:
     ports: range
 
     def __post_init__(self) -> None:
-        outside = [s for s in self.specs if not ipaddress.ip_network(s).subnet_of(BENCH_RANGE)]  # type: ignore[arg-type]
+        outside = [s for s in self.specs if not ipaddress.IPv4Network(s).subnet_of(BENCH_RANGE)]
         if outside:
             raise LabError(f"refusing to scan {outside}: outside {BENCH_RANGE}")
 

@@ -45,8 +45,8 @@ LAB_BENCHES = {
         r"^routed16 +nmap +>?[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
         r"^routed16 +masscan +>?[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
         r"^p1024-loss5 +(met|NOT met) +x[\d.]+ +- +x[\d.]+ +(met|NOT met)$",
-        r"^nmap: -sS -n -T4 --max-retries 2 \(-Pn on port cells; its own discovery on routed16\); masscan: "
-        r"--rate 10000000; netscand: scan TARGETS --ports P --json\.",
+        (r"^nmap: -sS -n -T4 --max-retries 2 \(-Pn on port cells; its own discovery on routed16\); masscan: "
+         r"--rate 10000000; netscand: scan TARGETS --ports P --json\."),
     ), 150),
     "api": Smoke(("bench/api.py",), (
         r"^scan: 2 hosts x 65535 ports at \d+ probes/s: completed, \d+ open ports",
