@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--detectors", action="store_true",
                         help="run Debian's scanlogd and psad on every lab host (their logs in the state dir; "
                              "sets net.netfilter.nf_log_all_netns until the lab is down)")
+    parser.add_argument("--wide-routed", action="store_true",
+                        help="route all of 198.19.0.0/16 to the lab router, which drops what is outside its "
+                             "198.19.0.0/24: a routed /16 with few live hosts, for discovery")
     parser.add_argument("--prefix", default="nsd", metavar="P", help="namespace name prefix (default nsd)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                         help=f"where the ground truth is written (default {DEFAULT_STATE_DIR})")
@@ -47,7 +50,8 @@ def _summary(truth: dict[str, Any]) -> str:
             f"{f', {hostile} hostile' if hostile else ''}), "
             f"{sum(len(h['open']) for h in hosts)} open ports, "
             f"{sum(len(h['filtered']) for h in hosts)} filtered, "
-            f"loss {truth['loss_pct']}%, delay {truth['delay_ms']} ms\n"
+            f"loss {truth['loss_pct']}%, delay {truth['delay_ms']} ms"
+            f"{', routed /16' if truth.get('wide_routed') else ''}\n"
             f"scanner: netns {truth['scanner']['netns']}, {truth['scanner']['ifname']} {truth['scanner']['ip']}"
             f"{_detectors_line(truth)}")
 
@@ -72,7 +76,7 @@ def _act(args: argparse.Namespace) -> int:
     if args.action == "up":
         lab = Lab.up(hosts=args.hosts, loss_pct=args.loss, delay_ms=args.delay, seed=args.seed,
                      prefix=args.prefix, state_dir=args.state_dir, servers=args.servers, hostile=args.hostile,
-                     detectors=args.detectors)
+                     detectors=args.detectors, wide_routed=args.wide_routed)
         print(f"{_summary(lab.truth)}\nstate file: {lab.state_file}")
         return 0
     if args.action == "down":

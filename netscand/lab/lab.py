@@ -103,16 +103,17 @@ class Lab:
     @classmethod
     def up(cls, hosts: int = 8, loss_pct: float = 0, delay_ms: int = 0, seed: int = 1,
            prefix: str = "nsd", state_dir: Path = DEFAULT_STATE_DIR, servers: bool = False,
-           hostile: bool = False, detectors: bool = False) -> Lab:
+           hostile: bool = False, detectors: bool = False, wide_routed: bool = False) -> Lab:
         """Build a lab (replacing a stale one with the same prefix) and return it; `servers`
         adds the hosts that run real daemons, `hostile` the hosts that misbehave (hostile.py),
-        `detectors` runs scanlogd and psad on every host (detectors.py)."""
+        `detectors` runs scanlogd and psad on every host (detectors.py), `wide_routed` routes
+        all of truth.WIDE_ROUTED_NET to the router, live only in its /24 (topology.py)."""
         _check_args(hosts, loss_pct, delay_ms, prefix)
         _check_can_build()
         safety.check_host_namespace()
         state_dir = Path(state_dir)
         teardown(prefix, state_dir)
-        lab = cls(truth.plan(prefix, hosts, seed, loss_pct, delay_ms, servers, hostile), state_dir)
+        lab = cls(truth.plan(prefix, hosts, seed, loss_pct, delay_ms, servers, hostile, wide_routed), state_dir)
         if detectors:
             plan_detectors(lab.truth)
         try:

@@ -12,7 +12,13 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from netscand.lab import hostile, namespaces
-from netscand.lab.truth import ROUTED_NET, ROUTER_IPS, ROUTER_MACS, SCAN_NET
+from netscand.lab.truth import (
+    ROUTED_NET,
+    ROUTER_IPS,
+    ROUTER_MACS,
+    SCAN_NET,
+    WIDE_ROUTED_NET,
+)
 
 SCAN_IF = "scan0"
 SCAN_PORT = "s-scan"  # the scanner's port on the bridge; the loss rules hook it
@@ -141,16 +147,23 @@ def _bring_up(truth: dict[str, Any]) -> None:
         with IPRoute(netns=relay_ns(prefix), flags=0) as ipr:
             for ifname in ("lo", *RELAY_IFS):
                 _up(ipr, ifname)
+    wide = truth.get("wide_routed", False)  # absent from the state files of labs built before it
     with IPRoute(netns=truth["router"]["netns"], flags=0) as ipr:
         _up(ipr, "lo")
         _up(ipr, "eth0", f"{ROUTER_IPS[0]}/{scan_plen}")
         _up(ipr, "eth1", f"{ROUTER_IPS[1]}/{routed_plen}")
+        if wide:
+            # The rest of the /16 is a summary route to a discard interface, as a router that
+            # announces an aggregate has (Cisco's Null0): dead addresses are dropped without a
+            # word, so a scanner learns nothing from them but silence. Dead addresses of the
+            # connected /24 still cost the router an ARP miss and an ICMP host unreachable.
+            ipr.route("add", dst=WIDE_ROUTED_NET, type="blackhole")
     # Each endpoint gets only its on-link route plus one specific route through the router:
     # nothing in the lab has a default route, so nothing can be sent anywhere else.
     with IPRoute(netns=truth["scanner"]["netns"], flags=0) as ipr:
         _up(ipr, "lo")
         _up(ipr, SCAN_IF, f"{truth['scanner']['ip']}/{scan_plen}")
-        ipr.route("add", dst=ROUTED_NET, gateway=ROUTER_IPS[0])
+        ipr.route("add", dst=WIDE_ROUTED_NET if wide else ROUTED_NET, gateway=ROUTER_IPS[0])
     for host in truth["hosts"]:
         with IPRoute(netns=host["netns"], flags=0) as ipr:
             _up(ipr, "lo")

@@ -18,6 +18,9 @@ from netscand.lab.resolver import ROUTER_NAME, hostname
 
 SCAN_NET = "198.18.0.0/24"
 ROUTED_NET = "198.19.0.0/24"
+# With wide_routed, the scanner reaches all of this through the router, which drops what is not
+# its connected ROUTED_NET: a routed network with few live hosts, as a discovery bench needs.
+WIDE_ROUTED_NET = "198.19.0.0/16"
 SCANNER_IP = "198.18.0.1"
 ROUTER_IPS = ("198.18.0.254", "198.19.0.254")
 HOST_BASE = 10  # first host address in each /24
@@ -99,10 +102,10 @@ def _ports(rng: random.Random) -> tuple[list[int], list[int], dict[str, str]]:
 
 
 def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
-         with_servers: bool = False, with_hostile: bool = False) -> dict[str, Any]:
+         with_servers: bool = False, with_hostile: bool = False, wide_routed: bool = False) -> dict[str, Any]:
     """The ground truth of a lab with these arguments (before any helper process exists);
     `with_servers` adds the hosts running real daemons (servers.py), `with_hostile` the hosts
-    that misbehave on purpose (hostile.py)."""
+    that misbehave on purpose (hostile.py), `wide_routed` routes WIDE_ROUTED_NET (topology.py)."""
     rng = random.Random(seed)
     macs = _macs(rng, hosts)
     ttls = [TTLS[i % len(TTLS)] for i in range(hosts)]
@@ -137,6 +140,7 @@ def plan(prefix: str, hosts: int, seed: int, loss_pct: float, delay_ms: int,
         "seed": seed,
         "loss_pct": loss_pct,
         "delay_ms": delay_ms,
+        "wide_routed": wide_routed,
         "scanner": {"netns": f"{prefix}-scan", "ifname": "scan0", "ip": SCANNER_IP,
                     "mac": SCANNER_MAC, "gateway": ROUTER_IPS[0]},
         "router": {"netns": f"{prefix}-rt", "ips": list(ROUTER_IPS), "mac": ROUTER_MACS[0],

@@ -38,6 +38,16 @@ LAB_BENCHES = {
         r"^  recall 100\.00% \(\d+/\d+ open ports\) \| false positives 0$",
         r"^netscand +2 +[\d.]+ +[\d,]+ ",
     ), 120),
+    "engine-matrix": Smoke(("bench/engine.py", "--matrix"), (
+        r"^p1024-clean +netscand +[\d.]+ +100\.00% +0 +[\d,]+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +0  $",
+        r"^p1024-(loss5|delay20) +netscand +[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
+        r"^routed16 +netscand +[\d.]+ +100\.00% +0 +[\d,]+ ",
+        r"^routed16 +nmap +>?[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
+        r"^routed16 +masscan +>?[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
+        r"^p1024-loss5 +(met|NOT met) +x[\d.]+ +- +x[\d.]+ +(met|NOT met)$",
+        (r"^nmap: -sS -n -T4 --max-retries 2 \(-Pn on port cells; its own discovery on routed16\); masscan: "
+         r"--rate 10000000; netscand: scan TARGETS --ports P --json\."),
+    ), 150),
     "api": Smoke(("bench/api.py",), (
         r"^scan: 2 hosts x 65535 ports at \d+ probes/s: completed, \d+ open ports",
         r"^GET /api/v1/scans/\{id\} from 5 clients, every 0\.1 s each: \d+ requests, \d+/s, errors 0$",

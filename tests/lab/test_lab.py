@@ -142,6 +142,24 @@ def test_delay_adds_latency_both_ways(lab_factory: LabFactory) -> None:
         assert procs.is_helper(slow.truth["relay_pid"], slow.state_file)
 
 
+def test_a_wide_routed_lab_routes_the_slash16_and_drops_its_dead_addresses(lab_factory: LabFactory) -> None:
+    """--wide-routed: the scanner reaches all of 198.19.0.0/16 through the router, whose /24 is
+    live and the rest a blackhole: a dead address is silence, and nothing gets a way out."""
+    with lab_factory(hosts=2, wide_routed=True) as wide:
+        with IPRoute(netns=wide.scanner_ns, flags=0) as ipr:
+            main = {(r.get("dst"), r.get("dst_len"), r.get("gateway")) for r in ipr.route("dump", table=254)}
+        assert main == {("198.18.0.0", 24, None), ("198.19.0.0", 16, "198.18.0.254")}
+        with IPRoute(netns=wide.truth["router"]["netns"], flags=0) as ipr:
+            routes = {(r.get("dst"), r["dst_len"], r["type"]) for r in ipr.route("dump", table=254)}
+        assert ("198.19.0.0", 16, 6) in routes  # RTN_BLACKHOLE
+        assert not any(dst_len == 0 for _, dst_len, _ in routes)
+        routed = next(h for h in wide.truth["hosts"] if h["routed"])
+        dead = ("198.19.77.10", routed["open"][0])
+        results = probe_tcp(wide, [(routed["ip"], p) for p in routed["open"]] + [dead], timeout=1)
+        assert results.pop(dead)["result"] == "timeout"
+        assert all(r["result"] == "open" for r in results.values())
+
+
 def _root_links() -> set[tuple[int, str]]:
     with IPRoute() as ipr:
         return {(link["index"], link.get("ifname")) for link in ipr.link("dump")}
