@@ -42,7 +42,7 @@ from netscand.engine.pacing import Pacer
 from netscand.engine.replies import Replies
 from netscand.engine.shards import IDLE_WAIT, ShardFinder, Shards
 from netscand.engine.shm import JOB_SHARD, PLAN_SLOTS, Job, Shared, WorkerRow
-from netscand.engine.sockets import RAW_LINK, SNAPLEN, Link
+from netscand.engine.sockets import RAW_LINK, Link
 
 RX_BATCH = 256
 BEAT_EVERY = 0.1
@@ -163,19 +163,11 @@ class Worker:
 
     # -- receiving -----------------------------------------------------------------------------
     def _receive(self) -> None:
-        """What waits on the receive sockets (each reply timed as it is matched: replies.py)."""
+        """What waits on the receivers (each reply timed as it is matched: replies.py)."""
         take, states = self.replies.take, self.plans.values()
-        for sock in self.rx.values():
-            # recv() makes the frame's bytes in one call: recv_into() and a copy out of the
-            # buffer cost two more objects per reply.
-            recv = sock.recv
-            for _ in range(RX_BATCH):
-                try:
-                    frame = recv(SNAPLEN)
-                except OSError:  # nothing waiting (EAGAIN), or the interface went down
-                    break
+        for rx in self.rx.values():
+            for frame in rx.frames(RX_BATCH):
                 take(frame, states)
-
 
 def main(shared: Shared, index: int, guard: PlanGuard, reload: Callable[[], PlanGuard]) -> None:
     Worker(shared, index, guard, reload).run()
