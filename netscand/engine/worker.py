@@ -2,7 +2,8 @@
 
 One synchronous loop, no threads and no asyncio: receive whatever is waiting, expire shards
 whose reply timeout has passed (retrying what is unanswered, finalizing the rest), take new jobs
-when there is room, send the next batch when the pacers allow, else sleep in select().
+when there is room, send the next batch when the pacers allow, else sleep in select() (while
+sending, at least a nap: _nap).
 
 Every running plan is sent at once: each has at most one shard sending (its next one waits until
 that pass is sent, while the previous one waits for late replies and retries), and the sending
