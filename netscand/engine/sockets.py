@@ -1,5 +1,5 @@
 """AF_PACKET sockets: one to send frames, one per worker to receive replies behind a BPF filter
-(bpf.py builds it from the probe types).
+(bpf.py builds it from the probe types), read through a ring (ring.py).
 
 Every worker's receive socket on an interface joins one PACKET_FANOUT group, so the kernel
 spreads replies over the workers; any worker can record any reply because the probe states live
@@ -16,15 +16,14 @@ import struct
 import time
 from typing import Protocol
 
+from netscand.engine.ring import SOL_PACKET, Ring
+
 ETH_P_ALL = 0x0003
-SOL_PACKET = 263
 PACKET_FANOUT = 18
 PACKET_IGNORE_OUTGOING = 23
 PACKET_FANOUT_HASH = 0
 SO_ATTACH_FILTER = 26
-SO_RCVBUFFORCE = 33
 SNAPLEN = 256  # enough for Ethernet + IP + TCP with options, or ICMP quoting IP + TCP
-RCVBUF = 32 << 20
 
 
 def attach(sock: socket.socket, program: bytes) -> None:
@@ -34,24 +33,26 @@ def attach(sock: socket.socket, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def open_rx(ifindex: int, fanout_group: int, program: bytes) -> socket.socket:
-    """A receive socket behind `program` (bpf.reply_filter), in the interface's fanout group."""
+def open_rx(ifindex: int, fanout_group: int, program: bytes) -> Ring:
+    """A receive socket behind `program` (bpf.reply_filter), in the interface's fanout group,
+    read through its ring (ring.py)."""
     # Created with protocol 0 so nothing is queued before the filter is attached.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         attach(sock, program)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        rx = Ring(sock)  # before bind: a socket's ring is set up before it receives
+    except BaseException:
+        sock.close()
+        raise
+    try:
         sock.bind((socket.if_indextoname(ifindex), ETH_P_ALL))
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.setsockopt(SOL_PACKET, PACKET_FANOUT, fanout_group | (PACKET_FANOUT_HASH << 16))
         sock.setblocking(False)
     except BaseException:
-        sock.close()
+        rx.close()
         raise
-    return sock
+    return rx
 
 
 class _IoVec(ctypes.Structure):
@@ -161,11 +162,36 @@ class Tx(Protocol):
 
 
 class Rx(Protocol):
-    """Where a worker's replies come from: non-blocking, one frame per call."""
+    """Where a worker's replies come from: a ring (ring.py), or a test's socket (Datagrams)."""
 
     def fileno(self) -> int: ...
 
-    def recv_into(self, buffer: bytearray) -> int: ...
+    def frames(self, limit: int) -> list[bytes]:
+        """What has arrived, about `limit` frames at most; none waiting: []."""
+
+    def close(self) -> None: ...
+
+
+class Datagrams:
+    """A socket read one recv() a frame: a test's socket pair standing in for a ring."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock  # non-blocking
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def frames(self, limit: int) -> list[bytes]:
+        out: list[bytes] = []
+        for _ in range(limit):
+            try:
+                out.append(self.sock.recv(SNAPLEN))
+            except OSError:  # nothing waiting (EAGAIN), or the socket went away
+                break
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Link(Protocol):
@@ -187,8 +213,8 @@ class RawLink:
         return open_rx(ifindex, fanout_group, program)
 
     def refilter(self, rx: Rx, program: bytes) -> None:
-        assert isinstance(rx, socket.socket)  # open_rx's
-        attach(rx, program)
+        assert isinstance(rx, Ring)  # open_rx's
+        attach(rx.sock, program)
 
 
 RAW_LINK = RawLink()

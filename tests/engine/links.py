@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-from netscand.engine.sockets import Rx, Sender, Tx
+from netscand.engine.sockets import Datagrams, Rx, Sender, Tx
 
 
 class PairLink:
@@ -22,7 +22,7 @@ class PairLink:
 
     def receiver(self, ifindex: int, fanout_group: int, program: bytes) -> Rx:
         self.programs.append(program)
-        return self.rx_worker
+        return Datagrams(self.rx_worker)
 
     def refilter(self, rx: Rx, program: bytes) -> None:
         self.programs.append(program)

@@ -38,6 +38,6 @@ def run_alone(make: Callable[[int, int], plans.Plan], seconds: float) -> Ran:
         worker.step(clock.now())
         dispatcher.poll()
         time.sleep(0.005)
-    for sock in worker.rx.values():
-        sock.close()  # type: ignore[attr-defined]
+    for rx in worker.rx.values():
+        rx.close()
     return Ran(sub.finished, results, worker.replies.matched)

@@ -63,11 +63,7 @@ def capture(lab: Lab, seconds: float, poke: tuple[str, int] | None = None,
     try:
         while (left := deadline - time.monotonic()) > 0:
             select.select([rx], [], [], left)
-            while True:
-                try:
-                    got.append(rx.recv(2048))
-                except BlockingIOError:
-                    break
+            got += rx.frames(1024)
     finally:
         rx.close()
         if held:

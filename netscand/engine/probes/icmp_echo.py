@@ -9,7 +9,7 @@ import struct
 from netscand.engine import bpf, tally
 from netscand.engine.checksum import finish, ones_sum
 from netscand.engine.clock import TICK_MASK
-from netscand.engine.cookie import SLOT_MASK, cookie
+from netscand.engine.cookie import SLOT_MASK, Cookies
 from netscand.engine.plan import Plan
 from netscand.engine.probes.base import TTL, Answer, ProbeType
 from netscand.engine.shm import S_UP
@@ -27,7 +27,8 @@ _ECHO = struct.Struct("!HIH")  # checksum, identifier+sequence (the cookie), tic
 class IcmpEcho:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._key, self._slot = plan.key, plan.slot
+        self._slot = plan.slot
+        self._cookie = Cookies(plan.key, plan.slot, plan.hosts)
         self._hosts, self._macs = plan.hosts, plan.macs
         self._host_index = {ip: i for i, ip in enumerate(plan.hosts)}
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + _ICMP_LEN, 0, 0, TTL, 1, 0,
@@ -41,7 +42,7 @@ class IcmpEcho:
         buf = self._buf
         dst = self._hosts[host]
         tick &= TICK_MASK
-        c = cookie(self._key, self._slot, dst, 0, 0)
+        c = self._cookie(host, 0, 0)
         buf[0:6] = self._macs[host]
         _U32.pack_into(buf, _IP_DST, dst)
         _U16.pack_into(buf, _IP_ID, c & 0xFFFF)
@@ -60,7 +61,7 @@ class IcmpEcho:
             return None
         ip = _U32.unpack_from(frame, 26)[0]
         host = self._host_index.get(ip)
-        if host is None or cookie(self._key, self._slot, ip, 0, 0) != c:
+        if host is None or self._cookie(host, 0, 0) != c:
             return None
         return Answer(host, 0, S_UP, tick & TICK_MASK, frame[22])
 

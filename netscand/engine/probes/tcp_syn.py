@@ -18,7 +18,7 @@ import struct
 from netscand.engine import bpf, tally
 from netscand.engine.checksum import finish, ones_sum
 from netscand.engine.clock import TICK_MASK
-from netscand.engine.cookie import SLOT_MASK, cookie
+from netscand.engine.cookie import HASH_MASK, SLOT_MASK, Cookies
 from netscand.engine.plan import Plan
 from netscand.engine.probes.base import TTL, Answer, ProbeType
 from netscand.engine.shm import S_CLOSED, S_OPEN, S_UNREACH
@@ -46,6 +46,8 @@ class TcpSyn:
     def __init__(self, plan: Plan, shape: SynShape = SCANNER_SHAPE) -> None:
         self.plan = plan
         self._key, self._slot = plan.key, plan.slot
+        self._cookie = Cookies(plan.key, plan.slot, plan.hosts)
+        self._adds, self._mul = self._cookie.adds, self._cookie.mul
         self._hosts = plan.hosts
         self._macs = plan.macs
         self._ports = plan.ports
@@ -65,12 +67,12 @@ class TcpSyn:
     def frame(self, host: int, port: int, tick: int) -> bytearray:
         # The default scan's hot path, so _patch's statements are inlined here (with the IP ID
         # the sequence's high half and nothing else in the TCP header): the call alone cost ~3%
-        # of a probe's send. A change to one is a change to both.
+        # of a probe's send. So is cookie.mix's. A change to one is a change to both.
         buf = self._buf
         dst = self._hosts[host]
         dport = self._ports[port]
         sport = self.plan.sport_base + (tick & TICK_MASK)
-        seq = cookie(self._key, self._slot, dst, dport, sport)
+        seq = ((((dport << 16 | sport) + self._adds[host]) * self._mul >> 32) & HASH_MASK) | self._slot
         ipid = seq >> 16
         buf[0:6] = self._macs[host]
         _PORTS_SEQ.pack_into(buf, _IP_DST, dst, sport, dport, seq)
@@ -117,7 +119,7 @@ class TcpSyn:
             return None
         host = self._host_index.get(ip)
         port = self._port_index.get(dport)
-        if host is None or port is None or cookie(self._key, self._slot, ip, dport, sport) != seq:
+        if host is None or port is None or self._cookie(host, dport, sport) != seq:
             return None
         return host, port
 

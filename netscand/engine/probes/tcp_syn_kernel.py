@@ -21,7 +21,6 @@ from hashlib import blake2b
 
 from netscand.engine import bpf, synshape, tally
 from netscand.engine.clock import TICK_MASK
-from netscand.engine.cookie import cookie
 from netscand.engine.plan import Plan, PlanError
 from netscand.engine.probes.base import ProbeType
 from netscand.engine.probes.tcp_syn import TcpSyn, tcp_replies
@@ -56,7 +55,7 @@ class TcpSynKernel(TcpSyn):
         pick = blake2b(_PICK.pack(dst, dport, tick & 0xFFFFFFFF), key=self._key, digest_size=5,
                        person=b"kernel-syn").digest()
         sport = self._sports[int.from_bytes(pick[:2], "big") % len(self._sports)]
-        seq = cookie(self._key, self._slot, dst, dport, sport)
+        seq = self._cookie(host, dport, sport)
         words = 0
         if self._ts_at >= 0:
             tsval = (ts_offset(self._key, dst) + 4 * tick + (pick[4] & 3)) & 0xFFFFFFFF

@@ -40,7 +40,7 @@ import struct
 from netscand.engine import bpf, tally
 from netscand.engine.checksum import finish, ones_sum
 from netscand.engine.clock import TICK_MASK
-from netscand.engine.cookie import cookie
+from netscand.engine.cookie import Cookies
 from netscand.engine.plan import Plan
 from netscand.engine.probes.base import TTL, Answer, ProbeType
 from netscand.engine.probes.payloads import Encoder, Payload, payload
@@ -86,7 +86,7 @@ class _Template:
 class Udp:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._key, self._slot = plan.key, plan.slot
+        self._cookie = Cookies(plan.key, plan.slot, plan.hosts)
         self._hosts, self._macs, self._ports = plan.hosts, plan.macs, plan.ports
         self._lo, self._hi = plan.source_ports
         self._host_index = {ip: i for i, ip in enumerate(plan.hosts)}
@@ -102,7 +102,7 @@ class Udp:
         buf = t.buf
         dst, dport = self._hosts[host], self._ports[port]
         sport = self.plan.sport_base + (tick & TICK_MASK)
-        c = cookie(self._key, self._slot, dst, dport, sport)
+        c = self._cookie(host, dport, sport)
         ipid = c >> 16
         buf[0:6] = self._macs[host]
         _ADDRESSING.pack_into(buf, _IP_DST, dst, sport, dport)
@@ -140,27 +140,28 @@ class Udp:
             return None
         end = min(t + length, _ETH + (frame[16] << 8 | frame[17]))
         data, cut = bytes(frame[t + 8 : end]), end > len(frame)
-        index = self._replied(data, self._hosts[host], sport, dport, cut)
+        index = self._replied(data, host, sport, dport, cut)
         return None if index is None else Answer(host, index, S_OPEN, dport & TICK_MASK, frame[22])
 
-    def _replied(self, data: bytes, ip: int, sport: int, dport: int, cut: bool) -> int | None:
-        """The index of the probed port a reply from `sport` answers, if any. A reply checked by
+    def _replied(self, data: bytes, host: int, sport: int, dport: int, cut: bool) -> int | None:
+        """The index of the probed port a reply from `sport` to the plan's host index `host`
+        answers, if any. A reply checked by
         its cookie is the probed port's; one that echoes nothing may be TFTP's from its new
         port, which may also be a probed port (32768-60999 are Linux's ephemeral ports): the
         protocol it speaks says which, before the port it comes from."""
         index = self._port_index.get(sport)
         own = None if index is None else self._templates[index].payload
-        if own is not None and own.echoes and self._answers(own, data, ip, sport, dport, cut):
+        if own is not None and own.echoes and self._answers(own, data, host, sport, dport, cut):
             return index
         for other, pay in self._other_port:
-            if self._answers(pay, data, ip, self._ports[other], dport, cut):
+            if self._answers(pay, data, host, self._ports[other], dport, cut):
                 return other
-        if own is not None and not own.echoes and self._answers(own, data, ip, sport, dport, cut):
+        if own is not None and not own.echoes and self._answers(own, data, host, sport, dport, cut):
             return index
         return None
 
-    def _answers(self, pay: Payload, data: bytes, ip: int, port: int, sport: int, cut: bool) -> bool:
-        c = cookie(self._key, self._slot, ip, port, sport) if pay.echoes else 0
+    def _answers(self, pay: Payload, data: bytes, host: int, port: int, sport: int, cut: bool) -> bool:
+        c = self._cookie(host, port, sport) if pay.echoes else 0
         return pay.answers(data, c, cut)
 
     def _icmp(self, frame: bytes, i: int) -> Answer | None:
@@ -181,7 +182,7 @@ class Udp:
         host, index = self._host_index.get(ip), self._port_index.get(dport)
         if host is None or index is None or not self._lo <= sport <= self._hi:
             return None
-        if cookie(self._key, self._slot, ip, dport, sport) >> 16 != _U16.unpack_from(frame, inner + 4)[0]:
+        if self._cookie(host, dport, sport) >> 16 != _U16.unpack_from(frame, inner + 4)[0]:
             return None
         return Answer(host, index, state, sport & TICK_MASK, frame[22])
 
