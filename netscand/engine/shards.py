@@ -16,11 +16,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+import structlog
+
 from netscand.engine import clock
 from netscand.engine import plan as plans
 from netscand.engine.paced import Schedule
 from netscand.engine.pacing import Pacer
 from netscand.engine.permutation import Permutation
+from netscand.engine.rate import RateControl
 from netscand.engine.probes import PROBES, Probe, ProbeType
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
@@ -33,6 +36,8 @@ from netscand.engine.shm import (
     shard_header,
 )
 from netscand.engine.sockets import Tx
+
+log = structlog.get_logger()
 
 IDLE_WAIT = 0.05
 _FREE = ShardHeader(0, 0, 0, 0)
@@ -47,9 +52,25 @@ class PlanState:
         self.probe: Probe = self.ptype.build(plan)
         self.send = send
         # The plan's rate is split among the workers that share it; the worker's ceiling caps
-        # the sum over its plans (Shards.send).
-        self.pacer = Pacer(plan.rate / max(plan.share, 1))
+        # the sum over its plans (Shards.send). An adaptive plan's share is the ceiling of its
+        # closed loop, which sets the pacer's rate (rate.py).
+        share = plan.rate / max(plan.share, 1)
+        self.control = RateControl(share, plan.share) if plan.adaptive else None
+        self.pacer = Pacer(share if self.control is None else self.control.rate)
         self.rtt = RttEstimator(plan)
+
+    def steer(self, now: float, worker: int) -> None:
+        """An adaptive plan's rate, after what its samples told since the last look."""
+        assert self.control is not None
+        decision = self.control.update(now, self.rtt.srtt)
+        if decision is None:
+            return
+        old = self.pacer.rate
+        self.pacer.set_rate(decision.rate)
+        # A line per change of a tenth or more, not per epoch: at the ceiling, or holding, it is quiet.
+        if abs(decision.rate - old) >= old / 10:
+            log.info("engine.rate", worker=worker, plan=self.plan.gen, rate=round(decision.rate),
+                     reason=decision.reason, ratio=round(decision.ratio, 3), loss=round(decision.loss, 3))
 
 
 class ShardRun:
@@ -101,6 +122,7 @@ class Shards:
 
     def __init__(self, shared: Shared, index: int, emit: Callable[[bytes], None], sent: int) -> None:
         self.shared = shared
+        self.index = index
         self.slots = shared.worker_slots(index)
         self.free = list(self.slots)  # free shard slots
         self.sending: deque[ShardRun] = deque()
@@ -175,12 +197,20 @@ class Shards:
                 self._release(run)
                 self._pass_over(run)
                 return 0.0
-            pacer = run.ps.pacer
+            ps = run.ps
+            if ps.control is not None:
+                ps.steer(now, self.index)
+            pacer = ps.pacer
             if pacer.fill(now) < 1:
                 wait = min(wait, pacer.wait())
                 self.sending.append(run)
                 continue
+            first = run.pos
             self._batch(run, min(int(pacer.tokens), int(ceiling.tokens)), now, ceiling)
+            if ps.control is not None and run.pos > first:
+                # One probe a batch is watched for its reply (rate.py): the batch's first.
+                ps.control.sample(now, ps.rtt.timeout(), self.shared.shards[run.shard_slot], run.order(first),
+                                  run.pos - first)
             if run.pos < run.total:
                 self.sending.append(run)  # its turn is over: the next run's comes
             else:
