@@ -6,8 +6,8 @@ plan's hosts are all behind one route (one gateway MAC for routed targets), so o
 network's plan slows no other plan.
 
 Signal: the reply ratio. One probe of each batch sent is sampled: where its state byte is in
-shared memory and when its reply window ends (now + the plan's RTT timeout, rtt.py). Once that
-window has passed, the sample is answered if any worker recorded a reply for it. Samples are
+shared memory and when it was sent. Once its reply window (the plan's RTT timeout as measured
+now, rtt.py) has passed, the sample is answered if any worker recorded a reply for it. Samples are
 counted per epoch (the probes sent at one rate); an epoch ends once MIN_SAMPLES of its samples
 have resolved (or EPOCH_MAX_S passed with MIN_LATE of them: slow rates), so each decision is
 taken a reply window after the rate it judges, about once an RTT as TCP does (RFC 5681).
@@ -28,8 +28,10 @@ Rule, per epoch:
 - else, the RTT grown past twice its least value by more than DELAY_S: a queue is building
   (TCP Vegas, Brakmo & Peterson, IEEE JSAC 1995): the rate holds.
 - else, clean: slow start doubles it (RFC 5681 §3.1) until the first congestion; after it, it
-  grows by GROWTH a clean epoch (multiplicative, as Scalable TCP, Kelly 2003, so it is back at
-  the ceiling within seconds of a throttle lifting, not minutes as with additive steps).
+  grows by a factor that widens with each clean epoch in a row, 1 + n x GROWTH up to 2: slow
+  near the rate that last lost, then faster the longer none is lost (the convex probing of
+  CUBIC, RFC 8312 §4, and BBR's probing for more bandwidth), so it is back at the ceiling
+  within about ten epochs of a throttle lifting, not minutes as with additive steps.
 It starts at INITIAL probes/s for the whole plan (a rate a branch office's router carries; nmap's
 scan engine too starts at a low congestion window and opens it) and never exceeds the ceiling.
 
@@ -55,12 +57,12 @@ LOSS_BACKOFF = 0.2  # a fifth of the expected replies missing: sampling noise an
 # loss each way stay well below it, an overloaded rate limiter or queue does not
 BETA = 0.7
 DRAIN = 0.9
-GROWTH = 1.125
+GROWTH = 0.125
 DELAY_S = 0.008  # two send ticks (clock.py): the resolution RTTs are measured at
 
 
 class Sample(NamedTuple):
-    due: float  # when its reply window ends
+    sent: float  # when it was sent
     epoch: int
     view: memoryview  # its shard slot
     key: tuple[int, int]  # (plan generation, shard) the slot held when it was sent
@@ -86,22 +88,24 @@ class RateControl:
         self.answered = self.resolved = 0
         self.sent = 0  # probes sent in this epoch
         self.best: deque[float] = deque(maxlen=WINDOW)
+        self.clean = 0  # clean epochs in a row since slow start or the last loss
         self.min_rtt = float("inf")
         self.loss = 0.0
 
-    def sample(self, now: float, timeout: float, view: memoryview, off: int, batch: int) -> None:
+    def sample(self, now: float, view: memoryview, off: int, batch: int) -> None:
         """A batch of `batch` probes just sent, one of them from shard slot `view` at offset
         `off` of its states."""
         if self.started < 0:
             self.started = now
         self.sent += batch
         if len(self.samples) < SAMPLE_CAP:
-            self.samples.append(Sample(now + timeout, self.epoch, view, SHARD_KEY.unpack_from(view, 0), off))
+            self.samples.append(Sample(now, self.epoch, view, SHARD_KEY.unpack_from(view, 0), off))
 
-    def update(self, now: float, srtt: float | None) -> Decision | None:
-        """Resolve the samples whose reply window has passed; at an epoch's end, the new rate."""
-        samples = self.samples
-        while samples and samples[0].due <= now:
+    def update(self, now: float, timeout: float, srtt: float | None) -> Decision | None:
+        """Resolve the samples whose reply window (`timeout`) has passed; at an epoch's end,
+        the new rate."""
+        samples, sent_by = self.samples, now - timeout
+        while samples and samples[0].sent <= sent_by:
             s = samples.popleft()
             # A sample of an older epoch judges a rate no longer sent; one whose shard slot
             # moved on to another shard can no longer tell.
@@ -120,16 +124,17 @@ class RateControl:
         self.best.append(ratio)
         base = max(self.best)
         self.loss = 1 - ratio / base if base > 0 else 0.0
+        self.clean += 1
         if self.loss > LOSS_BACKOFF:
-            self.slow_start, reason = False, "loss"
+            self.slow_start, self.clean, reason = False, 0, "loss"
             sent = self.sent / max(now - self.started, 1e-3)
             rate = min(self.rate * BETA, sent * (1 - self.loss) * DRAIN)
         elif srtt is not None and srtt > 2 * self.min_rtt + DELAY_S:
-            rate, reason = self.rate, "delay"
+            self.clean, rate, reason = 0, self.rate, "delay"
         elif self.slow_start:
             rate, reason = self.rate * 2, "slow_start"
         else:
-            rate, reason = self.rate * GROWTH, "clean"
+            rate, reason = self.rate * min(1 + self.clean * GROWTH, 2), "clean"
         self.rate = min(max(rate, FLOOR), self.ceiling)
         self.epoch += 1
         self.started, self.answered, self.resolved, self.sent = now, 0, 0, 0

@@ -62,7 +62,7 @@ class PlanState:
     def steer(self, now: float, worker: int) -> None:
         """An adaptive plan's rate, after what its samples told since the last look."""
         assert self.control is not None
-        decision = self.control.update(now, self.rtt.srtt)
+        decision = self.control.update(now, self.rtt.timeout(), self.rtt.srtt)
         if decision is None:
             return
         old = self.pacer.rate
@@ -209,8 +209,7 @@ class Shards:
             self._batch(run, min(int(pacer.tokens), int(ceiling.tokens)), now, ceiling)
             if ps.control is not None and run.pos > first:
                 # One probe a batch is watched for its reply (rate.py): the batch's first.
-                ps.control.sample(now, ps.rtt.timeout(), self.shared.shards[run.shard_slot], run.order(first),
-                                  run.pos - first)
+                ps.control.sample(now, self.shared.shards[run.shard_slot], run.order(first), run.pos - first)
             if run.pos < run.total:
                 self.sending.append(run)  # its turn is over: the next run's comes
             else:

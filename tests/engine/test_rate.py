@@ -26,11 +26,11 @@ def epoch(control: RateControl, view: memoryview, now: float, answer: float,
     off = 0
     while True:
         batch = 64
-        control.sample(now, TIMEOUT, view, off, batch)
+        control.sample(now, view, off, batch)
         view[SHARD_STATES + off] = 2 if rng.random() < answer else 0
         off = (off + 1) % (len(view) - SHARD_STATES)
         now += batch / control.rate
-        decision = control.update(now, srtt)
+        decision = control.update(now, TIMEOUT, srtt)
         if decision is not None:
             return now, decision
 
@@ -82,16 +82,16 @@ def test_a_growing_rtt_holds_the_rate() -> None:
 def test_samples_of_a_shard_slot_taken_over_by_another_shard_are_not_counted() -> None:
     control, view = RateControl(CEILING, 1), shard()
     for off in range(rate.MIN_SAMPLES):
-        control.sample(0.0, TIMEOUT, view, off, 1)
+        control.sample(0.0, view, off, 1)
     SHARD_KEY.pack_into(view, 0, 7, 1)  # the slot now holds shard 1
-    assert control.update(1.0, None) is None
+    assert control.update(1.0, TIMEOUT, None) is None
     assert control.resolved == 0 and not control.samples
 
 
 def test_pending_samples_are_bounded() -> None:
     control, view = RateControl(CEILING, 1), shard()
     for off in range(3 * rate.SAMPLE_CAP):
-        control.sample(0.0, 10.0, view, off, 64)
+        control.sample(0.0, view, off, 64)
     assert len(control.samples) == rate.SAMPLE_CAP
 
 
