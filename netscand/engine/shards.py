@@ -40,6 +40,7 @@ from netscand.engine.sockets import Tx
 log = structlog.get_logger()
 
 IDLE_WAIT = 0.05
+LOG_EVERY = 5.0  # seconds between two engine.rate lines of one plan in one worker
 _FREE = ShardHeader(0, 0, 0, 0)
 
 
@@ -58,6 +59,7 @@ class PlanState:
         self.control = RateControl(share, plan.share) if plan.adaptive else None
         self.pacer = Pacer(share if self.control is None else self.control.rate)
         self.rtt = RttEstimator(plan)
+        self.backoffs, self.next_log = 0, 0.0  # the loop's back-offs since its last log line
 
     def steer(self, now: float, worker: int) -> None:
         """An adaptive plan's rate, after what its samples told since the last look."""
@@ -65,12 +67,18 @@ class PlanState:
         decision = self.control.update(now, self.rtt.timeout(), self.rtt.srtt)
         if decision is None:
             return
-        old = self.pacer.rate
         self.pacer.set_rate(decision.rate)
-        # A line per change of a tenth or more, not per epoch: at the ceiling, or holding, it is quiet.
-        if abs(decision.rate - old) >= old / 10:
+        if decision.reason != "loss":
+            return
+        # A line when the path made the loop back off, at most one per LOG_EVERY per plan (a
+        # throttled path backs it off every second or so): climbing is no news, and a clean
+        # one-shot scan's stderr stays empty.
+        self.backoffs += 1
+        if now >= self.next_log:
             log.info("engine.rate", worker=worker, plan=self.plan.gen, rate=round(decision.rate),
-                     reason=decision.reason, ratio=round(decision.ratio, 3), loss=round(decision.loss, 3))
+                     reason=decision.reason, ratio=round(decision.ratio, 3), loss=round(decision.loss, 3),
+                     backoffs=self.backoffs)
+            self.backoffs, self.next_log = 0, now + LOG_EVERY
 
 
 class ShardRun:
