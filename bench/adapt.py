@@ -28,7 +28,12 @@ import structlog
 
 from netscand.config import EngineConfig
 from netscand.lab import Lab, LabError, adapt
-from netscand.lab.harness import bench_exit, parse_bench_args, print_bench_footer, unwind_on_sigterm
+from netscand.lab.harness import (
+    bench_exit,
+    parse_bench_args,
+    print_bench_footer,
+    unwind_on_sigterm,
+)
 
 PREFIX = "nsr"  # not the tests' nor the other benches'
 PORTS = range(1, 65536)
@@ -62,7 +67,7 @@ def reactions(run: adapt.Run, args: argparse.Namespace) -> None:
     fell = next((p.t for p in run.trace if p.t >= args.throttle_at and p.rate <= 1.5 * args.limit), None)
     top = max(before, default=0.0)
     back = next((p.t for p in run.trace if p.t >= args.lift_at and p.rate >= 0.9 * top), None)
-    print(f"\nrate fell to 1.5x the throttle after: "
+    print("\nrate fell to 1.5x the throttle after: "
           + (f"{fell - args.throttle_at:.2f} s" if fell is not None else "never"))
     print(f"rate back at 90% of its pre-throttle {top:,.0f}/s after the lift: "
           + (f"{back - args.lift_at:.2f} s" if back is not None else "not before the scan ended"))

@@ -23,8 +23,8 @@ from netscand.engine import plan as plans
 from netscand.engine.paced import Schedule
 from netscand.engine.pacing import Pacer
 from netscand.engine.permutation import Permutation
-from netscand.engine.rate import RateControl
 from netscand.engine.probes import PROBES, Probe, ProbeType
+from netscand.engine.rate import RateControl
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
     R_DONE,

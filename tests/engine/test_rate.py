@@ -98,6 +98,6 @@ def test_pending_samples_are_bounded() -> None:
 def test_it_never_falls_below_the_floor_nor_starts_above_its_ceiling() -> None:
     control, view, rng, now = RateControl(300.0, 4), shard(), random.Random(5), 0.0
     assert control.rate == 300.0
-    for _ in range(5):
-        now, d = epoch(control, view, now, 0.0 if _ else 1.0, rng)
+    for answer in (1.0, 0.0, 0.0, 0.0, 0.0):
+        now, _ = epoch(control, view, now, answer, rng)
     assert control.rate == rate.FLOOR
