@@ -58,7 +58,10 @@ LOSS_BACKOFF = 0.2  # a fifth of the expected replies missing: sampling noise an
 BETA = 0.7
 DRAIN = 0.9
 GROWTH = 0.125
-DELAY_S = 0.008  # two send ticks (clock.py): the resolution RTTs are measured at
+# A standing queue this long is a path's: RTTs are measured in 4 ms send ticks (clock.py), and a
+# worker sharing its core with the others reads replies some ms late, which is no queue in the
+# path (at 8 ms, two workers on two loaded cores held the rate at half the ceiling).
+DELAY_S = 0.05
 
 
 class Sample(NamedTuple):

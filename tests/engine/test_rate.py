@@ -75,7 +75,7 @@ def test_a_growing_rtt_holds_the_rate() -> None:
     control, view, rng, now = RateControl(CEILING, 1), shard(), random.Random(4), 0.0
     now, d = epoch(control, view, now, 1.0, rng, srtt=0.002)
     held = control.rate
-    now, d = epoch(control, view, now, 1.0, rng, srtt=0.050)
+    now, d = epoch(control, view, now, 1.0, rng, srtt=0.060)
     assert d.reason == "delay" and control.rate == held
 
 
