@@ -21,6 +21,11 @@ does not fall when the rate does (random loss on a lossy link) is in the baselin
 epochs too, and stops holding the rate down: a lossy link is scanned at the speed it carries,
 and its losses are made up by retries, where nmap's loss-driven window collapses.
 
+An epoch whose baseline expects fewer than MIN_EXPECTED answers among its samples judges no
+loss: a sweep of a sparse /16 or a UDP scan (most probes unanswered whatever the rate) would
+read sampling noise as loss and collapse. Such a scan climbs blind to its ceiling, as masscan
+sends; canary probes (below) are what would measure its path.
+
 Rule, per epoch:
 - loss above LOSS_BACKOFF: congestion. The rate falls to what got through, less a margin
   (DRAIN x sent x (1 - loss), `sent` the rate the epoch's probes really went at: BBR's delivery
@@ -53,6 +58,7 @@ MIN_LATE = 8  # ... or as few as this once EPOCH_MAX_S passed
 EPOCH_MAX_S = 2.0
 SAMPLE_CAP = 4096  # samples pending at most: memory stays bounded whatever the rate and timeout
 WINDOW = 8  # epochs the best reply ratio is kept over
+MIN_EXPECTED = 24  # answers the baseline must expect of an epoch's samples for it to judge loss
 LOSS_BACKOFF = 0.2  # a fifth of the expected replies missing: sampling noise and 5 % random
 # loss each way stay well below it, an overloaded rate limiter or queue does not
 BETA = 0.7
@@ -126,7 +132,8 @@ class RateControl:
         ratio = self.answered / self.resolved
         self.best.append(ratio)
         base = max(self.best)
-        self.loss = 1 - ratio / base if base > 0 else 0.0
+        judged = base * self.resolved >= MIN_EXPECTED
+        self.loss = 1 - ratio / base if judged else 0.0
         self.clean += 1
         if self.loss > LOSS_BACKOFF:
             self.slow_start, self.clean, reason = False, 0, "loss"

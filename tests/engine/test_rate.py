@@ -25,7 +25,7 @@ def epoch(control: RateControl, view: memoryview, now: float, answer: float,
     """Probes sent at the control's rate until it decides; each answered with chance `answer`."""
     off = 0
     while True:
-        batch = 64
+        batch = max(1, min(64, int(control.rate / 50)))  # as a Pacer's burst lets them out
         control.sample(now, view, off, batch)
         view[SHARD_STATES + off] = 2 if rng.random() < answer else 0
         off = (off + 1) % (len(view) - SHARD_STATES)
@@ -101,3 +101,15 @@ def test_it_never_falls_below_the_floor_nor_starts_above_its_ceiling() -> None:
     for answer in (1.0, 0.0, 0.0, 0.0, 0.0):
         now, _ = epoch(control, view, now, answer, rng)
     assert control.rate == rate.FLOOR
+
+
+def test_a_sparse_sweep_is_not_read_as_loss() -> None:
+    """One address in a hundred answers (a /16 with few live hosts): an epoch's 48 samples hold
+    none or one or two answers, noise the loop must not back off for."""
+    control, view, rng, now = RateControl(CEILING, 1), shard(), random.Random(6), 0.0
+    reasons = []
+    for _ in range(20):
+        now, d = epoch(control, view, now, 0.01, rng)
+        reasons.append(d.reason)
+    assert "loss" not in reasons
+    assert control.rate == CEILING
