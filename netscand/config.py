@@ -41,7 +41,10 @@ Listen = Annotated[str, Meta(pattern="^(?:|.+:[0-9]+)$(?!\\n)", extra={"expected
 
 class EngineConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     workers: NonNegative = 0  # 0: one per CPU core
-    rate: Positive = 50_000.0  # probes per second for profiles that run at full rate
+    # Probes per second at most for scans that give no rate: the ceiling of the engine's closed
+    # loop (engine/rate.py), which finds what the path carries below it. It is policy.max_rate's
+    # default: a lower ceiling would cap the loop below what a fast path carries.
+    rate: Positive = 100_000.0
     retries: NonNegative = 3
     # Host discovery of routed targets (on-link ones answer ARP): a host is up if anything answers.
     ping_icmp: bool = True

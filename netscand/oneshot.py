@@ -101,8 +101,10 @@ def prepare(cfg: Config, request: ScanRequest, targets: Targets, rate: float | N
     policy = Policy.from_config(cfg.policy)
     targets, skipped = policy.apply(targets)
     policy.check_rate(rate)
+    # --rate pins the rate (as a request's `rate` does); without it, engine.rate is the ceiling
+    # of the engine's closed loop.
     spec = resolve(request, targets, rate or min(e.rate, policy.max_rate), e.retries,
-                   discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports))
+                   discovery(e.ping_icmp, e.ping_syn_ports, e.ping_ack_ports), pinned=rate is not None)
     target = request.target if isinstance(request.target, str) else ",".join(request.target)
     return OneShot(spec, target, request.profile, skipped, compose.cve_path(cfg.daemon.state_dir))
 

@@ -212,7 +212,10 @@ class StartRequest(Closed):
                     "`cve_data`. It implies enable_profiling (service detection finds the CPEs "
                     "matched): with enable_profiling false it is refused (422).")] = None
     rate: Annotated[Annotated[float, Meta(ge=MIN_RATE)] | None, Meta(
-        description="Probes per second; above the policy's max_rate: 422.", examples=[500])] = None
+        description="Probes per second, pinned: sent at this rate (at most engine.rate) whatever the path does; "
+                    "above the policy's max_rate: 422. Absent: the engine's closed loop starts slow, climbs while "
+                    "replies keep pace and backs off when the path loses probes, up to engine.rate.",
+        examples=[500])] = None
     retries: Annotated[Annotated[int, Meta(ge=RETRIES[0], le=RETRIES[1])] | None, Meta(
         description="Retries of an unanswered probe.")] = None
     skip_discovery: Annotated[bool | None, Meta(

@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jitter-ms", type=int, help="with per-host pacing: a random 0 to this many ms more per wait")
     p.add_argument("--source-ports", help="with per-host pacing: the probes' source port range LO-HI "
                                           "(default the kernel's ephemeral range)")
-    p.add_argument("--rate", type=float, help="probes per second in total (default from config)")
+    p.add_argument("--rate", type=float, help="probes per second in total, pinned (default: the engine finds the "
+                                            "rate the path carries, up to engine.rate)")
     p.add_argument("--retries", type=int, help="resends of an unanswered probe (default from config)")
     p.add_argument("--timeout-ms", type=int, help="fixed per-probe reply timeout (default: adaptive)")
     p.add_argument("--skip-discovery", "-Pn", action="store_true",

@@ -33,6 +33,10 @@ HEADER_BYTES = 128
 assert HEADER.size <= HEADER_BYTES
 
 FLAG_LOOPBACK = 1  # send at the IP layer: Linux drops 127/8 frames injected below it as martians
+# The rate is a ceiling the worker's closed loop (rate.py) climbs to while the path keeps pace;
+# without it the rate is pinned (the user gave one). A paced plan ignores it: its hosts' gaps
+# set its pace.
+FLAG_ADAPTIVE = 2
 
 # The adaptive reply timeout (measured RTT, within these bounds) unless a scan fixes one.
 TIMEOUT_INIT_MS, TIMEOUT_MIN_MS, TIMEOUT_MAX_MS = 1000, 100, 3000
@@ -80,6 +84,10 @@ class Plan:
     @property
     def paced(self) -> bool:
         return self.gap_ms > 0
+
+    @property
+    def adaptive(self) -> bool:
+        return bool(self.flags & FLAG_ADAPTIVE) and not self.paced
 
     @property
     def source_ports(self) -> tuple[int, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+import structlog
+
 from netscand.engine import clock, coverage
 from netscand.engine import plan as plans
 from netscand.engine.coverage import Counts
@@ -23,6 +25,7 @@ from netscand.engine.paced import Schedule
 from netscand.engine.pacing import Pacer
 from netscand.engine.permutation import Permutation
 from netscand.engine.probes import PROBES, Probe, ProbeType
+from netscand.engine.rate import RateControl
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
     R_COVER,
@@ -36,7 +39,10 @@ from netscand.engine.shm import (
 )
 from netscand.engine.sockets import Tx
 
+log = structlog.get_logger()
+
 IDLE_WAIT = 0.05
+LOG_EVERY = 5.0  # seconds between two engine.rate lines of one plan in one worker
 _FREE = ShardHeader(0, 0, 0, 0)
 
 
@@ -49,9 +55,32 @@ class PlanState:
         self.probe: Probe = self.ptype.build(plan)
         self.send = send
         # The plan's rate is split among the workers that share it; the worker's ceiling caps
-        # the sum over its plans (Shards.send).
-        self.pacer = Pacer(plan.rate / max(plan.share, 1))
+        # the sum over its plans (Shards.send). An adaptive plan's share is the ceiling of its
+        # closed loop, which sets the pacer's rate (rate.py).
+        share = plan.rate / max(plan.share, 1)
+        self.control = RateControl(share, plan.share) if plan.adaptive else None
+        self.pacer = Pacer(share if self.control is None else self.control.rate)
         self.rtt = RttEstimator(plan)
+        self.backoffs, self.next_log = 0, 0.0  # the loop's back-offs since its last log line
+
+    def steer(self, now: float, worker: int) -> None:
+        """An adaptive plan's rate, after what its samples told since the last look."""
+        assert self.control is not None
+        decision = self.control.update(now, self.rtt.timeout(), self.rtt.srtt)
+        if decision is None:
+            return
+        self.pacer.set_rate(decision.rate)
+        if decision.reason != "loss":
+            return
+        # A line when the path made the loop back off, at most one per LOG_EVERY per plan (a
+        # throttled path backs it off every second or so): climbing is no news, and a clean
+        # one-shot scan's stderr stays empty.
+        self.backoffs += 1
+        if now >= self.next_log:
+            log.info("engine.rate", worker=worker, plan=self.plan.gen, rate=round(decision.rate),
+                     reason=decision.reason, ratio=round(decision.ratio, 3), loss=round(decision.loss, 3),
+                     backoffs=self.backoffs)
+            self.backoffs, self.next_log = 0, now + LOG_EVERY
 
 
 class ShardRun:
@@ -121,6 +150,7 @@ class Shards:
 
     def __init__(self, shared: Shared, index: int, emit: Callable[[bytes], None], sent: int) -> None:
         self.shared = shared
+        self.index = index
         self.slots = shared.worker_slots(index)
         self.free = list(self.slots)  # free shard slots
         self.sending: deque[ShardRun] = deque()
@@ -195,12 +225,19 @@ class Shards:
                 self._release(run)
                 self._pass_over(run)
                 return 0.0
-            pacer = run.ps.pacer
+            ps = run.ps
+            if ps.control is not None:
+                ps.steer(now, self.index)
+            pacer = ps.pacer
             if pacer.fill(now) < 1:
                 wait = min(wait, pacer.wait())
                 self.sending.append(run)
                 continue
+            first = run.pos
             self._batch(run, min(int(pacer.tokens), int(ceiling.tokens)), now, ceiling)
+            if ps.control is not None and run.pos > first:
+                # One probe a batch is watched for its reply (rate.py): the batch's first.
+                ps.control.sample(now, self.shared.shards[run.shard_slot], run.order(first), run.pos - first)
             if run.pos < run.total:
                 self.sending.append(run)  # its turn is over: the next run's comes
             else:

@@ -43,9 +43,10 @@ assert JOB_RING >= 2 * SHARD_SLOTS
 RESULT = struct.Struct("<BBBBIIIHHII6sHB27s")  # 64 bytes; 27 fit any SYN-ACK's usual options
 RESULT_RING = 1 << 16
 
-# Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched;
-# then, a cache line further, one counter per MALFORMED reason.
-WORKER = struct.Struct("iIIxxxxdQQ")
+# Worker table row: pid, generation, ready, heartbeat (monotonic), probes sent, replies matched,
+# the rate its plans are paced at now and the loss its closed loops estimate; then, a cache line
+# further, one counter per MALFORMED reason.
+WORKER = struct.Struct("iIIxxxxdQQdd")
 MALFORMED_AT = 64
 WORKER_ROW = 128
 
@@ -54,6 +55,7 @@ WORKER_ROW = 128
 MALFORMED = ("", "truncated", "bad_ip_header", "bad_tcp_header", "bad_icmp_quote", "bad_arp",
              "bad_checksum", "parser_error")
 MALFORMED_COUNTS = struct.Struct(f"{len(MALFORMED)}Q")
+assert WORKER.size <= MALFORMED_AT
 assert MALFORMED_AT + MALFORMED_COUNTS.size <= WORKER_ROW
 
 # Control row: what the supervisor needs from the control process (it has no store access and
@@ -122,6 +124,8 @@ class WorkerRow(NamedTuple):
     heartbeat: float  # monotonic
     sent: int  # probes sent
     matched: int  # replies matched to a probe
+    rate: float = 0.0  # probes/s: the sum of its plans' pacers' rates (an adaptive plan's as its loop set it)
+    loss: float = 0.0  # the highest loss any of its adaptive plans' loops estimates (rate.py)
 
 
 class Job(NamedTuple):

@@ -120,8 +120,11 @@ class Worker:
         self.intake.hangup = True
 
     def _beat(self, now: float, ready: int = 1) -> None:
+        states = self.plans.values()
+        rate = sum(ps.pacer.rate for ps in states)
+        loss = max((ps.control.loss for ps in states if ps.control is not None), default=0.0)
         self.shared.set_worker_row(self.index, WorkerRow(os.getpid(), self.generation, ready, now,
-                                                         self.shards.sent, self.replies.matched))
+                                                         self.shards.sent, self.replies.matched, rate, loss))
         self.shared.set_malformed(self.index, self.replies.malformed)
         self.next_beat = now + BEAT_EVERY
 

@@ -333,15 +333,17 @@ def pacing(profile: Profile, req: ScanRequest) -> Pacing | None:
 
 
 def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
-            ping: Discovery | None = None) -> ScanSpec:
+            ping: Discovery | None = None, pinned: bool = False) -> ScanSpec:
     """The engine's view of a request: `rate`, `retries` and `ping` (default: nmap's probes)
-    are the configured ones."""
+    are the configured ones. The rate is the ceiling of the engine's closed loop (adaptive)
+    unless someone chose it: the request's `rate`, a profile's or stealth level's cap, or
+    `pinned` (the one-shot's --rate, given as `rate`) pin it; a paced scan keeps its hosts' pace."""
     from netscand.scan.spec import Discovery, ScanSpec  # see the module's docstring
 
     profile = PROFILES[req.profile]
     level = profile.level(req.stealth_level)
-    caps = (profile.rate_cap, level and level.rate_cap, req.rate)
-    rate = min([rate, *(cap for cap in caps if cap is not None)])
+    caps = [cap for cap in (profile.rate_cap, level and level.rate_cap, req.rate) if cap is not None]
+    rate = min([rate, *caps])
     retries = req.retries if req.retries is not None else level.retries if level else retries
     sweep = profile.discovery and not req.skip_discovery
     cve = _chosen(profile.cve, req.enable_cve_match)  # needs service detection's CPEs: implies it
@@ -356,7 +358,8 @@ def resolve(req: ScanRequest, targets: Targets, rate: float, retries: int,
                     discovery=(ping or Discovery()) if sweep else None,
                     profiling=cve or _chosen(profile.profiling, req.enable_profiling),
                     detect_services=cve or _chosen(profile.service_detection, req.enable_profiling),
-                    udp_ports=udp_ports, cve_match=cve, pacing=paced)
+                    udp_ports=udp_ports, cve_match=cve, pacing=paced,
+                    adaptive=not (caps or pinned or paced))
 
 
 def _yes(value: bool) -> str:

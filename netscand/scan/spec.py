@@ -51,6 +51,9 @@ class ScanSpec:
     udp_ports: tuple[int, ...] = ()  # UDP port scan beside the TCP one, in the same plans' group
     cve_match: bool = False  # match the services found against the CVE data
     pacing: Pacing | None = None  # per-host pacing of the port scan; None: the rate alone (steady)
+    # The rate is the ceiling of the engine's closed loop (engine/rate.py); False: the rate is
+    # sent as it is (a rate the user chose; profiles.resolve)
+    adaptive: bool = False
 
     @property
     def udp_sends(self) -> int:

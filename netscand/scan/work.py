@@ -72,7 +72,11 @@ class Work:
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
             timeout_max_ms=t or plans.TIMEOUT_MAX_MS,
             shard_size=shard, hosts=hosts, macs=macs, ports=self.ports,
-            flags=plans.FLAG_LOOPBACK if self.route.loopback else 0, **self._paced())
+            flags=self._flags(spec), **self._paced())
+
+    def _flags(self, spec: ScanSpec) -> int:
+        loopback = plans.FLAG_LOOPBACK if self.route.loopback else 0
+        return loopback | (plans.FLAG_ADAPTIVE if spec.adaptive and self.pacing is None else 0)
 
     def _paced(self) -> dict[str, int]:
         """A paced plan's fields: its gap, jitter and source ports, and its budget in probes: a

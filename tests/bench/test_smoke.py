@@ -2,7 +2,7 @@
 start it, from the repository, checking its exit status and the figures it prints. A bench that
 no longer starts, or whose figures lost a line, fails CI instead of the next person who runs it.
 
-The benches build their own labs (prefixes nsa, nsb, nsf, nsk, nsp, nss, nsw) and daemons through
+The benches build their own labs (prefixes nsa, nsb, nsf, nsk, nsp, nsr, nss, nsw) and daemons through
 netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out of the way.
 """
 
@@ -48,6 +48,12 @@ LAB_BENCHES = {
         (r"^nmap: -sS -n -T4 --max-retries 2 \(-Pn on port cells; its own discovery on routed16\); masscan: "
          r"--rate 10000000; netscand: scan TARGETS --ports P --json\."),
     ), 150),
+    "adapt": Smoke(("bench/adapt.py",), (
+        r"^scan: finished in [\d.]+ s, [\d,]+ probes sent",
+        r"^recall 100\.00% \(\d+/\d+ open ports\) \| false positives 0$",
+        r"^throttled +\d+ +[\d,]+ +[\d,]+ +[\d,]+ +[\d.]+$",
+        r"^plot: .+\.png$",
+    ), 120),
     "api": Smoke(("bench/api.py",), (
         r"^scan: 2 hosts x 65535 ports at \d+ probes/s: completed, \d+ open ports",
         r"^GET /api/v1/scans/\{id\} from 5 clients, every 0\.1 s each: \d+ requests, \d+/s, errors 0$",

@@ -47,3 +47,10 @@ def test_loss_ruleset() -> None:
     rules = impair.ruleset(12.5)
     assert rules.count("numgen random mod 10000 < 1250 counter drop") == 2
     assert 'hook ingress device "s-scan"' in rules and 'hook egress device "s-scan"' in rules
+
+
+def test_throttle_ruleset() -> None:
+    rules = impair.ruleset(0, 20_000)
+    assert rules.count("limit rate over 20000/second burst 400 packets counter drop") == 1
+    ingress = rules.split("chain egress")[0]
+    assert "limit rate" in ingress and "numgen" not in rules

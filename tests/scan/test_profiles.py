@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from netscand import config, oneshot
 from netscand.cli import ctl
 from netscand.cli import scan as one_shot
 from netscand.scan.ports import LINUX_EPHEMERAL, kernel_source_ports, top_ports
@@ -209,3 +210,24 @@ def test_a_paced_custom_scan_lists_its_ports_most_frequently_open_first() -> Non
     assert paced.ports[len(ranked):] == tuple(sorted(set(range(1, 1025)) - set(ranked)))  # unranked: port order
     assert paced.udp_ports[:4] == (161, 137, 123, 138)  # the UDP ranking's (631 is past 200)
     assert _spec("custom", ports=ports).ports == tuple(range(1, 1025)) + (8080,)  # steady: as parsed
+
+
+@pytest.mark.parametrize(("profile", "fields", "adaptive"), [
+    ("normal", {}, True),  # no rate given: engine.rate is the closed loop's ceiling
+    ("deep", {}, True),
+    ("normal", {"rate": 500.0}, False),  # the request's rate pins it
+    ("custom", {"ports": [22], "rate": 500.0}, False),
+    ("stealth", {}, False),  # paced: its level's pace and rate cap
+    ("custom", {"ports": [22], "host_gap_ms": 1000}, False),
+])
+def test_a_rate_given_pins_it_and_none_given_lets_the_engine_find_it(profile: str, fields: dict[str, Any],
+                                                                     adaptive: bool) -> None:
+    assert _spec(profile, **fields).adaptive is adaptive
+
+
+def test_the_one_shots_rate_pins_it() -> None:
+    request = ScanRequest(TARGET, "normal")
+    targets = parse_targets(TARGET)
+    assert oneshot.prepare(config.Config(), request, targets, None).spec.adaptive
+    pinned = oneshot.prepare(config.Config(), request, targets, 2000.0).spec
+    assert not pinned.adaptive and pinned.rate == 2000.0
