@@ -24,9 +24,13 @@ from netscand.engine.permutation import Permutation
 from netscand.engine.probes import PROBES, Probe, ProbeType
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
+    MARK_BASE,
+    MARK_PASS_END,
     R_DONE,
+    R_MARK,
     SHARD_KEY,
     SHARD_STATES,
+    UNGATED,
     ShardHeader,
     Shared,
     pack_result,
@@ -35,6 +39,10 @@ from netscand.engine.shm import (
 from netscand.engine.sockets import Tx
 
 IDLE_WAIT = 0.05
+# Probes of a pass between two checkpoints of its position (R_MARK): a few records a second per
+# shard at full rate, and what a restart re-sends at most beyond the position stored.
+MARK_EVERY = 4096
+GRANT_WAIT = 0.005  # how often a pass that waits for its grant looks again
 _FREE = ShardHeader(0, 0, 0, 0)
 
 
@@ -67,6 +75,7 @@ class ShardRun:
         self.pos = 0
         self.total = self.length
         self.deadline = 0.0
+        self.marked = 0  # the position its last R_MARK told
 
     def unanswered(self) -> list[int]:
         data = bytes(self.states[: self.length])
@@ -121,16 +130,33 @@ class Shards:
         """Generations of the plans that have a pass to send."""
         return {run.ps.plan.gen for run in (*self.sending, *self.held)}
 
-    def start(self, state: PlanState, shard: int) -> None:
+    def start(self, state: PlanState, shard: int, attempt: int = 0, pos: int = 0, gated: bool = False) -> None:
+        """Start a shard; a resumed one's first pass is numbered `attempt` and sends its keyed
+        order from `pos` (docs/architecture.md, Resume). A gated shard's retry passes wait for
+        the control process to grant them (SHARD_GRANT)."""
         shard_slot = self.free.pop()
         start, end = state.plan.shard_range(shard)
         view = self.shared.shards[shard_slot]
         view[SHARD_STATES : SHARD_STATES + end - start] = bytes(end - start)
+        self.shared.set_grant(shard_slot, attempt if gated else UNGATED)
         self.shared.set_shard_header(shard_slot, ShardHeader(state.plan.gen, shard, end - start, 1))
         if state.plan.paced:
             self.paced.append(PacedRun(state, shard, shard_slot, view[SHARD_STATES:], clock.now()))
-        else:
-            self.sending.append(ShardRun(state, shard, shard_slot, view[SHARD_STATES:]))
+            return
+        run = ShardRun(state, shard, shard_slot, view[SHARD_STATES:])
+        run.attempt, run.pos, run.marked = attempt, min(pos, run.total), min(pos, run.total)
+        self.sending.append(run)
+
+    def _mark(self, run: ShardRun) -> None:
+        """Tell the control process how far the run's pass is, every MARK_EVERY probes and at
+        its end (its checkpoint, written to the store: scan/resume.py)."""
+        over = run.pos >= run.total
+        if not over and run.pos - run.marked < MARK_EVERY:
+            return
+        run.marked = run.pos
+        flags = (MARK_BASE if isinstance(run.order, Permutation) else 0) | (MARK_PASS_END if over else 0)
+        self.emit(pack_result(R_MARK, flags=flags, plan_gen=run.ps.plan.gen, shard=run.shard, a=run.attempt,
+                              b=run.pos))
 
     def _release(self, run: ShardRun | PacedRun) -> None:
         self.shared.set_shard_header(run.shard_slot, _FREE)
@@ -181,6 +207,7 @@ class Shards:
                 self.sending.append(run)
                 continue
             self._batch(run, min(int(pacer.tokens), int(ceiling.tokens)), now, ceiling)
+            self._mark(run)
             if run.pos < run.total:
                 self.sending.append(run)  # its turn is over: the next run's comes
             else:
@@ -254,6 +281,11 @@ class Shards:
                 continue
             missing = run.unanswered()
             if missing and run.attempt < run.ps.plan.retries:
+                if self.shared.grant(run.shard_slot) <= run.attempt:
+                    # Not yet recorded in the store: a restart now must not repeat this pass.
+                    run.deadline = now + GRANT_WAIT
+                    self.waiting.append(run)
+                    continue
                 run.retry(missing)
                 self._queue_pass(run)
             else:

@@ -20,9 +20,11 @@ from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist, device_row
 from netscand.scan.policy import PolicyError
 from netscand.scan.queue import ScanQueue, recheck
+from netscand.scan.resume import Checkpoint, spec_json
 from netscand.scan.runner import ScanRun
 from netscand.scan.stages import ProfilingStage
 from netscand.store import StoreError
+from netscand.store.checkpoints import Delta
 from netscand.store.clock import utc_now
 
 log = structlog.get_logger()
@@ -44,6 +46,7 @@ class Running:
         self.profiling: asyncio.Task | None = None  # names, services and CVEs, after the port scan
         self.cves: Matched | None = None  # what CVE matching found, for the last write
         self.flushing: asyncio.Future | None = None  # the last progress write, until it is done
+        self.checkpointing: asyncio.Future | None = None  # its checkpoint's write under way
 
     def progress(self) -> dict:
         """The progress fields of the scan's state, with an estimated completion once it can."""
@@ -107,19 +110,31 @@ class Live:
                 self.persist.set_state(queued.id, "failed", finished_at=utc_now(),
                                        error=f"the target policy changed while the scan was queued: {exc.detail}")
                 continue
-            self._start(queued.id, ScanRun(spec, self.dispatcher, queued.net))
+            # A paced scan's plans are cut by time, not by a sequence a restart can replay.
+            checkpoint = Checkpoint(spec.retries) if spec.pacing is None else None
+            if checkpoint:
+                self.persist.begin_checkpoint(queued.id, spec_json(spec), queued.remote, queued.request.rate)
+            self._start(queued.id, ScanRun(spec, self.dispatcher, queued.net, checkpoint))
 
     def _start(self, scan_id: str, run: ScanRun) -> None:
-        self.running[scan_id] = Running(scan_id, run)
         self.persist.set_state(scan_id, "running", started_at=utc_now())
+        self.resume(scan_id, run)
+
+    def resume(self, scan_id: str, run: ScanRun) -> None:
+        """Run a scan, or go on with one a restart interrupted (its run holds its checkpoint)."""
+        running = self.running[scan_id] = Running(scan_id, run)
         run.step()
+        self._checkpoint(running)
         self._check_done(scan_id)
 
     def wake(self) -> None:
         """The engine has results: route them, and let every scan plan on."""
         self.dispatcher.poll()
         for scan_id in list(self.running):
-            self.running[scan_id].run.step()
+            running = self.running[scan_id]
+            running.run.step()
+            if running.run.checkpoint and running.run.checkpoint.urgent:  # the engine waits for it
+                self._checkpoint(running)
             self._check_done(scan_id)
 
     async def tick_forever(self) -> None:
@@ -128,6 +143,7 @@ class Live:
             try:
                 self.wake()
                 for running in list(self.running.values()):
+                    self._checkpoint(running)
                     self._flush(running)
                 self.persist.retry_all()
             except Exception:
@@ -176,6 +192,8 @@ class Live:
             fields["progress_percent"] = 100
         try:
             await self.persist.save_results(running.id, running.run.result, running.run.spec.profiling)
+            if running.run.checkpoint:  # ended, whatever way: nothing to resume
+                await self.persist.drop_checkpoint(running.id)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc.reason}"
         except Exception:
@@ -202,6 +220,37 @@ class Live:
             return  # the writer is behind: what changed stays dirty for a later flush
         running.flushing = self.persist.flush(running.id, running.changed_devices(), running.progress())
         running.flushing.add_done_callback(partial(self._flushed, running))
+
+    def _checkpoint(self, running: Running) -> None:
+        """Write what the scan's checkpoint changed, one write at a time; once written, the
+        shards it recorded are handed out and the retry passes granted."""
+        checkpoint = running.run.checkpoint
+        if checkpoint is None or running.checkpointing is not None:
+            return
+        delta = checkpoint.take()
+        if not delta:
+            return
+        running.checkpointing = self.persist.checkpoint(running.id, delta)
+        running.checkpointing.add_done_callback(partial(self._checkpointed, running, delta))
+
+    def _checkpointed(self, running: Running, delta: Delta, done: asyncio.Future) -> None:
+        running.checkpointing = None
+        if self.running.get(running.id) is not running:
+            return  # ended meanwhile
+        exc = None if done.cancelled() else done.exception()
+        if exc is not None:
+            # Its shards wait for this write: the scan cannot go on without its store.
+            log.error("orchestrator.checkpoint_failed", scan_id=running.id, exc_info=exc)
+            reason = f"storage: {exc.reason}" if isinstance(exc, StoreError) else SAVE_FAILED
+            self.finish(running.id, "failed", reason)
+            return
+        checkpoint = running.run.checkpoint
+        assert checkpoint is not None
+        for gen, shard, attempt in checkpoint.written(delta):
+            self.dispatcher.grant(gen, shard, attempt)
+        self.dispatcher.pump()
+        if checkpoint.urgent:
+            self._checkpoint(running)
 
     def _flushed(self, running: Running, done: asyncio.Future) -> None:
         exc = None if done.cancelled() else done.exception()

@@ -1,0 +1,79 @@
+"""Resume (scan/resume.py), with the real daemon in the lab: a full-range scan whose whole daemon
+is SIGKILLed at about 30 %, 60 % and 90 % of its progress, and started again each time on its
+state, ends completed with the lab's truth; and no port got more SYNs than 1 + retries, counted
+by a capture of our own on the scanner's interface (not the daemon's word)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import dpkt
+import httpx
+
+import pytest
+from netscand.lab import Lab
+from netscand.lab.harness import Daemon, all_hosts, capture, open_ports, start_daemon, stop_daemon, truth_open
+from tests.daemon.test_e2e import wait_for
+from tests.daemon.test_faults import kill_tree, start, until
+
+pytestmark = pytest.mark.lab
+
+RETRIES = 3  # the default: the bound below is 1 + RETRIES SYNs per port
+# 8 hosts x 65535 ports at 12000 probes/s: about 45 s of first passes, in 8 shards of 65536
+# probes (so progress moves by 12.5 %: the kills come at the first reading past each mark).
+SCAN = {"profile": "custom", "ports": ["1-65535"], "rate": 12000, "retries": RETRIES}
+KILL_AT = (30, 60, 90)
+
+
+def progress_past(c: httpx.Client, scan_id: str, percent: int) -> dict:
+    def far_enough() -> dict | None:
+        scan = c.get(f"/api/v1/scans/{scan_id}").json()
+        assert scan["status"] == "running", scan
+        return scan if scan["progress_percent"] >= percent else None
+    return until(far_enough, 120, f"scan {scan_id} never passed {percent} %")
+
+
+def syns(lab: Lab, pcap: Path) -> Counter[tuple[str, int]]:
+    """SYNs the scanner sent, per (address, port)."""
+    counted: Counter[tuple[str, int]] = Counter()
+    with open(pcap, "rb") as f:
+        for _, frame in dpkt.pcap.Reader(f):
+            ip = dpkt.ethernet.Ethernet(frame).data
+            if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
+                counted[(".".join(map(str, ip.dst)), ip.data.dport)] += 1
+    return counted
+
+
+def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(lab: Lab, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    scanner = lab.truth["scanner"]["ip"]
+    bpf = f"src host {scanner} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn"
+    with capture(lab, tmp_path / "syns.pcap", bpf, outbound=True) as pcap:
+        d: Daemon = start_daemon(lab, state)
+        try:
+            with d.unix() as c:
+                scan_id = start(c, {"target": all_hosts(lab), **SCAN})
+                for percent in KILL_AT:
+                    seen = progress_past(c, scan_id, percent)
+                    kill_tree(d)
+                    d = start_daemon(lab, state)
+                    c = d.unix()
+                    again = c.get(f"/api/v1/scans/{scan_id}").json()
+                    assert again["status"] == "running", again
+                    assert again["ports_found"] >= seen["ports_found"]  # what it found stayed
+                done = wait_for(c, scan_id, timeout=300)
+                assert (done["status"], done["error"]) == ("completed", None), done
+                result = c.get(f"/api/v1/scans/{scan_id}/result").json()
+                assert open_ports(result) == truth_open(lab, range(1, 65536))
+        finally:
+            stop_daemon(d)
+        time.sleep(1)  # tcpdump writes out what it holds
+    sent = syns(lab, pcap)
+    assert sent, "the capture saw no SYN"
+    most = max(sent.values())
+    over = [k for k, n in sent.items() if n > 1 + RETRIES]
+    assert not over, f"{len(over)} ports probed more than 1 + {RETRIES} times (most: {most}), e.g. {over[:5]}"
+    assert len(sent) == len(all_hosts(lab)) * 65535  # and every port was probed
+    assert "scan.resumed" in (state / "daemon.log").read_text()
