@@ -90,8 +90,7 @@ class Orchestrator:
         """At start, before serving: scans left running by the previous control process go on
         from their checkpoint (scan/resume.py), or fail with why they cannot."""
         stored = self.persist.resumable()
-        self.persist.interrupted(RESTART_REASON, [scan_id for scan_id, _ in stored])
-        if not stored:
+        if not self.persist.interrupted(RESTART_REASON, [scan_id for scan_id, _ in stored]) or not stored:
             return
         try:
             # pyroute2 runs an event loop of its own, which can't nest in this one.

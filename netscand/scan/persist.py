@@ -104,22 +104,25 @@ class Persist:
         self.unsaved.pop(scan_id, None)
         self.untold.pop(scan_id, None)
 
-    def interrupted(self, reason: str, keep: builtins.list[str]) -> None:
+    def interrupted(self, reason: str, keep: builtins.list[str]) -> bool:
         """At start, before serving: scans the previous control process left running that are
-        not resumed (`keep`) fail. If the store won't take that, the daemon still serves what it
-        has and writes it later."""
+        not to be resumed (`keep`) fail; whether the store took that, and the count of the
+        restart in the kept ones' checkpoints. If it won't, every one fails (a scan can't go on
+        without writing its checkpoint), and the daemon still serves what it has and writes it
+        later."""
         try:
             failed = self.store.call("cannot mark interrupted scans failed", stored_events.fail_active, reason, keep)
+            self.store.call("cannot resume scans", checkpoints.resuming, keep)
         except StoreError as exc:
             log.error("scan.store_failed", error=str(exc))
-            failed = [s["id"] for status in ("running", "queued") for s in self._all_scans(status)
-                      if s["id"] not in keep]
+            failed = [s["id"] for status in ("running", "queued") for s in self._all_scans(status)]
             for scan_id in failed:
                 self.unsaved[scan_id] = {"status": "failed", "error": reason, "finished_at": utc_now(),
                                          "estimated_completion": None}
                 self.untold[scan_id] = [{"status": "failed", "error": reason}]
         for scan_id in failed:
             log.info("scan.state", scan_id=scan_id, status="failed", error=reason)
+        return not any(scan_id in failed for scan_id in keep)
 
     # -- checkpoints (scan/resume.py) -----------------------------------------------------------
     def resumable(self) -> builtins.list[tuple[str, checkpoints.Stored]]:

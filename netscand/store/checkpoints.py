@@ -109,6 +109,13 @@ def resumable(db: Database) -> list[str]:
         "ORDER BY s.created_at, s.id")]
 
 
+def resuming(db: Database, scan_ids: list[str]) -> None:
+    """Count a restart in each scan's checkpoint: the write a resumed scan needs the store to take."""
+    with db.atomic():
+        db.conn.executemany("UPDATE resume_scans SET resumes = resumes + 1 WHERE scan_id = ?",
+                            [(i,) for i in scan_ids])
+
+
 def drop(db: Database, scan_id: str) -> None:
     with db.atomic():
         for table in ("resume_records", "resume_shards", "resume_plans", "resume_scans"):

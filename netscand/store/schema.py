@@ -477,7 +477,8 @@ def m009_resume(db: Database) -> None:
             scan_id TEXT PRIMARY KEY REFERENCES scans (id) ON DELETE CASCADE,
             spec TEXT NOT NULL,  -- JSON: the engine's view of the request (scan/resume.py)
             remote INTEGER NOT NULL CHECK (remote IN (0, 1)),
-            rate REAL  -- the request's own rate, NULL for the default
+            rate REAL,  -- the request's own rate, NULL for the default
+            resumes INTEGER NOT NULL DEFAULT 0  -- restarts it went on after
         ) STRICT;
         CREATE TABLE resume_plans (
             scan_id TEXT NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
