@@ -11,12 +11,12 @@ from pathlib import Path
 
 import dpkt
 import httpx
-
 import pytest
+
 from netscand.lab import Lab
 from netscand.lab.harness import Daemon, all_hosts, capture, open_ports, start_daemon, stop_daemon, truth_open
 from tests.daemon.test_e2e import wait_for
-from tests.daemon.test_faults import kill_tree, start, until
+from tests.daemon.test_faults import ENDLESS, kill_tree, mid_scan, start, until
 
 pytestmark = pytest.mark.lab
 
@@ -77,3 +77,31 @@ def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(lab: 
     assert not over, f"{len(over)} ports probed more than 1 + {RETRIES} times (most: {most}), e.g. {over[:5]}"
     assert len(sent) == len(all_hosts(lab)) * 65535  # and every port was probed
     assert "scan.resumed" in (state / "daemon.log").read_text()
+
+
+@pytest.mark.parametrize(("policy", "why"), [
+    ('excluded_targets = ["{first}/32"]', "some of its targets are now excluded"),
+    ("max_rate = 100.0", "rate 200 is above the policy's maximum of 100"),
+])
+def test_a_scan_the_policy_of_now_refuses_is_not_resumed_and_fails_with_why(
+        lab: Lab, tmp_path: Path, policy: str, why: str) -> None:
+    config = tmp_path / "netscand.toml"
+    config.write_text("[policy]\n")
+    d = start_daemon(lab, tmp_path / "state", "--config", str(config))
+    try:
+        with d.unix() as c:
+            scan_id = start(c, {"target": all_hosts(lab), **ENDLESS})
+            found = mid_scan(c, scan_id)["ports_found"]
+    finally:
+        kill_tree(d)
+    config.write_text("[policy]\n" + policy.format(first=all_hosts(lab)[0]) + "\n")
+    again = start_daemon(lab, tmp_path / "state", "--config", str(config))
+    try:
+        with again.unix() as c:
+            scan = c.get(f"/api/v1/scans/{scan_id}").json()
+            assert scan["status"] == "failed", scan
+            assert scan["error"].startswith("cannot resume after a restart: the policy changed: ")
+            assert why in scan["error"]
+            assert c.get(f"/api/v1/scans/{scan_id}/result").json()["open_ports_total"] >= found
+    finally:
+        stop_daemon(again)
