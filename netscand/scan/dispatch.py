@@ -67,8 +67,9 @@ class Submitted:
     pending: deque[int]
     done: set[int] = field(default_factory=set)
     crashes: int = 0  # worker restarts while a worker held shards of it
-    starts: Mapping[int, Start] = field(default_factory=dict)  # resumed shards; the others: (0, 0)
+    starts: dict[int, Start] = field(default_factory=dict)  # resumed shards; the others: (0, 0)
     gate: Gate | None = None  # None: handed out at once, passes ungated (no store to record them)
+    restart: Callable[[int], Start | None] | None = None  # where a shard whose worker died goes on
 
     @property
     def finished(self) -> bool:
@@ -103,12 +104,14 @@ class Dispatcher:
 
     def submit(self, make: Callable[[int, int], plans.Plan], on_result: Callable[[Result], None],
                on_failure: Callable[[str], None], done: frozenset[int] = frozenset(),
-               starts: Mapping[int, Start] | None = None, gate: Gate | None = None) -> Submitted:
+               starts: Mapping[int, Start] | None = None, gate: Gate | None = None,
+               restart: Callable[[int], Start | None] | None = None) -> Submitted:
         """Write a plan built by make(slot, generation) into a free slot (check free_slot first).
         Its results go to on_result; if it fails, on_failure(reason) is called once, from poll().
         A resumed plan's `done` shards are not run again, and its `starts` say where each shard
         in progress goes on; with a `gate`, a shard is handed out once gate(next shards) allows,
-        and its retry passes once grant() says so."""
+        and its retry passes once grant() says so; `restart` says where a shard whose worker
+        died goes on."""
         slot = self.free_slot
         if slot is None:
             raise RuntimeError("no free plan slot")
@@ -117,7 +120,8 @@ class Dispatcher:
         plans.write(self.shared.plans[slot], plan)
         order = Permutation(plan.shards, plan.key + b"shards")
         pending = deque(s for s in map(order, range(plan.shards)) if s not in done)
-        sub = Submitted(plan, on_result, on_failure, pending, set(done), starts=starts or {}, gate=gate)
+        sub = Submitted(plan, on_result, on_failure, pending, set(done), starts=dict(starts or {}), gate=gate,
+                        restart=restart)
         self.slots[slot] = sub
         self.by_gen[plan.gen] = sub
         if sub.finished:  # every shard was done before a restart
@@ -160,7 +164,7 @@ class Dispatcher:
             self.generations[w] = gen
             held = {plan_gen for plan_gen, _ in self.assigned[w]}
             for plan_gen, shard in self.assigned[w]:
-                self.by_gen[plan_gen].pending.appendleft(shard)
+                self._again(self.by_gen[plan_gen], shard)
             self.assigned[w].clear()
             for plan_gen in held:
                 sub = self.by_gen.get(plan_gen)
@@ -169,6 +173,19 @@ class Dispatcher:
                 sub.crashes += 1
                 if sub.crashes >= MAX_CRASHES:
                     self._fail(sub, CRASHED)
+
+    def _again(self, sub: Submitted, shard: int) -> None:
+        """A shard whose worker died is issued again: from its start, or, for a plan whose
+        passes the store records, as a restart of the daemon would resume it (in a new pass,
+        if one is left; else it is done with what it had found)."""
+        start = sub.restart(shard) if sub.restart else (0, 0)
+        if start is None:
+            sub.done.add(shard)
+            if sub.finished:
+                self._retire(sub)
+            return
+        sub.starts[shard] = start
+        sub.pending.appendleft(shard)
 
     def pump(self) -> None:
         """Hand out pending shards, as many as the workers have room for, one per plan in turn."""

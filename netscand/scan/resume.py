@@ -154,7 +154,28 @@ class Checkpoint:
                 done.add(shard)
             else:
                 starts[shard] = start
-        return {"done": frozenset(done), "starts": starts, "gate": partial(self._gate, no, starts)}
+        return {"done": frozenset(done), "starts": starts, "gate": partial(self._gate, no, starts),
+                "restart": partial(self._restart, no)}
+
+    def _restart(self, no: PlanNo, shard: int) -> Start | None:
+        """Where a shard whose worker died goes on: as after a restart of the daemon, from the
+        newest position it told (every record of the dead worker is in by now), once the new
+        pass's number is written (the gate asks again)."""
+        key = (no, shard)
+        marks = self.marks.pop(key, None)
+        if marks:
+            _, attempt, pos, base = marks[-1]
+            self._row(key, attempt=attempt, pos=pos, base=base)
+        row = self.rows.get(key)
+        start = (0, 0) if row is None else first_pass(row, self.retries)
+        if start is None:
+            self._row(key, done=True)
+            self.held.pop(key, None)
+            return None
+        self._row(key, granted=start[0], attempt=-1, pos=0, base=False)
+        self.cleared.discard(key)
+        self.grants.pop(key, None)
+        return start
 
     def replay(self, work: Work) -> list[Result]:
         """The records the work's plan had journaled before the restart."""

@@ -108,6 +108,8 @@ class ScanRun:
             self.running.append((sub, work, now))
             for r in cp.replay(work) if cp else ():
                 handler(work, r)
+            if sub.finished:  # done before a restart: what it leads to is planned now, not a tick later
+                self._retire_finished(now)
 
     def _paced_room(self) -> bool:
         """Whether a group may start beside the running ones, with the feed it comes from moved
