@@ -245,8 +245,12 @@ class Checkpoint:
         grants = []
         for row in delta.shards:
             key = ((row.group, row.work), row.shard)
+            if row.done:  # nothing more of it is asked: memory stays with the shards in hand
+                self.rows.pop(key, None)
+                self.cleared.discard(key)
+                continue
             self.cleared.add(key)
-            if self.grants.get(key, -1) <= row.granted and key in self.grants:
+            if key in self.grants and self.grants[key] <= row.granted:
                 grants.append((self.gens[key[0]], row.shard, self.grants.pop(key)))
         return grants
 
