@@ -3,7 +3,23 @@ spec kept as JSON comes back the same."""
 
 from __future__ import annotations
 
-from netscand.scan.resume import first_pass, spec_from_json, spec_json
+from types import SimpleNamespace
+
+import pytest
+
+from netscand.engine.shm import (
+    MARK_BASE,
+    MARK_PASS_END,
+    R_DONE,
+    R_MARK,
+    R_PORT,
+    R_TALLY,
+    S_OPEN,
+    Result,
+    pack_result,
+)
+from netscand.scan import resume
+from netscand.scan.resume import GRACE_S, Checkpoint, first_pass, spec_from_json, spec_json
 from netscand.scan.spec import Discovery, Pacing, ScanSpec
 from netscand.scan.targets import Targets
 from netscand.store.checkpoints import ShardRow
@@ -39,3 +55,46 @@ def test_a_spec_comes_back_from_its_json() -> None:
              ScanSpec(Targets(((7, 7),)), (443,), 10.0, 1, discovery=Discovery(False, (), (80,)), max_hosts=4)]
     for spec in specs:
         assert spec_from_json(spec_json(spec)) == spec
+
+
+def _work(group: int = 1, index: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(group=group, index=index, probe=SimpleNamespace(kind=1), ports=(22, 80))
+
+
+def _record(kind: int, shard: int = 0, **fields: int) -> Result:
+    return Result.unpack(pack_result(kind, plan_gen=9, shard=shard, **fields))
+
+
+def test_open_ports_are_kept_at_once_and_a_tally_only_with_its_shards_end() -> None:
+    cp, work = Checkpoint(RETRIES), _work()
+    cp.planned(work, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=0, key=b"k" * 16, shard_size=1024))
+    assert not cp.submission(work)["gate"]([0, 1])  # not handed out before its row is written
+    cp.record(work, _record(R_PORT, state=S_OPEN, ip=1, port=22))
+    cp.record(work, _record(R_TALLY, ip=1, a=5))
+    first = cp.take()
+    assert [Result.unpack(r.record).kind for r in first.records] == [R_PORT]
+    assert [(r.shard, r.granted, r.done) for r in sorted(first.shards)] == [(0, 0, False), (1, 0, False)]
+    assert len(first.plans) == 1
+    assert cp.written(first) == [] and cp.submission(work)["gate"]([0, 1])
+    cp.record(work, _record(R_DONE))
+    done = cp.take()
+    assert [Result.unpack(r.record).kind for r in done.records] == [R_TALLY]
+    assert [(r.shard, r.done) for r in done.shards] == [(0, True)]
+
+
+def test_a_position_is_kept_once_past_its_grace_and_a_retry_pass_granted_once_written(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(resume.time, "monotonic", lambda: now[0])
+    cp, work = Checkpoint(RETRIES), _work()
+    cp.planned(work, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=1000, key=b"k" * 16, shard_size=1024))
+    cp.submission(work)["gate"]([0])
+    cp.written(cp.take())
+    cp.mark(work, _record(R_MARK, a=0, b=4096, flags=MARK_BASE))
+    assert cp.take().shards == []  # within the plan's reply timeout (1 s) + GRACE_S: not yet
+    now[0] += 1 + GRACE_S
+    cp.mark(work, _record(R_MARK, a=0, b=8192, flags=MARK_BASE | MARK_PASS_END))
+    assert cp.urgent  # the worker waits for its retry pass's grant
+    delta = cp.take()
+    assert [(r.granted, r.attempt, r.pos, r.base) for r in delta.shards] == [(1, 0, 4096, True)]
+    assert cp.written(delta) == [(9, 0, 1)]
