@@ -122,6 +122,7 @@ class Checkpoint:
         self.held: dict[ShardKey, list[bytes]] = {}  # a shard's tallies, until its end
         self.changed: set[ShardKey] = set()
         self.grants: dict[ShardKey, int] = {}  # retry passes to grant once written
+        self.reached: dict[ShardKey, int] = {}  # the newest position of each shard's pass in keyed order
         self.delta = Delta()
         self.urgent = False  # the engine waits for the next write
 
@@ -171,6 +172,7 @@ class Checkpoint:
         if start is None:
             self._row(key, done=True)
             self.held.pop(key, None)
+            self.reached.pop(key, None)
             return None
         self._row(key, granted=start[0], attempt=-1, pos=0, base=False)
         self.cleared.discard(key)
@@ -205,16 +207,25 @@ class Checkpoint:
             self.delta.records.extend(RecordRow(*key[0], held) for held in self.held.pop(key, ()))
             self._row(key, done=True)
             self.marks.pop(key, None)
+            self.reached.pop(key, None)
         else:
             self.held.setdefault(key, []).append(raw)
 
     def mark(self, work: Work, r: Result) -> None:
         key = (plan_no(work), r.shard)
+        if r.flags & MARK_BASE:
+            self.reached[key] = r.b
         self.marks.setdefault(key, deque()).append((time.monotonic(), r.a, r.b, bool(r.flags & MARK_BASE)))
         if r.flags & MARK_PASS_END and r.a < self.retries and key in self.rows:
             self._row(key, granted=max(self.rows[key].granted, r.a + 1))
             self.grants[key] = r.a + 1
             self.urgent = True
+
+    def in_hand(self, work: Work) -> int:
+        """Probes the plan's shards in progress have sent of their pass in keyed order: the
+        progress between two shards' ends (a full-range scan of a few hosts has a few shards)."""
+        no = plan_no(work)
+        return sum(pos for (plan, _), pos in self.reached.items() if plan == no)
 
     def _row(self, key: ShardKey, **fields: object) -> None:
         row = self.rows.get(key) or ShardRow(*key[0], key[1], False, 0, -1, 0, False)

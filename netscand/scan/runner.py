@@ -238,6 +238,7 @@ class ScanRun:
 
     def _running_done(self, sub: Submitted, work: Work, elapsed: float) -> int:
         if work.pacing is None:
-            return len(sub.done) * sub.plan.shard_size
+            in_hand = self.checkpoint.in_hand(work) if self.checkpoint else 0
+            return min(len(sub.done) * sub.plan.shard_size + in_hand, sub.plan.size)
         share = min(elapsed / work.paced_duration_s(self.spec.udp_sends), 1)
         return max(len(sub.done) * sub.plan.shard_size, int(sub.plan.size * share))

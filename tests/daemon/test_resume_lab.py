@@ -21,8 +21,8 @@ from tests.daemon.test_faults import ENDLESS, kill_tree, mid_scan, start, until
 pytestmark = pytest.mark.lab
 
 RETRIES = 3  # the default: the bound below is 1 + RETRIES SYNs per port
-# 8 hosts x 65535 ports at 12000 probes/s: about 45 s of first passes, in 8 shards of 65536
-# probes (so progress moves by 12.5 %: the kills come at the first reading past each mark).
+# The lab's 12 hosts x 65535 ports at 12000 probes/s: about 65 s of first passes, in 12 shards
+# of 65536 probes; progress moves as the shards in hand tell their positions (every 4096 probes).
 SCAN = {"profile": "custom", "ports": ["1-65535"], "rate": 12000, "retries": RETRIES}
 KILL_AT = (30, 60, 90)
 
