@@ -74,7 +74,8 @@ def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(lab: 
     assert sent, "the capture saw no SYN"
     most = max(sent.values())
     # The figures for the note (pytest -s): SYNs per port, by count.
-    print(f"resume: {sum(sent.values())} SYNs to {len(sent)} ports; ports by SYNs: {sorted(Counter(sent.values()).items())}")
+    by_count = sorted(Counter(sent.values()).items())
+    print(f"resume: {sum(sent.values())} SYNs to {len(sent)} ports; ports by SYNs: {by_count}")
     over = [k for k, n in sent.items() if n > 1 + RETRIES]
     assert not over, f"{len(over)} ports probed more than 1 + {RETRIES} times (most: {most}), e.g. {over[:5]}"
     assert len(sent) == len(all_hosts(lab)) * 65535  # and every port was probed
