@@ -266,12 +266,41 @@ class Live:
         self.admit()
 
     def stop_all(self, reason: str) -> None:
-        """Shutting down: every running and queued scan is cancelled, and nothing more starts."""
+        """Shutting down: a running scan with a checkpoint is suspended (it stays `running` and
+        goes on at the next start, as after a kill); a paced one, and queued scans, are
+        cancelled; nothing more starts."""
         self.stopping = True  # or each cancelled scan would start a queued one
+        self.dispatcher.poll()  # the records the rings hold now go into the last checkpoints
         for scan_id in list(self.running):
-            self.finish(scan_id, "cancelled", reason)
+            if self.running[scan_id].run.checkpoint is None:
+                self.finish(scan_id, "cancelled", reason)
+            else:
+                self._suspend(self.running.pop(scan_id))
         while self.queue:
             self.persist.set_state(self.queue.pop().id, "cancelled", error=reason, finished_at=utc_now())
+
+    def _suspend(self, running: Running) -> None:
+        """Its last checkpoint and progress written (queued behind the writes under way, each
+        its own transaction), and nothing more: the run is not cancelled, since a cancelled
+        plan's ends would read as its shards' ends. What the workers send from now on is
+        bounded as after a kill (scan/resume.py): no pass goes out whose number is not stored."""
+        if running.profiling:  # run again from its start when the scan resumes
+            running.profiling.cancel()
+        checkpoint = running.run.checkpoint
+        assert checkpoint is not None
+        writes = [self.persist.checkpoint(running.id, delta)] if (delta := checkpoint.take()) else []
+        # Nobody estimates its end while the daemon is down; `running` is what it is at the next start.
+        progress = {**running.progress(), "estimated_completion": None}
+        writes.append(self.persist.flush(running.id, running.changed_devices(), progress))
+        for written in writes:
+            written.add_done_callback(partial(self._suspended, running.id))
+        log.info("scan.suspended", scan_id=running.id)
+
+    @staticmethod
+    def _suspended(scan_id: str, done: asyncio.Future) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if exc is not None:  # the store keeps the checkpoint before this one, whole: it resumes from there
+            log.error("orchestrator.suspend_failed", scan_id=scan_id, exc_info=exc)
 
     async def ended(self) -> None:
         """Wait until the last results of every scan that ended are written."""

@@ -24,6 +24,7 @@ import pytest
 
 from netscand.lab import Lab
 from netscand.lab.harness import Daemon, all_hosts, open_ports, start_daemon, stop_daemon, truth_open
+from netscand.supervisor import STOP_TIMEOUT
 from tests.daemon.test_e2e import wait_for
 
 pytestmark = pytest.mark.lab
@@ -37,6 +38,8 @@ PORTS = range(1, 8193)
 # ports made 65536-probe shards of a minute each, many without any open port: the first find
 # could come after more than a minute.)
 ENDLESS = {"profile": "custom", "ports": ["1-8192"], "rate": 200}
+# A paced scan (one SYN per host per second), which cannot resume after a restart.
+PACED = {"profile": "custom", "ports": ["1-100"], "host_gap_ms": 1000, "skip_discovery": True}
 
 
 def medium(lab: Lab) -> dict[str, Any]:
@@ -201,17 +204,27 @@ def test_a_killed_daemon_restarts_on_its_state_resuming_its_running_scans(
     assert_consistent(tmp_path / "state" / "netscand.db")
 
 
-def test_sigterm_cancels_running_and_queued_scans_and_starts_none(lab: Lab, daemon: Daemon) -> None:
+def test_sigterm_suspends_running_scans_cancels_paced_and_queued_ones_and_starts_none(
+        lab: Lab, daemon: Daemon) -> None:
     with daemon.unix() as c:
-        ids = [start(c, {"target": all_hosts(lab), **ENDLESS}) for _ in range(4)]  # two run, two wait
+        # Two run (max_running_scans): one that can resume and a paced one, which cannot; two wait.
+        ids = [start(c, {"target": all_hosts(lab), **spec}) for spec in (ENDLESS, PACED, ENDLESS, ENDLESS)]
         mid_scan(c, ids[0])
+        until(lambda: c.get(f"/api/v1/scans/{ids[1]}").json()["status"] == "running", 20, "the paced scan never ran")
+    t0 = time.monotonic()
     assert stop_daemon(daemon) == 0
+    assert time.monotonic() - t0 < STOP_TIMEOUT  # within the supervisor's own wait: nothing was killed
+    assert "control.stopped" in daemon.log.read_text()
     with sqlite3.connect(f"file:{daemon.state_dir / 'netscand.db'}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT status, error, started_at IS NOT NULL FROM scans ORDER BY created_at, rowid")
+        rows = conn.execute("SELECT status, error, started_at IS NOT NULL, estimated_completion FROM scans "
+                            "ORDER BY created_at, rowid")
         ended = [tuple(row) for row in rows]
+        kept = conn.execute("SELECT scan_id FROM resume_scans").fetchall()
     conn.close()
     stopped = ("cancelled", "the daemon was stopped")
-    assert ended == [(*stopped, 1), (*stopped, 1), (*stopped, 0), (*stopped, 0)]
+    # The one left running waits for the next start (test_resume_lab.py follows one to its end).
+    assert ended == [("running", None, 1, None), (*stopped, 1, None), (*stopped, 0, None), (*stopped, 0, None)]
+    assert kept == [(ids[0],)]
 
 
 def test_sighup_reloads_without_disturbing_a_scan_or_the_api(lab: Lab, daemon: Daemon) -> None:
