@@ -43,6 +43,7 @@ class Running:
         self.id = scan_id
         self.run = run
         self.started = time.monotonic()
+        self.done_before = 0  # probes done before this life: a resumed scan's rate counts only its own
         self.profiling: asyncio.Task | None = None  # names, services and CVEs, after the port scan
         self.cves: Matched | None = None  # what CVE matching found, for the last write
         self.flushing: asyncio.Future | None = None  # the last progress write, until it is done
@@ -61,8 +62,8 @@ class Running:
         elapsed = time.monotonic() - self.started
         if (paced := self.run.remaining_s()) is not None:  # hours of pacing, not probes at a rate
             fields["estimated_completion"] = utc_now(timedelta(seconds=paced))
-        elif done and planned and elapsed > 1:
-            fields["estimated_completion"] = utc_now(timedelta(seconds=(planned - done) * elapsed / done))
+        elif (own := done - self.done_before) > 0 and planned and elapsed > 1:
+            fields["estimated_completion"] = utc_now(timedelta(seconds=(planned - done) * elapsed / own))
         return fields
 
     def ending(self) -> tuple[str, str | None] | None:
@@ -124,6 +125,7 @@ class Live:
         """Run a scan, or go on with one a restart interrupted (its run holds its checkpoint)."""
         running = self.running[scan_id] = Running(scan_id, run)
         run.step()
+        running.done_before = run.progress()[0]  # its done shards, replayed
         self._checkpoint(running)
         self._check_done(scan_id)
 
