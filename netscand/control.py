@@ -119,7 +119,7 @@ async def _serve(shared: Shared, listeners: Listeners, db_path: Path, cve_path: 
     settings = _first_settings(load, fallback, row)
     store = Store(db_path)
     orchestrator = Orchestrator(store, Dispatcher(shared), settings.limits, compose.cve_matching(cve_path))
-    orchestrator.interrupted()
+    await orchestrator.interrupted()
     orchestrator.attach(loop)
     tls = server_context(settings.certificate) if settings.certificate else None
     gates = {"unix": Gate("unix", settings.unix), "tcp": Gate("tcp", settings.tcp)}

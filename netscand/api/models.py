@@ -270,8 +270,9 @@ class ResultQuery(Closed):
 
 Status = Annotated[StatusName, Meta(
     description="queued: waiting to start; running: actively scanning; completed: finished "
-                "successfully; failed: an error occurred (see `error`); cancelled: stopped by a user "
-                "or by the daemon shutting down.")]
+                "successfully; failed: an error occurred (see `error`); cancelled: stopped by a user, "
+                "or by the daemon shutting down (a queued or paced scan: the others stay running "
+                "and resume at its next start).")]
 
 
 class ScanStatus(Closed):

@@ -28,10 +28,14 @@ from netscand.engine.probes import PROBES, Probe, ProbeType
 from netscand.engine.rate import RateControl
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
+    MARK_BASE,
+    MARK_PASS_END,
     R_COVER,
     R_DONE,
+    R_MARK,
     SHARD_KEY,
     SHARD_STATES,
+    UNGATED,
     ShardHeader,
     Shared,
     pack_result,
@@ -43,6 +47,10 @@ log = structlog.get_logger()
 
 IDLE_WAIT = 0.05
 LOG_EVERY = 5.0  # seconds between two engine.rate lines of one plan in one worker
+# Probes of a pass between two checkpoints of its position (R_MARK): a few records a second per
+# shard at full rate, and what a restart re-sends at most beyond the position stored.
+MARK_EVERY = 4096
+GRANT_WAIT = 0.005  # how often a pass that waits for its grant looks again
 _FREE = ShardHeader(0, 0, 0, 0)
 
 
@@ -99,6 +107,7 @@ class ShardRun:
         self.total = self.length
         self.deadline = 0.0
         self.before: list[bytes] = []  # its states when each retry pass began (coverage.py)
+        self.marked = 0  # the position its last R_MARK told
 
     def unanswered(self) -> list[int]:
         data = bytes(self.states[: self.length])
@@ -171,16 +180,33 @@ class Shards:
         """Generations of the plans that have a pass to send."""
         return {run.ps.plan.gen for run in (*self.sending, *self.held)}
 
-    def start(self, state: PlanState, shard: int) -> None:
+    def start(self, state: PlanState, shard: int, attempt: int = 0, pos: int = 0, gated: bool = False) -> None:
+        """Start a shard; a resumed one's first pass is numbered `attempt` and sends its keyed
+        order from `pos` (docs/architecture.md, Resume). A gated shard's retry passes wait for
+        the control process to grant them (SHARD_GRANT)."""
         shard_slot = self.free.pop()
         start, end = state.plan.shard_range(shard)
         view = self.shared.shards[shard_slot]
         view[SHARD_STATES : SHARD_STATES + end - start] = bytes(end - start)
+        self.shared.set_grant(shard_slot, attempt if gated else UNGATED)
         self.shared.set_shard_header(shard_slot, ShardHeader(state.plan.gen, shard, end - start, 1))
         if state.plan.paced:
             self.paced.append(PacedRun(state, shard, shard_slot, view[SHARD_STATES:], clock.now()))
-        else:
-            self.sending.append(ShardRun(state, shard, shard_slot, view[SHARD_STATES:]))
+            return
+        run = ShardRun(state, shard, shard_slot, view[SHARD_STATES:])
+        run.attempt, run.pos, run.marked = attempt, min(pos, run.total), min(pos, run.total)
+        self.sending.append(run)
+
+    def _mark(self, run: ShardRun) -> None:
+        """Tell the control process how far the run's pass is, every MARK_EVERY probes and at
+        its end (its checkpoint, written to the store: scan/resume.py)."""
+        over = run.pos >= run.total
+        if not over and run.pos - run.marked < MARK_EVERY:
+            return
+        run.marked = run.pos
+        flags = (MARK_BASE if isinstance(run.order, Permutation) else 0) | (MARK_PASS_END if over else 0)
+        self.emit(pack_result(R_MARK, flags=flags, plan_gen=run.ps.plan.gen, shard=run.shard, a=run.attempt,
+                              b=run.pos))
 
     def _release(self, run: ShardRun | PacedRun) -> None:
         self.shared.set_shard_header(run.shard_slot, _FREE)
@@ -238,6 +264,7 @@ class Shards:
             if ps.control is not None and run.pos > first:
                 # One probe a batch is watched for its reply (rate.py): the batch's first.
                 ps.control.sample(now, self.shared.shards[run.shard_slot], run.order(first), run.pos - first)
+            self._mark(run)
             if run.pos < run.total:
                 self.sending.append(run)  # its turn is over: the next run's comes
             else:
@@ -311,6 +338,11 @@ class Shards:
                 continue
             missing = run.unanswered()
             if missing and run.attempt < run.ps.plan.retries:
+                if self.shared.grant(run.shard_slot) <= run.attempt:
+                    # Not yet recorded in the store: a restart now must not repeat this pass.
+                    run.deadline = now + GRANT_WAIT
+                    self.waiting.append(run)
+                    continue
                 run.retry(missing)
                 self._queue_pass(run)
             else:

@@ -33,9 +33,14 @@ SHARD_MAX = 1 << 16
 # packs with one aligned memcpy per field instead of byte by byte (see ipc/ring.py).
 SHARD_HEADER = struct.Struct("IIII")  # ShardHeader
 SHARD_KEY = struct.Struct("II")  # the header's first two fields: plan generation and shard number
+# After the header: the highest attempt (pass) of the shard the control process has recorded in
+# the store (Shards.expire starts no retry pass above it, so a restart never repeats a pass).
+SHARD_GRANT = struct.Struct("I")
+GRANT_AT = SHARD_HEADER.size
+UNGATED = 0xFFFFFFFF  # a run without a store (the one-shot command): every pass is granted
 SHARD_STATES = 64  # where a shard slot's state bytes start, after its header
 SHARD_BYTES = SHARD_STATES + SHARD_MAX
-JOB = struct.Struct("<BBxxIII")  # Job
+JOB = struct.Struct("<BBBBIIII")  # Job
 # A worker holds at most SHARD_SLOTS jobs; a restarted one may find as many of its
 # predecessor's still queued beside the ones given again.
 JOB_RING = 16
@@ -65,6 +70,7 @@ CONTROL = struct.Struct(f"iIIIId{ERROR_BYTES}s")
 CONTROL_ROW = 256  # a multiple of 64 keeps every area after it cache-line aligned
 
 JOB_SHARD = 1
+JOB_GATED = 1  # Job.flags: the shard's retry passes wait for the control process's grant
 
 # Result kinds
 R_PORT = 1  # one port's state (open as it arrives; closed/filtered listed when few)
@@ -73,6 +79,11 @@ R_TALLY = 3  # per shard and host that answered: a=closed count, b=unanswered or
 R_DONE = 4  # shard finished: state=the plan's retries, opts=the shard's coverage counts (coverage.py)
 R_REFUSED = 5  # the worker will not run this plan: a=REFUSE_* code, b=errno for REFUSE_INTERFACE
 R_COVER = 6  # per shard and host that answered (as R_TALLY): ip, opts=the host's coverage counts
+R_MARK = 7  # a shard's progress (a checkpoint): a=attempt, b=position in its pass, flags=MARK_*
+
+# R_MARK flags
+MARK_BASE = 1  # the pass goes in the shard's keyed order (its position names the same probes after a restart)
+MARK_PASS_END = 2  # the pass is sent: its retry pass waits for a grant of attempt a + 1 (gated shards)
 
 # Why a worker refused a plan (R_REFUSED's a): the dispatcher words it for the scan's error.
 REFUSE_TARGET = 1  # a host outside policy.allowed_targets or inside policy.excluded_targets
@@ -129,13 +140,17 @@ class WorkerRow(NamedTuple):
 
 
 class Job(NamedTuple):
-    """A job in a worker's ring: run shard `shard` of the plan in plan slot `plan_slot`."""
+    """A job in a worker's ring: run shard `shard` of the plan in plan slot `plan_slot`, its
+    first pass numbered `attempt`, from `pos` of the shard's keyed order (a resumed shard)."""
 
     kind: int  # JOB_SHARD
     plan_slot: int
+    attempt: int
+    flags: int  # JOB_GATED
     epoch: int  # the worker generation it is meant for
     gen: int  # the plan's generation
     shard: int
+    pos: int = 0
 
     @classmethod
     def unpack(cls, raw: bytes) -> Job:
@@ -208,6 +223,13 @@ class Shared:
 
     def set_shard_header(self, shard_slot: int, header: ShardHeader) -> None:
         SHARD_HEADER.pack_into(self.shards[shard_slot], 0, *header)
+
+    def grant(self, shard_slot: int) -> int:
+        """The highest attempt of the slot's shard that may be sent (SHARD_GRANT)."""
+        return SHARD_GRANT.unpack_from(self.shards[shard_slot], GRANT_AT)[0]
+
+    def set_grant(self, shard_slot: int, attempt: int) -> None:
+        SHARD_GRANT.pack_into(self.shards[shard_slot], GRANT_AT, attempt)
 
     def control_row(self) -> ControlRow:
         pid, ready, running, queued, reloads, heartbeat, error = CONTROL.unpack_from(self.control)

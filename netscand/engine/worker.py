@@ -42,7 +42,7 @@ from netscand.engine.intake import Intake
 from netscand.engine.pacing import BATCH, Pacer
 from netscand.engine.replies import Replies
 from netscand.engine.shards import IDLE_WAIT, ShardFinder, Shards
-from netscand.engine.shm import JOB_SHARD, PLAN_SLOTS, Job, Shared, WorkerRow
+from netscand.engine.shm import JOB_GATED, JOB_SHARD, PLAN_SLOTS, Job, Shared, WorkerRow
 from netscand.engine.sockets import RAW_LINK, Link
 
 RX_BATCH = 256
@@ -168,7 +168,7 @@ class Worker:
             if state is None or state.plan.gen != job.gen or job.shard >= state.plan.shards:
                 # Cancelled before it started (the control process forgot it too), or no such shard.
                 continue
-            self.shards.start(state, job.shard)
+            self.shards.start(state, job.shard, job.attempt, job.pos, bool(job.flags & JOB_GATED))
             # A paced shard sends to its end: its plan's next ones go beside it.
             if not state.plan.paced:
                 busy.add(job.gen)

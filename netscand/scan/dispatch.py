@@ -4,8 +4,9 @@ Shards of a plan are handed out in a keyed random order, the plans in turn, one 
 worker holds at most PLAN_SHARDS of one plan (one being sent, the previous one waiting for late
 replies) and SHARD_SLOTS in all, room for a plan in every plan slot: a plan whose shards take
 hours never keeps another's from the workers. A worker whose generation changes (the supervisor
-replaced it) gets every shard it had not reported done issued again, so a scan never silently
-loses a shard; replies recorded twice are deduplicated by the scan's result.
+replaced it) gets every shard it had not reported done issued again (a plan with a checkpoint
+says where each goes on: scan/resume.py), so a scan never silently loses a shard; replies
+recorded twice are deduplicated by the scan's result.
 
 A plan fails, and its owner is told why, when the engine refuses it (the workers check every
 plan against the policy) or when workers keep dying while they hold its shards: a plan that
@@ -18,14 +19,30 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 
 from netscand.engine import plan as plans
 from netscand.engine.permutation import Permutation
 from netscand.engine.shm import (
-    JOB, JOB_SHARD, PLAN_SHARDS, PLAN_SLOTS, R_DONE, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN,
-    REFUSE_RATE, REFUSE_TARGET, SHARD_MAX, SHARD_SLOTS, Result, Shared,
+    JOB,
+    JOB_GATED,
+    JOB_SHARD,
+    PLAN_SHARDS,
+    PLAN_SLOTS,
+    R_DONE,
+    R_REFUSED,
+    REFUSE_INTERFACE,
+    REFUSE_PLAN,
+    REFUSE_RATE,
+    REFUSE_TARGET,
+    SHARD_KEY,
+    SHARD_MAX,
+    SHARD_SLOTS,
+    Result,
+    Shared,
+    shard_header,
 )
 
 MIN_SHARD = 1024
@@ -38,6 +55,10 @@ REFUSALS = {
     REFUSE_INTERFACE: "no raw socket on the interface",
 }
 
+Start = tuple[int, int]  # a shard's first pass: (attempt, position in its keyed order)
+# Whether a plan's next shards may be handed out: their first pass is recorded (scan/resume.py).
+Gate = Callable[[list[int]], bool]
+
 
 @dataclass
 class Submitted:
@@ -47,6 +68,9 @@ class Submitted:
     pending: deque[int]
     done: set[int] = field(default_factory=set)
     crashes: int = 0  # worker restarts while a worker held shards of it
+    starts: dict[int, Start] = field(default_factory=dict)  # resumed shards; the others: (0, 0)
+    gate: Gate | None = None  # None: handed out at once, passes ungated (no store to record them)
+    restart: Callable[[int], Start | None] | None = None  # where a shard whose worker died goes on
 
     @property
     def finished(self) -> bool:
@@ -80,9 +104,15 @@ class Dispatcher:
         return [r.wake_fd for r in self.shared.results]
 
     def submit(self, make: Callable[[int, int], plans.Plan], on_result: Callable[[Result], None],
-               on_failure: Callable[[str], None]) -> Submitted:
+               on_failure: Callable[[str], None], done: frozenset[int] = frozenset(),
+               starts: Mapping[int, Start] | None = None, gate: Gate | None = None,
+               restart: Callable[[int], Start | None] | None = None) -> Submitted:
         """Write a plan built by make(slot, generation) into a free slot (check free_slot first).
-        Its results go to on_result; if it fails, on_failure(reason) is called once, from poll()."""
+        Its results go to on_result; if it fails, on_failure(reason) is called once, from poll().
+        A resumed plan's `done` shards are not run again, and its `starts` say where each shard
+        in progress goes on; with a `gate`, a shard is handed out once gate(next shards) allows,
+        and its retry passes once grant() says so; `restart` says where a shard whose worker
+        died goes on."""
         slot = self.free_slot
         if slot is None:
             raise RuntimeError("no free plan slot")
@@ -90,11 +120,23 @@ class Dispatcher:
         plan = make(slot, self._next_gen)
         plans.write(self.shared.plans[slot], plan)
         order = Permutation(plan.shards, plan.key + b"shards")
-        sub = Submitted(plan, on_result, on_failure, deque(order(i) for i in range(plan.shards)))
+        pending = deque(s for s in map(order, range(plan.shards)) if s not in done)
+        sub = Submitted(plan, on_result, on_failure, pending, set(done), starts=dict(starts or {}), gate=gate,
+                        restart=restart)
         self.slots[slot] = sub
         self.by_gen[plan.gen] = sub
+        if sub.finished:  # every shard was done before a restart
+            self._retire(sub)
         self.pump()
         return sub
+
+    def grant(self, gen: int, shard: int, attempt: int) -> None:
+        """Let a shard in progress send its pass `attempt` (recorded in the store by now)."""
+        for w in range(self.shared.workers):
+            for shard_slot in self.shared.worker_slots(w):
+                view = self.shared.shards[shard_slot]
+                if SHARD_KEY.unpack_from(view, 0) == (gen, shard) and shard_header(view).active:
+                    self.shared.set_grant(shard_slot, max(attempt, self.shared.grant(shard_slot)))
 
     def cancel(self, sub: Submitted) -> None:
         self._retire(sub)
@@ -123,7 +165,7 @@ class Dispatcher:
             self.generations[w] = gen
             held = {plan_gen for plan_gen, _ in self.assigned[w]}
             for plan_gen, shard in self.assigned[w]:
-                self.by_gen[plan_gen].pending.appendleft(shard)
+                self._again(self.by_gen[plan_gen], shard)
             self.assigned[w].clear()
             for plan_gen in held:
                 sub = self.by_gen.get(plan_gen)
@@ -132,6 +174,19 @@ class Dispatcher:
                 sub.crashes += 1
                 if sub.crashes >= MAX_CRASHES:
                     self._fail(sub, CRASHED)
+
+    def _again(self, sub: Submitted, shard: int) -> None:
+        """A shard whose worker died is issued again: from its start, or, for a plan whose
+        passes the store records, as a restart of the daemon would resume it (in a new pass,
+        if one is left; else it is done with what it had found)."""
+        start = sub.restart(shard) if sub.restart else (0, 0)
+        if start is None:
+            sub.done.add(shard)
+            if sub.finished:
+                self._retire(sub)
+            return
+        sub.starts[shard] = start
+        sub.pending.appendleft(shard)
 
     def pump(self) -> None:
         """Hand out pending shards, as many as the workers have room for, one per plan in turn."""
@@ -148,9 +203,13 @@ class Dispatcher:
                 and len(assigned) < SHARD_SLOTS]
         if not room:
             return False
+        if sub.gate is not None and not sub.gate(list(islice(sub.pending, len(self.assigned) * PLAN_SHARDS))):
+            return False
         w = min(room)[2]
         shard = sub.pending.popleft()
-        job = JOB.pack(JOB_SHARD, sub.plan.slot, self.generations[w], gen, shard)
+        attempt, pos = sub.starts.get(shard, (0, 0))
+        flags = JOB_GATED if sub.gate is not None else 0
+        job = JOB.pack(JOB_SHARD, sub.plan.slot, attempt, flags, self.generations[w], gen, shard, pos)
         if not self.shared.jobs[w].push(job):
             sub.pending.appendleft(shard)
             return False

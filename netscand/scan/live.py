@@ -20,9 +20,11 @@ from netscand.scan.limits import CurrentLimits
 from netscand.scan.persist import Persist, device_row
 from netscand.scan.policy import PolicyError
 from netscand.scan.queue import ScanQueue, recheck
+from netscand.scan.resume import Checkpoint, spec_json
 from netscand.scan.runner import ScanRun
 from netscand.scan.stages import ProfilingStage
 from netscand.store import StoreError
+from netscand.store.checkpoints import Delta
 from netscand.store.clock import utc_now
 
 log = structlog.get_logger()
@@ -41,9 +43,11 @@ class Running:
         self.id = scan_id
         self.run = run
         self.started = time.monotonic()
+        self.done_before = 0  # probes done before this life: a resumed scan's rate counts only its own
         self.profiling: asyncio.Task | None = None  # names, services and CVEs, after the port scan
         self.cves: Matched | None = None  # what CVE matching found, for the last write
         self.flushing: asyncio.Future | None = None  # the last progress write, until it is done
+        self.checkpointing: asyncio.Future | None = None  # its checkpoint's write under way
 
     def progress(self) -> dict:
         """The progress fields of the scan's state, with an estimated completion once it can."""
@@ -58,8 +62,8 @@ class Running:
         elapsed = time.monotonic() - self.started
         if (paced := self.run.remaining_s()) is not None:  # hours of pacing, not probes at a rate
             fields["estimated_completion"] = utc_now(timedelta(seconds=paced))
-        elif done and planned and elapsed > 1:
-            fields["estimated_completion"] = utc_now(timedelta(seconds=(planned - done) * elapsed / done))
+        elif (own := done - self.done_before) > 0 and planned and elapsed > 1:
+            fields["estimated_completion"] = utc_now(timedelta(seconds=(planned - done) * elapsed / own))
         return fields
 
     def ending(self) -> tuple[str, str | None] | None:
@@ -107,19 +111,32 @@ class Live:
                 self.persist.set_state(queued.id, "failed", finished_at=utc_now(),
                                        error=f"the target policy changed while the scan was queued: {exc.detail}")
                 continue
-            self._start(queued.id, ScanRun(spec, self.dispatcher, queued.net))
+            # A paced scan's plans are cut by time, not by a sequence a restart can replay.
+            checkpoint = Checkpoint(spec.retries) if spec.pacing is None else None
+            if checkpoint:
+                self.persist.begin_checkpoint(queued.id, spec_json(spec), queued.remote, queued.request.rate)
+            self._start(queued.id, ScanRun(spec, self.dispatcher, queued.net, checkpoint))
 
     def _start(self, scan_id: str, run: ScanRun) -> None:
-        self.running[scan_id] = Running(scan_id, run)
         self.persist.set_state(scan_id, "running", started_at=utc_now())
+        self.resume(scan_id, run)
+
+    def resume(self, scan_id: str, run: ScanRun) -> None:
+        """Run a scan, or go on with one a restart interrupted (its run holds its checkpoint)."""
+        running = self.running[scan_id] = Running(scan_id, run)
         run.step()
+        running.done_before = run.progress()[0]  # its done shards, replayed
+        self._checkpoint(running)
         self._check_done(scan_id)
 
     def wake(self) -> None:
         """The engine has results: route them, and let every scan plan on."""
         self.dispatcher.poll()
         for scan_id in list(self.running):
-            self.running[scan_id].run.step()
+            running = self.running[scan_id]
+            running.run.step()
+            if running.run.checkpoint and running.run.checkpoint.urgent:  # the engine waits for it
+                self._checkpoint(running)
             self._check_done(scan_id)
 
     async def tick_forever(self) -> None:
@@ -128,6 +145,7 @@ class Live:
             try:
                 self.wake()
                 for running in list(self.running.values()):
+                    self._checkpoint(running)
                     self._flush(running)
                 self.persist.retry_all()
             except Exception:
@@ -176,6 +194,8 @@ class Live:
             fields["progress_percent"] = 100
         try:
             await self.persist.save_results(running.id, running.run.result, running.run.spec.profiling)
+            if running.run.checkpoint:  # ended, whatever way: nothing to resume
+                await self.persist.drop_checkpoint(running.id)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc.reason}"
         except Exception:
@@ -203,6 +223,37 @@ class Live:
         running.flushing = self.persist.flush(running.id, running.changed_devices(), running.progress())
         running.flushing.add_done_callback(partial(self._flushed, running))
 
+    def _checkpoint(self, running: Running) -> None:
+        """Write what the scan's checkpoint changed, one write at a time; once written, the
+        shards it recorded are handed out and the retry passes granted."""
+        checkpoint = running.run.checkpoint
+        if checkpoint is None or running.checkpointing is not None:
+            return
+        delta = checkpoint.take()
+        if not delta:
+            return
+        running.checkpointing = self.persist.checkpoint(running.id, delta)
+        running.checkpointing.add_done_callback(partial(self._checkpointed, running, delta))
+
+    def _checkpointed(self, running: Running, delta: Delta, done: asyncio.Future) -> None:
+        running.checkpointing = None
+        if self.running.get(running.id) is not running:
+            return  # ended meanwhile
+        exc = None if done.cancelled() else done.exception()
+        if exc is not None:
+            # Its shards wait for this write: the scan cannot go on without its store.
+            log.error("orchestrator.checkpoint_failed", scan_id=running.id, exc_info=exc)
+            reason = f"storage: {exc.reason}" if isinstance(exc, StoreError) else SAVE_FAILED
+            self.finish(running.id, "failed", reason)
+            return
+        checkpoint = running.run.checkpoint
+        assert checkpoint is not None
+        for gen, shard, attempt in checkpoint.written(delta):
+            self.dispatcher.grant(gen, shard, attempt)
+        self.dispatcher.pump()
+        if checkpoint.urgent:
+            self._checkpoint(running)
+
     def _flushed(self, running: Running, done: asyncio.Future) -> None:
         exc = None if done.cancelled() else done.exception()
         if exc is None or self.running.get(running.id) is not running:
@@ -217,12 +268,41 @@ class Live:
         self.admit()
 
     def stop_all(self, reason: str) -> None:
-        """Shutting down: every running and queued scan is cancelled, and nothing more starts."""
+        """Shutting down: a running scan with a checkpoint is suspended (it stays `running` and
+        goes on at the next start, as after a kill); a paced one, and queued scans, are
+        cancelled; nothing more starts."""
         self.stopping = True  # or each cancelled scan would start a queued one
+        self.dispatcher.poll()  # the records the rings hold now go into the last checkpoints
         for scan_id in list(self.running):
-            self.finish(scan_id, "cancelled", reason)
+            if self.running[scan_id].run.checkpoint is None:
+                self.finish(scan_id, "cancelled", reason)
+            else:
+                self._suspend(self.running.pop(scan_id))
         while self.queue:
             self.persist.set_state(self.queue.pop().id, "cancelled", error=reason, finished_at=utc_now())
+
+    def _suspend(self, running: Running) -> None:
+        """Its last checkpoint and progress written (queued behind the writes under way, each
+        its own transaction), and nothing more: the run is not cancelled, since a cancelled
+        plan's ends would read as its shards' ends. What the workers send from now on is
+        bounded as after a kill (scan/resume.py): no pass goes out whose number is not stored."""
+        if running.profiling:  # run again from its start when the scan resumes
+            running.profiling.cancel()
+        checkpoint = running.run.checkpoint
+        assert checkpoint is not None
+        writes = [self.persist.checkpoint(running.id, delta)] if (delta := checkpoint.take()) else []
+        # Nobody estimates its end while the daemon is down; `running` is what it is at the next start.
+        progress = {**running.progress(), "estimated_completion": None}
+        writes.append(self.persist.flush(running.id, running.changed_devices(), progress))
+        for written in writes:
+            written.add_done_callback(partial(self._suspended, running.id))
+        log.info("scan.suspended", scan_id=running.id)
+
+    @staticmethod
+    def _suspended(scan_id: str, done: asyncio.Future) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if exc is not None:  # the store keeps the checkpoint before this one, whole: it resumes from there
+            log.error("orchestrator.suspend_failed", scan_id=scan_id, exc_info=exc)
 
     async def ended(self) -> None:
         """Wait until the last results of every scan that ended are written."""

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from netscand.netinfo import NetInfo
 from netscand.scan.admission import Admission, Claims
 from netscand.scan.cves import CveMatching
 from netscand.scan.dispatch import Dispatcher
@@ -32,14 +33,18 @@ from netscand.scan.health import EngineHealth
 from netscand.scan.limits import CurrentLimits, Limits
 from netscand.scan.live import Live, Running
 from netscand.scan.persist import Persist
+from netscand.scan.policy import Policy, PolicyError
 from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import ScanQueue
 from netscand.scan.result import document
+from netscand.scan.resume import Checkpoint, spec_from_json
 from netscand.scan.retention import Retention
+from netscand.scan.runner import ScanRun
 from netscand.scan.schedules import Scheduler
 from netscand.scan.webhooks import WebhookSender
 from netscand.statuses import FINISHED
 from netscand.store import Store
+from netscand.store.checkpoints import Stored
 from netscand.store.clock import parse, utc_now
 from netscand.store.threads import StoreThreads
 
@@ -81,9 +86,36 @@ class Orchestrator:
                        loop.create_task(self.webhooks.send_forever()),
                        loop.create_task(self.schedules.run_forever())]
 
-    def interrupted(self) -> None:
-        """At start, before serving: scans left running by the previous control process fail."""
-        self.persist.interrupted(RESTART_REASON)
+    async def interrupted(self) -> None:
+        """At start, before serving: scans left running by the previous control process go on
+        from their checkpoint (scan/resume.py), or fail with why they cannot."""
+        stored = self.persist.resumable()
+        if not self.persist.interrupted(RESTART_REASON, [scan_id for scan_id, _ in stored]) or not stored:
+            return
+        try:
+            # pyroute2 runs an event loop of its own, which can't nest in this one.
+            net = await asyncio.get_running_loop().run_in_executor(None, NetInfo)
+        except OSError as exc:
+            for scan_id, _ in stored:
+                self._not_resumed(scan_id, f"cannot read the routing table: {exc}")
+            return
+        for scan_id, checkpoint in stored:
+            try:
+                run = _resumed(checkpoint, self.limits.now.policy, self.dispatcher, net)
+            except PolicyError as exc:
+                self._not_resumed(scan_id, f"the policy changed: {exc.detail}")
+                continue
+            except Exception:  # a checkpoint this version cannot read must not keep the daemon from booting
+                log.exception("scan.checkpoint_unreadable", scan_id=scan_id)
+                self._not_resumed(scan_id, "its checkpoint is unreadable")
+                continue
+            log.info("scan.resumed", scan_id=scan_id)
+            self.live.resume(scan_id, run)
+
+    def _not_resumed(self, scan_id: str, why: str) -> None:
+        error = f"cannot resume after a restart: {why}"
+        log.warning("scan.not_resumed", scan_id=scan_id, reason=error)
+        self.persist.set_state(scan_id, "failed", finished_at=utc_now(), estimated_completion=None, error=error)
 
     def reconfigure(self, limits: Limits) -> None:
         """A reload: scans started from now on get these limits; queued ones are checked against
@@ -204,3 +236,15 @@ def _duration(scan: dict) -> float:
         return 0
     end = parse(scan["finished_at"]) if scan["finished_at"] else datetime.now(UTC)
     return (end - parse(scan["started_at"])).total_seconds()
+
+
+def _resumed(stored: Stored, policy: Policy, dispatcher: Dispatcher, net: NetInfo | None) -> ScanRun:
+    """The run of a scan a restart interrupted, under the policy of now: PolicyError if its plan
+    no longer fits it (targets now outside it or excluded, a rate above its max_rate)."""
+    spec = spec_from_json(stored.spec)
+    targets, _ = policy.apply(spec.targets, remote=stored.remote)
+    if targets != spec.targets:
+        raise PolicyError(403, "Target not allowed", "some of its targets are now excluded", "target")
+    policy.check_rate(stored.rate)
+    policy.check_rate(spec.rate)
+    return ScanRun(spec, dispatcher, net, Checkpoint(spec.retries, stored))

@@ -19,7 +19,7 @@ import structlog
 from netscand.scan.events import Events
 from netscand.scan.result import Host, ScanResult
 from netscand.statuses import FINISHED
-from netscand.store import Store, StoreError, inventory, results
+from netscand.store import Store, StoreError, checkpoints, inventory, results
 from netscand.store import events as stored_events
 from netscand.store.clock import utc_now
 from netscand.store.threads import StoreThreads
@@ -104,12 +104,15 @@ class Persist:
         self.unsaved.pop(scan_id, None)
         self.untold.pop(scan_id, None)
 
-    def interrupted(self, reason: str) -> None:
-        """At start, before serving: scans the previous control process left running can't be
-        resumed. If the store won't take that, the daemon still serves what it has and writes
-        it later."""
+    def interrupted(self, reason: str, keep: builtins.list[str]) -> bool:
+        """At start, before serving: scans the previous control process left running that are
+        not to be resumed (`keep`) fail; whether the store took that, and the count of the
+        restart in the kept ones' checkpoints. If it won't, every one fails (a scan can't go on
+        without writing its checkpoint), and the daemon still serves what it has and writes it
+        later."""
         try:
-            failed = self.store.call("cannot mark interrupted scans failed", stored_events.fail_active, reason)
+            failed = self.store.call("cannot mark interrupted scans failed", stored_events.fail_active, reason, keep)
+            self.store.call("cannot resume scans", checkpoints.resuming, keep)
         except StoreError as exc:
             log.error("scan.store_failed", error=str(exc))
             failed = [s["id"] for status in ("running", "queued") for s in self._all_scans(status)]
@@ -119,8 +122,31 @@ class Persist:
                 self.untold[scan_id] = [{"status": "failed", "error": reason}]
         for scan_id in failed:
             log.info("scan.state", scan_id=scan_id, status="failed", error=reason)
+        return not any(scan_id in failed for scan_id in keep)
 
-    def _all_scans(self, status: str) -> list[dict]:
+    # -- checkpoints (scan/resume.py) -----------------------------------------------------------
+    def resumable(self) -> builtins.list[tuple[str, checkpoints.Stored]]:
+        """At start: the running scans that left a checkpoint, with it (blocking: before serving)."""
+        try:
+            ids = self.store.call("cannot read the scans to resume", checkpoints.resumable)
+            stored = [(i, self.store.call(f"cannot read scan {i}'s checkpoint", checkpoints.load, i)) for i in ids]
+        except StoreError as exc:
+            log.error("scan.store_failed", error=str(exc))
+            return []
+        return [(i, s) for i, s in stored if s is not None]
+
+    def begin_checkpoint(self, scan_id: str, spec: str, remote: bool, rate: float | None) -> None:
+        self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.begin, scan_id,
+                      spec, remote, rate)
+
+    def checkpoint(self, scan_id: str, delta: checkpoints.Delta) -> asyncio.Future:
+        return self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.save,
+                             scan_id, delta)
+
+    async def drop_checkpoint(self, scan_id: str) -> None:
+        await self.io.write(self.store.call, f"cannot drop scan {scan_id}'s checkpoint", checkpoints.drop, scan_id)
+
+    def _all_scans(self, status: str) -> builtins.list[dict]:
         scans: list[dict] = []
         while True:
             rows, total = self.store.list_scans(len(scans) // LIST_PAGE + 1, LIST_PAGE, status, None)

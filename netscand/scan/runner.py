@@ -15,22 +15,28 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 
 from netscand.engine import plan as plans
-from netscand.engine.shm import R_DONE, R_HOST, R_PORT, R_TALLY, Result
+from netscand.engine.shm import R_DONE, R_HOST, R_MARK, R_PORT, R_TALLY, Result
 from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher, Submitted
 from netscand.scan.planner import Planner
 from netscand.scan.result import ScanResult
+from netscand.scan.resume import Checkpoint, Mismatch
 from netscand.scan.spec import ScanSpec
 from netscand.scan.work import Feed, Work
 
+Handler = Callable[[Work, Result], None]
+
 
 class ScanRun:
-    def __init__(self, spec: ScanSpec, dispatcher: Dispatcher, net: NetInfo | None = None) -> None:
+    def __init__(self, spec: ScanSpec, dispatcher: Dispatcher, net: NetInfo | None = None,
+                 checkpoint: Checkpoint | None = None) -> None:
         self.spec = spec
         self.dispatcher = dispatcher
+        self.checkpoint = checkpoint  # None: the scan cannot resume after a restart (no store, or paced)
         self.result = ScanResult()
         self.planner = Planner(spec, net or NetInfo(), dispatcher.shared.workers)
         self.queue: deque[Work] = deque()  # the group being started, cut from the first feed
@@ -90,9 +96,20 @@ class ScanRun:
                     break
                 self._next_group()
             work = self.queue.popleft()
-            callback = partial(self._on_discovery if work.discovery else self._on_result, work)
-            sub = self.dispatcher.submit(partial(self._plan, work), callback, self._on_failure)
+            handler = self._on_discovery if work.discovery else self._on_result
+            cp = self.checkpoint
+            resumed = cp.submission(work) if cp else {}
+            try:
+                sub = self.dispatcher.submit(partial(self._plan, work), partial(self._on_record, handler, work),
+                                             self._on_failure, **resumed)
+            except Mismatch as exc:
+                self._on_failure(str(exc))
+                return
             self.running.append((sub, work, now))
+            for r in cp.replay(work) if cp else ():
+                handler(work, r)
+            if sub.finished:  # done before a restart: what it leads to is planned now, not a tick later
+                self._retire_finished(now)
 
     def _paced_room(self) -> bool:
         """Whether a group may start beside the running ones, with the feed it comes from moved
@@ -135,7 +152,21 @@ class ScanRun:
         macs = work.macs(hosts, self.result.hosts)
         if work.port_scan:
             self.result.probed(hosts, len(work.ports), work.probe.protocol)
-        return work.plan(hosts, macs, self.spec, self.dispatcher.shared.workers, slot, gen)
+        fixed = self.checkpoint.fixed(work, hosts) if self.checkpoint else None
+        plan = work.plan(hosts, macs, self.spec, self.dispatcher.shared.workers, slot, gen, fixed)
+        if self.checkpoint:
+            self.checkpoint.planned(work, hosts, plan)
+        return plan
+
+    def _on_record(self, handler: Handler, work: Work, r: Result) -> None:
+        """Every record of a plan: kept in the checkpoint (a position only there), then handled."""
+        if self.checkpoint:
+            if r.kind == R_MARK:
+                self.checkpoint.mark(work, r)
+                return
+            self.checkpoint.record(work, r)
+        if r.kind != R_MARK:
+            handler(work, r)
 
     def _retire(self, work: Work) -> None:
         self.group_left[work.group] -= 1
@@ -212,6 +243,7 @@ class ScanRun:
 
     def _running_done(self, sub: Submitted, work: Work, elapsed: float) -> int:
         if work.pacing is None:
-            return len(sub.done) * sub.plan.shard_size
+            in_hand = self.checkpoint.in_hand(work) if self.checkpoint else 0
+            return min(len(sub.done) * sub.plan.shard_size + in_hand, sub.plan.size)
         share = min(elapsed / work.paced_duration_s(self.spec.udp_sends), 1)
         return max(len(sub.done) * sub.plan.shard_size, int(sub.plan.size * share))

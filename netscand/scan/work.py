@@ -45,6 +45,7 @@ class Work:
     rate_part: float  # its fraction of the scan's rate: its part of the group's probes (Feed.cut)
     discovery: bool = False  # its answers only prove hosts up
     pacing: Pacing | None = None  # its plans pace each host (a paced spec's port scan)
+    index: int = 0  # its place in its group: (group, index) names its plan in a checkpoint
 
     @property
     def port_scan(self) -> bool:
@@ -58,15 +59,17 @@ class Work:
         return (self.next_hop,) * len(hosts)
 
     def plan(self, hosts: tuple[int, ...], macs: tuple[bytes, ...], spec: ScanSpec, workers: int,
-             slot: int, gen: int) -> plans.Plan:
-        """The plan that runs this work over `hosts` (its own, expanded) from plan slot `slot`."""
+             slot: int, gen: int, fixed: tuple[bytes, int] | None = None) -> plans.Plan:
+        """The plan that runs this work over `hosts` (its own, expanded) from plan slot `slot`;
+        a resumed one with the key and shard size it had (`fixed`: scan/resume.py)."""
         probe = self.probe
         t = probe.timeout_ms or spec.timeout_ms  # fixed; None adapts
         size = len(hosts) * len(self.ports)
         shard = shard_size(size, workers) if self.pacing is None else paced_shard(len(hosts), len(self.ports), workers)
+        key, shard = fixed or (os.urandom(16), shard)
         return plans.Plan(
             gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
-            retries=spec.retries if probe.retries is None else probe.retries, key=os.urandom(16),
+            retries=spec.retries if probe.retries is None else probe.retries, key=key,
             ifindex=self.route.ifindex, src_ip=self.route.src_ip, src_mac=self.route.src_mac,
             sport_base=SPORT_BASE + (slot << TICK_BITS), rate=spec.rate * self.rate_part,
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,
@@ -138,8 +141,8 @@ class Feed:
         self.position += self.per_plan
         weights = [len(ports) * (self.udp_sends if probe.protocol == "udp" else 1) for probe, ports in self.probes]
         return [Work(probe, self.route, hosts, self.next_hop, ports, group, weight / sum(weights), self.discovery,
-                     self.pacing)
-                for (probe, ports), weight in zip(self.probes, weights, strict=True)]
+                     self.pacing, index)
+                for index, ((probe, ports), weight) in enumerate(zip(self.probes, weights, strict=True))]
 
     def upcoming(self) -> Targets:
         """The hosts its next cut takes."""

@@ -7,6 +7,7 @@ with the inventory it changed), so a reader never sees one without the other.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -75,10 +76,10 @@ def update_scan(db: Database, scan_id: str, fields: dict[str, Any], states: list
         return row
 
 
-def fail_active(db: Database, reason: str) -> list[str]:
+def fail_active(db: Database, reason: str, keep: Collection[str] = ()) -> list[str]:
     """scans.fail_active with each failed scan's `failed` event, in one transaction."""
     with db.atomic():
-        failed = scans.fail_active(db, reason)
+        failed = scans.fail_active(db, reason, keep)
         for scan_id in failed:
             state_of_scan(db, scan_id, "failed", reason)
         return failed

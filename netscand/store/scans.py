@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -128,18 +129,19 @@ def counts_by_status(db: Database) -> dict[str, int]:
     return counts
 
 
-def fail_active(db: Database, reason: str) -> list[str]:
-    """Fail every queued or running scan; their devices and ports stay."""
-    if not list(db.query("SELECT 1 FROM scans WHERE status IN ('queued', 'running') LIMIT 1")):
+def fail_active(db: Database, reason: str, keep: Collection[str] = ()) -> list[str]:
+    """Fail every queued or running scan but those in `keep` (resumed); their devices and ports stay."""
+    active = [r["id"] for r in db.query("SELECT id FROM scans WHERE status IN ('queued', 'running')")]
+    if not set(active) - set(keep):
         # Nothing to write, so nothing written: a database that has become read-only still
         # serves its scans' results.
         return []
     with db.atomic():
-        rows = list(db.query(
+        rows = [r for scan_id in sorted(set(active) - set(keep)) for r in db.query(
             "UPDATE scans SET status = 'failed', error = ?, finished_at = ?, estimated_completion = NULL "
-            "WHERE status IN ('queued', 'running') RETURNING id, created_at",
-            [reason, clock.utc_now()],
-        ))
+            "WHERE id = ? AND status IN ('queued', 'running') RETURNING id, created_at",
+            [reason, clock.utc_now(), scan_id],
+        )]
     return [r["id"] for r in sorted(rows, key=lambda r: (r["created_at"], r["id"]))]
 
 

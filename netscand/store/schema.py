@@ -467,9 +467,53 @@ def _inventory_keys(db: Database) -> None:
         """
     )
 
+def m009_resume(db: Database) -> None:
+    """Issue 14: what a running scan needs to resume after a restart (store/checkpoints.py). New
+    tables only: a scan running when this is applied has no checkpoint, and fails at start as
+    before, keeping what it found."""
+    db.executescript(
+        """
+        CREATE TABLE resume_scans (
+            scan_id TEXT PRIMARY KEY REFERENCES scans (id) ON DELETE CASCADE,
+            spec TEXT NOT NULL,  -- JSON: the engine's view of the request (scan/resume.py)
+            remote INTEGER NOT NULL CHECK (remote IN (0, 1)),
+            rate REAL,  -- the request's own rate, NULL for the default
+            resumes INTEGER NOT NULL DEFAULT 0  -- restarts it went on after
+        ) STRICT;
+        CREATE TABLE resume_plans (
+            scan_id TEXT NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
+            grp INTEGER NOT NULL,
+            work INTEGER NOT NULL,
+            key BLOB NOT NULL,
+            shard_size INTEGER NOT NULL,
+            digest BLOB NOT NULL,
+            PRIMARY KEY (scan_id, grp, work)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE resume_shards (
+            scan_id TEXT NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
+            grp INTEGER NOT NULL,
+            work INTEGER NOT NULL,
+            shard INTEGER NOT NULL,
+            done INTEGER NOT NULL CHECK (done IN (0, 1)),
+            granted INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            pos INTEGER NOT NULL,
+            base INTEGER NOT NULL CHECK (base IN (0, 1)),
+            PRIMARY KEY (scan_id, grp, work, shard)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE resume_records (
+            scan_id TEXT NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
+            grp INTEGER NOT NULL,
+            work INTEGER NOT NULL,
+            record BLOB NOT NULL
+        ) STRICT;
+        CREATE INDEX resume_records_by_scan ON resume_records (scan_id, grp, work);
+        """
+    )
+
 
 STEPS = (m001_initial, m002_owners_digests_retention, m003_cves, m004_sites_inventory, m005_events,
-         m006_webhooks, m007_schedules, m008_inventory_keys)
+         m006_webhooks, m007_schedules, m008_inventory_keys, m009_resume)
 UNTRANSACTED = {m008_inventory_keys}  # open their own transaction, after a pragma that only works outside one
 MIGRATIONS = Migrations("netscand")
 for _step in STEPS:

@@ -140,7 +140,7 @@ def test_netscanctl_drives_the_whole_flow(lab: Lab, daemon: Daemon) -> None:
     assert over_tls.returncode == 1 and "401" in over_tls.stderr
 
 
-def test_sigkill_mid_scan_then_restart_keeps_partial_results(lab: Lab, tmp_path) -> None:
+def test_sigkill_mid_scan_then_restart_resumes_with_partial_results(lab: Lab, tmp_path) -> None:
     d = start_daemon(lab, tmp_path / "state")
     try:
         with d.unix() as c:
@@ -160,7 +160,8 @@ def test_sigkill_mid_scan_then_restart_keeps_partial_results(lab: Lab, tmp_path)
     try:
         with again.unix() as c:
             s = c.get(f"/api/v1/scans/{scan['id']}").json()
-            assert s["status"] == "failed" and "restarted while the scan was running" in s["error"]
+            # It goes on (tests/daemon/test_resume_lab.py follows one to its end) with what it had.
+            assert s["status"] == "running", s
             result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
             assert result["open_ports_total"] >= 3
     finally:

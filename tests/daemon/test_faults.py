@@ -24,6 +24,7 @@ import pytest
 
 from netscand.lab import Lab
 from netscand.lab.harness import Daemon, all_hosts, open_ports, start_daemon, stop_daemon, truth_open
+from netscand.supervisor import STOP_TIMEOUT
 from tests.daemon.test_e2e import wait_for
 
 pytestmark = pytest.mark.lab
@@ -37,6 +38,8 @@ PORTS = range(1, 8193)
 # ports made 65536-probe shards of a minute each, many without any open port: the first find
 # could come after more than a minute.)
 ENDLESS = {"profile": "custom", "ports": ["1-8192"], "rate": 200}
+# A paced scan (one SYN per host per second), which cannot resume after a restart.
+PACED = {"profile": "custom", "ports": ["1-100"], "host_gap_ms": 1000, "skip_discovery": True}
 
 
 def medium(lab: Lab) -> dict[str, Any]:
@@ -148,7 +151,21 @@ def test_a_killed_worker_is_replaced_and_the_scan_completes_in_full(lab: Lab, da
     assert "worker[0] exited with -9; restarting" in daemon.log.read_text()
 
 
-def test_a_killed_control_process_is_replaced_and_fails_its_scans_with_a_reason(
+def assert_resumed_and_queued_failed(c: httpx.Client, ids: list[str], found: int) -> None:
+    """The two running scans go on (tests/daemon/test_resume_lab.py follows one to its end),
+    keeping what they found; the queued one was never started, and fails with the reason. The
+    running ones are stopped, so a new scan finds a place."""
+    for scan_id in ids[:2]:
+        assert c.get(f"/api/v1/scans/{scan_id}").json()["status"] == "running"
+    scan = c.get(f"/api/v1/scans/{ids[2]}").json()
+    assert scan["status"] == "failed" and "while the scan was running" in scan["error"], scan
+    assert scan["finished_at"] is not None
+    assert c.get(f"/api/v1/scans/{ids[0]}/result").json()["open_ports_total"] >= found
+    for scan_id in ids[:2]:
+        assert c.post(f"/api/v1/scans/{scan_id}/stop").json()["status"] == "cancelled"
+
+
+def test_a_killed_control_process_is_replaced_and_resumes_its_running_scans(
         lab: Lab, daemon: Daemon) -> None:
     with daemon.unix() as c:
         # Two run (max_running_scans), one waits.
@@ -160,16 +177,12 @@ def test_a_killed_control_process_is_replaced_and_fails_its_scans_with_a_reason(
         until(lambda: children(daemon.proc.pid).get("nsd control 0", victim) != victim, 10,
               "the control process was not replaced")
         until(lambda: c.get("/healthz").status_code == 200, 20, "the API did not come back")
-        for scan_id in ids:
-            scan = c.get(f"/api/v1/scans/{scan_id}").json()
-            assert scan["status"] == "failed" and "while the scan was running" in scan["error"], scan
-            assert scan["finished_at"] is not None
-        # What it had found stays; and the engine, whose old plans were dropped, takes new work.
-        assert c.get(f"/api/v1/scans/{ids[0]}/result").json()["open_ports_total"] >= found
+        assert_resumed_and_queued_failed(c, ids, found)
+        # The engine, whose old plans were dropped, takes new work.
         assert_serves_a_new_scan(lab, c)
 
 
-def test_a_killed_daemon_restarts_on_its_state_with_every_unfinished_scan_failed(
+def test_a_killed_daemon_restarts_on_its_state_resuming_its_running_scans(
         lab: Lab, tmp_path: Path) -> None:
     d = start_daemon(lab, tmp_path / "state")
     try:
@@ -184,27 +197,34 @@ def test_a_killed_daemon_restarts_on_its_state_with_every_unfinished_scan_failed
     again = start_daemon(lab, tmp_path / "state")
     try:
         with again.unix() as c:
-            for scan_id in ids:
-                scan = c.get(f"/api/v1/scans/{scan_id}").json()
-                assert scan["status"] == "failed" and "while the scan was running" in scan["error"], scan
-            assert c.get(f"/api/v1/scans/{ids[0]}/result").json()["open_ports_total"] >= found
+            assert_resumed_and_queued_failed(c, ids, found)
             assert_serves_a_new_scan(lab, c)
     finally:
         stop_daemon(again)
     assert_consistent(tmp_path / "state" / "netscand.db")
 
 
-def test_sigterm_cancels_running_and_queued_scans_and_starts_none(lab: Lab, daemon: Daemon) -> None:
+def test_sigterm_suspends_running_scans_cancels_paced_and_queued_ones_and_starts_none(
+        lab: Lab, daemon: Daemon) -> None:
     with daemon.unix() as c:
-        ids = [start(c, {"target": all_hosts(lab), **ENDLESS}) for _ in range(4)]  # two run, two wait
+        # Two run (max_running_scans): one that can resume and a paced one, which cannot; two wait.
+        ids = [start(c, {"target": all_hosts(lab), **spec}) for spec in (ENDLESS, PACED, ENDLESS, ENDLESS)]
         mid_scan(c, ids[0])
+        until(lambda: c.get(f"/api/v1/scans/{ids[1]}").json()["status"] == "running", 20, "the paced scan never ran")
+    t0 = time.monotonic()
     assert stop_daemon(daemon) == 0
+    assert time.monotonic() - t0 < STOP_TIMEOUT  # within the supervisor's own wait: nothing was killed
+    assert "control.stopped" in daemon.log.read_text()
     with sqlite3.connect(f"file:{daemon.state_dir / 'netscand.db'}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT status, error, started_at IS NOT NULL FROM scans ORDER BY created_at, rowid")
+        rows = conn.execute("SELECT status, error, started_at IS NOT NULL, estimated_completion FROM scans "
+                            "ORDER BY created_at, rowid")
         ended = [tuple(row) for row in rows]
+        kept = conn.execute("SELECT scan_id FROM resume_scans").fetchall()
     conn.close()
     stopped = ("cancelled", "the daemon was stopped")
-    assert ended == [(*stopped, 1), (*stopped, 1), (*stopped, 0), (*stopped, 0)]
+    # The one left running waits for the next start (test_resume_lab.py follows one to its end).
+    assert ended == [("running", None, 1, None), (*stopped, 1, None), (*stopped, 0, None), (*stopped, 0, None)]
+    assert kept == [(ids[0],)]
 
 
 def test_sighup_reloads_without_disturbing_a_scan_or_the_api(lab: Lab, daemon: Daemon) -> None:

@@ -194,7 +194,7 @@ def test_daemon_tells_systemd_ready_status_watchdog_reload_and_stop(lab: Lab, tm
             assert done["status"] == "completed"  # the reload left it alone
             result = c.get(f"/api/v1/scans/{scan['id']}/result").json()
             assert open_ports(result) == truth_open(lab, range(1, 2001))
-            # Stopped with a scan running: STOPPING=1, and the scan is recorded cancelled, with why.
+            # Stopped with a scan running: STOPPING=1, and the scan stays running, to resume at the next start.
             cut = c.post("/api/v1/scans/start", json={"target": all_hosts(lab), **LONG_SCAN}).json()
             wait_for(c, cut["id"], statuses=("running",))
         stopped = time.monotonic()
@@ -204,8 +204,9 @@ def test_daemon_tells_systemd_ready_status_watchdog_reload_and_stop(lab: Lab, tm
     finally:
         stop_daemon(daemon)
     db = sqlite3.connect(daemon.state_dir / "netscand.db")
-    assert db.execute("SELECT status, error FROM scans WHERE id = ?", [cut["id"]]).fetchone() == \
-        ("cancelled", "the daemon was stopped")
+    assert db.execute("SELECT status, error, estimated_completion FROM scans WHERE id = ?",
+                      [cut["id"]]).fetchone() == ("running", None, None)
+    assert db.execute("SELECT count(*) FROM resume_scans WHERE scan_id = ?", [cut["id"]]).fetchone() == (1,)
 
 
 def served_fingerprint(port: int) -> str:

@@ -34,7 +34,7 @@ def test_every_shard_of_a_paced_plan_sends_at_once_each_host_at_its_gap() -> Non
     worker._beat(clock.now())
     plans.write(shared.plans[0], plan)
     for shard in range(plan.shards):
-        shared.jobs[0].push(JOB.pack(JOB_SHARD, 0, worker.generation, plan.gen, shard))
+        shared.jobs[0].push(JOB.pack(JOB_SHARD, 0, 0, 0, worker.generation, plan.gen, shard, 0))
     sends: dict[int, list[float]] = defaultdict(list)
     done: list[int] = []
     started = False
@@ -69,7 +69,7 @@ def test_a_shard_re_issued_after_its_worker_died_keeps_each_hosts_gap() -> None:
         worker.shards.clear()
         worker._beat(clock.now())
         for shard in range(plan.shards):
-            shared.jobs[0].push(JOB.pack(JOB_SHARD, 0, worker.generation, plan.gen, shard))
+            shared.jobs[0].push(JOB.pack(JOB_SHARD, 0, 0, 0, worker.generation, plan.gen, shard, 0))
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             worker.step(clock.now())

@@ -170,9 +170,9 @@ def test_jobs_naming_no_plan_slot_or_no_shard_of_the_plan_are_dropped_not_fatal(
     shared, worker, _ = worker_with(plan)
     plans.write(shared.plans[plan.slot], plan)
     for slot, shard in ((9, 0), (255, 0), (plan.slot, 999), (plan.slot, plan.shards)):
-        assert shared.jobs[0].push(JOB.pack(JOB_SHARD, slot, worker.generation, plan.gen, shard))
+        assert shared.jobs[0].push(JOB.pack(JOB_SHARD, slot, 0, 0, worker.generation, plan.gen, shard, 0))
     worker._take_jobs()
     assert not worker.shards.sending and not worker.backlog
-    assert shared.jobs[0].push(JOB.pack(JOB_SHARD, plan.slot, worker.generation, plan.gen, 0))
+    assert shared.jobs[0].push(JOB.pack(JOB_SHARD, plan.slot, 0, 0, worker.generation, plan.gen, 0, 0))
     worker._take_jobs()
     assert [(run.ps.plan.gen, run.shard) for run in worker.shards.sending] == [(plan.gen, 0)]

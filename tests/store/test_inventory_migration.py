@@ -166,9 +166,9 @@ def test_systemd_is_told_while_the_daemon_migrates(store: Store, tmp_path: Path,
         with structlog.testing.capture_logs() as logs:
             daemon.prepare_store(tmp_path / "old.db", notifier)
         told = systemd.recv(4096).decode().splitlines()
-        assert told == ["EXTEND_TIMEOUT_USEC=150000", "STATUS=migrating the database: m008_inventory_keys"]
+        assert told == ["EXTEND_TIMEOUT_USEC=150000", "STATUS=migrating the database: m008_inventory_keys, m009_resume"]
         assert [e["event"] for e in logs] == ["store.migrating", "store.migrated"]
-        assert logs[0]["migrations"] == ["m008_inventory_keys"]
+        assert logs[0]["migrations"] == ["m008_inventory_keys", "m009_resume"]
         systemd.setblocking(False)
         while True:  # what the ticks sent
             try:

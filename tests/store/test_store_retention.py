@@ -134,7 +134,7 @@ def test_a_version_1_database_is_upgraded(db_path: Path) -> None:
     old.close()
     store = Store(db_path)
     try:
-        assert store.schema_version == len(STEPS) == 8
+        assert store.schema_version == len(STEPS) == 9
         assert store.get_scan("s1")["cve"] is None  # m003: no CVE data for a scan from before it
         scan = store.get_scan("s1")
         assert scan is not None and scan["request_digest"] is None
