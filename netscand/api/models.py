@@ -562,9 +562,9 @@ class ScanResult(Closed):
                     "the CVE data it was matched against, or that none was loaded (the scan "
                     "completes all the same). Absent for other scans.")] = UNSET
     coverage: Annotated[Coverage | UnsetType, Meta(
-        description="What the scan sent and heard back so far, and the loss that shows. Absent once "
-                    "the daemon no longer runs the scan (kept only while it runs, and in `netscand "
-                    "scan --json`).")] = UNSET
+        description="What the scan sent and heard back (so far, while it runs), and the loss that "
+                    "shows. Kept with the scan when it ends; absent while a scan waits to start, and "
+                    "for scans that ended under an older netscand.")] = UNSET
 
 
 # -- errors and health ---------------------------------------------------------------------------

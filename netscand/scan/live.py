@@ -189,7 +189,8 @@ class Live:
         self.admit()
 
     async def _finalize(self, running: Running, status: str, error: str | None) -> None:
-        fields = {**running.progress(), "estimated_completion": None, "error": error, "finished_at": utc_now()}
+        fields = {**running.progress(), "estimated_completion": None, "error": error, "finished_at": utc_now(),
+                  "coverage": running.run.result.coverage()}
         if status == "completed":
             fields["progress_percent"] = 100
         try:

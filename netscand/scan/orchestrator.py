@@ -153,9 +153,10 @@ class Orchestrator:
         """One page of the result: `devices_found` and `open_ports_total` count the whole scan."""
         scan = await self._get(scan_id, viewer)
         devices, (found, open_total) = await self.persist.result_page(scan_id, page, per_page)
-        # The scan's coverage lives with its run: the store has no place for it (yet).
+        # A running scan's coverage lives with its run; an ended one's was stored as it ended.
         running = self.live.running.get(scan_id)
-        covered = {"coverage": running.run.result.coverage()} if running else {}
+        coverage = running.run.result.coverage() if running else scan.get("coverage")
+        covered = {"coverage": coverage} if coverage else {}
         doc = document(scan_id, scan["status"], devices, _duration(scan),
                        **{k: scan[k] for k in ("target", "profile", "site_id", "started_at", "finished_at")},
                        **(scan["cve"] or {}), **covered)

@@ -18,9 +18,9 @@ OPTIONAL_TEXT = ("site_id", "error", "idempotency_key", "owner", "request_digest
 FIELDS = (
     "id", "status", "target", "profile", "site_id", "options", "created_at", "started_at",
     "finished_at", "estimated_completion", "progress_percent", "hosts_found", "ports_found", "error",
-    "idempotency_key", "owner", "request_digest", "cve",
+    "idempotency_key", "owner", "request_digest", "cve", "coverage",
 )
-JSON_FIELDS = ("target", "options", "cve")
+JSON_FIELDS = ("target", "options", "cve", "coverage")
 _COLUMNS = ", ".join(FIELDS)
 
 
@@ -29,7 +29,7 @@ def _defaults() -> dict[str, Any]:
         "status": "queued", "site_id": None, "options": {}, "created_at": clock.utc_now(), "started_at": None,
         "finished_at": None, "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
         "ports_found": 0, "error": None, "idempotency_key": None, "owner": None, "request_digest": None,
-        "cve": None,
+        "cve": None, "coverage": None,
     }
 
 
@@ -190,6 +190,6 @@ def _encode(key: str, value: Any) -> Any:
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     for key in JSON_FIELDS:
-        # A scan from before migration m003 has NULL, not JSON, in `cve`.
+        # A scan from before migration m003 has NULL, not JSON, in `cve` (m009: in `coverage`).
         row[key] = None if row[key] is None else orjson.loads(row[key])
     return row

@@ -468,11 +468,13 @@ def _inventory_keys(db: Database) -> None:
     )
 
 def m009_resume(db: Database) -> None:
-    """Issue 14: what a running scan needs to resume after a restart (store/checkpoints.py). New
-    tables only: a scan running when this is applied has no checkpoint, and fails at start as
-    before, keeping what it found."""
+    """Issue 14: what a running scan needs to resume after a restart (store/checkpoints.py), and
+    a scan's coverage (scan/coverage.py), kept as it ends. New tables and a new column only: a
+    scan running when this is applied has no checkpoint, and fails at start as before, keeping
+    what it found; a scan ended before it has no coverage (NULL)."""
     db.executescript(
         """
+        ALTER TABLE scans ADD COLUMN coverage TEXT;  -- JSON: the result's `coverage`
         CREATE TABLE resume_scans (
             scan_id TEXT PRIMARY KEY REFERENCES scans (id) ON DELETE CASCADE,
             spec TEXT NOT NULL,  -- JSON: the engine's view of the request (scan/resume.py)

@@ -45,7 +45,7 @@ def test_a_store_refusing_a_flush_fails_that_scan_and_the_next_one_starts(harnes
     assert harness.status(second) == "running" and first not in harness.live.running
 
 
-def test_shutdown_cancels_every_scan_and_gives_back_every_place(harness: Harness) -> None:
+def test_shutdown_suspends_a_running_scan_cancels_the_queued_and_gives_back_every_place(harness: Harness) -> None:
     scans = [harness.enqueue("alice"), harness.enqueue("alice"), harness.enqueue("bob")]
 
     async def body() -> None:
@@ -56,7 +56,11 @@ def test_shutdown_cancels_every_scan_and_gives_back_every_place(harness: Harness
 
     run(running(harness, body, serve=False))
     assert not harness.live.running and not harness.live.queue and not harness.claims.waiting
-    for scan_id in scans:
+    # The running one has a checkpoint: it stays running, to resume at the next start (resume.py).
+    running_scan = harness.store.get_scan(scans[0])
+    assert running_scan is not None and (running_scan["status"], running_scan["error"]) == ("running", None)
+    assert running_scan["estimated_completion"] is None
+    for scan_id in scans[1:]:
         scan = harness.store.get_scan(scan_id)
         assert scan is not None and (scan["status"], scan["error"]) == ("cancelled", REASON)
 

@@ -65,7 +65,7 @@ def _record(kind: int, shard: int = 0, **fields: int) -> Result:
     return Result.unpack(pack_result(kind, plan_gen=9, shard=shard, **fields))
 
 
-def test_open_ports_are_kept_at_once_and_a_tally_only_with_its_shards_end() -> None:
+def test_open_ports_are_kept_at_once_and_a_tally_and_its_counts_only_with_its_shards_end() -> None:
     cp, work = Checkpoint(RETRIES), _work()
     cp.planned(work, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=0, key=b"k" * 16, shard_size=1024))
     assert not cp.submission(work)["gate"]([0, 1])  # not handed out before its row is written
@@ -78,7 +78,7 @@ def test_open_ports_are_kept_at_once_and_a_tally_only_with_its_shards_end() -> N
     assert cp.written(first) == [] and cp.submission(work)["gate"]([0, 1])
     cp.record(work, _record(R_DONE))
     done = cp.take()
-    assert [Result.unpack(r.record).kind for r in done.records] == [R_TALLY]
+    assert [Result.unpack(r.record).kind for r in done.records] == [R_TALLY, R_DONE]  # R_DONE: its coverage counts
     assert [(r.shard, r.done) for r in done.shards] == [(0, True)]
 
 

@@ -15,7 +15,7 @@ ScanMaker = Callable[..., dict[str, Any]]
 KEYS = {
     "id", "status", "target", "profile", "site_id", "options", "created_at", "started_at",
     "finished_at", "estimated_completion", "progress_percent", "hosts_found", "ports_found", "error",
-    "idempotency_key", "owner", "request_digest", "cve",
+    "idempotency_key", "owner", "request_digest", "cve", "coverage",
 }
 SITE_A = "6f1c3a8e-0d4b-4c1e-9a57-1f0e2d3c4b5a"
 SITE_B = "0b9d7c6e-5f4a-4e3d-8c2b-1a0f9e8d7c6b"
@@ -32,7 +32,16 @@ def test_create_fills_in_starting_values(store: Store) -> None:
     assert scan["progress_percent"] == scan["hosts_found"] == scan["ports_found"] == 0
     assert scan["created_at"].endswith("Z")
     assert scan["started_at"] is None and scan["error"] is None and scan["cve"] is None
+    assert scan["coverage"] is None
     assert store.get_scan("s1") == scan
+
+
+def test_an_ended_scans_coverage_is_kept_as_json(store: Store, make_scan: ScanMaker) -> None:
+    coverage = {"probes_sent": 9132, "probes_answered": 8198, "probes_retried": 927,
+                "probes_recovered": 830, "retries": 3, "estimated_loss": 0.1013}
+    scan = make_scan()
+    store.update_scan(scan["id"], status="completed", coverage=coverage)
+    assert store.get_scan(scan["id"])["coverage"] == coverage
 
 
 def test_a_string_target_stays_a_string(store: Store, make_scan: ScanMaker) -> None:
