@@ -10,8 +10,9 @@ that much longer, under the send tick's own 4 ms unit and far under any timeout 
 
 The headers are the kernel's (linux/if_packet.h), but the frames in the blocks are the
 network's, and the headers' offsets and counts are read as numbers that could be anything:
-read_block() bounds every offset by the block and every walk by what the block can hold, so a
-bad block costs at most its own frames (it is total; a property test feeds it random bytes).
+read_block() bounds every offset by the block and every walk by what the block can hold, frames
+never overlapping, so a bad block costs at most its own bytes (it is total; a property test
+feeds it random bytes).
 
 x86 orders the kernel's frame writes before its status write as the worker sees them; a CPU
 with weaker ordering would need a read barrier after reading the status, which Python has not.
@@ -61,7 +62,9 @@ def read_block(ring: bytes | mmap.mmap, base: int, size: int, count: int, first:
         if mac < _FRAME_HDR or start + snap > end:
             break
         out.append(ring[base + start : base + start + snap])
-        if step < _FRAME_HDR:  # 0: the block's last frame
+        # 0: the block's last frame. A step into this frame's own bytes is no kernel's: frames
+        # that overlapped could copy one block's bytes a thousand times over.
+        if step < max(_FRAME_HDR, mac + snap):
             break
         at += step
     return out

@@ -167,7 +167,8 @@ class Rx(Protocol):
     def fileno(self) -> int: ...
 
     def frames(self, limit: int) -> list[bytes]:
-        """What has arrived, about `limit` frames at most; none waiting: []."""
+        """What has arrived: `limit` frames or more when that many wait (a ring reads whole
+        blocks, so up to a block's frames past it); none waiting: []."""
 
     def close(self) -> None: ...
 

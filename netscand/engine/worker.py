@@ -183,5 +183,6 @@ class Worker:
             for frame in rx.frames(RX_BATCH):
                 take(frame, states)
 
+
 def main(shared: Shared, index: int, guard: PlanGuard, reload: Callable[[], PlanGuard]) -> None:
     Worker(shared, index, guard, reload).run()

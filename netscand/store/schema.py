@@ -467,6 +467,7 @@ def _inventory_keys(db: Database) -> None:
         """
     )
 
+
 def m009_resume(db: Database) -> None:
     """Issue 14: what a running scan needs to resume after a restart (store/checkpoints.py), and
     a scan's coverage (scan/coverage.py), kept as it ends. New tables and a new column only: a
