@@ -245,6 +245,7 @@ class Live:
             # Its shards wait for this write: the scan cannot go on without its store.
             log.error("orchestrator.checkpoint_failed", scan_id=running.id, exc_info=exc)
             reason = f"storage: {exc.reason}" if isinstance(exc, StoreError) else SAVE_FAILED
+            running.cancel()  # finish cancels only a "cancelled" one: its plans and shards must go too
             self.finish(running.id, "failed", reason)
             return
         checkpoint = running.run.checkpoint

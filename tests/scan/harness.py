@@ -19,7 +19,7 @@ from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import Queued
 from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import parse_targets
-from netscand.store import Store, StoreError
+from netscand.store import Store, StoreError, checkpoints
 from netscand.store import events as stored_events
 from tests.scan.fake_engine import FakeEngine
 from tests.scan.test_runner_unit import Device, FakeNet, Network, mac
@@ -50,6 +50,8 @@ class WatchedStore(Store):
             if self.refuse(scan_id, fields):
                 raise StoreError(f"{doing}: the disk is full", "the disk is full")
             self.writes.append((scan_id, "state", fields.get("status")))
+        if query is checkpoints.save and self.refuse(args[0], {"checkpoint": args[1]}):
+            raise StoreError(f"{doing}: the disk is full", "the disk is full")
         return super().call(doing, query, *args, **kwargs)
 
     def put_devices(self, scan_id: str, devices: list[dict[str, Any]]) -> None:

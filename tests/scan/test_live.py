@@ -45,6 +45,22 @@ def test_a_store_refusing_a_flush_fails_that_scan_and_the_next_one_starts(harnes
     assert harness.status(second) == "running" and first not in harness.live.running
 
 
+def test_a_store_refusing_a_checkpoint_fails_that_scan_and_frees_its_plans(harness: Harness) -> None:
+    scan_id = harness.enqueue("alice")
+    harness.store.refuse = lambda sid, fields: "checkpoint" in fields
+
+    async def body() -> None:
+        harness.live.admit()
+        await until(lambda: scan_id not in harness.live.running and not harness.live.finishing)
+
+    run(running(harness, body, serve=False))
+    assert harness.status(scan_id) == "failed"
+    assert harness.store.get_scan(scan_id)["error"] == "storage: the disk is full"  # type: ignore[index]
+    # Its shards waited for that write: its plan slot and the workers' shards are given back.
+    assert harness.live.dispatcher.slots == [None] * len(harness.live.dispatcher.slots)
+    assert not any(harness.live.dispatcher.assigned)
+
+
 def test_shutdown_suspends_a_running_scan_cancels_the_queued_and_gives_back_every_place(harness: Harness) -> None:
     scans = [harness.enqueue("alice"), harness.enqueue("alice"), harness.enqueue("bob")]
 
