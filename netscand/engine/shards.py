@@ -108,6 +108,17 @@ class ShardRun:
         self.deadline = 0.0
         self.before: list[bytes] = []  # its states when each retry pass began (coverage.py)
         self.marked = 0  # the position its last R_MARK told
+        self.silent_from = 0  # no probe before it is unanswered (an answer only ever fills a state)
+
+    def any_unanswered(self) -> bool:
+        """Whether a probe got no answer: asked every GRANT_WAIT while a pass waits for its
+        grant, so a copy of the states from the first silent one (memchr), not a list."""
+        at = bytes(self.states[self.silent_from : self.length]).find(0)
+        if at < 0:
+            self.silent_from = self.length
+            return False
+        self.silent_from += at
+        return True
 
     def unanswered(self) -> list[int]:
         data = bytes(self.states[: self.length])
@@ -336,14 +347,13 @@ class Shards:
             if not self._live(run):
                 self._release(run)
                 continue
-            missing = run.unanswered()
-            if missing and run.attempt < run.ps.plan.retries:
+            if run.attempt < run.ps.plan.retries and run.any_unanswered():
                 if self.shared.grant(run.shard_slot) <= run.attempt:
                     # Not yet recorded in the store: a restart now must not repeat this pass.
                     run.deadline = now + GRANT_WAIT
                     self.waiting.append(run)
                     continue
-                run.retry(missing)
+                run.retry(run.unanswered())  # built once, as the pass starts
                 self._queue_pass(run)
             else:
                 self._finish(run)
