@@ -35,7 +35,6 @@ from netscand.engine.shm import (
     R_MARK,
     SHARD_KEY,
     SHARD_STATES,
-    UNGATED,
     ShardHeader,
     Shared,
     pack_result,
@@ -109,6 +108,7 @@ class ShardRun:
         self.before: list[bytes] = []  # its states when each retry pass began (coverage.py)
         self.marked = 0  # the position its last R_MARK told
         self.silent_from = 0  # no probe before it is unanswered (an answer only ever fills a state)
+        self.gated = False  # its retry passes wait for the control process's grant
 
     def any_unanswered(self) -> bool:
         """Whether a probe got no answer: asked every GRANT_WAIT while a pass waits for its
@@ -199,13 +199,14 @@ class Shards:
         start, end = state.plan.shard_range(shard)
         view = self.shared.shards[shard_slot]
         view[SHARD_STATES : SHARD_STATES + end - start] = bytes(end - start)
-        self.shared.set_grant(shard_slot, attempt if gated else UNGATED)
+        self.shared.set_grant(shard_slot, state.plan.gen, shard, attempt)
         self.shared.set_shard_header(shard_slot, ShardHeader(state.plan.gen, shard, end - start, 1))
         if state.plan.paced:
             self.paced.append(PacedRun(state, shard, shard_slot, view[SHARD_STATES:], clock.now()))
             return
         run = ShardRun(state, shard, shard_slot, view[SHARD_STATES:])
         run.attempt, run.pos, run.marked = attempt, min(pos, run.total), min(pos, run.total)
+        run.gated = gated
         self.sending.append(run)
 
     def _mark(self, run: ShardRun) -> None:
@@ -348,7 +349,7 @@ class Shards:
                 self._release(run)
                 continue
             if run.attempt < run.ps.plan.retries and run.any_unanswered():
-                if self.shared.grant(run.shard_slot) <= run.attempt:
+                if run.gated and self.shared.grant(run.shard_slot, run.ps.plan.gen, run.shard) <= run.attempt:
                     # Not yet recorded in the store: a restart now must not repeat this pass.
                     run.deadline = now + GRANT_WAIT
                     self.waiting.append(run)

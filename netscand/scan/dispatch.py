@@ -136,7 +136,10 @@ class Dispatcher:
             for shard_slot in self.shared.worker_slots(w):
                 view = self.shared.shards[shard_slot]
                 if SHARD_KEY.unpack_from(view, 0) == (gen, shard) and shard_header(view).active:
-                    self.shared.set_grant(shard_slot, max(attempt, self.shared.grant(shard_slot)))
+                    # The grant names its shard: should the slot pass to another one meanwhile,
+                    # that shard's worker does not take it as its own.
+                    granted = self.shared.grant(shard_slot, gen, shard)
+                    self.shared.set_grant(shard_slot, gen, shard, max(attempt, granted))
 
     def cancel(self, sub: Submitted) -> None:
         self._retire(sub)

@@ -51,7 +51,7 @@ def test_a_pass_that_waits_for_its_grant_builds_no_list_and_retries_only_the_sil
     for now in (1.0, 2.0, 3.0):
         rig.shards.expire(now)
     assert rig.shards.waiting == [rig.run] and built == []  # no grant yet: only looked again
-    rig.shared.set_grant(rig.run.shard_slot, 1)
+    rig.shared.set_grant(rig.run.shard_slot, 7, 0, 1)
     rig.shards.expire(4.0)
     assert built == [0] and rig.run.attempt == 1 and rig.run.total == 1
     assert [rig.run.order(i) for i in range(rig.run.total)] == [1]
@@ -71,3 +71,23 @@ def test_the_first_silent_probe_is_found_from_where_the_last_look_left_off() -> 
     assert run.any_unanswered() and run.silent_from == 2
     run.states[2] = 1
     assert not run.any_unanswered() and not run.any_unanswered()
+
+
+def test_a_grant_for_another_shard_in_the_slot_is_not_taken(built: list[int]) -> None:
+    # The control process looked at the slot while it held another shard, and wrote after the
+    # slot passed to this one: that grant is not this shard's.
+    rig = Rig()
+    for other in ((7, 1), (8, 0)):
+        rig.shared.set_grant(rig.run.shard_slot, *other, 5)
+        rig.shards.expire(1.0)
+        assert rig.shards.waiting == [rig.run] and rig.run.attempt == 0 and built == []
+    rig.shared.set_grant(rig.run.shard_slot, 7, 0, 1)
+    rig.shards.expire(2.0)
+    assert rig.run.attempt == 1
+
+
+def test_an_ungated_shard_retries_without_a_grant() -> None:
+    rig = Rig()
+    rig.run.gated = False  # the one-shot command's: no store records its passes
+    rig.shards.expire(1.0)
+    assert rig.run.attempt == 1 and not rig.shards.waiting
