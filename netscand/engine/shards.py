@@ -109,6 +109,10 @@ class ShardRun:
         self.marked = 0  # the position its last R_MARK told
         self.silent_from = 0  # no probe before it is unanswered (an answer only ever fills a state)
         self.gated = False  # its retry passes wait for the control process's grant
+        # Resumed (after a restart, or its worker's death: a first pass numbered past 0 or begun
+        # past 0): its states started blank, so what an earlier life had answered reads as
+        # retried and recovered here; its coverage counts only what it sent and heard.
+        self.resumed = False
 
     def any_unanswered(self) -> bool:
         """Whether a probe got no answer: asked every GRANT_WAIT while a pass waits for its
@@ -137,7 +141,10 @@ class ShardRun:
     def coverage(self, states: bytes, per_host: bool) -> tuple[Counts, list[tuple[int, Counts]]]:
         """The shard's counts, and with `per_host` those of each host that answered (coverage.py)."""
         hosts = list(coverage.by_host(self.ps.plan, self.shard, states, self.before)) if per_host else []
-        return coverage.counted(states, self.before), hosts
+        total = coverage.counted(states, self.before)
+        if self.resumed:
+            return total.without_retries(), [(host, counts.without_retries()) for host, counts in hosts]
+        return total, hosts
 
 
 class PacedRun:
@@ -206,7 +213,7 @@ class Shards:
             return
         run = ShardRun(state, shard, shard_slot, view[SHARD_STATES:])
         run.attempt, run.pos, run.marked = attempt, min(pos, run.total), min(pos, run.total)
-        run.gated = gated
+        run.gated, run.resumed = gated, attempt > 0 or pos > 0
         self.sending.append(run)
 
     def _mark(self, run: ShardRun) -> None:
