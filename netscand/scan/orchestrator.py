@@ -19,6 +19,7 @@ exist.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 
 import structlog
@@ -241,11 +242,13 @@ def _duration(scan: dict) -> float:
 
 def _resumed(stored: Stored, policy: Policy, dispatcher: Dispatcher, net: NetInfo | None) -> ScanRun:
     """The run of a scan a restart interrupted, under the policy of now: PolicyError if its plan
-    no longer fits it (targets now outside it or excluded, a rate above its max_rate)."""
+    no longer fits it (targets now outside it or excluded, a rate its request asked for above
+    its max_rate). A scan that asked for no rate has the engine's ceiling, not a user's: it runs
+    under a lowered max_rate, as a queued scan does (queue.recheck)."""
     spec = spec_from_json(stored.spec)
     targets, _ = policy.apply(spec.targets, remote=stored.remote)
     if targets != spec.targets:
         raise PolicyError(403, "Target not allowed", "some of its targets are now excluded", "target")
     policy.check_rate(stored.rate)
-    policy.check_rate(spec.rate)
+    spec = dataclasses.replace(spec, rate=min(spec.rate, policy.max_rate))
     return ScanRun(spec, dispatcher, net, Checkpoint(spec.retries, stored))

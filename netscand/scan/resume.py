@@ -138,7 +138,8 @@ class Checkpoint:
             return None
         if row.digest != digest(work, hosts):
             raise Mismatch(f"cannot resume after a restart: plan {row.group}.{row.work} no longer probes the "
-                           "same hosts (the routes or the ARP answers changed)")
+                           "same hosts (the routes or the ARP answers changed, or, for a scan with a "
+                           "per-host time budget, a lower max_rate cut smaller plans)")
         return row.key, row.shard_size
 
     def planned(self, work: Work, hosts: tuple[int, ...], plan: plans.Plan) -> None:

@@ -1,5 +1,6 @@
-"""scan/resume.py without an engine: where a shard goes on after a restart (first_pass), and a
-spec kept as JSON comes back the same."""
+"""scan/resume.py without an engine: where a shard goes on after a restart (first_pass), a spec
+kept as JSON comes back the same, each plan's passes are granted against its own retries, and a
+resumed scan's rate under the policy of now."""
 
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ from netscand.engine.shm import (
     pack_result,
 )
 from netscand.scan import resume
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.orchestrator import _resumed
+from netscand.scan.policy import PolicyError
 from netscand.scan.resume import GRACE_S, Checkpoint, first_pass, spec_from_json, spec_json
 from netscand.scan.spec import Discovery, Pacing, ScanSpec
 from netscand.scan.targets import Targets
-from netscand.store.checkpoints import ShardRow
+from netscand.store.checkpoints import ShardRow, Stored
+from tests.scan.harness import policy
+from tests.scan.test_runner_unit import FakeNet
 
 RETRIES = 3
 
@@ -132,3 +138,16 @@ def test_a_restart_gives_an_arp_plan_no_pass_past_its_own_bound() -> None:
     assert _granted(cp, arp, 0) and _granted(cp, arp, 1)
     cp.mark(arp, _record(R_MARK, a=2, b=8, flags=MARK_PASS_END))
     assert cp.submission(arp)["restart"](0) is None  # its worker died after its last pass
+
+
+def _stored(spec: ScanSpec, rate: float | None) -> Stored:
+    return Stored(spec_json(spec), False, rate, {}, {}, {})
+
+
+def test_a_scan_that_gave_no_rate_resumes_under_a_lowered_max_rate_at_it(dispatcher: Dispatcher) -> None:
+    # Its spec's rate is the engine's ceiling, not a user's: the policy caps it, as a queued one's.
+    spec = ScanSpec(Targets(((0xC6120002, 0xC6120005),)), (22,), 50000.0, 3)
+    run = _resumed(_stored(spec, None), policy(), dispatcher, FakeNet())
+    assert run.spec.rate == policy().max_rate == 5000.0
+    with pytest.raises(PolicyError, match="rate 20000 is above"):  # a rate its request asked for
+        _resumed(_stored(spec, 20000.0), policy(), dispatcher, FakeNet())
