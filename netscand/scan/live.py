@@ -195,8 +195,6 @@ class Live:
             fields["progress_percent"] = 100
         try:
             await self.persist.save_results(running.id, running.run.result, running.run.spec.profiling)
-            if running.run.checkpoint:  # ended, whatever way: nothing to resume
-                await self.persist.drop_checkpoint(running.id)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc.reason}"
         except Exception:
@@ -208,6 +206,8 @@ class Live:
             if status == "completed":  # a partial view would report every device it missed gone
                 await self.inventory.merge(running.id, running.run.spec)
         self.persist.set_state(running.id, status, **fields)
+        if running.run.checkpoint:  # ended, whatever way: nothing to resume (dropped after the state)
+            self.persist.drop_checkpoint(running.id)
 
     async def _save_cves(self, running: Running) -> None:
         # CVEs are an extra, as in _profile: the ports written stand, and the scan completes.
@@ -267,6 +267,8 @@ class Live:
         self.running.pop(running.id).cancel()
         self.persist.set_state(running.id, "failed", error=f"storage: {exc.reason}", finished_at=utc_now(),
                                estimated_completion=None)
+        if running.run.checkpoint:
+            self.persist.drop_checkpoint(running.id)
         self.admit()
 
     def stop_all(self, reason: str) -> None:

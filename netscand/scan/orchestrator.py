@@ -117,6 +117,7 @@ class Orchestrator:
         error = f"cannot resume after a restart: {why}"
         log.warning("scan.not_resumed", scan_id=scan_id, reason=error)
         self.persist.set_state(scan_id, "failed", finished_at=utc_now(), estimated_completion=None, error=error)
+        self.persist.drop_checkpoint(scan_id)
 
     def reconfigure(self, limits: Limits) -> None:
         """A reload: scans started from now on get these limits; queued ones are checked against
@@ -193,9 +194,10 @@ class Orchestrator:
         if scan_id in self.live.running:
             self.live.finish(scan_id, "cancelled", None)
             await asyncio.shield(self.live.finishing[scan_id])
-        else:
+        else:  # queued; or suspended by a stop under way (stop_all), whose checkpoint must go too
             self.queue.remove(scan_id)
             self.persist.set_state(scan_id, "cancelled", finished_at=utc_now())
+            self.persist.drop_checkpoint(scan_id)
         return await self.status(scan_id, viewer)
 
     async def delete(self, scan_id: str, viewer: str | None) -> None:

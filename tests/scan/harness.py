@@ -35,7 +35,7 @@ class WatchedStore(Store):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.writes: list[tuple[str, str, str | None]] = []  # (scan id, "devices" | "state", status)
+        self.writes: list[tuple[str, str, str | None]] = []  # (scan id, "devices" | "state" | ..., status)
         self.refuse: Callable[[str, dict[str, Any]], bool] = lambda scan_id, fields: False
 
     def update_scan(self, scan_id: str, **fields: Any) -> dict[str, Any]:
@@ -52,7 +52,12 @@ class WatchedStore(Store):
             self.writes.append((scan_id, "state", fields.get("status")))
         if query is checkpoints.save and self.refuse(args[0], {"checkpoint": args[1]}):
             raise StoreError(f"{doing}: the disk is full", "the disk is full")
+        if query is checkpoints.drop:
+            self.writes.append((args[0], "checkpoint dropped", None))
         return super().call(doing, query, *args, **kwargs)
+
+    def checkpoint(self, scan_id: str) -> checkpoints.Stored | None:
+        return self.call("read", checkpoints.load, scan_id)
 
     def put_devices(self, scan_id: str, devices: list[dict[str, Any]]) -> None:
         self.writes.append((scan_id, "devices", None))

@@ -26,6 +26,8 @@ def test_a_scans_last_devices_are_written_before_its_final_state(harness: Harnes
     writes = [w for w in harness.store.writes if w[0] == scan_id]
     final = writes.index((scan_id, "state", "completed"))
     assert (scan_id, "devices", None) in writes[:final] and (scan_id, "devices", None) not in writes[final:]
+    # Its checkpoint goes after its state: a kill between them leaves no finished scan read as interrupted.
+    assert writes.index((scan_id, "checkpoint dropped", None)) > final and harness.store.checkpoint(scan_id) is None
     assert harness.status(scan_id) == "completed"
     assert [d["ip"] for d in harness.store.result(scan_id)] == ["198.18.0.2", "198.18.0.5"]
 
@@ -43,6 +45,7 @@ def test_a_store_refusing_a_flush_fails_that_scan_and_the_next_one_starts(harnes
     assert harness.status(first) == "failed"
     assert harness.store.get_scan(first)["error"] == "storage: the disk is full"  # type: ignore[index]
     assert harness.status(second) == "running" and first not in harness.live.running
+    assert harness.store.checkpoint(first) is None  # it will not resume: nothing left to read
 
 
 def test_a_store_refusing_a_checkpoint_fails_that_scan_and_frees_its_plans(harness: Harness) -> None:
