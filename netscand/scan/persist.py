@@ -135,9 +135,9 @@ class Persist:
             return []
         return [(i, s) for i, s in stored if s is not None]
 
-    def begin_checkpoint(self, scan_id: str, spec: str, remote: bool, rate: float | None) -> None:
-        self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.begin, scan_id,
-                      spec, remote, rate)
+    def begin_checkpoint(self, scan_id: str, spec: str, remote: bool, rate: float | None) -> asyncio.Future:
+        return self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.begin,
+                             scan_id, spec, remote, rate)
 
     def checkpoint(self, scan_id: str, delta: checkpoints.Delta) -> asyncio.Future:
         return self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.save,

@@ -50,6 +50,8 @@ class WatchedStore(Store):
             if self.refuse(scan_id, fields):
                 raise StoreError(f"{doing}: the disk is full", "the disk is full")
             self.writes.append((scan_id, "state", fields.get("status")))
+        if query is checkpoints.begin and self.refuse(args[0], {"checkpoint begun": args[1]}):
+            raise StoreError(f"{doing}: the disk is full", "the disk is full")
         if query is checkpoints.save and self.refuse(args[0], {"checkpoint": args[1]}):
             raise StoreError(f"{doing}: the disk is full", "the disk is full")
         if query is checkpoints.drop:

@@ -64,6 +64,20 @@ def test_a_store_refusing_a_checkpoint_fails_that_scan_and_frees_its_plans(harne
     assert not any(harness.live.dispatcher.assigned)
 
 
+def test_a_store_refusing_to_begin_a_checkpoint_fails_that_scan_with_why(harness: Harness) -> None:
+    scan_id = harness.enqueue("alice")
+    harness.store.refuse = lambda sid, fields: "checkpoint begun" in fields
+
+    async def body() -> None:
+        harness.live.admit()
+        await until(lambda: scan_id not in harness.live.running and not harness.live.finishing)
+
+    run(running(harness, body, serve=False))
+    scan = harness.store.get_scan(scan_id)
+    assert scan is not None and (scan["status"], scan["error"]) == ("failed", "storage: the disk is full")
+    assert harness.live.dispatcher.slots == [None] * len(harness.live.dispatcher.slots)
+
+
 def test_shutdown_suspends_a_running_scan_cancels_the_queued_and_gives_back_every_place(harness: Harness) -> None:
     scans = [harness.enqueue("alice"), harness.enqueue("alice"), harness.enqueue("bob")]
 
