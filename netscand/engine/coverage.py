@@ -8,6 +8,12 @@ it sends, which is one probe per host per gap (paced.py). A probe counted as ret
 be skipped by the sender, when its late answer lands between its pass's start and its turn: it
 is then counted as recovered too, so loss reads a little high, never low.
 
+A shard resumed after a restart (or its worker's death) starts with blank states: the probes an
+earlier life had answered are asked again in its retry passes and would read as recovered (a
+clean shard resumed at 60 % would read a loss near 0.7). Its counts keep only probes sent and
+answered, neither retried nor recovered: the scan's loss estimate then rests on the other shards
+(and reads a little low, by the resumed shards' share of the answers).
+
 The counts travel in a result record's options bytes (COVER): a shard's on its R_DONE, a host's
 on an R_COVER per host that answered anything in the shard (the hosts a tally reports).
 """
@@ -31,6 +37,11 @@ class Counts(NamedTuple):
 
     def plus(self, other: Counts) -> Counts:
         return Counts(*(a + b for a, b in zip(self, other, strict=True)))
+
+    def without_retries(self) -> Counts:
+        """A resumed shard's counts (Shards.start): its probes sent and answered are facts,
+        but which of its answers a retry recovered is not known, so it gives no loss evidence."""
+        return self._replace(retried=0, recovered=0)
 
 
 def pack(counts: Counts) -> bytes:

@@ -35,7 +35,6 @@ from netscand.engine.shm import (
     R_MARK,
     SHARD_KEY,
     SHARD_STATES,
-    UNGATED,
     ShardHeader,
     Shared,
     pack_result,
@@ -108,6 +107,22 @@ class ShardRun:
         self.deadline = 0.0
         self.before: list[bytes] = []  # its states when each retry pass began (coverage.py)
         self.marked = 0  # the position its last R_MARK told
+        self.silent_from = 0  # no probe before it is unanswered (an answer only ever fills a state)
+        self.gated = False  # its retry passes wait for the control process's grant
+        # Resumed (after a restart, or its worker's death: a first pass numbered past 0 or begun
+        # past 0): its states started blank, so what an earlier life had answered reads as
+        # retried and recovered here; its coverage counts only what it sent and heard.
+        self.resumed = False
+
+    def any_unanswered(self) -> bool:
+        """Whether a probe got no answer: asked every GRANT_WAIT while a pass waits for its
+        grant, so a copy of the states from the first silent one (memchr), not a list."""
+        at = bytes(self.states[self.silent_from : self.length]).find(0)
+        if at < 0:
+            self.silent_from = self.length
+            return False
+        self.silent_from += at
+        return True
 
     def unanswered(self) -> list[int]:
         data = bytes(self.states[: self.length])
@@ -126,7 +141,10 @@ class ShardRun:
     def coverage(self, states: bytes, per_host: bool) -> tuple[Counts, list[tuple[int, Counts]]]:
         """The shard's counts, and with `per_host` those of each host that answered (coverage.py)."""
         hosts = list(coverage.by_host(self.ps.plan, self.shard, states, self.before)) if per_host else []
-        return coverage.counted(states, self.before), hosts
+        total = coverage.counted(states, self.before)
+        if self.resumed:
+            return total.without_retries(), [(host, counts.without_retries()) for host, counts in hosts]
+        return total, hosts
 
 
 class PacedRun:
@@ -188,13 +206,14 @@ class Shards:
         start, end = state.plan.shard_range(shard)
         view = self.shared.shards[shard_slot]
         view[SHARD_STATES : SHARD_STATES + end - start] = bytes(end - start)
-        self.shared.set_grant(shard_slot, attempt if gated else UNGATED)
+        self.shared.set_grant(shard_slot, state.plan.gen, shard, attempt)
         self.shared.set_shard_header(shard_slot, ShardHeader(state.plan.gen, shard, end - start, 1))
         if state.plan.paced:
             self.paced.append(PacedRun(state, shard, shard_slot, view[SHARD_STATES:], clock.now()))
             return
         run = ShardRun(state, shard, shard_slot, view[SHARD_STATES:])
         run.attempt, run.pos, run.marked = attempt, min(pos, run.total), min(pos, run.total)
+        run.gated, run.resumed = gated, attempt > 0 or pos > 0
         self.sending.append(run)
 
     def _mark(self, run: ShardRun) -> None:
@@ -336,14 +355,13 @@ class Shards:
             if not self._live(run):
                 self._release(run)
                 continue
-            missing = run.unanswered()
-            if missing and run.attempt < run.ps.plan.retries:
-                if self.shared.grant(run.shard_slot) <= run.attempt:
+            if run.attempt < run.ps.plan.retries and run.any_unanswered():
+                if run.gated and self.shared.grant(run.shard_slot, run.ps.plan.gen, run.shard) <= run.attempt:
                     # Not yet recorded in the store: a restart now must not repeat this pass.
                     run.deadline = now + GRANT_WAIT
                     self.waiting.append(run)
                     continue
-                run.retry(missing)
+                run.retry(run.unanswered())  # built once, as the pass starts
                 self._queue_pass(run)
             else:
                 self._finish(run)

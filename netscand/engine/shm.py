@@ -34,10 +34,15 @@ SHARD_MAX = 1 << 16
 SHARD_HEADER = struct.Struct("IIII")  # ShardHeader
 SHARD_KEY = struct.Struct("II")  # the header's first two fields: plan generation and shard number
 # After the header: the highest attempt (pass) of the shard the control process has recorded in
-# the store (Shards.expire starts no retry pass above it, so a restart never repeats a pass).
-SHARD_GRANT = struct.Struct("I")
+# the store (Shards.expire starts no retry pass above it, so a restart never repeats a pass),
+# with the shard it is for: a slot freed and given to another shard between the control
+# process's look at its header and its write must not hand that shard the grant. One word,
+# written by one aligned memcpy: plan generation << 32 | shard << 8 | attempt (a plan has fewer
+# than 2**24 shards: at most Plan.capacity hosts x 65535 ports in shards of SHARD_MAX, or one a
+# worker when smaller; passes are 1 + retries <= 11).
+SHARD_GRANT = struct.Struct("Q")
 GRANT_AT = SHARD_HEADER.size
-UNGATED = 0xFFFFFFFF  # a run without a store (the one-shot command): every pass is granted
+assert GRANT_AT % 8 == 0
 SHARD_STATES = 64  # where a shard slot's state bytes start, after its header
 SHARD_BYTES = SHARD_STATES + SHARD_MAX
 JOB = struct.Struct("<BBBBIIII")  # Job
@@ -224,12 +229,14 @@ class Shared:
     def set_shard_header(self, shard_slot: int, header: ShardHeader) -> None:
         SHARD_HEADER.pack_into(self.shards[shard_slot], 0, *header)
 
-    def grant(self, shard_slot: int) -> int:
-        """The highest attempt of the slot's shard that may be sent (SHARD_GRANT)."""
-        return SHARD_GRANT.unpack_from(self.shards[shard_slot], GRANT_AT)[0]
+    def grant(self, shard_slot: int, gen: int, shard: int) -> int:
+        """The highest attempt of shard (gen, shard) that may be sent (SHARD_GRANT); -1 when
+        the slot's grant is another shard's."""
+        word = SHARD_GRANT.unpack_from(self.shards[shard_slot], GRANT_AT)[0]
+        return word & 0xFF if word >> 8 == _grant_key(gen, shard) else -1
 
-    def set_grant(self, shard_slot: int, attempt: int) -> None:
-        SHARD_GRANT.pack_into(self.shards[shard_slot], GRANT_AT, attempt)
+    def set_grant(self, shard_slot: int, gen: int, shard: int, attempt: int) -> None:
+        SHARD_GRANT.pack_into(self.shards[shard_slot], GRANT_AT, _grant_key(gen, shard) << 8 | attempt)
 
     def control_row(self) -> ControlRow:
         pid, ready, running, queued, reloads, heartbeat, error = CONTROL.unpack_from(self.control)
@@ -255,3 +262,7 @@ def _split(view: memoryview, size: int) -> list[memoryview]:
 
 def _ring(view: memoryview, item: int, capacity: int) -> Ring:
     return Ring(view, item, capacity, os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
+
+
+def _grant_key(gen: int, shard: int) -> int:
+    return gen << 24 | shard & 0xFFFFFF

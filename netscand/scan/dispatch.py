@@ -136,7 +136,10 @@ class Dispatcher:
             for shard_slot in self.shared.worker_slots(w):
                 view = self.shared.shards[shard_slot]
                 if SHARD_KEY.unpack_from(view, 0) == (gen, shard) and shard_header(view).active:
-                    self.shared.set_grant(shard_slot, max(attempt, self.shared.grant(shard_slot)))
+                    # The grant names its shard: should the slot pass to another one meanwhile,
+                    # that shard's worker does not take it as its own.
+                    granted = self.shared.grant(shard_slot, gen, shard)
+                    self.shared.set_grant(shard_slot, gen, shard, max(attempt, granted))
 
     def cancel(self, sub: Submitted) -> None:
         self._retire(sub)
@@ -162,7 +165,10 @@ class Dispatcher:
             gen = self.shared.worker_row(w).generation
             if gen == self.generations[w]:
                 continue
-            self.generations[w] = gen
+            before, self.generations[w] = self.generations[w], gen
+            if before == 0:
+                self._first_life(w)
+                continue
             held = {plan_gen for plan_gen, _ in self.assigned[w]}
             for plan_gen, shard in self.assigned[w]:
                 self._again(self.by_gen[plan_gen], shard)
@@ -174,6 +180,15 @@ class Dispatcher:
                 sub.crashes += 1
                 if sub.crashes >= MAX_CRASHES:
                     self._fail(sub, CRASHED)
+
+    def _first_life(self, worker: int) -> None:
+        """A worker that had not written its row when its jobs went (the daemon's start: the
+        workers fork beside the control process, which resumes scans at once) dropped them all
+        unread, since they name generation 0: its shards go out again as they were, no pass lost
+        and no crash counted."""
+        for plan_gen, shard in self.assigned[worker]:
+            self.by_gen[plan_gen].pending.appendleft(shard)
+        self.assigned[worker].clear()
 
     def _again(self, sub: Submitted, shard: int) -> None:
         """A shard whose worker died is issued again: from its start, or, for a plan whose

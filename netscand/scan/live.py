@@ -113,9 +113,12 @@ class Live:
                 continue
             # A paced scan's plans are cut by time, not by a sequence a restart can replay.
             checkpoint = Checkpoint(spec.retries) if spec.pacing is None else None
+            begun = None
             if checkpoint:
-                self.persist.begin_checkpoint(queued.id, spec_json(spec), queued.remote, queued.request.rate)
+                begun = self.persist.begin_checkpoint(queued.id, spec_json(spec), queued.remote, queued.request.rate)
             self._start(queued.id, ScanRun(spec, self.dispatcher, queued.net, checkpoint))
+            if begun and (running := self.running.get(queued.id)):
+                begun.add_done_callback(partial(self._written, running))
 
     def _start(self, scan_id: str, run: ScanRun) -> None:
         self.persist.set_state(scan_id, "running", started_at=utc_now())
@@ -195,8 +198,6 @@ class Live:
             fields["progress_percent"] = 100
         try:
             await self.persist.save_results(running.id, running.run.result, running.run.spec.profiling)
-            if running.run.checkpoint:  # ended, whatever way: nothing to resume
-                await self.persist.drop_checkpoint(running.id)
         except StoreError as exc:
             status, fields["error"] = "failed", f"storage: {exc.reason}"
         except Exception:
@@ -208,6 +209,8 @@ class Live:
             if status == "completed":  # a partial view would report every device it missed gone
                 await self.inventory.merge(running.id, running.run.spec)
         self.persist.set_state(running.id, status, **fields)
+        if running.run.checkpoint:  # ended, whatever way: nothing to resume (dropped after the state)
+            self.persist.drop_checkpoint(running.id)
 
     async def _save_cves(self, running: Running) -> None:
         # CVEs are an extra, as in _profile: the ports written stand, and the scan completes.
@@ -236,16 +239,23 @@ class Live:
         running.checkpointing = self.persist.checkpoint(running.id, delta)
         running.checkpointing.add_done_callback(partial(self._checkpointed, running, delta))
 
+    def _written(self, running: Running, done: asyncio.Future) -> bool:
+        """Whether a checkpoint write of a scan still running went through; if it did not, the
+        scan fails with why: its shards wait for its writes, it cannot go on without its store."""
+        if self.running.get(running.id) is not running:
+            return False  # ended meanwhile
+        exc = None if done.cancelled() else done.exception()
+        if exc is None:
+            return True
+        log.error("orchestrator.checkpoint_failed", scan_id=running.id, exc_info=exc)
+        reason = f"storage: {exc.reason}" if isinstance(exc, StoreError) else SAVE_FAILED
+        running.cancel()  # finish cancels only a "cancelled" one: its plans and shards must go too
+        self.finish(running.id, "failed", reason)
+        return False
+
     def _checkpointed(self, running: Running, delta: Delta, done: asyncio.Future) -> None:
         running.checkpointing = None
-        if self.running.get(running.id) is not running:
-            return  # ended meanwhile
-        exc = None if done.cancelled() else done.exception()
-        if exc is not None:
-            # Its shards wait for this write: the scan cannot go on without its store.
-            log.error("orchestrator.checkpoint_failed", scan_id=running.id, exc_info=exc)
-            reason = f"storage: {exc.reason}" if isinstance(exc, StoreError) else SAVE_FAILED
-            self.finish(running.id, "failed", reason)
+        if not self._written(running, done):
             return
         checkpoint = running.run.checkpoint
         assert checkpoint is not None
@@ -266,6 +276,8 @@ class Live:
         self.running.pop(running.id).cancel()
         self.persist.set_state(running.id, "failed", error=f"storage: {exc.reason}", finished_at=utc_now(),
                                estimated_completion=None)
+        if running.run.checkpoint:
+            self.persist.drop_checkpoint(running.id)
         self.admit()
 
     def stop_all(self, reason: str) -> None:

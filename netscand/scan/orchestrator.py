@@ -19,6 +19,7 @@ exist.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 
 import structlog
@@ -116,6 +117,7 @@ class Orchestrator:
         error = f"cannot resume after a restart: {why}"
         log.warning("scan.not_resumed", scan_id=scan_id, reason=error)
         self.persist.set_state(scan_id, "failed", finished_at=utc_now(), estimated_completion=None, error=error)
+        self.persist.drop_checkpoint(scan_id)
 
     def reconfigure(self, limits: Limits) -> None:
         """A reload: scans started from now on get these limits; queued ones are checked against
@@ -192,9 +194,10 @@ class Orchestrator:
         if scan_id in self.live.running:
             self.live.finish(scan_id, "cancelled", None)
             await asyncio.shield(self.live.finishing[scan_id])
-        else:
+        else:  # queued; or suspended by a stop under way (stop_all), whose checkpoint must go too
             self.queue.remove(scan_id)
             self.persist.set_state(scan_id, "cancelled", finished_at=utc_now())
+            self.persist.drop_checkpoint(scan_id)
         return await self.status(scan_id, viewer)
 
     async def delete(self, scan_id: str, viewer: str | None) -> None:
@@ -241,11 +244,13 @@ def _duration(scan: dict) -> float:
 
 def _resumed(stored: Stored, policy: Policy, dispatcher: Dispatcher, net: NetInfo | None) -> ScanRun:
     """The run of a scan a restart interrupted, under the policy of now: PolicyError if its plan
-    no longer fits it (targets now outside it or excluded, a rate above its max_rate)."""
+    no longer fits it (targets now outside it or excluded, a rate its request asked for above
+    its max_rate). A scan that asked for no rate has the engine's ceiling, not a user's: it runs
+    under a lowered max_rate, as a queued scan does (queue.recheck)."""
     spec = spec_from_json(stored.spec)
     targets, _ = policy.apply(spec.targets, remote=stored.remote)
     if targets != spec.targets:
         raise PolicyError(403, "Target not allowed", "some of its targets are now excluded", "target")
     policy.check_rate(stored.rate)
-    policy.check_rate(spec.rate)
+    spec = dataclasses.replace(spec, rate=min(spec.rate, policy.max_rate))
     return ScanRun(spec, dispatcher, net, Checkpoint(spec.retries, stored))

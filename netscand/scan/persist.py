@@ -135,16 +135,21 @@ class Persist:
             return []
         return [(i, s) for i, s in stored if s is not None]
 
-    def begin_checkpoint(self, scan_id: str, spec: str, remote: bool, rate: float | None) -> None:
-        self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.begin, scan_id,
-                      spec, remote, rate)
+    def begin_checkpoint(self, scan_id: str, spec: str, remote: bool, rate: float | None) -> asyncio.Future:
+        return self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.begin,
+                             scan_id, spec, remote, rate)
 
     def checkpoint(self, scan_id: str, delta: checkpoints.Delta) -> asyncio.Future:
         return self.io.write(self.store.call, f"cannot save scan {scan_id}'s checkpoint", checkpoints.save,
                              scan_id, delta)
 
-    async def drop_checkpoint(self, scan_id: str) -> None:
-        await self.io.write(self.store.call, f"cannot drop scan {scan_id}'s checkpoint", checkpoints.drop, scan_id)
+    def drop_checkpoint(self, scan_id: str) -> None:
+        """The scan will not resume: its checkpoint's rows go, behind the writes queued so far
+        (its final state first: a kill between the two leaves a finished scan with rows that
+        nothing reads, not a finished scan's work read as interrupted)."""
+        dropped = self.io.write(self.store.call, f"cannot drop scan {scan_id}'s checkpoint", checkpoints.drop,
+                                scan_id)
+        dropped.add_done_callback(partial(_dropped, scan_id))
 
     def _all_scans(self, status: str) -> builtins.list[dict]:
         scans: list[dict] = []
@@ -234,3 +239,9 @@ class Persist:
     async def save_cves(self, scan_id: str, devices: builtins.list[dict], cve: dict) -> None:
         """A CVE match's devices and the scan's `cve` (scan/cves.py), replacing the earlier ones."""
         await self.io.write(self.store.put_cves, scan_id, devices, cve)
+
+
+def _dropped(scan_id: str, done: asyncio.Future) -> None:
+    exc = None if done.cancelled() else done.exception()
+    if exc is not None:  # the rows stay, read by nothing (only a running scan resumes); deleting the scan takes them
+        log.error("scan.checkpoint_drop_failed", scan_id=scan_id, error=str(exc))

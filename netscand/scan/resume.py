@@ -20,8 +20,9 @@ The bound: no port is probed more than 1 + retries times, restarts included.
    dispatcher's gate), and a worker starts a retry pass only once the control process has
    stored its number and granted it (engine/shards.py expire).
 3. A shard resumed after a restart sends its next pass as granted + 1 (first_pass), and goes on
-   with its retries up to `retries`: pass numbers never repeat across lives, and never exceed
-   `retries`. With 1 and 2, each port gets at most 1 + retries probes.
+   with its retries up to its plan's `retries` (the scan's, or the probe type's own: ARP's 2):
+   pass numbers never repeat across lives, and never exceed them. With 1 and 2, each port gets
+   at most 1 + retries probes.
 The resumed pass starts at the stored position when that position is of the last granted pass
 and in the keyed order: what came before it was sent, and its answers kept (the open ports
 journaled within the grace; the closed ones are lost with the shared memory, and the next retry
@@ -56,7 +57,7 @@ from netscand.engine.shm import (
 from netscand.scan.dispatch import Start
 from netscand.scan.spec import Discovery, Pacing, ScanSpec
 from netscand.scan.targets import Targets
-from netscand.scan.work import Work
+from netscand.scan.work import Work, plan_retries
 from netscand.store.checkpoints import (
     Delta,
     PlanNo,
@@ -112,9 +113,12 @@ class Checkpoint:
     plans take from the stored one."""
 
     def __init__(self, retries: int, stored: Stored | None = None) -> None:
-        self.retries = retries
+        self.retries = retries  # the scan's; a plan may have its own (ARP's), kept in `bounds`
         self.stored = stored
         self.gens: dict[PlanNo, int] = {}
+        # Each plan's retries: its passes are granted and numbered against them, not the scan's
+        # (an ARP plan's fixed 2 under a scan's 0 would wait for ever for a grant).
+        self.bounds: dict[PlanNo, int] = {}
         self.rows: dict[ShardKey, ShardRow] = {}
         self.cleared: set[ShardKey] = set()  # handed out once their row is written
         self.marks: dict[ShardKey, deque[tuple[float, int, int, bool]]] = {}
@@ -134,12 +138,14 @@ class Checkpoint:
             return None
         if row.digest != digest(work, hosts):
             raise Mismatch(f"cannot resume after a restart: plan {row.group}.{row.work} no longer probes the "
-                           "same hosts (the routes or the ARP answers changed)")
+                           "same hosts (the routes or the ARP answers changed, or, for a scan with a "
+                           "per-host time budget, a lower max_rate cut smaller plans)")
         return row.key, row.shard_size
 
     def planned(self, work: Work, hosts: tuple[int, ...], plan: plans.Plan) -> None:
         no = plan_no(work)
         self.gens[no] = plan.gen
+        self.bounds[no] = plan.retries
         self.grace[no] = plan.timeout_max_ms / 1000 + GRACE_S
         if not (self.stored and no in self.stored.plans):
             self.delta.plans.append(PlanRow(*no, plan.key, plan.shard_size, digest(work, hosts)))
@@ -148,9 +154,10 @@ class Checkpoint:
         """The dispatcher's arguments for the work's plan: its done shards, where the ones in
         progress go on, and the gate that records each shard before it is handed out."""
         no = plan_no(work)
+        self.bounds[no] = plan_retries(work.probe, self.retries)  # before its plan is made
         done, starts = set(), {}
         for shard, row in (self.stored.shards.get(no, {}) if self.stored else {}).items():
-            start = None if row.done else first_pass(row, self.retries)
+            start = None if row.done else first_pass(row, self.bounds[no])
             if start is None:
                 done.add(shard)
             else:
@@ -168,7 +175,7 @@ class Checkpoint:
             _, attempt, pos, base = marks[-1]
             self._row(key, attempt=attempt, pos=pos, base=base)
         row = self.rows.get(key)
-        start = (0, 0) if row is None else first_pass(row, self.retries)
+        start = (0, 0) if row is None else first_pass(row, self.bounds[no])
         if start is None:
             self._row(key, done=True)
             self.held.pop(key, None)
@@ -217,7 +224,7 @@ class Checkpoint:
         if r.flags & MARK_BASE:
             self.reached[key] = r.b
         self.marks.setdefault(key, deque()).append((time.monotonic(), r.a, r.b, bool(r.flags & MARK_BASE)))
-        if r.flags & MARK_PASS_END and r.a < self.retries and key in self.rows:
+        if r.flags & MARK_PASS_END and r.a < self.bounds[key[0]] and key in self.rows:
             self._row(key, granted=max(self.rows[key].granted, r.a + 1))
             self.grants[key] = r.a + 1
             self.urgent = True

@@ -34,6 +34,11 @@ ZERO_MAC = b"\0" * 6
 Probes = tuple[tuple[ProbeType, tuple[int, ...]], ...]  # (probe type, ports) of works that run together
 
 
+def plan_retries(probe: ProbeType, scan_retries: int) -> int:
+    """The retry passes a plan of `probe` sends: its own (ARP's), or else the scan's."""
+    return scan_retries if probe.retries is None else probe.retries
+
+
 @dataclass(frozen=True)
 class Work:
     probe: ProbeType
@@ -69,7 +74,7 @@ class Work:
         key, shard = fixed or (os.urandom(16), shard)
         return plans.Plan(
             gen=gen, kind=probe.kind, slot=slot, share=min(workers, -(-size // shard)),
-            retries=spec.retries if probe.retries is None else probe.retries, key=key,
+            retries=plan_retries(probe, spec.retries), key=key,
             ifindex=self.route.ifindex, src_ip=self.route.src_ip, src_mac=self.route.src_mac,
             sport_base=SPORT_BASE + (slot << TICK_BITS), rate=spec.rate * self.rate_part,
             timeout_init_ms=t or plans.TIMEOUT_INIT_MS, timeout_min_ms=t or plans.TIMEOUT_MIN_MS,

@@ -3,7 +3,8 @@ what it means): the spec it runs, each plan it started (its key: the same key gi
 order), each shard's progress, and the engine records that must outlive the process (open ports
 as they come, a shard's tally with its end, ARP answers).
 
-Rows go once the scan ends; deleting the scan deletes them too (foreign keys).
+Rows go once the scan will not resume (it ended, or failed to resume), after its final state is
+written; deleting the scan deletes them too (foreign keys).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ is SIGKILLed at about 30 %, 60 % and 90 % of its progress, and started again eac
 state, ends completed with the lab's truth; and no port got more SYNs than 1 + retries, counted
 by a capture of our own on the scanner's interface (not the daemon's word). A graceful stop
 (SIGTERM, as systemctl restart sends it) suspends the scan the same way, within the supervisor's
-wait, and leaves it `running` in the store until the next start."""
+wait, and leaves it `running` in the store until the next start. A killed scan's coverage reads
+a clean lab as clean; and a scan whose retries are fewer than ARP's own ends."""
 
 from __future__ import annotations
 
@@ -92,6 +93,11 @@ def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(lab: 
                 assert (done["status"], done["error"]) == ("completed", None), done
                 result = c.get(f"/api/v1/scans/{scan_id}/result").json()
                 assert open_ports(result) == truth_open(lab, range(1, 65536))
+                # The lab is clean: the shards resumed, whose states started blank, must not read
+                # what an earlier life had answered as lost and recovered (engine/coverage.py).
+                loss = result["coverage"]["estimated_loss"]
+                print(f"resume: coverage {result['coverage']}")
+                assert loss is not None and loss < 0.05, result["coverage"]
         finally:
             stop_daemon(d)
         time.sleep(1)  # tcpdump writes out what it holds
@@ -168,3 +174,23 @@ def test_a_scan_the_policy_of_now_refuses_is_not_resumed_and_fails_with_why(
             assert c.get(f"/api/v1/scans/{scan_id}/result").json()["open_ports_total"] >= found
     finally:
         stop_daemon(again)
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_scan_with_fewer_retries_than_arps_own_ends_over_silent_on_link_addresses(
+        lab: Lab, tmp_path: Path, retries: int) -> None:
+    # ARP sends 1 + 2 probes whatever the scan's retries: its retry passes are granted against
+    # its own 2, or its shard waits for ever for a grant over the silent addresses of the /28.
+    on_link = [h for h in lab.truth["hosts"] if not h["routed"] and int(h["ip"].split(".")[-1]) < 16]
+    assert on_link, "the lab has no host in 198.18.0.0/28"
+    d = start_daemon(lab, tmp_path / "state")
+    try:
+        with d.unix() as c:
+            scan_id = start(c, {"target": "198.18.0.0/28", "profile": "custom", "ports": [22], "retries": retries})
+            done = wait_for(c, scan_id, timeout=30)
+            assert (done["status"], done["error"]) == ("completed", None), done
+            result = c.get(f"/api/v1/scans/{scan_id}/result").json()
+    finally:
+        stop_daemon(d)
+    # The scanner's own address is in the /28 too, and reported as a device like any other.
+    assert {dev["ip"] for dev in result["devices"]} == {h["ip"] for h in on_link} | {lab.truth["scanner"]["ip"]}

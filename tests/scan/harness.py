@@ -19,7 +19,7 @@ from netscand.scan.profiles import ScanRequest
 from netscand.scan.queue import Queued
 from netscand.scan.spec import ScanSpec
 from netscand.scan.targets import parse_targets
-from netscand.store import Store, StoreError
+from netscand.store import Store, StoreError, checkpoints
 from netscand.store import events as stored_events
 from tests.scan.fake_engine import FakeEngine
 from tests.scan.test_runner_unit import Device, FakeNet, Network, mac
@@ -35,7 +35,7 @@ class WatchedStore(Store):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.writes: list[tuple[str, str, str | None]] = []  # (scan id, "devices" | "state", status)
+        self.writes: list[tuple[str, str, str | None]] = []  # (scan id, "devices" | "state" | ..., status)
         self.refuse: Callable[[str, dict[str, Any]], bool] = lambda scan_id, fields: False
 
     def update_scan(self, scan_id: str, **fields: Any) -> dict[str, Any]:
@@ -50,7 +50,16 @@ class WatchedStore(Store):
             if self.refuse(scan_id, fields):
                 raise StoreError(f"{doing}: the disk is full", "the disk is full")
             self.writes.append((scan_id, "state", fields.get("status")))
+        if query is checkpoints.begin and self.refuse(args[0], {"checkpoint begun": args[1]}):
+            raise StoreError(f"{doing}: the disk is full", "the disk is full")
+        if query is checkpoints.save and self.refuse(args[0], {"checkpoint": args[1]}):
+            raise StoreError(f"{doing}: the disk is full", "the disk is full")
+        if query is checkpoints.drop:
+            self.writes.append((args[0], "checkpoint dropped", None))
         return super().call(doing, query, *args, **kwargs)
+
+    def checkpoint(self, scan_id: str) -> checkpoints.Stored | None:
+        return self.call("read", checkpoints.load, scan_id)
 
     def put_devices(self, scan_id: str, devices: list[dict[str, Any]]) -> None:
         self.writes.append((scan_id, "devices", None))

@@ -13,7 +13,7 @@ import pytest
 from netscand.engine import plan as plans
 from netscand.engine.shm import (
     JOB, PLAN_SHARDS, PLAN_SLOTS, R_DONE, R_PORT, R_REFUSED, REFUSE_INTERFACE, REFUSE_TARGET, SHARD_MAX, SHARD_SLOTS,
-    S_OPEN, Result, pack_result,
+    S_OPEN, Result, WorkerRow, pack_result,
 )
 from netscand.scan.dispatch import CRASHED, MAX_CRASHES, MIN_SHARD, Dispatcher, Submitted, shard_size
 from tests.scan.fake_engine import FakeEngine, Taken
@@ -167,6 +167,23 @@ def test_a_restarted_workers_shards_are_given_again_to_its_new_generation(
         engine.done(job)
     dispatcher.poll()
     assert sub.finished and len([r for r in owner.results if r.kind == R_DONE]) == 2
+
+
+def test_jobs_given_before_a_worker_first_wrote_its_row_go_out_again_as_they_were(engine: FakeEngine) -> None:
+    # The daemon's start: the control process resumes scans while the workers still fork.
+    engine.shared.set_worker_row(0, WorkerRow(0, 0, 0, 0.0, 0, 0))
+    dispatcher = Dispatcher(engine.shared)
+    restarts: list[int] = []
+    sub = dispatcher.submit(make(2), lambda r: None, lambda why: None, starts={0: (1, 4096), 1: (1, 4096)},
+                            restart=lambda shard: restarts.append(shard) or (2, 0))
+    jobs = engine.take()
+    [unread] = [j for j in jobs if j.worker == 0]
+    assert unread.job.epoch == 0  # the worker, of generation 1, drops it unread
+    engine.shared.set_worker_row(0, WorkerRow(1000, 1, 1, 0.0, 0, 0))
+    dispatcher.poll()
+    again = engine.take()
+    assert [(j.job.shard, j.job.epoch, j.job.attempt, j.job.pos) for j in again] == [(unread.job.shard, 1, 1, 4096)]
+    assert sub.crashes == 0 and restarts == []  # not a death: no pass lost, no crash counted
 
 
 def test_a_plan_whose_workers_keep_dying_fails_once(engine: FakeEngine, dispatcher: Dispatcher) -> None:

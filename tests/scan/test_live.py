@@ -26,6 +26,8 @@ def test_a_scans_last_devices_are_written_before_its_final_state(harness: Harnes
     writes = [w for w in harness.store.writes if w[0] == scan_id]
     final = writes.index((scan_id, "state", "completed"))
     assert (scan_id, "devices", None) in writes[:final] and (scan_id, "devices", None) not in writes[final:]
+    # Its checkpoint goes after its state: a kill between them leaves no finished scan read as interrupted.
+    assert writes.index((scan_id, "checkpoint dropped", None)) > final and harness.store.checkpoint(scan_id) is None
     assert harness.status(scan_id) == "completed"
     assert [d["ip"] for d in harness.store.result(scan_id)] == ["198.18.0.2", "198.18.0.5"]
 
@@ -43,6 +45,37 @@ def test_a_store_refusing_a_flush_fails_that_scan_and_the_next_one_starts(harnes
     assert harness.status(first) == "failed"
     assert harness.store.get_scan(first)["error"] == "storage: the disk is full"  # type: ignore[index]
     assert harness.status(second) == "running" and first not in harness.live.running
+    assert harness.store.checkpoint(first) is None  # it will not resume: nothing left to read
+
+
+def test_a_store_refusing_a_checkpoint_fails_that_scan_and_frees_its_plans(harness: Harness) -> None:
+    scan_id = harness.enqueue("alice")
+    harness.store.refuse = lambda sid, fields: "checkpoint" in fields
+
+    async def body() -> None:
+        harness.live.admit()
+        await until(lambda: scan_id not in harness.live.running and not harness.live.finishing)
+
+    run(running(harness, body, serve=False))
+    assert harness.status(scan_id) == "failed"
+    assert harness.store.get_scan(scan_id)["error"] == "storage: the disk is full"  # type: ignore[index]
+    # Its shards waited for that write: its plan slot and the workers' shards are given back.
+    assert harness.live.dispatcher.slots == [None] * len(harness.live.dispatcher.slots)
+    assert not any(harness.live.dispatcher.assigned)
+
+
+def test_a_store_refusing_to_begin_a_checkpoint_fails_that_scan_with_why(harness: Harness) -> None:
+    scan_id = harness.enqueue("alice")
+    harness.store.refuse = lambda sid, fields: "checkpoint begun" in fields
+
+    async def body() -> None:
+        harness.live.admit()
+        await until(lambda: scan_id not in harness.live.running and not harness.live.finishing)
+
+    run(running(harness, body, serve=False))
+    scan = harness.store.get_scan(scan_id)
+    assert scan is not None and (scan["status"], scan["error"]) == ("failed", "storage: the disk is full")
+    assert harness.live.dispatcher.slots == [None] * len(harness.live.dispatcher.slots)
 
 
 def test_shutdown_suspends_a_running_scan_cancels_the_queued_and_gives_back_every_place(harness: Harness) -> None:

@@ -1,5 +1,6 @@
-"""scan/resume.py without an engine: where a shard goes on after a restart (first_pass), and a
-spec kept as JSON comes back the same."""
+"""scan/resume.py without an engine: where a shard goes on after a restart (first_pass), a spec
+kept as JSON comes back the same, each plan's passes are granted against its own retries, and a
+resumed scan's rate under the policy of now."""
 
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ from netscand.engine.shm import (
     pack_result,
 )
 from netscand.scan import resume
+from netscand.scan.dispatch import Dispatcher
+from netscand.scan.orchestrator import _resumed
+from netscand.scan.policy import PolicyError
 from netscand.scan.resume import GRACE_S, Checkpoint, first_pass, spec_from_json, spec_json
 from netscand.scan.spec import Discovery, Pacing, ScanSpec
 from netscand.scan.targets import Targets
-from netscand.store.checkpoints import ShardRow
+from netscand.store.checkpoints import ShardRow, Stored
+from tests.scan.harness import policy
+from tests.scan.test_runner_unit import FakeNet
 
 RETRIES = 3
 
@@ -57,8 +63,8 @@ def test_a_spec_comes_back_from_its_json() -> None:
         assert spec_from_json(spec_json(spec)) == spec
 
 
-def _work(group: int = 1, index: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(group=group, index=index, probe=SimpleNamespace(kind=1), ports=(22, 80))
+def _work(group: int = 1, index: int = 0, retries: int | None = None) -> SimpleNamespace:
+    return SimpleNamespace(group=group, index=index, probe=SimpleNamespace(kind=1, retries=retries), ports=(22, 80))
 
 
 def _record(kind: int, shard: int = 0, **fields: int) -> Result:
@@ -67,7 +73,7 @@ def _record(kind: int, shard: int = 0, **fields: int) -> Result:
 
 def test_open_ports_are_kept_at_once_and_a_tally_and_its_counts_only_with_its_shards_end() -> None:
     cp, work = Checkpoint(RETRIES), _work()
-    cp.planned(work, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=0, key=b"k" * 16, shard_size=1024))
+    cp.planned(work, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=0, key=b"k" * 16, shard_size=1024, retries=RETRIES))
     assert not cp.submission(work)["gate"]([0, 1])  # not handed out before its row is written
     cp.record(work, _record(R_PORT, state=S_OPEN, ip=1, port=22))
     cp.record(work, _record(R_TALLY, ip=1, a=5))
@@ -87,7 +93,7 @@ def test_a_position_is_kept_once_past_its_grace_and_a_retry_pass_granted_once_wr
     now = [100.0]
     monkeypatch.setattr(resume.time, "monotonic", lambda: now[0])
     cp, work = Checkpoint(RETRIES), _work()
-    cp.planned(work, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=1000, key=b"k" * 16, shard_size=1024))
+    cp.planned(work, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=1000, key=b"k" * 16, shard_size=1024, retries=RETRIES))
     cp.submission(work)["gate"]([0])
     cp.written(cp.take())
     cp.mark(work, _record(R_MARK, a=0, b=4096, flags=MARK_BASE))
@@ -98,3 +104,50 @@ def test_a_position_is_kept_once_past_its_grace_and_a_retry_pass_granted_once_wr
     delta = cp.take()
     assert [(r.granted, r.attempt, r.pos, r.base) for r in delta.shards] == [(1, 0, 4096, True)]
     assert cp.written(delta) == [(9, 0, 1)]
+
+
+def _granted(cp: Checkpoint, work: SimpleNamespace, attempt: int) -> list[tuple[int, int, int]]:
+    """The grants a pass's end (attempt) leads to, once its write is done."""
+    cp.mark(work, _record(R_MARK, a=attempt, b=8, flags=MARK_PASS_END))
+    return cp.written(cp.take())
+
+
+@pytest.mark.parametrize("scan_retries", [0, 1])
+def test_an_arp_plan_is_granted_its_own_retries_under_a_scan_with_fewer(scan_retries: int) -> None:
+    # ARP fixes retries=2 (engine/probes/arp.py): counted against the scan's 0 or 1, its shard
+    # would wait for ever for a grant that never comes, and the scan would never end.
+    cp, arp = Checkpoint(scan_retries), _work(retries=2)
+    cp.submission(arp)["gate"]([0])
+    cp.planned(arp, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=500, key=b"k" * 16, shard_size=8, retries=2))
+    cp.written(cp.take())
+    assert _granted(cp, arp, 0) == [(9, 0, 1)]
+    assert _granted(cp, arp, 1) == [(9, 0, 2)]
+    assert _granted(cp, arp, 2) == []  # its last pass
+
+
+def test_a_restart_gives_an_arp_plan_no_pass_past_its_own_bound() -> None:
+    arp = _work(retries=2)
+    stored = SimpleNamespace(plans={}, records={}, shards={(1, 0): {0: ShardRow(1, 0, 0, False, 2, 2, 4, True),
+                                                                     1: ShardRow(1, 0, 1, False, 1, 1, 4, True)}})
+    sub = Checkpoint(5, stored).submission(arp)  # the scan's 5 would allow passes 3, 4 and 5
+    assert sub["done"] == {0} and sub["starts"] == {1: (2, 0)}
+    cp = Checkpoint(5)
+    cp.submission(arp)["gate"]([0])
+    cp.planned(arp, (1, 2), SimpleNamespace(gen=9, timeout_max_ms=500, key=b"k" * 16, shard_size=8, retries=2))
+    cp.written(cp.take())
+    assert _granted(cp, arp, 0) and _granted(cp, arp, 1)
+    cp.mark(arp, _record(R_MARK, a=2, b=8, flags=MARK_PASS_END))
+    assert cp.submission(arp)["restart"](0) is None  # its worker died after its last pass
+
+
+def _stored(spec: ScanSpec, rate: float | None) -> Stored:
+    return Stored(spec_json(spec), False, rate, {}, {}, {})
+
+
+def test_a_scan_that_gave_no_rate_resumes_under_a_lowered_max_rate_at_it(dispatcher: Dispatcher) -> None:
+    # Its spec's rate is the engine's ceiling, not a user's: the policy caps it, as a queued one's.
+    spec = ScanSpec(Targets(((0xC6120002, 0xC6120005),)), (22,), 50000.0, 3)
+    run = _resumed(_stored(spec, None), policy(), dispatcher, FakeNet())
+    assert run.spec.rate == policy().max_rate == 5000.0
+    with pytest.raises(PolicyError, match="rate 20000 is above"):  # a rate its request asked for
+        _resumed(_stored(spec, 20000.0), policy(), dispatcher, FakeNet())
