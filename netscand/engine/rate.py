@@ -106,7 +106,7 @@ class Decision(NamedTuple):
 
 
 class Learned(NamedTuple):
-    rate: float  # this worker's share, as the loop last set it
+    rate: float  # probes/s for a whole plan (this worker's share as its loop last set it x share)
     slow_start: bool
     at: float
 
@@ -134,8 +134,8 @@ class RateControl:
     """One worker's control of its share of one adaptive plan."""
 
     def __init__(self, ceiling: float, share: int, learned: Learned | None = None) -> None:
-        self.ceiling = ceiling
-        start = INITIAL / max(share, 1) if learned is None else learned.rate
+        self.ceiling, self.share = ceiling, max(share, 1)
+        start = (INITIAL if learned is None else learned.rate) / self.share
         self.rate = max(min(ceiling, start), min(ceiling, FLOOR))
         self.slow_start = True if learned is None else learned.slow_start
         self.epoch, self.started = 0, -1.0  # started: the epoch's first sample
@@ -145,7 +145,7 @@ class RateControl:
         self.window: deque[tuple[int, int]] = deque(maxlen=WINDOW)  # (answered, resolved)
         self.lossy: list[tuple[int, int]] = []  # the congested epochs in a row
         self.clean = 0  # clean epochs in a row since slow start or the last loss
-        self.min_rtt, self.min_rtt_old, self.min_rtt_at = math.inf, math.inf, -1.0
+        self.min_rtt, self.min_rtt_old, self.min_rtt_at = math.inf, math.inf, -math.inf
         self.loss = 0.0
 
     def batch(self, now: float, sent: int, view: memoryview, offs: Sequence[int]) -> None:
@@ -227,4 +227,6 @@ class RateControl:
         return Decision(self.rate, reason, ratio, self.loss)
 
     def learned(self, now: float) -> Learned:
-        return Learned(self.rate, self.slow_start, now)
+        """What the next plan on this route starts from: the path carried this plan's workers'
+        shares, whatever the next one's split."""
+        return Learned(self.rate * self.share, self.slow_start, now)

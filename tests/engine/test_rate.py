@@ -259,6 +259,8 @@ def test_the_next_plan_on_the_same_route_starts_where_the_last_one_left() -> Non
     other = PlanState(adaptive_plan(gen=7, gateway=b"\5" * 6), link.transmitter(1, False), routes)
     assert same.control is not None and same.control.rate == CEILING and same.pacer.rate == CEILING
     assert other.control is not None and other.control.rate == rate.INITIAL
+    # The rate learned is the plan's in all: a plan split among 4 workers starts each at a quarter.
+    assert RateControl(CEILING, 4, routes.get(route(same.plan), now)).rate == CEILING / 4
     # On-link hosts (a MAC each) are known by their /24.
     assert route(adaptive_plan()) == route(adaptive_plan(host=0xC6120080)) != route(adaptive_plan(host=0xC6120110))
     assert routes.get(route(same.plan), now + rate.MEMORY_S + 1) is None  # a stale rate is not believed
