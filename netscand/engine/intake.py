@@ -28,6 +28,7 @@ from netscand.engine import plan as plans
 from netscand.engine.guard import PlanGuard, route_gateways
 from netscand.engine.pacing import Pacer
 from netscand.engine.probes import PROBES, reply_clauses
+from netscand.engine.rate import Routes
 from netscand.engine.shards import PlanState
 from netscand.engine.shm import (
     PLAN_SLOTS, R_REFUSED, REFUSE_INTERFACE, REFUSE_PLAN, REFUSE_TARGET, Shared, pack_result,
@@ -47,6 +48,7 @@ class Intake:
         self.shared, self.index, self.link, self.pacer, self.emit = shared, index, link, pacer, emit
         self.guard, self.reload = guard, reload
         self.plans: dict[int, PlanState] = {}  # by plan slot
+        self.routes = Routes()  # what its plans' closed loops learned, for the next plans (rate.py)
         self.refused: dict[int, int] = {}  # plan slot -> generation of the plan refused there
         self.tx: dict[int, Tx] = {}  # by interface index
         self.rx: dict[int, Rx] = {}
@@ -114,7 +116,7 @@ class Intake:
             self._refuse(plan_slot, gen, reason)
             return None
         try:
-            state = PlanState(plan, self._sockets(plan))
+            state = PlanState(plan, self._sockets(plan), self.routes)
         except OSError as exc:  # the interface went away, no CAP_NET_RAW, no kernel SYN to shape probes by
             self._refuse(plan_slot, gen, REFUSE_INTERFACE, exc.errno or 0, str(exc))
             return None

@@ -25,7 +25,7 @@ from netscand.engine.paced import Schedule
 from netscand.engine.pacing import Pacer
 from netscand.engine.permutation import Permutation
 from netscand.engine.probes import PROBES, Probe, ProbeType
-from netscand.engine.rate import RateControl
+from netscand.engine.rate import PER_BATCH, Decision, RateControl, Routes
 from netscand.engine.rtt import RttEstimator
 from netscand.engine.shm import (
     MARK_BASE,
@@ -56,7 +56,8 @@ _FREE = ShardHeader(0, 0, 0, 0)
 class PlanState:
     """A worker's copy of one plan: its probe type and probe, transmitter, pacer and RTTs."""
 
-    def __init__(self, plan: plans.Plan, send: Tx) -> None:
+    def __init__(self, plan: plans.Plan, send: Tx, routes: Routes | None = None) -> None:
+        """`routes`: what the worker's loops learned per route, shared by its plans (rate.py)."""
         self.plan = plan
         self.ptype: ProbeType = PROBES[plan.kind]
         self.probe: Probe = self.ptype.build(plan)
@@ -65,20 +66,25 @@ class PlanState:
         # the sum over its plans (Shards.send). An adaptive plan's share is the ceiling of its
         # closed loop, which sets the pacer's rate (rate.py).
         share = plan.rate / max(plan.share, 1)
-        self.control = RateControl(share, plan.share) if plan.adaptive else None
+        self.routes, self.route = routes, route(plan)
+        learned = routes.get(self.route, clock.now()) if routes is not None else None
+        self.control = RateControl(share, plan.share, learned) if plan.adaptive else None
         self.pacer = Pacer(share if self.control is None else self.control.rate)
         self.rtt = RttEstimator(plan)
         self.backoffs, self.next_log = 0, 0.0  # the loop's back-offs since its last log line
 
-    def steer(self, now: float, worker: int) -> None:
-        """An adaptive plan's rate, after what its samples told since the last look."""
+    def steer(self, now: float, worker: int) -> Decision | None:
+        """An adaptive plan's rate, after what its samples told since the last look; the
+        decision taken, if an epoch ended."""
         assert self.control is not None
         decision = self.control.update(now, self.rtt.timeout(), self.rtt.srtt)
         if decision is None:
-            return
+            return None
         self.pacer.set_rate(decision.rate)
+        if self.routes is not None:
+            self.routes.put(self.route, self.control.learned(now))
         if decision.reason != "loss":
-            return
+            return decision
         # A line when the path made the loop back off, at most one per LOG_EVERY per plan (a
         # throttled path backs it off every second or so): climbing is no news, and a clean
         # one-shot scan's stderr stays empty.
@@ -88,6 +94,17 @@ class PlanState:
                      reason=decision.reason, ratio=round(decision.ratio, 3), loss=round(decision.loss, 3),
                      backoffs=self.backoffs)
             self.backoffs, self.next_log = 0, now + LOG_EVERY
+        return decision
+
+
+def route(plan: plans.Plan) -> tuple[int, int | bytes]:
+    """Which path a plan's probes take, as far as a worker can tell cheaply: its interface and
+    its one destination MAC (a gateway's: routed), or the /24 of its first host (on-link hosts,
+    each its own MAC)."""
+    macs = plan.macs
+    if macs and all(mac == macs[0] for mac in macs):
+        return plan.ifindex, macs[0]
+    return plan.ifindex, plan.hosts[0] >> 8 if plan.hosts else 0
 
 
 class ShardRun:
@@ -123,6 +140,12 @@ class ShardRun:
             return False
         self.silent_from += at
         return True
+
+    @property
+    def keyed(self) -> bool:
+        """Its pass goes in the shard's keyed order (a first pass, or a resumed one), not over a
+        retry's list of what got no answer."""
+        return isinstance(self.order, Permutation)
 
     def unanswered(self) -> list[int]:
         data = bytes(self.states[: self.length])
@@ -223,7 +246,7 @@ class Shards:
         if not over and run.pos - run.marked < MARK_EVERY:
             return
         run.marked = run.pos
-        flags = (MARK_BASE if isinstance(run.order, Permutation) else 0) | (MARK_PASS_END if over else 0)
+        flags = (MARK_BASE if run.keyed else 0) | (MARK_PASS_END if over else 0)
         self.emit(pack_result(R_MARK, flags=flags, plan_gen=run.ps.plan.gen, shard=run.shard, a=run.attempt,
                               b=run.pos))
 
@@ -279,10 +302,9 @@ class Shards:
                 self.sending.append(run)
                 continue
             first = run.pos
-            self._batch(run, min(int(pacer.tokens), int(ceiling.tokens)), now, ceiling)
-            if ps.control is not None and run.pos > first:
-                # One probe a batch is watched for its reply (rate.py): the batch's first.
-                ps.control.sample(now, self.shared.shards[run.shard_slot], run.order(first), run.pos - first)
+            sent = self._batch(run, min(int(pacer.tokens), int(ceiling.tokens)), now, ceiling)
+            if ps.control is not None and sent:
+                self._sample(run, now, first, sent)
             self._mark(run)
             if run.pos < run.total:
                 self.sending.append(run)  # its turn is over: the next run's comes
@@ -293,8 +315,19 @@ class Shards:
             return 0.0
         return wait
 
-    def _batch(self, run: ShardRun, n: int, now: float, ceiling: Pacer) -> None:
-        """Send up to n probes of run's pass and spend them from both pacers."""
+    def _sample(self, run: ShardRun, now: float, first: int, sent: int) -> None:
+        """Tell the plan's loop of a batch (rate.py): a few of its probes are watched for their
+        replies when its pass is keyed, where every position was sent (a retry pass skips what
+        got a late answer, and its ratio is no path's)."""
+        assert run.ps.control is not None
+        offs: list[int] = []
+        if run.keyed:
+            order, step = run.order, -(-(run.pos - first) // PER_BATCH)
+            offs = [order(at) for at in range(first, run.pos, step)]
+        run.ps.control.batch(now, sent, self.shared.shards[run.shard_slot], offs)
+
+    def _batch(self, run: ShardRun, n: int, now: float, ceiling: Pacer) -> int:
+        """Send up to n probes of run's pass and spend them from both pacers; how many went."""
         n = min(n, run.total - run.pos)
         tick = clock.tick(now)
         frame, send, start, order = run.ps.probe.frame, run.ps.send, run.start, run.order
@@ -312,6 +345,7 @@ class Shards:
         run.ps.pacer.tokens -= sent
         ceiling.tokens -= sent
         self.sent += sent
+        return sent
 
     def _send_paced(self, now: float, ceiling: Pacer) -> float:
         """Send every paced host that is due, as far as the pacers allow; returns how long until

@@ -140,8 +140,8 @@ class WorkerRow(NamedTuple):
     heartbeat: float  # monotonic
     sent: int  # probes sent
     matched: int  # replies matched to a probe
-    rate: float = 0.0  # probes/s: the sum of its plans' pacers' rates (an adaptive plan's as its loop set it)
-    loss: float = 0.0  # the highest loss any of its adaptive plans' loops estimates (rate.py)
+    rate: float = 0.0  # probes/s: the sum of the pacers' rates of its plans with a pass to send (an adaptive plan's as its loop set it)
+    loss: float = 0.0  # the highest loss the loops of those plans estimate (rate.py)
 
 
 class Job(NamedTuple):

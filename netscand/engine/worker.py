@@ -120,7 +120,11 @@ class Worker:
         self.intake.hangup = True
 
     def _beat(self, now: float, ready: int = 1) -> None:
-        states = self.plans.values()
+        # The plans with a pass to send (sending or held): one read but not started, or only
+        # waiting for late replies, sends nothing at its rate; a paced one's pacer is only a cap
+        # (its hosts' gaps are its pace) and it has no such pass.
+        busy = self.shards.busy_plans()
+        states = [ps for ps in self.plans.values() if ps.plan.gen in busy]
         rate = sum(ps.pacer.rate for ps in states)
         loss = max((ps.control.loss for ps in states if ps.control is not None), default=0.0)
         self.shared.set_worker_row(self.index, WorkerRow(os.getpid(), self.generation, ready, now,
