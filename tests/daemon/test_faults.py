@@ -114,6 +114,19 @@ def assert_consistent(db: Path) -> None:
     conn.close()
 
 
+def killed_mid_scan(lab: Lab, state: Path, *args: str) -> tuple[str, int]:
+    """An endless scan of the lab started, and its daemon SIGKILLed once it has found an open
+    port: the scan's id and the ports it had found."""
+    d = start_daemon(lab, state, *args)
+    try:
+        with d.unix() as c:
+            scan_id = start(c, {"target": all_hosts(lab), **ENDLESS})
+            found = mid_scan(c, scan_id)["ports_found"]
+    finally:
+        kill_tree(d)
+    return scan_id, found
+
+
 def kill_tree(d: Daemon) -> None:
     """SIGKILL the supervisor, then its children, as a cgroup kill would (systemd's KillMode):
     the supervisor first, so that it restarts nothing."""
@@ -306,13 +319,7 @@ def test_a_database_made_read_only_mid_scan_fails_the_scan_and_reads_go_on(
 
 
 def test_a_daemon_restarted_on_a_read_only_database_serves_what_it_has(lab: Lab, tmp_path: Path) -> None:
-    d = start_daemon(lab, tmp_path / "state")
-    try:
-        with d.unix() as c:
-            scan_id = start(c, {"target": all_hosts(lab), **ENDLESS})
-            found = mid_scan(c, scan_id)["ports_found"]
-    finally:
-        kill_tree(d)
+    scan_id, found = killed_mid_scan(lab, tmp_path / "state")
     db = tmp_path / "state" / "netscand.db"
     again: Daemon | None = None
     try:

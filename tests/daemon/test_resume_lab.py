@@ -22,7 +22,7 @@ from netscand.lab import Lab
 from netscand.lab.harness import Daemon, all_hosts, capture, open_ports, start_daemon, stop_daemon, truth_open
 from netscand.supervisor import STOP_TIMEOUT
 from tests.daemon.test_e2e import wait_for
-from tests.daemon.test_faults import ENDLESS, kill_tree, mid_scan, start, until
+from tests.daemon.test_faults import kill_tree, killed_mid_scan, start, until
 
 pytestmark = pytest.mark.lab
 
@@ -84,11 +84,7 @@ def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(lab: 
                 for percent in KILL_AT:
                     seen = progress_past(c, scan_id, percent)
                     kill_tree(d)
-                    d = start_daemon(lab, state)
-                    c = d.unix()
-                    again = c.get(f"/api/v1/scans/{scan_id}").json()
-                    assert again["status"] == "running", again
-                    assert again["ports_found"] >= seen["ports_found"]  # what it found stayed
+                    d, c = restarted(lab, state, scan_id, seen)
                 done = wait_for(c, scan_id, timeout=300)
                 assert (done["status"], done["error"]) == ("completed", None), done
                 result = c.get(f"/api/v1/scans/{scan_id}/result").json()
@@ -103,6 +99,16 @@ def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(lab: 
         time.sleep(1)  # tcpdump writes out what it holds
     assert_within_retries(lab, pcap, 65535)
     assert "scan.resumed" in (state / "daemon.log").read_text()
+
+
+def restarted(lab: Lab, state: Path, scan_id: str, seen: dict) -> tuple[Daemon, httpx.Client]:
+    """The daemon started again on its state: the scan goes on, with what it had found."""
+    d = start_daemon(lab, state)
+    c = d.unix()
+    again = c.get(f"/api/v1/scans/{scan_id}").json()
+    assert again["status"] == "running", again
+    assert again["ports_found"] >= seen["ports_found"]  # what it found stayed
+    return d, c
 
 
 def stored(state: Path, scan_id: str) -> tuple:
@@ -130,11 +136,7 @@ def test_a_scan_stopped_twice_resumes_to_the_truth_within_its_retries(lab: Lab, 
                 status, error, finished, eta, percent_kept, ports_kept = stored(state, scan_id)
                 assert (status, error, finished, eta) == ("running", None, None, None)
                 assert percent_kept >= seen["progress_percent"] and ports_kept >= seen["ports_found"]
-                d = start_daemon(lab, state)
-                c = d.unix()
-                again = c.get(f"/api/v1/scans/{scan_id}").json()
-                assert again["status"] == "running", again
-                assert again["ports_found"] >= seen["ports_found"]  # what it found stayed
+                d, c = restarted(lab, state, scan_id, seen)
             done = wait_for(c, scan_id, timeout=300)
             assert (done["status"], done["error"]) == ("completed", None), done
             result = c.get(f"/api/v1/scans/{scan_id}/result").json()
@@ -156,13 +158,7 @@ def test_a_scan_the_policy_of_now_refuses_is_not_resumed_and_fails_with_why(
         lab: Lab, tmp_path: Path, policy: str, why: str) -> None:
     config = tmp_path / "netscand.toml"
     config.write_text("[policy]\n")
-    d = start_daemon(lab, tmp_path / "state", "--config", str(config))
-    try:
-        with d.unix() as c:
-            scan_id = start(c, {"target": all_hosts(lab), **ENDLESS})
-            found = mid_scan(c, scan_id)["ports_found"]
-    finally:
-        kill_tree(d)
+    scan_id, found = killed_mid_scan(lab, tmp_path / "state", "--config", str(config))
     config.write_text("[policy]\n" + policy.format(first=all_hosts(lab)[0]) + "\n")
     again = start_daemon(lab, tmp_path / "state", "--config", str(config))
     try:

@@ -8,6 +8,8 @@ raises still ends its scan."""
 
 from __future__ import annotations
 
+import pytest
+
 from netscand.scan.runner import ScanRun
 from netscand.scan.stages import ProfilingStage
 from tests.scan.harness import Harness, run, running, until
@@ -48,25 +50,11 @@ def test_a_store_refusing_a_flush_fails_that_scan_and_the_next_one_starts(harnes
     assert harness.store.checkpoint(first) is None  # it will not resume: nothing left to read
 
 
-def test_a_store_refusing_a_checkpoint_fails_that_scan_and_frees_its_plans(harness: Harness) -> None:
+# The first write (its spec: "checkpoint begun") or a later one (its progress: "checkpoint").
+@pytest.mark.parametrize("refused", ["checkpoint begun", "checkpoint"])
+def test_a_store_refusing_a_checkpoint_fails_that_scan_with_why_and_frees_its_plans(harness: Harness, refused: str) -> None:
     scan_id = harness.enqueue("alice")
-    harness.store.refuse = lambda sid, fields: "checkpoint" in fields
-
-    async def body() -> None:
-        harness.live.admit()
-        await until(lambda: scan_id not in harness.live.running and not harness.live.finishing)
-
-    run(running(harness, body, serve=False))
-    assert harness.status(scan_id) == "failed"
-    assert harness.store.get_scan(scan_id)["error"] == "storage: the disk is full"  # type: ignore[index]
-    # Its shards waited for that write: its plan slot and the workers' shards are given back.
-    assert harness.live.dispatcher.slots == [None] * len(harness.live.dispatcher.slots)
-    assert not any(harness.live.dispatcher.assigned)
-
-
-def test_a_store_refusing_to_begin_a_checkpoint_fails_that_scan_with_why(harness: Harness) -> None:
-    scan_id = harness.enqueue("alice")
-    harness.store.refuse = lambda sid, fields: "checkpoint begun" in fields
+    harness.store.refuse = lambda sid, fields: refused in fields
 
     async def body() -> None:
         harness.live.admit()
@@ -75,7 +63,9 @@ def test_a_store_refusing_to_begin_a_checkpoint_fails_that_scan_with_why(harness
     run(running(harness, body, serve=False))
     scan = harness.store.get_scan(scan_id)
     assert scan is not None and (scan["status"], scan["error"]) == ("failed", "storage: the disk is full")
+    # Its shards waited for that write: its plan slot and the workers' shards are given back.
     assert harness.live.dispatcher.slots == [None] * len(harness.live.dispatcher.slots)
+    assert not any(harness.live.dispatcher.assigned)
 
 
 def test_shutdown_suspends_a_running_scan_cancels_the_queued_and_gives_back_every_place(harness: Harness) -> None:
