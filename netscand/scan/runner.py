@@ -164,9 +164,17 @@ class ScanRun:
             if r.kind == R_MARK:
                 self.checkpoint.mark(work, r)
                 return
-            self.checkpoint.record(work, r)
+            if not self._known_up(work, r):
+                self.checkpoint.record(work, r)
         if r.kind != R_MARK:
             handler(work, r)
+
+    def _known_up(self, work: Work, r: Result) -> bool:
+        """A ping answer from a host already up: it proves nothing a replay needs, and where every
+        address answers (a sweep of 127/8) journaling each of a host's answers would triple what the
+        checkpoint writes. An ARP answer (R_HOST) is kept: it may bring the MAC."""
+        h = self.result.hosts.get(r.ip) if work.discovery and r.kind in (R_PORT, R_TALLY) else None
+        return h is not None and h.up
 
     def _retire(self, work: Work) -> None:
         self.group_left[work.group] -= 1

