@@ -56,7 +56,9 @@ MOVED, MOVED_MAC, MOVED_TO = "h3", "00:1b:21:5e:00:13", "198.18.0.200"  # Intel'
 RECEIVER_HOST, RECEIVER_PORT, RECEIVER_FAILURES = "h4", 9000, 3
 EVENTS = ["change.*", "scan.state"]
 SSE_FIRST_PART = 2  # events read before the client drops off
-SSE_GAP_S = 1.0  # how long it stays away, while the scan goes on
+# How long it stays away at most, waiting for the scan to write events it will have missed: a
+# fixed gap may fall wholly in a stretch that writes none (the service probes', say).
+SSE_GAP_S = 60.0
 # Each host's probes paced this far apart, so the scan lasts seconds and goes on while the SSE
 # client is away rather than perhaps ending before it has left.
 HOST_GAP_MS = 200
@@ -236,9 +238,10 @@ def _read_dropping_off_mid_scan(daemon: Daemon, scan_id: str) -> list[dict[str, 
         before = _stream(client, scan_id, None, SSE_FIRST_PART)
     assert len(before) == SSE_FIRST_PART and not _ended(before[-1])  # it left before the scan's end
     at_drop = _stored_seqs(daemon, scan_id, before[-1]["seq"])
-    time.sleep(SSE_GAP_S)
-    missed = _stored_seqs(daemon, scan_id, before[-1]["seq"])
-    assert len(missed) > len(at_drop), "no event was written while the client was away"
+    deadline = time.monotonic() + SSE_GAP_S
+    while len(missed := _stored_seqs(daemon, scan_id, before[-1]["seq"])) == len(at_drop):
+        assert time.monotonic() < deadline, "no event was written while the client was away"
+        time.sleep(0.1)
     with daemon.unix() as client:
         after = _stream(client, scan_id, before[-1]["seq"], None)
     assert after and _ended(after[-1])
