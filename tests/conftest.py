@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ FACTORY_PREFIX = "nsl"
 HOSTILE_PREFIX = "nsh"
 DETECTOR_PREFIX = "nsdt"
 LOCK_FILE = DEFAULT_STATE_DIR / "pytest.lock"
+BENCH_LOCK_FILE = DEFAULT_STATE_DIR / "bench.lock"
 LOCK_WAIT_S = 900
 
 LabFactory = Callable[..., AbstractContextManager[Lab]]
@@ -47,11 +49,11 @@ def netns(require_root: None) -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
-@pytest.fixture(scope="session")
-def lab_lock(require_root: None) -> Iterator[None]:
-    """Test runs on one machine take turns with the lab: each would tear down the other's labs."""
-    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
+@contextlib.contextmanager
+def flocked(path: Path, what: str) -> Iterator[None]:
+    """`path` locked for the block, waiting up to LOCK_WAIT_S for whoever holds it (`what`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
         deadline = time.monotonic() + LOCK_WAIT_S
         waiting = False
         while True:
@@ -60,12 +62,28 @@ def lab_lock(require_root: None) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"another test run held {LOCK_FILE} for {LOCK_WAIT_S}s", pytrace=False)
+                    pytest.fail(f"{what} held {path} for {LOCK_WAIT_S}s", pytrace=False)
                 if not waiting:
-                    print(f"\nwaiting for another test run to release {LOCK_FILE}", file=sys.__stderr__)
+                    print(f"\nwaiting for {what} to release {path}", file=sys.__stderr__)
                     waiting = True
                 time.sleep(0.5)
         yield  # the lock goes with the file, also when the run is killed
+
+
+@pytest.fixture(scope="session")
+def lab_lock(require_root: None) -> Iterator[None]:
+    """Test runs on one machine take turns with the lab: each would tear down the other's labs."""
+    with flocked(LOCK_FILE, "another test run"):
+        yield
+
+
+@pytest.fixture
+def bench_lock(lab_lock: None) -> Iterator[None]:
+    """A bench run by a test takes turns with benches run by hand (under `flock BENCH_LOCK_FILE`,
+    bench/README.md): both build the bench's lab under the same prefix, each tearing down the
+    other's. Taken after lab_lock, which a bench run by hand never takes: no deadlock."""
+    with flocked(BENCH_LOCK_FILE, "a bench run by hand"):
+        yield
 
 
 @pytest.fixture(scope="session")

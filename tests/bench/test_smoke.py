@@ -3,7 +3,8 @@ start it, from the repository, checking its exit status and the figures it print
 no longer starts, or whose figures lost a line, fails CI instead of the next person who runs it.
 
 The benches build their own labs (prefixes nsa, nsb, nsf, nsk, nsp, nsr, nss, nsw) and daemons through
-netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out of the way.
+netscand.lab.harness, as the tests do; lab_lock keeps other test runs' labs out of the way, and
+bench_lock benches run by hand.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def run_bench(argv: list[str], timeout: float) -> subprocess.CompletedProcess[st
 
 @pytest.mark.lab
 @pytest.mark.parametrize("name", LAB_BENCHES)
-def test_a_lab_bench_runs_end_to_end_in_its_smoke_mode(name: str, lab_lock: None) -> None:
+def test_a_lab_bench_runs_end_to_end_in_its_smoke_mode(name: str, bench_lock: None) -> None:
     run_smoke(LAB_BENCHES[name])
 
 
