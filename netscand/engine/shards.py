@@ -5,7 +5,7 @@ finishes with its probe type's tally.
 Two kinds of slot meet here: a plan slot (shm.PLAN_SLOTS, shared by all workers) holds a plan;
 a shard slot (shm.SHARD_SLOTS per worker) holds the probe states of one shard of a plan in
 progress. Each plan has at most one shard sending in a worker (its next one waits until that
-pass is sent, while the previous one waits for late replies and retries), so a worker runs at
+pass is sent, while the previous one waits for late replies and retries), and a worker holds at
 most PLAN_SHARDS shards of each plan at once. A paced plan's shards are the exception: each one
 sends from its start to its end at its hosts' pace (paced.py), which lasts the whole scan, so
 they all send at once (holding the next would cap the hosts probed at one shard per worker).

@@ -24,9 +24,11 @@ from netscand.ipc.ring import Ring
 
 PLAN_SLOTS = 4  # the cookie carries the plan slot in 2 bits
 PLAN_BYTES = 1 << 20
-# A worker sends every running plan at once, in turn; per plan it holds one shard being sent
-# while the previous one waits for late replies and retries.
-PLAN_SHARDS = 2
+# A worker sends every running plan at once, in turn; per plan it holds one shard being sent,
+# the previous one waiting for late replies and retries, and the next one ready: with only two,
+# a plan's sending paused at each pass's end until the previous shard's last retry had waited
+# out its timeout and its slot came back through the control process (100-300 ms a shard).
+PLAN_SHARDS = 3
 SHARD_SLOTS = PLAN_SHARDS * PLAN_SLOTS
 SHARD_MAX = 1 << 16
 # Fields other processes read while their owner writes them use native formats, which CPython
@@ -48,7 +50,7 @@ SHARD_BYTES = SHARD_STATES + SHARD_MAX
 JOB = struct.Struct("<BBBBIIII")  # Job
 # A worker holds at most SHARD_SLOTS jobs; a restarted one may find as many of its
 # predecessor's still queued beside the ones given again.
-JOB_RING = 16
+JOB_RING = 32
 assert JOB_RING >= 2 * SHARD_SLOTS
 RESULT = struct.Struct("<BBBBIIIHHII6sHB27s")  # 64 bytes; 27 fit any SYN-ACK's usual options
 RESULT_RING = 1 << 16

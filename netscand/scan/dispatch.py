@@ -2,7 +2,7 @@
 
 Shards of a plan are handed out in a keyed random order, the plans in turn, one shard each. A
 worker holds at most PLAN_SHARDS of one plan (one being sent, the previous one waiting for late
-replies) and SHARD_SLOTS in all, room for a plan in every plan slot: a plan whose shards take
+replies, the next one ready) and SHARD_SLOTS in all, room for a plan in every plan slot: a plan whose shards take
 hours never keeps another's from the workers. A worker whose generation changes (the supervisor
 replaced it) gets every shard it had not reported done issued again (a plan with a checkpoint
 says where each goes on: scan/resume.py), so a scan never silently loses a shard; replies

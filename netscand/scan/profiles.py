@@ -62,7 +62,7 @@ def mean_gap_s(gap_ms: int, jitter_ms: int) -> float:
 def paced_hosts_per_worker(nports: int) -> int:
     """The hosts of `nports` ports one engine worker paces at once: a paced pass lasts the whole
     plan, so all its shards (whole hosts each, SHARD_MAX probes at most) send together, and a
-    worker holds PLAN_SHARDS of one plan (130 hosts at 1000 ports)."""
+    worker holds PLAN_SHARDS of one plan (195 hosts at 1000 ports)."""
     return PLAN_SHARDS * max(1, SHARD_MAX // nports)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from netscand import config, oneshot
+from netscand.engine.shm import PLAN_SHARDS
 from netscand.cli import ctl
 from netscand.cli import scan as one_shot
 from netscand.scan.ports import LINUX_EPHEMERAL, kernel_source_ports, top_ports
@@ -147,8 +148,8 @@ def test_a_paced_plan_holds_the_hosts_the_rate_keeps_at_their_gap() -> None:
     the budget, which bounds a silent host only."""
     stealth = resolve(ScanRequest("198.18.0.0/16", "stealth"), parse_targets("198.18.0.0/16"), RATE, 3)
     assert stealth.hosts_per_plan(4) == 400
-    assert stealth.hosts_per_plan(2) == 260  # two cores: 130 hosts per worker at 1000 ports
-    assert stealth.hosts_per_plan(1) == 2 * (65536 // 1000)  # one worker: two shards of 65 hosts
+    assert stealth.hosts_per_plan(2) == 2 * PLAN_SHARDS * (65536 // 1000)  # two cores: 195 hosts each at 1000 ports
+    assert stealth.hosts_per_plan(1) == PLAN_SHARDS * (65536 // 1000)  # one worker: its shards of 65 hosts
     assert dataclasses.replace(stealth, max_hosts=10).hosts_per_plan(4) == 10
     sneaky = resolve(ScanRequest("198.18.0.0/16", "stealth", stealth_level="sneaky"), parse_targets("198.18.0.0/16"),
                      RATE, 3)
