@@ -118,7 +118,8 @@ def _import(store: CveStore, inputs: list[BinaryIO], tracker: bool) -> None:
 
 
 def _sync(store: CveStore, args: argparse.Namespace, cfg: config.Config) -> None:
-    from netscand.vuln import sync as cve_sync  # its HTTP client is `sync`'s alone (start-up cost)
+    # Its HTTP client is `sync`'s alone (start-up cost).
+    from netscand.vuln import sync as cve_sync
 
     source = args.source or cfg.cve.feed_url
     tracker = args.tracker or cfg.cve.tracker_url

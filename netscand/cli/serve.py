@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 
 from netscand import config
+from netscand.listeners import ListenError
 from netscand.notify import Receipt, start_time
+from netscand.privileges import PrivilegeError
+from netscand.scan.ports import PortSpecError
 
 RELOAD_POLL = 0.05
 
@@ -53,10 +56,8 @@ def load(args: argparse.Namespace) -> config.Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netscand import control, daemon  # the daemon's whole graph, for this command alone
-    from netscand.listeners import ListenError
-    from netscand.privileges import PrivilegeError
-    from netscand.scan.ports import PortSpecError
+    # The daemon's whole graph (and SQLite), for this command alone.
+    from netscand import control, daemon
     from netscand.store import StoreError
 
     try:

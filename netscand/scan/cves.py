@@ -32,7 +32,13 @@ from netscand.scan.result import Host
 from netscand.scan.runner import ScanRun
 from netscand.vuln.errors import CveStoreError
 from netscand.vuln.match import Matcher, PortMatch
-from netscand.vuln.records import SEVERITIES, CveRecord, CveStatus, Finding, TrackerEntry
+from netscand.vuln.records import (
+    SEVERITIES,
+    CveRecord,
+    CveStatus,
+    Finding,
+    TrackerEntry,
+)
 from netscand.vuln.store import CveStore
 
 # Defined once, by the records' types (netscand/vuln/records.py).
