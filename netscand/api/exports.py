@@ -20,8 +20,12 @@ from starlette.responses import StreamingResponse
 from netscand.api.problems import Problem
 from netscand.scan.errors import not_found
 from netscand.scan.exports import (
-    DEVICE_FORMATS, FORMATS, INVENTORY_COLUMNS, INVENTORY_PORT_COLUMNS, Export, Format, export,
+    INVENTORY_COLUMNS,
+    INVENTORY_PORT_COLUMNS,
+    Export,
+    export,
 )
+from netscand.scan.formats import DEVICE_FORMATS, FORMATS, Format
 from netscand.scan.orchestrator import Orchestrator
 from netscand.store import Store, devices
 from netscand.store.threads import StoreThreads

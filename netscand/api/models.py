@@ -20,7 +20,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from netscand.api.problems import NOT_READY
 from netscand.scan.cves import FINDING_STATUSES, SEVERITIES
-from netscand.scan.exports import DEVICE_FORMATS, FORMATS
+from netscand.scan.formats import DEVICE_FORMATS, FORMATS
 from netscand.scan.identify import NAME_PREFERENCE
 from netscand.scan.ports import SOURCE_PORTS
 from netscand.scan.profiles import (

@@ -17,10 +17,9 @@ from typing import BinaryIO
 
 import msgspec
 
-from netscand import config, daemon, privileges
+from netscand import config, privileges
 from netscand.cli.serve import add_config_flags, load
 from netscand.vuln import store as cve_store
-from netscand.vuln import sync as cve_sync
 from netscand.vuln.errors import CveStoreError, ImportRefused, SyncError
 from netscand.vuln.records import CveStatus
 from netscand.vuln.store import CveStore, ImportReport
@@ -98,6 +97,10 @@ def _open_store(args: argparse.Namespace, cfg: config.Config) -> CveStore:
 def _default_path(cfg: config.Config) -> Path:
     """The state directory's cve.db, worked on as the daemon's user when run as root (the
     --db file is the caller's own, worked on as the caller)."""
+    # The daemon's graph, imported when its state directory is used: never by `netscand --help`
+    # or the other subcommands (start-up cost).
+    from netscand import daemon
+
     account = privileges.account(cfg.daemon.user)  # None unless root
     state = daemon.state_directory(cfg, account)
     if account is not None:
@@ -115,6 +118,9 @@ def _import(store: CveStore, inputs: list[BinaryIO], tracker: bool) -> None:
 
 
 def _sync(store: CveStore, args: argparse.Namespace, cfg: config.Config) -> None:
+    # Its HTTP client is `sync`'s alone (start-up cost).
+    from netscand.vuln import sync as cve_sync
+
     source = args.source or cfg.cve.feed_url
     tracker = args.tracker or cfg.cve.tracker_url
     api = args.api or cfg.cve.api_url

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netscand.cli import ctl, export
-from netscand.scan.exports import DEVICE_FORMATS
+from netscand.scan.formats import DEVICE_FORMATS
 
 if TYPE_CHECKING:
     from netscand.cli.ctl import Client

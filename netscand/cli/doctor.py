@@ -3,6 +3,9 @@
 Doctor only looks. Its one socket of the network kind is an AF_PACKET socket opened with
 protocol 0 (it receives nothing) and closed unused, to learn whether raw sockets are allowed;
 it never sends a packet, and never leaves a file behind (not even SQLite's -wal and -shm).
+
+What a check reads with (netlink, SQLite, X.509, the daemon's paths) is imported by that check:
+`netscand --help` and the other subcommands register this one without it (start-up cost).
 """
 
 from __future__ import annotations
@@ -19,16 +22,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from pyroute2 import IPRoute
-from sqlite_utils import Database
-
 import netscand
-from netscand import config, daemon, preload, privileges
+from netscand import config, preload, privileges
 from netscand.cli.serve import add_config_flags, load
-from netscand.store import schema
-from netscand.store.errors import plain_words
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 UNIT = "netscand.service"
@@ -79,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from netscand import daemon  # for its database's path: see the module's docstring
+
     try:
         cfg = load(args)
     except config.ConfigError as exc:
@@ -237,6 +235,8 @@ def python(d: config.DaemonConfig, unit: Unit | None) -> Finding:
 
 
 def interfaces() -> Finding:
+    from pyroute2 import IPRoute  # see the module's docstring
+
     with IPRoute() as ipr:
         links = {link["index"]: link for link in ipr.get_links()}
         v4: dict[int, list[str]] = {}
@@ -306,6 +306,11 @@ def _creatable(directory: Path, account: Account, made: frozenset[Path], what: s
 
 
 def database(path: Path, account: Account, made: frozenset[Path]) -> Finding:
+    from sqlite_utils import Database  # see the module's docstring
+
+    from netscand.store import schema
+    from netscand.store.errors import plain_words
+
     # SQLite creates its -wal and -shm files next to the database: the directory must be writable.
     issues = _creatable(path.parent, account, made, "the state directory")
     if path.exists() and not account.may(path, READ | WRITE):
@@ -347,6 +352,9 @@ def database(path: Path, account: Account, made: frozenset[Path]) -> Finding:
 
 
 def certificate(d: config.DaemonConfig, state: Path, account: Account) -> Finding:
+    from cryptography import x509  # see the module's docstring
+    from cryptography.hazmat.primitives import serialization
+
     if not d.listen:
         return Finding(OK, "certificate: none needed, the HTTPS listener is off (daemon.listen is empty)")
     if d.tls_cert:

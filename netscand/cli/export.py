@@ -22,7 +22,7 @@ import httpx
 from rich.console import Console
 
 from netscand.cli import ctl
-from netscand.scan.exports import FORMATS
+from netscand.scan.formats import FORMATS
 
 FORMAT_HELP = ("nmap-xml: nmap's XML output (ndiff, python-libnmap and nmap's importers read it); "
                "csv: one port per line; jsonl: one device per line")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netscand.scan.cves import SEVERITIES
+from netscand.vuln.records import SEVERITIES
 
 
 def by_severity(findings: list[tuple[str, dict]]) -> list[tuple[str, dict]]:

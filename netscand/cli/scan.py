@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from netscand import config, oneshot
+from netscand import config
 from netscand.cli import coverage, findings
 from netscand.cli.progress import progress_bar
 from netscand.scan.policy import PolicyError
@@ -35,6 +36,9 @@ from netscand.scan.profiles import (
     taking,
 )
 from netscand.scan.targets import TargetError, parse_targets
+
+if TYPE_CHECKING:
+    from netscand import oneshot
 
 EXIT_USAGE = 2
 
@@ -119,6 +123,10 @@ def _refused(args: argparse.Namespace, profile: Profile) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The one-shot root (the engine, the scan's stages) is imported when a scan runs: `netscand
+    # --help` and the other subcommands register this one's arguments without it (start-up cost).
+    from netscand import oneshot
+
     if bad := _out_of_range(args):
         return _fail(bad)
     try:

@@ -1,5 +1,10 @@
 """`netscand serve`: run the daemon in the foreground (systemd runs it this way too); and
-`netscand reload`, systemd's ExecReload: SIGHUP to the daemon, then wait until it has reloaded."""
+`netscand reload`, systemd's ExecReload: SIGHUP to the daemon, then wait until it has reloaded.
+
+The daemon's composition root (daemon.py, and through it the engine, the API and the store) is
+imported by the command that runs, not by this module: registering the arguments is all that
+`netscand --help` and the other subcommands need of it (start-up cost).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from netscand import config, control, daemon
+from netscand import config
 from netscand.listeners import ListenError
 from netscand.notify import Receipt, start_time
 from netscand.privileges import PrivilegeError
 from netscand.scan.ports import PortSpecError
-from netscand.store import StoreError
 
 RELOAD_POLL = 0.05
 
@@ -52,6 +56,10 @@ def load(args: argparse.Namespace) -> config.Config:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The daemon's whole graph (and SQLite), for this command alone.
+    from netscand import control, daemon
+    from netscand.store import StoreError
+
     try:
         cfg = load(args)
         return daemon.serve(cfg, lambda: load(args))
@@ -68,6 +76,8 @@ def reload(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         print(f"netscand: {exc}", file=sys.stderr)
         return 1
+    from netscand import daemon  # the daemon's whole graph, for this command alone
+
     path = daemon.receipt_path(cfg)
     before = Receipt.read(path)
     pid = args.pid  # systemd's $MAINPID: trusted as given

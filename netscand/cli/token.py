@@ -7,9 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netscand import config, daemon, privileges
+from netscand import config, privileges
 from netscand.cli.serve import add_config_flags, load
-from netscand.store import Store, StoreError
 
 SCOPES = ("read", "scan", "admin")
 
@@ -29,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported by this command alone: the daemon's graph and SQLite are no part of `netscand
+    # --help` or of the other subcommands (start-up cost).
+    from netscand import daemon
+    from netscand.store import Store, StoreError
+
     try:
         cfg = load(args)
         _become_daemon_user(cfg)
@@ -57,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
 def _become_daemon_user(cfg: config.Config) -> None:
     """Run as root, do the work as the daemon's user, as the daemon does: the database and its
     -wal and -shm, made or touched here, stay the daemon's to write (root's would lock it out)."""
+    from netscand import daemon  # as in run(): this command's alone
+
     account = privileges.account(cfg.daemon.user)  # None unless root
     if account is None:
         return

@@ -32,11 +32,16 @@ from netscand.scan.result import Host
 from netscand.scan.runner import ScanRun
 from netscand.vuln.errors import CveStoreError
 from netscand.vuln.match import Matcher, PortMatch
-from netscand.vuln.records import CveRecord, CveStatus, Finding, Severity, TrackerEntry
+from netscand.vuln.records import (
+    SEVERITIES,
+    CveRecord,
+    CveStatus,
+    Finding,
+    TrackerEntry,
+)
 from netscand.vuln.store import CveStore
 
-# Defined once, by the records' types (netscand/vuln/records.py), worst first.
-SEVERITIES: tuple[str, ...] = get_args(Severity)
+# Defined once, by the records' types (netscand/vuln/records.py).
 FINDING_STATUSES: tuple[str, ...] = get_args(get_type_hints(Finding)["status"])
 NO_DATA = "no CVE data is loaded: run `netscand cve sync` or `netscand cve import`"
 CVE_FIELDS = ("cves", "cve_note")  # a port's; replaced whole by a match

@@ -18,27 +18,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
 from netscand.scan.nmap_xml import NmapXml, clean
-
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    media_type: str
-    extension: str
-
-
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("nmap-xml", "application/xml", "xml"),
-    Format("csv", "text/csv", "csv"),
-    Format("jsonl", "application/x-ndjson", "jsonl"),
-)}
-DEVICE_FORMATS = ("csv", "jsonl")  # what a list of devices without a scan can be written as
 
 # (header, device key) of the columns before a port's own; the inventory names its own.
 Columns = Sequence[tuple[str, str]]
@@ -65,7 +49,7 @@ class Export(Protocol):
 
 
 def export(name: str, scan: dict[str, Any], addresses: int | None = None) -> Export:
-    """The writer of format `name` (a key of FORMATS) for `scan`, a scan row as the store holds
+    """The writer of format `name` (a key of scan/formats.py's FORMATS) for `scan`, a scan row as the store holds
     it, which probed `addresses` (None: not known)."""
     if name == "nmap-xml":
         return NmapXml(scan, addresses)
@@ -74,7 +58,7 @@ def export(name: str, scan: dict[str, Any], addresses: int | None = None) -> Exp
 
 def device_export(name: str, columns: Columns, extra: dict[str, Any] | None = None,
                   port_columns: Sequence[str] = PORT_COLUMNS) -> Export:
-    """The writer of format `name` (one of DEVICE_FORMATS) of any device dicts: CSV with the
+    """The writer of format `name` (one of scan/formats.py's DEVICE_FORMATS) of any device dicts: CSV with the
     device's `columns` before `port_columns`, or JSON Lines; `extra` goes first in each device."""
     return CsvWriter(columns, port_columns, extra or {}) if name == "csv" else JsonLinesWriter(extra or {})
 

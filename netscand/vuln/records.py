@@ -3,11 +3,12 @@ matching and reporting need (the importer converts; the store keeps them; the ma
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
 Severity = Literal["critical", "high", "medium", "low", "none"]
+SEVERITIES: tuple[str, ...] = get_args(Severity)  # worst first
 
 
 class CpeMatch(msgspec.Struct, frozen=True):

@@ -27,7 +27,6 @@ from typing import Any
 
 import structlog
 
-from netscand.profiling.services import hostkey
 from netscand.profiling.services.base import Probe, ServiceInfo, printable, safe_parse
 from netscand.profiling.services.probes import ACTIVE, BANNER, http, tls
 
@@ -152,6 +151,10 @@ class Detector:
 async def _with_hostkey(ip: str, port: int, found: ServiceInfo, timeout: float) -> ServiceInfo:
     """An SSH service with its host key (extra["hostkey"]), the stable evidence of which machine it
     is, when a second connection gets it in `timeout`."""
+    # Imported at the first SSH port: asyncssh (and the cryptography it loads) is a tenth of a
+    # second of start-up that a scan without one, and netscanctl, must not pay.
+    from netscand.profiling.services import hostkey
+
     key = await hostkey.fetch(ip, port, timeout=timeout)
     return replace(found, extra={**found.extra, "hostkey": key}) if key else found
 
