@@ -52,7 +52,7 @@ LAB_BENCHES = {
         r"^p1024-loss5 +netscand-daemon +(met|NOT met) +x[\d.]+ +- +x[\d.]+ +(met|NOT met) +x[\d.]+ +x[\d.]+$",
         (r"^nmap: -sS -n -T4 --max-retries 2 \(-Pn on port cells; its own discovery on routed16\); masscan: "
          r"--rate 10000000; netscand: scan TARGETS --ports P --json; netscand-daemon: the same request to "),
-    ), 150),
+    ), 240),
     "adapt": Smoke(("bench/adapt.py",), (
         r"^scan: finished in [\d.]+ s, [\d,]+ probes sent",
         r"^recall 100\.00% \(\d+/\d+ open ports\) \| false positives 0$",
