@@ -5,7 +5,8 @@
     python bench/engine.py --smoke      # 2 hosts: seconds, to check it still runs (with any mode)
     python bench/engine.py --matrix [--cells GLOBS] [--tools T,..] [--cap S] [--json FILE]
 
---matrix is issue 14's race, netscand at its defaults against nmap and masscan (matrix.py).
+--matrix is issue 14's race, netscand at its defaults (the one-shot, and a request to the
+running daemon) against nmap and masscan (matrix.py, served.py).
 
 Prints, per run: probes planned, probes/s (planned/wall and frames really sent, read from
 scan0's TX counter, so retries count), replies/s (scan0 RX), wall time, recall and false
@@ -199,8 +200,8 @@ def run_matrix(args: argparse.Namespace) -> int:
     if args.json:
         matrix.write_json(args.json, done, found, args)
     print_bench_footer()
-    broken = [r for _, r in done if r.tool == "netscand"
-              and ((r.run.returncode and not r.run.timed_out) or r.note.startswith("bad output"))]
+    broken = [r for _, r in done if r.tool in matrix.OURS
+              and ((r.run.returncode and not r.run.timed_out) or r.note.startswith(("bad output", "failed")))]
     return 1 if broken else 0
 
 

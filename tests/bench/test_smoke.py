@@ -41,14 +41,19 @@ LAB_BENCHES = {
     ), 120),
     "engine-matrix": Smoke(("bench/engine.py", "--matrix"), (
         r"^p1024-clean +netscand +[\d.]+ +100\.00% +0 +[\d,]+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +0  $",
+        # The daemon's row read from /proc: frames sent, CPU and memory it used, none of them 0.
+        (r"^p1024-clean +netscand-daemon +[\d.]+ +100\.00% +0 +[1-9][\d,]* +(?!0\.00 )[\d.]+ +[\d.]+ "
+         r"+(?!0\.0 )[\d.]+ +(?!0\.0 )[\d.]+ +0  $"),
         r"^p1024-(loss5|delay20) +netscand +[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
+        r"^p1024-(loss5|delay20) +netscand-daemon +[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
         r"^routed16 +netscand +[\d.]+ +100\.00% +0 +[\d,]+ ",
+        r"^routed16 +netscand-daemon +[\d.]+ +100\.00% +0 +[\d,]+ ",
         r"^routed16 +nmap +>?[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
         r"^routed16 +masscan +>?[\d.]+ +[\d.]+% +\d+ +[\d,]+ ",
-        r"^p1024-loss5 +(met|NOT met) +x[\d.]+ +- +x[\d.]+ +(met|NOT met)$",
+        r"^p1024-loss5 +netscand-daemon +(met|NOT met) +x[\d.]+ +- +x[\d.]+ +(met|NOT met) +x[\d.]+ +x[\d.]+$",
         (r"^nmap: -sS -n -T4 --max-retries 2 \(-Pn on port cells; its own discovery on routed16\); masscan: "
-         r"--rate 10000000; netscand: scan TARGETS --ports P --json\."),
-    ), 150),
+         r"--rate 10000000; netscand: scan TARGETS --ports P --json; netscand-daemon: the same request to "),
+    ), 240),
     "adapt": Smoke(("bench/adapt.py",), (
         r"^scan: finished in [\d.]+ s, [\d,]+ probes sent",
         r"^recall 100\.00% \(\d+/\d+ open ports\) \| false positives 0$",
