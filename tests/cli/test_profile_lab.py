@@ -7,10 +7,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from netscand.lab import Lab
 from netscand.lab.grade import OK, grade, identity_grades
 from netscand.scan.ports import top_ports
 from netscand.scan.profiles import PROFILES
+
+pytestmark = pytest.mark.lab
 
 
 def profile_scan(lab: Lab, *args: str) -> dict:

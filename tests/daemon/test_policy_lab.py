@@ -19,6 +19,8 @@ from netscand.lab import Lab
 from netscand.lab.harness import Daemon, capture, start_daemon, stop_daemon
 from tests.daemon.test_e2e import wait_for
 
+pytestmark = pytest.mark.lab
+
 POLICY = """[policy]
 allowed_targets = ["198.18.0.0/24"]
 excluded_targets = ["198.18.0.8/29"]
