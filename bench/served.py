@@ -25,13 +25,13 @@ from netscand.lab.harness import (
     Found,
     open_ports,
     running_daemon,
+    wait_workers_ready,
 )
 from netscand.scan.profiles import taking
 from netscand.statuses import FINISHED
 
 TOOL = "netscand-daemon"
 STATUS_EVERY_S = 0.1  # a status poll costs the daemon a request's CPU: a watching client's pace
-READY_TIMEOUT_S = 60  # /healthz answers before the workers are up; /readyz once they are
 RESULT_PAGE = 1000  # the API's largest page
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -62,15 +62,6 @@ def reset_peaks(root: int) -> None:
             Path(f"/proc/{pid}/clear_refs").write_text("5")
         except OSError:
             pass  # exited meanwhile
-
-
-def _wait_ready(daemon: Daemon) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with daemon.unix() as c:
-        while c.get("/readyz").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the daemon's workers were not ready in {READY_TIMEOUT_S} s")
-            time.sleep(0.1)
 
 
 def request_body(targets: Targets) -> dict[str, object]:
@@ -133,7 +124,8 @@ def scan_daemon(lab: Lab, targets: Targets, timeout: float) -> Result:
     # what the daemon and the one-shot take without it (engine.workers 0: one per core).
     try:
         with running_daemon(lab, None, "--workers", str(config.load(None).workers)) as daemon:
-            _wait_ready(daemon)
+            with daemon.unix() as c:
+                wait_workers_ready(c)
             run, found, note = _scan(lab, daemon, targets, timeout)
     except (DaemonStartError, RuntimeError, httpx.HTTPError, ValueError) as exc:
         # One cell's failure is a row saying so, not the end of a matrix of many minutes.

@@ -197,6 +197,18 @@ def _wait_ready(daemon: Daemon) -> None:
     raise DaemonStartError(f"daemon did not come up in {READY_TIMEOUT_S} s:\n{daemon.log.read_text()}")
 
 
+def wait_workers_ready(client: httpx.Client, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    """/readyz's body once it answers 200. start_daemon waits for /healthz, which answers before
+    the engine's workers are up; a scan timed from then would pay their start-up."""
+    deadline = time.monotonic() + timeout
+    while (r := client.get("/readyz")).status_code != 200:
+        if time.monotonic() > deadline:
+            raise DaemonStartError(f"the daemon was not ready in {timeout:g} s: {r.text[:300]}")
+        time.sleep(0.1)
+    body: dict[str, Any] = r.json()
+    return body
+
+
 def stop_daemon(daemon: Daemon) -> int:
     """SIGTERM, as systemd stops it; SIGKILL if it lingers. Returns its exit status."""
     if daemon.proc.poll() is None:

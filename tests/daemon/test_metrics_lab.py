@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from netscand.lab import Lab
-from netscand.lab.harness import Daemon, all_hosts
+from netscand.lab.harness import Daemon, all_hosts, wait_workers_ready
 from tests.api.conftest import scrape
 from tests.daemon.test_e2e import wait_for
 
@@ -29,11 +29,7 @@ def per_worker(samples: dict, name: str) -> dict[str, float]:
 
 
 def wait_until_ready(client: httpx.Client, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while (r := client.get("/readyz")).status_code != 200:
-        assert time.monotonic() < deadline, r.text
-        time.sleep(0.1)
-    assert r.json()["checks"] == {"store": "ok", "engine": "ok"}
+    assert wait_workers_ready(client, timeout)["checks"] == {"store": "ok", "engine": "ok"}
 
 
 def test_a_scan_shows_in_the_metrics(lab: Lab, daemon: Daemon) -> None:
