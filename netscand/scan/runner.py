@@ -67,8 +67,9 @@ class ScanRun:
 
     def step(self) -> None:
         """Retire finished or timed-out plans, then start the next group. One group runs at a
-        time: the scan's rate is split among its plans, which the workers send side by side
-        (and beside other scans' plans), and every worker shares each plan."""
+        time, but beside another's tail (_tail_room) or paced plans (_paced_room): the scan's
+        rate is split among its plans, which the workers send side by side (and beside other
+        scans' plans), and every worker shares each plan."""
         now = time.monotonic()
         self._retire_finished(now)
         self._start(now)
@@ -92,7 +93,7 @@ class ScanRun:
     def _start(self, now: float) -> None:
         while not self.cancelled and self.dispatcher.free_slot is not None:
             if not self.queue:
-                if not self.feeds or (self.running and not self._paced_room()):
+                if not self.feeds or (self.running and not (self._tail_room() or self._paced_room())):
                     break
                 self._next_group()
             work = self.queue.popleft()
@@ -110,6 +111,18 @@ class ScanRun:
                 handler(work, r)
             if sub.finished:  # done before a restart: what it leads to is planned now, not a tick later
                 self._retire_finished(now)
+
+    def _tail_room(self) -> bool:
+        """Whether the next group may start while the running one finishes. A group's last
+        shards end in a tail that sends little: the reply timeout waited out, then retries of
+        what went unanswered; with one group at a time the workers idle through it before every
+        group (a ping sweep before the port scan it leads to, each plan of hosts after the
+        last). Once every running work is adaptive and has all its shards handed out, the next
+        group starts beside that tail: an adaptive plan's rate is a ceiling its own loop and the
+        engine's rate (the workers' ceiling over all plans) hold, not a rate the user chose, so
+        two groups sending at once exceed nothing promised. A scan with a rate of its own keeps
+        one group at a time, so that rate is never doubled."""
+        return all(work.pacing is None and sub.plan.adaptive and not sub.pending for sub, work, _ in self.running)
 
     def _paced_room(self) -> bool:
         """Whether a group may start beside the running ones, with the feed it comes from moved

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from netscand.engine import plan as plans
 from netscand.engine.probes import arp
-from netscand.engine.shm import R_TALLY, pack_result
+from netscand.engine.shm import PLAN_SLOTS, R_TALLY, pack_result
 from netscand.netinfo import NetInfo
 from netscand.scan.dispatch import Dispatcher
 from netscand.scan.ports import top_ports
@@ -64,7 +64,9 @@ def every_thousandth(ip: int) -> bool:
 
 
 def test_a_slash_8_costs_what_answers_not_what_it_covers(engine: FakeEngine, dispatcher: Dispatcher) -> None:
-    spec = quick("127.0.0.0/8")
+    # At a rate of its own, so its groups run one at a time and the walk can stop after one
+    # (an adaptive scan's next group starts during the last one's tail: the test below).
+    spec = dataclasses.replace(quick("127.0.0.0/8"), adaptive=False)
     per_plan = spec.hosts_per_plan(dispatcher.shared.workers)
     assert per_plan == 7500
     rst = Rst(every_thousandth)
@@ -92,6 +94,41 @@ def test_a_slash_8_costs_what_answers_not_what_it_covers(engine: FakeEngine, dis
         assert (h.up, h.tcp.probed, h.tcp.closed_count, h.tcp.silent_count) == (True, 100, 100, 0)
     assert run.progress() == (groups * per_plan * 100, 2**24 * 100)
     assert not run.done
+
+
+def first_group_tail(engine: FakeEngine, dispatcher: Dispatcher, run: ScanRun) -> bool:
+    """Walk the first group's shards, a worker's share at a time, until each is handed out;
+    then whether a second group started while it still runs."""
+    run.step()
+    first = run.running[0][0]
+    while first.pending:
+        engine.serve(Rst(every_thousandth))
+        dispatcher.poll()
+        run.step()
+    assert not first.finished
+    return run.groups > 1
+
+
+def test_an_adaptive_scan_starts_its_next_group_during_the_last_ones_tail(
+        engine: FakeEngine, dispatcher: Dispatcher) -> None:
+    spec = quick("127.0.0.0/8")
+    assert spec.adaptive
+    run = ScanRun(spec, dispatcher, NetInfo())
+    assert first_group_tail(engine, dispatcher, run)
+    # Every shard handed out is not every shard done: the second group runs beside the first.
+    assert len({work.group for _, work, _ in run.running}) == 2
+    while run.groups < 4:
+        engine.serve(Rst(every_thousandth))
+        dispatcher.poll()
+        run.step()
+    hosts = spec.hosts_per_plan(dispatcher.shared.workers)
+    done = [ip for ip in range(0x7F000000, 0x7F000000 + 2 * hosts) if every_thousandth(ip)]
+    assert sorted(run.result.hosts)[: len(done)] == done  # nothing lost where groups met
+
+
+def test_a_scan_at_its_own_rate_runs_one_group_at_a_time(engine: FakeEngine, dispatcher: Dispatcher) -> None:
+    run = ScanRun(dataclasses.replace(quick("127.0.0.0/8"), adaptive=False), dispatcher, NetInfo())
+    assert not first_group_tail(engine, dispatcher, run)
 
 
 def test_a_timed_out_plan_marks_only_hosts_that_answered(engine: FakeEngine, dispatcher: Dispatcher) -> None:
@@ -150,10 +187,14 @@ def test_an_on_link_sweep_is_cut_into_plans_as_they_run(netns: str) -> None:
     out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", ON_LINK_PLAN],
                          check=True, capture_output=True, text=True, cwd=Path(__file__).parents[2]).stdout
     seen = json.loads(out)
-    # ARP first, one plan's worth of the addresses; the rest still ranges in the feed.
-    assert seen["kinds"] == [arp.PROBE.kind]
-    assert seen["hosts"] == [seen["capacity"]]
-    assert seen["left"] == [2**17 - 256 - seen["capacity"]]
+    # ARP first, a plan's worth of the addresses at a time; the rest still ranges in the feed.
+    # A plan of one probe per host is handed out at once, so the next one starts in its tail,
+    # as long as plan slots are free.
+    plans_run = len(seen["kinds"])
+    assert 1 <= plans_run <= PLAN_SLOTS
+    assert seen["kinds"] == [arp.PROBE.kind] * plans_run
+    assert all(n == seen["capacity"] for n in seen["hosts"][:-1]) and seen["hosts"][-1] <= seen["capacity"]
+    assert sum(seen["hosts"]) + sum(seen["left"]) == 2**17 - 256
     assert seen["planned"] == 2**17 - 256
     assert seen["found"] == 0
     assert seen["peak"] < 50 * MB
