@@ -151,15 +151,31 @@ class Admission:
                 raise
             return replayed(earlier, digest)
 
+    async def requeue(self, row: dict) -> Queued:
+        """A scan the previous control process left queued, queued again with its id and owner
+        under the limits of now: its request is rebuilt from its stored row, and checked as a new
+        one is. Raises ScanError (its targets or rate no longer fit the policy). It takes its
+        owner's place in the queue back, beyond the limit if need be: it was accepted once."""
+        # A row from before `remote` was stored gets the stricter policy of the two.
+        remote = row["options"].get("remote", True)
+        queued, _ = await self._queued(row["id"], ScanRequest.stored(row), row["owner"], remote, self.limits.now)
+        self.claims.waiting[row["owner"]] += 1
+        return queued
+
     async def _prepare(self, req: ScanRequest, owner: str | None, remote: bool,
                        limits: Limits) -> tuple[dict, Queued]:
         """The new scan's row and its queue entry (engine spec, routes), or a ScanError."""
+        queued, skipped = await self._queued(str(uuid.uuid4()), req, owner, remote, limits)
+        return _row(queued, skipped), queued
+
+    @staticmethod
+    async def _queued(scan_id: str, req: ScanRequest, owner: str | None, remote: bool,
+                      limits: Limits) -> tuple[Queued, int]:
+        """The scan's queue entry, and the addresses the policy left out of its targets."""
         policy = limits.policy
         targets, skipped = await _targets(req, owner, remote, policy)
         spec = resolve(req, targets, min(limits.rate, policy.max_rate), limits.retries, limits.discovery)
-        net = await _routes()
-        scan = _row(req, owner, skipped)
-        return scan, Queued(scan["id"], owner, req, spec, net, remote)
+        return Queued(scan_id, owner, req, spec, await _routes(), remote), skipped
 
 
 async def _targets(req: ScanRequest, owner: str | None, remote: bool, policy: Policy) -> tuple[Targets, int]:
@@ -186,12 +202,14 @@ async def _routes() -> NetInfo:
         raise ScanError(503, "Routes unavailable", f"cannot read the routing table: {exc}") from None
 
 
-def _row(req: ScanRequest, owner: str | None, skipped: int) -> dict:
+def _row(queued: Queued, skipped: int) -> dict:
+    req = queued.request
+    # `remote` is kept for a restart, which queues the scan again under the same policy (requeue).
+    options = req.options() | {"remote": queued.remote} | ({"excluded_addresses": skipped} if skipped else {})
     return {
-        "id": str(uuid.uuid4()), "status": "queued", "target": req.target,
-        "profile": req.profile, "site_id": req.site_id,
-        "options": req.options() | ({"excluded_addresses": skipped} if skipped else {}),
+        "id": queued.id, "status": "queued", "target": req.target,
+        "profile": req.profile, "site_id": req.site_id, "options": options,
         "created_at": utc_now(), "started_at": None, "finished_at": None,
         "estimated_completion": None, "progress_percent": 0, "hosts_found": 0,
-        "ports_found": 0, "error": None, "owner": owner,
+        "ports_found": 0, "error": None, "owner": queued.owner,
     }

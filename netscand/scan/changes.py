@@ -22,7 +22,6 @@ from netscand.store import Store, inventory, results, scans
 from netscand.store.compare import Covered, compare, port_name
 from netscand.store.threads import StoreThreads
 
-_REQUEST_FIELDS = frozenset(ScanRequest.__dataclass_fields__)
 # Devices of both results a diff compares at most: a diff is computed whole, in memory, per
 # request (then cached); two /16 results are 131,072.
 MAX_DEVICES = 140_000
@@ -46,8 +45,7 @@ def stored_covered(scan: dict[str, Any], kept: Covered | None, found: list[dict[
 def _rebuilt(scan: dict[str, Any]) -> Covered:
     """Its literal targets, its profile's ports, and CVEs if its match had data."""
     try:
-        req = ScanRequest(target=scan["target"], profile=scan["profile"],
-                          **{k: v for k, v in scan["options"].items() if k in _REQUEST_FIELDS})
+        req = ScanRequest.stored(scan)
         spec = resolve(req, _literal(scan["target"]), rate=1.0, retries=0)
     except (KeyError, TypeError, ValueError) as exc:
         raise ScanError(409, "Scan not comparable",

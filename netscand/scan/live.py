@@ -282,8 +282,9 @@ class Live:
 
     def stop_all(self, reason: str) -> None:
         """Shutting down: a running scan with a checkpoint is suspended (it stays `running` and
-        goes on at the next start, as after a kill); a paced one, and queued scans, are
-        cancelled; nothing more starts."""
+        goes on at the next start, as after a kill); a paced one is cancelled; queued scans
+        stay `queued`, and are queued again at the next start (Orchestrator.interrupted);
+        nothing more starts."""
         self.stopping = True  # or each cancelled scan would start a queued one
         self.dispatcher.poll()  # the records the rings hold now go into the last checkpoints
         for scan_id in list(self.running):
@@ -291,8 +292,6 @@ class Live:
                 self.finish(scan_id, "cancelled", reason)
             else:
                 self._suspend(self.running.pop(scan_id))
-        while self.queue:
-            self.persist.set_state(self.queue.pop().id, "cancelled", error=reason, finished_at=utc_now())
 
     def _suspend(self, running: Running) -> None:
         """Its last checkpoint and progress written (queued behind the writes under way, each

@@ -89,9 +89,28 @@ class Orchestrator:
 
     async def interrupted(self) -> None:
         """At start, before serving: scans left running by the previous control process go on
-        from their checkpoint (scan/resume.py), or fail with why they cannot."""
+        from their checkpoint (scan/resume.py), and those it left queued are queued again in
+        their order (Admission.requeue); each fails with why it cannot."""
         stored = self.persist.resumable()
-        if not self.persist.interrupted(RESTART_REASON, [scan_id for scan_id, _ in stored]) or not stored:
+        queued = self.persist.queued()
+        if not self.persist.interrupted(RESTART_REASON, [scan_id for scan_id, _ in stored] + [r["id"] for r in queued]):
+            return
+        await self._resume(stored)
+        for row in queued:
+            try:
+                self.queue.push(await self.admission.requeue(row))
+            except ScanError as exc:
+                self._not_resumed(row["id"], exc.detail)
+                continue
+            except Exception:  # a row this version cannot read must not keep the daemon from booting
+                log.exception("scan.request_unreadable", scan_id=row["id"])
+                self._not_resumed(row["id"], "its stored request is unreadable")
+                continue
+            log.info("scan.requeued", scan_id=row["id"])
+        self.live.admit()
+
+    async def _resume(self, stored: list[tuple[str, Stored]]) -> None:
+        if not stored:
             return
         try:
             # pyroute2 runs an event loop of its own, which can't nest in this one.

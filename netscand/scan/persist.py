@@ -124,6 +124,16 @@ class Persist:
             log.info("scan.state", scan_id=scan_id, status="failed", error=reason)
         return not any(scan_id in failed for scan_id in keep)
 
+    def queued(self) -> builtins.list[dict]:
+        """At start: the scans the previous control process left queued, oldest first (blocking:
+        before serving)."""
+        try:
+            rows = self._all_scans("queued")
+        except StoreError as exc:
+            log.error("scan.store_failed", error=str(exc))
+            return []
+        return sorted(rows, key=lambda r: (r["created_at"], r["id"]))
+
     # -- checkpoints (scan/resume.py) -----------------------------------------------------------
     def resumable(self) -> builtins.list[tuple[str, checkpoints.Stored]]:
         """At start: the running scans that left a checkpoint, with it (blocking: before serving)."""

@@ -279,6 +279,13 @@ class ScanRequest:
         return {k: v for k, v in self.__dict__.items()
                 if k not in ("target", "profile", "site_id") and v is not None}
 
+    @classmethod
+    def stored(cls, scan: Mapping[str, Any]) -> ScanRequest:
+        """The request a stored scan's row was made from (its options hold more than that)."""
+        fields = cls.__dataclass_fields__
+        return cls(scan["target"], scan["profile"], scan["site_id"],
+                   **{k: v for k, v in scan["options"].items() if k in fields})
+
 
 # Request fields some profiles take for themselves, in the request's order; every other profile
 # refuses them, as it sets what they would choose.

@@ -41,7 +41,8 @@ def test_custom_profile_as_in_the_spec(api: Api, unix: httpx.Client) -> None:
     r = start(unix, spec)
     assert r.status_code == 202, r.text
     assert stored(api, r.json()["id"])["options"] == {"ports": [22, 80, 443, 3389, 8080, 8443], "timeout_ms": 5000,
-                                 "max_concurrent": 20, "enable_profiling": True, "enable_cve_match": False}
+                                 "max_concurrent": 20, "enable_profiling": True, "enable_cve_match": False,
+                                 "remote": False}
 
 
 def test_every_option_and_nulls(api: Api, unix: httpx.Client) -> None:

@@ -116,7 +116,7 @@ def test_netscanctl_start_sends_the_pacing_options(module_api: Api, capsys: pyte
     out = capsys.readouterr().out  # the API's log lines too, as it runs in this process
     scan_id = orjson.loads(out[out.index("{\n"):out.index("\n}") + 2])["id"]
     assert stored(module_api, scan_id)["options"] == {"stealth_level": "sneaky", "host_gap_ms": 20000,
-                                                      "jitter_ms": 0, "source_ports": "40000-40999"}
+                                                      "jitter_ms": 0, "source_ports": "40000-40999", "remote": False}
 
 
 def test_netscanctl_start_leaves_the_pacing_checks_to_the_api(module_api: Api,

@@ -81,7 +81,7 @@ def test_netscanctl_start_sends_udp_ports_as_it_sends_ports(module_api: Api, cap
     assert ctl.main(argv) == 0
     out = capsys.readouterr().out  # the API's log lines too, as it runs in this process
     scan_id = orjson.loads(out[out.index("{\n"):out.index("\n}") + 2])["id"]
-    assert stored(module_api, scan_id)["options"] == {"ports": [22], "udp_ports": [53, "160-162"]}
+    assert stored(module_api, scan_id)["options"] == {"ports": [22], "udp_ports": [53, "160-162"], "remote": False}
 
 
 def test_netscanctl_start_sends_profiling_and_cve_match(module_api: Api, capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,4 +91,4 @@ def test_netscanctl_start_sends_profiling_and_cve_match(module_api: Api, capsys:
     out = capsys.readouterr().out
     scan_id = orjson.loads(out[out.index("{\n"):out.index("\n}") + 2])["id"]
     assert stored(module_api, scan_id)["options"] == {"ports": [22], "enable_profiling": True,
-                                                      "enable_cve_match": True}
+                                                      "enable_cve_match": True, "remote": False}

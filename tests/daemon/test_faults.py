@@ -164,18 +164,19 @@ def test_a_killed_worker_is_replaced_and_the_scan_completes_in_full(lab: Lab, da
     assert "worker[0] exited with -9; restarting" in daemon.log.read_text()
 
 
-def assert_resumed_and_queued_failed(c: httpx.Client, ids: list[str], found: int) -> None:
+def assert_resumed_and_requeued(c: httpx.Client, ids: list[str], found: int) -> None:
     """The two running scans go on (tests/daemon/test_resume_lab.py follows one to its end),
-    keeping what they found; the queued one was never started, and fails with the reason. The
-    running ones are stopped, so a new scan finds a place."""
+    keeping what they found; the queued one, never started, waits again in its place and
+    starts once they are stopped. It is stopped too, so a new scan finds a place."""
     for scan_id in ids[:2]:
         assert c.get(f"/api/v1/scans/{scan_id}").json()["status"] == "running"
     scan = c.get(f"/api/v1/scans/{ids[2]}").json()
-    assert scan["status"] == "failed" and "while the scan was running" in scan["error"], scan
-    assert scan["finished_at"] is not None
+    assert (scan["status"], scan["error"], scan["finished_at"]) == ("queued", None, None), scan
     assert c.get(f"/api/v1/scans/{ids[0]}/result").json()["open_ports_total"] >= found
     for scan_id in ids[:2]:
         assert c.post(f"/api/v1/scans/{scan_id}/stop").json()["status"] == "cancelled"
+    until(lambda: c.get(f"/api/v1/scans/{ids[2]}").json()["status"] == "running", 20, "the queued scan never started")
+    assert c.post(f"/api/v1/scans/{ids[2]}/stop").json()["status"] == "cancelled"
 
 
 def test_a_killed_control_process_is_replaced_and_resumes_its_running_scans(
@@ -190,7 +191,7 @@ def test_a_killed_control_process_is_replaced_and_resumes_its_running_scans(
         until(lambda: children(daemon.proc.pid).get("nsd control 0", victim) != victim, 10,
               "the control process was not replaced")
         until(lambda: c.get("/healthz").status_code == 200, 20, "the API did not come back")
-        assert_resumed_and_queued_failed(c, ids, found)
+        assert_resumed_and_requeued(c, ids, found)
         # The engine, whose old plans were dropped, takes new work.
         assert_serves_a_new_scan(lab, c)
 
@@ -210,14 +211,14 @@ def test_a_killed_daemon_restarts_on_its_state_resuming_its_running_scans(
     again = start_daemon(lab, tmp_path / "state")
     try:
         with again.unix() as c:
-            assert_resumed_and_queued_failed(c, ids, found)
+            assert_resumed_and_requeued(c, ids, found)
             assert_serves_a_new_scan(lab, c)
     finally:
         stop_daemon(again)
     assert_consistent(tmp_path / "state" / "netscand.db")
 
 
-def test_sigterm_suspends_running_scans_cancels_paced_and_queued_ones_and_starts_none(
+def test_sigterm_suspends_running_scans_cancels_paced_ones_keeps_queued_ones_and_starts_none(
         lab: Lab, daemon: Daemon) -> None:
     with daemon.unix() as c:
         # Two run (max_running_scans): one that can resume and a paced one, which cannot; two wait.
@@ -235,8 +236,10 @@ def test_sigterm_suspends_running_scans_cancels_paced_and_queued_ones_and_starts
         kept = conn.execute("SELECT scan_id FROM resume_scans").fetchall()
     conn.close()
     stopped = ("cancelled", "the daemon was stopped")
-    # The one left running waits for the next start (test_resume_lab.py follows one to its end).
-    assert ended == [("running", None, 1, None), (*stopped, 1, None), (*stopped, 0, None), (*stopped, 0, None)]
+    # The one left running waits for the next start (test_resume_lab.py follows one to its end),
+    # and the queued ones wait to be queued again then (test_a_killed_daemon_restarts_...).
+    queued = ("queued", None, 0, None)
+    assert ended == [("running", None, 1, None), (*stopped, 1, None), queued, queued]
     assert kept == [(ids[0],)]
 
 

@@ -71,9 +71,47 @@ def test_an_admitted_scan_is_stored_queued_with_the_targets_the_policy_leaves(
     assert queued is not None and queued.id == row["id"] and queued.owner == "alice" and not queued.remote
     assert store.get_scan(row["id"]) == row
     assert (row["status"], row["target"], row["profile"], row["site_id"]) == ("queued", "198.18.0.0/29", "quick", site)
-    assert row["options"] == {"excluded_addresses": 4}  # 198.18.0.0/30 is excluded
+    assert row["options"] == {"remote": False, "excluded_addresses": 4}  # 198.18.0.0/30 is excluded
     assert queued.spec.targets == parse_targets("198.18.0.4-198.18.0.7")
     assert queued.spec.rate == 2000.0 and admission.claims.waiting == {"alice": 1}
+
+
+def restarted(admission: Admission, **changes: Any) -> Admission:
+    """The next control process's admission over the same store, its limits changed by `changes`."""
+    fresh = limits()
+    return Admission(admission.store, admission.io, Claims(), CurrentLimits(Limits(**{**fresh.__dict__, **changes})),
+                     admission.events)
+
+
+def test_a_queued_scan_is_queued_again_after_a_restart_as_it_was_accepted(admission: Admission, store: Store) -> None:
+    row, queued = run(admit(admission, "198.18.0.0/29", owner="ci", remote=True, profile="custom",
+                            ports=["22", "80-90"], udp_ports=["53"], retries=0, rate=1500.0))
+    assert queued is not None
+    after = restarted(admission)
+    again = run(after.requeue(store.get_scan(row["id"])))
+    assert (again.id, again.owner, again.remote, again.request) == (row["id"], "ci", True, queued.request)
+    assert again.spec == queued.spec
+    assert after.claims.waiting == {"ci": 1}  # its place in the queue, taken back
+    # Even beyond the owner's limit: it was accepted once, and is no new request.
+    for _ in range(3):
+        run(after.requeue(store.get_scan(row["id"])))
+    assert after.claims.waiting == {"ci": 4}
+
+
+def test_a_queued_scan_the_policy_of_now_refuses_is_not_queued_again(admission: Admission, store: Store) -> None:
+    row, _ = run(admit(admission, "198.18.1.0/29", remote=True))
+    after = restarted(admission, policy=policy(excluded_targets=["198.18.1.0/24"]))
+    with pytest.raises(ScanError) as caught:
+        run(after.requeue(store.get_scan(row["id"])))
+    assert caught.value.status == 403 and not after.claims.waiting
+    # Only a remote request meets the socket-only targets; a row that does not say (stored by
+    # an earlier version) is taken for one.
+    local, _ = run(admit(admission, "198.19.1.0/29"))
+    legacy = store.get_scan(local["id"])
+    assert run(restarted(admission).requeue(legacy)).remote is False
+    legacy["options"].pop("remote")
+    with pytest.raises(ScanError):
+        run(restarted(admission).requeue(legacy))
 
 
 def test_a_replayed_key_answers_with_its_scan_and_takes_no_place(admission: Admission, store: Store) -> None:

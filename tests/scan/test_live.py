@@ -68,7 +68,7 @@ def test_a_store_refusing_a_checkpoint_fails_that_scan_with_why_and_frees_its_pl
     assert not any(harness.live.dispatcher.assigned)
 
 
-def test_shutdown_suspends_a_running_scan_cancels_the_queued_and_gives_back_every_place(harness: Harness) -> None:
+def test_shutdown_suspends_a_running_scan_and_leaves_the_queued_ones_queued(harness: Harness) -> None:
     scans = [harness.enqueue("alice"), harness.enqueue("alice"), harness.enqueue("bob")]
 
     async def body() -> None:
@@ -78,14 +78,15 @@ def test_shutdown_suspends_a_running_scan_cancels_the_queued_and_gives_back_ever
         harness.live.admit()  # a place freed while shutting down starts nothing
 
     run(running(harness, body, serve=False))
-    assert not harness.live.running and not harness.live.queue and not harness.claims.waiting
+    assert not harness.live.running and [q.id for q in harness.live.queue.waiting] == scans[1:]
     # The running one has a checkpoint: it stays running, to resume at the next start (resume.py).
     running_scan = harness.store.get_scan(scans[0])
     assert running_scan is not None and (running_scan["status"], running_scan["error"]) == ("running", None)
     assert running_scan["estimated_completion"] is None
+    # The queued ones are queued again at the next start (Orchestrator.interrupted).
     for scan_id in scans[1:]:
         scan = harness.store.get_scan(scan_id)
-        assert scan is not None and (scan["status"], scan["error"]) == ("cancelled", REASON)
+        assert scan is not None and (scan["status"], scan["error"], scan["finished_at"]) == ("queued", None, None)
 
 
 def test_state_the_store_refused_is_served_from_memory_and_written_on_a_later_tick(harness: Harness) -> None:
