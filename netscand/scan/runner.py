@@ -116,13 +116,17 @@ class ScanRun:
         """Whether the next group may start while the running one finishes. A group's last
         shards end in a tail that sends little: the reply timeout waited out, then retries of
         what went unanswered; with one group at a time the workers idle through it before every
-        group (a ping sweep before the port scan it leads to, each plan of hosts after the
-        last). Once every running work is adaptive and has all its shards handed out, the next
-        group starts beside that tail: an adaptive plan's rate is a ceiling its own loop and the
+        group (each plan of hosts after the last, the ping sweep of the next route). Once every
+        running work is an adaptive port scan with all its shards handed out, the next group
+        starts beside that tail: an adaptive plan's rate is a ceiling its own loop and the
         engine's rate (the workers' ceiling over all plans) hold, not a rate the user chose, so
-        two groups sending at once exceed nothing promised. A scan with a rate of its own keeps
-        one group at a time, so that rate is never doubled."""
-        return all(work.pacing is None and sub.plan.adaptive and not sub.pending for sub, work, _ in self.running)
+        two groups sending at once exceed nothing promised; a scan with a rate of its own keeps
+        one group at a time, so that rate is never doubled. Only port scans: a port scan leads
+        to nothing, so at most one group that feeds the planner (an ARP, a ping sweep) runs at
+        a time, and the groups are cut in the same order in every life of the scan, which is
+        how a resumed scan finds its plans (resume.plan_no)."""
+        return all(work.port_scan and work.pacing is None and sub.plan.adaptive and not sub.pending
+                   for sub, work, _ in self.running)
 
     def _paced_room(self) -> bool:
         """Whether a group may start beside the running ones, with the feed it comes from moved

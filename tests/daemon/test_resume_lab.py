@@ -74,13 +74,21 @@ def assert_within_retries(lab: Lab, pcap: Path, ports: int) -> None:
     assert len(sent) == len(all_hosts(lab)) * ports  # and every port was probed
 
 
-def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(lab: Lab, tmp_path: Path) -> None:
+# At its own rate, one group at a time; adaptive (no rate), a group starts in the tail of the one
+# before (scan/runner.py _tail_room), so a kill can fall while two run: the lab's on-link hosts'
+# port scan and its routed ones'.
+@pytest.mark.parametrize("rate", [SCAN["rate"], None], ids=["own-rate", "adaptive"])
+def test_a_scan_killed_three_times_resumes_to_the_truth_within_its_retries(
+        lab: Lab, tmp_path: Path, rate: int | None) -> None:
     state = tmp_path / "state"
+    request = {"target": all_hosts(lab), **SCAN, "rate": rate}
+    if rate is None:
+        del request["rate"]
     with syn_capture(lab, tmp_path) as pcap:
         d: Daemon = start_daemon(lab, state)
         try:
             with d.unix() as c:
-                scan_id = start(c, {"target": all_hosts(lab), **SCAN})
+                scan_id = start(c, request)
                 for percent in KILL_AT:
                     seen = progress_past(c, scan_id, percent)
                     kill_tree(d)
