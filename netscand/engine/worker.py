@@ -184,8 +184,9 @@ class Worker:
         """What waits on the receivers (each reply timed as it is matched: replies.py)."""
         take, states = self.replies.take, self.plans.values()
         for rx in self.rx.values():
-            for frame in rx.frames(RX_BATCH):
-                take(frame, states)
+            for batch in rx.batches(RX_BATCH):
+                for frame in batch.all():
+                    take(frame, states)
 
 
 def main(shared: Shared, index: int, guard: PlanGuard, reload: Callable[[], PlanGuard]) -> None:
