@@ -1,5 +1,7 @@
 """What a worker does with each received frame: check it, find the plan it answers, time it,
 record its answer in the shard's shared state bytes, and report what the answer newly tells.
+A block's plain RSTs to SYN probes, most of a port scan's replies, are matched and recorded in
+bulk (rstbatch.py); every other frame one by one.
 
 Nothing a worker receives can end it: every frame is checked before any probe reads it
 (frames.py), and whatever still goes wrong on one frame is counted and logged, and the worker
@@ -8,12 +10,13 @@ goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
-from netscand.engine import clock, frames
+from netscand.engine import clock, frames, rstbatch
 from netscand.engine.probes import Answer
+from netscand.engine.ring import Frames
 from netscand.engine.shards import PlanState, ShardFinder
 from netscand.engine.shm import R_HOST, R_PORT, S_NONE, S_OPEN, S_UNREACH, S_UP, pack_result
 
@@ -33,15 +36,70 @@ class Replies:
         self.matched = matched  # replies matched to a probe
         self.next_log = 0.0
         self.unlogged = 0  # parser errors since the last line about them
+        self.rsts = rstbatch.RstBatch()
 
     def take(self, frame: bytes, plans: Iterable[PlanState]) -> None:
         """One received frame."""
+        hit = self._answer(frame, plans)
+        if hit is not None:
+            self._record_safely(frame, hit)
+
+    def take_batch(self, batch: Frames, plans: Sequence[PlanState]) -> None:
+        """A block's frames: the plain RSTs answering tcp_syn plans in bulk (rstbatch.py), every
+        other frame as take() does."""
+        hits, rest = self.rsts.match(batch, plans)
+        if not hits:
+            for i in rest:
+                self.take(batch.frame(i), plans)
+            return
+        later = self._answers(batch, rest, plans)
+        if later:
+            # Whichever answer to a probe comes first sets its state byte (an open port's
+            # SYN-ACK, then a RST: still open, and reported). A RST answering a probe that a
+            # frame left to the per-frame path answers too goes that way as well, in order.
+            touched: dict[int, set[tuple[int, int]]] = {}
+            for _, _, (state, a) in later:
+                touched.setdefault(state.plan.gen, set()).add((a.host, a.port))
+            moved: list[int] = []
+            for k, h in enumerate(hits):
+                pairs = touched.get(h.state.plan.gen)
+                if pairs:
+                    hits[k], out = h.split(pairs)
+                    moved += out
+            later += self._answers(batch, moved, plans)
+            later.sort(key=lambda one: one[0])
+        for h in hits:
+            self.matched += len(h.at)
+            rstbatch.record(h, self.finder)
+            # One sample per plan and block, not one per reply: the timeout follows a mean.
+            if len(h.at):
+                h.state.rtt.sample(clock.since(h.tick, clock.now()))
+        for _, frame, hit in later:
+            self._record_safely(frame, hit)
+
+    def _answers(self, batch: Frames, positions: list[int],
+                 plans: Sequence[PlanState]) -> list[tuple[int, bytes, tuple[PlanState, Answer]]]:
+        """The frames at `positions` that answer a plan, with their positions, not yet recorded."""
+        out = []
+        for i in positions:
+            frame = batch.frame(i)
+            hit = self._answer(frame, plans)
+            if hit is not None:
+                out.append((i, frame, hit))
+        return out
+
+    def _answer(self, frame: bytes, plans: Iterable[PlanState]) -> tuple[PlanState, Answer] | None:
         # The last line of defence: frames.check() leaves no frame a probe should trip on, but
         # if one still does, the worker must not die of it.
         try:
-            hit = frames.take(frame, plans, self.malformed)
-            if hit is not None:
-                self._record(*hit)
+            return frames.take(frame, plans, self.malformed)
+        except Exception as exc:
+            self._parser_error(exc, frame)
+            return None
+
+    def _record_safely(self, frame: bytes, hit: tuple[PlanState, Answer]) -> None:
+        try:
+            self._record(*hit)
         except Exception as exc:
             self._parser_error(exc, frame)
 

@@ -12,7 +12,8 @@ The headers are the kernel's (linux/if_packet.h), but the frames in the blocks a
 network's, and the headers' offsets and counts are read as numbers that could be anything:
 read_block() bounds every offset by the block and every walk by what the block can hold, frames
 never overlapping, so a bad block costs at most its own bytes (it is total; a property test
-feeds it random bytes).
+feeds it random bytes). A block's frames are copied out in one piece (Frames), not one bytes
+object each: the worker matches most of them in bulk (rstbatch.py).
 
 x86 orders the kernel's frame writes before its status write as the worker sees them; a CPU
 with weaker ordering would need a read barrier after reading the status, which Python has not.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import mmap
 import socket
 import struct
+from dataclasses import dataclass
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -48,10 +50,37 @@ _FRAME = struct.Struct("=I8xI8xH")
 _FRAME_HDR = 48  # its size (tp_net, hv1 and padding follow tp_mac): no frame starts or steps closer
 
 
-def read_block(ring: bytes | mmap.mmap, base: int, size: int, count: int, first: int) -> list[bytes]:
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """Frames side by side in one buffer, frame i at data[starts[i] : starts[i] + lengths[i]]: a
+    block's, copied once, so that a bulk reader (rstbatch.py) reads them all as one array and
+    only the frames it leaves are cut out as bytes."""
+
+    data: bytes
+    starts: list[int]
+    lengths: list[int]
+
+    @classmethod
+    def of(cls, frames: list[bytes]) -> Frames:
+        starts, at = [], 0
+        for frame in frames:
+            starts.append(at)
+            at += len(frame)
+        return cls(b"".join(frames), starts, [len(f) for f in frames])
+
+    def frame(self, i: int) -> bytes:
+        at = self.starts[i]
+        return self.data[at : at + self.lengths[i]]
+
+    def all(self) -> list[bytes]:
+        return [self.frame(i) for i in range(len(self.starts))]
+
+
+def read_block(ring: bytes | mmap.mmap, base: int, size: int, count: int, first: int) -> Frames:
     """The frames of the block at `base` (`size` bytes) whose header claims `count` frames
     from offset `first`: as many as are there, each within the block."""
-    out: list[bytes] = []
+    starts: list[int] = []
+    lengths: list[int] = []
     at, end = first, size
     # Every frame takes a header: a count or a chain of offsets can claim no more than fit.
     for _ in range(min(count, size // _FRAME_HDR)):
@@ -61,13 +90,19 @@ def read_block(ring: bytes | mmap.mmap, base: int, size: int, count: int, first:
         start = at + mac
         if mac < _FRAME_HDR or start + snap > end:
             break
-        out.append(ring[base + start : base + start + snap])
+        starts.append(start)
+        lengths.append(snap)
         # 0: the block's last frame. A step into this frame's own bytes is no kernel's: frames
         # that overlapped could copy one block's bytes a thousand times over.
         if step < max(_FRAME_HDR, mac + snap):
             break
         at += step
-    return out
+    if not starts:
+        return Frames(b"", [], [])
+    # Frames follow each other (every step passes its frame's end): one copy from the first
+    # frame's start to the last one's end holds them all, and no byte outside the block.
+    lo, hi = starts[0], starts[-1] + lengths[-1]
+    return Frames(ring[base + lo : base + hi], [s - lo for s in starts], lengths)
 
 
 class Ring:
@@ -86,16 +121,19 @@ class Ring:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def frames(self, limit: int) -> list[bytes]:
-        """The frames of the blocks handed over, whole blocks until at least `limit` are read;
-        each block is handed back at once (its frames are copies)."""
-        ring, out = self._map, []
-        while len(out) < limit:
+    def batches(self, limit: int) -> list[Frames]:
+        """The frames of the blocks handed over, one Frames a block, whole blocks until at least
+        `limit` frames are read; each block is handed back at once (its frames are a copy)."""
+        ring, out, n = self._map, [], 0
+        while n < limit:
             base = self._next * BLOCK_SIZE
             status, count, first = _BLOCK.unpack_from(ring, base)
             if not status & TP_STATUS_USER:
                 break
-            out += read_block(ring, base, BLOCK_SIZE, count, first)
+            block = read_block(ring, base, BLOCK_SIZE, count, first)
+            if block.starts:
+                out.append(block)
+                n += len(block.starts)
             _STATUS.pack_into(ring, base + _STATUS_AT, TP_STATUS_KERNEL)
             self._next = (self._next + 1) % BLOCKS
         return out

@@ -16,7 +16,7 @@ import struct
 import time
 from typing import Protocol
 
-from netscand.engine.ring import SOL_PACKET, Ring
+from netscand.engine.ring import SOL_PACKET, Frames, Ring
 
 ETH_P_ALL = 0x0003
 PACKET_FANOUT = 18
@@ -166,9 +166,9 @@ class Rx(Protocol):
 
     def fileno(self) -> int: ...
 
-    def frames(self, limit: int) -> list[bytes]:
+    def batches(self, limit: int) -> list[Frames]:
         """What has arrived: `limit` frames or more when that many wait (a ring reads whole
-        blocks, so up to a block's frames past it); none waiting: []."""
+        blocks, so up to a block's frames past it), in order; none waiting: []."""
 
     def close(self) -> None: ...
 
@@ -182,14 +182,14 @@ class Datagrams:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def frames(self, limit: int) -> list[bytes]:
+    def batches(self, limit: int) -> list[Frames]:
         out: list[bytes] = []
         for _ in range(limit):
             try:
                 out.append(self.sock.recv(SNAPLEN))
             except OSError:  # nothing waiting (EAGAIN), or the socket went away
                 break
-        return out
+        return [Frames.of(out)] if out else []
 
     def close(self) -> None:
         self.sock.close()

@@ -181,11 +181,12 @@ class Worker:
 
     # -- receiving -----------------------------------------------------------------------------
     def _receive(self) -> None:
-        """What waits on the receivers (each reply timed as it is matched: replies.py)."""
-        take, states = self.replies.take, self.plans.values()
+        """What waits on the receivers, a block at a time (matched, recorded and timed:
+        replies.py)."""
+        take, states = self.replies.take_batch, list(self.plans.values())
         for rx in self.rx.values():
-            for frame in rx.frames(RX_BATCH):
-                take(frame, states)
+            for batch in rx.batches(RX_BATCH):
+                take(batch, states)
 
 
 def main(shared: Shared, index: int, guard: PlanGuard, reload: Callable[[], PlanGuard]) -> None:

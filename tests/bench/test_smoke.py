@@ -162,6 +162,15 @@ def test_the_inventory_bench_runs_in_its_smoke_mode() -> None:
     ), 120))
 
 
+def test_the_receive_bench_runs_in_its_smoke_mode() -> None:
+    """No lab: ring blocks laid out in memory, read per frame and in bulk."""
+    run_smoke(Smoke(("bench/replies.py",), (
+        r"^replies/block +per frame us/reply +bulk us/reply +ratio$",
+        r"^ +32 +[\d.]+ +[\d.]+ +[\d.]+x$",
+        r"^ +454 +[\d.]+ +[\d.]+ +[\d.]+x$",
+    ), 60))
+
+
 def test_a_smoke_size_for_no_option_of_the_bench_is_refused() -> None:
     """A misspelt key would be taken by set_defaults and ignored: the smoke would run full size."""
     def parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ def test_a_ring_receives_through_the_filter_in_a_lab(lab: Lab) -> None:
         program = bpf.reply_filter(reply_clauses(lo, hi), sockets.SNAPLEN)
         rx = sockets.open_rx(ifindex, 0x4E52, program)
     try:
-        assert rx.frames(64) == []
+        assert rx.batches(64) == []
         with namespaces.inside(host["netns"]), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for i in range(300):
                 s.sendto(i.to_bytes(2, "big"), (lab.truth["scanner"]["ip"], lo + (i % 7)))
@@ -35,7 +35,7 @@ def test_a_ring_receives_through_the_filter_in_a_lab(lab: Lab) -> None:
         deadline = time.monotonic() + 5
         while len(got) < 300 and time.monotonic() < deadline:
             select.select([rx], [], [], 0.1)
-            got += rx.frames(64)
+            got += [f for batch in rx.batches(64) for f in batch.all()]
         payloads = [f[42:44] for f in got if f[23] == 17]
         assert payloads == [i.to_bytes(2, "big") for i in range(300)]
         assert not [f for f in got if f[23] == 17 and f[36:38] == b"\0\x09"]

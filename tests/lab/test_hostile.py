@@ -63,7 +63,7 @@ def capture(lab: Lab, seconds: float, poke: tuple[str, int] | None = None,
     try:
         while (left := deadline - time.monotonic()) > 0:
             select.select([rx], [], [], left)
-            got += rx.frames(1024)
+            got += [f for batch in rx.batches(1024) for f in batch.all()]
     finally:
         rx.close()
         if held:

@@ -46,8 +46,9 @@ class TcpSyn:
     def __init__(self, plan: Plan, shape: SynShape = SCANNER_SHAPE) -> None:
         self.plan = plan
         self._key, self._slot = plan.key, plan.slot
-        self._cookie = Cookies(plan.key, plan.slot, plan.hosts)
-        self._adds, self._mul = self._cookie.adds, self._cookie.mul
+        # Public: the bulk matcher of RSTs (rstbatch.py) computes the same cookies over arrays.
+        self.cookies = Cookies(plan.key, plan.slot, plan.hosts)
+        self._adds, self._mul = self.cookies.adds, self.cookies.mul
         self._hosts = plan.hosts
         self._macs = plan.macs
         self._ports = plan.ports
@@ -119,7 +120,7 @@ class TcpSyn:
             return None
         host = self._host_index.get(ip)
         port = self._port_index.get(dport)
-        if host is None or port is None or self._cookie(host, dport, sport) != seq:
+        if host is None or port is None or self.cookies(host, dport, sport) != seq:
             return None
         return host, port
 

@@ -55,7 +55,7 @@ class TcpSynKernel(TcpSyn):
         pick = blake2b(_PICK.pack(dst, dport, tick & 0xFFFFFFFF), key=self._key, digest_size=5,
                        person=b"kernel-syn").digest()
         sport = self._sports[int.from_bytes(pick[:2], "big") % len(self._sports)]
-        seq = self._cookie(host, dport, sport)
+        seq = self.cookies(host, dport, sport)
         words = 0
         if self._ts_at >= 0:
             tsval = (ts_offset(self._key, dst) + 4 * tick + (pick[4] & 3)) & 0xFFFFFFFF
