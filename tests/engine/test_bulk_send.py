@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from unittest import mock
 
 import numpy as np
@@ -142,13 +143,21 @@ def test_rows_go_after_what_is_queued_and_the_buffer_grows_bounded() -> None:
 
 # -- whole batches -----------------------------------------------------------------------------
 
-class Rig:
-    """One shard of a plan in a Shards, sending through a socket pair; `bulk` says which path."""
+@pytest.fixture(scope="module")
+def shared() -> Shared:
+    """One region for every example (its eventfds are never closed): a rig per worker index."""
+    return Shared(2)
 
-    def __init__(self, plan: plans.Plan, bulk: bool, attempt: int = 0, pos: int = 0) -> None:
-        self.link, self.shared = PairLink(), Shared(1)
-        plans.write(self.shared.plans[plan.slot], plan)
-        self.shards = Shards(self.shared, 0, lambda record: None, 0)
+
+class Rig:
+    """One shard of a plan in a Shards of worker `index`, sending through a socket pair; `bulk`
+    says which path."""
+
+    def __init__(self, shared: Shared, index: int, plan: plans.Plan, bulk: bool, attempt: int = 0,
+                 pos: int = 0) -> None:
+        self.link = PairLink()
+        plans.write(shared.plans[plan.slot], plan)
+        self.shards = Shards(shared, index, lambda record: None, 0)
         self.state = PlanState(plan, self.link.transmitter(1, False))
         assert self.state.bulk is not None
         if not bulk:
@@ -166,6 +175,17 @@ class Rig:
         return sent, self.link.sent()
 
 
+@contextmanager
+def rigs(shared: Shared, plan: plans.Plan, attempt: int = 0, pos: int = 0) -> Iterator[tuple[Rig, Rig]]:
+    """The same shard in two rigs: one in bulk, one per probe."""
+    bulk, each = Rig(shared, 0, plan, True, attempt, pos), Rig(shared, 1, plan, False, attempt, pos)
+    try:
+        yield bulk, each
+    finally:
+        bulk.link.close()
+        each.link.close()
+
+
 def same_batches(bulk: Rig, each: Rig, sizes: list[int], now: float) -> None:
     for n in sizes:
         assert bulk.batch(n, now) == each.batch(n, now)
@@ -179,34 +199,33 @@ batch_sizes = st.lists(st.integers(1, UNREAD_MAX), min_size=1, max_size=6)
 
 @PROPS
 @given(syn_plans(max_hosts=16, max_ports=40), batch_sizes, st.floats(0, 1e6), st.data())
-def test_a_batch_sends_what_the_per_probe_path_sends(plan: plans.Plan, sizes: list[int], now: float,
-                                                    data: st.DataObject) -> None:
+def test_a_batch_sends_what_the_per_probe_path_sends(shared: Shared, plan: plans.Plan, sizes: list[int],
+                                                    now: float, data: st.DataObject) -> None:
     """A first pass, then a retry pass over what got no answer, answers also coming in during it."""
-    bulk, each = Rig(plan, True), Rig(plan, False)
-    same_batches(bulk, each, sizes, now)
-    answered = data.draw(st.lists(st.booleans(), min_size=bulk.run.length, max_size=bulk.run.length))
-    for rig in (bulk, each):
-        rig.run.states[: rig.run.length] = bytes(int(a) for a in answered)
-        rig.run.retry(rig.run.unanswered())
-    late = data.draw(st.lists(st.integers(0, bulk.run.length - 1), max_size=10))
-    for rig in (bulk, each):
-        for off in late:
-            rig.run.states[off] = 1  # a late answer: the retry pass skips it
-    same_batches(bulk, each, data.draw(batch_sizes), now)
+    with rigs(shared, plan) as (bulk, each):
+        same_batches(bulk, each, sizes, now)
+        answered = data.draw(st.lists(st.booleans(), min_size=bulk.run.length, max_size=bulk.run.length))
+        late = data.draw(st.lists(st.integers(0, bulk.run.length - 1), max_size=10))
+        for rig in (bulk, each):
+            rig.run.states[: rig.run.length] = bytes(int(a) for a in answered)
+            rig.run.retry(rig.run.unanswered())
+            for off in late:
+                rig.run.states[off] = 1  # a late answer: the retry pass skips it
+        same_batches(bulk, each, data.draw(batch_sizes), now)
 
 
 @PROPS
 @given(syn_plans(max_hosts=16, max_ports=40), batch_sizes, st.floats(0, 1e6), st.data())
-def test_a_resumed_keyed_pass_skips_what_is_answered(plan: plans.Plan, sizes: list[int], now: float,
-                                                     data: st.DataObject) -> None:
+def test_a_resumed_keyed_pass_skips_what_is_answered(shared: Shared, plan: plans.Plan, sizes: list[int],
+                                                     now: float, data: st.DataObject) -> None:
     length = plan.shard_range(0)[1]
     pos = data.draw(st.integers(0, length))
-    bulk, each = Rig(plan, True, attempt=1, pos=pos), Rig(plan, False, attempt=1, pos=pos)
     answered = bytes(data.draw(st.lists(st.sampled_from([0, 0, 1, 2]), min_size=length, max_size=length)))
-    for rig in (bulk, each):
-        assert rig.run.keyed
-        rig.run.states[:length] = answered
-    same_batches(bulk, each, sizes, now)
+    with rigs(shared, plan, attempt=1, pos=pos) as (bulk, each):
+        for rig in (bulk, each):
+            assert rig.run.keyed
+            rig.run.states[:length] = answered
+        same_batches(bulk, each, sizes, now)
 
 
 def test_only_plain_tcp_syn_to_a_sender_is_built_over_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,7 +235,8 @@ def test_only_plain_tcp_syn_to_a_sender_is_built_over_arrays(monkeypatch: pytest
                       ports=(1, 2), sport_lo=32768, sport_hi=60999)
     monkeypatch.setattr(tcp_syn_kernel.synshape, "shape", lambda mss: SCANNER_SHAPE)
     link = PairLink()
-    assert PlanState(plan, link.transmitter(1, False)).bulk is None  # a subclass: its own frame()
-    syn = dataclasses.replace(plan, kind=tcp_syn.PROBE.kind)
-    assert PlanState(syn, link.transmitter(1, False)).bulk is not None
-    assert PlanState(syn, send=None).bulk is None  # type: ignore[arg-type]  # not a Sender
+    with closing(link):
+        assert PlanState(plan, link.transmitter(1, False)).bulk is None  # a subclass: its own frame()
+        syn = dataclasses.replace(plan, kind=tcp_syn.PROBE.kind)
+        assert PlanState(syn, link.transmitter(1, False)).bulk is not None
+        assert PlanState(syn, send=None).bulk is None  # type: ignore[arg-type]  # not a Sender
