@@ -131,7 +131,7 @@ class ShardRun:
         self.attempt = 0
         self.order: Callable[[int], int] = Permutation(self.length, state.plan.key + shard.to_bytes(4, "big"))
         self.missing: list[int] = []  # a retry pass's order (retry())
-        self._missing: npt.NDArray[np.int64] | None = None  # the same, as an array once asked for
+        self._missing_array: npt.NDArray[np.int64] | None = None  # the same, as an array once asked for
         self.pos = 0
         self.total = self.length
         self.deadline = 0.0
@@ -164,9 +164,9 @@ class ShardRun:
         """[order(i) for i in range(first, first + count)], over arrays."""
         if isinstance(self.order, Permutation):
             return self.order.many(first, count)
-        if self._missing is None:
-            self._missing = np.array(self.missing, np.int64)
-        return self._missing[first : first + count]
+        if self._missing_array is None:
+            self._missing_array = np.array(self.missing, np.int64)
+        return self._missing_array[first : first + count]
 
     def unanswered(self) -> list[int]:
         data = bytes(self.states[: self.length])
@@ -180,7 +180,7 @@ class ShardRun:
         """The next pass sends only what got no answer."""
         self.attempt += 1
         self.order, self.pos, self.total = missing.__getitem__, 0, len(missing)
-        self.missing, self._missing = missing, None
+        self.missing, self._missing_array = missing, None
         self.before.append(bytes(self.states[: self.length]))
 
     def coverage(self, states: bytes, per_host: bool) -> tuple[Counts, list[tuple[int, Counts]]]:
@@ -377,7 +377,9 @@ class Shards:
         return sent
 
     def _bulk(self, run: ShardRun, n: int, tick: int, probe: TcpSyn, send: Sender) -> int:
-        """_each over arrays: the same frames in the same order, written in the sender's rows."""
+        """_each over arrays: the same frames in the same order, written in the sender's rows. A
+        retry pass reads its state bytes once for the batch, not as each probe goes: an answer
+        that comes in meanwhile (another worker records it) is one the loop could as well miss."""
         offs = run.offsets(run.pos, n)
         if run.attempt > 0:
             offs = offs[np.frombuffer(run.states, np.uint8)[offs] == 0]
