@@ -16,6 +16,9 @@ import struct
 import time
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from netscand.engine.ring import SOL_PACKET, Frames, Ring
 
 ETH_P_ALL = 0x0003
@@ -76,15 +79,26 @@ _RETRYABLE = (errno.ENOBUFS, errno.EAGAIN, errno.EINTR)
 
 class Sender:
     """Frames are copied into one buffer and leave in one sendmmsg() call per batch: the
-    syscall, not the copy, is what a frame costs Python (docs/architecture.md's measurements)."""
+    syscall, not the copy, is what a frame costs Python (docs/architecture.md's measurements).
+    A probe that builds a batch over arrays writes its frames into the buffer's rows in place
+    (rows(), add_rows()) instead of one copy each."""
 
     # An Ethernet frame without its FCS: a UDP probe carries its protocol's request (an IKE
     # SA_INIT, a WS-Discovery SOAP envelope), not just headers.
     FRAME_MAX = 1514
+    # The most rows one rows() call hands out, and so the most the buffer grows to (387 KB): a
+    # worker's turn at 50,000/s sends BURST_S x rate = 200 probes (pacing.py); a bigger batch
+    # is written in parts.
+    ROWS_MAX = 256
 
     def __init__(self, sock: socket.socket, capacity: int = 64) -> None:
         self._sock = sock  # kept open as long as the sender lives
         self._fd = sock.fileno()
+        self._n = 0
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
+        """Buffers for `capacity` frames (none queued: the old ones are dropped)."""
         self._capacity = capacity
         self._buf = ctypes.create_string_buffer(capacity * self.FRAME_MAX)
         self._view = memoryview(self._buf).cast("B")
@@ -96,13 +110,33 @@ class Sender:
             self._iov[i].iov_base = base + i * self.FRAME_MAX
             self._msgs[i].msg_hdr.msg_iov = ctypes.pointer(self._iov[i])
             self._msgs[i].msg_hdr.msg_iovlen = 1
-        self._n = 0
+        self._rows = np.frombuffer(self._view, np.uint8).reshape(capacity, self.FRAME_MAX)
+        # Each _IoVec is two size_t: base, then length.
+        self._lengths = np.frombuffer(memoryview(self._iov).cast("B"), np.uintp).reshape(capacity, 2)[:, 1]
 
     def __call__(self, frame: bytearray) -> None:
         at = self._n * self.FRAME_MAX
         self._view[at : at + len(frame)] = frame
         self._iov[self._n].iov_len = len(frame)
         self._n += 1
+        if self._n == self._capacity:
+            self.flush()
+
+    def rows(self, n: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uintp]]:
+        """The next n frames' rows (n, FRAME_MAX) and lengths, to write in place and queue with
+        add_rows(n). What is queued is sent first if they would not fit after it; the buffer
+        grows (doubling, up to ROWS_MAX) if it holds fewer than n rows."""
+        if not 0 < n <= self.ROWS_MAX:
+            raise ValueError(f"rows() hands out 1 to {self.ROWS_MAX} rows, not {n}")
+        if self._n + n > self._capacity:
+            self.flush()
+            if n > self._capacity:
+                self._allocate(min(self.ROWS_MAX, max(n, 2 * self._capacity)))
+        return self._rows[self._n : self._n + n], self._lengths[self._n : self._n + n]
+
+    def add_rows(self, n: int) -> None:
+        """Queue the n rows rows(n) handed out, written: flush() sends them with the rest."""
+        self._n += n
         if self._n == self._capacity:
             self.flush()
 

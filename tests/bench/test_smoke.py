@@ -171,6 +171,15 @@ def test_the_receive_bench_runs_in_its_smoke_mode() -> None:
     ), 60))
 
 
+def test_the_send_bench_runs_in_its_smoke_mode() -> None:
+    """No lab: batches of probes sent into a socket pair, per probe and in bulk."""
+    run_smoke(Smoke(("bench/sends.py",), (
+        r"^probes/batch +per probe us/probe +bulk us/probe +ratio$",
+        r"^ +16 +[\d.]+ +[\d.]+ +[\d.]+x$",
+        r"^ +256 +[\d.]+ +[\d.]+ +[\d.]+x$",
+    ), 60))
+
+
 def test_a_smoke_size_for_no_option_of_the_bench_is_refused() -> None:
     """A misspelt key would be taken by set_defaults and ignored: the smoke would run full size."""
     def parser() -> argparse.ArgumentParser:

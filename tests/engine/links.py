@@ -38,3 +38,7 @@ class PairLink:
 
     def reply(self, frame: bytes) -> None:
         self.rx_wire.send(frame)
+
+    def close(self) -> None:
+        for sock in (self.tx_worker, self.tx_wire, self.rx_worker, self.rx_wire):
+            sock.close()

@@ -14,6 +14,10 @@ reads its send tick from elsewhere (_tick).
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from netscand.engine import bpf, tally
 from netscand.engine.checksum import finish, ones_sum
@@ -37,9 +41,26 @@ _PORTS_SEQ = struct.Struct("!IHHI")  # destination address, source port, dest po
 _U16 = struct.Struct("!H")
 _TCP_HDR = struct.Struct("!HHIIBBH")
 _U32 = struct.Struct("!I")
+# frames() writes a frame as big-endian 16-bit words (every header field here is whole words):
+# the word index of each field it patches.
+_W_MAC, _W_IP_ID, _W_IP_SUM, _W_DST = 0, _IP_ID // 2, _IP_SUM // 2, _IP_DST // 2
+_W_SPORT, _W_DPORT, _W_SEQ, _W_TCP_SUM = _W_DST + 2, _W_DST + 3, _W_DST + 4, _TCP_SUM // 2
+_U64_32, _U64_HASH = np.uint64(32), np.uint64(HASH_MASK)
+Ints = npt.NDArray[np.int64]
 # Unreachable codes that mean a filter, as nmap reads them: host/protocol/port unreachable,
 # and administratively prohibited (9, 10, 13).
 FILTER_CODES = frozenset({1, 2, 3, 9, 10, 13})
+
+
+class _Columns(NamedTuple):
+    """A probe's template, hosts and ports as arrays, for frames()."""
+
+    template: npt.NDArray[np.uint16]  # the frame as big-endian words
+    host_words: npt.NDArray[np.uint16]  # per host index: its MAC's 3 words, its address's 2
+    host_sums: Ints  # per host index: its address's 2 words summed (both checksums add them)
+    adds: npt.NDArray[np.uint64]  # per host index: cookie secrets
+    mul: np.uint64
+    ports: Ints  # per port index: the port
 
 
 class TcpSyn:
@@ -64,6 +85,7 @@ class TcpSyn:
         self._ip_sum = ones_sum(ip)
         pseudo = plan.src_ip.to_bytes(4, "big") + b"\0\0\0\x06" + tcp_len.to_bytes(2, "big")
         self._tcp_sum = ones_sum(pseudo + tcp)
+        self._columns: _Columns | None = None  # built by the first frames()
 
     def frame(self, host: int, port: int, tick: int) -> bytearray:
         # The default scan's hot path, so _patch's statements are inlined here (with the IP ID
@@ -82,6 +104,41 @@ class TcpSyn:
         _U16.pack_into(buf, _IP_SUM, finish(self._ip_sum + hi + lo + ipid))
         _U16.pack_into(buf, _TCP_SUM, finish(self._tcp_sum + hi + lo + sport + dport + ipid + (seq & 0xFFFF)))
         return buf
+
+    def frames(self, hosts: Ints, ports: Ints, tick: int, rows: npt.NDArray[np.uint8],
+               lengths: npt.NDArray[np.uintp]) -> None:
+        """frame() for each (hosts[i], ports[i]) at one tick, written into rows[i] (a sender's
+        rows, sockets.Sender.rows) with lengths[i] set: the same bytes, built over arrays. Only
+        this class's frames: a subclass's frame() patches more (tcp_syn_kernel's)."""
+        c = self._columns if self._columns is not None else self._build_columns()
+        n = len(hosts)
+        sport = self.plan.sport_base + (tick & TICK_MASK)
+        dport = c.ports[ports]
+        # cookie.mix over arrays (and frame()'s inline copy of it): uint64 products wrap as
+        # mod 2**64, whose bits 34-63 are the cookie's hashed bits.
+        seq = ((((dport << 16 | sport).astype(np.uint64) + c.adds[hosts]) * c.mul >> _U64_32) & _U64_HASH)
+        seq = seq.astype(np.int64) | self._slot
+        ipid, seq_lo, addr = seq >> 16, seq & 0xFFFF, c.host_sums[hosts]
+        words = rows[:, : 2 * len(c.template)].view(">u2")
+        words[:] = c.template
+        picked = c.host_words[hosts]
+        words[:, _W_MAC : _W_MAC + 3] = picked[:, :3]
+        words[:, _W_DST : _W_DST + 2] = picked[:, 3:]
+        words[:, _W_SPORT] = sport
+        words[:, _W_DPORT] = dport
+        words[:, _W_IP_ID] = words[:, _W_SEQ] = ipid  # the IP ID is the sequence's high half
+        words[:, _W_SEQ + 1] = seq_lo
+        words[:, _W_IP_SUM] = finish(self._ip_sum + addr + ipid)  # checksum's finish works on arrays too
+        words[:, _W_TCP_SUM] = finish(self._tcp_sum + sport + addr + dport + ipid + seq_lo)
+        lengths[:n] = len(self._buf)
+
+    def _build_columns(self) -> _Columns:
+        words = np.frombuffer(b"".join(mac + ip.to_bytes(4, "big") for mac, ip in zip(self._macs, self._hosts)),
+                              ">u2").reshape(len(self._hosts), 5)
+        self._columns = _Columns(np.frombuffer(bytes(self._buf), ">u2"), words,
+                                 words[:, 3].astype(np.int64) + words[:, 4], np.array(self._adds, np.uint64),
+                                 np.uint64(self._mul), np.array(self._ports, np.int64))
+        return self._columns
 
     def _patch(self, host: int, dst: int, dport: int, sport: int, seq: int, ipid: int, tcp_words: int) -> bytearray:
         """The template addressed to `host`, for a subclass's frame() (frame() has it inline);
