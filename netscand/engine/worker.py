@@ -39,7 +39,7 @@ from collections.abc import Callable
 from netscand.engine import clock
 from netscand.engine.guard import PlanGuard
 from netscand.engine.intake import Intake
-from netscand.engine.pacing import BATCH, Pacer
+from netscand.engine.pacing import Pacer
 from netscand.engine.replies import Replies
 from netscand.engine.shards import IDLE_WAIT, ShardFinder, Shards
 from netscand.engine.shm import JOB_GATED, JOB_SHARD, PLAN_SLOTS, Job, Shared, WorkerRow
@@ -47,7 +47,8 @@ from netscand.engine.sockets import RAW_LINK, Link
 
 RX_BATCH = 256
 BEAT_EVERY = 0.1
-NAP_MAX = 0.001  # of a turn's sleep while sending (_nap): replies wait at most this long too
+NAP_MAX = 0.002  # of a turn's sleep while sending (_nap): replies wait at most this long too,
+# as long as the receive ring's blocks wait to be retired (ring.RETIRE_MS)
 
 
 class Worker:
@@ -108,10 +109,12 @@ class Worker:
         """The shortest sleep between two turns while sending. The pacers say when the next
         probe may go, which at 50,000/s is every 20 us; a turn costs a few probes' worth of
         CPU whatever it sends (the plan slots looked at, the receivers, select()), so waking for
-        each probe spent most of the CPU on turns. Half the time the ceiling takes to fill a
-        batch: no pacer's bucket fills in that time (a plan's, slower, holds longer), so no
-        probe's turn is lost, only grouped."""
-        return min(NAP_MAX, BATCH / 2 / self.pacer.rate) if self.pacer.rate > 0 else NAP_MAX
+        each probe spent most of the CPU on turns, and a batch is cheaper per probe the bigger
+        it is (its arrays' fixed cost: shards.BULK_LEAST). Half the time the ceiling's bucket
+        takes to fill: no pacer's bucket fills in that time (a plan's, slower, holds longer), so
+        no probe's turn is lost, only grouped."""
+        ceiling = self.pacer
+        return min(NAP_MAX, ceiling.burst / 2 / ceiling.rate) if ceiling.rate > 0 else NAP_MAX
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
