@@ -37,6 +37,7 @@ LAZY_MODULES = (
     "encodings.idna",  # socket.getaddrinfo and ssl with a str host name
     "netaddr.eui.ieee",  # netaddr's OUI registry index, on the first vendor lookup
     "uvicorn.lifespan.off",  # uvicorn.Config.load, in each control process (a restarted one too)
+    "numpy.ma",  # np.unique, in a worker recording a block's RSTs to more than one shard (rstbatch)
 )
 # The lab is for tests and demos, the daemon never runs it; __main__ would run the CLI.
 SKIPPED = ("netscand.lab", "netscand.__main__")

@@ -47,7 +47,11 @@ class Replies:
     def take_batch(self, batch: Frames, plans: Sequence[PlanState]) -> None:
         """A block's frames: the plain RSTs answering tcp_syn plans in bulk (rstbatch.py), every
         other frame as take() does."""
-        hits, rest = self.rsts.match(batch, plans)
+        try:
+            hits, rest = self.rsts.match(batch, plans)
+        except Exception as exc:  # the last line of defence, as for one frame: they go one by one
+            self._parser_error(exc, batch.data[:96])
+            hits, rest = [], list(range(len(batch.starts)))
         if not hits:
             for i in rest:
                 self.take(batch.frame(i), plans)
@@ -70,7 +74,11 @@ class Replies:
             later.sort(key=lambda one: one[0])
         for h in hits:
             self.matched += len(h.at)
-            rstbatch.record(h, self.finder)
+            try:
+                rstbatch.record(h, self.finder)
+            except Exception as exc:  # unrecorded, the probes are asked again by the next pass
+                self._parser_error(exc, batch.data[:96])
+                continue
             # One sample per plan and block, not one per reply: the timeout follows a mean.
             if len(h.at):
                 h.state.rtt.sample(clock.since(h.tick, clock.now()))

@@ -9,6 +9,7 @@ and their shards are running, done or never there."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ from netscand.engine.checksum import checksum, ones_sum
 from netscand.engine.probes import tcp_ack, tcp_syn
 from netscand.engine.replies import Replies
 from netscand.engine.ring import Frames
-from netscand.engine.rstbatch import LEAST, RstBatch
+from netscand.engine.rstbatch import LEAST, Hits, RstBatch
 from netscand.engine.shards import PlanState, ShardFinder
 from netscand.engine.shm import MALFORMED, S_CLOSED, S_NONE, S_OPEN, S_UNREACH, SHARD_HEADER, SHARD_STATES
 
@@ -292,3 +293,27 @@ def test_a_batch_of_few_frames_goes_per_frame() -> None:
     assert RstBatch().match(batch, [ps]) == ([], [0, 1, 2])
     hits, rest = RstBatch(3).match(batch, [ps])
     assert rest == [] and hits[0].at.tolist() == [0, 1, 2]
+
+
+class Failing(RstBatch):
+    """A bulk matcher that breaks on whatever it is given: the worker must outlive it."""
+
+    def match(self, batch: Frames, plans: Sequence[PlanState]) -> tuple[list[Hits], list[int]]:
+        raise MemoryError("the bulk matcher broke")
+
+
+def test_a_bulk_matcher_that_breaks_leaves_its_block_to_the_per_frame_path() -> None:
+    plan = make_plan(tcp_syn.PROBE.kind, 1, 7, POOL, PORT_POOL, 20, False)
+    ps = PlanState(plan, send=None)  # type: ignore[arg-type]
+    world = World([ps], [])
+    for shard in range(plan.shards):
+        slot = bytearray(SHARD_STATES + plan.shard_size)
+        SHARD_HEADER.pack_into(slot, 0, plan.gen, shard, plan.shard_size, 1)
+        world.slots.append(slot)
+    batch = [reply(bytes(ps.probe.frame(h, p, 3)), 0x14) for h in range(len(POOL)) for p in range(len(PORT_POOL))]
+    replies, _ = world.replies()
+    replies.rsts = Failing()
+    replies.take_batch(Frames.of(batch), [ps])  # no exception escapes: a worker would have died of it
+    assert replies.matched == len(batch) and replies.malformed[frames.PARSER_ERROR] == 1
+    states = np.concatenate([np.frombuffer(s, np.uint8)[SHARD_STATES:] for s in world.slots])
+    assert (states == S_CLOSED).all()
