@@ -262,8 +262,8 @@ class Samples:
         self.taken.append(rtt)
 
 
-def test_a_block_of_rsts_is_matched_in_bulk_and_timed_once() -> None:
-    """Every RST of a block matched without the per-frame path; one RTT sample for the plan."""
+def one_running_plan() -> tuple[PlanState, World]:
+    """A tcp_syn plan over the pools with every shard running (its state bytes blank)."""
     plan = make_plan(tcp_syn.PROBE.kind, 1, 7, POOL, PORT_POOL, 20, False)
     ps = PlanState(plan, send=None)  # type: ignore[arg-type]
     world = World([ps], [])
@@ -271,6 +271,17 @@ def test_a_block_of_rsts_is_matched_in_bulk_and_timed_once() -> None:
         slot = bytearray(SHARD_STATES + plan.shard_size)
         SHARD_HEADER.pack_into(slot, 0, plan.gen, shard, plan.shard_size, 1)
         world.slots.append(slot)
+    return ps, world
+
+
+def closed_everywhere(world: World) -> bool:
+    states = np.concatenate([np.frombuffer(s, np.uint8)[SHARD_STATES:] for s in world.slots])
+    return bool((states == S_CLOSED).all())
+
+
+def test_a_block_of_rsts_is_matched_in_bulk_and_timed_once() -> None:
+    """Every RST of a block matched without the per-frame path; one RTT sample for the plan."""
+    ps, world = one_running_plan()
     # Summed by the sender, or left to an offload that never came (a veth's, lo's).
     batch = [reply(bytes(ps.probe.frame(h, p, 3)), 0x14, offload=bool(p & 1), pad=6 * (h & 1))
              for h in range(len(POOL)) for p in range(len(PORT_POOL))]
@@ -281,8 +292,7 @@ def test_a_block_of_rsts_is_matched_in_bulk_and_timed_once() -> None:
     ps.rtt = Samples(samples)  # type: ignore[assignment]
     replies.take_batch(Frames.of(batch), [ps])
     assert replies.matched == len(batch) and emitted == [] and len(samples) == 1
-    states = np.concatenate([np.frombuffer(s, np.uint8)[SHARD_STATES:] for s in world.slots])
-    assert (states == S_CLOSED).all()
+    assert closed_everywhere(world)
 
 
 def test_a_batch_of_few_frames_goes_per_frame() -> None:
@@ -303,17 +313,10 @@ class Failing(RstBatch):
 
 
 def test_a_bulk_matcher_that_breaks_leaves_its_block_to_the_per_frame_path() -> None:
-    plan = make_plan(tcp_syn.PROBE.kind, 1, 7, POOL, PORT_POOL, 20, False)
-    ps = PlanState(plan, send=None)  # type: ignore[arg-type]
-    world = World([ps], [])
-    for shard in range(plan.shards):
-        slot = bytearray(SHARD_STATES + plan.shard_size)
-        SHARD_HEADER.pack_into(slot, 0, plan.gen, shard, plan.shard_size, 1)
-        world.slots.append(slot)
+    ps, world = one_running_plan()
     batch = [reply(bytes(ps.probe.frame(h, p, 3)), 0x14) for h in range(len(POOL)) for p in range(len(PORT_POOL))]
     replies, _ = world.replies()
     replies.rsts = Failing()
     replies.take_batch(Frames.of(batch), [ps])  # no exception escapes: a worker would have died of it
     assert replies.matched == len(batch) and replies.malformed[frames.PARSER_ERROR] == 1
-    states = np.concatenate([np.frombuffer(s, np.uint8)[SHARD_STATES:] for s in world.slots])
-    assert (states == S_CLOSED).all()
+    assert closed_everywhere(world)
