@@ -14,10 +14,7 @@ reads its send tick from elsewhere (_tick).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, NamedTuple
 
 from netscand.engine import bpf, tally
 from netscand.engine.checksum import finish, ones_sum
@@ -45,8 +42,11 @@ _U32 = struct.Struct("!I")
 # the word index of each field it patches.
 _W_MAC, _W_IP_ID, _W_IP_SUM, _W_DST = 0, _IP_ID // 2, _IP_SUM // 2, _IP_DST // 2
 _W_SPORT, _W_DPORT, _W_SEQ, _W_TCP_SUM = _W_DST + 2, _W_DST + 3, _W_DST + 4, _TCP_SUM // 2
-_U64_32, _U64_HASH = np.uint64(32), np.uint64(HASH_MASK)
-Ints = npt.NDArray[np.int64]
+if TYPE_CHECKING:  # numpy is imported by frames() alone: every command imports this module
+    import numpy as np
+    import numpy.typing as npt
+
+    Ints = npt.NDArray[np.int64]
 # Unreachable codes that mean a filter, as nmap reads them: host/protocol/port unreachable,
 # and administratively prohibited (9, 10, 13).
 FILTER_CODES = frozenset({1, 2, 3, 9, 10, 13})
@@ -110,13 +110,16 @@ class TcpSyn:
         """frame() for each (hosts[i], ports[i]) at one tick, written into rows[i] (a sender's
         rows, sockets.Sender.rows) with lengths[i] set: the same bytes, built over arrays. Only
         this class's frames: a subclass's frame() patches more (tcp_syn_kernel's)."""
+        import numpy as np
+
         c = self._columns if self._columns is not None else self._build_columns()
         n = len(hosts)
         sport = self.plan.sport_base + (tick & TICK_MASK)
         dport = c.ports[ports]
         # cookie.mix over arrays (and frame()'s inline copy of it): uint64 products wrap as
         # mod 2**64, whose bits 34-63 are the cookie's hashed bits.
-        seq = ((((dport << 16 | sport).astype(np.uint64) + c.adds[hosts]) * c.mul >> _U64_32) & _U64_HASH)
+        seq = ((((dport << 16 | sport).astype(np.uint64) + c.adds[hosts]) * c.mul >> np.uint64(32))
+               & np.uint64(HASH_MASK))
         seq = seq.astype(np.int64) | self._slot
         ipid, seq_lo, addr = seq >> 16, seq & 0xFFFF, c.host_sums[hosts]
         words = rows[:, : 2 * len(c.template)].view(">u2")
@@ -133,6 +136,8 @@ class TcpSyn:
         lengths[:n] = len(self._buf)
 
     def _build_columns(self) -> _Columns:
+        import numpy as np
+
         words = np.frombuffer(b"".join(mac + ip.to_bytes(4, "big") for mac, ip in zip(self._macs, self._hosts)),
                               ">u2").reshape(len(self._hosts), 5)
         self._columns = _Columns(np.frombuffer(bytes(self._buf), ">u2"), words,
