@@ -91,6 +91,10 @@ class Claims:
             if not claim.kept:
                 self.release(owner)
 
+    def hold(self, owner: str | None) -> None:
+        """A place taken back beyond the limit: a scan accepted before a restart (requeue)."""
+        self.waiting[owner] += 1
+
     def release(self, owner: str | None) -> None:
         self.waiting[owner] -= 1
         if self.waiting[owner] <= 0:
@@ -159,7 +163,7 @@ class Admission:
         # A row from before `remote` was stored gets the stricter policy of the two.
         remote = row["options"].get("remote", True)
         queued, _ = await self._queued(row["id"], ScanRequest.stored(row), row["owner"], remote, self.limits.now)
-        self.claims.waiting[row["owner"]] += 1
+        self.claims.hold(row["owner"])
         return queued
 
     async def _prepare(self, req: ScanRequest, owner: str | None, remote: bool,
